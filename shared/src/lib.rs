@@ -1,0 +1,27 @@
+//! The p2p-chat protocol crate, shared by `p2p-server` and `p2p-peer`.
+//!
+//! Read it bottom-up, like the protocol itself:
+//!
+//! - [`name`]: what a valid peer name is.
+//! - [`message`]: the envelope and every request and reply that travels on the wire.
+//! - [`frame`]: how one message is delimited on a TCP stream (length prefix, hard size limit).
+//! - [`transport`]: one request and one reply per fresh connection, with timeouts, for both
+//!   the sending and the receiving side.
+//! - [`runtime`]: the only module that names the async runtime.
+//! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`).
+//!
+//! The wire format is written down in `docs/protocol.md`; this crate is its reference
+//! implementation, and the two change together.
+
+pub mod duration;
+pub mod frame;
+pub mod message;
+pub mod name;
+pub mod runtime;
+pub mod transport;
+
+pub use message::{
+    Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, Reply, Request, Sender,
+    PROTOCOL_VERSION,
+};
+pub use name::PeerName;

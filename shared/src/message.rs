@@ -1,0 +1,317 @@
+//! Everything that travels on the wire: the envelope, the requests and the replies.
+//!
+//! Every message, in both directions, is an [`Envelope`]: version, id, time, sender, body.
+//! Requests carry a [`Request`] body, replies a [`Reply`] body that points back at the request
+//! it answers. Keeping the envelope in one place means authentication can later be added in
+//! one place too. docs/protocol.md describes the JSON this produces.
+
+use std::net::SocketAddr;
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::name::PeerName;
+
+/// The version this code speaks. A receiver refuses every other version.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The longest chat text, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 8 * 1024;
+
+/// The longest human-readable error detail, in bytes.
+pub const MAX_DETAIL_LEN: usize = 256;
+
+/// The most peers in one `peers` reply.
+pub const PEERS_PAGE_LEN: usize = 256;
+
+/// A random UUID naming one message.
+pub type MessageId = Uuid;
+
+/// Who sent a message, and where it listens for answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sender {
+    pub name: PeerName,
+    pub addr: SocketAddr,
+}
+
+/// The wrapper around every message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Envelope<B> {
+    pub v: u16,
+    pub id: MessageId,
+    pub at: DateTime<Utc>,
+    pub from: Sender,
+    pub body: B,
+}
+
+/// What a sender asks of a registry or a peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    /// Registry: bind `from.name` to `from.addr`.
+    Register,
+    /// Registry: remove `from.name`.
+    Unregister,
+    /// Registry: one page of registered peers, sorted by name, after `after`.
+    ListPeers { after: Option<PeerName> },
+    /// Registry: the address of one peer.
+    Lookup { name: PeerName },
+    /// Anyone: are you there, and who are you?
+    Ping,
+    /// Peer: may we chat? Answered later with a [`Request::ChatAnswer`].
+    ChatRequest,
+    /// Peer: the answer to the chat request with id `request`.
+    ChatAnswer { request: MessageId, answer: Answer },
+    /// Peer: one chat line.
+    ChatMessage { text: String },
+    /// Peer: the chat is over.
+    Disconnect,
+}
+
+/// How a chat request ended on the side that received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Accepted,
+    Declined,
+    /// Nobody answered before the request's expiry.
+    Expired,
+}
+
+/// The body of every reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename = "reply")]
+pub struct Reply {
+    /// The id of the request this answers; `None` when the request could not be read.
+    pub re: Option<MessageId>,
+    pub result: Outcome,
+}
+
+/// What became of a request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok,
+    Registered {
+        addr: SocketAddr,
+    },
+    Peers {
+        peers: Vec<PeerInfo>,
+        next: Option<PeerName>,
+    },
+    Peer {
+        peer: PeerInfo,
+    },
+    Pending {
+        expires_in_ms: u64,
+    },
+    Error {
+        code: ErrorCode,
+        detail: String,
+    },
+}
+
+impl Outcome {
+    /// An error outcome; the detail is cut to [`MAX_DETAIL_LEN`] bytes.
+    pub fn error(code: ErrorCode, detail: impl Into<String>) -> Outcome {
+        let mut detail = detail.into();
+        if detail.len() > MAX_DETAIL_LEN {
+            let mut end = MAX_DETAIL_LEN;
+            while !detail.is_char_boundary(end) {
+                end -= 1;
+            }
+            detail.truncate(end);
+        }
+        Outcome::Error { code, detail }
+    }
+}
+
+/// A registered peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub name: PeerName,
+    pub addr: SocketAddr,
+}
+
+/// Why a request failed. docs/protocol.md explains each code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadFrame,
+    BadMessage,
+    UnsupportedVersion,
+    AddressMismatch,
+    UnsupportedRequest,
+    InvalidRequest,
+    NameTaken,
+    NotRegistered,
+    UnknownPeer,
+    RegistryFull,
+    AlreadyConnected,
+    TooManyRequests,
+    UnknownRequest,
+    NotConnected,
+    Busy,
+    /// A code from a newer version of the protocol.
+    #[serde(other)]
+    Unknown,
+}
+
+/// Why bytes could not be turned into an envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("not a valid message: {0}")]
+    Malformed(#[from] serde_json::Error),
+    #[error("protocol version {0} is not supported (this program speaks {PROTOCOL_VERSION})")]
+    Version(u16),
+}
+
+impl DecodeError {
+    /// The error code a receiver answers this with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::Malformed(_) => ErrorCode::BadMessage,
+            DecodeError::Version(_) => ErrorCode::UnsupportedVersion,
+        }
+    }
+}
+
+impl<B: Serialize + DeserializeOwned> Envelope<B> {
+    /// A message from `from` with the given id, stamped now.
+    pub fn new(id: MessageId, from: Sender, body: B) -> Self {
+        Envelope {
+            v: PROTOCOL_VERSION,
+            id,
+            at: Utc::now(),
+            from,
+            body,
+        }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these types cannot fail: no maps with non-string keys, no custom
+        // serializers that error.
+        serde_json::to_vec(self).expect("envelopes always serialize")
+    }
+
+    /// Parses a frame body. The version is checked first, so a newer peer gets a clear
+    /// `unsupported_version` rather than a confusing complaint about fields.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct VersionOnly {
+            v: u16,
+        }
+        let VersionOnly { v } = serde_json::from_slice(bytes)?;
+        if v != PROTOCOL_VERSION {
+            return Err(DecodeError::Version(v));
+        }
+        Ok(serde_json::from_slice(bytes)?)
+    }
+}
+
+/// Makes a fresh random message id.
+pub fn new_id() -> MessageId {
+    Uuid::new_v4()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alice() -> Sender {
+        Sender {
+            name: "alice".parse().unwrap(),
+            addr: "127.0.0.1:40001".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_request_looks_like_the_protocol_document() {
+        let env = Envelope::new(
+            new_id(),
+            alice(),
+            Request::ChatMessage {
+                text: "Hello, bob.".into(),
+            },
+        );
+        let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
+        assert_eq!(json["v"], 1);
+        assert_eq!(json["from"]["name"], "alice");
+        assert_eq!(json["from"]["addr"], "127.0.0.1:40001");
+        assert_eq!(json["body"]["type"], "chat_message");
+        assert_eq!(json["body"]["text"], "Hello, bob.");
+        assert_eq!(Envelope::<Request>::decode(&env.encode()).unwrap(), env);
+    }
+
+    #[test]
+    fn a_reply_looks_like_the_protocol_document() {
+        let re = new_id();
+        let env = Envelope::new(
+            new_id(),
+            alice(),
+            Reply {
+                re: Some(re),
+                result: Outcome::Pending {
+                    expires_in_ms: 60_000,
+                },
+            },
+        );
+        let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
+        assert_eq!(json["body"]["type"], "reply");
+        assert_eq!(json["body"]["re"], re.to_string());
+        assert_eq!(json["body"]["result"]["type"], "pending");
+        assert_eq!(json["body"]["result"]["expires_in_ms"], 60_000);
+        assert_eq!(Envelope::<Reply>::decode(&env.encode()).unwrap(), env);
+    }
+
+    #[test]
+    fn a_request_is_not_a_reply() {
+        let env = Envelope::new(new_id(), alice(), Request::Ping);
+        assert!(Envelope::<Reply>::decode(&env.encode()).is_err());
+    }
+
+    #[test]
+    fn another_version_is_refused_as_such() {
+        let mut json: serde_json::Value =
+            serde_json::from_slice(&Envelope::new(new_id(), alice(), Request::Ping).encode())
+                .unwrap();
+        json["v"] = 2.into();
+        let err = Envelope::<Request>::decode(json.to_string().as_bytes()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::UnsupportedVersion);
+    }
+
+    #[test]
+    fn invalid_names_and_garbage_are_malformed() {
+        let bad_name = r#"{"v":1,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
+        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":1}"] {
+            let err = Envelope::<Request>::decode(bytes).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::BadMessage, "{bytes:?}");
+        }
+    }
+
+    #[test]
+    fn unknown_error_codes_still_parse() {
+        let outcome: Outcome =
+            serde_json::from_str(r#"{"type":"error","code":"from_the_future","detail":""}"#)
+                .unwrap();
+        assert!(matches!(
+            outcome,
+            Outcome::Error {
+                code: ErrorCode::Unknown,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn error_details_are_cut_on_a_char_boundary() {
+        let Outcome::Error { detail, .. } = Outcome::error(ErrorCode::Busy, "é".repeat(200))
+        else {
+            unreachable!()
+        };
+        assert!(detail.len() <= MAX_DETAIL_LEN);
+        assert!(detail.chars().all(|c| c == 'é'));
+    }
+}

@@ -1,0 +1,112 @@
+//! Peer names: 1 to 32 characters from `A-Z a-z 0-9 _ - .`.
+//!
+//! A [`PeerName`] can only be built through validation, and serde goes through the same
+//! check, so every name that reaches the rest of the program (from the command line, from
+//! stdin or from the network) is already known to be short and printable.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A validated peer name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PeerName(String);
+
+/// Why a string is not a valid [`PeerName`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("a name cannot be empty")]
+    Empty,
+    #[error("a name has at most {max} characters, this one has {0}", max = PeerName::MAX_LEN)]
+    TooLong(usize),
+    #[error("a name may only use letters A-Z a-z, digits, '_', '-' and '.', not {0:?}")]
+    BadChar(char),
+}
+
+impl PeerName {
+    /// The longest name, in characters (all allowed characters are one byte).
+    pub const MAX_LEN: usize = 32;
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn is_allowed(c: char) -> bool {
+        c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
+    }
+}
+
+impl TryFrom<String> for PeerName {
+    type Error = NameError;
+
+    fn try_from(s: String) -> Result<Self, NameError> {
+        if s.is_empty() {
+            return Err(NameError::Empty);
+        }
+        if let Some(bad) = s.chars().find(|&c| !Self::is_allowed(c)) {
+            return Err(NameError::BadChar(bad));
+        }
+        // Only ASCII is left, so the byte length is the character count.
+        if s.len() > Self::MAX_LEN {
+            return Err(NameError::TooLong(s.len()));
+        }
+        Ok(PeerName(s))
+    }
+}
+
+impl FromStr for PeerName {
+    type Err = NameError;
+
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        Self::try_from(s.to_owned())
+    }
+}
+
+impl From<PeerName> for String {
+    fn from(name: PeerName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for PeerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_the_documented_alphabet() {
+        for ok in ["a", "alice", "Bob_2", "x-y.z", &"n".repeat(32)] {
+            assert_eq!(ok.parse::<PeerName>().unwrap().as_str(), ok);
+        }
+    }
+
+    #[test]
+    fn refuses_everything_else_with_a_reason() {
+        assert_eq!("".parse::<PeerName>(), Err(NameError::Empty));
+        assert_eq!(
+            "n".repeat(33).parse::<PeerName>(),
+            Err(NameError::TooLong(33))
+        );
+        assert_eq!("al ice".parse::<PeerName>(), Err(NameError::BadChar(' ')));
+        assert_eq!("é".parse::<PeerName>(), Err(NameError::BadChar('é')));
+        assert_eq!(
+            "a\u{1b}[2J".parse::<PeerName>(),
+            Err(NameError::BadChar('\u{1b}'))
+        );
+    }
+
+    #[test]
+    fn serde_validates_too() {
+        let bad: Result<PeerName, _> = serde_json::from_str("\"no spaces\"");
+        assert!(bad.is_err());
+        let good: PeerName = serde_json::from_str("\"alice\"").unwrap();
+        assert_eq!(good.as_str(), "alice");
+    }
+}

@@ -1,0 +1,84 @@
+//! The one module that names the async runtime.
+//!
+//! p2p-chat runs on async-std, as its design card asks. async-std is discontinued upstream in
+//! favour of smol (RUSTSEC-2025-0052, informational), so every runtime call the programs make
+//! (spawning, sockets, timers, blocking on the main future) goes through here. Moving to smol
+//! means rewriting this file only: smol has the same pieces (`smol::spawn`, `smol::net`,
+//! `smol::Timer`, `smol::block_on`). See docs/decisions.md.
+//!
+//! Channels and I/O traits are not here on purpose: `async-channel` and `futures::io` work on
+//! any runtime.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+pub use async_std::net::{TcpListener, TcpStream};
+pub use async_std::task::JoinHandle;
+
+/// How many connections the kernel may queue for a listener before our accept loop takes
+/// them. The usual default (128) overflows under a burst of fresh-connection requests and
+/// makes clients wait a second for a SYN retransmit.
+const LISTEN_BACKLOG: i32 = 1024;
+
+/// Runs the main future of a program to completion on the runtime.
+pub fn block_on<F: Future>(future: F) -> F::Output {
+    async_std::task::block_on(future)
+}
+
+/// Runs a task in the background.
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    async_std::task::spawn(future)
+}
+
+/// Waits for `duration`.
+pub async fn sleep(duration: Duration) {
+    async_std::task::sleep(duration).await
+}
+
+/// The future did not finish in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out")]
+pub struct Elapsed;
+
+/// Runs `future` for at most `duration`.
+pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
+    async_std::future::timeout(duration, future)
+        .await
+        .map_err(|_| Elapsed)
+}
+
+/// Opens a listening socket with a deep backlog and `SO_REUSEADDR` (so a restarted registry
+/// can bind its port again while old connections linger in TIME_WAIT).
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from(std::net::TcpListener::from(socket)))
+}
+
+/// Opens a TCP connection.
+pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    TcpStream::connect(addr).await
+}
+
+/// Resolves `host:port` (a name or an IP literal) to one address, IPv4 first: peers listen
+/// on IPv4 by default, and `localhost` often resolves to `::1` first.
+pub async fn resolve(host: &str, port: u16) -> io::Result<SocketAddr> {
+    use async_std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs().await?.collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{host} has no address")))
+}
