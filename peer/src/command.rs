@@ -1,0 +1,275 @@
+//! The commands a user (or a script) types, parsed from one line of input.
+//!
+//! Parsing is separate from doing: [`parse`] turns a line into a [`Command`] or a
+//! [`ParseError`] that says what is wrong and shows the usage, and touches nothing else.
+
+use std::fmt;
+
+use p2p_shared::message::MAX_TEXT_LEN;
+use p2p_shared::PeerName;
+
+/// One command, ready to run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Register,
+    ListPeers,
+    ExitNetwork,
+    ChatRequest(Target),
+    /// `yes` or `no`, optionally naming the requester.
+    Answer {
+        accept: bool,
+        from: Option<PeerName>,
+    },
+    ChatMessage {
+        peer: PeerName,
+        text: String,
+    },
+    ListConnected,
+    Disconnect {
+        peer: PeerName,
+    },
+    Help,
+    Exit,
+}
+
+/// Whom a chat request goes to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Addr { host: String, port: u16 },
+    Name(PeerName),
+}
+
+/// What is wrong with a line, with the usage of the command it looked like.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ParseError(String);
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The text of `help`.
+pub const HELP: &str = "\
+commands:
+    register                  register this peer at the registry
+    listpeer                  list every registered peer
+    exit network              leave the registry (chats stay open)
+    chat request HOST PORT    ask the peer listening at HOST:PORT for a chat
+    chat request NAME         ask a registered peer for a chat
+    yes [NAME]                accept a chat request (NAME when several are pending)
+    no [NAME]                 decline a chat request
+    chat message PEER TEXT    send TEXT, the rest of the line, to PEER
+    list connected peer       list open chats
+    disconnect PEER           end the chat with PEER
+    help                      show this list
+    exit                      end every chat, leave the registry and quit
+";
+
+/// Parses one line. An empty line is `Ok(None)`.
+pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let command = match words.as_slice() {
+        [] => return Ok(None),
+        ["register"] => Command::Register,
+        ["listpeer"] => Command::ListPeers,
+        ["exit"] => Command::Exit,
+        ["exit", "network"] => Command::ExitNetwork,
+        ["help"] => Command::Help,
+        ["list", "connected", "peer" | "peers"] => Command::ListConnected,
+        ["chat", "request", name] => {
+            Command::ChatRequest(Target::Name(name_arg(name, CHAT_REQUEST)?))
+        }
+        ["chat", "request", host, port] => Command::ChatRequest(Target::Addr {
+            host: host.to_string(),
+            port: port.parse().map_err(|_| {
+                usage(
+                    format!("{port:?} is not a port number (1-65535)"),
+                    CHAT_REQUEST,
+                )
+            })?,
+        }),
+        ["chat", "message", peer, _, ..] => Command::ChatMessage {
+            peer: name_arg(peer, CHAT_MESSAGE)?,
+            text: message_text(rest_after(line, 3))?,
+        },
+        ["disconnect", peer] => Command::Disconnect {
+            peer: name_arg(peer, DISCONNECT)?,
+        },
+        [answer @ ("yes" | "no")] => Command::Answer {
+            accept: *answer == "yes",
+            from: None,
+        },
+        [answer @ ("yes" | "no"), name] => Command::Answer {
+            accept: *answer == "yes",
+            from: Some(name_arg(name, ANSWER)?),
+        },
+        // Known commands with the wrong arguments.
+        ["register", ..] => return Err(usage("register takes no arguments", "register")),
+        ["listpeer", ..] => return Err(usage("listpeer takes no arguments", "listpeer")),
+        ["exit", ..] => return Err(usage("exit takes no arguments", "exit | exit network")),
+        ["help", ..] => return Err(usage("help takes no arguments", "help")),
+        ["list", ..] => {
+            return Err(usage(
+                "did you mean list connected peer?",
+                "list connected peer",
+            ))
+        }
+        ["chat", "request", ..] => {
+            return Err(usage(
+                "chat request needs a host and a port, or a name",
+                CHAT_REQUEST,
+            ))
+        }
+        ["chat", "message", ..] => {
+            return Err(usage("chat message needs a peer and a text", CHAT_MESSAGE))
+        }
+        ["chat", ..] => {
+            return Err(usage(
+                "chat needs request or message",
+                "chat request HOST PORT | chat request NAME | chat message PEER TEXT",
+            ))
+        }
+        ["disconnect", ..] => return Err(usage("disconnect needs one peer name", DISCONNECT)),
+        ["yes" | "no", ..] => return Err(usage("answer with at most one name", ANSWER)),
+        [other, ..] => {
+            return Err(ParseError(format!(
+                "unknown command {other:?}; type help for the list of commands"
+            )))
+        }
+    };
+    Ok(Some(command))
+}
+
+const CHAT_REQUEST: &str = "chat request HOST PORT | chat request NAME";
+const CHAT_MESSAGE: &str = "chat message PEER TEXT";
+const DISCONNECT: &str = "disconnect PEER";
+const ANSWER: &str = "yes [NAME] | no [NAME]";
+
+fn usage(what: impl fmt::Display, usage: &str) -> ParseError {
+    ParseError(format!("{what}; usage: {usage}"))
+}
+
+fn name_arg(word: &str, usage_of: &str) -> Result<PeerName, ParseError> {
+    word.parse()
+        .map_err(|e| usage(format!("{word:?} is not a valid name: {e}"), usage_of))
+}
+
+fn message_text(text: &str) -> Result<String, ParseError> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(ParseError(format!(
+            "a message has at most {MAX_TEXT_LEN} bytes, this one has {}",
+            text.len()
+        )));
+    }
+    Ok(text.to_string())
+}
+
+/// The line after its first `n` words and the blanks that follow them: the rest of the line
+/// exactly as typed, inner spaces included.
+fn rest_after(line: &str, n: usize) -> &str {
+    let mut rest = line;
+    for _ in 0..n {
+        rest = rest.trim_start();
+        rest = &rest[rest.find(char::is_whitespace).unwrap_or(rest.len())..];
+    }
+    rest.trim_start()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(line: &str) -> Command {
+        parse(line).unwrap().unwrap()
+    }
+    fn name(s: &str) -> PeerName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_original_commands() {
+        assert_eq!(ok("register"), Command::Register);
+        assert_eq!(ok("listpeer"), Command::ListPeers);
+        assert_eq!(ok("exit network"), Command::ExitNetwork);
+        assert_eq!(ok("  exit  "), Command::Exit);
+        assert_eq!(ok("help"), Command::Help);
+        assert_eq!(ok("list connected peer"), Command::ListConnected);
+        assert_eq!(
+            ok("disconnect bob"),
+            Command::Disconnect { peer: name("bob") }
+        );
+        assert_eq!(
+            ok("chat request localhost 4000"),
+            Command::ChatRequest(Target::Addr {
+                host: "localhost".into(),
+                port: 4000
+            })
+        );
+        assert_eq!(
+            ok("chat request bob"),
+            Command::ChatRequest(Target::Name(name("bob")))
+        );
+        assert_eq!(
+            ok("yes"),
+            Command::Answer {
+                accept: true,
+                from: None
+            }
+        );
+        assert_eq!(
+            ok("no carol"),
+            Command::Answer {
+                accept: false,
+                from: Some(name("carol"))
+            }
+        );
+        assert_eq!(parse("   "), Ok(None));
+    }
+
+    #[test]
+    fn message_text_is_the_rest_of_the_line_as_typed() {
+        assert_eq!(
+            ok("chat message  bob   héllo  wörld 你好 🎉"),
+            Command::ChatMessage {
+                peer: name("bob"),
+                text: "héllo  wörld 你好 🎉".into()
+            }
+        );
+        assert_eq!(
+            ok("chat message bob chat message bob"),
+            Command::ChatMessage {
+                peer: name("bob"),
+                text: "chat message bob".into()
+            }
+        );
+    }
+
+    #[test]
+    fn mistakes_say_what_is_wrong_and_show_the_usage() {
+        for (line, expect) in [
+            ("chat message bob", "usage: chat message PEER TEXT"),
+            ("chat request", "usage: chat request HOST PORT"),
+            ("chat request host port", "\"port\" is not a port number"),
+            ("chat request a b c", "usage: chat request"),
+            ("chat", "usage: chat request"),
+            ("disconnect", "usage: disconnect PEER"),
+            ("disconnect b\u{1b}", "is not a valid name"),
+            ("yes a b", "usage: yes [NAME]"),
+            ("register now", "usage: register"),
+            ("exit now", "usage: exit | exit network"),
+            ("frobnicate", "unknown command \"frobnicate\""),
+        ] {
+            let err = parse(line).unwrap_err().to_string();
+            assert!(err.contains(expect), "{line:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn overlong_messages_are_refused() {
+        let line = format!("chat message bob {}", "x".repeat(MAX_TEXT_LEN + 1));
+        assert!(parse(&line).unwrap_err().to_string().contains("at most"));
+        let line = format!("chat message bob {}", "x".repeat(MAX_TEXT_LEN));
+        assert!(parse(&line).is_ok());
+    }
+}
