@@ -1,0 +1,219 @@
+//! Whole chats: request, accept, messages both ways, list, disconnect.
+
+use p2p_e2e::{envelope_from, json, request, Peer, Server};
+
+/// Multiple spaces and non-ASCII text must arrive exactly as typed.
+const TEXT: &str = "héllo  wörld 你好 🎉";
+
+#[test]
+fn full_chat_by_address() {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    let bob = Peer::start("bob", server.addr());
+
+    alice.send(&format!("chat request 127.0.0.1 {}", bob.port()));
+    alice.expect_exact(&format!(
+        "chat request sent to bob ({}), waiting for an answer",
+        bob.addr()
+    ));
+    let asked = bob.expect_request_from(&alice);
+    assert!(
+        asked.ends_with("(expires in 60s)"),
+        "the default timeout is 60s: {asked:?}"
+    );
+    bob.send("yes");
+    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
+    alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
+
+    alice.send(&format!("chat message bob {TEXT}"));
+    alice.expect_exact("delivered to bob");
+    bob.expect_exact(&format!("alice: {TEXT}"));
+
+    bob.send("chat message alice and back:  ok ✓");
+    bob.expect_exact("delivered to alice");
+    alice.expect_exact("bob: and back:  ok ✓");
+
+    assert_eq!(alice.connected(), vec![bob.connected_line()]);
+    assert_eq!(bob.connected(), vec![alice.connected_line()]);
+
+    alice.send("disconnect bob");
+    alice.expect_exact("disconnected from bob");
+    bob.expect_exact("alice disconnected");
+
+    assert_eq!(alice.connected(), Vec::<String>::new());
+    assert_eq!(bob.connected(), Vec::<String>::new());
+
+    alice.send("chat message bob still there?");
+    alice.expect_error();
+    bob.send("chat message alice still there?");
+    bob.expect_error();
+    alice.send("disconnect bob");
+    alice.expect_error();
+}
+
+#[test]
+fn full_chat_by_name_through_the_registry() {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    let bob = Peer::start("bob", server.addr());
+    alice.register();
+    bob.register();
+
+    alice.send("chat request bob");
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    bob.send("yes");
+    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
+    alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
+
+    alice.say(&bob, TEXT);
+    bob.say(&alice, "🎉 réponse  à   alice");
+
+    assert_eq!(alice.connected(), vec![bob.connected_line()]);
+    assert_eq!(bob.connected(), vec![alice.connected_line()]);
+}
+
+#[test]
+fn chat_request_for_an_unknown_name_fails() {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    alice.send("chat request nobody");
+    alice.expect_error();
+    assert_eq!(alice.connected(), Vec::<String>::new());
+}
+
+#[test]
+fn chat_without_any_registry() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+
+    alice.send("register");
+    alice.expect_error();
+
+    alice.chat_with(&bob);
+    alice.say(&bob, TEXT);
+    bob.say(&alice, "no registry needed");
+    assert_eq!(alice.connected(), vec![bob.connected_line()]);
+    assert_eq!(bob.connected(), vec![alice.connected_line()]);
+}
+
+#[test]
+fn one_peer_chats_with_two_others() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    let carol = Peer::start_offline("carol");
+
+    bob.chat_with(&alice);
+    carol.chat_with(&alice);
+    assert_eq!(
+        alice.connected(),
+        vec![bob.connected_line(), carol.connected_line()]
+    );
+
+    alice.say(&bob, "to bob");
+    alice.say(&carol, "to carol");
+    bob.say(&alice, "from bob");
+    carol.say(&alice, "from carol");
+
+    bob.send("disconnect alice");
+    bob.expect_exact("disconnected from alice");
+    alice.expect_exact("bob disconnected");
+    assert_eq!(alice.connected(), vec![carol.connected_line()]);
+    alice.say(&carol, "still here");
+}
+
+#[test]
+fn when_a_peer_in_a_chat_exits_the_other_side_is_told() {
+    let alice = Peer::start_offline("alice");
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+
+    bob.send("exit");
+    bob.expect_exact("bye");
+    assert!(bob.wait_exit().success());
+
+    alice.expect_exact("bob disconnected");
+    assert_eq!(alice.connected(), Vec::<String>::new());
+    alice.send("chat message bob anyone?");
+    alice.expect_error();
+}
+
+#[test]
+fn when_a_peer_in_a_chat_is_interrupted_the_other_side_is_told() {
+    let alice = Peer::start_offline("alice");
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+
+    bob.interrupt();
+    assert!(bob.wait_exit().success(), "Ctrl-C exits 0");
+
+    alice.expect_exact("bob disconnected");
+    assert_eq!(alice.connected(), Vec::<String>::new());
+}
+
+#[test]
+fn control_characters_from_the_network_are_escaped() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+
+    // A message "from alice" written by hand, with an escape sequence and a newline in it.
+    let message = envelope_from(
+        "alice",
+        &alice.addr().to_string(),
+        json!({ "type": "chat_message", "text": "evil\u{1b}[2J\nforged line" }),
+    );
+    let reply = request(bob.addr(), &message);
+    assert_eq!(reply["body"]["result"]["type"], "ok", "{reply}");
+
+    let shown = bob.expect_prefix("alice: evil");
+    assert!(
+        shown.contains("\\u{1b}[2J"),
+        "ESC must be shown as \\u{{1b}}: {shown:?}"
+    );
+    assert!(
+        shown.ends_with("forged line"),
+        "the whole text stays on one line: {shown:?}"
+    );
+    assert!(
+        !shown.chars().any(char::is_control),
+        "no raw control characters: {shown:?}"
+    );
+    // Nothing else was printed: the newline did not make a second line.
+    assert_eq!(bob.unread_lines(), Vec::<String>::new());
+}
+
+#[test]
+fn the_longest_message_is_delivered_and_a_longer_one_is_refused() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+
+    // 8,192 bytes of UTF-8 (2 bytes a character): the limit.
+    let longest = "é".repeat(4096);
+    alice.say(&bob, &longest);
+
+    alice.send(&format!("chat message bob {longest}x"));
+    alice.expect_error();
+    assert_eq!(bob.unread_lines(), Vec::<String>::new(), "nothing arrived");
+    alice.say(&bob, "short again");
+}
+
+#[test]
+fn a_message_to_a_peer_that_died_is_reported_as_failed() {
+    let alice = Peer::start_offline("alice");
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+
+    bob.kill();
+    alice.send("chat message bob are you there?");
+    let error = alice.expect_error();
+    assert!(
+        !alice
+            .stdout_so_far()
+            .iter()
+            .any(|l| l == "delivered to bob"),
+        "not reported as delivered: {error:?}"
+    );
+}

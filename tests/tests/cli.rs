@@ -1,0 +1,211 @@
+//! The command line and the command loop: mistakes, help, ways to exit, start-up questions.
+
+use std::process::Command;
+
+use p2p_e2e::{binary, dead_addr, is_one_error, Peer};
+
+/// `lines` is exactly one `error:` line, and it mentions the command's usage.
+fn assert_one_usage_error(command: &str, lines: &[String]) {
+    match lines {
+        [line] if line.starts_with("error:") => assert!(
+            line.to_lowercase().contains("usage"),
+            "{command:?}: the error shows the usage: {line:?}"
+        ),
+        _ => panic!("{command:?}: expected one error line, got {lines:?}"),
+    }
+}
+
+#[test]
+fn an_unknown_command_is_one_error_and_the_peer_goes_on() {
+    let alice = Peer::start_offline("alice");
+    let out = alice.run("frobnicate the network");
+    assert!(is_one_error(&out), "one error line: {out:?}");
+    assert_eq!(alice.connected(), Vec::<String>::new());
+}
+
+#[test]
+fn wrong_arguments_show_the_usage_and_the_peer_goes_on() {
+    let alice = Peer::start_offline("alice");
+    for command in [
+        "chat message bob",
+        "chat message",
+        "chat request",
+        "disconnect",
+    ] {
+        assert_one_usage_error(command, &alice.run(command));
+    }
+    // Still a working peer.
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    alice.say(&bob, "fine after all that");
+}
+
+#[test]
+fn extra_arguments_show_the_usage() {
+    let alice = Peer::start_offline("alice");
+    for command in [
+        "chat request 127.0.0.1 4000 extra",
+        "disconnect bob now",
+        "register now",
+        "yes alice bob",
+    ] {
+        assert_one_usage_error(command, &alice.run(command));
+    }
+}
+
+#[test]
+fn a_bad_port_in_a_chat_request_is_an_error() {
+    let alice = Peer::start_offline("alice");
+    for command in [
+        "chat request 127.0.0.1 99999",
+        "chat request 127.0.0.1 port",
+    ] {
+        let out = alice.run(command);
+        assert!(is_one_error(&out), "{command:?}: one error line: {out:?}");
+    }
+}
+
+#[test]
+fn help_lists_the_commands() {
+    let alice = Peer::start_offline("alice");
+    let help = alice.run("help").join("\n");
+    for command in [
+        "register",
+        "listpeer",
+        "exit network",
+        "chat request",
+        "yes",
+        "no",
+        "chat message",
+        "list connected peer",
+        "disconnect",
+        "exit",
+    ] {
+        assert!(help.contains(command), "help mentions {command:?}:\n{help}");
+    }
+}
+
+#[test]
+fn end_of_input_exits_zero() {
+    let mut alice = Peer::start_offline("alice");
+    alice.close_stdin();
+    alice.expect_exact("bye");
+    let status = alice.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[test]
+fn exit_exits_zero() {
+    let mut alice = Peer::start_offline("alice");
+    alice.send("exit");
+    alice.expect_exact("bye");
+    let status = alice.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+#[test]
+fn exit_ends_the_peer_even_with_commands_after_it() {
+    let mut alice = Peer::start_offline("alice");
+    alice.send("exit\nlist connected peer");
+    alice.expect_exact("bye");
+    let status = alice.wait_exit();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(
+        !alice
+            .stdout_so_far()
+            .iter()
+            .any(|l| l.starts_with("connected peers:")),
+        "nothing runs after exit: {:?}",
+        alice.stdout_so_far()
+    );
+}
+
+#[test]
+fn without_flags_the_port_and_name_are_read_from_stdin() {
+    let dave = Peer::builder("dave").prompted().start();
+    // No prompt text: stdin is not a terminal, so the first line is the start-up line.
+    let first = dave.stdout_so_far().first().cloned();
+    assert_eq!(first, Some(format!("dave listening on {}", dave.addr())));
+
+    // It really listens there, under that name.
+    let erin = Peer::start_offline("erin");
+    erin.chat_with(&dave);
+    erin.say(&dave, "found you");
+}
+
+#[test]
+fn help_and_version_flags() {
+    for bin in ["p2p-server", "p2p-peer"] {
+        let out = Command::new(binary(bin)).arg("--version").output().unwrap();
+        assert!(out.status.success(), "{bin} --version: {out:?}");
+        let version = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            version.contains(env!("CARGO_PKG_VERSION")),
+            "{bin} --version: {version:?}"
+        );
+    }
+
+    let out = Command::new(binary("p2p-peer"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "p2p-peer --help: {out:?}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--name",
+        "--port",
+        "--bind",
+        "--server",
+        "--request-timeout",
+    ] {
+        assert!(
+            help.contains(flag),
+            "p2p-peer --help mentions {flag}:\n{help}"
+        );
+    }
+
+    let out = Command::new(binary("p2p-server"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "p2p-server --help: {out:?}");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in ["--port", "--bind"] {
+        assert!(
+            help.contains(flag),
+            "p2p-server --help mentions {flag}:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn an_invalid_name_is_refused_at_start() {
+    let server = dead_addr().to_string();
+    for name in ["two words", "semi;colon", "", &"x".repeat(33)] {
+        let out = Command::new(binary("p2p-peer"))
+            .args(["--name", name, "--port", "0", "--bind", "127.0.0.1"])
+            .args(["--server", &server])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "--name {name:?} must be refused: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn an_overlong_input_line_is_one_error_and_the_peer_goes_on() {
+    let alice = Peer::start_offline("alice");
+    let out = alice.run(&format!("chat message bob {}", "x".repeat(100_000)));
+    assert!(
+        is_one_error(&out),
+        "one error line: {:?}",
+        out.iter()
+            .map(|l| l.chars().take(80).collect::<String>())
+            .collect::<Vec<_>>()
+    );
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    alice.say(&bob, "after the long line");
+}
