@@ -21,7 +21,8 @@ use p2p_shared::{
     runtime, Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, Request, Sender,
 };
 
-use crate::output::{show, Notice};
+use crate::names::Names;
+use crate::output::{show, Notice, Waiting};
 use crate::requests::{
     IncomingRequests, OutgoingRequests, PendingRequest, TakeError, TooMany, MAX_PENDING,
 };
@@ -50,6 +51,9 @@ enum Msg {
     ForgetAll {
         done: oneshot::Sender<Vec<PeerInfo>>,
     },
+    Snapshot {
+        done: oneshot::Sender<Snapshot>,
+    },
     RequestSent {
         id: MessageId,
         addr: SocketAddr,
@@ -67,6 +71,13 @@ enum Msg {
     },
 }
 
+/// The chat state at one moment, for `status`.
+pub struct Snapshot {
+    pub chats: Vec<PeerInfo>,
+    pub incoming: Vec<Waiting>,
+    pub outgoing: Vec<Waiting>,
+}
+
 /// A handle to the broker task.
 #[derive(Clone)]
 pub struct Broker {
@@ -75,10 +86,12 @@ pub struct Broker {
 
 impl Broker {
     /// Starts the broker. Incoming requests wait `request_timeout` for an answer.
-    pub fn start(origin: Origin, request_timeout: Duration) -> Broker {
+    /// The names of open chats are published to `names` for completion.
+    pub fn start(origin: Origin, request_timeout: Duration, names: Names) -> Broker {
         let (tx, rx) = async_channel::bounded(256);
         let state = State {
             origin,
+            names,
             connected: BTreeMap::new(),
             incoming: IncomingRequests::new(request_timeout),
             outgoing: OutgoingRequests::default(),
@@ -133,6 +146,10 @@ impl Broker {
             .unwrap_or_default()
     }
 
+    pub async fn snapshot(&self) -> Option<Snapshot> {
+        self.ask(|done| Msg::Snapshot { done }).await
+    }
+
     /// Records a chat request before it goes out.
     pub async fn request_sent(&self, id: MessageId, addr: SocketAddr) {
         self.ask(|done| Msg::RequestSent { id, addr, done }).await;
@@ -169,6 +186,7 @@ impl Broker {
 
 struct State {
     origin: Origin,
+    names: Names,
     connected: BTreeMap<PeerName, SocketAddr>,
     incoming: IncomingRequests,
     outgoing: OutgoingRequests,
@@ -242,17 +260,21 @@ impl State {
             Msg::Answer { from, accept, done } => {
                 let taken = self.incoming.take(from.as_ref(), Instant::now());
                 if let (Ok(request), true) = (&taken, accept) {
-                    self.connected.insert(request.from.clone(), request.addr);
+                    self.open_chat(request.from.clone(), request.addr);
                 }
                 let _ = done.send(taken);
             }
             Msg::Forget { peer, done } => {
-                let _ = done.send(self.connected.remove(&peer));
+                let _ = done.send(self.close_chat(&peer));
             }
             Msg::ForgetAll { done } => {
                 let peers = self.peers();
                 self.connected.clear();
+                self.names.set_chatting([]);
                 let _ = done.send(peers);
+            }
+            Msg::Snapshot { done } => {
+                let _ = done.send(self.snapshot(Instant::now()));
             }
             Msg::RequestSent { id, addr, done } => {
                 self.outgoing.sent(id, addr);
@@ -270,6 +292,43 @@ impl State {
                 self.outgoing.failed(id);
                 let _ = done.send(());
             }
+        }
+    }
+
+    fn open_chat(&mut self, peer: PeerName, addr: SocketAddr) {
+        self.connected.insert(peer, addr);
+        self.names.set_chatting(self.connected.keys());
+    }
+
+    fn close_chat(&mut self, peer: &PeerName) -> Option<SocketAddr> {
+        let addr = self.connected.remove(peer);
+        self.names.set_chatting(self.connected.keys());
+        addr
+    }
+
+    fn snapshot(&self, now: Instant) -> Snapshot {
+        let incoming = self
+            .incoming
+            .iter()
+            .map(|r| Waiting {
+                peer: r.from.clone(),
+                addr: r.addr,
+                expires_in: r.expires_at.saturating_duration_since(now),
+            })
+            .collect();
+        let outgoing = self
+            .outgoing
+            .awaiting()
+            .map(|(peer, addr, deadline)| Waiting {
+                peer: peer.clone(),
+                addr,
+                expires_in: deadline.saturating_duration_since(now),
+            })
+            .collect();
+        Snapshot {
+            chats: self.peers(),
+            incoming,
+            outgoing,
         }
     }
 
@@ -345,7 +404,7 @@ impl State {
             Answer::Accepted => {
                 // If they had asked us too, their request is answered by this chat.
                 self.incoming.forget(&peer);
-                self.connected.insert(peer.clone(), from.addr);
+                self.open_chat(peer.clone(), from.addr);
                 show(Notice::RequestAccepted {
                     peer,
                     addr: from.addr,
@@ -378,6 +437,7 @@ impl State {
         show(Notice::Message {
             peer: from.name,
             text,
+            at: chrono::Utc::now(),
         });
         Outcome::Ok
     }
@@ -386,7 +446,7 @@ impl State {
         if !self.in_chat(&from) {
             return Outcome::error(ErrorCode::NotConnected, "no chat with you is open here");
         }
-        self.connected.remove(&from.name);
+        self.close_chat(&from.name);
         show(Notice::PeerDisconnected { peer: from.name });
         Outcome::Ok
     }

@@ -28,7 +28,9 @@ pub enum Command {
     Disconnect {
         peer: PeerName,
     },
-    Help,
+    Status,
+    /// `help`, or `help COMMAND` for one command.
+    Help(Option<&'static Topic>),
     Exit,
 }
 
@@ -49,22 +51,112 @@ impl fmt::Display for ParseError {
     }
 }
 
-/// The text of `help`.
-pub const HELP: &str = "\
-commands:
-    register                  register this peer at the registry
-    listpeer                  list every registered peer
-    exit network              leave the registry (chats stay open)
-    chat request HOST PORT    ask the peer listening at HOST:PORT for a chat
-    chat request NAME         ask a registered peer for a chat
-    yes [NAME]                accept a chat request (NAME when several are pending)
-    no [NAME]                 decline a chat request
-    chat message PEER TEXT    send TEXT, the rest of the line, to PEER
-    list connected peer       list open chats
-    disconnect PEER           end the chat with PEER
-    help                      show this list
-    exit                      end every chat, leave the registry and quit
-";
+/// One command's documentation: what `help COMMAND` prints, and what the terminal's hints
+/// and completion know about it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Topic {
+    /// The command's fixed words, as typed.
+    pub name: &'static str,
+    /// The command with its arguments in capitals.
+    pub usage: &'static str,
+    pub about: &'static str,
+    pub example: &'static str,
+}
+
+/// Every command, in the order `help` lists them.
+pub const TOPICS: &[Topic] = &[
+    Topic {
+        name: "register",
+        usage: "register",
+        about: "register this peer's name and listening address at the registry",
+        example: "register",
+    },
+    Topic {
+        name: "listpeer",
+        usage: "listpeer",
+        about: "list every peer registered at the registry, with its address",
+        example: "listpeer",
+    },
+    Topic {
+        name: "exit network",
+        usage: "exit network",
+        about: "leave the registry; open chats stay open",
+        example: "exit network",
+    },
+    Topic {
+        name: "chat request",
+        usage: "chat request HOST PORT | chat request NAME",
+        about: "ask a peer for a chat, by address or by its registered name; \
+                its user answers yes or no",
+        example: "chat request 192.168.1.20 40002   or   chat request bob",
+    },
+    Topic {
+        name: "yes",
+        usage: "yes [NAME]",
+        about: "accept the pending chat request (name the requester when several wait)",
+        example: "yes   or   yes carol",
+    },
+    Topic {
+        name: "no",
+        usage: "no [NAME]",
+        about: "decline the pending chat request (name the requester when several wait)",
+        example: "no   or   no carol",
+    },
+    Topic {
+        name: "chat message",
+        usage: "chat message PEER TEXT",
+        about: "send TEXT, the rest of the line as typed, to a peer you are chatting with",
+        example: "chat message bob See you at 10, in room 2.14",
+    },
+    Topic {
+        name: "list connected peer",
+        usage: "list connected peer",
+        about: "list the peers you are chatting with",
+        example: "list connected peer",
+    },
+    Topic {
+        name: "disconnect",
+        usage: "disconnect PEER",
+        about: "end the chat with a peer; it is told",
+        example: "disconnect bob",
+    },
+    Topic {
+        name: "status",
+        usage: "status",
+        about: "show this peer's name and address, the registry, chats and pending requests",
+        example: "status",
+    },
+    Topic {
+        name: "help",
+        usage: "help [COMMAND]",
+        about: "list the commands, or explain one",
+        example: "help chat message",
+    },
+    Topic {
+        name: "exit",
+        usage: "exit",
+        about: "end every chat, leave the registry and quit (so do Ctrl-C and end of input)",
+        example: "exit",
+    },
+];
+
+/// The text of `help`: every command on one line.
+pub fn help_text() -> String {
+    let mut text = String::from("commands:");
+    for t in TOPICS {
+        text.push_str(&format!("\n    {:<44}{}", t.usage, t.about));
+    }
+    text.push_str("\ntype help COMMAND for an example");
+    text
+}
+
+/// The text of `help COMMAND`.
+pub fn topic_text(topic: &Topic) -> String {
+    format!(
+        "usage: {}\n    {}\nexample: {}",
+        topic.usage, topic.about, topic.example
+    )
+}
 
 /// Parses one line. An empty line is `Ok(None)`.
 pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
@@ -75,7 +167,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["listpeer"] => Command::ListPeers,
         ["exit"] => Command::Exit,
         ["exit", "network"] => Command::ExitNetwork,
-        ["help"] => Command::Help,
+        ["help"] => Command::Help(None),
+        ["help", topic @ ..] => Command::Help(Some(find_topic(&topic.join(" "))?)),
+        ["status"] => Command::Status,
         ["list", "connected", "peer" | "peers"] => Command::ListConnected,
         ["chat", "request", name] => {
             Command::ChatRequest(Target::Name(name_arg(name, CHAT_REQUEST)?))
@@ -108,7 +202,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["register", ..] => return Err(usage("register takes no arguments", "register")),
         ["listpeer", ..] => return Err(usage("listpeer takes no arguments", "listpeer")),
         ["exit", ..] => return Err(usage("exit takes no arguments", "exit | exit network")),
-        ["help", ..] => return Err(usage("help takes no arguments", "help")),
+        ["status", ..] => return Err(usage("status takes no arguments", "status")),
         ["list", ..] => {
             return Err(usage(
                 "did you mean list connected peer?",
@@ -145,6 +239,24 @@ const CHAT_REQUEST: &str = "chat request HOST PORT | chat request NAME";
 const CHAT_MESSAGE: &str = "chat message PEER TEXT";
 const DISCONNECT: &str = "disconnect PEER";
 const ANSWER: &str = "yes [NAME] | no [NAME]";
+
+fn find_topic(name: &str) -> Result<&'static Topic, ParseError> {
+    TOPICS
+        .iter()
+        .find(|t| t.name == name)
+        // "help chat" means the chat commands, not whatever merely starts with "chat".
+        .or_else(|| {
+            TOPICS
+                .iter()
+                .find(|t| t.name.starts_with(&format!("{name} ")))
+        })
+        .or_else(|| TOPICS.iter().find(|t| t.name.starts_with(name)))
+        .ok_or_else(|| {
+            ParseError(format!(
+                "no command {name:?}; type help for the list of commands"
+            ))
+        })
+}
 
 fn usage(what: impl fmt::Display, usage: &str) -> ParseError {
     ParseError(format!("{what}; usage: {usage}"))
@@ -193,7 +305,8 @@ mod tests {
         assert_eq!(ok("listpeer"), Command::ListPeers);
         assert_eq!(ok("exit network"), Command::ExitNetwork);
         assert_eq!(ok("  exit  "), Command::Exit);
-        assert_eq!(ok("help"), Command::Help);
+        assert_eq!(ok("help"), Command::Help(None));
+        assert_eq!(ok("status"), Command::Status);
         assert_eq!(ok("list connected peer"), Command::ListConnected);
         assert_eq!(
             ok("disconnect bob"),
@@ -262,6 +375,30 @@ mod tests {
         ] {
             let err = parse(line).unwrap_err().to_string();
             assert!(err.contains(expect), "{line:?} gave {err:?}");
+        }
+    }
+
+    #[test]
+    fn help_explains_one_command_with_an_example() {
+        let Command::Help(Some(topic)) = ok("help chat message") else {
+            panic!("not a help topic")
+        };
+        assert_eq!(topic.usage, "chat message PEER TEXT");
+        assert!(topic_text(topic).contains("example: chat message bob"));
+        let Command::Help(Some(topic)) = ok("help list") else {
+            panic!("a prefix names a topic")
+        };
+        assert_eq!(topic.name, "list connected peer");
+        assert!(parse("help frobnicate")
+            .unwrap_err()
+            .to_string()
+            .contains("no command"));
+        for t in TOPICS {
+            assert!(help_text().contains(t.usage), "{} is listed", t.name);
+            assert_eq!(
+                parse(&format!("help {}", t.name)),
+                Ok(Some(Command::Help(Some(t))))
+            );
         }
     }
 

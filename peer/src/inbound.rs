@@ -2,7 +2,7 @@
 //!
 //! The shared transport reads, bounds and validates each request; this [`Service`] hands the
 //! valid ones to the broker, which owns the state they change, and reports refused
-//! connections on stderr (stdout belongs to the user's events).
+//! connections as warnings in the log on stderr (stdout belongs to the user's events).
 
 use std::net::SocketAddr;
 
@@ -29,6 +29,6 @@ impl Service for PeerService {
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
-        eprintln!("warning: refused {remote}: {}", printable(&why.to_string()));
+        tracing::warn!("refused {remote}: {}", printable(&why.to_string()));
     }
 }

@@ -1,5 +1,6 @@
 //! Where commands come from: stdin, read on its own thread, and Ctrl-C.
 //!
+//! This is the plain mode, for pipes and scripts (`terminal.rs` is the interactive one).
 //! Reading stdin blocks, so a dedicated thread reads it line by line and hands each line to
 //! the session over a bounded channel: a huge piped file waits in the pipe, not in memory.
 //! Lines are bounded too ([`MAX_LINE_LEN`]); a longer one is dropped with an error instead of
@@ -24,24 +25,32 @@ pub enum Input {
     End,
 }
 
-/// The session's two sources of input.
+/// The session's sources of input.
 pub struct Inputs {
     pub lines: async_channel::Receiver<Input>,
     pub interrupts: async_channel::Receiver<()>,
+    /// Told when a line's command has finished, if the source waits for that before reading
+    /// the next line (the interactive prompt does; a pipe reads ahead).
+    pub done: Option<async_channel::Sender<()>>,
 }
 
-/// Starts the stdin thread and the Ctrl-C handler.
-pub fn start() -> anyhow::Result<Inputs> {
-    let (interrupt_tx, interrupts) = async_channel::unbounded();
+/// Installs the Ctrl-C handler. The first Ctrl-C asks the session to end cleanly; a second
+/// one quits at once.
+pub fn interrupts() -> anyhow::Result<async_channel::Receiver<()>> {
+    let (tx, interrupts) = async_channel::unbounded();
     static PRESSED: AtomicBool = AtomicBool::new(false);
     ctrlc::set_handler(move || {
         if PRESSED.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        let _ = interrupt_tx.try_send(());
+        let _ = tx.try_send(());
     })
     .context("cannot install the Ctrl-C handler")?;
+    Ok(interrupts)
+}
 
+/// Starts the thread that reads stdin line by line (the plain mode, for pipes).
+pub fn plain_lines() -> anyhow::Result<async_channel::Receiver<Input>> {
     let (tx, lines) = async_channel::bounded(16);
     std::thread::Builder::new()
         .name("stdin".into())
@@ -56,7 +65,7 @@ pub fn start() -> anyhow::Result<Inputs> {
             }
         })
         .context("cannot start the stdin reader")?;
-    Ok(Inputs { lines, interrupts })
+    Ok(lines)
 }
 
 /// Asks a start-up question (`serverport: `) and returns the answer. The question is shown

@@ -3,70 +3,51 @@
 //! It listens on one TCP socket and sends every message on a fresh, short-lived connection.
 //! The pieces, each in its own module:
 //!
-//! - [`input`]: stdin lines (on their own thread) and Ctrl-C, as a stream of inputs;
-//! - [`command`]: one line parsed into a [`command::Command`];
+//! - [`cli`]: the flags;
+//! - [`input`]: stdin lines (on their own thread) and Ctrl-C, for pipes and scripts;
+//! - [`terminal`]: rustyline, for a person at a terminal;
+//! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
 //! - [`session`]: runs the user's commands in order;
 //! - [`broker`]: the task that owns all chat state;
 //! - [`requests`]: chat requests as records with an expiry;
 //! - [`inbound`]: what the peer answers to requests from the network;
 //! - [`registry`]: the client side of the registry protocol;
-//! - [`output`]: every line the peer prints.
+//! - [`names`]: the peer names Tab completes;
+//! - [`output`]: every line the peer prints, as text or JSON.
 
 mod broker;
+mod cli;
 mod command;
 mod inbound;
 mod input;
+mod names;
 mod output;
 mod registry;
 mod requests;
 mod session;
+mod terminal;
 
-use std::net::{IpAddr, SocketAddr};
+use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use p2p_shared::duration::parse_timeout;
+use p2p_shared::runtime;
 use p2p_shared::transport::{self, Origin};
-use p2p_shared::{runtime, PeerName};
 
 use crate::broker::Broker;
+use crate::cli::Args;
 use crate::inbound::PeerService;
+use crate::input::Inputs;
+use crate::names::Names;
 use crate::output::{show, Notice};
 use crate::registry::RegistryClient;
 use crate::session::Session;
 
-/// A p2p-chat peer: register at a registry, then chat with other peers directly.
-///
-/// Type `help` once it runs for the commands. Input may be piped: a script drives the peer
-/// exactly like a person typing, and reads one line per event on stdout.
-#[derive(Parser, Debug)]
-#[command(version)]
-struct Args {
-    /// This peer's name: 1 to 32 of A-Z a-z 0-9 _ - . (asked on stdin if not given).
-    #[arg(long, env = "P2P_NAME")]
-    name: Option<PeerName>,
-
-    /// Port to listen on; 0 picks a free one (asked on stdin as "serverport" if not given).
-    #[arg(long, env = "P2P_PORT")]
-    port: Option<u16>,
-
-    /// Address to listen on: 0.0.0.0 for every IPv4 interface, 127.0.0.1 for this machine only.
-    #[arg(long, env = "P2P_BIND", default_value = "0.0.0.0")]
-    bind: IpAddr,
-
-    /// The registry, as HOST:PORT.
-    #[arg(long, env = "P2P_SERVER", default_value = "127.0.0.1:4000")]
-    server: String,
-
-    /// How long an incoming chat request waits for yes or no (like 2s, 90s, 5m).
-    #[arg(long, env = "P2P_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
-    request_timeout: Duration,
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
+    init_logging(args.debug);
     match runtime::block_on(run(args)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -76,7 +57,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs go to stderr only, so stdout stays exactly the documented events. `--debug` shows
+/// this program's debug events; RUST_LOG, when set, chooses freely; otherwise warnings only.
+fn init_logging(debug: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = if debug {
+        EnvFilter::new("p2p_peer=debug,p2p_shared=debug")
+    } else {
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    output::init(args.json, interactive);
+
     // The original asked for these two on start-up; so do we, when they are not flags.
     let port = match args.port {
         Some(port) => port,
@@ -84,7 +83,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .parse()
             .context("serverport must be a port number (0-65535)")?,
     };
-    let name = match args.name {
+    let name = match args.name.clone() {
         Some(name) => name,
         None => input::ask("Your name: ")?.parse().context("invalid name")?,
     };
@@ -98,17 +97,37 @@ async fn run(args: Args) -> anyhow::Result<()> {
         port: local.port(),
     };
 
-    let broker = Broker::start(origin.clone(), args.request_timeout);
+    let names = Names::default();
+    let broker = Broker::start(origin.clone(), args.request_timeout, names.clone());
     runtime::spawn(transport::serve(
         listener,
         origin.clone(),
         PeerService::new(broker.clone()),
     ));
-    show(Notice::Listening { name, addr: local });
+    show(Notice::Listening {
+        name: name.clone(),
+        addr: local,
+    });
 
-    let inputs = input::start()?;
+    let (lines, done) = if interactive {
+        let history = args
+            .data_dir()
+            .map(|dir| dir.join(format!("history-{name}")));
+        let (lines, done) = terminal::start(names.clone(), history)?;
+        (lines, Some(done))
+    } else {
+        (input::plain_lines()?, None)
+    };
+    let inputs = Inputs {
+        lines,
+        interrupts: input::interrupts()?,
+        done,
+    };
     let registry = RegistryClient::new(server, origin.clone());
-    Session::new(origin, broker, registry).run(inputs).await;
+    Session::new(origin, local, broker, registry, names)
+        .run(inputs)
+        .await;
+    output::flush();
     Ok(())
 }
 

@@ -1,27 +1,43 @@
 //! Everything the peer prints, in one place.
 //!
-//! Each [`Notice`] is one event, printed as one line (a listing: a header line and one line
-//! per entry) and flushed at once. The wording is part of the interface: README.md documents
-//! every line and scripts match on it, so change it only with the README.
+//! Each [`Notice`] is one event or one command result. It is printed in one of three ways:
+//!
+//! - plain text (the default): one line per event (a listing: a counted header line, then one
+//!   line per entry). This wording is an interface: README.md documents every line, scripts
+//!   match on it, so change it only together with the README;
+//! - JSON (`--json`): one object per line, `{"event": "...", ...}`, described in docs/json.md;
+//! - painted, for a person at a terminal: the plain text with colours (unless `NO_COLOR` is
+//!   set) and, at an interactive prompt, a local timestamp on chat lines.
+//!
+//! While rustyline owns the terminal, lines go through its external printer, which prints
+//! them above the prompt and redraws the half-typed line; otherwise straight to stdout,
+//! flushed per line. The external printer can block (it hands each line to the editor thread
+//! through a one-slot channel, and the editor serves keystrokes first), so it runs on a
+//! printing thread of its own: the network and the session never wait on the terminal.
 //!
 //! Text from the network is hostile: a chat line could carry terminal escape sequences or a
 //! newline that forges a second event. Every field that can hold such text (chat text, error
-//! details) is therefore displayed through [`printable`], which escapes control and
-//! bidirectional-override characters. Names and addresses are validated on arrival.
+//! messages) is displayed through [`printable`], which escapes control and
+//! bidirectional-override characters. Names and addresses are validated on arrival. JSON
+//! needs no such care: serde_json escapes control characters itself.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::sync::mpsc::{self, SyncSender};
 use std::time::Duration;
 
-use once_cell::sync::Lazy;
+use anstyle::{AnsiColor, Style};
+use chrono::{DateTime, Local, Utc};
+use once_cell::sync::OnceCell;
 use p2p_shared::{PeerInfo, PeerName};
-
-use crate::command::HELP;
+use rustyline::ExternalPrinter;
+use serde::{Serialize, Serializer};
 
 /// One thing the user should see.
-#[derive(Debug)]
+#[derive(Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum Notice {
     Listening {
         name: PeerName,
@@ -31,7 +47,9 @@ pub enum Notice {
         name: PeerName,
         addr: SocketAddr,
     },
-    Peers(Vec<PeerInfo>),
+    Peers {
+        peers: Vec<PeerInfo>,
+    },
     LeftNetwork,
     RequestSent {
         peer: PeerName,
@@ -50,6 +68,7 @@ pub enum Notice {
     RequestArrived {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(rename = "expires_in_ms", serialize_with = "millis")]
         expires_in: Duration,
     },
     AcceptedChat {
@@ -68,17 +87,58 @@ pub enum Notice {
     Message {
         peer: PeerName,
         text: String,
+        /// When it arrived.
+        at: DateTime<Utc>,
     },
-    Connected(Vec<PeerInfo>),
+    Connected {
+        peers: Vec<PeerInfo>,
+    },
     Disconnected {
         peer: PeerName,
     },
     PeerDisconnected {
         peer: PeerName,
     },
-    Help,
+    Status(Status),
+    Help {
+        text: String,
+    },
     Bye,
-    Error(String),
+    Error {
+        message: String,
+    },
+}
+
+/// What `status` shows.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub name: PeerName,
+    pub addr: SocketAddr,
+    pub registry: SocketAddr,
+    pub registry_reachable: bool,
+    pub registered: bool,
+    pub chats: Vec<PeerInfo>,
+    /// Requests waiting for our `yes` or `no`.
+    pub incoming: Vec<Waiting>,
+    /// Our requests waiting for the other side's answer.
+    pub outgoing: Vec<Waiting>,
+}
+
+/// A chat request and how long it has left.
+#[derive(Debug, Serialize)]
+pub struct Waiting {
+    pub peer: PeerName,
+    pub addr: SocketAddr,
+    #[serde(rename = "expires_in_ms", serialize_with = "millis")]
+    pub expires_in: Duration,
+}
+
+fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+fn secs(d: &Duration) -> u64 {
+    d.as_secs_f64().round() as u64
 }
 
 impl fmt::Display for Notice {
@@ -86,7 +146,7 @@ impl fmt::Display for Notice {
         match self {
             Notice::Listening { name, addr } => write!(f, "{name} listening on {addr}"),
             Notice::Registered { name, addr } => write!(f, "registered as {name} at {addr}"),
-            Notice::Peers(peers) => listing(f, "peers", "peer", peers),
+            Notice::Peers { peers } => listing(f, "peers", "peer", peers),
             Notice::LeftNetwork => write!(f, "left the network"),
             Notice::RequestSent { peer, addr } => {
                 write!(
@@ -106,7 +166,7 @@ impl fmt::Display for Notice {
             } => write!(
                 f,
                 "chat request from {peer} ({addr}): answer yes or no (expires in {}s)",
-                expires_in.as_secs_f64().round()
+                secs(expires_in)
             ),
             Notice::AcceptedChat { peer, addr } => {
                 write!(f, "accepted chat with {peer} ({addr})")
@@ -114,15 +174,40 @@ impl fmt::Display for Notice {
             Notice::DeclinedChat { peer } => write!(f, "declined chat request from {peer}"),
             Notice::RequestExpired { peer } => write!(f, "chat request from {peer} expired"),
             Notice::Delivered { peer } => write!(f, "delivered to {peer}"),
-            Notice::Message { peer, text } => write!(f, "{peer}: {}", printable(text)),
-            Notice::Connected(peers) => listing(f, "connected peers", "connected", peers),
+            Notice::Message { peer, text, .. } => write!(f, "{peer}: {}", printable(text)),
+            Notice::Connected { peers } => listing(f, "connected peers", "connected", peers),
             Notice::Disconnected { peer } => write!(f, "disconnected from {peer}"),
             Notice::PeerDisconnected { peer } => write!(f, "{peer} disconnected"),
-            Notice::Help => f.write_str(HELP.trim_end()),
+            Notice::Status(status) => status.fmt(f),
+            Notice::Help { text } => f.write_str(text.trim_end()),
             Notice::Bye => write!(f, "bye"),
             // Errors may quote the other side's words.
-            Notice::Error(why) => write!(f, "error: {}", printable(why)),
+            Notice::Error { message } => write!(f, "error: {}", printable(message)),
         }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "status: {} listening on {}", self.name, self.addr)?;
+        let reach = match (self.registry_reachable, self.registered) {
+            (false, _) => "unreachable",
+            (true, true) => "reachable, registered",
+            (true, false) => "reachable, not registered",
+        };
+        writeln!(f, "registry {}: {reach}", self.registry)?;
+        listing(f, "chats", "chat", &self.chats)?;
+        write!(f, "\nincoming requests: {}", self.incoming.len())?;
+        for w in &self.incoming {
+            let left = secs(&w.expires_in);
+            write!(f, "\nrequest from {} {} expires in {left}s", w.peer, w.addr)?;
+        }
+        write!(f, "\noutgoing requests: {}", self.outgoing.len())?;
+        for w in &self.outgoing {
+            let left = secs(&w.expires_in);
+            write!(f, "\nrequest to {} {} gives up in {left}s", w.peer, w.addr)?;
+        }
+        Ok(())
     }
 }
 
@@ -134,28 +219,136 @@ fn listing(f: &mut fmt::Formatter<'_>, header: &str, tag: &str, peers: &[PeerInf
     Ok(())
 }
 
-/// Whether a person is typing: then a prompt helps; in a pipe it is noise.
-static INTERACTIVE: Lazy<bool> = Lazy::new(|| std::io::stdin().is_terminal());
+/// How notices are rendered; fixed at start-up.
+#[derive(Clone, Copy, Debug, Default)]
+struct Rendering {
+    json: bool,
+    color: bool,
+    timestamps: bool,
+}
 
-/// Prints a notice and flushes it.
+static RENDERING: OnceCell<Rendering> = OnceCell::new();
+static PRINTER: OnceCell<SyncSender<ToPrint>> = OnceCell::new();
+
+/// Lines waiting for the printing thread at most; beyond, `show` waits.
+const PRINT_QUEUE: usize = 1024;
+
+enum ToPrint {
+    Line(String),
+    /// Answered once every line before it is out.
+    Flush(SyncSender<()>),
+}
+
+/// Chooses the rendering once, at start-up: JSON if asked; otherwise colours when stdout is a
+/// terminal and `NO_COLOR` is unset, and timestamps on chat lines at an interactive prompt.
+pub fn init(json: bool, interactive: bool) {
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let _ = RENDERING.set(Rendering {
+        json,
+        color: !json && !no_color && std::io::stdout().is_terminal(),
+        timestamps: !json && interactive,
+    });
+}
+
+/// From now on, print through rustyline's external printer (above the prompt), on a thread
+/// of its own.
+pub fn use_printer(mut printer: impl ExternalPrinter + Send + 'static) -> std::io::Result<()> {
+    let (tx, rx) = mpsc::sync_channel(PRINT_QUEUE);
+    std::thread::Builder::new()
+        .name("printer".into())
+        .spawn(move || {
+            for item in rx {
+                match item {
+                    ToPrint::Line(text) => {
+                        if printer.print(format!("{text}\n")).is_err() {
+                            // The prompt is gone (input ended): plain stdout from here on.
+                            to_stdout(&text);
+                        }
+                    }
+                    ToPrint::Flush(done) => {
+                        let _ = done.send(());
+                    }
+                }
+            }
+        })?;
+    let _ = PRINTER.set(tx);
+    Ok(())
+}
+
+/// Waits (briefly) until every notice shown so far is printed; call before exiting.
+pub fn flush() {
+    if let Some(printer) = PRINTER.get() {
+        let (done, printed) = mpsc::sync_channel(1);
+        if printer.send(ToPrint::Flush(done)).is_ok() {
+            let _ = printed.recv_timeout(Duration::from_secs(1));
+        }
+    }
+}
+
+/// Prints a notice.
 pub fn show(notice: Notice) {
+    let rendering = RENDERING.get().copied().unwrap_or_default();
+    let text = if rendering.json {
+        // Serializing these plain data types cannot fail.
+        serde_json::to_string(&notice).expect("notices always serialize")
+    } else {
+        paint(&notice, rendering)
+    };
+    match PRINTER.get() {
+        Some(printer) => {
+            let _ = printer.send(ToPrint::Line(text));
+        }
+        None => to_stdout(&text),
+    }
+}
+
+fn to_stdout(text: &str) {
     let mut out = std::io::stdout().lock();
     // A closed stdout must not stop the peer: its chats still need a clean goodbye.
-    let _ = writeln!(out, "{notice}");
+    let _ = writeln!(out, "{text}");
     let _ = out.flush();
 }
 
 /// Shows an error.
 pub fn error(why: impl fmt::Display) {
-    show(Notice::Error(why.to_string()));
+    show(Notice::Error {
+        message: why.to_string(),
+    });
 }
 
-/// Prints the prompt, when a person is typing.
-pub fn prompt() {
-    if *INTERACTIVE {
-        let mut out = std::io::stdout().lock();
-        let _ = write!(out, ">> ");
-        let _ = out.flush();
+/// The plain text, with colours and timestamps where the rendering wants them.
+fn paint(notice: &Notice, rendering: Rendering) -> String {
+    let paint = |style: Style, text: &str| {
+        if rendering.color {
+            format!("{style}{text}{style:#}")
+        } else {
+            text.to_string()
+        }
+    };
+    let name = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
+    match notice {
+        Notice::Message { peer, text, at } => {
+            let stamp = if rendering.timestamps {
+                let local = at.with_timezone(&Local).format("%H:%M:%S");
+                format!("{} ", paint(Style::new().dimmed(), &format!("[{local}]")))
+            } else {
+                String::new()
+            };
+            format!("{stamp}{}: {}", paint(name, peer.as_str()), printable(text))
+        }
+        Notice::Error { .. } => paint(
+            Style::new().fg_color(Some(AnsiColor::Red.into())),
+            &notice.to_string(),
+        ),
+        Notice::RequestArrived { .. } => paint(
+            Style::new().bold().fg_color(Some(AnsiColor::Yellow.into())),
+            &notice.to_string(),
+        ),
+        Notice::RequestAccepted { .. } | Notice::AcceptedChat { .. } => paint(
+            Style::new().fg_color(Some(AnsiColor::Green.into())),
+            &notice.to_string(),
+        ),
+        _ => notice.to_string(),
     }
 }
 
@@ -182,41 +375,63 @@ pub fn printable(text: &str) -> Cow<'_, str> {
 mod tests {
     use super::*;
 
+    fn name(s: &str) -> PeerName {
+        s.parse().unwrap()
+    }
+
     #[test]
     fn hostile_text_cannot_forge_lines_or_drive_the_terminal() {
         assert_eq!(printable("héllo  wörld 你好 🎉"), "héllo  wörld 你好 🎉");
-        assert_eq!(printable("hi\nbob: fake"), "hi\\u{a}bob: fake");
         assert_eq!(printable("\u{1b}[2Jgone"), "\\u{1b}[2Jgone");
         assert_eq!(printable("abc\u{202e}def"), "abc\\u{202e}def");
         let forged = Notice::Message {
-            peer: "alice".parse().unwrap(),
+            peer: name("alice"),
             text: "hi\nbob: fake".into(),
+            at: Utc::now(),
         };
         assert_eq!(forged.to_string(), "alice: hi\\u{a}bob: fake");
-        assert_eq!(Notice::Error("x\ny".into()).to_string(), "error: x\\u{a}y");
+        let painted = paint(
+            &forged,
+            Rendering {
+                json: false,
+                color: true,
+                timestamps: true,
+            },
+        );
+        assert!(!painted.contains('\n'), "{painted:?}");
+        let error = Notice::Error {
+            message: "x\ny".into(),
+        };
+        assert_eq!(error.to_string(), "error: x\\u{a}y");
     }
 
     #[test]
     fn listings_have_a_counted_header() {
         let peers = vec![PeerInfo {
-            name: "bob".parse().unwrap(),
+            name: name("bob"),
             addr: "127.0.0.1:2".parse().unwrap(),
         }];
         assert_eq!(
-            Notice::Peers(peers.clone()).to_string(),
+            Notice::Peers {
+                peers: peers.clone()
+            }
+            .to_string(),
             "peers: 1\npeer bob 127.0.0.1:2"
         );
         assert_eq!(
-            Notice::Connected(peers).to_string(),
+            Notice::Connected { peers }.to_string(),
             "connected peers: 1\nconnected bob 127.0.0.1:2"
         );
-        assert_eq!(Notice::Connected(vec![]).to_string(), "connected peers: 0");
+        assert_eq!(
+            Notice::Connected { peers: vec![] }.to_string(),
+            "connected peers: 0"
+        );
     }
 
     #[test]
-    fn expiry_is_shown_in_whole_seconds() {
+    fn expiry_is_shown_in_whole_seconds_and_json_in_milliseconds() {
         let n = Notice::RequestArrived {
-            peer: "alice".parse().unwrap(),
+            peer: name("alice"),
             addr: "127.0.0.1:1".parse().unwrap(),
             expires_in: Duration::from_secs(60),
         };
@@ -224,5 +439,36 @@ mod tests {
             n.to_string(),
             "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s)"
         );
+        let json: serde_json::Value = serde_json::to_value(&n).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "request_arrived", "peer": "alice",
+                               "addr": "127.0.0.1:1", "expires_in_ms": 60000})
+        );
+    }
+
+    #[test]
+    fn json_is_one_line_with_an_event_tag() {
+        let n = Notice::Message {
+            peer: name("alice"),
+            text: "two\nlines \u{1b}".into(),
+            at: "2026-11-21T10:00:00Z".parse().unwrap(),
+        };
+        let line = serde_json::to_string(&n).unwrap();
+        assert!(!line.contains('\n'));
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["event"], "message");
+        assert_eq!(json["text"], "two\nlines \u{1b}");
+        assert_eq!(json["at"], "2026-11-21T10:00:00Z");
+        let bye: serde_json::Value = serde_json::to_value(Notice::Bye).unwrap();
+        assert_eq!(bye, serde_json::json!({"event": "bye"}));
+    }
+
+    #[test]
+    fn without_colour_painting_changes_nothing_but_the_timestamp() {
+        let n = Notice::Error {
+            message: "no".into(),
+        };
+        assert_eq!(paint(&n, Rendering::default()), "error: no");
     }
 }

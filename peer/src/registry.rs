@@ -22,6 +22,20 @@ impl RegistryClient {
         RegistryClient { addr, origin }
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Whether the registry answers, within a short time (for `status`).
+    pub async fn ping(&self) -> Result<(), SendError> {
+        let quick = std::time::Duration::from_secs(2);
+        match p2p_shared::runtime::timeout(quick, self.ask(Request::Ping)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(SendError::Timeout { addr: self.addr }),
+        }
+    }
+
     /// How error messages name the registry.
     pub fn describe(&self) -> String {
         format!("the registry at {}", self.addr)

@@ -134,6 +134,11 @@ impl IncomingRequests {
         due.iter().filter_map(|n| self.by_peer.remove(n)).collect()
     }
 
+    /// The live requests, by requester name.
+    pub fn iter(&self) -> impl Iterator<Item = &PendingRequest> {
+        self.by_peer.values()
+    }
+
     pub fn next_expiry(&self) -> Option<Instant> {
         self.by_peer.values().map(|r| r.expires_at).min()
     }
@@ -212,6 +217,18 @@ impl OutgoingRequests {
             _ => true,
         });
         due
+    }
+
+    /// The requests whose other side is asking its user: peer, address, our deadline.
+    pub fn awaiting(&self) -> impl Iterator<Item = (&PeerName, SocketAddr, Instant)> {
+        self.by_id.values().filter_map(|state| match state {
+            Outgoing::AwaitingAnswer {
+                peer,
+                addr,
+                deadline,
+            } => Some((peer, *addr, *deadline)),
+            Outgoing::Sent { .. } => None,
+        })
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {

@@ -5,6 +5,7 @@
 //! meanwhile: they come from the broker, not from here. Every command ends in at least one
 //! line of output, so nothing a user asked for passes in silence.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use futures::future::{join_all, select, Either};
@@ -15,24 +16,36 @@ use p2p_shared::{runtime, Answer, ErrorCode, Outcome, PeerName, Request};
 use crate::broker::Broker;
 use crate::command::{self, Command, Target};
 use crate::input::{Input, Inputs};
-use crate::output::{self, show, Notice};
+use crate::names::Names;
+use crate::output::{self, show, Notice, Status};
 use crate::registry::RegistryClient;
 use crate::requests::TakeError;
 
 pub struct Session {
     origin: Origin,
+    /// The address we listen on, as bound (0.0.0.0 when listening on every interface).
+    listening: SocketAddr,
     broker: Broker,
     registry: RegistryClient,
+    names: Names,
     /// Whether we registered, so that `exit` knows to unregister.
     registered: bool,
 }
 
 impl Session {
-    pub fn new(origin: Origin, broker: Broker, registry: RegistryClient) -> Self {
+    pub fn new(
+        origin: Origin,
+        listening: SocketAddr,
+        broker: Broker,
+        registry: RegistryClient,
+        names: Names,
+    ) -> Self {
         Session {
             origin,
+            listening,
             broker,
             registry,
+            names,
             registered: false,
         }
     }
@@ -40,12 +53,11 @@ impl Session {
     /// Runs commands until `exit`, the end of input or Ctrl-C, then leaves cleanly.
     pub async fn run(mut self, inputs: Inputs) {
         loop {
-            output::prompt();
             let line = match next(&inputs).await {
                 Input::Line(line) => line,
                 Input::Unreadable(why) => {
                     output::error(why);
-                    continue;
+                    String::new()
                 }
                 Input::End => break,
             };
@@ -55,6 +67,9 @@ impl Session {
                 Ok(None) => {}
                 Err(e) => output::error(e),
             }
+            if let Some(done) = &inputs.done {
+                let _ = done.send(()).await;
+            }
         }
         self.leave().await;
     }
@@ -63,16 +78,27 @@ impl Session {
         match command {
             Command::Register => self.register().await,
             Command::ListPeers => match self.registry.list().await {
-                Ok(peers) => show(Notice::Peers(peers)),
+                Ok(peers) => {
+                    self.names.set_registered(&peers);
+                    show(Notice::Peers { peers })
+                }
                 Err(e) => output::error(failure(&e, &self.registry.describe())),
             },
             Command::ExitNetwork => self.exit_network().await,
             Command::ChatRequest(target) => self.chat_request(target).await,
             Command::Answer { accept, from } => self.answer(accept, from).await,
             Command::ChatMessage { peer, text } => self.chat_message(peer, text).await,
-            Command::ListConnected => show(Notice::Connected(self.broker.list_connected().await)),
+            Command::ListConnected => show(Notice::Connected {
+                peers: self.broker.list_connected().await,
+            }),
             Command::Disconnect { peer } => self.disconnect(peer).await,
-            Command::Help => show(Notice::Help),
+            Command::Status => self.status().await,
+            Command::Help(None) => show(Notice::Help {
+                text: command::help_text(),
+            }),
+            Command::Help(Some(topic)) => show(Notice::Help {
+                text: command::topic_text(topic),
+            }),
             Command::Exit => unreachable!("run handles exit"),
         }
     }
@@ -248,6 +274,23 @@ impl Session {
             )),
             _ => {}
         }
+    }
+
+    async fn status(&mut self) {
+        let reachable = self.registry.ping().await.is_ok();
+        let Some(snapshot) = self.broker.snapshot().await else {
+            return;
+        };
+        show(Notice::Status(Status {
+            name: self.origin.name.clone(),
+            addr: self.listening,
+            registry: self.registry.addr(),
+            registry_reachable: reachable,
+            registered: self.registered,
+            chats: snapshot.chats,
+            incoming: snapshot.incoming,
+            outgoing: snapshot.outgoing,
+        }));
     }
 
     /// Ends every chat (telling each partner, all at once) and unregisters.

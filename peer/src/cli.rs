@@ -1,0 +1,63 @@
+//! The command line: every flag, its environment variable and its default.
+//!
+//! README.md lists the same table; `p2p-peer --help` prints it from here.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use p2p_shared::duration::parse_timeout;
+use p2p_shared::PeerName;
+
+/// A p2p-chat peer: register at a registry, then chat with other peers directly.
+///
+/// Type `help` once it runs for the commands, `help COMMAND` for one of them. Input may be
+/// piped: a script drives the peer exactly like a person typing, and reads one line per event
+/// on stdout (or one JSON object per line with --json). Every flag can also be set through
+/// the environment variable shown with it.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub struct Args {
+    /// This peer's name: 1 to 32 of A-Z a-z 0-9 _ - . (asked on stdin if not given).
+    #[arg(long, env = "P2P_NAME")]
+    pub name: Option<PeerName>,
+
+    /// Port to listen on; 0 picks a free one (asked on stdin as "serverport" if not given).
+    #[arg(long, env = "P2P_PORT")]
+    pub port: Option<u16>,
+
+    /// Address to listen on: 0.0.0.0 for every IPv4 interface, 127.0.0.1 for this machine only.
+    #[arg(long, env = "P2P_BIND", default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+
+    /// The registry, as HOST:PORT.
+    #[arg(long, env = "P2P_SERVER", default_value = "127.0.0.1:4000")]
+    pub server: String,
+
+    /// How long an incoming chat request waits for yes or no (like 2s, 90s, 5m).
+    #[arg(long, env = "P2P_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub request_timeout: Duration,
+
+    /// Print one JSON object per line instead of text, for scripts and bots (docs/json.md).
+    #[arg(long, env = "P2P_JSON")]
+    pub json: bool,
+
+    /// Log what the peer does on stderr (RUST_LOG=... chooses finer levels).
+    #[arg(long, env = "P2P_DEBUG")]
+    pub debug: bool,
+
+    /// Where the peer keeps its files (command history) [default: the platform's user data
+    /// directory, e.g. ~/.local/share/p2p-chat].
+    #[arg(long, env = "P2P_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+impl Args {
+    /// The data directory, if there is one (a user with no home directory has none).
+    pub fn data_dir(&self) -> Option<PathBuf> {
+        self.data_dir
+            .clone()
+            .or_else(|| dirs::data_dir().map(|d| d.join("p2p-chat")))
+    }
+}

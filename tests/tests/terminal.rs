@@ -1,0 +1,196 @@
+//! The interactive peer in a real pseudo-terminal, as a person sees it.
+//!
+//! The peer runs on the slave side of a pty; everything it writes is fed into a terminal
+//! emulator (`vt100`), and the assertions read that emulated screen. The emulator also answers
+//! the terminal's cursor-position queries, as a real terminal would. Waiting re-checks the
+//! screen each time new output arrives (a condition variable), with a deadline: no sleeps.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use p2p_e2e::{binary, Peer, Server};
+use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
+
+const ROWS: u16 = 24;
+const COLS: u16 = 100;
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// A program running in a pseudo-terminal, with the screen it has drawn so far.
+struct Terminal {
+    child: Box<dyn Child + Send + Sync>,
+    keyboard: Arc<Mutex<Box<dyn Write + Send>>>,
+    screen: Arc<(Mutex<vt100::Parser>, Condvar)>,
+    _master: Box<dyn MasterPty + Send>,
+}
+
+impl Terminal {
+    fn spawn(program: PathBuf, args: &[String]) -> Terminal {
+        let pty = native_pty_system()
+            .openpty(PtySize {
+                rows: ROWS,
+                cols: COLS,
+                pixel_width: 0,
+                pixel_height: 0,
+            })
+            .expect("open a pty");
+        let mut cmd = CommandBuilder::new(program);
+        cmd.args(args);
+        cmd.env("TERM", "xterm");
+        cmd.env_remove("NO_COLOR");
+        let child = pty.slave.spawn_command(cmd).expect("spawn in the pty");
+        drop(pty.slave);
+
+        let keyboard = Arc::new(Mutex::new(pty.master.take_writer().expect("pty writer")));
+        let screen = Arc::new((
+            Mutex::new(vt100::Parser::new(ROWS, COLS, 0)),
+            Condvar::new(),
+        ));
+        let mut output = pty.master.try_clone_reader().expect("pty reader");
+        let (screen_in, answers) = (screen.clone(), keyboard.clone());
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = output.read(&mut buf) {
+                let (parser, changed) = &*screen_in;
+                let mut parser = parser.lock().unwrap();
+                parser.process(&buf[..n]);
+                changed.notify_all();
+                // "Where is the cursor?" (DSR 6): answer like a terminal does.
+                if buf[..n].windows(4).any(|w| w == b"\x1b[6n") {
+                    let (row, col) = parser.screen().cursor_position();
+                    let reply = format!("\x1b[{};{}R", row + 1, col + 1);
+                    let _ = answers.lock().unwrap().write_all(reply.as_bytes());
+                }
+            }
+        });
+        Terminal {
+            child,
+            keyboard,
+            screen,
+            _master: pty.master,
+        }
+    }
+
+    fn type_keys(&self, keys: &str) {
+        let mut keyboard = self.keyboard.lock().unwrap();
+        keyboard
+            .write_all(keys.as_bytes())
+            .expect("type into the pty");
+        keyboard.flush().expect("flush the pty");
+    }
+
+    /// Waits until `ready` holds for the screen's rows and the cursor's row; panics showing
+    /// the screen at the deadline.
+    fn wait_for(&self, what: &str, ready: impl Fn(&[String], usize) -> bool) {
+        let deadline = Instant::now() + DEADLINE;
+        let (parser, changed) = &*self.screen;
+        let mut parser = parser.lock().unwrap();
+        loop {
+            let rows: Vec<String> = parser.screen().rows(0, COLS).collect();
+            if ready(&rows, parser.screen().cursor_position().0 as usize) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                panic!("screen never showed {what}; it shows:\n{}", rows.join("\n"));
+            }
+            parser = changed.wait_timeout(parser, left).unwrap().0;
+        }
+    }
+
+    fn wait_for_text(&self, text: &str) {
+        self.wait_for(text, |rows, _| rows.iter().any(|r| r.contains(text)));
+    }
+
+    /// Waits until the line being edited (the cursor's row) reads exactly `line`.
+    fn wait_for_input_line(&self, line: &str) {
+        self.wait_for(&format!("the input line {line:?}"), |rows, cursor| {
+            rows.get(cursor).map(|r| r.trim_end()) == Some(line)
+        });
+    }
+}
+
+impl Drop for Terminal {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn data_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("p2p-e2e-pty-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn an_incoming_message_does_not_clobber_the_half_typed_line_and_tab_completes_names() {
+    let server = Server::start();
+    let bob = Peer::start("bob", server.addr());
+    bob.register();
+
+    let data = data_dir();
+    let alice = Terminal::spawn(
+        binary("p2p-peer"),
+        &[
+            "--name".into(),
+            "alice".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--server".into(),
+            server.addr().to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ],
+    );
+    alice.wait_for_input_line(">>");
+
+    // listpeer also teaches the completer bob's name.
+    alice.type_keys("listpeer\r");
+    alice.wait_for_text(&format!("peer bob {}", bob.addr()));
+    alice.type_keys("chat request bob\r");
+    bob.expect("chat request from alice");
+    bob.send("yes");
+    alice.wait_for_text("chat accepted by bob");
+
+    // Half a line typed, then a message arrives.
+    alice.type_keys("chat message bob hel");
+    alice.wait_for_input_line(">> chat message bob hel");
+    bob.send("chat message alice hi from bob");
+    bob.expect("delivered to alice");
+    alice.wait_for("the message above the intact half line", |rows, cursor| {
+        let message = rows.iter().position(|r| r.contains("bob: hi from bob"));
+        message.is_some_and(|m| m < cursor) && rows[cursor].trim_end() == ">> chat message bob hel"
+    });
+
+    // Finish that line; it is sent as typed.
+    alice.type_keys("lo\r");
+    bob.expect_exact("alice: hello");
+    alice.wait_for_text("delivered to bob");
+
+    // Tab completes a peer name.
+    alice.type_keys("disconnect b\t");
+    alice.wait_for_input_line(">> disconnect bob");
+    alice.type_keys("\r");
+    bob.expect("alice disconnected");
+    alice.wait_for_text("disconnected from bob");
+
+    alice.type_keys("exit\r");
+    alice.wait_for_text("bye");
+
+    // The history is kept, privately.
+    let history = data.join("history-alice");
+    let kept = std::fs::read_to_string(&history).expect("history file");
+    assert!(kept.contains("chat message bob hello"), "{kept}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&history).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "history is readable by others: {mode:o}");
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
