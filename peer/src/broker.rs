@@ -344,6 +344,7 @@ impl State {
 
     fn inbound(&mut self, request: Envelope<Request>) -> Outcome {
         let Envelope { id, from, body, .. } = request;
+        tracing::debug!(from = %from.name, addr = %from.addr, ?body, "request");
         match body {
             Request::Ping => Outcome::Ok,
             Request::ChatRequest => self.chat_request(id, from),

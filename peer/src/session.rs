@@ -63,7 +63,10 @@ impl Session {
             };
             match command::parse(&line) {
                 Ok(Some(Command::Exit)) => break,
-                Ok(Some(command)) => self.execute(command).await,
+                Ok(Some(command)) => {
+                    tracing::debug!(?command, "running");
+                    self.execute(command).await;
+                }
                 Ok(None) => {}
                 Err(e) => output::error(e),
             }

@@ -1,0 +1,156 @@
+//! The interface scripts and people rely on beyond the basic commands: `--json`, `help
+//! COMMAND`, `status`, and logs that stay off stdout.
+
+use p2p_e2e::{binary, Peer, Proc, Server, Value};
+
+/// Starts `p2p-peer --json` and returns it with its first event, which must be `listening`.
+fn json_peer(name: &str, server: &Server) -> (Proc, Value) {
+    let args: Vec<String> = [
+        "--json",
+        "--name",
+        name,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--server",
+        &server.addr().to_string(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let proc = Proc::spawn(format!("json peer {name}"), &binary("p2p-peer"), &args);
+    let first = event(&proc);
+    assert_eq!(first["event"], "listening", "{first}");
+    assert_eq!(first["name"], name);
+    (proc, first)
+}
+
+/// The next stdout line, which must be one JSON object.
+fn event(proc: &Proc) -> Value {
+    let line = proc.next_line();
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
+}
+
+#[test]
+fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
+    let server = Server::start();
+    let (alice, listening) = json_peer("alice", &server);
+    let alice_addr = listening["addr"].as_str().unwrap().to_owned();
+    let bob = Peer::start("bob", server.addr());
+    bob.register();
+
+    alice.send("register");
+    let registered = event(&alice);
+    assert_eq!(registered["event"], "registered");
+    assert_eq!(registered["addr"], alice_addr.as_str());
+
+    alice.send("listpeer");
+    let peers = event(&alice);
+    assert_eq!(peers["event"], "peers");
+    let names: Vec<&str> = peers["peers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+
+    // A chat, with text that would need escaping in any line-based format.
+    bob.send(&format!(
+        "chat request 127.0.0.1 {}",
+        alice_addr.rsplit(':').next().unwrap()
+    ));
+    let arrived = event(&alice);
+    assert_eq!(arrived["event"], "request_arrived");
+    assert_eq!(arrived["peer"], "bob");
+    assert_eq!(arrived["expires_in_ms"], 60_000);
+    alice.send("yes");
+    assert_eq!(event(&alice)["event"], "accepted_chat");
+    bob.expect("chat accepted by alice");
+    bob.send("chat message alice tab\there \"quoted\" 你好");
+    let message = event(&alice);
+    assert_eq!(message["event"], "message");
+    assert_eq!(message["peer"], "bob");
+    assert_eq!(message["text"], "tab\there \"quoted\" 你好");
+    assert!(message["at"].as_str().unwrap().ends_with('Z'), "{message}");
+
+    alice.send("chat message nobody hi");
+    let error = event(&alice);
+    assert_eq!(error["event"], "error");
+    assert_eq!(error["message"], "not in a chat with nobody");
+
+    alice.send("exit");
+    assert_eq!(event(&alice)["event"], "bye");
+    bob.expect("alice disconnected");
+}
+
+#[test]
+fn help_command_explains_one_command_with_an_example() {
+    let peer = Peer::start_offline("alice");
+    peer.send("help chat message");
+    peer.expect_exact("usage: chat message PEER TEXT");
+    peer.expect_prefix("example: chat message bob");
+    peer.send("help frobnicate");
+    let error = peer.expect_error();
+    assert!(error.contains("no command"), "{error}");
+    // Still answering.
+    peer.send("list connected peer");
+    peer.expect_exact("connected peers: 0");
+}
+
+#[test]
+fn status_shows_the_registry_chats_and_pending_requests_with_time_left() {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    let bob = Peer::start("bob", server.addr());
+    let carol = Peer::start("carol", server.addr());
+    alice.register();
+    alice.request_chat(&bob);
+    bob.expect_request_from(&alice);
+    bob.send("yes");
+    alice.expect("chat accepted by bob");
+    carol.request_chat(&alice);
+    alice.expect_request_from(&carol);
+
+    alice.send("status");
+    alice.expect_exact(&format!("status: alice listening on {}", alice.addr()));
+    alice.expect_exact(&format!(
+        "registry {}: reachable, registered",
+        server.addr()
+    ));
+    alice.expect_exact("chats: 1");
+    alice.expect_exact(&format!("chat bob {}", bob.addr()));
+    alice.expect_exact("incoming requests: 1");
+    let pending = alice.expect_prefix(&format!("request from carol {} expires in ", carol.addr()));
+    assert!(pending.ends_with('s'), "{pending}");
+    alice.expect_exact("outgoing requests: 0");
+
+    // Without a registry, status says so rather than failing.
+    let lone = Peer::start_offline("lone");
+    lone.send("status");
+    lone.expect_prefix("status: lone listening on");
+    lone.expect(": unreachable");
+}
+
+#[test]
+fn debug_logs_go_to_stderr_and_leave_stdout_to_the_events() {
+    let server = Server::start();
+    let peer = Peer::builder("alice")
+        .server(server.addr())
+        .arg("--debug")
+        .start();
+    peer.send("register");
+    peer.expect_exact(&format!("registered as alice at {}", peer.addr()));
+    peer.send("exit");
+    peer.expect_exact("bye");
+    let stdout = peer.stdout_so_far();
+    assert!(
+        stdout.iter().all(|l| !l.contains("DEBUG")),
+        "logs leaked into stdout: {stdout:?}"
+    );
+    let everything = peer.transcript();
+    assert!(
+        everything.iter().any(|l| l.contains("DEBUG")),
+        "--debug logged nothing: {everything:?}"
+    );
+}
