@@ -48,8 +48,8 @@ enum Msg {
         peer: PeerName,
         done: oneshot::Sender<Option<SocketAddr>>,
     },
-    ForgetAll {
-        done: oneshot::Sender<Vec<PeerInfo>>,
+    Close {
+        done: oneshot::Sender<Closing>,
     },
     Snapshot {
         done: oneshot::Sender<Snapshot>,
@@ -76,6 +76,13 @@ pub struct Snapshot {
     pub chats: Vec<PeerInfo>,
     pub incoming: Vec<Waiting>,
     pub outgoing: Vec<Waiting>,
+}
+
+/// Everyone to say goodbye to when we leave.
+pub struct Closing {
+    pub chats: Vec<PeerInfo>,
+    /// Requests nobody answered; their senders are waiting.
+    pub requests: Vec<PendingRequest>,
 }
 
 /// A handle to the broker task.
@@ -139,11 +146,14 @@ impl Broker {
         self.ask(|done| Msg::Forget { peer, done }).await.flatten()
     }
 
-    /// Ends every chat; returns who was in one.
-    pub async fn forget_all(&self) -> Vec<PeerInfo> {
-        self.ask(|done| Msg::ForgetAll { done })
+    /// Ends every chat and drops every pending request; returns whom to tell.
+    pub async fn close(&self) -> Closing {
+        self.ask(|done| Msg::Close { done })
             .await
-            .unwrap_or_default()
+            .unwrap_or(Closing {
+                chats: Vec::new(),
+                requests: Vec::new(),
+            })
     }
 
     pub async fn snapshot(&self) -> Option<Snapshot> {
@@ -267,11 +277,12 @@ impl State {
             Msg::Forget { peer, done } => {
                 let _ = done.send(self.close_chat(&peer));
             }
-            Msg::ForgetAll { done } => {
-                let peers = self.peers();
+            Msg::Close { done } => {
+                let chats = self.peers();
                 self.connected.clear();
                 self.names.set_chatting([]);
-                let _ = done.send(peers);
+                let requests = self.incoming.drain();
+                let _ = done.send(Closing { chats, requests });
             }
             Msg::Snapshot { done } => {
                 let _ = done.send(self.snapshot(Instant::now()));
@@ -295,7 +306,11 @@ impl State {
         }
     }
 
+    /// Opens a chat. Requests between us and `peer` in either direction are settled by it:
+    /// none of them will get (or needs) another answer.
     fn open_chat(&mut self, peer: PeerName, addr: SocketAddr) {
+        self.incoming.forget(&peer);
+        self.outgoing.forget_peer(&peer);
         self.connected.insert(peer, addr);
         self.names.set_chatting(self.connected.keys());
     }
@@ -403,8 +418,6 @@ impl State {
         let peer = from.name;
         match answer {
             Answer::Accepted => {
-                // If they had asked us too, their request is answered by this chat.
-                self.incoming.forget(&peer);
                 self.open_chat(peer.clone(), from.addr);
                 show(Notice::RequestAccepted {
                     peer,
@@ -413,6 +426,7 @@ impl State {
             }
             Answer::Declined => show(Notice::RequestDeclined { peer }),
             Answer::Expired => show(Notice::RequestTimedOut { peer }),
+            Answer::Left => show(Notice::RequestAbandoned { peer }),
         }
         Outcome::Ok
     }

@@ -65,6 +65,9 @@ pub enum Notice {
     RequestTimedOut {
         peer: PeerName,
     },
+    RequestAbandoned {
+        peer: PeerName,
+    },
     RequestArrived {
         peer: PeerName,
         addr: SocketAddr,
@@ -159,6 +162,12 @@ impl fmt::Display for Notice {
             }
             Notice::RequestDeclined { peer } => write!(f, "chat declined by {peer}"),
             Notice::RequestTimedOut { peer } => write!(f, "chat request to {peer} timed out"),
+            Notice::RequestAbandoned { peer } => {
+                write!(
+                    f,
+                    "chat request to {peer} ended: {peer} left without answering"
+                )
+            }
             Notice::RequestArrived {
                 peer,
                 addr,

@@ -123,6 +123,11 @@ impl IncomingRequests {
         self.by_peer.remove(name);
     }
 
+    /// Removes and returns every request (we are leaving).
+    pub fn drain(&mut self) -> Vec<PendingRequest> {
+        std::mem::take(&mut self.by_peer).into_values().collect()
+    }
+
     /// Removes and returns every request whose time is up.
     pub fn expire(&mut self, now: Instant) -> Vec<PendingRequest> {
         let due: Vec<PeerName> = self
@@ -184,12 +189,27 @@ impl OutgoingRequests {
         let Outgoing::Sent { addr } = *state else {
             return false;
         };
-        *state = Outgoing::AwaitingAnswer {
-            peer,
-            addr,
-            deadline: now + expires_in.min(MAX_EXPIRY) + ANSWER_GRACE,
-        };
+        self.by_id.remove(&id);
+        // The other side keeps one record per requester, so this request replaced any earlier
+        // one of ours there: that one will never be answered.
+        self.forget_peer(&peer);
+        self.by_id.insert(
+            id,
+            Outgoing::AwaitingAnswer {
+                peer,
+                addr,
+                deadline: now + expires_in.min(MAX_EXPIRY) + ANSWER_GRACE,
+            },
+        );
         true
+    }
+
+    /// Drops every request waiting for `peer`'s answer, without an outcome: a chat with it is
+    /// open anyway, or a newer request replaced them.
+    pub fn forget_peer(&mut self, peer: &PeerName) {
+        self.by_id.retain(
+            |_, state| !matches!(state, Outgoing::AwaitingAnswer { peer: p, .. } if p == peer),
+        );
     }
 
     /// The request could not be delivered.
@@ -389,6 +409,37 @@ mod tests {
         assert_eq!(outgoing.expire(now + TTL), Vec::<PeerName>::new());
         assert_eq!(outgoing.expire(now + TTL + ANSWER_GRACE), vec![name("bob")]);
         assert_eq!(outgoing.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_newer_request_to_the_same_peer_replaces_the_older() {
+        let now = Instant::now();
+        let mut outgoing = OutgoingRequests::default();
+        let addr = SocketAddr::from(([127, 0, 0, 1], 2));
+        let (first, second) = (new_id(), new_id());
+        outgoing.sent(first, addr);
+        outgoing.pending(first, name("bob"), TTL, now);
+        outgoing.sent(second, addr);
+        outgoing.pending(second, name("bob"), TTL, now);
+        assert_eq!(outgoing.awaiting().count(), 1);
+        assert_eq!(outgoing.resolve(first, &name("bob")), None);
+        assert!(outgoing.resolve(second, &name("bob")).is_some());
+    }
+
+    #[test]
+    fn an_open_chat_settles_the_requests_to_that_peer() {
+        let now = Instant::now();
+        let mut outgoing = OutgoingRequests::default();
+        let id = new_id();
+        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)));
+        outgoing.pending(id, name("bob"), TTL, now);
+        outgoing.forget_peer(&name("carol"));
+        assert_eq!(outgoing.awaiting().count(), 1);
+        outgoing.forget_peer(&name("bob"));
+        assert_eq!(
+            outgoing.expire(now + TTL + ANSWER_GRACE),
+            Vec::<PeerName>::new()
+        );
     }
 
     #[test]

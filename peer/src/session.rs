@@ -296,13 +296,23 @@ impl Session {
         }));
     }
 
-    /// Ends every chat (telling each partner, all at once) and unregisters.
+    /// Ends every chat and tells everyone waiting for our answer that we left (all at once),
+    /// then unregisters.
     async fn leave(&mut self) {
-        let chats = self.broker.forget_all().await;
+        let closing = self.broker.close().await;
+        let goodbyes = closing
+            .chats
+            .iter()
+            .map(|p| (p.addr, Request::Disconnect))
+            .chain(closing.requests.iter().map(|r| {
+                let answer = Request::ChatAnswer {
+                    request: r.id,
+                    answer: Answer::Left,
+                };
+                (r.addr, answer)
+            }));
         join_all(
-            chats
-                .iter()
-                .map(|p| transport::request(p.addr, &self.origin, new_id(), Request::Disconnect)),
+            goodbyes.map(|(addr, body)| transport::request(addr, &self.origin, new_id(), body)),
         )
         .await;
         if self.registered {

@@ -78,6 +78,8 @@ pub enum Answer {
     Declined,
     /// Nobody answered before the request's expiry.
     Expired,
+    /// The peer left (exited) without answering.
+    Left,
 }
 
 /// The body of every reply.

@@ -37,13 +37,18 @@ pub const EXPECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Environment variables the binaries read (README, "Command line"); cleared so that the
-/// environment of whoever runs the tests cannot change what they start.
-const P2P_ENV: [&str; 5] = [
+/// environment of whoever runs the tests cannot change what they start or print.
+pub const P2P_ENV: [&str; 10] = [
     "P2P_NAME",
     "P2P_PORT",
     "P2P_BIND",
     "P2P_SERVER",
     "P2P_REQUEST_TIMEOUT",
+    "P2P_JSON",
+    "P2P_DEBUG",
+    "P2P_DATA_DIR",
+    "RUST_LOG",
+    "NO_COLOR",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -187,3 +187,62 @@ fn a_chat_request_to_oneself_is_refused() {
     assert!(is_one_error(&out), "nothing pending after that: {out:?}");
     assert_eq!(alice.connected(), NONE);
 }
+
+/// `status` line counting our own requests still waiting for an answer.
+fn outgoing_requests(peer: &Peer) -> String {
+    peer.send("status");
+    peer.expect_prefix("outgoing requests: ")
+}
+
+#[test]
+fn crossed_requests_settle_each_other_when_one_is_accepted() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.request_chat(&bob);
+    bob.expect_request_from(&alice);
+    bob.request_chat(&alice);
+    alice.expect_request_from(&bob);
+
+    alice.send("yes");
+    alice.expect("accepted chat with bob");
+    bob.expect("chat accepted by alice");
+
+    // Alice's own request to bob can never be answered now, and needs no answer: it is gone,
+    // rather than left to report a time-out in the middle of the chat.
+    assert_eq!(outgoing_requests(&alice), "outgoing requests: 0");
+    assert_eq!(outgoing_requests(&bob), "outgoing requests: 0");
+    bob.send("status");
+    bob.expect_exact("incoming requests: 0");
+}
+
+#[test]
+fn a_newer_request_to_the_same_peer_replaces_the_older_on_both_sides() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.request_chat(&bob);
+    bob.expect_request_from(&alice);
+    alice.request_chat(&bob);
+    bob.expect_request_from(&alice);
+    assert_eq!(outgoing_requests(&alice), "outgoing requests: 1");
+    bob.send("yes");
+    alice.expect("chat accepted by bob");
+    assert_eq!(outgoing_requests(&alice), "outgoing requests: 0");
+}
+
+#[test]
+fn a_peer_that_exits_tells_everyone_waiting_for_its_answer() {
+    let alice = Peer::start_offline("alice");
+    let carol = Peer::start_offline("carol");
+    let mut bob = Peer::start_offline("bob");
+    alice.request_chat(&bob);
+    bob.expect_request_from(&alice);
+    carol.request_chat(&bob);
+    bob.expect_request_from(&carol);
+
+    bob.send("exit");
+    bob.expect_exact("bye");
+    assert!(bob.wait_exit().success());
+    alice.expect_exact("chat request to bob ended: bob left without answering");
+    carol.expect_exact("chat request to bob ended: bob left without answering");
+    assert_eq!(outgoing_requests(&alice), "outgoing requests: 0");
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use p2p_e2e::{binary, Peer, Server};
+use p2p_e2e::{binary, Peer, Server, P2P_ENV};
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 
 const ROWS: u16 = 24;
@@ -38,8 +38,10 @@ impl Terminal {
             .expect("open a pty");
         let mut cmd = CommandBuilder::new(program);
         cmd.args(args);
+        for var in P2P_ENV {
+            cmd.env_remove(var);
+        }
         cmd.env("TERM", "xterm");
-        cmd.env_remove("NO_COLOR");
         let child = pty.slave.spawn_command(cmd).expect("spawn in the pty");
         drop(pty.slave);
 
