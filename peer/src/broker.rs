@@ -1,26 +1,35 @@
 //! The broker task: the one owner of this peer's chat state.
 //!
-//! Open chats, incoming requests waiting for `yes`/`no`, and our own requests waiting for an
-//! answer all live in one [`State`], owned by one task. The network side (inbound requests)
-//! and the user side (the session running commands) talk to it through a [`Broker`] handle
-//! and get their answers on oneshot channels: no locks, and every change happens in one
-//! order. The broker never waits on the network, so a slow peer never delays another; the
-//! only sends it starts (expiry notices) run as tasks of their own.
+//! Open chats (with their session keys and replay windows), incoming requests waiting for
+//! `yes`/`no`, our own requests waiting for an answer (with our half of their key agreement),
+//! and the pinned keys of other peers all live in one [`State`], owned by one task. The
+//! network side (inbound requests and sealed frames) and the user side (the session running
+//! commands) talk to it through a [`Broker`] handle and get their answers on oneshot
+//! channels: no locks, and every change happens in one order. All sealing and opening of
+//! chat frames happens here too, since the keys and counters are part of that state.
 //!
-//! Timers need no task either: the loop waits for the next message or the next expiry,
-//! whichever comes first.
+//! The broker never waits on the network, so a slow peer never delays another; the only
+//! sends it starts (expiry notices) run as tasks of their own. Timers need no task either:
+//! the loop waits for the next message or the next expiry, whichever comes first.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
-use p2p_shared::message::{new_id, MAX_TEXT_LEN};
-use p2p_shared::transport::{self, Origin};
+use p2p_shared::identity::PublicKey;
+use p2p_shared::message::{new_id, SignedEnvelope, MAX_TEXT_LEN, SIGNED};
+use p2p_shared::replay::{ReplayWindow, Stale};
+use p2p_shared::seal::{
+    session_of, EphemeralKey, KeyShare, Role, SessionId, SessionKeys, Transcript, SEALED_ACK,
+};
+use p2p_shared::transport::{self, Origin, Refusal};
 use p2p_shared::{
-    runtime, Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, Request, Sender,
+    runtime, Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, Reply, Request,
+    Sender,
 };
 
+use crate::known::{KnownKeys, Pin};
 use crate::names::Names;
 use crate::output::{show, Notice, Waiting};
 use crate::requests::{
@@ -32,9 +41,20 @@ enum Msg {
         request: Envelope<Request>,
         done: oneshot::Sender<Outcome>,
     },
-    ChatAddr {
+    Sealed {
+        frame: Vec<u8>,
+        done: oneshot::Sender<Result<Vec<u8>, Refusal>>,
+    },
+    Seal {
         peer: PeerName,
-        done: oneshot::Sender<Option<SocketAddr>>,
+        body: Request,
+        done: oneshot::Sender<Option<Sealed>>,
+    },
+    Acknowledged {
+        peer: PeerName,
+        counter: u64,
+        reply: Vec<u8>,
+        done: oneshot::Sender<Option<Outcome>>,
     },
     ListConnected {
         done: oneshot::Sender<Vec<PeerInfo>>,
@@ -42,11 +62,11 @@ enum Msg {
     Answer {
         from: Option<PeerName>,
         accept: bool,
-        done: oneshot::Sender<Result<PendingRequest, TakeError>>,
+        done: oneshot::Sender<Result<Answered, TakeError>>,
     },
     Forget {
         peer: PeerName,
-        done: oneshot::Sender<Option<SocketAddr>>,
+        done: oneshot::Sender<Option<Sealed>>,
     },
     Close {
         done: oneshot::Sender<Closing>,
@@ -57,18 +77,44 @@ enum Msg {
     RequestSent {
         id: MessageId,
         addr: SocketAddr,
+        share: KeyShare,
         done: oneshot::Sender<()>,
     },
     RequestPending {
         id: MessageId,
-        peer: PeerName,
+        from: Sender,
         expires_in: Duration,
-        done: oneshot::Sender<bool>,
+        done: oneshot::Sender<Result<bool, KeyRefused>>,
     },
     RequestFailed {
         id: MessageId,
         done: oneshot::Sender<()>,
     },
+    Trust {
+        peer: PeerName,
+        done: oneshot::Sender<Result<PublicKey, String>>,
+    },
+}
+
+/// A chat frame ready to send: where, the bytes, and the counter its acknowledgement names.
+pub struct Sealed {
+    pub addr: SocketAddr,
+    pub frame: Vec<u8>,
+    pub counter: u64,
+}
+
+/// A request we answered: the record, and on `yes` our half of the key agreement.
+pub struct Answered {
+    pub request: PendingRequest,
+    pub share: Option<EphemeralKey>,
+}
+
+/// Everyone to say goodbye to when we leave.
+pub struct Closing {
+    /// A sealed `disconnect` for each open chat.
+    pub goodbyes: Vec<Sealed>,
+    /// Requests nobody answered; their senders are waiting.
+    pub requests: Vec<PendingRequest>,
 }
 
 /// The chat state at one moment, for `status`.
@@ -78,12 +124,9 @@ pub struct Snapshot {
     pub outgoing: Vec<Waiting>,
 }
 
-/// Everyone to say goodbye to when we leave.
-pub struct Closing {
-    pub chats: Vec<PeerInfo>,
-    /// Requests nobody answered; their senders are waiting.
-    pub requests: Vec<PendingRequest>,
-}
+/// The other side's key is not the one pinned for its name (the warning is already shown).
+#[derive(Debug)]
+pub struct KeyRefused;
 
 /// A handle to the broker task.
 #[derive(Clone)]
@@ -92,34 +135,69 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts the broker. Incoming requests wait `request_timeout` for an answer.
-    /// The names of open chats are published to `names` for completion.
-    pub fn start(origin: Origin, request_timeout: Duration, names: Names) -> Broker {
+    /// Starts the broker. Incoming requests wait `request_timeout` for an answer; the names
+    /// of open chats are published to `names` for completion; `known` holds pinned keys.
+    pub fn start(
+        origin: Origin,
+        request_timeout: Duration,
+        names: Names,
+        known: KnownKeys<PeerName>,
+    ) -> Broker {
         let (tx, rx) = async_channel::bounded(256);
         let state = State {
             origin,
             names,
+            known,
+            offered: HashMap::new(),
             connected: BTreeMap::new(),
+            sessions: HashMap::new(),
             incoming: IncomingRequests::new(request_timeout),
             outgoing: OutgoingRequests::default(),
+            shares: HashMap::new(),
         };
         runtime::spawn(run(state, rx));
         Broker { tx }
     }
 
-    /// Decides the outcome of a request from the network.
+    /// Decides the outcome of a signed request from the network.
     pub async fn inbound(&self, request: Envelope<Request>) -> Outcome {
         self.ask(|done| Msg::Inbound { request, done })
             .await
             .unwrap_or_else(|| Outcome::error(ErrorCode::Busy, "this peer is shutting down"))
     }
 
-    /// The address of `peer` if a chat with it is open.
-    pub async fn chat_addr(&self, peer: &PeerName) -> Option<SocketAddr> {
+    /// Opens a sealed frame from the network and returns the sealed acknowledgement.
+    pub async fn sealed(&self, frame: Vec<u8>) -> Result<Vec<u8>, Refusal> {
+        self.ask(|done| Msg::Sealed { frame, done })
+            .await
+            .unwrap_or(Err(Refusal::UnknownSession))
+    }
+
+    /// Seals `body` for the chat with `peer`; `None` if no chat with it is open.
+    pub async fn seal(&self, peer: &PeerName, body: Request) -> Option<Sealed> {
         let peer = peer.clone();
-        self.ask(|done| Msg::ChatAddr { peer, done })
+        self.ask(|done| Msg::Seal { peer, body, done })
             .await
             .flatten()
+    }
+
+    /// What the reply to our sealed message `counter` to `peer` says; `None` if it is no
+    /// valid reply from that peer.
+    pub async fn acknowledged(
+        &self,
+        peer: &PeerName,
+        counter: u64,
+        reply: Vec<u8>,
+    ) -> Option<Outcome> {
+        let peer = peer.clone();
+        self.ask(|done| Msg::Acknowledged {
+            peer,
+            counter,
+            reply,
+            done,
+        })
+        .await
+        .flatten()
     }
 
     pub async fn list_connected(&self) -> Vec<PeerInfo> {
@@ -128,30 +206,31 @@ impl Broker {
             .unwrap_or_default()
     }
 
-    /// Takes the pending request to answer. On `yes` the chat counts as open from this moment,
-    /// so a message the requester sends right after our answer is not refused.
+    /// Takes the pending request to answer. On `yes` the chat's keys are agreed and the chat
+    /// counts as open from this moment, so a message the requester sends right after our
+    /// answer is not refused.
     pub async fn answer(
         &self,
         from: Option<PeerName>,
         accept: bool,
-    ) -> Result<PendingRequest, TakeError> {
+    ) -> Result<Answered, TakeError> {
         self.ask(|done| Msg::Answer { from, accept, done })
             .await
             .unwrap_or(Err(TakeError::NonePending))
     }
 
-    /// Ends the chat with `peer`; returns its address if one was open.
-    pub async fn forget(&self, peer: &PeerName) -> Option<SocketAddr> {
+    /// Ends the chat with `peer`; returns a sealed `disconnect` to tell it, if a chat was open.
+    pub async fn forget(&self, peer: &PeerName) -> Option<Sealed> {
         let peer = peer.clone();
         self.ask(|done| Msg::Forget { peer, done }).await.flatten()
     }
 
-    /// Ends every chat and drops every pending request; returns whom to tell.
+    /// Ends every chat and drops every pending request; returns whom to tell, and how.
     pub async fn close(&self) -> Closing {
         self.ask(|done| Msg::Close { done })
             .await
             .unwrap_or(Closing {
-                chats: Vec::new(),
+                goodbyes: Vec::new(),
                 requests: Vec::new(),
             })
     }
@@ -160,30 +239,45 @@ impl Broker {
         self.ask(|done| Msg::Snapshot { done }).await
     }
 
-    /// Records a chat request before it goes out.
-    pub async fn request_sent(&self, id: MessageId, addr: SocketAddr) {
-        self.ask(|done| Msg::RequestSent { id, addr, done }).await;
+    /// Records a chat request, and our half of its key agreement, before it goes out.
+    pub async fn request_sent(&self, id: MessageId, addr: SocketAddr, share: KeyShare) {
+        self.ask(|done| Msg::RequestSent {
+            id,
+            addr,
+            share,
+            done,
+        })
+        .await;
     }
 
-    /// The other side is asking its user. False if the request already has an outcome.
+    /// The other side is asking its user. Ok(false) if the request already has an outcome;
+    /// an error if the other side's key is not the pinned one.
     pub async fn request_pending(
         &self,
         id: MessageId,
-        peer: PeerName,
+        from: Sender,
         expires_in: Duration,
-    ) -> bool {
+    ) -> Result<bool, KeyRefused> {
         self.ask(|done| Msg::RequestPending {
             id,
-            peer,
+            from,
             expires_in,
             done,
         })
         .await
-        .unwrap_or(false)
+        .unwrap_or(Ok(false))
     }
 
     pub async fn request_failed(&self, id: MessageId) {
         self.ask(|done| Msg::RequestFailed { id, done }).await;
+    }
+
+    /// Pins the changed key `peer` last offered.
+    pub async fn trust(&self, peer: &PeerName) -> Result<PublicKey, String> {
+        let peer = peer.clone();
+        self.ask(|done| Msg::Trust { peer, done })
+            .await
+            .unwrap_or_else(|| Err("this peer is shutting down".into()))
     }
 
     /// Sends a message and waits for the answer; `None` only if the broker has stopped.
@@ -194,12 +288,29 @@ impl Broker {
     }
 }
 
+/// One open chat.
+struct Chat {
+    addr: SocketAddr,
+    key: PublicKey,
+    keys: SessionKeys,
+    /// The counter of our next message.
+    next: u64,
+    /// The counters of theirs already accepted.
+    window: ReplayWindow,
+}
+
 struct State {
     origin: Origin,
     names: Names,
-    connected: BTreeMap<PeerName, SocketAddr>,
+    known: KnownKeys<PeerName>,
+    /// Changed keys we refused, for `trust NAME`.
+    offered: HashMap<PeerName, PublicKey>,
+    connected: BTreeMap<PeerName, Chat>,
+    sessions: HashMap<SessionId, PeerName>,
     incoming: IncomingRequests,
     outgoing: OutgoingRequests,
+    /// Our halves of the key agreements of requests in `outgoing`.
+    shares: HashMap<MessageId, KeyShare>,
 }
 
 async fn run(mut state: State, rx: async_channel::Receiver<Msg>) {
@@ -207,9 +318,8 @@ async fn run(mut state: State, rx: async_channel::Receiver<Msg>) {
         let next = match state.next_deadline() {
             None => rx.recv().await,
             Some(at) => {
-                match runtime::timeout(at.saturating_duration_since(Instant::now()), rx.recv())
-                    .await
-                {
+                let wait = at.saturating_duration_since(Instant::now());
+                match runtime::timeout(wait, rx.recv()).await {
                     Ok(next) => next,
                     Err(_) => {
                         state.expire(Instant::now());
@@ -239,13 +349,12 @@ impl State {
                 peer: request.from.clone(),
             });
             // Tell the requester, so it need not wait out its own grace period.
-            let (origin, body) = (
-                self.origin.clone(),
-                Request::ChatAnswer {
-                    request: request.id,
-                    answer: Answer::Expired,
-                },
-            );
+            let body = Request::ChatAnswer {
+                request: request.id,
+                answer: Answer::Expired,
+                share: None,
+            };
+            let origin = self.origin.clone();
             runtime::spawn(async move {
                 let _ = transport::request(request.addr, &origin, new_id(), body).await;
             });
@@ -253,6 +362,13 @@ impl State {
         for peer in self.outgoing.expire(now) {
             show(Notice::RequestTimedOut { peer });
         }
+        self.drop_unused_shares();
+    }
+
+    /// Our key shares live exactly as long as their outgoing requests.
+    fn drop_unused_shares(&mut self) {
+        let outgoing = &self.outgoing;
+        self.shares.retain(|id, _| outgoing.contains(id));
     }
 
     // A dropped `done` only means the asker gave up waiting; there is nothing to undo.
@@ -261,64 +377,180 @@ impl State {
             Msg::Inbound { request, done } => {
                 let _ = done.send(self.inbound(request));
             }
-            Msg::ChatAddr { peer, done } => {
-                let _ = done.send(self.connected.get(&peer).copied());
+            Msg::Sealed { frame, done } => {
+                let _ = done.send(self.open_sealed(&frame));
+            }
+            Msg::Seal { peer, body, done } => {
+                let _ = done.send(self.seal(&peer, body));
+            }
+            Msg::Acknowledged {
+                peer,
+                counter,
+                reply,
+                done,
+            } => {
+                let _ = done.send(self.acknowledged(&peer, counter, &reply));
             }
             Msg::ListConnected { done } => {
                 let _ = done.send(self.peers());
             }
             Msg::Answer { from, accept, done } => {
-                let taken = self.incoming.take(from.as_ref(), Instant::now());
-                if let (Ok(request), true) = (&taken, accept) {
-                    self.open_chat(request.from.clone(), request.addr);
-                }
-                let _ = done.send(taken);
+                let _ = done.send(self.answer(from, accept));
             }
             Msg::Forget { peer, done } => {
-                let _ = done.send(self.close_chat(&peer));
+                let goodbye = self.seal(&peer, Request::Disconnect);
+                self.close_chat(&peer);
+                let _ = done.send(goodbye);
             }
             Msg::Close { done } => {
-                let chats = self.peers();
-                self.connected.clear();
-                self.names.set_chatting([]);
+                let peers: Vec<PeerName> = self.connected.keys().cloned().collect();
+                let goodbyes = peers
+                    .iter()
+                    .filter_map(|peer| {
+                        let goodbye = self.seal(peer, Request::Disconnect);
+                        self.close_chat(peer);
+                        goodbye
+                    })
+                    .collect();
                 let requests = self.incoming.drain();
-                let _ = done.send(Closing { chats, requests });
+                let _ = done.send(Closing { goodbyes, requests });
             }
             Msg::Snapshot { done } => {
                 let _ = done.send(self.snapshot(Instant::now()));
             }
-            Msg::RequestSent { id, addr, done } => {
+            Msg::RequestSent {
+                id,
+                addr,
+                share,
+                done,
+            } => {
                 self.outgoing.sent(id, addr);
+                self.shares.insert(id, share);
                 let _ = done.send(());
             }
             Msg::RequestPending {
                 id,
-                peer,
+                from,
                 expires_in,
                 done,
             } => {
-                let _ = done.send(self.outgoing.pending(id, peer, expires_in, Instant::now()));
+                let result = match self.check_key(&from.name, from.key) {
+                    Ok(()) => Ok(self
+                        .outgoing
+                        .pending(id, from.name, expires_in, Instant::now())),
+                    Err(_) => {
+                        self.outgoing.failed(id);
+                        Err(KeyRefused)
+                    }
+                };
+                self.drop_unused_shares();
+                let _ = done.send(result);
             }
             Msg::RequestFailed { id, done } => {
                 self.outgoing.failed(id);
+                self.drop_unused_shares();
                 let _ = done.send(());
+            }
+            Msg::Trust { peer, done } => {
+                let _ = done.send(self.trust(&peer));
             }
         }
     }
 
+    /// Checks `key` against the one pinned for `name`, pinning it on first contact. A changed
+    /// key is refused, with a warning the first time it is seen.
+    fn check_key(&mut self, name: &PeerName, key: PublicKey) -> Result<(), Outcome> {
+        match self.known.check(name, &key) {
+            Pin::Known => Ok(()),
+            Pin::New => {
+                if let Err(e) = self.known.pin(name, key) {
+                    tracing::warn!("{e:#}");
+                }
+                Ok(())
+            }
+            Pin::Changed { pinned } => {
+                if self.offered.insert(name.clone(), key) != Some(key) {
+                    show(Notice::KeyChanged {
+                        peer: name.clone(),
+                        pinned: pinned.fingerprint(),
+                        offered: key.fingerprint(),
+                    });
+                }
+                Err(Outcome::error(
+                    ErrorCode::KeyChanged,
+                    format!("the key for {name} is not the one this peer knows"),
+                ))
+            }
+        }
+    }
+
+    fn trust(&mut self, peer: &PeerName) -> Result<PublicKey, String> {
+        let key = self
+            .offered
+            .remove(peer)
+            .ok_or_else(|| format!("{peer} has offered no new key"))?;
+        self.known.pin(peer, key).map_err(|e| format!("{e:#}"))?;
+        Ok(key)
+    }
+
     /// Opens a chat. Requests between us and `peer` in either direction are settled by it:
     /// none of them will get (or needs) another answer.
-    fn open_chat(&mut self, peer: PeerName, addr: SocketAddr) {
+    fn open_chat(&mut self, peer: PeerName, addr: SocketAddr, key: PublicKey, keys: SessionKeys) {
         self.incoming.forget(&peer);
         self.outgoing.forget_peer(&peer);
-        self.connected.insert(peer, addr);
+        self.drop_unused_shares();
+        self.close_chat(&peer);
+        self.sessions.insert(keys.id, peer.clone());
+        let chat = Chat {
+            addr,
+            key,
+            keys,
+            next: 0,
+            window: ReplayWindow::default(),
+        };
+        self.connected.insert(peer, chat);
         self.names.set_chatting(self.connected.keys());
     }
 
-    fn close_chat(&mut self, peer: &PeerName) -> Option<SocketAddr> {
-        let addr = self.connected.remove(peer);
+    fn close_chat(&mut self, peer: &PeerName) -> Option<Chat> {
+        let chat = self.connected.remove(peer)?;
+        self.sessions.remove(&chat.keys.id);
         self.names.set_chatting(self.connected.keys());
-        addr
+        Some(chat)
+    }
+
+    fn answer(&mut self, from: Option<PeerName>, accept: bool) -> Result<Answered, TakeError> {
+        let request = self.incoming.take(from.as_ref(), Instant::now())?;
+        if !accept {
+            return Ok(Answered {
+                request,
+                share: None,
+            });
+        }
+        let ours = KeyShare::new();
+        let share = ours.public();
+        let (me, theirs) = (self.origin.identity.public(), request.share);
+        let transcript = Transcript {
+            request: request.id,
+            requester: &request.key,
+            accepter: &me,
+            requester_share: &theirs,
+            accepter_share: &share,
+        };
+        match SessionKeys::agree(Role::Accepter, ours, &transcript) {
+            Ok(keys) => {
+                self.open_chat(request.from.clone(), request.addr, request.key, keys);
+                Ok(Answered {
+                    request,
+                    share: Some(share),
+                })
+            }
+            // Their share was unusable: no chat is possible, so the answer is no.
+            Err(_) => Ok(Answered {
+                request,
+                share: None,
+            }),
+        }
     }
 
     fn snapshot(&self, now: Instant) -> Snapshot {
@@ -350,9 +582,10 @@ impl State {
     fn peers(&self) -> Vec<PeerInfo> {
         self.connected
             .iter()
-            .map(|(name, &addr)| PeerInfo {
+            .map(|(name, chat)| PeerInfo {
                 name: name.clone(),
-                addr,
+                addr: chat.addr,
+                key: chat.key,
             })
             .collect()
     }
@@ -362,12 +595,19 @@ impl State {
         tracing::debug!(from = %from.name, addr = %from.addr, ?body, "request");
         match body {
             Request::Ping => Outcome::Ok,
-            Request::ChatRequest => self.chat_request(id, from),
-            Request::ChatAnswer { request, answer } => self.chat_answer(request, answer, from),
-            Request::ChatMessage { text } => self.chat_message(from, text),
-            Request::Disconnect => self.disconnected(from),
+            Request::ChatRequest { share } => self.chat_request(id, from, share),
+            Request::ChatAnswer {
+                request,
+                answer,
+                share,
+            } => self.chat_answer(request, answer, share, from),
+            Request::ChatMessage { .. } | Request::Disconnect => Outcome::error(
+                ErrorCode::UnsupportedRequest,
+                "chat messages travel sealed in a chat session",
+            ),
             Request::Register
             | Request::Unregister
+            | Request::Release
             | Request::ListPeers { .. }
             | Request::Lookup { .. } => Outcome::error(
                 ErrorCode::UnsupportedRequest,
@@ -376,12 +616,15 @@ impl State {
         }
     }
 
-    fn chat_request(&mut self, id: MessageId, from: Sender) -> Outcome {
+    fn chat_request(&mut self, id: MessageId, from: Sender, share: EphemeralKey) -> Outcome {
         if from.name == self.origin.name {
             return Outcome::error(
                 ErrorCode::InvalidRequest,
                 "that is my own name: no chat with yourself",
             );
+        }
+        if let Err(refusal) = self.check_key(&from.name, from.key) {
+            return refusal;
         }
         if self.connected.contains_key(&from.name) {
             return Outcome::error(
@@ -389,13 +632,14 @@ impl State {
                 format!("already in a chat with {}", from.name),
             );
         }
-        match self.incoming.offer(id, &from, Instant::now()) {
+        match self.incoming.offer(id, &from, share, Instant::now()) {
             Ok(_) => {
                 let expires_in = self.incoming.ttl();
                 show(Notice::RequestArrived {
                     peer: from.name,
                     addr: from.addr,
                     expires_in,
+                    fingerprint: from.key.fingerprint(),
                 });
                 Outcome::Pending {
                     expires_in_ms: expires_in.as_millis().try_into().unwrap_or(u64::MAX),
@@ -408,21 +652,48 @@ impl State {
         }
     }
 
-    fn chat_answer(&mut self, request: MessageId, answer: Answer, from: Sender) -> Outcome {
-        if self.outgoing.resolve(request, &from.name).is_none() {
+    fn chat_answer(
+        &mut self,
+        request: MessageId,
+        answer: Answer,
+        share: Option<EphemeralKey>,
+        from: Sender,
+    ) -> Outcome {
+        let Some(record) = self.outgoing.resolve(request, &from.name) else {
             return Outcome::error(
                 ErrorCode::UnknownRequest,
                 "no request of mine with that id is waiting for an answer",
             );
+        };
+        let ours = self.shares.remove(&request);
+        if let Err(refusal) = self.check_key(&from.name, from.key) {
+            return refusal;
         }
         let peer = from.name;
         match answer {
             Answer::Accepted => {
-                self.open_chat(peer.clone(), from.addr);
-                show(Notice::RequestAccepted {
-                    peer,
-                    addr: from.addr,
-                });
+                let (Some(ours), Some(theirs)) = (ours, share) else {
+                    return Outcome::error(
+                        ErrorCode::InvalidRequest,
+                        "an acceptance needs a key share",
+                    );
+                };
+                let me = self.origin.identity.public();
+                let mine = ours.public();
+                let transcript = Transcript {
+                    request,
+                    requester: &me,
+                    accepter: &from.key,
+                    requester_share: &mine,
+                    accepter_share: &theirs,
+                };
+                let Ok(keys) = SessionKeys::agree(Role::Requester, ours, &transcript) else {
+                    return Outcome::error(ErrorCode::InvalidRequest, "the key share is unusable");
+                };
+                // The address we asked at, which is the one the user chose.
+                let addr = record.addr();
+                self.open_chat(peer.clone(), addr, from.key, keys);
+                show(Notice::RequestAccepted { peer, addr });
             }
             Answer::Declined => show(Notice::RequestDeclined { peer }),
             Answer::Expired => show(Notice::RequestTimedOut { peer }),
@@ -431,38 +702,104 @@ impl State {
         Outcome::Ok
     }
 
-    /// Whether `from` is the peer we have a chat with under that name, at that address.
-    fn in_chat(&self, from: &Sender) -> bool {
-        self.connected.get(&from.name) == Some(&from.addr)
+    /// Seals `body` as our next message in the chat with `peer`. Inside a session the sender
+    /// is known by its keys, so `from.addr` carries no address.
+    fn seal(&mut self, peer: &PeerName, body: Request) -> Option<Sealed> {
+        let from = self.origin.sender(Ipv4Addr::UNSPECIFIED.into());
+        let chat = self.connected.get_mut(peer)?;
+        let counter = chat.next;
+        chat.next += 1;
+        let plaintext = Envelope::new(new_id(), from, body).encode();
+        Some(Sealed {
+            addr: chat.addr,
+            frame: chat.keys.seal(counter, &plaintext),
+            counter,
+        })
     }
 
-    fn chat_message(&mut self, from: Sender, text: String) -> Outcome {
-        if !self.in_chat(&from) {
-            return Outcome::error(ErrorCode::NotConnected, "no chat with you is open here");
+    /// Opens a sealed frame, acts on it and seals the acknowledgement. Each counter is
+    /// accepted once, so no acknowledgement is ever sealed twice under the same nonce.
+    fn open_sealed(&mut self, frame: &[u8]) -> Result<Vec<u8>, Refusal> {
+        let session = session_of(frame).ok_or(Refusal::UnknownSession)?;
+        let peer = self
+            .sessions
+            .get(&session)
+            .ok_or(Refusal::UnknownSession)?
+            .clone();
+        let chat = self
+            .connected
+            .get_mut(&peer)
+            .ok_or(Refusal::UnknownSession)?;
+        let (counter, plaintext) = chat.keys.open(frame).ok_or(Refusal::UnknownSession)?;
+        if !chat.window.accept(counter) {
+            return Err(Refusal::Stale(Stale::Replayed));
         }
-        if text.is_empty() || text.len() > MAX_TEXT_LEN {
-            return Outcome::error(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "a message has 1 to {MAX_TEXT_LEN} bytes, this one has {}",
-                    text.len()
-                ),
-            );
+        let (outcome, re, bye) = match Envelope::<Request>::decode(&plaintext) {
+            Err(e) => (Outcome::error(e.code(), e.to_string()), None, false),
+            Ok(request) => {
+                let bye = matches!(request.body, Request::Disconnect);
+                let outcome = match request.body {
+                    Request::ChatMessage { text }
+                        if text.is_empty() || text.len() > MAX_TEXT_LEN =>
+                    {
+                        Outcome::error(
+                            ErrorCode::InvalidRequest,
+                            format!(
+                                "a message has 1 to {MAX_TEXT_LEN} bytes, this one has {}",
+                                text.len()
+                            ),
+                        )
+                    }
+                    Request::ChatMessage { text } => {
+                        show(Notice::Message {
+                            peer: peer.clone(),
+                            text,
+                            at: chrono::Utc::now(),
+                        });
+                        Outcome::Ok
+                    }
+                    Request::Disconnect => Outcome::Ok,
+                    _ => Outcome::error(
+                        ErrorCode::UnsupportedRequest,
+                        "only chat messages and disconnects travel sealed",
+                    ),
+                };
+                (outcome, Some(request.id), bye)
+            }
+        };
+        let from = self.origin.sender(Ipv4Addr::UNSPECIFIED.into());
+        let reply = Envelope::new(
+            new_id(),
+            from,
+            Reply {
+                re,
+                result: outcome,
+            },
+        )
+        .encode();
+        let sealed = chat.keys.seal_ack(counter, &reply);
+        if bye {
+            self.close_chat(&peer);
+            show(Notice::PeerDisconnected { peer });
         }
-        show(Notice::Message {
-            peer: from.name,
-            text,
-            at: chrono::Utc::now(),
-        });
-        Outcome::Ok
+        Ok(sealed)
     }
 
-    fn disconnected(&mut self, from: Sender) -> Outcome {
-        if !self.in_chat(&from) {
-            return Outcome::error(ErrorCode::NotConnected, "no chat with you is open here");
+    /// Reads the reply to our message `counter` to `peer`: a sealed acknowledgement, or a
+    /// refusal signed by the peer's own key (it could not open our frame).
+    fn acknowledged(&self, peer: &PeerName, counter: u64, reply: &[u8]) -> Option<Outcome> {
+        let chat = self.connected.get(peer)?;
+        match reply.first() {
+            Some(&SEALED_ACK) => {
+                let plaintext = chat.keys.open_ack(counter, reply)?;
+                Some(Envelope::<Reply>::decode(&plaintext).ok()?.body.result)
+            }
+            Some(&SIGNED) => {
+                let signed = SignedEnvelope::<Reply>::decode(reply).ok()?;
+                let valid = signed.envelope.from.key == chat.key && signed.verify();
+                valid.then_some(signed.envelope.body.result)
+            }
+            _ => None,
         }
-        self.close_chat(&from.name);
-        show(Notice::PeerDisconnected { peer: from.name });
-        Outcome::Ok
     }
 }

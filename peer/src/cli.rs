@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use p2p_shared::duration::parse_timeout;
+use p2p_shared::identity::PublicKey;
 use p2p_shared::PeerName;
 
 /// A p2p-chat peer: register at a registry, then chat with other peers directly.
@@ -35,6 +36,11 @@ pub struct Args {
     #[arg(long, env = "P2P_SERVER", default_value = "127.0.0.1:4000")]
     pub server: String,
 
+    /// The registry's key (it prints it when it starts). Without it, the key the registry
+    /// first answers with is pinned for its address, and a different one later is refused.
+    #[arg(long, env = "P2P_SERVER_KEY")]
+    pub server_key: Option<PublicKey>,
+
     /// How long an incoming chat request waits for yes or no (like 2s, 90s, 5m).
     #[arg(long, env = "P2P_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub request_timeout: Duration,
@@ -47,8 +53,8 @@ pub struct Args {
     #[arg(long, env = "P2P_DEBUG")]
     pub debug: bool,
 
-    /// Where the peer keeps its files (command history) [default: the platform's user data
-    /// directory, e.g. ~/.local/share/p2p-chat].
+    /// Where the peer keeps its files: its key, the keys it pinned, its command history
+    /// [default: the platform's user data directory, e.g. ~/.local/share/p2p-chat].
     #[arg(long, env = "P2P_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 }

@@ -29,6 +29,13 @@ pub enum Command {
         peer: PeerName,
     },
     Status,
+    Whoami,
+    /// Pin the new key a peer presented.
+    Trust {
+        peer: PeerName,
+    },
+    /// Give up our name at the registry for good.
+    ReleaseName,
     /// `help`, or `help COMMAND` for one command.
     Help(Option<&'static Topic>),
     Exit,
@@ -127,6 +134,24 @@ pub const TOPICS: &[Topic] = &[
         example: "status",
     },
     Topic {
+        name: "whoami",
+        usage: "whoami",
+        about: "show this peer's name and key fingerprint (others see the same fingerprint)",
+        example: "whoami",
+    },
+    Topic {
+        name: "trust",
+        usage: "trust PEER",
+        about: "accept the new key a peer presented, after checking its fingerprint with them",
+        example: "trust bob",
+    },
+    Topic {
+        name: "release name",
+        usage: "release name",
+        about: "give up this peer's name at the registry for good, so another key may take it",
+        example: "release name",
+    },
+    Topic {
         name: "help",
         usage: "help [COMMAND]",
         about: "list the commands, or explain one",
@@ -170,6 +195,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["help"] => Command::Help(None),
         ["help", topic @ ..] => Command::Help(Some(find_topic(&topic.join(" "))?)),
         ["status"] => Command::Status,
+        ["whoami"] => Command::Whoami,
+        ["trust", peer] => Command::Trust {
+            peer: name_arg(peer, "trust PEER")?,
+        },
+        ["release", "name"] => Command::ReleaseName,
         ["list", "connected", "peer" | "peers"] => Command::ListConnected,
         ["chat", "request", name] => {
             Command::ChatRequest(Target::Name(name_arg(name, CHAT_REQUEST)?))
@@ -203,6 +233,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["listpeer", ..] => return Err(usage("listpeer takes no arguments", "listpeer")),
         ["exit", ..] => return Err(usage("exit takes no arguments", "exit | exit network")),
         ["status", ..] => return Err(usage("status takes no arguments", "status")),
+        ["whoami", ..] => return Err(usage("whoami takes no arguments", "whoami")),
+        ["trust", ..] => return Err(usage("trust needs one peer name", "trust PEER")),
+        ["release", ..] => return Err(usage("did you mean release name?", "release name")),
         ["list", ..] => {
             return Err(usage(
                 "did you mean list connected peer?",

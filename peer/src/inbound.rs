@@ -1,8 +1,9 @@
 //! The network side of the peer: what it answers to each incoming request.
 //!
-//! The shared transport reads, bounds and validates each request; this [`Service`] hands the
-//! valid ones to the broker, which owns the state they change, and reports refused
-//! connections as warnings in the log on stderr (stdout belongs to the user's events).
+//! The shared transport reads, bounds and validates each request and checks its signature;
+//! this [`Service`] hands the valid ones, and the sealed chat frames, to the broker, which
+//! owns the state (and the keys) they need, and reports refused connections as warnings in
+//! the log on stderr (stdout belongs to the user's events).
 
 use std::net::SocketAddr;
 
@@ -24,8 +25,18 @@ impl PeerService {
 }
 
 impl Service for PeerService {
+    /// A ping only asks "who are you?", and the signed reply answers it; everything else a
+    /// peer receives must prove its sender.
+    fn needs_signature(&self, request: &Request) -> bool {
+        !matches!(request, Request::Ping)
+    }
+
     async fn handle(&self, request: Envelope<Request>, _remote: SocketAddr) -> Outcome {
         self.broker.inbound(request).await
+    }
+
+    async fn handle_sealed(&self, frame: Vec<u8>, _remote: SocketAddr) -> Result<Vec<u8>, Refusal> {
+        self.broker.sealed(frame).await
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {

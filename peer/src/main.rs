@@ -12,6 +12,7 @@
 //! - [`requests`]: chat requests as records with an expiry;
 //! - [`inbound`]: what the peer answers to requests from the network;
 //! - [`registry`]: the client side of the registry protocol;
+//! - [`known`]: the keys pinned for other peers and for registries;
 //! - [`names`]: the peer names Tab completes;
 //! - [`output`]: every line the peer prints, as text or JSON.
 
@@ -20,6 +21,7 @@ mod cli;
 mod command;
 mod inbound;
 mod input;
+mod known;
 mod names;
 mod output;
 mod registry;
@@ -30,9 +32,11 @@ mod terminal;
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use p2p_shared::identity::Identity;
 use p2p_shared::runtime;
 use p2p_shared::transport::{self, Origin};
 
@@ -40,6 +44,7 @@ use crate::broker::Broker;
 use crate::cli::Args;
 use crate::inbound::PeerService;
 use crate::input::Inputs;
+use crate::known::KnownKeys;
 use crate::names::Names;
 use crate::output::{show, Notice};
 use crate::registry::RegistryClient;
@@ -88,6 +93,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None => input::ask("Your name: ")?.parse().context("invalid name")?,
     };
     let server = resolve_server(&args.server).await?;
+    let data = args
+        .data_dir()
+        .context("no data directory for the peer's key: give one with --data-dir")?;
+    let identity = Identity::load_or_create(&data.join("keys").join(format!("{name}.key")))?;
 
     let wanted = SocketAddr::new(args.bind, port);
     let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;
@@ -95,10 +104,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let origin = Origin {
         name: name.clone(),
         port: local.port(),
+        identity: Arc::new(identity),
     };
 
     let names = Names::default();
-    let broker = Broker::start(origin.clone(), args.request_timeout, names.clone());
+    let known_peers = KnownKeys::load(data.join("known_peers"))?;
+    let broker = Broker::start(
+        origin.clone(),
+        args.request_timeout,
+        names.clone(),
+        known_peers,
+    );
     runtime::spawn(transport::serve(
         listener,
         origin.clone(),
@@ -110,9 +126,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     });
 
     let (lines, done) = if interactive {
-        let history = args
-            .data_dir()
-            .map(|dir| dir.join(format!("history-{name}")));
+        let history = Some(data.join(format!("history-{name}")));
         let (lines, done) = terminal::start(names.clone(), history)?;
         (lines, Some(done))
     } else {
@@ -123,7 +137,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         interrupts: input::interrupts()?,
         done,
     };
-    let registry = RegistryClient::new(server, origin.clone());
+    let known_registries = KnownKeys::load(data.join("known_registries"))?;
+    let registry = RegistryClient::new(server, origin.clone(), args.server_key, known_registries);
     Session::new(origin, local, broker, registry, names)
         .run(inputs)
         .await;

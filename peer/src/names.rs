@@ -61,6 +61,7 @@ mod tests {
         let info = |n: &str| PeerInfo {
             name: n.parse().unwrap(),
             addr: "127.0.0.1:1".parse().unwrap(),
+            key: p2p_shared::identity::Identity::generate().public(),
         };
         names.set_registered(&[info("bob"), info("bea"), info("carol")]);
         let bob: PeerName = "bob".parse().unwrap();

@@ -31,6 +31,7 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Local, Utc};
 use once_cell::sync::OnceCell;
+use p2p_shared::identity::PublicKey;
 use p2p_shared::{PeerInfo, PeerName};
 use rustyline::ExternalPrinter;
 use serde::{Serialize, Serializer};
@@ -73,6 +74,7 @@ pub enum Notice {
         addr: SocketAddr,
         #[serde(rename = "expires_in_ms", serialize_with = "millis")]
         expires_in: Duration,
+        fingerprint: String,
     },
     AcceptedChat {
         peer: PeerName,
@@ -103,6 +105,23 @@ pub enum Notice {
         peer: PeerName,
     },
     Status(Status),
+    /// A peer presented another key than the one pinned for its name.
+    KeyChanged {
+        peer: PeerName,
+        pinned: String,
+        offered: String,
+    },
+    Whoami {
+        name: PeerName,
+        key: PublicKey,
+    },
+    Trusted {
+        peer: PeerName,
+        fingerprint: String,
+    },
+    Released {
+        name: PeerName,
+    },
     Help {
         text: String,
     },
@@ -172,9 +191,10 @@ impl fmt::Display for Notice {
                 peer,
                 addr,
                 expires_in,
+                fingerprint,
             } => write!(
                 f,
-                "chat request from {peer} ({addr}): answer yes or no (expires in {}s)",
+                "chat request from {peer} ({addr}): answer yes or no (expires in {}s), key {fingerprint}",
                 secs(expires_in)
             ),
             Notice::AcceptedChat { peer, addr } => {
@@ -188,6 +208,23 @@ impl fmt::Display for Notice {
             Notice::Disconnected { peer } => write!(f, "disconnected from {peer}"),
             Notice::PeerDisconnected { peer } => write!(f, "{peer} disconnected"),
             Notice::Status(status) => status.fmt(f),
+            Notice::KeyChanged {
+                peer,
+                pinned,
+                offered,
+            } => write!(
+                f,
+                "WARNING: {peer} presented key {offered}, but the key known for {peer} is \
+                 {pinned}. Someone may be impersonating {peer}; refused. If {peer} really has \
+                 a new key, check its fingerprint with {peer} and type: trust {peer}"
+            ),
+            Notice::Whoami { name, key } => {
+                write!(f, "{name} key {} ({key})", key.fingerprint())
+            }
+            Notice::Trusted { peer, fingerprint } => {
+                write!(f, "trusting key {fingerprint} for {peer} from now on")
+            }
+            Notice::Released { name } => write!(f, "released the name {name}"),
             Notice::Help { text } => f.write_str(text.trim_end()),
             Notice::Bye => write!(f, "bye"),
             // Errors may quote the other side's words.
@@ -223,7 +260,13 @@ impl fmt::Display for Status {
 fn listing(f: &mut fmt::Formatter<'_>, header: &str, tag: &str, peers: &[PeerInfo]) -> fmt::Result {
     write!(f, "{header}: {}", peers.len())?;
     for p in peers {
-        write!(f, "\n{tag} {} {}", p.name, p.addr)?;
+        write!(
+            f,
+            "\n{tag} {} {} key {}",
+            p.name,
+            p.addr,
+            p.key.fingerprint()
+        )?;
     }
     Ok(())
 }
@@ -345,7 +388,7 @@ fn paint(notice: &Notice, rendering: Rendering) -> String {
             };
             format!("{stamp}{}: {}", paint(name, peer.as_str()), printable(text))
         }
-        Notice::Error { .. } => paint(
+        Notice::Error { .. } | Notice::KeyChanged { .. } => paint(
             Style::new().fg_color(Some(AnsiColor::Red.into())),
             &notice.to_string(),
         ),
@@ -416,20 +459,23 @@ mod tests {
 
     #[test]
     fn listings_have_a_counted_header() {
+        let key = p2p_shared::identity::Identity::generate().public();
         let peers = vec![PeerInfo {
             name: name("bob"),
             addr: "127.0.0.1:2".parse().unwrap(),
+            key,
         }];
+        let fp = key.fingerprint();
         assert_eq!(
             Notice::Peers {
                 peers: peers.clone()
             }
             .to_string(),
-            "peers: 1\npeer bob 127.0.0.1:2"
+            format!("peers: 1\npeer bob 127.0.0.1:2 key {fp}")
         );
         assert_eq!(
             Notice::Connected { peers }.to_string(),
-            "connected peers: 1\nconnected bob 127.0.0.1:2"
+            format!("connected peers: 1\nconnected bob 127.0.0.1:2 key {fp}")
         );
         assert_eq!(
             Notice::Connected { peers: vec![] }.to_string(),
@@ -443,16 +489,19 @@ mod tests {
             peer: name("alice"),
             addr: "127.0.0.1:1".parse().unwrap(),
             expires_in: Duration::from_secs(60),
+            fingerprint: "3f2a:9c1d:77e0:b4a2".into(),
         };
         assert_eq!(
             n.to_string(),
-            "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s)"
+            "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
+             key 3f2a:9c1d:77e0:b4a2"
         );
         let json: serde_json::Value = serde_json::to_value(&n).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"event": "request_arrived", "peer": "alice",
-                               "addr": "127.0.0.1:1", "expires_in_ms": 60000})
+                               "addr": "127.0.0.1:1", "expires_in_ms": 60000,
+                               "fingerprint": "3f2a:9c1d:77e0:b4a2"})
         );
     }
 

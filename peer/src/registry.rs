@@ -1,13 +1,20 @@
-//! The peer's side of the registry protocol: register, leave, list, look up.
+//! The peer's side of the registry protocol: register, leave, release, list, look up.
 //!
-//! Each call is one request on a fresh connection. Replies of the wrong kind are errors, and
-//! paging is bounded, so a broken or hostile registry cannot keep the peer listing forever.
+//! Each call is one request on a fresh connection, signed with our key. Every reply must be
+//! signed by the registry's key: the one given with `--server-key`, or else the one pinned
+//! for this registry address on first contact (in `known_registries`, like SSH's
+//! `known_hosts`). A reply with another key is refused, so an impostor cannot answer for the
+//! registry. Replies of the wrong kind are errors, and paging is bounded, so a broken or
+//! hostile registry cannot keep the peer listing forever.
 
 use std::net::SocketAddr;
 
+use p2p_shared::identity::PublicKey;
 use p2p_shared::message::new_id;
 use p2p_shared::transport::{self, Origin, SendError};
-use p2p_shared::{Outcome, PeerInfo, PeerName, Request};
+use p2p_shared::{runtime, Outcome, PeerInfo, PeerName, Request};
+
+use crate::known::{KnownKeys, Pin};
 
 /// The most pages `listpeer` fetches (256 peers each).
 const MAX_PAGES: usize = 1024;
@@ -15,25 +22,28 @@ const MAX_PAGES: usize = 1024;
 pub struct RegistryClient {
     addr: SocketAddr,
     origin: Origin,
+    /// `--server-key`: when given, the only key accepted.
+    fixed: Option<PublicKey>,
+    known: KnownKeys<String>,
 }
 
 impl RegistryClient {
-    pub fn new(addr: SocketAddr, origin: Origin) -> Self {
-        RegistryClient { addr, origin }
+    pub fn new(
+        addr: SocketAddr,
+        origin: Origin,
+        fixed: Option<PublicKey>,
+        known: KnownKeys<String>,
+    ) -> Self {
+        RegistryClient {
+            addr,
+            origin,
+            fixed,
+            known,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// Whether the registry answers, within a short time (for `status`).
-    pub async fn ping(&self) -> Result<(), SendError> {
-        let quick = std::time::Duration::from_secs(2);
-        match p2p_shared::runtime::timeout(quick, self.ask(Request::Ping)).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(SendError::Timeout { addr: self.addr }),
-        }
     }
 
     /// How error messages name the registry.
@@ -42,21 +52,32 @@ impl RegistryClient {
     }
 
     /// Registers us; returns the address the registry recorded.
-    pub async fn register(&self) -> Result<SocketAddr, SendError> {
+    pub async fn register(&mut self) -> Result<SocketAddr, SendError> {
         match self.ask(Request::Register).await? {
-            Outcome::Registered { addr } => Ok(addr),
+            Outcome::Registered { addr, .. } => Ok(addr),
             other => Err(self.unexpected(other)),
         }
     }
 
-    pub async fn unregister(&self) -> Result<(), SendError> {
-        match self.ask(Request::Unregister).await? {
-            Outcome::Ok => Ok(()),
-            other => Err(self.unexpected(other)),
+    pub async fn unregister(&mut self) -> Result<(), SendError> {
+        self.expect_ok(Request::Unregister).await
+    }
+
+    /// Gives up our name for good.
+    pub async fn release(&mut self) -> Result<(), SendError> {
+        self.expect_ok(Request::Release).await
+    }
+
+    /// Whether the registry answers, within a short time (for `status`).
+    pub async fn ping(&mut self) -> Result<(), SendError> {
+        let quick = std::time::Duration::from_secs(2);
+        match runtime::timeout(quick, self.expect_ok(Request::Ping)).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError::Timeout { addr: self.addr }),
         }
     }
 
-    pub async fn lookup(&self, name: &PeerName) -> Result<PeerInfo, SendError> {
+    pub async fn lookup(&mut self, name: &PeerName) -> Result<PeerInfo, SendError> {
         match self.ask(Request::Lookup { name: name.clone() }).await? {
             Outcome::Peer { peer } if peer.name == *name => Ok(peer),
             other => Err(self.unexpected(other)),
@@ -64,16 +85,14 @@ impl RegistryClient {
     }
 
     /// Every registered peer, sorted by name, fetched page by page.
-    pub async fn list(&self) -> Result<Vec<PeerInfo>, SendError> {
+    pub async fn list(&mut self) -> Result<Vec<PeerInfo>, SendError> {
         let mut all: Vec<PeerInfo> = Vec::new();
         let mut after: Option<PeerName> = None;
         for _ in 0..MAX_PAGES {
-            let (peers, next) = match self
-                .ask(Request::ListPeers {
-                    after: after.clone(),
-                })
-                .await?
-            {
+            let request = Request::ListPeers {
+                after: after.clone(),
+            };
+            let (peers, next) = match self.ask(request).await? {
                 Outcome::Peers { peers, next } => (peers, next),
                 other => return Err(self.unexpected(other)),
             };
@@ -87,10 +106,60 @@ impl RegistryClient {
         Ok(all)
     }
 
-    async fn ask(&self, body: Request) -> Result<Outcome, SendError> {
-        Ok(transport::request(self.addr, &self.origin, new_id(), body)
-            .await?
-            .outcome)
+    async fn expect_ok(&mut self, body: Request) -> Result<(), SendError> {
+        match self.ask(body).await? {
+            Outcome::Ok => Ok(()),
+            other => Err(self.unexpected(other)),
+        }
+    }
+
+    /// One request; the reply, success or refusal, must carry the registry's key.
+    async fn ask(&mut self, body: Request) -> Result<Outcome, SendError> {
+        match transport::request(self.addr, &self.origin, new_id(), body).await {
+            Ok(response) => {
+                self.check_key(response.from.key)?;
+                Ok(response.outcome)
+            }
+            Err(refused @ SendError::Refused { key, .. }) => {
+                self.check_key(key)?;
+                Err(refused)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_key(&mut self, key: PublicKey) -> Result<(), SendError> {
+        let refuse = |reason: String| SendError::BadReply {
+            addr: self.addr,
+            reason,
+        };
+        if let Some(fixed) = self.fixed {
+            return match key == fixed {
+                true => Ok(()),
+                false => Err(refuse(format!(
+                    "it signs with key {}, not with the --server-key {}: an impostor? refused",
+                    key.fingerprint(),
+                    fixed.fingerprint()
+                ))),
+            };
+        }
+        let label = self.addr.to_string();
+        match self.known.check(&label, &key) {
+            Pin::Known => Ok(()),
+            Pin::New => {
+                if let Err(e) = self.known.pin(&label, key) {
+                    tracing::warn!("{e:#}");
+                }
+                Ok(())
+            }
+            Pin::Changed { pinned } => Err(refuse(format!(
+                "it signs with key {}, but the registry known at this address has key {}: \
+                 an impostor? refused. If the registry really has a new key, start the peer \
+                 with --server-key and the registry's new key",
+                key.fingerprint(),
+                pinned.fingerprint()
+            ))),
+        }
     }
 
     fn unexpected(&self, outcome: Outcome) -> SendError {

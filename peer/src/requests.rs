@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use p2p_shared::identity::PublicKey;
+use p2p_shared::seal::EphemeralKey;
 use p2p_shared::{MessageId, PeerName, Sender};
 
 /// The most incoming requests pending at once (one per requester).
@@ -32,6 +34,10 @@ pub struct PendingRequest {
     pub id: MessageId,
     pub from: PeerName,
     pub addr: SocketAddr,
+    /// The requester's long-term key (already checked against the pinned one).
+    pub key: PublicKey,
+    /// The requester's half of the chat's key agreement.
+    pub share: EphemeralKey,
     pub received_at: DateTime<Utc>,
     pub expires_at: Instant,
 }
@@ -77,11 +83,19 @@ impl IncomingRequests {
     }
 
     /// Records a request from `from`, replacing an earlier one from the same peer.
-    pub fn offer(&mut self, id: MessageId, from: &Sender, now: Instant) -> Result<Offer, TooMany> {
+    pub fn offer(
+        &mut self,
+        id: MessageId,
+        from: &Sender,
+        share: EphemeralKey,
+        now: Instant,
+    ) -> Result<Offer, TooMany> {
         let record = PendingRequest {
             id,
             from: from.name.clone(),
             addr: from.addr,
+            key: from.key,
+            share,
             received_at: Utc::now(),
             expires_at: now + self.ttl,
         };
@@ -162,6 +176,15 @@ pub enum Outgoing {
     },
 }
 
+impl Outgoing {
+    /// The address the request went to.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Outgoing::Sent { addr } | Outgoing::AwaitingAnswer { addr, .. } => *addr,
+        }
+    }
+}
+
 /// Requests we sent and that have no outcome yet.
 #[derive(Debug, Default)]
 pub struct OutgoingRequests {
@@ -210,6 +233,10 @@ impl OutgoingRequests {
         self.by_id.retain(
             |_, state| !matches!(state, Outgoing::AwaitingAnswer { peer: p, .. } if p == peer),
         );
+    }
+
+    pub fn contains(&self, id: &MessageId) -> bool {
+        self.by_id.contains_key(id)
     }
 
     /// The request could not be delivered.
@@ -273,7 +300,12 @@ mod tests {
         Sender {
             name: name.parse().unwrap(),
             addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            key: p2p_shared::identity::Identity::generate().public(),
         }
+    }
+
+    fn share() -> EphemeralKey {
+        p2p_shared::seal::KeyShare::new().public()
     }
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -284,7 +316,9 @@ mod tests {
         let now = Instant::now();
         let mut incoming = IncomingRequests::new(TTL);
         assert_eq!(incoming.take(None, now), Err(TakeError::NonePending));
-        incoming.offer(new_id(), &sender("alice", 1), now).unwrap();
+        incoming
+            .offer(new_id(), &sender("alice", 1), share(), now)
+            .unwrap();
         assert_eq!(incoming.next_expiry(), Some(now + TTL));
         assert_eq!(incoming.take(None, now).unwrap().from, name("alice"));
     }
@@ -293,8 +327,12 @@ mod tests {
     fn several_pending_need_a_name() {
         let now = Instant::now();
         let mut incoming = IncomingRequests::new(TTL);
-        incoming.offer(new_id(), &sender("alice", 1), now).unwrap();
-        incoming.offer(new_id(), &sender("carol", 3), now).unwrap();
+        incoming
+            .offer(new_id(), &sender("alice", 1), share(), now)
+            .unwrap();
+        incoming
+            .offer(new_id(), &sender("carol", 3), share(), now)
+            .unwrap();
         assert_eq!(
             incoming.take(None, now),
             Err(TakeError::Ambiguous(vec![name("alice"), name("carol")]))
@@ -320,12 +358,12 @@ mod tests {
         let mut incoming = IncomingRequests::new(TTL);
         let later = now + Duration::from_secs(30);
         assert_eq!(
-            incoming.offer(new_id(), &sender("alice", 1), now),
+            incoming.offer(new_id(), &sender("alice", 1), share(), now),
             Ok(Offer::New)
         );
         let second = new_id();
         assert_eq!(
-            incoming.offer(second, &sender("alice", 1), later),
+            incoming.offer(second, &sender("alice", 1), share(), later),
             Ok(Offer::Refreshed)
         );
         let taken = incoming.take(None, later).unwrap();
@@ -339,16 +377,16 @@ mod tests {
         let mut incoming = IncomingRequests::new(TTL);
         for i in 0..MAX_PENDING {
             incoming
-                .offer(new_id(), &sender(&format!("p{i}"), 1), now)
+                .offer(new_id(), &sender(&format!("p{i}"), 1), share(), now)
                 .unwrap();
         }
         assert_eq!(
-            incoming.offer(new_id(), &sender("late", 1), now),
+            incoming.offer(new_id(), &sender("late", 1), share(), now),
             Err(TooMany)
         );
         // A requester already on the list may still refresh.
         assert_eq!(
-            incoming.offer(new_id(), &sender("p0", 1), now),
+            incoming.offer(new_id(), &sender("p0", 1), share(), now),
             Ok(Offer::Refreshed)
         );
     }
@@ -357,13 +395,17 @@ mod tests {
     fn expired_requests_cannot_be_taken_and_are_reported_once() {
         let now = Instant::now();
         let mut incoming = IncomingRequests::new(TTL);
-        incoming.offer(new_id(), &sender("alice", 1), now).unwrap();
+        incoming
+            .offer(new_id(), &sender("alice", 1), share(), now)
+            .unwrap();
         let after = now + TTL;
         assert_eq!(incoming.expire(now), vec![]);
         let expired = incoming.expire(after);
         assert_eq!(expired.len(), 1);
         assert_eq!(incoming.expire(after), vec![]);
-        incoming.offer(new_id(), &sender("bob", 2), now).unwrap();
+        incoming
+            .offer(new_id(), &sender("bob", 2), share(), now)
+            .unwrap();
         assert_eq!(incoming.take(None, after), Err(TakeError::NonePending));
     }
 

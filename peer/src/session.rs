@@ -8,12 +8,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures::future::{join_all, select, Either};
+use futures::future::{join, join_all, select, Either};
 use p2p_shared::message::new_id;
+use p2p_shared::seal::KeyShare;
 use p2p_shared::transport::{self, Origin, Response, SendError};
 use p2p_shared::{runtime, Answer, ErrorCode, Outcome, PeerName, Request};
 
-use crate::broker::Broker;
+use crate::broker::{Answered, Broker, KeyRefused};
 use crate::command::{self, Command, Target};
 use crate::input::{Input, Inputs};
 use crate::names::Names;
@@ -96,6 +97,12 @@ impl Session {
             }),
             Command::Disconnect { peer } => self.disconnect(peer).await,
             Command::Status => self.status().await,
+            Command::Whoami => show(Notice::Whoami {
+                name: self.origin.name.clone(),
+                key: self.origin.identity.public(),
+            }),
+            Command::Trust { peer } => self.trust(peer).await,
+            Command::ReleaseName => self.release_name().await,
             Command::Help(None) => show(Notice::Help {
                 text: command::help_text(),
             }),
@@ -138,64 +145,78 @@ impl Session {
     }
 
     async fn chat_request(&mut self, target: Target) {
-        let addr = match target {
+        // By name, the registry also says which key the peer must answer with.
+        let (addr, expected) = match target {
             Target::Addr { host, port } => match runtime::resolve(&host, port).await {
-                Ok(addr) => addr,
+                Ok(addr) => (addr, None),
                 Err(e) => return output::error(format!("cannot find {host}: {e}")),
             },
             Target::Name(name) => match self.registry.lookup(&name).await {
-                Ok(peer) => peer.addr,
+                Ok(peer) => (peer.addr, Some((name, peer.key))),
                 Err(e) if e.code() == Some(ErrorCode::UnknownPeer) => {
                     return output::error(format!("no peer named {name} is registered"))
                 }
                 Err(e) => return output::error(failure(&e, &self.registry.describe())),
             },
         };
-        let id = new_id();
-        self.broker.request_sent(id, addr).await;
-        match transport::request(addr, &self.origin, id, Request::ChatRequest).await {
+        let (id, share) = (new_id(), KeyShare::new());
+        let body = Request::ChatRequest {
+            share: share.public(),
+        };
+        self.broker.request_sent(id, addr, share).await;
+        let outcome = match transport::request(addr, &self.origin, id, body).await {
             Ok(Response {
                 from,
                 outcome: Outcome::Pending { expires_in_ms },
-            }) => {
-                let expires_in = Duration::from_millis(expires_in_ms);
-                // False when the answer overtook this reply: its line is already out.
-                if self
-                    .broker
-                    .request_pending(id, from.name.clone(), expires_in)
-                    .await
-                {
-                    show(Notice::RequestSent {
-                        peer: from.name,
-                        addr: from.addr,
-                    });
+            }) => match expected {
+                Some((name, key)) if from.name != name || from.key != key => Err(format!(
+                    "the peer at {addr} answers as {} with key {}, but the registry has key {} \
+                     for {name}: refused",
+                    from.name,
+                    from.key.fingerprint(),
+                    key.fingerprint()
+                )),
+                _ => Ok((from, Duration::from_millis(expires_in_ms))),
+            },
+            Ok(other) => Err(format!(
+                "{addr} answered the chat request with {:?}",
+                other.outcome
+            )),
+            Err(e) => Err(match e.code() {
+                Some(ErrorCode::AlreadyConnected) => {
+                    format!("already in a chat with the peer at {addr}")
+                }
+                Some(ErrorCode::TooManyRequests) => format!(
+                    "the peer at {addr} has too many pending chat requests; try again later"
+                ),
+                Some(ErrorCode::KeyChanged) => format!(
+                    "the peer at {addr} knows another key for the name {}: refused",
+                    self.origin.name
+                ),
+                _ => failure(&e, &addr.to_string()),
+            }),
+        };
+        match outcome {
+            Ok((from, expires_in)) => {
+                let (peer, addr) = (from.name.clone(), from.addr);
+                // Ok(false) when the answer overtook this reply: its line is already out.
+                match self.broker.request_pending(id, from, expires_in).await {
+                    Ok(true) => show(Notice::RequestSent { peer, addr }),
+                    Ok(false) => {}
+                    // The warning is out; say what became of the request.
+                    Err(KeyRefused) => output::error(format!("chat request to {peer} not made")),
                 }
             }
-            Ok(other) => {
+            Err(why) => {
                 self.broker.request_failed(id).await;
-                output::error(format!(
-                    "{addr} answered the chat request with {:?}",
-                    other.outcome
-                ));
-            }
-            Err(e) => {
-                self.broker.request_failed(id).await;
-                output::error(match e.code() {
-                    Some(ErrorCode::AlreadyConnected) => {
-                        format!("already in a chat with the peer at {addr}")
-                    }
-                    Some(ErrorCode::TooManyRequests) => {
-                        format!("the peer at {addr} has too many pending chat requests; try again later")
-                    }
-                    _ => failure(&e, &addr.to_string()),
-                });
+                output::error(why);
             }
         }
     }
 
     async fn answer(&mut self, accept: bool, from: Option<PeerName>) {
-        let request = match self.broker.answer(from, accept).await {
-            Ok(request) => request,
+        let Answered { request, share } = match self.broker.answer(from, accept).await {
+            Ok(answered) => answered,
             Err(TakeError::NonePending) => return output::error("no pending chat request"),
             Err(TakeError::NoneFrom(name)) => {
                 return output::error(format!("no pending chat request from {name}"))
@@ -210,17 +231,21 @@ impl Session {
             }
         };
         let (peer, addr) = (request.from, request.addr);
-        let answer = if accept {
-            Answer::Accepted
-        } else {
-            Answer::Declined
-        };
+        let accepted = accept && share.is_some();
+        if accept && !accepted {
+            output::error(format!("{peer} sent an unusable key share; declining"));
+        }
         let body = Request::ChatAnswer {
             request: request.id,
-            answer,
+            answer: if accepted {
+                Answer::Accepted
+            } else {
+                Answer::Declined
+            },
+            share,
         };
         let sent = transport::request(addr, &self.origin, new_id(), body).await;
-        match (accept, sent) {
+        match (accepted, sent) {
             (true, Ok(_)) => show(Notice::AcceptedChat { peer, addr }),
             (true, Err(e)) => {
                 self.broker.forget(&peer).await;
@@ -247,35 +272,72 @@ impl Session {
     }
 
     async fn chat_message(&mut self, peer: PeerName, text: String) {
-        let Some(addr) = self.broker.chat_addr(&peer).await else {
+        let Some(sealed) = self.broker.seal(&peer, Request::ChatMessage { text }).await else {
             return output::error(format!("not in a chat with {peer}"));
         };
-        let body = Request::ChatMessage { text };
-        match transport::request(addr, &self.origin, new_id(), body).await {
-            Ok(_) => show(Notice::Delivered { peer }),
-            Err(e) if e.code() == Some(ErrorCode::NotConnected) => {
+        let addr = sealed.addr;
+        let reply = match transport::exchange(addr, sealed.frame).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                return output::error(format!(
+                    "{}; message not delivered",
+                    failure(&e, &format!("{peer} ({addr})"))
+                ))
+            }
+        };
+        match self.broker.acknowledged(&peer, sealed.counter, reply).await {
+            Some(Outcome::Ok) => show(Notice::Delivered { peer }),
+            Some(Outcome::Error {
+                code: ErrorCode::UnknownSession,
+                ..
+            }) => {
                 self.broker.forget(&peer).await;
                 output::error(format!("{peer} has closed the chat; message not delivered"));
             }
-            Err(e) => output::error(format!(
-                "{}; message not delivered",
-                failure(&e, &format!("{peer} ({addr})"))
+            Some(Outcome::Error { detail, .. }) => {
+                output::error(format!("{peer} refused the message: {detail}"))
+            }
+            Some(other) => output::error(format!("{peer} answered with {other:?}")),
+            None => output::error(format!(
+                "{peer} ({addr}) sent an acknowledgement that does not open with the chat's \
+                 keys; message not confirmed"
             )),
         }
     }
 
     async fn disconnect(&mut self, peer: PeerName) {
-        let Some(addr) = self.broker.forget(&peer).await else {
+        let Some(goodbye) = self.broker.forget(&peer).await else {
             return output::error(format!("not in a chat with {peer}"));
         };
-        let told = transport::request(addr, &self.origin, new_id(), Request::Disconnect).await;
+        let told = transport::exchange(goodbye.addr, goodbye.frame).await;
         show(Notice::Disconnected { peer: peer.clone() });
-        match told {
-            Err(e) if e.code() != Some(ErrorCode::NotConnected) => output::error(format!(
+        if let Err(e) = told {
+            output::error(format!(
                 "could not tell {peer}: {}",
-                failure(&e, &addr.to_string())
-            )),
-            _ => {}
+                failure(&e, &goodbye.addr.to_string())
+            ));
+        }
+    }
+
+    async fn trust(&mut self, peer: PeerName) {
+        match self.broker.trust(&peer).await {
+            Ok(key) => show(Notice::Trusted {
+                peer,
+                fingerprint: key.fingerprint(),
+            }),
+            Err(why) => output::error(why),
+        }
+    }
+
+    async fn release_name(&mut self) {
+        match self.registry.release().await {
+            Ok(()) => {
+                self.registered = false;
+                show(Notice::Released {
+                    name: self.origin.name.clone(),
+                });
+            }
+            Err(e) => output::error(failure(&e, &self.registry.describe())),
         }
     }
 
@@ -301,20 +363,18 @@ impl Session {
     async fn leave(&mut self) {
         let closing = self.broker.close().await;
         let goodbyes = closing
-            .chats
-            .iter()
-            .map(|p| (p.addr, Request::Disconnect))
-            .chain(closing.requests.iter().map(|r| {
-                let answer = Request::ChatAnswer {
-                    request: r.id,
-                    answer: Answer::Left,
-                };
-                (r.addr, answer)
-            }));
-        join_all(
-            goodbyes.map(|(addr, body)| transport::request(addr, &self.origin, new_id(), body)),
-        )
-        .await;
+            .goodbyes
+            .into_iter()
+            .map(|g| transport::exchange(g.addr, g.frame));
+        let notices = closing.requests.iter().map(|r| {
+            let body = Request::ChatAnswer {
+                request: r.id,
+                answer: Answer::Left,
+                share: None,
+            };
+            transport::request(r.addr, &self.origin, new_id(), body)
+        });
+        join(join_all(goodbyes), join_all(notices)).await;
         if self.registered {
             let _ = self.registry.unregister().await;
         }

@@ -8,31 +8,33 @@
 use std::net::SocketAddr;
 
 use futures::channel::oneshot;
+use p2p_shared::identity::PublicKey;
 use p2p_shared::{runtime, PeerInfo, PeerName};
 
 use crate::output::say;
-use crate::registry::{Claim, Registry};
+use crate::registry::{Registration, Registry, Removal};
+use crate::store::StoreError;
 
 enum Msg {
-    Claim {
+    Register {
         name: PeerName,
         addr: SocketAddr,
-        done: oneshot::Sender<Claim>,
+        key: PublicKey,
+        done: oneshot::Sender<Result<Registration, StoreError>>,
     },
-    Replace {
+    Unregister {
         name: PeerName,
-        stale: SocketAddr,
-        addr: SocketAddr,
-        done: oneshot::Sender<Claim>,
+        key: PublicKey,
+        done: oneshot::Sender<Removal>,
     },
     Release {
         name: PeerName,
-        addr: SocketAddr,
-        done: oneshot::Sender<bool>,
+        key: PublicKey,
+        done: oneshot::Sender<Result<Removal, StoreError>>,
     },
     Lookup {
         name: PeerName,
-        done: oneshot::Sender<Option<SocketAddr>>,
+        done: oneshot::Sender<Option<PeerInfo>>,
     },
     Page {
         after: Option<PeerName>,
@@ -47,32 +49,37 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    /// Starts the broker task.
-    pub fn start() -> Registrar {
+    /// Starts the broker task, owning `registry`.
+    pub fn start(registry: Registry) -> Registrar {
         let (tx, rx) = async_channel::bounded(1024);
-        runtime::spawn(run(rx));
+        runtime::spawn(run(registry, rx));
         Registrar { tx }
     }
 
-    pub async fn claim(&self, name: PeerName, addr: SocketAddr) -> Claim {
-        self.ask(|done| Msg::Claim { name, addr, done }).await
-    }
-
-    pub async fn replace(&self, name: PeerName, stale: SocketAddr, addr: SocketAddr) -> Claim {
-        self.ask(|done| Msg::Replace {
+    pub async fn register(
+        &self,
+        name: PeerName,
+        addr: SocketAddr,
+        key: PublicKey,
+    ) -> Result<Registration, StoreError> {
+        self.ask(|done| Msg::Register {
             name,
-            stale,
             addr,
+            key,
             done,
         })
         .await
     }
 
-    pub async fn release(&self, name: PeerName, addr: SocketAddr) -> bool {
-        self.ask(|done| Msg::Release { name, addr, done }).await
+    pub async fn unregister(&self, name: PeerName, key: PublicKey) -> Removal {
+        self.ask(|done| Msg::Unregister { name, key, done }).await
     }
 
-    pub async fn lookup(&self, name: PeerName) -> Option<SocketAddr> {
+    pub async fn release(&self, name: PeerName, key: PublicKey) -> Result<Removal, StoreError> {
+        self.ask(|done| Msg::Release { name, key, done }).await
+    }
+
+    pub async fn lookup(&self, name: PeerName) -> Option<PeerInfo> {
         self.ask(|done| Msg::Lookup { name, done }).await
     }
 
@@ -91,38 +98,42 @@ impl Registrar {
     }
 }
 
-async fn run(rx: async_channel::Receiver<Msg>) {
-    let mut registry = Registry::default();
+async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
     while let Ok(msg) = rx.recv().await {
         // A dropped `done` means the connection task gave up (timeout); nothing to do then.
         match msg {
-            Msg::Claim { name, addr, done } => {
-                let claim = registry.claim(&name, addr);
-                if claim == Claim::Added {
-                    say(format_args!("registered {name} {addr}"));
-                }
-                let _ = done.send(claim);
-            }
-            Msg::Replace {
+            Msg::Register {
                 name,
-                stale,
                 addr,
+                key,
                 done,
             } => {
-                let claim = registry.replace(&name, stale, addr);
-                if claim == Claim::Added {
-                    say(format_args!(
-                        "registered {name} {addr} (replacing {stale}, which did not answer)"
-                    ));
+                let result = registry.register(&name, addr, key);
+                match &result {
+                    Ok(Registration::Added) => say(format_args!(
+                        "registered {name} {addr} key {}",
+                        key.fingerprint()
+                    )),
+                    Err(e) => say(format_args!("cannot register {name}: {e}")),
+                    Ok(_) => {}
                 }
-                let _ = done.send(claim);
+                let _ = done.send(result);
             }
-            Msg::Release { name, addr, done } => {
-                let released = registry.release(&name, addr);
-                if released {
+            Msg::Unregister { name, key, done } => {
+                let removal = registry.unregister(&name, key);
+                if removal == Removal::Done {
                     say(format_args!("unregistered {name}"));
                 }
-                let _ = done.send(released);
+                let _ = done.send(removal);
+            }
+            Msg::Release { name, key, done } => {
+                let result = registry.release(&name, key);
+                match &result {
+                    Ok(Removal::Done) => say(format_args!("released {name}")),
+                    Err(e) => say(format_args!("cannot release {name}: {e}")),
+                    Ok(_) => {}
+                }
+                let _ = done.send(result);
             }
             Msg::Lookup { name, done } => {
                 let _ = done.send(registry.lookup(&name));

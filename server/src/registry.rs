@@ -1,74 +1,123 @@
-//! The registry's state: which name is registered at which address.
+//! The registry's state and rules: which name is at which address, and which key owns it.
 //!
-//! Plain data and rules, no I/O, so every rule is unit-tested here. The broker task owns the
-//! one instance; nothing else touches it.
+//! A name belongs to the key that first claimed it ([`Claims`], kept on disk). Registering
+//! with that key adds or moves the name's address; any other key is refused, online owner or
+//! not. Only the owner's key can unregister the address or release the name. The transport
+//! has already checked that each request was signed by the key it names.
+//!
+//! Rules only, no network I/O, so each rule is unit-tested here. The broker task owns the one
+//! instance.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use p2p_shared::identity::PublicKey;
 use p2p_shared::message::PEERS_PAGE_LEN;
 use p2p_shared::{PeerInfo, PeerName};
 
-/// The most registrations held at once; beyond it `register` is refused with `registry_full`.
+use crate::store::{Claims, StoreError, MAX_CLAIMS};
+
+/// The most registrations (names with an address) held at once.
 pub const CAPACITY: usize = 250_000;
 
-/// What a registration attempt found.
+/// What a registration attempt came to.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Claim {
-    /// The name was free and is now registered.
+pub enum Registration {
+    /// The name is now registered at the address (new, or moved there).
     Added,
     /// The name was already registered at this address; nothing changed.
     Refreshed,
-    /// Another address holds the name. Whether that holder is still alive is for the caller
-    /// to find out (it takes network I/O, which the state does not do).
-    HeldAt(SocketAddr),
-    /// The registry holds [`CAPACITY`] names.
+    /// Another key owns the name.
+    Taken,
+    /// The registry holds as many names as it may.
     Full,
 }
 
-#[derive(Debug, Default)]
+/// What `unregister` and `release` came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Removal {
+    Done,
+    /// Nothing to remove.
+    Unknown,
+    /// Another key owns the name.
+    NotOwner,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    addr: SocketAddr,
+    key: PublicKey,
+}
+
 pub struct Registry {
+    claims: Claims,
     // A BTreeMap keeps names sorted, which makes `listpeer` pages cheap and stable.
-    peers: BTreeMap<PeerName, SocketAddr>,
+    peers: BTreeMap<PeerName, Entry>,
 }
 
 impl Registry {
-    /// Registers `name` at `addr` if the name is free or already at `addr`.
-    pub fn claim(&mut self, name: &PeerName, addr: SocketAddr) -> Claim {
-        match self.peers.get(name) {
-            Some(&held) if held == addr => Claim::Refreshed,
-            Some(&held) => Claim::HeldAt(held),
-            None if self.peers.len() >= CAPACITY => Claim::Full,
+    pub fn new(claims: Claims) -> Registry {
+        Registry {
+            claims,
+            peers: BTreeMap::new(),
+        }
+    }
+
+    /// Registers `name` at `addr` for `key`, claiming the name if it is free.
+    pub fn register(
+        &mut self,
+        name: &PeerName,
+        addr: SocketAddr,
+        key: PublicKey,
+    ) -> Result<Registration, StoreError> {
+        match self.claims.owner(name) {
+            Some(owner) if owner != key => return Ok(Registration::Taken),
+            Some(_) => {}
+            None if self.claims.len() >= MAX_CLAIMS => return Ok(Registration::Full),
+            None => self.claims.claim(name, key)?,
+        }
+        let full = self.peers.len() >= CAPACITY;
+        Ok(match self.peers.get_mut(name) {
+            Some(entry) if entry.addr == addr => Registration::Refreshed,
+            Some(entry) => {
+                entry.addr = addr;
+                Registration::Added
+            }
+            None if full => Registration::Full,
             None => {
-                self.peers.insert(name.clone(), addr);
-                Claim::Added
+                self.peers.insert(name.clone(), Entry { addr, key });
+                Registration::Added
+            }
+        })
+    }
+
+    /// Removes `name`'s address, if `key` owns the name.
+    pub fn unregister(&mut self, name: &PeerName, key: PublicKey) -> Removal {
+        match self.peers.get(name) {
+            None => Removal::Unknown,
+            Some(entry) if entry.key != key => Removal::NotOwner,
+            Some(_) => {
+                self.peers.remove(name);
+                Removal::Done
             }
         }
     }
 
-    /// Moves `name` from `stale` (found dead) to `addr`, unless it changed hands meanwhile.
-    pub fn replace(&mut self, name: &PeerName, stale: SocketAddr, addr: SocketAddr) -> Claim {
-        match self.peers.get_mut(name) {
-            Some(held) if *held == stale => {
-                *held = addr;
-                Claim::Added
+    /// Gives up `name` for good (its address and its claim), if `key` owns it.
+    pub fn release(&mut self, name: &PeerName, key: PublicKey) -> Result<Removal, StoreError> {
+        match self.claims.owner(name) {
+            None => Ok(Removal::Unknown),
+            Some(owner) if owner != key => Ok(Removal::NotOwner),
+            Some(_) => {
+                self.claims.release(name)?;
+                self.peers.remove(name);
+                Ok(Removal::Done)
             }
-            _ => self.claim(name, addr),
         }
     }
 
-    /// Removes `name` if it is registered at `addr`. Returns whether it was.
-    pub fn release(&mut self, name: &PeerName, addr: SocketAddr) -> bool {
-        if self.peers.get(name) == Some(&addr) {
-            self.peers.remove(name);
-            true
-        } else {
-            false
-        }
-    }
-
-    pub fn lookup(&self, name: &PeerName) -> Option<SocketAddr> {
-        self.peers.get(name).copied()
+    pub fn lookup(&self, name: &PeerName) -> Option<PeerInfo> {
+        self.peers.get(name).map(|e| info(name, e))
     }
 
     /// Up to [`PEERS_PAGE_LEN`] peers sorted by name, starting after `after`, and the name to
@@ -80,10 +129,7 @@ impl Registry {
         let peers: Vec<PeerInfo> = rest
             .by_ref()
             .take(PEERS_PAGE_LEN)
-            .map(|(name, &addr)| PeerInfo {
-                name: name.clone(),
-                addr,
-            })
+            .map(|(name, entry)| info(name, entry))
             .collect();
         let next = match rest.next() {
             Some(_) => peers.last().map(|p| p.name.clone()),
@@ -93,58 +139,92 @@ impl Registry {
     }
 }
 
+fn info(name: &PeerName, entry: &Entry) -> PeerInfo {
+    PeerInfo {
+        name: name.clone(),
+        addr: entry.addr,
+        key: entry.key,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p2p_shared::identity::Identity;
 
+    fn registry() -> Registry {
+        Registry::new(Claims::in_memory().unwrap())
+    }
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
     }
     fn addr(port: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
-
-    #[test]
-    fn a_name_is_held_by_one_address() {
-        let mut r = Registry::default();
-        assert_eq!(r.claim(&name("alice"), addr(1)), Claim::Added);
-        assert_eq!(r.claim(&name("alice"), addr(1)), Claim::Refreshed);
-        assert_eq!(r.claim(&name("alice"), addr(2)), Claim::HeldAt(addr(1)));
-        assert_eq!(r.lookup(&name("alice")), Some(addr(1)));
+    fn key() -> PublicKey {
+        Identity::generate().public()
     }
 
     #[test]
-    fn a_stale_holder_is_replaced_only_if_still_there() {
-        let mut r = Registry::default();
-        r.claim(&name("alice"), addr(1));
-        assert_eq!(r.replace(&name("alice"), addr(1), addr(2)), Claim::Added);
-        assert_eq!(r.lookup(&name("alice")), Some(addr(2)));
-        // A second racer that also found addr(1) dead must not take it from addr(2).
+    fn a_name_belongs_to_the_key_that_claimed_it() {
+        let mut r = registry();
+        let (alice, mallory) = (key(), key());
         assert_eq!(
-            r.replace(&name("alice"), addr(1), addr(3)),
-            Claim::HeldAt(addr(2))
+            r.register(&name("alice"), addr(1), alice).unwrap(),
+            Registration::Added
         );
-        // If the name was released meanwhile, the racer simply gets it.
-        r.release(&name("alice"), addr(2));
-        assert_eq!(r.replace(&name("alice"), addr(1), addr(3)), Claim::Added);
+        assert_eq!(
+            r.register(&name("alice"), addr(1), alice).unwrap(),
+            Registration::Refreshed
+        );
+        assert_eq!(
+            r.register(&name("alice"), addr(2), mallory).unwrap(),
+            Registration::Taken
+        );
+        // The owner may move.
+        assert_eq!(
+            r.register(&name("alice"), addr(3), alice).unwrap(),
+            Registration::Added
+        );
+        assert_eq!(r.lookup(&name("alice")).unwrap().addr, addr(3));
     }
 
     #[test]
-    fn only_the_holders_address_releases_a_name() {
-        let mut r = Registry::default();
-        r.claim(&name("alice"), addr(1));
-        assert!(!r.release(&name("alice"), addr(2)));
-        assert!(!r.release(&name("bob"), addr(1)));
-        assert!(r.release(&name("alice"), addr(1)));
+    fn an_offline_owner_keeps_the_name() {
+        let mut r = registry();
+        let (alice, mallory) = (key(), key());
+        r.register(&name("alice"), addr(1), alice).unwrap();
+        assert_eq!(r.unregister(&name("alice"), mallory), Removal::NotOwner);
+        assert_eq!(r.unregister(&name("alice"), alice), Removal::Done);
         assert_eq!(r.lookup(&name("alice")), None);
+        assert_eq!(
+            r.register(&name("alice"), addr(2), mallory).unwrap(),
+            Registration::Taken
+        );
+    }
+
+    #[test]
+    fn only_the_owner_releases_a_name_and_then_anyone_may_claim_it() {
+        let mut r = registry();
+        let (alice, bob) = (key(), key());
+        r.register(&name("alice"), addr(1), alice).unwrap();
+        assert_eq!(r.release(&name("alice"), bob).unwrap(), Removal::NotOwner);
+        assert_eq!(r.release(&name("alice"), alice).unwrap(), Removal::Done);
+        assert_eq!(r.lookup(&name("alice")), None);
+        assert_eq!(
+            r.register(&name("alice"), addr(2), bob).unwrap(),
+            Registration::Added
+        );
+        assert_eq!(r.release(&name("nobody"), bob).unwrap(), Removal::Unknown);
     }
 
     #[test]
     fn pages_cover_everyone_once_in_name_order() {
-        let mut r = Registry::default();
+        let mut r = registry();
         let total = PEERS_PAGE_LEN * 2 + 7;
         for i in 0..total {
-            r.claim(&name(&format!("p{i:04}")), addr(i as u16));
+            r.register(&name(&format!("p{i:04}")), addr(i as u16), key())
+                .unwrap();
         }
         let mut seen = Vec::new();
         let mut after = None;
@@ -163,9 +243,10 @@ mod tests {
 
     #[test]
     fn an_exact_page_has_no_next() {
-        let mut r = Registry::default();
+        let mut r = registry();
         for i in 0..PEERS_PAGE_LEN {
-            r.claim(&name(&format!("p{i:04}")), addr(i as u16));
+            r.register(&name(&format!("p{i:04}")), addr(i as u16), key())
+                .unwrap();
         }
         let (peers, next) = r.page(None);
         assert_eq!(peers.len(), PEERS_PAGE_LEN);

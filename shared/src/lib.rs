@@ -15,9 +15,12 @@
 
 pub mod duration;
 pub mod frame;
+pub mod identity;
 pub mod message;
 pub mod name;
+pub mod replay;
 pub mod runtime;
+pub mod seal;
 pub mod transport;
 
 pub use message::{

@@ -2,8 +2,12 @@
 //!
 //! Every message, in both directions, is an [`Envelope`]: version, id, time, sender, body.
 //! Requests carry a [`Request`] body, replies a [`Reply`] body that points back at the request
-//! it answers. Keeping the envelope in one place means authentication can later be added in
-//! one place too. docs/protocol.md describes the JSON this produces.
+//! it answers. docs/protocol.md describes the JSON this produces.
+//!
+//! On the wire an envelope travels either signed by its sender's key ([`Envelope::sign`],
+//! [`SignedEnvelope`]: registry operations, chat requests and answers, every reply to them) or
+//! sealed inside a chat session (`seal.rs`: chat messages, disconnects and their
+//! acknowledgements).
 
 use std::net::SocketAddr;
 
@@ -12,10 +16,19 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::identity::{Identity, PublicKey, Signature};
 use crate::name::PeerName;
+use crate::seal::EphemeralKey;
 
 /// The version this code speaks. A receiver refuses every other version.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
+
+/// The first byte of a frame holding a signed envelope: `'S' | signature (64) | JSON`.
+pub const SIGNED: u8 = b'S';
+
+/// What a signature covers besides the JSON, so that it cannot be taken for a signature made
+/// for some other purpose with the same key.
+const SIGNING_CONTEXT: &[u8] = b"p2p-chat/2 signed envelope\0";
 
 /// The longest chat text, in bytes of UTF-8.
 pub const MAX_TEXT_LEN: usize = 8 * 1024;
@@ -29,11 +42,12 @@ pub const PEERS_PAGE_LEN: usize = 256;
 /// A random UUID naming one message.
 pub type MessageId = Uuid;
 
-/// Who sent a message, and where it listens for answers.
+/// Who sent a message, with which key, and where it listens for answers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sender {
     pub name: PeerName,
     pub addr: SocketAddr,
+    pub key: PublicKey,
 }
 
 /// The wrapper around every message.
@@ -52,18 +66,26 @@ pub struct Envelope<B> {
 pub enum Request {
     /// Registry: bind `from.name` to `from.addr`.
     Register,
-    /// Registry: remove `from.name`.
+    /// Registry: remove `from.name`'s address (the name stays bound to its key).
     Unregister,
+    /// Registry: give up the name `from.name` for good, so another key may claim it.
+    Release,
     /// Registry: one page of registered peers, sorted by name, after `after`.
     ListPeers { after: Option<PeerName> },
     /// Registry: the address of one peer.
     Lookup { name: PeerName },
     /// Anyone: are you there, and who are you?
     Ping,
-    /// Peer: may we chat? Answered later with a [`Request::ChatAnswer`].
-    ChatRequest,
-    /// Peer: the answer to the chat request with id `request`.
-    ChatAnswer { request: MessageId, answer: Answer },
+    /// Peer: may we chat? `share` is the requester's half of the chat's key agreement.
+    /// Answered later with a [`Request::ChatAnswer`].
+    ChatRequest { share: EphemeralKey },
+    /// Peer: the answer to the chat request with id `request`; an acceptance carries the
+    /// accepter's half of the key agreement.
+    ChatAnswer {
+        request: MessageId,
+        answer: Answer,
+        share: Option<EphemeralKey>,
+    },
     /// Peer: one chat line.
     ChatMessage { text: String },
     /// Peer: the chat is over.
@@ -96,8 +118,10 @@ pub struct Reply {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
+    /// The address and the key the registry recorded for the name.
     Registered {
         addr: SocketAddr,
+        key: PublicKey,
     },
     Peers {
         peers: Vec<PeerInfo>,
@@ -135,6 +159,7 @@ impl Outcome {
 pub struct PeerInfo {
     pub name: PeerName,
     pub addr: SocketAddr,
+    pub key: PublicKey,
 }
 
 /// Why a request failed. docs/protocol.md explains each code.
@@ -156,6 +181,12 @@ pub enum ErrorCode {
     UnknownRequest,
     NotConnected,
     Busy,
+    BadSignature,
+    /// Too old, from the future, or already received.
+    Stale,
+    /// The sender's key is not the one pinned for its name.
+    KeyChanged,
+    UnknownSession,
     /// A code from a newer version of the protocol.
     #[serde(other)]
     Unknown,
@@ -168,13 +199,15 @@ pub enum DecodeError {
     Malformed(#[from] serde_json::Error),
     #[error("protocol version {0} is not supported (this program speaks {PROTOCOL_VERSION})")]
     Version(u16),
+    #[error("not a signed frame")]
+    NotSigned,
 }
 
 impl DecodeError {
     /// The error code a receiver answers this with.
     pub fn code(&self) -> ErrorCode {
         match self {
-            DecodeError::Malformed(_) => ErrorCode::BadMessage,
+            DecodeError::Malformed(_) | DecodeError::NotSigned => ErrorCode::BadMessage,
             DecodeError::Version(_) => ErrorCode::UnsupportedVersion,
         }
     }
@@ -213,6 +246,56 @@ impl<B: Serialize + DeserializeOwned> Envelope<B> {
     }
 }
 
+impl<B: Serialize + DeserializeOwned> Envelope<B> {
+    /// The frame body for this envelope, signed with `identity` (which must be `from.key`'s).
+    pub fn sign(&self, identity: &Identity) -> Vec<u8> {
+        let json = self.encode();
+        let signature = identity.sign(&signed_bytes(&json));
+        let mut frame = Vec::with_capacity(1 + 64 + json.len());
+        frame.push(SIGNED);
+        frame.extend_from_slice(&signature.to_bytes());
+        frame.extend_from_slice(&json);
+        frame
+    }
+}
+
+/// An envelope read from a signed frame, with its signature not yet checked: checking costs
+/// a public-key operation, which a receiver may skip for requests anyone may make.
+pub struct SignedEnvelope<B> {
+    pub envelope: Envelope<B>,
+    signature: Signature,
+    json: Vec<u8>,
+}
+
+impl<B: Serialize + DeserializeOwned> SignedEnvelope<B> {
+    /// Parses a signed frame body.
+    pub fn decode(frame: &[u8]) -> Result<Self, DecodeError> {
+        if frame.len() < 1 + 64 || frame[0] != SIGNED {
+            return Err(DecodeError::NotSigned);
+        }
+        let signature = Signature::from_bytes(frame[1..65].try_into().expect("64 bytes"));
+        let json = frame[65..].to_vec();
+        let envelope = Envelope::decode(&json)?;
+        Ok(SignedEnvelope {
+            envelope,
+            signature,
+            json,
+        })
+    }
+
+    /// Whether the envelope was signed by the key it names as its sender's.
+    pub fn verify(&self) -> bool {
+        self.envelope
+            .from
+            .key
+            .verify(&signed_bytes(&self.json), &self.signature)
+    }
+}
+
+fn signed_bytes(json: &[u8]) -> Vec<u8> {
+    [SIGNING_CONTEXT, json].concat()
+}
+
 /// Makes a fresh random message id.
 pub fn new_id() -> MessageId {
     Uuid::new_v4()
@@ -226,6 +309,7 @@ mod tests {
         Sender {
             name: "alice".parse().unwrap(),
             addr: "127.0.0.1:40001".parse().unwrap(),
+            key: Identity::generate().public(),
         }
     }
 
@@ -239,7 +323,7 @@ mod tests {
             },
         );
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
-        assert_eq!(json["v"], 1);
+        assert_eq!(json["v"], 2);
         assert_eq!(json["from"]["name"], "alice");
         assert_eq!(json["from"]["addr"], "127.0.0.1:40001");
         assert_eq!(json["body"]["type"], "chat_message");
@@ -279,18 +363,40 @@ mod tests {
         let mut json: serde_json::Value =
             serde_json::from_slice(&Envelope::new(new_id(), alice(), Request::Ping).encode())
                 .unwrap();
-        json["v"] = 2.into();
+        json["v"] = 1.into();
         let err = Envelope::<Request>::decode(json.to_string().as_bytes()).unwrap_err();
         assert_eq!(err.code(), ErrorCode::UnsupportedVersion);
     }
 
     #[test]
     fn invalid_names_and_garbage_are_malformed() {
-        let bad_name = r#"{"v":1,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
-        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":1}"] {
+        let bad_name = r#"{"v":2,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
+        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":2}"] {
             let err = Envelope::<Request>::decode(bytes).unwrap_err();
             assert_eq!(err.code(), ErrorCode::BadMessage, "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_signed_envelope_verifies_only_unchanged_and_with_the_senders_key() {
+        let identity = Identity::generate();
+        let mut from = alice();
+        from.key = identity.public();
+        let frame = Envelope::new(new_id(), from.clone(), Request::Ping).sign(&identity);
+        assert!(SignedEnvelope::<Request>::decode(&frame).unwrap().verify());
+
+        // Any change to the JSON breaks the signature (or the JSON).
+        for i in 65..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x01;
+            if let Ok(env) = SignedEnvelope::<Request>::decode(&bad) {
+                assert!(!env.verify(), "byte {i} changed and still verified");
+            }
+        }
+        // Signed by another key than the one it names.
+        let forged = Envelope::new(new_id(), from, Request::Ping).sign(&Identity::generate());
+        assert!(!SignedEnvelope::<Request>::decode(&forged).unwrap().verify());
+        assert!(SignedEnvelope::<Request>::decode(b"S short").is_err());
     }
 
     #[test]

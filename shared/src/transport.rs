@@ -8,22 +8,30 @@
 //!
 //! Every step has a deadline and every frame a size limit, so a silent, slow or hostile
 //! remote costs a bounded amount of time and memory.
+//!
+//! Two kinds of frames travel: signed envelopes, which this module signs and verifies itself
+//! (and checks for freshness, against replays), and sealed chat frames, whose keys belong to
+//! a chat session and which the [`Service`] opens and answers itself.
 
 use std::future::Future;
 use std::io;
 use std::net::{Shutdown, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_lock::Semaphore;
 use futures::io::AsyncReadExt;
 
 use crate::frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+use crate::identity::{Identity, PublicKey};
 use crate::message::{
     new_id, DecodeError, Envelope, ErrorCode, MessageId, Outcome, Reply, Request, Sender,
+    SignedEnvelope, SIGNED,
 };
 use crate::name::PeerName;
+use crate::replay::{Freshness, Stale};
 use crate::runtime::{self, TcpListener, TcpStream};
+use crate::seal::SEALED;
 
 /// How long a sender waits for the connection to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -36,21 +44,24 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many connections a receiver serves at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// Who we are on the wire: a name and the port we listen on. The IP in [`Sender::addr`] is
-/// taken from each connection's local address, which is the address the other side reached
-/// us on, so it is right on a LAN without any configuration.
-#[derive(Clone, Debug)]
+/// Who we are on the wire: a name, the key that proves it, and the port we listen on. The IP
+/// in [`Sender::addr`] is taken from each connection's local address, which is the address the
+/// other side reached us on, so it is right on a LAN without any configuration.
+#[derive(Clone)]
 pub struct Origin {
     pub name: PeerName,
     pub port: u16,
+    pub identity: Arc<Identity>,
 }
 
 impl Origin {
-    fn on(&self, stream: &TcpStream) -> io::Result<Sender> {
-        Ok(Sender {
+    /// Our sender record on a connection whose local IP is `ip`.
+    pub fn sender(&self, ip: std::net::IpAddr) -> Sender {
+        Sender {
             name: self.name.clone(),
-            addr: SocketAddr::new(stream.local_addr()?.ip(), self.port),
-        })
+            addr: SocketAddr::new(ip, self.port),
+            key: self.identity.public(),
+        }
     }
 }
 
@@ -81,6 +92,9 @@ pub enum SendError {
         addr: SocketAddr,
         code: ErrorCode,
         detail: String,
+        /// The key that signed the refusal: whether it is the expected one is for the caller
+        /// to say, as for a successful reply.
+        key: PublicKey,
     },
 }
 
@@ -94,50 +108,25 @@ impl SendError {
     }
 }
 
-/// Sends `body` to `to` as message `id` and waits for the reply.
+/// Sends `body` to `to` as message `id`, signed with our key, and waits for the reply, whose
+/// signature by the key it names is checked. Whether that key is the one expected is for the
+/// caller to say.
 pub async fn request(
     to: SocketAddr,
     origin: &Origin,
     id: MessageId,
     body: Request,
 ) -> Result<Response, SendError> {
-    runtime::timeout(EXCHANGE_TIMEOUT, exchange(to, origin, id, body))
-        .await
-        .unwrap_or(Err(SendError::Timeout { addr: to }))
-}
-
-async fn exchange(
-    to: SocketAddr,
-    origin: &Origin,
-    id: MessageId,
-    body: Request,
-) -> Result<Response, SendError> {
-    let unreachable = |source| SendError::Unreachable { addr: to, source };
-    let broken = |source| SendError::Broken { addr: to, source };
     let bad = |reason: String| SendError::BadReply { addr: to, reason };
-
-    let mut stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(to))
-        .await
-        .map_err(|_| SendError::Timeout { addr: to })?
-        .map_err(unreachable)?;
-    // Best effort: one write per direction, but no reason to let Nagle wait either.
-    let _ = stream.set_nodelay(true);
-    let from = origin.on(&stream).map_err(unreachable)?;
-
-    let envelope = Envelope::new(id, from, body);
-    write_frame(&mut stream, &envelope.encode())
-        .await
-        .map_err(broken)?;
-    let bytes = read_frame(&mut stream).await.map_err(broken)?;
-    let reply = Envelope::<Reply>::decode(&bytes).map_err(|e| bad(e.to_string()))?;
-
-    // The receiver closes first; waiting for that keeps TIME_WAIT on its side. Anything but
-    // the end of the stream here is a protocol violation, but the reply already counts.
-    let mut rest = [0u8; 1];
-    if let Ok(n @ 1..) = stream.read(&mut rest).await {
-        return Err(bad(format!("{n} unexpected byte(s) after the reply")));
+    let reply = exchange_with(to, |local_ip| {
+        Envelope::new(id, origin.sender(local_ip), body).sign(&origin.identity)
+    })
+    .await?;
+    let reply = SignedEnvelope::<Reply>::decode(&reply).map_err(|e| bad(e.to_string()))?;
+    if !reply.verify() {
+        return Err(bad("its signature does not match its key".into()));
     }
-
+    let reply = reply.envelope;
     match (reply.body.re, reply.body.result) {
         // A receiver that could not read our request cannot name it.
         (re, Outcome::Error { code, detail }) if re == Some(id) || re.is_none() => {
@@ -145,6 +134,7 @@ async fn exchange(
                 addr: to,
                 code,
                 detail,
+                key: reply.from.key,
             })
         }
         (Some(re), outcome) if re == id => Ok(Response {
@@ -155,14 +145,75 @@ async fn exchange(
     }
 }
 
+/// Sends one frame body to `to` and returns the one that comes back: for frames sealed in a
+/// chat session, whose sealing and opening belong to the session's owner.
+pub async fn exchange(to: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, SendError> {
+    exchange_with(to, |_| frame).await
+}
+
+/// Connects, writes the frame `make` builds (it gets the connection's local IP), reads the
+/// reply frame and waits for the receiver to close, all within [`EXCHANGE_TIMEOUT`].
+async fn exchange_with(
+    to: SocketAddr,
+    make: impl FnOnce(std::net::IpAddr) -> Vec<u8>,
+) -> Result<Vec<u8>, SendError> {
+    let unreachable = |source| SendError::Unreachable { addr: to, source };
+    let broken = |source| SendError::Broken { addr: to, source };
+    let exchange = async {
+        let mut stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(to))
+            .await
+            .map_err(|_| SendError::Timeout { addr: to })?
+            .map_err(unreachable)?;
+        // Best effort: one write per direction, but no reason to let Nagle wait either.
+        let _ = stream.set_nodelay(true);
+        let local_ip = stream.local_addr().map_err(unreachable)?.ip();
+        write_frame(&mut stream, &make(local_ip))
+            .await
+            .map_err(broken)?;
+        let reply = read_frame(&mut stream).await.map_err(broken)?;
+        // The receiver closes first; waiting for that keeps TIME_WAIT on its side. Anything
+        // but the end of the stream here is a protocol violation.
+        let mut rest = [0u8; 1];
+        if let Ok(n @ 1..) = stream.read(&mut rest).await {
+            return Err(SendError::BadReply {
+                addr: to,
+                reason: format!("{n} unexpected byte(s) after the reply"),
+            });
+        }
+        Ok(reply)
+    };
+    runtime::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .unwrap_or(Err(SendError::Timeout { addr: to }))
+}
+
 /// The receiving side's logic: what to answer to each request.
 pub trait Service: Clone + Send + Sync + 'static {
-    /// Decides the outcome of one well-formed request from `remote`.
+    /// Decides the outcome of one well-formed request from `remote`, whose signature (if
+    /// [`Service::needs_signature`] asked for it) was checked.
     fn handle(
         &self,
         request: Envelope<Request>,
         remote: SocketAddr,
     ) -> impl Future<Output = Outcome> + Send;
+
+    /// Whether a request must prove its sender: checking a signature costs a public-key
+    /// operation, which requests anyone may make (a ping, a lookup) need not pay.
+    fn needs_signature(&self, request: &Request) -> bool {
+        let _ = request;
+        true
+    }
+
+    /// Opens and answers a frame sealed in a chat session: returns the sealed reply, or why
+    /// the frame is refused (it opens in no session here, or it is a replay).
+    fn handle_sealed(
+        &self,
+        frame: Vec<u8>,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Result<Vec<u8>, Refusal>> + Send {
+        let _ = (frame, remote);
+        async { Err(Refusal::UnknownSession) }
+    }
 
     /// Told about each connection refused before it reached [`Service::handle`].
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
@@ -184,14 +235,26 @@ pub enum Refusal {
         claimed: SocketAddr,
         seen: SocketAddr,
     },
+    #[error("its signature does not match its key")]
+    BadSignature,
+    #[error("{0}")]
+    Stale(#[from] Stale),
+    #[error("it opens in no chat session here (unknown session, or altered)")]
+    UnknownSession,
+    #[error("unknown frame kind")]
+    UnknownKind,
 }
 
 impl Refusal {
     fn code(&self) -> ErrorCode {
         match self {
-            Refusal::Frame(_) | Refusal::Timeout => ErrorCode::BadFrame,
+            Refusal::Frame(_) | Refusal::Timeout | Refusal::UnknownKind => ErrorCode::BadFrame,
             Refusal::Decode(e) => e.code(),
             Refusal::AddressMismatch { .. } => ErrorCode::AddressMismatch,
+            Refusal::BadSignature => ErrorCode::BadSignature,
+            Refusal::Stale(Stale::Full) => ErrorCode::Busy,
+            Refusal::Stale(_) => ErrorCode::Stale,
+            Refusal::UnknownSession => ErrorCode::UnknownSession,
         }
     }
 }
@@ -200,6 +263,9 @@ impl Refusal {
 /// [`MAX_CONNECTIONS`] at once.
 pub async fn serve(listener: TcpListener, origin: Origin, service: impl Service) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    // Shared by all connection tasks; held only for a lookup and an insert, never across an
+    // await, so a plain mutex is the simple and fast choice.
+    let freshness = Arc::new(Mutex::new(Freshness::default()));
     loop {
         // Take a slot before accepting: when all are busy, new connections wait in the
         // kernel's backlog instead of in our memory.
@@ -213,68 +279,100 @@ pub async fn serve(listener: TcpListener, origin: Origin, service: impl Service)
                 continue;
             }
         };
-        let (origin, service) = (origin.clone(), service.clone());
+        let (origin, service, freshness) = (origin.clone(), service.clone(), freshness.clone());
         runtime::spawn(async move {
-            let _ = runtime::timeout(
-                CONNECTION_TIMEOUT,
-                serve_connection(stream, remote, &origin, &service),
-            )
-            .await;
+            let receiver = Receiver {
+                origin: &origin,
+                service: &service,
+                freshness: &freshness,
+            };
+            let _ = runtime::timeout(CONNECTION_TIMEOUT, receiver.serve(stream, remote)).await;
             drop(slot);
         });
     }
 }
 
-async fn serve_connection(
-    mut stream: TcpStream,
-    remote: SocketAddr,
-    origin: &Origin,
-    service: &impl Service,
-) {
-    let received = match runtime::timeout(RECEIVE_TIMEOUT, read_frame(&mut stream)).await {
-        // Connected and left without a word (a port probe): nothing to answer.
-        Ok(Err(FrameError::Closed)) => return,
-        Ok(Err(e)) => Err(Refusal::Frame(e)),
-        Err(_) => Err(Refusal::Timeout),
-        Ok(Ok(bytes)) => Envelope::<Request>::decode(&bytes)
-            .map_err(Refusal::Decode)
-            .and_then(|envelope| check_sender(envelope, remote)),
-    };
-    let (re, outcome) = match received {
-        Ok(envelope) => (Some(envelope.id), service.handle(envelope, remote).await),
-        Err(why) => {
-            service.refused(remote, &why);
-            (None, Outcome::error(why.code(), why.to_string()))
-        }
-    };
-    let clean = re.is_some();
-    if let Ok(from) = origin.on(&stream) {
-        let reply = Envelope::new(
-            new_id(),
-            from,
-            Reply {
-                re,
-                result: outcome,
-            },
-        );
-        let _ = write_frame(&mut stream, &reply.encode()).await;
-    }
-    close(stream, clean).await;
+/// What one connection task needs to answer its request.
+struct Receiver<'a, S> {
+    origin: &'a Origin,
+    service: &'a S,
+    freshness: &'a Mutex<Freshness>,
 }
 
-/// A sender may only name an address on the IP it connects from; otherwise anybody could
-/// direct our answers at a third party.
-fn check_sender(
-    envelope: Envelope<Request>,
-    remote: SocketAddr,
-) -> Result<Envelope<Request>, Refusal> {
-    if envelope.from.addr.ip() == remote.ip() {
-        Ok(envelope)
-    } else {
-        Err(Refusal::AddressMismatch {
-            claimed: envelope.from.addr,
-            seen: remote,
-        })
+impl<S: Service> Receiver<'_, S> {
+    async fn serve(&self, mut stream: TcpStream, remote: SocketAddr) {
+        let frame = match runtime::timeout(RECEIVE_TIMEOUT, read_frame(&mut stream)).await {
+            // Connected and left without a word (a port probe): nothing to answer.
+            Ok(Err(FrameError::Closed)) => return,
+            Ok(Err(e)) => Err(Refusal::Frame(e)),
+            Err(_) => Err(Refusal::Timeout),
+            Ok(Ok(frame)) => Ok(frame),
+        };
+        // A refusal says whether the whole frame was read, which decides how to close.
+        let reply = match frame {
+            Ok(frame) if frame.first() == Some(&SEALED) => self
+                .service
+                .handle_sealed(frame, remote)
+                .await
+                .map_err(|why| (true, why)),
+            Ok(frame) if frame.first() == Some(&SIGNED) => match self.admit(&frame, remote) {
+                Ok(request) => {
+                    let re = request.id;
+                    let outcome = self.service.handle(request, remote).await;
+                    Ok(self.signed_reply(&stream, Some(re), outcome))
+                }
+                Err(why) => Err((true, why)),
+            },
+            Ok(_) => Err((true, Refusal::UnknownKind)),
+            Err(why) => Err((false, why)),
+        };
+        let (reply, clean) = match reply {
+            Ok(reply) => (reply, true),
+            Err((read_whole_frame, why)) => {
+                self.service.refused(remote, &why);
+                let outcome = Outcome::error(why.code(), why.to_string());
+                (self.signed_reply(&stream, None, outcome), read_whole_frame)
+            }
+        };
+        let _ = write_frame(&mut stream, &reply).await;
+        close(stream, clean).await;
+    }
+
+    /// Parses a signed request and decides whether to let it in: a sender address on the
+    /// connection's IP and, where the service wants proof, a valid signature on a message not
+    /// seen before.
+    fn admit(&self, frame: &[u8], remote: SocketAddr) -> Result<Envelope<Request>, Refusal> {
+        let signed = SignedEnvelope::<Request>::decode(frame)?;
+        let from = &signed.envelope.from;
+        // A sender may only name an address on the IP it connects from; otherwise anybody
+        // could direct our answers at a third party.
+        if from.addr.ip() != remote.ip() {
+            return Err(Refusal::AddressMismatch {
+                claimed: from.addr,
+                seen: remote,
+            });
+        }
+        if self.service.needs_signature(&signed.envelope.body) {
+            if !signed.verify() {
+                return Err(Refusal::BadSignature);
+            }
+            let (id, at) = (signed.envelope.id, signed.envelope.at);
+            self.freshness
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .admit(id, at, chrono::Utc::now())?;
+        }
+        Ok(signed.envelope)
+    }
+
+    /// Our reply, signed, from the address the sender reached us on.
+    fn signed_reply(&self, stream: &TcpStream, re: Option<MessageId>, result: Outcome) -> Vec<u8> {
+        let ip = stream
+            .local_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        let reply = Envelope::new(new_id(), self.origin.sender(ip), Reply { re, result });
+        reply.sign(&self.origin.identity)
     }
 }
 

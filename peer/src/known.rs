@@ -1,0 +1,126 @@
+//! Pinned keys, like SSH's `known_hosts`: the key we first saw for each peer name (in
+//! `known_peers`) and for each registry address (in `known_registries`).
+//!
+//! On first contact a key is pinned; afterwards a different key for the same name is refused
+//! until the user deliberately trusts it (`trust NAME`). Each file is one `NAME KEY` pair per
+//! line, rewritten whole on change (written to a temporary file, then renamed over the old
+//! one, so a crash leaves either the old or the new file, never half of one), readable by
+//! its owner only.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use p2p_shared::identity::PublicKey;
+
+/// What a key is, compared with the pinned one.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pin {
+    /// The pinned key.
+    Known,
+    /// Nothing pinned yet: first contact.
+    New,
+    /// Another key is pinned: this one is refused.
+    Changed { pinned: PublicKey },
+}
+
+/// Keys pinned for names of type `K`, kept in one file.
+pub struct KnownKeys<K> {
+    path: PathBuf,
+    keys: BTreeMap<K, PublicKey>,
+}
+
+impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
+    /// Loads the file at `path`; a missing file is an empty list. Lines that do not parse are
+    /// skipped (and kept out of the next rewrite).
+    pub fn load(path: PathBuf) -> anyhow::Result<Self> {
+        let mut keys = BTreeMap::new();
+        match fs::read_to_string(&path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    let mut words = line.split_whitespace();
+                    if let (Some(name), Some(key), None) =
+                        (words.next(), words.next(), words.next())
+                    {
+                        if let (Ok(name), Ok(key)) = (name.parse(), key.parse()) {
+                            keys.insert(name, key);
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        }
+        Ok(KnownKeys { path, keys })
+    }
+
+    pub fn check(&self, name: &K, key: &PublicKey) -> Pin {
+        match self.keys.get(name) {
+            None => Pin::New,
+            Some(pinned) if pinned == key => Pin::Known,
+            Some(pinned) => Pin::Changed { pinned: *pinned },
+        }
+    }
+
+    /// Pins `key` for `name`, replacing any earlier key, and saves the file.
+    pub fn pin(&mut self, name: &K, key: PublicKey) -> anyhow::Result<()> {
+        self.keys.insert(name.clone(), key);
+        self.save()
+    }
+
+    fn save(&self) -> anyhow::Result<()> {
+        let mut text = String::new();
+        for (name, key) in &self.keys {
+            text.push_str(&format!("{name} {key}\n"));
+        }
+        let tmp = self.path.with_extension("tmp");
+        let write = || -> std::io::Result<()> {
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()?;
+            fs::rename(&tmp, &self.path)
+        };
+        write().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_shared::identity::Identity;
+    use p2p_shared::PeerName;
+
+    #[test]
+    fn first_contact_pins_and_a_changed_key_is_caught_across_restarts() {
+        let dir = std::env::temp_dir().join(format!("p2p-known-test-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("known_peers");
+        let bob: PeerName = "bob".parse().unwrap();
+        let (first, second) = (Identity::generate().public(), Identity::generate().public());
+
+        let mut known = KnownKeys::<PeerName>::load(path.clone()).unwrap();
+        assert_eq!(known.check(&bob, &first), Pin::New);
+        known.pin(&bob, first).unwrap();
+
+        let mut known = KnownKeys::<PeerName>::load(path.clone()).unwrap();
+        assert_eq!(known.check(&bob, &first), Pin::Known);
+        assert_eq!(known.check(&bob, &second), Pin::Changed { pinned: first });
+        known.pin(&bob, second).unwrap();
+        assert_eq!(
+            KnownKeys::<PeerName>::load(path)
+                .unwrap()
+                .check(&bob, &second),
+            Pin::Known
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,212 @@
+//! Refusing what was already seen: replayed signed messages and replayed chat messages.
+//!
+//! Two mechanisms, one for each kind of message:
+//!
+//! - A signed message carries its id and the time it was sent. [`Freshness`] accepts it only
+//!   if that time is within [`MAX_SKEW`] of ours and its id was not seen in that span, so a
+//!   captured request (a registration, a chat request) cannot be played again, neither now
+//!   nor later.
+//! - A chat message carries a counter that its sender increments. [`ReplayWindow`] keeps the
+//!   highest counter seen and a bitmap of the [`WINDOW`] counters below it (the sliding
+//!   window of IPsec and WireGuard, RFC 6479), so each counter is accepted once, slight
+//!   reordering is tolerated, and the memory is fixed.
+
+use std::collections::{HashSet, VecDeque};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::message::MessageId;
+
+/// How far a signed message's time may be from ours, either way.
+pub const MAX_SKEW: Duration = Duration::from_secs(120);
+
+/// How many recent ids [`Freshness`] keeps at most; more would be a flood.
+pub const MAX_REMEMBERED: usize = 200_000;
+
+/// Why a signed message is not fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Stale {
+    #[error("its time is more than {}s away from ours (check the clocks)", MAX_SKEW.as_secs())]
+    Skewed,
+    #[error("it was already received (a replay)")]
+    Replayed,
+    #[error("too many messages in the last minutes; try again later")]
+    Full,
+}
+
+/// The ids of recently accepted signed messages.
+#[derive(Debug, Default)]
+pub struct Freshness {
+    ids: HashSet<MessageId>,
+    by_time: VecDeque<(DateTime<Utc>, MessageId)>,
+}
+
+impl Freshness {
+    /// Accepts message `id` sent `at` once, if `at` is within [`MAX_SKEW`] of `now`.
+    pub fn admit(
+        &mut self,
+        id: MessageId,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), Stale> {
+        let skew = chrono::Duration::from_std(MAX_SKEW).expect("small duration");
+        // Ids older than the window can go: their messages would be refused as skewed anyway.
+        while let Some(&(t, old)) = self.by_time.front() {
+            if t >= now - skew {
+                break;
+            }
+            self.by_time.pop_front();
+            self.ids.remove(&old);
+        }
+        if at < now - skew || at > now + skew {
+            return Err(Stale::Skewed);
+        }
+        if self.ids.contains(&id) {
+            return Err(Stale::Replayed);
+        }
+        if self.ids.len() >= MAX_REMEMBERED {
+            return Err(Stale::Full);
+        }
+        self.ids.insert(id);
+        // Messages arrive roughly in time order; a slightly older one only lives a little
+        // longer in the queue than it must, which is harmless.
+        self.by_time.push_back((at.max(now - skew), id));
+        Ok(())
+    }
+}
+
+/// How many counters below the highest one a [`ReplayWindow`] remembers.
+pub const WINDOW: u64 = 1024;
+const WORDS: usize = (WINDOW / 64) as usize;
+
+/// Which chat-message counters were already accepted.
+#[derive(Debug, Clone, Default)]
+pub struct ReplayWindow {
+    /// One more than the highest counter accepted (0: none yet).
+    next: u64,
+    /// Bit `i` of the window is counter `next - 1 - i`.
+    bits: [u64; WORDS],
+}
+
+impl ReplayWindow {
+    /// Accepts `counter` if it was not accepted before and is not too old. Call only after
+    /// the message authenticated, so forged counters cannot move the window.
+    pub fn accept(&mut self, counter: u64) -> bool {
+        if counter >= self.next {
+            self.shift(counter + 1 - self.next);
+            self.next = counter + 1;
+            self.set(0);
+            return true;
+        }
+        let age = self.next - 1 - counter;
+        if age >= WINDOW || self.get(age) {
+            return false;
+        }
+        self.set(age);
+        true
+    }
+
+    fn get(&self, i: u64) -> bool {
+        self.bits[(i / 64) as usize] & (1 << (i % 64)) != 0
+    }
+
+    fn set(&mut self, i: u64) {
+        self.bits[(i / 64) as usize] |= 1 << (i % 64);
+    }
+
+    /// Moves every bit `by` places towards older.
+    fn shift(&mut self, by: u64) {
+        if by >= WINDOW {
+            self.bits = [0; WORDS];
+            return;
+        }
+        let (words, bits) = ((by / 64) as usize, (by % 64) as u32);
+        for i in (0..WORDS).rev() {
+            let from = i.checked_sub(words);
+            let hi = from.map_or(0, |f| self.bits[f] << bits);
+            let lo = match from.and_then(|f| f.checked_sub(1)) {
+                Some(f) if bits > 0 => self.bits[f] >> (64 - bits),
+                _ => 0,
+            };
+            self.bits[i] = hi | lo;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::new_id;
+
+    #[test]
+    fn a_signed_message_is_accepted_once_and_only_when_fresh() {
+        let now = Utc::now();
+        let mut fresh = Freshness::default();
+        let id = new_id();
+        assert_eq!(fresh.admit(id, now, now), Ok(()));
+        assert_eq!(fresh.admit(id, now, now), Err(Stale::Replayed));
+        let old = now - chrono::Duration::seconds(121);
+        assert_eq!(fresh.admit(new_id(), old, now), Err(Stale::Skewed));
+        let future = now + chrono::Duration::seconds(121);
+        assert_eq!(fresh.admit(new_id(), future, now), Err(Stale::Skewed));
+        // Much later the id is forgotten, but its message is stale by then anyway.
+        let later = now + chrono::Duration::seconds(300);
+        assert_eq!(fresh.admit(id, now, later), Err(Stale::Skewed));
+        assert!(fresh.ids.is_empty());
+    }
+
+    #[test]
+    fn each_counter_is_accepted_once() {
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(0));
+        assert!(!w.accept(0));
+        assert!(w.accept(1));
+        assert!(w.accept(5));
+        assert!(w.accept(3), "a little reordering is fine");
+        assert!(!w.accept(3));
+        assert!(!w.accept(5));
+        assert!(w.accept(2));
+    }
+
+    #[test]
+    fn counters_older_than_the_window_are_refused() {
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(10));
+        assert!(w.accept(10 + WINDOW));
+        assert!(!w.accept(10), "fell out of the window");
+        assert!(w.accept(11), "the oldest still inside");
+        assert!(!w.accept(10 + WINDOW));
+    }
+
+    #[test]
+    fn the_window_matches_a_simple_model() {
+        // Compare against a set of everything accepted, over a pseudo-random sequence.
+        let mut w = ReplayWindow::default();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut highest = 0u64;
+        let mut x: u64 = 12345;
+        for _ in 0..20_000 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let jump = (x >> 33) % 3000;
+            let counter = if x & 1 == 0 {
+                highest + jump % 70
+            } else {
+                highest.saturating_sub(jump)
+            };
+            let too_old = counter < highest && highest - counter >= WINDOW;
+            let expected = !seen.contains(&counter) && !too_old;
+            assert_eq!(
+                w.accept(counter),
+                expected,
+                "counter {counter}, highest {highest}"
+            );
+            if expected {
+                seen.insert(counter);
+                highest = highest.max(counter);
+            }
+        }
+    }
+}

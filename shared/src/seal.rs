@@ -1,0 +1,308 @@
+//! Chat sessions: keys agreed once per chat, then symmetric encryption for every message.
+//!
+//! When alice asks bob for a chat, her signed `chat_request` carries a fresh X25519 key
+//! (`eph`); bob's signed `accepted` answer carries his. Each side computes the X25519 shared
+//! secret and runs HKDF-SHA256 over it, salted with the request id and bound to both
+//! long-term keys and both ephemeral keys, to get a session id and four ChaCha20-Poly1305
+//! keys: one per direction for messages and one per direction for their acknowledgements.
+//! The signatures make the exchange authenticated (a signed Diffie-Hellman, as in SIGMA and
+//! TLS 1.3); the ephemeral keys, dropped after use, give forward secrecy.
+//!
+//! Each chat message is then one sealed frame: `'E' | session id (16) | counter (8, big
+//! endian) | ciphertext and tag`, the first 25 bytes being the associated data and the
+//! counter the nonce. Its acknowledgement is sealed under the reverse acknowledgement key
+//! with the same counter (`'A' | ...`). No public-key operation per message. docs/security.md
+//! describes the construction message by message.
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use data_encoding::BASE64URL_NOPAD;
+use hkdf::Hkdf;
+use rand_core::OsRng;
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use x25519_dalek::StaticSecret;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::identity::PublicKey;
+use crate::message::MessageId;
+
+/// The first byte of a sealed chat frame.
+pub const SEALED: u8 = b'E';
+/// The first byte of a sealed acknowledgement.
+pub const SEALED_ACK: u8 = b'A';
+/// Kind, session id and counter: the sealed frame's header and associated data.
+pub const HEADER_LEN: usize = 1 + 16 + 8;
+
+/// A public X25519 key for one chat's key agreement, as it travels in JSON (base64url).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct EphemeralKey([u8; 32]);
+
+impl TryFrom<String> for EphemeralKey {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        BASE64URL_NOPAD
+            .decode(s.as_bytes())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .map(EphemeralKey)
+            .ok_or("not an X25519 key (43 characters of base64url)")
+    }
+}
+
+impl From<EphemeralKey> for String {
+    fn from(key: EphemeralKey) -> String {
+        BASE64URL_NOPAD.encode(&key.0)
+    }
+}
+
+/// Our half of a key agreement: the secret stays here until the other half arrives.
+pub struct KeyShare {
+    secret: StaticSecret,
+    public: EphemeralKey,
+}
+
+impl KeyShare {
+    pub fn new() -> KeyShare {
+        let secret = StaticSecret::random_from_rng(OsRng);
+        let public = EphemeralKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
+        KeyShare { secret, public }
+    }
+
+    pub fn public(&self) -> EphemeralKey {
+        self.public
+    }
+}
+
+impl Default for KeyShare {
+    fn default() -> Self {
+        KeyShare::new()
+    }
+}
+
+/// Which end of the chat we are: the one who sent the request, or the one who accepted it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Requester,
+    Accepter,
+}
+
+/// Names one chat session in every sealed frame.
+pub type SessionId = [u8; 16];
+
+/// A chat's keys, from one side's point of view.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct SessionKeys {
+    #[zeroize(skip)]
+    pub id: SessionId,
+    send: [u8; 32],
+    receive: [u8; 32],
+    send_ack: [u8; 32],
+    receive_ack: [u8; 32],
+}
+
+/// The other side's key share was unusable (a low-order point gives no shared secret).
+#[derive(Debug, thiserror::Error)]
+#[error("the other side's key share is unusable")]
+pub struct WeakShare;
+
+/// What both sides know about a chat's key agreement.
+pub struct Transcript<'a> {
+    pub request: MessageId,
+    pub requester: &'a PublicKey,
+    pub accepter: &'a PublicKey,
+    pub requester_share: &'a EphemeralKey,
+    pub accepter_share: &'a EphemeralKey,
+}
+
+impl SessionKeys {
+    /// Completes a key agreement with `ours` and the other side's share.
+    pub fn agree(role: Role, ours: KeyShare, t: &Transcript<'_>) -> Result<SessionKeys, WeakShare> {
+        let theirs = match role {
+            Role::Requester => t.accepter_share,
+            Role::Accepter => t.requester_share,
+        };
+        let shared = ours
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(theirs.0));
+        if !shared.was_contributory() {
+            return Err(WeakShare);
+        }
+        let mut info = Vec::with_capacity(24 + 4 * 32);
+        info.extend_from_slice(b"p2p-chat/2 chat session");
+        for part in [
+            t.requester.as_bytes(),
+            t.accepter.as_bytes(),
+            &t.requester_share.0,
+            &t.accepter_share.0,
+        ] {
+            info.extend_from_slice(part);
+        }
+        let hkdf = Hkdf::<Sha256>::new(Some(t.request.as_bytes()), shared.as_bytes());
+        let mut okm = [0u8; 16 + 4 * 32];
+        hkdf.expand(&info, &mut okm)
+            .expect("a valid HKDF output length");
+        let key = |i: usize| -> [u8; 32] {
+            okm[16 + 32 * i..16 + 32 * (i + 1)]
+                .try_into()
+                .expect("32 bytes")
+        };
+        let (to_accepter, to_requester, ack_to_requester, ack_to_accepter) =
+            (key(0), key(1), key(2), key(3));
+        let id: SessionId = okm[..16].try_into().expect("16 bytes");
+        okm.zeroize();
+        Ok(match role {
+            Role::Requester => SessionKeys {
+                id,
+                send: to_accepter,
+                receive: to_requester,
+                send_ack: ack_to_requester,
+                receive_ack: ack_to_accepter,
+            },
+            Role::Accepter => SessionKeys {
+                id,
+                send: to_requester,
+                receive: to_accepter,
+                send_ack: ack_to_accepter,
+                receive_ack: ack_to_requester,
+            },
+        })
+    }
+
+    /// Seals message number `counter` (each counter once per session).
+    pub fn seal(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+        seal(SEALED, &self.send, &self.id, counter, plaintext)
+    }
+
+    /// Opens a sealed frame from the other side; returns its counter and plaintext. The
+    /// caller still has to check the counter against its replay window.
+    pub fn open(&self, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
+        open(SEALED, &self.receive, &self.id, frame)
+    }
+
+    /// Seals the acknowledgement of the other side's message `counter`.
+    pub fn seal_ack(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+        seal(SEALED_ACK, &self.send_ack, &self.id, counter, plaintext)
+    }
+
+    /// Opens the acknowledgement of our message `counter`.
+    pub fn open_ack(&self, counter: u64, frame: &[u8]) -> Option<Vec<u8>> {
+        match open(SEALED_ACK, &self.receive_ack, &self.id, frame)? {
+            (c, plaintext) if c == counter => Some(plaintext),
+            _ => None,
+        }
+    }
+}
+
+/// The session id of a sealed frame, to find its keys.
+pub fn session_of(frame: &[u8]) -> Option<SessionId> {
+    frame.get(1..17)?.try_into().ok()
+}
+
+fn seal(kind: u8, key: &[u8; 32], session: &SessionId, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
+    frame.push(kind);
+    frame.extend_from_slice(session);
+    frame.extend_from_slice(&counter.to_be_bytes());
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+    let sealed = cipher
+        .encrypt(
+            &nonce(counter),
+            Payload {
+                msg: plaintext,
+                aad: &frame,
+            },
+        )
+        .expect("ChaCha20-Poly1305 encryption does not fail for frame-sized input");
+    frame.extend_from_slice(&sealed);
+    frame
+}
+
+fn open(kind: u8, key: &[u8; 32], session: &SessionId, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
+    if frame.len() < HEADER_LEN + 16 || frame[0] != kind || frame[1..17] != session[..] {
+        return None;
+    }
+    let (header, sealed) = frame.split_at(HEADER_LEN);
+    let counter = u64::from_be_bytes(header[17..25].try_into().ok()?);
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+    let plaintext = cipher
+        .decrypt(
+            &nonce(counter),
+            Payload {
+                msg: sealed,
+                aad: header,
+            },
+        )
+        .ok()?;
+    Some((counter, plaintext))
+}
+
+fn nonce(counter: u64) -> Nonce {
+    let mut n = [0u8; 12];
+    n[4..].copy_from_slice(&counter.to_be_bytes());
+    *Nonce::from_slice(&n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+    use crate::message::new_id;
+
+    fn chat() -> (SessionKeys, SessionKeys) {
+        let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
+        let (a, b) = (KeyShare::new(), KeyShare::new());
+        let (ea, eb) = (a.public(), b.public());
+        let t = Transcript {
+            request: new_id(),
+            requester: &alice,
+            accepter: &bob,
+            requester_share: &ea,
+            accepter_share: &eb,
+        };
+        (
+            SessionKeys::agree(Role::Requester, a, &t).unwrap(),
+            SessionKeys::agree(Role::Accepter, b, &t).unwrap(),
+        )
+    }
+
+    #[test]
+    fn both_sides_agree_and_each_direction_opens_only_its_own_frames() {
+        let (alice, bob) = chat();
+        assert_eq!(alice.id, bob.id);
+        let frame = alice.seal(7, b"hello bob");
+        assert_eq!(bob.open(&frame), Some((7, b"hello bob".to_vec())));
+        assert_eq!(alice.open(&frame), None, "not a frame for alice");
+        let ack = bob.seal_ack(7, b"ok");
+        assert_eq!(alice.open_ack(7, &ack), Some(b"ok".to_vec()));
+        assert_eq!(alice.open_ack(8, &ack), None, "an ack for another message");
+        assert_eq!(bob.open(&ack), None);
+    }
+
+    #[test]
+    fn tampering_anywhere_is_detected() {
+        let (alice, bob) = chat();
+        let frame = alice.seal(1, b"pay 10 euros");
+        for i in 0..frame.len() {
+            let mut bad = frame.clone();
+            bad[i] ^= 0x01;
+            assert_eq!(bob.open(&bad), None, "byte {i} flipped");
+        }
+        assert_eq!(bob.open(&frame[..frame.len() - 1]), None);
+    }
+
+    #[test]
+    fn other_chats_cannot_open_each_others_frames() {
+        let (alice, _) = chat();
+        let (_, carol) = chat();
+        assert_eq!(carol.open(&alice.seal(1, b"secret")), None);
+    }
+
+    #[test]
+    fn the_plaintext_is_not_in_the_frame() {
+        let (alice, _) = chat();
+        let frame = alice.seal(1, b"the quick brown fox");
+        assert!(!frame.windows(5).any(|w| w == b"quick"));
+    }
+}
