@@ -1,0 +1,91 @@
+//! What the cryptography costs, per operation, on this machine.
+//!
+//! Run with `cargo run --release -p p2p-shared --example crypto_cost [ITERATIONS]`. It times
+//! the operations the protocol performs, through the same code the programs use:
+//!
+//! - per chat message: sealing a 200-byte message and opening it, its acknowledgement too;
+//! - per chat (at request/accept): one key agreement on each side;
+//! - per signed request or reply: one signature and one verification.
+//!
+//! The figures are the mean over ITERATIONS (default 20,000) after a warm-up; docs/security.md
+//! quotes them.
+
+use std::hint::black_box;
+use std::time::Instant;
+
+use p2p_shared::identity::Identity;
+use p2p_shared::message::new_id;
+use p2p_shared::seal::{KeyShare, Role, SessionKeys, Transcript};
+use p2p_shared::{Envelope, Request, Sender};
+
+fn time(label: &str, iterations: u32, mut f: impl FnMut()) {
+    for _ in 0..iterations / 10 {
+        f();
+    }
+    let start = Instant::now();
+    for _ in 0..iterations {
+        f();
+    }
+    let each = start.elapsed() / iterations;
+    println!("{label:<58} {:>9.2} µs", each.as_secs_f64() * 1e6);
+}
+
+fn session() -> (SessionKeys, SessionKeys) {
+    let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
+    let (a, b) = (KeyShare::new(), KeyShare::new());
+    let (ea, eb) = (a.public(), b.public());
+    let t = Transcript {
+        request: new_id(),
+        requester: &alice,
+        accepter: &bob,
+        requester_share: &ea,
+        accepter_share: &eb,
+    };
+    (
+        SessionKeys::agree(Role::Requester, a, &t).expect("valid shares"),
+        SessionKeys::agree(Role::Accepter, b, &t).expect("valid shares"),
+    )
+}
+
+fn main() {
+    let iterations: u32 = std::env::args()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
+    println!("mean of {iterations} iterations, release build\n");
+
+    let (alice, bob) = session();
+    let message = vec![b'x'; 200];
+    let mut counter = 0u64;
+    time("chat message: seal 200 bytes + open", iterations, || {
+        counter += 1;
+        let frame = alice.seal(counter, &message);
+        black_box(bob.open(&frame));
+    });
+    time("acknowledgement: seal + open", iterations, || {
+        counter += 1;
+        let ack = bob.seal_ack(counter, b"{\"re\":null,\"result\":{\"type\":\"ok\"}}");
+        black_box(alice.open_ack(counter, &ack));
+    });
+
+    time("chat set-up: key shares + agreement, both sides", iterations / 10, || {
+        black_box(session());
+    });
+
+    let identity = Identity::generate();
+    let from = Sender {
+        name: "alice".parse().expect("valid name"),
+        addr: "127.0.0.1:40001".parse().expect("valid address"),
+        key: identity.public(),
+    };
+    let envelope = Envelope::new(new_id(), from, Request::Register);
+    time("signed request: sign (registry operation, chat request)", iterations / 4, || {
+        black_box(envelope.sign(&identity));
+    });
+    let frame = envelope.sign(&identity);
+    time("signed request: verify", iterations / 4, || {
+        let signed = p2p_shared::message::SignedEnvelope::<Request>::decode(&frame)
+            .expect("a valid frame");
+        black_box(signed.verify());
+    });
+}
