@@ -29,6 +29,7 @@ use p2p_shared::{
     Sender,
 };
 
+use crate::history::{History, Line};
 use crate::known::{KnownKeys, Pin};
 use crate::names::Names;
 use crate::output::{show, Notice, Waiting};
@@ -47,8 +48,25 @@ enum Msg {
     },
     Seal {
         peer: PeerName,
+        id: MessageId,
         body: Request,
         done: oneshot::Sender<Option<Sealed>>,
+    },
+    Record {
+        peer: PeerName,
+        id: MessageId,
+        text: String,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    History {
+        peer: PeerName,
+        n: usize,
+        done: oneshot::Sender<Result<Vec<Line>, String>>,
+    },
+    ForgetIf {
+        peer: PeerName,
+        key: PublicKey,
+        done: oneshot::Sender<bool>,
     },
     Acknowledged {
         peer: PeerName,
@@ -84,7 +102,7 @@ enum Msg {
         id: MessageId,
         from: Sender,
         expires_in: Duration,
-        done: oneshot::Sender<Result<bool, KeyRefused>>,
+        done: oneshot::Sender<Result<(), KeyRefused>>,
     },
     RequestFailed {
         id: MessageId,
@@ -142,6 +160,7 @@ impl Broker {
         request_timeout: Duration,
         names: Names,
         known: KnownKeys<PeerName>,
+        history: History,
     ) -> Broker {
         let (tx, rx) = async_channel::bounded(256);
         let state = State {
@@ -154,6 +173,7 @@ impl Broker {
             incoming: IncomingRequests::new(request_timeout),
             outgoing: OutgoingRequests::default(),
             shares: HashMap::new(),
+            history,
         };
         runtime::spawn(run(state, rx));
         Broker { tx }
@@ -173,12 +193,53 @@ impl Broker {
             .unwrap_or(Err(Refusal::UnknownSession))
     }
 
-    /// Seals `body` for the chat with `peer`; `None` if no chat with it is open.
-    pub async fn seal(&self, peer: &PeerName, body: Request) -> Option<Sealed> {
+    /// Seals `body` as message `id` for the chat with `peer`; `None` if no chat with it is
+    /// open. A retry seals the same id again (under a new counter), so the receiver can tell
+    /// it from a new message.
+    pub async fn seal(&self, peer: &PeerName, id: MessageId, body: Request) -> Option<Sealed> {
         let peer = peer.clone();
-        self.ask(|done| Msg::Seal { peer, body, done })
+        self.ask(|done| Msg::Seal {
+            peer,
+            id,
+            body,
+            done,
+        })
+        .await
+        .flatten()
+    }
+
+    /// Stores a message we sent to `peer` (it was acknowledged) in the history.
+    pub async fn record_sent(
+        &self,
+        peer: &PeerName,
+        id: MessageId,
+        text: String,
+    ) -> Result<(), String> {
+        let peer = peer.clone();
+        self.ask(|done| Msg::Record {
+            peer,
+            id,
+            text,
+            done,
+        })
+        .await
+        .unwrap_or_else(|| Err("this peer is shutting down".into()))
+    }
+
+    /// The last `n` lines of the chat with `peer`.
+    pub async fn history(&self, peer: &PeerName, n: usize) -> Result<Vec<Line>, String> {
+        let peer = peer.clone();
+        self.ask(|done| Msg::History { peer, n, done })
             .await
-            .flatten()
+            .unwrap_or_else(|| Err("this peer is shutting down".into()))
+    }
+
+    /// Ends the chat with `peer` if it is still the one with `key` (not a newer chat).
+    pub async fn forget_if(&self, peer: &PeerName, key: PublicKey) -> bool {
+        let peer = peer.clone();
+        self.ask(|done| Msg::ForgetIf { peer, key, done })
+            .await
+            .unwrap_or(false)
     }
 
     /// What the reply to our sealed message `counter` to `peer` says; `None` if it is no
@@ -250,14 +311,15 @@ impl Broker {
         .await;
     }
 
-    /// The other side is asking its user. Ok(false) if the request already has an outcome;
-    /// an error if the other side's key is not the pinned one.
+    /// The other side is asking its user: the broker says so (unless the answer overtook
+    /// this reply and the outcome is out already). An error if the other side's key is not
+    /// the pinned one.
     pub async fn request_pending(
         &self,
         id: MessageId,
         from: Sender,
         expires_in: Duration,
-    ) -> Result<bool, KeyRefused> {
+    ) -> Result<(), KeyRefused> {
         self.ask(|done| Msg::RequestPending {
             id,
             from,
@@ -265,7 +327,7 @@ impl Broker {
             done,
         })
         .await
-        .unwrap_or(Ok(false))
+        .unwrap_or(Ok(()))
     }
 
     pub async fn request_failed(&self, id: MessageId) {
@@ -311,6 +373,7 @@ struct State {
     outgoing: OutgoingRequests,
     /// Our halves of the key agreements of requests in `outgoing`.
     shares: HashMap<MessageId, KeyShare>,
+    history: History,
 }
 
 async fn run(mut state: State, rx: async_channel::Receiver<Msg>) {
@@ -380,8 +443,38 @@ impl State {
             Msg::Sealed { frame, done } => {
                 let _ = done.send(self.open_sealed(&frame));
             }
-            Msg::Seal { peer, body, done } => {
-                let _ = done.send(self.seal(&peer, body));
+            Msg::Seal {
+                peer,
+                id,
+                body,
+                done,
+            } => {
+                let _ = done.send(self.seal(&peer, id, body));
+            }
+            Msg::Record {
+                peer,
+                id,
+                text,
+                done,
+            } => {
+                let me = self.origin.name.clone();
+                let stored = self
+                    .history
+                    .record(id, &peer, &me, &text, chrono::Utc::now());
+                let _ = done.send(stored.map(|_| ()).map_err(|e| e.to_string()));
+            }
+            Msg::History { peer, n, done } => {
+                let _ = done.send(self.history.last(&peer, n).map_err(|e| e.to_string()));
+            }
+            Msg::ForgetIf { peer, key, done } => {
+                let same = self
+                    .connected
+                    .get(&peer)
+                    .is_some_and(|chat| chat.key == key);
+                if same {
+                    self.close_chat(&peer);
+                }
+                let _ = done.send(same);
             }
             Msg::Acknowledged {
                 peer,
@@ -398,7 +491,7 @@ impl State {
                 let _ = done.send(self.answer(from, accept));
             }
             Msg::Forget { peer, done } => {
-                let goodbye = self.seal(&peer, Request::Disconnect);
+                let goodbye = self.seal(&peer, new_id(), Request::Disconnect);
                 self.close_chat(&peer);
                 let _ = done.send(goodbye);
             }
@@ -407,7 +500,7 @@ impl State {
                 let goodbyes = peers
                     .iter()
                     .filter_map(|peer| {
-                        let goodbye = self.seal(peer, Request::Disconnect);
+                        let goodbye = self.seal(peer, new_id(), Request::Disconnect);
                         self.close_chat(peer);
                         goodbye
                     })
@@ -435,9 +528,16 @@ impl State {
                 done,
             } => {
                 let result = match self.check_key(&from.name, from.key) {
-                    Ok(()) => Ok(self
-                        .outgoing
-                        .pending(id, from.name, expires_in, Instant::now())),
+                    Ok(()) => {
+                        let (peer, addr) = (from.name.clone(), from.addr);
+                        if self
+                            .outgoing
+                            .pending(id, from.name, expires_in, Instant::now())
+                        {
+                            show(Notice::RequestSent { peer, addr });
+                        }
+                        Ok(())
+                    }
                     Err(_) => {
                         self.outgoing.failed(id);
                         Err(KeyRefused)
@@ -704,12 +804,12 @@ impl State {
 
     /// Seals `body` as our next message in the chat with `peer`. Inside a session the sender
     /// is known by its keys, so `from.addr` carries no address.
-    fn seal(&mut self, peer: &PeerName, body: Request) -> Option<Sealed> {
+    fn seal(&mut self, peer: &PeerName, id: MessageId, body: Request) -> Option<Sealed> {
         let from = self.origin.sender(Ipv4Addr::UNSPECIFIED.into());
         let chat = self.connected.get_mut(peer)?;
         let counter = chat.next;
         chat.next += 1;
-        let plaintext = Envelope::new(new_id(), from, body).encode();
+        let plaintext = Envelope::new(id, from, body).encode();
         Some(Sealed {
             addr: chat.addr,
             frame: chat.keys.seal(counter, &plaintext),
@@ -750,13 +850,28 @@ impl State {
                             ),
                         )
                     }
+                    // Stored before it is shown; a message already stored (a retry whose first
+                    // acknowledgement was lost) is acknowledged again but not shown twice.
                     Request::ChatMessage { text } => {
-                        show(Notice::Message {
-                            peer: peer.clone(),
-                            text,
-                            at: chrono::Utc::now(),
-                        });
-                        Outcome::Ok
+                        let at = chrono::Utc::now();
+                        match self.history.record(request.id, &peer, &peer, &text, at) {
+                            Ok(true) => {
+                                show(Notice::Message {
+                                    peer: peer.clone(),
+                                    text,
+                                    at,
+                                });
+                                Outcome::Ok
+                            }
+                            Ok(false) => Outcome::Ok,
+                            Err(e) => {
+                                tracing::warn!("{e}");
+                                Outcome::error(
+                                    ErrorCode::Busy,
+                                    "the receiver cannot store the message",
+                                )
+                            }
+                        }
                     }
                     Request::Disconnect => Outcome::Ok,
                     _ => Outcome::error(

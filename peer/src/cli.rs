@@ -45,6 +45,15 @@ pub struct Args {
     #[arg(long, env = "P2P_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub request_timeout: Duration,
 
+    /// How long to keep retrying a chat message (or a check on a chat partner) that got no
+    /// answer, before reporting it failed (like 2s, 10s, 1m).
+    #[arg(long, env = "P2P_RETRY_FOR", default_value = "10s", value_parser = parse_timeout)]
+    pub retry_for: Duration,
+
+    /// How often to check that chat partners are still there (like 5s, 15s, 1m).
+    #[arg(long, env = "P2P_KEEPALIVE", default_value = "15s", value_parser = parse_timeout)]
+    pub keepalive: Duration,
+
     /// Print one JSON object per line instead of text, for scripts and bots (docs/json.md).
     #[arg(long, env = "P2P_JSON")]
     pub json: bool,
@@ -53,7 +62,7 @@ pub struct Args {
     #[arg(long, env = "P2P_DEBUG")]
     pub debug: bool,
 
-    /// Where the peer keeps its files: its key, the keys it pinned, its command history
+    /// Where the peer keeps its files: its key, the keys it pinned, chat and command history
     /// [default: the platform's user data directory, e.g. ~/.local/share/p2p-chat].
     #[arg(long, env = "P2P_DATA_DIR")]
     pub data_dir: Option<PathBuf>,

@@ -29,6 +29,11 @@ pub enum Command {
         peer: PeerName,
     },
     Status,
+    /// The last `n` lines of the chat with `peer`.
+    History {
+        peer: PeerName,
+        n: usize,
+    },
     Whoami,
     /// Pin the new key a peer presented.
     Trust {
@@ -128,6 +133,12 @@ pub const TOPICS: &[Topic] = &[
         example: "disconnect bob",
     },
     Topic {
+        name: "history",
+        usage: "history PEER [N]",
+        about: "show the last N lines (default 20) of the chat with PEER, kept across runs",
+        example: "history bob 50",
+    },
+    Topic {
         name: "status",
         usage: "status",
         about: "show this peer's name and address, the registry, chats and pending requests",
@@ -196,6 +207,22 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["help", topic @ ..] => Command::Help(Some(find_topic(&topic.join(" "))?)),
         ["status"] => Command::Status,
         ["whoami"] => Command::Whoami,
+        ["history", peer] => Command::History {
+            peer: name_arg(peer, HISTORY)?,
+            n: DEFAULT_HISTORY,
+        },
+        ["history", peer, n] => Command::History {
+            peer: name_arg(peer, HISTORY)?,
+            n: match n.parse() {
+                Ok(n @ 1..=MAX_HISTORY) => n,
+                _ => {
+                    return Err(usage(
+                        format!("{n:?} is not a number of lines from 1 to {MAX_HISTORY}"),
+                        HISTORY,
+                    ))
+                }
+            },
+        },
         ["trust", peer] => Command::Trust {
             peer: name_arg(peer, "trust PEER")?,
         },
@@ -234,6 +261,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["exit", ..] => return Err(usage("exit takes no arguments", "exit | exit network")),
         ["status", ..] => return Err(usage("status takes no arguments", "status")),
         ["whoami", ..] => return Err(usage("whoami takes no arguments", "whoami")),
+        ["history", ..] => return Err(usage("history needs a peer name", HISTORY)),
         ["trust", ..] => return Err(usage("trust needs one peer name", "trust PEER")),
         ["release", ..] => return Err(usage("did you mean release name?", "release name")),
         ["list", ..] => {
@@ -271,6 +299,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
 const CHAT_REQUEST: &str = "chat request HOST PORT | chat request NAME";
 const CHAT_MESSAGE: &str = "chat message PEER TEXT";
 const DISCONNECT: &str = "disconnect PEER";
+const HISTORY: &str = "history PEER [N]";
+const DEFAULT_HISTORY: usize = 20;
+const MAX_HISTORY: usize = 10_000;
 const ANSWER: &str = "yes [NAME] | no [NAME]";
 
 fn find_topic(name: &str) -> Result<&'static Topic, ParseError> {

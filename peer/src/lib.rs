@@ -16,19 +16,24 @@
 //! - [`inbound`]: what the peer answers to requests from the network;
 //! - [`registry`]: the client side of the registry protocol;
 //! - [`known`]: the keys pinned for other peers and for registries;
+//! - [`history`]: chat history, in an embedded database;
+//! - [`liveness`] and [`retry`]: noticing partners that are gone, retrying what may pass;
 //! - [`names`]: the peer names Tab completes;
 //! - [`output`]: every line the peer prints, as text or JSON.
 
 mod broker;
 mod cli;
 pub mod command;
+mod history;
 mod inbound;
 mod input;
 mod known;
+mod liveness;
 mod names;
 mod output;
 mod registry;
 mod requests;
+mod retry;
 mod session;
 mod terminal;
 
@@ -45,6 +50,7 @@ use p2p_shared::transport::{self, Origin};
 
 use crate::broker::Broker;
 use crate::cli::Args;
+use crate::history::History;
 use crate::inbound::PeerService;
 use crate::input::Inputs;
 use crate::known::KnownKeys;
@@ -113,11 +119,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let names = Names::default();
     let known_peers = KnownKeys::load(data.join("known_peers"))?;
+    let history_path = data.join(format!("history-{name}.db"));
+    let history = History::open(&history_path)
+        .with_context(|| format!("cannot open {}", history_path.display()))?;
     let broker = Broker::start(
         origin.clone(),
         args.request_timeout,
         names.clone(),
         known_peers,
+        history,
+    );
+    liveness::start(
+        broker.clone(),
+        origin.clone(),
+        args.keepalive,
+        args.retry_for,
     );
     runtime::spawn(transport::serve(
         listener,
@@ -143,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     let known_registries = KnownKeys::load(data.join("known_registries"))?;
     let registry = RegistryClient::new(server, origin.clone(), args.server_key, known_registries);
-    Session::new(origin, local, broker, registry, names)
+    Session::new(origin, local, broker, registry, names, args.retry_for)
         .run(inputs)
         .await;
     output::flush();

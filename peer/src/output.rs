@@ -32,6 +32,7 @@ use anstyle::{AnsiColor, Style};
 use chrono::{DateTime, Local, Utc};
 use once_cell::sync::OnceCell;
 use p2p_shared::identity::PublicKey;
+use p2p_shared::transport::SendError;
 use p2p_shared::{PeerInfo, PeerName};
 use rustyline::ExternalPrinter;
 use serde::{Serialize, Serializer};
@@ -105,6 +106,20 @@ pub enum Notice {
         peer: PeerName,
     },
     Status(Status),
+    History {
+        peer: PeerName,
+        lines: Vec<crate::history::Line>,
+    },
+    /// A chat partner stopped answering; the chat is closed.
+    PeerGone {
+        peer: PeerName,
+        why: String,
+    },
+    /// The registry is back, and we are registered there again.
+    Reregistered {
+        name: PeerName,
+        addr: SocketAddr,
+    },
     /// A peer presented another key than the one pinned for its name.
     KeyChanged {
         peer: PeerName,
@@ -208,6 +223,20 @@ impl fmt::Display for Notice {
             Notice::Disconnected { peer } => write!(f, "disconnected from {peer}"),
             Notice::PeerDisconnected { peer } => write!(f, "{peer} disconnected"),
             Notice::Status(status) => status.fmt(f),
+            Notice::History { peer, lines } => {
+                write!(f, "history with {peer}: {}", lines.len())?;
+                for line in lines {
+                    let at = line.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    write!(f, "\n{at} {}: {}", line.sender, printable(&line.text))?;
+                }
+                Ok(())
+            }
+            Notice::PeerGone { peer, why } => {
+                write!(f, "{peer} is gone ({}); chat closed", printable(why))
+            }
+            Notice::Reregistered { name, addr } => {
+                write!(f, "registered again as {name} at {addr}")
+            }
             Notice::KeyChanged {
                 peer,
                 pinned,
@@ -269,6 +298,24 @@ fn listing(f: &mut fmt::Formatter<'_>, header: &str, tag: &str, peers: &[PeerInf
         )?;
     }
     Ok(())
+}
+
+/// One line saying why a request to `whom` failed.
+pub fn failure(e: &SendError, whom: &str) -> String {
+    match e {
+        SendError::Unreachable { source, .. } => {
+            // Plain OS errors read best as their kind ("connection refused").
+            let why = match source.get_ref() {
+                Some(_) => source.to_string(),
+                None => source.kind().to_string(),
+            };
+            format!("cannot reach {whom}: {why}")
+        }
+        SendError::Timeout { .. } => format!("{whom} did not answer in time"),
+        SendError::Broken { source, .. } => format!("the connection to {whom} failed: {source}"),
+        SendError::BadReply { reason, .. } => format!("{whom} sent an invalid reply: {reason}"),
+        SendError::Refused { detail, .. } => format!("{whom} refused: {detail}"),
+    }
 }
 
 /// How notices are rendered; fixed at start-up.

@@ -8,6 +8,7 @@
 //! hostile registry cannot keep the peer listing forever.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::message::new_id;
@@ -51,10 +52,11 @@ impl RegistryClient {
         format!("the registry at {}", self.addr)
     }
 
-    /// Registers us; returns the address the registry recorded.
-    pub async fn register(&mut self) -> Result<SocketAddr, SendError> {
+    /// Registers us (or renews our registration); returns the address the registry recorded
+    /// and how long the registration lasts unless renewed.
+    pub async fn register(&mut self) -> Result<(SocketAddr, Duration), SendError> {
         match self.ask(Request::Register).await? {
-            Outcome::Registered { addr, .. } => Ok(addr),
+            Outcome::Registered { addr, ttl_ms, .. } => Ok((addr, Duration::from_millis(ttl_ms))),
             other => Err(self.unexpected(other)),
         }
     }

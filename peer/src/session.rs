@@ -4,9 +4,15 @@
 //! read, so a script's commands take effect in order. Events from the network keep printing
 //! meanwhile: they come from the broker, not from here. Every command ends in at least one
 //! line of output, so nothing a user asked for passes in silence.
+//!
+//! Two things happen here without a command. Once registered, the session renews the
+//! registration at a third of the time the registry grants, between commands (and so
+//! registers again by itself when a restarted registry has forgotten it). And a chat message
+//! that gets no answer is retried with backoff for `--retry-for`, under the same message id,
+//! so the receiver never shows it twice; if it never gets through, the chat ends.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::{join, join_all, select, Either};
 use p2p_shared::message::new_id;
@@ -17,10 +23,12 @@ use p2p_shared::{runtime, Answer, ErrorCode, Outcome, PeerName, Request};
 use crate::broker::{Answered, Broker, KeyRefused};
 use crate::command::{self, Command, Target};
 use crate::input::{Input, Inputs};
+use crate::liveness::is_transient;
 use crate::names::Names;
-use crate::output::{self, show, Notice, Status};
+use crate::output::{self, failure, show, Notice, Status};
 use crate::registry::RegistryClient;
 use crate::requests::TakeError;
+use crate::retry::{retry, Attempt};
 
 pub struct Session {
     origin: Origin,
@@ -29,9 +37,23 @@ pub struct Session {
     broker: Broker,
     registry: RegistryClient,
     names: Names,
-    /// Whether we registered, so that `exit` knows to unregister.
+    retry_for: Duration,
+    /// Whether we registered, so that `exit` knows to unregister and renewals go on.
     registered: bool,
+    /// When to renew the registration next (while registered).
+    renew_at: Option<Instant>,
+    /// Whether the last renewal failed (to say so once, and again when it works).
+    registry_lost: bool,
 }
+
+/// What the session does next.
+enum Next {
+    Input(Input),
+    Renew,
+}
+
+/// How often to retry a renewal when the registry does not answer.
+const RENEW_RETRY: Duration = Duration::from_secs(5);
 
 impl Session {
     pub fn new(
@@ -40,6 +62,7 @@ impl Session {
         broker: Broker,
         registry: RegistryClient,
         names: Names,
+        retry_for: Duration,
     ) -> Self {
         Session {
             origin,
@@ -47,20 +70,27 @@ impl Session {
             broker,
             registry,
             names,
+            retry_for,
             registered: false,
+            renew_at: None,
+            registry_lost: false,
         }
     }
 
     /// Runs commands until `exit`, the end of input or Ctrl-C, then leaves cleanly.
     pub async fn run(mut self, inputs: Inputs) {
         loop {
-            let line = match next(&inputs).await {
-                Input::Line(line) => line,
-                Input::Unreadable(why) => {
+            let line = match self.next(&inputs).await {
+                Next::Renew => {
+                    self.renew().await;
+                    continue;
+                }
+                Next::Input(Input::Line(line)) => line,
+                Next::Input(Input::Unreadable(why)) => {
                     output::error(why);
                     String::new()
                 }
-                Input::End => break,
+                Next::Input(Input::End) => break,
             };
             match command::parse(&line) {
                 Ok(Some(Command::Exit)) => break,
@@ -97,6 +127,7 @@ impl Session {
             }),
             Command::Disconnect { peer } => self.disconnect(peer).await,
             Command::Status => self.status().await,
+            Command::History { peer, n } => self.history(peer, n).await,
             Command::Whoami => show(Notice::Whoami {
                 name: self.origin.name.clone(),
                 key: self.origin.identity.public(),
@@ -115,8 +146,10 @@ impl Session {
 
     async fn register(&mut self) {
         match self.registry.register().await {
-            Ok(addr) => {
+            Ok((addr, ttl)) => {
                 self.registered = true;
+                self.registry_lost = false;
+                self.renew_at = Some(Instant::now() + renewal_interval(ttl));
                 show(Notice::Registered {
                     name: self.origin.name.clone(),
                     addr,
@@ -134,10 +167,12 @@ impl Session {
         match self.registry.unregister().await {
             Ok(()) => {
                 self.registered = false;
+                self.renew_at = None;
                 show(Notice::LeftNetwork);
             }
             Err(e) if e.code() == Some(ErrorCode::NotRegistered) => {
                 self.registered = false;
+                self.renew_at = None;
                 output::error(format!("{} is not registered", self.origin.name));
             }
             Err(e) => output::error(failure(&e, &self.registry.describe())),
@@ -198,13 +233,11 @@ impl Session {
         };
         match outcome {
             Ok((from, expires_in)) => {
-                let (peer, addr) = (from.name.clone(), from.addr);
-                // Ok(false) when the answer overtook this reply: its line is already out.
-                match self.broker.request_pending(id, from, expires_in).await {
-                    Ok(true) => show(Notice::RequestSent { peer, addr }),
-                    Ok(false) => {}
+                let peer = from.name.clone();
+                // The broker says "sent" itself, in order with the answer, which may come at once.
+                if let Err(KeyRefused) = self.broker.request_pending(id, from, expires_in).await {
                     // The warning is out; say what became of the request.
-                    Err(KeyRefused) => output::error(format!("chat request to {peer} not made")),
+                    output::error(format!("chat request to {peer} not made"));
                 }
             }
             Err(why) => {
@@ -272,36 +305,103 @@ impl Session {
     }
 
     async fn chat_message(&mut self, peer: PeerName, text: String) {
-        let Some(sealed) = self.broker.seal(&peer, Request::ChatMessage { text }).await else {
-            return output::error(format!("not in a chat with {peer}"));
-        };
-        let addr = sealed.addr;
-        let reply = match transport::exchange(addr, sealed.frame).await {
-            Ok(reply) => reply,
-            Err(e) => {
-                return output::error(format!(
-                    "{}; message not delivered",
-                    failure(&e, &format!("{peer} ({addr})"))
-                ))
+        // One id for every try, so the receiver can tell a retry from a new message.
+        let id = new_id();
+        let send = || async {
+            let body = Request::ChatMessage { text: text.clone() };
+            let Some(sealed) = self.broker.seal(&peer, id, body).await else {
+                return Attempt::Done(Err(Undelivered::NoChat));
+            };
+            match transport::exchange(sealed.addr, sealed.frame).await {
+                Ok(reply) => Attempt::Done(
+                    self.broker
+                        .acknowledged(&peer, sealed.counter, reply)
+                        .await
+                        .ok_or(Undelivered::BadAck(sealed.addr)),
+                ),
+                Err(e) if is_transient(&e) => Attempt::Again((e, sealed.addr)),
+                Err(e) => Attempt::Done(Err(Undelivered::Failed(e, sealed.addr))),
             }
         };
-        match self.broker.acknowledged(&peer, sealed.counter, reply).await {
-            Some(Outcome::Ok) => show(Notice::Delivered { peer }),
-            Some(Outcome::Error {
+        let outcome = match retry(self.retry_for, send).await {
+            Ok(outcome) => outcome,
+            Err((e, addr)) => {
+                // Nobody answered for the whole retry time: the partner is gone.
+                let why = failure(&e, &format!("{peer} ({addr})"));
+                output::error(format!("{why}; message not delivered"));
+                self.broker.forget(&peer).await;
+                return show(Notice::PeerGone { peer, why });
+            }
+        };
+        match outcome {
+            Ok(Outcome::Ok) => match self.broker.record_sent(&peer, id, text).await {
+                Ok(()) => show(Notice::Delivered { peer }),
+                Err(why) => output::error(format!("delivered to {peer}, but {why}")),
+            },
+            Ok(Outcome::Error {
                 code: ErrorCode::UnknownSession,
                 ..
             }) => {
                 self.broker.forget(&peer).await;
                 output::error(format!("{peer} has closed the chat; message not delivered"));
             }
-            Some(Outcome::Error { detail, .. }) => {
+            Ok(Outcome::Error { detail, .. }) => {
                 output::error(format!("{peer} refused the message: {detail}"))
             }
-            Some(other) => output::error(format!("{peer} answered with {other:?}")),
-            None => output::error(format!(
+            Ok(other) => output::error(format!("{peer} answered with {other:?}")),
+            Err(Undelivered::NoChat) => output::error(format!("not in a chat with {peer}")),
+            Err(Undelivered::BadAck(addr)) => output::error(format!(
                 "{peer} ({addr}) sent an acknowledgement that does not open with the chat's \
                  keys; message not confirmed"
             )),
+            Err(Undelivered::Failed(e, addr)) => output::error(format!(
+                "{}; message not delivered",
+                failure(&e, &format!("{peer} ({addr})"))
+            )),
+        }
+    }
+
+    async fn history(&mut self, peer: PeerName, n: usize) {
+        match self.broker.history(&peer, n).await {
+            Ok(lines) => show(Notice::History { peer, lines }),
+            Err(why) => output::error(why),
+        }
+    }
+
+    /// Renews the registration; says once when the registry is lost, and again when it is
+    /// back (a restarted registry forgot us, and this registers us again).
+    async fn renew(&mut self) {
+        match self.registry.register().await {
+            Ok((addr, ttl)) => {
+                if self.registry_lost {
+                    self.registry_lost = false;
+                    show(Notice::Reregistered {
+                        name: self.origin.name.clone(),
+                        addr,
+                    });
+                }
+                self.renew_at = Some(Instant::now() + renewal_interval(ttl));
+            }
+            Err(e) if e.code() == Some(ErrorCode::NameTaken) => {
+                self.registered = false;
+                self.renew_at = None;
+                output::error(format!(
+                    "the registry no longer lets {} register: {}",
+                    self.origin.name,
+                    failure(&e, &self.registry.describe())
+                ));
+            }
+            Err(e) => {
+                if !self.registry_lost {
+                    self.registry_lost = true;
+                    output::error(format!(
+                        "lost the registry ({}); trying again every {}s",
+                        failure(&e, &self.registry.describe()),
+                        RENEW_RETRY.as_secs()
+                    ));
+                }
+                self.renew_at = Some(Instant::now() + RENEW_RETRY);
+            }
         }
     }
 
@@ -333,6 +433,7 @@ impl Session {
         match self.registry.release().await {
             Ok(()) => {
                 self.registered = false;
+                self.renew_at = None;
                 show(Notice::Released {
                     name: self.origin.name.clone(),
                 });
@@ -356,6 +457,27 @@ impl Session {
             incoming: snapshot.incoming,
             outgoing: snapshot.outgoing,
         }));
+    }
+
+    /// The next input or renewal; Ctrl-C counts as the end of input and goes before queued
+    /// lines.
+    async fn next(&self, inputs: &Inputs) -> Next {
+        let renew_at = self.renew_at;
+        let renewal = async move {
+            match renew_at {
+                Some(at) => runtime::sleep(at.saturating_duration_since(Instant::now())).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        let interrupt = std::pin::pin!(inputs.interrupts.recv());
+        let renewal = std::pin::pin!(renewal);
+        let line = std::pin::pin!(inputs.lines.recv());
+        match select(select(interrupt, renewal), line).await {
+            Either::Left((Either::Left(_), _)) => Next::Input(Input::End),
+            Either::Left((Either::Right(_), _)) => Next::Renew,
+            Either::Right((Ok(input), _)) => Next::Input(input),
+            Either::Right((Err(_), _)) => Next::Input(Input::End),
+        }
     }
 
     /// Ends every chat and tells everyone waiting for our answer that we left (all at once),
@@ -382,30 +504,14 @@ impl Session {
     }
 }
 
-/// The next input; Ctrl-C counts as the end of input and goes before queued lines.
-async fn next(inputs: &Inputs) -> Input {
-    let interrupt = std::pin::pin!(inputs.interrupts.recv());
-    let line = std::pin::pin!(inputs.lines.recv());
-    match select(interrupt, line).await {
-        Either::Left(_) | Either::Right((Err(_), _)) => Input::End,
-        Either::Right((Ok(input), _)) => input,
-    }
+/// Why a chat message got no acknowledgement.
+enum Undelivered {
+    NoChat,
+    BadAck(SocketAddr),
+    Failed(SendError, SocketAddr),
 }
 
-/// One line saying why a request to `whom` failed.
-fn failure(e: &SendError, whom: &str) -> String {
-    match e {
-        SendError::Unreachable { source, .. } => {
-            // Plain OS errors read best as their kind ("connection refused").
-            let why = match source.get_ref() {
-                Some(_) => source.to_string(),
-                None => source.kind().to_string(),
-            };
-            format!("cannot reach {whom}: {why}")
-        }
-        SendError::Timeout { .. } => format!("{whom} did not answer in time"),
-        SendError::Broken { source, .. } => format!("the connection to {whom} failed: {source}"),
-        SendError::BadReply { reason, .. } => format!("{whom} sent an invalid reply: {reason}"),
-        SendError::Refused { detail, .. } => format!("{whom} refused: {detail}"),
-    }
+/// Renew at a third of the time granted: two renewals may fail before it lapses.
+fn renewal_interval(ttl: Duration) -> Duration {
+    (ttl / 3).clamp(Duration::from_millis(500), Duration::from_secs(600))
 }

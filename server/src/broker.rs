@@ -3,9 +3,11 @@
 //! Connection tasks never share the registry through a lock; they send the broker a message
 //! and await its answer on a oneshot channel (the pattern of the async-std book's chat
 //! server). The broker never waits on the network, so one slow peer cannot hold up others.
-//! It also prints the registry's events, since it is the one place where they happen.
+//! It also prints the registry's events, since it is the one place where they happen, and
+//! drops lapsed registrations: between messages it wakes at least every [`SWEEP`].
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use p2p_shared::identity::PublicKey;
@@ -14,6 +16,10 @@ use p2p_shared::{runtime, PeerInfo, PeerName};
 use crate::output::say;
 use crate::registry::{Registration, Registry, Removal};
 use crate::store::StoreError;
+
+/// How often lapsed registrations are swept out (they are invisible from the moment they
+/// lapse; the sweep frees their memory and prints the event).
+const SWEEP: Duration = Duration::from_secs(1);
 
 enum Msg {
     Register {
@@ -99,7 +105,22 @@ impl Registrar {
 }
 
 async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
-    while let Ok(msg) = rx.recv().await {
+    let mut next_sweep = Instant::now() + SWEEP;
+    loop {
+        let wait = next_sweep.saturating_duration_since(Instant::now());
+        let msg = match runtime::timeout(wait, rx.recv()).await {
+            Ok(Ok(msg)) => Some(msg),
+            Ok(Err(_)) => break,
+            Err(_) => None,
+        };
+        let now = Instant::now();
+        if now >= next_sweep {
+            for name in registry.expire(now) {
+                say(format_args!("expired {name} (not renewed in time)"));
+            }
+            next_sweep = now + SWEEP;
+        }
+        let Some(msg) = msg else { continue };
         // A dropped `done` means the connection task gave up (timeout); nothing to do then.
         match msg {
             Msg::Register {
@@ -108,7 +129,7 @@ async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
                 key,
                 done,
             } => {
-                let result = registry.register(&name, addr, key);
+                let result = registry.register(&name, addr, key, now);
                 match &result {
                     Ok(Registration::Added) => say(format_args!(
                         "registered {name} {addr} key {}",
@@ -136,10 +157,10 @@ async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
                 let _ = done.send(result);
             }
             Msg::Lookup { name, done } => {
-                let _ = done.send(registry.lookup(&name));
+                let _ = done.send(registry.lookup(&name, now));
             }
             Msg::Page { after, done } => {
-                let _ = done.send(registry.page(after.as_ref()));
+                let _ = done.send(registry.page(after.as_ref(), now));
             }
         }
     }

@@ -15,9 +15,11 @@ mod store;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use p2p_shared::duration::parse_timeout;
 use p2p_shared::identity::Identity;
 use p2p_shared::runtime;
 use p2p_shared::transport::{self, Origin};
@@ -47,6 +49,15 @@ struct Args {
     /// data directory, e.g. ~/.local/share/p2p-chat-server].
     #[arg(long, env = "P2P_DATA_DIR")]
     data_dir: Option<PathBuf>,
+
+    /// How long a registration lasts unless the peer renews it (peers renew at a third of it,
+    /// by themselves); a peer that died drops out of the list after this long.
+    #[arg(long, env = "P2P_TTL", default_value = "60s", value_parser = parse_timeout)]
+    ttl: Duration,
+
+    /// The most names registered from one IP address (several peers behind one NAT share one).
+    #[arg(long, env = "P2P_MAX_NAMES_PER_IP", default_value_t = 64)]
+    max_names_per_ip: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,7 +89,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         port: local.port(),
         identity: Arc::new(identity),
     };
-    let service = RegistryService::new(Registrar::start(Registry::new(claims)));
+    let registry = Registry::new(claims, args.ttl, args.max_names_per_ip);
+    let service = RegistryService::new(Registrar::start(registry), args.ttl);
     transport::serve(listener, origin, service).await;
     Ok(())
 }

@@ -5,11 +5,17 @@
 //! not. Only the owner's key can unregister the address or release the name. The transport
 //! has already checked that each request was signed by the key it names.
 //!
+//! Addresses are soft state: a registration lapses `ttl` after it was last made, so a peer
+//! that died without `exit network` drops out of `listpeer` by itself, and live peers renew
+//! theirs well within it. One IP address may hold a bounded number of names
+//! (`--max-names-per-ip`), so one host cannot fill the registry.
+//!
 //! Rules only, no network I/O, so each rule is unit-tested here. The broker task owns the one
 //! instance.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::message::PEERS_PAGE_LEN;
@@ -31,6 +37,8 @@ pub enum Registration {
     Taken,
     /// The registry holds as many names as it may.
     Full,
+    /// This IP address holds as many names as one address may.
+    TooManyFromHere,
 }
 
 /// What `unregister` and `release` came to.
@@ -47,48 +55,69 @@ pub enum Removal {
 struct Entry {
     addr: SocketAddr,
     key: PublicKey,
+    expires: Instant,
 }
 
 pub struct Registry {
     claims: Claims,
+    ttl: Duration,
+    max_per_ip: usize,
     // A BTreeMap keeps names sorted, which makes `listpeer` pages cheap and stable.
     peers: BTreeMap<PeerName, Entry>,
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 impl Registry {
-    pub fn new(claims: Claims) -> Registry {
+    /// A registry whose registrations last `ttl` unless renewed, at most `max_per_ip` of them
+    /// from one IP address.
+    pub fn new(claims: Claims, ttl: Duration, max_per_ip: usize) -> Registry {
         Registry {
             claims,
+            ttl,
+            max_per_ip,
             peers: BTreeMap::new(),
+            per_ip: HashMap::new(),
         }
     }
 
-    /// Registers `name` at `addr` for `key`, claiming the name if it is free.
+    /// Registers (or renews) `name` at `addr` for `key`, claiming the name if it is free.
     pub fn register(
         &mut self,
         name: &PeerName,
         addr: SocketAddr,
         key: PublicKey,
+        now: Instant,
     ) -> Result<Registration, StoreError> {
-        match self.claims.owner(name) {
-            Some(owner) if owner != key => return Ok(Registration::Taken),
-            Some(_) => {}
-            None if self.claims.len() >= MAX_CLAIMS => return Ok(Registration::Full),
-            None => self.claims.claim(name, key)?,
+        let owner = self.claims.owner(name);
+        if owner.is_some_and(|owner| owner != key) {
+            return Ok(Registration::Taken);
         }
-        let full = self.peers.len() >= CAPACITY;
-        Ok(match self.peers.get_mut(name) {
-            Some(entry) if entry.addr == addr => Registration::Refreshed,
-            Some(entry) => {
-                entry.addr = addr;
-                Registration::Added
+        let expires = now + self.ttl;
+        let moving_in = match self.peers.get(name) {
+            Some(entry) if entry.expires > now && entry.addr == addr => {
+                self.peers.insert(name.clone(), Entry { expires, ..*entry });
+                return Ok(Registration::Refreshed);
             }
-            None if full => Registration::Full,
-            None => {
-                self.peers.insert(name.clone(), Entry { addr, key });
-                Registration::Added
+            Some(entry) => entry.addr.ip() != addr.ip(),
+            None => true,
+        };
+        if moving_in && self.per_ip.get(&addr.ip()).copied().unwrap_or(0) >= self.max_per_ip {
+            return Ok(Registration::TooManyFromHere);
+        }
+        if !self.peers.contains_key(name) && self.peers.len() >= CAPACITY {
+            return Ok(Registration::Full);
+        }
+        if owner.is_none() {
+            if self.claims.len() >= MAX_CLAIMS {
+                return Ok(Registration::Full);
             }
-        })
+            self.claims.claim(name, key)?;
+        }
+        self.remove(name);
+        self.peers
+            .insert(name.clone(), Entry { addr, key, expires });
+        *self.per_ip.entry(addr.ip()).or_default() += 1;
+        Ok(Registration::Added)
     }
 
     /// Removes `name`'s address, if `key` owns the name.
@@ -97,8 +126,34 @@ impl Registry {
             None => Removal::Unknown,
             Some(entry) if entry.key != key => Removal::NotOwner,
             Some(_) => {
-                self.peers.remove(name);
+                self.remove(name);
                 Removal::Done
+            }
+        }
+    }
+
+    /// Drops every registration not renewed in time; returns their names.
+    pub fn expire(&mut self, now: Instant) -> Vec<PeerName> {
+        let lapsed: Vec<PeerName> = self
+            .peers
+            .iter()
+            .filter(|(_, e)| e.expires <= now)
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in &lapsed {
+            self.remove(name);
+        }
+        lapsed
+    }
+
+    fn remove(&mut self, name: &PeerName) {
+        if let Some(entry) = self.peers.remove(name) {
+            let ip = entry.addr.ip();
+            if let Some(count) = self.per_ip.get_mut(&ip) {
+                *count -= 1;
+                if *count == 0 {
+                    self.per_ip.remove(&ip);
+                }
             }
         }
     }
@@ -110,22 +165,33 @@ impl Registry {
             Some(owner) if owner != key => Ok(Removal::NotOwner),
             Some(_) => {
                 self.claims.release(name)?;
-                self.peers.remove(name);
+                self.remove(name);
                 Ok(Removal::Done)
             }
         }
     }
 
-    pub fn lookup(&self, name: &PeerName) -> Option<PeerInfo> {
-        self.peers.get(name).map(|e| info(name, e))
+    /// A live registration; one past its time is as good as gone, even before `expire`.
+    pub fn lookup(&self, name: &PeerName, now: Instant) -> Option<PeerInfo> {
+        self.peers
+            .get(name)
+            .filter(|e| e.expires > now)
+            .map(|e| info(name, e))
     }
 
     /// Up to [`PEERS_PAGE_LEN`] peers sorted by name, starting after `after`, and the name to
     /// continue after if there are more.
-    pub fn page(&self, after: Option<&PeerName>) -> (Vec<PeerInfo>, Option<PeerName>) {
+    pub fn page(
+        &self,
+        after: Option<&PeerName>,
+        now: Instant,
+    ) -> (Vec<PeerInfo>, Option<PeerName>) {
         use std::ops::Bound::{Excluded, Unbounded};
         let start = after.map_or(Unbounded, Excluded);
-        let mut rest = self.peers.range((start, Unbounded));
+        let mut rest = self
+            .peers
+            .range((start, Unbounded))
+            .filter(|(_, e)| e.expires > now);
         let peers: Vec<PeerInfo> = rest
             .by_ref()
             .take(PEERS_PAGE_LEN)
@@ -152,8 +218,16 @@ mod tests {
     use super::*;
     use p2p_shared::identity::Identity;
 
+    const TTL: Duration = Duration::from_secs(60);
+
+    const PER_IP: usize = 8;
+
     fn registry() -> Registry {
-        Registry::new(Claims::in_memory().unwrap())
+        Registry::new(Claims::in_memory().unwrap(), TTL, PER_IP)
+    }
+    /// A different IP for each `i`, to stay under the per-IP limit.
+    fn host(i: usize) -> SocketAddr {
+        SocketAddr::from(([10, (i / 250) as u8, (i % 250) as u8, 1], 40000))
     }
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -164,41 +238,105 @@ mod tests {
     fn key() -> PublicKey {
         Identity::generate().public()
     }
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    #[test]
+    fn registrations_lapse_unless_renewed() {
+        let mut r = registry();
+        let (alice, bob) = (key(), key());
+        let start = now();
+        r.register(&name("alice"), addr(1), alice, start).unwrap();
+        r.register(&name("bob"), addr(2), bob, start).unwrap();
+        let half = start + TTL / 2;
+        assert_eq!(
+            r.register(&name("bob"), addr(2), bob, half).unwrap(),
+            Registration::Refreshed
+        );
+        let later = start + TTL;
+        assert_eq!(
+            r.lookup(&name("alice"), later),
+            None,
+            "lapsed, even before expire()"
+        );
+        assert!(r.lookup(&name("bob"), later).is_some());
+        assert_eq!(r.page(None, later).0.len(), 1);
+        assert_eq!(r.expire(later), vec![name("alice")]);
+        // The name is still alice's: only her key may register it again.
+        assert_eq!(
+            r.register(&name("alice"), addr(3), bob, later).unwrap(),
+            Registration::Taken
+        );
+        assert_eq!(
+            r.register(&name("alice"), addr(3), alice, later).unwrap(),
+            Registration::Added
+        );
+    }
+
+    #[test]
+    fn one_address_holds_a_bounded_number_of_names() {
+        let mut r = registry();
+        let t = now();
+        for i in 0..PER_IP {
+            let n = name(&format!("p{i}"));
+            assert_eq!(
+                r.register(&n, addr(i as u16), key(), t).unwrap(),
+                Registration::Added
+            );
+        }
+        let other = SocketAddr::from(([127, 0, 0, 2], 1));
+        assert_eq!(
+            r.register(&name("late"), addr(999), key(), t).unwrap(),
+            Registration::TooManyFromHere
+        );
+        assert_eq!(
+            r.register(&name("elsewhere"), other, key(), t).unwrap(),
+            Registration::Added
+        );
+        // Lapsing frees the places.
+        r.expire(t + TTL);
+        assert_eq!(
+            r.register(&name("late"), addr(999), key(), t + TTL)
+                .unwrap(),
+            Registration::Added
+        );
+    }
 
     #[test]
     fn a_name_belongs_to_the_key_that_claimed_it() {
         let mut r = registry();
         let (alice, mallory) = (key(), key());
         assert_eq!(
-            r.register(&name("alice"), addr(1), alice).unwrap(),
+            r.register(&name("alice"), addr(1), alice, now()).unwrap(),
             Registration::Added
         );
         assert_eq!(
-            r.register(&name("alice"), addr(1), alice).unwrap(),
+            r.register(&name("alice"), addr(1), alice, now()).unwrap(),
             Registration::Refreshed
         );
         assert_eq!(
-            r.register(&name("alice"), addr(2), mallory).unwrap(),
+            r.register(&name("alice"), addr(2), mallory, now()).unwrap(),
             Registration::Taken
         );
         // The owner may move.
         assert_eq!(
-            r.register(&name("alice"), addr(3), alice).unwrap(),
+            r.register(&name("alice"), addr(3), alice, now()).unwrap(),
             Registration::Added
         );
-        assert_eq!(r.lookup(&name("alice")).unwrap().addr, addr(3));
+        assert_eq!(r.lookup(&name("alice"), now()).unwrap().addr, addr(3));
     }
 
     #[test]
     fn an_offline_owner_keeps_the_name() {
         let mut r = registry();
         let (alice, mallory) = (key(), key());
-        r.register(&name("alice"), addr(1), alice).unwrap();
+        r.register(&name("alice"), addr(1), alice, now()).unwrap();
         assert_eq!(r.unregister(&name("alice"), mallory), Removal::NotOwner);
         assert_eq!(r.unregister(&name("alice"), alice), Removal::Done);
-        assert_eq!(r.lookup(&name("alice")), None);
+        assert_eq!(r.lookup(&name("alice"), now()), None);
         assert_eq!(
-            r.register(&name("alice"), addr(2), mallory).unwrap(),
+            r.register(&name("alice"), addr(2), mallory, now()).unwrap(),
             Registration::Taken
         );
     }
@@ -207,12 +345,12 @@ mod tests {
     fn only_the_owner_releases_a_name_and_then_anyone_may_claim_it() {
         let mut r = registry();
         let (alice, bob) = (key(), key());
-        r.register(&name("alice"), addr(1), alice).unwrap();
+        r.register(&name("alice"), addr(1), alice, now()).unwrap();
         assert_eq!(r.release(&name("alice"), bob).unwrap(), Removal::NotOwner);
         assert_eq!(r.release(&name("alice"), alice).unwrap(), Removal::Done);
-        assert_eq!(r.lookup(&name("alice")), None);
+        assert_eq!(r.lookup(&name("alice"), now()), None);
         assert_eq!(
-            r.register(&name("alice"), addr(2), bob).unwrap(),
+            r.register(&name("alice"), addr(2), bob, now()).unwrap(),
             Registration::Added
         );
         assert_eq!(r.release(&name("nobody"), bob).unwrap(), Removal::Unknown);
@@ -223,13 +361,13 @@ mod tests {
         let mut r = registry();
         let total = PEERS_PAGE_LEN * 2 + 7;
         for i in 0..total {
-            r.register(&name(&format!("p{i:04}")), addr(i as u16), key())
+            r.register(&name(&format!("p{i:04}")), host(i), key(), now())
                 .unwrap();
         }
         let mut seen = Vec::new();
         let mut after = None;
         loop {
-            let (peers, next) = r.page(after.as_ref());
+            let (peers, next) = r.page(after.as_ref(), now());
             assert!(peers.len() <= PEERS_PAGE_LEN);
             seen.extend(peers.into_iter().map(|p| p.name));
             match next {
@@ -245,10 +383,10 @@ mod tests {
     fn an_exact_page_has_no_next() {
         let mut r = registry();
         for i in 0..PEERS_PAGE_LEN {
-            r.register(&name(&format!("p{i:04}")), addr(i as u16), key())
+            r.register(&name(&format!("p{i:04}")), host(i), key(), now())
                 .unwrap();
         }
-        let (peers, next) = r.page(None);
+        let (peers, next) = r.page(None, now());
         assert_eq!(peers.len(), PEERS_PAGE_LEN);
         assert_eq!(next, None);
     }

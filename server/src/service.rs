@@ -7,6 +7,7 @@
 //! registry's key, so a peer can tell the registry it pinned from an impostor.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use p2p_shared::transport::{Refusal, Service};
 use p2p_shared::{Envelope, ErrorCode, Outcome, Request};
@@ -18,11 +19,13 @@ use crate::registry::{Registration, Removal};
 #[derive(Clone)]
 pub struct RegistryService {
     registrar: Registrar,
+    /// How long a registration lasts unless renewed; told to every registering peer.
+    ttl: Duration,
 }
 
 impl RegistryService {
-    pub fn new(registrar: Registrar) -> Self {
-        RegistryService { registrar }
+    pub fn new(registrar: Registrar, ttl: Duration) -> Self {
+        RegistryService { registrar, ttl }
     }
 }
 
@@ -50,6 +53,7 @@ impl Service for RegistryService {
                     Ok(Registration::Added | Registration::Refreshed) => Outcome::Registered {
                         addr: from.addr,
                         key,
+                        ttl_ms: self.ttl.as_millis().try_into().unwrap_or(u64::MAX),
                     },
                     Ok(Registration::Taken) => Outcome::error(
                         ErrorCode::NameTaken,
@@ -58,6 +62,10 @@ impl Service for RegistryService {
                     Ok(Registration::Full) => Outcome::error(
                         ErrorCode::RegistryFull,
                         "the registry holds as many peers as it can",
+                    ),
+                    Ok(Registration::TooManyFromHere) => Outcome::error(
+                        ErrorCode::RegistryFull,
+                        "too many names are registered from this address",
                     ),
                     Err(_) => store_failed(),
                 }

@@ -68,9 +68,13 @@ fn main() {
         black_box(alice.open_ack(counter, &ack));
     });
 
-    time("chat set-up: key shares + agreement, both sides", iterations / 10, || {
-        black_box(session());
-    });
+    time(
+        "chat set-up: key shares + agreement, both sides",
+        iterations / 10,
+        || {
+            black_box(session());
+        },
+    );
 
     let identity = Identity::generate();
     let from = Sender {
@@ -79,13 +83,17 @@ fn main() {
         key: identity.public(),
     };
     let envelope = Envelope::new(new_id(), from, Request::Register);
-    time("signed request: sign (registry operation, chat request)", iterations / 4, || {
-        black_box(envelope.sign(&identity));
-    });
+    time(
+        "signed request: sign (registry operation, chat request)",
+        iterations / 4,
+        || {
+            black_box(envelope.sign(&identity));
+        },
+    );
     let frame = envelope.sign(&identity);
     time("signed request: verify", iterations / 4, || {
-        let signed = p2p_shared::message::SignedEnvelope::<Request>::decode(&frame)
-            .expect("a valid frame");
+        let signed =
+            p2p_shared::message::SignedEnvelope::<Request>::decode(&frame).expect("a valid frame");
         black_box(signed.verify());
     });
 }

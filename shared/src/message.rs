@@ -118,10 +118,12 @@ pub struct Reply {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
-    /// The address and the key the registry recorded for the name.
+    /// The address and the key the registry recorded for the name, and for how long: the
+    /// registration lapses unless renewed (registered again) within `ttl_ms`.
     Registered {
         addr: SocketAddr,
         key: PublicKey,
+        ttl_ms: u64,
     },
     Peers {
         peers: Vec<PeerInfo>,

@@ -8,6 +8,13 @@
 //!
 //! Channels and I/O traits are not here on purpose: `async-channel` and `futures::io` work on
 //! any runtime.
+//!
+//! Each program runs on one thread: [`block_on`] runs the program's main future and every
+//! task spawned from it on the calling thread (async-std's `spawn_local`). On a 2-core machine
+//! that halved the time a chat message takes from one peer's stdin to the other's stdout
+//! (docs/benchmarks.md): with async-std's thread pool, each message crossed between threads
+//! several times (session to broker to network and back), and each crossing is a wake-up of a
+//! sleeping thread. The programs' work per message is microseconds, so one core is plenty.
 
 use std::future::Future;
 use std::io;
@@ -22,18 +29,21 @@ pub use async_std::task::JoinHandle;
 /// makes clients wait a second for a SYN retransmit.
 const LISTEN_BACKLOG: i32 = 1024;
 
-/// Runs the main future of a program to completion on the runtime.
+/// Runs the main future of a program to completion on this thread, together with every task
+/// [`spawn`]ed on this thread.
 pub fn block_on<F: Future>(future: F) -> F::Output {
     async_std::task::block_on(future)
 }
 
-/// Runs a task in the background.
+/// Runs a task in the background, on the thread that calls this: it runs whenever that
+/// thread is inside [`block_on`], so call it from the program's main future or its tasks.
+/// (`Send` is still required, so that going back to a thread pool stays a one-line change.)
 pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    async_std::task::spawn(future)
+    async_std::task::spawn_local(future)
 }
 
 /// Waits for `duration`.
@@ -46,11 +56,18 @@ pub async fn sleep(duration: Duration) {
 #[error("timed out")]
 pub struct Elapsed;
 
-/// Runs `future` for at most `duration`.
-pub async fn timeout<F: Future>(duration: Duration, future: F) -> Result<F::Output, Elapsed> {
-    async_std::future::timeout(duration, future)
-        .await
-        .map_err(|_| Elapsed)
+/// Runs `future` for at most `duration`, counted from this call.
+///
+/// Not an `async fn` on purpose: an `async fn` keeps its argument and the future it awaits
+/// side by side, so each timeout doubled the size of the future it wrapped, and the nested
+/// timeouts of one exchange made a connection task of about 38 KB, which was copied several
+/// times on every spawn (two thirds of the registry's instructions under load).
+pub fn timeout<F: Future>(
+    duration: Duration,
+    future: F,
+) -> impl Future<Output = Result<F::Output, Elapsed>> {
+    use futures::FutureExt as _;
+    async_std::prelude::FutureExt::timeout(future, duration).map(|r| r.map_err(|_| Elapsed))
 }
 
 /// Opens a listening socket with a deep backlog and `SO_REUSEADDR` (so a restarted registry

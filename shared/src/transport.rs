@@ -13,9 +13,10 @@
 //! (and checks for freshness, against replays), and sealed chat frames, whose keys belong to
 //! a chat session and which the [`Service`] opens and answers itself.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,9 @@ pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many connections a receiver serves at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 256;
+/// How many of those may come from one IP address: a flood or a slow client from one host
+/// cannot take every slot. Beyond it a connection gets a `busy` refusal at once.
+pub const MAX_CONNECTIONS_PER_IP: usize = 64;
 
 /// Who we are on the wire: a name, the key that proves it, and the port we listen on. The IP
 /// in [`Sender::addr`] is taken from each connection's local address, which is the address the
@@ -243,6 +247,8 @@ pub enum Refusal {
     UnknownSession,
     #[error("unknown frame kind")]
     UnknownKind,
+    #[error("too many connections from this address at once; try again later")]
+    Busy,
 }
 
 impl Refusal {
@@ -255,6 +261,7 @@ impl Refusal {
             Refusal::Stale(Stale::Full) => ErrorCode::Busy,
             Refusal::Stale(_) => ErrorCode::Stale,
             Refusal::UnknownSession => ErrorCode::UnknownSession,
+            Refusal::Busy => ErrorCode::Busy,
         }
     }
 }
@@ -266,6 +273,7 @@ pub async fn serve(listener: TcpListener, origin: Origin, service: impl Service)
     // Shared by all connection tasks; held only for a lookup and an insert, never across an
     // await, so a plain mutex is the simple and fast choice.
     let freshness = Arc::new(Mutex::new(Freshness::default()));
+    let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
     loop {
         // Take a slot before accepting: when all are busy, new connections wait in the
         // kernel's backlog instead of in our memory.
@@ -280,15 +288,56 @@ pub async fn serve(listener: TcpListener, origin: Origin, service: impl Service)
             }
         };
         let (origin, service, freshness) = (origin.clone(), service.clone(), freshness.clone());
+        let share = IpShare::take(&per_ip, remote.ip());
         runtime::spawn(async move {
             let receiver = Receiver {
                 origin: &origin,
                 service: &service,
                 freshness: &freshness,
             };
-            let _ = runtime::timeout(CONNECTION_TIMEOUT, receiver.serve(stream, remote)).await;
+            let serve = async {
+                match share {
+                    Some(_share) => receiver.serve(stream, remote).await,
+                    None => receiver.refuse_busy(stream, remote).await,
+                }
+            };
+            let _ = runtime::timeout(CONNECTION_TIMEOUT, serve).await;
             drop(slot);
         });
+    }
+}
+
+/// One connection's place in its IP address's count, given back when dropped.
+struct IpShare {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl IpShare {
+    /// A place for one more connection from `ip`, if it has fewer than the most allowed.
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<IpShare> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(ip).or_default();
+        if *count >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(IpShare {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpShare {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -336,6 +385,15 @@ impl<S: Service> Receiver<'_, S> {
         };
         let _ = write_frame(&mut stream, &reply).await;
         close(stream, clean).await;
+    }
+
+    /// Answers a connection beyond its address's share with `busy`, without reading it.
+    async fn refuse_busy(&self, mut stream: TcpStream, remote: SocketAddr) {
+        let why = Refusal::Busy;
+        self.service.refused(remote, &why);
+        let reply = self.signed_reply(&stream, None, Outcome::error(why.code(), why.to_string()));
+        let _ = write_frame(&mut stream, &reply).await;
+        close(stream, false).await;
     }
 
     /// Parses a signed request and decides whether to let it in: a sender address on the

@@ -1,0 +1,157 @@
+//! Chat history, per peer, in an embedded database (SQLite) in the data directory.
+//!
+//! A received message is written here before it is shown, and a sent one before it is
+//! reported delivered, so a crash never loses a message the user saw. The database runs in
+//! write-ahead-log mode with `synchronous=NORMAL`: each message is one small append to the
+//! log, on disk as soon as the process hands it to the kernel, so it survives the process
+//! being killed at any point (an operating-system crash may lose the last moments, a price
+//! paid for not waiting on the disk for every chat line). Each message is stored once: its
+//! id (the envelope id) is unique.
+
+use std::path::Path;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use p2p_shared::{MessageId, PeerName};
+use rusqlite::{params, Connection};
+
+/// The history could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("the chat history failed: {0}")]
+pub struct HistoryError(#[from] rusqlite::Error);
+
+/// One stored chat line.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Line {
+    pub at: DateTime<Utc>,
+    /// Who wrote it (ourselves or the peer).
+    pub sender: PeerName,
+    pub text: String,
+}
+
+pub struct History {
+    db: Connection,
+}
+
+impl History {
+    /// Opens (or creates) the history at `path`.
+    pub fn open(path: &Path) -> Result<History, HistoryError> {
+        Self::with(Connection::open(path)?)
+    }
+
+    #[cfg(test)]
+    pub fn in_memory() -> Result<History, HistoryError> {
+        Self::with(Connection::open_in_memory()?)
+    }
+
+    fn with(db: Connection) -> Result<History, HistoryError> {
+        db.pragma_update(None, "journal_mode", "WAL")?;
+        db.pragma_update(None, "synchronous", "NORMAL")?;
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS messages (
+                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                 id TEXT NOT NULL UNIQUE,
+                 peer TEXT NOT NULL,
+                 sender TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 at TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, seq);",
+        )?;
+        Ok(History { db })
+    }
+
+    /// Stores one message of the chat with `peer`. Storing the same id again changes nothing
+    /// and returns false.
+    pub fn record(
+        &mut self,
+        id: MessageId,
+        peer: &PeerName,
+        sender: &PeerName,
+        text: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, HistoryError> {
+        let added = self.db.execute(
+            "INSERT OR IGNORE INTO messages (id, peer, sender, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                id.to_string(),
+                peer.as_str(),
+                sender.as_str(),
+                text,
+                at.to_rfc3339_opts(SecondsFormat::Micros, true)
+            ],
+        )?;
+        Ok(added == 1)
+    }
+
+    /// The last `n` lines of the chat with `peer`, oldest first.
+    pub fn last(&self, peer: &PeerName, n: usize) -> Result<Vec<Line>, HistoryError> {
+        let mut query = self.db.prepare(
+            "SELECT at, sender, text FROM
+                 (SELECT seq, at, sender, text FROM messages WHERE peer = ?1
+                  ORDER BY seq DESC LIMIT ?2)
+             ORDER BY seq",
+        )?;
+        let rows = query.query_map(params![peer.as_str(), n as i64], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, String>(2)?,
+            ))
+        })?;
+        let mut lines = Vec::new();
+        for row in rows {
+            let (at, sender, text) = row?;
+            // Rows are only written from valid values; skip anything else.
+            if let (Ok(at), Ok(sender)) = (DateTime::parse_from_rfc3339(&at), sender.parse()) {
+                lines.push(Line {
+                    at: at.with_timezone(&Utc),
+                    sender,
+                    text,
+                });
+            }
+        }
+        Ok(lines)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_shared::message::new_id;
+
+    fn name(s: &str) -> PeerName {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn keeps_each_chat_in_order_and_each_message_once() {
+        let mut h = History::in_memory().unwrap();
+        let (alice, bob, carol) = (name("alice"), name("bob"), name("carol"));
+        let first = new_id();
+        assert!(h.record(first, &bob, &alice, "hi bob", Utc::now()).unwrap());
+        assert!(
+            !h.record(first, &bob, &alice, "hi bob", Utc::now()).unwrap(),
+            "once"
+        );
+        h.record(new_id(), &bob, &bob, "hi alice", Utc::now())
+            .unwrap();
+        h.record(new_id(), &carol, &carol, "hey", Utc::now())
+            .unwrap();
+        h.record(new_id(), &bob, &alice, "how are you?", Utc::now())
+            .unwrap();
+        let texts: Vec<String> = h
+            .last(&bob, 10)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(texts, ["hi bob", "hi alice", "how are you?"]);
+        let last_two: Vec<String> = h
+            .last(&bob, 2)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.text)
+            .collect();
+        assert_eq!(last_two, ["hi alice", "how are you?"]);
+    }
+}
