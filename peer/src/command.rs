@@ -233,12 +233,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         ["chat", "request", host, port] => Command::ChatRequest(Target::Addr {
             host: host.to_string(),
-            port: port.parse().map_err(|_| {
-                usage(
-                    format!("{port:?} is not a port number (1-65535)"),
-                    CHAT_REQUEST,
-                )
-            })?,
+            port: port
+                .parse::<std::num::NonZeroU16>()
+                .map_err(|_| {
+                    usage(
+                        format!("{port:?} is not a port number (1-65535)"),
+                        CHAT_REQUEST,
+                    )
+                })?
+                .get(),
         }),
         ["chat", "message", peer, _, ..] => Command::ChatMessage {
             peer: name_arg(peer, CHAT_MESSAGE)?,
@@ -472,5 +475,18 @@ mod tests {
         assert!(parse(&line).unwrap_err().to_string().contains("at most"));
         let line = format!("chat message bob {}", "x".repeat(MAX_TEXT_LEN));
         assert!(parse(&line).is_ok());
+    }
+
+    /// Found by the `command` fuzz target (docs/testing.md, finding 2): port 0 parses,
+    /// although the error message promises 1-65535 and nothing listens on port 0.
+    #[test]
+    fn port_zero_is_refused_like_any_other_bad_port() {
+        for line in ["chat request h 0", "chat request 127.0.0.1 000"] {
+            let err = parse(line).unwrap_err().to_string();
+            assert!(
+                err.contains("is not a port number (1-65535)"),
+                "{line:?}: {err}"
+            );
+        }
     }
 }

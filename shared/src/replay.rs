@@ -91,8 +91,13 @@ pub struct ReplayWindow {
 
 impl ReplayWindow {
     /// Accepts `counter` if it was not accepted before and is not too old. Call only after
-    /// the message authenticated, so forged counters cannot move the window.
+    /// the message authenticated, so forged counters cannot move the window. The last
+    /// counter, `u64::MAX`, is never accepted: no sender gets there, and `next` could not
+    /// move past it.
     pub fn accept(&mut self, counter: u64) -> bool {
+        if counter == u64::MAX {
+            return false;
+        }
         if counter >= self.next {
             self.shift(counter + 1 - self.next);
             self.next = counter + 1;
@@ -208,5 +213,18 @@ mod tests {
                 highest = highest.max(counter);
             }
         }
+    }
+
+    /// Found by the `replay` fuzz target (docs/testing.md, finding 1): counter `u64::MAX`
+    /// overflows `counter + 1` in `accept`. With overflow checks (debug builds) that panics;
+    /// without them the window wraps to "nothing seen yet" and accepts old counters again.
+    #[test]
+    fn the_last_counter_neither_panics_nor_reopens_the_window() {
+        let mut w = ReplayWindow::default();
+        assert!(w.accept(5));
+        let first = w.accept(u64::MAX);
+        assert!(!w.accept(u64::MAX) || !first, "u64::MAX accepted twice");
+        assert!(!w.accept(5), "counter 5 accepted twice");
+        assert!(!w.accept(0) || !first, "the window reopened after u64::MAX");
     }
 }
