@@ -34,7 +34,8 @@ use crate::known::{KnownKeys, Pin};
 use crate::names::Names;
 use crate::output::{show, Notice, Waiting};
 use crate::requests::{
-    IncomingRequests, OutgoingRequests, PendingRequest, TakeError, TooMany, MAX_PENDING,
+    IncomingRequests, NotAnswerable, OutgoingRequests, PendingRequest, TakeError, TooMany,
+    MAX_PENDING,
 };
 
 enum Msg {
@@ -759,16 +760,28 @@ impl State {
         share: Option<EphemeralKey>,
         from: Sender,
     ) -> Outcome {
-        let Some(record) = self.outgoing.resolve(request, &from.name) else {
-            return Outcome::error(
-                ErrorCode::UnknownRequest,
-                "no request of mine with that id is waiting for an answer",
-            );
-        };
-        let ours = self.shares.remove(&request);
+        match self.outgoing.answerable(request, &from.name) {
+            Ok(()) => {}
+            Err(NotAnswerable::NotYet) => {
+                return Outcome::error(
+                    ErrorCode::Busy,
+                    "that request's pending reply is not read yet; answer again in a moment",
+                )
+            }
+            Err(NotAnswerable::Unknown) => {
+                return Outcome::error(
+                    ErrorCode::UnknownRequest,
+                    "no request of mine with that id is waiting for your answer",
+                )
+            }
+        }
+        // Checked before anything is taken: a refused answer leaves the request to the
+        // real one.
         if let Err(refusal) = self.check_key(&from.name, from.key) {
             return refusal;
         }
+        let record = self.outgoing.take(request).expect("answerable just now");
+        let ours = self.shares.remove(&request);
         let peer = from.name;
         match answer {
             Answer::Accepted => {

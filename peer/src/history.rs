@@ -70,16 +70,17 @@ impl History {
         text: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, HistoryError> {
-        let added = self.db.execute(
+        // Prepared once and cached: this runs before every chat message is shown.
+        let mut insert = self.db.prepare_cached(
             "INSERT OR IGNORE INTO messages (id, peer, sender, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                id.to_string(),
-                peer.as_str(),
-                sender.as_str(),
-                text,
-                at.to_rfc3339_opts(SecondsFormat::Micros, true)
-            ],
         )?;
+        let added = insert.execute(params![
+            id.to_string(),
+            peer.as_str(),
+            sender.as_str(),
+            text,
+            at.to_rfc3339_opts(SecondsFormat::Micros, true)
+        ])?;
         Ok(added == 1)
     }
 

@@ -185,6 +185,15 @@ impl Outgoing {
     }
 }
 
+/// Why an answer cannot be taken for a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotAnswerable {
+    /// No such request, it has its outcome, or someone else was asked.
+    Unknown,
+    /// The other side's `pending` reply is not read yet: ask again in a moment.
+    NotYet,
+}
+
 /// Requests we sent and that have no outcome yet.
 #[derive(Debug, Default)]
 pub struct OutgoingRequests {
@@ -244,13 +253,24 @@ impl OutgoingRequests {
         self.by_id.remove(&id);
     }
 
-    /// Takes the request `id` for an answer from `from`. Only the peer that was asked can
-    /// answer; anyone else gets `None`, as does a request that already has its outcome.
-    pub fn resolve(&mut self, id: MessageId, from: &PeerName) -> Option<Outgoing> {
-        match self.by_id.get(&id)? {
-            Outgoing::AwaitingAnswer { peer, .. } if peer != from => None,
-            _ => self.by_id.remove(&id),
+    /// Whether `from` may answer request `id`, without taking it: the caller still checks the
+    /// answer's key, and a refused answer must leave the request to the real one.
+    pub fn answerable(&self, id: MessageId, from: &PeerName) -> Result<(), NotAnswerable> {
+        match self.by_id.get(&id) {
+            None => Err(NotAnswerable::Unknown),
+            // Who was asked is known only from the signed `pending` reply. Until it is read,
+            // an answer cannot be told from one by whoever saw the request id go by.
+            Some(Outgoing::Sent { .. }) => Err(NotAnswerable::NotYet),
+            Some(Outgoing::AwaitingAnswer { peer, .. }) if peer != from => {
+                Err(NotAnswerable::Unknown)
+            }
+            Some(Outgoing::AwaitingAnswer { .. }) => Ok(()),
         }
+    }
+
+    /// Takes request `id` for its outcome (after [`OutgoingRequests::answerable`]).
+    pub fn take(&mut self, id: MessageId) -> Option<Outgoing> {
+        self.by_id.remove(&id)
     }
 
     /// Removes and returns the requests nobody answered in time.
@@ -410,34 +430,50 @@ mod tests {
     }
 
     #[test]
-    fn an_answer_resolves_only_our_request_from_the_peer_we_asked() {
+    fn an_answer_is_taken_only_for_our_request_from_the_peer_we_asked() {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
         let addr = SocketAddr::from(([127, 0, 0, 1], 2));
         outgoing.sent(id, addr);
         assert!(outgoing.pending(id, name("bob"), TTL, now));
-        assert_eq!(outgoing.resolve(new_id(), &name("bob")), None);
-        assert_eq!(outgoing.resolve(id, &name("mallory")), None);
+        assert_eq!(
+            outgoing.answerable(new_id(), &name("bob")),
+            Err(NotAnswerable::Unknown)
+        );
+        assert_eq!(
+            outgoing.answerable(id, &name("mallory")),
+            Err(NotAnswerable::Unknown)
+        );
+        // A refused answer takes nothing: the real one still counts.
+        assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
         assert!(matches!(
-            outgoing.resolve(id, &name("bob")),
+            outgoing.take(id),
             Some(Outgoing::AwaitingAnswer { .. })
         ));
         assert_eq!(
-            outgoing.resolve(id, &name("bob")),
-            None,
-            "one outcome per request"
+            outgoing.answerable(id, &name("bob")),
+            Err(NotAnswerable::Unknown),
+            "one outcome"
         );
     }
 
     #[test]
-    fn an_answer_may_overtake_the_pending_reply() {
+    fn an_answer_before_the_pending_reply_must_wait_for_it() {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
         outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)));
-        assert!(outgoing.resolve(id, &name("bob")).is_some());
-        assert!(!outgoing.pending(id, name("bob"), TTL, now));
+        assert_eq!(
+            outgoing.answerable(id, &name("bob")),
+            Err(NotAnswerable::NotYet)
+        );
+        assert_eq!(
+            outgoing.answerable(id, &name("mallory")),
+            Err(NotAnswerable::NotYet)
+        );
+        assert!(outgoing.pending(id, name("bob"), TTL, now));
+        assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
     }
 
     #[test]
@@ -464,8 +500,11 @@ mod tests {
         outgoing.sent(second, addr);
         outgoing.pending(second, name("bob"), TTL, now);
         assert_eq!(outgoing.awaiting().count(), 1);
-        assert_eq!(outgoing.resolve(first, &name("bob")), None);
-        assert!(outgoing.resolve(second, &name("bob")).is_some());
+        assert_eq!(
+            outgoing.answerable(first, &name("bob")),
+            Err(NotAnswerable::Unknown)
+        );
+        assert_eq!(outgoing.answerable(second, &name("bob")), Ok(()));
     }
 
     #[test]

@@ -277,7 +277,17 @@ impl Session {
             },
             share,
         };
-        let sent = transport::request(addr, &self.origin, new_id(), body).await;
+        // The requester says `busy` if our answer overtook its reading of our `pending` reply:
+        // it cannot tell us from an impostor until then. Try again for a while.
+        let send = || async {
+            match transport::request(addr, &self.origin, new_id(), body.clone()).await {
+                Err(e) if e.code() == Some(ErrorCode::Busy) || is_transient(&e) => {
+                    Attempt::Again(e)
+                }
+                result => Attempt::Done(result),
+            }
+        };
+        let sent = retry(self.retry_for, send).await.and_then(|result| result);
         match (accepted, sent) {
             (true, Ok(_)) => show(Notice::AcceptedChat { peer, addr }),
             (true, Err(e)) => {
