@@ -1,6 +1,6 @@
 //! Whole chats: request, accept, messages both ways, list, disconnect.
 
-use p2p_e2e::{envelope_from, json, request, Peer, Server};
+use p2p_e2e::{outcome, Peer, RawPeer, Server};
 
 /// Multiple spaces and non-ASCII text must arrive exactly as typed.
 const TEXT: &str = "héllo  wörld 你好 🎉";
@@ -17,9 +17,14 @@ fn full_chat_by_address() {
         bob.addr()
     ));
     let asked = bob.expect_request_from(&alice);
-    assert!(
-        asked.ends_with("(expires in 60s)"),
-        "the default timeout is 60s: {asked:?}"
+    assert_eq!(
+        asked,
+        format!(
+            "chat request from alice ({}): answer yes or no (expires in 60s), key {}",
+            alice.addr(),
+            alice.fingerprint()
+        ),
+        "the default timeout is 60s, and the line ends with alice's key"
     );
     bob.send("yes");
     bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
@@ -154,18 +159,14 @@ fn when_a_peer_in_a_chat_is_interrupted_the_other_side_is_told() {
 
 #[test]
 fn control_characters_from_the_network_are_escaped() {
-    let alice = Peer::start_offline("alice");
+    // "alice" is played by the test, which can put anything in a chat message.
+    let alice = RawPeer::start("alice");
     let bob = Peer::start_offline("bob");
-    alice.chat_with(&bob);
+    let mut chat = alice.chat_with(&bob);
 
-    // A message "from alice" written by hand, with an escape sequence and a newline in it.
-    let message = envelope_from(
-        "alice",
-        &alice.addr().to_string(),
-        json!({ "type": "chat_message", "text": "evil\u{1b}[2J\nforged line" }),
-    );
-    let reply = request(bob.addr(), &message);
-    assert_eq!(reply["body"]["result"]["type"], "ok", "{reply}");
+    // An escape sequence and a newline in the text.
+    let ack = chat.message("evil\u{1b}[2J\nforged line");
+    assert_eq!(outcome(&ack), "ok", "{ack}");
 
     let shown = bob.expect_prefix("alice: evil");
     assert!(
@@ -202,13 +203,17 @@ fn the_longest_message_is_delivered_and_a_longer_one_is_refused() {
 
 #[test]
 fn a_message_to_a_peer_that_died_is_reported_as_failed() {
-    let alice = Peer::start_offline("alice");
+    // A message that gets no answer is retried for --retry-for (10s by default) first.
+    let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
     let mut bob = Peer::start_offline("bob");
     alice.chat_with(&bob);
 
     bob.kill();
     alice.send("chat message bob are you there?");
     let error = alice.expect_error();
+    assert!(error.contains("not delivered"), "{error:?}");
+    // The partner is gone, and so is the chat.
+    alice.expect_prefix("bob is gone (");
     assert!(
         !alice
             .stdout_so_far()
@@ -216,4 +221,5 @@ fn a_message_to_a_peer_that_died_is_reported_as_failed() {
             .any(|l| l == "delivered to bob"),
         "not reported as delivered: {error:?}"
     );
+    assert_eq!(alice.connected(), Vec::<String>::new());
 }

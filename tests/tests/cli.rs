@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use p2p_e2e::{binary, dead_addr, is_one_error, Peer};
+use p2p_e2e::{binary, dead_addr, is_one_error, DataDir, Peer};
 
 /// `lines` is exactly one `error:` line, and it mentions the command's usage.
 fn assert_one_usage_error(command: &str, lines: &[String]) {
@@ -79,6 +79,10 @@ fn help_lists_the_commands() {
         "chat message",
         "list connected peer",
         "disconnect",
+        "status",
+        "whoami",
+        "trust",
+        "release name",
         "exit",
     ] {
         assert!(help.contains(command), "help mentions {command:?}:\n{help}");
@@ -156,7 +160,9 @@ fn help_and_version_flags() {
         "--port",
         "--bind",
         "--server",
+        "--server-key",
         "--request-timeout",
+        "--data-dir",
     ] {
         assert!(
             help.contains(flag),
@@ -170,7 +176,7 @@ fn help_and_version_flags() {
         .unwrap();
     assert!(out.status.success(), "p2p-server --help: {out:?}");
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--port", "--bind"] {
+    for flag in ["--port", "--bind", "--data-dir"] {
         assert!(
             help.contains(flag),
             "p2p-server --help mentions {flag}:\n{help}"
@@ -181,10 +187,11 @@ fn help_and_version_flags() {
 #[test]
 fn an_invalid_name_is_refused_at_start() {
     let server = dead_addr().to_string();
-    for name in ["two words", "semi;colon", "", &"x".repeat(33)] {
+    let data = DataDir::new("invalid");
+    for name in ["two words", "semi;colon", "", &"x".repeat(33), "../escape"] {
         let out = Command::new(binary("p2p-peer"))
             .args(["--name", name, "--port", "0", "--bind", "127.0.0.1"])
-            .args(["--server", &server])
+            .args(["--server", &server, "--data-dir", &data.arg()])
             .output()
             .unwrap();
         assert!(
@@ -192,6 +199,9 @@ fn an_invalid_name_is_refused_at_start() {
             "--name {name:?} must be refused: {out:?}"
         );
     }
+    // Refused before anything was written: no key file for any of those names.
+    let written: Vec<_> = std::fs::read_dir(data.path()).unwrap().collect();
+    assert!(written.is_empty(), "files were written: {written:?}");
 }
 
 #[test]
@@ -208,4 +218,16 @@ fn an_overlong_input_line_is_one_error_and_the_peer_goes_on() {
     let bob = Peer::start_offline("bob");
     alice.chat_with(&bob);
     alice.say(&bob, "after the long line");
+}
+
+#[test]
+fn trust_without_a_new_key_offered_is_one_error() {
+    let alice = Peer::start_offline("alice");
+    let out = alice.run("trust bob");
+    assert!(is_one_error(&out), "one error line: {out:?}");
+    assert!(out[0].contains("bob"), "{out:?}");
+    assert_one_usage_error("trust", &alice.run("trust"));
+    assert_one_usage_error("whoami now", &alice.run("whoami now"));
+    // whoami still shows the key the peer started with.
+    assert_eq!(alice.whoami(), alice.key());
 }

@@ -1,10 +1,12 @@
 //! The interface scripts and people rely on beyond the basic commands: `--json`, `help
 //! COMMAND`, `status`, and logs that stay off stdout.
 
-use p2p_e2e::{binary, Peer, Proc, Server, Value};
+use p2p_e2e::{binary, DataDir, Peer, Proc, PublicKey, Server, Value};
 
-/// Starts `p2p-peer --json` and returns it with its first event, which must be `listening`.
-fn json_peer(name: &str, server: &Server) -> (Proc, Value) {
+/// Starts `p2p-peer --json` (with a data directory of its own, returned so that it lives as
+/// long as the peer) and returns it with its first event, which must be `listening`.
+fn json_peer(name: &str, server: &Server) -> (Proc, Value, DataDir) {
+    let data = DataDir::new(name);
     let args: Vec<String> = [
         "--json",
         "--name",
@@ -15,6 +17,8 @@ fn json_peer(name: &str, server: &Server) -> (Proc, Value) {
         "0",
         "--server",
         &server.addr().to_string(),
+        "--data-dir",
+        &data.arg(),
     ]
     .map(String::from)
     .to_vec();
@@ -22,7 +26,7 @@ fn json_peer(name: &str, server: &Server) -> (Proc, Value) {
     let first = event(&proc);
     assert_eq!(first["event"], "listening", "{first}");
     assert_eq!(first["name"], name);
-    (proc, first)
+    (proc, first, data)
 }
 
 /// The next stdout line, which must be one JSON object.
@@ -34,10 +38,16 @@ fn event(proc: &Proc) -> Value {
 #[test]
 fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
     let server = Server::start();
-    let (alice, listening) = json_peer("alice", &server);
+    let (alice, listening, _data) = json_peer("alice", &server);
     let alice_addr = listening["addr"].as_str().unwrap().to_owned();
     let bob = Peer::start("bob", server.addr());
     bob.register();
+
+    alice.send("whoami");
+    let whoami = event(&alice);
+    assert_eq!(whoami["event"], "whoami", "{whoami}");
+    assert_eq!(whoami["name"], "alice");
+    let alice_key: PublicKey = whoami["key"].as_str().unwrap().parse().unwrap();
 
     alice.send("register");
     let registered = event(&alice);
@@ -47,13 +57,20 @@ fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
     alice.send("listpeer");
     let peers = event(&alice);
     assert_eq!(peers["event"], "peers");
-    let names: Vec<&str> = peers["peers"]
+    let listed: Vec<(&str, &str)> = peers["peers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| p["name"].as_str().unwrap())
+        .map(|p| (p["name"].as_str().unwrap(), p["key"].as_str().unwrap()))
         .collect();
-    assert_eq!(names, ["alice", "bob"]);
+    let (alice_key_text, bob_key_text) = (alice_key.to_string(), bob.key().to_string());
+    assert_eq!(
+        listed,
+        [
+            ("alice", alice_key_text.as_str()),
+            ("bob", bob_key_text.as_str())
+        ]
+    );
 
     // A chat, with text that would need escaping in any line-based format.
     bob.send(&format!(
@@ -64,6 +81,7 @@ fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
     assert_eq!(arrived["event"], "request_arrived");
     assert_eq!(arrived["peer"], "bob");
     assert_eq!(arrived["expires_in_ms"], 60_000);
+    assert_eq!(arrived["fingerprint"], bob.fingerprint().as_str());
     alice.send("yes");
     assert_eq!(event(&alice)["event"], "accepted_chat");
     bob.expect("chat accepted by alice");
@@ -119,7 +137,11 @@ fn status_shows_the_registry_chats_and_pending_requests_with_time_left() {
         server.addr()
     ));
     alice.expect_exact("chats: 1");
-    alice.expect_exact(&format!("chat bob {}", bob.addr()));
+    alice.expect_exact(&format!(
+        "chat bob {} key {}",
+        bob.addr(),
+        bob.fingerprint()
+    ));
     alice.expect_exact("incoming requests: 1");
     let pending = alice.expect_prefix(&format!("request from carol {} expires in ", carol.addr()));
     assert!(pending.ends_with('s'), "{pending}");
@@ -135,14 +157,14 @@ fn status_shows_the_registry_chats_and_pending_requests_with_time_left() {
 #[test]
 fn debug_logs_go_to_stderr_and_leave_stdout_to_the_events() {
     let server = Server::start();
-    let peer = Peer::builder("alice")
+    let mut peer = Peer::builder("alice")
         .server(server.addr())
         .arg("--debug")
         .start();
     peer.send("register");
     peer.expect_exact(&format!("registered as alice at {}", peer.addr()));
-    peer.send("exit");
-    peer.expect_exact("bye");
+    // Exited: the transcript holds all of stderr.
+    peer.exit();
     let stdout = peer.stdout_so_far();
     assert!(
         stdout.iter().all(|l| !l.contains("DEBUG")),

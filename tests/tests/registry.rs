@@ -1,6 +1,7 @@
-//! The registry: register, listpeer, exit network, taken names, peers that leave.
+//! The registry: register, listpeer, exit network, taken names, released names, peers that
+//! leave.
 
-use p2p_e2e::{envelope_from, json, request, Peer, Server};
+use p2p_e2e::{json, outcome, Peer, Server, Signer};
 
 #[test]
 fn register_list_and_leave_across_three_peers() {
@@ -14,7 +15,7 @@ fn register_list_and_leave_across_three_peers() {
     alice.register();
     bob.register();
     for peer in [&carol, &alice, &bob] {
-        server.expect_exact(&format!("registered {} {}", peer.name(), peer.addr()));
+        server.expect_registered(peer);
     }
 
     let everyone = vec![alice.peer_line(), bob.peer_line(), carol.peer_line()];
@@ -49,15 +50,45 @@ fn a_name_held_by_a_live_peer_is_taken() {
     first.register();
 
     let second = Peer::start("alice", server.addr());
+    assert_ne!(second.key(), first.key(), "two data directories, two keys");
     second.send("register");
     let error = second.expect_error();
     assert!(error.contains("taken"), "expected 'taken' in {error:?}");
     assert_eq!(second.listpeer(), vec![first.peer_line()]);
 
-    // Once the first alice is gone, the registry finds it dead and gives the name away.
-    first.kill();
+    // The name belongs to the first alice's key, not to whoever is online: once she has left,
+    // the second alice is still refused, and the name stays free of any address.
+    first.exit();
+    server.expect_exact("unregistered alice");
+    second.send("register");
+    let error = second.expect_error();
+    assert!(error.contains("taken"), "expected 'taken' in {error:?}");
+    assert_eq!(second.listpeer(), Vec::<String>::new());
+}
+
+#[test]
+fn a_released_name_can_be_claimed_by_another_key() {
+    let server = Server::start();
+    let first = Peer::start("alice", server.addr());
+    first.register();
+    let second = Peer::start("alice", server.addr());
+    second.send("release name");
+    let error = second.expect_error();
+    assert!(error.contains("another key"), "{error:?}");
+    assert_eq!(second.listpeer(), vec![first.peer_line()]);
+
+    first.send("release name");
+    first.expect_exact("released the name alice");
+    server.expect_exact("released alice");
+    assert_eq!(second.listpeer(), Vec::<String>::new());
+
     second.register();
-    assert_eq!(second.listpeer(), vec![second.peer_line()]);
+    server.expect_registered(&second);
+    assert_eq!(first.listpeer(), vec![second.peer_line()]);
+    // Now the first key is the stranger.
+    first.send("register");
+    let error = first.expect_error();
+    assert!(error.contains("taken"), "expected 'taken' in {error:?}");
 }
 
 #[test]
@@ -124,19 +155,26 @@ fn leaving_the_network_keeps_open_chats() {
 
 #[test]
 fn listpeer_shows_every_peer_past_one_page() {
-    let server = Server::start();
+    // All from 127.0.0.1, which by default may hold 64 names.
+    let server = Server::builder()
+        .arg("--max-names-per-ip")
+        .arg("301")
+        .start();
     let alice = Peer::start("alice", server.addr());
     alice.register();
-    // 300 more registrations, written by hand: a `peers` reply holds at most 256.
+    // 300 more registrations, each signed by a key of its own, written by hand: a `peers`
+    // reply holds at most 256.
     let mut expected = vec![alice.peer_line()];
     for i in 0..300u16 {
         let (name, addr) = (format!("p{i:03}"), format!("127.0.0.1:{}", 1000 + i));
-        let reply = request(
-            server.addr(),
-            &envelope_from(&name, &addr, json!({ "type": "register" })),
-        );
-        assert_eq!(reply["body"]["result"]["type"], "registered", "{reply}");
-        expected.push(format!("peer {name} {addr}"));
+        let signer = Signer::new(&name, &addr);
+        let reply = signer.request(server.addr(), json!({ "type": "register" }));
+        assert_eq!(outcome(&reply), "registered", "{reply}");
+        assert_eq!(reply["body"]["result"]["key"], signer.key().to_string());
+        expected.push(format!(
+            "peer {name} {addr} key {}",
+            signer.key().fingerprint()
+        ));
     }
     assert_eq!(alice.listpeer(), expected);
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use p2p_e2e::{binary, Peer, Server, P2P_ENV};
+use p2p_e2e::{binary, DataDir, Peer, Server, P2P_ENV};
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 
 const ROWS: u16 = 24;
@@ -121,19 +121,13 @@ impl Drop for Terminal {
     }
 }
 
-fn data_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("p2p-e2e-pty-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 #[test]
 fn an_incoming_message_does_not_clobber_the_half_typed_line_and_tab_completes_names() {
     let server = Server::start();
     let bob = Peer::start("bob", server.addr());
     bob.register();
 
-    let data = data_dir();
+    let data = DataDir::new("alice");
     let alice = Terminal::spawn(
         binary("p2p-peer"),
         &[
@@ -146,14 +140,14 @@ fn an_incoming_message_does_not_clobber_the_half_typed_line_and_tab_completes_na
             "--server".into(),
             server.addr().to_string(),
             "--data-dir".into(),
-            data.display().to_string(),
+            data.arg(),
         ],
     );
     alice.wait_for_input_line(">>");
 
     // listpeer also teaches the completer bob's name.
     alice.type_keys("listpeer\r");
-    alice.wait_for_text(&format!("peer bob {}", bob.addr()));
+    alice.wait_for_text(&bob.peer_line());
     alice.type_keys("chat request bob\r");
     bob.expect("chat request from alice");
     bob.send("yes");
@@ -185,7 +179,7 @@ fn an_incoming_message_does_not_clobber_the_half_typed_line_and_tab_completes_na
     alice.wait_for_text("bye");
 
     // The history is kept, privately.
-    let history = data.join("history-alice");
+    let history = data.path().join("history-alice");
     let kept = std::fs::read_to_string(&history).expect("history file");
     assert!(kept.contains("chat message bob hello"), "{kept}");
     #[cfg(unix)]
@@ -194,5 +188,4 @@ fn an_incoming_message_does_not_clobber_the_half_typed_line_and_tab_completes_na
         let mode = std::fs::metadata(&history).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "history is readable by others: {mode:o}");
     }
-    let _ = std::fs::remove_dir_all(&data);
 }

@@ -1,0 +1,309 @@
+//! The fault suite: crashes, a read-only data directory, silent and flooding clients. Each
+//! test provokes the fault against the real programs and checks what a user relies on
+//! afterwards. docs/testing.md lists each fault with the outcome observed.
+//!
+//! Every wait is for an event with a deadline; every loop is bounded in count. Floods come
+//! from 127.0.0.2, a second loopback address, so that they are one "other host" to the
+//! programs, whose per-address limits are what keeps the peers on 127.0.0.1 served.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use p2p_e2e::{binary, DataDir, Peer, Server};
+
+/// A TCP connection to `to` from the loopback address `from`.
+fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
+    let socket =
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    socket
+        .bind(&SocketAddr::from((from, 0)).into())
+        .expect("bind to a loopback address");
+    socket
+        .connect_timeout(&to.into(), Duration::from_secs(5))
+        .unwrap_or_else(|e| panic!("cannot connect to {to}: {e}"));
+    socket.into()
+}
+
+/// Sends `bytes` from 127.0.0.2 and reads until the other side closes (bounded by a read
+/// timeout); returns what came back.
+fn garbage_exchange(to: SocketAddr, bytes: &[u8]) -> Vec<u8> {
+    let mut stream = connect_from([127, 0, 0, 2], to);
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("read timeout");
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut reply = Vec::new();
+    let _ = stream.read_to_end(&mut reply);
+    reply
+}
+
+/// Resident memory of a process, in KiB, from /proc.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc status")
+}
+
+/// Frame number `i` of a flood: every kind of malformed input, in turn.
+fn garbage(i: usize) -> Vec<u8> {
+    let mut x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0xdead_beef;
+    let mut noise = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    };
+    let framed = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
+    match i % 8 {
+        0 => noise(1 + i % 300),                                 // raw bytes
+        1 => [&0x7fff_ffffu32.to_be_bytes()[..], b"x"].concat(), // absurd length
+        2 => 0u32.to_be_bytes().to_vec(),                        // empty frame
+        3 => [&100u32.to_be_bytes()[..], &noise(10)].concat(),   // truncated
+        4 => framed(b"S{\"v\":2,\"not\":\"signed properly\"}"),  // bad signed frame
+        5 => framed(&[b"E".to_vec(), noise(40)].concat()),       // sealed in no session
+        6 => framed(&[b"X".to_vec(), noise(20)].concat()),       // unknown kind
+        _ => framed(b"{\"v\":1,\"id\":\"x\"}"),                  // version 1 JSON, unsigned
+    }
+}
+
+/// Sends `count` garbage frames at `to` from 4 threads; returns how many got an answer.
+fn flood(to: SocketAddr, count: usize) -> usize {
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (t..count)
+                    .step_by(4)
+                    .filter(|&i| !garbage_exchange(to, &garbage(i)).is_empty())
+                    .count()
+            })
+        })
+        .collect();
+    threads
+        .into_iter()
+        .map(|t| t.join().expect("flood thread"))
+        .sum()
+}
+
+#[test]
+fn ten_thousand_garbage_frames_change_nothing_and_memory_comes_back() {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    let bob = Peer::start("bob", server.addr());
+    alice.register();
+    bob.register();
+    alice.chat_with(&bob);
+    alice.say(&bob, "before the flood");
+    let (server_before, peer_before) = (rss_kib(server.pid()), rss_kib(bob.pid()));
+
+    let answered = flood(server.addr(), 10_000) + flood(bob.addr(), 10_000);
+    assert!(
+        server.is_running() && bob.is_running(),
+        "a flood stopped a program"
+    );
+    // Every frame was refused with an answer, but for those cut short on purpose, whose
+    // answer the reset of the unread bytes may destroy.
+    assert!(
+        answered >= 15_000,
+        "only {answered} of 20000 garbage frames were answered"
+    );
+
+    // A normal session still works, end to end.
+    alice.say(&bob, "after the flood");
+    bob.say(&alice, "all fine here");
+    let listing = alice.listpeer();
+    assert_eq!(listing.len(), 2, "{listing:?}");
+    bob.send("status");
+    bob.expect_exact("chats: 1");
+
+    // Memory is back near where it started: nothing of the flood is kept.
+    let (server_after, peer_after) = (rss_kib(server.pid()), rss_kib(bob.pid()));
+    for (who, before, after) in [
+        ("registry", server_before, server_after),
+        ("peer", peer_before, peer_after),
+    ] {
+        eprintln!("{who}: {before} KiB resident before the flood, {after} KiB after");
+        assert!(
+            after <= before + 8 * 1024,
+            "{who} grew from {before} KiB to {after} KiB after the flood"
+        );
+    }
+}
+
+#[test]
+fn silent_clients_from_one_host_do_not_starve_the_others() {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    let bob = Peer::start("bob", server.addr());
+    // 200 connections that say nothing, from one other host, at the registry and at bob:
+    // more than one address may hold, fewer than the listen backlog.
+    let silent: Vec<TcpStream> = (0..200)
+        .flat_map(|_| {
+            [
+                connect_from([127, 0, 0, 2], server.addr()),
+                connect_from([127, 0, 0, 2], bob.addr()),
+            ]
+        })
+        .collect();
+
+    // Meanwhile everyone else is served at once.
+    alice.register();
+    bob.register();
+    assert_eq!(alice.listpeer().len(), 2);
+    alice.chat_with(&bob);
+    alice.say(&bob, "still here");
+    drop(silent);
+}
+
+#[test]
+fn a_registry_killed_mid_traffic_comes_back_and_peers_register_again_by_themselves() {
+    let data = DataDir::new("registry");
+    let mut server = Server::builder()
+        .data_dir(data.path())
+        .arg("--ttl")
+        .arg("3s")
+        .start();
+    let port = server.addr().port();
+    let alice = Peer::start("alice", server.addr());
+    let bob = Peer::start("bob", server.addr());
+    alice.register();
+    bob.register();
+    alice.chat_with(&bob);
+
+    alice.send("chat message bob one");
+    server.kill(); // SIGKILL, in the middle of the chat
+    alice.expect_exact("delivered to bob");
+    bob.expect_exact("alice: one");
+    // Chats never went through the registry: they go on without it.
+    bob.say(&alice, "two");
+
+    let server = Server::builder()
+        .data_dir(data.path())
+        .port(port)
+        .arg("--ttl")
+        .arg("3s")
+        .start();
+    // Within one renewal (a third of the 3 s TTL), with no command typed.
+    server.expect_registered(&alice);
+    server.expect_registered(&bob);
+    let carol = Peer::start("carol", server.addr());
+    carol.register();
+    assert_eq!(carol.listpeer().len(), 3);
+    alice.say(&bob, "three");
+}
+
+#[test]
+fn a_peer_killed_in_a_chat_is_noticed_and_drops_out_of_the_registry() {
+    let server = Server::builder().arg("--ttl").arg("3s").start();
+    let alice = Peer::builder("alice")
+        .server(server.addr())
+        .arg("--keepalive")
+        .arg("1s")
+        .arg("--retry-for")
+        .arg("1s")
+        .start();
+    let mut bob = Peer::start("bob", server.addr());
+    alice.register();
+    bob.register();
+    alice.chat_with(&bob);
+    alice.say(&bob, "hello");
+
+    bob.kill(); // SIGKILL: no goodbye
+    alice.expect_prefix("bob is gone (cannot reach ");
+    alice.send("chat message bob are you there?");
+    alice.expect_exact("error: not in a chat with bob");
+    server.expect_exact("expired bob (not renewed in time)");
+    assert_eq!(alice.listpeer().len(), 1);
+}
+
+#[test]
+fn a_message_to_a_partner_that_died_fails_after_retrying_and_ends_the_chat() {
+    let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    bob.kill();
+    alice.send("chat message bob anyone?");
+    let error = alice.expect_prefix("error: cannot reach bob");
+    assert!(error.ends_with("message not delivered"), "{error}");
+    alice.expect_prefix("bob is gone (cannot reach bob");
+    alice.send("list connected peer");
+    alice.expect_exact("connected peers: 0");
+}
+
+/// Runs `p2p-peer` with `data` mounted read-only (in a private mount namespace when running
+/// as root, whom file modes do not stop; with file modes otherwise); returns its exit status
+/// and what it printed on stderr.
+fn run_on_read_only(data: &Path, name: &str) -> (std::process::ExitStatus, String) {
+    let peer = binary("p2p-peer");
+    let args = format!(
+        "{} --name {name} --port 0 --bind 127.0.0.1 --data-dir {}",
+        peer.display(),
+        data.display()
+    );
+    let output = if nix_is_root() {
+        let script = format!(
+            "mount --bind {d} {d} && mount -o remount,bind,ro {d} && exec {args} </dev/null",
+            d = data.display()
+        );
+        Command::new("unshare")
+            .args(["-m", "sh", "-c", &script])
+            .output()
+    } else {
+        set_mode(data, 0o500);
+        let out = Command::new("sh")
+            .args(["-c", &format!("exec {args} </dev/null")])
+            .output();
+        set_mode(data, 0o700);
+        out
+    }
+    .expect("run the peer");
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn a_read_only_data_directory_is_a_clear_error_at_start() {
+    // Never used: no key can be created in it.
+    let empty = DataDir::new("read-only-empty");
+    let (status, stderr) = run_on_read_only(empty.path(), "alice");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        stderr.contains("keys"),
+        "the error names what it could not write: {stderr}"
+    );
+
+    // Used before (the key exists), then made read-only: the history cannot be written, and
+    // the peer says so rather than chat without keeping what it shows.
+    let used = DataDir::new("read-only-used");
+    let mut alice = Peer::builder("alice").data_dir(used.path()).start();
+    alice.exit();
+    let (status, stderr) = run_on_read_only(used.path(), "alice");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("history"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -1,0 +1,663 @@
+//! Attacks on protocol version 2 (docs/security.md), each against the real binaries on
+//! loopback: the attack is tried, seen refused, and the system is seen still working after it.
+//!
+//! The attacker is played by the test: [`Signer`] signs envelopes with a key of its own (in any
+//! name), and [`Proxy`] sits between alice and bob (or a peer and the registry), records every
+//! byte both ways, and can hold sealed chat frames back.
+
+use std::os::unix::fs::PermissionsExt;
+
+use p2p_e2e::{
+    assert_refused_with, contains, envelope, json, outcome, raw_exchange, share, signer_of,
+    Capture, DataDir, Peer, Proc, Proxy, Server, Signer, Value,
+};
+
+const NONE: Vec<String> = Vec::new();
+
+/// alice asks bob for a chat through a proxy in front of bob (`chat request 127.0.0.1
+/// PROXYPORT`), bob accepts. alice keeps the address she dialed, so her chat messages (and
+/// bob's acknowledgements of them) travel through the proxy; bob's answer and bob's own
+/// messages go straight to alice's address.
+fn proxied_chat() -> (Peer, Peer, Proxy) {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    let proxy = Proxy::start(bob.addr());
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    // bob's reply names his own address.
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    bob.send("yes");
+    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
+    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+    assert_eq!(alice.connected(), vec![bob.connected_line_at(proxy.addr())]);
+    (alice, bob, proxy)
+}
+
+/// The one capture in `captures`.
+#[track_caller]
+fn only(captures: Vec<Capture>, what: &str) -> Capture {
+    match <[Capture; 1]>::try_from(captures) {
+        Ok([capture]) => capture,
+        Err(all) => panic!("expected one {what} through the proxy, got {}", all.len()),
+    }
+}
+
+/// `history PEER 100` at `peer`: the `TIME NAME: TEXT` lines.
+#[track_caller]
+fn history(peer: &Peer, with: &str) -> Vec<String> {
+    peer.send(&format!("history {with} 100"));
+    peer.expect_list(&format!("history with {with}: "))
+}
+
+// ---------------------------------------------------------------------------------------------
+// a. Messages claiming to be from alice, not made with alice's key
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_chat_request_in_alices_name_not_signed_by_her_key_is_refused() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+
+    // alice's name, address and key, signed by mallory's key.
+    let mallory = Signer::new("mallory", alice.addr());
+    let forged = envelope(
+        "alice",
+        alice.addr(),
+        &alice.key(),
+        json!({ "type": "chat_request", "share": share() }),
+    );
+    assert_refused_with(
+        bob.addr(),
+        &mallory.frame(&forged),
+        "bad_signature",
+        &bob.key(),
+    );
+    assert_eq!(bob.unread_lines(), NONE, "no request, no warning");
+    let out = bob.run("yes");
+    assert!(p2p_e2e::is_one_error(&out), "nothing pending: {out:?}");
+
+    // The real alice is welcome.
+    alice.chat_with(&bob);
+    alice.say(&bob, "it is really me");
+}
+
+#[test]
+fn a_signed_chat_request_from_another_key_in_a_pinned_name_is_refused_with_a_warning() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    // bob pins alice's key on first contact.
+    alice.chat_with(&bob);
+    alice.send("disconnect bob");
+    alice.expect_exact("disconnected from bob");
+    bob.expect_exact("alice disconnected");
+
+    // mallory calls herself alice, with her own key, and signs correctly.
+    let mallory = Signer::new("alice", alice.addr());
+    let request = mallory.envelope(json!({ "type": "chat_request", "share": share() }));
+    let reply = mallory.send(bob.addr(), &request);
+    assert_eq!(outcome(&reply), "key_changed", "{reply}");
+    assert_eq!(signer_of(&reply), bob.key(), "{reply}");
+    bob.expect_exact(&Peer::key_warning(
+        "alice",
+        &mallory.key().fingerprint(),
+        &alice.fingerprint(),
+    ));
+    assert_eq!(bob.unread_lines(), NONE, "no chat request is shown");
+    let out = bob.run("yes alice");
+    assert!(p2p_e2e::is_one_error(&out), "nothing pending: {out:?}");
+
+    // The real alice is still known and welcome.
+    alice.chat_with(&bob);
+    alice.say(&bob, "it is really me");
+    assert_eq!(bob.connected(), vec![alice.connected_line()]);
+}
+
+#[test]
+fn forged_sealed_frames_are_refused_and_show_nothing() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+
+    let random = || uuid::Uuid::new_v4().as_bytes().to_vec();
+    let frames = [
+        // A random session id, counter 0, random ciphertext.
+        [
+            vec![b'E'],
+            random(),
+            vec![0; 8],
+            random(),
+            random(),
+            random(),
+        ]
+        .concat(),
+        // The same with a large counter.
+        [vec![b'E'], random(), vec![0xff; 8], random(), random()].concat(),
+        // A header and no ciphertext at all.
+        [vec![b'E'], random(), vec![0; 8]].concat(),
+    ];
+    for body in frames {
+        assert_refused_with(
+            bob.addr(),
+            &p2p_e2e::frame(&body),
+            "unknown_session",
+            &bob.key(),
+        );
+    }
+    assert_eq!(bob.unread_lines(), NONE, "nothing shown");
+    alice.say(&bob, "still here");
+    bob.say(&alice, "me too");
+}
+
+// ---------------------------------------------------------------------------------------------
+// b. Captured messages replayed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_captured_chat_message_replayed_is_refused_and_shown_once() {
+    let (alice, bob, proxy) = proxied_chat();
+    alice.say(&bob, "pay mallory 10 euros");
+    let sealed = only(proxy.captures_of_kind(b'E'), "sealed frame");
+    assert!(sealed.forwarded);
+
+    // Straight to bob's real port, length prefix included, byte for byte.
+    assert_refused_with(bob.addr(), &sealed.sent, "stale", &bob.key());
+    assert_eq!(bob.unread_lines(), NONE, "not shown again");
+    // And the captured chat request: its id was seen.
+    let request = only(proxy.requests_of_type("chat_request"), "chat request");
+    assert_refused_with(bob.addr(), &request.sent, "stale", &bob.key());
+    assert_eq!(bob.unread_lines(), NONE);
+
+    let kept: Vec<String> = history(&bob, "alice")
+        .into_iter()
+        .filter(|l| l.ends_with("alice: pay mallory 10 euros"))
+        .collect();
+    assert_eq!(kept.len(), 1, "stored once: {kept:?}");
+    alice.say(&bob, "only once, please");
+    bob.say(&alice, "only once it is");
+    assert_eq!(bob.connected(), vec![alice.connected_line()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// c. Tampered messages
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_tampered_chat_message_is_refused_and_nothing_is_shown() {
+    // alice gives up on a message after one second of no answer.
+    let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
+    let bob = Peer::start_offline("bob");
+    let proxy = Proxy::start(bob.addr());
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    bob.send("yes");
+    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
+    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+
+    // The attacker holds alice's message back (every try): bob never sees it.
+    proxy.intercept_sealed(true);
+    alice.send("chat message bob the code is 4711");
+    alice.expect_error();
+    alice.expect_prefix("bob is gone (");
+    proxy.intercept_sealed(false);
+    let held: Vec<Capture> = proxy
+        .captures_of_kind(b'E')
+        .into_iter()
+        .filter(|c| !c.forwarded)
+        .collect();
+    assert!(!held.is_empty(), "alice's tries were held back");
+    let frame = &held[0].sent;
+    // 4 length bytes, then 'E' | session id (16) | counter (8) | ciphertext and tag.
+    assert!(frame.len() > 4 + 25 + 16, "{} bytes", frame.len());
+
+    let positions = [
+        ("session id", 4 + 1),
+        ("session id", 4 + 16),
+        ("counter", 4 + 17),
+        ("counter", 4 + 24),
+        ("ciphertext", 4 + 25),
+        ("ciphertext", 4 + 25 + 10),
+        ("tag", frame.len() - 1),
+    ];
+    for (what, i) in positions {
+        for flip in [0x01, 0x80] {
+            let mut tampered = frame.clone();
+            tampered[i] ^= flip;
+            let reply = raw_exchange(bob.addr(), &tampered, false);
+            let refusal =
+                p2p_e2e::assert_refused(&reply, Some("unknown_session"), &format!("{what} {i}"));
+            assert_ne!(refusal, p2p_e2e::Refusal::Closed, "{what} byte {i}");
+        }
+    }
+    // The kind byte: no longer a sealed frame at all.
+    let mut tampered = frame.clone();
+    tampered[4] = b'D';
+    assert_refused_with(bob.addr(), &tampered, "bad_frame", &bob.key());
+    assert_eq!(bob.unread_lines(), NONE, "nothing from the tampered frames");
+
+    // The frame as alice sealed it still opens at bob: only the tampering was refused.
+    let reply = raw_exchange(bob.addr(), frame, false);
+    assert_eq!(reply.get(4), Some(&b'A'), "a sealed acknowledgement");
+    bob.expect_exact("alice: the code is 4711");
+    assert_refused_with(bob.addr(), frame, "stale", &bob.key());
+
+    // Afterwards: bob ends the chat alice gave up on, and they chat again.
+    bob.send("disconnect alice");
+    bob.expect_exact("disconnected from alice");
+    alice.chat_with(&bob);
+    alice.say(&bob, "new chat");
+    bob.say(&alice, "fine");
+}
+
+// ---------------------------------------------------------------------------------------------
+// d. No plaintext on the wire
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn the_bytes_of_a_chat_on_the_wire_contain_no_plaintext() {
+    let (alice, bob, proxy) = proxied_chat();
+    let from_alice = [
+        "zebra quokka 4711 canary",
+        "Überweisung an Mallory: 1000 €",
+        "secret-secret-secret-secret-secret-secret-secret",
+    ];
+    let from_bob = ["walrus narwhal 0815 canary", "rendez-vous à 12h"];
+    for (a, b) in from_alice.iter().zip(from_bob.iter().chain([&"ok"])) {
+        alice.say(&bob, a);
+        bob.say(&alice, b);
+    }
+    alice.send("disconnect bob");
+    alice.expect_exact("disconnected from bob");
+    bob.expect_exact("alice disconnected");
+
+    let sealed = proxy.captures_of_kind(b'E');
+    assert!(
+        sealed.len() > from_alice.len(),
+        "alice's messages and goodbye went through the proxy: {} sealed frames",
+        sealed.len()
+    );
+    assert!(
+        sealed.iter().all(|c| c.received.get(4) == Some(&b'A')),
+        "each was acknowledged through the proxy"
+    );
+    let wire = proxy.all_bytes();
+    // The search works: signed requests are readable on the wire (names and ids are public).
+    assert!(
+        contains(&wire, b"chat_request"),
+        "the capture is searchable"
+    );
+    assert!(contains(&wire, b"\"alice\""), "the capture is searchable");
+    for text in from_alice.iter().chain(from_bob.iter()) {
+        assert!(!contains(&wire, text.as_bytes()), "{text:?} is on the wire");
+        // Nor any long piece of it.
+        let bytes = text.as_bytes();
+        for piece in bytes.windows(8) {
+            assert!(!contains(&wire, piece), "{:?} of {text:?}", piece);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// e. A held name, before and after a registry restart
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn another_key_cannot_register_a_held_name_before_or_after_a_registry_restart() {
+    let (registry_dir, alice_dir) = (DataDir::new("registry"), DataDir::new("alice"));
+    let mut server = Server::builder().data_dir(registry_dir.path()).start();
+    let mut alice = Peer::builder("alice")
+        .server(server.addr())
+        .data_dir(alice_dir.path())
+        .start();
+    alice.register();
+    server.expect_registered(&alice);
+
+    let impostor = Peer::start("alice", server.addr());
+    assert_ne!(impostor.key(), alice.key());
+    impostor.send("register");
+    let error = impostor.expect_error();
+    assert!(error.contains("taken"), "expected 'taken' in {error:?}");
+    assert_eq!(impostor.listpeer(), vec![alice.peer_line()]);
+    drop(impostor);
+
+    // Everyone goes; the registry is killed, and comes back with the same data directory on
+    // another port.
+    alice.exit();
+    let registry_key = server.key();
+    server.kill();
+    drop(server);
+    let server = Server::builder().data_dir(registry_dir.path()).start();
+    assert_eq!(server.key(), registry_key, "the registry kept its key");
+    let key_file = registry_dir.path().join("registry.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", key_file.display());
+
+    let impostor = Peer::start("alice", server.addr());
+    impostor.send("register");
+    let error = impostor.expect_error();
+    assert!(error.contains("taken"), "expected 'taken' in {error:?}");
+    assert_eq!(impostor.listpeer(), NONE, "nobody is registered");
+
+    // The real alice (same data directory, same key) still owns the name.
+    let alice = Peer::builder("alice")
+        .server(server.addr())
+        .data_dir(alice_dir.path())
+        .start();
+    alice.register();
+    server.expect_registered(&alice);
+    assert_eq!(impostor.listpeer(), vec![alice.peer_line()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// f. exit network (and the like) for alice, sent by someone else
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn only_alices_key_can_unregister_release_or_move_her_name() {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    server.expect_registered(&alice);
+    let mallory = Signer::new("mallory", alice.addr());
+
+    for request in ["unregister", "release", "register"] {
+        let body = json!({ "type": request });
+        // In alice's name, signed (validly) by mallory's key, which does not own the name.
+        let as_alice = envelope("alice", alice.addr(), &mallory.key(), body.clone());
+        let reply = mallory.send(server.addr(), &as_alice);
+        assert_eq!(outcome(&reply), "name_taken", "{request}: {reply}");
+        assert_eq!(signer_of(&reply), server.key(), "{reply}");
+        // Naming alice's key, which mallory cannot sign for.
+        let forged = envelope("alice", alice.addr(), &alice.key(), body);
+        assert_refused_with(
+            server.addr(),
+            &mallory.frame(&forged),
+            "bad_signature",
+            &server.key(),
+        );
+        server.expect_prefix("refused 127.0.0.1:");
+    }
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+
+    // alice still holds her name and leaves by herself.
+    alice.send("exit network");
+    alice.expect_exact("left the network");
+    server.expect_exact("unregistered alice");
+    assert_eq!(alice.listpeer(), NONE);
+}
+
+#[test]
+fn a_captured_exit_network_replayed_after_alice_came_back_is_refused() {
+    let server = Server::start();
+    let proxy = Proxy::start(server.addr());
+    let alice = Peer::start("alice", proxy.addr());
+    alice.register();
+    alice.send("exit network");
+    alice.expect_exact("left the network");
+    alice.register();
+    server.expect_registered(&alice);
+
+    let unregister = only(proxy.requests_of_type("unregister"), "unregister");
+    assert_refused_with(server.addr(), &unregister.sent, "stale", &server.key());
+    let register = proxy.requests_of_type("register");
+    assert_refused_with(server.addr(), &register[0].sent, "stale", &server.key());
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// g. A fake registry
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_registry_with_another_key_at_the_pinned_address_is_refused_as_an_impostor() {
+    let real_dir = DataDir::new("registry");
+    let mut real = Server::builder().data_dir(real_dir.path()).start();
+    let (port, real_key) = (real.addr().port(), real.key());
+    let alice = Peer::start("alice", real.addr());
+    // The first answer pins the registry's key for this address.
+    alice.register();
+
+    real.kill();
+    drop(real);
+    let fake = Server::builder().port(port).start();
+    assert_ne!(fake.key(), real_key);
+    for command in ["listpeer", "register", "exit network"] {
+        alice.send(command);
+        let error = alice.expect_error();
+        assert!(error.contains("impostor"), "{command}: {error:?}");
+        assert!(
+            error.contains(&fake.fingerprint()) && error.contains(&real_key.fingerprint()),
+            "{command}: both fingerprints in {error:?}"
+        );
+    }
+    assert_eq!(alice.unread_lines(), NONE, "nothing else: no registration");
+    drop(fake);
+
+    // The real registry comes back at the same address: trusted again.
+    let real = Server::builder()
+        .data_dir(real_dir.path())
+        .port(port)
+        .start();
+    assert_eq!(real.key(), real_key);
+    alice.register();
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+}
+
+#[test]
+fn a_peer_given_the_registry_key_refuses_any_other_registry() {
+    let real = Server::start();
+    let fake = Server::start();
+    let alice = Peer::builder("alice")
+        .server(fake.addr())
+        .server_key(&real.key())
+        .start();
+    alice.send("register");
+    let error = alice.expect_error();
+    assert!(error.contains("impostor"), "{error:?}");
+    alice.send("listpeer");
+    let error = alice.expect_error();
+    assert!(error.contains("impostor"), "{error:?}");
+
+    // The same flag with the real registry works.
+    let bob = Peer::builder("bob")
+        .server(real.addr())
+        .server_key(&real.key())
+        .start();
+    bob.register();
+    assert_eq!(bob.listpeer(), vec![bob.peer_line()]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// h. A peer whose pinned key changed
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_peer_with_a_new_key_is_refused_until_trusted() {
+    let alice = Peer::start_offline("alice");
+    let mut bob = Peer::start_offline("bob");
+    bob.chat_with(&alice);
+    bob.say(&alice, "hello with my first key");
+    let old = bob.fingerprint();
+    bob.exit();
+    alice.expect_exact("bob disconnected");
+
+    // bob again, with a fresh data directory: a new key, the same name.
+    let bob = Peer::start_offline("bob");
+    assert_ne!(bob.fingerprint(), old);
+    bob.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    let warning = alice.expect_prefix("WARNING: bob");
+    assert_eq!(
+        warning,
+        Peer::key_warning("bob", &bob.fingerprint(), &old),
+        "the warning names both keys"
+    );
+    assert!(warning.ends_with("type: trust bob"), "{warning}");
+    let error = bob.expect_error();
+    assert!(error.contains("another key"), "{error:?}");
+    assert_eq!(alice.unread_lines(), NONE, "no chat request is shown");
+
+    alice.send("trust bob");
+    alice.expect_exact(&format!(
+        "trusting key {} for bob from now on",
+        bob.fingerprint()
+    ));
+    let known = std::fs::read_to_string(alice.data_dir().join("known_peers")).unwrap();
+    assert!(
+        known.contains(&format!("bob {}", bob.key())),
+        "pinned: {known}"
+    );
+    let mode = std::fs::metadata(alice.data_dir().join("known_peers"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "known_peers: {mode:o}");
+
+    bob.chat_with(&alice);
+    bob.say(&alice, "new key, same bob");
+}
+
+// ---------------------------------------------------------------------------------------------
+// i. Keys persist, privately
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_peers_key_persists_in_its_data_directory_readable_only_by_it() {
+    let dir = DataDir::new("alice");
+    let mut alice = Peer::builder("alice").data_dir(dir.path()).start();
+    let key = alice.key();
+    alice.exit();
+
+    let key_file = dir.path().join("keys").join("alice.key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{}: {mode:o}", key_file.display());
+    let folder = std::fs::metadata(dir.path().join("keys"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(folder & 0o077, 0, "keys/: {folder:o}");
+
+    let again = Peer::builder("alice").data_dir(dir.path()).start();
+    assert_eq!(again.key(), key, "the same key after a restart");
+    let elsewhere = Peer::start_offline("alice");
+    assert_ne!(elsewhere.key(), key, "another data directory, another key");
+    // Others see the same fingerprint.
+    let bob = Peer::start_offline("bob");
+    again.chat_with(&bob);
+    assert_eq!(bob.connected(), vec![again.connected_line()]);
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused_at_start() {
+    let dir = DataDir::new("alice");
+    let mut alice = Peer::builder("alice").data_dir(dir.path()).start();
+    let key = alice.key();
+    alice.exit();
+    let key_file = dir.path().join("keys").join("alice.key");
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    let args: Vec<String> = [
+        "--name",
+        "alice",
+        "--port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--server",
+        &p2p_e2e::dead_addr().to_string(),
+        "--data-dir",
+        &dir.arg(),
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut refused = Proc::spawn("peer alice", &p2p_e2e::binary("p2p-peer"), &args);
+    let status = refused.wait_exit();
+    assert!(!status.success(), "{status}");
+    let said = refused.transcript().join("\n");
+    assert!(said.contains("chmod 600"), "says how to fix it: {said}");
+
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let alice = Peer::builder("alice").data_dir(dir.path()).start();
+    assert_eq!(alice.key(), key);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Beyond the list: chat answers forged by someone on the path, who saw the request id
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn a_forged_acceptance_of_a_captured_request_is_refused_and_the_real_answer_still_counts() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    let proxy = Proxy::start(bob.addr());
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+
+    // mallory saw the request go by and answers it first, as bob, with her key.
+    let request: Value = only(proxy.requests_of_type("chat_request"), "chat request")
+        .signed_envelope()
+        .unwrap();
+    let mallory = Signer::new("bob", "127.0.0.1:1");
+    let reply = mallory.request(
+        alice.addr(),
+        json!({
+            "type": "chat_answer",
+            "request": request["id"],
+            "answer": "accepted",
+            "share": share(),
+        }),
+    );
+    assert_eq!(outcome(&reply), "key_changed", "{reply}");
+    alice.expect_exact(&Peer::key_warning(
+        "bob",
+        &mallory.key().fingerprint(),
+        &bob.fingerprint(),
+    ));
+    assert_eq!(alice.connected(), NONE);
+
+    // bob's real answer still opens the chat.
+    bob.send("yes");
+    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
+    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+    alice.say(&bob, "the real bob");
+}
+
+#[test]
+fn an_acceptance_from_someone_else_while_a_request_is_in_flight_opens_no_chat() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    let proxy = Proxy::start(bob.addr());
+    // mallory delays the request on its way to bob, and answers it herself meanwhile.
+    proxy.hold_signed(true);
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    let request = proxy
+        .wait_for("chat request", |c| {
+            c.request_type().as_deref() == Some("chat_request")
+        })
+        .signed_envelope()
+        .unwrap();
+    let mallory = Signer::new("mallory", "127.0.0.1:1");
+    let reply = mallory.request(
+        alice.addr(),
+        json!({
+            "type": "chat_answer",
+            "request": request["id"],
+            "answer": "accepted",
+            "share": share(),
+        }),
+    );
+    proxy.hold_signed(false);
+    assert_eq!(reply["body"]["result"]["type"], "error", "{reply}");
+
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    bob.send("yes");
+    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
+    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+    assert_eq!(alice.connected(), vec![bob.connected_line_at(proxy.addr())]);
+    let shown = alice.stdout_so_far();
+    assert!(
+        !shown.iter().any(|l| l.contains("mallory")),
+        "nothing of mallory: {shown:?}"
+    );
+}
