@@ -1,0 +1,266 @@
+//! Chat message latency between real peer processes, on a fresh connection per message.
+//!
+//! Two ways, as issue 6 asks:
+//!
+//! - **As a user sees it.** Peers `alice` and `bob` run as processes with piped stdin and
+//!   stdout, and have a chat open. Each sample is the time from writing `chat message bob TEXT`
+//!   to alice's stdin until `alice: TEXT` is read from bob's stdout. The time until alice
+//!   prints `delivered to bob` is kept too: that is when the sender's user learns the message
+//!   arrived. The next message is typed only after both lines, so messages never overlap.
+//! - **As the protocol sees it.** The bench itself is the chat partner, speaking the protocol
+//!   through `p2p_shared` as a peer does: it listens with `transport::serve`, sends bob a signed
+//!   `chat_request` with its half of the key agreement, types `yes` into bob's stdin, receives
+//!   bob's signed `chat_answer`, agrees the session keys (`seal::SessionKeys`), and then times
+//!   each message from sealing the `chat_message` to opening bob's sealed `ok`
+//!   (`transport::exchange`). Bob is a real peer, so this is what one peer's `chat message`
+//!   costs on the wire, without the two stdin/stdout hops of the user's view. Bob
+//!   acknowledges only after printing the line, so the line is out when the reply comes.
+//!
+//! The bench's partner runs on async-std's own threads, not through `p2p_shared::runtime`
+//! (whose tasks run only while the thread that spawned them is inside `block_on`), because
+//! the bench waits for bob's answer on a plain channel.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use p2p_shared::identity::{Identity, PublicKey};
+use p2p_shared::message::new_id;
+use p2p_shared::seal::{EphemeralKey, KeyShare, Role, SessionKeys, Transcript};
+use p2p_shared::transport::{self, Origin, Service};
+use p2p_shared::{runtime, Answer, Envelope, ErrorCode, MessageId, Outcome, Reply, Request};
+
+use crate::child::Child;
+use crate::plan::Plan;
+use crate::programs::{Programs, Registry};
+use crate::stats::Summary;
+
+/// The chat figures.
+pub struct Chat {
+    /// Typed at the sender until printed by the receiver.
+    pub typed: Summary,
+    /// Typed at the sender until the sender prints `delivered`.
+    pub delivered: Summary,
+    /// `chat_message` sent until the `ok` reply.
+    pub protocol: Summary,
+}
+
+/// Runs both chat measurements with peers that use `registry`.
+pub fn measure(programs: &Programs, registry: &Registry, plan: &Plan) -> anyhow::Result<Chat> {
+    let (mut alice, _) = programs.listening_peer("alice", registry)?;
+    let (mut bob, bob_addr) = programs.listening_peer("bob", registry)?;
+    open_typed_chat(&mut alice, &mut bob, bob_addr, plan)?;
+    let (typed, delivered) = typed_messages(&mut alice, &bob, plan)?;
+    let protocol = protocol_messages(&mut bob, bob_addr, plan)?;
+    Ok(Chat {
+        typed,
+        delivered,
+        protocol,
+    })
+}
+
+/// The text of message number `n`: the size of a short chat line.
+fn text(n: usize) -> String {
+    format!("message {n}: the quick brown fox jumps over the lazy dog")
+}
+
+fn open_typed_chat(
+    alice: &mut Child,
+    bob: &mut Child,
+    bob_addr: SocketAddr,
+    plan: &Plan,
+) -> anyhow::Result<()> {
+    let wait = plan.line_timeout;
+    alice.send(&format!(
+        "chat request {} {}",
+        bob_addr.ip(),
+        bob_addr.port()
+    ))?;
+    bob.expect("announcing alice's request", wait, |l| {
+        l.starts_with("chat request from alice ")
+    })?;
+    bob.send("yes")?;
+    alice.expect("saying bob accepted", wait, |l| {
+        l.starts_with("chat accepted by bob ")
+    })?;
+    Ok(())
+}
+
+fn typed_messages(
+    alice: &mut Child,
+    bob: &Child,
+    plan: &Plan,
+) -> anyhow::Result<(Summary, Summary)> {
+    let wait = plan.line_timeout;
+    let stop = Instant::now() + plan.limit;
+    let mut typed = Vec::with_capacity(plan.messages);
+    let mut delivered = Vec::with_capacity(plan.messages);
+    for n in 0..plan.warmup_messages + plan.messages {
+        if Instant::now() > stop {
+            break;
+        }
+        let text = text(n);
+        let shown = format!("alice: {text}");
+        let sent = alice.send(&format!("chat message bob {text}"))?;
+        let printed = bob.expect("with alice's message", wait, |l| l == shown)?;
+        let acked = alice.expect("saying it was delivered", wait, |l| l == "delivered to bob")?;
+        if n >= plan.warmup_messages {
+            typed.push(printed.at - sent);
+            delivered.push(acked.at - sent);
+        }
+    }
+    let none = || anyhow::anyhow!("no chat message was measured within {:?}", plan.limit);
+    Ok((
+        Summary::of(typed).ok_or_else(none)?,
+        Summary::of(delivered).ok_or_else(none)?,
+    ))
+}
+
+/// Bob's answer to the bench's chat request.
+struct Answered {
+    request: MessageId,
+    answer: Answer,
+    key: PublicKey,
+    share: Option<EphemeralKey>,
+}
+
+/// The bench's side of a chat with bob: it only has to take bob's answer to its request.
+#[derive(Clone)]
+struct Partner {
+    answers: mpsc::Sender<Answered>,
+}
+
+impl Service for Partner {
+    async fn handle(&self, request: Envelope<Request>, _remote: SocketAddr) -> Outcome {
+        match request.body {
+            Request::ChatAnswer {
+                request: id,
+                answer,
+                share,
+            } => {
+                let _ = self.answers.send(Answered {
+                    request: id,
+                    answer,
+                    key: request.from.key,
+                    share,
+                });
+                Outcome::Ok
+            }
+            Request::Ping => Outcome::Ok,
+            _ => Outcome::error(ErrorCode::UnsupportedRequest, "this is the bench"),
+        }
+    }
+}
+
+fn protocol_messages(
+    bob: &mut Child,
+    bob_addr: SocketAddr,
+    plan: &Plan,
+) -> anyhow::Result<Summary> {
+    let listener = runtime::listen(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .context("the bench cannot listen on loopback")?;
+    let origin = Origin {
+        name: "bench".parse()?,
+        port: listener.local_addr()?.port(),
+        identity: Arc::new(Identity::generate()),
+    };
+    let (answers_tx, answers) = mpsc::channel();
+    let partner = Partner {
+        answers: answers_tx,
+    };
+    let serving = async_std::task::spawn(transport::serve(listener, origin.clone(), partner));
+    let measured = open_protocol_chat(bob, bob_addr, &origin, &answers, plan.line_timeout)
+        .and_then(|keys| time_protocol_messages(bob, bob_addr, &origin, &keys, plan));
+    runtime::block_on(serving.cancel());
+    measured
+}
+
+/// Asks bob for a chat, has him accept it, and agrees the session keys, as a requesting peer.
+fn open_protocol_chat(
+    bob: &mut Child,
+    bob_addr: SocketAddr,
+    origin: &Origin,
+    answers: &mpsc::Receiver<Answered>,
+    wait: Duration,
+) -> anyhow::Result<SessionKeys> {
+    let (id, ours) = (new_id(), KeyShare::new());
+    let mine = ours.public();
+    let body = Request::ChatRequest { share: mine };
+    let reply = runtime::block_on(transport::request(bob_addr, origin, id, body))
+        .context("bob refused the bench's chat request")?;
+    ensure!(
+        matches!(reply.outcome, Outcome::Pending { .. }),
+        "bob answered the chat request with {:?}",
+        reply.outcome
+    );
+    bob.expect("announcing the bench's request", wait, |l| {
+        l.starts_with("chat request from bench ")
+    })?;
+    bob.send("yes")?;
+    let answered = answers
+        .recv_timeout(wait)
+        .context("bob did not answer the bench's chat request")?;
+    let (Answer::Accepted, Some(theirs)) = (answered.answer, answered.share) else {
+        bail!("bob answered {:?} without a key share", answered.answer);
+    };
+    ensure!(answered.request == id, "bob answered another request");
+    let transcript = Transcript {
+        request: id,
+        requester: &origin.identity.public(),
+        accepter: &answered.key,
+        requester_share: &mine,
+        accepter_share: &theirs,
+    };
+    SessionKeys::agree(Role::Requester, ours, &transcript).context("bob's key share is unusable")
+}
+
+fn time_protocol_messages(
+    bob: &Child,
+    bob_addr: SocketAddr,
+    origin: &Origin,
+    keys: &SessionKeys,
+    plan: &Plan,
+) -> anyhow::Result<Summary> {
+    let stop = Instant::now() + plan.limit;
+    let total = plan.warmup_messages + plan.messages;
+    // Inside a session the sender is known by its keys, so `from.addr` names no address.
+    let from = origin.sender(Ipv4Addr::UNSPECIFIED.into());
+    let mut latencies = Vec::with_capacity(plan.messages);
+    let mut last = None;
+    runtime::block_on(async {
+        for n in 0..total {
+            if Instant::now() > stop {
+                break;
+            }
+            let counter = n as u64;
+            let sent = Instant::now();
+            let body = Request::ChatMessage { text: text(n) };
+            let plaintext = Envelope::new(new_id(), from.clone(), body).encode();
+            let reply = transport::exchange(bob_addr, keys.seal(counter, &plaintext))
+                .await
+                .with_context(|| format!("chat message {n} to bob failed"))?;
+            let reply = keys
+                .open_ack(counter, &reply)
+                .with_context(|| format!("bob's reply to chat message {n} does not open"))?;
+            let outcome = Envelope::<Reply>::decode(&reply)?.body.result;
+            let took = sent.elapsed();
+            if outcome != Outcome::Ok {
+                bail!("bob answered chat message {n} with {outcome:?}");
+            }
+            if n >= plan.warmup_messages {
+                latencies.push(took);
+            }
+            last = Some(n);
+        }
+        anyhow::Ok(())
+    })?;
+    // Bob's stdout is read all along; its last line shows the messages really were printed.
+    if let Some(n) = last {
+        let shown = format!("bench: {}", text(n));
+        bob.expect("with the bench's last message", plan.line_timeout, |l| {
+            l == shown
+        })?;
+    }
+    Summary::of(latencies).context("no protocol chat message was measured within the time limit")
+}

@@ -1,0 +1,88 @@
+//! Closed-loop load: N clients, each sending its next request as soon as the last one is
+//! answered, until a number of requests is done or a time limit passes.
+//!
+//! Requests are numbered from one shared counter, so the total is exact whatever the number of
+//! clients, and each request's number can pick what it does (register or listpeer, which name).
+//! The same runner drives the floor and the registry, so their figures differ only in what
+//! one request is.
+//!
+//! The clients run on async-std's thread pool, as a bare async-std client would, and not
+//! through `p2p_shared::runtime`, which runs a program on one thread: the load must not change
+//! when the programs' runtime does.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use p2p_shared::runtime;
+
+use crate::stats::Summary;
+
+/// What one load run did.
+#[derive(Clone, Copy, Debug)]
+pub struct Throughput {
+    /// Requests answered per second over the whole run.
+    pub per_second: f64,
+    pub latency: Summary,
+}
+
+/// Runs `clients` concurrent clients until `total` requests are answered or `limit` passes.
+/// `request(client, n)` sends request number `n` for client number `client`; the first
+/// failure stops the run with its error.
+pub fn run<F, Fut>(
+    clients: usize,
+    total: usize,
+    limit: Duration,
+    request: F,
+) -> anyhow::Result<Throughput>
+where
+    F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let request = Arc::new(request);
+    let next = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let deadline = start + limit;
+    let tasks: Vec<_> = (0..clients)
+        .map(|client| {
+            let (request, next) = (Arc::clone(&request), Arc::clone(&next));
+            async_std::task::spawn(async move {
+                let mut latencies = Vec::new();
+                while Instant::now() < deadline {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= total {
+                        break;
+                    }
+                    let sent = Instant::now();
+                    request(client, n)
+                        .await
+                        .with_context(|| format!("request {n} of client {client}"))?;
+                    latencies.push(sent.elapsed());
+                }
+                anyhow::Ok(latencies)
+            })
+        })
+        .collect();
+    let mut all = Vec::with_capacity(total);
+    let mut failure = None;
+    runtime::block_on(async {
+        for task in tasks {
+            match task.await {
+                Ok(latencies) => all.extend(latencies),
+                Err(e) => failure = failure.take().or(Some(e)),
+            }
+        }
+    });
+    let elapsed = start.elapsed();
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let answered = all.len();
+    let latency = Summary::of(all).context("no request was answered within the time limit")?;
+    Ok(Throughput {
+        per_second: answered as f64 / elapsed.as_secs_f64(),
+        latency,
+    })
+}

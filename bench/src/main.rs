@@ -1,0 +1,297 @@
+//! `p2p-bench`: measures p2p-chat against the floor of a bare async-std program (issue 6).
+//!
+//! `cargo run --release -p p2p-bench` builds the release `p2p-server` and `p2p-peer`, runs
+//! them as processes on loopback, measures them and a bare async-std program (the floor) in
+//! the same run, prints a table of figures with their ratio to the floor and their targets,
+//! and rewrites the generated part of docs/benchmarks.md. The pieces:
+//!
+//! - [`plan`]: the counts of a real run and of `--quick`;
+//! - [`bins`] and [`programs`]: building and starting the programs, [`child`]: driving them,
+//!   [`workdir`]: their data;
+//! - [`floor`]: the bare async-std server and client;
+//! - [`chat`], [`registry`], [`rest`]: the measurements; [`load`], [`wire`] and [`stats`]
+//!   their tools;
+//! - [`figures`] (targets), [`report`] (tables, the document) and [`machine`].
+//!
+//! Progress goes to stderr; stdout gets the table only.
+
+mod bins;
+mod chat;
+mod child;
+mod figures;
+mod floor;
+mod load;
+mod machine;
+mod plan;
+mod programs;
+mod registry;
+mod report;
+mod rest;
+mod source;
+mod stats;
+mod wire;
+mod workdir;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use p2p_shared::identity::Identity;
+use p2p_shared::message::new_id;
+use p2p_shared::transport::{self, Origin};
+use p2p_shared::{runtime, Request};
+
+use crate::bins::Bins;
+use crate::figures::{Figures, Level};
+use crate::machine::Machine;
+use crate::plan::Plan;
+use crate::programs::{Programs, Registry};
+use crate::stats::Summary;
+use crate::workdir::WorkDir;
+
+/// The one command README.md gives.
+const COMMAND: &str = "cargo run --release -p p2p-bench";
+
+/// Benchmarks p2p-chat's real binaries on loopback against a bare async-std floor.
+///
+/// Prints a table of figures and rewrites the generated part of docs/benchmarks.md.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// Tiny counts that finish in seconds (for CI): the figures mean nothing, so the document
+    /// is not rewritten.
+    #[arg(long)]
+    quick: bool,
+
+    /// Measure the p2p-server and p2p-peer in DIR instead of building them next to p2p-bench.
+    #[arg(long, value_name = "DIR")]
+    bin_dir: Option<PathBuf>,
+
+    /// Measure only these parts (repeatable); the document is rewritten only by a whole run.
+    #[arg(long, value_enum, value_name = "PART")]
+    only: Vec<Part>,
+
+    /// The document to rewrite.
+    #[arg(long, value_name = "FILE", default_value_os_t = default_docs())]
+    docs: PathBuf,
+
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// The floor server process the bench starts itself (not for people).
+    #[command(hide = true)]
+    Floor {
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        /// Registrations' worth of bare data to hold.
+        #[arg(long, default_value_t = 0)]
+        hold: usize,
+    },
+}
+
+/// The parts of a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Part {
+    /// Chat message latency.
+    Chat,
+    /// Registry throughput at each number of clients.
+    Load,
+    /// The registry holding a crowd of peers.
+    Crowd,
+    /// A peer at rest.
+    Rest,
+}
+
+/// docs/benchmarks.md of the workspace this bench was built in.
+fn default_docs() -> PathBuf {
+    let bench = Path::new(env!("CARGO_MANIFEST_DIR"));
+    bench.parent().unwrap_or(bench).join("docs/benchmarks.md")
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    if let Some(Mode::Floor { port, hold }) = args.mode {
+        return floor::serve_main(port, hold);
+    }
+    let load_before = machine::load_average();
+    let plan = if args.quick {
+        Plan::quick()
+    } else {
+        Plan::full()
+    };
+    let programs = Programs {
+        bins: Bins::locate(args.bin_dir.as_deref())?,
+        work: WorkDir::create()?,
+    };
+    let figures = measure(&programs, &plan, &args.only)?;
+    let rows = figures.rows();
+    print!("{}", report::text_table(&rows));
+    let busy = format!(
+        "{load_before} at the start, {} at the end",
+        machine::load_average()
+    );
+    progress(&format!("load average {busy}"));
+    if args.quick || !args.only.is_empty() {
+        progress("not rewriting the document: this was not a whole run");
+        return Ok(());
+    }
+    let generated = generated(&rows, &plan, programs.bins.profile.as_deref(), &busy);
+    report::write_docs(&args.docs, &generated)?;
+    progress(&format!("wrote {}", args.docs.display()));
+    Ok(())
+}
+
+/// Measures the parts in `only` (all when empty), each next to its floor.
+fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Figures> {
+    let wanted = |part| only.is_empty() || only.contains(&part);
+    let (_floor, floor_addr) = floor::start_listening(0)?;
+    progress("the floor exchange, one at a time");
+    let floor_exchange = floor_exchange(floor_addr, plan)?;
+    // The peers of the chat and at-rest figures need a registry to be started with.
+    let registry = (wanted(Part::Chat) || wanted(Part::Rest))
+        .then(|| programs.registry(&[]))
+        .transpose()?;
+
+    let chat = match (&registry, wanted(Part::Chat)) {
+        (Some(registry), true) => {
+            progress("chat messages between two peers");
+            Some(chat::measure(programs, registry, plan)?)
+        }
+        _ => None,
+    };
+    let mut load = Vec::new();
+    if wanted(Part::Load) {
+        for &clients in &plan.client_counts {
+            progress(&format!(
+                "load with {clients} clients: the floor, then the registry"
+            ));
+            load.push(Level {
+                clients,
+                floor: floor_load(floor_addr, clients, plan)?,
+                registry: registry::throughput(programs, clients, plan)?,
+            });
+        }
+    }
+    let crowd = wanted(Part::Crowd)
+        .then(|| {
+            progress(&format!("a registry of {} peers", plan.registrations));
+            let floor_rss = floor_holding(plan.registrations, plan)?;
+            anyhow::Ok((registry::crowd(programs, plan)?, floor_rss))
+        })
+        .transpose()?;
+    let rest = match (&registry, wanted(Part::Rest)) {
+        (Some(registry), true) => {
+            progress("a peer at rest, and the floor at rest");
+            Some(at_rest(programs, registry, plan)?)
+        }
+        _ => None,
+    };
+    Ok(Figures {
+        floor_exchange,
+        chat,
+        load,
+        crowd,
+        rest,
+    })
+}
+
+fn progress(what: &str) {
+    eprintln!("p2p-bench: {what}");
+}
+
+/// The floor exchange done one at a time, like chat messages.
+fn floor_exchange(addr: SocketAddr, plan: &Plan) -> anyhow::Result<Summary> {
+    let total = plan.warmup_messages + plan.messages;
+    let mut latencies = Vec::with_capacity(plan.messages);
+    runtime::block_on(async {
+        for n in 0..total {
+            let started = std::time::Instant::now();
+            floor::exchange(Ipv4Addr::LOCALHOST, addr).await?;
+            if n >= plan.warmup_messages {
+                latencies.push(started.elapsed());
+            }
+        }
+        anyhow::Ok(())
+    })?;
+    Summary::of(latencies).context("no floor exchange was measured")
+}
+
+/// Floor exchanges from `clients` concurrent clients, after a warm-up.
+fn floor_load(addr: SocketAddr, clients: usize, plan: &Plan) -> anyhow::Result<load::Throughput> {
+    let exchange = move |client, _| floor::exchange(source::for_client(client), addr);
+    load::run(clients, plan.warmup_requests, plan.limit, exchange)?;
+    load::run(clients, plan.requests, plan.limit, exchange)
+}
+
+/// The resident memory of the floor process holding `names` registrations' worth of data.
+fn floor_holding(names: usize, plan: &Plan) -> anyhow::Result<u64> {
+    let (holder, _) = floor::start_listening(names)?;
+    std::thread::sleep(plan.settle);
+    holder.rss_kib()
+}
+
+/// A peer at rest, then the floor at rest. The peer starts with the same data each time
+/// (its key made by an unmeasured first start), as it does for a user after the first day.
+fn at_rest(
+    programs: &Programs,
+    registry: &Registry,
+    plan: &Plan,
+) -> anyhow::Result<(rest::AtRest, rest::AtRest)> {
+    let data = programs.work.fresh("resting")?;
+    let start = |port| programs.peer("resting", port, registry, &data);
+    let first = start(0)?;
+    first.listening_addr(std::time::Duration::from_secs(10))?;
+    drop(first);
+    let asker = Origin {
+        name: "bench".parse()?,
+        port: 9,
+        identity: Arc::new(Identity::generate()),
+    };
+    let peer = rest::measure(plan, start, |addr| {
+        let ping = transport::request(addr, &asker, new_id(), Request::Ping);
+        runtime::block_on(ping).is_ok()
+    })?;
+    let floor = rest::measure(
+        plan,
+        |port| floor::start(port, 0),
+        |addr| runtime::block_on(floor::exchange(Ipv4Addr::LOCALHOST, addr)).is_ok(),
+    )?;
+    Ok((peer, floor))
+}
+
+/// The generated part of docs/benchmarks.md.
+fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &str) -> String {
+    let extra: Vec<String> = std::env::args().skip(1).collect();
+    let command = match extra.is_empty() {
+        true => COMMAND.to_owned(),
+        false => format!("{COMMAND} -- {}", extra.join(" ")),
+    };
+    let build = profile.map_or("binaries from --bin-dir".to_owned(), |p| {
+        format!("{p} build")
+    });
+    format!(
+        "Measured {date} with `{command}` ({build}).\n\n\
+         Machine: {machine}; load average {load}.\n\n\
+         Counts: {messages} chat messages per chat figure, after {warm} unmeasured; \
+         {requests} requests per load level, after {warm_requests} unmeasured; a registry \
+         of {crowd} peers, {samples} samples per page or lookup figure, the median of \
+         {listings} whole listings; {starts} starts of each program at rest.\n\n\
+         {table}\n",
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine = Machine::this().describe(),
+        messages = report::thousands(plan.messages as u64),
+        warm = plan.warmup_messages,
+        requests = report::thousands(plan.requests as u64),
+        warm_requests = report::thousands(plan.warmup_requests as u64),
+        crowd = report::thousands(plan.registrations as u64),
+        samples = report::thousands(plan.samples as u64),
+        listings = plan.listings,
+        starts = plan.starts,
+        table = report::markdown_table(rows),
+    )
+}

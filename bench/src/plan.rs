@@ -1,0 +1,71 @@
+//! How much the bench measures: the counts for a real run and for `--quick`.
+//!
+//! The real counts are what issue 6 asks for (at least 10,000 chat messages, a registry of
+//! 100,000 peers). `--quick` runs every measurement with counts that finish in seconds even
+//! on a debug build, so CI can check that the bench still works; its figures mean nothing.
+//! Every loop is also bounded in time, so a stuck program costs at most its limit.
+
+use std::time::Duration;
+
+/// The counts and limits of one run.
+#[derive(Clone, Debug)]
+pub struct Plan {
+    /// Chat messages measured per chat figure, after `warmup_messages` unmeasured ones.
+    pub messages: usize,
+    pub warmup_messages: usize,
+    /// Requests measured per load level, after `warmup_requests` unmeasured ones.
+    pub requests: usize,
+    pub warmup_requests: usize,
+    /// The concurrent clients of each load level.
+    pub client_counts: Vec<usize>,
+    /// Peers registered for the crowded-registry figures.
+    pub registrations: usize,
+    /// Samples per latency figure of the crowded registry (one page, one lookup).
+    pub samples: usize,
+    /// Whole listings of the crowded registry; the figure is their median.
+    pub listings: usize,
+    /// Process starts per at-rest figure.
+    pub starts: usize,
+    /// How long a started process idles before its memory is read.
+    pub settle: Duration,
+    /// The longest any one measurement loop may run.
+    pub limit: Duration,
+    /// The longest wait for one line of output.
+    pub line_timeout: Duration,
+}
+
+impl Plan {
+    pub fn full() -> Plan {
+        Plan {
+            messages: 10_000,
+            warmup_messages: 500,
+            requests: 30_000,
+            warmup_requests: 2_000,
+            client_counts: vec![1, 16, 256],
+            registrations: 100_000,
+            samples: 1_000,
+            listings: 5,
+            starts: 20,
+            settle: Duration::from_millis(300),
+            limit: Duration::from_secs(120),
+            line_timeout: Duration::from_secs(10),
+        }
+    }
+
+    pub fn quick() -> Plan {
+        Plan {
+            messages: 100,
+            warmup_messages: 10,
+            requests: 300,
+            warmup_requests: 30,
+            client_counts: vec![1, 16, 256],
+            registrations: 300,
+            samples: 20,
+            listings: 1,
+            starts: 3,
+            settle: Duration::from_millis(50),
+            limit: Duration::from_secs(20),
+            line_timeout: Duration::from_secs(10),
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! How the bench starts the programs it measures: the registry and the peers.
+//!
+//! All of them listen on 127.0.0.1 only; the bench never sends to any other address. Each
+//! registry and peer gets a data folder of its own in the bench's [`WorkDir`], and each peer
+//! is given its registry's key (`--server-key`), as a careful user would.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use p2p_shared::identity::PublicKey;
+
+use crate::bins::Bins;
+use crate::child::Child;
+use crate::workdir::WorkDir;
+
+/// How long a program may take to say where it listens.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running registry.
+pub struct Registry {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub key: PublicKey,
+}
+
+/// The programs under test, and where their data goes.
+pub struct Programs {
+    pub bins: Bins,
+    pub work: WorkDir,
+}
+
+impl Programs {
+    /// Starts `p2p-server` on a free loopback port with fresh data (no key, no claims), with
+    /// `extra` arguments.
+    pub fn registry(&self, extra: &[&str]) -> anyhow::Result<Registry> {
+        let data = self.work.fresh("registry")?;
+        let mut args = vec![
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--data-dir".to_owned(),
+            path_arg(&data)?,
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let child = Child::spawn("p2p-server", &self.bins.server, &args)?;
+        let addr = child.listening_addr(START_TIMEOUT)?;
+        const MARK: &str = "registry key ";
+        let line = child.expect("with its key", START_TIMEOUT, |l| l.starts_with(MARK))?;
+        let key = line.text[MARK.len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .parse()
+            .with_context(|| format!("p2p-server: {:?} names no key", line.text))?;
+        Ok(Registry { child, addr, key })
+    }
+
+    /// Starts `p2p-peer` named `name` on loopback `port` (0: any free port) with the data in
+    /// `data`, using `registry`, without waiting for it to listen.
+    pub fn peer(
+        &self,
+        name: &str,
+        port: u16,
+        registry: &Registry,
+        data: &Path,
+    ) -> anyhow::Result<Child> {
+        let args = vec![
+            "--name".to_owned(),
+            name.to_owned(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--port".to_owned(),
+            port.to_string(),
+            "--server".to_owned(),
+            registry.addr.to_string(),
+            "--server-key".to_owned(),
+            registry.key.to_string(),
+            "--data-dir".to_owned(),
+            path_arg(data)?,
+        ];
+        Child::spawn(&format!("p2p-peer {name}"), &self.bins.peer, &args)
+    }
+
+    /// Starts a peer with fresh data on a free port; returns it once it listens.
+    pub fn listening_peer(
+        &self,
+        name: &str,
+        registry: &Registry,
+    ) -> anyhow::Result<(Child, SocketAddr)> {
+        let child = self.peer(name, 0, registry, &self.work.fresh(name)?)?;
+        let addr = child.listening_addr(START_TIMEOUT)?;
+        Ok((child, addr))
+    }
+}
+
+fn path_arg(path: &Path) -> anyhow::Result<String> {
+    path.to_str()
+        .map(str::to_owned)
+        .with_context(|| format!("{} is not UTF-8", path.display()))
+}

@@ -1,0 +1,262 @@
+//! The registry under load, and the registry holding a crowd.
+//!
+//! **Throughput.** A fresh `p2p-server` per level, and that many concurrent clients, each with
+//! a name and a key of its own, sending `register` and `list_peers` alternately (even request
+//! numbers register, odd ones list) on a fresh connection each ([`wire::ask`]). The registry
+//! so holds exactly one name per client, and a listing returns all of them (a full page of 256
+//! at 256 clients). The first `register` of each client claims its name, which the registry
+//! writes to its database; every later one only refreshes the address, as a peer's repeated
+//! `register` does.
+//!
+//! **A crowd.** A fresh `p2p-server` gets [`Plan::registrations`] peers registered by 16
+//! clients (each peer a new key claiming a new name), then the bench reads its resident
+//! memory and times, through `transport::request` as a peer does (signature checks and all),
+//! one `list_peers` page, one `lookup`, a whole listing page by page, and `listpeer` typed at
+//! a real peer until it printed the last of them.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context};
+use p2p_shared::identity::Identity;
+use p2p_shared::message::{new_id, PEERS_PAGE_LEN};
+use p2p_shared::transport::{self, Origin};
+use p2p_shared::{runtime, Outcome, PeerName, Request};
+
+use crate::load::{self, Throughput};
+use crate::plan::Plan;
+use crate::programs::{Programs, Registry};
+use crate::stats::{median, Summary};
+use crate::{source, wire};
+
+/// The port the load clients claim to listen on. Nothing listens there, and nothing needs
+/// to: the registry never contacts a registered address.
+const UNUSED_PORT: u16 = 9;
+
+/// How many clients register the crowd.
+const CROWD_CLIENTS: usize = 16;
+
+/// The most pages a whole listing may take: the registry holds at most 250,000 peers, which
+/// is 977 pages, so more means the listing is not moving forward.
+const MAX_PAGES: usize = 1_024;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Register and listpeer throughput with `clients` concurrent clients, after a warm-up.
+pub fn throughput(programs: &Programs, clients: usize, plan: &Plan) -> anyhow::Result<Throughput> {
+    let registry = programs.registry(&[])?;
+    let origins: Arc<Vec<Origin>> = Arc::new(
+        (0..clients)
+            .map(|c| origin(&format!("load-{c}")))
+            .collect::<anyhow::Result<_>>()?,
+    );
+    let addr = registry.addr;
+    load::run(
+        clients,
+        plan.warmup_requests,
+        plan.limit,
+        mix(addr, Arc::clone(&origins)),
+    )?;
+    load::run(clients, plan.requests, plan.limit, mix(addr, origins))
+}
+
+/// Request `n` of `client`: even numbers register the client's name, odd ones list a page.
+fn mix(
+    addr: SocketAddr,
+    origins: Arc<Vec<Origin>>,
+) -> impl Fn(usize, usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync + 'static {
+    move |client, n| {
+        let origin = origins[client].clone();
+        let from = source::for_client(client);
+        Box::pin(async move {
+            if n % 2 == 0 {
+                wire::ask(from, addr, &origin, Request::Register, "registered").await
+            } else {
+                let list = Request::ListPeers { after: None };
+                wire::ask(from, addr, &origin, list, "peers").await
+            }
+        })
+    }
+}
+
+/// The crowded-registry figures.
+pub struct Crowd {
+    pub registered: usize,
+    /// How fast the crowd registered.
+    pub registering: Throughput,
+    pub rss_kib: u64,
+    /// One `list_peers` page (the first).
+    pub page: Summary,
+    /// One `lookup`.
+    pub lookup: Summary,
+    /// How many pages make a whole listing.
+    pub pages: usize,
+    /// A whole listing over the protocol, page by page (median).
+    pub listing: Duration,
+    /// `listpeer` typed at a peer until it printed the last peer.
+    pub typed_listing: Duration,
+}
+
+/// Registers the crowd and measures the registry holding it.
+pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
+    // Registering the crowd takes longer than the default registration lifetime (60 s).
+    let registry = programs.registry(&["--ttl", "1h"])?;
+    let addr = registry.addr;
+    let total = plan.registrations;
+    let registering = load::run(CROWD_CLIENTS, total, plan.limit, move |_, n| async move {
+        let origin = origin(&crowd_name(n))?;
+        let from = source::for_client(n);
+        wire::ask(from, addr, &origin, Request::Register, "registered").await
+    })?;
+    ensure!(
+        registering.latency.count == total,
+        "only {} of {total} peers registered within {:?}",
+        registering.latency.count,
+        plan.limit
+    );
+    std::thread::sleep(plan.settle);
+    let rss_kib = registry.child.rss_kib()?;
+
+    let asker = &origin("bench")?;
+    let page = sample(plan.samples, |_| async move {
+        let (peers, _) = list_page(addr, asker, None).await?;
+        ensure!(
+            peers == total.min(PEERS_PAGE_LEN),
+            "a page of {peers} peers"
+        );
+        Ok(())
+    })?;
+    let lookup = sample(plan.samples, |n| {
+        // A stride coprime with any crowd size of 10^k spreads the names looked up.
+        let name = crowd_name(n.wrapping_mul(7_919) % total);
+        async move { lookup(addr, asker, name).await }
+    })?;
+    let mut listings = Vec::new();
+    let mut pages = 0;
+    for _ in 0..plan.listings {
+        let started = Instant::now();
+        let (listed, used) = runtime::block_on(whole_listing(addr, asker))?;
+        listings.push(started.elapsed());
+        ensure!(
+            listed == total,
+            "a whole listing has {listed} of {total} peers"
+        );
+        pages = used;
+    }
+    let typed_listing = typed_listing(programs, &registry, total, plan)?;
+    Ok(Crowd {
+        registered: total,
+        registering,
+        rss_kib,
+        page,
+        lookup,
+        pages,
+        listing: median(listings).context("no whole listing was made")?,
+        typed_listing,
+    })
+}
+
+/// The name of crowd member `n`; zero-padded so that name order is number order.
+fn crowd_name(n: usize) -> String {
+    format!("p{n:06}")
+}
+
+/// A peer named `name` with a new key.
+fn origin(name: &str) -> anyhow::Result<Origin> {
+    Ok(Origin {
+        name: name
+            .parse()
+            .with_context(|| format!("{name:?} is no peer name"))?,
+        port: UNUSED_PORT,
+        identity: Arc::new(Identity::generate()),
+    })
+}
+
+/// One page of the listing after `after`: how many peers it had, and where the next starts.
+async fn list_page(
+    addr: SocketAddr,
+    origin: &Origin,
+    after: Option<PeerName>,
+) -> anyhow::Result<(usize, Option<PeerName>)> {
+    match transport::request(addr, origin, new_id(), Request::ListPeers { after })
+        .await?
+        .outcome
+    {
+        Outcome::Peers { peers, next } => Ok((peers.len(), next)),
+        other => bail!("list_peers was answered with {other:?}"),
+    }
+}
+
+async fn lookup(addr: SocketAddr, origin: &Origin, name: String) -> anyhow::Result<()> {
+    let name: PeerName = name.parse()?;
+    match transport::request(
+        addr,
+        origin,
+        new_id(),
+        Request::Lookup { name: name.clone() },
+    )
+    .await?
+    .outcome
+    {
+        Outcome::Peer { peer } if peer.name == name => Ok(()),
+        other => bail!("lookup {name} was answered with {other:?}"),
+    }
+}
+
+/// Lists every peer page by page, as a peer's `listpeer` does; returns peers and pages.
+async fn whole_listing(addr: SocketAddr, origin: &Origin) -> anyhow::Result<(usize, usize)> {
+    let (mut listed, mut pages, mut after) = (0, 0, None);
+    for _ in 0..MAX_PAGES {
+        let (peers, next) = list_page(addr, origin, after).await?;
+        listed += peers;
+        pages += 1;
+        match next {
+            Some(next) => after = Some(next),
+            None => return Ok((listed, pages)),
+        }
+    }
+    bail!("the listing did not end after {pages} pages")
+}
+
+/// Times `count` sequential runs of `request(n)`.
+fn sample<F, Fut>(count: usize, request: F) -> anyhow::Result<Summary>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>>,
+{
+    let mut latencies = Vec::with_capacity(count);
+    runtime::block_on(async {
+        for n in 0..count {
+            let sent = Instant::now();
+            request(n).await?;
+            latencies.push(sent.elapsed());
+        }
+        anyhow::Ok(())
+    })?;
+    Summary::of(latencies).context("no sample was taken")
+}
+
+/// `listpeer` typed at a real peer, until it printed the last of `total` peers.
+fn typed_listing(
+    programs: &Programs,
+    registry: &Registry,
+    total: usize,
+    plan: &Plan,
+) -> anyhow::Result<Duration> {
+    let (mut viewer, _) = programs.listening_peer("viewer", registry)?;
+    let sent = viewer.send("listpeer")?;
+    let header = viewer.expect("starting the listing", plan.limit, |l| {
+        l.starts_with("peers: ")
+    })?;
+    ensure!(
+        header.text == format!("peers: {total}"),
+        "the peer listed {:?}, expected {total} peers",
+        header.text
+    );
+    let last = format!("peer {} ", crowd_name(total - 1));
+    let shown = viewer.expect("with the last peer", plan.limit, |l| l.starts_with(&last))?;
+    Ok(shown.at - sent)
+}
