@@ -156,7 +156,7 @@ impl Session {
                 });
             }
             Err(e) if e.code() == Some(ErrorCode::NameTaken) => output::error(format!(
-                "the name {} is taken by another live peer",
+                "the name {} is taken: it belongs to another key",
                 self.origin.name
             )),
             Err(e) => output::error(failure(&e, &self.registry.describe())),

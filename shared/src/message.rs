@@ -181,7 +181,6 @@ pub enum ErrorCode {
     AlreadyConnected,
     TooManyRequests,
     UnknownRequest,
-    NotConnected,
     Busy,
     BadSignature,
     /// Too old, from the future, or already received.
