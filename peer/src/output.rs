@@ -451,10 +451,12 @@ fn paint(notice: &Notice, rendering: Rendering) -> String {
     }
 }
 
-/// `text` with control characters and bidirectional overrides written as `\u{..}` escapes.
+/// `text` with control characters, Unicode line and paragraph separators (which many tools
+/// split lines on) and bidirectional overrides written as `\u{..}` escapes.
 pub fn printable(text: &str) -> Cow<'_, str> {
     fn unsafe_char(c: char) -> bool {
-        c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
     }
     if !text.chars().any(unsafe_char) {
         return Cow::Borrowed(text);
@@ -483,6 +485,12 @@ mod tests {
         assert_eq!(printable("héllo  wörld 你好 🎉"), "héllo  wörld 你好 🎉");
         assert_eq!(printable("\u{1b}[2Jgone"), "\\u{1b}[2Jgone");
         assert_eq!(printable("abc\u{202e}def"), "abc\\u{202e}def");
+        // Python's splitlines() and others split on these: no forged second line either.
+        assert_eq!(
+            printable("hi\u{2028}alice disconnected"),
+            "hi\\u{2028}alice disconnected"
+        );
+        assert_eq!(printable("a\u{2029}b\u{85}c"), "a\\u{2029}b\\u{85}c");
         let forged = Notice::Message {
             peer: name("alice"),
             text: "hi\nbob: fake".into(),

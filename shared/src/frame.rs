@@ -30,10 +30,13 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>,
     let mut header = [0u8; 4];
     let mut filled = 0;
     while filled < header.len() {
-        match reader.read(&mut header[filled..]).await? {
-            0 if filled == 0 => return Err(FrameError::Closed),
-            0 => return Err(FrameError::Truncated),
-            n => filled += n,
+        match reader.read(&mut header[filled..]).await {
+            Ok(0) if filled == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => filled += n,
+            // A signal, not an error: read again, as read_exact does for the body.
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
         }
     }
     let len = u32::from_be_bytes(header) as usize;
