@@ -1,0 +1,115 @@
+//! The command parser: `p2p_peer::command::parse` on any line of text.
+//!
+//! Checks, besides never panicking:
+//! - a line with no words is `Ok(None)`, and only such a line;
+//! - every command is made of the words of the line: names are the words typed, fixed words
+//!   are where they belong, `help` names a topic that starts with the words after it;
+//! - `chat message PEER TEXT`: TEXT is a suffix of the line, starts with no blank, is at most
+//!   `MAX_TEXT_LEN` bytes, and holds exactly the words after PEER;
+//! - a `chat request HOST PORT` port is a port one can connect to (1-65535, as the error
+//!   message says);
+//! - blanks before the command change nothing;
+//! - an error is one line of printable text (the peer prints it after `error: `).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use p2p_peer::command::{parse, Command, Target, TOPICS};
+use p2p_shared::message::MAX_TEXT_LEN;
+
+fuzz_target!(|data: &[u8]| {
+    let line = String::from_utf8_lossy(data);
+    let line: &str = &line;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let result = parse(line);
+
+    let command = match &result {
+        Ok(None) => {
+            assert!(words.is_empty(), "{line:?} has words but no command");
+            return;
+        }
+        Ok(Some(command)) => command,
+        Err(e) => {
+            assert!(!words.is_empty(), "{line:?} has no words but an error");
+            let text = e.to_string();
+            assert!(!text.is_empty());
+            assert!(
+                !text.chars().any(char::is_control),
+                "the error for {line:?} is not one printable line: {text:?}"
+            );
+            assert_eq!(
+                parse(&format!(" \t{line}")).map_err(|e| e.to_string()),
+                Err(text)
+            );
+            return;
+        }
+    };
+
+    match command {
+        Command::Register => assert_eq!(words, ["register"]),
+        Command::ListPeers => assert_eq!(words, ["listpeer"]),
+        Command::ExitNetwork => assert_eq!(words, ["exit", "network"]),
+        Command::Exit => assert_eq!(words, ["exit"]),
+        Command::Status => assert_eq!(words, ["status"]),
+        Command::Whoami => assert_eq!(words, ["whoami"]),
+        Command::ReleaseName => assert_eq!(words, ["release", "name"]),
+        Command::ListConnected => {
+            assert_eq!(words[..2], ["list", "connected"]);
+            assert!(matches!(words[2..], ["peer"] | ["peers"]));
+        }
+        Command::Help(None) => assert_eq!(words, ["help"]),
+        Command::Help(Some(topic)) => {
+            assert_eq!(words[0], "help");
+            assert!(TOPICS.contains(topic));
+            let asked = words[1..].join(" ");
+            assert!(
+                topic.name.starts_with(&asked),
+                "{asked:?} gave {:?}",
+                topic.name
+            );
+        }
+        Command::History { peer, n } => {
+            assert_eq!(words[..2], ["history", peer.as_str()]);
+            match words[2..] {
+                [] => assert!(*n > 0),
+                [count] => {
+                    assert_eq!(count.parse::<usize>(), Ok(*n));
+                    // MAX_HISTORY in command.rs (private there).
+                    assert!((1..=10_000).contains(n), "{line:?} gave {n} lines");
+                }
+                _ => panic!("{line:?} has too many words for history"),
+            }
+        }
+        Command::Trust { peer } => assert_eq!(words, ["trust", peer.as_str()]),
+        Command::Disconnect { peer } => assert_eq!(words, ["disconnect", peer.as_str()]),
+        Command::Answer { accept, from } => {
+            assert_eq!(words[0], if *accept { "yes" } else { "no" });
+            assert_eq!(words.get(1).copied(), from.as_ref().map(|n| n.as_str()));
+            assert!(words.len() <= 2);
+        }
+        Command::ChatRequest(Target::Name(name)) => {
+            assert_eq!(words, ["chat", "request", name.as_str()])
+        }
+        Command::ChatRequest(Target::Addr { host, port }) => {
+            assert_eq!(words[..3], ["chat", "request", host.as_str()]);
+            assert_eq!(words.len(), 4);
+            assert_eq!(words[3].parse::<u16>(), Ok(*port));
+            // Port 0 parsed until the fuzzers' finding 2 in docs/testing.md.
+            assert_ne!(*port, 0, "{line:?}: port 0 is no port to connect to");
+        }
+        Command::ChatMessage { peer, text } => {
+            assert_eq!(words[..3], ["chat", "message", peer.as_str()]);
+            assert!(
+                line.ends_with(text.as_str()),
+                "{text:?} is not the end of {line:?}"
+            );
+            assert!(!text.is_empty());
+            assert_eq!(text.trim_start(), text);
+            assert!(text.len() <= MAX_TEXT_LEN);
+            assert_eq!(text.split_whitespace().collect::<Vec<_>>(), words[3..]);
+        }
+    }
+    assert_eq!(
+        parse(&format!(" \t{line}")).ok(),
+        Some(Some(command.clone()))
+    );
+});
