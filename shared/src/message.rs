@@ -232,18 +232,22 @@ impl<B: Serialize + DeserializeOwned> Envelope<B> {
         serde_json::to_vec(self).expect("envelopes always serialize")
     }
 
-    /// Parses a frame body. The version is checked first, so a newer peer gets a clear
-    /// `unsupported_version` rather than a confusing complaint about fields.
+    /// Parses a frame body. Every message is parsed once; only one that does not parse is
+    /// looked at again for its version, so that a peer speaking another version gets a clear
+    /// `unsupported_version` rather than a complaint about fields.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         #[derive(Deserialize)]
         struct VersionOnly {
             v: u16,
         }
-        let VersionOnly { v } = serde_json::from_slice(bytes)?;
-        if v != PROTOCOL_VERSION {
-            return Err(DecodeError::Version(v));
+        match serde_json::from_slice::<Self>(bytes) {
+            Ok(envelope) if envelope.v == PROTOCOL_VERSION => Ok(envelope),
+            Ok(envelope) => Err(DecodeError::Version(envelope.v)),
+            Err(e) => match serde_json::from_slice::<VersionOnly>(bytes) {
+                Ok(VersionOnly { v }) if v != PROTOCOL_VERSION => Err(DecodeError::Version(v)),
+                _ => Err(DecodeError::Malformed(e)),
+            },
         }
-        Ok(serde_json::from_slice(bytes)?)
     }
 }
 
