@@ -528,7 +528,7 @@ impl State {
                 expires_in,
                 done,
             } => {
-                let result = match self.check_key(&from.name, from.key) {
+                let result = match self.check_key(&from.name, from.key, true) {
                     Ok(()) => {
                         let (peer, addr) = (from.name.clone(), from.addr);
                         if self
@@ -558,15 +558,18 @@ impl State {
         }
     }
 
-    /// Checks `key` against the one pinned for `name`, pinning it on first contact. A changed
-    /// key is refused, with a warning the first time it is seen.
-    fn check_key(&mut self, name: &PeerName, key: PublicKey) -> Result<(), Outcome> {
+    /// Checks `key` against the one pinned for `name`, and pins it on first contact if
+    /// `pin_new`. A changed key is refused, with a warning the first time it is seen.
+    ///
+    /// Only a contact the user chose pins a key: a request we sent (`pin_new`), or one we
+    /// accepted ([`State::answer`]). An unsolicited request does not, or anyone could fill
+    /// `known_peers` with names, or claim a name here before its owner first asks.
+    fn check_key(&mut self, name: &PeerName, key: PublicKey, pin_new: bool) -> Result<(), Outcome> {
         match self.known.check(name, &key) {
             Pin::Known => Ok(()),
+            Pin::New if !pin_new => Ok(()),
             Pin::New => {
-                if let Err(e) = self.known.pin(name, key) {
-                    tracing::warn!("{e:#}");
-                }
+                self.pin(name, key);
                 Ok(())
             }
             Pin::Changed { pinned } => {
@@ -582,6 +585,12 @@ impl State {
                     format!("the key for {name} is not the one this peer knows"),
                 ))
             }
+        }
+    }
+
+    fn pin(&mut self, name: &PeerName, key: PublicKey) {
+        if let Err(e) = self.known.pin(name, key) {
+            tracing::warn!("{e:#}");
         }
     }
 
@@ -623,6 +632,14 @@ impl State {
     fn answer(&mut self, from: Option<PeerName>, accept: bool) -> Result<Answered, TakeError> {
         let request = self.incoming.take(from.as_ref(), Instant::now())?;
         if !accept {
+            return Ok(Answered {
+                request,
+                share: None,
+            });
+        }
+        // Accepting is choosing this contact: its key is pinned now. Another key may have been
+        // pinned for the name since the request came (by a chat we asked for): then no.
+        if self.check_key(&request.from, request.key, true).is_err() {
             return Ok(Answered {
                 request,
                 share: None,
@@ -724,7 +741,7 @@ impl State {
                 "that is my own name: no chat with yourself",
             );
         }
-        if let Err(refusal) = self.check_key(&from.name, from.key) {
+        if let Err(refusal) = self.check_key(&from.name, from.key, false) {
             return refusal;
         }
         if self.connected.contains_key(&from.name) {
@@ -776,8 +793,8 @@ impl State {
             }
         }
         // Checked before anything is taken: a refused answer leaves the request to the
-        // real one.
-        if let Err(refusal) = self.check_key(&from.name, from.key) {
+        // real one. (The key was pinned when the pending reply came.)
+        if let Err(refusal) = self.check_key(&from.name, from.key, true) {
             return refusal;
         }
         let record = self.outgoing.take(request).expect("answerable just now");
@@ -785,11 +802,16 @@ impl State {
         let peer = from.name;
         match answer {
             Answer::Accepted => {
+                // The request is taken: whatever is wrong with this acceptance, say what became
+                // of it, so the user still sees exactly one outcome.
+                let failed = |why: &str| {
+                    show(Notice::Error {
+                        message: format!("chat request to {peer} failed: {why}"),
+                    });
+                    Outcome::error(ErrorCode::InvalidRequest, why)
+                };
                 let (Some(ours), Some(theirs)) = (ours, share) else {
-                    return Outcome::error(
-                        ErrorCode::InvalidRequest,
-                        "an acceptance needs a key share",
-                    );
+                    return failed("the acceptance carries no key share");
                 };
                 let me = self.origin.identity.public();
                 let mine = ours.public();
@@ -801,7 +823,7 @@ impl State {
                     accepter_share: &theirs,
                 };
                 let Ok(keys) = SessionKeys::agree(Role::Requester, ours, &transcript) else {
-                    return Outcome::error(ErrorCode::InvalidRequest, "the key share is unusable");
+                    return failed("the acceptance's key share is unusable");
                 };
                 // The address we asked at, which is the one the user chose.
                 let addr = record.addr();
@@ -922,12 +944,179 @@ impl State {
                 let plaintext = chat.keys.open_ack(counter, reply)?;
                 Some(Envelope::<Reply>::decode(&plaintext).ok()?.body.result)
             }
+            // A signed reply to a sealed frame can only be a refusal (the peer could not open
+            // it). Never a success: the peer signs `ok` to pings too, so a saved one could be
+            // played back to fake "delivered"; only the sealed acknowledgement proves that.
             Some(&SIGNED) => {
                 let signed = SignedEnvelope::<Reply>::decode(reply).ok()?;
                 let valid = signed.envelope.from.key == chat.key && signed.verify();
-                valid.then_some(signed.envelope.body.result)
+                let result = signed.envelope.body.result;
+                (valid && matches!(result, Outcome::Error { .. })).then_some(result)
             }
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_shared::identity::Identity;
+    use std::sync::Arc;
+
+    fn name(s: &str) -> PeerName {
+        s.parse().unwrap()
+    }
+
+    /// A broker state for "alice", with a fresh known_peers file and history.
+    fn alice(dir: &std::path::Path) -> State {
+        let origin = Origin {
+            name: name("alice"),
+            port: 40001,
+            identity: Arc::new(Identity::generate()),
+        };
+        State {
+            origin,
+            names: Names::default(),
+            known: KnownKeys::load(dir.join("known_peers")).unwrap(),
+            offered: HashMap::new(),
+            connected: BTreeMap::new(),
+            sessions: HashMap::new(),
+            incoming: IncomingRequests::new(Duration::from_secs(60)),
+            outgoing: OutgoingRequests::default(),
+            shares: HashMap::new(),
+            history: History::in_memory().unwrap(),
+        }
+    }
+
+    fn temp_dir(label: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("p2p-broker-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn sender(name_: &str, identity: &Identity) -> Sender {
+        Sender {
+            name: name(name_),
+            addr: "127.0.0.1:40002".parse().unwrap(),
+            key: identity.public(),
+        }
+    }
+
+    #[test]
+    fn only_a_sealed_acknowledgement_proves_delivery() {
+        let dir = temp_dir("ack");
+        let mut state = alice(&dir);
+        let bob = Identity::generate();
+        // A chat with bob, keys agreed as both sides would.
+        let (a, b) = (KeyShare::new(), KeyShare::new());
+        let (ea, eb) = (a.public(), b.public());
+        let me = state.origin.identity.public();
+        let t = Transcript {
+            request: new_id(),
+            requester: &me,
+            accepter: &bob.public(),
+            requester_share: &ea,
+            accepter_share: &eb,
+        };
+        let ours = SessionKeys::agree(Role::Requester, a, &t).unwrap();
+        let theirs = SessionKeys::agree(Role::Accepter, b, &t).unwrap();
+        state.open_chat(
+            name("bob"),
+            "127.0.0.1:40002".parse().unwrap(),
+            bob.public(),
+            ours,
+        );
+
+        let sealed = state
+            .seal(&name("bob"), new_id(), Request::Disconnect)
+            .unwrap();
+        // A signed `ok` bob once gave to a ping, played back: not a delivery.
+        let ok = Envelope::new(
+            new_id(),
+            sender("bob", &bob),
+            Reply {
+                re: Some(new_id()),
+                result: Outcome::Ok,
+            },
+        );
+        assert_eq!(
+            state.acknowledged(&name("bob"), sealed.counter, &ok.sign(&bob)),
+            None
+        );
+        // A signed refusal from bob's key is an answer.
+        let refusal = Outcome::error(ErrorCode::UnknownSession, "no such session");
+        let no = Envelope::new(
+            new_id(),
+            sender("bob", &bob),
+            Reply {
+                re: None,
+                result: refusal,
+            },
+        );
+        assert!(matches!(
+            state.acknowledged(&name("bob"), sealed.counter, &no.sign(&bob)),
+            Some(Outcome::Error { .. })
+        ));
+        // ... but not from someone else's key.
+        let mallory = Identity::generate();
+        assert_eq!(
+            state.acknowledged(&name("bob"), sealed.counter, &no.sign(&mallory)),
+            None
+        );
+        // The sealed acknowledgement is the proof.
+        let reply = Envelope::new(
+            new_id(),
+            sender("bob", &bob),
+            Reply {
+                re: None,
+                result: Outcome::Ok,
+            },
+        );
+        let ack = theirs.seal_ack(sealed.counter, &reply.encode());
+        assert_eq!(
+            state.acknowledged(&name("bob"), sealed.counter, &ack),
+            Some(Outcome::Ok)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn an_unsolicited_request_pins_nothing_until_the_user_accepts() {
+        let dir = temp_dir("pins");
+        let mut state = alice(&dir);
+        let (bob, mallory) = (Identity::generate(), Identity::generate());
+        let request = |from: &Identity| {
+            let share = KeyShare::new().public();
+            Envelope::new(
+                new_id(),
+                sender("bob", from),
+                Request::ChatRequest { share },
+            )
+        };
+        // Mallory asks first, as "bob": nothing is pinned, so the real bob is not locked out.
+        assert!(matches!(
+            state.inbound(request(&mallory)),
+            Outcome::Pending { .. }
+        ));
+        assert_eq!(state.known.check(&name("bob"), &mallory.public()), Pin::New);
+        // The real bob's request replaces mallory's record (one per name); alice says yes.
+        assert!(matches!(
+            state.inbound(request(&bob)),
+            Outcome::Pending { .. }
+        ));
+        let answered = state.answer(Some(name("bob")), true).unwrap();
+        assert!(answered.share.is_some());
+        assert_eq!(state.known.check(&name("bob"), &bob.public()), Pin::Known);
+        // From now on another key for bob is refused.
+        assert!(matches!(
+            state.inbound(request(&mallory)),
+            Outcome::Error {
+                code: ErrorCode::KeyChanged,
+                ..
+            }
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

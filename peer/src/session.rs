@@ -266,7 +266,10 @@ impl Session {
         let (peer, addr) = (request.from, request.addr);
         let accepted = accept && share.is_some();
         if accept && !accepted {
-            output::error(format!("{peer} sent an unusable key share; declining"));
+            output::error(format!(
+                "no chat with {peer}: its key share is unusable, or its key is not the one known \
+                 for {peer}; declining"
+            ));
         }
         let body = Request::ChatAnswer {
             request: request.id,
