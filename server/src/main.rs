@@ -55,7 +55,8 @@ struct Args {
     #[arg(long, env = "P2P_TTL", default_value = "60s", value_parser = parse_timeout)]
     ttl: Duration,
 
-    /// The most names registered from one IP address (several peers behind one NAT share one).
+    /// The most names registered from one IP address at once, and the most new names it may
+    /// claim per hour (several peers behind one NAT share one address).
     #[arg(long, env = "P2P_MAX_NAMES_PER_IP", default_value_t = 64)]
     max_names_per_ip: usize,
 }

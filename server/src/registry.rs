@@ -8,12 +8,14 @@
 //! Addresses are soft state: a registration lapses `ttl` after it was last made, so a peer
 //! that died without `exit network` drops out of `listpeer` by itself, and live peers renew
 //! theirs well within it. One IP address may hold a bounded number of names
-//! (`--max-names-per-ip`), so one host cannot fill the registry.
+//! (`--max-names-per-ip`), and claim at most as many new ones per hour: claims last until
+//! released, so without that limit one host could register, leave and repeat until no name
+//! is left for anyone.
 //!
 //! Rules only, no network I/O, so each rule is unit-tested here. The broker task owns the one
 //! instance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -25,6 +27,9 @@ use crate::store::{Claims, StoreError, MAX_CLAIMS};
 
 /// The most registrations (names with an address) held at once.
 pub const CAPACITY: usize = 250_000;
+
+/// The span over which new names per IP address are counted.
+const CLAIM_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// What a registration attempt came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -39,6 +44,8 @@ pub enum Registration {
     Full,
     /// This IP address holds as many names as one address may.
     TooManyFromHere,
+    /// This IP address claimed as many new names in the last hour as one address may.
+    TooManyNewNames,
 }
 
 /// What `unregister` and `release` came to.
@@ -65,6 +72,8 @@ pub struct Registry {
     // A BTreeMap keeps names sorted, which makes `listpeer` pages cheap and stable.
     peers: BTreeMap<PeerName, Entry>,
     per_ip: HashMap<IpAddr, usize>,
+    /// When each IP address claimed its new names, within the last [`CLAIM_WINDOW`].
+    claimed_by: HashMap<IpAddr, VecDeque<Instant>>,
 }
 
 impl Registry {
@@ -77,6 +86,7 @@ impl Registry {
             max_per_ip,
             peers: BTreeMap::new(),
             per_ip: HashMap::new(),
+            claimed_by: HashMap::new(),
         }
     }
 
@@ -111,7 +121,18 @@ impl Registry {
             if self.claims.len() >= MAX_CLAIMS {
                 return Ok(Registration::Full);
             }
+            let recent = self.claimed_by.entry(addr.ip()).or_default();
+            while recent
+                .front()
+                .is_some_and(|&t| now.duration_since(t) >= CLAIM_WINDOW)
+            {
+                recent.pop_front();
+            }
+            if recent.len() >= self.max_per_ip {
+                return Ok(Registration::TooManyNewNames);
+            }
             self.claims.claim(name, key)?;
+            recent.push_back(now);
         }
         self.remove(name);
         self.peers
@@ -132,8 +153,14 @@ impl Registry {
         }
     }
 
-    /// Drops every registration not renewed in time; returns their names.
+    /// Drops every registration not renewed in time (and forgets claim counts older than the
+    /// window); returns the names dropped.
     pub fn expire(&mut self, now: Instant) -> Vec<PeerName> {
+        self.claimed_by.retain(|_, times| {
+            times
+                .back()
+                .is_some_and(|&t| now.duration_since(t) < CLAIM_WINDOW)
+        });
         let lapsed: Vec<PeerName> = self
             .peers
             .iter()
@@ -275,6 +302,38 @@ mod tests {
     }
 
     #[test]
+    fn one_address_claims_a_bounded_number_of_new_names_per_hour() {
+        let mut r = registry();
+        let t = now();
+        let here = addr(1);
+        for i in 0..PER_IP {
+            let (n, k) = (name(&format!("p{i}")), key());
+            assert_eq!(r.register(&n, here, k, t).unwrap(), Registration::Added);
+            assert_eq!(
+                r.unregister(&n, k),
+                Removal::Done,
+                "leaving frees the place..."
+            );
+        }
+        assert_eq!(
+            r.register(&name("one-more"), here, key(), t).unwrap(),
+            Registration::TooManyNewNames,
+            "...but not the claim"
+        );
+        let other = SocketAddr::from(([127, 0, 0, 2], 1));
+        assert_eq!(
+            r.register(&name("one-more"), other, key(), t).unwrap(),
+            Registration::Added
+        );
+        let later = t + CLAIM_WINDOW;
+        r.expire(later);
+        assert_eq!(
+            r.register(&name("next-hour"), here, key(), later).unwrap(),
+            Registration::Added
+        );
+    }
+
+    #[test]
     fn one_address_holds_a_bounded_number_of_names() {
         let mut r = registry();
         let t = now();
@@ -294,10 +353,10 @@ mod tests {
             r.register(&name("elsewhere"), other, key(), t).unwrap(),
             Registration::Added
         );
-        // Lapsing frees the places.
-        r.expire(t + TTL);
+        // Lapsing frees the places (and after an hour, the new-name budget).
+        r.expire(t + CLAIM_WINDOW);
         assert_eq!(
-            r.register(&name("late"), addr(999), key(), t + TTL)
+            r.register(&name("late"), addr(999), key(), t + CLAIM_WINDOW)
                 .unwrap(),
             Registration::Added
         );

@@ -67,6 +67,10 @@ impl Service for RegistryService {
                         ErrorCode::RegistryFull,
                         "too many names are registered from this address",
                     ),
+                    Ok(Registration::TooManyNewNames) => Outcome::error(
+                        ErrorCode::RegistryFull,
+                        "too many new names were claimed from this address in the last hour",
+                    ),
                     Err(_) => store_failed(),
                 }
             }
