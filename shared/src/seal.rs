@@ -148,24 +148,27 @@ impl SessionKeys {
                 .try_into()
                 .expect("32 bytes")
         };
-        let (to_accepter, to_requester, ack_to_requester, ack_to_accepter) =
+        // In derivation order: messages the requester sends, messages the accepter sends,
+        // acknowledgements the requester sends (of the accepter's messages), and the
+        // accepter's acknowledgements (of the requester's messages).
+        let (requester_msgs, accepter_msgs, requester_acks, accepter_acks) =
             (key(0), key(1), key(2), key(3));
         let id: SessionId = okm[..16].try_into().expect("16 bytes");
         okm.zeroize();
         Ok(match role {
             Role::Requester => SessionKeys {
                 id,
-                send: to_accepter,
-                receive: to_requester,
-                send_ack: ack_to_requester,
-                receive_ack: ack_to_accepter,
+                send: requester_msgs,
+                receive: accepter_msgs,
+                send_ack: requester_acks,
+                receive_ack: accepter_acks,
             },
             Role::Accepter => SessionKeys {
                 id,
-                send: to_requester,
-                receive: to_accepter,
-                send_ack: ack_to_accepter,
-                receive_ack: ack_to_requester,
+                send: accepter_msgs,
+                receive: requester_msgs,
+                send_ack: accepter_acks,
+                receive_ack: requester_acks,
             },
         })
     }
