@@ -173,7 +173,6 @@ impl Broker {
             sessions: HashMap::new(),
             incoming: IncomingRequests::new(request_timeout),
             outgoing: OutgoingRequests::default(),
-            shares: HashMap::new(),
             history,
         };
         runtime::spawn(run(state, rx));
@@ -372,8 +371,6 @@ struct State {
     sessions: HashMap<SessionId, PeerName>,
     incoming: IncomingRequests,
     outgoing: OutgoingRequests,
-    /// Our halves of the key agreements of requests in `outgoing`.
-    shares: HashMap<MessageId, KeyShare>,
     history: History,
 }
 
@@ -426,13 +423,6 @@ impl State {
         for peer in self.outgoing.expire(now) {
             show(Notice::RequestTimedOut { peer });
         }
-        self.drop_unused_shares();
-    }
-
-    /// Our key shares live exactly as long as their outgoing requests.
-    fn drop_unused_shares(&mut self) {
-        let outgoing = &self.outgoing;
-        self.shares.retain(|id, _| outgoing.contains(id));
     }
 
     // A dropped `done` only means the asker gave up waiting; there is nothing to undo.
@@ -518,8 +508,7 @@ impl State {
                 share,
                 done,
             } => {
-                self.outgoing.sent(id, addr);
-                self.shares.insert(id, share);
+                self.outgoing.sent(id, addr, share);
                 let _ = done.send(());
             }
             Msg::RequestPending {
@@ -544,12 +533,10 @@ impl State {
                         Err(KeyRefused)
                     }
                 };
-                self.drop_unused_shares();
                 let _ = done.send(result);
             }
             Msg::RequestFailed { id, done } => {
                 self.outgoing.failed(id);
-                self.drop_unused_shares();
                 let _ = done.send(());
             }
             Msg::Trust { peer, done } => {
@@ -608,7 +595,6 @@ impl State {
     fn open_chat(&mut self, peer: PeerName, addr: SocketAddr, key: PublicKey, keys: SessionKeys) {
         self.incoming.forget(&peer);
         self.outgoing.forget_peer(&peer);
-        self.drop_unused_shares();
         self.close_chat(&peer);
         self.sessions.insert(keys.id, peer.clone());
         let chat = Chat {
@@ -797,8 +783,7 @@ impl State {
         if let Err(refusal) = self.check_key(&from.name, from.key, true) {
             return refusal;
         }
-        let record = self.outgoing.take(request).expect("answerable just now");
-        let ours = self.shares.remove(&request);
+        let (record, ours) = self.outgoing.take(request).expect("answerable just now");
         let peer = from.name;
         match answer {
             Answer::Accepted => {
@@ -810,7 +795,7 @@ impl State {
                     });
                     Outcome::error(ErrorCode::InvalidRequest, why)
                 };
-                let (Some(ours), Some(theirs)) = (ours, share) else {
+                let Some(theirs) = share else {
                     return failed("the acceptance carries no key share");
                 };
                 let me = self.origin.identity.public();
@@ -984,7 +969,6 @@ mod tests {
             sessions: HashMap::new(),
             incoming: IncomingRequests::new(Duration::from_secs(60)),
             outgoing: OutgoingRequests::default(),
-            shares: HashMap::new(),
             history: History::in_memory().unwrap(),
         }
     }

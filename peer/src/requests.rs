@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::seal::EphemeralKey;
+use p2p_shared::seal::{EphemeralKey, KeyShare};
 use p2p_shared::{MessageId, PeerName, Sender};
 
 /// The most incoming requests pending at once (one per requester).
@@ -194,17 +194,18 @@ pub enum NotAnswerable {
     NotYet,
 }
 
-/// Requests we sent and that have no outcome yet.
-#[derive(Debug, Default)]
+/// Requests we sent and that have no outcome yet, each with our half of its chat's key
+/// agreement, which lives exactly as long as the request.
+#[derive(Default)]
 pub struct OutgoingRequests {
-    by_id: HashMap<MessageId, Outgoing>,
+    by_id: HashMap<MessageId, (Outgoing, KeyShare)>,
 }
 
 impl OutgoingRequests {
     /// Records a request before it is sent, so that even an answer that overtakes the
     /// `pending` reply finds it.
-    pub fn sent(&mut self, id: MessageId, addr: SocketAddr) {
-        self.by_id.insert(id, Outgoing::Sent { addr });
+    pub fn sent(&mut self, id: MessageId, addr: SocketAddr, share: KeyShare) {
+        self.by_id.insert(id, (Outgoing::Sent { addr }, share));
     }
 
     /// The other side said `pending`. Returns false if the request already has its outcome.
@@ -215,24 +216,20 @@ impl OutgoingRequests {
         expires_in: Duration,
         now: Instant,
     ) -> bool {
-        let Some(state) = self.by_id.get_mut(&id) else {
+        let Some((Outgoing::Sent { addr }, _)) = self.by_id.get(&id) else {
             return false;
         };
-        let Outgoing::Sent { addr } = *state else {
-            return false;
-        };
-        self.by_id.remove(&id);
+        let addr = *addr;
+        let (_, share) = self.by_id.remove(&id).expect("present just now");
         // The other side keeps one record per requester, so this request replaced any earlier
         // one of ours there: that one will never be answered.
         self.forget_peer(&peer);
-        self.by_id.insert(
-            id,
-            Outgoing::AwaitingAnswer {
-                peer,
-                addr,
-                deadline: now + expires_in.min(MAX_EXPIRY) + ANSWER_GRACE,
-            },
-        );
+        let state = Outgoing::AwaitingAnswer {
+            peer,
+            addr,
+            deadline: now + expires_in.min(MAX_EXPIRY) + ANSWER_GRACE,
+        };
+        self.by_id.insert(id, (state, share));
         true
     }
 
@@ -240,12 +237,8 @@ impl OutgoingRequests {
     /// open anyway, or a newer request replaced them.
     pub fn forget_peer(&mut self, peer: &PeerName) {
         self.by_id.retain(
-            |_, state| !matches!(state, Outgoing::AwaitingAnswer { peer: p, .. } if p == peer),
+            |_, (state, _)| !matches!(state, Outgoing::AwaitingAnswer { peer: p, .. } if p == peer),
         );
-    }
-
-    pub fn contains(&self, id: &MessageId) -> bool {
-        self.by_id.contains_key(id)
     }
 
     /// The request could not be delivered.
@@ -256,7 +249,7 @@ impl OutgoingRequests {
     /// Whether `from` may answer request `id`, without taking it: the caller still checks the
     /// answer's key, and a refused answer must leave the request to the real one.
     pub fn answerable(&self, id: MessageId, from: &PeerName) -> Result<(), NotAnswerable> {
-        match self.by_id.get(&id) {
+        match self.by_id.get(&id).map(|(state, _)| state) {
             None => Err(NotAnswerable::Unknown),
             // Who was asked is known only from the signed `pending` reply. Until it is read,
             // an answer cannot be told from one by whoever saw the request id go by.
@@ -268,15 +261,16 @@ impl OutgoingRequests {
         }
     }
 
-    /// Takes request `id` for its outcome (after [`OutgoingRequests::answerable`]).
-    pub fn take(&mut self, id: MessageId) -> Option<Outgoing> {
+    /// Takes request `id`, with our key share, for its outcome (after
+    /// [`OutgoingRequests::answerable`]).
+    pub fn take(&mut self, id: MessageId) -> Option<(Outgoing, KeyShare)> {
         self.by_id.remove(&id)
     }
 
     /// Removes and returns the requests nobody answered in time.
     pub fn expire(&mut self, now: Instant) -> Vec<PeerName> {
         let mut due = Vec::new();
-        self.by_id.retain(|_, state| match state {
+        self.by_id.retain(|_, (state, _)| match state {
             Outgoing::AwaitingAnswer { peer, deadline, .. } if *deadline <= now => {
                 due.push(peer.clone());
                 false
@@ -288,7 +282,7 @@ impl OutgoingRequests {
 
     /// The requests whose other side is asking its user: peer, address, our deadline.
     pub fn awaiting(&self) -> impl Iterator<Item = (&PeerName, SocketAddr, Instant)> {
-        self.by_id.values().filter_map(|state| match state {
+        self.by_id.values().filter_map(|(state, _)| match state {
             Outgoing::AwaitingAnswer {
                 peer,
                 addr,
@@ -299,13 +293,7 @@ impl OutgoingRequests {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.by_id
-            .values()
-            .filter_map(|state| match state {
-                Outgoing::AwaitingAnswer { deadline, .. } => Some(*deadline),
-                Outgoing::Sent { .. } => None,
-            })
-            .min()
+        self.awaiting().map(|(_, _, deadline)| deadline).min()
     }
 }
 
@@ -435,7 +423,7 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
         let addr = SocketAddr::from(([127, 0, 0, 1], 2));
-        outgoing.sent(id, addr);
+        outgoing.sent(id, addr, KeyShare::new());
         assert!(outgoing.pending(id, name("bob"), TTL, now));
         assert_eq!(
             outgoing.answerable(new_id(), &name("bob")),
@@ -449,7 +437,7 @@ mod tests {
         assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
         assert!(matches!(
             outgoing.take(id),
-            Some(Outgoing::AwaitingAnswer { .. })
+            Some((Outgoing::AwaitingAnswer { .. }, _))
         ));
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
@@ -463,7 +451,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)));
+        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)), KeyShare::new());
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::NotYet)
@@ -481,7 +469,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)));
+        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)), KeyShare::new());
         outgoing.pending(id, name("bob"), TTL, now);
         assert_eq!(outgoing.next_deadline(), Some(now + TTL + ANSWER_GRACE));
         assert_eq!(outgoing.expire(now + TTL), Vec::<PeerName>::new());
@@ -495,9 +483,9 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let addr = SocketAddr::from(([127, 0, 0, 1], 2));
         let (first, second) = (new_id(), new_id());
-        outgoing.sent(first, addr);
+        outgoing.sent(first, addr, KeyShare::new());
         outgoing.pending(first, name("bob"), TTL, now);
-        outgoing.sent(second, addr);
+        outgoing.sent(second, addr, KeyShare::new());
         outgoing.pending(second, name("bob"), TTL, now);
         assert_eq!(outgoing.awaiting().count(), 1);
         assert_eq!(
@@ -512,7 +500,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)));
+        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)), KeyShare::new());
         outgoing.pending(id, name("bob"), TTL, now);
         outgoing.forget_peer(&name("carol"));
         assert_eq!(outgoing.awaiting().count(), 1);
@@ -528,7 +516,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)));
+        outgoing.sent(id, SocketAddr::from(([127, 0, 0, 1], 2)), KeyShare::new());
         outgoing.pending(id, name("bob"), Duration::from_secs(u64::MAX / 4), now);
         assert_eq!(
             outgoing.next_deadline(),
