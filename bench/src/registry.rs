@@ -2,11 +2,12 @@
 //!
 //! **Throughput.** A fresh `p2p-server` per level, and that many concurrent clients, each with
 //! a name and a key of its own, sending `register` and `list_peers` alternately (even request
-//! numbers register, odd ones list) on a fresh connection each ([`wire::ask`]). The registry
-//! so holds exactly one name per client, and a listing returns all of them (a full page of 256
-//! at 256 clients). The first `register` of each client claims its name, which the registry
-//! writes to its database; every later one only refreshes the address, as a peer's repeated
-//! `register` does.
+//! numbers register, odd ones list) on a fresh connection each ([`wire::Client`]). The
+//! registry so holds exactly one name per client, and a listing returns all of them (a full
+//! page of 256 at 256 clients). The first `register` of each client is signed, claims its
+//! name, which the registry writes to its database, and opens the client's registry session;
+//! that happens in the unmeasured warm-up. Every later request is sealed in the session, and
+//! every later `register` only refreshes the address, as a registered peer's requests are.
 //!
 //! **A crowd.** A fresh `p2p-server` gets [`Plan::registrations`] peers registered by 16
 //! clients (each peer a new key claiming a new name), then the bench reads its resident
@@ -18,6 +19,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+
+use async_std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
@@ -29,8 +32,9 @@ use p2p_shared::{runtime, Outcome, PeerName, Request};
 use crate::load::{self, Throughput};
 use crate::plan::Plan;
 use crate::programs::{Programs, Registry};
+use crate::source;
 use crate::stats::{median, Summary};
-use crate::{source, wire};
+use crate::wire::Client;
 
 /// The port the load clients claim to listen on. Nothing listens there, and nothing needs
 /// to: the registry never contacts a registered address.
@@ -48,9 +52,15 @@ type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// Register and listpeer throughput with `clients` concurrent clients, after a warm-up.
 pub fn throughput(programs: &Programs, clients: usize, plan: &Plan) -> anyhow::Result<Throughput> {
     let registry = programs.registry(&[])?;
-    let origins: Arc<Vec<Origin>> = Arc::new(
+    let clients_: Arc<Vec<Mutex<Client>>> = Arc::new(
         (0..clients)
-            .map(|c| origin(&format!("load-{c}")))
+            .map(|c| {
+                Ok(Mutex::new(Client {
+                    origin: origin(&format!("load-{c}"))?,
+                    from: source::for_client(c),
+                    session: None,
+                }))
+            })
             .collect::<anyhow::Result<_>>()?,
     );
     let addr = registry.addr;
@@ -58,25 +68,27 @@ pub fn throughput(programs: &Programs, clients: usize, plan: &Plan) -> anyhow::R
         clients,
         plan.warmup_requests,
         plan.limit,
-        mix(addr, Arc::clone(&origins)),
+        mix(addr, Arc::clone(&clients_)),
     )?;
-    load::run(clients, plan.requests, plan.limit, mix(addr, origins))
+    load::run(clients, plan.requests, plan.limit, mix(addr, clients_))
 }
 
 /// Request `n` of `client`: even numbers register the client's name, odd ones list a page.
 fn mix(
     addr: SocketAddr,
-    origins: Arc<Vec<Origin>>,
+    clients: Arc<Vec<Mutex<Client>>>,
 ) -> impl Fn(usize, usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync + 'static {
     move |client, n| {
-        let origin = origins[client].clone();
-        let from = source::for_client(client);
+        let clients = Arc::clone(&clients);
         Box::pin(async move {
+            // Each client sends one request at a time, so its lock is never contended.
+            let mut client = clients[client].lock().await;
             if n % 2 == 0 {
-                wire::ask(from, addr, &origin, Request::Register, "registered").await
+                let register = Request::Register { share: None };
+                client.ask(addr, register, "registered").await
             } else {
                 let list = Request::ListPeers { after: None };
-                wire::ask(from, addr, &origin, list, "peers").await
+                client.ask(addr, list, "peers").await
             }
         })
     }
@@ -107,9 +119,14 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
     let addr = registry.addr;
     let total = plan.registrations;
     let registering = load::run(CROWD_CLIENTS, total, plan.limit, move |_, n| async move {
-        let origin = origin(&crowd_name(n))?;
-        let from = source::for_client(n);
-        wire::ask(from, addr, &origin, Request::Register, "registered").await
+        // A new peer each time: a signed `register` that claims a name and opens a session.
+        let mut peer = Client {
+            origin: origin(&crowd_name(n))?,
+            from: source::for_client(n),
+            session: None,
+        };
+        let register = Request::Register { share: None };
+        peer.ask(addr, register, "registered").await
     })?;
     ensure!(
         registering.latency.count == total,

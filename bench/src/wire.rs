@@ -1,17 +1,21 @@
 //! The load clients' side of a registry request: a peer's request, a lighter look at the reply.
 //!
-//! Each request is built and signed exactly as a peer's (`Envelope::sign`, fresh id and time)
-//! and framed with `p2p_shared::frame`, so the registry does all its work: reading, checking
-//! the signature, deciding, signing the reply. Two things differ from `transport::request`:
+//! A load client is a peer as the registry sees it ([`Client`]): its first `register` is
+//! signed and carries a key share, and opens a registry session; every later request goes in
+//! that session (`p2p_shared::registry_session`), as a registered peer's do. Each
+//! request is built as a peer's (a fresh id and time) and framed with `p2p_shared::frame`, so
+//! the registry does all its work: reading, checking the session's tag or the signature,
+//! deciding, authenticating or signing the reply. Two things differ from `transport`:
 //!
 //! - The connection comes from the client's own loopback address ([`source`]), as if each
 //!   client were a host of its own; `transport` always connects from the default address.
-//! - The reply is only checked for what matters to the load: that it is a signed envelope,
-//!   answers this request's id, and has the expected kind. A peer also verifies the reply's
-//!   signature (47 µs, docs/security.md) and builds every entry of a page; on this 2-core
-//!   machine the clients share the cores with the registry, so that work would be measured
-//!   as if it were the registry's. The floor's clients parse nothing either. What a peer pays
-//!   for a reply shows in the crowd figures, which use `transport::request`.
+//! - The reply is only checked for what matters to the load: that it is authentic in the
+//!   session (or is a signed envelope, before there is one), answers this request's id, and has the
+//!   expected kind. A peer also verifies a signed reply's signature (47 µs,
+//!   docs/security.md) and builds every entry of a page; on this 2-core machine the clients
+//!   share the cores with the registry, so that work would be measured as if it were the
+//!   registry's. The floor's clients parse nothing either. What a peer pays for a reply shows
+//!   in the crowd figures, which use `transport::request`.
 //!
 //! The exchange itself follows docs/protocol.md: one request frame, one reply frame, then
 //! the registry closes first.
@@ -21,9 +25,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use anyhow::{bail, ensure, Context};
 use futures::io::AsyncReadExt;
 use p2p_shared::frame::{read_frame, write_frame};
-use p2p_shared::message::{new_id, SIGNED};
+use p2p_shared::message::{new_id, SignedEnvelope, SIGNED};
+use p2p_shared::registry_session::{PeerSession, Transcript};
+use p2p_shared::seal::KeyShare;
 use p2p_shared::transport::{Origin, EXCHANGE_TIMEOUT};
-use p2p_shared::{Envelope, MessageId, Request};
+use p2p_shared::{Envelope, MessageId, Outcome, Reply, Request};
 use serde::Deserialize;
 
 use crate::source;
@@ -46,25 +52,85 @@ struct ResultView {
     kind: String,
 }
 
-/// Sends `body` from `origin`, connecting from loopback address `from`, to the registry at
-/// `to`; fails unless the reply is of `kind`.
-pub async fn ask(
-    from: Ipv4Addr,
-    to: SocketAddr,
-    origin: &Origin,
-    body: Request,
-    kind: &str,
-) -> anyhow::Result<()> {
-    let id = new_id();
-    let frame = Envelope::new(id, origin.sender(from.into()), body).sign(&origin.identity);
-    let reply = async_std::future::timeout(EXCHANGE_TIMEOUT, exchange(from, to, &frame))
-        .await
-        .with_context(|| format!("the registry at {to} did not answer in time"))??;
-    // A signed frame is `'S' | signature (64 bytes) | JSON`.
-    let json = match reply.split_first() {
-        Some((&SIGNED, rest)) if rest.len() > 64 => &rest[64..],
-        _ => bail!("the registry's reply is not a signed envelope"),
-    };
+/// One load client: a peer's name and key, the loopback address it connects from, and its
+/// registry session once its first `register` opened one.
+pub struct Client {
+    pub origin: Origin,
+    pub from: Ipv4Addr,
+    pub session: Option<PeerSession>,
+}
+
+impl Client {
+    /// Sends `body` to the registry at `to`, sealed in the session if there is one, and fails
+    /// unless the reply is of `kind`. Without a session, a `register` opens one.
+    pub async fn ask(&mut self, to: SocketAddr, body: Request, kind: &str) -> anyhow::Result<()> {
+        if self.session.is_none() {
+            return self.ask_signed(to, body, kind).await;
+        }
+        let id = new_id();
+        let envelope = Envelope::new(id, self.origin.sender(self.from.into()), body);
+        let session = self.session.as_mut().expect("checked above");
+        let (counter, frame) = session.request(&envelope.encode());
+        let reply = send(self.from, to, &frame).await?;
+        let json = session
+            .reply(counter, &reply)
+            .context("the registry's reply is not authentic in the session")?;
+        check(json, id, kind)
+    }
+
+    /// A signed request, as a peer sends before it has a session: a `register` gets a key
+    /// share, and the registry's share in the reply completes the session.
+    async fn ask_signed(
+        &mut self,
+        to: SocketAddr,
+        body: Request,
+        kind: &str,
+    ) -> anyhow::Result<()> {
+        let id = new_id();
+        let (body, ours) = match body {
+            Request::Register { .. } => {
+                let ours = KeyShare::new();
+                let share = Some(ours.public());
+                (Request::Register { share }, Some(ours))
+            }
+            other => (other, None),
+        };
+        let sender = self.origin.sender(self.from.into());
+        let frame = Envelope::new(id, sender, body).sign(&self.origin.identity);
+        let reply = send(self.from, to, &frame).await?;
+        // A signed frame is `'S' | signature (64 bytes) | JSON`.
+        let json = match reply.split_first() {
+            Some((&SIGNED, rest)) if rest.len() > 64 => &rest[64..],
+            _ => bail!("the registry's reply is not a signed envelope"),
+        };
+        check(json, id, kind)?;
+        let Some(ours) = ours else { return Ok(()) };
+        let reply = SignedEnvelope::<Reply>::decode(&reply)?.envelope;
+        let Outcome::Registered {
+            share: Some(theirs),
+            ..
+        } = reply.body.result
+        else {
+            bail!("the registry opened no session");
+        };
+        let transcript = Transcript {
+            register: id,
+            peer: &self.origin.identity.public(),
+            registry: &reply.from.key,
+            peer_share: &ours.public(),
+            registry_share: &theirs,
+        };
+        self.session = Some(
+            PeerSession::agree(self.origin.name.clone(), ours, &transcript)
+                .ok()
+                .context("the registry's key share is unusable")?,
+        );
+        Ok(())
+    }
+}
+
+/// Checks that the reply `json` answers request `id` with an outcome of `kind`.
+fn check(json: &[u8], id: MessageId, kind: &str) -> anyhow::Result<()> {
     let view: ReplyView =
         serde_json::from_slice(json).context("the registry's reply is not an envelope")?;
     ensure!(
@@ -79,6 +145,13 @@ pub async fn ask(
         String::from_utf8_lossy(json)
     );
     Ok(())
+}
+
+/// One exchange, within the time a peer allows it.
+async fn send(from: Ipv4Addr, to: SocketAddr, frame: &[u8]) -> anyhow::Result<Vec<u8>> {
+    async_std::future::timeout(EXCHANGE_TIMEOUT, exchange(from, to, frame))
+        .await
+        .with_context(|| format!("the registry at {to} did not answer in time"))?
 }
 
 /// One request frame out, one reply frame back, then the registry's close.

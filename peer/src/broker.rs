@@ -709,7 +709,7 @@ impl State {
                 ErrorCode::UnsupportedRequest,
                 "chat messages travel sealed in a chat session",
             ),
-            Request::Register
+            Request::Register { .. }
             | Request::Unregister
             | Request::Release
             | Request::ListPeers { .. }

@@ -1,19 +1,27 @@
 //! The peer's side of the registry protocol: register, leave, release, list, look up.
 //!
-//! Each call is one request on a fresh connection, signed with our key. Every reply must be
-//! signed by the registry's key: the one given with `--server-key`, or else the one pinned
-//! for this registry address on first contact (in `known_registries`, like SSH's
-//! `known_hosts`). A reply with another key is refused, so an impostor cannot answer for the
-//! registry. Replies of the wrong kind are errors, and paging is bounded, so a broken or
-//! hostile registry cannot keep the peer listing forever.
+//! Each call is one request on a fresh connection. The first registration is signed with our
+//! key and opens a registry session (`p2p_shared::registry_session`); every later request is
+//! sealed in that session, with no public-key operation on either side, until the registry
+//! no longer knows the session (it restarted, or our registration lapsed), when we go back to
+//! signing and register anew.
+//!
+//! Every reply must come from the registry's key: the one given with `--server-key`, or else
+//! the one pinned for this registry address on first contact (in `known_registries`, like
+//! SSH's `known_hosts`). A signed reply proves its key by its signature, a sealed one by the
+//! session, which was agreed with that key. A reply with another key is refused, so an
+//! impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging
+//! is bounded, so a broken or hostile registry cannot keep the peer listing forever.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::message::new_id;
-use p2p_shared::transport::{self, Origin, SendError};
-use p2p_shared::{runtime, Outcome, PeerInfo, PeerName, Request};
+use p2p_shared::registry_session::{PeerSession, Transcript};
+use p2p_shared::seal::KeyShare;
+use p2p_shared::transport::{self, Origin, Response, SendError};
+use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, Request};
 
 use crate::known::{KnownKeys, Pin};
 
@@ -26,6 +34,8 @@ pub struct RegistryClient {
     /// `--server-key`: when given, the only key accepted.
     fixed: Option<PublicKey>,
     known: KnownKeys<String>,
+    /// Our registry session, from the last registration that opened one.
+    session: Option<PeerSession>,
 }
 
 impl RegistryClient {
@@ -40,6 +50,7 @@ impl RegistryClient {
             origin,
             fixed,
             known,
+            session: None,
         }
     }
 
@@ -55,19 +66,51 @@ impl RegistryClient {
     /// Registers us (or renews our registration); returns the address the registry recorded
     /// and how long the registration lasts unless renewed.
     pub async fn register(&mut self) -> Result<(SocketAddr, Duration), SendError> {
-        match self.ask(Request::Register).await? {
+        let renewed = match self.in_session(Request::Register { share: None }).await {
+            Some(outcome) => outcome?,
+            None => self.register_signed().await?,
+        };
+        match renewed {
             Outcome::Registered { addr, ttl_ms, .. } => Ok((addr, Duration::from_millis(ttl_ms))),
             other => Err(self.unexpected(other)),
         }
     }
 
+    /// Registers with a signed request that opens a new registry session.
+    async fn register_signed(&mut self) -> Result<Outcome, SendError> {
+        let (id, ours) = (new_id(), KeyShare::new());
+        let share = Some(ours.public());
+        let response = self.signed(id, Request::Register { share }).await?;
+        if let Outcome::Registered {
+            share: Some(theirs),
+            ..
+        } = &response.outcome
+        {
+            let transcript = Transcript {
+                register: id,
+                peer: &self.origin.identity.public(),
+                registry: &response.key,
+                peer_share: &ours.public(),
+                registry_share: theirs,
+            };
+            // Without a session (an unusable share) every request is signed: slower, as safe.
+            self.session = PeerSession::agree(self.origin.name.clone(), ours, &transcript).ok();
+        }
+        Ok(response.outcome)
+    }
+
     pub async fn unregister(&mut self) -> Result<(), SendError> {
-        self.expect_ok(Request::Unregister).await
+        self.expect_ok(Request::Unregister).await?;
+        // The registry ends the session with the registration.
+        self.session = None;
+        Ok(())
     }
 
     /// Gives up our name for good.
     pub async fn release(&mut self) -> Result<(), SendError> {
-        self.expect_ok(Request::Release).await
+        self.expect_ok(Request::Release).await?;
+        self.session = None;
+        Ok(())
     }
 
     /// Whether the registry answers, within a short time (for `status`).
@@ -115,12 +158,44 @@ impl RegistryClient {
         }
     }
 
-    /// One request; the reply, success or refusal, must carry the registry's key.
+    /// One request, in our session if we have one, else signed.
     async fn ask(&mut self, body: Request) -> Result<Outcome, SendError> {
-        match transport::request(self.addr, &self.origin, new_id(), body).await {
+        match self.in_session(body.clone()).await {
+            Some(outcome) => outcome,
+            None => Ok(self.signed(new_id(), body).await?.outcome),
+        }
+    }
+
+    /// One request sealed in our session; `None` if we have none, or the registry no longer
+    /// knows it (which ends it here too).
+    async fn in_session(&mut self, body: Request) -> Option<Result<Outcome, SendError>> {
+        let session = self.session.as_mut()?;
+        let sent =
+            transport::request_in_session(self.addr, session, &self.origin, new_id(), body).await;
+        match self.checked(sent) {
+            Err(SendError::Refused {
+                code: ErrorCode::UnknownSession,
+                ..
+            }) => {
+                self.session = None;
+                None
+            }
+            result => Some(result.map(|response| response.outcome)),
+        }
+    }
+
+    /// One signed request.
+    async fn signed(&mut self, id: MessageId, body: Request) -> Result<Response, SendError> {
+        let sent = transport::request(self.addr, &self.origin, id, body);
+        self.checked(sent.await)
+    }
+
+    /// A reply, success or refusal, counts only if it carries the registry's key.
+    fn checked(&mut self, result: Result<Response, SendError>) -> Result<Response, SendError> {
+        match result {
             Ok(response) => {
-                self.check_key(response.from.key)?;
-                Ok(response.outcome)
+                self.check_key(response.key)?;
+                Ok(response)
             }
             Err(refused @ SendError::Refused { key, .. }) => {
                 self.check_key(key)?;

@@ -203,6 +203,7 @@ impl Session {
             Ok(Response {
                 from,
                 outcome: Outcome::Pending { expires_in_ms },
+                ..
             }) => match expected {
                 Some((name, key)) if from.name != name || from.key != key => Err(format!(
                     "the peer at {addr} answers as {} with key {}, but the registry has key {} \

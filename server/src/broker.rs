@@ -3,17 +3,21 @@
 //! Connection tasks never share the registry through a lock; they send the broker a message
 //! and await its answer on a oneshot channel (the pattern of the async-std book's chat
 //! server). The broker never waits on the network, so one slow peer cannot hold up others.
-//! It also prints the registry's events, since it is the one place where they happen, and
-//! drops lapsed registrations: between messages it wakes at least every [`SWEEP`].
+//! It also prints the registry's events, since it is the one place where they happen, drops
+//! lapsed registrations (between messages it wakes at least every [`SWEEP`]), and keeps the
+//! encoded pages of the peer list for as long as the list does not change (`pages.rs`).
 
 use std::net::SocketAddr;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
 use p2p_shared::identity::PublicKey;
+use p2p_shared::registry_session::{Header, RegistrySession, Replier};
 use p2p_shared::{runtime, PeerInfo, PeerName};
 
 use crate::output::say;
+use crate::pages::{EncodedPage, Pages};
 use crate::registry::{Registration, Registry, Removal};
 use crate::store::StoreError;
 
@@ -26,7 +30,13 @@ enum Msg {
         name: PeerName,
         addr: SocketAddr,
         key: PublicKey,
+        session: Option<RegistrySession>,
         done: oneshot::Sender<Result<Registration, StoreError>>,
+    },
+    Accept {
+        header: Header,
+        frame: Vec<u8>,
+        done: oneshot::Sender<Option<Accepted>>,
     },
     Unregister {
         name: PeerName,
@@ -46,7 +56,15 @@ enum Msg {
         after: Option<PeerName>,
         done: oneshot::Sender<(Vec<PeerInfo>, Option<PeerName>)>,
     },
+    EncodedPage {
+        after: Option<PeerName>,
+        done: oneshot::Sender<EncodedPage>,
+    },
 }
+
+/// A request accepted in its registry session: the frame, with where its JSON is, the key
+/// the session was agreed with, and the means to reply.
+pub type Accepted = (Vec<u8>, Range<usize>, PublicKey, Replier);
 
 /// A handle to the broker task; cheap to clone, one per connection task.
 #[derive(Clone)]
@@ -67,11 +85,24 @@ impl Registrar {
         name: PeerName,
         addr: SocketAddr,
         key: PublicKey,
+        session: Option<RegistrySession>,
     ) -> Result<Registration, StoreError> {
         self.ask(|done| Msg::Register {
             name,
             addr,
             key,
+            session,
+            done,
+        })
+        .await
+    }
+
+    /// Accepts a request in a registry session (only the owner of the sessions can: it also
+    /// moves the session's counter).
+    pub async fn accept(&self, header: Header, frame: Vec<u8>) -> Option<Accepted> {
+        self.ask(|done| Msg::Accept {
+            header,
+            frame,
             done,
         })
         .await
@@ -93,6 +124,12 @@ impl Registrar {
         self.ask(|done| Msg::Page { after, done }).await
     }
 
+    /// The same page, as the JSON of its outcome: encoded once for everyone who asks until
+    /// the list changes (`pages.rs`).
+    pub async fn encoded_page(&self, after: Option<PeerName>) -> EncodedPage {
+        self.ask(|done| Msg::EncodedPage { after, done }).await
+    }
+
     async fn ask<T>(&self, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> T {
         let (done, answer) = oneshot::channel();
         // The broker lives as long as the process, so neither side of this can fail.
@@ -105,6 +142,7 @@ impl Registrar {
 }
 
 async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
+    let mut pages = Pages::default();
     let mut next_sweep = Instant::now() + SWEEP;
     loop {
         let wait = next_sweep.saturating_duration_since(Instant::now());
@@ -117,6 +155,7 @@ async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
         if now >= next_sweep {
             for name in registry.expire(now) {
                 say(format_args!("expired {name} (not renewed in time)"));
+                pages.clear();
             }
             next_sweep = now + SWEEP;
         }
@@ -127,14 +166,18 @@ async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
                 name,
                 addr,
                 key,
+                session,
                 done,
             } => {
-                let result = registry.register(&name, addr, key, now);
+                let result = registry.register(&name, addr, key, session, now);
                 match &result {
-                    Ok(Registration::Added) => say(format_args!(
-                        "registered {name} {addr} key {}",
-                        key.fingerprint()
-                    )),
+                    Ok(Registration::Added) => {
+                        pages.clear();
+                        say(format_args!(
+                            "registered {name} {addr} key {}",
+                            key.fingerprint()
+                        ))
+                    }
                     Err(e) => say(format_args!("cannot register {name}: {e}")),
                     Ok(_) => {}
                 }
@@ -143,6 +186,7 @@ async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
             Msg::Unregister { name, key, done } => {
                 let removal = registry.unregister(&name, key);
                 if removal == Removal::Done {
+                    pages.clear();
                     say(format_args!("unregistered {name}"));
                 }
                 let _ = done.send(removal);
@@ -150,17 +194,31 @@ async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
             Msg::Release { name, key, done } => {
                 let result = registry.release(&name, key);
                 match &result {
-                    Ok(Removal::Done) => say(format_args!("released {name}")),
+                    Ok(Removal::Done) => {
+                        pages.clear();
+                        say(format_args!("released {name}"))
+                    }
                     Err(e) => say(format_args!("cannot release {name}: {e}")),
                     Ok(_) => {}
                 }
                 let _ = done.send(result);
+            }
+            Msg::Accept {
+                header,
+                frame,
+                done,
+            } => {
+                let accepted = registry.accept(&header, &frame, now);
+                let _ = done.send(accepted.map(|(json, key, replier)| (frame, json, key, replier)));
             }
             Msg::Lookup { name, done } => {
                 let _ = done.send(registry.lookup(&name, now));
             }
             Msg::Page { after, done } => {
                 let _ = done.send(registry.page(after.as_ref(), now));
+            }
+            Msg::EncodedPage { after, done } => {
+                let _ = done.send(pages.get(after, |after| registry.page(after, now)));
             }
         }
     }

@@ -8,6 +8,7 @@
 
 mod broker;
 mod output;
+mod pages;
 mod registry;
 mod service;
 mod store;
@@ -91,7 +92,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         identity: Arc::new(identity),
     };
     let registry = Registry::new(claims, args.ttl, args.max_names_per_ip);
-    let service = RegistryService::new(Registrar::start(registry), args.ttl);
+    let service = RegistryService::new(Registrar::start(registry), origin.clone(), args.ttl);
     transport::serve(listener, origin, service).await;
     Ok(())
 }

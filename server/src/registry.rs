@@ -17,10 +17,12 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::message::PEERS_PAGE_LEN;
+use p2p_shared::registry_session::{Header, RegistrySession, Replier};
 use p2p_shared::{PeerInfo, PeerName};
 
 use crate::store::{Claims, StoreError, MAX_CLAIMS};
@@ -58,11 +60,13 @@ pub enum Removal {
     NotOwner,
 }
 
-#[derive(Debug, Clone, Copy)]
 struct Entry {
     addr: SocketAddr,
     key: PublicKey,
     expires: Instant,
+    /// The keys of the peer's registry session, if its registration opened one: they last
+    /// as long as the registration.
+    session: Option<RegistrySession>,
 }
 
 pub struct Registry {
@@ -91,11 +95,14 @@ impl Registry {
     }
 
     /// Registers (or renews) `name` at `addr` for `key`, claiming the name if it is free.
+    /// A new `session` replaces the registration's session; without one, a live
+    /// registration keeps its own.
     pub fn register(
         &mut self,
         name: &PeerName,
         addr: SocketAddr,
         key: PublicKey,
+        session: Option<RegistrySession>,
         now: Instant,
     ) -> Result<Registration, StoreError> {
         let owner = self.claims.owner(name);
@@ -103,9 +110,12 @@ impl Registry {
             return Ok(Registration::Taken);
         }
         let expires = now + self.ttl;
-        let moving_in = match self.peers.get(name) {
+        let moving_in = match self.peers.get_mut(name) {
             Some(entry) if entry.expires > now && entry.addr == addr => {
-                self.peers.insert(name.clone(), Entry { expires, ..*entry });
+                entry.expires = expires;
+                if session.is_some() {
+                    entry.session = session;
+                }
                 return Ok(Registration::Refreshed);
             }
             Some(entry) => entry.addr.ip() != addr.ip(),
@@ -134,11 +144,41 @@ impl Registry {
             self.claims.claim(name, key)?;
             recent.push_back(now);
         }
+        let kept = match self.peers.get_mut(name) {
+            Some(live) if live.expires > now => live.session.take(),
+            _ => None,
+        };
         self.remove(name);
-        self.peers
-            .insert(name.clone(), Entry { addr, key, expires });
+        let session = session.or(kept);
+        self.peers.insert(
+            name.clone(),
+            Entry {
+                addr,
+                key,
+                expires,
+                session,
+            },
+        );
         *self.per_ip.entry(addr.ip()).or_default() += 1;
         Ok(Registration::Added)
+    }
+
+    /// Accepts a request in the registry session of the name in its `header`: returns where
+    /// its JSON is in `frame`, the key the session was agreed with and the means to reply.
+    /// `None` if the name has no live registration with a session, or the frame is not
+    /// authentic in it, or is a replay.
+    pub fn accept(
+        &mut self,
+        header: &Header,
+        frame: &[u8],
+        now: Instant,
+    ) -> Option<(Range<usize>, PublicKey, Replier)> {
+        let entry = self
+            .peers
+            .get_mut(&header.name)
+            .filter(|e| e.expires > now)?;
+        let (json, replier) = entry.session.as_mut()?.accept(header, frame)?;
+        Some((json, entry.key, replier))
     }
 
     /// Removes `name`'s address, if `key` owns the name.
@@ -244,6 +284,9 @@ fn info(name: &PeerName, entry: &Entry) -> PeerInfo {
 mod tests {
     use super::*;
     use p2p_shared::identity::Identity;
+    use p2p_shared::message::new_id;
+    use p2p_shared::registry_session::{PeerSession, Transcript};
+    use p2p_shared::seal::KeyShare;
 
     const TTL: Duration = Duration::from_secs(60);
 
@@ -274,11 +317,12 @@ mod tests {
         let mut r = registry();
         let (alice, bob) = (key(), key());
         let start = now();
-        r.register(&name("alice"), addr(1), alice, start).unwrap();
-        r.register(&name("bob"), addr(2), bob, start).unwrap();
+        r.register(&name("alice"), addr(1), alice, None, start)
+            .unwrap();
+        r.register(&name("bob"), addr(2), bob, None, start).unwrap();
         let half = start + TTL / 2;
         assert_eq!(
-            r.register(&name("bob"), addr(2), bob, half).unwrap(),
+            r.register(&name("bob"), addr(2), bob, None, half).unwrap(),
             Registration::Refreshed
         );
         let later = start + TTL;
@@ -292,11 +336,13 @@ mod tests {
         assert_eq!(r.expire(later), vec![name("alice")]);
         // The name is still alice's: only her key may register it again.
         assert_eq!(
-            r.register(&name("alice"), addr(3), bob, later).unwrap(),
+            r.register(&name("alice"), addr(3), bob, None, later)
+                .unwrap(),
             Registration::Taken
         );
         assert_eq!(
-            r.register(&name("alice"), addr(3), alice, later).unwrap(),
+            r.register(&name("alice"), addr(3), alice, None, later)
+                .unwrap(),
             Registration::Added
         );
     }
@@ -308,7 +354,10 @@ mod tests {
         let here = addr(1);
         for i in 0..PER_IP {
             let (n, k) = (name(&format!("p{i}")), key());
-            assert_eq!(r.register(&n, here, k, t).unwrap(), Registration::Added);
+            assert_eq!(
+                r.register(&n, here, k, None, t).unwrap(),
+                Registration::Added
+            );
             assert_eq!(
                 r.unregister(&n, k),
                 Removal::Done,
@@ -316,19 +365,21 @@ mod tests {
             );
         }
         assert_eq!(
-            r.register(&name("one-more"), here, key(), t).unwrap(),
+            r.register(&name("one-more"), here, key(), None, t).unwrap(),
             Registration::TooManyNewNames,
             "...but not the claim"
         );
         let other = SocketAddr::from(([127, 0, 0, 2], 1));
         assert_eq!(
-            r.register(&name("one-more"), other, key(), t).unwrap(),
+            r.register(&name("one-more"), other, key(), None, t)
+                .unwrap(),
             Registration::Added
         );
         let later = t + CLAIM_WINDOW;
         r.expire(later);
         assert_eq!(
-            r.register(&name("next-hour"), here, key(), later).unwrap(),
+            r.register(&name("next-hour"), here, key(), None, later)
+                .unwrap(),
             Registration::Added
         );
     }
@@ -340,23 +391,25 @@ mod tests {
         for i in 0..PER_IP {
             let n = name(&format!("p{i}"));
             assert_eq!(
-                r.register(&n, addr(i as u16), key(), t).unwrap(),
+                r.register(&n, addr(i as u16), key(), None, t).unwrap(),
                 Registration::Added
             );
         }
         let other = SocketAddr::from(([127, 0, 0, 2], 1));
         assert_eq!(
-            r.register(&name("late"), addr(999), key(), t).unwrap(),
+            r.register(&name("late"), addr(999), key(), None, t)
+                .unwrap(),
             Registration::TooManyFromHere
         );
         assert_eq!(
-            r.register(&name("elsewhere"), other, key(), t).unwrap(),
+            r.register(&name("elsewhere"), other, key(), None, t)
+                .unwrap(),
             Registration::Added
         );
         // Lapsing frees the places (and after an hour, the new-name budget).
         r.expire(t + CLAIM_WINDOW);
         assert_eq!(
-            r.register(&name("late"), addr(999), key(), t + CLAIM_WINDOW)
+            r.register(&name("late"), addr(999), key(), None, t + CLAIM_WINDOW)
                 .unwrap(),
             Registration::Added
         );
@@ -367,20 +420,24 @@ mod tests {
         let mut r = registry();
         let (alice, mallory) = (key(), key());
         assert_eq!(
-            r.register(&name("alice"), addr(1), alice, now()).unwrap(),
+            r.register(&name("alice"), addr(1), alice, None, now())
+                .unwrap(),
             Registration::Added
         );
         assert_eq!(
-            r.register(&name("alice"), addr(1), alice, now()).unwrap(),
+            r.register(&name("alice"), addr(1), alice, None, now())
+                .unwrap(),
             Registration::Refreshed
         );
         assert_eq!(
-            r.register(&name("alice"), addr(2), mallory, now()).unwrap(),
+            r.register(&name("alice"), addr(2), mallory, None, now())
+                .unwrap(),
             Registration::Taken
         );
         // The owner may move.
         assert_eq!(
-            r.register(&name("alice"), addr(3), alice, now()).unwrap(),
+            r.register(&name("alice"), addr(3), alice, None, now())
+                .unwrap(),
             Registration::Added
         );
         assert_eq!(r.lookup(&name("alice"), now()).unwrap().addr, addr(3));
@@ -390,12 +447,14 @@ mod tests {
     fn an_offline_owner_keeps_the_name() {
         let mut r = registry();
         let (alice, mallory) = (key(), key());
-        r.register(&name("alice"), addr(1), alice, now()).unwrap();
+        r.register(&name("alice"), addr(1), alice, None, now())
+            .unwrap();
         assert_eq!(r.unregister(&name("alice"), mallory), Removal::NotOwner);
         assert_eq!(r.unregister(&name("alice"), alice), Removal::Done);
         assert_eq!(r.lookup(&name("alice"), now()), None);
         assert_eq!(
-            r.register(&name("alice"), addr(2), mallory, now()).unwrap(),
+            r.register(&name("alice"), addr(2), mallory, None, now())
+                .unwrap(),
             Registration::Taken
         );
     }
@@ -404,12 +463,14 @@ mod tests {
     fn only_the_owner_releases_a_name_and_then_anyone_may_claim_it() {
         let mut r = registry();
         let (alice, bob) = (key(), key());
-        r.register(&name("alice"), addr(1), alice, now()).unwrap();
+        r.register(&name("alice"), addr(1), alice, None, now())
+            .unwrap();
         assert_eq!(r.release(&name("alice"), bob).unwrap(), Removal::NotOwner);
         assert_eq!(r.release(&name("alice"), alice).unwrap(), Removal::Done);
         assert_eq!(r.lookup(&name("alice"), now()), None);
         assert_eq!(
-            r.register(&name("alice"), addr(2), bob, now()).unwrap(),
+            r.register(&name("alice"), addr(2), bob, None, now())
+                .unwrap(),
             Registration::Added
         );
         assert_eq!(r.release(&name("nobody"), bob).unwrap(), Removal::Unknown);
@@ -420,7 +481,7 @@ mod tests {
         let mut r = registry();
         let total = PEERS_PAGE_LEN * 2 + 7;
         for i in 0..total {
-            r.register(&name(&format!("p{i:04}")), host(i), key(), now())
+            r.register(&name(&format!("p{i:04}")), host(i), key(), None, now())
                 .unwrap();
         }
         let mut seen = Vec::new();
@@ -442,11 +503,62 @@ mod tests {
     fn an_exact_page_has_no_next() {
         let mut r = registry();
         for i in 0..PEERS_PAGE_LEN {
-            r.register(&name(&format!("p{i:04}")), host(i), key(), now())
+            r.register(&name(&format!("p{i:04}")), host(i), key(), None, now())
                 .unwrap();
         }
         let (peers, next) = r.page(None, now());
         assert_eq!(peers.len(), PEERS_PAGE_LEN);
         assert_eq!(next, None);
+    }
+
+    /// A registry session for `key`'s peer, and the peer's side of it.
+    fn new_session(key: &PublicKey) -> (PeerSession, RegistrySession) {
+        let registry = Identity::generate().public();
+        let (ours, theirs) = (KeyShare::new(), KeyShare::new());
+        let (peer_share, registry_share) = (ours.public(), theirs.public());
+        let t = Transcript {
+            register: new_id(),
+            peer: key,
+            registry: &registry,
+            peer_share: &peer_share,
+            registry_share: &registry_share,
+        };
+        (
+            PeerSession::agree(name("alice"), ours, &t).unwrap(),
+            RegistrySession::agree(theirs, &t).unwrap(),
+        )
+    }
+
+    fn accepts(r: &mut Registry, peer: &mut PeerSession, at: Instant) -> bool {
+        let (_, frame) = peer.request(b"{}");
+        r.accept(&Header::parse(&frame).unwrap(), &frame, at)
+            .is_some()
+    }
+
+    #[test]
+    fn a_session_lasts_as_long_as_its_registration() {
+        let mut r = registry();
+        let alice = key();
+        let start = now();
+        let (mut first, session) = new_session(&alice);
+        r.register(&name("alice"), addr(1), alice, Some(session), start)
+            .unwrap();
+        assert!(accepts(&mut r, &mut first, start));
+        // Renewed and moved without a new session: the session stays.
+        r.register(&name("alice"), addr(1), alice, None, start)
+            .unwrap();
+        r.register(&name("alice"), addr(2), alice, None, start)
+            .unwrap();
+        assert!(accepts(&mut r, &mut first, start));
+        // A new session replaces it.
+        let (mut second, session) = new_session(&alice);
+        r.register(&name("alice"), addr(2), alice, Some(session), start)
+            .unwrap();
+        assert!(!accepts(&mut r, &mut first, start));
+        assert!(accepts(&mut r, &mut second, start));
+        // It ends with the registration: lapsed, or unregistered.
+        assert!(!accepts(&mut r, &mut second, start + TTL));
+        assert_eq!(r.unregister(&name("alice"), alice), Removal::Done);
+        assert!(!accepts(&mut r, &mut second, start));
     }
 }

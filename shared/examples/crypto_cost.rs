@@ -82,7 +82,7 @@ fn main() {
         addr: "127.0.0.1:40001".parse().expect("valid address"),
         key: identity.public(),
     };
-    let envelope = Envelope::new(new_id(), from, Request::Register);
+    let envelope = Envelope::new(new_id(), from, Request::Register { share: None });
     time(
         "signed request: sign (registry operation, chat request)",
         iterations / 4,

@@ -5,6 +5,8 @@
 //! - [`name`]: what a valid peer name is.
 //! - [`message`]: the envelope and every request and reply that travels on the wire.
 //! - [`frame`]: how one message is delimited on a TCP stream (length prefix, hard size limit).
+//! - [`identity`], [`seal`], [`registry_session`], [`replay`]: who signed a message, chats
+//!   and registry sessions sealed with keys agreed once, and refusing what was seen before.
 //! - [`transport`]: one request and one reply per fresh connection, with timeouts, for both
 //!   the sending and the receiving side.
 //! - [`runtime`]: the only module that names the async runtime.
@@ -18,6 +20,7 @@ pub mod frame;
 pub mod identity;
 pub mod message;
 pub mod name;
+pub mod registry_session;
 pub mod replay;
 pub mod runtime;
 pub mod seal;

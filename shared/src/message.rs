@@ -5,15 +5,17 @@
 //! it answers. docs/protocol.md describes the JSON this produces.
 //!
 //! On the wire an envelope travels either signed by its sender's key ([`Envelope::sign`],
-//! [`SignedEnvelope`]: registry operations, chat requests and answers, every reply to them) or
-//! sealed inside a chat session (`seal.rs`: chat messages, disconnects and their
-//! acknowledgements).
+//! [`SignedEnvelope`]: a peer's first registration, chat requests and answers, every reply to
+//! them), sealed inside a chat session (`seal.rs`: chat messages, disconnects and their
+//! acknowledgements) or sealed inside a registry session (`registry_session.rs`: a registered
+//! peer's requests to its registry and their replies).
 
 use std::net::SocketAddr;
 
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::identity::{Identity, PublicKey, Signature};
@@ -21,7 +23,7 @@ use crate::name::PeerName;
 use crate::seal::EphemeralKey;
 
 /// The version this code speaks. A receiver refuses every other version.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The first byte of a frame holding a signed envelope: `'S' | signature (64) | JSON`.
 pub const SIGNED: u8 = b'S';
@@ -64,8 +66,12 @@ pub struct Envelope<B> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
-    /// Registry: bind `from.name` to `from.addr`.
-    Register,
+    /// Registry: bind `from.name` to `from.addr`. With `share`, the peer's half of a key
+    /// agreement, it also opens a registry session (`registry_session.rs`).
+    Register {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share: Option<EphemeralKey>,
+    },
     /// Registry: remove `from.name`'s address (the name stays bound to its key).
     Unregister,
     /// Registry: give up the name `from.name` for good, so another key may claim it.
@@ -113,17 +119,30 @@ pub struct Reply {
     pub result: Outcome,
 }
 
+/// A reply whose outcome is JSON already: how the registry sends a page of peers that it
+/// encoded once for everyone who lists, until the list changes (server/src/pages.rs). On
+/// the wire it is a [`Reply`] like any other.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename = "reply")]
+pub struct EncodedReply<'a> {
+    pub re: Option<MessageId>,
+    pub result: &'a RawValue,
+}
+
 /// What became of a request.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Outcome {
     Ok,
     /// The address and the key the registry recorded for the name, and for how long: the
-    /// registration lapses unless renewed (registered again) within `ttl_ms`.
+    /// registration lapses unless renewed (registered again) within `ttl_ms`. `share` is the
+    /// registry's half of the key agreement when the request opened a session.
     Registered {
         addr: SocketAddr,
         key: PublicKey,
         ttl_ms: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share: Option<EphemeralKey>,
     },
     Peers {
         peers: Vec<PeerInfo>,
@@ -214,7 +233,7 @@ impl DecodeError {
     }
 }
 
-impl<B: Serialize + DeserializeOwned> Envelope<B> {
+impl<B: Serialize> Envelope<B> {
     /// A message from `from` with the given id, stamped now.
     pub fn new(id: MessageId, from: Sender, body: B) -> Self {
         Envelope {
@@ -232,6 +251,19 @@ impl<B: Serialize + DeserializeOwned> Envelope<B> {
         serde_json::to_vec(self).expect("envelopes always serialize")
     }
 
+    /// The frame body for this envelope, signed with `identity` (which must be `from.key`'s).
+    pub fn sign(&self, identity: &Identity) -> Vec<u8> {
+        let json = self.encode();
+        let signature = identity.sign(&signed_bytes(&json));
+        let mut frame = Vec::with_capacity(1 + 64 + json.len());
+        frame.push(SIGNED);
+        frame.extend_from_slice(&signature.to_bytes());
+        frame.extend_from_slice(&json);
+        frame
+    }
+}
+
+impl<B: DeserializeOwned> Envelope<B> {
     /// Parses a frame body. Every message is parsed once; only one that does not parse is
     /// looked at again for its version, so that a peer speaking another version gets a clear
     /// `unsupported_version` rather than a complaint about fields.
@@ -248,19 +280,6 @@ impl<B: Serialize + DeserializeOwned> Envelope<B> {
                 _ => Err(DecodeError::Malformed(e)),
             },
         }
-    }
-}
-
-impl<B: Serialize + DeserializeOwned> Envelope<B> {
-    /// The frame body for this envelope, signed with `identity` (which must be `from.key`'s).
-    pub fn sign(&self, identity: &Identity) -> Vec<u8> {
-        let json = self.encode();
-        let signature = identity.sign(&signed_bytes(&json));
-        let mut frame = Vec::with_capacity(1 + 64 + json.len());
-        frame.push(SIGNED);
-        frame.extend_from_slice(&signature.to_bytes());
-        frame.extend_from_slice(&json);
-        frame
     }
 }
 
@@ -328,7 +347,7 @@ mod tests {
             },
         );
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
-        assert_eq!(json["v"], 2);
+        assert_eq!(json["v"], 3);
         assert_eq!(json["from"]["name"], "alice");
         assert_eq!(json["from"]["addr"], "127.0.0.1:40001");
         assert_eq!(json["body"]["type"], "chat_message");
@@ -358,6 +377,32 @@ mod tests {
     }
 
     #[test]
+    fn an_encoded_reply_is_the_same_reply() {
+        let result = Outcome::Peers {
+            peers: vec![PeerInfo {
+                name: "bob".parse().unwrap(),
+                addr: "127.0.0.1:40002".parse().unwrap(),
+                key: Identity::generate().public(),
+            }],
+            next: Some("bob".parse().unwrap()),
+        };
+        let (id, re) = (new_id(), Some(new_id()));
+        let from = alice();
+        let plain = Envelope::new(id, from.clone(), Reply { re, result });
+        let encoded = serde_json::value::to_raw_value(&plain.body.result).unwrap();
+        let mut same = Envelope::new(
+            id,
+            from,
+            EncodedReply {
+                re,
+                result: &encoded,
+            },
+        );
+        same.at = plain.at;
+        assert_eq!(same.encode(), plain.encode());
+    }
+
+    #[test]
     fn a_request_is_not_a_reply() {
         let env = Envelope::new(new_id(), alice(), Request::Ping);
         assert!(Envelope::<Reply>::decode(&env.encode()).is_err());
@@ -375,8 +420,8 @@ mod tests {
 
     #[test]
     fn invalid_names_and_garbage_are_malformed() {
-        let bad_name = r#"{"v":2,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
-        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":2}"] {
+        let bad_name = r#"{"v":3,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
+        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":3}"] {
             let err = Envelope::<Request>::decode(bytes).unwrap_err();
             assert_eq!(err.code(), ErrorCode::BadMessage, "{bytes:?}");
         }

@@ -37,7 +37,7 @@ pub const HEADER_LEN: usize = 1 + 16 + 8;
 /// A public X25519 key for one chat's key agreement, as it travels in JSON (base64url).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct EphemeralKey([u8; 32]);
+pub struct EphemeralKey(pub(crate) [u8; 32]);
 
 impl TryFrom<String> for EphemeralKey {
     type Error = &'static str;
@@ -72,6 +72,33 @@ impl KeyShare {
 
     pub fn public(&self) -> EphemeralKey {
         self.public
+    }
+
+    /// Completes the X25519 agreement with `theirs` and fills `okm` with HKDF-SHA256 output
+    /// salted with the id of the message that opened the exchange and bound to `label` and
+    /// every public part of the exchange (long-term keys and shares), in a fixed order.
+    pub(crate) fn derive(
+        self,
+        theirs: &EphemeralKey,
+        salt: MessageId,
+        label: &[u8],
+        parts: &[&[u8]],
+        okm: &mut [u8],
+    ) -> Result<(), WeakShare> {
+        let shared = self
+            .secret
+            .diffie_hellman(&x25519_dalek::PublicKey::from(theirs.0));
+        if !shared.was_contributory() {
+            return Err(WeakShare);
+        }
+        let mut info = label.to_vec();
+        for part in parts {
+            info.extend_from_slice(part);
+        }
+        Hkdf::<Sha256>::new(Some(salt.as_bytes()), shared.as_bytes())
+            .expand(&info, okm)
+            .expect("a valid HKDF output length");
+        Ok(())
     }
 }
 
@@ -123,26 +150,19 @@ impl SessionKeys {
             Role::Requester => t.accepter_share,
             Role::Accepter => t.requester_share,
         };
-        let shared = ours
-            .secret
-            .diffie_hellman(&x25519_dalek::PublicKey::from(theirs.0));
-        if !shared.was_contributory() {
-            return Err(WeakShare);
-        }
-        let mut info = Vec::with_capacity(24 + 4 * 32);
-        info.extend_from_slice(b"p2p-chat/2 chat session");
-        for part in [
-            t.requester.as_bytes(),
-            t.accepter.as_bytes(),
-            &t.requester_share.0,
-            &t.accepter_share.0,
-        ] {
-            info.extend_from_slice(part);
-        }
-        let hkdf = Hkdf::<Sha256>::new(Some(t.request.as_bytes()), shared.as_bytes());
         let mut okm = [0u8; 16 + 4 * 32];
-        hkdf.expand(&info, &mut okm)
-            .expect("a valid HKDF output length");
+        ours.derive(
+            theirs,
+            t.request,
+            b"p2p-chat/2 chat session",
+            &[
+                t.requester.as_bytes(),
+                t.accepter.as_bytes(),
+                &t.requester_share.0,
+                &t.accepter_share.0,
+            ],
+            &mut okm,
+        )?;
         let key = |i: usize| -> [u8; 32] {
             okm[16 + 32 * i..16 + 32 * (i + 1)]
                 .try_into()
@@ -204,32 +224,46 @@ pub fn session_of(frame: &[u8]) -> Option<SessionId> {
 }
 
 fn seal(kind: u8, key: &[u8; 32], session: &SessionId, counter: u64, plaintext: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
-    frame.push(kind);
-    frame.extend_from_slice(session);
-    frame.extend_from_slice(&counter.to_be_bytes());
+    let mut header = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
+    header.push(kind);
+    header.extend_from_slice(session);
+    header.extend_from_slice(&counter.to_be_bytes());
+    seal_after(header, key, counter, plaintext)
+}
+
+fn open(kind: u8, key: &[u8; 32], session: &SessionId, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
+    if frame.len() < HEADER_LEN || frame[0] != kind || frame[1..17] != session[..] {
+        return None;
+    }
+    let counter = u64::from_be_bytes(frame[17..25].try_into().ok()?);
+    Some((counter, open_after(HEADER_LEN, key, counter, frame)?))
+}
+
+/// Appends `plaintext`, encrypted with `key` and nonce `counter`, and its tag to `header`,
+/// which the tag authenticates too.
+fn seal_after(mut header: Vec<u8>, key: &[u8; 32], counter: u64, plaintext: &[u8]) -> Vec<u8> {
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
     let sealed = cipher
         .encrypt(
             &nonce(counter),
             Payload {
                 msg: plaintext,
-                aad: &frame,
+                aad: &header,
             },
         )
         .expect("ChaCha20-Poly1305 encryption does not fail for frame-sized input");
-    frame.extend_from_slice(&sealed);
-    frame
+    header.extend_from_slice(&sealed);
+    header
 }
 
-fn open(kind: u8, key: &[u8; 32], session: &SessionId, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
-    if frame.len() < HEADER_LEN + 16 || frame[0] != kind || frame[1..17] != session[..] {
+/// Opens what [`seal_after`] made: the first `header_len` bytes of `frame` are the header.
+fn open_after(header_len: usize, key: &[u8; 32], counter: u64, frame: &[u8]) -> Option<Vec<u8>> {
+    if frame.len() < header_len + 16 {
         return None;
     }
-    let (header, sealed) = frame.split_at(HEADER_LEN);
-    let counter = u64::from_be_bytes(header[17..25].try_into().ok()?);
+    let (header, sealed) = frame.split_at(header_len);
     let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
-    let plaintext = cipher
+    cipher
         .decrypt(
             &nonce(counter),
             Payload {
@@ -237,8 +271,42 @@ fn open(kind: u8, key: &[u8; 32], session: &SessionId, frame: &[u8]) -> Option<(
                 aad: header,
             },
         )
+        .ok()
+}
+
+/// Appends the tag that authenticates all of `frame` without encrypting any of it:
+/// ChaCha20-Poly1305 with nothing to encrypt and the frame as associated data, which is
+/// Poly1305 under a one-time key drawn from `key` and nonce `counter`. For registry sessions,
+/// whose contents anyone may read from the registry anyway (`registry_session.rs`).
+pub(crate) fn authenticate(mut frame: Vec<u8>, key: &[u8; 32], counter: u64) -> Vec<u8> {
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+    let tag = cipher
+        .encrypt(
+            &nonce(counter),
+            Payload {
+                msg: &[],
+                aad: &frame,
+            },
+        )
+        .expect("ChaCha20-Poly1305 does not fail for frame-sized input");
+    frame.extend_from_slice(&tag);
+    frame
+}
+
+/// The frame without its tag, if the tag authenticates it under `key` and `counter`.
+pub(crate) fn authenticated<'f>(frame: &'f [u8], key: &[u8; 32], counter: u64) -> Option<&'f [u8]> {
+    let (data, tag) = frame.split_at(frame.len().checked_sub(16)?);
+    let cipher = ChaCha20Poly1305::new(Key::from_slice(key));
+    cipher
+        .decrypt(
+            &nonce(counter),
+            Payload {
+                msg: tag,
+                aad: data,
+            },
+        )
         .ok()?;
-    Some((counter, plaintext))
+    Some(data)
 }
 
 fn nonce(counter: u64) -> Nonce {

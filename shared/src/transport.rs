@@ -10,8 +10,9 @@
 //! remote costs a bounded amount of time and memory.
 //!
 //! Two kinds of frames travel: signed envelopes, which this module signs and verifies itself
-//! (and checks for freshness, against replays), and sealed chat frames, whose keys belong to
-//! a chat session and which the [`Service`] opens and answers itself.
+//! (and checks for freshness, against replays), and sealed frames, whose keys belong to a
+//! session (a chat's, or a peer's registry session): the receiving [`Service`] opens and
+//! answers those itself, and [`request_in_session`] is the registry session's sending side.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -30,6 +31,7 @@ use crate::message::{
     SignedEnvelope, SIGNED,
 };
 use crate::name::PeerName;
+use crate::registry_session::{self, PeerSession};
 use crate::replay::{Freshness, Stale};
 use crate::runtime::{self, TcpListener, TcpStream};
 use crate::seal::SEALED;
@@ -69,11 +71,14 @@ impl Origin {
     }
 }
 
-/// A successful reply: who answered, and what. The outcome is never [`Outcome::Error`]; that
-/// arrives as [`SendError::Refused`].
+/// A successful reply: who answered, with which key, and what. The outcome is never
+/// [`Outcome::Error`]; that arrives as [`SendError::Refused`].
 #[derive(Clone, Debug)]
 pub struct Response {
     pub from: Sender,
+    /// The key that proved the reply: its signature's, or the one its session was agreed
+    /// with. For a signed reply it is `from.key`.
+    pub key: PublicKey,
     pub outcome: Outcome,
 }
 
@@ -121,16 +126,72 @@ pub async fn request(
     id: MessageId,
     body: Request,
 ) -> Result<Response, SendError> {
-    let bad = |reason: String| SendError::BadReply { addr: to, reason };
     let reply = exchange_with(to, |local_ip| {
         Envelope::new(id, origin.sender(local_ip), body).sign(&origin.identity)
     })
     .await?;
-    let reply = SignedEnvelope::<Reply>::decode(&reply).map_err(|e| bad(e.to_string()))?;
+    let (reply, key) = signed_reply(to, &reply)?;
+    answer_to(to, id, reply, key)
+}
+
+/// Sends `body` to the registry at `to` as message `id`, in our registry `session`, and
+/// waits for the reply. The registry answers a request it cannot place in a session with a
+/// signed refusal (`unknown_session`, say), which arrives as [`SendError::Refused`] with the
+/// key that signed it; a reply in the session proves the key the session was agreed with.
+pub async fn request_in_session(
+    to: SocketAddr,
+    session: &mut PeerSession,
+    origin: &Origin,
+    id: MessageId,
+    body: Request,
+) -> Result<Response, SendError> {
+    let mut counter = 0;
+    let reply = exchange_with(to, |local_ip| {
+        let envelope = Envelope::new(id, origin.sender(local_ip), body);
+        let (sent, frame) = session.request(&envelope.encode());
+        counter = sent;
+        frame
+    })
+    .await?;
+    let bad = |reason: String| SendError::BadReply { addr: to, reason };
+    let (reply, key) = match reply.first() {
+        Some(&SIGNED) => match signed_reply(to, &reply)? {
+            (reply, key) if matches!(reply.body.result, Outcome::Error { .. }) => (reply, key),
+            _ => {
+                return Err(bad(
+                    "a signed answer to a sealed request that is no refusal".into(),
+                ))
+            }
+        },
+        _ => {
+            let json = session
+                .reply(counter, &reply)
+                .ok_or_else(|| bad("it is no reply in our registry session".into()))?;
+            let reply = Envelope::<Reply>::decode(json).map_err(|e| bad(e.to_string()))?;
+            (reply, session.registry())
+        }
+    };
+    answer_to(to, id, reply, key)
+}
+
+/// Parses a signed reply and checks its signature; returns it with the key that signed it.
+fn signed_reply(to: SocketAddr, frame: &[u8]) -> Result<(Envelope<Reply>, PublicKey), SendError> {
+    let bad = |reason: String| SendError::BadReply { addr: to, reason };
+    let reply = SignedEnvelope::<Reply>::decode(frame).map_err(|e| bad(e.to_string()))?;
     if !reply.verify() {
         return Err(bad("its signature does not match its key".into()));
     }
-    let reply = reply.envelope;
+    let key = reply.envelope.from.key;
+    Ok((reply.envelope, key))
+}
+
+/// What a reply made by `key` says about our request `id`.
+fn answer_to(
+    to: SocketAddr,
+    id: MessageId,
+    reply: Envelope<Reply>,
+    key: PublicKey,
+) -> Result<Response, SendError> {
     match (reply.body.re, reply.body.result) {
         // A receiver that could not read our request cannot name it.
         (re, Outcome::Error { code, detail }) if re == Some(id) || re.is_none() => {
@@ -138,14 +199,18 @@ pub async fn request(
                 addr: to,
                 code,
                 detail,
-                key: reply.from.key,
+                key,
             })
         }
         (Some(re), outcome) if re == id => Ok(Response {
             from: reply.from,
+            key,
             outcome,
         }),
-        (re, _) => Err(bad(format!("it answers message {re:?}, not {id}"))),
+        (re, _) => Err(SendError::BadReply {
+            addr: to,
+            reason: format!("it answers message {re:?}, not {id}"),
+        }),
     }
 }
 
@@ -208,8 +273,9 @@ pub trait Service: Clone + Send + Sync + 'static {
         true
     }
 
-    /// Opens and answers a frame sealed in a chat session: returns the sealed reply, or why
-    /// the frame is refused (it opens in no session here, or it is a replay).
+    /// Opens and answers a frame sealed in a session (a chat's, or a registry session's):
+    /// returns the sealed reply, or why the frame is refused (it opens in no session here, or
+    /// it is a replay).
     fn handle_sealed(
         &self,
         frame: Vec<u8>,
@@ -243,8 +309,10 @@ pub enum Refusal {
     BadSignature,
     #[error("{0}")]
     Stale(#[from] Stale),
-    #[error("it opens in no chat session here (unknown session, or altered)")]
+    #[error("it opens in no session here (unknown or ended session, or altered)")]
     UnknownSession,
+    #[error("it names another sender than the one its session was agreed with")]
+    NotTheSessions,
     #[error("unknown frame kind")]
     UnknownKind,
     #[error("too many connections from this address at once; try again later")]
@@ -261,6 +329,7 @@ impl Refusal {
             Refusal::Stale(Stale::Full) => ErrorCode::Busy,
             Refusal::Stale(_) => ErrorCode::Stale,
             Refusal::UnknownSession => ErrorCode::UnknownSession,
+            Refusal::NotTheSessions => ErrorCode::BadMessage,
             Refusal::Busy => ErrorCode::Busy,
         }
     }
@@ -359,11 +428,12 @@ impl<S: Service> Receiver<'_, S> {
         };
         // A refusal says whether the whole frame was read, which decides how to close.
         let reply = match frame {
-            Ok(frame) if frame.first() == Some(&SEALED) => self
-                .service
-                .handle_sealed(frame, remote)
-                .await
-                .map_err(|why| (true, why)),
+            Ok(frame) if matches!(frame.first(), Some(&SEALED | &registry_session::REQUEST)) => {
+                self.service
+                    .handle_sealed(frame, remote)
+                    .await
+                    .map_err(|why| (true, why))
+            }
             Ok(frame) if frame.first() == Some(&SIGNED) => match self.admit(&frame, remote) {
                 Ok(request) => {
                     let re = request.id;

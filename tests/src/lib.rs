@@ -37,6 +37,7 @@ use std::time::{Duration, Instant};
 
 pub use p2p_shared::identity::{Identity, PublicKey};
 use p2p_shared::seal::{KeyShare, Role, SessionKeys, Transcript};
+use p2p_shared::PROTOCOL_VERSION;
 pub use serde_json::{json, Value};
 
 /// How long one `expect*` call waits for its line.
@@ -1080,7 +1081,7 @@ pub fn now() -> String {
 /// A version-2 envelope from `name` at `addr` with key `key`, a fresh id, stamped now.
 pub fn envelope(name: &str, addr: impl Display, key: &PublicKey, body: Value) -> Value {
     json!({
-        "v": 2,
+        "v": PROTOCOL_VERSION,
         "id": new_id(),
         "at": now(),
         "from": { "name": name, "addr": addr.to_string(), "key": key.to_string() },
@@ -1194,8 +1195,10 @@ pub fn decode_reply(bytes: &[u8]) -> Result<Value, String> {
     if !key.verify(&[SIGNING_CONTEXT, json].concat(), &signature) {
         return Err(format!("the signature is not by from.key: {envelope}"));
     }
-    if envelope["v"] != 2 {
-        return Err(format!("reply version is not 2: {envelope}"));
+    if envelope["v"] != PROTOCOL_VERSION {
+        return Err(format!(
+            "reply version is not {PROTOCOL_VERSION}: {envelope}"
+        ));
     }
     if envelope["body"]["type"] != "reply" {
         return Err(format!("not a reply: {envelope}"));

@@ -397,10 +397,79 @@ fn a_captured_exit_network_replayed_after_alice_came_back_is_refused() {
     alice.register();
     server.expect_registered(&alice);
 
-    let unregister = only(proxy.requests_of_type("unregister"), "unregister");
-    assert_refused_with(server.addr(), &unregister.sent, "stale", &server.key());
+    // Her first `register` was signed and opened a registry session; `exit network` was
+    // sealed in it and ended it; coming back took a signed `register` again.
+    let unregister = only(proxy.captures_of_kind(b'R'), "sealed exit network");
+    assert_refused_with(
+        server.addr(),
+        &unregister.sent,
+        "unknown_session",
+        &server.key(),
+    );
     let register = proxy.requests_of_type("register");
+    assert_eq!(register.len(), 2, "two signed registrations");
     assert_refused_with(server.addr(), &register[0].sent, "stale", &server.key());
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+}
+
+#[test]
+fn after_registering_a_peer_needs_no_signatures_and_replays_are_refused() {
+    let server = Server::start();
+    let proxy = Proxy::start(server.addr());
+    let alice = Peer::start("alice", proxy.addr());
+    alice.register();
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+    alice.register();
+
+    // One signed request (the first registration), then only requests in the session,
+    // answered in it.
+    assert_eq!(proxy.captures_of_kind(b'S').len(), 1, "one signed request");
+    let sealed = proxy.captures_of_kind(b'R');
+    assert_eq!(sealed.len(), 2, "listpeer and the renewal, in the session");
+    for capture in &sealed {
+        assert_eq!(
+            capture.received.get(4),
+            Some(&b'r'),
+            "a reply in the session"
+        );
+    }
+
+    // Played again, or altered, a request in the session is refused; the session goes on.
+    let list = &sealed[0].sent;
+    assert_refused_with(server.addr(), list, "unknown_session", &server.key());
+    for at in [list.len() / 2, list.len() - 1] {
+        let mut altered = list.clone();
+        altered[at] ^= 0x01;
+        assert_refused_with(server.addr(), &altered, "unknown_session", &server.key());
+    }
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+    assert_eq!(
+        proxy.captures_of_kind(b'S').len(),
+        1,
+        "still one signed request"
+    );
+}
+
+#[test]
+fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
+    let registry_dir = DataDir::new("registry");
+    let mut server = Server::builder().data_dir(registry_dir.path()).start();
+    let port = server.addr().port();
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    server.kill();
+    drop(server);
+    let server = Server::builder()
+        .data_dir(registry_dir.path())
+        .port(port)
+        .start();
+
+    // alice's session is gone with the old process: her sealed `listpeer` is refused, and she
+    // asks again signed; her next `register` opens a new session.
+    assert_eq!(alice.listpeer(), NONE);
+    server.expect_prefix("refused 127.0.0.1:");
+    alice.register();
+    server.expect_registered(&alice);
     assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
 }
 
