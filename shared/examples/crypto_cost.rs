@@ -5,7 +5,9 @@
 //!
 //! - per chat message: sealing a 200-byte message and opening it, its acknowledgement too;
 //! - per chat (at request/accept): one key agreement on each side;
-//! - per signed request or reply: one signature and one verification.
+//! - per signed request or reply: one signature and one verification;
+//! - per request in a registry session: its tag and check, and the reply's (a small one, and
+//!   a page of 256 peers), and the session's set-up at registration.
 //!
 //! The figures are the mean over ITERATIONS (default 20,000) after a warm-up; docs/security.md
 //! quotes them.
@@ -96,4 +98,55 @@ fn main() {
             p2p_shared::message::SignedEnvelope::<Request>::decode(&frame).expect("a valid frame");
         black_box(signed.verify());
     });
+
+    registry_session(iterations, &envelope);
+}
+
+/// A registry session's costs: set-up once per registration, then a tag per frame.
+fn registry_session(iterations: u32, request: &Envelope<Request>) {
+    use p2p_shared::registry_session::{Header, PeerSession, RegistrySession, Transcript};
+    let (peer, registry) = (Identity::generate().public(), Identity::generate().public());
+    let agree = || {
+        let (ours, theirs) = (KeyShare::new(), KeyShare::new());
+        let (peer_share, registry_share) = (ours.public(), theirs.public());
+        let t = Transcript {
+            register: new_id(),
+            peer: &peer,
+            registry: &registry,
+            peer_share: &peer_share,
+            registry_share: &registry_share,
+        };
+        (
+            PeerSession::agree("alice".parse().expect("valid name"), ours, &t).expect("valid"),
+            RegistrySession::agree(theirs, &t).expect("valid shares"),
+        )
+    };
+    time(
+        "registry session set-up: key shares + agreement, both sides",
+        iterations / 10,
+        || {
+            black_box(agree());
+        },
+    );
+    let (mut peer, mut registry) = agree();
+    let json = request.encode();
+    // A page of 256 peers, as the registry sends at 256 registrations: about 24 KB of JSON.
+    let page = vec![b'x'; 24 * 1024];
+    for (label, reply) in [
+        (
+            "registry session: small request + reply, tag + check",
+            &json,
+        ),
+        (
+            "registry session: small request + 24 KB page, tag + check",
+            &page,
+        ),
+    ] {
+        time(label, iterations, || {
+            let (counter, frame) = peer.request(&json);
+            let header = Header::parse(&frame).expect("a request");
+            let (_, replier) = registry.accept(&header, &frame).expect("accepted");
+            black_box(peer.reply(counter, &replier.reply(reply)));
+        });
+    }
 }
