@@ -11,7 +11,7 @@
 //!   window of IPsec and WireGuard, RFC 6479), so each counter is accepted once, slight
 //!   reordering is tolerated, and the memory is fixed.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,7 +39,10 @@ pub enum Stale {
 #[derive(Debug, Default)]
 pub struct Freshness {
     ids: HashSet<MessageId>,
-    by_time: VecDeque<(DateTime<Utc>, MessageId)>,
+    /// The same ids by send time, so that each is forgotten as soon as its message would be
+    /// refused as skewed anyway: in time order, not arrival order, or one message dated in
+    /// the future would hold back the forgetting of every id that arrived after it.
+    by_time: BTreeSet<(DateTime<Utc>, MessageId)>,
 }
 
 impl Freshness {
@@ -52,11 +55,11 @@ impl Freshness {
     ) -> Result<(), Stale> {
         let skew = chrono::Duration::from_std(MAX_SKEW).expect("small duration");
         // Ids older than the window can go: their messages would be refused as skewed anyway.
-        while let Some(&(t, old)) = self.by_time.front() {
+        while let Some(&(t, old)) = self.by_time.first() {
             if t >= now - skew {
                 break;
             }
-            self.by_time.pop_front();
+            self.by_time.pop_first();
             self.ids.remove(&old);
         }
         if at < now - skew || at > now + skew {
@@ -69,9 +72,7 @@ impl Freshness {
             return Err(Stale::Full);
         }
         self.ids.insert(id);
-        // Messages arrive roughly in time order; a slightly older one only lives a little
-        // longer in the queue than it must, which is harmless.
-        self.by_time.push_back((at.max(now - skew), id));
+        self.by_time.insert((at, id));
         Ok(())
     }
 }
@@ -159,6 +160,21 @@ mod tests {
         let later = now + chrono::Duration::seconds(300);
         assert_eq!(fresh.admit(id, now, later), Err(Stale::Skewed));
         assert!(fresh.ids.is_empty());
+    }
+
+    #[test]
+    fn a_message_from_the_future_does_not_keep_later_ids() {
+        let now = Utc::now();
+        let mut fresh = Freshness::default();
+        let ahead = now + chrono::Duration::seconds(110);
+        assert_eq!(fresh.admit(new_id(), ahead, now), Ok(()));
+        let on_time = new_id();
+        assert_eq!(fresh.admit(on_time, now, now), Ok(()));
+        // 121 s later the on-time id can go (its message is stale), the early one not yet.
+        let later = now + chrono::Duration::seconds(121);
+        assert_eq!(fresh.admit(new_id(), later, later), Ok(()));
+        assert!(!fresh.ids.contains(&on_time));
+        assert_eq!(fresh.ids.len(), 2);
     }
 
     #[test]
