@@ -5,7 +5,7 @@
 # flags cargo-fuzz passes. New inputs go to corpus/TARGET, crashes to artifacts/TARGET.
 set -euo pipefail
 cd "$(dirname "$0")"
-targets=(frame envelope signed seal replay names command)
+targets=(frame envelope signed seal registry_session replay names command)
 target=${1:?usage: ./run.sh TARGET|all [SECONDS]  (targets: ${targets[*]})}
 seconds=${2:-300}
 if [[ $target == all ]]; then

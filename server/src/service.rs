@@ -93,7 +93,7 @@ impl Service for RegistryService {
         // The session speaks for one name and key, and the address rule of signed requests
         // holds here too.
         if request.from.name != name || request.from.key != key {
-            return Err(Refusal::NotTheSessions);
+            return Err(Refusal::WrongSender);
         }
         if request.from.addr.ip() != remote.ip() {
             return Err(Refusal::AddressMismatch {

@@ -312,7 +312,7 @@ pub enum Refusal {
     #[error("it opens in no session here (unknown or ended session, or altered)")]
     UnknownSession,
     #[error("it names another sender than the one its session was agreed with")]
-    NotTheSessions,
+    WrongSender,
     #[error("unknown frame kind")]
     UnknownKind,
     #[error("too many connections from this address at once; try again later")]
@@ -329,7 +329,7 @@ impl Refusal {
             Refusal::Stale(Stale::Full) => ErrorCode::Busy,
             Refusal::Stale(_) => ErrorCode::Stale,
             Refusal::UnknownSession => ErrorCode::UnknownSession,
-            Refusal::NotTheSessions => ErrorCode::BadMessage,
+            Refusal::WrongSender => ErrorCode::BadMessage,
             Refusal::Busy => ErrorCode::Busy,
         }
     }

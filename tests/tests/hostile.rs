@@ -229,7 +229,7 @@ hostile! {
         "bad_frame"
     );
 
-    // Bodies of no known kind (the first byte must be S or E).
+    // Bodies of no known kind (the first byte must be S, E or R).
     version_1_json_without_a_kind_byte: answered(
         frame(br#"{"v":1,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11"}"#),
         Some("bad_frame")
@@ -238,8 +238,9 @@ hostile! {
         frame(&[0xff, 0xfe, 0x00, 0x01, 0x80, 0xc3, 0x28, 0x9f, 0x00, 0x7b, 0xa0, 0xa1]),
         Some("bad_frame")
     );
-    // An acknowledgement is only ever a reply.
+    // An acknowledgement, or a registry session's reply, is only ever a reply.
     an_acknowledgement_as_a_request: answered(frame(&[b'A'; 80]), Some("bad_frame"));
+    a_registry_session_reply_as_a_request: answered(frame(&[b'r'; 80]), Some("bad_frame"));
 
     // Signed frames whose inside is not a valid envelope.
     signed_frame_shorter_than_a_signature: answered(frame(b"S0123456789"), Some("bad_message"));
@@ -284,6 +285,21 @@ hostile! {
     // Sealed frames that open in no session here.
     sealed_frame_in_no_session: answered(sealed_in_no_session(), Some("unknown_session"));
     sealed_frame_shorter_than_its_header: answered(frame(b"E0123"), Some("unknown_session"));
+
+    // Registry session requests in no session here: a name nobody registered, a header cut
+    // short, a name that is no name.
+    registry_session_request_in_no_session: answered(
+        frame(&[&b"R\x05alice\x00\x00\x00\x00\x00\x00\x00\x01{}"[..], &[0u8; 16]].concat()),
+        Some("unknown_session")
+    );
+    registry_session_request_shorter_than_its_header: answered(
+        frame(b"R\x05ali"),
+        Some("unknown_session")
+    );
+    registry_session_request_with_an_invalid_name: answered(
+        frame(&[&b"R\x03a b\x00\x00\x00\x00\x00\x00\x00\x01{}"[..], &[0u8; 16]].concat()),
+        Some("unknown_session")
+    );
 }
 
 #[test]
