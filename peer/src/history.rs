@@ -17,6 +17,7 @@
 //! only grows). docs/benchmarks.md has the measurements.
 
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use p2p_shared::{MessageId, PeerName};
@@ -24,8 +25,16 @@ use rusqlite::{params, Connection};
 
 /// The history could not be read or written.
 #[derive(Debug, thiserror::Error)]
-#[error("the chat history failed: {0}")]
-pub struct HistoryError(#[from] rusqlite::Error);
+pub enum HistoryError {
+    /// Another peer holds it: the history is held exclusively (see above).
+    #[error("it is in use: another p2p-peer runs with this name and data directory")]
+    InUse,
+    #[error("the chat history failed: {0}")]
+    Failed(#[from] rusqlite::Error),
+}
+
+/// How long opening waits for another peer to let go of the history (one that is exiting).
+const OPEN_WAIT: Duration = Duration::from_secs(1);
 
 /// One stored chat line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -43,7 +52,16 @@ pub struct History {
 impl History {
     /// Opens (or creates) the history at `path`.
     pub fn open(path: &Path) -> Result<History, HistoryError> {
-        Self::with(Connection::open(path)?)
+        let db = Connection::open(path)?;
+        db.busy_timeout(OPEN_WAIT)?;
+        Self::with(db).map_err(|e| match e {
+            HistoryError::Failed(rusqlite::Error::SqliteFailure(f, _))
+                if f.code == rusqlite::ErrorCode::DatabaseBusy =>
+            {
+                HistoryError::InUse
+            }
+            other => other,
+        })
     }
 
     #[cfg(test)]
@@ -190,6 +208,10 @@ mod tests {
             .map(|l| l.text)
             .collect();
         assert_eq!(texts, ["first", "second", "third"]);
+        assert!(
+            matches!(History::open(&path), Err(HistoryError::InUse)),
+            "a second peer with the same history"
+        );
         drop(h);
         let _ = std::fs::remove_dir_all(&dir);
     }

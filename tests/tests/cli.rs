@@ -231,3 +231,26 @@ fn trust_without_a_new_key_offered_is_one_error() {
     // whoami still shows the key the peer started with.
     assert_eq!(alice.whoami(), alice.key());
 }
+
+#[test]
+fn a_second_peer_with_the_same_name_and_data_directory_is_refused_at_start() {
+    let dir = DataDir::new("alice");
+    let _alice = Peer::builder("alice").data_dir(dir.path()).start();
+    let out = Command::new(binary("p2p-peer"))
+        .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
+        .args([
+            "--server",
+            &dead_addr().to_string(),
+            "--data-dir",
+            &dir.arg(),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("another p2p-peer runs with this name and data directory"),
+        "says why: {said}"
+    );
+}
