@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::chat::Chat;
 use crate::load::Throughput;
-use crate::registry::Crowd;
+use crate::registry::{Crowd, ReplyBytes};
 use crate::report::{thousands, Row, Target, Value};
 use crate::rest::AtRest;
 use crate::stats::Summary;
@@ -34,6 +34,10 @@ pub struct Level {
     pub clients: usize,
     pub registry: Throughput,
     pub floor: Throughput,
+    /// The floor again, with replies of the registry's sizes (no target: it tells what the
+    /// bytes of the replies cost, apart from the registry's logic).
+    pub sized_floor: Throughput,
+    pub reply_bytes: ReplyBytes,
 }
 
 /// Everything one run measured; sections left out with `--only` are `None` or empty.
@@ -176,6 +180,17 @@ fn load_rows(level: &Level, rows: &mut Vec<Row>) {
             text: format!("≥ {:.0}% of floor", LOAD_FLOOR_SHARE * 100.0),
             met: registry.per_second >= LOAD_FLOOR_SHARE * floor.per_second,
         }),
+    });
+    let bytes = level.reply_bytes;
+    rows.push(Row {
+        figure: format!(
+            "registry, {clients}, vs. floor with its replies' sizes ({} B, {} B)",
+            thousands(bytes.registered as u64),
+            thousands(bytes.page as u64)
+        ),
+        value: Value::Rate(registry.per_second),
+        floor: Some(Value::Rate(level.sized_floor.per_second)),
+        target: None,
     });
     let p99 = registry.latency.p99;
     rows.push(Row {

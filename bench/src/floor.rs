@@ -7,6 +7,11 @@
 //! framing, JSON, validation or state: the client connects, writes [`REQUEST_LEN`] bytes and
 //! reads [`REPLY_LEN`] bytes, and the server closes first, as docs/protocol.md requires.
 //!
+//! The request's first four bytes may ask for a longer reply (a big-endian length, at most
+//! [`MAX_REPLY_LEN`]): the bench uses that for a second floor that sends the registry's own
+//! reply sizes, pages of peers included, to tell what the bytes of a page cost from what the
+//! registry's logic costs.
+//!
 //! This is the one module of the workspace that names async-std itself instead of going
 //! through `p2p_shared::runtime`: it measures the runtime, not the facade.
 
@@ -24,8 +29,12 @@ use crate::source;
 
 /// Bytes a floor client sends: about the size of a chat message envelope.
 pub const REQUEST_LEN: usize = 256;
-/// Bytes a floor server answers with.
+/// Bytes a floor server answers with, unless the request asks for more.
 pub const REPLY_LEN: usize = 256;
+/// The longest reply a request may ask for: a frame's limit.
+pub const MAX_REPLY_LEN: usize = 64 * 1024;
+/// The bytes of every reply.
+static REPLY: [u8; MAX_REPLY_LEN] = [b'r'; MAX_REPLY_LEN];
 /// The listen backlog of the floor server, the same as the programs' (`runtime::listen`), so
 /// that a burst of 256 clients does not wait for SYN retransmits behind the default of 128.
 const LISTEN_BACKLOG: i32 = 1024;
@@ -114,18 +123,39 @@ async fn accept_forever(listener: TcpListener) {
 async fn answer(mut stream: TcpStream) -> std::io::Result<()> {
     let mut request = [0u8; REQUEST_LEN];
     stream.read_exact(&mut request).await?;
-    stream.write_all(&[b'r'; REPLY_LEN]).await?;
+    let asked = u32::from_be_bytes([request[0], request[1], request[2], request[3]]) as usize;
+    let len = if asked == 0 {
+        REPLY_LEN
+    } else {
+        asked.min(MAX_REPLY_LEN)
+    };
+    stream.write_all(&REPLY[..len]).await?;
     stream.shutdown(Shutdown::Write)
 }
 
 /// One floor exchange with the floor server at `to`, connecting from loopback address `from`:
 /// connect, write, read, see the close.
 pub async fn exchange(from: Ipv4Addr, to: SocketAddr) -> anyhow::Result<()> {
+    exchange_into(from, to, &mut [0u8; REPLY_LEN]).await
+}
+
+/// A floor exchange whose reply is `reply_len` bytes (at most [`MAX_REPLY_LEN`]).
+pub async fn exchange_sized(
+    from: Ipv4Addr,
+    to: SocketAddr,
+    reply_len: usize,
+) -> anyhow::Result<()> {
+    exchange_into(from, to, &mut vec![0u8; reply_len.min(MAX_REPLY_LEN)]).await
+}
+
+/// A floor exchange that asks for as many bytes as `reply` holds and reads them into it.
+async fn exchange_into(from: Ipv4Addr, to: SocketAddr, reply: &mut [u8]) -> anyhow::Result<()> {
     async_std::future::timeout(EXCHANGE_TIMEOUT, async {
         let mut stream = source::connect(from, to)?;
-        stream.write_all(&[b'q'; REQUEST_LEN]).await?;
-        let mut reply = [0u8; REPLY_LEN];
-        stream.read_exact(&mut reply).await?;
+        let mut request = [b'q'; REQUEST_LEN];
+        request[..4].copy_from_slice(&(reply.len() as u32).to_be_bytes());
+        stream.write_all(&request).await?;
+        stream.read_exact(reply).await?;
         let mut rest = [0u8; 1];
         match stream.read(&mut rest).await? {
             0 => Ok(()),

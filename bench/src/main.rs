@@ -170,10 +170,17 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
             progress(&format!(
                 "load with {clients} clients: the floor, then the registry"
             ));
+            let floor = floor_load(floor_addr, clients, plan)?;
+            let (registry, reply_bytes) = registry::throughput(programs, clients, plan)?;
+            progress(&format!(
+                "load with {clients} clients: the floor with the registry's reply sizes"
+            ));
             load.push(Level {
                 clients,
-                floor: floor_load(floor_addr, clients, plan)?,
-                registry: registry::throughput(programs, clients, plan)?,
+                floor,
+                registry,
+                sized_floor: sized_floor_load(floor_addr, clients, plan, reply_bytes)?,
+                reply_bytes,
             });
         }
     }
@@ -224,6 +231,22 @@ fn floor_exchange(addr: SocketAddr, plan: &Plan) -> anyhow::Result<Summary> {
 /// Floor exchanges from `clients` concurrent clients, after a warm-up.
 fn floor_load(addr: SocketAddr, clients: usize, plan: &Plan) -> anyhow::Result<load::Throughput> {
     let exchange = move |client, _| floor::exchange(source::for_client(client), addr);
+    load::run(clients, plan.warmup_requests, plan.limit, exchange)?;
+    load::run(clients, plan.requests, plan.limit, exchange)
+}
+
+/// The same, with replies as large as the registry's in the same mix: request `n` gets
+/// `bytes.registered` bytes when even (a register) and `bytes.page` when odd (a listing).
+fn sized_floor_load(
+    addr: SocketAddr,
+    clients: usize,
+    plan: &Plan,
+    bytes: registry::ReplyBytes,
+) -> anyhow::Result<load::Throughput> {
+    let exchange = move |client, n: usize| {
+        let len = [bytes.registered, bytes.page][n % 2];
+        floor::exchange_sized(source::for_client(client), addr, len)
+    };
     load::run(clients, plan.warmup_requests, plan.limit, exchange)?;
     load::run(clients, plan.requests, plan.limit, exchange)
 }

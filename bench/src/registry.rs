@@ -18,6 +18,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use async_std::sync::Mutex;
@@ -49,8 +50,21 @@ const MAX_PAGES: usize = 1_024;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Register and listpeer throughput with `clients` concurrent clients, after a warm-up.
-pub fn throughput(programs: &Programs, clients: usize, plan: &Plan) -> anyhow::Result<Throughput> {
+/// The largest replies of a load run, as sent on the wire: a `registered` and a page of peers.
+/// The bench's second floor sends replies of these sizes.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReplyBytes {
+    pub registered: usize,
+    pub page: usize,
+}
+
+/// Register and listpeer throughput with `clients` concurrent clients, after a warm-up, and
+/// the sizes of the replies.
+pub fn throughput(
+    programs: &Programs,
+    clients: usize,
+    plan: &Plan,
+) -> anyhow::Result<(Throughput, ReplyBytes)> {
     let registry = programs.registry(&[])?;
     let clients_: Arc<Vec<Mutex<Client>>> = Arc::new(
         (0..clients)
@@ -64,32 +78,40 @@ pub fn throughput(programs: &Programs, clients: usize, plan: &Plan) -> anyhow::R
             .collect::<anyhow::Result<_>>()?,
     );
     let addr = registry.addr;
-    load::run(
-        clients,
-        plan.warmup_requests,
-        plan.limit,
-        mix(addr, Arc::clone(&clients_)),
-    )?;
-    load::run(clients, plan.requests, plan.limit, mix(addr, clients_))
+    let largest = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let warmup = mix(addr, Arc::clone(&clients_), Arc::clone(&largest));
+    load::run(clients, plan.warmup_requests, plan.limit, warmup)?;
+    let measured = mix(addr, clients_, Arc::clone(&largest));
+    let throughput = load::run(clients, plan.requests, plan.limit, measured)?;
+    let [registered, page] = &*largest;
+    let bytes = ReplyBytes {
+        registered: registered.load(Ordering::Relaxed),
+        page: page.load(Ordering::Relaxed),
+    };
+    Ok((throughput, bytes))
 }
 
 /// Request `n` of `client`: even numbers register the client's name, odd ones list a page.
+/// The largest reply of each kind goes to `largest`.
 fn mix(
     addr: SocketAddr,
     clients: Arc<Vec<Mutex<Client>>>,
+    largest: Arc<[AtomicUsize; 2]>,
 ) -> impl Fn(usize, usize) -> BoxFuture<'static, anyhow::Result<()>> + Send + Sync + 'static {
     move |client, n| {
-        let clients = Arc::clone(&clients);
+        let (clients, largest) = (Arc::clone(&clients), Arc::clone(&largest));
         Box::pin(async move {
             // Each client sends one request at a time, so its lock is never contended.
             let mut client = clients[client].lock().await;
-            if n % 2 == 0 {
+            let bytes = if n % 2 == 0 {
                 let register = Request::Register { share: None };
-                client.ask(addr, register, "registered").await
+                client.ask(addr, register, "registered").await?
             } else {
                 let list = Request::ListPeers { after: None };
-                client.ask(addr, list, "peers").await
-            }
+                client.ask(addr, list, "peers").await?
+            };
+            largest[n % 2].fetch_max(bytes, Ordering::Relaxed);
+            Ok(())
         })
     }
 }
@@ -126,7 +148,7 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
             session: None,
         };
         let register = Request::Register { share: None };
-        peer.ask(addr, register, "registered").await
+        peer.ask(addr, register, "registered").await.map(drop)
     })?;
     ensure!(
         registering.latency.count == total,

@@ -61,9 +61,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// Sends `body` to the registry at `to`, sealed in the session if there is one, and fails
-    /// unless the reply is of `kind`. Without a session, a `register` opens one.
-    pub async fn ask(&mut self, to: SocketAddr, body: Request, kind: &str) -> anyhow::Result<()> {
+    /// Sends `body` to the registry at `to`, in the session if there is one, and fails unless
+    /// the reply is of `kind`; returns the reply's size on the wire, length prefix included.
+    /// Without a session, a `register` opens one.
+    pub async fn ask(
+        &mut self,
+        to: SocketAddr,
+        body: Request,
+        kind: &str,
+    ) -> anyhow::Result<usize> {
         if self.session.is_none() {
             return self.ask_signed(to, body, kind).await;
         }
@@ -75,7 +81,8 @@ impl Client {
         let json = session
             .reply(counter, &reply)
             .context("the registry's reply is not authentic in the session")?;
-        check(json, id, kind)
+        check(json, id, kind)?;
+        Ok(4 + reply.len())
     }
 
     /// A signed request, as a peer sends before it has a session: a `register` gets a key
@@ -85,7 +92,7 @@ impl Client {
         to: SocketAddr,
         body: Request,
         kind: &str,
-    ) -> anyhow::Result<()> {
+    ) -> anyhow::Result<usize> {
         let id = new_id();
         let (body, ours) = match body {
             Request::Register { .. } => {
@@ -104,7 +111,10 @@ impl Client {
             _ => bail!("the registry's reply is not a signed envelope"),
         };
         check(json, id, kind)?;
-        let Some(ours) = ours else { return Ok(()) };
+        let on_the_wire = 4 + reply.len();
+        let Some(ours) = ours else {
+            return Ok(on_the_wire);
+        };
         let reply = SignedEnvelope::<Reply>::decode(&reply)?.envelope;
         let Outcome::Registered {
             share: Some(theirs),
@@ -125,7 +135,7 @@ impl Client {
                 .ok()
                 .context("the registry's key share is unusable")?,
         );
-        Ok(())
+        Ok(on_the_wire)
     }
 }
 
