@@ -11,7 +11,7 @@
 //!   window of IPsec and WireGuard, RFC 6479), so each counter is accepted once, slight
 //!   reordering is tolerated, and the memory is fixed.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -39,10 +39,11 @@ pub enum Stale {
 #[derive(Debug, Default)]
 pub struct Freshness {
     ids: HashSet<MessageId>,
-    /// The same ids by send time, so that each is forgotten as soon as its message would be
-    /// refused as skewed anyway: in time order, not arrival order, or one message dated in
-    /// the future would hold back the forgetting of every id that arrived after it.
-    by_time: BTreeSet<(DateTime<Utc>, MessageId)>,
+    /// The same ids grouped by the second they were sent in (Unix time), so that a second's
+    /// ids are forgotten together once their messages would be refused as skewed anyway. By
+    /// send time, not arrival order: a message dated in the future holds back only its own
+    /// second. 16 bytes an id, beside the set.
+    by_second: BTreeMap<i64, Vec<MessageId>>,
 }
 
 impl Freshness {
@@ -55,12 +56,15 @@ impl Freshness {
     ) -> Result<(), Stale> {
         let skew = chrono::Duration::from_std(MAX_SKEW).expect("small duration");
         // Ids older than the window can go: their messages would be refused as skewed anyway.
-        while let Some(&(t, old)) = self.by_time.first() {
-            if t >= now - skew {
+        // Those of second `s` were sent before `s + 1`.
+        let oldest_kept = (now - skew).timestamp();
+        while let Some(second) = self.by_second.first_entry() {
+            if *second.key() + 1 > oldest_kept {
                 break;
             }
-            self.by_time.pop_first();
-            self.ids.remove(&old);
+            for old in second.remove() {
+                self.ids.remove(&old);
+            }
         }
         if at < now - skew || at > now + skew {
             return Err(Stale::Skewed);
@@ -72,7 +76,7 @@ impl Freshness {
             return Err(Stale::Full);
         }
         self.ids.insert(id);
-        self.by_time.insert((at, id));
+        self.by_second.entry(at.timestamp()).or_default().push(id);
         Ok(())
     }
 }
