@@ -65,15 +65,16 @@ fn garbage(i: usize) -> Vec<u8> {
             .collect()
     };
     let framed = |body: &[u8]| [&(body.len() as u32).to_be_bytes()[..], body].concat();
-    match i % 8 {
-        0 => noise(1 + i % 300),                                 // raw bytes
-        1 => [&0x7fff_ffffu32.to_be_bytes()[..], b"x"].concat(), // absurd length
-        2 => 0u32.to_be_bytes().to_vec(),                        // empty frame
-        3 => [&100u32.to_be_bytes()[..], &noise(10)].concat(),   // truncated
-        4 => framed(b"S{\"v\":2,\"not\":\"signed properly\"}"),  // bad signed frame
-        5 => framed(&[b"E".to_vec(), noise(40)].concat()),       // sealed in no session
-        6 => framed(&[b"X".to_vec(), noise(20)].concat()),       // unknown kind
-        _ => framed(b"{\"v\":1,\"id\":\"x\"}"),                  // version 1 JSON, unsigned
+    match i % 9 {
+        0 => noise(1 + i % 300),                                    // raw bytes
+        1 => [&0x7fff_ffffu32.to_be_bytes()[..], b"x"].concat(),    // absurd length
+        2 => 0u32.to_be_bytes().to_vec(),                           // empty frame
+        3 => [&100u32.to_be_bytes()[..], &noise(10)].concat(),      // truncated
+        4 => framed(b"S{\"v\":3,\"not\":\"signed properly\"}"),     // bad signed frame
+        5 => framed(&[b"E".to_vec(), noise(40)].concat()),          // sealed in no session
+        6 => framed(&[b"R\x05alice".to_vec(), noise(40)].concat()), // registry session: none
+        7 => framed(&[b"X".to_vec(), noise(20)].concat()),          // unknown kind
+        _ => framed(b"{\"v\":1,\"id\":\"x\"}"),                     // version 1 JSON, unsigned
     }
 }
 
