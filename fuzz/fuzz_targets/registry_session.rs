@@ -11,30 +11,14 @@
 use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
-use p2p_shared::identity::Identity;
-use p2p_shared::message::new_id;
-use p2p_shared::registry_session::{Header, PeerSession, RegistrySession, Transcript};
-use p2p_shared::seal::KeyShare;
+use p2p_shared::registry_session::{self, Header, PeerSession, RegistrySession};
 
 /// One session, agreed once. Both sides keep their state from input to input: the peer's
 /// counter grows with each request, and the registry must keep up with it.
 static SESSION: Mutex<Option<(PeerSession, RegistrySession)>> = Mutex::new(None);
 
 fn agree() -> (PeerSession, RegistrySession) {
-    let (peer, registry) = (Identity::generate().public(), Identity::generate().public());
-    let (ours, theirs) = (KeyShare::new(), KeyShare::new());
-    let (peer_share, registry_share) = (ours.public(), theirs.public());
-    let t = Transcript {
-        register: new_id(),
-        peer: &peer,
-        registry: &registry,
-        peer_share: &peer_share,
-        registry_share: &registry_share,
-    };
-    (
-        PeerSession::agree("alice".parse().unwrap(), ours, &t).unwrap(),
-        RegistrySession::agree(theirs, &t).unwrap(),
-    )
+    registry_session::pair("alice".parse().unwrap())
 }
 
 fn accepts(registry: &mut RegistrySession, frame: &[u8]) -> Option<Vec<u8>> {

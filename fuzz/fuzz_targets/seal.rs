@@ -11,9 +11,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use p2p_shared::identity::Identity;
-use p2p_shared::message::new_id;
-use p2p_shared::seal::{session_of, KeyShare, Role, SessionKeys, Transcript, HEADER_LEN};
+use p2p_shared::seal::{session_of, SessionKeys, HEADER_LEN};
 
 struct Chat {
     alice: SessionKeys,
@@ -24,20 +22,8 @@ static CHAT: OnceLock<Chat> = OnceLock::new();
 
 fn chat() -> &'static Chat {
     CHAT.get_or_init(|| {
-        let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
-        let (a, b) = (KeyShare::new(), KeyShare::new());
-        let (ea, eb) = (a.public(), b.public());
-        let t = Transcript {
-            request: new_id(),
-            requester: &alice,
-            accepter: &bob,
-            requester_share: &ea,
-            accepter_share: &eb,
-        };
-        Chat {
-            alice: SessionKeys::agree(Role::Requester, a, &t).unwrap(),
-            bob: SessionKeys::agree(Role::Accepter, b, &t).unwrap(),
-        }
+        let (alice, bob) = SessionKeys::pair();
+        Chat { alice, bob }
     })
 }
 

@@ -168,20 +168,17 @@ mod tests {
             .unwrap();
         h.record(new_id(), &bob, &alice, "how are you?", Utc::now())
             .unwrap();
-        let texts: Vec<String> = h
-            .last(&bob, 10)
+        assert_eq!(texts(&h, &bob, 10), ["hi bob", "hi alice", "how are you?"]);
+        assert_eq!(texts(&h, &bob, 2), ["hi alice", "how are you?"]);
+    }
+
+    /// The texts of the last `n` lines with `peer`, oldest first.
+    fn texts(h: &History, peer: &PeerName, n: usize) -> Vec<String> {
+        h.last(peer, n)
             .unwrap()
             .into_iter()
             .map(|l| l.text)
-            .collect();
-        assert_eq!(texts, ["hi bob", "hi alice", "how are you?"]);
-        let last_two: Vec<String> = h
-            .last(&bob, 2)
-            .unwrap()
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
-        assert_eq!(last_two, ["hi alice", "how are you?"]);
+            .collect()
     }
 
     #[test]
@@ -201,13 +198,7 @@ mod tests {
         let mut h = History::open(&path).unwrap();
         h.record(new_id(), &bob, &alice, "third", Utc::now())
             .unwrap();
-        let texts: Vec<String> = h
-            .last(&bob, 10)
-            .unwrap()
-            .into_iter()
-            .map(|l| l.text)
-            .collect();
-        assert_eq!(texts, ["first", "second", "third"]);
+        assert_eq!(texts(&h, &bob, 10), ["first", "second", "third"]);
         assert!(
             matches!(History::open(&path), Err(HistoryError::InUse)),
             "a second peer with the same history"

@@ -285,9 +285,7 @@ impl Registry {
 mod tests {
     use super::*;
     use p2p_shared::identity::Identity;
-    use p2p_shared::message::new_id;
-    use p2p_shared::registry_session::{PeerSession, Transcript};
-    use p2p_shared::seal::KeyShare;
+    use p2p_shared::registry_session::{self, PeerSession};
 
     const TTL: Duration = Duration::from_secs(60);
 
@@ -512,24 +510,6 @@ mod tests {
         assert_eq!(next, None);
     }
 
-    /// A registry session for `key`'s peer, and the peer's side of it.
-    fn new_session(key: &PublicKey) -> (PeerSession, RegistrySession) {
-        let registry = Identity::generate().public();
-        let (ours, theirs) = (KeyShare::new(), KeyShare::new());
-        let (peer_share, registry_share) = (ours.public(), theirs.public());
-        let t = Transcript {
-            register: new_id(),
-            peer: key,
-            registry: &registry,
-            peer_share: &peer_share,
-            registry_share: &registry_share,
-        };
-        (
-            PeerSession::agree(name("alice"), ours, &t).unwrap(),
-            RegistrySession::agree(theirs, &t).unwrap(),
-        )
-    }
-
     fn accepts(r: &mut Registry, peer: &mut PeerSession, at: Instant) -> bool {
         let (_, frame) = peer.request(b"{}");
         r.accept(&Header::parse(&frame).unwrap(), &frame, at)
@@ -541,7 +521,7 @@ mod tests {
         let mut r = registry();
         let alice = key();
         let start = now();
-        let (mut first, session) = new_session(&alice);
+        let (mut first, session) = registry_session::pair(name("alice"));
         r.register(&name("alice"), addr(1), alice, Some(session), start)
             .unwrap();
         assert!(accepts(&mut r, &mut first, start));
@@ -552,7 +532,7 @@ mod tests {
             .unwrap();
         assert!(accepts(&mut r, &mut first, start));
         // A new session replaces it.
-        let (mut second, session) = new_session(&alice);
+        let (mut second, session) = registry_session::pair(name("alice"));
         r.register(&name("alice"), addr(2), alice, Some(session), start)
             .unwrap();
         assert!(!accepts(&mut r, &mut first, start));

@@ -17,7 +17,7 @@ use std::time::Instant;
 
 use p2p_shared::identity::Identity;
 use p2p_shared::message::new_id;
-use p2p_shared::seal::{KeyShare, Role, SessionKeys, Transcript};
+use p2p_shared::seal::SessionKeys;
 use p2p_shared::{Envelope, Request, Sender};
 
 fn time(label: &str, iterations: u32, mut f: impl FnMut()) {
@@ -32,23 +32,6 @@ fn time(label: &str, iterations: u32, mut f: impl FnMut()) {
     println!("{label:<58} {:>9.2} µs", each.as_secs_f64() * 1e6);
 }
 
-fn session() -> (SessionKeys, SessionKeys) {
-    let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
-    let (a, b) = (KeyShare::new(), KeyShare::new());
-    let (ea, eb) = (a.public(), b.public());
-    let t = Transcript {
-        request: new_id(),
-        requester: &alice,
-        accepter: &bob,
-        requester_share: &ea,
-        accepter_share: &eb,
-    };
-    (
-        SessionKeys::agree(Role::Requester, a, &t).expect("valid shares"),
-        SessionKeys::agree(Role::Accepter, b, &t).expect("valid shares"),
-    )
-}
-
 fn main() {
     let iterations: u32 = std::env::args()
         .nth(1)
@@ -56,7 +39,7 @@ fn main() {
         .unwrap_or(20_000);
     println!("mean of {iterations} iterations, release build\n");
 
-    let (alice, bob) = session();
+    let (alice, bob) = SessionKeys::pair();
     let message = vec![b'x'; 200];
     let mut counter = 0u64;
     time("chat message: seal 200 bytes + open", iterations, || {
@@ -74,7 +57,7 @@ fn main() {
         "chat set-up: key shares + agreement, both sides",
         iterations / 10,
         || {
-            black_box(session());
+            black_box(SessionKeys::pair());
         },
     );
 
@@ -104,23 +87,8 @@ fn main() {
 
 /// A registry session's costs: set-up once per registration, then a tag per frame.
 fn registry_session(iterations: u32, request: &Envelope<Request>) {
-    use p2p_shared::registry_session::{Header, PeerSession, RegistrySession, Transcript};
-    let (peer, registry) = (Identity::generate().public(), Identity::generate().public());
-    let agree = || {
-        let (ours, theirs) = (KeyShare::new(), KeyShare::new());
-        let (peer_share, registry_share) = (ours.public(), theirs.public());
-        let t = Transcript {
-            register: new_id(),
-            peer: &peer,
-            registry: &registry,
-            peer_share: &peer_share,
-            registry_share: &registry_share,
-        };
-        (
-            PeerSession::agree("alice".parse().expect("valid name"), ours, &t).expect("valid"),
-            RegistrySession::agree(theirs, &t).expect("valid shares"),
-        )
-    };
+    use p2p_shared::registry_session::{self, Header};
+    let agree = || registry_session::pair("alice".parse().expect("valid name"));
     time(
         "registry session set-up: key shares + agreement, both sides",
         iterations / 10,

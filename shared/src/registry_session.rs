@@ -31,8 +31,8 @@
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::identity::PublicKey;
-use crate::message::MessageId;
+use crate::identity::{Identity, PublicKey};
+use crate::message::{new_id, MessageId};
 use crate::name::PeerName;
 use crate::seal::{authenticate, authenticated, EphemeralKey, KeyShare, WeakShare};
 
@@ -88,6 +88,26 @@ pub struct PeerSession {
     reply: [u8; 32],
     /// The counter of the last request sealed.
     counter: u64,
+}
+
+/// Both sides of one new session of the peer `name` with a registry, fresh identities and
+/// shares, agreed in this process: for tests, fuzzing and measurements.
+#[doc(hidden)]
+pub fn pair(name: PeerName) -> (PeerSession, RegistrySession) {
+    let (peer, registry) = (Identity::generate().public(), Identity::generate().public());
+    let (ours, theirs) = (KeyShare::new(), KeyShare::new());
+    let (peer_share, registry_share) = (ours.public(), theirs.public());
+    let t = Transcript {
+        register: new_id(),
+        peer: &peer,
+        registry: &registry,
+        peer_share: &peer_share,
+        registry_share: &registry_share,
+    };
+    (
+        PeerSession::agree(name, ours, &t).expect("fresh shares"),
+        RegistrySession::agree(theirs, &t).expect("fresh shares"),
+    )
 }
 
 impl PeerSession {
@@ -230,24 +250,9 @@ impl RegistrySession {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
-    use crate::message::new_id;
 
     fn session() -> (PeerSession, RegistrySession) {
-        let (peer, registry) = (Identity::generate().public(), Identity::generate().public());
-        let (p, r) = (KeyShare::new(), KeyShare::new());
-        let (ps, rs) = (p.public(), r.public());
-        let t = Transcript {
-            register: new_id(),
-            peer: &peer,
-            registry: &registry,
-            peer_share: &ps,
-            registry_share: &rs,
-        };
-        (
-            PeerSession::agree("alice".parse().unwrap(), p, &t).unwrap(),
-            RegistrySession::agree(r, &t).unwrap(),
-        )
+        pair("alice".parse().unwrap())
     }
 
     /// The request's JSON and the replier, if the registry accepts `frame`.

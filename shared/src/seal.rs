@@ -24,8 +24,8 @@ use sha2::Sha256;
 use x25519_dalek::StaticSecret;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::identity::PublicKey;
-use crate::message::MessageId;
+use crate::identity::{Identity, PublicKey};
+use crate::message::{new_id, MessageId};
 
 /// The first byte of a sealed chat frame.
 pub const SEALED: u8 = b'E';
@@ -193,6 +193,24 @@ impl SessionKeys {
         })
     }
 
+    /// Both ends of one new chat between two fresh identities, agreed in this process: for
+    /// tests, fuzzing and measurements, which need a session without two programs.
+    #[doc(hidden)]
+    pub fn pair() -> (SessionKeys, SessionKeys) {
+        let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
+        let (a, b) = (KeyShare::new(), KeyShare::new());
+        let (ea, eb) = (a.public(), b.public());
+        let t = Transcript {
+            request: new_id(),
+            requester: &alice,
+            accepter: &bob,
+            requester_share: &ea,
+            accepter_share: &eb,
+        };
+        let agree = |role, share| SessionKeys::agree(role, share, &t).expect("fresh shares");
+        (agree(Role::Requester, a), agree(Role::Accepter, b))
+    }
+
     /// Seals message number `counter` (each counter once per session).
     pub fn seal(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
         seal(SEALED, &self.send, &self.id, counter, plaintext)
@@ -318,24 +336,9 @@ fn nonce(counter: u64) -> Nonce {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::identity::Identity;
-    use crate::message::new_id;
 
     fn chat() -> (SessionKeys, SessionKeys) {
-        let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
-        let (a, b) = (KeyShare::new(), KeyShare::new());
-        let (ea, eb) = (a.public(), b.public());
-        let t = Transcript {
-            request: new_id(),
-            requester: &alice,
-            accepter: &bob,
-            requester_share: &ea,
-            accepter_share: &eb,
-        };
-        (
-            SessionKeys::agree(Role::Requester, a, &t).unwrap(),
-            SessionKeys::agree(Role::Accepter, b, &t).unwrap(),
-        )
+        SessionKeys::pair()
     }
 
     #[test]
