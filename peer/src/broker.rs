@@ -665,6 +665,7 @@ impl State {
                 peer: r.from.clone(),
                 addr: r.addr,
                 expires_in: r.expires_at.saturating_duration_since(now),
+                received_at: Some(r.received_at),
             })
             .collect();
         let outgoing = self
@@ -674,6 +675,7 @@ impl State {
                 peer: peer.clone(),
                 addr,
                 expires_in: deadline.saturating_duration_since(now),
+                received_at: None,
             })
             .collect();
         Snapshot {

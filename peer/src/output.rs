@@ -168,6 +168,9 @@ pub struct Waiting {
     pub addr: SocketAddr,
     #[serde(rename = "expires_in_ms", serialize_with = "millis")]
     pub expires_in: Duration,
+    /// When an incoming request arrived (the record's timestamp); `None` for our own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
 }
 
 fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -276,6 +279,13 @@ impl fmt::Display for Status {
         for w in &self.incoming {
             let left = secs(&w.expires_in);
             write!(f, "\nrequest from {} {} expires in {left}s", w.peer, w.addr)?;
+            if let Some(at) = w.received_at {
+                write!(
+                    f,
+                    " (received {})",
+                    at.with_timezone(&Local).format("%H:%M:%S")
+                )?;
+            }
         }
         write!(f, "\noutgoing requests: {}", self.outgoing.len())?;
         for w in &self.outgoing {

@@ -82,6 +82,16 @@ fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
     assert_eq!(arrived["peer"], "bob");
     assert_eq!(arrived["expires_in_ms"], 60_000);
     assert_eq!(arrived["fingerprint"], bob.fingerprint().as_str());
+    alice.send("status");
+    let status = event(&alice);
+    assert_eq!(status["event"], "status", "{status}");
+    let waiting = &status["incoming"][0];
+    assert_eq!(waiting["peer"], "bob", "{status}");
+    let received = waiting["received_at"].as_str().unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(received).is_ok(),
+        "the request's timestamp: {status}"
+    );
     alice.send("yes");
     assert_eq!(event(&alice)["event"], "accepted_chat");
     bob.expect("chat accepted by alice");
@@ -144,7 +154,15 @@ fn status_shows_the_registry_chats_and_pending_requests_with_time_left() {
     ));
     alice.expect_exact("incoming requests: 1");
     let pending = alice.expect_prefix(&format!("request from carol {} expires in ", carol.addr()));
-    assert!(pending.ends_with('s'), "{pending}");
+    let (left, received) = pending
+        .rsplit_once(" (received ")
+        .unwrap_or_else(|| panic!("no arrival time: {pending}"));
+    assert!(left.ends_with('s'), "{pending}");
+    let clock = received.strip_suffix(')').unwrap_or("");
+    assert!(
+        chrono::NaiveTime::parse_from_str(clock, "%H:%M:%S").is_ok(),
+        "a local time: {pending}"
+    );
     alice.expect_exact("outgoing requests: 0");
 
     // Without a registry, status says so rather than failing.
