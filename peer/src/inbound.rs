@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use p2p_shared::transport::{Refusal, Service};
+use p2p_shared::transport::{Refusal, SealedRefusal, Service};
 use p2p_shared::{Envelope, Outcome, Request};
 
 use crate::broker::Broker;
@@ -35,8 +35,12 @@ impl Service for PeerService {
         self.broker.inbound(request).await
     }
 
-    async fn handle_sealed(&self, frame: Vec<u8>, _remote: SocketAddr) -> Result<Vec<u8>, Refusal> {
-        self.broker.sealed(frame).await
+    async fn handle_sealed(
+        &self,
+        frame: Vec<u8>,
+        _remote: SocketAddr,
+    ) -> Result<Vec<u8>, SealedRefusal> {
+        Ok(self.broker.sealed(frame).await?)
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {

@@ -1,15 +1,15 @@
 //! The peer's side of the registry protocol: register, leave, release, list, look up.
 //!
 //! Each call is one request on a fresh connection. The first registration is signed with our
-//! key and opens a registry session (`p2p_shared::registry_session`); every later request is
-//! sealed in that session, with no public-key operation on either side, until the registry
-//! no longer knows the session (it restarted, or our registration lapsed), when we go back to
-//! signing and register anew.
+//! key and opens a registry session (`p2p_shared::registry_session`); every later request but
+//! `release` (always signed) goes in that session, with no public-key operation on either
+//! side, until the registry no longer knows the session (it restarted, or our registration
+//! lapsed), when we go back to signing and register anew.
 //!
 //! Every reply must come from the registry's key: the one given with `--server-key`, or else
 //! the one pinned for this registry address on first contact (in `known_registries`, like
-//! SSH's `known_hosts`). A signed reply proves its key by its signature, a sealed one by the
-//! session, which was agreed with that key. A reply with another key is refused, so an
+//! SSH's `known_hosts`). A signed reply proves its key by its signature, one in the session
+//! by the session, which was agreed with that key. A reply with another key is refused, so an
 //! impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging
 //! is bounded, so a broken or hostile registry cannot keep the peer listing forever.
 
@@ -106,11 +106,16 @@ impl RegistryClient {
         Ok(())
     }
 
-    /// Gives up our name for good.
+    /// Gives up our name for good. Always signed: the registry takes no release in a session.
     pub async fn release(&mut self) -> Result<(), SendError> {
-        self.expect_ok(Request::Release).await?;
-        self.session = None;
-        Ok(())
+        match self.signed(new_id(), Request::Release).await?.outcome {
+            Outcome::Ok => {
+                // The registry ends the session with the registration.
+                self.session = None;
+                Ok(())
+            }
+            other => Err(self.unexpected(other)),
+        }
     }
 
     /// Whether the registry answers, within a short time (for `status`).
@@ -166,7 +171,7 @@ impl RegistryClient {
         }
     }
 
-    /// One request sealed in our session; `None` if we have none, or the registry no longer
+    /// One request in our session; `None` if we have none, or the registry no longer
     /// knows it (which ends it here too).
     async fn in_session(&mut self, body: Request) -> Option<Result<Outcome, SendError>> {
         let session = self.session.as_mut()?;

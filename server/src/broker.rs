@@ -8,7 +8,6 @@
 //! encoded pages of the peer list for as long as the list does not change (`pages.rs`).
 
 use std::net::SocketAddr;
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
@@ -62,9 +61,9 @@ enum Msg {
     },
 }
 
-/// A request accepted in its registry session: the frame, with where its JSON is, the key
-/// the session was agreed with, and the means to reply.
-pub type Accepted = (Vec<u8>, Range<usize>, PublicKey, Replier);
+/// A request accepted in its registry session: the key the session was agreed with, and the
+/// means to reply.
+pub type Accepted = (PublicKey, Replier);
 
 /// A handle to the broker task; cheap to clone, one per connection task.
 #[derive(Clone)]
@@ -208,8 +207,7 @@ async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
                 frame,
                 done,
             } => {
-                let accepted = registry.accept(&header, &frame, now);
-                let _ = done.send(accepted.map(|(json, key, replier)| (frame, json, key, replier)));
+                let _ = done.send(registry.accept(&header, &frame, now));
             }
             Msg::Lookup { name, done } => {
                 let _ = done.send(registry.lookup(&name, now));

@@ -2,10 +2,11 @@
 //! changes.
 //!
 //! A `list_peers` reply is mostly its page, and encoding a page of 256 peers to JSON (about
-//! 60 µs here) costs the registry more than all else it does for that reply, sealing it
-//! included. Every peer that lists gets the same page until a registration is added, moved or
-//! removed, and renewals, most of the registry's traffic, change nothing. So the broker keeps
-//! the pages it encoded and drops them all at any change.
+//! 60 µs here) costs the registry more than all else it does for that reply. Every peer that
+//! lists gets the same page until a registration is added, moved or removed, and renewals,
+//! most of the registry's traffic, change nothing. So the broker keeps the pages it encoded
+//! for listings in a registry session (a signed listing, from a peer with no session, is
+//! encoded each time) and drops them all at any change.
 //!
 //! A registration that lapses is removed by the broker's sweep (at most a second later), and
 //! the pages with it; until then a kept page may still show it, where a fresh one would not.
@@ -16,7 +17,9 @@ use std::sync::Arc;
 use p2p_shared::{Outcome, PeerInfo, PeerName};
 use serde_json::value::RawValue;
 
-/// The most pages kept: a listing reads the first pages far more often than the rest.
+/// The most pages kept: a listing reads the first pages far more often than the rest. When
+/// more are asked for, all but the first are dropped, so that a peer asking for page after
+/// page cannot push out the one everybody reads.
 const MAX_KEPT: usize = 16;
 
 /// One encoded page: the JSON of an [`Outcome::Peers`].
@@ -43,7 +46,7 @@ impl Pages {
             .expect("pages always serialize")
             .into();
         if self.kept.len() >= MAX_KEPT {
-            self.kept.clear();
+            self.kept.retain(|after, _| after.is_none());
         }
         self.kept.insert(after, Arc::clone(&encoded));
         encoded
@@ -83,6 +86,19 @@ mod tests {
         assert_eq!(encodings, 2);
         let outcome: Outcome = serde_json::from_str(first.get()).unwrap();
         assert!(matches!(outcome, Outcome::Peers { peers, next: None } if peers.len() == 1));
+    }
+
+    #[test]
+    fn asking_for_many_pages_keeps_the_first() {
+        let mut pages = Pages::default();
+        let first = pages.get(None, |_| (vec![peer("alice")], None));
+        for i in 0..3 * MAX_KEPT {
+            let after: PeerName = format!("p{i}").parse().unwrap();
+            pages.get(Some(after), |_| (vec![peer("bob")], None));
+            assert!(pages.kept.len() <= MAX_KEPT);
+        }
+        let again = pages.get(None, |_| unreachable!("the first page is kept"));
+        assert!(Arc::ptr_eq(&first, &again));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! A name belongs to the key that first claimed it ([`Claims`], kept on disk). Registering
 //! with that key adds or moves the name's address; any other key is refused, online owner or
-//! not. Only the owner's key can unregister the address or release the name. The transport
-//! has already checked that each request was signed by the key it names.
+//! not. Only the owner's key can unregister the address or release the name. Each request
+//! was proven by the key it names before it gets here: by its signature, which the transport
+//! checked, or by the registry session it came in, which was agreed with that key.
 //!
 //! Addresses are soft state: a registration lapses `ttl` after it was last made, so a peer
 //! that died without `exit network` drops out of `listpeer` by itself, and live peers renew
@@ -17,7 +18,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use p2p_shared::identity::PublicKey;
@@ -146,10 +146,9 @@ impl Registry {
             self.claims.claim(name, key)?;
             recent.push_back(now);
         }
-        let kept = match self.peers.get_mut(name) {
-            Some(live) if live.expires > now => live.session.take(),
-            _ => None,
-        };
+        // Moving keeps the session. So does a renewal that arrives just after the registration
+        // lapsed (before the sweep removed it): the peer sent it in that session.
+        let kept = self.peers.get_mut(name).and_then(|old| old.session.take());
         self.remove(name);
         let session = session.or(kept);
         self.peers.insert(
@@ -164,22 +163,21 @@ impl Registry {
         Ok(Registration::Added)
     }
 
-    /// Accepts a request in the registry session of the name in its `header`: returns where
-    /// its JSON is in `frame`, the key the session was agreed with and the means to reply.
-    /// `None` if the name has no live registration with a session, or the frame is not
-    /// authentic in it, or is a replay.
+    /// Accepts a request in the registry session of the name in its `header`: returns the
+    /// key the session was agreed with and the means to reply. `None` if the name has no live
+    /// registration with a session, or the frame is not authentic in it, or is a replay.
     pub fn accept(
         &mut self,
         header: &Header,
         frame: &[u8],
         now: Instant,
-    ) -> Option<(Range<usize>, PublicKey, Replier)> {
+    ) -> Option<(PublicKey, Replier)> {
         let entry = self
             .peers
             .get_mut(&header.name)
             .filter(|e| e.expires > now)?;
-        let (json, replier) = entry.session.as_mut()?.accept(header, frame)?;
-        Some((json, self.claims.owner(&header.name)?, replier))
+        let replier = entry.session.as_mut()?.accept(header, frame)?;
+        Some((self.claims.owner(&header.name)?, replier))
     }
 
     /// Removes `name`'s address, if `key` owns the name.

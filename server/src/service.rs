@@ -9,16 +9,21 @@
 //!   every reply with the registry's key, so a peer can tell the registry it pinned from an
 //!   impostor. A signed `register` with a key share also opens a registry session.
 //! - In a registry session (`handle_sealed`): the session's key proves the sender and the
-//!   reply, and neither side does any public-key operation.
+//!   reply, and neither side does any public-key operation. Everything but two requests: a
+//!   `register` with a new key share (a session is opened by a signed exchange only) and
+//!   `release` (giving a name up for good takes the name's own key).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use chrono::Utc;
+
 use p2p_shared::identity::PublicKey;
 use p2p_shared::message::{new_id, EncodedReply};
 use p2p_shared::registry_session::{Header, RegistrySession, Transcript};
+use p2p_shared::replay::check_skew;
 use p2p_shared::seal::{EphemeralKey, KeyShare};
-use p2p_shared::transport::{Origin, Refusal, Service};
+use p2p_shared::transport::{Origin, Refusal, SealedRefusal, Service};
 use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, Reply, Request};
 
 use crate::broker::Registrar;
@@ -81,26 +86,39 @@ impl Service for RegistryService {
         )
     }
 
-    async fn handle_sealed(&self, frame: Vec<u8>, remote: SocketAddr) -> Result<Vec<u8>, Refusal> {
+    async fn handle_sealed(
+        &self,
+        frame: Vec<u8>,
+        remote: SocketAddr,
+    ) -> Result<Vec<u8>, SealedRefusal> {
         let header = Header::parse(&frame).ok_or(Refusal::UnknownSession)?;
+        // Read before it is checked, as a signed request is, so that every refusal can name
+        // the request it refuses.
+        let request = Envelope::<Request>::decode(header.json(&frame).unwrap_or_default())
+            .map_err(Refusal::from)?;
+        let refuse = |why| SealedRefusal {
+            re: Some(request.id),
+            why,
+        };
         let name = header.name.clone();
-        let (frame, json, key, replier) = self
+        let (key, replier) = self
             .registrar
             .accept(header, frame)
             .await
-            .ok_or(Refusal::UnknownSession)?;
-        let request = Envelope::<Request>::decode(&frame[json])?;
-        // The session speaks for one name and key, and the address rule of signed requests
-        // holds here too.
+            .ok_or_else(|| refuse(Refusal::UnknownSession))?;
+        // The session speaks for one name and key, and the address and time rules of signed
+        // requests hold here too: the counter refuses a replay, the time a request held back
+        // on the way and delivered long after.
         if request.from.name != name || request.from.key != key {
-            return Err(Refusal::WrongSender);
+            return Err(refuse(Refusal::WrongSender));
         }
         if request.from.addr.ip() != remote.ip() {
-            return Err(Refusal::AddressMismatch {
+            return Err(refuse(Refusal::AddressMismatch {
                 claimed: request.from.addr,
                 seen: remote,
-            });
+            }));
         }
+        check_skew(request.at, Utc::now()).map_err(|stale| refuse(stale.into()))?;
         let re = Some(request.id);
         let from = self.origin.sender(Ipv4Addr::UNSPECIFIED.into());
         let reply = match request.body {
@@ -110,6 +128,16 @@ impl Service for RegistryService {
                 let page = self.registrar.encoded_page(after).await;
                 let result = &page;
                 Envelope::new(new_id(), from, EncodedReply { re, result }).encode()
+            }
+            // A session is agreed by one signed exchange and opens no other: a new session's
+            // shares must be signed too. Giving a name up for good must be signed as well: a
+            // session key leaked from memory must not cost its owner the name.
+            Request::Register { share: Some(_) } | Request::Release => {
+                let result = Outcome::error(
+                    ErrorCode::InvalidRequest,
+                    "this request must be signed, not sent in a registry session",
+                );
+                Envelope::new(new_id(), from, Reply { re, result }).encode()
             }
             _ => {
                 let result = self.handle(request, remote).await;
@@ -209,5 +237,167 @@ impl Service for RegistryService {
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
         say(format_args!("refused {remote}: {why}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use chrono::{DateTime, Duration as Span};
+    use p2p_shared::identity::Identity;
+    use p2p_shared::registry_session::{self, PeerSession};
+    use p2p_shared::{runtime, PeerName, Sender};
+
+    use super::*;
+    use crate::registry::Registry;
+    use crate::store::Claims;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    /// A registry with alice registered in a session, and alice's side of it.
+    struct Fixture {
+        service: RegistryService,
+        alice: PeerSession,
+        key: PublicKey,
+    }
+
+    fn name(s: &str) -> PeerName {
+        s.parse().unwrap()
+    }
+
+    fn alice_addr() -> SocketAddr {
+        "127.0.0.1:40001".parse().unwrap()
+    }
+
+    async fn fixture() -> Fixture {
+        let registrar = Registrar::start(Registry::new(Claims::in_memory().unwrap(), TTL, 8));
+        let origin = Origin {
+            name: name("registry"),
+            port: 4000,
+            identity: Arc::new(Identity::generate()),
+        };
+        let service = RegistryService::new(registrar.clone(), origin, TTL);
+        let key = Identity::generate().public();
+        let (alice, session) = registry_session::pair(name("alice"));
+        let added = registrar.register(name("alice"), alice_addr(), key, Some(session));
+        assert_eq!(added.await.unwrap(), Registration::Added);
+        Fixture {
+            service,
+            alice,
+            key,
+        }
+    }
+
+    impl Fixture {
+        fn sender(&self, name_: &str, addr: SocketAddr) -> Sender {
+            Sender {
+                name: name(name_),
+                addr,
+                key: self.key,
+            }
+        }
+
+        /// Sends `body` in alice's session as `from`, sent `at`: the outcome, or the refusal
+        /// and whether it named the request.
+        async fn ask(
+            &mut self,
+            from: Sender,
+            at: DateTime<Utc>,
+            body: Request,
+        ) -> Result<Outcome, (Refusal, bool)> {
+            let mut request = Envelope::new(new_id(), from, body);
+            request.at = at;
+            let (counter, frame) = self.alice.request(&request.encode());
+            let remote = "127.0.0.1:50000".parse().unwrap();
+            match self.service.handle_sealed(frame, remote).await {
+                Ok(reply) => {
+                    let json = self
+                        .alice
+                        .reply(counter, &reply)
+                        .expect("a reply in the session");
+                    let reply = Envelope::<Reply>::decode(json).unwrap();
+                    assert_eq!(reply.body.re, Some(request.id));
+                    Ok(reply.body.result)
+                }
+                Err(refused) => Err((refused.why, refused.re == Some(request.id))),
+            }
+        }
+
+        async fn ask_now(&mut self, body: Request) -> Result<Outcome, (Refusal, bool)> {
+            let alice = self.sender("alice", alice_addr());
+            self.ask(alice, Utc::now(), body).await
+        }
+    }
+
+    fn code(outcome: Result<Outcome, (Refusal, bool)>) -> Option<ErrorCode> {
+        match outcome {
+            Ok(Outcome::Error { code, .. }) => Some(code),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_request_in_a_session_is_answered_in_it() {
+        runtime::block_on(async {
+            let mut f = fixture().await;
+            let listed = f.ask_now(Request::ListPeers { after: None }).await;
+            assert!(
+                matches!(&listed, Ok(Outcome::Peers { peers, .. }) if peers.len() == 1),
+                "{listed:?}"
+            );
+            let renewed = f.ask_now(Request::Register { share: None }).await;
+            assert!(matches!(
+                renewed,
+                Ok(Outcome::Registered { share: None, .. })
+            ));
+        });
+    }
+
+    #[test]
+    fn a_session_speaks_only_for_its_own_name_and_key() {
+        runtime::block_on(async {
+            let mut f = fixture().await;
+            let as_bob = f.sender("bob", alice_addr());
+            let refused = f.ask(as_bob, Utc::now(), Request::Unregister).await;
+            assert!(matches!(refused, Err((Refusal::WrongSender, true))));
+            let mut other_key = f.sender("alice", alice_addr());
+            other_key.key = Identity::generate().public();
+            let refused = f.ask(other_key, Utc::now(), Request::Unregister).await;
+            assert!(matches!(refused, Err((Refusal::WrongSender, true))));
+            // Another host, and a request held back ten minutes, are refused too.
+            let elsewhere = f.sender("alice", "127.0.0.2:40001".parse().unwrap());
+            let refused = f.ask(elsewhere, Utc::now(), Request::Unregister).await;
+            assert!(matches!(
+                refused,
+                Err((Refusal::AddressMismatch { .. }, true))
+            ));
+            let late = Utc::now() - Span::minutes(10);
+            let alice = f.sender("alice", alice_addr());
+            let refused = f.ask(alice, late, Request::Unregister).await;
+            assert!(matches!(refused, Err((Refusal::Stale(_), true))));
+            // None of them did anything.
+            assert!(f
+                .ask_now(Request::Lookup {
+                    name: name("alice")
+                })
+                .await
+                .is_ok());
+        });
+    }
+
+    #[test]
+    fn new_key_shares_and_releases_must_be_signed() {
+        runtime::block_on(async {
+            let mut f = fixture().await;
+            let share = Some(KeyShare::new().public());
+            let rekey = f.ask_now(Request::Register { share }).await;
+            assert_eq!(code(rekey), Some(ErrorCode::InvalidRequest));
+            let release = f.ask_now(Request::Release).await;
+            assert_eq!(code(release), Some(ErrorCode::InvalidRequest));
+            // The session and the registration are as they were.
+            let listed = f.ask_now(Request::ListPeers { after: None }).await;
+            assert!(matches!(&listed, Ok(Outcome::Peers { peers, .. }) if peers.len() == 1));
+        });
     }
 }

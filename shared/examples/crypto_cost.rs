@@ -113,7 +113,7 @@ fn registry_session(iterations: u32, request: &Envelope<Request>) {
         time(label, iterations, || {
             let (counter, frame) = peer.request(&json);
             let header = Header::parse(&frame).expect("a request");
-            let (_, replier) = registry.accept(&header, &frame).expect("accepted");
+            let replier = registry.accept(&header, &frame).expect("accepted");
             black_box(peer.reply(counter, &replier.reply(reply)));
         });
     }

@@ -7,8 +7,8 @@
 //! On the wire an envelope travels either signed by its sender's key ([`Envelope::sign`],
 //! [`SignedEnvelope`]: a peer's first registration, chat requests and answers, every reply to
 //! them), sealed inside a chat session (`seal.rs`: chat messages, disconnects and their
-//! acknowledgements) or sealed inside a registry session (`registry_session.rs`: a registered
-//! peer's requests to its registry and their replies).
+//! acknowledgements) or authenticated in a registry session (`registry_session.rs`: a
+//! registered peer's requests to its registry and their replies).
 
 use std::net::SocketAddr;
 

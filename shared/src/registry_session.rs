@@ -153,7 +153,7 @@ impl PeerSession {
     pub fn reply<'f>(&self, counter: u64, frame: &'f [u8]) -> Option<&'f [u8]> {
         match frame.get(..9) {
             Some([REPLY, c @ ..]) if *c == counter.to_be_bytes() => {
-                authenticated(frame, &self.reply, counter).map(|data| &data[9..])
+                authenticated(frame, &self.reply, counter)?.get(9..)
             }
             _ => None,
         }
@@ -192,6 +192,12 @@ impl Header {
             len: 2 + len + 8,
         })
     }
+
+    /// The JSON of the request whose header this is, not yet checked: between the header and
+    /// the tag. `None` if the frame is too short to hold both.
+    pub fn json<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
+        frame.get(self.len..frame.len().checked_sub(16)?)
+    }
 }
 
 /// The registry's way to answer one request it accepted: the reply key and that request's
@@ -226,24 +232,19 @@ impl RegistrySession {
     }
 
     /// Checks the request whose header is `header`, and accepts its counter if it is above
-    /// every counter accepted before; returns where its JSON is in `frame`, and the means to
-    /// reply. `None` if it is not authentic (another session's, or altered) or is a replay;
-    /// a frame that is not authentic changes nothing.
-    pub fn accept(
-        &mut self,
-        header: &Header,
-        frame: &[u8],
-    ) -> Option<(std::ops::Range<usize>, Replier)> {
-        let data = authenticated(frame, &self.request, header.counter)?;
-        if header.counter <= self.last || data.len() < header.len {
+    /// every counter accepted before; returns the means to reply. `None` if it is not
+    /// authentic (another session's, or altered) or is a replay; a frame that is not
+    /// authentic changes nothing.
+    pub fn accept(&mut self, header: &Header, frame: &[u8]) -> Option<Replier> {
+        authenticated(frame, &self.request, header.counter)?;
+        if header.counter <= self.last || header.json(frame).is_none() {
             return None;
         }
         self.last = header.counter;
-        let replier = Replier {
+        Some(Replier {
             reply: self.reply,
             counter: header.counter,
-        };
-        Some((header.len..data.len(), replier))
+        })
     }
 }
 
@@ -257,8 +258,9 @@ mod tests {
 
     /// The request's JSON and the replier, if the registry accepts `frame`.
     fn accept(registry: &mut RegistrySession, frame: &[u8]) -> Option<(Vec<u8>, Replier)> {
-        let (json, replier) = registry.accept(&Header::parse(frame)?, frame)?;
-        Some((frame[json].to_vec(), replier))
+        let header = Header::parse(frame)?;
+        let replier = registry.accept(&header, frame)?;
+        Some((header.json(frame)?.to_vec(), replier))
     }
 
     #[test]

@@ -66,9 +66,7 @@ impl Freshness {
                 self.ids.remove(&old);
             }
         }
-        if at < now - skew || at > now + skew {
-            return Err(Stale::Skewed);
-        }
+        check_skew(at, now)?;
         if self.ids.contains(&id) {
             return Err(Stale::Replayed);
         }
@@ -78,6 +76,17 @@ impl Freshness {
         self.ids.insert(id);
         self.by_second.entry(at.timestamp()).or_default().push(id);
         Ok(())
+    }
+}
+
+/// Whether a message sent `at` is within [`MAX_SKEW`] of `now`. Signed messages are held to
+/// it, and so are requests in a registry session: their counter refuses a replay, and this a
+/// request held back on the way and delivered much later.
+pub fn check_skew(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Stale> {
+    let skew = chrono::Duration::from_std(MAX_SKEW).expect("small duration");
+    match at < now - skew || at > now + skew {
+        true => Err(Stale::Skewed),
+        false => Ok(()),
     }
 }
 

@@ -155,13 +155,12 @@ pub async fn request_in_session(
     .await?;
     let bad = |reason: String| SendError::BadReply { addr: to, reason };
     let (reply, key) = match reply.first() {
+        // Only a refusal comes signed, and it must name this request, or be one a receiver
+        // sends before reading anything: a refusal of another request, played back, must not
+        // end our session.
         Some(&SIGNED) => match signed_reply(to, &reply)? {
-            (reply, key) if matches!(reply.body.result, Outcome::Error { .. }) => (reply, key),
-            _ => {
-                return Err(bad(
-                    "a signed answer to a sealed request that is no refusal".into(),
-                ))
-            }
+            (reply, key) if refuses(&reply.body, id) => (reply, key),
+            _ => return Err(bad("a signed answer that refuses no request of ours".into())),
         },
         _ => {
             let json = session
@@ -172,6 +171,17 @@ pub async fn request_in_session(
         }
     };
     answer_to(to, id, reply, key)
+}
+
+/// Whether `reply` refuses request `id`: naming it, or before reading it (`busy`, `bad_frame`).
+fn refuses(reply: &Reply, id: MessageId) -> bool {
+    match (&reply.result, reply.re) {
+        (Outcome::Error { .. }, Some(re)) => re == id,
+        (Outcome::Error { code, .. }, None) => {
+            matches!(code, ErrorCode::Busy | ErrorCode::BadFrame)
+        }
+        _ => false,
+    }
 }
 
 /// Parses a signed reply and checks its signature; returns it with the key that signed it.
@@ -280,14 +290,29 @@ pub trait Service: Clone + Send + Sync + 'static {
         &self,
         frame: Vec<u8>,
         remote: SocketAddr,
-    ) -> impl Future<Output = Result<Vec<u8>, Refusal>> + Send {
+    ) -> impl Future<Output = Result<Vec<u8>, SealedRefusal>> + Send {
         let _ = (frame, remote);
-        async { Err(Refusal::UnknownSession) }
+        async { Err(Refusal::UnknownSession.into()) }
     }
 
     /// Told about each connection refused before it reached [`Service::handle`].
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
         let _ = (remote, why);
+    }
+}
+
+/// Why a sealed frame is refused, with the id of the request in it when the receiver could
+/// read one (a registry session's requests are authenticated, not encrypted). A refusal that
+/// names its request cannot be played back as the answer to another.
+#[derive(Debug)]
+pub struct SealedRefusal {
+    pub re: Option<MessageId>,
+    pub why: Refusal,
+}
+
+impl From<Refusal> for SealedRefusal {
+    fn from(why: Refusal) -> Self {
+        SealedRefusal { re: None, why }
     }
 }
 
@@ -426,13 +451,14 @@ impl<S: Service> Receiver<'_, S> {
             Err(_) => Err(Refusal::Timeout),
             Ok(Ok(frame)) => Ok(frame),
         };
-        // A refusal says whether the whole frame was read, which decides how to close.
+        // A refusal says whether the whole frame was read, which decides how to close, and
+        // which request it refuses when that could be read.
         let reply = match frame {
             Ok(frame) if matches!(frame.first(), Some(&SEALED | &registry_session::REQUEST)) => {
                 self.service
                     .handle_sealed(frame, remote)
                     .await
-                    .map_err(|why| (true, why))
+                    .map_err(|r| (true, r.why, r.re))
             }
             Ok(frame) if frame.first() == Some(&SIGNED) => match self.admit(&frame, remote) {
                 Ok(request) => {
@@ -440,17 +466,17 @@ impl<S: Service> Receiver<'_, S> {
                     let outcome = self.service.handle(request, remote).await;
                     Ok(self.signed_reply(&stream, Some(re), outcome))
                 }
-                Err(why) => Err((true, why)),
+                Err(why) => Err((true, why, None)),
             },
-            Ok(_) => Err((true, Refusal::UnknownKind)),
-            Err(why) => Err((false, why)),
+            Ok(_) => Err((true, Refusal::UnknownKind, None)),
+            Err(why) => Err((false, why, None)),
         };
         let (reply, clean) = match reply {
             Ok(reply) => (reply, true),
-            Err((read_whole_frame, why)) => {
+            Err((read_whole_frame, why, re)) => {
                 self.service.refused(remote, &why);
                 let outcome = Outcome::error(why.code(), why.to_string());
-                (self.signed_reply(&stream, None, outcome), read_whole_frame)
+                (self.signed_reply(&stream, re, outcome), read_whole_frame)
             }
         };
         let _ = write_frame(&mut stream, &reply).await;
@@ -523,4 +549,40 @@ async fn close(mut stream: TcpStream, clean: bool) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(re: Option<MessageId>, code: ErrorCode) -> Reply {
+        Reply {
+            re,
+            result: Outcome::error(code, "no"),
+        }
+    }
+
+    #[test]
+    fn a_signed_refusal_of_a_session_request_must_name_it() {
+        let id = new_id();
+        assert!(refuses(&refusal(Some(id), ErrorCode::UnknownSession), id));
+        let other = refusal(Some(new_id()), ErrorCode::UnknownSession);
+        assert!(!refuses(&other, id), "another request's refusal");
+        let nobodys = refusal(None, ErrorCode::UnknownSession);
+        assert!(
+            !refuses(&nobodys, id),
+            "a refusal of no request, played back"
+        );
+        for before_reading in [ErrorCode::Busy, ErrorCode::BadFrame] {
+            assert!(refuses(&refusal(None, before_reading), id));
+        }
+        let success = Reply {
+            re: Some(id),
+            result: Outcome::Ok,
+        };
+        assert!(
+            !refuses(&success, id),
+            "a success is never signed in a session"
+        );
+    }
 }

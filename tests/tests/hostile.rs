@@ -134,6 +134,23 @@ fn sealed_in_no_session() -> Vec<u8> {
     frame(&body)
 }
 
+/// `R | alice | counter 1 | a valid envelope from alice | 16 bytes of no tag`: a request in a
+/// registry session that nobody opened.
+fn in_no_registry_session() -> Vec<u8> {
+    let tester = Signer::tester();
+    let envelope = p2p_e2e::envelope(
+        "alice",
+        "127.0.0.1:40001",
+        &tester.key(),
+        json!({ "type": "ping" }),
+    );
+    let mut body = b"R\x05alice".to_vec();
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(&serde_json::to_vec(&envelope).unwrap());
+    body.extend_from_slice(&[0; 16]);
+    frame(&body)
+}
+
 /// Sends the case's bytes to `addr` and checks what came back: an error signed by `key`.
 fn send_case(addr: SocketAddr, key: &PublicKey, case: &Case, who: &str) {
     let reply = raw_exchange(addr, &case.bytes, case.shutdown);
@@ -288,10 +305,7 @@ hostile! {
 
     // Registry session requests in no session here: a name nobody registered, a header cut
     // short, a name that is no name.
-    registry_session_request_in_no_session: answered(
-        frame(&[&b"R\x05alice\x00\x00\x00\x00\x00\x00\x00\x01{}"[..], &[0u8; 16]].concat()),
-        Some("unknown_session")
-    );
+    registry_session_request_in_no_session: answered(in_no_registry_session(), Some("unknown_session"));
     registry_session_request_shorter_than_its_header: answered(
         frame(b"R\x05ali"),
         Some("unknown_session")

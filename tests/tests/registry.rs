@@ -1,7 +1,7 @@
 //! The registry: register, listpeer, exit network, taken names, released names, peers that
 //! leave.
 
-use p2p_e2e::{json, outcome, Peer, Server, Signer};
+use p2p_e2e::{json, outcome, DataDir, Peer, Server, Signer};
 
 #[test]
 fn register_list_and_leave_across_three_peers() {
@@ -177,4 +177,58 @@ fn listpeer_shows_every_peer_past_one_page() {
         ));
     }
     assert_eq!(alice.listpeer(), expected);
+}
+
+#[test]
+fn a_listing_sees_every_change_to_the_registry() {
+    // Listings in a registry session get pages the registry encoded once and keeps until the
+    // list changes: every kind of change must show at once.
+    let server = Server::builder().arg("--ttl").arg("3s").start();
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    server.expect_registered(&alice);
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+
+    // Added, then moved to another address by the same key.
+    let bob_dir = DataDir::new("bob");
+    let start_bob = || {
+        Peer::builder("bob")
+            .server(server.addr())
+            .data_dir(bob_dir.path())
+            .start()
+    };
+    let mut bob = start_bob();
+    bob.register();
+    server.expect_registered(&bob);
+    assert_eq!(alice.listpeer(), vec![alice.peer_line(), bob.peer_line()]);
+    bob.kill();
+    let bob = start_bob();
+    bob.register();
+    server.expect_registered(&bob);
+    assert_eq!(alice.listpeer(), vec![alice.peer_line(), bob.peer_line()]);
+
+    // Unregistered.
+    bob.send("exit network");
+    bob.expect_exact("left the network");
+    server.expect_exact("unregistered bob");
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+
+    // Released.
+    let carol = Peer::start("carol", server.addr());
+    carol.register();
+    server.expect_registered(&carol);
+    assert_eq!(alice.listpeer(), vec![alice.peer_line(), carol.peer_line()]);
+    carol.send("release name");
+    carol.expect_exact("released the name carol");
+    server.expect_exact("released carol");
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+
+    // Lapsed: dave dies without a word.
+    let mut dave = Peer::start("dave", server.addr());
+    dave.register();
+    server.expect_registered(&dave);
+    assert_eq!(alice.listpeer(), vec![alice.peer_line(), dave.peer_line()]);
+    dave.kill();
+    server.expect_exact("expired dave (not renewed in time)");
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
 }

@@ -8,8 +8,8 @@
 use std::os::unix::fs::PermissionsExt;
 
 use p2p_e2e::{
-    assert_refused_with, contains, envelope, json, outcome, raw_exchange, share, signer_of,
-    Capture, DataDir, Peer, Proc, Proxy, Server, Signer, Value,
+    assert_refused, assert_refused_with, contains, envelope, json, outcome, raw_exchange, share,
+    signer_of, Capture, DataDir, Peer, Proc, Proxy, Refusal, Server, Signer, Value,
 };
 
 const NONE: Vec<String> = Vec::new();
@@ -437,10 +437,22 @@ fn after_registering_a_peer_needs_no_signatures_and_replays_are_refused() {
     // Played again, or altered, a request in the session is refused; the session goes on.
     let list = &sealed[0].sent;
     assert_refused_with(server.addr(), list, "unknown_session", &server.key());
+    // Altered in its JSON it may no longer parse (bad_message); altered anywhere, its tag
+    // no longer matches (unknown_session).
     for at in [list.len() / 2, list.len() - 1] {
         let mut altered = list.clone();
         altered[at] ^= 0x01;
-        assert_refused_with(server.addr(), &altered, "unknown_session", &server.key());
+        let reply = raw_exchange(server.addr(), &altered, false);
+        match assert_refused(&reply, None, "an altered request") {
+            Refusal::Error { code, signer } => {
+                assert!(
+                    ["unknown_session", "bad_message"].contains(&code.as_str()),
+                    "{code}"
+                );
+                assert_eq!(signer, server.key());
+            }
+            Refusal::Closed => panic!("an altered request got no answer"),
+        }
     }
     assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
     assert_eq!(
@@ -455,7 +467,8 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
     let registry_dir = DataDir::new("registry");
     let mut server = Server::builder().data_dir(registry_dir.path()).start();
     let port = server.addr().port();
-    let alice = Peer::start("alice", server.addr());
+    let proxy = Proxy::start(server.addr());
+    let alice = Peer::start("alice", proxy.addr());
     alice.register();
     server.kill();
     drop(server);
@@ -464,13 +477,28 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
         .port(port)
         .start();
 
-    // alice's session is gone with the old process: her sealed `listpeer` is refused, and she
-    // asks again signed; her next `register` opens a new session.
+    // alice's session is gone with the old process: her `listpeer` in it is refused, with a
+    // signed refusal naming the request, and she asks again signed.
     assert_eq!(alice.listpeer(), NONE);
     server.expect_prefix("refused 127.0.0.1:");
+    let refused = proxy
+        .captures_of_kind(b'R')
+        .pop()
+        .expect("a request in the old session");
+    let refusal = p2p_e2e::decode_reply(&refused.received).expect("a signed refusal");
+    assert_eq!(outcome(&refusal), "unknown_session", "{refusal}");
+    assert!(
+        refusal["body"]["re"].is_string(),
+        "names the request: {refusal}"
+    );
+
+    // Her next `register` is signed and opens a new session, which her next listing uses.
     alice.register();
     server.expect_registered(&alice);
     assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+    let last = proxy.captures().pop().expect("the last listing");
+    assert_eq!(last.kind(), Some(b'R'), "in a session");
+    assert_eq!(last.received.get(4), Some(&b'r'), "answered in it");
 }
 
 // ---------------------------------------------------------------------------------------------
