@@ -4,8 +4,8 @@
 //! and await its answer on a oneshot channel (the pattern of the async-std book's chat
 //! server). The broker never waits on the network, so one slow peer cannot hold up others.
 //! It also prints the registry's events, since it is the one place where they happen, drops
-//! lapsed registrations (between messages it wakes at least every [`SWEEP`]), and keeps the
-//! encoded pages of the peer list for as long as the list does not change (`pages.rs`).
+//! lapsed registrations (a ticker task sends it [`Msg::Sweep`] every [`SWEEP`]), and keeps
+//! the encoded pages of the peer list for as long as the list does not change (`pages.rs`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ use crate::store::StoreError;
 const SWEEP: Duration = Duration::from_secs(1);
 
 enum Msg {
+    /// Time to drop the registrations that lapsed.
+    Sweep,
     Register {
         name: PeerName,
         addr: SocketAddr,
@@ -76,6 +78,17 @@ impl Registrar {
     pub fn start(registry: Registry) -> Registrar {
         let (tx, rx) = async_channel::bounded(1024);
         runtime::spawn(run(registry, rx));
+        // A ticker of its own rather than a timeout around every wait for a message: each
+        // timeout is a timer set and cancelled, for every message, in the busiest task.
+        let ticker = tx.clone();
+        runtime::spawn(async move {
+            loop {
+                runtime::sleep(SWEEP).await;
+                if ticker.send(Msg::Sweep).await.is_err() {
+                    break;
+                }
+            }
+        });
         Registrar { tx }
     }
 
@@ -142,25 +155,16 @@ impl Registrar {
 
 async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
     let mut pages = Pages::default();
-    let mut next_sweep = Instant::now() + SWEEP;
-    loop {
-        let wait = next_sweep.saturating_duration_since(Instant::now());
-        let msg = match runtime::timeout(wait, rx.recv()).await {
-            Ok(Ok(msg)) => Some(msg),
-            Ok(Err(_)) => break,
-            Err(_) => None,
-        };
+    while let Ok(msg) = rx.recv().await {
         let now = Instant::now();
-        if now >= next_sweep {
-            for name in registry.expire(now) {
-                say(format_args!("expired {name} (not renewed in time)"));
-                pages.clear();
-            }
-            next_sweep = now + SWEEP;
-        }
-        let Some(msg) = msg else { continue };
         // A dropped `done` means the connection task gave up (timeout); nothing to do then.
         match msg {
+            Msg::Sweep => {
+                for name in registry.expire(now) {
+                    say(format_args!("expired {name} (not renewed in time)"));
+                    pages.clear();
+                }
+            }
             Msg::Register {
                 name,
                 addr,
