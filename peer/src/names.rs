@@ -51,19 +51,26 @@ impl Names {
     }
 }
 
+/// Names with bob, bea and carol registered: the tests' fixture, here and in `terminal.rs`.
+#[cfg(test)]
+pub(crate) fn sample() -> Names {
+    let names = Names::default();
+    let info = |n: &str| PeerInfo {
+        name: n.parse().unwrap(),
+        addr: "127.0.0.1:1".parse().unwrap(),
+        key: p2p_shared::identity::Identity::generate().public(),
+    };
+    names.set_registered(&[info("bob"), info("bea"), info("carol")]);
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn completes_from_both_sources_once() {
-        let names = Names::default();
-        let info = |n: &str| PeerInfo {
-            name: n.parse().unwrap(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            key: p2p_shared::identity::Identity::generate().public(),
-        };
-        names.set_registered(&[info("bob"), info("bea"), info("carol")]);
+        let names = sample();
         let bob: PeerName = "bob".parse().unwrap();
         let bert: PeerName = "bert".parse().unwrap();
         names.set_chatting([&bob, &bert]);

@@ -237,17 +237,9 @@ fn hint(line: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_shared::PeerInfo;
 
     fn names() -> Names {
-        let names = Names::default();
-        let info = |n: &str| PeerInfo {
-            name: n.parse().unwrap(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            key: p2p_shared::identity::Identity::generate().public(),
-        };
-        names.set_registered(&[info("bob"), info("bea"), info("carol")]);
-        names
+        crate::names::sample()
     }
 
     #[test]

@@ -958,9 +958,28 @@ impl Peer {
     pub fn chat_with(&self, other: &Peer) {
         self.request_chat(other);
         other.expect_request_from(self);
-        other.send("yes");
-        other.expect_exact(&format!("accepted chat with {} ({})", self.name, self.addr));
-        self.expect_exact(&format!("chat accepted by {} ({})", other.name, other.addr));
+        other.accept_chat(self, other.addr);
+    }
+
+    /// The same, asking for the chat by name: the address comes from the registry.
+    #[track_caller]
+    pub fn chat_by_name_with(&self, other: &Peer) {
+        self.send(&format!("chat request {}", other.name));
+        self.expect_request_sent(other);
+        other.expect_request_from(self);
+        other.accept_chat(self, other.addr);
+    }
+
+    /// `yes` to `requester`'s pending request: `accepted chat with` here, and `chat accepted
+    /// by` there, naming the address it reached us at (ours, or a proxy's).
+    #[track_caller]
+    pub fn accept_chat(&self, requester: &Peer, reached_at: SocketAddr) {
+        self.send("yes");
+        self.expect_exact(&format!(
+            "accepted chat with {} ({})",
+            requester.name, requester.addr
+        ));
+        requester.expect_exact(&format!("chat accepted by {} ({reached_at})", self.name));
     }
 
     /// `chat message OTHER TEXT`, waits for `delivered to OTHER` here and `SELF: TEXT` there.

@@ -26,9 +26,7 @@ fn full_chat_by_address() {
         ),
         "the default timeout is 60s, and the line ends with alice's key"
     );
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
+    bob.accept_chat(&alice, bob.addr());
 
     alice.send(&format!("chat message bob {TEXT}"));
     alice.expect_exact("delivered to bob");
@@ -64,12 +62,7 @@ fn full_chat_by_name_through_the_registry() {
     alice.register();
     bob.register();
 
-    alice.send("chat request bob");
-    alice.expect_request_sent(&bob);
-    bob.expect_request_from(&alice);
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
+    alice.chat_by_name_with(&bob);
 
     alice.say(&bob, TEXT);
     bob.say(&alice, "🎉 réponse  à   alice");

@@ -138,12 +138,7 @@ fn leaving_the_network_keeps_open_chats() {
     let bob = Peer::start("bob", server.addr());
     alice.register();
     bob.register();
-    alice.send("chat request bob");
-    alice.expect_request_sent(&bob);
-    bob.expect_request_from(&alice);
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
+    alice.chat_by_name_with(&bob);
 
     alice.send("exit network");
     alice.expect_exact("left the network");

@@ -134,9 +134,7 @@ fn a_repeated_request_replaces_the_first() {
     bob.expect_request_from(&alice);
 
     // One record for alice: a plain yes is not ambiguous, and nothing is left after it.
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
+    bob.accept_chat(&alice, bob.addr());
     bob.send("yes");
     bob.expect_error();
     assert_eq!(bob.connected(), vec![alice.connected_line()]);

@@ -26,9 +26,7 @@ fn proxied_chat() -> (Peer, Peer, Proxy) {
     // bob's reply names his own address.
     alice.expect_request_sent(&bob);
     bob.expect_request_from(&alice);
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+    bob.accept_chat(&alice, proxy.addr());
     assert_eq!(alice.connected(), vec![bob.connected_line_at(proxy.addr())]);
     (alice, bob, proxy)
 }
@@ -190,9 +188,7 @@ fn a_tampered_chat_message_is_refused_and_nothing_is_shown() {
     alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
     alice.expect_request_sent(&bob);
     bob.expect_request_from(&alice);
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+    bob.accept_chat(&alice, proxy.addr());
 
     // The attacker holds alice's message back (every try): bob never sees it.
     proxy.intercept_sealed(true);
@@ -713,9 +709,7 @@ fn a_forged_acceptance_of_a_captured_request_is_refused_and_the_real_answer_stil
     assert_eq!(alice.connected(), NONE);
 
     // bob's real answer still opens the chat.
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+    bob.accept_chat(&alice, proxy.addr());
     alice.say(&bob, "the real bob");
 }
 
@@ -748,9 +742,7 @@ fn an_acceptance_from_someone_else_while_a_request_is_in_flight_opens_no_chat() 
 
     alice.expect_request_sent(&bob);
     bob.expect_request_from(&alice);
-    bob.send("yes");
-    bob.expect_exact(&format!("accepted chat with alice ({})", alice.addr()));
-    alice.expect_exact(&format!("chat accepted by bob ({})", proxy.addr()));
+    bob.accept_chat(&alice, proxy.addr());
     assert_eq!(alice.connected(), vec![bob.connected_line_at(proxy.addr())]);
     let shown = alice.stdout_so_far();
     assert!(
