@@ -42,6 +42,16 @@ fn only(captures: Vec<Capture>, what: &str) -> Capture {
 
 /// `history PEER 100` at `peer`: the `TIME NAME: TEXT` lines.
 #[track_caller]
+/// A `chat_answer` accepting the chat request `request`, with a fresh key share.
+fn acceptance_of(request: &Value) -> Value {
+    json!({
+        "type": "chat_answer",
+        "request": request["id"],
+        "answer": "accepted",
+        "share": share(),
+    })
+}
+
 fn history(peer: &Peer, with: &str) -> Vec<String> {
     peer.send(&format!("history {with} 100"));
     peer.expect_list(&format!("history with {with}: "))
@@ -691,15 +701,7 @@ fn a_forged_acceptance_of_a_captured_request_is_refused_and_the_real_answer_stil
         .signed_envelope()
         .unwrap();
     let mallory = Signer::new("bob", "127.0.0.1:1");
-    let reply = mallory.request(
-        alice.addr(),
-        json!({
-            "type": "chat_answer",
-            "request": request["id"],
-            "answer": "accepted",
-            "share": share(),
-        }),
-    );
+    let reply = mallory.request(alice.addr(), acceptance_of(&request));
     assert_eq!(outcome(&reply), "key_changed", "{reply}");
     alice.expect_exact(&Peer::key_warning(
         "bob",
@@ -728,15 +730,7 @@ fn an_acceptance_from_someone_else_while_a_request_is_in_flight_opens_no_chat() 
         .signed_envelope()
         .unwrap();
     let mallory = Signer::new("mallory", "127.0.0.1:1");
-    let reply = mallory.request(
-        alice.addr(),
-        json!({
-            "type": "chat_answer",
-            "request": request["id"],
-            "answer": "accepted",
-            "share": share(),
-        }),
-    );
+    let reply = mallory.request(alice.addr(), acceptance_of(&request));
     proxy.hold_signed(false);
     assert_eq!(reply["body"]["result"]["type"], "error", "{reply}");
 
