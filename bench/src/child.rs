@@ -149,6 +149,11 @@ impl Child {
             .with_context(|| format!("{}: {:?} names no address", self.label, line.text))
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     /// Its resident memory, from `VmRSS` in /proc/PID/status, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.process.id());

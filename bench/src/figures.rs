@@ -192,6 +192,25 @@ fn load_rows(level: &Level, rows: &mut Vec<Row>) {
         floor: Some(Value::Rate(level.sized_floor.per_second)),
         target: None,
     });
+    // Where a request's CPU goes, on both sides (`cpu.rs`): no targets, the explanation of
+    // the rate above.
+    let sides = [
+        ("server", registry.server_cpu, floor.server_cpu),
+        ("clients'", registry.clients_cpu, floor.clients_cpu),
+    ];
+    for (side, measured, floor) in sides {
+        let kinds = [
+            ("user", measured.user, floor.user),
+            ("system", measured.system, floor.system),
+        ];
+        for (kind, measured, floor) in kinds {
+            rows.push(plain(
+                &format!("registry, {clients}, {side} CPU per request, {kind}"),
+                measured,
+                floor,
+            ));
+        }
+    }
     let p99 = registry.latency.p99;
     rows.push(Row {
         figure: format!("registry, {clients}, p99"),

@@ -6,6 +6,10 @@
 //! The same runner drives the floor and the registry, so their figures differ only in what
 //! one request is.
 //!
+//! While the clients run, the CPU time of the server process and of this one (the clients) is
+//! read before and after ([`crate::cpu`]), so each run also tells what one request cost each
+//! side.
+//!
 //! The clients run on async-std's thread pool, as a bare async-std client would, and not
 //! through `p2p_shared::runtime`, which runs a program on one thread: the load must not change
 //! when the programs' runtime does.
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use p2p_shared::runtime;
 
+use crate::cpu::CpuTime;
 use crate::stats::Summary;
 
 /// What one load run did.
@@ -26,12 +31,17 @@ pub struct Throughput {
     /// Requests answered per second over the whole run.
     pub per_second: f64,
     pub latency: Summary,
+    /// CPU time per answered request: of the server process, and of this process (its
+    /// clients).
+    pub server_cpu: CpuTime,
+    pub clients_cpu: CpuTime,
 }
 
-/// Runs `clients` concurrent clients until `total` requests are answered or `limit` passes.
-/// `request(client, n)` sends request number `n` for client number `client`; the first
-/// failure stops the run with its error.
+/// Runs `clients` concurrent clients of the server process `server` until `total` requests
+/// are answered or `limit` passes. `request(client, n)` sends request number `n` for client
+/// number `client`; the first failure stops the run with its error.
 pub fn run<F, Fut>(
+    server: u32,
     clients: usize,
     total: usize,
     limit: Duration,
@@ -43,6 +53,7 @@ where
 {
     let request = Arc::new(request);
     let next = Arc::new(AtomicUsize::new(0));
+    let cpu_before = (CpuTime::of(server)?, CpuTime::this()?);
     let start = Instant::now();
     let deadline = start + limit;
     let tasks: Vec<_> = (0..clients)
@@ -76,6 +87,7 @@ where
         }
     });
     let elapsed = start.elapsed();
+    let cpu_after = (CpuTime::of(server)?, CpuTime::this()?);
     if let Some(e) = failure {
         return Err(e);
     }
@@ -84,5 +96,7 @@ where
     Ok(Throughput {
         per_second: answered as f64 / elapsed.as_secs_f64(),
         latency,
+        server_cpu: cpu_after.0.since(cpu_before.0).per(answered),
+        clients_cpu: cpu_after.1.since(cpu_before.1).per(answered),
     })
 }

@@ -18,6 +18,7 @@
 mod bins;
 mod chat;
 mod child;
+mod cpu;
 mod figures;
 mod floor;
 mod load;
@@ -149,7 +150,7 @@ fn main() -> anyhow::Result<()> {
 /// Measures the parts in `only` (all when empty), each next to its floor.
 fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Figures> {
     let wanted = |part| only.is_empty() || only.contains(&part);
-    let (_floor, floor_addr) = floor::start_listening(0)?;
+    let (floor, floor_addr) = floor::start_listening(0)?;
     progress("the floor exchange, one at a time");
     let floor_exchange = floor_exchange(floor_addr, plan)?;
     // The peers of the chat and at-rest figures need a registry to be started with.
@@ -170,7 +171,8 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
             progress(&format!(
                 "load with {clients} clients: the floor, then the registry"
             ));
-            let floor = floor_load(floor_addr, clients, plan)?;
+            let floor_server = (floor.pid(), floor_addr);
+            let floor = floor_load(floor_server, clients, plan)?;
             let (registry, reply_bytes) = registry::throughput(programs, clients, plan)?;
             progress(&format!(
                 "load with {clients} clients: the floor with the registry's reply sizes"
@@ -179,7 +181,7 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
                 clients,
                 floor,
                 registry,
-                sized_floor: sized_floor_load(floor_addr, clients, plan, reply_bytes)?,
+                sized_floor: sized_floor_load(floor_server, clients, plan, reply_bytes)?,
                 reply_bytes,
             });
         }
@@ -228,17 +230,22 @@ fn floor_exchange(addr: SocketAddr, plan: &Plan) -> anyhow::Result<Summary> {
     Summary::of(latencies).context("no floor exchange was measured")
 }
 
-/// Floor exchanges from `clients` concurrent clients, after a warm-up.
-fn floor_load(addr: SocketAddr, clients: usize, plan: &Plan) -> anyhow::Result<load::Throughput> {
+/// Floor exchanges from `clients` concurrent clients, after a warm-up, with the floor server
+/// (its process id and address).
+fn floor_load(
+    (pid, addr): (u32, SocketAddr),
+    clients: usize,
+    plan: &Plan,
+) -> anyhow::Result<load::Throughput> {
     let exchange = move |client, _| floor::exchange(source::for_client(client), addr);
-    load::run(clients, plan.warmup_requests, plan.limit, exchange)?;
-    load::run(clients, plan.requests, plan.limit, exchange)
+    load::run(pid, clients, plan.warmup_requests, plan.limit, exchange)?;
+    load::run(pid, clients, plan.requests, plan.limit, exchange)
 }
 
 /// The same, with replies as large as the registry's in the same mix: request `n` gets
 /// `bytes.registered` bytes when even (a register) and `bytes.page` when odd (a listing).
 fn sized_floor_load(
-    addr: SocketAddr,
+    (pid, addr): (u32, SocketAddr),
     clients: usize,
     plan: &Plan,
     bytes: registry::ReplyBytes,
@@ -247,8 +254,8 @@ fn sized_floor_load(
         let len = [bytes.registered, bytes.page][n % 2];
         floor::exchange_sized(source::for_client(client), addr, len)
     };
-    load::run(clients, plan.warmup_requests, plan.limit, exchange)?;
-    load::run(clients, plan.requests, plan.limit, exchange)
+    load::run(pid, clients, plan.warmup_requests, plan.limit, exchange)?;
+    load::run(pid, clients, plan.requests, plan.limit, exchange)
 }
 
 /// The resident memory of the floor process holding `names` registrations' worth of data.

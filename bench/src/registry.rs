@@ -80,9 +80,10 @@ pub fn throughput(
     let addr = registry.addr;
     let largest = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
     let warmup = mix(addr, Arc::clone(&clients_), Arc::clone(&largest));
-    load::run(clients, plan.warmup_requests, plan.limit, warmup)?;
+    let pid = registry.child.pid();
+    load::run(pid, clients, plan.warmup_requests, plan.limit, warmup)?;
     let measured = mix(addr, clients_, Arc::clone(&largest));
-    let throughput = load::run(clients, plan.requests, plan.limit, measured)?;
+    let throughput = load::run(pid, clients, plan.requests, plan.limit, measured)?;
     let [registered, page] = &*largest;
     let bytes = ReplyBytes {
         registered: registered.load(Ordering::Relaxed),
@@ -140,16 +141,23 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
     let registry = programs.registry(&["--ttl", "1h"])?;
     let addr = registry.addr;
     let total = plan.registrations;
-    let registering = load::run(CROWD_CLIENTS, total, plan.limit, move |_, n| async move {
-        // A new peer each time: a signed `register` that claims a name and opens a session.
-        let mut peer = Client {
-            origin: origin(&crowd_name(n))?,
-            from: source::for_client(n),
-            session: None,
-        };
-        let register = Request::Register { share: None };
-        peer.ask(addr, register, "registered").await.map(drop)
-    })?;
+    let pid = registry.child.pid();
+    let registering = load::run(
+        pid,
+        CROWD_CLIENTS,
+        total,
+        plan.limit,
+        move |_, n| async move {
+            // A new peer each time: a signed `register` that claims a name and opens a session.
+            let mut peer = Client {
+                origin: origin(&crowd_name(n))?,
+                from: source::for_client(n),
+                session: None,
+            };
+            let register = Request::Register { share: None };
+            peer.ask(addr, register, "registered").await.map(drop)
+        },
+    )?;
     ensure!(
         registering.latency.count == total,
         "only {} of {total} peers registered within {:?}",
