@@ -59,6 +59,15 @@ impl CpuTime {
     }
 }
 
+impl std::iter::Sum for CpuTime {
+    fn sum<I: Iterator<Item = CpuTime>>(times: I) -> CpuTime {
+        times.fold(CpuTime::default(), |total, t| CpuTime {
+            user: total.user + t.user,
+            system: total.system + t.system,
+        })
+    }
+}
+
 /// Reads utime and stime (fields 14 and 15 of /proc/PID/stat, in ticks). The second field,
 /// the program's name in parentheses, may itself hold spaces and parentheses, so the fields
 /// are counted from the last `)`.

@@ -25,16 +25,44 @@ use p2p_shared::runtime;
 use crate::cpu::CpuTime;
 use crate::stats::Summary;
 
-/// What one load run did.
+/// What one load run did, kept whole so that the runs of a level can be added up.
+pub struct Run {
+    latencies: Vec<Duration>,
+    elapsed: Duration,
+    /// CPU time over the run: of the server process, and of this process (its clients).
+    server_cpu: CpuTime,
+    clients_cpu: CpuTime,
+}
+
+/// The figures of one or more runs taken together.
 #[derive(Clone, Copy, Debug)]
 pub struct Throughput {
-    /// Requests answered per second over the whole run.
+    /// Requests answered per second, over the time of all the runs.
     pub per_second: f64,
     pub latency: Summary,
     /// CPU time per answered request: of the server process, and of this process (its
     /// clients).
     pub server_cpu: CpuTime,
     pub clients_cpu: CpuTime,
+}
+
+impl Throughput {
+    /// All of `runs` as if they were one: every request answered, over their summed time.
+    pub fn of(runs: Vec<Run>) -> anyhow::Result<Throughput> {
+        let elapsed: Duration = runs.iter().map(|r| r.elapsed).sum();
+        let server_cpu = runs.iter().map(|r| r.server_cpu).sum::<CpuTime>();
+        let clients_cpu = runs.iter().map(|r| r.clients_cpu).sum::<CpuTime>();
+        let latencies: Vec<Duration> = runs.into_iter().flat_map(|r| r.latencies).collect();
+        let answered = latencies.len();
+        let latency =
+            Summary::of(latencies).context("no request was answered within the time limit")?;
+        Ok(Throughput {
+            per_second: answered as f64 / elapsed.as_secs_f64(),
+            latency,
+            server_cpu: server_cpu.per(answered),
+            clients_cpu: clients_cpu.per(answered),
+        })
+    }
 }
 
 /// Runs `clients` concurrent clients of the server process `server` until `total` requests
@@ -46,7 +74,7 @@ pub fn run<F, Fut>(
     total: usize,
     limit: Duration,
     request: F,
-) -> anyhow::Result<Throughput>
+) -> anyhow::Result<Run>
 where
     F: Fn(usize, usize) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
@@ -91,12 +119,10 @@ where
     if let Some(e) = failure {
         return Err(e);
     }
-    let answered = all.len();
-    let latency = Summary::of(all).context("no request was answered within the time limit")?;
-    Ok(Throughput {
-        per_second: answered as f64 / elapsed.as_secs_f64(),
-        latency,
-        server_cpu: cpu_after.0.since(cpu_before.0).per(answered),
-        clients_cpu: cpu_after.1.since(cpu_before.1).per(answered),
+    Ok(Run {
+        latencies: all,
+        elapsed,
+        server_cpu: cpu_after.0.since(cpu_before.0),
+        clients_cpu: cpu_after.1.since(cpu_before.1),
     })
 }

@@ -46,6 +46,7 @@ use p2p_shared::{runtime, Request};
 
 use crate::bins::Bins;
 use crate::figures::{Figures, Level};
+use crate::load::Throughput;
 use crate::machine::Machine;
 use crate::plan::Plan;
 use crate::programs::{Programs, Registry};
@@ -168,22 +169,12 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
     let mut load = Vec::new();
     if wanted(Part::Load) {
         for &clients in &plan.client_counts {
-            progress(&format!(
-                "load with {clients} clients: the floor, then the registry"
-            ));
-            let floor_server = (floor.pid(), floor_addr);
-            let floor = floor_load(floor_server, clients, plan)?;
-            let (registry, reply_bytes) = registry::throughput(programs, clients, plan)?;
-            progress(&format!(
-                "load with {clients} clients: the floor with the registry's reply sizes"
-            ));
-            load.push(Level {
+            load.push(load_level(
+                (floor.pid(), floor_addr),
+                programs,
                 clients,
-                floor,
-                registry,
-                sized_floor: sized_floor_load(floor_server, clients, plan, reply_bytes)?,
-                reply_bytes,
-            });
+                plan,
+            )?);
         }
     }
     let crowd = wanted(Part::Crowd)
@@ -230,32 +221,44 @@ fn floor_exchange(addr: SocketAddr, plan: &Plan) -> anyhow::Result<Summary> {
     Summary::of(latencies).context("no floor exchange was measured")
 }
 
-/// Floor exchanges from `clients` concurrent clients, after a warm-up, with the floor server
-/// (its process id and address).
-fn floor_load(
+/// One load level: the floor, the registry and the floor with the registry's reply sizes,
+/// each warmed up, then measured in [`Plan::rounds`] alternating rounds (floor, registry,
+/// sized floor, and again), so that a machine that slows down or speeds up meanwhile moves
+/// all three alike. Each figure adds up its rounds.
+fn load_level(
     (pid, addr): (u32, SocketAddr),
+    programs: &Programs,
     clients: usize,
     plan: &Plan,
-) -> anyhow::Result<load::Throughput> {
-    let exchange = move |client, _| floor::exchange(source::for_client(client), addr);
-    load::run(pid, clients, plan.warmup_requests, plan.limit, exchange)?;
-    load::run(pid, clients, plan.requests, plan.limit, exchange)
-}
-
-/// The same, with replies as large as the registry's in the same mix: request `n` gets
-/// `bytes.registered` bytes when even (a register) and `bytes.page` when odd (a listing).
-fn sized_floor_load(
-    (pid, addr): (u32, SocketAddr),
-    clients: usize,
-    plan: &Plan,
-    bytes: registry::ReplyBytes,
-) -> anyhow::Result<load::Throughput> {
-    let exchange = move |client, n: usize| {
-        let len = [bytes.registered, bytes.page][n % 2];
-        floor::exchange_sized(source::for_client(client), addr, len)
-    };
-    load::run(pid, clients, plan.warmup_requests, plan.limit, exchange)?;
-    load::run(pid, clients, plan.requests, plan.limit, exchange)
+) -> anyhow::Result<Level> {
+    progress(&format!("load with {clients} clients: warming up"));
+    let plain = move |client, _| floor::exchange(source::for_client(client), addr);
+    load::run(pid, clients, plan.warmup_requests, plan.limit, plain)?;
+    let registry = registry::Load::start(programs, clients, plan)?;
+    let per_round = plan.requests.div_ceil(plan.rounds);
+    let (mut floor_runs, mut registry_runs, mut sized_runs) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=plan.rounds {
+        progress(&format!(
+            "load with {clients} clients: round {round} of {}: the floor, the registry, the floor with its replies' sizes",
+            plan.rounds
+        ));
+        floor_runs.push(load::run(pid, clients, per_round, plan.limit, plain)?);
+        registry_runs.push(registry.run(per_round, plan)?);
+        // A register's reply, then a page, as the registry's mix: requests alternate.
+        let bytes = registry.reply_bytes();
+        let sized = move |client, n: usize| {
+            let len = [bytes.registered, bytes.page][n % 2];
+            floor::exchange_sized(source::for_client(client), addr, len)
+        };
+        sized_runs.push(load::run(pid, clients, per_round, plan.limit, sized)?);
+    }
+    Ok(Level {
+        clients,
+        floor: Throughput::of(floor_runs)?,
+        registry: Throughput::of(registry_runs)?,
+        sized_floor: Throughput::of(sized_runs)?,
+        reply_bytes: registry.reply_bytes(),
+    })
 }
 
 /// The resident memory of the floor process holding `names` registrations' worth of data.

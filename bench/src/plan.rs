@@ -13,9 +13,11 @@ pub struct Plan {
     /// Chat messages measured per chat figure, after `warmup_messages` unmeasured ones.
     pub messages: usize,
     pub warmup_messages: usize,
-    /// Requests measured per load level, after `warmup_requests` unmeasured ones.
+    /// Requests measured per load level and side, after `warmup_requests` unmeasured ones,
+    /// in `rounds` rounds that alternate between the floor and the registry.
     pub requests: usize,
     pub warmup_requests: usize,
+    pub rounds: usize,
     /// The concurrent clients of each load level.
     pub client_counts: Vec<usize>,
     /// Peers registered for the crowded-registry figures.
@@ -41,6 +43,7 @@ impl Plan {
             warmup_messages: 500,
             requests: 30_000,
             warmup_requests: 2_000,
+            rounds: 5,
             client_counts: vec![1, 16, 256],
             registrations: 100_000,
             samples: 1_000,
@@ -58,6 +61,7 @@ impl Plan {
             warmup_messages: 10,
             requests: 300,
             warmup_requests: 30,
+            rounds: 2,
             client_counts: vec![1, 16, 256],
             registrations: 300,
             samples: 20,

@@ -58,16 +58,19 @@ pub struct ReplyBytes {
     pub page: usize,
 }
 
-/// Register and listpeer throughput with `clients` concurrent clients, after a warm-up, and
-/// the sizes of the replies.
-pub fn throughput(
-    programs: &Programs,
-    clients: usize,
-    plan: &Plan,
-) -> anyhow::Result<(Throughput, ReplyBytes)> {
-    let registry = programs.registry(&[])?;
-    let clients_: Arc<Vec<Mutex<Client>>> = Arc::new(
-        (0..clients)
+/// A registry under load: a fresh `p2p-server`, its clients with their sessions open (after
+/// an unmeasured warm-up), and the largest replies they have seen.
+pub struct Load {
+    registry: Registry,
+    clients: Arc<Vec<Mutex<Client>>>,
+    largest: Arc<[AtomicUsize; 2]>,
+}
+
+impl Load {
+    /// Starts a registry and `clients` clients, and warms them up.
+    pub fn start(programs: &Programs, clients: usize, plan: &Plan) -> anyhow::Result<Load> {
+        let registry = programs.registry(&[])?;
+        let clients_: Vec<Mutex<Client>> = (0..clients)
             .map(|c| {
                 Ok(Mutex::new(Client {
                     origin: origin(&format!("load-{c}"))?,
@@ -75,21 +78,35 @@ pub fn throughput(
                     session: None,
                 }))
             })
-            .collect::<anyhow::Result<_>>()?,
-    );
-    let addr = registry.addr;
-    let largest = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]);
-    let warmup = mix(addr, Arc::clone(&clients_), Arc::clone(&largest));
-    let pid = registry.child.pid();
-    load::run(pid, clients, plan.warmup_requests, plan.limit, warmup)?;
-    let measured = mix(addr, clients_, Arc::clone(&largest));
-    let throughput = load::run(pid, clients, plan.requests, plan.limit, measured)?;
-    let [registered, page] = &*largest;
-    let bytes = ReplyBytes {
-        registered: registered.load(Ordering::Relaxed),
-        page: page.load(Ordering::Relaxed),
-    };
-    Ok((throughput, bytes))
+            .collect::<anyhow::Result<_>>()?;
+        let load = Load {
+            registry,
+            clients: Arc::new(clients_),
+            largest: Arc::new([AtomicUsize::new(0), AtomicUsize::new(0)]),
+        };
+        load.run(plan.warmup_requests, plan)?;
+        Ok(load)
+    }
+
+    /// One measured run of `requests` requests.
+    pub fn run(&self, requests: usize, plan: &Plan) -> anyhow::Result<load::Run> {
+        let mix = mix(
+            self.registry.addr,
+            Arc::clone(&self.clients),
+            Arc::clone(&self.largest),
+        );
+        let pid = self.registry.child.pid();
+        load::run(pid, self.clients.len(), requests, plan.limit, mix)
+    }
+
+    /// The largest replies seen so far.
+    pub fn reply_bytes(&self) -> ReplyBytes {
+        let [registered, page] = &*self.largest;
+        ReplyBytes {
+            registered: registered.load(Ordering::Relaxed),
+            page: page.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Request `n` of `client`: even numbers register the client's name, odd ones list a page.
@@ -142,22 +159,18 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
     let addr = registry.addr;
     let total = plan.registrations;
     let pid = registry.child.pid();
-    let registering = load::run(
-        pid,
-        CROWD_CLIENTS,
-        total,
-        plan.limit,
-        move |_, n| async move {
-            // A new peer each time: a signed `register` that claims a name and opens a session.
-            let mut peer = Client {
-                origin: origin(&crowd_name(n))?,
-                from: source::for_client(n),
-                session: None,
-            };
-            let register = Request::Register { share: None };
-            peer.ask(addr, register, "registered").await.map(drop)
-        },
-    )?;
+    let register = move |_, n| async move {
+        // A new peer each time: a signed `register` that claims a name and opens a session.
+        let mut peer = Client {
+            origin: origin(&crowd_name(n))?,
+            from: source::for_client(n),
+            session: None,
+        };
+        let register = Request::Register { share: None };
+        peer.ask(addr, register, "registered").await.map(drop)
+    };
+    let run = load::run(pid, CROWD_CLIENTS, total, plan.limit, register)?;
+    let registering = Throughput::of(vec![run])?;
     ensure!(
         registering.latency.count == total,
         "only {} of {total} peers registered within {:?}",
