@@ -71,6 +71,10 @@ impl RegistryService {
     }
 }
 
+/// About how long an envelope is around its outcome (id, sender, time, the reply's id), and
+/// a small outcome with it: room to encode a reply without growing its buffer.
+const ENVELOPE_LEN: usize = 512;
+
 fn store_failed() -> Outcome {
     Outcome::error(
         ErrorCode::Busy,
@@ -121,30 +125,28 @@ impl Service for RegistryService {
         check_skew(request.at, Utc::now()).map_err(|stale| refuse(stale.into()))?;
         let re = Some(request.id);
         let from = self.origin.sender(Ipv4Addr::UNSPECIFIED.into());
-        let reply = match request.body {
+        let result = match request.body {
             // Listing is most of a registered peer's traffic, and its page is the same for
-            // everyone until the list changes: the broker keeps it encoded.
+            // everyone until the list changes: the broker keeps it encoded, and it is written
+            // straight into the reply frame (up to 64 KB, so not copied on the way).
             Request::ListPeers { after } => {
                 let page = self.registrar.encoded_page(after).await;
                 let result = &page;
-                Envelope::new(new_id(), from, EncodedReply { re, result }).encode()
+                let reply = Envelope::new(new_id(), from, EncodedReply { re, result });
+                let envelope_len = page.get().len() + ENVELOPE_LEN;
+                return Ok(replier.reply_with(envelope_len, |frame| reply.encode_into(frame)));
             }
             // A session is agreed by one signed exchange and opens no other: a new session's
             // shares must be signed too. Giving a name up for good must be signed as well: a
             // session key leaked from memory must not cost its owner the name.
-            Request::Register { share: Some(_) } | Request::Release => {
-                let result = Outcome::error(
-                    ErrorCode::InvalidRequest,
-                    "this request must be signed, not sent in a registry session",
-                );
-                Envelope::new(new_id(), from, Reply { re, result }).encode()
-            }
-            _ => {
-                let result = self.handle(request, remote).await;
-                Envelope::new(new_id(), from, Reply { re, result }).encode()
-            }
+            Request::Register { share: Some(_) } | Request::Release => Outcome::error(
+                ErrorCode::InvalidRequest,
+                "this request must be signed, not sent in a registry session",
+            ),
+            _ => self.handle(request, remote).await,
         };
-        Ok(replier.reply(&reply))
+        let reply = Envelope::new(new_id(), from, Reply { re, result });
+        Ok(replier.reply_with(ENVELOPE_LEN, |frame| reply.encode_into(frame)))
     }
 
     async fn handle(&self, request: Envelope<Request>, _remote: SocketAddr) -> Outcome {

@@ -245,10 +245,18 @@ impl<B: Serialize> Envelope<B> {
         }
     }
 
+    /// The JSON of this envelope.
     pub fn encode(&self) -> Vec<u8> {
+        let mut json = Vec::with_capacity(256);
+        self.encode_into(&mut json);
+        json
+    }
+
+    /// Appends the JSON of this envelope to `out`.
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
         // Serializing these types cannot fail: no maps with non-string keys, no custom
-        // serializers that error.
-        serde_json::to_vec(self).expect("envelopes always serialize")
+        // serializers that error, and writing to a `Vec` does not fail.
+        serde_json::to_writer(out, self).expect("envelopes always serialize")
     }
 
     /// The frame body for this envelope, signed with `identity` (which must be `from.key`'s).

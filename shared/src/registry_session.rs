@@ -212,10 +212,17 @@ pub struct Replier {
 impl Replier {
     /// The reply frame carrying `json`.
     pub fn reply(&self, json: &[u8]) -> Vec<u8> {
-        let mut frame = Vec::with_capacity(9 + json.len() + 16);
+        self.reply_with(json.len(), |frame| frame.extend_from_slice(json))
+    }
+
+    /// The reply frame carrying the JSON that `encode` appends to the frame it is given, about
+    /// `json_len` bytes: a reply encoded straight into its frame, not into a buffer of its
+    /// own and then copied (a page of peers is up to 64 KB).
+    pub fn reply_with(&self, json_len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut frame = Vec::with_capacity(9 + json_len + 16);
         frame.push(REPLY);
         frame.extend_from_slice(&self.counter.to_be_bytes());
-        frame.extend_from_slice(json);
+        encode(&mut frame);
         authenticate(frame, &self.reply, self.counter)
     }
 }
