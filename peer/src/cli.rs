@@ -38,7 +38,8 @@ pub struct Args {
 
     /// The registry's key (it prints it when it starts). Without it, the key the registry
     /// first answers with is pinned for its address, and a different one later is refused.
-    #[arg(long, env = "P2P_SERVER_KEY")]
+    // A key is base64url, so one key in 64 starts with `-`: it is still a value, not a flag.
+    #[arg(long, env = "P2P_SERVER_KEY", allow_hyphen_values = true)]
     pub server_key: Option<PublicKey>,
 
     /// How long an incoming chat request waits for yes or no (like 2s, 90s, 5m).
@@ -74,5 +75,23 @@ impl Args {
         self.data_dir
             .clone()
             .or_else(|| dirs::data_dir().map(|d| d.join("p2p-chat")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_shared::identity::Identity;
+
+    #[test]
+    fn a_server_key_that_starts_with_a_dash_is_a_value() {
+        // One key in 64 starts with `-` (base64url); draw until one does.
+        let key = std::iter::repeat_with(|| Identity::generate().public())
+            .take(10_000)
+            .find(|k| k.to_string().starts_with('-'))
+            .expect("a key starting with '-' in 10,000 draws");
+        let args = Args::try_parse_from(["p2p-peer", "--server-key", &key.to_string()])
+            .expect("the key is taken as the value of --server-key");
+        assert_eq!(args.server_key, Some(key));
     }
 }
