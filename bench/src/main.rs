@@ -235,7 +235,7 @@ fn load_level(
     let plain = move |client, _| floor::exchange(source::for_client(client), addr);
     load::run(pid, clients, plan.warmup_requests, plan.limit, plain)?;
     let registry = registry::Load::start(programs, clients, plan)?;
-    let per_round = plan.requests.div_ceil(plan.rounds);
+    let per_round = plan.requests.div_ceil(plan.rounds.max(1));
     let (mut floor_runs, mut registry_runs, mut sized_runs) = (Vec::new(), Vec::new(), Vec::new());
     for round in 1..=plan.rounds {
         progress(&format!(
@@ -311,8 +311,8 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
         "Measured {date} with `{command}` ({build}).\n\n\
          Machine: {machine}; load average {load}.\n\n\
          Counts: {messages} chat messages per chat figure, after {warm} unmeasured; \
-         {requests} requests per load level, after {warm_requests} unmeasured; a registry \
-         of {crowd} peers, {samples} samples per page or lookup figure, the median of \
+         {requests} requests per load level and side, in {rounds} alternating rounds, after \
+         {warm_requests} unmeasured; a registry of {crowd} peers, {samples} samples per page or lookup figure, the median of \
          {listings} whole listings; {starts} starts of each program at rest.\n\n\
          {table}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
@@ -321,6 +321,7 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
         warm = plan.warmup_messages,
         requests = report::thousands(plan.requests as u64),
         warm_requests = report::thousands(plan.warmup_requests as u64),
+        rounds = plan.rounds,
         crowd = report::thousands(plan.registrations as u64),
         samples = report::thousands(plan.samples as u64),
         listings = plan.listings,

@@ -127,8 +127,8 @@ impl Service for RegistryService {
         let from = self.origin.sender(Ipv4Addr::UNSPECIFIED.into());
         let result = match request.body {
             // Listing is most of a registered peer's traffic, and its page is the same for
-            // everyone until the list changes: the broker keeps it encoded, and it is written
-            // straight into the reply frame (up to 64 KB, so not copied on the way).
+            // everyone until the list changes: the broker keeps it encoded, and it is copied
+            // once, straight into the reply frame (a page is up to 64 KB).
             Request::ListPeers { after } => {
                 let page = self.registrar.encoded_page(after).await;
                 let result = &page;

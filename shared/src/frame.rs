@@ -59,7 +59,9 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>,
 
 /// Writes one frame. Header and body go out in a single gathering write (`writev`), so
 /// Nagle's algorithm never holds the body back waiting for the header's acknowledgement, and
-/// the body, up to a 64 KB page of peers, is not copied to sit behind its header.
+/// the body, up to a 64 KB page of peers, is not copied to sit behind its header. That takes
+/// a writer with vectored writes, as async-std's `TcpStream` is; with `AsyncWrite`'s default
+/// the header would go alone, and on a socket without `TCP_NODELAY` the body could wait.
 pub async fn write_frame<W: AsyncWrite + Unpin>(
     writer: &mut W,
     body: &[u8],

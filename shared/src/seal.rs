@@ -312,8 +312,9 @@ const TAG_LEN: usize = 16;
 
 /// ChaCha20-Poly1305 under `key`, from *ring*: its assembly runs a message of a few hundred
 /// bytes in a quarter of the time of RustCrypto's `chacha20poly1305` 0.10, whose AVX2 code,
-/// chosen at run time, does not inline its vector helpers (docs/decisions.md). The keys
-/// themselves live in [`SessionKeys`], which wipes them; this is built per message.
+/// chosen at run time, does not inline its vector helpers (docs/decisions.md). The keys live
+/// in [`SessionKeys`], which wipes them when dropped; the copy *ring* makes for each message
+/// is not wiped (nor was RustCrypto's, without its `zeroize` feature).
 fn cipher(key: &[u8; 32]) -> LessSafeKey {
     let key =
         UnboundKey::new(&CHACHA20_POLY1305, key).expect("a ChaCha20-Poly1305 key is 32 bytes");
@@ -388,6 +389,10 @@ mod tests {
             Some(&b"a registry reply"[..])
         );
         assert_eq!(authenticated(&tagged, &key, counter + 1), None);
+        for short in [&b""[..], &b"0123456789abcde"[..], &tagged[..16]] {
+            assert_eq!(authenticated(short, &key, counter), None, "{short:?}");
+            assert_eq!(open_after(6, &key, counter, short), None);
+        }
     }
 
     fn hex(bytes: &[u8]) -> String {
