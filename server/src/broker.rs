@@ -6,6 +6,11 @@
 //! It also prints the registry's events, since it is the one place where they happen, drops
 //! lapsed registrations (a ticker task sends it [`Msg::Sweep`] every [`SWEEP`]), and keeps
 //! the encoded pages of the peer list for as long as the list does not change (`pages.rs`).
+//!
+//! A `register` that claims a new name is answered only once the claim is on disk. The broker
+//! writes the claims when no other message is waiting (or after [`SAVE_BATCH`] of them), all
+//! in one transaction, so a burst of new names costs one `fsync` rather than one each, and
+//! the messages behind them do not each wait for one (`store.rs`).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -23,6 +28,9 @@ use crate::store::StoreError;
 /// How often lapsed registrations are swept out (they are invisible from the moment they
 /// lapse; the sweep frees their memory and prints the event).
 const SWEEP: Duration = Duration::from_secs(1);
+
+/// The most new claims held back for one save: their `register`s wait for it.
+const SAVE_BATCH: usize = 64;
 
 enum Msg {
     /// Time to drop the registrations that lapsed.
@@ -153,75 +161,126 @@ impl Registrar {
     }
 }
 
+/// A `register` that claimed a new name, answered when the claim is saved.
+struct Claimed {
+    name: PeerName,
+    addr: SocketAddr,
+    key: PublicKey,
+    done: oneshot::Sender<Result<Registration, StoreError>>,
+}
+
 async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
     let mut pages = Pages::default();
+    let mut claimed: Vec<Claimed> = Vec::new();
     while let Ok(msg) = rx.recv().await {
-        let now = Instant::now();
-        // A dropped `done` means the connection task gave up (timeout); nothing to do then.
-        match msg {
-            Msg::Sweep => {
-                for name in registry.expire(now) {
-                    say(format_args!("expired {name} (not renewed in time)"));
+        handle(msg, &mut registry, &mut pages, &mut claimed);
+        if !claimed.is_empty() && (rx.is_empty() || claimed.len() >= SAVE_BATCH) {
+            save(&mut registry, &mut pages, &mut claimed);
+        }
+    }
+}
+
+/// Saves the claims made since the last save and answers the `register`s that made them.
+fn save(registry: &mut Registry, pages: &mut Pages, claimed: &mut Vec<Claimed>) {
+    let saved = registry.save_claims();
+    if saved.is_err() {
+        // Their registrations are gone again.
+        pages.clear();
+    }
+    for Claimed {
+        name,
+        addr,
+        key,
+        done,
+    } in claimed.drain(..)
+    {
+        match &saved {
+            Ok(()) => say(format_args!(
+                "registered {name} {addr} key {}",
+                key.fingerprint()
+            )),
+            Err((e, _)) => say(format_args!("cannot register {name}: {e}")),
+        }
+        let _ = done.send(
+            saved
+                .clone()
+                .map(|()| Registration::Added)
+                .map_err(|(e, _)| e),
+        );
+    }
+}
+
+fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, claimed: &mut Vec<Claimed>) {
+    let now = Instant::now();
+    // A dropped `done` means the connection task gave up (timeout); nothing to do then.
+    match msg {
+        Msg::Sweep => {
+            for name in registry.expire(now) {
+                say(format_args!("expired {name} (not renewed in time)"));
+                pages.clear();
+            }
+        }
+        Msg::Register {
+            name,
+            addr,
+            key,
+            session,
+            done,
+        } => {
+            let registration = registry.register(&name, addr, key, session, now);
+            if registration == Registration::Added {
+                pages.clear();
+                if registry.claim_unsaved(&name) {
+                    claimed.push(Claimed {
+                        name,
+                        addr,
+                        key,
+                        done,
+                    });
+                    return;
+                }
+                say(format_args!(
+                    "registered {name} {addr} key {}",
+                    key.fingerprint()
+                ));
+            }
+            let _ = done.send(Ok(registration));
+        }
+        Msg::Unregister { name, key, done } => {
+            let removal = registry.unregister(&name, key);
+            if removal == Removal::Done {
+                pages.clear();
+                say(format_args!("unregistered {name}"));
+            }
+            let _ = done.send(removal);
+        }
+        Msg::Release { name, key, done } => {
+            let result = registry.release(&name, key);
+            match &result {
+                Ok(Removal::Done) => {
                     pages.clear();
+                    say(format_args!("released {name}"))
                 }
+                Err(e) => say(format_args!("cannot release {name}: {e}")),
+                Ok(_) => {}
             }
-            Msg::Register {
-                name,
-                addr,
-                key,
-                session,
-                done,
-            } => {
-                let result = registry.register(&name, addr, key, session, now);
-                match &result {
-                    Ok(Registration::Added) => {
-                        pages.clear();
-                        say(format_args!(
-                            "registered {name} {addr} key {}",
-                            key.fingerprint()
-                        ))
-                    }
-                    Err(e) => say(format_args!("cannot register {name}: {e}")),
-                    Ok(_) => {}
-                }
-                let _ = done.send(result);
-            }
-            Msg::Unregister { name, key, done } => {
-                let removal = registry.unregister(&name, key);
-                if removal == Removal::Done {
-                    pages.clear();
-                    say(format_args!("unregistered {name}"));
-                }
-                let _ = done.send(removal);
-            }
-            Msg::Release { name, key, done } => {
-                let result = registry.release(&name, key);
-                match &result {
-                    Ok(Removal::Done) => {
-                        pages.clear();
-                        say(format_args!("released {name}"))
-                    }
-                    Err(e) => say(format_args!("cannot release {name}: {e}")),
-                    Ok(_) => {}
-                }
-                let _ = done.send(result);
-            }
-            Msg::Accept {
-                header,
-                frame,
-                done,
-            } => {
-                let _ = done.send(registry.accept(&header, &frame, now));
-            }
-            Msg::Lookup { name, done } => {
-                let _ = done.send(registry.lookup(&name, now));
-            }
-            Msg::Page { after, done } => {
-                let _ = done.send(registry.page(after.as_ref(), now));
-            }
-            Msg::EncodedPage { after, done } => {
-                let _ = done.send(pages.get(after, |after| registry.page(after, now)));
-            }
+            let _ = done.send(result);
+        }
+        Msg::Accept {
+            header,
+            frame,
+            done,
+        } => {
+            let _ = done.send(registry.accept(&header, &frame, now));
+        }
+        Msg::Lookup { name, done } => {
+            let _ = done.send(registry.lookup(&name, now));
+        }
+        Msg::Page { after, done } => {
+            let _ = done.send(registry.page(after.as_ref(), now));
+        }
+        Msg::EncodedPage { after, done } => {
+            let _ = done.send(pages.get(after, |after| registry.page(after, now)));
         }
     }
 }

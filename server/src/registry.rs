@@ -96,9 +96,9 @@ impl Registry {
         }
     }
 
-    /// Registers (or renews) `name` at `addr` for `key`, claiming the name if it is free.
-    /// A new `session` replaces the registration's session; without one, a live
-    /// registration keeps its own.
+    /// Registers (or renews) `name` at `addr` for `key`, claiming the name if it is free (in
+    /// memory: [`Registry::save_claims`] writes the claim). A new `session` replaces the
+    /// registration's session; without one, a live registration keeps its own.
     pub fn register(
         &mut self,
         name: &PeerName,
@@ -106,10 +106,10 @@ impl Registry {
         key: PublicKey,
         session: Option<RegistrySession>,
         now: Instant,
-    ) -> Result<Registration, StoreError> {
+    ) -> Registration {
         let owner = self.claims.owner(name);
         if owner.is_some_and(|owner| owner != key) {
-            return Ok(Registration::Taken);
+            return Registration::Taken;
         }
         let expires = now + self.ttl;
         let moving_in = match self.peers.get_mut(name) {
@@ -118,20 +118,20 @@ impl Registry {
                 if session.is_some() {
                     entry.session = session;
                 }
-                return Ok(Registration::Refreshed);
+                return Registration::Refreshed;
             }
             Some(entry) => entry.addr.ip() != addr.ip(),
             None => true,
         };
         if moving_in && self.per_ip.get(&addr.ip()).copied().unwrap_or(0) >= self.max_per_ip {
-            return Ok(Registration::TooManyFromHere);
+            return Registration::TooManyFromHere;
         }
         if !self.peers.contains_key(name) && self.peers.len() >= CAPACITY {
-            return Ok(Registration::Full);
+            return Registration::Full;
         }
         if owner.is_none() {
             if self.claims.len() >= MAX_CLAIMS {
-                return Ok(Registration::Full);
+                return Registration::Full;
             }
             let recent = self.claimed_by.entry(addr.ip()).or_default();
             while recent
@@ -141,9 +141,9 @@ impl Registry {
                 recent.pop_front();
             }
             if recent.len() >= self.max_per_ip {
-                return Ok(Registration::TooManyNewNames);
+                return Registration::TooManyNewNames;
             }
-            self.claims.claim(name, key)?;
+            self.claims.claim(name, key);
             recent.push_back(now);
         }
         // Moving keeps the session. So does a renewal that arrives just after the registration
@@ -160,7 +160,24 @@ impl Registry {
             },
         );
         *self.per_ip.entry(addr.ip()).or_default() += 1;
-        Ok(Registration::Added)
+        Registration::Added
+    }
+
+    /// Whether `name`'s claim was made since the last [`Registry::save_claims`]: its
+    /// registration must not be confirmed before that.
+    pub fn claim_unsaved(&self, name: &PeerName) -> bool {
+        self.claims.is_unsaved(name)
+    }
+
+    /// Writes the claims made since the last save to disk, in one transaction. If that fails,
+    /// the names they claimed are neither claimed nor registered any more, and come back with
+    /// the error.
+    pub fn save_claims(&mut self) -> Result<(), (StoreError, Vec<PeerName>)> {
+        self.claims.save().inspect_err(|(_, lost)| {
+            for name in lost {
+                self.remove(name);
+            }
+        })
     }
 
     /// Accepts a request in the registry session of the name in its `header`: returns the
@@ -314,12 +331,11 @@ mod tests {
         let mut r = registry();
         let (alice, bob) = (key(), key());
         let start = now();
-        r.register(&name("alice"), addr(1), alice, None, start)
-            .unwrap();
-        r.register(&name("bob"), addr(2), bob, None, start).unwrap();
+        r.register(&name("alice"), addr(1), alice, None, start);
+        r.register(&name("bob"), addr(2), bob, None, start);
         let half = start + TTL / 2;
         assert_eq!(
-            r.register(&name("bob"), addr(2), bob, None, half).unwrap(),
+            r.register(&name("bob"), addr(2), bob, None, half),
             Registration::Refreshed
         );
         let later = start + TTL;
@@ -333,13 +349,11 @@ mod tests {
         assert_eq!(r.expire(later), vec![name("alice")]);
         // The name is still alice's: only her key may register it again.
         assert_eq!(
-            r.register(&name("alice"), addr(3), bob, None, later)
-                .unwrap(),
+            r.register(&name("alice"), addr(3), bob, None, later),
             Registration::Taken
         );
         assert_eq!(
-            r.register(&name("alice"), addr(3), alice, None, later)
-                .unwrap(),
+            r.register(&name("alice"), addr(3), alice, None, later),
             Registration::Added
         );
     }
@@ -351,10 +365,7 @@ mod tests {
         let here = addr(1);
         for i in 0..PER_IP {
             let (n, k) = (name(&format!("p{i}")), key());
-            assert_eq!(
-                r.register(&n, here, k, None, t).unwrap(),
-                Registration::Added
-            );
+            assert_eq!(r.register(&n, here, k, None, t), Registration::Added);
             assert_eq!(
                 r.unregister(&n, k),
                 Removal::Done,
@@ -362,21 +373,19 @@ mod tests {
             );
         }
         assert_eq!(
-            r.register(&name("one-more"), here, key(), None, t).unwrap(),
+            r.register(&name("one-more"), here, key(), None, t),
             Registration::TooManyNewNames,
             "...but not the claim"
         );
         let other = SocketAddr::from(([127, 0, 0, 2], 1));
         assert_eq!(
-            r.register(&name("one-more"), other, key(), None, t)
-                .unwrap(),
+            r.register(&name("one-more"), other, key(), None, t),
             Registration::Added
         );
         let later = t + CLAIM_WINDOW;
         r.expire(later);
         assert_eq!(
-            r.register(&name("next-hour"), here, key(), None, later)
-                .unwrap(),
+            r.register(&name("next-hour"), here, key(), None, later),
             Registration::Added
         );
     }
@@ -388,26 +397,23 @@ mod tests {
         for i in 0..PER_IP {
             let n = name(&format!("p{i}"));
             assert_eq!(
-                r.register(&n, addr(i as u16), key(), None, t).unwrap(),
+                r.register(&n, addr(i as u16), key(), None, t),
                 Registration::Added
             );
         }
         let other = SocketAddr::from(([127, 0, 0, 2], 1));
         assert_eq!(
-            r.register(&name("late"), addr(999), key(), None, t)
-                .unwrap(),
+            r.register(&name("late"), addr(999), key(), None, t),
             Registration::TooManyFromHere
         );
         assert_eq!(
-            r.register(&name("elsewhere"), other, key(), None, t)
-                .unwrap(),
+            r.register(&name("elsewhere"), other, key(), None, t),
             Registration::Added
         );
         // Lapsing frees the places (and after an hour, the new-name budget).
         r.expire(t + CLAIM_WINDOW);
         assert_eq!(
-            r.register(&name("late"), addr(999), key(), None, t + CLAIM_WINDOW)
-                .unwrap(),
+            r.register(&name("late"), addr(999), key(), None, t + CLAIM_WINDOW),
             Registration::Added
         );
     }
@@ -417,24 +423,20 @@ mod tests {
         let mut r = registry();
         let (alice, mallory) = (key(), key());
         assert_eq!(
-            r.register(&name("alice"), addr(1), alice, None, now())
-                .unwrap(),
+            r.register(&name("alice"), addr(1), alice, None, now()),
             Registration::Added
         );
         assert_eq!(
-            r.register(&name("alice"), addr(1), alice, None, now())
-                .unwrap(),
+            r.register(&name("alice"), addr(1), alice, None, now()),
             Registration::Refreshed
         );
         assert_eq!(
-            r.register(&name("alice"), addr(2), mallory, None, now())
-                .unwrap(),
+            r.register(&name("alice"), addr(2), mallory, None, now()),
             Registration::Taken
         );
         // The owner may move.
         assert_eq!(
-            r.register(&name("alice"), addr(3), alice, None, now())
-                .unwrap(),
+            r.register(&name("alice"), addr(3), alice, None, now()),
             Registration::Added
         );
         assert_eq!(r.lookup(&name("alice"), now()).unwrap().addr, addr(3));
@@ -444,14 +446,12 @@ mod tests {
     fn an_offline_owner_keeps_the_name() {
         let mut r = registry();
         let (alice, mallory) = (key(), key());
-        r.register(&name("alice"), addr(1), alice, None, now())
-            .unwrap();
+        r.register(&name("alice"), addr(1), alice, None, now());
         assert_eq!(r.unregister(&name("alice"), mallory), Removal::NotOwner);
         assert_eq!(r.unregister(&name("alice"), alice), Removal::Done);
         assert_eq!(r.lookup(&name("alice"), now()), None);
         assert_eq!(
-            r.register(&name("alice"), addr(2), mallory, None, now())
-                .unwrap(),
+            r.register(&name("alice"), addr(2), mallory, None, now()),
             Registration::Taken
         );
     }
@@ -460,14 +460,12 @@ mod tests {
     fn only_the_owner_releases_a_name_and_then_anyone_may_claim_it() {
         let mut r = registry();
         let (alice, bob) = (key(), key());
-        r.register(&name("alice"), addr(1), alice, None, now())
-            .unwrap();
+        r.register(&name("alice"), addr(1), alice, None, now());
         assert_eq!(r.release(&name("alice"), bob).unwrap(), Removal::NotOwner);
         assert_eq!(r.release(&name("alice"), alice).unwrap(), Removal::Done);
         assert_eq!(r.lookup(&name("alice"), now()), None);
         assert_eq!(
-            r.register(&name("alice"), addr(2), bob, None, now())
-                .unwrap(),
+            r.register(&name("alice"), addr(2), bob, None, now()),
             Registration::Added
         );
         assert_eq!(r.release(&name("nobody"), bob).unwrap(), Removal::Unknown);
@@ -478,8 +476,7 @@ mod tests {
         let mut r = registry();
         let total = PEERS_PAGE_LEN * 2 + 7;
         for i in 0..total {
-            r.register(&name(&format!("p{i:04}")), host(i), key(), None, now())
-                .unwrap();
+            r.register(&name(&format!("p{i:04}")), host(i), key(), None, now());
         }
         let mut seen = Vec::new();
         let mut after = None;
@@ -500,8 +497,7 @@ mod tests {
     fn an_exact_page_has_no_next() {
         let mut r = registry();
         for i in 0..PEERS_PAGE_LEN {
-            r.register(&name(&format!("p{i:04}")), host(i), key(), None, now())
-                .unwrap();
+            r.register(&name(&format!("p{i:04}")), host(i), key(), None, now());
         }
         let (peers, next) = r.page(None, now());
         assert_eq!(peers.len(), PEERS_PAGE_LEN);
@@ -520,24 +516,53 @@ mod tests {
         let alice = key();
         let start = now();
         let (mut first, session) = registry_session::pair(name("alice"));
-        r.register(&name("alice"), addr(1), alice, Some(session), start)
-            .unwrap();
+        r.register(&name("alice"), addr(1), alice, Some(session), start);
         assert!(accepts(&mut r, &mut first, start));
         // Renewed and moved without a new session: the session stays.
-        r.register(&name("alice"), addr(1), alice, None, start)
-            .unwrap();
-        r.register(&name("alice"), addr(2), alice, None, start)
-            .unwrap();
+        r.register(&name("alice"), addr(1), alice, None, start);
+        r.register(&name("alice"), addr(2), alice, None, start);
         assert!(accepts(&mut r, &mut first, start));
         // A new session replaces it.
         let (mut second, session) = registry_session::pair(name("alice"));
-        r.register(&name("alice"), addr(2), alice, Some(session), start)
-            .unwrap();
+        r.register(&name("alice"), addr(2), alice, Some(session), start);
         assert!(!accepts(&mut r, &mut first, start));
         assert!(accepts(&mut r, &mut second, start));
         // It ends with the registration: lapsed, or unregistered.
         assert!(!accepts(&mut r, &mut second, start + TTL));
         assert_eq!(r.unregister(&name("alice"), alice), Removal::Done);
         assert!(!accepts(&mut r, &mut second, start));
+    }
+
+    #[test]
+    fn a_new_claim_waits_for_its_save_and_a_failed_save_undoes_its_registration() {
+        let mut r = registry();
+        let t = now();
+        let (alice, bob) = (key(), key());
+        assert_eq!(
+            r.register(&name("alice"), addr(1), alice, None, t),
+            Registration::Added
+        );
+        assert!(r.claim_unsaved(&name("alice")));
+        r.save_claims().unwrap();
+        assert!(!r.claim_unsaved(&name("alice")));
+
+        assert_eq!(
+            r.register(&name("bob"), addr(2), bob, None, t),
+            Registration::Added
+        );
+        assert!(
+            r.lookup(&name("bob"), t).is_some(),
+            "listed before it is saved"
+        );
+        r.claims.break_disk();
+        let (_, lost) = r.save_claims().unwrap_err();
+        assert_eq!(lost, vec![name("bob")]);
+        assert!(r.lookup(&name("bob"), t).is_none(), "not registered");
+        assert_eq!(
+            r.register(&name("bob"), addr(3), key(), None, t),
+            Registration::Added,
+            "not claimed: the next key may have it"
+        );
+        assert!(r.lookup(&name("alice"), t).is_some(), "saved before, kept");
     }
 }
