@@ -8,8 +8,8 @@
 //! the encoded pages of the peer list for as long as the list does not change (`pages.rs`).
 //!
 //! A `register` that claims a new name is answered only once the claim is on disk. The broker
-//! writes the claims when no other message is waiting (or after [`SAVE_BATCH`] of them), all
-//! in one transaction, so a burst of new names costs one `fsync` rather than one each, and
+//! writes the claims when no other message is waiting (or [`SAVE_BATCH`] messages after the
+//! first answer was held back), all in one transaction, so a burst of new names costs one `fsync` rather than one each, and
 //! the messages behind them do not each wait for one (`store.rs`).
 
 use std::net::SocketAddr;
@@ -29,7 +29,8 @@ use crate::store::StoreError;
 /// lapse; the sweep frees their memory and prints the event).
 const SWEEP: Duration = Duration::from_secs(1);
 
-/// The most new claims held back for one save: their `register`s wait for it.
+/// The most messages handled while answers wait for a save: under steady traffic the
+/// channel is never empty, and the claims are saved after this many anyway.
 const SAVE_BATCH: usize = 64;
 
 enum Msg {
@@ -161,56 +162,81 @@ impl Registrar {
     }
 }
 
-/// A `register` that claimed a new name, answered when the claim is saved.
-struct Claimed {
+/// The answers to `register`s held back until their name's claim is saved: the one that
+/// claimed it, and any later one for the same name before the save (a retry is not told
+/// "registered" before the first is).
+#[derive(Default)]
+struct Held {
+    answers: Vec<HeldAnswer>,
+    /// Messages handled since the first answer was held: a save waits for the channel to be
+    /// empty, but never for more than [`SAVE_BATCH`] messages.
+    since_first: usize,
+}
+
+struct HeldAnswer {
     name: PeerName,
     addr: SocketAddr,
     key: PublicKey,
+    registration: Registration,
     done: oneshot::Sender<Result<Registration, StoreError>>,
+}
+
+impl Held {
+    fn due(&self, channel_empty: bool) -> bool {
+        !self.answers.is_empty() && (channel_empty || self.since_first >= SAVE_BATCH)
+    }
 }
 
 async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
     let mut pages = Pages::default();
-    let mut claimed: Vec<Claimed> = Vec::new();
+    let mut held = Held::default();
     while let Ok(msg) = rx.recv().await {
-        handle(msg, &mut registry, &mut pages, &mut claimed);
-        if !claimed.is_empty() && (rx.is_empty() || claimed.len() >= SAVE_BATCH) {
-            save(&mut registry, &mut pages, &mut claimed);
+        handle(msg, &mut registry, &mut pages, &mut held);
+        if !held.answers.is_empty() {
+            held.since_first += 1;
+        }
+        if held.due(rx.is_empty()) {
+            save(&mut registry, &mut pages, &mut held);
         }
     }
 }
 
-/// Saves the claims made since the last save and answers the `register`s that made them.
-fn save(registry: &mut Registry, pages: &mut Pages, claimed: &mut Vec<Claimed>) {
+/// Saves the claims made since the last save and gives the held answers.
+fn save(registry: &mut Registry, pages: &mut Pages, held: &mut Held) {
     let saved = registry.save_claims();
     if saved.is_err() {
         // Their registrations are gone again.
         pages.clear();
     }
-    for Claimed {
-        name,
-        addr,
-        key,
-        done,
-    } in claimed.drain(..)
-    {
-        match &saved {
-            Ok(()) => say(format_args!(
-                "registered {name} {addr} key {}",
-                key.fingerprint()
-            )),
-            Err((e, _)) => say(format_args!("cannot register {name}: {e}")),
-        }
-        let _ = done.send(
-            saved
-                .clone()
-                .map(|()| Registration::Added)
-                .map_err(|(e, _)| e),
-        );
+    held.since_first = 0;
+    for answer in held.answers.drain(..) {
+        let HeldAnswer {
+            name,
+            addr,
+            key,
+            registration,
+            done,
+        } = answer;
+        let result = match &saved {
+            Ok(()) => {
+                if registration == Registration::Added {
+                    say(format_args!(
+                        "registered {name} {addr} key {}",
+                        key.fingerprint()
+                    ));
+                }
+                Ok(registration)
+            }
+            Err((e, _)) => {
+                say(format_args!("cannot register {name}: {e}"));
+                Err(e.clone())
+            }
+        };
+        let _ = done.send(result);
     }
 }
 
-fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, claimed: &mut Vec<Claimed>) {
+fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, held: &mut Held) {
     let now = Instant::now();
     // A dropped `done` means the connection task gave up (timeout); nothing to do then.
     match msg {
@@ -230,15 +256,19 @@ fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, claimed: &mut Ve
             let registration = registry.register(&name, addr, key, session, now);
             if registration == Registration::Added {
                 pages.clear();
-                if registry.claim_unsaved(&name) {
-                    claimed.push(Claimed {
-                        name,
-                        addr,
-                        key,
-                        done,
-                    });
-                    return;
-                }
+            }
+            let confirms = matches!(registration, Registration::Added | Registration::Refreshed);
+            if confirms && registry.claim_unsaved(&name) {
+                held.answers.push(HeldAnswer {
+                    name,
+                    addr,
+                    key,
+                    registration,
+                    done,
+                });
+                return;
+            }
+            if registration == Registration::Added {
                 say(format_args!(
                     "registered {name} {addr} key {}",
                     key.fingerprint()
@@ -282,5 +312,88 @@ fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, claimed: &mut Ve
         Msg::EncodedPage { after, done } => {
             let _ = done.send(pages.get(after, |after| registry.page(after, now)));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Claims;
+    use p2p_shared::identity::Identity;
+
+    type Answer = oneshot::Receiver<Result<Registration, StoreError>>;
+
+    fn broker() -> (Registry, Pages, Held) {
+        let claims = Claims::in_memory().unwrap();
+        let registry = Registry::new(claims, Duration::from_secs(60), 8);
+        (registry, Pages::default(), Held::default())
+    }
+
+    fn register(key: PublicKey, (r, pages, held): &mut (Registry, Pages, Held)) -> Answer {
+        let (done, answer) = oneshot::channel();
+        let msg = Msg::Register {
+            name: "alice".parse().unwrap(),
+            addr: "10.0.0.1:4000".parse().unwrap(),
+            key,
+            session: None,
+            done,
+        };
+        handle(msg, r, pages, held);
+        answer
+    }
+
+    fn save_now((r, pages, held): &mut (Registry, Pages, Held)) {
+        save(r, pages, held);
+    }
+
+    #[test]
+    fn a_new_name_and_its_retry_are_answered_only_once_the_claim_is_saved() {
+        let mut b = broker();
+        let key = Identity::generate().public();
+        let mut first = register(key, &mut b);
+        let mut retry = register(key, &mut b);
+        assert!(first.try_recv().unwrap().is_none(), "not before the save");
+        assert!(retry.try_recv().unwrap().is_none(), "a retry neither");
+        save_now(&mut b);
+        assert!(matches!(
+            first.try_recv(),
+            Ok(Some(Ok(Registration::Added)))
+        ));
+        assert!(matches!(
+            retry.try_recv(),
+            Ok(Some(Ok(Registration::Refreshed)))
+        ));
+        let mut later = register(key, &mut b);
+        assert!(
+            matches!(later.try_recv(), Ok(Some(Ok(Registration::Refreshed)))),
+            "a saved claim is answered at once"
+        );
+    }
+
+    #[test]
+    fn a_failed_save_answers_every_held_register_with_the_error() {
+        let mut b = broker();
+        let key = Identity::generate().public();
+        let mut first = register(key, &mut b);
+        let mut retry = register(key, &mut b);
+        b.0.break_disk();
+        save_now(&mut b);
+        assert!(matches!(first.try_recv(), Ok(Some(Err(_)))));
+        assert!(matches!(retry.try_recv(), Ok(Some(Err(_)))));
+    }
+
+    #[test]
+    fn held_answers_wait_for_an_empty_channel_or_a_batch_of_messages() {
+        let mut b = broker();
+        assert!(!b.2.due(true), "nothing held, nothing to save");
+        let _answer = register(Identity::generate().public(), &mut b);
+        assert!(b.2.due(true));
+        b.2.since_first = SAVE_BATCH - 1;
+        assert!(!b.2.due(false));
+        b.2.since_first = SAVE_BATCH;
+        assert!(
+            b.2.due(false),
+            "steady traffic does not hold answers back for ever"
+        );
     }
 }

@@ -80,6 +80,9 @@ pub struct Registry {
     per_ip: HashMap<IpAddr, usize>,
     /// When each IP address claimed its new names, within the last [`CLAIM_WINDOW`].
     claimed_by: HashMap<IpAddr, VecDeque<Instant>>,
+    /// The entries of `claimed_by` for claims not saved yet: a claim the disk refused does
+    /// not count against its address.
+    unsaved_claims: Vec<(IpAddr, Instant)>,
 }
 
 impl Registry {
@@ -93,6 +96,7 @@ impl Registry {
             peers: BTreeMap::new(),
             per_ip: HashMap::new(),
             claimed_by: HashMap::new(),
+            unsaved_claims: Vec::new(),
         }
     }
 
@@ -145,6 +149,7 @@ impl Registry {
             }
             self.claims.claim(name, key);
             recent.push_back(now);
+            self.unsaved_claims.push((addr.ip(), now));
         }
         // Moving keeps the session. So does a renewal that arrives just after the registration
         // lapsed (before the sweep removed it): the peer sent it in that session.
@@ -163,6 +168,12 @@ impl Registry {
         Registration::Added
     }
 
+    /// Makes every later write of claims fail, as a full or broken disk would.
+    #[cfg(test)]
+    pub fn break_disk(&mut self) {
+        self.claims.break_disk();
+    }
+
     /// Whether `name`'s claim was made since the last [`Registry::save_claims`]: its
     /// registration must not be confirmed before that.
     pub fn claim_unsaved(&self, name: &PeerName) -> bool {
@@ -173,9 +184,16 @@ impl Registry {
     /// the names they claimed are neither claimed nor registered any more, and come back with
     /// the error.
     pub fn save_claims(&mut self) -> Result<(), (StoreError, Vec<PeerName>)> {
+        let counted = std::mem::take(&mut self.unsaved_claims);
         self.claims.save().inspect_err(|(_, lost)| {
             for name in lost {
                 self.remove(name);
+            }
+            for (ip, at) in counted {
+                let times = self.claimed_by.entry(ip).or_default();
+                if let Some(i) = times.iter().rposition(|&t| t == at) {
+                    times.remove(i);
+                }
             }
         })
     }
@@ -564,5 +582,17 @@ mod tests {
             "not claimed: the next key may have it"
         );
         assert!(r.lookup(&name("alice"), t).is_some(), "saved before, kept");
+    }
+
+    #[test]
+    fn claims_the_disk_refused_do_not_count_against_their_address() {
+        let mut r = registry();
+        let t = now();
+        r.claims.break_disk();
+        for i in 0..PER_IP + 1 {
+            let n = name(&format!("p{i}"));
+            assert_eq!(r.register(&n, addr(1), key(), None, t), Registration::Added);
+            assert!(r.save_claims().is_err());
+        }
     }
 }

@@ -127,8 +127,10 @@ impl Claims {
     fn write(&mut self, names: &[PeerName]) -> Result<(), StoreError> {
         let transaction = self.db.transaction()?;
         {
-            let mut insert =
-                transaction.prepare_cached("INSERT INTO claims (name, key) VALUES (?1, ?2)")?;
+            // REPLACE: a row start-up could not read (and skipped) must not fail every batch
+            // that claims its name again.
+            let mut insert = transaction
+                .prepare_cached("INSERT OR REPLACE INTO claims (name, key) VALUES (?1, ?2)")?;
             for name in names {
                 let key = self.owners.get(name).expect("an unsaved claim is an owner");
                 insert.execute(params![name.as_str(), key.to_string()])?;
@@ -203,6 +205,53 @@ mod tests {
             .query_row("SELECT count(*) FROM claims", [], |row| row.get(0))
             .unwrap();
         assert_eq!(on_disk, 3);
+    }
+
+    #[test]
+    fn a_batch_that_fails_halfway_leaves_nothing_on_disk() {
+        let mut claims = Claims::in_memory().unwrap();
+        let (alice, bob): (PeerName, PeerName) = ("alice".parse().unwrap(), "bob".parse().unwrap());
+        // The second insert of the batch fails, after the first succeeded.
+        claims
+            .db
+            .execute_batch(
+                "CREATE TRIGGER no_bob BEFORE INSERT ON claims WHEN NEW.name = 'bob'
+                 BEGIN SELECT RAISE(ABORT, 'no room for bob'); END",
+            )
+            .unwrap();
+        claims.claim(&alice, Identity::generate().public());
+        claims.claim(&bob, Identity::generate().public());
+        let (_, lost) = claims.save().unwrap_err();
+        assert_eq!(lost, vec![alice.clone(), bob.clone()]);
+        let on_disk: i64 = claims
+            .db
+            .query_row("SELECT count(*) FROM claims", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(on_disk, 0, "the transaction is rolled back whole");
+        assert_eq!(claims.owner(&alice), None);
+    }
+
+    #[test]
+    fn a_row_unreadable_at_start_up_does_not_block_its_name() {
+        let mut claims = Claims::in_memory().unwrap();
+        claims
+            .db
+            .execute(
+                "INSERT INTO claims (name, key) VALUES ('alice', 'not a key')",
+                [],
+            )
+            .unwrap();
+        let alice: PeerName = "alice".parse().unwrap();
+        let key = Identity::generate().public();
+        claims.claim(&alice, key);
+        claims.save().unwrap();
+        let stored: String = claims
+            .db
+            .query_row("SELECT key FROM claims WHERE name = 'alice'", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(stored, key.to_string());
     }
 
     #[test]
