@@ -219,12 +219,7 @@ fn save(registry: &mut Registry, pages: &mut Pages, held: &mut Held) {
         } = answer;
         let result = match &saved {
             Ok(()) => {
-                if registration == Registration::Added {
-                    say(format_args!(
-                        "registered {name} {addr} key {}",
-                        key.fingerprint()
-                    ));
-                }
+                announce(&name, addr, key, &registration);
                 Ok(registration)
             }
             Err((e, _)) => {
@@ -233,6 +228,16 @@ fn save(registry: &mut Registry, pages: &mut Pages, held: &mut Held) {
             }
         };
         let _ = done.send(result);
+    }
+}
+
+/// Prints the event of a registration that added a name (a refresh is no event).
+fn announce(name: &PeerName, addr: SocketAddr, key: PublicKey, registration: &Registration) {
+    if *registration == Registration::Added {
+        say(format_args!(
+            "registered {name} {addr} key {}",
+            key.fingerprint()
+        ));
     }
 }
 
@@ -268,12 +273,7 @@ fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, held: &mut Held)
                 });
                 return;
             }
-            if registration == Registration::Added {
-                say(format_args!(
-                    "registered {name} {addr} key {}",
-                    key.fingerprint()
-                ));
-            }
+            announce(&name, addr, key, &registration);
             let _ = done.send(Ok(registration));
         }
         Msg::Unregister { name, key, done } => {
