@@ -18,6 +18,27 @@ use p2p_e2e::{binary, DataDir, Peer, Server};
 fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
+    // We close first, so each connection leaves its port on `from` in TIME_WAIT for a minute,
+    // and a plain bind to port 0 never reuses such a port: a second run within the minute ran
+    // out of ports. With IP_BIND_ADDRESS_NO_PORT the port is picked at connect time, for the
+    // whole address pair, where Linux may reuse a TIME_WAIT port on loopback (tcp_tw_reuse).
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, and a pointer to an int of the length given.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(
+        set,
+        0,
+        "IP_BIND_ADDRESS_NO_PORT: {}",
+        std::io::Error::last_os_error()
+    );
     socket
         .bind(&SocketAddr::from((from, 0)).into())
         .expect("bind to a loopback address");
