@@ -23,7 +23,7 @@ use crate::name::PeerName;
 use crate::seal::EphemeralKey;
 
 /// The version this code speaks. A receiver refuses every other version.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The first byte of a frame holding a signed envelope: `'S' | signature (64) | JSON`.
 pub const SIGNED: u8 = b'S';
@@ -144,7 +144,9 @@ pub enum Outcome {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         share: Option<EphemeralKey>,
     },
+    /// A page of peers; on the wire each is a row, `[name, addr, key]` ([`rows`]).
     Peers {
+        #[serde(with = "rows")]
         peers: Vec<PeerInfo>,
         next: Option<PeerName>,
     },
@@ -181,6 +183,36 @@ pub struct PeerInfo {
     pub name: PeerName,
     pub addr: SocketAddr,
     pub key: PublicKey,
+}
+
+/// The peers of a page as rows, `[name, addr, key]`, instead of objects.
+///
+/// Why: a page is a table, and as objects it spelled out the three field names for every
+/// peer, a fifth of a 24 KB page of 256 peers. Every byte of a page costs both ends: the
+/// registry's tag and the peer's tag check and parse all run over it, and at 256 clients a
+/// page is half the registry's replies (docs/benchmarks.md, item 15). A single peer (a
+/// `lookup`'s answer) stays an object, where the names cost little and read well.
+mod rows {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::PeerInfo;
+    use crate::identity::PublicKey;
+    use crate::name::PeerName;
+
+    pub fn serialize<S: Serializer>(peers: &[PeerInfo], out: S) -> Result<S::Ok, S::Error> {
+        out.collect_seq(peers.iter().map(|p| (&p.name, p.addr, &p.key)))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Vec<PeerInfo>, D::Error> {
+        // The frame's size limit bounds how many rows there can be.
+        let rows = Vec::<(PeerName, SocketAddr, PublicKey)>::deserialize(input)?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, addr, key)| PeerInfo { name, addr, key })
+            .collect())
+    }
 }
 
 /// Why a request failed. docs/protocol.md explains each code.
@@ -355,7 +387,7 @@ mod tests {
             },
         );
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
-        assert_eq!(json["v"], 3);
+        assert_eq!(json["v"], 4);
         assert_eq!(json["from"]["name"], "alice");
         assert_eq!(json["from"]["addr"], "127.0.0.1:40001");
         assert_eq!(json["body"]["type"], "chat_message");
@@ -411,6 +443,40 @@ mod tests {
     }
 
     #[test]
+    fn a_page_lists_its_peers_as_rows() {
+        let bob = alice();
+        let page = Outcome::Peers {
+            peers: vec![PeerInfo {
+                name: "bob".parse().unwrap(),
+                addr: bob.addr,
+                key: bob.key,
+            }],
+            next: Some("bob".parse().unwrap()),
+        };
+        let json = serde_json::to_string(&page).unwrap();
+        let key = serde_json::to_string(&bob.key).unwrap();
+        assert_eq!(
+            json,
+            format!(r#"{{"type":"peers","peers":[["bob","127.0.0.1:40001",{key}]],"next":"bob"}}"#)
+        );
+        assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), page);
+
+        // A row is exactly name, address and key, each valid; a peer as an object is not a row.
+        let object = format!(r#"{{"name":"bob","addr":"127.0.0.1:1","key":{key}}}"#);
+        for row in [
+            r#"["bob","127.0.0.1:1"]"#.to_string(),
+            format!(r#"["bob","127.0.0.1:1",{key},1]"#),
+            format!(r#"["b b","127.0.0.1:1",{key}]"#),
+            format!(r#"["bob","nowhere",{key}]"#),
+            r#"["bob","127.0.0.1:1","short"]"#.to_string(),
+            object,
+        ] {
+            let json = format!(r#"{{"type":"peers","peers":[{row}],"next":null}}"#);
+            assert!(serde_json::from_str::<Outcome>(&json).is_err(), "{row}");
+        }
+    }
+
+    #[test]
     fn a_request_is_not_a_reply() {
         let env = Envelope::new(new_id(), alice(), Request::Ping);
         assert!(Envelope::<Reply>::decode(&env.encode()).is_err());
@@ -428,8 +494,8 @@ mod tests {
 
     #[test]
     fn invalid_names_and_garbage_are_malformed() {
-        let bad_name = r#"{"v":3,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
-        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":3}"] {
+        let bad_name = r#"{"v":4,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
+        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":4}"] {
             let err = Envelope::<Request>::decode(bytes).unwrap_err();
             assert_eq!(err.code(), ErrorCode::BadMessage, "{bytes:?}");
         }
