@@ -193,11 +193,13 @@ pub struct PeerInfo {
 /// page is half the registry's replies (docs/benchmarks.md, item 15). A single peer (a
 /// `lookup`'s answer) stays an object, where the names cost little and read well.
 mod rows {
+    use std::fmt;
     use std::net::SocketAddr;
 
-    use serde::{Deserialize, Deserializer, Serializer};
+    use serde::de::{self, SeqAccess, Visitor};
+    use serde::{Deserializer, Serializer};
 
-    use super::PeerInfo;
+    use super::{PeerInfo, PEERS_PAGE_LEN};
     use crate::identity::PublicKey;
     use crate::name::PeerName;
 
@@ -205,13 +207,32 @@ mod rows {
         out.collect_seq(peers.iter().map(|p| (&p.name, p.addr, &p.key)))
     }
 
+    /// Reads at most [`PEERS_PAGE_LEN`] rows: a page with more is not one the registry sends.
     pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Vec<PeerInfo>, D::Error> {
-        // The frame's size limit bounds how many rows there can be.
-        let rows = Vec::<(PeerName, SocketAddr, PublicKey)>::deserialize(input)?;
-        Ok(rows
-            .into_iter()
-            .map(|(name, addr, key)| PeerInfo { name, addr, key })
-            .collect())
+        input.deserialize_seq(Rows)
+    }
+
+    struct Rows;
+
+    impl<'de> Visitor<'de> for Rows {
+        type Value = Vec<PeerInfo>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "at most {PEERS_PAGE_LEN} rows [name, addr, key]")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut rows: A) -> Result<Self::Value, A::Error> {
+            let mut peers = Vec::new();
+            while let Some((name, addr, key)) =
+                rows.next_element::<(PeerName, SocketAddr, PublicKey)>()?
+            {
+                if peers.len() == PEERS_PAGE_LEN {
+                    return Err(de::Error::invalid_length(PEERS_PAGE_LEN + 1, &self));
+                }
+                peers.push(PeerInfo { name, addr, key });
+            }
+            Ok(peers)
+        }
     }
 }
 
@@ -444,36 +465,56 @@ mod tests {
 
     #[test]
     fn a_page_lists_its_peers_as_rows() {
-        let bob = alice();
+        let key = Identity::generate().public();
+        let bob = PeerInfo {
+            name: "bob".parse().unwrap(),
+            addr: "127.0.0.1:40002".parse().unwrap(),
+            key,
+        };
         let page = Outcome::Peers {
-            peers: vec![PeerInfo {
-                name: "bob".parse().unwrap(),
-                addr: bob.addr,
-                key: bob.key,
-            }],
-            next: Some("bob".parse().unwrap()),
+            peers: vec![bob.clone()],
+            next: Some(bob.name.clone()),
         };
         let json = serde_json::to_string(&page).unwrap();
-        let key = serde_json::to_string(&bob.key).unwrap();
+        let k = serde_json::to_string(&key).unwrap();
         assert_eq!(
             json,
-            format!(r#"{{"type":"peers","peers":[["bob","127.0.0.1:40001",{key}]],"next":"bob"}}"#)
+            format!(r#"{{"type":"peers","peers":[["bob","127.0.0.1:40002",{k}]],"next":"bob"}}"#)
         );
         assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), page);
 
-        // A row is exactly name, address and key, each valid; a peer as an object is not a row.
-        let object = format!(r#"{{"name":"bob","addr":"127.0.0.1:1","key":{key}}}"#);
-        for row in [
+        // One peer, a lookup's answer, stays an object.
+        let one = serde_json::to_string(&Outcome::Peer { peer: bob.clone() }).unwrap();
+        assert_eq!(
+            one,
+            format!(
+                r#"{{"type":"peer","peer":{{"name":"bob","addr":"127.0.0.1:40002","key":{k}}}}}"#
+            )
+        );
+
+        // A row is exactly name, address and key, each valid; a peer as an object is no row.
+        let page_of = |rows: &str| format!(r#"{{"type":"peers","peers":[{rows}],"next":null}}"#);
+        let row = format!(r#"["bob","127.0.0.1:1",{k}]"#);
+        assert!(serde_json::from_str::<Outcome>(&page_of(&row)).is_ok());
+        for bad in [
             r#"["bob","127.0.0.1:1"]"#.to_string(),
-            format!(r#"["bob","127.0.0.1:1",{key},1]"#),
-            format!(r#"["b b","127.0.0.1:1",{key}]"#),
-            format!(r#"["bob","nowhere",{key}]"#),
+            format!(r#"["bob","127.0.0.1:1",{k},1]"#),
+            format!(r#"["b b","127.0.0.1:1",{k}]"#),
+            format!(r#"["bob","nowhere",{k}]"#),
             r#"["bob","127.0.0.1:1","short"]"#.to_string(),
-            object,
+            format!(r#"{{"name":"bob","addr":"127.0.0.1:1","key":{k}}}"#),
         ] {
-            let json = format!(r#"{{"type":"peers","peers":[{row}],"next":null}}"#);
-            assert!(serde_json::from_str::<Outcome>(&json).is_err(), "{row}");
+            assert!(
+                serde_json::from_str::<Outcome>(&page_of(&bad)).is_err(),
+                "{bad}"
+            );
         }
+
+        // A page holds at most PEERS_PAGE_LEN rows.
+        let full = vec![row.as_str(); PEERS_PAGE_LEN].join(",");
+        assert!(serde_json::from_str::<Outcome>(&page_of(&full)).is_ok());
+        let over = format!("{full},{row}");
+        assert!(serde_json::from_str::<Outcome>(&page_of(&over)).is_err());
     }
 
     #[test]
