@@ -18,10 +18,11 @@ use p2p_e2e::{binary, DataDir, Peer, Server};
 fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
     let socket =
         socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    // We close first, so each connection leaves its port on `from` in TIME_WAIT for a minute,
-    // and a plain bind to port 0 never reuses such a port: a second run within the minute ran
-    // out of ports. With IP_BIND_ADDRESS_NO_PORT the port is picked at connect time, for the
-    // whole address pair, where Linux may reuse a TIME_WAIT port on loopback (tcp_tw_reuse).
+    // We close first, so each connection leaves its port on `from` in TIME_WAIT for a minute
+    // (the flood below makes 20,000), and a plain bind to port 0 never picks such a port: a
+    // second run within the minute ran out of ports. With IP_BIND_ADDRESS_NO_PORT the port is
+    // picked at connect time and need only be unique for the whole 4-tuple; each run's
+    // programs listen on new ports, so the last run's TIME_WAIT ports are free again.
     let on: libc::c_int = 1;
     // SAFETY: a valid socket, and a pointer to an int of the length given.
     let set = unsafe {
@@ -91,7 +92,7 @@ fn garbage(i: usize) -> Vec<u8> {
         1 => [&0x7fff_ffffu32.to_be_bytes()[..], b"x"].concat(),    // absurd length
         2 => 0u32.to_be_bytes().to_vec(),                           // empty frame
         3 => [&100u32.to_be_bytes()[..], &noise(10)].concat(),      // truncated
-        4 => framed(b"S{\"v\":3,\"not\":\"signed properly\"}"),     // bad signed frame
+        4 => framed(b"S{\"v\":4,\"not\":\"signed properly\"}"),     // bad signed frame
         5 => framed(&[b"E".to_vec(), noise(40)].concat()),          // sealed in no session
         6 => framed(&[b"R\x05alice".to_vec(), noise(40)].concat()), // registry session: none
         7 => framed(&[b"X".to_vec(), noise(20)].concat()),          // unknown kind
