@@ -1,8 +1,8 @@
 //! Message parsing: `Envelope::<Request>::decode` and `Envelope::<Reply>::decode` on any
 //! frame body.
 //!
-//! Checks: no panic; whatever decodes has the current version, validated names and text that
-//! fits the protocol's types; and it survives the trip back: encoding it and decoding that gives the
+//! Checks: no panic; whatever decodes has the current version, validated names and text that fits
+//! the protocol's types; and it survives the trip back: encoding it and decoding that gives the
 //! same envelope (what one program sends, the other reads unchanged).
 #![no_main]
 

@@ -1,11 +1,12 @@
 //! Registry session frames: `Header::parse` and `RegistrySession::accept` on any bytes, the
 //! peer's `reply` on any bytes, and round trips.
 //!
-//! One registry session (peer `alice`) is agreed once, as a peer and its registry do, and
-//! both sides carry on from input to input. Checks: no panic on any input; nothing the fuzzer makes up is accepted or taken for a
-//! reply (it has no key), dressed up with alice's name or not; a request built from the
-//! input is accepted once, with exactly its JSON, and never again; with any one byte changed
-//! or cut short it is refused and moves nothing; its reply is taken only for its own counter.
+//! One registry session (peer `alice`) is agreed once, as a peer and its registry do, and both
+//! sides carry on from input to input. Checks: no panic on any input; nothing the fuzzer makes up
+//! is accepted or taken for a reply (it has no key), dressed up with alice's name or not; a request
+//! built from the input is accepted once, with exactly its JSON, and never again; with any one byte
+//! changed or cut short it is refused and moves nothing; its reply is taken only for its own
+//! counter.
 #![no_main]
 
 use std::sync::Mutex;
