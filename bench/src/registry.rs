@@ -252,14 +252,9 @@ async fn list_page(
 
 async fn lookup(addr: SocketAddr, origin: &Origin, name: String) -> anyhow::Result<()> {
     let name: PeerName = name.parse()?;
-    match transport::request(
-        addr,
-        origin,
-        new_id(),
-        Request::Lookup { name: name.clone() },
-    )
-    .await?
-    .outcome
+    match transport::request(addr, origin, new_id(), Request::Lookup { name })
+        .await?
+        .outcome
     {
         Outcome::Peer { peer } if peer.name == name => Ok(()),
         other => bail!("lookup {name} was answered with {other:?}"),

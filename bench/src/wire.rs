@@ -131,7 +131,7 @@ impl Client {
             registry_share: &theirs,
         };
         self.session = Some(
-            PeerSession::agree(self.origin.name.clone(), ours, &transcript)
+            PeerSession::agree(self.origin.name, ours, &transcript)
                 .ok()
                 .context("the registry's key share is unusable")?,
         );

@@ -197,7 +197,7 @@ impl Broker {
     /// open. A retry seals the same id again (under a new counter), so the receiver can tell
     /// it from a new message.
     pub async fn seal(&self, peer: &PeerName, id: MessageId, body: Request) -> Option<Sealed> {
-        let peer = peer.clone();
+        let peer = *peer;
         self.ask(|done| Msg::Seal {
             peer,
             id,
@@ -215,7 +215,7 @@ impl Broker {
         id: MessageId,
         text: String,
     ) -> Result<(), String> {
-        let peer = peer.clone();
+        let peer = *peer;
         self.ask(|done| Msg::Record {
             peer,
             id,
@@ -228,7 +228,7 @@ impl Broker {
 
     /// The last `n` lines of the chat with `peer`.
     pub async fn history(&self, peer: &PeerName, n: usize) -> Result<Vec<Line>, String> {
-        let peer = peer.clone();
+        let peer = *peer;
         self.ask(|done| Msg::History { peer, n, done })
             .await
             .unwrap_or_else(|| Err("this peer is shutting down".into()))
@@ -236,7 +236,7 @@ impl Broker {
 
     /// Ends the chat with `peer` if it is still the one with `key` (not a newer chat).
     pub async fn forget_if(&self, peer: &PeerName, key: PublicKey) -> bool {
-        let peer = peer.clone();
+        let peer = *peer;
         self.ask(|done| Msg::ForgetIf { peer, key, done })
             .await
             .unwrap_or(false)
@@ -250,7 +250,7 @@ impl Broker {
         counter: u64,
         reply: Vec<u8>,
     ) -> Option<Outcome> {
-        let peer = peer.clone();
+        let peer = *peer;
         self.ask(|done| Msg::Acknowledged {
             peer,
             counter,
@@ -282,7 +282,7 @@ impl Broker {
 
     /// Ends the chat with `peer`; returns a sealed `disconnect` to tell it, if a chat was open.
     pub async fn forget(&self, peer: &PeerName) -> Option<Sealed> {
-        let peer = peer.clone();
+        let peer = *peer;
         self.ask(|done| Msg::Forget { peer, done }).await.flatten()
     }
 
@@ -336,7 +336,7 @@ impl Broker {
 
     /// Pins the changed key `peer` last offered.
     pub async fn trust(&self, peer: &PeerName) -> Result<PublicKey, String> {
-        let peer = peer.clone();
+        let peer = *peer;
         self.ask(|done| Msg::Trust { peer, done })
             .await
             .unwrap_or_else(|| Err("this peer is shutting down".into()))
@@ -406,9 +406,7 @@ impl State {
 
     fn expire(&mut self, now: Instant) {
         for request in self.incoming.expire(now) {
-            show(Notice::RequestExpired {
-                peer: request.from.clone(),
-            });
+            show(Notice::RequestExpired { peer: request.from });
             // Tell the requester, so it need not wait out its own grace period.
             let body = Request::ChatAnswer {
                 request: request.id,
@@ -448,7 +446,7 @@ impl State {
                 text,
                 done,
             } => {
-                let me = self.origin.name.clone();
+                let me = self.origin.name;
                 let stored = self
                     .history
                     .record(id, &peer, &me, &text, chrono::Utc::now());
@@ -519,7 +517,7 @@ impl State {
             } => {
                 let result = match self.check_key(&from.name, from.key, true) {
                     Ok(()) => {
-                        let (peer, addr) = (from.name.clone(), from.addr);
+                        let (peer, addr) = (from.name, from.addr);
                         if self
                             .outgoing
                             .pending(id, from.name, expires_in, Instant::now())
@@ -560,9 +558,9 @@ impl State {
                 Ok(())
             }
             Pin::Changed { pinned } => {
-                if self.offered.insert(name.clone(), key) != Some(key) {
+                if self.offered.insert(*name, key) != Some(key) {
                     show(Notice::KeyChanged {
-                        peer: name.clone(),
+                        peer: *name,
                         pinned: pinned.fingerprint(),
                         offered: key.fingerprint(),
                     });
@@ -596,7 +594,7 @@ impl State {
         self.incoming.forget(&peer);
         self.outgoing.forget_peer(&peer);
         self.close_chat(&peer);
-        self.sessions.insert(keys.id, peer.clone());
+        self.sessions.insert(keys.id, peer);
         let chat = Chat {
             addr,
             key,
@@ -643,7 +641,7 @@ impl State {
         };
         match SessionKeys::agree(Role::Accepter, ours, &transcript) {
             Ok(keys) => {
-                self.open_chat(request.from.clone(), request.addr, request.key, keys);
+                self.open_chat(request.from, request.addr, request.key, keys);
                 Ok(Answered {
                     request,
                     share: Some(share),
@@ -662,7 +660,7 @@ impl State {
             .incoming
             .iter()
             .map(|r| Waiting {
-                peer: r.from.clone(),
+                peer: r.from,
                 addr: r.addr,
                 expires_in: r.expires_at.saturating_duration_since(now),
                 received_at: Some(r.received_at),
@@ -672,7 +670,7 @@ impl State {
             .outgoing
             .awaiting()
             .map(|(peer, addr, deadline)| Waiting {
-                peer: peer.clone(),
+                peer: *peer,
                 addr,
                 expires_in: deadline.saturating_duration_since(now),
                 received_at: None,
@@ -689,7 +687,7 @@ impl State {
         self.connected
             .iter()
             .map(|(name, chat)| PeerInfo {
-                name: name.clone(),
+                name: *name,
                 addr: chat.addr,
                 key: chat.key,
             })
@@ -814,7 +812,7 @@ impl State {
                 };
                 // The address we asked at, which is the one the user chose.
                 let addr = record.addr();
-                self.open_chat(peer.clone(), addr, from.key, keys);
+                self.open_chat(peer, addr, from.key, keys);
                 show(Notice::RequestAccepted { peer, addr });
             }
             Answer::Declined => show(Notice::RequestDeclined { peer }),
@@ -843,11 +841,7 @@ impl State {
     /// accepted once, so no acknowledgement is ever sealed twice under the same nonce.
     fn open_sealed(&mut self, frame: &[u8]) -> Result<Vec<u8>, Refusal> {
         let session = session_of(frame).ok_or(Refusal::UnknownSession)?;
-        let peer = self
-            .sessions
-            .get(&session)
-            .ok_or(Refusal::UnknownSession)?
-            .clone();
+        let peer = *self.sessions.get(&session).ok_or(Refusal::UnknownSession)?;
         let chat = self
             .connected
             .get_mut(&peer)
@@ -878,11 +872,7 @@ impl State {
                         let at = chrono::Utc::now();
                         match self.history.record(request.id, &peer, &peer, &text, at) {
                             Ok(true) => {
-                                show(Notice::Message {
-                                    peer: peer.clone(),
-                                    text,
-                                    at,
-                                });
+                                show(Notice::Message { peer, text, at });
                                 Outcome::Ok
                             }
                             Ok(false) => Outcome::Ok,

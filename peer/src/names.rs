@@ -24,7 +24,7 @@ struct Sets {
 impl Names {
     /// Replaces the registered names with a fresh `listpeer` result.
     pub fn set_registered(&self, peers: &[PeerInfo]) {
-        self.with(|s| s.registered = peers.iter().map(|p| p.name.clone()).collect());
+        self.with(|s| s.registered = peers.iter().map(|p| p.name).collect());
     }
 
     /// Replaces the names of open chats.

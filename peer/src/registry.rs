@@ -94,7 +94,7 @@ impl RegistryClient {
                 registry_share: theirs,
             };
             // Without a session (an unusable share) every request is signed: slower, as safe.
-            self.session = PeerSession::agree(self.origin.name.clone(), ours, &transcript).ok();
+            self.session = PeerSession::agree(self.origin.name, ours, &transcript).ok();
         }
         Ok(response.outcome)
     }
@@ -128,7 +128,7 @@ impl RegistryClient {
     }
 
     pub async fn lookup(&mut self, name: &PeerName) -> Result<PeerInfo, SendError> {
-        match self.ask(Request::Lookup { name: name.clone() }).await? {
+        match self.ask(Request::Lookup { name: *name }).await? {
             Outcome::Peer { peer } if peer.name == *name => Ok(peer),
             other => Err(self.unexpected(other)),
         }
@@ -139,9 +139,7 @@ impl RegistryClient {
         let mut all: Vec<PeerInfo> = Vec::new();
         let mut after: Option<PeerName> = None;
         for _ in 0..MAX_PAGES {
-            let request = Request::ListPeers {
-                after: after.clone(),
-            };
+            let request = Request::ListPeers { after };
             let (peers, next) = match self.ask(request).await? {
                 Outcome::Peers { peers, next } => (peers, next),
                 other => return Err(self.unexpected(other)),

@@ -92,7 +92,7 @@ impl IncomingRequests {
     ) -> Result<Offer, TooMany> {
         let record = PendingRequest {
             id,
-            from: from.name.clone(),
+            from: from.name,
             addr: from.addr,
             key: from.key,
             share,
@@ -107,7 +107,7 @@ impl IncomingRequests {
             }
             None if full => Err(TooMany),
             None => {
-                self.by_peer.insert(from.name.clone(), record);
+                self.by_peer.insert(from.name, record);
                 Ok(Offer::New)
             }
         }
@@ -122,7 +122,7 @@ impl IncomingRequests {
     ) -> Result<PendingRequest, TakeError> {
         self.by_peer.retain(|_, r| r.expires_at > now);
         let name = match name {
-            Some(name) => name.clone(),
+            Some(name) => *name,
             None => match self.by_peer.len() {
                 0 => return Err(TakeError::NonePending),
                 1 => self.by_peer.keys().next().cloned().expect("one entry"),
@@ -148,7 +148,7 @@ impl IncomingRequests {
             .by_peer
             .iter()
             .filter(|(_, r)| r.expires_at <= now)
-            .map(|(name, _)| name.clone())
+            .map(|(name, _)| *name)
             .collect();
         due.iter().filter_map(|n| self.by_peer.remove(n)).collect()
     }
@@ -272,7 +272,7 @@ impl OutgoingRequests {
         let mut due = Vec::new();
         self.by_id.retain(|_, (state, _)| match state {
             Outgoing::AwaitingAnswer { peer, deadline, .. } if *deadline <= now => {
-                due.push(peer.clone());
+                due.push(*peer);
                 false
             }
             _ => true,

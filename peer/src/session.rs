@@ -129,7 +129,7 @@ impl Session {
             Command::Status => self.status().await,
             Command::History { peer, n } => self.history(peer, n).await,
             Command::Whoami => show(Notice::Whoami {
-                name: self.origin.name.clone(),
+                name: self.origin.name,
                 key: self.origin.identity.public(),
             }),
             Command::Trust { peer } => self.trust(peer).await,
@@ -151,7 +151,7 @@ impl Session {
                 self.registry_lost = false;
                 self.renew_at = Some(Instant::now() + renewal_interval(ttl));
                 show(Notice::Registered {
-                    name: self.origin.name.clone(),
+                    name: self.origin.name,
                     addr,
                 });
             }
@@ -234,7 +234,7 @@ impl Session {
         };
         match outcome {
             Ok((from, expires_in)) => {
-                let peer = from.name.clone();
+                let peer = from.name;
                 // The broker says "sent" itself, in order with the answer, which may come at once.
                 if let Err(KeyRefused) = self.broker.request_pending(id, from, expires_in).await {
                     // The warning is out; say what became of the request.
@@ -307,7 +307,7 @@ impl Session {
                 });
             }
             (false, sent) => {
-                show(Notice::DeclinedChat { peer: peer.clone() });
+                show(Notice::DeclinedChat { peer });
                 if let Err(e) = sent {
                     output::error(format!(
                         "could not tell {peer}: {}",
@@ -390,7 +390,7 @@ impl Session {
                 if self.registry_lost {
                     self.registry_lost = false;
                     show(Notice::Reregistered {
-                        name: self.origin.name.clone(),
+                        name: self.origin.name,
                         addr,
                     });
                 }
@@ -424,7 +424,7 @@ impl Session {
             return output::error(format!("not in a chat with {peer}"));
         };
         let told = transport::exchange(goodbye.addr, goodbye.frame).await;
-        show(Notice::Disconnected { peer: peer.clone() });
+        show(Notice::Disconnected { peer });
         if let Err(e) = told {
             output::error(format!(
                 "could not tell {peer}: {}",
@@ -449,7 +449,7 @@ impl Session {
                 self.registered = false;
                 self.renew_at = None;
                 show(Notice::Released {
-                    name: self.origin.name.clone(),
+                    name: self.origin.name,
                 });
             }
             Err(e) => output::error(failure(&e, &self.registry.describe())),
@@ -462,7 +462,7 @@ impl Session {
             return;
         };
         show(Notice::Status(Status {
-            name: self.origin.name.clone(),
+            name: self.origin.name,
             addr: self.listening,
             registry: self.registry.addr(),
             registry_reachable: reachable,

@@ -473,7 +473,7 @@ mod tests {
         };
         let page = Outcome::Peers {
             peers: vec![bob.clone()],
-            next: Some(bob.name.clone()),
+            next: Some(bob.name),
         };
         let json = serde_json::to_string(&page).unwrap();
         let k = serde_json::to_string(&key).unwrap();

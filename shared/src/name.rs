@@ -3,6 +3,10 @@
 //! A [`PeerName`] can only be built through validation, and serde goes through the same
 //! check, so every name that reaches the rest of the program (from the command line, from
 //! stdin or from the network) is already known to be short and printable.
+//!
+//! A name is at most 32 ASCII bytes, so it is kept inline, in 33 bytes, and is `Copy`: the
+//! registry holds each name in several indexes (by name, by claim, by expiry), and a heap
+//! string would cost 24 bytes, an allocation and its allocator overhead for each copy.
 
 use std::fmt;
 use std::str::FromStr;
@@ -10,9 +14,15 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// A validated peer name.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+///
+/// The bytes after the name are zero, and zero sorts before every allowed character, so the
+/// derived order is the order of the strings ("ab" before "abc" before "abd").
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
-pub struct PeerName(String);
+pub struct PeerName {
+    bytes: [u8; PeerName::MAX_LEN],
+    len: u8,
+}
 
 /// Why a string is not a valid [`PeerName`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -30,7 +40,8 @@ impl PeerName {
     pub const MAX_LEN: usize = 32;
 
     pub fn as_str(&self) -> &str {
-        &self.0
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)])
+            .expect("a name is checked to be ASCII")
     }
 
     fn is_allowed(c: char) -> bool {
@@ -52,7 +63,12 @@ impl TryFrom<String> for PeerName {
         if s.len() > Self::MAX_LEN {
             return Err(NameError::TooLong(s.len()));
         }
-        Ok(PeerName(s))
+        let mut bytes = [0; Self::MAX_LEN];
+        bytes[..s.len()].copy_from_slice(s.as_bytes());
+        Ok(PeerName {
+            bytes,
+            len: s.len() as u8,
+        })
     }
 }
 
@@ -66,13 +82,19 @@ impl FromStr for PeerName {
 
 impl From<PeerName> for String {
     fn from(name: PeerName) -> String {
-        name.0
+        name.as_str().to_owned()
     }
 }
 
 impl fmt::Display for PeerName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for PeerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
@@ -100,6 +122,17 @@ mod tests {
             "a\u{1b}[2J".parse::<PeerName>(),
             Err(NameError::BadChar('\u{1b}'))
         );
+    }
+
+    #[test]
+    fn names_sort_as_their_strings() {
+        let mut names: Vec<PeerName> = ["abd", "b", "ab", "abc", "a-", "A"]
+            .iter()
+            .map(|s| s.parse().unwrap())
+            .collect();
+        names.sort();
+        let sorted: Vec<&str> = names.iter().map(PeerName::as_str).collect();
+        assert_eq!(sorted, ["A", "a-", "ab", "abc", "abd", "b"]);
     }
 
     #[test]
