@@ -169,7 +169,12 @@ fn protocol_messages(
     let partner = Partner {
         answers: answers_tx,
     };
-    let serving = async_std::task::spawn(transport::serve(listener, origin.clone(), partner));
+    let serving = async_std::task::spawn(transport::serve(
+        listener,
+        origin.clone(),
+        partner,
+        futures::future::pending(),
+    ));
     let measured = open_protocol_chat(bob, bob_addr, &origin, &answers, plan.line_timeout)
         .and_then(|keys| time_protocol_messages(bob, bob_addr, &origin, &keys, plan));
     runtime::block_on(serving.cancel());

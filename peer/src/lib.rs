@@ -98,7 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .parse()
             .context("serverport must be a port number (0-65535)")?,
     };
-    let name = match args.name.clone() {
+    let name = match args.name {
         Some(name) => name,
         None => input::ask("Your name: ")?.parse().context("invalid name")?,
     };
@@ -112,7 +112,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;
     let local = listener.local_addr()?;
     let origin = Origin {
-        name: name.clone(),
+        name,
         port: local.port(),
         identity: Arc::new(identity),
     };
@@ -139,11 +139,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         listener,
         origin.clone(),
         PeerService::new(broker.clone()),
+        futures::future::pending(),
     ));
-    show(Notice::Listening {
-        name: name.clone(),
-        addr: local,
-    });
+    show(Notice::Listening { name, addr: local });
 
     let (lines, done) = if interactive {
         let history = Some(data.join(format!("history-{name}")));

@@ -64,7 +64,7 @@ impl Origin {
     /// Our sender record on a connection whose local IP is `ip`.
     pub fn sender(&self, ip: std::net::IpAddr) -> Sender {
         Sender {
-            name: self.name.clone(),
+            name: self.name,
             addr: SocketAddr::new(ip, self.port),
             key: self.identity.public(),
         }
@@ -360,10 +360,31 @@ impl Refusal {
     }
 }
 
-/// Accepts connections on `listener` forever, serving each with `service`, at most
-/// [`MAX_CONNECTIONS`] at once.
-pub async fn serve(listener: TcpListener, origin: Origin, service: impl Service) {
+/// Accepts connections on `listener`, serving each with `service`, at most
+/// [`MAX_CONNECTIONS`] at once, until `shutdown` completes. Then it stops accepting (the
+/// listener is closed) and returns once the connections in flight are answered, each within
+/// its [`CONNECTION_TIMEOUT`].
+pub async fn serve(
+    listener: TcpListener,
+    origin: Origin,
+    service: impl Service,
+    shutdown: impl Future<Output = ()>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let accepting = accept_all(listener, origin, service, Arc::clone(&slots));
+    futures::future::select(std::pin::pin!(accepting), std::pin::pin!(shutdown)).await;
+    // Each connection task holds a slot until it ends: all slots back means all answered.
+    for _ in 0..MAX_CONNECTIONS {
+        slots.acquire().await.forget();
+    }
+}
+
+async fn accept_all(
+    listener: TcpListener,
+    origin: Origin,
+    service: impl Service,
+    slots: Arc<Semaphore>,
+) {
     // Shared by all connection tasks; held only for a lookup and an insert, never across an
     // await, so a plain mutex is the simple and fast choice.
     let freshness = Arc::new(Mutex::new(Freshness::default()));
