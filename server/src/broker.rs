@@ -2,36 +2,38 @@
 //!
 //! Connection tasks never share the registry through a lock; they send the broker a message
 //! and await its answer on a oneshot channel (the pattern of the async-std book's chat
-//! server). The broker never waits on the network, so one slow peer cannot hold up others.
-//! It also prints the registry's events, since it is the one place where they happen, drops
-//! lapsed registrations (a ticker task sends it [`Msg::Sweep`] every [`SWEEP`]), and keeps
-//! the encoded pages of the peer list for as long as the list does not change (`pages.rs`).
+//! server). The broker never waits on the network, the disk or the log, so nothing one
+//! client does holds up another:
 //!
-//! A `register` that claims a new name is answered only once the claim is on disk. The broker
-//! writes the claims when no other message is waiting (or [`SAVE_BATCH`] messages after the
-//! first answer was held back), all in one transaction, so a burst of new names costs one `fsync` rather than one each, and
-//! the messages behind them do not each wait for one (`store.rs`).
+//! - a claim or a release goes to the store thread (`store.rs`) as an [`Op`], and only the
+//!   `register` or `release` that asked for it waits for its write, held here until the
+//!   thread reports it ([`Held`]); every other request is answered meanwhile;
+//! - events go to the log (`log.rs`), which never blocks;
+//! - lapsed registrations are dropped when a ticker sends [`Msg::Sweep`] (every [`SWEEP`]);
+//! - the encoded pages of the peer list are kept for as long as the list does not change
+//!   (`pages.rs`).
+//!
+//! The broker ends when every [`Registrar`] is gone and every held answer is given.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::channel::oneshot;
+use futures::future::{select, Either};
 use p2p_shared::identity::PublicKey;
 use p2p_shared::registry_session::{Header, RegistrySession, Replier};
 use p2p_shared::{runtime, PeerInfo, PeerName};
 
-use crate::output::say;
+use crate::event::Event;
+use crate::log::Log;
 use crate::pages::{EncodedPage, Pages};
 use crate::registry::{Registration, Registry, Removal};
-use crate::store::StoreError;
+use crate::store::{Op, StoreError, StoreThread, Written};
 
 /// How often lapsed registrations are swept out (they are invisible from the moment they
-/// lapse; the sweep frees their memory and prints the event).
+/// lapse; the sweep frees their memory and logs the event).
 const SWEEP: Duration = Duration::from_secs(1);
-
-/// The most messages handled while answers wait for a save: under steady traffic the
-/// channel is never empty, and the claims are saved after this many anyway.
-const SAVE_BATCH: usize = 64;
 
 enum Msg {
     /// Time to drop the registrations that lapsed.
@@ -83,22 +85,38 @@ pub struct Registrar {
 }
 
 impl Registrar {
-    /// Starts the broker task, owning `registry`.
-    pub fn start(registry: Registry) -> Registrar {
+    /// Starts the broker task, owning `registry`, writing through `store` (whose reports
+    /// arrive on `written`) and logging to `log`.
+    /// The task's handle ends with it.
+    pub fn start(
+        registry: Registry,
+        store: StoreThread,
+        written: async_channel::Receiver<Written>,
+        log: Log,
+    ) -> (Registrar, runtime::JoinHandle<()>) {
         let (tx, rx) = async_channel::bounded(1024);
-        runtime::spawn(run(registry, rx));
+        let broker = Broker {
+            registry,
+            store,
+            log,
+            pages: Pages::default(),
+            held: Held::default(),
+        };
+        let task = runtime::spawn(broker.run(rx, written));
         // A ticker of its own rather than a timeout around every wait for a message: each
-        // timeout is a timer set and cancelled, for every message, in the busiest task.
-        let ticker = tx.clone();
+        // timeout is a timer set and cancelled, for every message, in the busiest task. It
+        // holds a weak handle, so that it does not keep the broker alive.
+        let ticker = tx.downgrade();
         runtime::spawn(async move {
             loop {
                 runtime::sleep(SWEEP).await;
-                if ticker.send(Msg::Sweep).await.is_err() {
+                let Some(tx) = ticker.upgrade() else { break };
+                if tx.send(Msg::Sweep).await.is_err() {
                     break;
                 }
             }
         });
-        Registrar { tx }
+        (Registrar { tx }, task)
     }
 
     pub async fn register(
@@ -153,28 +171,25 @@ impl Registrar {
 
     async fn ask<T>(&self, msg: impl FnOnce(oneshot::Sender<T>) -> Msg) -> T {
         let (done, answer) = oneshot::channel();
-        // The broker lives as long as the process, so neither side of this can fail.
+        // The broker lives as long as any Registrar, and answers every message it takes.
         self.tx
             .send(msg(done))
             .await
-            .expect("the registry broker never stops");
+            .expect("the registry broker outlives its handles");
         answer.await.expect("the registry broker always answers")
     }
 }
 
-/// The answers to `register`s held back until their name's claim is saved: the one that
-/// claimed it, and any later one for the same name before the save (a retry is not told
-/// "registered" before the first is).
+/// Answers that wait for the store: `register`s of a name whose claim is not written yet
+/// (the one that claimed it, and any later one for the same name before the write, so that a
+/// retry is not told "registered" before the first), and `release`s.
 #[derive(Default)]
 struct Held {
-    answers: Vec<HeldAnswer>,
-    /// Messages handled since the first answer was held: a save waits for the channel to be
-    /// empty, but never for more than [`SAVE_BATCH`] messages.
-    since_first: usize,
+    registers: HashMap<PeerName, Vec<HeldRegister>>,
+    releases: HashMap<PeerName, Vec<oneshot::Sender<Result<Removal, StoreError>>>>,
 }
 
-struct HeldAnswer {
-    name: PeerName,
+struct HeldRegister {
     addr: SocketAddr,
     key: PublicKey,
     registration: Registration,
@@ -182,135 +197,186 @@ struct HeldAnswer {
 }
 
 impl Held {
-    fn due(&self, channel_empty: bool) -> bool {
-        !self.answers.is_empty() && (channel_empty || self.since_first >= SAVE_BATCH)
+    fn is_empty(&self) -> bool {
+        self.registers.is_empty() && self.releases.is_empty()
     }
 }
 
-async fn run(mut registry: Registry, rx: async_channel::Receiver<Msg>) {
-    let mut pages = Pages::default();
-    let mut held = Held::default();
-    while let Ok(msg) = rx.recv().await {
-        handle(msg, &mut registry, &mut pages, &mut held);
-        if !held.answers.is_empty() {
-            held.since_first += 1;
-        }
-        if held.due(rx.is_empty()) {
-            save(&mut registry, &mut pages, &mut held);
-        }
-    }
+/// What woke the broker: a message (`None`: every handle is gone), or a report of the store.
+enum Next {
+    Msg(Option<Msg>),
+    Written(Option<Written>),
 }
 
-/// Saves the claims made since the last save and gives the held answers.
-fn save(registry: &mut Registry, pages: &mut Pages, held: &mut Held) {
-    let saved = registry.save_claims();
-    if saved.is_err() {
-        // Their registrations are gone again.
-        pages.clear();
-    }
-    held.since_first = 0;
-    for answer in held.answers.drain(..) {
-        let HeldAnswer {
-            name,
-            addr,
-            key,
-            registration,
-            done,
-        } = answer;
-        let result = match &saved {
-            Ok(()) => {
-                announce(&name, addr, key, &registration);
-                Ok(registration)
-            }
-            Err((e, _)) => {
-                say(format_args!("cannot register {name}: {e}"));
-                Err(e.clone())
-            }
-        };
-        let _ = done.send(result);
-    }
+struct Broker {
+    registry: Registry,
+    store: StoreThread,
+    log: Log,
+    pages: Pages,
+    held: Held,
 }
 
-/// Prints the event of a registration that added a name (a refresh is no event).
-fn announce(name: &PeerName, addr: SocketAddr, key: PublicKey, registration: &Registration) {
-    if *registration == Registration::Added {
-        say(format_args!(
-            "registered {name} {addr} key {}",
-            key.fingerprint()
-        ));
-    }
-}
-
-fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, held: &mut Held) {
-    let now = Instant::now();
-    // A dropped `done` means the connection task gave up (timeout); nothing to do then.
-    match msg {
-        Msg::Sweep => {
-            for name in registry.expire(now) {
-                say(format_args!("expired {name} (not renewed in time)"));
-                pages.clear();
-            }
-        }
-        Msg::Register {
-            name,
-            addr,
-            key,
-            session,
-            done,
-        } => {
-            let registration = registry.register(&name, addr, key, session, now);
-            if registration == Registration::Added {
-                pages.clear();
-            }
-            let confirms = matches!(registration, Registration::Added | Registration::Refreshed);
-            if confirms && registry.claim_unsaved(&name) {
-                held.answers.push(HeldAnswer {
-                    name,
-                    addr,
-                    key,
-                    registration,
-                    done,
-                });
-                return;
-            }
-            announce(&name, addr, key, &registration);
-            let _ = done.send(Ok(registration));
-        }
-        Msg::Unregister { name, key, done } => {
-            let removal = registry.unregister(&name, key);
-            if removal == Removal::Done {
-                pages.clear();
-                say(format_args!("unregistered {name}"));
-            }
-            let _ = done.send(removal);
-        }
-        Msg::Release { name, key, done } => {
-            let result = registry.release(&name, key);
-            match &result {
-                Ok(Removal::Done) => {
-                    pages.clear();
-                    say(format_args!("released {name}"))
+impl Broker {
+    async fn run(
+        mut self,
+        rx: async_channel::Receiver<Msg>,
+        written: async_channel::Receiver<Written>,
+    ) {
+        let mut open = true;
+        while open || !self.held.is_empty() {
+            let next = match open {
+                true => {
+                    let msg = std::pin::pin!(rx.recv());
+                    match select(msg, std::pin::pin!(written.recv())).await {
+                        Either::Left((msg, _)) => Next::Msg(msg.ok()),
+                        Either::Right((batch, _)) => Next::Written(batch.ok()),
+                    }
                 }
-                Err(e) => say(format_args!("cannot release {name}: {e}")),
-                Ok(_) => {}
+                false => Next::Written(written.recv().await.ok()),
+            };
+            match next {
+                Next::Msg(Some(msg)) => self.handle(msg),
+                Next::Msg(None) => open = false,
+                Next::Written(Some(batch)) => self.written(batch),
+                // The store thread is gone (it cannot be, while we hold its handle).
+                Next::Written(None) => break,
             }
-            let _ = done.send(result);
+            self.submit_ops();
         }
-        Msg::Accept {
-            header,
-            frame,
-            done,
-        } => {
-            let _ = done.send(registry.accept(&header, &frame, now));
+    }
+
+    /// Hands the writes the registry decided to the store thread. A write the thread cannot
+    /// take is failed at once, as if the disk had refused it.
+    fn submit_ops(&mut self) {
+        for op in self.registry.take_ops() {
+            if self.store.submit(op.clone()).is_err() {
+                self.written(Written {
+                    ops: vec![op],
+                    result: Err(StoreError::overloaded()),
+                });
+            }
         }
-        Msg::Lookup { name, done } => {
-            let _ = done.send(registry.lookup(&name, now));
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        let now = Instant::now();
+        // A dropped `done` means the connection task gave up (timeout); nothing to do then.
+        match msg {
+            Msg::Sweep => {
+                for name in self.registry.expire(now) {
+                    self.log.event(Event::Expired { name });
+                    self.pages.clear();
+                }
+            }
+            Msg::Register {
+                name,
+                addr,
+                key,
+                session,
+                done,
+            } => {
+                let registration = self.registry.register(&name, addr, key, session, now);
+                if registration == Registration::Added {
+                    self.pages.clear();
+                }
+                let confirms =
+                    matches!(registration, Registration::Added | Registration::Refreshed);
+                if confirms && self.registry.claim_unsaved(&name) {
+                    let held = HeldRegister {
+                        addr,
+                        key,
+                        registration,
+                        done,
+                    };
+                    self.held.registers.entry(name).or_default().push(held);
+                    return;
+                }
+                self.announce(name, addr, key, &registration);
+                let _ = done.send(Ok(registration));
+            }
+            Msg::Unregister { name, key, done } => {
+                let removal = self.registry.unregister(&name, key);
+                if removal == Removal::Done {
+                    self.pages.clear();
+                    self.log.event(Event::Unregistered { name });
+                }
+                let _ = done.send(removal);
+            }
+            Msg::Release { name, key, done } => match self.registry.release(&name, key) {
+                Removal::Done => self.held.releases.entry(name).or_default().push(done),
+                other => {
+                    let _ = done.send(Ok(other));
+                }
+            },
+            Msg::Accept {
+                header,
+                frame,
+                done,
+            } => {
+                let _ = done.send(self.registry.accept(&header, &frame, now));
+            }
+            Msg::Lookup { name, done } => {
+                let _ = done.send(self.registry.lookup(&name, now));
+            }
+            Msg::Page { after, done } => {
+                let _ = done.send(self.registry.page(after.as_ref(), now));
+            }
+            Msg::EncodedPage { after, done } => {
+                let registry = &self.registry;
+                let page = self.pages.get(after, |after| registry.page(after, now));
+                let _ = done.send(page);
+            }
         }
-        Msg::Page { after, done } => {
-            let _ = done.send(registry.page(after.as_ref(), now));
+    }
+
+    /// The store wrote a batch (or could not): gives the answers that waited for it.
+    fn written(&mut self, Written { ops, result }: Written) {
+        let lost = self.registry.written(&ops, result.is_ok());
+        if !lost.is_empty() {
+            // Their registrations are gone again.
+            self.pages.clear();
         }
-        Msg::EncodedPage { after, done } => {
-            let _ = done.send(pages.get(after, |after| registry.page(after, now)));
+        for op in ops {
+            match op {
+                Op::Claim { name, .. } => {
+                    for held in self.held.registers.remove(&name).unwrap_or_default() {
+                        let answer = match &result {
+                            Ok(()) => {
+                                self.announce(name, held.addr, held.key, &held.registration);
+                                Ok(held.registration)
+                            }
+                            Err(e) => Err(e.clone()),
+                        };
+                        let _ = held.done.send(answer);
+                    }
+                    if let Err(e) = &result {
+                        let why = e.to_string();
+                        self.log.event(Event::CannotRegister { name, why });
+                    }
+                }
+                Op::Release { name } => {
+                    match &result {
+                        Ok(()) => {
+                            self.pages.clear();
+                            self.log.event(Event::Released { name });
+                        }
+                        Err(e) => {
+                            let why = e.to_string();
+                            self.log.event(Event::CannotRelease { name, why });
+                        }
+                    }
+                    for done in self.held.releases.remove(&name).unwrap_or_default() {
+                        let _ = done.send(result.clone().map(|()| Removal::Done));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Logs a registration that added a name (a refresh is no event).
+    fn announce(&self, name: PeerName, addr: SocketAddr, key: PublicKey, r: &Registration) {
+        if *r == Registration::Added {
+            self.log.event(Event::Registered { name, addr, key });
         }
     }
 }
@@ -318,43 +384,59 @@ fn handle(msg: Msg, registry: &mut Registry, pages: &mut Pages, held: &mut Held)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::Claims;
+    use crate::claims::Claims;
+    use crate::store::ClaimStore;
     use p2p_shared::identity::Identity;
 
     type Answer = oneshot::Receiver<Result<Registration, StoreError>>;
 
-    fn broker() -> (Registry, Pages, Held) {
-        let claims = Claims::in_memory().unwrap();
-        let registry = Registry::new(claims, Duration::from_secs(60), 8);
-        (registry, Pages::default(), Held::default())
+    /// A broker with its store thread; the store's reports come back on the receiver.
+    fn broker() -> (Broker, async_channel::Receiver<Written>) {
+        let store = ClaimStore::in_memory().unwrap();
+        let (written_tx, written) = async_channel::unbounded();
+        let broker = Broker {
+            registry: Registry::new(Claims::default(), Duration::from_secs(60), 8),
+            store: StoreThread::start(store, written_tx).unwrap(),
+            log: Log::channel().0,
+            pages: Pages::default(),
+            held: Held::default(),
+        };
+        (broker, written)
     }
 
-    fn register(key: PublicKey, (r, pages, held): &mut (Registry, Pages, Held)) -> Answer {
+    fn register(key: PublicKey, b: &mut Broker) -> Answer {
         let (done, answer) = oneshot::channel();
-        let msg = Msg::Register {
+        b.handle(Msg::Register {
             name: "alice".parse().unwrap(),
             addr: "10.0.0.1:4000".parse().unwrap(),
             key,
             session: None,
             done,
-        };
-        handle(msg, r, pages, held);
+        });
+        b.submit_ops();
         answer
     }
 
-    fn save_now((r, pages, held): &mut (Registry, Pages, Held)) {
-        save(r, pages, held);
+    fn ping_lookup(b: &mut Broker) -> oneshot::Receiver<Option<PeerInfo>> {
+        let (done, answer) = oneshot::channel();
+        b.handle(Msg::Lookup {
+            name: "alice".parse().unwrap(),
+            done,
+        });
+        answer
     }
 
     #[test]
-    fn a_new_name_and_its_retry_are_answered_only_once_the_claim_is_saved() {
-        let mut b = broker();
+    fn a_new_name_and_its_retry_are_answered_only_once_the_claim_is_written() {
+        let (mut b, written) = broker();
         let key = Identity::generate().public();
         let mut first = register(key, &mut b);
         let mut retry = register(key, &mut b);
-        assert!(first.try_recv().unwrap().is_none(), "not before the save");
+        assert!(first.try_recv().unwrap().is_none(), "not before the write");
         assert!(retry.try_recv().unwrap().is_none(), "a retry neither");
-        save_now(&mut b);
+        // Meanwhile everyone else is answered: the claim is listed already.
+        assert!(ping_lookup(&mut b).try_recv().unwrap().unwrap().is_some());
+        b.written(written.recv_blocking().unwrap());
         assert!(matches!(
             first.try_recv(),
             Ok(Some(Ok(Registration::Added)))
@@ -366,34 +448,43 @@ mod tests {
         let mut later = register(key, &mut b);
         assert!(
             matches!(later.try_recv(), Ok(Some(Ok(Registration::Refreshed)))),
-            "a saved claim is answered at once"
+            "a written claim is answered at once"
         );
     }
 
     #[test]
-    fn a_failed_save_answers_every_held_register_with_the_error() {
-        let mut b = broker();
+    fn a_failed_write_answers_every_held_register_with_the_error() {
+        let (mut b, written) = broker();
         let key = Identity::generate().public();
         let mut first = register(key, &mut b);
         let mut retry = register(key, &mut b);
-        b.0.break_disk();
-        save_now(&mut b);
+        let mut batch = written.recv_blocking().unwrap();
+        batch.result = Err(StoreError::overloaded());
+        b.written(batch);
         assert!(matches!(first.try_recv(), Ok(Some(Err(_)))));
         assert!(matches!(retry.try_recv(), Ok(Some(Err(_)))));
+        assert!(ping_lookup(&mut b).try_recv().unwrap().unwrap().is_none());
     }
 
     #[test]
-    fn held_answers_wait_for_an_empty_channel_or_a_batch_of_messages() {
-        let mut b = broker();
-        assert!(!b.2.due(true), "nothing held, nothing to save");
-        let _answer = register(Identity::generate().public(), &mut b);
-        assert!(b.2.due(true));
-        b.2.since_first = SAVE_BATCH - 1;
-        assert!(!b.2.due(false));
-        b.2.since_first = SAVE_BATCH;
+    fn a_release_is_answered_once_written() {
+        let (mut b, written) = broker();
+        let key = Identity::generate().public();
+        let _registered = register(key, &mut b);
+        b.written(written.recv_blocking().unwrap());
+        let (done, mut released) = oneshot::channel();
+        b.handle(Msg::Release {
+            name: "alice".parse().unwrap(),
+            key,
+            done,
+        });
+        b.submit_ops();
         assert!(
-            b.2.due(false),
-            "steady traffic does not hold answers back for ever"
+            released.try_recv().unwrap().is_none(),
+            "not before the write"
         );
+        b.written(written.recv_blocking().unwrap());
+        assert!(matches!(released.try_recv(), Ok(Some(Ok(Removal::Done)))));
+        assert!(ping_lookup(&mut b).try_recv().unwrap().unwrap().is_none());
     }
 }

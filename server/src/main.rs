@@ -1,40 +1,25 @@
-//! `p2p-server`: the p2p-chat registry.
-//!
-//! Peers register their name and listening address here, look each other up, and leave. The
-//! registry is a peer of the network itself, speaking the same protocol on the same kind of
-//! short-lived connections; it never relays chat traffic. It has a key of its own, which
-//! signs every reply, and it keeps which key owns which name in an embedded database, so
-//! names survive a restart; addresses are kept in memory.
-
-mod broker;
-mod output;
-mod pages;
-mod registry;
-mod service;
-mod store;
+//! `p2p-server`: the p2p-chat registry. The program is the library `p2p_server` (see
+//! `lib.rs`); this is its command line, its stdout and its signals.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use p2p_server::log::{Log, LogWriter};
+use p2p_server::Config;
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::identity::Identity;
 use p2p_shared::runtime;
-use p2p_shared::transport::{self, Origin};
-
-use crate::broker::Registrar;
-use crate::output::say;
-use crate::registry::Registry;
-use crate::service::RegistryService;
-use crate::store::Claims;
 
 /// The p2p-chat registry: peers register here, list each other and leave.
 ///
 /// Chat traffic never passes through the registry. It prints one line per event on stdout,
-/// starting with its address and its key (give the key to peers as --server-key).
+/// starting with its address and its key (give the key to peers as --server-key). Ctrl-C or
+/// SIGTERM stops it cleanly: requests in flight are answered first.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -62,37 +47,63 @@ struct Args {
     max_names_per_ip: usize,
 }
 
-fn main() -> anyhow::Result<()> {
+/// How long the log may take to write its last lines when the registry stops.
+const LOG_GRACE: Duration = Duration::from_secs(1);
+
+fn main() -> ExitCode {
     let args = Args::parse();
-    runtime::block_on(run(args))
+    let (log, events) = Log::channel();
+    let writer = match LogWriter::start(events, std::io::stdout()) {
+        Ok(writer) => writer,
+        Err(e) => {
+            eprintln!("error: cannot start the log: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime::block_on(serve(args, log));
+    writer.finish(LOG_GRACE);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
     let data = args
         .data_dir
         .or_else(|| dirs::data_dir().map(|d| d.join("p2p-chat-server")))
         .context("no data directory: give one with --data-dir")?;
     let identity = Identity::load_or_create(&data.join("registry.key"))?;
-    let claims = Claims::open(&data.join("claims.db"))
-        .with_context(|| format!("cannot open {}", data.join("claims.db").display()))?;
-
+    let claims = Config::open_claims(Some(&data.join("claims.db")))?;
     let wanted = SocketAddr::new(args.bind, args.port);
     let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;
-    let local = listener.local_addr()?;
-    say(format_args!("listening on {local}"));
-    say(format_args!(
-        "registry key {} (fingerprint {})",
-        identity.public(),
-        identity.public().fingerprint()
-    ));
-
-    let origin = Origin {
-        name: "registry".parse()?,
-        port: local.port(),
-        identity: Arc::new(identity),
+    let config = Config {
+        identity,
+        claims,
+        ttl: args.ttl,
+        max_names_per_ip: args.max_names_per_ip,
     };
-    let registry = Registry::new(claims, args.ttl, args.max_names_per_ip);
-    let service = RegistryService::new(Registrar::start(registry), origin.clone(), args.ttl);
-    transport::serve(listener, origin, service).await;
-    Ok(())
+    let stop = stop_signal()?;
+    p2p_server::run(listener, config, log, async move {
+        let _ = stop.recv().await;
+    })
+    .await
+}
+
+/// A channel that gets a message on the first Ctrl-C, SIGTERM or SIGHUP; a second one ends
+/// the process at once.
+fn stop_signal() -> anyhow::Result<async_channel::Receiver<()>> {
+    let (tx, rx) = async_channel::bounded(1);
+    static SIGNALLED: AtomicBool = AtomicBool::new(false);
+    ctrlc::set_handler(move || {
+        if SIGNALLED.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        let _ = tx.try_send(());
+    })
+    .context("cannot install the signal handler")?;
+    Ok(rx)
 }

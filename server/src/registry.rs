@@ -8,15 +8,18 @@
 //!
 //! Addresses are soft state: a registration lapses `ttl` after it was last made, so a peer
 //! that died without `exit network` drops out of `listpeer` by itself, and live peers renew
-//! theirs well within it. One IP address may hold a bounded number of names
-//! (`--max-names-per-ip`), and claim at most as many new ones per hour: claims last until
-//! released, so without that limit one host could register, leave and repeat until no name
-//! is left for anyone.
+//! theirs well within it. Lapsed registrations are found through an index ordered by
+//! deadline, so a sweep costs what it removes, not a look at every registration. One IP
+//! address may hold a bounded number of names (`--max-names-per-ip`), and claim at most as
+//! many new ones per hour: claims last until released, so without that limit one host could
+//! register, leave and repeat until no name is left for anyone.
 //!
-//! Rules only, no network I/O, so each rule is unit-tested here. The broker task owns the one
-//! instance.
+//! Rules only, no I/O, and the time is a parameter, so each rule is unit-tested here. What
+//! must reach the disk comes out as [`Op`]s ([`Registry::take_ops`]) for the broker to hand
+//! to the store thread, and the store's answer comes back in [`Registry::written`]. The
+//! broker task owns the one instance.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -25,7 +28,8 @@ use p2p_shared::message::PEERS_PAGE_LEN;
 use p2p_shared::registry_session::{Header, RegistrySession, Replier};
 use p2p_shared::{PeerInfo, PeerName};
 
-use crate::store::{Claims, StoreError, MAX_CLAIMS};
+use crate::claims::{Claims, MAX_CLAIMS};
+use crate::store::Op;
 
 /// The most registrations (names with an address) held at once.
 pub const CAPACITY: usize = 250_000;
@@ -77,12 +81,16 @@ pub struct Registry {
     max_per_ip: usize,
     // A BTreeMap keeps names sorted, which makes `listpeer` pages cheap and stable.
     peers: BTreeMap<PeerName, Entry>,
+    /// Every entry of `peers` by its deadline: the next to lapse first.
+    deadlines: BTreeSet<(Instant, PeerName)>,
     per_ip: HashMap<IpAddr, usize>,
     /// When each IP address claimed its new names, within the last [`CLAIM_WINDOW`].
     claimed_by: HashMap<IpAddr, VecDeque<Instant>>,
-    /// The entries of `claimed_by` for claims not saved yet: a claim the disk refused does
-    /// not count against its address.
-    unsaved_claims: Vec<(IpAddr, Instant)>,
+    /// Where and when each unsaved claim was made: a claim the disk refused does not count
+    /// against its address.
+    unsaved: HashMap<PeerName, (IpAddr, Instant)>,
+    /// Writes for the store, in the order they were decided.
+    ops: Vec<Op>,
 }
 
 impl Registry {
@@ -94,15 +102,18 @@ impl Registry {
             ttl,
             max_per_ip,
             peers: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
             per_ip: HashMap::new(),
             claimed_by: HashMap::new(),
-            unsaved_claims: Vec::new(),
+            unsaved: HashMap::new(),
+            ops: Vec::new(),
         }
     }
 
     /// Registers (or renews) `name` at `addr` for `key`, claiming the name if it is free (in
-    /// memory: [`Registry::save_claims`] writes the claim). A new `session` replaces the
-    /// registration's session; without one, a live registration keeps its own.
+    /// memory; the claim's [`Op`] goes to the store, see [`Registry::take_ops`]). A new
+    /// `session` replaces the registration's session; without one, a live registration keeps
+    /// its own.
     pub fn register(
         &mut self,
         name: &PeerName,
@@ -118,6 +129,8 @@ impl Registry {
         let expires = now + self.ttl;
         let moving_in = match self.peers.get_mut(name) {
             Some(entry) if entry.expires > now && entry.addr == addr => {
+                self.deadlines.remove(&(entry.expires, *name));
+                self.deadlines.insert((expires, *name));
                 entry.expires = expires;
                 if session.is_some() {
                     entry.session = session;
@@ -147,9 +160,10 @@ impl Registry {
             if recent.len() >= self.max_per_ip {
                 return Registration::TooManyNewNames;
             }
-            self.claims.claim(name, key);
             recent.push_back(now);
-            self.unsaved_claims.push((addr.ip(), now));
+            self.claims.claim(*name, key);
+            self.unsaved.insert(*name, (addr.ip(), now));
+            self.ops.push(Op::Claim { name: *name, key });
         }
         // Moving keeps the session. So does a renewal that arrives just after the registration
         // lapsed (before the sweep removed it): the peer sent it in that session.
@@ -157,45 +171,67 @@ impl Registry {
         self.remove(name);
         let session = session.or(kept);
         self.peers.insert(
-            name.clone(),
+            *name,
             Entry {
                 addr,
                 expires,
                 session,
             },
         );
+        self.deadlines.insert((expires, *name));
         *self.per_ip.entry(addr.ip()).or_default() += 1;
         Registration::Added
     }
 
-    /// Makes every later write of claims fail, as a full or broken disk would.
-    #[cfg(test)]
-    pub fn break_disk(&mut self) {
-        self.claims.break_disk();
-    }
-
-    /// Whether `name`'s claim was made since the last [`Registry::save_claims`]: its
-    /// registration must not be confirmed before that.
+    /// Whether `name`'s claim waits for the store: its registration must not be confirmed
+    /// before the store reports it written.
     pub fn claim_unsaved(&self, name: &PeerName) -> bool {
         self.claims.is_unsaved(name)
     }
 
-    /// Writes the claims made since the last save to disk, in one transaction. If that fails,
-    /// the names they claimed are neither claimed nor registered any more, and come back with
-    /// the error.
-    pub fn save_claims(&mut self) -> Result<(), (StoreError, Vec<PeerName>)> {
-        let counted = std::mem::take(&mut self.unsaved_claims);
-        self.claims.save().inspect_err(|(_, lost)| {
-            for name in lost {
-                self.remove(name);
-            }
-            for (ip, at) in counted {
-                let times = self.claimed_by.entry(ip).or_default();
-                if let Some(i) = times.iter().rposition(|&t| t == at) {
-                    times.remove(i);
+    /// The writes decided since the last call, for the store.
+    pub fn take_ops(&mut self) -> Vec<Op> {
+        std::mem::take(&mut self.ops)
+    }
+
+    /// The store wrote `ops` (`ok`) or could not. A claim written is saved; a claim the store
+    /// could not write is no claim, and its registration is undone: its name comes back. A
+    /// release written removes the name's claim and its registration; one not written changes
+    /// nothing.
+    pub fn written(&mut self, ops: &[Op], ok: bool) -> Vec<PeerName> {
+        let mut lost = Vec::new();
+        for op in ops {
+            match (op, ok) {
+                (Op::Claim { name, .. }, true) => {
+                    self.claims.saved(name);
+                    self.unsaved.remove(name);
                 }
+                (Op::Claim { name, .. }, false) => {
+                    if self.claims.lost(name) {
+                        self.remove(name);
+                        self.uncount_claim(name);
+                        lost.push(*name);
+                    }
+                }
+                (Op::Release { name }, true) => {
+                    self.claims.release(name);
+                    self.unsaved.remove(name);
+                    self.remove(name);
+                }
+                (Op::Release { .. }, false) => {}
             }
-        })
+        }
+        lost
+    }
+
+    /// Takes back the count of `name`'s claim against the address that made it.
+    fn uncount_claim(&mut self, name: &PeerName) {
+        if let Some((ip, at)) = self.unsaved.remove(name) {
+            let times = self.claimed_by.entry(ip).or_default();
+            if let Some(i) = times.iter().rposition(|&t| t == at) {
+                times.remove(i);
+            }
+        }
     }
 
     /// Accepts a request in the registry session of the name in its `header`: returns the
@@ -235,20 +271,20 @@ impl Registry {
                 .back()
                 .is_some_and(|&t| now.duration_since(t) < CLAIM_WINDOW)
         });
-        let lapsed: Vec<PeerName> = self
-            .peers
-            .iter()
-            .filter(|(_, e)| e.expires <= now)
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in &lapsed {
-            self.remove(name);
+        let mut lapsed = Vec::new();
+        while let Some(&(deadline, name)) = self.deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.remove(&name);
+            lapsed.push(name);
         }
         lapsed
     }
 
     fn remove(&mut self, name: &PeerName) {
         if let Some(entry) = self.peers.remove(name) {
+            self.deadlines.remove(&(entry.expires, *name));
             let ip = entry.addr.ip();
             if let Some(count) = self.per_ip.get_mut(&ip) {
                 *count -= 1;
@@ -259,15 +295,16 @@ impl Registry {
         }
     }
 
-    /// Gives up `name` for good (its address and its claim), if `key` owns it.
-    pub fn release(&mut self, name: &PeerName, key: PublicKey) -> Result<Removal, StoreError> {
+    /// Whether `key` may give up `name` for good (its address and its claim). On `Done` the
+    /// release's [`Op`] goes to the store; the name is released once it is written
+    /// ([`Registry::written`]).
+    pub fn release(&mut self, name: &PeerName, key: PublicKey) -> Removal {
         match self.claims.owner(name) {
-            None => Ok(Removal::Unknown),
-            Some(owner) if owner != key => Ok(Removal::NotOwner),
+            None => Removal::Unknown,
+            Some(owner) if owner != key => Removal::NotOwner,
             Some(_) => {
-                self.claims.release(name)?;
-                self.remove(name);
-                Ok(Removal::Done)
+                self.ops.push(Op::Release { name: *name });
+                Removal::Done
             }
         }
     }
@@ -299,7 +336,7 @@ impl Registry {
             .filter_map(|(name, entry)| self.info(name, entry))
             .collect();
         let next = match rest.next() {
-            Some(_) => peers.last().map(|p| p.name.clone()),
+            Some(_) => peers.last().map(|p| p.name),
             None => None,
         };
         (peers, next)
@@ -307,7 +344,7 @@ impl Registry {
 
     fn info(&self, name: &PeerName, entry: &Entry) -> Option<PeerInfo> {
         Some(PeerInfo {
-            name: name.clone(),
+            name: *name,
             addr: entry.addr,
             key: self.claims.owner(name)?,
         })
@@ -325,7 +362,7 @@ mod tests {
     const PER_IP: usize = 8;
 
     fn registry() -> Registry {
-        Registry::new(Claims::in_memory().unwrap(), TTL, PER_IP)
+        Registry::new(Claims::default(), TTL, PER_IP)
     }
     /// A different IP for each `i`, to stay under the per-IP limit.
     fn host(i: usize) -> SocketAddr {
@@ -479,14 +516,26 @@ mod tests {
         let mut r = registry();
         let (alice, bob) = (key(), key());
         r.register(&name("alice"), addr(1), alice, None, now());
-        assert_eq!(r.release(&name("alice"), bob).unwrap(), Removal::NotOwner);
-        assert_eq!(r.release(&name("alice"), alice).unwrap(), Removal::Done);
+        assert_eq!(r.release(&name("alice"), bob), Removal::NotOwner);
+        assert_eq!(r.release(&name("alice"), alice), Removal::Done);
+        assert!(
+            r.lookup(&name("alice"), now()).is_some(),
+            "until it is written"
+        );
+        let ops = r.take_ops();
+        assert_eq!(
+            ops.last(),
+            Some(&Op::Release {
+                name: name("alice")
+            })
+        );
+        r.written(&ops, true);
         assert_eq!(r.lookup(&name("alice"), now()), None);
         assert_eq!(
             r.register(&name("alice"), addr(2), bob, None, now()),
             Registration::Added
         );
-        assert_eq!(r.release(&name("nobody"), bob).unwrap(), Removal::Unknown);
+        assert_eq!(r.release(&name("nobody"), bob), Removal::Unknown);
     }
 
     #[test]
@@ -552,7 +601,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_claim_waits_for_its_save_and_a_failed_save_undoes_its_registration() {
+    fn a_new_claim_waits_for_its_write_and_a_failed_write_undoes_its_registration() {
         let mut r = registry();
         let t = now();
         let (alice, bob) = (key(), key());
@@ -561,7 +610,16 @@ mod tests {
             Registration::Added
         );
         assert!(r.claim_unsaved(&name("alice")));
-        r.save_claims().unwrap();
+        let ops = r.take_ops();
+        assert_eq!(
+            ops,
+            vec![Op::Claim {
+                name: name("alice"),
+                key: alice
+            }]
+        );
+        assert!(r.take_ops().is_empty(), "each write is asked for once");
+        assert_eq!(r.written(&ops, true), Vec::<PeerName>::new());
         assert!(!r.claim_unsaved(&name("alice")));
 
         assert_eq!(
@@ -570,29 +628,52 @@ mod tests {
         );
         assert!(
             r.lookup(&name("bob"), t).is_some(),
-            "listed before it is saved"
+            "listed before it is written"
         );
-        r.claims.break_disk();
-        let (_, lost) = r.save_claims().unwrap_err();
-        assert_eq!(lost, vec![name("bob")]);
+        let ops = r.take_ops();
+        assert_eq!(r.written(&ops, false), vec![name("bob")]);
         assert!(r.lookup(&name("bob"), t).is_none(), "not registered");
         assert_eq!(
             r.register(&name("bob"), addr(3), key(), None, t),
             Registration::Added,
             "not claimed: the next key may have it"
         );
-        assert!(r.lookup(&name("alice"), t).is_some(), "saved before, kept");
+        assert!(
+            r.lookup(&name("alice"), t).is_some(),
+            "written before, kept"
+        );
     }
 
     #[test]
     fn claims_the_disk_refused_do_not_count_against_their_address() {
         let mut r = registry();
         let t = now();
-        r.claims.break_disk();
         for i in 0..PER_IP + 1 {
             let n = name(&format!("p{i}"));
             assert_eq!(r.register(&n, addr(1), key(), None, t), Registration::Added);
-            assert!(r.save_claims().is_err());
+            let ops = r.take_ops();
+            assert_eq!(r.written(&ops, false), vec![n]);
         }
+    }
+
+    #[test]
+    fn the_sweep_takes_registrations_in_deadline_order_and_renewals_move_them() {
+        let mut r = registry();
+        let t = now();
+        let (a, b) = (key(), key());
+        r.register(&name("a"), addr(1), a, None, t);
+        r.register(&name("b"), addr(2), b, None, t + TTL / 4);
+        // a renews after b registered: b lapses first.
+        r.register(&name("a"), addr(1), a, None, t + TTL / 2);
+        assert_eq!(r.expire(t + TTL), Vec::<PeerName>::new());
+        assert_eq!(r.expire(t + TTL + TTL / 4), vec![name("b")]);
+        assert_eq!(r.expire(t + TTL + TTL / 2), vec![name("a")]);
+        assert_eq!(r.deadlines.len(), 0);
+        // Moving and unregistering leave no stale deadline behind.
+        r.register(&name("a"), addr(1), a, None, t);
+        r.register(&name("a"), addr(3), a, None, t);
+        assert_eq!(r.deadlines.len(), 1);
+        r.unregister(&name("a"), a);
+        assert_eq!(r.deadlines.len(), 0);
     }
 }

@@ -27,7 +27,8 @@ use p2p_shared::transport::{Origin, Refusal, SealedRefusal, Service};
 use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, Reply, Request};
 
 use crate::broker::Registrar;
-use crate::output::say;
+use crate::event::Event;
+use crate::log::Log;
 use crate::registry::{Registration, Removal};
 
 #[derive(Clone)]
@@ -37,14 +38,16 @@ pub struct RegistryService {
     origin: Origin,
     /// How long a registration lasts unless renewed; told to every registering peer.
     ttl: Duration,
+    log: Log,
 }
 
 impl RegistryService {
-    pub fn new(registrar: Registrar, origin: Origin, ttl: Duration) -> Self {
+    pub fn new(registrar: Registrar, origin: Origin, ttl: Duration, log: Log) -> Self {
         RegistryService {
             registrar,
             origin,
             ttl,
+            log,
         }
     }
 
@@ -104,7 +107,7 @@ impl Service for RegistryService {
             re: Some(request.id),
             why,
         };
-        let name = header.name.clone();
+        let name = header.name;
         let (key, replier) = self
             .registrar
             .accept(header, frame)
@@ -151,7 +154,7 @@ impl Service for RegistryService {
 
     async fn handle(&self, request: Envelope<Request>, _remote: SocketAddr) -> Outcome {
         let from = request.from;
-        let (name, key) = (from.name.clone(), from.key);
+        let (name, key) = (from.name, from.key);
         match request.body {
             Request::Register { share } => {
                 let (share, session) = match share {
@@ -166,11 +169,7 @@ impl Service for RegistryService {
                         }
                     },
                 };
-                match self
-                    .registrar
-                    .register(name.clone(), from.addr, key, session)
-                    .await
-                {
+                match self.registrar.register(name, from.addr, key, session).await {
                     Ok(Registration::Added | Registration::Refreshed) => Outcome::Registered {
                         addr: from.addr,
                         key,
@@ -196,7 +195,7 @@ impl Service for RegistryService {
                     Err(_) => store_failed(),
                 }
             }
-            Request::Unregister => match self.registrar.unregister(name.clone(), key).await {
+            Request::Unregister => match self.registrar.unregister(name, key).await {
                 Removal::Done => Outcome::Ok,
                 Removal::Unknown => Outcome::error(
                     ErrorCode::NotRegistered,
@@ -207,7 +206,7 @@ impl Service for RegistryService {
                     format!("{name} belongs to another key"),
                 ),
             },
-            Request::Release => match self.registrar.release(name.clone(), key).await {
+            Request::Release => match self.registrar.release(name, key).await {
                 Ok(Removal::Done) => Outcome::Ok,
                 Ok(Removal::Unknown) => {
                     Outcome::error(ErrorCode::NotRegistered, format!("nobody holds {name}"))
@@ -222,7 +221,7 @@ impl Service for RegistryService {
                 let (peers, next) = self.registrar.page(after).await;
                 Outcome::Peers { peers, next }
             }
-            Request::Lookup { name } => match self.registrar.lookup(name.clone()).await {
+            Request::Lookup { name } => match self.registrar.lookup(name).await {
                 Some(peer) => Outcome::Peer { peer },
                 None => Outcome::error(ErrorCode::UnknownPeer, format!("{name} is not registered")),
             },
@@ -238,7 +237,8 @@ impl Service for RegistryService {
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
-        say(format_args!("refused {remote}: {why}"));
+        let why = why.to_string();
+        self.log.event(Event::Refused { remote, why });
     }
 }
 
@@ -252,8 +252,9 @@ mod tests {
     use p2p_shared::{runtime, PeerName, Sender};
 
     use super::*;
+    use crate::claims::Claims;
     use crate::registry::Registry;
-    use crate::store::Claims;
+    use crate::store::{ClaimStore, StoreThread};
 
     const TTL: Duration = Duration::from_secs(60);
 
@@ -273,13 +274,17 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
-        let registrar = Registrar::start(Registry::new(Claims::in_memory().unwrap(), TTL, 8));
+        let registry = Registry::new(Claims::default(), TTL, 8);
+        let (written_tx, written) = async_channel::unbounded();
+        let store = StoreThread::start(ClaimStore::in_memory().unwrap(), written_tx).unwrap();
+        let log = Log::channel().0;
+        let (registrar, _) = Registrar::start(registry, store, written, log.clone());
         let origin = Origin {
             name: name("registry"),
             port: 4000,
             identity: Arc::new(Identity::generate()),
         };
-        let service = RegistryService::new(registrar.clone(), origin, TTL);
+        let service = RegistryService::new(registrar.clone(), origin, TTL, log);
         let key = Identity::generate().public();
         let (alice, session) = registry_session::pair(name("alice"));
         let added = registrar.register(name("alice"), alice_addr(), key, Some(session));

@@ -219,6 +219,32 @@ pub struct Proc {
     /// Disconnected once stderr has been read to its end.
     stderr_done: Receiver<()>,
     transcript: Arc<Mutex<Vec<String>>>,
+    /// Holds the stdout reader while the test wants stdout left unread.
+    stdout_gate: Arc<Gate>,
+    /// The read end of the stdout pipe (kept open by the reader thread).
+    stdout_pipe: std::os::fd::RawFd,
+}
+
+/// A gate a reader thread waits at before each line, while it is closed.
+#[derive(Default)]
+struct Gate {
+    closed: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl Gate {
+    fn set(&self, closed: bool) {
+        *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = closed;
+        self.opened.notify_all();
+    }
+
+    fn wait_open(&self) {
+        let closed = self.closed.lock().unwrap_or_else(|p| p.into_inner());
+        let _open = self
+            .opened
+            .wait_while(closed, |closed| *closed)
+            .unwrap_or_else(|p| p.into_inner());
+    }
 }
 
 impl Proc {
@@ -243,11 +269,13 @@ impl Proc {
         let stderr = child.stderr.take().expect("stderr is piped");
         let (stdout_done, _) = mpsc::channel();
         let (stderr_end, stderr_done) = mpsc::channel();
+        let stdout_gate = Arc::new(Gate::default());
+        let stdout_pipe = std::os::fd::AsRawFd::as_raw_fd(&stdout);
         spawn_reader(
             stdout,
             "out",
             Arc::clone(&transcript),
-            Some(tx),
+            Some((tx, Arc::clone(&stdout_gate))),
             stdout_done,
         );
         spawn_reader(stderr, "err", Arc::clone(&transcript), None, stderr_end);
@@ -259,6 +287,35 @@ impl Proc {
             lines,
             stderr_done,
             transcript,
+            stdout_gate,
+            stdout_pipe,
+        }
+    }
+
+    /// Stops reading the program's stdout, as a reader who went away: after at most the
+    /// chunk being read, its output waits in the pipe, and once the pipe is full the program's
+    /// writes block. Shrink the pipe first ([`Proc::shrink_stdout_pipe`]) so that a few lines
+    /// fill it.
+    pub fn stop_reading_stdout(&self) {
+        self.stdout_gate.set(true);
+    }
+
+    /// Reads stdout again, from where it stopped.
+    pub fn resume_reading_stdout(&self) {
+        self.stdout_gate.set(false);
+    }
+
+    /// Makes the stdout pipe hold at most one page (4 KiB, the kernel's least), so that an
+    /// unread stdout blocks the program after a few lines rather than after 64 KiB.
+    #[track_caller]
+    pub fn shrink_stdout_pipe(&self) {
+        // SAFETY: fcntl on a pipe descriptor the reader thread keeps open for our lifetime.
+        let size = unsafe { libc::fcntl(self.stdout_pipe, libc::F_SETPIPE_SZ, 4096) };
+        if size < 0 {
+            self.fail(&format!(
+                "F_SETPIPE_SZ: {}",
+                std::io::Error::last_os_error()
+            ));
         }
     }
 
@@ -455,13 +512,13 @@ impl Drop for Proc {
     }
 }
 
-/// Reads `stream` line by line into the transcript (tagged `tag`) and, for stdout, the channel;
-/// drops `done` at the end of the stream.
+/// Reads `stream` line by line into the transcript (tagged `tag`) and, for stdout, the channel
+/// (waiting at the gate before each line); drops `done` at the end of the stream.
 fn spawn_reader(
     stream: impl Read + Send + 'static,
     tag: &'static str,
     transcript: Arc<Mutex<Vec<String>>>,
-    tx: Option<Sender<String>>,
+    tx: Option<(Sender<String>, Arc<Gate>)>,
     done: Sender<()>,
 ) {
     thread::spawn(move || {
@@ -470,6 +527,9 @@ fn spawn_reader(
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
         loop {
+            if let Some((_, gate)) = &tx {
+                gate.wait_open();
+            }
             buf.clear();
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,
@@ -483,7 +543,7 @@ fn spawn_reader(
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                 .push(format!("{tag}| {line}"));
-            if let Some(tx) = &tx {
+            if let Some((tx, _)) = &tx {
                 let _ = tx.send(line);
             }
         }

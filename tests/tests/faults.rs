@@ -164,6 +164,25 @@ fn ten_thousand_garbage_frames_change_nothing_and_memory_comes_back() {
 }
 
 #[test]
+fn a_registry_whose_stdout_nobody_reads_still_answers_after_3000_refusals() {
+    let server = Server::start();
+    server.shrink_stdout_pipe();
+    server.stop_reading_stdout();
+    // Each refusal is a line of the registry's log: a few of them fill the pipe.
+    let answered = flood(server.addr(), 3_000);
+    assert!(
+        answered > 2_900,
+        "only {answered} of 3,000 refusals answered"
+    );
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    assert_eq!(alice.listpeer(), [alice.peer_line()]);
+    // Once someone reads again, the log says what it had to leave out.
+    server.resume_reading_stdout();
+    server.expect("log line(s) dropped: stdout was not read in time");
+}
+
+#[test]
 fn silent_clients_from_one_host_do_not_starve_the_others() {
     let server = Server::start();
     let alice = Peer::start("alice", server.addr());

@@ -1,0 +1,100 @@
+//! Which key owns which name, in memory: the registry's copy of the claims on disk.
+//!
+//! Checking a name is a hash lookup; only a new claim or a release touches the disk, through
+//! the store thread (`store.rs`). A new claim counts here at once, so that a second key
+//! asking for the same name a moment later is refused, but it stays *unsaved* until the
+//! store reports it written: only then may its registration be confirmed. If the write fails,
+//! the claim is dropped again ([`Claims::lost`]).
+
+use std::collections::{HashMap, HashSet};
+
+use p2p_shared::identity::PublicKey;
+use p2p_shared::PeerName;
+
+/// The most names the registry will ever hold claims for; beyond, `register` is refused.
+pub const MAX_CLAIMS: usize = 1_000_000;
+
+#[derive(Default)]
+pub struct Claims {
+    owners: HashMap<PeerName, PublicKey>,
+    /// Claims made in memory whose write the store has not reported yet.
+    unsaved: HashSet<PeerName>,
+}
+
+impl Claims {
+    /// The claims read from disk at start-up.
+    pub fn loaded(claims: impl IntoIterator<Item = (PeerName, PublicKey)>) -> Claims {
+        Claims {
+            owners: claims.into_iter().collect(),
+            unsaved: HashSet::new(),
+        }
+    }
+
+    /// The key that owns `name`, if any (saved or not).
+    pub fn owner(&self, name: &PeerName) -> Option<PublicKey> {
+        self.owners.get(name).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.owners.len()
+    }
+
+    /// Records that `key` owns `name` (which must be unclaimed), unsaved until
+    /// [`Claims::saved`].
+    pub fn claim(&mut self, name: PeerName, key: PublicKey) {
+        self.owners.insert(name, key);
+        self.unsaved.insert(name);
+    }
+
+    /// Whether `name`'s claim waits for its write.
+    pub fn is_unsaved(&self, name: &PeerName) -> bool {
+        self.unsaved.contains(name)
+    }
+
+    /// The store wrote `name`'s claim.
+    pub fn saved(&mut self, name: &PeerName) {
+        self.unsaved.remove(name);
+    }
+
+    /// The store could not write `name`'s claim: it is no claim. False if there was no
+    /// unsaved claim on `name` (a claim saved since, say, by a later batch).
+    pub fn lost(&mut self, name: &PeerName) -> bool {
+        let lost = self.unsaved.remove(name);
+        if lost {
+            self.owners.remove(name);
+        }
+        lost
+    }
+
+    /// Forgets the claim on `name` (the store has deleted it).
+    pub fn release(&mut self, name: &PeerName) {
+        self.owners.remove(name);
+        self.unsaved.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_shared::identity::Identity;
+
+    #[test]
+    fn a_claim_counts_at_once_and_a_lost_one_is_gone() {
+        let mut claims = Claims::default();
+        let (alice, bob): (PeerName, PeerName) = ("alice".parse().unwrap(), "bob".parse().unwrap());
+        let key = Identity::generate().public();
+        claims.claim(alice, key);
+        claims.claim(bob, key);
+        assert_eq!(claims.owner(&alice), Some(key), "a claim counts at once");
+        assert!(claims.is_unsaved(&alice));
+        claims.saved(&alice);
+        assert!(!claims.is_unsaved(&alice));
+        assert!(claims.lost(&bob));
+        assert_eq!(claims.owner(&bob), None);
+        assert!(
+            !claims.lost(&alice),
+            "a saved claim is not lost by a later failure"
+        );
+        assert_eq!(claims.owner(&alice), Some(key));
+    }
+}

@@ -1,0 +1,111 @@
+//! `p2p-server`, the p2p-chat registry, as a library: [`run`] serves a registry on a
+//! listener until told to stop, so that the binary is a thin `main` and tests can run a
+//! registry in-process.
+//!
+//! Peers register their name and listening address here, look each other up, and leave. The
+//! registry is a peer of the network itself, speaking the same protocol on the same kind of
+//! short-lived connections; it never relays chat traffic. It has a key of its own, which
+//! signs every reply, and it keeps which key owns which name in an embedded database, so
+//! names survive a restart; addresses are kept in memory.
+//!
+//! The pieces, each in its own module:
+//!
+//! - [`service`]: what the registry answers to each request (the transport calls it);
+//! - [`broker`]: the task that owns the registry's state, the only one that changes it;
+//! - [`registry`] and [`claims`]: the rules, without I/O; [`pages`]: encoded listings;
+//! - [`store`]: the claims on disk, written by a thread of their own;
+//! - [`event`] and [`log`]: what the registry reports, written by a thread of its own.
+
+mod broker;
+mod claims;
+pub mod event;
+pub mod log;
+mod pages;
+mod registry;
+mod service;
+mod store;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use p2p_shared::identity::Identity;
+use p2p_shared::runtime::TcpListener;
+use p2p_shared::transport::{self, Origin};
+
+use crate::broker::Registrar;
+use crate::claims::Claims;
+use crate::event::Event;
+use crate::log::Log;
+use crate::registry::Registry;
+use crate::service::RegistryService;
+use crate::store::{ClaimStore, StoreThread};
+
+/// What a registry is made of, besides its listener.
+pub struct Config {
+    /// The registry's key pair: every reply is signed with it.
+    pub identity: Identity,
+    /// The name claims, opened: see [`Config::open_claims`].
+    pub claims: ClaimStore,
+    /// How long a registration lasts unless the peer renews it.
+    pub ttl: Duration,
+    /// The most names registered from one IP address at once, and the most new names it may
+    /// claim per hour.
+    pub max_names_per_ip: usize,
+}
+
+impl Config {
+    /// Opens (or creates) the claims database at `path`; `None`: claims in memory only, gone
+    /// when the registry stops (for tests).
+    pub fn open_claims(path: Option<&PathBuf>) -> anyhow::Result<ClaimStore> {
+        let store = match path {
+            Some(path) => {
+                ClaimStore::open(path).with_context(|| format!("cannot open {}", path.display()))?
+            }
+            None => ClaimStore::in_memory()?,
+        };
+        Ok(store)
+    }
+}
+
+/// Serves a registry on `listener`, reporting to `log`, until `shutdown` completes. Then it
+/// stops accepting connections, answers those in flight, and returns once every write to the
+/// claims that someone waits for is done.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    log: Log,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let Config {
+        identity,
+        claims,
+        ttl,
+        max_names_per_ip,
+    } = config;
+    let local = listener.local_addr()?;
+    let loaded = claims.claims().context("cannot read the name claims")?;
+    let (written_tx, written) = async_channel::unbounded();
+    let store = StoreThread::start(claims, written_tx).context("cannot start the store")?;
+    log.event(Event::Listening { addr: local });
+    log.event(Event::Key {
+        key: identity.public(),
+    });
+
+    let origin = Origin {
+        name: "registry".parse()?,
+        port: local.port(),
+        identity: Arc::new(identity),
+    };
+    let registry = Registry::new(Claims::loaded(loaded), ttl, max_names_per_ip);
+    let (registrar, broker) = Registrar::start(registry, store, written, log.clone());
+    let service = RegistryService::new(registrar, origin.clone(), ttl, log.clone());
+    transport::serve(listener, origin, service, shutdown).await;
+    // Every handle to the broker is gone with the service: it ends once it has given the
+    // answers that wait for the store.
+    broker.await;
+    log.event(Event::Stopped);
+    Ok(())
+}
