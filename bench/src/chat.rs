@@ -10,7 +10,7 @@
 //! - **As the protocol sees it.** The bench itself is the chat partner, speaking the protocol
 //!   through `p2p_shared` as a peer does: it listens with `transport::serve`, sends bob a signed
 //!   `chat_request` with its half of the key agreement, types `yes` into bob's stdin, receives
-//!   bob's signed `chat_answer`, agrees the session keys (`seal::SessionKeys`), and then times
+//!   bob's signed `chat_answer`, agrees the session keys (`seal::ChatKeys`), and then times
 //!   each message from sealing the `chat_message` to opening bob's sealed `ok`
 //!   (`transport::exchange`). Bob is a real peer, so this is what one peer's `chat message`
 //!   costs on the wire, without the two stdin/stdout hops of the user's view. Bob
@@ -26,10 +26,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use p2p_shared::identity::{Identity, PublicKey};
-use p2p_shared::message::new_id;
-use p2p_shared::seal::{EphemeralKey, KeyShare, Role, SessionKeys, Transcript};
+use p2p_shared::seal::{ChatKeys, EphemeralKey, KeyShare, Role, Transcript};
 use p2p_shared::transport::{self, Origin, Service};
-use p2p_shared::{runtime, Answer, Envelope, ErrorCode, MessageId, Outcome, Reply, Request};
+use p2p_shared::wire::new_id;
+use p2p_shared::{
+    runtime, Answer, Envelope, MessageId, Outcome, PeerRequest, ReplyBody, SealedRequest,
+};
 
 use crate::child::Child;
 use crate::plan::Plan;
@@ -132,9 +134,11 @@ struct Partner {
 }
 
 impl Service for Partner {
-    async fn handle(&self, request: Envelope<Request>, _remote: SocketAddr) -> Outcome {
+    type Request = PeerRequest;
+
+    async fn handle(&self, request: Envelope<PeerRequest>, _remote: SocketAddr) -> Outcome {
         match request.body {
-            Request::ChatAnswer {
+            PeerRequest::ChatAnswer {
                 request: id,
                 answer,
                 share,
@@ -147,8 +151,11 @@ impl Service for Partner {
                 });
                 Outcome::Ok
             }
-            Request::Ping => Outcome::Ok,
-            _ => Outcome::error(ErrorCode::UnsupportedRequest, "this is the bench"),
+            PeerRequest::Ping => Outcome::Ok,
+            PeerRequest::ChatRequest { .. } => Outcome::error(
+                p2p_shared::ErrorCode::UnsupportedRequest,
+                "this is the bench",
+            ),
         }
     }
 }
@@ -188,10 +195,10 @@ fn open_protocol_chat(
     origin: &Origin,
     answers: &mpsc::Receiver<Answered>,
     wait: Duration,
-) -> anyhow::Result<SessionKeys> {
+) -> anyhow::Result<ChatKeys> {
     let (id, ours) = (new_id(), KeyShare::new());
     let mine = ours.public();
-    let body = Request::ChatRequest { share: mine };
+    let body = PeerRequest::ChatRequest { share: mine };
     let reply = runtime::block_on(transport::request(bob_addr, origin, id, body))
         .context("bob refused the bench's chat request")?;
     ensure!(
@@ -217,14 +224,14 @@ fn open_protocol_chat(
         requester_share: &mine,
         accepter_share: &theirs,
     };
-    SessionKeys::agree(Role::Requester, ours, &transcript).context("bob's key share is unusable")
+    ChatKeys::agree(Role::Requester, ours, &transcript).context("bob's key share is unusable")
 }
 
 fn time_protocol_messages(
     bob: &Child,
     bob_addr: SocketAddr,
     origin: &Origin,
-    keys: &SessionKeys,
+    keys: &ChatKeys,
     plan: &Plan,
 ) -> anyhow::Result<Summary> {
     let stop = Instant::now() + plan.limit;
@@ -240,7 +247,7 @@ fn time_protocol_messages(
             }
             let counter = n as u64;
             let sent = Instant::now();
-            let body = Request::ChatMessage { text: text(n) };
+            let body = SealedRequest::ChatMessage { text: text(n) };
             let plaintext = Envelope::new(new_id(), from.clone(), body).encode();
             let reply = transport::exchange(bob_addr, keys.seal(counter, &plaintext))
                 .await
@@ -248,7 +255,7 @@ fn time_protocol_messages(
             let reply = keys
                 .open_ack(counter, &reply)
                 .with_context(|| format!("bob's reply to chat message {n} does not open"))?;
-            let outcome = Envelope::<Reply>::decode(&reply)?.body.result;
+            let outcome = Envelope::<ReplyBody>::decode(&reply)?.body.result;
             let took = sent.elapsed();
             if outcome != Outcome::Ok {
                 bail!("bob answered chat message {n} with {outcome:?}");

@@ -40,9 +40,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use p2p_shared::identity::Identity;
-use p2p_shared::message::new_id;
 use p2p_shared::transport::{self, Origin};
-use p2p_shared::{runtime, Request};
+use p2p_shared::wire::new_id;
+use p2p_shared::{runtime, RegistryRequest};
 
 use crate::bins::Bins;
 use crate::figures::{Figures, Level};
@@ -286,7 +286,7 @@ fn at_rest(
         identity: Arc::new(Identity::generate()),
     };
     let peer = rest::measure(plan, start, |addr| {
-        let ping = transport::request(addr, &asker, new_id(), Request::Ping);
+        let ping = transport::request(addr, &asker, new_id(), RegistryRequest::Ping);
         runtime::block_on(ping).is_ok()
     })?;
     let floor = rest::measure(

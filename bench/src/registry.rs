@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 use p2p_shared::identity::Identity;
-use p2p_shared::message::{new_id, PEERS_PAGE_LEN};
 use p2p_shared::transport::{self, Origin};
-use p2p_shared::{runtime, Outcome, PeerName, Request};
+use p2p_shared::wire::{new_id, PEERS_PAGE_LEN};
+use p2p_shared::{runtime, Outcome, PeerName, RegistryRequest};
 
 use crate::load::{self, Throughput};
 use crate::plan::Plan;
@@ -122,10 +122,10 @@ fn mix(
             // Each client sends one request at a time, so its lock is never contended.
             let mut client = clients[client].lock().await;
             let bytes = if n % 2 == 0 {
-                let register = Request::Register { share: None };
+                let register = RegistryRequest::Register { share: None };
                 client.ask(addr, register, "registered").await?
             } else {
-                let list = Request::ListPeers { after: None };
+                let list = RegistryRequest::ListPeers { after: None };
                 client.ask(addr, list, "peers").await?
             };
             largest[n % 2].fetch_max(bytes, Ordering::Relaxed);
@@ -166,7 +166,7 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
             from: source::for_client(n),
             session: None,
         };
-        let register = Request::Register { share: None };
+        let register = RegistryRequest::Register { share: None };
         peer.ask(addr, register, "registered").await.map(drop)
     };
     let run = load::run(pid, CROWD_CLIENTS, total, plan.limit, register)?;
@@ -241,7 +241,7 @@ async fn list_page(
     origin: &Origin,
     after: Option<PeerName>,
 ) -> anyhow::Result<(usize, Option<PeerName>)> {
-    match transport::request(addr, origin, new_id(), Request::ListPeers { after })
+    match transport::request(addr, origin, new_id(), RegistryRequest::ListPeers { after })
         .await?
         .outcome
     {
@@ -252,7 +252,7 @@ async fn list_page(
 
 async fn lookup(addr: SocketAddr, origin: &Origin, name: String) -> anyhow::Result<()> {
     let name: PeerName = name.parse()?;
-    match transport::request(addr, origin, new_id(), Request::Lookup { name })
+    match transport::request(addr, origin, new_id(), RegistryRequest::Lookup { name })
         .await?
         .outcome
     {

@@ -24,12 +24,13 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{bail, ensure, Context};
 use futures::io::AsyncReadExt;
-use p2p_shared::frame::{read_frame, write_frame};
-use p2p_shared::message::{new_id, SignedEnvelope, SIGNED};
 use p2p_shared::registry_session::{PeerSession, Transcript};
 use p2p_shared::seal::KeyShare;
 use p2p_shared::transport::{Origin, EXCHANGE_TIMEOUT};
-use p2p_shared::{Envelope, MessageId, Outcome, Reply, Request};
+use p2p_shared::wire::frame;
+use p2p_shared::wire::stream::{read_frame, write_frame};
+use p2p_shared::wire::{new_id, SignedEnvelope};
+use p2p_shared::{Envelope, MessageId, Outcome, RegistryRequest, ReplyBody};
 use serde::Deserialize;
 
 use crate::source;
@@ -67,7 +68,7 @@ impl Client {
     pub async fn ask(
         &mut self,
         to: SocketAddr,
-        body: Request,
+        body: RegistryRequest,
         kind: &str,
     ) -> anyhow::Result<usize> {
         if self.session.is_none() {
@@ -90,32 +91,30 @@ impl Client {
     async fn ask_signed(
         &mut self,
         to: SocketAddr,
-        body: Request,
+        body: RegistryRequest,
         kind: &str,
     ) -> anyhow::Result<usize> {
         let id = new_id();
         let (body, ours) = match body {
-            Request::Register { .. } => {
+            RegistryRequest::Register { .. } => {
                 let ours = KeyShare::new();
                 let share = Some(ours.public());
-                (Request::Register { share }, Some(ours))
+                (RegistryRequest::Register { share }, Some(ours))
             }
             other => (other, None),
         };
         let sender = self.origin.sender(self.from.into());
         let frame = Envelope::new(id, sender, body).sign(&self.origin.identity);
         let reply = send(self.from, to, &frame).await?;
-        // A signed frame is `'S' | signature (64 bytes) | JSON`.
-        let json = match reply.split_first() {
-            Some((&SIGNED, rest)) if rest.len() > 64 => &rest[64..],
-            _ => bail!("the registry's reply is not a signed envelope"),
+        let Some((_, json)) = frame::parse_signed(&reply) else {
+            bail!("the registry's reply is not a signed envelope");
         };
         check(json, id, kind)?;
         let on_the_wire = 4 + reply.len();
         let Some(ours) = ours else {
             return Ok(on_the_wire);
         };
-        let reply = SignedEnvelope::<Reply>::decode(&reply)?.envelope;
+        let reply = SignedEnvelope::<ReplyBody>::decode(&reply)?.envelope;
         let Outcome::Registered {
             share: Some(theirs),
             ..

@@ -14,7 +14,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use p2p_peer::command::{parse, Command, Target, TOPICS};
-use p2p_shared::message::MAX_TEXT_LEN;
+use p2p_shared::wire::MAX_TEXT_LEN;
 
 fuzz_target!(|data: &[u8]| {
     let line = String::from_utf8_lossy(data);

@@ -1,5 +1,5 @@
-//! Message parsing: `Envelope::<Request>::decode` and `Envelope::<Reply>::decode` on any
-//! frame body.
+//! Message parsing: `Envelope::decode_request` for each kind of request (registry, peer,
+//! sealed) and `Envelope::<ReplyBody>::decode` on any frame body.
 //!
 //! Checks: no panic; whatever decodes has the current version, validated names and text that fits
 //! the protocol's types; and it survives the trip back: encoding it and decoding that gives the
@@ -7,13 +7,18 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use p2p_shared::message::DecodeError;
-use p2p_shared::{Envelope, Reply, Request, PROTOCOL_VERSION};
+use p2p_shared::wire::DecodeError;
+use p2p_shared::{
+    Envelope, PeerRequest, RegistryRequest, ReplyBody, SealedRequest, PROTOCOL_VERSION,
+};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-fn check<B: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(data: &[u8]) {
-    match Envelope::<B>::decode(data) {
+fn check<B: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(
+    data: &[u8],
+    decode: fn(&[u8]) -> Result<Envelope<B>, DecodeError>,
+) {
+    match decode(data) {
         Ok(env) => {
             assert_eq!(env.v, PROTOCOL_VERSION);
             let name = env.from.name.as_str();
@@ -34,6 +39,8 @@ fn check<B: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(data: &[
 }
 
 fuzz_target!(|data: &[u8]| {
-    check::<Request>(data);
-    check::<Reply>(data);
+    check::<RegistryRequest>(data, Envelope::decode_request);
+    check::<PeerRequest>(data, Envelope::decode_request);
+    check::<SealedRequest>(data, Envelope::decode_request);
+    check::<ReplyBody>(data, Envelope::decode);
 });

@@ -1,4 +1,4 @@
-//! Frame decoding: `p2p_shared::frame::read_frame` on any byte stream.
+//! Frame decoding: `p2p_shared::wire::stream::read_frame` on any byte stream.
 //!
 //! Checks, for every input: no panic; the result is exactly what the frame format says
 //! (a small model below); the same result whether the bytes arrive at once or in small
@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use futures::executor::block_on;
 use futures::io::{AsyncRead, Cursor};
 use libfuzzer_sys::fuzz_target;
-use p2p_shared::frame::{read_frame, FrameError, MAX_FRAME_LEN};
+use p2p_shared::wire::stream::{read_frame, FrameError, MAX_FRAME_LEN};
 
 /// Counts what the code under test allocates while `TRACKING` is on.
 struct Counting;

@@ -12,7 +12,8 @@
 use std::sync::Mutex;
 
 use libfuzzer_sys::fuzz_target;
-use p2p_shared::registry_session::{self, Header, PeerSession, RegistrySession};
+use p2p_shared::registry_session::{self, PeerSession, RegistrySession};
+use p2p_shared::wire::frame::RegistryRequestHeader as Header;
 
 /// One session, agreed once. Both sides keep their state from input to input: the peer's
 /// counter grows with each request, and the registry must keep up with it.

@@ -1,4 +1,4 @@
-//! Sealed chat frames: `SessionKeys::open` and `open_ack` on any bytes, and sealing round
+//! Sealed chat frames: `ChatKeys::open` and `open_ack` on any bytes, and sealing round
 //! trips.
 //!
 //! One chat session (alice requester, bob accepter) is agreed once, as the peers do. Checks:
@@ -11,18 +11,19 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use p2p_shared::seal::{session_of, SessionKeys, HEADER_LEN};
+use p2p_shared::seal::{chat_of, ChatKeys};
+use p2p_shared::wire::frame::SEALED_HEADER_LEN as HEADER_LEN;
 
 struct Chat {
-    alice: SessionKeys,
-    bob: SessionKeys,
+    alice: ChatKeys,
+    bob: ChatKeys,
 }
 
 static CHAT: OnceLock<Chat> = OnceLock::new();
 
 fn chat() -> &'static Chat {
     CHAT.get_or_init(|| {
-        let (alice, bob) = SessionKeys::pair();
+        let (alice, bob) = ChatKeys::pair();
         Chat { alice, bob }
     })
 }
@@ -32,7 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let counter = u64::from_be_bytes(data.get(..8).map_or([0; 8], |b| b.try_into().unwrap()));
 
     // Arbitrary bytes, and arbitrary bytes dressed as this session's frames.
-    let _ = session_of(data);
+    let _ = chat_of(data);
     let mut dressed = data.to_vec();
     if dressed.len() >= 17 {
         dressed[1..17].copy_from_slice(&alice.id);
@@ -54,7 +55,7 @@ fuzz_target!(|data: &[u8]| {
     let text = data.get(8..).unwrap_or(&[]);
     let frame = alice.seal(counter, text);
     assert_eq!(frame.len(), HEADER_LEN + text.len() + 16);
-    assert_eq!(session_of(&frame), Some(alice.id));
+    assert_eq!(chat_of(&frame), Some(alice.id));
     assert_eq!(bob.open(&frame), Some((counter, text.to_vec())));
     assert_eq!(alice.open(&frame), None, "opened by its own sender");
     assert_eq!(

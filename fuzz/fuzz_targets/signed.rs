@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use p2p_shared::identity::Identity;
-use p2p_shared::message::SignedEnvelope;
-use p2p_shared::{Envelope, Reply, Request};
+use p2p_shared::wire::SignedEnvelope;
+use p2p_shared::{Envelope, PeerRequest, RegistryRequest, ReplyBody};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -52,6 +52,7 @@ fn check<B: Serialize + DeserializeOwned + PartialEq + Clone + std::fmt::Debug>(
 }
 
 fuzz_target!(|data: &[u8]| {
-    check::<Request>(data);
-    check::<Reply>(data);
+    check::<RegistryRequest>(data);
+    check::<PeerRequest>(data);
+    check::<ReplyBody>(data);
 });

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use p2p_shared::message::MAX_TEXT_LEN;
+use p2p_shared::wire::MAX_TEXT_LEN;
 use p2p_shared::PeerName;
 
 /// One command, ready to run.
@@ -54,12 +54,23 @@ pub enum Target {
 }
 
 /// What is wrong with a line, with the usage of the command it looked like.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ParseError(String);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    message: String,
+    /// The line names no command at all.
+    unknown_command: bool,
+}
+
+impl ParseError {
+    /// Whether the line names no command at all (rather than a command used wrongly).
+    pub fn is_unknown_command(&self) -> bool {
+        self.unknown_command
+    }
+}
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -291,9 +302,10 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["disconnect", ..] => return Err(usage("disconnect needs one peer name", DISCONNECT)),
         ["yes" | "no", ..] => return Err(usage("answer with at most one name", ANSWER)),
         [other, ..] => {
-            return Err(ParseError(format!(
-                "unknown command {other:?}; type help for the list of commands"
-            )))
+            return Err(ParseError {
+                message: format!("unknown command {other:?}; type help for the list of commands"),
+                unknown_command: true,
+            })
         }
     };
     Ok(Some(command))
@@ -318,15 +330,17 @@ fn find_topic(name: &str) -> Result<&'static Topic, ParseError> {
                 .find(|t| t.name.starts_with(&format!("{name} ")))
         })
         .or_else(|| TOPICS.iter().find(|t| t.name.starts_with(name)))
-        .ok_or_else(|| {
-            ParseError(format!(
-                "no command {name:?}; type help for the list of commands"
-            ))
+        .ok_or_else(|| ParseError {
+            message: format!("no command {name:?}; type help for the list of commands"),
+            unknown_command: false,
         })
 }
 
 fn usage(what: impl fmt::Display, usage: &str) -> ParseError {
-    ParseError(format!("{what}; usage: {usage}"))
+    ParseError {
+        message: format!("{what}; usage: {usage}"),
+        unknown_command: false,
+    }
 }
 
 fn name_arg(word: &str, usage_of: &str) -> Result<PeerName, ParseError> {
@@ -336,10 +350,13 @@ fn name_arg(word: &str, usage_of: &str) -> Result<PeerName, ParseError> {
 
 fn message_text(text: &str) -> Result<String, ParseError> {
     if text.len() > MAX_TEXT_LEN {
-        return Err(ParseError(format!(
-            "a message has at most {MAX_TEXT_LEN} bytes, this one has {}",
-            text.len()
-        )));
+        return Err(ParseError {
+            message: format!(
+                "a message has at most {MAX_TEXT_LEN} bytes, this one has {}",
+                text.len()
+            ),
+            unknown_command: false,
+        });
     }
     Ok(text.to_string())
 }

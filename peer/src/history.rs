@@ -146,7 +146,7 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_shared::message::new_id;
+    use p2p_shared::wire::new_id;
 
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()

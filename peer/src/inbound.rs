@@ -1,38 +1,53 @@
 //! The network side of the peer: what it answers to each incoming request.
 //!
 //! The shared transport reads, bounds and validates each request and checks its signature;
-//! this [`Service`] hands the valid ones, and the sealed chat frames, to the broker, which
-//! owns the state (and the keys) they need, and reports refused connections as warnings in
-//! the log on stderr (stdout belongs to the user's events).
+//! this [`Service`] answers pings itself and hands the rest, and the sealed chat frames, to
+//! the broker, which owns the state (and the keys) they need. A chat message is stored on the
+//! disk thread before it is shown and acknowledged: the connection task waits for that, not
+//! the broker. Refused connections are warnings in the log on stderr (stdout belongs to the
+//! user's events).
 
 use std::net::SocketAddr;
 
 use p2p_shared::transport::{Refusal, SealedRefusal, Service};
-use p2p_shared::{Envelope, Outcome, Request};
+use p2p_shared::{Envelope, ErrorCode, Outcome, PeerRequest};
 
-use crate::broker::Broker;
-use crate::output::printable;
+use crate::broker::{Acknowledge, Broker};
+use crate::disk::Disk;
+use crate::render::printable;
+use crate::state::ChatMessage;
 
 #[derive(Clone)]
 pub struct PeerService {
     broker: Broker,
+    disk: Disk,
 }
 
 impl PeerService {
-    pub fn new(broker: Broker) -> Self {
-        PeerService { broker }
+    pub fn new(broker: Broker, disk: Disk) -> Self {
+        PeerService { broker, disk }
     }
 }
 
 impl Service for PeerService {
+    type Request = PeerRequest;
+
     /// A ping only asks "who are you?", and the signed reply answers it; everything else a
     /// peer receives must prove its sender.
-    fn needs_signature(&self, request: &Request) -> bool {
-        !matches!(request, Request::Ping)
+    fn needs_signature(&self, request: &PeerRequest) -> bool {
+        !matches!(request, PeerRequest::Ping)
     }
 
-    async fn handle(&self, request: Envelope<Request>, _remote: SocketAddr) -> Outcome {
-        self.broker.inbound(request).await
+    async fn handle(&self, request: Envelope<PeerRequest>, _remote: SocketAddr) -> Outcome {
+        if let PeerRequest::Ping = request.body {
+            return Outcome::Ok;
+        }
+        let answer = self
+            .broker
+            .call(move |state, cx, fx| state.signed_request(request, cx, fx));
+        answer
+            .await
+            .unwrap_or_else(|| Outcome::error(ErrorCode::Busy, "this peer is shutting down"))
     }
 
     async fn handle_sealed(
@@ -40,7 +55,29 @@ impl Service for PeerService {
         frame: Vec<u8>,
         _remote: SocketAddr,
     ) -> Result<Vec<u8>, SealedRefusal> {
-        Ok(self.broker.sealed(frame).await?)
+        match self.broker.sealed(frame).await? {
+            Acknowledge::Now(ack) => Ok(ack),
+            Acknowledge::AfterStoring(message, slot) => {
+                let ChatMessage {
+                    record,
+                    event,
+                    ok,
+                    busy,
+                } = *message;
+                match self.disk.record(record).await {
+                    Ok(true) => {
+                        slot.fill(event);
+                        Ok(ok)
+                    }
+                    // A retry of a message stored (and shown) before: its place is given back.
+                    Ok(false) => Ok(ok),
+                    Err(why) => {
+                        tracing::warn!("a chat message could not be stored: {why}");
+                        Ok(busy)
+                    }
+                }
+            }
+        }
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {

@@ -12,6 +12,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
+use crate::error::PeerError;
+
 /// The longest input line, in bytes.
 pub const MAX_LINE_LEN: usize = 16 * 1024;
 
@@ -20,7 +22,7 @@ pub const MAX_LINE_LEN: usize = 16 * 1024;
 pub enum Input {
     Line(String),
     /// A line that could not be taken, and why.
-    Unreadable(String),
+    Unreadable(PeerError),
     /// End of input.
     End,
 }
@@ -118,16 +120,14 @@ pub fn read_line(reader: &mut impl BufRead, max: usize) -> io::Result<Input> {
         }
     }
     if too_long {
-        return Ok(Input::Unreadable(format!(
-            "line too long (the limit is {max} bytes); ignored"
-        )));
+        return Ok(Input::Unreadable(PeerError::LineTooLong { max }));
     }
     if line.last() == Some(&b'\r') {
         line.pop();
     }
     Ok(match String::from_utf8(line) {
         Ok(line) => Input::Line(line),
-        Err(_) => Input::Unreadable("the line is not valid UTF-8; ignored".into()),
+        Err(_) => Input::Unreadable(PeerError::NotUtf8),
     })
 }
 
@@ -165,9 +165,9 @@ mod tests {
     #[test]
     fn overlong_and_invalid_lines_are_reported_and_skipped() {
         let got = lines(b"0123456789\nok\n\xff\xfe\nafter\n", 5);
-        assert!(matches!(&got[0], Input::Unreadable(why) if why.contains("too long")));
+        assert_eq!(got[0], Input::Unreadable(PeerError::LineTooLong { max: 5 }));
         assert_eq!(got[1], Input::Line("ok".into()));
-        assert!(matches!(&got[2], Input::Unreadable(why) if why.contains("UTF-8")));
+        assert_eq!(got[2], Input::Unreadable(PeerError::NotUtf8));
         assert_eq!(got[3], Input::Line("after".into()));
         assert_eq!(got[4], Input::End);
     }

@@ -3,9 +3,10 @@
 //!
 //! On first contact a key is pinned; afterwards a different key for the same name is refused
 //! until the user deliberately trusts it (`trust NAME`). Each file is one `NAME KEY` pair per
-//! line, rewritten whole on change (written to a temporary file, then renamed over the old
-//! one, so a crash leaves either the old or the new file, never half of one), readable by
-//! its owner only.
+//! line, read once at start-up. A change is kept in memory at once and the whole file is
+//! rewritten by the disk thread (`disk.rs`) from the [`FileWrite`] that [`KnownKeys::pin`]
+//! returns: written to a temporary file, then renamed over the old one, so a crash leaves
+//! either the old or the new file, never half of one, readable by its owner only.
 
 use std::collections::BTreeMap;
 use std::fmt::Display;
@@ -34,6 +35,13 @@ pub struct KnownKeys<K> {
     keys: BTreeMap<K, PublicKey>,
 }
 
+/// A whole file to write, atomically: what the disk thread does with a changed pin file.
+#[derive(Debug)]
+pub struct FileWrite {
+    pub path: PathBuf,
+    pub contents: String,
+}
+
 impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
     /// Loads the file at `path`; a missing file is an empty list. Lines that do not parse are
     /// skipped (and kept out of the next rewrite).
@@ -58,6 +66,15 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
         Ok(KnownKeys { path, keys })
     }
 
+    /// Nothing pinned, nothing on disk: for tests.
+    #[cfg(test)]
+    pub fn empty() -> Self {
+        KnownKeys {
+            path: PathBuf::new(),
+            keys: BTreeMap::new(),
+        }
+    }
+
     pub fn check(&self, name: &K, key: &PublicKey) -> Pin {
         match self.keys.get(name) {
             None => Pin::New,
@@ -66,17 +83,23 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
         }
     }
 
-    /// Pins `key` for `name`, replacing any earlier key, and saves the file.
-    pub fn pin(&mut self, name: &K, key: PublicKey) -> anyhow::Result<()> {
+    /// Pins `key` for `name`, replacing any earlier key; returns the file to write.
+    pub fn pin(&mut self, name: &K, key: PublicKey) -> FileWrite {
         self.keys.insert(name.clone(), key);
-        self.save()
-    }
-
-    fn save(&self) -> anyhow::Result<()> {
-        let mut text = String::new();
+        let mut contents = String::new();
         for (name, key) in &self.keys {
-            text.push_str(&format!("{name} {key}\n"));
+            contents.push_str(&format!("{name} {key}\n"));
         }
+        FileWrite {
+            path: self.path.clone(),
+            contents,
+        }
+    }
+}
+
+impl FileWrite {
+    /// Writes the file: to a temporary file first, then renamed over the old one.
+    pub fn perform(&self) -> anyhow::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let write = || -> std::io::Result<()> {
             let mut file = fs::OpenOptions::new()
@@ -85,7 +108,7 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
                 .truncate(true)
                 .mode(0o600)
                 .open(&tmp)?;
-            file.write_all(text.as_bytes())?;
+            file.write_all(self.contents.as_bytes())?;
             file.sync_all()?;
             fs::rename(&tmp, &self.path)
         };
@@ -109,12 +132,12 @@ mod tests {
 
         let mut known = KnownKeys::<PeerName>::load(path.clone()).unwrap();
         assert_eq!(known.check(&bob, &first), Pin::New);
-        known.pin(&bob, first).unwrap();
+        known.pin(&bob, first).perform().unwrap();
 
         let mut known = KnownKeys::<PeerName>::load(path.clone()).unwrap();
         assert_eq!(known.check(&bob, &first), Pin::Known);
         assert_eq!(known.check(&bob, &second), Pin::Changed { pinned: first });
-        known.pin(&bob, second).unwrap();
+        known.pin(&bob, second).perform().unwrap();
         assert_eq!(
             KnownKeys::<PeerName>::load(path)
                 .unwrap()

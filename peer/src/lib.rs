@@ -1,46 +1,52 @@
 //! The p2p-chat peer as a library: everything `p2p-peer` does, so that the binary is one call
 //! and the fuzz targets can reach the command parser.
 //!
-//! `p2p-peer` is a command-driven peer of the p2p-chat network.
-//!
-//! It listens on one TCP socket and sends every message on a fresh, short-lived connection.
-//! The pieces, each in its own module:
+//! `p2p-peer` is a command-driven peer of the p2p-chat network. It listens on one TCP socket
+//! and sends every message on a fresh, short-lived connection. docs/architecture.md shows its
+//! threads, tasks and channels, and the path of one chat message. The pieces, each in its own
+//! module:
 //!
 //! - [`cli`]: the flags;
 //! - [`input`]: stdin lines (on their own thread) and Ctrl-C, for pipes and scripts;
-//! - [`terminal`]: rustyline, for a person at a terminal;
+//!   [`terminal`]: rustyline, for a person at a terminal;
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
-//! - [`session`]: runs the user's commands in order;
-//! - [`broker`]: the task that owns all chat state;
-//! - [`requests`]: chat requests as records with an expiry;
+//! - [`command_loop`] and [`chat_commands`]: the user's commands, run one at a time;
+//! - [`state`]: the chats and chat requests, without I/O; [`broker`]: the task that owns
+//!   that state and performs its effects;
 //! - [`inbound`]: what the peer answers to requests from the network;
-//! - [`registry`]: the client side of the registry protocol;
-//! - [`known`]: the keys pinned for other peers and for registries;
-//! - [`history`]: chat history, in an embedded database;
+//! - [`registry_client`]: the client side of the registry protocol;
 //! - [`liveness`] and [`retry`]: noticing partners that are gone, retrying what may pass;
-//! - [`names`]: the peer names Tab completes;
-//! - [`output`]: every line the peer prints, as text or JSON.
+//! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
+//!   [`screen`]: the thread that writes it;
+//! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
+//! - [`names`]: the peer names Tab completes.
 
 mod broker;
+mod chat_commands;
 mod cli;
 pub mod command;
+mod command_loop;
+mod disk;
+mod error;
+mod event;
 mod history;
 mod inbound;
 mod input;
 mod known;
 mod liveness;
 mod names;
-mod output;
-mod registry;
-mod requests;
+mod registry_client;
+mod render;
 mod retry;
-mod session;
+mod screen;
+mod state;
 mod terminal;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -50,14 +56,23 @@ use p2p_shared::transport::{self, Origin};
 
 use crate::broker::Broker;
 use crate::cli::Args;
+use crate::command_loop::{CommandLoop, Parts};
+use crate::disk::Disk;
+use crate::event::Event;
 use crate::history::History;
 use crate::inbound::PeerService;
 use crate::input::Inputs;
 use crate::known::KnownKeys;
 use crate::names::Names;
-use crate::output::{show, Notice};
-use crate::registry::RegistryClient;
-use crate::session::Session;
+use crate::registry_client::RegistryClient;
+use crate::render::Rendering;
+use crate::screen::{Screen, Sink, Stdout};
+use crate::state::pins::Pins;
+use crate::state::PeerState;
+
+/// How long the screen may take to write its last lines when the peer exits: a reader may
+/// never take them, and the peer must still exit.
+const SCREEN_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the peer with the process's arguments; what `main` does.
 pub fn main() -> ExitCode {
@@ -89,7 +104,6 @@ fn init_logging(debug: bool) {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
-    output::init(args.json, interactive);
 
     // The original asked for these two on start-up; so do we, when they are not flags.
     let port = match args.port {
@@ -117,51 +131,97 @@ async fn run(args: Args) -> anyhow::Result<()> {
         identity: Arc::new(identity),
     };
 
-    let names = Names::default();
-    let known_peers = KnownKeys::load(data.join("known_peers"))?;
     let history_path = data.join(format!("history-{name}.db"));
     let history = History::open(&history_path)
         .with_context(|| format!("cannot open {}", history_path.display()))?;
+    let disk = Disk::start(history).context("cannot start the disk thread")?;
+    let pins = Pins::new(KnownKeys::load(data.join("known_peers"))?);
+    let known_registries = KnownKeys::load(data.join("known_registries"))?;
+
+    // The terminal first, when there is one: the screen prints above its prompt.
+    let names = Names::default();
+    let (lines, done, sink): (_, _, Box<dyn Sink>) = if interactive {
+        let history = Some(data.join(format!("history-{name}")));
+        let terminal = terminal::start(names.clone(), history)?;
+        (
+            terminal.lines,
+            Some(terminal.done),
+            Box::new(terminal.printer),
+        )
+    } else {
+        (input::plain_lines()?, None, Box::new(Stdout))
+    };
+    let screen = Screen::start(rendering(args.json, interactive), sink)
+        .context("cannot start the screen thread")?;
+
+    let state = PeerState::new(origin.clone(), args.request_timeout, pins);
     let broker = Broker::start(
-        origin.clone(),
-        args.request_timeout,
+        state,
+        screen.clone(),
+        disk.clone(),
         names.clone(),
-        known_peers,
-        history,
+        origin.clone(),
     );
     liveness::start(
         broker.clone(),
+        screen.clone(),
         origin.clone(),
         args.keepalive,
         args.retry_for,
     );
-    runtime::spawn(transport::serve(
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let service = PeerService::new(broker.clone(), disk.clone());
+    let serving = runtime::spawn(transport::serve(
         listener,
         origin.clone(),
-        PeerService::new(broker.clone()),
-        futures::future::pending(),
+        service,
+        async move {
+            let _ = stopped.recv().await;
+        },
     ));
-    show(Notice::Listening { name, addr: local });
+    screen.push(Event::Listening { name, addr: local });
 
-    let (lines, done) = if interactive {
-        let history = Some(data.join(format!("history-{name}")));
-        let (lines, done) = terminal::start(names.clone(), history)?;
-        (lines, Some(done))
-    } else {
-        (input::plain_lines()?, None)
-    };
     let inputs = Inputs {
         lines,
         interrupts: input::interrupts()?,
         done,
     };
-    let known_registries = KnownKeys::load(data.join("known_registries"))?;
-    let registry = RegistryClient::new(server, origin.clone(), args.server_key, known_registries);
-    Session::new(origin, local, broker, registry, names, args.retry_for)
-        .run(inputs)
-        .await;
-    output::flush();
+    let registry = RegistryClient::new(
+        server,
+        origin.clone(),
+        args.server_key,
+        known_registries,
+        disk.clone(),
+    );
+    let parts = Parts {
+        origin,
+        listening: local,
+        broker,
+        screen: screen.clone(),
+        disk,
+        registry,
+        names,
+        retry_for: args.retry_for,
+    };
+    CommandLoop::new(parts).run(inputs).await;
+    // Stop accepting, and answer what is in flight.
+    drop(stop);
+    serving.await;
+    screen.flush(SCREEN_GRACE);
     Ok(())
+}
+
+/// How events look: JSON if asked; otherwise colours when stdout is a terminal and
+/// `NO_COLOR` is unset, and timestamps on chat lines at an interactive prompt.
+fn rendering(json: bool, interactive: bool) -> Rendering {
+    if json {
+        return Rendering::Json;
+    }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    Rendering::Text {
+        color: !no_color && std::io::stdout().is_terminal(),
+        timestamps: interactive,
+    }
 }
 
 /// Turns `HOST:PORT` into an address, with an error that names the flag.

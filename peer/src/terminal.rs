@@ -2,12 +2,12 @@
 //!
 //! Used only when stdin and stdout are both terminals; pipes keep the plain reader in
 //! `input.rs`. rustyline has no async API, so its loop runs on a thread of its own and hands
-//! each line to the session over the same bounded channel the plain reader uses. It shows
-//! the next prompt only once the session says the command is done, as a shell does: results
-//! come out in order, and `exit` leaves no stray prompt behind. Events that arrive while a
-//! line is being typed are printed through rustyline's external printer (see `output.rs`),
-//! which prints them above the prompt and redraws the half-typed line, so typing is never
-//! clobbered.
+//! each line to the command loop over the same bounded channel the plain reader uses. It
+//! shows the next prompt only once the command loop says the command is done, as a shell
+//! does: results come out in order, and `exit` leaves no stray prompt behind. Events that
+//! arrive while a line is being typed are printed through rustyline's external printer
+//! ([`Printer`], the screen thread's sink), which prints them above the prompt and redraws the
+//! half-typed line, so typing is never clobbered.
 //!
 //! Also here: history kept across runs (a private file, since it holds what was typed,
 //! messages included), Tab completion of commands and peer names, and hints that show the
@@ -25,21 +25,45 @@ use rustyline::error::ReadlineError;
 use rustyline::highlight::Highlighter;
 use rustyline::hint::Hinter;
 use rustyline::history::FileHistory;
-use rustyline::{Context, Editor, Helper, Validator};
+use rustyline::{Context, Editor, ExternalPrinter, Helper, Validator};
 
 use crate::command::TOPICS;
+use crate::error::PeerError;
 use crate::input::{Input, MAX_LINE_LEN};
 use crate::names::Names;
-use crate::output;
+use crate::screen::{Sink, Stdout};
 
 const PROMPT: &str = ">> ";
 
-/// Starts the editor thread. Returns the channel of lines it reads, and the channel on which
-/// it waits to be told that a line's command is done.
-pub fn start(
-    names: Names,
-    history: Option<PathBuf>,
-) -> anyhow::Result<(async_channel::Receiver<Input>, async_channel::Sender<()>)> {
+/// The terminal's parts for the rest of the peer.
+pub struct Terminal {
+    /// The lines typed.
+    pub lines: async_channel::Receiver<Input>,
+    /// Where the editor waits to be told that a line's command is done.
+    pub done: async_channel::Sender<()>,
+    /// Where events are printed, above the prompt.
+    pub printer: Printer,
+}
+
+/// rustyline's external printer, as the screen's sink.
+pub struct Printer(Box<dyn ExternalPrinter + Send>);
+
+impl Sink for Printer {
+    fn line(&mut self, text: &str) -> std::io::Result<()> {
+        match self.0.print(format!("{text}\n")) {
+            Ok(()) => Ok(()),
+            // The prompt is gone (input ended): plain stdout from here on.
+            Err(_) => Stdout.line(text),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Stdout.flush()
+    }
+}
+
+/// Starts the editor thread.
+pub fn start(names: Names, history: Option<PathBuf>) -> anyhow::Result<Terminal> {
     let config = Config::builder()
         .max_history_size(1000)
         .context("history size")?
@@ -64,7 +88,7 @@ pub fn start(
     let printer = editor
         .create_external_printer()
         .context("cannot set up printing above the prompt")?;
-    output::use_printer(printer).context("cannot start the printing thread")?;
+    let printer = Printer(Box::new(printer));
 
     let (tx, lines) = async_channel::bounded(1);
     let (done, finished) = async_channel::bounded(1);
@@ -72,9 +96,9 @@ pub fn start(
         .name("terminal".into())
         .spawn(move || loop {
             let input = match editor.readline(PROMPT) {
-                Ok(line) if line.len() > MAX_LINE_LEN => Input::Unreadable(format!(
-                    "line too long (the limit is {MAX_LINE_LEN} bytes); ignored"
-                )),
+                Ok(line) if line.len() > MAX_LINE_LEN => {
+                    Input::Unreadable(PeerError::LineTooLong { max: MAX_LINE_LEN })
+                }
                 Ok(line) => {
                     if !line.trim().is_empty()
                         && editor.add_history_entry(line.as_str()).unwrap_or(false)
@@ -101,7 +125,11 @@ pub fn start(
             }
         })
         .context("cannot start the terminal reader")?;
-    Ok((lines, done))
+    Ok(Terminal {
+        lines,
+        done,
+        printer,
+    })
 }
 
 /// Makes sure `path` exists and only its owner can read it (and its folder only its owner can

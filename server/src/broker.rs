@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use futures::channel::oneshot;
 use futures::future::{select, Either};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::registry_session::{Header, RegistrySession, Replier};
+use p2p_shared::registry_session::{RegistrySession, Replier};
+use p2p_shared::wire::frame::RegistryRequestHeader as Header;
 use p2p_shared::{runtime, PeerInfo, PeerName};
 
 use crate::event::Event;

@@ -24,8 +24,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use p2p_shared::identity::PublicKey;
-use p2p_shared::message::PEERS_PAGE_LEN;
-use p2p_shared::registry_session::{Header, RegistrySession, Replier};
+use p2p_shared::registry_session::{RegistrySession, Replier};
+use p2p_shared::wire::frame::RegistryRequestHeader as Header;
+use p2p_shared::wire::PEERS_PAGE_LEN;
 use p2p_shared::{PeerInfo, PeerName};
 
 use crate::claims::{Claims, MAX_CLAIMS};

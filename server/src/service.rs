@@ -19,12 +19,13 @@ use std::time::Duration;
 use chrono::Utc;
 
 use p2p_shared::identity::PublicKey;
-use p2p_shared::message::{new_id, EncodedReply};
-use p2p_shared::registry_session::{Header, RegistrySession, Transcript};
+use p2p_shared::registry_session::{RegistrySession, Transcript};
 use p2p_shared::replay::check_skew;
 use p2p_shared::seal::{EphemeralKey, KeyShare};
 use p2p_shared::transport::{Origin, Refusal, SealedRefusal, Service};
-use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, Reply, Request};
+use p2p_shared::wire::frame::RegistryRequestHeader as Header;
+use p2p_shared::wire::{new_id, EncodedReply};
+use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, ReplyBody};
 
 use crate::broker::Registrar;
 use crate::event::Event;
@@ -86,10 +87,14 @@ fn store_failed() -> Outcome {
 }
 
 impl Service for RegistryService {
-    fn needs_signature(&self, request: &Request) -> bool {
+    type Request = RegistryRequest;
+
+    fn needs_signature(&self, request: &RegistryRequest) -> bool {
         matches!(
             request,
-            Request::Register { .. } | Request::Unregister | Request::Release
+            RegistryRequest::Register { .. }
+                | RegistryRequest::Unregister
+                | RegistryRequest::Release
         )
     }
 
@@ -101,8 +106,9 @@ impl Service for RegistryService {
         let header = Header::parse(&frame).ok_or(Refusal::UnknownSession)?;
         // Read before it is checked, as a signed request is, so that every refusal can name
         // the request it refuses.
-        let request = Envelope::<Request>::decode(header.json(&frame).unwrap_or_default())
-            .map_err(Refusal::from)?;
+        let request =
+            Envelope::<RegistryRequest>::decode_request(header.json(&frame).unwrap_or_default())
+                .map_err(Refusal::from)?;
         let refuse = |why| SealedRefusal {
             re: Some(request.id),
             why,
@@ -132,7 +138,7 @@ impl Service for RegistryService {
             // Listing is most of a registered peer's traffic, and its page is the same for
             // everyone until the list changes: the broker keeps it encoded, and it is copied
             // once, straight into the reply frame (a page is up to 64 KB).
-            Request::ListPeers { after } => {
+            RegistryRequest::ListPeers { after } => {
                 let page = self.registrar.encoded_page(after).await;
                 let result = &page;
                 let reply = Envelope::new(new_id(), from, EncodedReply { re, result });
@@ -142,21 +148,23 @@ impl Service for RegistryService {
             // A session is agreed by one signed exchange and opens no other: a new session's
             // shares must be signed too. Giving a name up for good must be signed as well: a
             // session key leaked from memory must not cost its owner the name.
-            Request::Register { share: Some(_) } | Request::Release => Outcome::error(
-                ErrorCode::InvalidRequest,
-                "this request must be signed, not sent in a registry session",
-            ),
+            RegistryRequest::Register { share: Some(_) } | RegistryRequest::Release => {
+                Outcome::error(
+                    ErrorCode::InvalidRequest,
+                    "this request must be signed, not sent in a registry session",
+                )
+            }
             _ => self.handle(request, remote).await,
         };
-        let reply = Envelope::new(new_id(), from, Reply { re, result });
+        let reply = Envelope::new(new_id(), from, ReplyBody { re, result });
         Ok(replier.reply_with(ENVELOPE_LEN, |frame| reply.encode_into(frame)))
     }
 
-    async fn handle(&self, request: Envelope<Request>, _remote: SocketAddr) -> Outcome {
+    async fn handle(&self, request: Envelope<RegistryRequest>, _remote: SocketAddr) -> Outcome {
         let from = request.from;
         let (name, key) = (from.name, from.key);
         match request.body {
-            Request::Register { share } => {
+            RegistryRequest::Register { share } => {
                 let (share, session) = match share {
                     None => (None, None),
                     Some(theirs) => match self.open_session(request.id, &key, &theirs) {
@@ -195,7 +203,7 @@ impl Service for RegistryService {
                     Err(_) => store_failed(),
                 }
             }
-            Request::Unregister => match self.registrar.unregister(name, key).await {
+            RegistryRequest::Unregister => match self.registrar.unregister(name, key).await {
                 Removal::Done => Outcome::Ok,
                 Removal::Unknown => Outcome::error(
                     ErrorCode::NotRegistered,
@@ -206,7 +214,7 @@ impl Service for RegistryService {
                     format!("{name} belongs to another key"),
                 ),
             },
-            Request::Release => match self.registrar.release(name, key).await {
+            RegistryRequest::Release => match self.registrar.release(name, key).await {
                 Ok(Removal::Done) => Outcome::Ok,
                 Ok(Removal::Unknown) => {
                     Outcome::error(ErrorCode::NotRegistered, format!("nobody holds {name}"))
@@ -217,22 +225,15 @@ impl Service for RegistryService {
                 ),
                 Err(_) => store_failed(),
             },
-            Request::ListPeers { after } => {
+            RegistryRequest::ListPeers { after } => {
                 let (peers, next) = self.registrar.page(after).await;
                 Outcome::Peers { peers, next }
             }
-            Request::Lookup { name } => match self.registrar.lookup(name).await {
+            RegistryRequest::Lookup { name } => match self.registrar.lookup(name).await {
                 Some(peer) => Outcome::Peer { peer },
                 None => Outcome::error(ErrorCode::UnknownPeer, format!("{name} is not registered")),
             },
-            Request::Ping => Outcome::Ok,
-            Request::ChatRequest { .. }
-            | Request::ChatAnswer { .. }
-            | Request::ChatMessage { .. }
-            | Request::Disconnect => Outcome::error(
-                ErrorCode::UnsupportedRequest,
-                "this is the registry: chat traffic goes to peers directly",
-            ),
+            RegistryRequest::Ping => Outcome::Ok,
         }
     }
 
@@ -249,7 +250,7 @@ mod tests {
     use chrono::{DateTime, Duration as Span};
     use p2p_shared::identity::Identity;
     use p2p_shared::registry_session::{self, PeerSession};
-    use p2p_shared::{runtime, PeerName, Sender};
+    use p2p_shared::{runtime, PeerInfo, PeerName};
 
     use super::*;
     use crate::claims::Claims;
@@ -297,8 +298,8 @@ mod tests {
     }
 
     impl Fixture {
-        fn sender(&self, name_: &str, addr: SocketAddr) -> Sender {
-            Sender {
+        fn sender(&self, name_: &str, addr: SocketAddr) -> PeerInfo {
+            PeerInfo {
                 name: name(name_),
                 addr,
                 key: self.key,
@@ -309,9 +310,9 @@ mod tests {
         /// and whether it named the request.
         async fn ask(
             &mut self,
-            from: Sender,
+            from: PeerInfo,
             at: DateTime<Utc>,
-            body: Request,
+            body: RegistryRequest,
         ) -> Result<Outcome, (Refusal, bool)> {
             let mut request = Envelope::new(new_id(), from, body);
             request.at = at;
@@ -323,7 +324,7 @@ mod tests {
                         .alice
                         .reply(counter, &reply)
                         .expect("a reply in the session");
-                    let reply = Envelope::<Reply>::decode(json).unwrap();
+                    let reply = Envelope::<ReplyBody>::decode(json).unwrap();
                     assert_eq!(reply.body.re, Some(request.id));
                     Ok(reply.body.result)
                 }
@@ -331,7 +332,7 @@ mod tests {
             }
         }
 
-        async fn ask_now(&mut self, body: Request) -> Result<Outcome, (Refusal, bool)> {
+        async fn ask_now(&mut self, body: RegistryRequest) -> Result<Outcome, (Refusal, bool)> {
             let alice = self.sender("alice", alice_addr());
             self.ask(alice, Utc::now(), body).await
         }
@@ -348,12 +349,12 @@ mod tests {
     fn a_request_in_a_session_is_answered_in_it() {
         runtime::block_on(async {
             let mut f = fixture().await;
-            let listed = f.ask_now(Request::ListPeers { after: None }).await;
+            let listed = f.ask_now(RegistryRequest::ListPeers { after: None }).await;
             assert!(
                 matches!(&listed, Ok(Outcome::Peers { peers, .. }) if peers.len() == 1),
                 "{listed:?}"
             );
-            let renewed = f.ask_now(Request::Register { share: None }).await;
+            let renewed = f.ask_now(RegistryRequest::Register { share: None }).await;
             assert!(matches!(
                 renewed,
                 Ok(Outcome::Registered { share: None, .. })
@@ -366,26 +367,30 @@ mod tests {
         runtime::block_on(async {
             let mut f = fixture().await;
             let as_bob = f.sender("bob", alice_addr());
-            let refused = f.ask(as_bob, Utc::now(), Request::Unregister).await;
+            let refused = f.ask(as_bob, Utc::now(), RegistryRequest::Unregister).await;
             assert!(matches!(refused, Err((Refusal::WrongSender, true))));
             let mut other_key = f.sender("alice", alice_addr());
             other_key.key = Identity::generate().public();
-            let refused = f.ask(other_key, Utc::now(), Request::Unregister).await;
+            let refused = f
+                .ask(other_key, Utc::now(), RegistryRequest::Unregister)
+                .await;
             assert!(matches!(refused, Err((Refusal::WrongSender, true))));
             // Another host, and a request held back ten minutes, are refused too.
             let elsewhere = f.sender("alice", "127.0.0.2:40001".parse().unwrap());
-            let refused = f.ask(elsewhere, Utc::now(), Request::Unregister).await;
+            let refused = f
+                .ask(elsewhere, Utc::now(), RegistryRequest::Unregister)
+                .await;
             assert!(matches!(
                 refused,
                 Err((Refusal::AddressMismatch { .. }, true))
             ));
             let late = Utc::now() - Span::minutes(10);
             let alice = f.sender("alice", alice_addr());
-            let refused = f.ask(alice, late, Request::Unregister).await;
+            let refused = f.ask(alice, late, RegistryRequest::Unregister).await;
             assert!(matches!(refused, Err((Refusal::Stale(_), true))));
             // None of them did anything.
             assert!(f
-                .ask_now(Request::Lookup {
+                .ask_now(RegistryRequest::Lookup {
                     name: name("alice")
                 })
                 .await
@@ -398,12 +403,12 @@ mod tests {
         runtime::block_on(async {
             let mut f = fixture().await;
             let share = Some(KeyShare::new().public());
-            let rekey = f.ask_now(Request::Register { share }).await;
+            let rekey = f.ask_now(RegistryRequest::Register { share }).await;
             assert_eq!(code(rekey), Some(ErrorCode::InvalidRequest));
-            let release = f.ask_now(Request::Release).await;
+            let release = f.ask_now(RegistryRequest::Release).await;
             assert_eq!(code(release), Some(ErrorCode::InvalidRequest));
             // The session and the registration are as they were.
-            let listed = f.ask_now(Request::ListPeers { after: None }).await;
+            let listed = f.ask_now(RegistryRequest::ListPeers { after: None }).await;
             assert!(matches!(&listed, Ok(Outcome::Peers { peers, .. }) if peers.len() == 1));
         });
     }

@@ -16,9 +16,9 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use p2p_shared::identity::Identity;
-use p2p_shared::message::new_id;
-use p2p_shared::seal::SessionKeys;
-use p2p_shared::{Envelope, Request, Sender};
+use p2p_shared::seal::ChatKeys;
+use p2p_shared::wire::new_id;
+use p2p_shared::{Envelope, PeerInfo, RegistryRequest};
 
 fn time(label: &str, iterations: u32, mut f: impl FnMut()) {
     for _ in 0..iterations / 10 {
@@ -39,7 +39,7 @@ fn main() {
         .unwrap_or(20_000);
     println!("mean of {iterations} iterations, release build\n");
 
-    let (alice, bob) = SessionKeys::pair();
+    let (alice, bob) = ChatKeys::pair();
     let message = vec![b'x'; 200];
     let mut counter = 0u64;
     time("chat message: seal 200 bytes + open", iterations, || {
@@ -57,17 +57,17 @@ fn main() {
         "chat set-up: key shares + agreement, both sides",
         iterations / 10,
         || {
-            black_box(SessionKeys::pair());
+            black_box(ChatKeys::pair());
         },
     );
 
     let identity = Identity::generate();
-    let from = Sender {
+    let from = PeerInfo {
         name: "alice".parse().expect("valid name"),
         addr: "127.0.0.1:40001".parse().expect("valid address"),
         key: identity.public(),
     };
-    let envelope = Envelope::new(new_id(), from, Request::Register { share: None });
+    let envelope = Envelope::new(new_id(), from, RegistryRequest::Register { share: None });
     time(
         "signed request: sign (registry operation, chat request)",
         iterations / 4,
@@ -77,8 +77,8 @@ fn main() {
     );
     let frame = envelope.sign(&identity);
     time("signed request: verify", iterations / 4, || {
-        let signed =
-            p2p_shared::message::SignedEnvelope::<Request>::decode(&frame).expect("a valid frame");
+        let signed = p2p_shared::wire::SignedEnvelope::<RegistryRequest>::decode(&frame)
+            .expect("a valid frame");
         black_box(signed.verify());
     });
 
@@ -86,8 +86,9 @@ fn main() {
 }
 
 /// A registry session's costs: set-up once per registration, then a tag per frame.
-fn registry_session(iterations: u32, request: &Envelope<Request>) {
-    use p2p_shared::registry_session::{self, Header};
+fn registry_session(iterations: u32, request: &Envelope<RegistryRequest>) {
+    use p2p_shared::registry_session;
+    use p2p_shared::wire::frame::RegistryRequestHeader as Header;
     let agree = || registry_session::pair("alice".parse().expect("valid name"));
     time(
         "registry session set-up: key shares + agreement, both sides",

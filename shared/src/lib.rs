@@ -3,8 +3,7 @@
 //! Read it bottom-up, like the protocol itself:
 //!
 //! - [`name`]: what a valid peer name is.
-//! - [`message`]: the envelope and every request and reply that travels on the wire.
-//! - [`frame`]: how one message is delimited on a TCP stream (length prefix, hard size limit).
+//! - [`wire`]: everything that travels: frames, the envelope, requests and replies.
 //! - [`identity`], [`seal`], [`registry_session`], [`replay`]: who signed a message, chats
 //!   and registry sessions sealed with keys agreed once, and refusing what was seen before.
 //! - [`transport`]: one request and one reply per fresh connection, with timeouts, for both
@@ -16,18 +15,17 @@
 //! implementation, and the two change together.
 
 pub mod duration;
-pub mod frame;
 pub mod identity;
-pub mod message;
 pub mod name;
 pub mod registry_session;
 pub mod replay;
 pub mod runtime;
 pub mod seal;
 pub mod transport;
+pub mod wire;
 
-pub use message::{
-    Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, Reply, Request, Sender,
-    PROTOCOL_VERSION,
-};
 pub use name::PeerName;
+pub use wire::{
+    Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerRequest, RegistryRequest,
+    ReplyBody, SealedRequest, PROTOCOL_VERSION,
+};

@@ -32,14 +32,10 @@
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::identity::{Identity, PublicKey};
-use crate::message::{new_id, MessageId};
 use crate::name::PeerName;
 use crate::seal::{authenticate, authenticated, EphemeralKey, KeyShare, WeakShare};
-
-/// The first byte of a request sealed in a registry session.
-pub const REQUEST: u8 = b'R';
-/// The first byte of the registry's sealed reply.
-pub const REPLY: u8 = b'r';
+use crate::wire::frame::{self, RegistryRequestHeader as Header};
+use crate::wire::{new_id, MessageId};
 
 const LABEL: &[u8] = b"p2p-chat/3 registry session";
 
@@ -136,12 +132,7 @@ impl PeerSession {
     /// carry.
     pub fn request(&mut self, json: &[u8]) -> (u64, Vec<u8>) {
         self.counter += 1;
-        let name = self.name.as_str().as_bytes();
-        let mut frame = Vec::with_capacity(2 + name.len() + 8 + json.len() + 16);
-        frame.push(REQUEST);
-        frame.push(u8::try_from(name.len()).expect("names are at most 32 bytes"));
-        frame.extend_from_slice(name);
-        frame.extend_from_slice(&self.counter.to_be_bytes());
+        let mut frame = Header::build(&self.name, self.counter, json.len());
         frame.extend_from_slice(json);
         (
             self.counter,
@@ -151,9 +142,10 @@ impl PeerSession {
 
     /// The JSON of the reply to request `counter`, if `frame` is that reply.
     pub fn reply<'f>(&self, counter: u64, frame: &'f [u8]) -> Option<&'f [u8]> {
-        match frame.get(..9) {
-            Some([REPLY, c @ ..]) if *c == counter.to_be_bytes() => {
-                authenticated(frame, &self.reply, counter)?.get(9..)
+        match frame::parse_registry_reply(frame)? {
+            (c, json) if c == counter => {
+                authenticated(frame, &self.reply, counter)?;
+                Some(json)
             }
             _ => None,
         }
@@ -167,37 +159,6 @@ pub struct RegistrySession {
     reply: [u8; 32],
     /// The counter of the last request accepted.
     last: u64,
-}
-
-/// What the registry reads in a request's header, before it has the keys to check it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct Header {
-    pub name: PeerName,
-    pub counter: u64,
-    len: usize,
-}
-
-impl Header {
-    /// Parses the header of a request in a session; `None` if it is not one.
-    pub fn parse(frame: &[u8]) -> Option<Header> {
-        let [REQUEST, len, rest @ ..] = frame else {
-            return None;
-        };
-        let len = usize::from(*len);
-        let name = std::str::from_utf8(rest.get(..len)?).ok()?.parse().ok()?;
-        let counter = u64::from_be_bytes(rest.get(len..len + 8)?.try_into().ok()?);
-        Some(Header {
-            name,
-            counter,
-            len: 2 + len + 8,
-        })
-    }
-
-    /// The JSON of the request whose header this is, not yet checked: between the header and
-    /// the tag. `None` if the frame is too short to hold both.
-    pub fn json<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
-        frame.get(self.len..frame.len().checked_sub(16)?)
-    }
 }
 
 /// The registry's way to answer one request it accepted: the reply key and that request's
@@ -219,9 +180,7 @@ impl Replier {
     /// `json_len` bytes: a reply encoded straight into its frame, not into a buffer of its
     /// own and then copied (a page of peers is up to 64 KB).
     pub fn reply_with(&self, json_len: usize, encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
-        let mut frame = Vec::with_capacity(9 + json_len + 16);
-        frame.push(REPLY);
-        frame.extend_from_slice(&self.counter.to_be_bytes());
+        let mut frame = frame::registry_reply_header(self.counter, json_len);
         encode(&mut frame);
         authenticate(frame, &self.reply, self.counter)
     }
@@ -322,20 +281,5 @@ mod tests {
         let (mut alice, _) = session();
         let (_, mut other) = session();
         assert!(accept(&mut other, &alice.request(b"x").1).is_none());
-    }
-
-    #[test]
-    fn headers_that_are_not_requests_do_not_parse() {
-        for frame in [
-            &b""[..],
-            b"R",
-            b"R\x05ali",
-            b"R\x05alice\x00\x00",
-            b"R\x05al ce\x00\x00\x00\x00\x00\x00\x00\x01",
-            b"E\x05alice\x00\x00\x00\x00\x00\x00\x00\x01",
-            b"R\xffalice\x00\x00\x00\x00\x00\x00\x00\x01",
-        ] {
-            assert_eq!(Header::parse(frame), None, "{frame:?}");
-        }
     }
 }

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
-use crate::message::MessageId;
+use crate::wire::MessageId;
 
 /// How far a signed message's time may be from ours, either way.
 pub const MAX_SKEW: Duration = Duration::from_secs(120);
@@ -156,7 +156,7 @@ impl ReplayWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::new_id;
+    use crate::wire::new_id;
 
     #[test]
     fn a_signed_message_is_accepted_once_and_only_when_fresh() {

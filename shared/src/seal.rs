@@ -1,14 +1,14 @@
-//! Chat sessions: keys agreed once per chat, then symmetric encryption for every message.
+//! Chat keys: agreed once per chat, then symmetric encryption for every message.
 //!
 //! When alice asks bob for a chat, her signed `chat_request` carries a fresh X25519 key
 //! (`eph`); bob's signed `accepted` answer carries his. Each side computes the X25519 shared
 //! secret and runs HKDF-SHA256 over it, salted with the request id and bound to both
-//! long-term keys and both ephemeral keys, to get a session id and four ChaCha20-Poly1305
+//! long-term keys and both ephemeral keys, to get a chat id and four ChaCha20-Poly1305
 //! keys: one per direction for messages and one per direction for their acknowledgements.
 //! The signatures make the exchange authenticated (a signed Diffie-Hellman, as in SIGMA and
 //! TLS 1.3); the ephemeral keys, dropped after use, give forward secrecy.
 //!
-//! Each chat message is then one sealed frame: `'E' | session id (16) | counter (8, big
+//! Each chat message is then one sealed frame: `'E' | chat id (16) | counter (8, big
 //! endian) | ciphertext and tag`, the first 25 bytes being the associated data and the
 //! counter the nonce. Its acknowledgement is sealed under the reverse acknowledgement key
 //! with the same counter (`'A' | ...`). No public-key operation per message. docs/security.md
@@ -24,14 +24,8 @@ use x25519_dalek::StaticSecret;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::identity::{Identity, PublicKey};
-use crate::message::{new_id, MessageId};
-
-/// The first byte of a sealed chat frame.
-pub const SEALED: u8 = b'E';
-/// The first byte of a sealed acknowledgement.
-pub const SEALED_ACK: u8 = b'A';
-/// Kind, session id and counter: the sealed frame's header and associated data.
-pub const HEADER_LEN: usize = 1 + 16 + 8;
+use crate::wire::frame::{self, ChatId, Kind, SEALED_HEADER_LEN, TAG_LEN};
+use crate::wire::{new_id, MessageId};
 
 /// A public X25519 key for one chat's key agreement, as it travels in JSON (base64url).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,14 +108,11 @@ pub enum Role {
     Accepter,
 }
 
-/// Names one chat session in every sealed frame.
-pub type SessionId = [u8; 16];
-
 /// A chat's keys, from one side's point of view.
 #[derive(Zeroize, ZeroizeOnDrop)]
-pub struct SessionKeys {
+pub struct ChatKeys {
     #[zeroize(skip)]
-    pub id: SessionId,
+    pub id: ChatId,
     send: [u8; 32],
     receive: [u8; 32],
     send_ack: [u8; 32],
@@ -142,9 +133,9 @@ pub struct Transcript<'a> {
     pub accepter_share: &'a EphemeralKey,
 }
 
-impl SessionKeys {
+impl ChatKeys {
     /// Completes a key agreement with `ours` and the other side's share.
-    pub fn agree(role: Role, ours: KeyShare, t: &Transcript<'_>) -> Result<SessionKeys, WeakShare> {
+    pub fn agree(role: Role, ours: KeyShare, t: &Transcript<'_>) -> Result<ChatKeys, WeakShare> {
         let theirs = match role {
             Role::Requester => t.accepter_share,
             Role::Accepter => t.requester_share,
@@ -172,17 +163,17 @@ impl SessionKeys {
         // accepter's acknowledgements (of the requester's messages).
         let (requester_msgs, accepter_msgs, requester_acks, accepter_acks) =
             (key(0), key(1), key(2), key(3));
-        let id: SessionId = okm[..16].try_into().expect("16 bytes");
+        let id: ChatId = okm[..16].try_into().expect("16 bytes");
         okm.zeroize();
         Ok(match role {
-            Role::Requester => SessionKeys {
+            Role::Requester => ChatKeys {
                 id,
                 send: requester_msgs,
                 receive: accepter_msgs,
                 send_ack: requester_acks,
                 receive_ack: accepter_acks,
             },
-            Role::Accepter => SessionKeys {
+            Role::Accepter => ChatKeys {
                 id,
                 send: accepter_msgs,
                 receive: requester_msgs,
@@ -193,9 +184,9 @@ impl SessionKeys {
     }
 
     /// Both ends of one new chat between two fresh identities, agreed in this process: for
-    /// tests, fuzzing and measurements, which need a session without two programs.
+    /// tests, fuzzing and measurements, which need a chat without two programs.
     #[doc(hidden)]
-    pub fn pair() -> (SessionKeys, SessionKeys) {
+    pub fn pair() -> (ChatKeys, ChatKeys) {
         let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
         let (a, b) = (KeyShare::new(), KeyShare::new());
         let (ea, eb) = (a.public(), b.public());
@@ -206,54 +197,58 @@ impl SessionKeys {
             requester_share: &ea,
             accepter_share: &eb,
         };
-        let agree = |role, share| SessionKeys::agree(role, share, &t).expect("fresh shares");
+        let agree = |role, share| ChatKeys::agree(role, share, &t).expect("fresh shares");
         (agree(Role::Requester, a), agree(Role::Accepter, b))
     }
 
-    /// Seals message number `counter` (each counter once per session).
+    /// Seals message number `counter` (each counter once per chat).
     pub fn seal(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
-        seal(SEALED, &self.send, &self.id, counter, plaintext)
+        seal(Kind::Sealed, &self.send, &self.id, counter, plaintext)
     }
 
     /// Opens a sealed frame from the other side; returns its counter and plaintext. The
     /// caller still has to check the counter against its replay window.
     pub fn open(&self, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
-        open(SEALED, &self.receive, &self.id, frame)
+        open(Kind::Sealed, &self.receive, &self.id, frame)
     }
 
     /// Seals the acknowledgement of the other side's message `counter`.
     pub fn seal_ack(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
-        seal(SEALED_ACK, &self.send_ack, &self.id, counter, plaintext)
+        seal(
+            Kind::SealedAck,
+            &self.send_ack,
+            &self.id,
+            counter,
+            plaintext,
+        )
     }
 
     /// Opens the acknowledgement of our message `counter`.
     pub fn open_ack(&self, counter: u64, frame: &[u8]) -> Option<Vec<u8>> {
-        match open(SEALED_ACK, &self.receive_ack, &self.id, frame)? {
+        match open(Kind::SealedAck, &self.receive_ack, &self.id, frame)? {
             (c, plaintext) if c == counter => Some(plaintext),
             _ => None,
         }
     }
 }
 
-/// The session id of a sealed frame, to find its keys.
-pub fn session_of(frame: &[u8]) -> Option<SessionId> {
-    frame.get(1..17)?.try_into().ok()
+/// The chat id of a sealed frame, to find its keys.
+pub fn chat_of(frame: &[u8]) -> Option<ChatId> {
+    frame::parse_sealed(Kind::Sealed, frame).map(|(chat, _)| chat)
 }
 
-fn seal(kind: u8, key: &[u8; 32], session: &SessionId, counter: u64, plaintext: &[u8]) -> Vec<u8> {
-    let mut header = Vec::with_capacity(HEADER_LEN + plaintext.len() + 16);
-    header.push(kind);
-    header.extend_from_slice(session);
-    header.extend_from_slice(&counter.to_be_bytes());
+fn seal(kind: Kind, key: &[u8; 32], chat: &ChatId, counter: u64, plaintext: &[u8]) -> Vec<u8> {
+    let header = frame::sealed_header(kind, chat, counter, plaintext.len() + TAG_LEN);
     seal_after(header, key, counter, plaintext)
 }
 
-fn open(kind: u8, key: &[u8; 32], session: &SessionId, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
-    if frame.len() < HEADER_LEN || frame[0] != kind || frame[1..17] != session[..] {
-        return None;
+fn open(kind: Kind, key: &[u8; 32], chat: &ChatId, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
+    match frame::parse_sealed(kind, frame)? {
+        (id, counter) if id == *chat => {
+            Some((counter, open_after(SEALED_HEADER_LEN, key, counter, frame)?))
+        }
+        _ => None,
     }
-    let counter = u64::from_be_bytes(frame[17..25].try_into().ok()?);
-    Some((counter, open_after(HEADER_LEN, key, counter, frame)?))
 }
 
 /// Appends `plaintext`, encrypted with `key` and nonce `counter`, and its tag to `header`,
@@ -307,13 +302,10 @@ pub(crate) fn authenticated<'f>(frame: &'f [u8], key: &[u8; 32], counter: u64) -
     Some(data)
 }
 
-/// The length of a ChaCha20-Poly1305 tag.
-const TAG_LEN: usize = 16;
-
 /// ChaCha20-Poly1305 under `key`, from *ring*: its assembly runs a message of a few hundred
 /// bytes in a quarter of the time of RustCrypto's `chacha20poly1305` 0.10, whose AVX2 code,
 /// chosen at run time, does not inline its vector helpers (docs/decisions.md). The keys live
-/// in [`SessionKeys`], which wipes them when dropped; the copy *ring* makes for each message
+/// in [`ChatKeys`], which wipes them when dropped; the copy *ring* makes for each message
 /// is not wiped (nor was RustCrypto's, without its `zeroize` feature).
 fn cipher(key: &[u8; 32]) -> LessSafeKey {
     let key =
@@ -332,8 +324,8 @@ fn nonce(counter: u64) -> Nonce {
 mod tests {
     use super::*;
 
-    fn chat() -> (SessionKeys, SessionKeys) {
-        SessionKeys::pair()
+    fn chat() -> (ChatKeys, ChatKeys) {
+        ChatKeys::pair()
     }
 
     #[test]

@@ -36,7 +36,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 pub use p2p_shared::identity::{Identity, PublicKey};
-use p2p_shared::seal::{KeyShare, Role, SessionKeys, Transcript};
+use p2p_shared::seal::{ChatKeys, KeyShare, Role, Transcript};
 use p2p_shared::PROTOCOL_VERSION;
 pub use serde_json::{json, Value};
 
@@ -1612,7 +1612,7 @@ impl RawPeer {
             requester_share: &mine,
             accepter_share: &theirs,
         };
-        let keys = SessionKeys::agree(Role::Requester, ours, &transcript)
+        let keys = ChatKeys::agree(Role::Requester, ours, &transcript)
             .expect("a usable key share from the peer");
         RawChat {
             keys,
@@ -1627,7 +1627,7 @@ impl RawPeer {
 
 /// A chat a [`RawPeer`] opened with a real peer: it seals envelopes with the session's keys.
 pub struct RawChat {
-    keys: SessionKeys,
+    keys: ChatKeys,
     to: SocketAddr,
     next: u64,
     name: String,

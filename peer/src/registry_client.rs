@@ -8,7 +8,7 @@
 //!
 //! Every reply must come from the registry's key: the one given with `--server-key`, or else
 //! the one pinned for this registry address on first contact (in `known_registries`, like
-//! SSH's `known_hosts`). A signed reply proves its key by its signature, one in the session
+//! SSH's `known_hosts`, written by the disk thread). A signed reply proves its key by its signature, one in the session
 //! by the session, which was agreed with that key. A reply with another key is refused, so an
 //! impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging
 //! is bounded, so a broken or hostile registry cannot keep the peer listing forever.
@@ -17,12 +17,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2p_shared::identity::PublicKey;
-use p2p_shared::message::new_id;
 use p2p_shared::registry_session::{PeerSession, Transcript};
 use p2p_shared::seal::KeyShare;
-use p2p_shared::transport::{self, Origin, Response, SendError};
-use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, Request};
+use p2p_shared::transport::{self, Origin, Reply, SendError};
+use p2p_shared::wire::new_id;
+use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, RegistryRequest};
 
+use crate::disk::Disk;
 use crate::known::{KnownKeys, Pin};
 
 /// The most pages `listpeer` fetches (256 peers each).
@@ -34,6 +35,7 @@ pub struct RegistryClient {
     /// `--server-key`: when given, the only key accepted.
     fixed: Option<PublicKey>,
     known: KnownKeys<String>,
+    disk: Disk,
     /// Our registry session, from the last registration that opened one.
     session: Option<PeerSession>,
 }
@@ -44,12 +46,14 @@ impl RegistryClient {
         origin: Origin,
         fixed: Option<PublicKey>,
         known: KnownKeys<String>,
+        disk: Disk,
     ) -> Self {
         RegistryClient {
             addr,
             origin,
             fixed,
             known,
+            disk,
             session: None,
         }
     }
@@ -66,7 +70,10 @@ impl RegistryClient {
     /// Registers us (or renews our registration); returns the address the registry recorded
     /// and how long the registration lasts unless renewed.
     pub async fn register(&mut self) -> Result<(SocketAddr, Duration), SendError> {
-        let renewed = match self.in_session(Request::Register { share: None }).await {
+        let renewed = match self
+            .in_session(RegistryRequest::Register { share: None })
+            .await
+        {
             Some(outcome) => outcome?,
             None => self.register_signed().await?,
         };
@@ -80,7 +87,7 @@ impl RegistryClient {
     async fn register_signed(&mut self) -> Result<Outcome, SendError> {
         let (id, ours) = (new_id(), KeyShare::new());
         let share = Some(ours.public());
-        let response = self.signed(id, Request::Register { share }).await?;
+        let response = self.signed(id, RegistryRequest::Register { share }).await?;
         if let Outcome::Registered {
             share: Some(theirs),
             ..
@@ -100,7 +107,7 @@ impl RegistryClient {
     }
 
     pub async fn unregister(&mut self) -> Result<(), SendError> {
-        self.expect_ok(Request::Unregister).await?;
+        self.expect_ok(RegistryRequest::Unregister).await?;
         // The registry ends the session with the registration.
         self.session = None;
         Ok(())
@@ -108,7 +115,11 @@ impl RegistryClient {
 
     /// Gives up our name for good. Always signed: the registry takes no release in a session.
     pub async fn release(&mut self) -> Result<(), SendError> {
-        match self.signed(new_id(), Request::Release).await?.outcome {
+        match self
+            .signed(new_id(), RegistryRequest::Release)
+            .await?
+            .outcome
+        {
             Outcome::Ok => {
                 // The registry ends the session with the registration.
                 self.session = None;
@@ -121,14 +132,14 @@ impl RegistryClient {
     /// Whether the registry answers, within a short time (for `status`).
     pub async fn ping(&mut self) -> Result<(), SendError> {
         let quick = std::time::Duration::from_secs(2);
-        match runtime::timeout(quick, self.expect_ok(Request::Ping)).await {
+        match runtime::timeout(quick, self.expect_ok(RegistryRequest::Ping)).await {
             Ok(result) => result,
             Err(_) => Err(SendError::Timeout { addr: self.addr }),
         }
     }
 
     pub async fn lookup(&mut self, name: &PeerName) -> Result<PeerInfo, SendError> {
-        match self.ask(Request::Lookup { name: *name }).await? {
+        match self.ask(RegistryRequest::Lookup { name: *name }).await? {
             Outcome::Peer { peer } if peer.name == *name => Ok(peer),
             other => Err(self.unexpected(other)),
         }
@@ -139,7 +150,7 @@ impl RegistryClient {
         let mut all: Vec<PeerInfo> = Vec::new();
         let mut after: Option<PeerName> = None;
         for _ in 0..MAX_PAGES {
-            let request = Request::ListPeers { after };
+            let request = RegistryRequest::ListPeers { after };
             let (peers, next) = match self.ask(request).await? {
                 Outcome::Peers { peers, next } => (peers, next),
                 other => return Err(self.unexpected(other)),
@@ -154,7 +165,7 @@ impl RegistryClient {
         Ok(all)
     }
 
-    async fn expect_ok(&mut self, body: Request) -> Result<(), SendError> {
+    async fn expect_ok(&mut self, body: RegistryRequest) -> Result<(), SendError> {
         match self.ask(body).await? {
             Outcome::Ok => Ok(()),
             other => Err(self.unexpected(other)),
@@ -162,7 +173,7 @@ impl RegistryClient {
     }
 
     /// One request, in our session if we have one, else signed.
-    async fn ask(&mut self, body: Request) -> Result<Outcome, SendError> {
+    async fn ask(&mut self, body: RegistryRequest) -> Result<Outcome, SendError> {
         match self.in_session(body.clone()).await {
             Some(outcome) => outcome,
             None => Ok(self.signed(new_id(), body).await?.outcome),
@@ -171,7 +182,7 @@ impl RegistryClient {
 
     /// One request in our session; `None` if we have none, or the registry no longer
     /// knows it (which ends it here too).
-    async fn in_session(&mut self, body: Request) -> Option<Result<Outcome, SendError>> {
+    async fn in_session(&mut self, body: RegistryRequest) -> Option<Result<Outcome, SendError>> {
         let session = self.session.as_mut()?;
         let sent =
             transport::request_in_session(self.addr, session, &self.origin, new_id(), body).await;
@@ -188,13 +199,13 @@ impl RegistryClient {
     }
 
     /// One signed request.
-    async fn signed(&mut self, id: MessageId, body: Request) -> Result<Response, SendError> {
+    async fn signed(&mut self, id: MessageId, body: RegistryRequest) -> Result<Reply, SendError> {
         let sent = transport::request(self.addr, &self.origin, id, body);
         self.checked(sent.await)
     }
 
     /// A reply, success or refusal, counts only if it carries the registry's key.
-    fn checked(&mut self, result: Result<Response, SendError>) -> Result<Response, SendError> {
+    fn checked(&mut self, result: Result<Reply, SendError>) -> Result<Reply, SendError> {
         match result {
             Ok(response) => {
                 self.check_key(response.key)?;
@@ -227,9 +238,7 @@ impl RegistryClient {
         match self.known.check(&label, &key) {
             Pin::Known => Ok(()),
             Pin::New => {
-                if let Err(e) = self.known.pin(&label, key) {
-                    tracing::warn!("{e:#}");
-                }
+                self.disk.write(self.known.pin(&label, key));
                 Ok(())
             }
             Pin::Changed { pinned } => Err(refuse(format!(

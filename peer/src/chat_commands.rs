@@ -1,0 +1,294 @@
+//! The chat commands: asking for a chat, answering one, sending a message, leaving a chat,
+//! reading the history, trusting a new key.
+//!
+//! Each sends what it must on the network itself and asks the broker for every change of
+//! state, which ends each chat request in exactly one event (`state/`). A message or an
+//! answer that gets no reply, or a `busy` one, is retried with backoff for `--retry-for`,
+//! under the same message id, so the receiver never shows a message twice.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use p2p_shared::seal::KeyShare;
+use p2p_shared::transport::{self, Reply, SendError};
+use p2p_shared::wire::new_id;
+use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest, SealedRequest};
+
+use crate::command::Target;
+use crate::command_loop::CommandLoop;
+use crate::disk::Record;
+use crate::error::{Failure, KeyMismatch, PeerError};
+use crate::event::Event;
+use crate::liveness::is_transient;
+use crate::retry::{retry, Attempt};
+use crate::state::PeerState;
+
+/// Why a chat message got no acknowledgement.
+enum Undelivered {
+    NoChat,
+    /// The partner answered `busy` until the retry time ran out.
+    Busy,
+    BadAck(SocketAddr),
+    /// Nobody answered (retried), or the connection failed for good.
+    Failed(SendError, SocketAddr),
+}
+
+/// Whether a failure may pass by itself: nobody answered, or `busy`.
+fn worth_retrying(e: &SendError) -> bool {
+    is_transient(e) || e.code() == Some(ErrorCode::Busy)
+}
+
+impl CommandLoop {
+    pub(crate) async fn chat_request(&mut self, target: Target) {
+        // By name, the registry also says which key the peer must answer with.
+        let (addr, expected) = match target {
+            Target::Addr { host, port } => match runtime::resolve(&host, port).await {
+                Ok(addr) => (addr, None),
+                Err(e) => {
+                    let why = e.to_string();
+                    return self.error(PeerError::UnknownHost { host, why }).await;
+                }
+            },
+            Target::Name(name) => match self.lookup(&name).await {
+                Ok(peer) => (peer.addr, Some((name, peer.key))),
+                Err(e) => return self.error(e).await,
+            },
+        };
+        let (id, share) = (new_id(), KeyShare::new());
+        let body = PeerRequest::ChatRequest {
+            share: share.public(),
+        };
+        let recorded = self
+            .broker
+            .call(move |state, _, _| state.request_sent(id, addr, share));
+        recorded.await;
+        // A `busy` peer (its user is not reading, or it is flooded) may take it in a moment;
+        // one that does not answer at all is reported at once (a wrong address, most likely).
+        let send = || async {
+            match transport::request(addr, &self.origin, id, body.clone()).await {
+                Err(e) if e.code() == Some(ErrorCode::Busy) => Attempt::Again(e),
+                result => Attempt::Done(result),
+            }
+        };
+        let sent = retry(self.retry_for, send).await.and_then(|result| result);
+        let outcome = match sent {
+            Ok(Reply {
+                from,
+                outcome: Outcome::Pending { expires_in_ms },
+                ..
+            }) => match expected {
+                Some((name, key)) if from.name != name || from.key != key => {
+                    Err(PeerError::NotTheRegisteredKey(Box::new(KeyMismatch {
+                        addr,
+                        answered: from.name,
+                        offered: from.key.fingerprint(),
+                        expected: key.fingerprint(),
+                        name,
+                    })))
+                }
+                _ => Ok((from, Duration::from_millis(expires_in_ms))),
+            },
+            Ok(other) => Err(PeerError::UnexpectedAnswer {
+                addr,
+                what: format!("{:?}", other.outcome),
+            }),
+            Err(e) => Err(match e.code() {
+                Some(ErrorCode::AlreadyConnected) => PeerError::AlreadyConnected { addr },
+                Some(ErrorCode::TooManyRequests) => PeerError::TooManyRequests { addr },
+                Some(ErrorCode::KeyChanged) => PeerError::KnownOtherwise {
+                    addr,
+                    me: self.origin.name,
+                },
+                _ => PeerError::RequestFailed(Failure::of(&e, &addr.to_string())),
+            }),
+        };
+        // Either way the request's end (or "sent") is the broker's to show, in order with
+        // the answer, which may come at once.
+        self.broker
+            .call(move |state, cx, fx| match outcome {
+                Ok((from, expires_in)) => state.request_pending(id, from, expires_in, cx, fx),
+                Err(why) => state.request_failed(id, why, fx),
+            })
+            .await;
+    }
+
+    pub(crate) async fn answer(&mut self, accept: bool, from: Option<PeerName>) {
+        let taken = self
+            .broker
+            .call(move |state, cx, fx| state.answer(from, accept, cx, fx));
+        let answering = match taken.await {
+            Some(Ok(answering)) => answering,
+            Some(Err(e)) => return self.error(e).await,
+            None => return,
+        };
+        let (peer, addr) = (answering.request.from, answering.request.addr);
+        let body = PeerRequest::ChatAnswer {
+            request: answering.request.id,
+            answer: answering.answer,
+            share: answering.share,
+        };
+        // The requester says `busy` if our answer overtook its reading of our `pending` reply:
+        // it cannot tell us from an impostor until then. Try again for a while.
+        let send = || async {
+            match transport::request(addr, &self.origin, new_id(), body.clone()).await {
+                Err(e) if worth_retrying(&e) => Attempt::Again(e),
+                result => Attempt::Done(result),
+            }
+        };
+        let sent = retry(self.retry_for, send).await.and_then(|result| result);
+        let delivered = match sent {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some(ErrorCode::UnknownRequest) => {
+                Err(PeerError::NoLongerWaiting { peer })
+            }
+            Err(e) => {
+                let why = Failure::of(&e, &format!("{peer} ({addr})"));
+                Err(match answering.answer {
+                    p2p_shared::Answer::Accepted => PeerError::AnswerNotDelivered { why },
+                    _ => PeerError::CouldNotTell { peer, why },
+                })
+            }
+        };
+        self.broker
+            .call(move |state, _, fx| state.answer_sent(answering, delivered, fx))
+            .await;
+    }
+
+    pub(crate) async fn chat_message(&mut self, peer: PeerName, text: String) {
+        // One id for every try, so the receiver can tell a retry from a new message.
+        let id = new_id();
+        let send = || async {
+            let body = SealedRequest::ChatMessage { text: text.clone() };
+            let sealed = self
+                .broker
+                .call(move |state, _, _| state.seal(&peer, id, body));
+            let Some(sealed) = sealed.await.flatten() else {
+                return Attempt::Done(Err(Undelivered::NoChat));
+            };
+            let (addr, counter) = (sealed.addr, sealed.counter);
+            match transport::exchange(addr, sealed.frame).await {
+                Ok(reply) => {
+                    let read = move |state: &mut PeerState, _: &_, _: &mut _| {
+                        state.acknowledged(&peer, counter, &reply)
+                    };
+                    match self.broker.call(read).await.flatten() {
+                        Some(Outcome::Error {
+                            code: ErrorCode::Busy,
+                            ..
+                        }) => Attempt::Again(Undelivered::Busy),
+                        Some(outcome) => Attempt::Done(Ok(outcome)),
+                        None => Attempt::Done(Err(Undelivered::BadAck(addr))),
+                    }
+                }
+                Err(e) if is_transient(&e) => Attempt::Again(Undelivered::Failed(e, addr)),
+                Err(e) => Attempt::Done(Err(Undelivered::Failed(e, addr))),
+            }
+        };
+        let outcome = match retry(self.retry_for, send).await {
+            Ok(outcome) => outcome,
+            Err(Undelivered::Busy) => {
+                // A busy partner is alive: the chat stays open.
+                let secs = self.retry_for.as_secs();
+                return self.error(PeerError::NotAcknowledged { peer, secs }).await;
+            }
+            Err(Undelivered::Failed(e, addr)) => {
+                // Nobody answered for the whole retry time: the partner is gone.
+                let why = Failure::of(&e, &format!("{peer} ({addr})"));
+                self.error(PeerError::Undelivered { why: why.clone() })
+                    .await;
+                self.end_chat(peer).await;
+                return self
+                    .show(Event::PeerGone {
+                        peer,
+                        why: why.text,
+                    })
+                    .await;
+            }
+            Err(_) => unreachable!("only busy and failures are retried"),
+        };
+        match outcome {
+            Ok(Outcome::Ok) => {
+                let record = Record {
+                    id,
+                    peer,
+                    sender: self.origin.name,
+                    text,
+                    at: chrono::Utc::now(),
+                };
+                match self.disk.record(record).await {
+                    Ok(_) => self.show(Event::Delivered { peer }).await,
+                    Err(why) => {
+                        self.error(PeerError::DeliveredNotStored { peer, why })
+                            .await
+                    }
+                }
+            }
+            Ok(Outcome::Error {
+                code: ErrorCode::UnknownSession,
+                ..
+            }) => {
+                self.end_chat(peer).await;
+                self.error(PeerError::ChatClosed { peer }).await;
+            }
+            Ok(Outcome::Error { detail, .. }) => {
+                self.error(PeerError::MessageRefused { peer, detail }).await
+            }
+            Ok(other) => {
+                let what = format!("{other:?}");
+                self.error(PeerError::UnexpectedReply { peer, what }).await
+            }
+            Err(Undelivered::NoChat) => self.error(PeerError::NotInChat { peer }).await,
+            Err(Undelivered::BadAck(addr)) => {
+                self.error(PeerError::BadAcknowledgement { peer, addr })
+                    .await
+            }
+            Err(Undelivered::Failed(e, addr)) => {
+                let why = Failure::of(&e, &format!("{peer} ({addr})"));
+                self.error(PeerError::Undelivered { why }).await
+            }
+            Err(Undelivered::Busy) => unreachable!("busy is retried"),
+        }
+    }
+
+    /// Ends the chat with `peer` here, without telling it (it is gone, or has ended it).
+    async fn end_chat(&self, peer: PeerName) {
+        self.broker
+            .call(move |state, _, fx| state.disconnect(&peer, fx))
+            .await;
+    }
+
+    pub(crate) async fn disconnect(&mut self, peer: PeerName) {
+        let goodbye = self
+            .broker
+            .call(move |state, _, fx| state.disconnect(&peer, fx));
+        let Some(goodbye) = goodbye.await.flatten() else {
+            return self.error(PeerError::NotInChat { peer }).await;
+        };
+        let told = transport::exchange(goodbye.addr, goodbye.frame).await;
+        self.show(Event::Disconnected { peer }).await;
+        if let Err(e) = told {
+            let why = Failure::of(&e, &goodbye.addr.to_string());
+            self.error(PeerError::CouldNotTell { peer, why }).await;
+        }
+    }
+
+    pub(crate) async fn history(&mut self, peer: PeerName, n: usize) {
+        match self.disk.last(peer, n).await {
+            Ok(lines) => self.show(Event::History { peer, lines }).await,
+            Err(why) => self.error(PeerError::History { why }).await,
+        }
+    }
+
+    pub(crate) async fn trust(&mut self, peer: PeerName) {
+        let trusted = self.broker.call(move |state, _, fx| state.trust(&peer, fx));
+        match trusted.await {
+            Some(Ok(key)) => {
+                self.disk.written().await;
+                let fingerprint = key.fingerprint();
+                self.show(Event::Trusted { peer, fingerprint }).await
+            }
+            Some(Err(e)) => self.error(e).await,
+            None => {}
+        }
+    }
+}

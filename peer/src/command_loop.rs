@@ -1,0 +1,351 @@
+//! The user's side of the peer: runs each command, one at a time, to its end.
+//!
+//! A command that talks to the network finishes (reply or error) before the next line is
+//! read, so a script's commands take effect in order. Events from the network keep showing
+//! meanwhile: they come from the broker, not from here. Every command ends in at least one
+//! event, so nothing a user asked for passes in silence.
+//!
+//! One thing happens here without a command: once registered, the loop renews the
+//! registration at a third of the time the registry grants, between commands (and so
+//! registers again by itself when a restarted registry has forgotten it). The chat commands
+//! are in `chat_commands.rs`; this file has the loop, the registry's commands and leaving.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use futures::future::{join, join_all, select, Either};
+use p2p_shared::transport::{self, Origin};
+use p2p_shared::wire::new_id;
+use p2p_shared::{runtime, Answer, ErrorCode};
+
+use crate::broker::Broker;
+use crate::command::{self, Command};
+use crate::disk::Disk;
+use crate::error::{Failure, PeerError};
+use crate::event::{Event, Status};
+use crate::input::{Input, Inputs};
+use crate::names::Names;
+use crate::registry_client::RegistryClient;
+use crate::screen::Screen;
+use crate::state;
+
+pub struct CommandLoop {
+    pub(crate) origin: Origin,
+    /// The address we listen on, as bound (0.0.0.0 when listening on every interface).
+    listening: SocketAddr,
+    pub(crate) broker: Broker,
+    pub(crate) screen: Screen,
+    pub(crate) disk: Disk,
+    registry: RegistryClient,
+    names: Names,
+    pub(crate) retry_for: Duration,
+    /// Whether we registered, so that `exit` knows to unregister and renewals go on.
+    registered: bool,
+    /// When to renew the registration next (while registered).
+    renew_at: Option<Instant>,
+    /// Whether the last renewal failed (to say so once, and again when it works).
+    registry_lost: bool,
+}
+
+/// What the loop does next.
+enum Next {
+    Input(Input),
+    Renew,
+}
+
+/// How often to retry a renewal when the registry does not answer.
+const RENEW_RETRY: Duration = Duration::from_secs(5);
+
+/// What the peer needs to run commands.
+pub struct Parts {
+    pub origin: Origin,
+    pub listening: SocketAddr,
+    pub broker: Broker,
+    pub screen: Screen,
+    pub disk: Disk,
+    pub registry: RegistryClient,
+    pub names: Names,
+    pub retry_for: Duration,
+}
+
+impl CommandLoop {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            origin,
+            listening,
+            broker,
+            screen,
+            disk,
+            registry,
+            names,
+            retry_for,
+        } = parts;
+        CommandLoop {
+            origin,
+            listening,
+            broker,
+            screen,
+            disk,
+            registry,
+            names,
+            retry_for,
+            registered: false,
+            renew_at: None,
+            registry_lost: false,
+        }
+    }
+
+    /// Runs commands until `exit`, the end of input or Ctrl-C, then leaves cleanly.
+    pub async fn run(mut self, inputs: Inputs) {
+        loop {
+            let line = match self.next(&inputs).await {
+                Next::Renew => {
+                    self.renew().await;
+                    continue;
+                }
+                Next::Input(Input::Line(line)) => line,
+                Next::Input(Input::Unreadable(why)) => {
+                    self.error(why).await;
+                    String::new()
+                }
+                Next::Input(Input::End) => break,
+            };
+            match command::parse(&line) {
+                Ok(Some(Command::Exit)) => break,
+                Ok(Some(command)) => {
+                    tracing::debug!(?command, "running");
+                    self.execute(command).await;
+                }
+                Ok(None) => {}
+                Err(e) => self.error(PeerError::Usage(e)).await,
+            }
+            if let Some(done) = &inputs.done {
+                let _ = done.send(()).await;
+            }
+        }
+        self.leave().await;
+    }
+
+    /// Shows the result of a command (waiting for room on the screen, `screen.rs`).
+    pub(crate) async fn show(&self, event: impl Into<Event>) {
+        self.screen.show(event).await;
+    }
+
+    pub(crate) async fn error(&self, error: PeerError) {
+        self.screen.show(error).await;
+    }
+
+    async fn execute(&mut self, command: Command) {
+        match command {
+            Command::Register => self.register().await,
+            Command::ListPeers => match self.registry.list().await {
+                Ok(peers) => {
+                    self.names.set_registered(&peers);
+                    self.show(Event::Peers { peers }).await
+                }
+                Err(e) => self.error(self.registry_failure(&e)).await,
+            },
+            Command::ExitNetwork => self.exit_network().await,
+            Command::ChatRequest(target) => self.chat_request(target).await,
+            Command::Answer { accept, from } => self.answer(accept, from).await,
+            Command::ChatMessage { peer, text } => self.chat_message(peer, text).await,
+            Command::ListConnected => {
+                let peers = self.broker.call(|state, _, _| state.chats()).await;
+                self.show(Event::Connected {
+                    peers: peers.unwrap_or_default(),
+                })
+                .await
+            }
+            Command::Disconnect { peer } => self.disconnect(peer).await,
+            Command::Status => self.status().await,
+            Command::History { peer, n } => self.history(peer, n).await,
+            Command::Whoami => {
+                self.show(Event::Whoami {
+                    name: self.origin.name,
+                    key: self.origin.identity.public(),
+                })
+                .await
+            }
+            Command::Trust { peer } => self.trust(peer).await,
+            Command::ReleaseName => self.release_name().await,
+            Command::Help(None) => {
+                self.show(Event::Help {
+                    text: command::help_text(),
+                })
+                .await
+            }
+            Command::Help(Some(topic)) => {
+                self.show(Event::Help {
+                    text: command::topic_text(topic),
+                })
+                .await
+            }
+            Command::Exit => unreachable!("run handles exit"),
+        }
+    }
+
+    /// A failure to talk to the registry, as the user reads it.
+    pub(crate) fn registry_failure(&self, e: &p2p_shared::transport::SendError) -> PeerError {
+        PeerError::Registry(Failure::of(e, &self.registry.describe()))
+    }
+
+    async fn register(&mut self) {
+        match self.registry.register().await {
+            Ok((addr, ttl)) => {
+                self.registered = true;
+                self.registry_lost = false;
+                self.renew_at = Some(Instant::now() + renewal_interval(ttl));
+                let name = self.origin.name;
+                self.show(Event::Registered { name, addr }).await;
+            }
+            Err(e) if e.code() == Some(ErrorCode::NameTaken) => {
+                let name = self.origin.name;
+                self.error(PeerError::NameTaken { name }).await
+            }
+            Err(e) => self.error(self.registry_failure(&e)).await,
+        }
+    }
+
+    async fn exit_network(&mut self) {
+        match self.registry.unregister().await {
+            Ok(()) => {
+                self.registered = false;
+                self.renew_at = None;
+                self.show(Event::LeftNetwork).await;
+            }
+            Err(e) if e.code() == Some(ErrorCode::NotRegistered) => {
+                self.registered = false;
+                self.renew_at = None;
+                let name = self.origin.name;
+                self.error(PeerError::NotRegistered { name }).await;
+            }
+            Err(e) => self.error(self.registry_failure(&e)).await,
+        }
+    }
+
+    /// Looks `name` up at the registry.
+    pub(crate) async fn lookup(
+        &mut self,
+        name: &p2p_shared::PeerName,
+    ) -> Result<p2p_shared::PeerInfo, PeerError> {
+        match self.registry.lookup(name).await {
+            Ok(peer) => Ok(peer),
+            Err(e) if e.code() == Some(ErrorCode::UnknownPeer) => {
+                Err(PeerError::UnknownPeer { name: *name })
+            }
+            Err(e) => Err(self.registry_failure(&e)),
+        }
+    }
+
+    /// Renews the registration; says once when the registry is lost, and again when it is
+    /// back (a restarted registry forgot us, and this registers us again). These are no
+    /// command's results: they always show, merged with an equal one still waiting.
+    async fn renew(&mut self) {
+        match self.registry.register().await {
+            Ok((addr, ttl)) => {
+                if self.registry_lost {
+                    self.registry_lost = false;
+                    let name = self.origin.name;
+                    self.screen.push_state(Event::Reregistered { name, addr });
+                }
+                self.renew_at = Some(Instant::now() + renewal_interval(ttl));
+            }
+            Err(e) if e.code() == Some(ErrorCode::NameTaken) => {
+                self.registered = false;
+                self.renew_at = None;
+                let why = Failure::of(&e, &self.registry.describe());
+                let name = self.origin.name;
+                let refused = PeerError::RegistrationRefused { name, why };
+                self.screen.push_state(Event::Error(refused));
+            }
+            Err(e) => {
+                if !self.registry_lost {
+                    self.registry_lost = true;
+                    let why = Failure::of(&e, &self.registry.describe());
+                    let retry_secs = RENEW_RETRY.as_secs();
+                    let lost = PeerError::RegistryLost { why, retry_secs };
+                    self.screen.push_state(Event::Error(lost));
+                }
+                self.renew_at = Some(Instant::now() + RENEW_RETRY);
+            }
+        }
+    }
+
+    async fn release_name(&mut self) {
+        match self.registry.release().await {
+            Ok(()) => {
+                self.registered = false;
+                self.renew_at = None;
+                let name = self.origin.name;
+                self.show(Event::Released { name }).await;
+            }
+            Err(e) => self.error(self.registry_failure(&e)).await,
+        }
+    }
+
+    async fn status(&mut self) {
+        let reachable = self.registry.ping().await.is_ok();
+        let snapshot = self.broker.call(|state, cx, _| state.snapshot(cx.now));
+        let Some(snapshot) = snapshot.await else {
+            return;
+        };
+        self.show(Event::Status(Status {
+            name: self.origin.name,
+            addr: self.listening,
+            registry: self.registry.addr(),
+            registry_reachable: reachable,
+            registered: self.registered,
+            chats: snapshot.chats,
+            incoming: snapshot.incoming,
+            outgoing: snapshot.outgoing,
+        }))
+        .await;
+    }
+
+    /// The next input or renewal; Ctrl-C counts as the end of input and goes before queued
+    /// lines.
+    async fn next(&self, inputs: &Inputs) -> Next {
+        let renew_at = self.renew_at;
+        let renewal = async move {
+            match renew_at {
+                Some(at) => runtime::sleep(at.saturating_duration_since(Instant::now())).await,
+                None => futures::future::pending::<()>().await,
+            }
+        };
+        let interrupt = std::pin::pin!(inputs.interrupts.recv());
+        let renewal = std::pin::pin!(renewal);
+        let line = std::pin::pin!(inputs.lines.recv());
+        match select(select(interrupt, renewal), line).await {
+            Either::Left((Either::Left(_), _)) => Next::Input(Input::End),
+            Either::Left((Either::Right(_), _)) => Next::Renew,
+            Either::Right((Ok(input), _)) => Next::Input(input),
+            Either::Right((Err(_), _)) => Next::Input(Input::End),
+        }
+    }
+
+    /// Ends every chat and tells everyone waiting for our answer that we left (all at once),
+    /// then unregisters.
+    async fn leave(&mut self) {
+        let leaving = self.broker.call(|state, _, fx| state.leave(fx)).await;
+        if let Some(leaving) = leaving {
+            let goodbyes = leaving
+                .goodbyes
+                .into_iter()
+                .map(|g| transport::exchange(g.addr, g.frame));
+            let notices = leaving.unanswered.iter().map(|r| {
+                let body = state::unanswered(r, Answer::Left);
+                transport::request(r.addr, &self.origin, new_id(), body)
+            });
+            join(join_all(goodbyes), join_all(notices)).await;
+        }
+        if self.registered {
+            let _ = self.registry.unregister().await;
+        }
+        self.show(Event::Bye).await;
+    }
+}
+
+/// Renew at a third of the time granted: two renewals may fail before it lapses.
+fn renewal_interval(ttl: Duration) -> Duration {
+    (ttl / 3).clamp(Duration::from_millis(500), Duration::from_secs(600))
+}

@@ -1,0 +1,147 @@
+//! The disk thread: the chat history (SQLite) and the pin files, off the event loop.
+//!
+//! A write to disk can take milliseconds, or far longer on a busy or failing disk; on the
+//! peer's one executor thread it would hold up every chat. So the history and the pin files
+//! belong to this thread, and the rest of the peer hands it [`Job`]s through a bounded queue:
+//! a chat message to store before it is shown (its sender waits for the answer), the last
+//! lines of a chat for `history`, a pin file to rewrite (nobody waits).
+
+use chrono::{DateTime, Utc};
+use futures::channel::oneshot;
+use p2p_shared::{MessageId, PeerName};
+
+use crate::history::{History, Line};
+use crate::known::FileWrite;
+
+/// How many jobs may wait for the thread.
+const QUEUE: usize = 256;
+
+/// One chat line to store.
+#[derive(Clone, Debug)]
+pub struct Record {
+    /// The message's id: each is stored once, so a retry is not shown twice.
+    pub id: MessageId,
+    /// The chat it belongs to.
+    pub peer: PeerName,
+    /// Who wrote it: the peer, or ourselves.
+    pub sender: PeerName,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+enum Job {
+    Record {
+        record: Record,
+        done: oneshot::Sender<Result<bool, String>>,
+    },
+    Last {
+        peer: PeerName,
+        n: usize,
+        done: oneshot::Sender<Result<Vec<Line>, String>>,
+    },
+    Write(FileWrite),
+    /// Answered once every job before it is done.
+    Done(oneshot::Sender<()>),
+}
+
+/// A handle to the disk thread; cheap to clone. The thread ends when every handle is gone.
+#[derive(Clone)]
+pub struct Disk {
+    jobs: async_channel::Sender<Job>,
+}
+
+impl Disk {
+    /// Starts the thread that owns `history`.
+    pub fn start(mut history: History) -> std::io::Result<Disk> {
+        let (jobs, queue) = async_channel::bounded(QUEUE);
+        std::thread::Builder::new()
+            .name("disk".into())
+            .spawn(move || {
+                while let Ok(job) = queue.recv_blocking() {
+                    match job {
+                        Job::Record { record, done } => {
+                            let r = &record;
+                            let stored = history.record(r.id, &r.peer, &r.sender, &r.text, r.at);
+                            let _ = done.send(stored.map_err(|e| e.to_string()));
+                        }
+                        Job::Last { peer, n, done } => {
+                            let _ = done.send(history.last(&peer, n).map_err(|e| e.to_string()));
+                        }
+                        Job::Write(write) => {
+                            if let Err(e) = write.perform() {
+                                tracing::warn!("{e:#}");
+                            }
+                        }
+                        Job::Done(done) => {
+                            let _ = done.send(());
+                        }
+                    }
+                }
+            })?;
+        Ok(Disk { jobs })
+    }
+
+    /// Stores `record`; false if a message with its id was stored before.
+    pub async fn record(&self, record: Record) -> Result<bool, String> {
+        self.ask(|done| Job::Record { record, done }).await?
+    }
+
+    /// The last `n` lines of the chat with `peer`, oldest first.
+    pub async fn last(&self, peer: PeerName, n: usize) -> Result<Vec<Line>, String> {
+        self.ask(|done| Job::Last { peer, n, done }).await?
+    }
+
+    /// Writes a pin file, without waiting. A write the queue cannot take is reported in the
+    /// log and left out: the pin still holds in memory, and the next pin writes the file
+    /// whole again.
+    pub fn write(&self, write: FileWrite) {
+        if let Err(e) = self.jobs.try_send(Job::Write(write)) {
+            let path = e.into_inner();
+            if let Job::Write(write) = path {
+                tracing::warn!("{} not written: the disk is busy", write.path.display());
+            }
+        }
+    }
+
+    /// Waits until every job handed to the thread so far is done: a pin the user asked for
+    /// is on disk before the user is told.
+    pub async fn written(&self) {
+        let _ = self.ask(Job::Done).await;
+    }
+
+    async fn ask<T>(&self, job: impl FnOnce(oneshot::Sender<T>) -> Job) -> Result<T, String> {
+        let (done, answer) = oneshot::channel();
+        let gone = || "the disk thread has stopped".to_owned();
+        self.jobs.send(job(done)).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_shared::runtime;
+    use p2p_shared::wire::new_id;
+
+    #[test]
+    fn records_once_and_reads_back_in_order() {
+        let disk = Disk::start(History::in_memory().unwrap()).unwrap();
+        let bob: PeerName = "bob".parse().unwrap();
+        let record = |text: &str| Record {
+            id: new_id(),
+            peer: bob,
+            sender: bob,
+            text: text.into(),
+            at: Utc::now(),
+        };
+        runtime::block_on(async {
+            let first = record("one");
+            assert_eq!(disk.record(first.clone()).await, Ok(true));
+            assert_eq!(disk.record(first).await, Ok(false), "a retry: stored once");
+            assert_eq!(disk.record(record("two")).await, Ok(true));
+            let lines = disk.last(bob, 10).await.unwrap();
+            let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
+            assert_eq!(texts, ["one", "two"]);
+        });
+    }
+}

@@ -1,0 +1,203 @@
+//! What the user sees: one [`Event`] per thing that happened or command that finished.
+//!
+//! Events are data; `render.rs` turns them into a line of text (README, "Peer output") or a
+//! JSON object (docs/json.md), and the screen thread (`screen.rs`) writes them. Whoever shows
+//! an event never knows how it will look.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use p2p_shared::identity::PublicKey;
+use p2p_shared::{PeerInfo, PeerName};
+use serde::{Serialize, Serializer};
+
+use crate::error::PeerError;
+use crate::history::Line;
+
+/// One thing the user should see.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Listening {
+        name: PeerName,
+        addr: SocketAddr,
+    },
+    Registered {
+        name: PeerName,
+        addr: SocketAddr,
+    },
+    Peers {
+        peers: Vec<PeerInfo>,
+    },
+    LeftNetwork,
+    /// Our request reached the other side, which asks its user.
+    RequestSent {
+        peer: PeerName,
+        addr: SocketAddr,
+    },
+    /// How our requests end (`state/outgoing.rs`): accepted, declined, timed out, abandoned
+    /// by the other side, settled or replaced here, dropped when we exit.
+    RequestAccepted {
+        peer: PeerName,
+        addr: SocketAddr,
+    },
+    RequestDeclined {
+        peer: PeerName,
+    },
+    RequestTimedOut {
+        peer: PeerName,
+    },
+    RequestAbandoned {
+        peer: PeerName,
+    },
+    RequestSettled {
+        peer: PeerName,
+    },
+    RequestReplaced {
+        peer: PeerName,
+    },
+    RequestDropped {
+        peer: PeerName,
+    },
+    /// Someone asks us for a chat.
+    RequestArrived {
+        peer: PeerName,
+        addr: SocketAddr,
+        #[serde(rename = "expires_in_ms", serialize_with = "millis")]
+        expires_in: Duration,
+        fingerprint: String,
+    },
+    /// How requests to us end (`state/incoming.rs`): accepted, declined, expired, withdrawn,
+    /// left unanswered when we exit.
+    AcceptedChat {
+        peer: PeerName,
+        addr: SocketAddr,
+    },
+    DeclinedChat {
+        peer: PeerName,
+    },
+    RequestExpired {
+        peer: PeerName,
+    },
+    RequestWithdrawn {
+        peer: PeerName,
+        why: Withdrawal,
+    },
+    RequestUnanswered {
+        peer: PeerName,
+    },
+    Delivered {
+        peer: PeerName,
+    },
+    Message {
+        peer: PeerName,
+        text: String,
+        /// When it arrived.
+        at: DateTime<Utc>,
+    },
+    Connected {
+        peers: Vec<PeerInfo>,
+    },
+    Disconnected {
+        peer: PeerName,
+    },
+    PeerDisconnected {
+        peer: PeerName,
+    },
+    Status(Status),
+    History {
+        peer: PeerName,
+        lines: Vec<Line>,
+    },
+    /// A chat partner stopped answering; the chat is closed.
+    PeerGone {
+        peer: PeerName,
+        why: String,
+    },
+    /// The registry is back, and we are registered there again.
+    Reregistered {
+        name: PeerName,
+        addr: SocketAddr,
+    },
+    /// A peer presented another key than the one pinned for its name.
+    KeyChanged {
+        peer: PeerName,
+        pinned: String,
+        offered: String,
+    },
+    Whoami {
+        name: PeerName,
+        key: PublicKey,
+    },
+    Trusted {
+        peer: PeerName,
+        fingerprint: String,
+    },
+    Released {
+        name: PeerName,
+    },
+    Help {
+        text: String,
+    },
+    Bye,
+    Error(PeerError),
+}
+
+/// Why a request to us was withdrawn before anyone answered it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Withdrawal {
+    /// A chat with the requester opened another way (our own request to it was accepted).
+    Settled,
+    /// The requester asked again; the newer request stands instead.
+    Replaced,
+}
+
+/// What `status` shows.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Status {
+    pub name: PeerName,
+    pub addr: SocketAddr,
+    pub registry: SocketAddr,
+    pub registry_reachable: bool,
+    pub registered: bool,
+    pub chats: Vec<PeerInfo>,
+    /// Requests waiting for our `yes` or `no`.
+    pub incoming: Vec<Waiting>,
+    /// Our requests waiting for the other side's answer.
+    pub outgoing: Vec<Waiting>,
+}
+
+/// A chat request and how long it has left.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Waiting {
+    pub peer: PeerName,
+    pub addr: SocketAddr,
+    #[serde(rename = "expires_in_ms", serialize_with = "millis")]
+    pub expires_in: Duration,
+    /// When an incoming request arrived (the record's timestamp); `None` for our own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub received_at: Option<DateTime<Utc>>,
+}
+
+fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+impl Serialize for PeerError {
+    /// `{"code": "...", "message": "..."}`: what `--json` prints after `"event":"error"`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut error = s.serialize_struct("PeerError", 2)?;
+        error.serialize_field("code", self.code())?;
+        error.serialize_field("message", &self.to_string())?;
+        error.end()
+    }
+}
+
+impl From<PeerError> for Event {
+    fn from(error: PeerError) -> Event {
+        Event::Error(error)
+    }
+}

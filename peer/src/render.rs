@@ -1,0 +1,364 @@
+//! How an [`Event`] looks: a line of text, painted for a terminal, or a JSON object.
+//!
+//! - Plain text (the default): one line per event (a listing: a counted header line, then
+//!   one line per entry). This wording is an interface: README.md documents every line and
+//!   scripts match on it, so change it only together with the README.
+//! - Painted, for a person at a terminal: the plain text with colours (unless `NO_COLOR` is
+//!   set) and, at an interactive prompt, a local timestamp on chat lines.
+//! - JSON (`--json`): one object per line, `{"event": "...", ...}` (docs/json.md).
+//!
+//! Text from the network is hostile: a chat line could carry terminal escape sequences or a
+//! newline that forges a second event. Every field that can hold such text (chat text, error
+//! messages) is displayed through [`printable`], which escapes control and
+//! bidirectional-override characters. Names and addresses are validated on arrival. JSON
+//! needs no such care: serde_json escapes control characters itself.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use anstyle::{AnsiColor, Style};
+use chrono::Local;
+use p2p_shared::PeerInfo;
+
+use crate::event::{Event, Status, Withdrawal};
+
+/// How events are rendered; chosen once, at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendering {
+    Json,
+    Text { color: bool, timestamps: bool },
+}
+
+impl Rendering {
+    /// The text (or JSON) of `event`, without a line ending.
+    pub fn render(self, event: &Event) -> String {
+        match self {
+            // Serializing these plain data types cannot fail.
+            Rendering::Json => serde_json::to_string(event).expect("events always serialize"),
+            Rendering::Text { color, timestamps } => paint(event, color, timestamps),
+        }
+    }
+}
+
+fn secs(d: &std::time::Duration) -> u64 {
+    d.as_secs_f64().round() as u64
+}
+
+impl fmt::Display for Event {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Event::Listening { name, addr } => write!(f, "{name} listening on {addr}"),
+            Event::Registered { name, addr } => write!(f, "registered as {name} at {addr}"),
+            Event::Peers { peers } => listing(f, "peers", "peer", peers),
+            Event::LeftNetwork => write!(f, "left the network"),
+            Event::RequestSent { peer, addr } => write!(
+                f,
+                "chat request sent to {peer} ({addr}), waiting for an answer"
+            ),
+            Event::RequestAccepted { peer, addr } => {
+                write!(f, "chat accepted by {peer} ({addr})")
+            }
+            Event::RequestDeclined { peer } => write!(f, "chat declined by {peer}"),
+            Event::RequestTimedOut { peer } => write!(f, "chat request to {peer} timed out"),
+            Event::RequestAbandoned { peer } => write!(
+                f,
+                "chat request to {peer} ended: {peer} left without answering"
+            ),
+            Event::RequestSettled { peer } => write!(
+                f,
+                "chat request to {peer} settled: a chat with {peer} is open"
+            ),
+            Event::RequestReplaced { peer } => {
+                write!(f, "chat request to {peer} replaced by a newer one")
+            }
+            Event::RequestDropped { peer } => {
+                write!(f, "chat request to {peer} dropped: exiting")
+            }
+            Event::RequestArrived {
+                peer,
+                addr,
+                expires_in,
+                fingerprint,
+            } => write!(
+                f,
+                "chat request from {peer} ({addr}): answer yes or no (expires in {}s), \
+                 key {fingerprint}",
+                secs(expires_in)
+            ),
+            Event::AcceptedChat { peer, addr } => {
+                write!(f, "accepted chat with {peer} ({addr})")
+            }
+            Event::DeclinedChat { peer } => write!(f, "declined chat request from {peer}"),
+            Event::RequestExpired { peer } => write!(f, "chat request from {peer} expired"),
+            Event::RequestWithdrawn {
+                peer,
+                why: Withdrawal::Settled,
+            } => write!(
+                f,
+                "chat request from {peer} settled: a chat with {peer} is open"
+            ),
+            Event::RequestWithdrawn {
+                peer,
+                why: Withdrawal::Replaced,
+            } => write!(f, "chat request from {peer} replaced by a newer one"),
+            Event::RequestUnanswered { peer } => {
+                write!(f, "chat request from {peer} left unanswered: exiting")
+            }
+            Event::Delivered { peer } => write!(f, "delivered to {peer}"),
+            Event::Message { peer, text, .. } => write!(f, "{peer}: {}", printable(text)),
+            Event::Connected { peers } => listing(f, "connected peers", "connected", peers),
+            Event::Disconnected { peer } => write!(f, "disconnected from {peer}"),
+            Event::PeerDisconnected { peer } => write!(f, "{peer} disconnected"),
+            Event::Status(status) => status.fmt(f),
+            Event::History { peer, lines } => {
+                write!(f, "history with {peer}: {}", lines.len())?;
+                for line in lines {
+                    let at = line.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+                    write!(f, "\n{at} {}: {}", line.sender, printable(&line.text))?;
+                }
+                Ok(())
+            }
+            Event::PeerGone { peer, why } => {
+                write!(f, "{peer} is gone ({}); chat closed", printable(why))
+            }
+            Event::Reregistered { name, addr } => {
+                write!(f, "registered again as {name} at {addr}")
+            }
+            Event::KeyChanged {
+                peer,
+                pinned,
+                offered,
+            } => write!(
+                f,
+                "WARNING: {peer} presented key {offered}, but the key known for {peer} is \
+                 {pinned}. Someone may be impersonating {peer}; refused. If {peer} really has \
+                 a new key, check its fingerprint with {peer} and type: trust {peer}"
+            ),
+            Event::Whoami { name, key } => write!(f, "{name} key {} ({key})", key.fingerprint()),
+            Event::Trusted { peer, fingerprint } => {
+                write!(f, "trusting key {fingerprint} for {peer} from now on")
+            }
+            Event::Released { name } => write!(f, "released the name {name}"),
+            Event::Help { text } => f.write_str(text.trim_end()),
+            Event::Bye => write!(f, "bye"),
+            // Errors may quote the other side's words.
+            Event::Error(error) => write!(f, "error: {}", printable(&error.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "status: {} listening on {}", self.name, self.addr)?;
+        let reach = match (self.registry_reachable, self.registered) {
+            (false, _) => "unreachable",
+            (true, true) => "reachable, registered",
+            (true, false) => "reachable, not registered",
+        };
+        writeln!(f, "registry {}: {reach}", self.registry)?;
+        listing(f, "chats", "chat", &self.chats)?;
+        write!(f, "\nincoming requests: {}", self.incoming.len())?;
+        for w in &self.incoming {
+            let left = secs(&w.expires_in);
+            write!(f, "\nrequest from {} {} expires in {left}s", w.peer, w.addr)?;
+            if let Some(at) = w.received_at {
+                let local = at.with_timezone(&Local).format("%H:%M:%S");
+                write!(f, " (received {local})")?;
+            }
+        }
+        write!(f, "\noutgoing requests: {}", self.outgoing.len())?;
+        for w in &self.outgoing {
+            let left = secs(&w.expires_in);
+            write!(f, "\nrequest to {} {} gives up in {left}s", w.peer, w.addr)?;
+        }
+        Ok(())
+    }
+}
+
+fn listing(f: &mut fmt::Formatter<'_>, header: &str, tag: &str, peers: &[PeerInfo]) -> fmt::Result {
+    write!(f, "{header}: {}", peers.len())?;
+    for p in peers {
+        let fingerprint = p.key.fingerprint();
+        write!(f, "\n{tag} {} {} key {fingerprint}", p.name, p.addr)?;
+    }
+    Ok(())
+}
+
+/// The plain text, with colours and timestamps where wanted.
+fn paint(event: &Event, color: bool, timestamps: bool) -> String {
+    let paint = |style: Style, text: &str| match color {
+        true => format!("{style}{text}{style:#}"),
+        false => text.to_string(),
+    };
+    let name = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
+    match event {
+        Event::Message { peer, text, at } => {
+            let stamp = match timestamps {
+                true => {
+                    let local = at.with_timezone(&Local).format("%H:%M:%S");
+                    format!("{} ", paint(Style::new().dimmed(), &format!("[{local}]")))
+                }
+                false => String::new(),
+            };
+            format!("{stamp}{}: {}", paint(name, peer.as_str()), printable(text))
+        }
+        Event::Error(_) | Event::KeyChanged { .. } => paint(
+            Style::new().fg_color(Some(AnsiColor::Red.into())),
+            &event.to_string(),
+        ),
+        Event::RequestArrived { .. } => paint(
+            Style::new().bold().fg_color(Some(AnsiColor::Yellow.into())),
+            &event.to_string(),
+        ),
+        Event::RequestAccepted { .. } | Event::AcceptedChat { .. } => paint(
+            Style::new().fg_color(Some(AnsiColor::Green.into())),
+            &event.to_string(),
+        ),
+        _ => event.to_string(),
+    }
+}
+
+/// `text` with control characters, Unicode line and paragraph separators (which many tools
+/// split lines on) and bidirectional overrides written as `\u{..}` escapes.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    fn unsafe_char(c: char) -> bool {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !text.chars().any(unsafe_char) {
+        return Cow::Borrowed(text);
+    }
+    let mut clean = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if unsafe_char(c) {
+            clean.extend(c.escape_unicode());
+        } else {
+            clean.push(c);
+        }
+    }
+    Cow::Owned(clean)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::Utc;
+    use p2p_shared::PeerName;
+
+    use super::*;
+    use crate::error::PeerError;
+
+    fn name(s: &str) -> PeerName {
+        s.parse().unwrap()
+    }
+
+    const PLAIN: Rendering = Rendering::Text {
+        color: false,
+        timestamps: false,
+    };
+
+    #[test]
+    fn hostile_text_cannot_forge_lines_or_drive_the_terminal() {
+        assert_eq!(printable("héllo  wörld 你好 🎉"), "héllo  wörld 你好 🎉");
+        assert_eq!(printable("\u{1b}[2Jgone"), "\\u{1b}[2Jgone");
+        assert_eq!(printable("abc\u{202e}def"), "abc\\u{202e}def");
+        // Python's splitlines() and others split on these: no forged second line either.
+        assert_eq!(
+            printable("hi\u{2028}alice disconnected"),
+            "hi\\u{2028}alice disconnected"
+        );
+        assert_eq!(printable("a\u{2029}b\u{85}c"), "a\\u{2029}b\\u{85}c");
+        let forged = Event::Message {
+            peer: name("alice"),
+            text: "hi\nbob: fake".into(),
+            at: Utc::now(),
+        };
+        assert_eq!(PLAIN.render(&forged), "alice: hi\\u{a}bob: fake");
+        let painted = Rendering::Text {
+            color: true,
+            timestamps: true,
+        }
+        .render(&forged);
+        assert!(!painted.contains('\n'), "{painted:?}");
+        let error = Event::Error(PeerError::History { why: "x\ny".into() });
+        assert_eq!(PLAIN.render(&error), "error: x\\u{a}y");
+    }
+
+    #[test]
+    fn listings_have_a_counted_header() {
+        let key = p2p_shared::identity::Identity::generate().public();
+        let peers = vec![PeerInfo {
+            name: name("bob"),
+            addr: "127.0.0.1:2".parse().unwrap(),
+            key,
+        }];
+        let fp = key.fingerprint();
+        assert_eq!(
+            PLAIN.render(&Event::Peers {
+                peers: peers.clone()
+            }),
+            format!("peers: 1\npeer bob 127.0.0.1:2 key {fp}")
+        );
+        assert_eq!(
+            PLAIN.render(&Event::Connected { peers }),
+            format!("connected peers: 1\nconnected bob 127.0.0.1:2 key {fp}")
+        );
+        assert_eq!(
+            PLAIN.render(&Event::Connected { peers: vec![] }),
+            "connected peers: 0"
+        );
+    }
+
+    #[test]
+    fn expiry_is_shown_in_whole_seconds_and_json_in_milliseconds() {
+        let event = Event::RequestArrived {
+            peer: name("alice"),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            expires_in: Duration::from_secs(60),
+            fingerprint: "3f2a:9c1d:77e0:b4a2".into(),
+        };
+        assert_eq!(
+            PLAIN.render(&event),
+            "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
+             key 3f2a:9c1d:77e0:b4a2"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&Rendering::Json.render(&event)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "request_arrived", "peer": "alice",
+                               "addr": "127.0.0.1:1", "expires_in_ms": 60000,
+                               "fingerprint": "3f2a:9c1d:77e0:b4a2"})
+        );
+    }
+
+    #[test]
+    fn json_is_one_line_with_an_event_tag_and_errors_carry_their_code() {
+        let event = Event::Message {
+            peer: name("alice"),
+            text: "two\nlines \u{1b}".into(),
+            at: "2026-11-21T10:00:00Z".parse().unwrap(),
+        };
+        let line = Rendering::Json.render(&event);
+        assert!(!line.contains('\n'));
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["event"], "message");
+        assert_eq!(json["text"], "two\nlines \u{1b}");
+        assert_eq!(json["at"], "2026-11-21T10:00:00Z");
+        let bye: serde_json::Value = serde_json::to_value(Event::Bye).unwrap();
+        assert_eq!(bye, serde_json::json!({"event": "bye"}));
+        let error = Event::Error(PeerError::NotInChat { peer: name("bob") });
+        assert_eq!(
+            serde_json::to_value(error).unwrap(),
+            serde_json::json!({"event": "error", "code": "not_in_chat",
+                               "message": "not in a chat with bob"})
+        );
+    }
+
+    #[test]
+    fn without_colour_painting_changes_nothing_but_the_timestamp() {
+        let event = Event::Error(PeerError::NonePending);
+        assert_eq!(PLAIN.render(&event), "error: no pending chat request");
+    }
+}

@@ -1,0 +1,369 @@
+//! The screen: events wait in one ordered queue, and a thread of their own writes them.
+//!
+//! A write to stdout blocks when nobody reads it (a full pipe, a paused terminal), and so
+//! does rustyline's printer while the user types. The peer's event loop must never wait for
+//! either, so it only queues events here, in the order they happened, and the screen thread
+//! renders and writes them (`render.rs`), to stdout or above the prompt.
+//!
+//! The queue is bounded without losing a line the user must see:
+//!
+//! - events the network causes at any rate (a chat message, a chat request) enter only while
+//!   fewer than [`ROOM`] events wait ([`Screen::has_room`], [`Screen::reserve`]); beyond
+//!   that the peer answers `busy` and the sender retries;
+//! - a command's result waits for room ([`Screen::show`]), which holds up only that command;
+//! - events no frame causes (a partner gone, a request expired, the registry lost) always
+//!   enter, above [`ROOM`] if need be ([`Screen::push_state`]): there are only ever a few,
+//!   one per chat, request or registry, and a repeat of one still waiting is merged into it.
+//!
+//! A chat message is stored in the history before it is shown, on the disk thread: its place
+//! in the queue is reserved when it arrives ([`Slot`]), so that it still shows in the order
+//! it arrived, and filled once it is stored.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use event_listener::Event as Notify;
+
+use crate::event::Event;
+use crate::render::Rendering;
+
+/// How many events may wait before the network's are refused.
+pub const ROOM: usize = 256;
+
+/// Where the screen thread writes lines.
+pub trait Sink: Send + 'static {
+    /// Writes one line (without its line ending).
+    fn line(&mut self, text: &str) -> io::Result<()>;
+    /// Makes what was written visible: called whenever the queue is empty.
+    fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Standard output.
+pub struct Stdout;
+
+impl Sink for Stdout {
+    fn line(&mut self, text: &str) -> io::Result<()> {
+        writeln!(io::stdout().lock(), "{text}")
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stdout().flush()
+    }
+}
+
+/// A handle to the screen; cheap to clone. The thread ends once every handle is gone and
+/// every event is written.
+pub struct Screen {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    queue: Mutex<Queue>,
+    /// Wakes the screen thread: an event arrived or a slot was filled.
+    ready: Condvar,
+    /// Wakes commands waiting for room.
+    room: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Item>,
+    next_slot: u64,
+    handles: usize,
+}
+
+enum Item {
+    Ready(Event),
+    /// A place kept for an event that is not ready yet.
+    Reserved(u64),
+    /// Answered once every event before it is written.
+    Flush(mpsc::Sender<()>),
+}
+
+impl Screen {
+    /// Starts the screen thread, writing to `sink` as `rendering` says.
+    pub fn start(rendering: Rendering, sink: Box<dyn Sink>) -> io::Result<Screen> {
+        let inner = Arc::new(Inner {
+            queue: Mutex::new(Queue {
+                handles: 1,
+                ..Queue::default()
+            }),
+            ready: Condvar::new(),
+            room: Notify::new(),
+        });
+        let thread_inner = Arc::clone(&inner);
+        std::thread::Builder::new()
+            .name("screen".into())
+            .spawn(move || write_all(&thread_inner, rendering, sink))?;
+        Ok(Screen { inner })
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // A panic while holding the lock leaves the queue as it was: still usable.
+        self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether an event caused by the network may enter now.
+    pub fn has_room(&self) -> bool {
+        self.queue().items.len() < ROOM
+    }
+
+    /// Keeps the next place in line for an event caused by the network, if there is room.
+    pub fn reserve(&self) -> Option<Slot> {
+        let id = {
+            let mut queue = self.queue();
+            if queue.items.len() >= ROOM {
+                return None;
+            }
+            let id = queue.next_slot;
+            queue.next_slot += 1;
+            queue.items.push_back(Item::Reserved(id));
+            id
+        };
+        Some(Slot {
+            screen: self.clone(),
+            id,
+            filled: false,
+        })
+    }
+
+    /// Queues `event` without waiting. For events the network causes, after a check of
+    /// [`Screen::has_room`] in the same step.
+    pub fn push(&self, event: Event) {
+        self.queue().items.push_back(Item::Ready(event));
+        self.inner.ready.notify_one();
+    }
+
+    /// Queues an event no frame causes: always, merged into an equal one still waiting.
+    pub fn push_state(&self, event: Event) {
+        let mut queue = self.queue();
+        let waiting = queue
+            .items
+            .iter()
+            .any(|item| matches!(item, Item::Ready(e) if *e == event));
+        if !waiting {
+            queue.items.push_back(Item::Ready(event));
+            self.inner.ready.notify_one();
+        }
+    }
+
+    /// Queues a command's result, waiting for room.
+    pub async fn show(&self, event: impl Into<Event>) {
+        let event = event.into();
+        loop {
+            let listener = self.inner.room.listen();
+            {
+                let mut queue = self.queue();
+                if queue.items.len() < ROOM {
+                    queue.items.push_back(Item::Ready(event));
+                    self.inner.ready.notify_one();
+                    return;
+                }
+            }
+            listener.await;
+        }
+    }
+
+    /// Waits, at most `grace`, until every event queued so far is written: before exiting.
+    /// A reader may never take them, and the program must still exit.
+    pub fn flush(&self, grace: Duration) {
+        let (done, written) = mpsc::channel();
+        self.queue().items.push_back(Item::Flush(done));
+        self.inner.ready.notify_one();
+        let _ = written.recv_timeout(grace);
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        self.queue().handles -= 1;
+        self.inner.ready.notify_one();
+    }
+}
+
+/// A place in line kept for one event; given back if dropped unfilled.
+pub struct Slot {
+    screen: Screen,
+    id: u64,
+    filled: bool,
+}
+
+impl Slot {
+    /// Puts `event` in its place.
+    pub fn fill(mut self, event: Event) {
+        self.replace(Some(event));
+        self.filled = true;
+    }
+
+    fn replace(&self, event: Option<Event>) {
+        let mut queue = self.screen.queue();
+        let at = queue
+            .items
+            .iter()
+            .position(|item| matches!(item, Item::Reserved(id) if *id == self.id));
+        if let Some(at) = at {
+            match event {
+                Some(event) => queue.items[at] = Item::Ready(event),
+                None => {
+                    queue.items.remove(at);
+                }
+            }
+        }
+        drop(queue);
+        self.screen.inner.ready.notify_one();
+        self.screen.inner.room.notify(usize::MAX);
+    }
+}
+
+impl Clone for Screen {
+    fn clone(&self) -> Self {
+        self.queue().handles += 1;
+        Screen {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.filled {
+            self.replace(None);
+        }
+    }
+}
+
+/// The screen thread: takes the events at the head of the queue as they become ready, and
+/// writes them. Ends when every handle is gone and the queue is empty.
+fn write_all(inner: &Inner, rendering: Rendering, mut sink: Box<dyn Sink>) {
+    loop {
+        let mut batch = Vec::new();
+        {
+            let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+            loop {
+                while let Some(Item::Ready(_) | Item::Flush(_)) = queue.items.front() {
+                    batch.extend(queue.items.pop_front());
+                }
+                if !batch.is_empty() {
+                    break;
+                }
+                if queue.handles == 0 && queue.items.is_empty() {
+                    return;
+                }
+                queue = inner.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        inner.room.notify(usize::MAX);
+        for item in batch {
+            match item {
+                // A closed stdout must not stop the peer: its chats still need a goodbye.
+                Item::Ready(event) => {
+                    let _ = sink.line(&rendering.render(&event));
+                }
+                Item::Flush(done) => {
+                    let _ = sink.flush();
+                    let _ = done.send(());
+                }
+                Item::Reserved(_) => unreachable!("only ready items are taken"),
+            }
+        }
+        let _ = sink.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::PeerError;
+
+    /// A sink that hands every line to the test.
+    struct Lines(mpsc::Sender<String>);
+
+    impl Sink for Lines {
+        fn line(&mut self, text: &str) -> io::Result<()> {
+            let _ = self.0.send(text.to_owned());
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    const PLAIN: Rendering = Rendering::Text {
+        color: false,
+        timestamps: false,
+    };
+
+    fn screen() -> (Screen, mpsc::Receiver<String>) {
+        let (tx, lines) = mpsc::channel();
+        (Screen::start(PLAIN, Box::new(Lines(tx))).unwrap(), lines)
+    }
+
+    fn error(n: usize) -> Event {
+        Event::Error(PeerError::History { why: n.to_string() })
+    }
+
+    fn next(lines: &mpsc::Receiver<String>) -> String {
+        lines.recv_timeout(Duration::from_secs(10)).unwrap()
+    }
+
+    #[test]
+    fn a_reserved_place_holds_back_what_came_after_it_until_filled() {
+        let (screen, lines) = screen();
+        let slot = screen.reserve().unwrap();
+        screen.push(error(2));
+        // A place given back unfilled holds nothing back.
+        drop(screen.reserve().unwrap());
+        screen.push(Event::Bye);
+        assert!(lines.try_recv().is_err(), "nothing passes the empty place");
+        slot.fill(error(1));
+        assert_eq!(next(&lines), "error: 1");
+        assert_eq!(next(&lines), "error: 2");
+        assert_eq!(next(&lines), "bye");
+    }
+
+    #[test]
+    fn the_network_is_refused_beyond_the_room_but_state_events_always_enter_once() {
+        let (screen, _lines) = screen();
+        let blocker = screen.reserve().unwrap();
+        let _kept: Vec<Slot> = (1..ROOM).map(|_| screen.reserve().unwrap()).collect();
+        assert!(!screen.has_room());
+        assert!(screen.reserve().is_none());
+        let gone = Event::PeerGone {
+            peer: "bob".parse().unwrap(),
+            why: "no answer".into(),
+        };
+        screen.push_state(gone.clone());
+        screen.push_state(gone);
+        assert_eq!(screen.queue().items.len(), ROOM + 1, "once, above the room");
+        drop(blocker);
+    }
+
+    #[test]
+    fn a_command_waits_for_room_and_then_shows_in_order() {
+        let (screen, lines) = screen();
+        let blocker = screen.reserve().unwrap();
+        for n in 1..ROOM {
+            screen.push(error(n));
+        }
+        let waiting = {
+            let screen = screen.clone();
+            std::thread::spawn(move || p2p_shared::runtime::block_on(screen.show(Event::Bye)))
+        };
+        blocker.fill(error(0));
+        for n in 0..ROOM {
+            assert_eq!(next(&lines), format!("error: {n}"));
+        }
+        waiting.join().unwrap();
+        assert_eq!(next(&lines), "bye");
+    }
+
+    #[test]
+    fn flush_waits_for_what_was_queued() {
+        let (screen, lines) = screen();
+        screen.push(Event::Bye);
+        screen.flush(Duration::from_secs(10));
+        assert_eq!(lines.try_recv().unwrap(), "bye");
+    }
+}

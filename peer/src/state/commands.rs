@@ -1,0 +1,242 @@
+//! What the state does for the user's commands: chat requests we send and their replies, the
+//! answers we give, sealing our messages, leaving chats, trusting a new key.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use p2p_shared::identity::PublicKey;
+use p2p_shared::seal::{ChatKeys, EphemeralKey, KeyShare, Role, Transcript};
+use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
+
+use super::chats::Sealed;
+use super::incoming::{IncomingEnd, PendingRequest};
+use super::{Answering, Context, Effect, Leaving, PeerState, Snapshot};
+use crate::error::PeerError;
+use crate::event::{Event, Waiting};
+
+impl PeerState {
+    /// Records a chat request, and our half of its key agreement, before it goes out.
+    pub fn request_sent(&mut self, id: MessageId, addr: SocketAddr, share: KeyShare) {
+        self.outgoing.sent(id, addr, share);
+    }
+
+    /// The other side, `from`, said our request `id` is pending for `expires_in`. Refused if
+    /// its key is not the one pinned for its name (the request then ends, and the warning is
+    /// out).
+    pub fn request_pending(
+        &mut self,
+        id: MessageId,
+        from: PeerInfo,
+        expires_in: Duration,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) {
+        if self.pins.check(&from.name, from.key, true, fx).is_err() {
+            let why = PeerError::RequestNotMade { peer: from.name };
+            self.request_failed(id, why, fx);
+            return;
+        }
+        // None: the answer overtook this reply, and the request has its end already.
+        let expires = self
+            .outgoing
+            .pending(id, from.name, from.key, expires_in, cx.now);
+        if let Some(replaced) = expires {
+            for end in replaced {
+                fx.push(Effect::Show(end.event()));
+            }
+            fx.push(Effect::Show(Event::RequestSent {
+                peer: from.name,
+                addr: from.addr,
+            }));
+        }
+    }
+
+    /// Our request `id` could not be made.
+    pub fn request_failed(&mut self, id: MessageId, why: PeerError, fx: &mut Vec<Effect>) {
+        if let Some(end) = self.outgoing.failed(id, why) {
+            fx.push(Effect::Show(end.event()));
+        }
+    }
+
+    /// Takes the request to answer (from `from`, or the only one). On `yes` the chat's keys
+    /// are agreed and the chat counts as open from this moment, so a message the requester
+    /// sends right after our answer is not refused; a `yes` that cannot be kept (the key
+    /// share is unusable, or another key was pinned for the name since) becomes a `no`, with
+    /// an error.
+    pub fn answer(
+        &mut self,
+        from: Option<PeerName>,
+        accept: bool,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Answering, PeerError> {
+        let request = self.incoming.take(from.as_ref(), cx.now)?;
+        let declined = |request| Answering {
+            request,
+            answer: Answer::Declined,
+            share: None,
+        };
+        if !accept {
+            return Ok(declined(request));
+        }
+        let peer = request.from;
+        // Accepting is choosing this contact: its key is pinned now.
+        let keys = match self.pins.check(&peer, request.key, true, fx) {
+            Ok(()) => self.agree(&request),
+            Err(_) => None,
+        };
+        let Some((keys, share)) = keys else {
+            fx.push(Effect::Show(Event::Error(PeerError::CannotAccept { peer })));
+            return Ok(declined(request));
+        };
+        self.open_chat(peer, request.addr, request.key, keys, fx);
+        Ok(Answering {
+            request,
+            answer: Answer::Accepted,
+            share: Some(share),
+        })
+    }
+
+    /// Our half of the chat's keys for `request`, and the share that gives the requester its
+    /// half; `None` if the requester's share is unusable.
+    fn agree(&self, request: &PendingRequest) -> Option<(ChatKeys, EphemeralKey)> {
+        let ours = KeyShare::new();
+        let share = ours.public();
+        let me = self.origin.identity.public();
+        let transcript = Transcript {
+            request: request.id,
+            requester: &request.key,
+            accepter: &me,
+            requester_share: &request.share,
+            accepter_share: &share,
+        };
+        let keys = ChatKeys::agree(Role::Accepter, ours, &transcript).ok()?;
+        Some((keys, share))
+    }
+
+    /// Our answer reached the requester, or could not (`delivered`): the request's end.
+    pub fn answer_sent(
+        &mut self,
+        answering: Answering,
+        delivered: Result<(), PeerError>,
+        fx: &mut Vec<Effect>,
+    ) {
+        let Answering {
+            request, answer, ..
+        } = answering;
+        let peer = request.from;
+        let end = match (answer, delivered) {
+            (Answer::Accepted, Ok(())) => IncomingEnd::Accepted {
+                peer,
+                addr: request.addr,
+            },
+            (Answer::Accepted, Err(why)) => {
+                // The chat opened when the user said yes; with no requester, it never starts.
+                if self.chats.key(&peer) == Some(request.key) {
+                    self.close_chat(&peer, fx);
+                }
+                IncomingEnd::Undelivered(why)
+            }
+            (_, delivered) => {
+                if let Err(why) = delivered {
+                    fx.push(Effect::Show(Event::Error(why)));
+                }
+                IncomingEnd::Declined { peer }
+            }
+        };
+        fx.push(Effect::Show(end.event()));
+    }
+
+    /// Seals `body` as message `id` for the chat with `peer`; `None` if no chat with it is
+    /// open. A retry seals the same id again (under a new counter), so the receiver can tell
+    /// it from a new message.
+    pub fn seal(&mut self, peer: &PeerName, id: MessageId, body: SealedRequest) -> Option<Sealed> {
+        self.chats.seal(&self.origin, peer, id, body)
+    }
+
+    /// What the reply to our sealed message `counter` to `peer` says; `None` if it is no
+    /// valid reply from that peer.
+    pub fn acknowledged(&self, peer: &PeerName, counter: u64, reply: &[u8]) -> Option<Outcome> {
+        self.chats.acknowledged(peer, counter, reply)
+    }
+
+    /// Ends the chat with `peer`; returns a sealed `disconnect` to tell it, if one was open.
+    pub fn disconnect(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) -> Option<Sealed> {
+        let goodbye = self.seal(peer, p2p_shared::wire::new_id(), SealedRequest::Disconnect)?;
+        self.close_chat(peer, fx);
+        Some(goodbye)
+    }
+
+    /// Ends the chat with `peer` if it is still the one with `key` (not a newer chat).
+    pub fn forget_if(&mut self, peer: &PeerName, key: &PublicKey, fx: &mut Vec<Effect>) -> bool {
+        let same = self.chats.key(peer) == Some(*key);
+        if same {
+            self.close_chat(peer, fx);
+        }
+        same
+    }
+
+    /// Ends every chat and every request: we leave. Returns whom to tell.
+    pub fn leave(&mut self, fx: &mut Vec<Effect>) -> Leaving {
+        let peers: Vec<PeerName> = self.chats.names().copied().collect();
+        let goodbyes = peers
+            .iter()
+            .filter_map(|peer| self.disconnect(peer, fx))
+            .collect();
+        let mut unanswered = Vec::new();
+        for (request, end) in self.incoming.drain() {
+            fx.push(Effect::Show(end.event()));
+            unanswered.push(request);
+        }
+        for end in self.outgoing.drop_all() {
+            fx.push(Effect::Show(end.event()));
+        }
+        Leaving {
+            goodbyes,
+            unanswered,
+        }
+    }
+
+    /// Pins the changed key `peer` last offered.
+    pub fn trust(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) -> Result<PublicKey, PeerError> {
+        self.pins.trust(peer, fx)
+    }
+
+    /// The open chats, sorted by name.
+    pub fn chats(&self) -> Vec<PeerInfo> {
+        self.chats.list()
+    }
+
+    pub fn chat_names(&self) -> impl Iterator<Item = &PeerName> {
+        self.chats.names()
+    }
+
+    /// The chats and requests at `now`, for `status`.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let incoming = self
+            .incoming
+            .iter()
+            .map(|r| Waiting {
+                peer: r.from,
+                addr: r.addr,
+                expires_in: r.expires_at.saturating_duration_since(now),
+                received_at: Some(r.received_at),
+            })
+            .collect();
+        let outgoing = self
+            .outgoing
+            .awaiting()
+            .map(|(peer, addr, deadline)| Waiting {
+                peer: *peer,
+                addr,
+                expires_in: deadline.saturating_duration_since(now),
+                received_at: None,
+            })
+            .collect();
+        Snapshot {
+            chats: self.chats.list(),
+            incoming,
+            outgoing,
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! The peer's state, without I/O: chats, chat requests both ways, pinned keys.
+//!
+//! Every change is a plain function of the state, its input and a [`Context`] (the time, and
+//! whether the screen has room for what the network causes), and it returns what must happen
+//! outside as [`Effect`]s: show an event, rewrite a pin file, tell another peer. The broker
+//! (`broker.rs`) is the thin actor that owns the one [`PeerState`], calls these functions in
+//! one order and performs their effects; unit tests call them directly, with a clock of
+//! their own and no runtime or network.
+//!
+//! The request/accept workflow lives in [`outgoing`] and [`incoming`]: records whose every
+//! end is a variant of an end type, mapped to exactly one event.
+
+pub mod chats;
+mod commands;
+pub mod incoming;
+mod network;
+pub mod outgoing;
+pub mod pins;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use p2p_shared::identity::PublicKey;
+use p2p_shared::seal::{ChatKeys, EphemeralKey};
+use p2p_shared::transport::Origin;
+use p2p_shared::{Answer, ErrorCode, Outcome, PeerInfo, PeerName, PeerRequest};
+
+use crate::disk::Record;
+use crate::event::{Event, Waiting};
+use crate::known::FileWrite;
+use chats::{Chats, Sealed};
+use incoming::{IncomingRequests, PendingRequest};
+use outgoing::OutgoingRequests;
+use pins::Pins;
+
+/// What the state may know of the world when it handles an input.
+#[derive(Clone, Copy, Debug)]
+pub struct Context {
+    pub now: Instant,
+    /// The same moment on the wall clock, for what the user reads (when a request arrived).
+    pub utc: DateTime<Utc>,
+    /// Whether the screen takes one more event caused by the network (`screen.rs`).
+    pub screen_room: bool,
+}
+
+/// What must happen outside the state.
+#[derive(Debug)]
+pub enum Effect {
+    Show(Event),
+    /// Rewrite a pin file.
+    Write(FileWrite),
+    /// Tell a requester how its request ended, without waiting for its reply.
+    Tell {
+        to: SocketAddr,
+        body: PeerRequest,
+    },
+    /// The open chats changed (Tab completes their names).
+    ChatsChanged,
+}
+
+/// A request the user answered, whose answer is on its way to the requester. Its end comes
+/// with [`PeerState::answer_sent`], once the answer is delivered or not.
+#[must_use = "an answered request ends only through PeerState::answer_sent"]
+pub struct Answering {
+    pub request: PendingRequest,
+    pub answer: Answer,
+    /// Our half of the key agreement, when the answer is `accepted`.
+    pub share: Option<EphemeralKey>,
+}
+
+/// A sealed frame, opened.
+pub enum FromChat {
+    /// Answer with this acknowledgement now.
+    Ack(Vec<u8>),
+    /// A chat message, to store first.
+    Message(Box<ChatMessage>),
+}
+
+/// A chat message that arrived: store `record`, then show `event` and answer `ok`; if it
+/// cannot be stored, answer `busy` (the sender retries).
+pub struct ChatMessage {
+    pub record: Record,
+    pub event: Event,
+    pub ok: Vec<u8>,
+    pub busy: Vec<u8>,
+}
+
+/// Whom to tell that we leave.
+pub struct Leaving {
+    /// A sealed `disconnect` for each open chat.
+    pub goodbyes: Vec<Sealed>,
+    /// Requests nobody answered: their senders are waiting.
+    pub unanswered: Vec<PendingRequest>,
+}
+
+/// The requests and chats at one moment, for `status`.
+pub struct Snapshot {
+    pub chats: Vec<PeerInfo>,
+    pub incoming: Vec<Waiting>,
+    pub outgoing: Vec<Waiting>,
+}
+
+pub struct PeerState {
+    origin: Origin,
+    pins: Pins,
+    chats: Chats,
+    incoming: IncomingRequests,
+    outgoing: OutgoingRequests,
+}
+
+impl PeerState {
+    /// The state of a peer that is `origin`, whose incoming requests wait `request_timeout`.
+    pub fn new(origin: Origin, request_timeout: Duration, pins: Pins) -> PeerState {
+        PeerState {
+            origin,
+            pins,
+            chats: Chats::default(),
+            incoming: IncomingRequests::new(request_timeout),
+            outgoing: OutgoingRequests::default(),
+        }
+    }
+
+    /// When the next request expires or times out, if any waits.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.incoming.next_expiry(), self.outgoing.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Ends the requests whose time is up: ours time out; the requesters of those to us are
+    /// told they expired.
+    pub fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        for (request, end) in self.incoming.expire(now) {
+            fx.push(Effect::Show(end.event()));
+            fx.push(tell(&request, Answer::Expired));
+        }
+        for end in self.outgoing.expire(now) {
+            fx.push(Effect::Show(end.event()));
+        }
+    }
+
+    /// Opens a chat. Requests between us and `peer` in either direction are settled by it:
+    /// none of them will get (or needs) another answer.
+    fn open_chat(
+        &mut self,
+        peer: PeerName,
+        addr: SocketAddr,
+        key: PublicKey,
+        keys: ChatKeys,
+        fx: &mut Vec<Effect>,
+    ) {
+        if let Some(end) = self.incoming.settle(&peer) {
+            fx.push(Effect::Show(end.event()));
+        }
+        for end in self.outgoing.settle(&peer) {
+            fx.push(Effect::Show(end.event()));
+        }
+        self.chats.open(peer, addr, key, keys);
+        fx.push(Effect::ChatsChanged);
+    }
+
+    fn close_chat(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) {
+        if self.chats.close(peer) {
+            fx.push(Effect::ChatsChanged);
+        }
+    }
+}
+
+/// The `chat_answer` that tells a requester its request ended without a `yes` or `no`.
+pub fn unanswered(request: &PendingRequest, answer: Answer) -> PeerRequest {
+    PeerRequest::ChatAnswer {
+        request: request.id,
+        answer,
+        share: None,
+    }
+}
+
+fn tell(request: &PendingRequest, answer: Answer) -> Effect {
+    Effect::Tell {
+        to: request.addr,
+        body: unanswered(request, answer),
+    }
+}
+
+/// The screen is full: the sender may try again once the user has read what waits.
+fn screen_full() -> Outcome {
+    Outcome::error(
+        ErrorCode::Busy,
+        "this peer's screen is full (its user is not reading); try again in a moment",
+    )
+}
+
+#[cfg(test)]
+mod tests;

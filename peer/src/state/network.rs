@@ -1,0 +1,201 @@
+//! What the state does with what arrives from the network: signed requests from other peers
+//! (pings, chat requests and their answers) and frames sealed in our chats.
+
+use p2p_shared::seal::EphemeralKey;
+use p2p_shared::transport::Refusal;
+use p2p_shared::wire::MAX_TEXT_LEN;
+use p2p_shared::{
+    Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerRequest, SealedRequest,
+};
+
+use super::chats::Chats;
+use super::incoming::{TooMany, MAX_PENDING};
+use super::outgoing::{NotAnswerable, OutgoingEnd};
+use super::{screen_full, ChatMessage, Context, Effect, FromChat, PeerState};
+use crate::disk::Record;
+use crate::event::Event;
+
+impl PeerState {
+    /// The outcome of a signed request from another peer (its signature was checked).
+    pub fn signed_request(
+        &mut self,
+        request: Envelope<PeerRequest>,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Outcome {
+        let Envelope { id, from, body, .. } = request;
+        tracing::debug!(from = %from.name, addr = %from.addr, ?body, "request");
+        match body {
+            PeerRequest::Ping => Outcome::Ok,
+            PeerRequest::ChatRequest { share } => self.chat_request(id, from, share, cx, fx),
+            PeerRequest::ChatAnswer {
+                request,
+                answer,
+                share,
+            } => self.chat_answer(request, answer, share, from, fx),
+        }
+    }
+
+    fn chat_request(
+        &mut self,
+        id: MessageId,
+        from: PeerInfo,
+        share: EphemeralKey,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Outcome {
+        if from.name == self.origin.name {
+            return Outcome::error(
+                ErrorCode::InvalidRequest,
+                "that is my own name: no chat with yourself",
+            );
+        }
+        if let Err(refusal) = self.pins.check(&from.name, from.key, false, fx) {
+            return refusal;
+        }
+        if self.chats.contains(&from.name) {
+            return Outcome::error(
+                ErrorCode::AlreadyConnected,
+                format!("already in a chat with {}", from.name),
+            );
+        }
+        if !cx.screen_room {
+            return screen_full();
+        }
+        match self.incoming.offer(id, &from, share, cx.now, cx.utc) {
+            Ok(replaced) => {
+                if let Some(end) = replaced {
+                    fx.push(Effect::Show(end.event()));
+                }
+                let expires_in = self.incoming.ttl();
+                fx.push(Effect::Show(Event::RequestArrived {
+                    peer: from.name,
+                    addr: from.addr,
+                    expires_in,
+                    fingerprint: from.key.fingerprint(),
+                }));
+                Outcome::Pending {
+                    expires_in_ms: expires_in.as_millis().try_into().unwrap_or(u64::MAX),
+                }
+            }
+            Err(TooMany) => Outcome::error(
+                ErrorCode::TooManyRequests,
+                format!("{MAX_PENDING} chat requests are already waiting; try again later"),
+            ),
+        }
+    }
+
+    fn chat_answer(
+        &mut self,
+        request: MessageId,
+        answer: Answer,
+        share: Option<EphemeralKey>,
+        from: PeerInfo,
+        fx: &mut Vec<Effect>,
+    ) -> Outcome {
+        match self.outgoing.answerable(request, &from.name) {
+            Ok(()) => {}
+            Err(NotAnswerable::NotYet) => {
+                return Outcome::error(
+                    ErrorCode::Busy,
+                    "that request's pending reply is not read yet; answer again in a moment",
+                )
+            }
+            Err(NotAnswerable::Unknown) => {
+                return Outcome::error(
+                    ErrorCode::UnknownRequest,
+                    "no request of mine with that id is waiting for your answer",
+                )
+            }
+        }
+        // Checked before anything is taken: a refused answer leaves the request to the
+        // real one. (The key was pinned when the pending reply came.)
+        if let Err(refusal) = self.pins.check(&from.name, from.key, true, fx) {
+            return refusal;
+        }
+        let me = self.origin.identity.public();
+        let Some(end) = self.outgoing.answered(request, answer, share, &me) else {
+            unreachable!("answerable just now");
+        };
+        fx.push(Effect::Show(end.event()));
+        match end {
+            OutgoingEnd::Accepted {
+                peer,
+                addr,
+                key,
+                keys,
+            } => {
+                self.open_chat(peer, addr, key, keys, fx);
+                Outcome::Ok
+            }
+            OutgoingEnd::Failed(why) => Outcome::error(ErrorCode::InvalidRequest, why.to_string()),
+            _ => Outcome::Ok,
+        }
+    }
+
+    /// Opens a sealed frame from a partner and decides its acknowledgement.
+    pub fn open_sealed(
+        &mut self,
+        frame: &[u8],
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Result<FromChat, Refusal> {
+        let opened = self.chats.open_frame(frame)?;
+        let (peer, counter) = (opened.peer, opened.counter);
+        let ack = |chats: &Chats, re, outcome| {
+            chats
+                .seal_ack(&self.origin, &peer, counter, re, outcome)
+                .expect("the chat is open")
+        };
+        let request = match opened.request {
+            Ok(request) => request,
+            Err(e) => {
+                let outcome = Outcome::error(e.code(), e.to_string());
+                return Ok(FromChat::Ack(ack(&self.chats, None, outcome)));
+            }
+        };
+        let re = Some(request.id);
+        match request.body {
+            SealedRequest::ChatMessage { text } if text.is_empty() || text.len() > MAX_TEXT_LEN => {
+                let outcome = Outcome::error(
+                    ErrorCode::InvalidRequest,
+                    format!(
+                        "a message has 1 to {MAX_TEXT_LEN} bytes, this one has {}",
+                        text.len()
+                    ),
+                );
+                Ok(FromChat::Ack(ack(&self.chats, re, outcome)))
+            }
+            SealedRequest::ChatMessage { .. } if !cx.screen_room => {
+                Ok(FromChat::Ack(ack(&self.chats, re, screen_full())))
+            }
+            // Stored before it is shown; a message already stored (a retry whose first
+            // acknowledgement was lost) is acknowledged again but not shown twice.
+            SealedRequest::ChatMessage { text } => {
+                let busy = Outcome::error(ErrorCode::Busy, "the receiver cannot store the message");
+                Ok(FromChat::Message(Box::new(ChatMessage {
+                    record: Record {
+                        id: request.id,
+                        peer,
+                        sender: peer,
+                        text: text.clone(),
+                        at: cx.utc,
+                    },
+                    event: Event::Message {
+                        peer,
+                        text,
+                        at: cx.utc,
+                    },
+                    ok: ack(&self.chats, re, Outcome::Ok),
+                    busy: ack(&self.chats, re, busy),
+                })))
+            }
+            SealedRequest::Disconnect => {
+                let sealed = ack(&self.chats, re, Outcome::Ok);
+                self.close_chat(&peer, fx);
+                fx.push(Effect::Show(Event::PeerDisconnected { peer }));
+                Ok(FromChat::Ack(sealed))
+            }
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! Our chat requests, as records that each come to exactly one end.
+//!
+//! A request is [`Outgoing::Sent`] until the other side's signed `pending` reply says who it
+//! is, then [`Outgoing::Awaiting`] its answer until a deadline. It leaves the table only
+//! through a function that returns its [`OutgoingEnd`], and every end maps to exactly one
+//! event ([`OutgoingEnd::event`]): the user who typed `chat request` sees one outcome, always.
+//!
+//! Pure data and rules; the clock is a parameter, so the tests need no waiting.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use p2p_shared::identity::PublicKey;
+use p2p_shared::seal::{ChatKeys, EphemeralKey, KeyShare, Role, Transcript};
+use p2p_shared::{Answer, MessageId, PeerName};
+
+use crate::error::PeerError;
+use crate::event::Event;
+
+/// How long past the other side's announced expiry a requester waits for an answer before it
+/// gives up on its own (the answer may be on its way, or the other side may be gone).
+pub const ANSWER_GRACE: Duration = Duration::from_secs(5);
+
+/// The longest expiry a requester believes from the other side; a hostile peer could
+/// otherwise announce one that never comes.
+pub const MAX_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where a request we sent stands. Each holds our half of its chat's key agreement, which
+/// lives exactly as long as the request.
+pub enum Outgoing {
+    /// Sent; the other side's `pending` reply has not been read yet, so who it is is unknown.
+    Sent { addr: SocketAddr, share: KeyShare },
+    /// The other side, `peer` with `key`, is asking its user; we wait until `deadline`.
+    Awaiting {
+        peer: PeerName,
+        key: PublicKey,
+        addr: SocketAddr,
+        deadline: Instant,
+        share: KeyShare,
+    },
+}
+
+/// How one of our requests ended.
+pub enum OutgoingEnd {
+    /// The other side said yes: the chat is open with these keys.
+    Accepted {
+        peer: PeerName,
+        addr: SocketAddr,
+        key: PublicKey,
+        keys: ChatKeys,
+    },
+    Declined {
+        peer: PeerName,
+    },
+    /// Nobody answered in time (our deadline, or the other side's expiry).
+    TimedOut {
+        peer: PeerName,
+    },
+    /// The other side exited without answering.
+    Abandoned {
+        peer: PeerName,
+    },
+    /// It never reached anyone who would ask, or the acceptance was unusable.
+    Failed(PeerError),
+    /// A chat with the peer opened another way (its request to us was accepted).
+    Settled {
+        peer: PeerName,
+    },
+    /// A newer request to the same peer replaced it there (one record per requester).
+    Replaced {
+        peer: PeerName,
+    },
+    /// We exit with it unanswered.
+    Dropped {
+        peer: PeerName,
+    },
+}
+
+impl OutgoingEnd {
+    /// The one event that tells the user.
+    pub fn event(&self) -> Event {
+        match self {
+            OutgoingEnd::Accepted { peer, addr, .. } => Event::RequestAccepted {
+                peer: *peer,
+                addr: *addr,
+            },
+            OutgoingEnd::Declined { peer } => Event::RequestDeclined { peer: *peer },
+            OutgoingEnd::TimedOut { peer } => Event::RequestTimedOut { peer: *peer },
+            OutgoingEnd::Abandoned { peer } => Event::RequestAbandoned { peer: *peer },
+            OutgoingEnd::Failed(error) => Event::Error(error.clone()),
+            OutgoingEnd::Settled { peer } => Event::RequestSettled { peer: *peer },
+            OutgoingEnd::Replaced { peer } => Event::RequestReplaced { peer: *peer },
+            OutgoingEnd::Dropped { peer } => Event::RequestDropped { peer: *peer },
+        }
+    }
+}
+
+/// Why an answer cannot be taken for a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NotAnswerable {
+    /// No such request, it has its outcome, or someone else was asked.
+    Unknown,
+    /// The other side's `pending` reply is not read yet: ask again in a moment.
+    NotYet,
+}
+
+/// Our requests that have no end yet, by message id.
+#[derive(Default)]
+pub struct OutgoingRequests {
+    by_id: HashMap<MessageId, Outgoing>,
+}
+
+impl OutgoingRequests {
+    /// Records a request before it is sent, so that even an answer that overtakes the
+    /// `pending` reply finds it.
+    pub fn sent(&mut self, id: MessageId, addr: SocketAddr, share: KeyShare) {
+        self.by_id.insert(id, Outgoing::Sent { addr, share });
+    }
+
+    /// The other side, `peer` with `key`, said `pending`. The other side keeps one record per
+    /// requester, so this request replaced any earlier one of ours there: those end. `None`
+    /// if this request already has its end (its answer overtook the reply).
+    pub fn pending(
+        &mut self,
+        id: MessageId,
+        peer: PeerName,
+        key: PublicKey,
+        expires_in: Duration,
+        now: Instant,
+    ) -> Option<Vec<OutgoingEnd>> {
+        let Some(Outgoing::Sent { .. }) = self.by_id.get(&id) else {
+            return None;
+        };
+        let Some(Outgoing::Sent { addr, share }) = self.by_id.remove(&id) else {
+            unreachable!("present just now");
+        };
+        let replaced = self.take_awaiting(&peer, |peer| OutgoingEnd::Replaced { peer });
+        let deadline = now + expires_in.min(MAX_EXPIRY) + ANSWER_GRACE;
+        let awaiting = Outgoing::Awaiting {
+            peer,
+            key,
+            addr,
+            deadline,
+            share,
+        };
+        self.by_id.insert(id, awaiting);
+        Some(replaced)
+    }
+
+    /// The request could not be made; `None` if it already has its end.
+    pub fn failed(&mut self, id: MessageId, error: PeerError) -> Option<OutgoingEnd> {
+        self.by_id.remove(&id)?;
+        Some(OutgoingEnd::Failed(error))
+    }
+
+    /// Whether `from` may answer request `id`, without taking it: the caller still checks the
+    /// answer's key, and a refused answer must leave the request to the real one.
+    pub fn answerable(&self, id: MessageId, from: &PeerName) -> Result<(), NotAnswerable> {
+        match self.by_id.get(&id) {
+            None => Err(NotAnswerable::Unknown),
+            // Who was asked is known only from the signed `pending` reply. Until it is read,
+            // an answer cannot be told from one by whoever saw the request id go by.
+            Some(Outgoing::Sent { .. }) => Err(NotAnswerable::NotYet),
+            Some(Outgoing::Awaiting { peer, .. }) if peer != from => Err(NotAnswerable::Unknown),
+            Some(Outgoing::Awaiting { .. }) => Ok(()),
+        }
+    }
+
+    /// Ends request `id` (after [`OutgoingRequests::answerable`]) with the other side's
+    /// answer. `me` is our key and `share` the accepter's half of the key agreement.
+    pub fn answered(
+        &mut self,
+        id: MessageId,
+        answer: Answer,
+        share: Option<EphemeralKey>,
+        me: &PublicKey,
+    ) -> Option<OutgoingEnd> {
+        let Outgoing::Awaiting {
+            peer,
+            key,
+            addr,
+            share: ours,
+            ..
+        } = self.by_id.remove(&id)?
+        else {
+            return None;
+        };
+        Some(match answer {
+            Answer::Accepted => {
+                let unusable =
+                    |why| OutgoingEnd::Failed(PeerError::AcceptanceUnusable { peer, why });
+                let Some(theirs) = share else {
+                    return Some(unusable("the acceptance carries no key share"));
+                };
+                let mine = ours.public();
+                let transcript = Transcript {
+                    request: id,
+                    requester: me,
+                    accepter: &key,
+                    requester_share: &mine,
+                    accepter_share: &theirs,
+                };
+                match ChatKeys::agree(Role::Requester, ours, &transcript) {
+                    // The address we asked at, which is the one the user chose.
+                    Ok(keys) => OutgoingEnd::Accepted {
+                        peer,
+                        addr,
+                        key,
+                        keys,
+                    },
+                    Err(_) => unusable("the acceptance's key share is unusable"),
+                }
+            }
+            Answer::Declined => OutgoingEnd::Declined { peer },
+            Answer::Expired => OutgoingEnd::TimedOut { peer },
+            Answer::Left => OutgoingEnd::Abandoned { peer },
+        })
+    }
+
+    /// Ends every request waiting for `peer`'s answer: a chat with it opened another way.
+    pub fn settle(&mut self, peer: &PeerName) -> Vec<OutgoingEnd> {
+        self.take_awaiting(peer, |peer| OutgoingEnd::Settled { peer })
+    }
+
+    fn take_awaiting(
+        &mut self,
+        peer: &PeerName,
+        end: impl Fn(PeerName) -> OutgoingEnd,
+    ) -> Vec<OutgoingEnd> {
+        let ids: Vec<MessageId> = self
+            .by_id
+            .iter()
+            .filter(|(_, state)| matches!(state, Outgoing::Awaiting { peer: p, .. } if p == peer))
+            .map(|(id, _)| *id)
+            .collect();
+        ids.iter()
+            .filter_map(|id| self.by_id.remove(id))
+            .map(|_| end(*peer))
+            .collect()
+    }
+
+    /// Ends the requests nobody answered in time.
+    pub fn expire(&mut self, now: Instant) -> Vec<OutgoingEnd> {
+        let mut ends = Vec::new();
+        self.by_id.retain(|_, state| match state {
+            Outgoing::Awaiting { peer, deadline, .. } if *deadline <= now => {
+                ends.push(OutgoingEnd::TimedOut { peer: *peer });
+                false
+            }
+            _ => true,
+        });
+        ends
+    }
+
+    /// Ends every request whose other side is asking its user: we exit. (A request still
+    /// being sent belongs to the command that sends it, and ends with it.)
+    pub fn drop_all(&mut self) -> Vec<OutgoingEnd> {
+        let mut ends = Vec::new();
+        self.by_id.retain(|_, state| match state {
+            Outgoing::Awaiting { peer, .. } => {
+                ends.push(OutgoingEnd::Dropped { peer: *peer });
+                false
+            }
+            Outgoing::Sent { .. } => true,
+        });
+        ends
+    }
+
+    /// The requests whose other side is asking its user: peer, address, our deadline.
+    pub fn awaiting(&self) -> impl Iterator<Item = (&PeerName, SocketAddr, Instant)> {
+        self.by_id.values().filter_map(|state| match state {
+            Outgoing::Awaiting {
+                peer,
+                addr,
+                deadline,
+                ..
+            } => Some((peer, *addr, *deadline)),
+            Outgoing::Sent { .. } => None,
+        })
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.awaiting().map(|(_, _, deadline)| deadline).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p2p_shared::identity::Identity;
+    use p2p_shared::wire::new_id;
+
+    const TTL: Duration = Duration::from_secs(60);
+
+    fn name(s: &str) -> PeerName {
+        s.parse().unwrap()
+    }
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 2))
+    }
+
+    fn key() -> PublicKey {
+        Identity::generate().public()
+    }
+
+    /// A request to bob that bob's side has as pending.
+    fn awaiting_bob(outgoing: &mut OutgoingRequests, now: Instant) -> MessageId {
+        let id = new_id();
+        outgoing.sent(id, addr(), KeyShare::new());
+        outgoing.pending(id, name("bob"), key(), TTL, now).unwrap();
+        id
+    }
+
+    fn events(ends: &[OutgoingEnd]) -> Vec<Event> {
+        ends.iter().map(OutgoingEnd::event).collect()
+    }
+
+    #[test]
+    fn an_answer_is_taken_only_for_our_request_from_the_peer_we_asked() {
+        let mut outgoing = OutgoingRequests::default();
+        let id = awaiting_bob(&mut outgoing, Instant::now());
+        assert_eq!(
+            outgoing.answerable(new_id(), &name("bob")),
+            Err(NotAnswerable::Unknown)
+        );
+        assert_eq!(
+            outgoing.answerable(id, &name("mallory")),
+            Err(NotAnswerable::Unknown)
+        );
+        // A refused answer takes nothing: the real one still counts.
+        assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
+        let end = outgoing
+            .answered(id, Answer::Declined, None, &key())
+            .unwrap();
+        assert_eq!(end.event(), Event::RequestDeclined { peer: name("bob") });
+        assert_eq!(
+            outgoing.answerable(id, &name("bob")),
+            Err(NotAnswerable::Unknown),
+            "one end"
+        );
+        assert!(outgoing
+            .answered(id, Answer::Declined, None, &key())
+            .is_none());
+    }
+
+    #[test]
+    fn an_answer_before_the_pending_reply_must_wait_for_it() {
+        let mut outgoing = OutgoingRequests::default();
+        let id = new_id();
+        outgoing.sent(id, addr(), KeyShare::new());
+        assert_eq!(
+            outgoing.answerable(id, &name("bob")),
+            Err(NotAnswerable::NotYet)
+        );
+        assert!(outgoing
+            .pending(id, name("bob"), key(), TTL, Instant::now())
+            .is_some());
+        assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
+    }
+
+    #[test]
+    fn an_acceptance_opens_a_chat_that_both_sides_agree_on() {
+        let mut outgoing = OutgoingRequests::default();
+        let (me, bob) = (Identity::generate(), Identity::generate());
+        let id = new_id();
+        let ours = KeyShare::new();
+        let mine = ours.public();
+        outgoing.sent(id, addr(), ours);
+        outgoing
+            .pending(id, name("bob"), bob.public(), TTL, Instant::now())
+            .unwrap();
+        let theirs = KeyShare::new();
+        let their_share = theirs.public();
+        let (my_key, bob_key) = (me.public(), bob.public());
+        let transcript = Transcript {
+            request: id,
+            requester: &my_key,
+            accepter: &bob_key,
+            requester_share: &mine,
+            accepter_share: &their_share,
+        };
+        let bobs = ChatKeys::agree(Role::Accepter, theirs, &transcript).unwrap();
+        let end = outgoing
+            .answered(id, Answer::Accepted, Some(their_share), &my_key)
+            .unwrap();
+        let OutgoingEnd::Accepted { keys, peer, .. } = end else {
+            panic!("accepted")
+        };
+        assert_eq!(peer, name("bob"));
+        assert_eq!(bobs.open(&keys.seal(0, b"hi")), Some((0, b"hi".to_vec())));
+    }
+
+    #[test]
+    fn an_acceptance_without_a_share_fails_with_one_error() {
+        let mut outgoing = OutgoingRequests::default();
+        let id = awaiting_bob(&mut outgoing, Instant::now());
+        let end = outgoing
+            .answered(id, Answer::Accepted, None, &key())
+            .unwrap();
+        assert!(matches!(
+            end.event(),
+            Event::Error(PeerError::AcceptanceUnusable { .. })
+        ));
+    }
+
+    #[test]
+    fn unanswered_requests_time_out_after_the_grace() {
+        let now = Instant::now();
+        let mut outgoing = OutgoingRequests::default();
+        awaiting_bob(&mut outgoing, now);
+        assert_eq!(outgoing.next_deadline(), Some(now + TTL + ANSWER_GRACE));
+        assert!(outgoing.expire(now + TTL).is_empty());
+        assert_eq!(
+            events(&outgoing.expire(now + TTL + ANSWER_GRACE)),
+            [Event::RequestTimedOut { peer: name("bob") }]
+        );
+        assert_eq!(outgoing.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_newer_request_to_the_same_peer_replaces_the_older() {
+        let now = Instant::now();
+        let mut outgoing = OutgoingRequests::default();
+        let first = awaiting_bob(&mut outgoing, now);
+        let second = new_id();
+        outgoing.sent(second, addr(), KeyShare::new());
+        let replaced = outgoing
+            .pending(second, name("bob"), key(), TTL, now)
+            .unwrap();
+        assert_eq!(
+            events(&replaced),
+            [Event::RequestReplaced { peer: name("bob") }]
+        );
+        assert_eq!(outgoing.awaiting().count(), 1);
+        assert_eq!(
+            outgoing.answerable(first, &name("bob")),
+            Err(NotAnswerable::Unknown)
+        );
+        assert_eq!(outgoing.answerable(second, &name("bob")), Ok(()));
+    }
+
+    #[test]
+    fn an_open_chat_settles_the_requests_to_that_peer() {
+        let now = Instant::now();
+        let mut outgoing = OutgoingRequests::default();
+        awaiting_bob(&mut outgoing, now);
+        assert!(outgoing.settle(&name("carol")).is_empty());
+        assert_eq!(
+            events(&outgoing.settle(&name("bob"))),
+            [Event::RequestSettled { peer: name("bob") }]
+        );
+        assert!(outgoing.expire(now + TTL + ANSWER_GRACE).is_empty());
+    }
+
+    #[test]
+    fn an_absurd_expiry_is_capped() {
+        let now = Instant::now();
+        let mut outgoing = OutgoingRequests::default();
+        let id = new_id();
+        outgoing.sent(id, addr(), KeyShare::new());
+        let forever = Duration::from_secs(u64::MAX / 4);
+        outgoing.pending(id, name("bob"), key(), forever, now);
+        assert_eq!(
+            outgoing.next_deadline(),
+            Some(now + MAX_EXPIRY + ANSWER_GRACE)
+        );
+    }
+
+    #[test]
+    fn leaving_drops_what_awaits_an_answer_and_a_failure_ends_what_was_sent() {
+        let mut outgoing = OutgoingRequests::default();
+        awaiting_bob(&mut outgoing, Instant::now());
+        let sending = new_id();
+        outgoing.sent(sending, addr(), KeyShare::new());
+        assert_eq!(
+            events(&outgoing.drop_all()),
+            [Event::RequestDropped { peer: name("bob") }]
+        );
+        let why = PeerError::RequestNotMade { peer: name("bob") };
+        assert!(outgoing.failed(sending, why.clone()).is_some());
+        assert!(outgoing.failed(sending, why).is_none(), "one end");
+    }
+}

@@ -1,0 +1,80 @@
+//! Which key each peer name means here: the pinned keys (`known.rs` keeps them on disk) and
+//! the changed keys offered since, for `trust NAME`.
+//!
+//! Only a contact the user chose pins a key: a request we sent, or one we accepted. An
+//! unsolicited request does not, or anyone could fill `known_peers` with names, or claim a
+//! name here before its owner first asks.
+
+use std::collections::HashMap;
+
+use p2p_shared::identity::PublicKey;
+use p2p_shared::{ErrorCode, Outcome, PeerName};
+
+use crate::error::PeerError;
+use crate::event::Event;
+use crate::known::{KnownKeys, Pin};
+use crate::state::Effect;
+
+pub struct Pins {
+    known: KnownKeys<PeerName>,
+    /// Changed keys we refused, for `trust NAME`.
+    offered: HashMap<PeerName, PublicKey>,
+}
+
+impl Pins {
+    pub fn new(known: KnownKeys<PeerName>) -> Pins {
+        Pins {
+            known,
+            offered: HashMap::new(),
+        }
+    }
+
+    /// Checks `key` against the one pinned for `name`, and pins it on first contact if
+    /// `pin_new`. A changed key is refused (the outcome to answer with), with a warning the
+    /// first time it is seen.
+    pub fn check(
+        &mut self,
+        name: &PeerName,
+        key: PublicKey,
+        pin_new: bool,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), Outcome> {
+        match self.known.check(name, &key) {
+            Pin::Known => Ok(()),
+            Pin::New if !pin_new => Ok(()),
+            Pin::New => {
+                fx.push(Effect::Write(self.known.pin(name, key)));
+                Ok(())
+            }
+            Pin::Changed { pinned } => {
+                if self.offered.insert(*name, key) != Some(key) {
+                    fx.push(Effect::Show(Event::KeyChanged {
+                        peer: *name,
+                        pinned: pinned.fingerprint(),
+                        offered: key.fingerprint(),
+                    }));
+                }
+                Err(Outcome::error(
+                    ErrorCode::KeyChanged,
+                    format!("the key for {name} is not the one this peer knows"),
+                ))
+            }
+        }
+    }
+
+    /// How `key` compares with what is pinned for `name`.
+    #[cfg(test)]
+    pub fn pin_of(&self, name: &PeerName, key: &PublicKey) -> Pin {
+        self.known.check(name, key)
+    }
+
+    /// Pins the changed key `peer` last offered.
+    pub fn trust(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) -> Result<PublicKey, PeerError> {
+        let key = self
+            .offered
+            .remove(peer)
+            .ok_or(PeerError::NothingToTrust { peer: *peer })?;
+        fx.push(Effect::Write(self.known.pin(peer, key)));
+        Ok(key)
+    }
+}

@@ -1,0 +1,204 @@
+//! The sending side of an exchange: connect, write one request frame, read one reply frame,
+//! see the receiver close; and what the reply says, checked.
+
+use std::net::SocketAddr;
+
+use futures::io::AsyncReadExt;
+
+use super::{Origin, Reply, SendError, CONNECT_TIMEOUT, EXCHANGE_TIMEOUT};
+use crate::identity::PublicKey;
+use crate::registry_session::PeerSession;
+use crate::runtime;
+use crate::wire::frame::Kind;
+use crate::wire::stream::{read_frame, write_frame};
+use crate::wire::{
+    Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, ReplyBody, SignedEnvelope,
+};
+/// Sends `body` to `to` as message `id`, signed with our key, and waits for the reply, whose
+/// signature by the key it names is checked. Whether that key is the one expected is for the
+/// caller to say.
+pub async fn request<B: serde::Serialize>(
+    to: SocketAddr,
+    origin: &Origin,
+    id: MessageId,
+    body: B,
+) -> Result<Reply, SendError> {
+    let reply = exchange_with(to, |local_ip| {
+        Envelope::new(id, origin.sender(local_ip), body).sign(&origin.identity)
+    })
+    .await?;
+    let (reply, key) = signed_reply(to, &reply)?;
+    answer_to(to, id, reply, key)
+}
+
+/// Sends `body` to the registry at `to` as message `id`, in our registry `session`, and
+/// waits for the reply. The registry answers a request it cannot place in a session with a
+/// signed refusal (`unknown_session`, say), which arrives as [`SendError::Refused`] with the
+/// key that signed it; a reply in the session proves the key the session was agreed with.
+pub async fn request_in_session(
+    to: SocketAddr,
+    session: &mut PeerSession,
+    origin: &Origin,
+    id: MessageId,
+    body: RegistryRequest,
+) -> Result<Reply, SendError> {
+    let mut counter = 0;
+    let reply = exchange_with(to, |local_ip| {
+        let envelope = Envelope::new(id, origin.sender(local_ip), body);
+        let (sent, frame) = session.request(&envelope.encode());
+        counter = sent;
+        frame
+    })
+    .await?;
+    let bad = |reason: String| SendError::BadReply { addr: to, reason };
+    let (reply, key) = match Kind::of(&reply) {
+        // Only a refusal comes signed, and it must name this request, or be one a receiver
+        // sends before reading anything: a refusal of another request, played back, must not
+        // end our session.
+        Some(Kind::Signed) => match signed_reply(to, &reply)? {
+            (reply, key) if refuses(&reply.body, id) => (reply, key),
+            _ => return Err(bad("a signed answer that refuses no request of ours".into())),
+        },
+        _ => {
+            let json = session
+                .reply(counter, &reply)
+                .ok_or_else(|| bad("it is no reply in our registry session".into()))?;
+            let reply = Envelope::<ReplyBody>::decode(json).map_err(|e| bad(e.to_string()))?;
+            (reply, session.registry())
+        }
+    };
+    answer_to(to, id, reply, key)
+}
+
+/// Whether `reply` refuses request `id`: naming it, or before reading it (`busy`, `bad_frame`).
+fn refuses(reply: &ReplyBody, id: MessageId) -> bool {
+    match (&reply.result, reply.re) {
+        (Outcome::Error { .. }, Some(re)) => re == id,
+        (Outcome::Error { code, .. }, None) => {
+            matches!(code, ErrorCode::Busy | ErrorCode::BadFrame)
+        }
+        _ => false,
+    }
+}
+
+/// Parses a signed reply and checks its signature; returns it with the key that signed it.
+fn signed_reply(
+    to: SocketAddr,
+    frame: &[u8],
+) -> Result<(Envelope<ReplyBody>, PublicKey), SendError> {
+    let bad = |reason: String| SendError::BadReply { addr: to, reason };
+    let reply = SignedEnvelope::<ReplyBody>::decode(frame).map_err(|e| bad(e.to_string()))?;
+    if !reply.verify() {
+        return Err(bad("its signature does not match its key".into()));
+    }
+    let key = reply.envelope.from.key;
+    Ok((reply.envelope, key))
+}
+
+/// What a reply made by `key` says about our request `id`.
+fn answer_to(
+    to: SocketAddr,
+    id: MessageId,
+    reply: Envelope<ReplyBody>,
+    key: PublicKey,
+) -> Result<Reply, SendError> {
+    match (reply.body.re, reply.body.result) {
+        // A receiver that could not read our request cannot name it.
+        (re, Outcome::Error { code, detail }) if re == Some(id) || re.is_none() => {
+            Err(SendError::Refused {
+                addr: to,
+                code,
+                detail,
+                key,
+            })
+        }
+        (Some(re), outcome) if re == id => Ok(Reply {
+            from: reply.from,
+            key,
+            outcome,
+        }),
+        (re, _) => Err(SendError::BadReply {
+            addr: to,
+            reason: format!("it answers message {re:?}, not {id}"),
+        }),
+    }
+}
+
+/// Sends one frame body to `to` and returns the one that comes back: for frames sealed in a
+/// chat session, whose sealing and opening belong to the session's owner.
+pub async fn exchange(to: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, SendError> {
+    exchange_with(to, |_| frame).await
+}
+
+/// Connects, writes the frame `make` builds (it gets the connection's local IP), reads the
+/// reply frame and waits for the receiver to close, all within [`EXCHANGE_TIMEOUT`].
+async fn exchange_with(
+    to: SocketAddr,
+    make: impl FnOnce(std::net::IpAddr) -> Vec<u8>,
+) -> Result<Vec<u8>, SendError> {
+    let unreachable = |source| SendError::Unreachable { addr: to, source };
+    let broken = |source| SendError::Broken { addr: to, source };
+    let exchange = async {
+        let mut stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(to))
+            .await
+            .map_err(|_| SendError::Timeout { addr: to })?
+            .map_err(unreachable)?;
+        // Best effort: one write per direction, but no reason to let Nagle wait either.
+        let _ = stream.set_nodelay(true);
+        let local_ip = stream.local_addr().map_err(unreachable)?.ip();
+        write_frame(&mut stream, &make(local_ip))
+            .await
+            .map_err(broken)?;
+        let reply = read_frame(&mut stream).await.map_err(broken)?;
+        // The receiver closes first; waiting for that keeps TIME_WAIT on its side. Anything
+        // but the end of the stream here is a protocol violation.
+        let mut rest = [0u8; 1];
+        if let Ok(n @ 1..) = stream.read(&mut rest).await {
+            return Err(SendError::BadReply {
+                addr: to,
+                reason: format!("{n} unexpected byte(s) after the reply"),
+            });
+        }
+        Ok(reply)
+    };
+    runtime::timeout(EXCHANGE_TIMEOUT, exchange)
+        .await
+        .unwrap_or(Err(SendError::Timeout { addr: to }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::new_id;
+
+    fn refusal(re: Option<MessageId>, code: ErrorCode) -> ReplyBody {
+        ReplyBody {
+            re,
+            result: Outcome::error(code, "no"),
+        }
+    }
+
+    #[test]
+    fn a_signed_refusal_of_a_session_request_must_name_it() {
+        let id = new_id();
+        assert!(refuses(&refusal(Some(id), ErrorCode::UnknownSession), id));
+        let other = refusal(Some(new_id()), ErrorCode::UnknownSession);
+        assert!(!refuses(&other, id), "another request's refusal");
+        let nobodys = refusal(None, ErrorCode::UnknownSession);
+        assert!(
+            !refuses(&nobodys, id),
+            "a refusal of no request, played back"
+        );
+        for before_reading in [ErrorCode::Busy, ErrorCode::BadFrame] {
+            assert!(refuses(&refusal(None, before_reading), id));
+        }
+        let success = ReplyBody {
+            re: Some(id),
+            result: Outcome::Ok,
+        };
+        assert!(
+            !refuses(&success, id),
+            "a success is never signed in a session"
+        );
+    }
+}

@@ -1,0 +1,373 @@
+//! The receiving side of an exchange: accept, read one request, answer it, close first.
+//!
+//! [`serve`] runs the listener; each connection is a task of its own, with a slot among
+//! [`MAX_CONNECTIONS`] and a share of its address's [`MAX_CONNECTIONS_PER_IP`]. Signed
+//! requests are checked here (address, signature, freshness) before the [`Service`] sees
+//! them; sealed frames go to the service as they are, since their keys are its state.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_lock::Semaphore;
+use futures::io::AsyncReadExt;
+use serde::de::IgnoredAny;
+
+use super::{Origin, CONNECTION_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, RECEIVE_TIMEOUT};
+use crate::replay::{Freshness, Stale};
+use crate::runtime::{self, TcpListener, TcpStream};
+use crate::wire::frame::Kind;
+use crate::wire::request::Request;
+use crate::wire::stream::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+use crate::wire::{
+    new_id, DecodeError, Envelope, ErrorCode, MessageId, Outcome, ReplyBody, SignedEnvelope,
+};
+
+pub trait Service: Clone + Send + Sync + 'static {
+    /// The signed requests this receiver takes; a request for another kind of receiver is
+    /// refused as `unsupported_request` before [`Service::handle`].
+    type Request: Request + Send;
+
+    /// Decides the outcome of one well-formed request from `remote`, whose signature (if
+    /// [`Service::needs_signature`] asked for it) was checked.
+    fn handle(
+        &self,
+        request: Envelope<Self::Request>,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Outcome> + Send;
+
+    /// Whether a request must prove its sender: checking a signature costs a public-key
+    /// operation, which requests anyone may make (a ping, a lookup) need not pay.
+    fn needs_signature(&self, request: &Self::Request) -> bool {
+        let _ = request;
+        true
+    }
+
+    /// Opens and answers a frame sealed in a session (a chat's, or a registry session's):
+    /// returns the sealed reply, or why the frame is refused (it opens in no session here, or
+    /// it is a replay).
+    fn handle_sealed(
+        &self,
+        frame: Vec<u8>,
+        remote: SocketAddr,
+    ) -> impl Future<Output = Result<Vec<u8>, SealedRefusal>> + Send {
+        let _ = (frame, remote);
+        async { Err(Refusal::UnknownSession.into()) }
+    }
+
+    /// Told about each connection refused before it reached [`Service::handle`].
+    fn refused(&self, remote: SocketAddr, why: &Refusal) {
+        let _ = (remote, why);
+    }
+}
+
+/// Why a sealed frame is refused, with the id of the request in it when the receiver could
+/// read one (a registry session's requests are authenticated, not encrypted). A refusal that
+/// names its request cannot be played back as the answer to another.
+#[derive(Debug)]
+pub struct SealedRefusal {
+    pub re: Option<MessageId>,
+    pub why: Refusal,
+}
+
+impl From<Refusal> for SealedRefusal {
+    fn from(why: Refusal) -> Self {
+        SealedRefusal { re: None, why }
+    }
+}
+
+/// Why a receiver refused a connection without handling it.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("{0}")]
+    Decode(#[from] DecodeError),
+    #[error("no request within {}s", RECEIVE_TIMEOUT.as_secs())]
+    Timeout,
+    #[error("it claims to listen on {claimed} but connects from {seen}")]
+    AddressMismatch {
+        claimed: SocketAddr,
+        seen: SocketAddr,
+    },
+    #[error("its signature does not match its key")]
+    BadSignature,
+    #[error("{0}")]
+    Stale(#[from] Stale),
+    #[error("it opens in no session here (unknown or ended session, or altered)")]
+    UnknownSession,
+    #[error("it names another sender than the one its session was agreed with")]
+    WrongSender,
+    #[error("unknown frame kind")]
+    UnknownKind,
+    #[error("too many connections from this address at once; try again later")]
+    Busy,
+}
+
+impl Refusal {
+    fn code(&self) -> ErrorCode {
+        match self {
+            Refusal::Frame(_) | Refusal::Timeout | Refusal::UnknownKind => ErrorCode::BadFrame,
+            Refusal::Decode(e) => e.code(),
+            Refusal::AddressMismatch { .. } => ErrorCode::AddressMismatch,
+            Refusal::BadSignature => ErrorCode::BadSignature,
+            Refusal::Stale(Stale::Full) => ErrorCode::Busy,
+            Refusal::Stale(_) => ErrorCode::Stale,
+            Refusal::UnknownSession => ErrorCode::UnknownSession,
+            Refusal::WrongSender => ErrorCode::BadMessage,
+            Refusal::Busy => ErrorCode::Busy,
+        }
+    }
+}
+
+/// Accepts connections on `listener`, serving each with `service`, at most
+/// [`MAX_CONNECTIONS`] at once, until `shutdown` completes. Then it stops accepting (the
+/// listener is closed) and returns once the connections in flight are answered, each within
+/// its [`CONNECTION_TIMEOUT`].
+pub async fn serve(
+    listener: TcpListener,
+    origin: Origin,
+    service: impl Service,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let accepting = accept_all(listener, origin, service, Arc::clone(&slots));
+    futures::future::select(std::pin::pin!(accepting), std::pin::pin!(shutdown)).await;
+    // Each connection task holds a slot until it ends: all slots back means all answered.
+    for _ in 0..MAX_CONNECTIONS {
+        slots.acquire().await.forget();
+    }
+}
+
+async fn accept_all(
+    listener: TcpListener,
+    origin: Origin,
+    service: impl Service,
+    slots: Arc<Semaphore>,
+) {
+    // Shared by all connection tasks; held only for a lookup and an insert, never across an
+    // await, so a plain mutex is the simple and fast choice.
+    let freshness = Arc::new(Mutex::new(Freshness::default()));
+    let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
+    loop {
+        // Take a slot before accepting: when all are busy, new connections wait in the
+        // kernel's backlog instead of in our memory.
+        let slot = slots.acquire_arc().await;
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(_) => {
+                // Out of file descriptors, or a connection reset before we took it. Pause so
+                // a persistent error does not spin a core.
+                runtime::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let (origin, service, freshness) = (origin.clone(), service.clone(), freshness.clone());
+        let share = IpShare::take(&per_ip, remote.ip());
+        runtime::spawn(async move {
+            let receiver = Receiver {
+                origin: &origin,
+                service: &service,
+                freshness: &freshness,
+            };
+            let serve = async {
+                match share {
+                    Some(_share) => receiver.serve(stream, remote).await,
+                    None => receiver.refuse_busy(stream, remote).await,
+                }
+            };
+            let _ = runtime::timeout(CONNECTION_TIMEOUT, serve).await;
+            drop(slot);
+        });
+    }
+}
+
+/// One connection's place in its IP address's count, given back when dropped.
+struct IpShare {
+    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl IpShare {
+    /// A place for one more connection from `ip`, if it has fewer than the most allowed.
+    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<IpShare> {
+        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
+        let count = map.entry(ip).or_default();
+        if *count >= MAX_CONNECTIONS_PER_IP {
+            return None;
+        }
+        *count += 1;
+        Some(IpShare {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpShare {
+    fn drop(&mut self) {
+        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(count) = map.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// A signed request let in: one for this receiver, or a well-formed one for another kind of
+/// receiver, to be answered `unsupported_request`.
+enum Admitted<R> {
+    Ours(Envelope<R>),
+    Elsewhere { re: MessageId, why: &'static str },
+}
+
+/// What one connection task needs to answer its request.
+struct Receiver<'a, S> {
+    origin: &'a Origin,
+    service: &'a S,
+    freshness: &'a Mutex<Freshness>,
+}
+
+impl<S: Service> Receiver<'_, S> {
+    async fn serve(&self, mut stream: TcpStream, remote: SocketAddr) {
+        let frame = match runtime::timeout(RECEIVE_TIMEOUT, read_frame(&mut stream)).await {
+            // Connected and left without a word (a port probe): nothing to answer.
+            Ok(Err(FrameError::Closed)) => return,
+            Ok(Err(e)) => Err(Refusal::Frame(e)),
+            Err(_) => Err(Refusal::Timeout),
+            Ok(Ok(frame)) => Ok(frame),
+        };
+        // A refusal says whether the whole frame was read, which decides how to close, and
+        // which request it refuses when that could be read.
+        let reply = match frame {
+            Ok(frame) => match Kind::of(&frame) {
+                Some(Kind::Sealed | Kind::RegistryRequest) => self
+                    .service
+                    .handle_sealed(frame, remote)
+                    .await
+                    .map_err(|r| (true, r.why, r.re)),
+                Some(Kind::Signed) => match self.admit(&frame, remote) {
+                    Ok(Admitted::Ours(request)) => {
+                        let re = request.id;
+                        let outcome = self.service.handle(request, remote).await;
+                        Ok(self.signed_reply(&stream, Some(re), outcome))
+                    }
+                    Ok(Admitted::Elsewhere { re, why }) => {
+                        let outcome = Outcome::error(ErrorCode::UnsupportedRequest, why);
+                        Ok(self.signed_reply(&stream, Some(re), outcome))
+                    }
+                    Err(why) => Err((true, why, None)),
+                },
+                // Replies are no requests.
+                Some(Kind::SealedAck | Kind::RegistryReply) | None => {
+                    Err((true, Refusal::UnknownKind, None))
+                }
+            },
+            Err(why) => Err((false, why, None)),
+        };
+        let (reply, clean) = match reply {
+            Ok(reply) => (reply, true),
+            Err((read_whole_frame, why, re)) => {
+                self.service.refused(remote, &why);
+                let outcome = Outcome::error(why.code(), why.to_string());
+                (self.signed_reply(&stream, re, outcome), read_whole_frame)
+            }
+        };
+        let _ = write_frame(&mut stream, &reply).await;
+        close(stream, clean).await;
+    }
+
+    /// Answers a connection beyond its address's share with `busy`, without reading it.
+    async fn refuse_busy(&self, mut stream: TcpStream, remote: SocketAddr) {
+        let why = Refusal::Busy;
+        self.service.refused(remote, &why);
+        let reply = self.signed_reply(&stream, None, Outcome::error(why.code(), why.to_string()));
+        let _ = write_frame(&mut stream, &reply).await;
+        close(stream, false).await;
+    }
+
+    /// Parses a signed request and decides whether to let it in: a sender address on the
+    /// connection's IP and, where the service wants proof, a valid signature on a message not
+    /// seen before. A request for another kind of receiver is checked the same way (always
+    /// with its signature), so that it is refused for what it is, naming its id.
+    fn admit(&self, frame: &[u8], remote: SocketAddr) -> Result<Admitted<S::Request>, Refusal> {
+        match SignedEnvelope::<S::Request>::decode_request(frame) {
+            Ok(signed) => {
+                let proof = self.service.needs_signature(&signed.envelope.body);
+                self.check(&signed, remote, proof)?;
+                Ok(Admitted::Ours(signed.envelope))
+            }
+            Err(DecodeError::Elsewhere(why)) => {
+                let signed = SignedEnvelope::<IgnoredAny>::decode(frame)?;
+                self.check(&signed, remote, true)?;
+                let re = signed.envelope.id;
+                Ok(Admitted::Elsewhere { re, why })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The checks of [`Receiver::admit`]; the signature and freshness only with `proof`.
+    fn check<B>(
+        &self,
+        signed: &SignedEnvelope<B>,
+        remote: SocketAddr,
+        proof: bool,
+    ) -> Result<(), Refusal> {
+        let from = &signed.envelope.from;
+        // A sender may only name an address on the IP it connects from; otherwise anybody
+        // could direct our answers at a third party.
+        if from.addr.ip() != remote.ip() {
+            return Err(Refusal::AddressMismatch {
+                claimed: from.addr,
+                seen: remote,
+            });
+        }
+        if proof {
+            if !signed.verify() {
+                return Err(Refusal::BadSignature);
+            }
+            let (id, at) = (signed.envelope.id, signed.envelope.at);
+            self.freshness
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .admit(id, at, chrono::Utc::now())?;
+        }
+        Ok(())
+    }
+
+    /// Our reply, signed, from the address the sender reached us on.
+    fn signed_reply(&self, stream: &TcpStream, re: Option<MessageId>, result: Outcome) -> Vec<u8> {
+        let ip = stream
+            .local_addr()
+            .map(|a| a.ip())
+            .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
+        let reply = Envelope::new(new_id(), self.origin.sender(ip), ReplyBody { re, result });
+        reply.sign(&self.origin.identity)
+    }
+}
+
+/// Closes our side first. After a refusal the sender's bytes may not all have been read, and
+/// closing a socket with unread input sends a reset that can destroy our error reply in
+/// flight; so then we read and discard a bounded amount until the sender closes too.
+async fn close(mut stream: TcpStream, clean: bool) {
+    let _ = stream.shutdown(Shutdown::Write);
+    if clean {
+        return;
+    }
+    let mut sink = vec![0u8; 4096];
+    let mut budget = MAX_FRAME_LEN;
+    let _ = runtime::timeout(Duration::from_secs(1), async {
+        while budget > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => budget = budget.saturating_sub(n),
+            }
+        }
+    })
+    .await;
+}

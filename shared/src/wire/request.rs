@@ -1,0 +1,180 @@
+//! Requests, typed by who receives them: the registry ([`RegistryRequest`]), a peer, signed
+//! ([`PeerRequest`]), or a peer inside a chat, sealed ([`SealedRequest`]).
+//!
+//! On the wire each is the `body` of an envelope, told apart by its `type`
+//! (docs/protocol.md, "Requests to the registry" and "Requests to a peer"). A receiver decodes
+//! only its own kind; a well-formed request meant for another kind of receiver is refused as
+//! `unsupported_request` with [`Request::ELSEWHERE`], not as a malformed message.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::name::PeerName;
+use crate::seal::EphemeralKey;
+use crate::wire::envelope::MessageId;
+
+/// The longest chat text, in bytes of UTF-8.
+pub const MAX_TEXT_LEN: usize = 8 * 1024;
+
+/// A request body for one kind of receiver.
+pub trait Request: Serialize + DeserializeOwned {
+    /// The `type`s of these requests.
+    const TYPES: &'static [&'static str];
+    /// What a receiver of these says to a request meant for another kind of receiver.
+    const ELSEWHERE: &'static str;
+}
+
+/// What a peer asks of the registry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RegistryRequest {
+    /// Bind `from.name` to `from.addr`. With `share`, the peer's half of a key agreement, it
+    /// also opens a registry session (`registry_session.rs`).
+    Register {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        share: Option<EphemeralKey>,
+    },
+    /// Remove `from.name`'s address (the name stays bound to its key).
+    Unregister,
+    /// Give up the name `from.name` for good, so another key may claim it.
+    Release,
+    /// One page of registered peers, sorted by name, after `after`.
+    ListPeers { after: Option<PeerName> },
+    /// The address of one peer.
+    Lookup { name: PeerName },
+    /// Are you there, and who are you?
+    Ping,
+}
+
+impl Request for RegistryRequest {
+    const TYPES: &'static [&'static str] = &[
+        "register",
+        "unregister",
+        "release",
+        "list_peers",
+        "lookup",
+        "ping",
+    ];
+    const ELSEWHERE: &'static str =
+        "this is the registry: chat requests and messages go to peers directly";
+}
+
+/// What a peer asks of another peer, signed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PeerRequest {
+    /// Are you there, and who are you?
+    Ping,
+    /// May we chat? `share` is the requester's half of the chat's key agreement. Answered
+    /// later with a [`PeerRequest::ChatAnswer`].
+    ChatRequest { share: EphemeralKey },
+    /// The answer to the chat request with id `request`; an acceptance carries the
+    /// accepter's half of the key agreement.
+    ChatAnswer {
+        request: MessageId,
+        answer: Answer,
+        share: Option<EphemeralKey>,
+    },
+}
+
+impl Request for PeerRequest {
+    const TYPES: &'static [&'static str] = &["ping", "chat_request", "chat_answer"];
+    const ELSEWHERE: &'static str =
+        "this is a peer: registry requests go to the registry, chat messages travel sealed";
+}
+
+/// What a peer sends inside a chat, sealed with the chat's keys.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SealedRequest {
+    /// One chat line.
+    ChatMessage { text: String },
+    /// The chat is over.
+    Disconnect,
+}
+
+impl Request for SealedRequest {
+    const TYPES: &'static [&'static str] = &["chat_message", "disconnect"];
+    const ELSEWHERE: &'static str = "only chat messages and disconnects travel sealed in a chat";
+}
+
+/// Whether `kind` is the `type` of a request some receiver other than `B`'s takes.
+pub(crate) fn is_elsewhere<B: Request>(kind: &str) -> bool {
+    let all = [
+        RegistryRequest::TYPES,
+        PeerRequest::TYPES,
+        SealedRequest::TYPES,
+    ];
+    !B::TYPES.contains(&kind) && all.iter().any(|types| types.contains(&kind))
+}
+
+/// How a chat request ended on the side that received it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Answer {
+    Accepted,
+    Declined,
+    /// Nobody answered before the request's expiry.
+    Expired,
+    /// The peer left (exited) without answering.
+    Left,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::seal::KeyShare;
+    use crate::wire::new_id;
+
+    fn type_of(request: &impl Serialize) -> String {
+        serde_json::to_value(request).unwrap()["type"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    #[test]
+    fn each_receiver_lists_the_types_it_takes() {
+        let share = KeyShare::new().public();
+        let name: PeerName = "bob".parse().unwrap();
+        let registry = [
+            RegistryRequest::Register { share: None },
+            RegistryRequest::Unregister,
+            RegistryRequest::Release,
+            RegistryRequest::ListPeers { after: None },
+            RegistryRequest::Lookup { name },
+            RegistryRequest::Ping,
+        ];
+        let types: Vec<String> = registry.iter().map(type_of).collect();
+        assert_eq!(types, RegistryRequest::TYPES);
+        let peer = [
+            PeerRequest::Ping,
+            PeerRequest::ChatRequest { share },
+            PeerRequest::ChatAnswer {
+                request: new_id(),
+                answer: Answer::Declined,
+                share: None,
+            },
+        ];
+        let types: Vec<String> = peer.iter().map(type_of).collect();
+        assert_eq!(types, PeerRequest::TYPES);
+        let sealed = [
+            SealedRequest::ChatMessage { text: "hi".into() },
+            SealedRequest::Disconnect,
+        ];
+        let types: Vec<String> = sealed.iter().map(type_of).collect();
+        assert_eq!(types, SealedRequest::TYPES);
+    }
+
+    #[test]
+    fn a_type_is_elsewhere_only_if_another_receiver_takes_it() {
+        assert!(is_elsewhere::<RegistryRequest>("chat_request"));
+        assert!(is_elsewhere::<PeerRequest>("register"));
+        assert!(is_elsewhere::<SealedRequest>("ping"));
+        assert!(
+            !is_elsewhere::<PeerRequest>("ping"),
+            "a peer takes pings too"
+        );
+        assert!(!is_elsewhere::<PeerRequest>("frobnicate"));
+    }
+}
