@@ -154,6 +154,24 @@ impl Child {
         self.process.id()
     }
 
+    /// Waits up to `limit` for the process to end by itself; returns whether it did.
+    pub fn ended_within(&mut self, limit: Duration) -> anyhow::Result<bool> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let ended = self
+                .process
+                .try_wait()
+                .with_context(|| format!("{}: cannot wait for it", self.label))?;
+            if ended.is_some() {
+                return Ok(true);
+            }
+            if Instant::now() >= deadline {
+                return Ok(false);
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Its resident memory, from `VmRSS` in /proc/PID/status, in KiB.
     pub fn rss_kib(&self) -> anyhow::Result<u64> {
         let path = format!("/proc/{}/status", self.process.id());

@@ -1,4 +1,5 @@
-//! The figures of one run next to their floors, and issue 6's targets for them.
+//! The figures of one run next to their floors, and the targets of issue 6 (and issue 12,
+//! for pings while names are claimed) for them.
 //!
 //! Every measurement is paired here with the floor measured the same way in the same run; the
 //! targets are written down once, in this file, with the numbers the issue gives.
@@ -6,6 +7,7 @@
 use std::time::Duration;
 
 use crate::chat::Chat;
+use crate::claims::{Claims, FSYNC_DELAY, PING_RATIO_AT_MOST};
 use crate::load::Throughput;
 use crate::registry::{Crowd, ReplyBytes};
 use crate::report::{thousands, Row, Target, Value};
@@ -48,6 +50,8 @@ pub struct Figures {
     pub load: Vec<Level>,
     /// The crowded registry, and the floor process holding the same names.
     pub crowd: Option<(Crowd, u64)>,
+    /// Pings while new names are claimed, with and without a slow `fsync`.
+    pub claims: Option<Claims>,
     /// A peer at rest, and the floor process at rest.
     pub rest: Option<(AtRest, AtRest)>,
 }
@@ -64,10 +68,86 @@ impl Figures {
         if let Some((crowd, floor_rss)) = &self.crowd {
             self.crowd_rows(crowd, *floor_rss, &mut rows);
         }
+        if let Some(claims) = &self.claims {
+            self.claims_rows(claims, &mut rows);
+        }
         if let Some((peer, floor)) = &self.rest {
             rest_rows(peer, floor, &mut rows);
         }
         rows
+    }
+
+    fn claims_rows(&self, claims: &Claims, rows: &mut Vec<Row>) {
+        let floor = self.floor_exchange;
+        for run in &claims.runs {
+            let label = run.condition.label();
+            rows.push(plain(
+                &format!("claims, {label}: ping p50, no claims"),
+                run.quiet.p50,
+                floor.p50,
+            ));
+            rows.push(plain(
+                &format!(
+                    "claims, {label}: ping p50 while {} clients claim new names",
+                    claims.clients
+                ),
+                run.pings.p50,
+                floor.p50,
+            ));
+            rows.push(plain(
+                &format!("claims, {label}: ping p99 while claiming"),
+                run.pings.p99,
+                floor.p99,
+            ));
+            rows.push(Row {
+                figure: format!("claims, {label}: new names claimed"),
+                value: Value::Rate(run.claims.per_second),
+                floor: None,
+                target: None,
+            });
+            rows.push(Row {
+                figure: format!("claims, {label}: one claim (register → registered), p50"),
+                value: Value::Time(run.claims.latency.p50),
+                floor: None,
+                target: None,
+            });
+            if let Some(fsyncs) = run.fsyncs {
+                rows.push(Row {
+                    figure: format!(
+                        "claims, {label}: fsync calls, for {} new names",
+                        thousands(run.claims.latency.count as u64)
+                    ),
+                    value: Value::Count(fsyncs as u64),
+                    floor: None,
+                    target: None,
+                });
+            }
+        }
+        if let Some(ratio) = claims.ratio() {
+            rows.push(Row {
+                figure: format!(
+                    "claims: ping p50 with {} ms per fsync ÷ ping p50 under strace alone",
+                    FSYNC_DELAY.as_millis()
+                ),
+                value: Value::Ratio(ratio),
+                floor: None,
+                target: Some(Target {
+                    text: format!("≤ {PING_RATIO_AT_MOST}×"),
+                    met: ratio <= PING_RATIO_AT_MOST,
+                }),
+            });
+        }
+        if let Some(ratio) = claims.ratio_to_quiet() {
+            rows.push(Row {
+                figure: format!(
+                    "claims: ping p50 with {} ms per fsync ÷ ping p50 under strace, no claims",
+                    FSYNC_DELAY.as_millis()
+                ),
+                value: Value::Ratio(ratio),
+                floor: None,
+                target: None,
+            });
+        }
     }
 
     fn chat_rows(&self, chat: &Chat, rows: &mut Vec<Row>) {

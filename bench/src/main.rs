@@ -9,8 +9,8 @@
 //! - [`bins`] and [`programs`]: building and starting the programs, [`child`]: driving them,
 //!   [`workdir`]: their data;
 //! - [`floor`]: the bare async-std server and client;
-//! - [`chat`], [`registry`], [`rest`]: the measurements; [`load`], [`wire`] and [`stats`]
-//!   their tools;
+//! - [`chat`], [`registry`], [`claims`], [`rest`]: the measurements; [`load`], [`wire`] and
+//!   [`stats`] their tools;
 //! - [`figures`] (targets), [`report`] (tables, the document) and [`machine`].
 //!
 //! Progress goes to stderr; stdout gets the table only.
@@ -18,6 +18,7 @@
 mod bins;
 mod chat;
 mod child;
+mod claims;
 mod cpu;
 mod figures;
 mod floor;
@@ -105,6 +106,9 @@ enum Part {
     Load,
     /// The registry holding a crowd of peers.
     Crowd,
+    /// Pings while new names are claimed, with 20 ms injected into every fsync (issue 12;
+    /// the rows under strace need strace).
+    Claims,
     /// A peer at rest.
     Rest,
 }
@@ -138,11 +142,18 @@ fn main() -> anyhow::Result<()> {
         machine::load_average()
     );
     progress(&format!("load average {busy}"));
+    let missing = figures.claims.as_ref().and_then(|c| c.missing.clone());
+    if let Some(missing) = &missing {
+        progress(missing);
+    }
     if args.quick || !args.only.is_empty() {
         progress("not rewriting the document: this was not a whole run");
         return Ok(());
     }
-    let generated = generated(&rows, &plan, programs.bins.profile.as_deref(), &busy);
+    let mut generated = generated(&rows, &plan, programs.bins.profile.as_deref(), &busy);
+    if let Some(missing) = missing {
+        generated.push_str(&format!("\nNot measured: {missing}.\n"));
+    }
     report::write_docs(&args.docs, &generated)?;
     progress(&format!("wrote {}", args.docs.display()));
     Ok(())
@@ -184,6 +195,9 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
             anyhow::Ok((registry::crowd(programs, plan)?, floor_rss))
         })
         .transpose()?;
+    let claims = wanted(Part::Claims)
+        .then(|| claims::measure(programs, plan))
+        .transpose()?;
     let rest = match (&registry, wanted(Part::Rest)) {
         (Some(registry), true) => {
             progress("a peer at rest, and the floor at rest");
@@ -196,6 +210,7 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
         chat,
         load,
         crowd,
+        claims,
         rest,
     })
 }
@@ -313,7 +328,9 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
          Counts: {messages} chat messages per chat figure, after {warm} unmeasured; \
          {requests} requests per load level and side, in {rounds} alternating rounds, after \
          {warm_requests} unmeasured; a registry of {crowd} peers, {samples} samples per page or lookup figure, the median of \
-         {listings} whole listings; {starts} starts of each program at rest.\n\n\
+         {listings} whole listings; claims: {quiet} pings alone, then {claimants} clients claiming \
+         new names for {claim_time} s (at most {claim_cap}) with a ping 1 ms after each answer, in \
+         each condition; {starts} starts of each program at rest.\n\n\
          {table}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine = Machine::this().describe(),
@@ -325,6 +342,10 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
         crowd = report::thousands(plan.registrations as u64),
         samples = report::thousands(plan.samples as u64),
         listings = plan.listings,
+        quiet = plan.quiet_pings,
+        claimants = plan.claim_clients,
+        claim_time = plan.claim_time.as_secs_f64(),
+        claim_cap = report::thousands(plan.claim_cap as u64),
         starts = plan.starts,
         table = report::markdown_table(rows),
     )

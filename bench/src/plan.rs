@@ -26,6 +26,12 @@ pub struct Plan {
     pub samples: usize,
     /// Whole listings of the crowded registry; the figure is their median.
     pub listings: usize,
+    /// Clients claiming new names at once in the claims part, for at most `claim_time` and
+    /// `claim_cap` names per condition; `quiet_pings` pings before they start.
+    pub claim_clients: usize,
+    pub claim_time: Duration,
+    pub claim_cap: usize,
+    pub quiet_pings: usize,
     /// Process starts per at-rest figure.
     pub starts: usize,
     /// How long a started process idles before its memory is read.
@@ -48,6 +54,10 @@ impl Plan {
             registrations: 100_000,
             samples: 1_000,
             listings: 5,
+            claim_clients: 8,
+            claim_time: Duration::from_secs(10),
+            claim_cap: 100_000,
+            quiet_pings: 500,
             starts: 20,
             settle: Duration::from_millis(300),
             limit: Duration::from_secs(120),
@@ -66,6 +76,10 @@ impl Plan {
             registrations: 300,
             samples: 20,
             listings: 1,
+            claim_clients: 4,
+            claim_time: Duration::from_millis(500),
+            claim_cap: 200,
+            quiet_pings: 10,
             starts: 3,
             settle: Duration::from_millis(50),
             limit: Duration::from_secs(20),

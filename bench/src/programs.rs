@@ -5,7 +5,7 @@
 //! is given its registry's key (`--server-key`), as a careful user would.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -25,6 +25,13 @@ pub struct Registry {
     pub key: PublicKey,
 }
 
+/// A program the registry runs under (`strace OPTIONS`), given the registry's command line
+/// after its own arguments.
+pub struct Wrapper {
+    pub program: PathBuf,
+    pub args: Vec<String>,
+}
+
 /// The programs under test, and where their data goes.
 pub struct Programs {
     pub bins: Bins,
@@ -35,6 +42,16 @@ impl Programs {
     /// Starts `p2p-server` on a free loopback port with fresh data (no key, no claims), with
     /// `extra` arguments.
     pub fn registry(&self, extra: &[&str]) -> anyhow::Result<Registry> {
+        self.registry_under(None, extra)
+    }
+
+    /// [`Programs::registry`], run by `wrapper` when there is one: `wrapper.program
+    /// wrapper.args... p2p-server ARGS...`. The [`Registry`]'s child is then the wrapper.
+    pub fn registry_under(
+        &self,
+        wrapper: Option<&Wrapper>,
+        extra: &[&str],
+    ) -> anyhow::Result<Registry> {
         let data = self.work.fresh("registry")?;
         let mut args = vec![
             "--bind".to_owned(),
@@ -45,7 +62,16 @@ impl Programs {
             path_arg(&data)?,
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        let child = Child::spawn("p2p-server", &self.bins.server, &args)?;
+        let child = match wrapper {
+            None => Child::spawn("p2p-server", &self.bins.server, &args)?,
+            Some(wrapper) => {
+                let mut all = wrapper.args.clone();
+                all.push(path_arg(&self.bins.server)?);
+                all.extend(args);
+                let label = format!("p2p-server under {}", wrapper.program.display());
+                Child::spawn(&label, &wrapper.program, &all)?
+            }
+        };
         let addr = child.listening_addr(START_TIMEOUT)?;
         const MARK: &str = "registry key ";
         let line = child.expect("with its key", START_TIMEOUT, |l| l.starts_with(MARK))?;

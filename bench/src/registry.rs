@@ -225,7 +225,7 @@ fn crowd_name(n: usize) -> String {
 }
 
 /// A peer named `name` with a new key.
-fn origin(name: &str) -> anyhow::Result<Origin> {
+pub fn origin(name: &str) -> anyhow::Result<Origin> {
     Ok(Origin {
         name: name
             .parse()

@@ -26,6 +26,10 @@ pub enum Value {
     Rate(f64),
     /// Resident memory, in KiB as /proc reports it.
     Memory(u64),
+    /// How many times something happened.
+    Count(u64),
+    /// One figure divided by another of the same run.
+    Ratio(f64),
 }
 
 impl Value {
@@ -34,11 +38,13 @@ impl Value {
             Value::Time(d) => d.as_secs_f64(),
             Value::Rate(r) => r,
             Value::Memory(kib) => kib as f64,
+            Value::Count(n) => n as f64,
+            Value::Ratio(r) => r,
         }
     }
 
     /// Times in the unit that suits them, rates to three significant figures, memory in MB
-    /// (10^6 bytes, the unit of the targets).
+    /// (10^6 bytes, the unit of the targets), ratios to two decimals.
     pub fn show(self) -> String {
         match self {
             Value::Time(d) => {
@@ -52,6 +58,8 @@ impl Value {
             }
             Value::Rate(r) => format!("{}/s", thousands(r.round() as u64)),
             Value::Memory(kib) => format!("{:.1} MB", kib as f64 * 1024.0 / 1e6),
+            Value::Count(n) => thousands(n),
+            Value::Ratio(r) => format!("{r:.2}×"),
         }
     }
 }
@@ -192,6 +200,8 @@ mod tests {
         assert_eq!(Value::Time(Duration::from_millis(2_500)).show(), "2.50 s");
         assert_eq!(Value::Rate(14_499.6).show(), "14,500/s");
         assert_eq!(Value::Memory(2_700).show(), "2.8 MB");
+        assert_eq!(Value::Count(12_345).show(), "12,345");
+        assert_eq!(Value::Ratio(1.234).show(), "1.23×");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000_000), "1,000,000");
     }
