@@ -36,7 +36,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use p2p_shared::{runtime, Request};
+use p2p_shared::{runtime, RegistryRequest};
 
 use crate::load::{self, Throughput};
 use crate::plan::Plan;
@@ -265,7 +265,7 @@ fn measure_one(
             from: source::for_client(n),
             session: None,
         };
-        let register = Request::Register { share: None };
+        let register = RegistryRequest::Register { share: None };
         peer.ask(addr, register, "registered").await.map(drop)
     };
     let claimed = load::run(
@@ -314,7 +314,7 @@ async fn pings(
     while times.len() < most && Instant::now() < deadline {
         let sent = Instant::now();
         // No session: a signed `ping`, answered with a signed `ok`.
-        pinger.ask(addr, Request::Ping, "ok").await?;
+        pinger.ask(addr, RegistryRequest::Ping, "ok").await?;
         times.push(sent.elapsed());
         if stop.is_some_and(|stop| stop.load(Ordering::Relaxed)) {
             break;
