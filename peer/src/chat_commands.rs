@@ -175,7 +175,10 @@ impl CommandLoop {
                         Some(Outcome::Error {
                             code: ErrorCode::Busy,
                             ..
-                        }) => Attempt::Again(Undelivered::Busy),
+                        }) => {
+                            tracing::debug!(%peer, "busy; the message will be sent again");
+                            Attempt::Again(Undelivered::Busy)
+                        }
                         Some(outcome) => Attempt::Done(Ok(outcome)),
                         None => Attempt::Done(Err(Undelivered::BadAck(addr))),
                     }

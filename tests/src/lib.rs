@@ -216,6 +216,8 @@ pub struct Proc {
     child: RefCell<Child>,
     stdin: Option<ChildStdin>,
     lines: Receiver<String>,
+    /// The lines printed on stderr (the log).
+    err_lines: Receiver<String>,
     /// Disconnected once stderr has been read to its end.
     stderr_done: Receiver<()>,
     transcript: Arc<Mutex<Vec<String>>>,
@@ -278,13 +280,22 @@ impl Proc {
             Some((tx, Arc::clone(&stdout_gate))),
             stdout_done,
         );
-        spawn_reader(stderr, "err", Arc::clone(&transcript), None, stderr_end);
+        let (err_tx, err_lines) = mpsc::channel();
+        let stderr_gate = Arc::new(Gate::default());
+        spawn_reader(
+            stderr,
+            "err",
+            Arc::clone(&transcript),
+            Some((err_tx, stderr_gate)),
+            stderr_end,
+        );
         let stdin = child.stdin.take();
         Proc {
             label,
             child: RefCell::new(child),
             stdin,
             lines,
+            err_lines,
             stderr_done,
             transcript,
             stdout_gate,
@@ -355,6 +366,21 @@ impl Proc {
                 Err(RecvTimeoutError::Disconnected) => {
                     self.fail(&format!("stdout ended while waiting for a line {what}"))
                 }
+            }
+        }
+    }
+
+    /// Waits for a line on stderr (the log) containing `needle`; the lines before it are
+    /// consumed.
+    #[track_caller]
+    pub fn expect_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + EXPECT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.err_lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(_) => self.fail(&format!("no log line containing {needle:?}")),
             }
         }
     }

@@ -349,3 +349,72 @@ fn a_read_only_data_directory_is_a_clear_error_at_start() {
     assert!(stderr.contains("history"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// The text of chat message number `i` in the unread-stdout tests: long enough that a page of
+/// pipe and the reader's chunk hold only a hundred or so, so the peer's screen must fill.
+fn numbered(i: usize) -> String {
+    format!("m{i:03} {}", "x".repeat(60))
+}
+
+#[test]
+fn a_peer_whose_stdout_is_not_read_shows_every_message_once_in_order_when_read_again() {
+    let alice = Peer::builder("alice").arg("--debug").start();
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    bob.shrink_stdout_pipe();
+    bob.stop_reading_stdout();
+    // 600 commands at once (they fit in alice's stdin pipe); she runs them one after the
+    // other, each until bob acknowledges it.
+    for i in 0..600 {
+        alice.send(&format!("chat message bob {}", numbered(i)));
+    }
+    // Bob's screen fills, he answers busy, and alice tries again...
+    alice.expect_log("busy; the message will be sent again");
+    // ... until bob's stdout is read again: then every message shows, once, in order, and
+    // alice reports each delivered.
+    bob.resume_reading_stdout();
+    for i in 0..600 {
+        assert_eq!(bob.next_line(), format!("alice: {}", numbered(i)));
+    }
+    for _ in 0..600 {
+        assert_eq!(alice.next_line(), "delivered to bob");
+    }
+}
+
+#[test]
+fn messages_to_a_peer_whose_stdout_stays_unread_are_not_acknowledged_and_the_chat_stays_open() {
+    let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    bob.shrink_stdout_pipe();
+    bob.stop_reading_stdout();
+    let count = 600;
+    for i in 0..count {
+        alice.send(&format!("chat message bob {}", numbered(i)));
+    }
+    // Alice's outcome for each message, in order; once one is refused for the whole retry
+    // time, bob's stdout is read again.
+    let mut delivered = Vec::new();
+    let mut refused = 0;
+    for i in 0..count {
+        let line = alice.next_line();
+        if line == "delivered to bob" {
+            delivered.push(i);
+            continue;
+        }
+        assert_eq!(
+            line,
+            "error: bob is busy and did not take the message within 1s; message not delivered"
+        );
+        refused += 1;
+        bob.resume_reading_stdout();
+    }
+    assert!(refused > 0, "bob never refused a message");
+    // The chat is still open, at both ends.
+    assert_eq!(alice.connected(), [bob.connected_line()]);
+    // Bob shows exactly what alice was told was delivered, each once, in order.
+    for i in delivered {
+        assert_eq!(bob.next_line(), format!("alice: {}", numbered(i)));
+    }
+    assert_eq!(bob.connected(), [alice.connected_line()]);
+}
