@@ -33,10 +33,10 @@ use p2p_shared::{
     runtime, Answer, Envelope, MessageId, Outcome, PeerRequest, ReplyBody, SealedRequest,
 };
 
-use crate::child::Child;
 use crate::plan::Plan;
 use crate::programs::{Programs, Registry};
 use crate::stats::Summary;
+use p2p_kit::Child;
 
 /// The chat figures.
 pub struct Chat {

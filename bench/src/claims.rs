@@ -361,8 +361,8 @@ impl Running {
             return Ok(None);
         };
         self.kill_registry();
-        if !self.registry.child.ended_within(STRACE_WAIT)? {
-            bail!("strace did not end within {STRACE_WAIT:?} after its registry was killed");
+        if let Err(e) = self.registry.child.wait_exit(STRACE_WAIT) {
+            bail!("strace did not end within {STRACE_WAIT:?} after its registry was killed: {e}");
         }
         let trace = std::fs::read_to_string(&log)
             .with_context(|| format!("cannot read strace's output {}", log.display()))?;

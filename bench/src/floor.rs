@@ -24,8 +24,8 @@ use anyhow::Context;
 use async_std::io::{ReadExt, WriteExt};
 use async_std::net::{TcpListener, TcpStream};
 
-use crate::child::Child;
 use crate::source;
+use p2p_kit::Child;
 
 /// Bytes a floor client sends: about the size of a chat message envelope.
 pub const REQUEST_LEN: usize = 256;
@@ -52,7 +52,7 @@ pub fn start(port: u16, hold: usize) -> anyhow::Result<Child> {
         "--hold".to_owned(),
         hold.to_string(),
     ];
-    Child::spawn("floor server", &this, &args)
+    Ok(Child::spawn("floor server", &this, &args)?)
 }
 
 /// Starts the floor server on a free port and returns it once it listens, with its address.

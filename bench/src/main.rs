@@ -6,8 +6,8 @@
 //! and rewrites the generated part of docs/benchmarks.md. The pieces:
 //!
 //! - [`plan`]: the counts of a real run and of `--quick`;
-//! - [`bins`] and [`programs`]: building and starting the programs, [`child`]: driving them,
-//!   [`workdir`]: their data;
+//! - [`programs`]: starting the programs, with the kit the tests share (`p2p_kit`: building
+//!   them, driving them through pipes, their data folders);
 //! - [`floor`]: the bare async-std server and client;
 //! - [`chat`], [`registry`], [`claims`], [`rest`]: the measurements; [`load`], [`wire`] and
 //!   [`stats`] their tools;
@@ -15,9 +15,7 @@
 //!
 //! Progress goes to stderr; stdout gets the table only.
 
-mod bins;
 mod chat;
-mod child;
 mod claims;
 mod cpu;
 mod figures;
@@ -32,7 +30,6 @@ mod rest;
 mod source;
 mod stats;
 mod wire;
-mod workdir;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -45,14 +42,14 @@ use p2p_shared::transport::{self, Origin};
 use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, RegistryRequest};
 
-use crate::bins::Bins;
 use crate::figures::{Figures, Level};
 use crate::load::Throughput;
 use crate::machine::Machine;
 use crate::plan::Plan;
 use crate::programs::{Programs, Registry};
 use crate::stats::Summary;
-use crate::workdir::WorkDir;
+use p2p_kit::Bins;
+use p2p_kit::Scratch;
 
 /// The one command README.md gives.
 const COMMAND: &str = "cargo run --release -p p2p-bench";
@@ -131,8 +128,11 @@ fn main() -> anyhow::Result<()> {
         Plan::full()
     };
     let programs = Programs {
-        bins: Bins::locate(args.bin_dir.as_deref())?,
-        work: WorkDir::create()?,
+        bins: match args.bin_dir.as_deref() {
+            Some(dir) => Bins::in_dir(dir)?,
+            None => Bins::of_this_build()?.clone(),
+        },
+        work: Scratch::new("bench")?,
     };
     let figures = measure(&programs, &plan, &args.only)?;
     let rows = figures.rows();
@@ -280,7 +280,7 @@ fn load_level(
 fn floor_holding(names: usize, plan: &Plan) -> anyhow::Result<u64> {
     let (holder, _) = floor::start_listening(names)?;
     std::thread::sleep(plan.settle);
-    holder.rss_kib()
+    Ok(holder.rss_kib()?)
 }
 
 /// A peer at rest, then the floor at rest. The peer starts with the same data each time

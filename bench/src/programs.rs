@@ -1,7 +1,7 @@
 //! How the bench starts the programs it measures: the registry and the peers.
 //!
 //! All of them listen on 127.0.0.1 only; the bench never sends to any other address. Each
-//! registry and peer gets a data folder of its own in the bench's [`WorkDir`], and each peer
+//! registry and peer gets a data folder of its own in the bench's [`Scratch`] folder, and each peer
 //! is given its registry's key (`--server-key`), as a careful user would.
 
 use std::net::SocketAddr;
@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::Context;
 use p2p_shared::identity::PublicKey;
 
-use crate::bins::Bins;
-use crate::child::Child;
-use crate::workdir::WorkDir;
+use p2p_kit::Bins;
+use p2p_kit::Child;
+use p2p_kit::Scratch;
 
 /// How long a program may take to say where it listens.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +35,7 @@ pub struct Wrapper {
 /// The programs under test, and where their data goes.
 pub struct Programs {
     pub bins: Bins,
-    pub work: WorkDir,
+    pub work: Scratch,
 }
 
 impl Programs {
@@ -107,7 +107,11 @@ impl Programs {
             "--data-dir".to_owned(),
             path_arg(data)?,
         ];
-        Child::spawn(&format!("p2p-peer {name}"), &self.bins.peer, &args)
+        Ok(Child::spawn(
+            &format!("p2p-peer {name}"),
+            &self.bins.peer,
+            &args,
+        )?)
     }
 
     /// Starts a peer with fresh data on a free port; returns it once it listens.

@@ -301,7 +301,7 @@ fn typed_listing(
     total: usize,
     plan: &Plan,
 ) -> anyhow::Result<Duration> {
-    let (mut viewer, _) = programs.listening_peer("viewer", registry)?;
+    let (viewer, _) = programs.listening_peer("viewer", registry)?;
     let sent = viewer.send("listpeer")?;
     let header = viewer.expect("starting the listing", plan.limit, |l| {
         l.starts_with("peers: ")

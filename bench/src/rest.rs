@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::bail;
 
-use crate::child::{free_port, Child};
 use crate::plan::Plan;
 use crate::stats::median;
+use p2p_kit::child::free_port;
+use p2p_kit::Child;
 
 /// How often a starting program is tried.
 const POLL: Duration = Duration::from_micros(200);

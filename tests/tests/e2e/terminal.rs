@@ -11,7 +11,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use p2p_e2e::{binary, DataDir, Peer, Server, P2P_ENV};
+use p2p_e2e::{binary, DataDir, Peer, Server};
+use p2p_kit::P2P_ENV;
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 
 const ROWS: u16 = 24;

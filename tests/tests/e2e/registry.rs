@@ -158,18 +158,25 @@ fn listpeer_shows_every_peer_past_one_page() {
     let alice = Peer::start("alice", server.addr());
     alice.register();
     // 300 more registrations, each signed by a key of its own, written by hand: a `peers`
-    // reply holds at most 256.
-    let mut expected = vec![alice.peer_line()];
-    for i in 0..300u16 {
-        let (name, addr) = (format!("p{i:03}"), format!("127.0.0.1:{}", 1000 + i));
-        let signer = Signer::new(&name, &addr);
-        let reply = signer.request(server.addr(), json!({ "type": "register" }));
+    // reply holds at most 256. From 10 threads at once, as many peers would: the registry
+    // writes the new names that arrive together in one transaction.
+    let addr = server.addr();
+    let register = move |i: u16| {
+        let (name, at) = (format!("p{i:03}"), format!("127.0.0.1:{}", 1000 + i));
+        let signer = Signer::new(&name, &at);
+        let reply = signer.request(addr, json!({ "type": "register" }));
         assert_eq!(outcome(&reply), "registered", "{reply}");
         assert_eq!(reply["body"]["result"]["key"], signer.key().to_string());
-        expected.push(format!(
-            "peer {name} {addr} key {}",
-            signer.key().fingerprint()
-        ));
+        format!("peer {name} {at} key {}", signer.key().fingerprint())
+    };
+    let threads: Vec<_> = (0..10u16)
+        .map(|t| {
+            std::thread::spawn(move || (t * 30..t * 30 + 30).map(register).collect::<Vec<_>>())
+        })
+        .collect();
+    let mut expected = vec![alice.peer_line()];
+    for thread in threads {
+        expected.extend(thread.join().expect("a registering thread"));
     }
     assert_eq!(alice.listpeer(), expected);
 }

@@ -1,0 +1,60 @@
+//! The kit the end-to-end tests (`tests/`) and the bench (`bench/`) share: both start the real
+//! `p2p-server` and `p2p-peer` and drive them through pipes, exactly as a script would.
+//!
+//! - [`bins`]: building the two programs, with the profile and into the target folder of the
+//!   executable that asks, and finding them there;
+//! - [`child`]: one program as a child process: its stdin, its stdout lines stamped with the
+//!   instant they were read, its log, a transcript for failure messages, an stdout that can
+//!   be left unread on purpose;
+//! - [`scratch`]: folders for the programs' data, removed when dropped.
+//!
+//! Everything here returns errors rather than panicking: the tests turn them into failures
+//! with the program's transcript, the bench into an error for the run.
+
+pub mod bins;
+pub mod child;
+pub mod scratch;
+
+/// What went wrong, as one message: for a program, with what it printed last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<String> for Error {
+    fn from(message: String) -> Error {
+        Error(message)
+    }
+}
+
+pub use bins::Bins;
+pub use child::{Child, Line};
+pub use scratch::Scratch;
+
+/// Environment variables the programs read (README, "Command line"); cleared for every
+/// program started here, so that the environment of whoever runs the tests or the bench
+/// cannot change what they start, print or measure.
+pub const P2P_ENV: [&str; 16] = [
+    "P2P_NAME",
+    "P2P_PORT",
+    "P2P_BIND",
+    "P2P_SERVER",
+    "P2P_SERVER_KEY",
+    "P2P_REQUEST_TIMEOUT",
+    "P2P_RETRY_FOR",
+    "P2P_KEEPALIVE",
+    "P2P_JSON",
+    "P2P_DEBUG",
+    "P2P_DATA_DIR",
+    "P2P_TTL",
+    "P2P_MAX_NAMES_PER_IP",
+    "RUST_LOG",
+    "RUST_BACKTRACE",
+    "NO_COLOR",
+];

@@ -1,0 +1,322 @@
+//! A peer played by the test itself: it listens, runs a whole chat handshake with a real
+//! peer, and sends sealed frames of its choice.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, OnceLock};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use p2p_shared::identity::PublicKey;
+use p2p_shared::seal::{ChatKeys, KeyShare, Role, Transcript};
+use serde_json::{json, Value};
+
+use crate::proc::EXPECT_TIMEOUT;
+use crate::programs::Peer;
+use crate::wire::*;
+
+/// How long the accepting thread of an [`Acceptor`] waits in one `accept` before it looks
+/// whether it should stop.
+const ACCEPT_POLL: Duration = Duration::from_millis(100);
+
+/// A listening socket whose connections a background thread accepts and hands over, so that
+/// waiting for one has a deadline. The thread ends soon after the socket's owner is dropped:
+/// each `accept` waits at most [`ACCEPT_POLL`] (a receive timeout on the listening socket),
+/// so no wake-up connection is needed, which could itself fail on a loaded machine.
+pub(crate) struct Acceptor {
+    pub(crate) addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Acceptor {
+    /// Listens on a fresh loopback port; each accepted connection goes to `on_accept`, which
+    /// returns false to stop accepting.
+    pub(crate) fn start(mut on_accept: impl FnMut(TcpStream) -> bool + Send + 'static) -> Acceptor {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("cannot bind a loopback port");
+        let addr = listener.local_addr().expect("local_addr");
+        socket2::SockRef::from(&listener)
+            .set_read_timeout(Some(ACCEPT_POLL))
+            .expect("a receive timeout on the listening socket");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let thread = thread::spawn(move || {
+            while !stopped.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        // Accepted sockets inherit the listener's timeout: their users set
+                        // their own.
+                        let _ = stream.set_read_timeout(None);
+                        if !on_accept(stream) {
+                            break;
+                        }
+                    }
+                    Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    // Out of descriptors, say: do not spin while it lasts.
+                    Err(_) => thread::park_timeout(ACCEPT_POLL),
+                }
+            }
+        });
+        Acceptor {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Acceptor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A peer played by the test: it listens on loopback, signs with a key of its own, and can run
+/// the chat handshake with a real [`Peer`] to get the chat's session keys, and then seal any
+/// envelope it likes. Everything on the wire is built here from docs/protocol.md, with the
+/// shared crate's primitives (keys, signatures, key agreement, sealing). It answers `ping`s by
+/// itself (a real peer checks its chat partners with them); every other request waits for
+/// [`RawPeer::receive`].
+pub struct RawPeer {
+    signer: Arc<Signer>,
+    addr: SocketAddr,
+    incoming: Receiver<Result<Incoming, String>>,
+    _acceptor: Acceptor,
+}
+
+/// One incoming connection to a [`RawPeer`] and the signed request it carried.
+pub struct Incoming {
+    stream: TcpStream,
+    /// The request envelope (its signature already checked against its `from.key`).
+    pub envelope: Value,
+}
+
+impl Incoming {
+    /// Reads one signed request from `stream` and checks its signature.
+    fn read(mut stream: TcpStream) -> Result<Incoming, String> {
+        stream
+            .set_read_timeout(Some(RAW_READ_TIMEOUT))
+            .map_err(|e| e.to_string())?;
+        let mut head = [0u8; 4];
+        stream
+            .read_exact(&mut head)
+            .map_err(|e| format!("no frame header: {e}"))?;
+        let len = u32::from_be_bytes(head) as usize;
+        if len > 64 * 1024 {
+            return Err(format!("a frame of {len} bytes"));
+        }
+        let mut body = vec![0u8; len];
+        stream
+            .read_exact(&mut body)
+            .map_err(|e| format!("truncated frame: {e}"))?;
+        if body.len() <= 65 || body[0] != b'S' {
+            return Err("not a signed frame".into());
+        }
+        let signature: [u8; 64] = body[1..65].try_into().expect("64 bytes");
+        let signature = p2p_shared::identity::Signature::from_bytes(&signature);
+        let json = &body[65..];
+        let envelope: Value = serde_json::from_slice(json).map_err(|e| format!("not JSON: {e}"))?;
+        let key: PublicKey = envelope["from"]["key"]
+            .as_str()
+            .and_then(|k| k.parse().ok())
+            .ok_or_else(|| format!("no from.key in {envelope}"))?;
+        if !key.verify(&[SIGNING_CONTEXT, json].concat(), &signature) {
+            return Err(format!("the signature is not by its from.key: {envelope}"));
+        }
+        Ok(Incoming { stream, envelope })
+    }
+
+    /// Answers with a reply whose `result` is `result`, signed by `signer`, and closes first
+    /// as a receiver does.
+    pub fn reply(mut self, signer: &Signer, result: Value) {
+        let reply = signer.envelope(json!({
+            "type": "reply",
+            "re": self.envelope["id"],
+            "result": result,
+        }));
+        let _ = self.stream.write_all(&signer.frame(&reply));
+        let _ = self.stream.shutdown(Shutdown::Write);
+        // The sender closes after our close; wait for that, boundedly.
+        let _ = read_to_close(&mut self.stream);
+    }
+}
+
+impl RawPeer {
+    /// A raw peer called `name`, listening on a fresh loopback port, with a new key.
+    pub fn start(name: &str) -> RawPeer {
+        let (tx, incoming) = mpsc::channel();
+        // The address is known only once listening; the signer (which claims it) is shared
+        // with the connection threads through this slot.
+        let slot: Arc<OnceLock<Arc<Signer>>> = Arc::new(OnceLock::new());
+        let shared = Arc::clone(&slot);
+        let acceptor = Acceptor::start(move |stream| {
+            let (tx, slot) = (tx.clone(), Arc::clone(&shared));
+            thread::spawn(move || {
+                let request = Incoming::read(stream);
+                match (request, slot.get()) {
+                    (Ok(ping), Some(signer)) if ping.envelope["body"]["type"] == "ping" => {
+                        ping.reply(signer, json!({ "type": "ok" }))
+                    }
+                    (request, _) => {
+                        let _ = tx.send(request);
+                    }
+                }
+            });
+            true
+        });
+        let signer = Arc::new(Signer::new(name, acceptor.addr));
+        let _ = slot.set(Arc::clone(&signer));
+        RawPeer {
+            signer,
+            addr: acceptor.addr,
+            incoming,
+            _acceptor: acceptor,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.signer.name()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn key(&self) -> PublicKey {
+        self.signer.key()
+    }
+
+    pub fn fingerprint(&self) -> String {
+        self.key().fingerprint()
+    }
+
+    pub fn signer(&self) -> &Signer {
+        &self.signer
+    }
+
+    /// Waits (at most [`EXPECT_TIMEOUT`]) for the next request that is not a ping.
+    #[track_caller]
+    pub fn receive(&self) -> Incoming {
+        match self.incoming.recv_timeout(EXPECT_TIMEOUT) {
+            Ok(Ok(incoming)) => incoming,
+            Ok(Err(why)) => panic!("{}: a bad incoming request: {why}", self.name()),
+            Err(_) => panic!("{}: no request within the deadline", self.name()),
+        }
+    }
+
+    /// The chat handshake with `peer`, by address: a signed `chat_request`, `peer`'s user
+    /// says `yes NAME`, its signed `chat_answer` arrives here and is acknowledged, and both
+    /// sides derive the session keys. Returns the open chat.
+    #[track_caller]
+    pub fn chat_with(&self, peer: &Peer) -> RawChat {
+        let ours = KeyShare::new();
+        let mine = ours.public();
+        let request = self
+            .signer
+            .envelope(json!({ "type": "chat_request", "share": mine }));
+        let reply = self.signer.send(peer.addr(), &request);
+        assert_eq!(outcome(&reply), "pending", "{reply}");
+        assert_eq!(signer_of(&reply), peer.key(), "{reply}");
+        peer.expect_request(self.name(), self.addr, &self.fingerprint());
+        peer.send(&format!("yes {}", self.name()));
+
+        let answer = self.receive();
+        let body = answer.envelope["body"].clone();
+        let from = answer.envelope["from"].clone();
+        answer.reply(&self.signer, json!({ "type": "ok" }));
+        peer.expect_exact(&format!(
+            "accepted chat with {} ({})",
+            self.name(),
+            self.addr
+        ));
+        assert_eq!(body["type"], "chat_answer", "{body}");
+        assert_eq!(body["request"], request["id"], "{body}");
+        assert_eq!(body["answer"], "accepted", "{body}");
+        assert_eq!(from["key"], peer.key().to_string(), "{from}");
+
+        let request_id: uuid::Uuid = request["id"].as_str().unwrap().parse().unwrap();
+        let theirs = serde_json::from_value(body["share"].clone()).expect("an X25519 share");
+        let (me, them) = (self.key(), peer.key());
+        let transcript = Transcript {
+            request: request_id,
+            requester: &me,
+            accepter: &them,
+            requester_share: &mine,
+            accepter_share: &theirs,
+        };
+        let keys = ChatKeys::agree(Role::Requester, ours, &transcript)
+            .expect("a usable key share from the peer");
+        RawChat {
+            keys,
+            to: peer.addr(),
+            next: 0,
+            name: self.name().to_owned(),
+            port: self.addr.port(),
+            key: me,
+        }
+    }
+}
+
+/// A chat a [`RawPeer`] opened with a real peer: it seals envelopes with the session's keys.
+pub struct RawChat {
+    keys: ChatKeys,
+    to: SocketAddr,
+    next: u64,
+    name: String,
+    port: u16,
+    key: PublicKey,
+}
+
+impl RawChat {
+    /// Seals an envelope with `body` as our next message; returns its counter and the whole
+    /// frame (length prefix included).
+    pub fn seal(&mut self, body: Value) -> (u64, Vec<u8>) {
+        let envelope = envelope(
+            &self.name,
+            format!("0.0.0.0:{}", self.port),
+            &self.key,
+            body,
+        );
+        self.seal_json(&serde_json::to_vec(&envelope).expect("serialize"))
+    }
+
+    /// Seals any bytes as our next message.
+    pub fn seal_json(&mut self, plaintext: &[u8]) -> (u64, Vec<u8>) {
+        let counter = self.next;
+        self.next += 1;
+        (counter, frame(&self.keys.seal(counter, plaintext)))
+    }
+
+    /// Sends a sealed frame (made by [`RawChat::seal`]) with `counter` to the peer and opens
+    /// its sealed acknowledgement: the reply envelope. Panics if the answer is anything else.
+    #[track_caller]
+    pub fn exchange(&self, counter: u64, frame: &[u8]) -> Value {
+        let raw = raw_exchange(self.to, frame, false);
+        let body = frame_body(&raw).unwrap_or_else(|e| panic!("{}: {e}", self.to));
+        let plaintext = self.keys.open_ack(counter, body).unwrap_or_else(|| {
+            panic!(
+                "the answer to sealed message {counter} is no acknowledgement: {:?}",
+                decode_reply(&raw)
+            )
+        });
+        serde_json::from_slice(&plaintext).expect("a JSON reply envelope")
+    }
+
+    /// Seals `body` and sends it: the opened acknowledgement.
+    #[track_caller]
+    pub fn send(&mut self, body: Value) -> Value {
+        let (counter, frame) = self.seal(body);
+        self.exchange(counter, &frame)
+    }
+
+    /// Sends a chat message: the opened acknowledgement.
+    #[track_caller]
+    pub fn message(&mut self, text: &str) -> Value {
+        self.send(json!({ "type": "chat_message", "text": text }))
+    }
+}

@@ -1,0 +1,15 @@
+//! The end-to-end tests: the real programs on loopback, driven as a script or a person would.
+//!
+//! One test executable for all of them, so that their tests run side by side (most of a
+//! test's time is waiting for a program), and the programs are built once. Each module is one
+//! subject; docs/testing.md lists them.
+
+mod chat;
+mod cli;
+mod faults;
+mod hostile;
+mod interface;
+mod registry;
+mod requests;
+mod security;
+mod terminal;
