@@ -17,10 +17,11 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::channel::oneshot;
 use futures::future::{select, Either};
+use p2p_shared::clock::Clock;
 use p2p_shared::identity::PublicKey;
 use p2p_shared::registry_session::{RegistrySession, Replier};
 use p2p_shared::wire::frame::RegistryRequestHeader as Header;
@@ -94,12 +95,14 @@ impl Registrar {
         store: StoreThread,
         written: async_channel::Receiver<Written>,
         log: Log,
+        clock: Clock,
     ) -> (Registrar, runtime::JoinHandle<()>) {
         let (tx, rx) = async_channel::bounded(1024);
         let broker = Broker {
             registry,
             store,
             log,
+            clock,
             pages: Pages::default(),
             held: Held::default(),
         };
@@ -213,6 +216,7 @@ struct Broker {
     registry: Registry,
     store: StoreThread,
     log: Log,
+    clock: Clock,
     pages: Pages,
     held: Held,
 }
@@ -260,7 +264,7 @@ impl Broker {
     }
 
     fn handle(&mut self, msg: Msg) {
-        let now = Instant::now();
+        let now = self.clock.now();
         // A dropped `done` means the connection task gave up (timeout); nothing to do then.
         match msg {
             Msg::Sweep => {
@@ -399,6 +403,7 @@ mod tests {
             registry: Registry::new(Claims::default(), Duration::from_secs(60), 8),
             store: StoreThread::start(store, written_tx).unwrap(),
             log: Log::channel().0,
+            clock: Clock::System,
             pages: Pages::default(),
             held: Held::default(),
         };

@@ -31,6 +31,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use p2p_shared::clock::Clock;
 use p2p_shared::identity::Identity;
 use p2p_shared::runtime::TcpListener;
 use p2p_shared::transport::{self, Origin};
@@ -54,6 +55,8 @@ pub struct Config {
     /// The most names registered from one IP address at once, and the most new names it may
     /// claim per hour.
     pub max_names_per_ip: usize,
+    /// Where the registry reads the time: the system's clock, or a test's.
+    pub clock: Clock,
 }
 
 impl Config {
@@ -84,6 +87,7 @@ pub async fn run(
         claims,
         ttl,
         max_names_per_ip,
+        clock,
     } = config;
     let local = listener.local_addr()?;
     let loaded = claims.claims().context("cannot read the name claims")?;
@@ -100,7 +104,7 @@ pub async fn run(
         identity: Arc::new(identity),
     };
     let registry = Registry::new(Claims::loaded(loaded), ttl, max_names_per_ip);
-    let (registrar, broker) = Registrar::start(registry, store, written, log.clone());
+    let (registrar, broker) = Registrar::start(registry, store, written, log.clone(), clock);
     let service = RegistryService::new(registrar, origin.clone(), ttl, log.clone());
     transport::serve(listener, origin, service, shutdown).await;
     // Every handle to the broker is gone with the service: it ends once it has given the

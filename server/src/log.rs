@@ -57,6 +57,14 @@ impl Events {
         self.rx.recv().await.ok()
     }
 
+    /// Another receiver of the same events (each event goes to one of them).
+    pub fn clone_receiver(&self) -> Events {
+        Events {
+            rx: self.rx.clone(),
+            dropped: Arc::clone(&self.dropped),
+        }
+    }
+
     /// The events dropped since the last call.
     fn take_dropped(&self) -> u64 {
         self.dropped.swap(0, Ordering::Relaxed)

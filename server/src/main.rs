@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::Parser;
 use p2p_server::log::{Log, LogWriter};
 use p2p_server::Config;
+use p2p_shared::clock::Clock;
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::identity::Identity;
 use p2p_shared::runtime;
@@ -85,6 +86,7 @@ async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
         claims,
         ttl: args.ttl,
         max_names_per_ip: args.max_names_per_ip,
+        clock: Clock::System,
     };
     let stop = stop_signal()?;
     p2p_server::run(listener, config, log, async move {

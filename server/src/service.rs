@@ -279,7 +279,8 @@ mod tests {
         let (written_tx, written) = async_channel::unbounded();
         let store = StoreThread::start(ClaimStore::in_memory().unwrap(), written_tx).unwrap();
         let log = Log::channel().0;
-        let (registrar, _) = Registrar::start(registry, store, written, log.clone());
+        let clock = p2p_shared::clock::Clock::System;
+        let (registrar, _) = Registrar::start(registry, store, written, log.clone(), clock);
         let origin = Origin {
             name: name("registry"),
             port: 4000,

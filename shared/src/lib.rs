@@ -9,11 +9,13 @@
 //! - [`transport`]: one request and one reply per fresh connection, with timeouts, for both
 //!   the sending and the receiving side.
 //! - [`runtime`]: the only module that names the async runtime.
-//! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`).
+//! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
+//!   [`clock`]: the time, the system's or one a test moves.
 //!
 //! The wire format is written down in `docs/protocol.md`; this crate is its reference
 //! implementation, and the two change together.
 
+pub mod clock;
 pub mod duration;
 pub mod identity;
 pub mod name;

@@ -8,6 +8,7 @@ mod chat;
 mod cli;
 mod faults;
 mod hostile;
+mod in_process;
 mod interface;
 mod registry;
 mod requests;
