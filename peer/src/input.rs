@@ -2,7 +2,7 @@
 //!
 //! This is the plain mode, for pipes and scripts (`terminal.rs` is the interactive one).
 //! Reading stdin blocks, so a dedicated thread reads it line by line and hands each line to
-//! the session over a bounded channel: a huge piped file waits in the pipe, not in memory.
+//! the command loop over a bounded channel: a huge piped file waits in the pipe, not in memory.
 //! Lines are bounded too ([`MAX_LINE_LEN`]); a longer one is dropped with an error instead of
 //! growing a buffer without limit. Ctrl-C arrives on a channel of its own so it is never
 //! stuck behind queued lines; a second Ctrl-C quits at once.
@@ -27,7 +27,7 @@ pub enum Input {
     End,
 }
 
-/// The session's sources of input.
+/// The command loop's sources of input.
 pub struct Inputs {
     pub lines: async_channel::Receiver<Input>,
     pub interrupts: async_channel::Receiver<()>,
@@ -36,7 +36,7 @@ pub struct Inputs {
     pub done: Option<async_channel::Sender<()>>,
 }
 
-/// Installs the Ctrl-C handler. The first Ctrl-C asks the session to end cleanly; a second
+/// Installs the Ctrl-C handler. The first Ctrl-C asks the command loop to end cleanly; a second
 /// one quits at once.
 pub fn interrupts() -> anyhow::Result<async_channel::Receiver<()>> {
     let (tx, interrupts) = async_channel::unbounded();

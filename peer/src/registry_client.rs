@@ -8,9 +8,9 @@
 //!
 //! Every reply must come from the registry's key: the one given with `--server-key`, or else
 //! the one pinned for this registry address on first contact (in `known_registries`, like
-//! SSH's `known_hosts`, written by the disk thread). A signed reply proves its key by its signature, one in the session
-//! by the session, which was agreed with that key. A reply with another key is refused, so an
-//! impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging
+//! SSH's `known_hosts`, written by the disk thread). A signed reply proves its key by its
+//! signature, one in the session by the session, which was agreed with that key. A reply
+//! with another key is refused, so an impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging
 //! is bounded, so a broken or hostile registry cannot keep the peer listing forever.
 
 use std::net::SocketAddr;
@@ -87,23 +87,23 @@ impl RegistryClient {
     async fn register_signed(&mut self) -> Result<Outcome, SendError> {
         let (id, ours) = (new_id(), KeyShare::new());
         let share = Some(ours.public());
-        let response = self.signed(id, RegistryRequest::Register { share }).await?;
+        let reply = self.signed(id, RegistryRequest::Register { share }).await?;
         if let Outcome::Registered {
             share: Some(theirs),
             ..
-        } = &response.outcome
+        } = &reply.outcome
         {
             let transcript = Transcript {
                 register: id,
                 peer: &self.origin.identity.public(),
-                registry: &response.key,
+                registry: &reply.key,
                 peer_share: &ours.public(),
                 registry_share: theirs,
             };
             // Without a session (an unusable share) every request is signed: slower, as safe.
             self.session = PeerSession::agree(self.origin.name, ours, &transcript).ok();
         }
-        Ok(response.outcome)
+        Ok(reply.outcome)
     }
 
     pub async fn unregister(&mut self) -> Result<(), SendError> {
@@ -194,7 +194,7 @@ impl RegistryClient {
                 self.session = None;
                 None
             }
-            result => Some(result.map(|response| response.outcome)),
+            result => Some(result.map(|reply| reply.outcome)),
         }
     }
 
@@ -207,9 +207,9 @@ impl RegistryClient {
     /// A reply, success or refusal, counts only if it carries the registry's key.
     fn checked(&mut self, result: Result<Reply, SendError>) -> Result<Reply, SendError> {
         match result {
-            Ok(response) => {
-                self.check_key(response.key)?;
-                Ok(response)
+            Ok(reply) => {
+                self.check_key(reply.key)?;
+                Ok(reply)
             }
             Err(refused @ SendError::Refused { key, .. }) => {
                 self.check_key(key)?;

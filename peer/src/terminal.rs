@@ -109,7 +109,7 @@ pub fn start(names: Names, history: Option<PathBuf>) -> anyhow::Result<Terminal>
                     }
                     Input::Line(line)
                 }
-                // Ctrl-C and Ctrl-D end the session, as they do in the plain mode.
+                // Ctrl-C and Ctrl-D end the peer, as they do in the plain mode.
                 Err(ReadlineError::Interrupted | ReadlineError::Eof) => Input::End,
                 Err(e) => {
                     tracing::warn!("terminal input failed: {e}");
