@@ -216,6 +216,14 @@ impl Proc {
         }
     }
 
+    /// Sends SIGTERM to the process, as a service manager stopping it would.
+    #[track_caller]
+    pub fn terminate(&self) {
+        if let Err(e) = self.child.signal(libc::SIGTERM) {
+            self.fail(&e.to_string());
+        }
+    }
+
     /// What the process printed last, one entry per line, `out| ` or `err| ` first.
     pub fn transcript(&self) -> Vec<String> {
         self.child.transcript()

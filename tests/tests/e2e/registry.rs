@@ -234,3 +234,19 @@ fn a_listing_sees_every_change_to_the_registry() {
     server.expect_exact("expired dave (not renewed in time)");
     assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
 }
+
+#[test]
+fn a_registry_stops_cleanly_on_sigterm_and_on_ctrl_c() {
+    for interrupt in [false, true] {
+        let mut server = Server::start();
+        let alice = Peer::start("alice", server.addr());
+        alice.register();
+        match interrupt {
+            true => server.interrupt(),
+            false => server.terminate(),
+        }
+        server.expect_exact("stopped");
+        let status = server.wait_exit();
+        assert!(status.success(), "{status}");
+    }
+}
