@@ -4,11 +4,11 @@
 //! Reading stdin blocks, so a dedicated thread reads it line by line and hands each line to
 //! the command loop over a bounded channel: a huge piped file waits in the pipe, not in memory.
 //! Lines are bounded too ([`MAX_LINE_LEN`]); a longer one is dropped with an error instead of
-//! growing a buffer without limit. Ctrl-C arrives on a channel of its own so it is never
-//! stuck behind queued lines; a second Ctrl-C quits at once.
+//! growing a buffer without limit. Ctrl-C (and SIGTERM, SIGHUP) arrives on a channel of its
+//! own (`p2p_shared::signals`) so it is never stuck behind queued lines; a second one quits
+//! at once.
 
 use std::io::{self, BufRead, IsTerminal, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
 
@@ -34,21 +34,6 @@ pub struct Inputs {
     /// Told when a line's command has finished, if the source waits for that before reading
     /// the next line (the interactive prompt does; a pipe reads ahead).
     pub done: Option<async_channel::Sender<()>>,
-}
-
-/// Installs the Ctrl-C handler. The first Ctrl-C asks the command loop to end cleanly; a second
-/// one quits at once.
-pub fn interrupts() -> anyhow::Result<async_channel::Receiver<()>> {
-    let (tx, interrupts) = async_channel::unbounded();
-    static PRESSED: AtomicBool = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        if PRESSED.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        let _ = tx.try_send(());
-    })
-    .context("cannot install the Ctrl-C handler")?;
-    Ok(interrupts)
 }
 
 /// Starts the thread that reads stdin line by line (the plain mode, for pipes).

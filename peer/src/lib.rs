@@ -51,8 +51,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use p2p_shared::identity::Identity;
-use p2p_shared::runtime;
 use p2p_shared::transport::{self, Origin};
+use p2p_shared::{runtime, signals};
 
 use crate::broker::Broker;
 use crate::cli::Args;
@@ -183,7 +183,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let inputs = Inputs {
         lines,
-        interrupts: input::interrupts()?,
+        interrupts: signals::stop_requests().context("cannot install the Ctrl-C handler")?,
         done,
     };
     let registry = RegistryClient::new(

@@ -4,7 +4,6 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,7 +13,7 @@ use p2p_server::Config;
 use p2p_shared::clock::Clock;
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::identity::Identity;
-use p2p_shared::runtime;
+use p2p_shared::{runtime, signals};
 
 /// The p2p-chat registry: peers register here, list each other and leave.
 ///
@@ -88,24 +87,9 @@ async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
         max_names_per_ip: args.max_names_per_ip,
         clock: Clock::System,
     };
-    let stop = stop_signal()?;
+    let stop = signals::stop_requests().context("cannot install the signal handler")?;
     p2p_server::run(listener, config, log, async move {
         let _ = stop.recv().await;
     })
     .await
-}
-
-/// A channel that gets a message on the first Ctrl-C, SIGTERM or SIGHUP; a second one ends
-/// the process at once.
-fn stop_signal() -> anyhow::Result<async_channel::Receiver<()>> {
-    let (tx, rx) = async_channel::bounded(1);
-    static SIGNALLED: AtomicBool = AtomicBool::new(false);
-    ctrlc::set_handler(move || {
-        if SIGNALLED.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        let _ = tx.try_send(());
-    })
-    .context("cannot install the signal handler")?;
-    Ok(rx)
 }

@@ -8,7 +8,8 @@
 //!   and registry sessions sealed with keys agreed once, and refusing what was seen before.
 //! - [`transport`]: one request and one reply per fresh connection, with timeouts, for both
 //!   the sending and the receiving side.
-//! - [`runtime`]: the only module that names the async runtime.
+//! - [`runtime`]: the only module that names the async runtime; [`signals`]: Ctrl-C, SIGTERM
+//!   and SIGHUP, to stop cleanly.
 //! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
 //!   [`clock`]: the time, the system's or one a test moves.
 //!
@@ -23,6 +24,7 @@ pub mod registry_session;
 pub mod replay;
 pub mod runtime;
 pub mod seal;
+pub mod signals;
 pub mod transport;
 pub mod wire;
 
