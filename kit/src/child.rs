@@ -6,9 +6,10 @@
 //! read the same way. Both go into a transcript, the last [`TRANSCRIPT`] lines, for failure
 //! messages. Stdin writes are one `write` call per line.
 //!
-//! A test can leave stdout unread on purpose, as a reader who went away: [`Child::stop_reading`]
-//! holds the reader thread before its next line, and [`Child::shrink_stdout_pipe`] makes the
-//! pipe hold one page, so that a few lines fill it and the program's writes block.
+//! A test can leave stdout or stderr unread on purpose, as a reader who went away:
+//! [`Child::stop_reading`] holds the reader thread before its next line, and
+//! [`Child::shrink_pipe`] makes the pipe hold one page, so that a few lines fill it and the
+//! program's writes block.
 //!
 //! Dropping a `Child` kills that one process by its PID and reaps it, so a failure anywhere
 //! leaves nothing running behind it.
@@ -48,9 +49,17 @@ pub struct Child {
     stdout_done: Receiver<()>,
     stderr_done: Receiver<()>,
     transcript: Arc<Mutex<VecDeque<String>>>,
-    gate: Arc<Gate>,
-    /// The read end of the stdout pipe (kept open by its reader thread).
-    stdout_pipe: std::os::fd::RawFd,
+    /// Where the readers of stdout and stderr wait while the test leaves them unread.
+    gates: [Arc<Gate>; 2],
+    /// The read ends of the stdout and stderr pipes (kept open by their reader threads).
+    pipes: [std::os::fd::RawFd; 2],
+}
+
+/// One of the two streams a program writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    Stdout = 0,
+    Stderr = 1,
 }
 
 impl Child {
@@ -78,10 +87,10 @@ impl Child {
             unreachable!("all three streams were asked to be piped")
         };
         let transcript = Arc::new(Mutex::new(VecDeque::new()));
-        let gate = Arc::new(Gate::default());
-        let stdout_pipe = stdout.as_raw_fd();
-        let (lines, stdout_done) = read_lines(stdout, "out", &transcript, Some(gate.clone()));
-        let (log, stderr_done) = read_lines(stderr, "err", &transcript, None);
+        let gates = [Arc::new(Gate::default()), Arc::new(Gate::default())];
+        let pipes = [stdout.as_raw_fd(), stderr.as_raw_fd()];
+        let (lines, stdout_done) = read_lines(stdout, "out", &transcript, gates[0].clone());
+        let (log, stderr_done) = read_lines(stderr, "err", &transcript, gates[1].clone());
         Ok(Child {
             label: label.to_owned(),
             process: Mutex::new(process),
@@ -92,8 +101,8 @@ impl Child {
             stdout_done,
             stderr_done,
             transcript,
-            gate,
-            stdout_pipe,
+            gates,
+            pipes,
         })
     }
 
@@ -190,22 +199,24 @@ impl Child {
             .map_err(|_| self.failure(&format!("{:?} names no address", line.text)))
     }
 
-    /// Stops reading stdout, as a reader who went away: after at most the chunk being read,
-    /// the output waits in the pipe, and once the pipe is full the program's writes block.
-    pub fn stop_reading(&self) {
-        self.gate.set(true);
+    /// Stops reading `stream`, as a reader who went away: after at most the chunk being
+    /// read, the output waits in the pipe, and once the pipe is full the program's writes
+    /// block.
+    pub fn stop_reading(&self, stream: Stream) {
+        self.gates[stream as usize].set(true);
     }
 
-    /// Reads stdout again, from where it stopped.
-    pub fn resume_reading(&self) {
-        self.gate.set(false);
+    /// Reads `stream` again, from where it stopped.
+    pub fn resume_reading(&self, stream: Stream) {
+        self.gates[stream as usize].set(false);
     }
 
-    /// Makes the stdout pipe hold one page (4 KiB, the kernel's least), so that an unread
-    /// stdout blocks the program after a few lines rather than after 64 KiB.
-    pub fn shrink_stdout_pipe(&self) -> Result<(), Error> {
+    /// Makes the pipe of `stream` hold one page (4 KiB, the kernel's least), so that an
+    /// unread stream blocks the program after a few lines rather than after 64 KiB.
+    pub fn shrink_pipe(&self, stream: Stream) -> Result<(), Error> {
+        let pipe = self.pipes[stream as usize];
         // SAFETY: fcntl on a pipe descriptor that its reader thread keeps open while we live.
-        let size = unsafe { libc::fcntl(self.stdout_pipe, libc::F_SETPIPE_SZ, 4096) };
+        let size = unsafe { libc::fcntl(pipe, libc::F_SETPIPE_SZ, 4096) };
         match size {
             0.. => Ok(()),
             _ => Err(Error(format!(
@@ -334,14 +345,14 @@ impl Gate {
     }
 }
 
-/// Reads `stream` line by line on a thread (waiting at `gate` before each line, if any),
-/// into the transcript (tagged `tag`) and the returned channel. The second receiver is
-/// disconnected at the end of the stream.
+/// Reads `stream` line by line on a thread (waiting at `gate` before each line), into the
+/// transcript (tagged `tag`) and the returned channel. The second receiver is disconnected at
+/// the end of the stream.
 fn read_lines(
     stream: impl Read + Send + 'static,
     tag: &'static str,
     transcript: &Arc<Mutex<VecDeque<String>>>,
-    gate: Option<Arc<Gate>>,
+    gate: Arc<Gate>,
 ) -> (Receiver<Line>, Receiver<()>) {
     let (tx, lines) = mpsc::channel();
     let (done, ended) = mpsc::channel::<()>();
@@ -351,9 +362,7 @@ fn read_lines(
         let mut reader = BufReader::new(stream);
         let mut buf = Vec::new();
         loop {
-            if let Some(gate) = &gate {
-                gate.wait_open();
-            }
+            gate.wait_open();
             buf.clear();
             match reader.read_until(b'\n', &mut buf) {
                 Ok(0) | Err(_) => break,

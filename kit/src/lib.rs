@@ -34,7 +34,7 @@ impl From<String> for Error {
 }
 
 pub use bins::Bins;
-pub use child::{Child, Line};
+pub use child::{Child, Line, Stream};
 pub use scratch::Scratch;
 
 /// Environment variables the programs read (README, "Command line"); cleared for every

@@ -53,6 +53,7 @@ use clap::Parser;
 use p2p_shared::identity::Identity;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::{runtime, signals};
+use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 
 use crate::broker::Broker;
 use crate::cli::Args;
@@ -77,8 +78,9 @@ const SCREEN_GRACE: Duration = Duration::from_secs(1);
 /// Runs the peer with the process's arguments; what `main` does.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.debug);
-    match runtime::block_on(run(args)) {
+    // The guard is kept to the end: dropping it writes what the log still holds.
+    let (_guard, dropped) = init_logging(args.debug);
+    match runtime::block_on(run(args, dropped)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -87,22 +89,57 @@ pub fn main() -> ExitCode {
     }
 }
 
+/// How many log lines may wait for stderr; beyond, they are dropped and counted.
+const LOG_QUEUE: usize = 1024;
+
+/// How often the count of dropped log lines is looked at.
+const LOG_DROPS_EVERY: Duration = Duration::from_secs(10);
+
 /// Logs go to stderr only, so stdout stays exactly the documented events. `--debug` shows
 /// this program's debug events; RUST_LOG, when set, chooses freely; otherwise warnings only.
-fn init_logging(debug: bool) {
+///
+/// A write to stderr blocks when nobody reads it, and a log line is never worth holding the
+/// peer up: lines go to tracing-appender's writer thread through a bounded queue, and a line
+/// that finds it full is dropped and counted; a task says how many, every
+/// [`LOG_DROPS_EVERY`] (`log_drops`).
+fn init_logging(debug: bool) -> (WorkerGuard, ErrorCounter) {
     use tracing_subscriber::EnvFilter;
     let filter = if debug {
         EnvFilter::new("p2p_peer=debug,p2p_shared=debug")
     } else {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
     };
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(LOG_QUEUE)
+        .lossy(true)
+        .thread_name("log")
+        .finish(std::io::stderr());
+    let dropped = writer.error_counter();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer)
         .init();
+    (guard, dropped)
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+/// Says, every [`LOG_DROPS_EVERY`], how many log lines were dropped since the last time.
+async fn log_drops(dropped: ErrorCounter) {
+    let mut reported = 0;
+    loop {
+        runtime::sleep(LOG_DROPS_EVERY).await;
+        let count = dropped.dropped_lines();
+        if count > reported {
+            tracing::warn!(
+                "{} log line(s) dropped: stderr was not read in time",
+                count - reported
+            );
+            reported = count;
+        }
+    }
+}
+
+async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
 
     // The original asked for these two on start-up; so do we, when they are not flags.
@@ -169,6 +206,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         args.keepalive,
         args.retry_for,
     );
+    runtime::spawn(log_drops(log_dropped));
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let service = PeerService::new(broker.clone(), disk.clone());
     let serving = runtime::spawn(transport::serve(

@@ -25,7 +25,7 @@ pub mod raw_peer;
 pub mod wire;
 
 pub use p2p_shared::identity::{Identity, PublicKey};
-pub use proc::{binary, DataDir, Proc, EXPECT_TIMEOUT};
+pub use proc::{binary, DataDir, Proc, Stream, EXPECT_TIMEOUT};
 pub use programs::*;
 pub use proxy::*;
 pub use raw_peer::*;

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::Duration;
 
+pub use p2p_kit::Stream;
 use p2p_kit::{Bins, Child, Scratch};
 
 /// How long one `expect*` call waits for its line.
@@ -166,20 +167,20 @@ impl Proc {
         self.expect_lines(n)
     }
 
-    /// Stops reading stdout, as a reader who went away (see [`Child::stop_reading`]).
-    pub fn stop_reading_stdout(&self) {
-        self.child.stop_reading();
+    /// Stops reading `stream`, as a reader who went away (see [`Child::stop_reading`]).
+    pub fn stop_reading(&self, stream: Stream) {
+        self.child.stop_reading(stream);
     }
 
-    /// Reads stdout again, from where it stopped.
-    pub fn resume_reading_stdout(&self) {
-        self.child.resume_reading();
+    /// Reads `stream` again, from where it stopped.
+    pub fn resume_reading(&self, stream: Stream) {
+        self.child.resume_reading(stream);
     }
 
-    /// Makes the stdout pipe hold one page, so that a few unread lines fill it.
+    /// Makes the pipe of `stream` hold one page, so that a few unread lines fill it.
     #[track_caller]
-    pub fn shrink_stdout_pipe(&self) {
-        if let Err(e) = self.child.shrink_stdout_pipe() {
+    pub fn shrink_pipe(&self, stream: Stream) {
+        if let Err(e) = self.child.shrink_pipe(stream) {
             self.fail(&e.to_string());
         }
     }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use p2p_e2e::{binary, DataDir, Peer, Server};
+use p2p_e2e::{binary, DataDir, Peer, Server, Stream};
 
 /// A TCP connection to `to` from the loopback address `from`.
 fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
@@ -166,8 +166,8 @@ fn ten_thousand_garbage_frames_change_nothing_and_memory_comes_back() {
 #[test]
 fn a_registry_whose_stdout_nobody_reads_still_answers_after_3000_refusals() {
     let server = Server::start();
-    server.shrink_stdout_pipe();
-    server.stop_reading_stdout();
+    server.shrink_pipe(Stream::Stdout);
+    server.stop_reading(Stream::Stdout);
     // Each refusal is a line of the registry's log: a few of them fill the pipe.
     let answered = flood(server.addr(), 3_000);
     assert!(
@@ -178,7 +178,7 @@ fn a_registry_whose_stdout_nobody_reads_still_answers_after_3000_refusals() {
     alice.register();
     assert_eq!(alice.listpeer(), [alice.peer_line()]);
     // Once someone reads again, the log says what it had to leave out.
-    server.resume_reading_stdout();
+    server.resume_reading(Stream::Stdout);
     server.expect("log line(s) dropped: stdout was not read in time");
 }
 
@@ -361,8 +361,8 @@ fn a_peer_whose_stdout_is_not_read_shows_every_message_once_in_order_when_read_a
     let alice = Peer::builder("alice").arg("--debug").start();
     let bob = Peer::start_offline("bob");
     alice.chat_with(&bob);
-    bob.shrink_stdout_pipe();
-    bob.stop_reading_stdout();
+    bob.shrink_pipe(Stream::Stdout);
+    bob.stop_reading(Stream::Stdout);
     // 600 commands at once (they fit in alice's stdin pipe); she runs them one after the
     // other, each until bob acknowledges it.
     for i in 0..600 {
@@ -372,7 +372,7 @@ fn a_peer_whose_stdout_is_not_read_shows_every_message_once_in_order_when_read_a
     alice.expect_log("busy; the message will be sent again");
     // ... until bob's stdout is read again: then every message shows, once, in order, and
     // alice reports each delivered.
-    bob.resume_reading_stdout();
+    bob.resume_reading(Stream::Stdout);
     for i in 0..600 {
         assert_eq!(bob.next_line(), format!("alice: {}", numbered(i)));
     }
@@ -386,8 +386,8 @@ fn messages_to_a_peer_whose_stdout_stays_unread_are_not_acknowledged_and_the_cha
     let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
     let bob = Peer::start_offline("bob");
     alice.chat_with(&bob);
-    bob.shrink_stdout_pipe();
-    bob.stop_reading_stdout();
+    bob.shrink_pipe(Stream::Stdout);
+    bob.stop_reading(Stream::Stdout);
     let count = 600;
     for i in 0..count {
         alice.send(&format!("chat message bob {}", numbered(i)));
@@ -407,7 +407,7 @@ fn messages_to_a_peer_whose_stdout_stays_unread_are_not_acknowledged_and_the_cha
             "error: bob is busy and did not take the message within 1s; message not delivered"
         );
         refused += 1;
-        bob.resume_reading_stdout();
+        bob.resume_reading(Stream::Stdout);
     }
     assert!(refused > 0, "bob never refused a message");
     // The chat is still open, at both ends.
@@ -417,4 +417,22 @@ fn messages_to_a_peer_whose_stdout_stays_unread_are_not_acknowledged_and_the_cha
         assert_eq!(bob.next_line(), format!("alice: {}", numbered(i)));
     }
     assert_eq!(bob.connected(), [alice.connected_line()]);
+}
+
+#[test]
+fn a_peer_whose_log_nobody_reads_still_answers_after_3000_refusals() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    // Each refusal is a warning in bob's log: a few of them fill the pipe.
+    bob.shrink_pipe(Stream::Stderr);
+    bob.stop_reading(Stream::Stderr);
+    let answered = flood(bob.addr(), 3_000);
+    assert!(
+        answered > 2_900,
+        "only {answered} of 3,000 refusals answered"
+    );
+    alice.chat_with(&bob);
+    alice.say(&bob, "still here?");
+    bob.resume_reading(Stream::Stderr);
+    bob.expect_log("refused 127.0.0.2");
 }
