@@ -365,11 +365,11 @@ impl Peer {
         format!("connected {} {addr} key {}", self.name, self.fingerprint())
     }
 
-    /// `register`, and waits for `registered as NAME at ADDR`.
+    /// `register`, and checks that it printed exactly `registered as NAME at ADDR`.
     #[track_caller]
     pub fn register(&self) {
         self.send("register");
-        self.expect_exact(&format!("registered as {} at {}", self.name, self.addr));
+        self.expect_next(&format!("registered as {} at {}", self.name, self.addr));
     }
 
     /// `listpeer`: the `peer NAME ADDR key FP` lines after `peers: N`.
@@ -488,24 +488,24 @@ impl Peer {
         other.accept_chat(self, other.addr);
     }
 
-    /// `yes` to `requester`'s pending request: `accepted chat with` here, and `chat accepted
-    /// by` there, naming the address it reached us at (ours, or a proxy's).
+    /// `yes` to `requester`'s pending request: exactly `accepted chat with` here, and `chat
+    /// accepted by` there, naming the address it reached us at (ours, or a proxy's).
     #[track_caller]
     pub fn accept_chat(&self, requester: &Peer, reached_at: SocketAddr) {
         self.send("yes");
-        self.expect_exact(&format!(
+        self.expect_next(&format!(
             "accepted chat with {} ({})",
             requester.name, requester.addr
         ));
-        requester.expect_exact(&format!("chat accepted by {} ({reached_at})", self.name));
+        requester.expect_next(&format!("chat accepted by {} ({reached_at})", self.name));
     }
 
-    /// `chat message OTHER TEXT`, waits for `delivered to OTHER` here and `SELF: TEXT` there.
+    /// `chat message OTHER TEXT`: exactly `delivered to OTHER` here and `SELF: TEXT` there.
     #[track_caller]
     pub fn say(&self, other: &Peer, text: &str) {
         self.send(&format!("chat message {} {text}", other.name));
-        self.expect_exact(&format!("delivered to {}", other.name));
-        other.expect_exact(&format!("{}: {text}", self.name));
+        self.expect_next(&format!("delivered to {}", other.name));
+        other.expect_next(&format!("{}: {text}", self.name));
     }
 
     /// `exit`, `bye`, and a zero exit status.
