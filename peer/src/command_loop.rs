@@ -341,7 +341,9 @@ impl CommandLoop {
         if self.registered {
             let _ = self.registry.unregister().await;
         }
-        self.show(Event::Bye).await;
+        // Not a command's result that waits for room: a peer whose stdout nobody reads must
+        // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs).
+        self.screen.push_state(Event::Bye);
     }
 }
 

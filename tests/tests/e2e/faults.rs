@@ -436,3 +436,23 @@ fn a_peer_whose_log_nobody_reads_still_answers_after_3000_refusals() {
     bob.resume_reading(Stream::Stderr);
     bob.expect_log("refused 127.0.0.2");
 }
+
+#[test]
+fn commands_wait_for_a_reader_and_nothing_they_print_is_lost() {
+    let mut alice = Peer::start_offline("alice");
+    alice.shrink_pipe(Stream::Stdout);
+    alice.stop_reading(Stream::Stdout);
+    // More results than the screen holds: the command loop waits for room, and reads the rest
+    // of its input (and its end) only once someone reads its stdout again.
+    for _ in 0..600 {
+        alice.send("whoami");
+    }
+    alice.close_stdin();
+    alice.resume_reading(Stream::Stdout);
+    let whoami = format!("alice key {} ({})", alice.fingerprint(), alice.key());
+    for _ in 0..600 {
+        assert_eq!(alice.next_line(), whoami);
+    }
+    alice.expect_next("bye");
+    assert!(alice.wait_exit().success());
+}
