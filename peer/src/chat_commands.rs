@@ -218,8 +218,13 @@ impl CommandLoop {
                     text,
                     at: chrono::Utc::now(),
                 };
-                match self.disk.record(record).await {
-                    Ok(_) => self.show(Event::Delivered { peer }).await,
+                // Stored, then shown by the disk thread, in the place kept for it now.
+                let slot = self.screen.reserve_waiting().await;
+                let delivered = Some((slot, Event::Delivered { peer }));
+                match self.disk.record(record, delivered).await {
+                    Ok(true) => {}
+                    // Our message ids are new each time: never stored before, in fact.
+                    Ok(false) => self.show(Event::Delivered { peer }).await,
                     Err(why) => {
                         self.error(PeerError::DeliveredNotStored { peer, why })
                             .await

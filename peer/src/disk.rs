@@ -10,8 +10,10 @@ use chrono::{DateTime, Utc};
 use futures::channel::oneshot;
 use p2p_shared::{MessageId, PeerName};
 
+use crate::event::Event;
 use crate::history::{History, Line};
 use crate::known::FileWrite;
+use crate::screen::Slot;
 
 /// How many jobs may wait for the thread.
 const QUEUE: usize = 256;
@@ -32,6 +34,8 @@ pub struct Record {
 enum Job {
     Record {
         record: Record,
+        /// Shown here once stored: a place on the screen and what to fill it with.
+        then: Option<Box<(Slot, Event)>>,
         done: oneshot::Sender<Result<bool, String>>,
     },
     Last {
@@ -59,9 +63,15 @@ impl Disk {
             .spawn(move || {
                 while let Ok(job) = queue.recv_blocking() {
                     match job {
-                        Job::Record { record, done } => {
+                        Job::Record { record, then, done } => {
                             let r = &record;
                             let stored = history.record(r.id, &r.peer, &r.sender, &r.text, r.at);
+                            // Straight to the screen from here: a hop back to the event loop
+                            // first would cost every chat line another thread wake-up.
+                            if let (Ok(true), Some(then)) = (&stored, then) {
+                                let (slot, event) = *then;
+                                slot.fill(event);
+                            }
                             let _ = done.send(stored.map_err(|e| e.to_string()));
                         }
                         Job::Last { peer, n, done } => {
@@ -81,9 +91,16 @@ impl Disk {
         Ok(Disk { jobs })
     }
 
-    /// Stores `record`; false if a message with its id was stored before.
-    pub async fn record(&self, record: Record) -> Result<bool, String> {
-        self.ask(|done| Job::Record { record, done }).await?
+    /// Stores `record`; false if a message with its id was stored before. `then`: once it is
+    /// stored (the first time), `event` fills the place on the screen that `slot` keeps; if it
+    /// is not, the place is given back.
+    pub async fn record(
+        &self,
+        record: Record,
+        then: Option<(Slot, Event)>,
+    ) -> Result<bool, String> {
+        let then = then.map(Box::new);
+        self.ask(|done| Job::Record { record, then, done }).await?
     }
 
     /// The last `n` lines of the chat with `peer`, oldest first.
@@ -136,9 +153,13 @@ mod tests {
         };
         runtime::block_on(async {
             let first = record("one");
-            assert_eq!(disk.record(first.clone()).await, Ok(true));
-            assert_eq!(disk.record(first).await, Ok(false), "a retry: stored once");
-            assert_eq!(disk.record(record("two")).await, Ok(true));
+            assert_eq!(disk.record(first.clone(), None).await, Ok(true));
+            assert_eq!(
+                disk.record(first, None).await,
+                Ok(false),
+                "a retry: stored once"
+            );
+            assert_eq!(disk.record(record("two"), None).await, Ok(true));
             let lines = disk.last(bob, 10).await.unwrap();
             let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
             assert_eq!(texts, ["one", "two"]);

@@ -64,13 +64,10 @@ impl Service for PeerService {
                     ok,
                     busy,
                 } = *message;
-                match self.disk.record(record).await {
-                    Ok(true) => {
-                        slot.fill(event);
-                        Ok(ok)
-                    }
-                    // A retry of a message stored (and shown) before: its place is given back.
-                    Ok(false) => Ok(ok),
+                // Stored, then shown by the disk thread; a retry of a message stored (and
+                // shown) before gives its place back.
+                match self.disk.record(record, Some((slot, event))).await {
+                    Ok(_) => Ok(ok),
                     Err(why) => {
                         tracing::warn!("a chat message could not be stored: {why}");
                         Ok(busy)

@@ -149,6 +149,17 @@ impl Screen {
         }
     }
 
+    /// Keeps the next place in line for a command's result, waiting for room.
+    pub async fn reserve_waiting(&self) -> Slot {
+        loop {
+            let listener = self.inner.room.listen();
+            if let Some(slot) = self.reserve() {
+                return slot;
+            }
+            listener.await;
+        }
+    }
+
     /// Queues a command's result, waiting for room.
     pub async fn show(&self, event: impl Into<Event>) {
         let event = event.into();

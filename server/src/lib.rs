@@ -12,12 +12,14 @@
 //!
 //! - [`service`]: what the registry answers to each request (the transport calls it);
 //! - [`broker`]: the task that owns the registry's state, the only one that changes it;
-//! - [`registry`] and [`claims`]: the rules, without I/O; [`pages`]: encoded listings;
+//! - [`registry`], [`claims`] and [`deadlines`]: the rules, without I/O; [`pages`]: encoded
+//!   listings;
 //! - [`store`]: the claims on disk, written by a thread of their own;
 //! - [`event`] and [`log`]: what the registry reports, written by a thread of its own.
 
 mod broker;
 mod claims;
+mod deadlines;
 pub mod event;
 pub mod log;
 mod pages;

@@ -19,7 +19,7 @@
 //! to the store thread, and the store's answer comes back in [`Registry::written`]. The
 //! broker task owns the one instance.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,7 @@ use p2p_shared::wire::PEERS_PAGE_LEN;
 use p2p_shared::{PeerInfo, PeerName};
 
 use crate::claims::{Claims, MAX_CLAIMS};
+use crate::deadlines::{Bucket, Deadlines};
 use crate::store::Op;
 
 /// The most registrations (names with an address) held at once.
@@ -71,6 +72,8 @@ pub enum Removal {
 struct Entry {
     addr: SocketAddr,
     expires: Instant,
+    /// Where its name is in [`Deadlines`].
+    bucket: Bucket,
     /// The keys of the peer's registry session, if its registration opened one: they last
     /// as long as the registration.
     session: Option<RegistrySession>,
@@ -82,8 +85,8 @@ pub struct Registry {
     max_per_ip: usize,
     // A BTreeMap keeps names sorted, which makes `listpeer` pages cheap and stable.
     peers: BTreeMap<PeerName, Entry>,
-    /// Every entry of `peers` by its deadline: the next to lapse first.
-    deadlines: BTreeSet<(Instant, PeerName)>,
+    /// Every entry of `peers` by its deadline (or an earlier one, if renewed since).
+    deadlines: Deadlines,
     per_ip: HashMap<IpAddr, usize>,
     /// When each IP address claimed its new names, within the last [`CLAIM_WINDOW`].
     claimed_by: HashMap<IpAddr, VecDeque<Instant>>,
@@ -103,7 +106,7 @@ impl Registry {
             ttl,
             max_per_ip,
             peers: BTreeMap::new(),
-            deadlines: BTreeSet::new(),
+            deadlines: Deadlines::new(Instant::now()),
             per_ip: HashMap::new(),
             claimed_by: HashMap::new(),
             unsaved: HashMap::new(),
@@ -130,8 +133,7 @@ impl Registry {
         let expires = now + self.ttl;
         let moving_in = match self.peers.get_mut(name) {
             Some(entry) if entry.expires > now && entry.addr == addr => {
-                self.deadlines.remove(&(entry.expires, *name));
-                self.deadlines.insert((expires, *name));
+                // Its place in the deadlines stays: the sweep moves it when it gets there.
                 entry.expires = expires;
                 if session.is_some() {
                     entry.session = session;
@@ -171,15 +173,16 @@ impl Registry {
         let kept = self.peers.get_mut(name).and_then(|old| old.session.take());
         self.remove(name);
         let session = session.or(kept);
+        let bucket = self.deadlines.insert(*name, expires);
         self.peers.insert(
             *name,
             Entry {
                 addr,
                 expires,
+                bucket,
                 session,
             },
         );
-        self.deadlines.insert((expires, *name));
         *self.per_ip.entry(addr.ip()).or_default() += 1;
         Registration::Added
     }
@@ -273,10 +276,17 @@ impl Registry {
                 .is_some_and(|&t| now.duration_since(t) < CLAIM_WINDOW)
         });
         let mut lapsed = Vec::new();
-        while let Some(&(deadline, name)) = self.deadlines.first() {
-            if deadline > now {
-                break;
+        for name in self.deadlines.due(now) {
+            let Some(entry) = self.peers.get_mut(&name) else {
+                continue;
+            };
+            if entry.expires > now {
+                // Renewed since it was placed: placed again, by its new deadline.
+                entry.bucket = self.deadlines.insert(name, entry.expires);
+                continue;
             }
+            // Out of the deadlines already: taken by `due`.
+            entry.bucket = Bucket::MAX;
             self.remove(&name);
             lapsed.push(name);
         }
@@ -285,7 +295,7 @@ impl Registry {
 
     fn remove(&mut self, name: &PeerName) {
         if let Some(entry) = self.peers.remove(name) {
-            self.deadlines.remove(&(entry.expires, *name));
+            self.deadlines.remove(name, entry.bucket);
             let ip = entry.addr.ip();
             if let Some(count) = self.per_ip.get_mut(&ip) {
                 *count -= 1;
@@ -666,7 +676,10 @@ mod tests {
         r.register(&name("b"), addr(2), b, None, t + TTL / 4);
         // a renews after b registered: b lapses first.
         r.register(&name("a"), addr(1), a, None, t + TTL / 2);
-        assert_eq!(r.expire(t + TTL), Vec::<PeerName>::new());
+        assert_eq!(
+            r.expire(t + TTL - Duration::from_secs(1)),
+            Vec::<PeerName>::new()
+        );
         assert_eq!(r.expire(t + TTL + TTL / 4), vec![name("b")]);
         assert_eq!(r.expire(t + TTL + TTL / 2), vec![name("a")]);
         assert_eq!(r.deadlines.len(), 0);
