@@ -54,6 +54,18 @@ impl Bins {
     }
 }
 
+/// Environment variables cargo sets for a test or a program it runs, besides `CARGO_PKG_*`.
+const SET_BY_CARGO_FOR_A_TEST: [&str; 8] = [
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
 /// Runs `cargo build --bins -p p2p-server -p p2p-peer` for this executable's profile and
 /// target folder, and finds the programs there.
 fn build_next_to_this_executable() -> Result<Bins, Error> {
@@ -81,13 +93,28 @@ fn build_next_to_this_executable() -> Result<Bins, Error> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut build = Command::new(&cargo);
+    // What cargo sets for the test it runs describes that test's package: passed on, it made
+    // build scripts that watch one of them (ring's watches CARGO_MANIFEST_DIR) run again, and
+    // everything above them rebuild, on every `cargo test`.
+    for (var, _) in std::env::vars_os() {
+        let name = var.to_string_lossy();
+        if name.starts_with("CARGO_PKG_") || SET_BY_CARGO_FOR_A_TEST.contains(&name.as_ref()) {
+            build.env_remove(&var);
+        }
+    }
     build
         .current_dir(&workspace)
         .args(["build", "--bins", "-p", "p2p-server", "-p", "p2p-peer"])
         .arg("--target-dir")
         .arg(target);
     match profile.as_str() {
-        "debug" => {}
+        // Cargo's `test` profile builds into `debug` too, with the dev profile's settings,
+        // but a unit's fingerprint names its profile: built as `dev` here, every unit that
+        // `cargo test` had built as `test` was rebuilt, and the other way round on the next
+        // `cargo test` (about 20 s each time). As `test`, they are the same units.
+        "debug" => {
+            build.args(["--profile", "test"]);
+        }
         "release" => {
             build.arg("--release");
         }
