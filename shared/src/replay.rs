@@ -79,6 +79,14 @@ impl Freshness {
     }
 }
 
+impl Freshness {
+    /// Forgets `id`: its message was answered `busy`, so it was not handled, and the sender
+    /// may send it again under the same id. (Its entry by second goes when that second does.)
+    pub fn forget(&mut self, id: &MessageId) {
+        self.ids.remove(id);
+    }
+}
+
 /// Whether a message sent `at` is within [`MAX_SKEW`] of `now`. Signed messages are held to
 /// it, and so are requests in a registry session: their counter refuses a replay, and this a
 /// request held back on the way and delivered much later.
@@ -255,5 +263,15 @@ mod tests {
         assert!(!w.accept(u64::MAX) || !first, "u64::MAX accepted twice");
         assert!(!w.accept(5), "counter 5 accepted twice");
         assert!(!w.accept(0) || !first, "the window reopened after u64::MAX");
+    }
+
+    #[test]
+    fn a_forgotten_id_is_admitted_again() {
+        let mut fresh = Freshness::default();
+        let (id, now) = (new_id(), Utc::now());
+        fresh.admit(id, now, now).unwrap();
+        assert_eq!(fresh.admit(id, now, now), Err(Stale::Replayed));
+        fresh.forget(&id);
+        assert_eq!(fresh.admit(id, now, now), Ok(()));
     }
 }

@@ -254,6 +254,17 @@ impl<S: Service> Receiver<'_, S> {
                     Ok(Admitted::Ours(request)) => {
                         let re = request.id;
                         let outcome = self.service.handle(request, remote).await;
+                        // Not handled: its sender may try again under the same id.
+                        if let Outcome::Error {
+                            code: ErrorCode::Busy,
+                            ..
+                        } = outcome
+                        {
+                            self.freshness
+                                .lock()
+                                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                                .forget(&re);
+                        }
                         Ok(self.signed_reply(&stream, Some(re), outcome))
                     }
                     Ok(Admitted::Elsewhere { re, why }) => {
