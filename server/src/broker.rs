@@ -359,7 +359,7 @@ impl Broker {
                         self.log.event(Event::CannotRegister { name, why });
                     }
                 }
-                Op::Release { name } => {
+                Op::Release { name, .. } => {
                     match &result {
                         Ok(()) => {
                             self.pages.clear();
@@ -400,7 +400,12 @@ mod tests {
         let store = ClaimStore::in_memory().unwrap();
         let (written_tx, written) = async_channel::unbounded();
         let broker = Broker {
-            registry: Registry::new(Claims::default(), Duration::from_secs(60), 8),
+            registry: Registry::new(
+                Claims::default(),
+                Duration::from_secs(60),
+                8,
+                std::time::Instant::now(),
+            ),
             store: StoreThread::start(store, written_tx).unwrap(),
             log: Log::channel().0,
             clock: Clock::System,

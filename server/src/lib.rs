@@ -105,7 +105,7 @@ pub async fn run(
         port: local.port(),
         identity: Arc::new(identity),
     };
-    let registry = Registry::new(Claims::loaded(loaded), ttl, max_names_per_ip);
+    let registry = Registry::new(Claims::loaded(loaded), ttl, max_names_per_ip, clock.now());
     let (registrar, broker) = Registrar::start(registry, store, written, log.clone(), clock);
     let service = RegistryService::new(registrar, origin.clone(), ttl, log.clone());
     transport::serve(listener, origin, service, shutdown).await;

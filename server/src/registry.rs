@@ -99,14 +99,14 @@ pub struct Registry {
 
 impl Registry {
     /// A registry whose registrations last `ttl` unless renewed, at most `max_per_ip` of them
-    /// from one IP address.
-    pub fn new(claims: Claims, ttl: Duration, max_per_ip: usize) -> Registry {
+    /// from one IP address, started at `now`.
+    pub fn new(claims: Claims, ttl: Duration, max_per_ip: usize, now: Instant) -> Registry {
         Registry {
             claims,
             ttl,
             max_per_ip,
             peers: BTreeMap::new(),
-            deadlines: Deadlines::new(Instant::now()),
+            deadlines: Deadlines::new(now),
             per_ip: HashMap::new(),
             claimed_by: HashMap::new(),
             unsaved: HashMap::new(),
@@ -217,11 +217,14 @@ impl Registry {
                         lost.push(*name);
                     }
                 }
-                (Op::Release { name }, true) => {
+                // Only if the claim is still that key's: a claim it lost to a failed write may
+                // have been made again, by another key, while the release was on its way.
+                (Op::Release { name, key }, true) if self.claims.owner(name) == Some(*key) => {
                     self.claims.release(name);
                     self.unsaved.remove(name);
                     self.remove(name);
                 }
+                (Op::Release { .. }, true) => {}
                 (Op::Release { .. }, false) => {}
             }
         }
@@ -314,7 +317,7 @@ impl Registry {
             None => Removal::Unknown,
             Some(owner) if owner != key => Removal::NotOwner,
             Some(_) => {
-                self.ops.push(Op::Release { name: *name });
+                self.ops.push(Op::Release { name: *name, key });
                 Removal::Done
             }
         }
@@ -373,7 +376,7 @@ mod tests {
     const PER_IP: usize = 8;
 
     fn registry() -> Registry {
-        Registry::new(Claims::default(), TTL, PER_IP)
+        Registry::new(Claims::default(), TTL, PER_IP, Instant::now())
     }
     /// A different IP for each `i`, to stay under the per-IP limit.
     fn host(i: usize) -> SocketAddr {
@@ -537,7 +540,8 @@ mod tests {
         assert_eq!(
             ops.last(),
             Some(&Op::Release {
-                name: name("alice")
+                name: name("alice"),
+                key: alice,
             })
         );
         r.written(&ops, true);
@@ -689,5 +693,30 @@ mod tests {
         assert_eq!(r.deadlines.len(), 1);
         r.unregister(&name("a"), a);
         assert_eq!(r.deadlines.len(), 0);
+    }
+
+    #[test]
+    fn a_release_written_late_leaves_another_keys_new_claim_alone() {
+        let mut r = registry();
+        let t = now();
+        let (a, b) = (key(), key());
+        r.register(&name("alice"), addr(1), a, None, t);
+        let claim_a = r.take_ops();
+        assert_eq!(r.release(&name("alice"), a), Removal::Done);
+        let release_a = r.take_ops();
+        // A's claim is lost; B claims the name; then A's release is reported written.
+        r.written(&claim_a, false);
+        assert_eq!(
+            r.register(&name("alice"), addr(2), b, None, t),
+            Registration::Added
+        );
+        let claim_b = r.take_ops();
+        r.written(&release_a, true);
+        r.written(&claim_b, true);
+        assert_eq!(r.lookup(&name("alice"), t).map(|p| p.key), Some(b));
+        assert_eq!(
+            r.register(&name("alice"), addr(3), key(), None, t),
+            Registration::Taken
+        );
     }
 }

@@ -275,7 +275,7 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
-        let registry = Registry::new(Claims::default(), TTL, 8);
+        let registry = Registry::new(Claims::default(), TTL, 8, std::time::Instant::now());
         let (written_tx, written) = async_channel::unbounded();
         let store = StoreThread::start(ClaimStore::in_memory().unwrap(), written_tx).unwrap();
         let log = Log::channel().0;

@@ -50,8 +50,16 @@ impl From<rusqlite::Error> for StoreError {
 /// One change to the claims on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Op {
-    Claim { name: PeerName, key: PublicKey },
-    Release { name: PeerName },
+    Claim {
+        name: PeerName,
+        key: PublicKey,
+    },
+    /// The claim of `key` on `name` (and no other key's: a claim made since by another key,
+    /// once this one's claim was lost, stays).
+    Release {
+        name: PeerName,
+        key: PublicKey,
+    },
 }
 
 /// Ops written (or not) together, as the thread reports them.
@@ -116,14 +124,15 @@ impl ClaimStore {
             // that claims its name again.
             let mut insert = transaction
                 .prepare_cached("INSERT OR REPLACE INTO claims (name, key) VALUES (?1, ?2)")?;
-            let mut delete = transaction.prepare_cached("DELETE FROM claims WHERE name = ?1")?;
+            let mut delete =
+                transaction.prepare_cached("DELETE FROM claims WHERE name = ?1 AND key = ?2")?;
             for op in ops {
                 match op {
                     Op::Claim { name, key } => {
                         insert.execute(params![name.as_str(), key.to_string()])?;
                     }
-                    Op::Release { name } => {
-                        delete.execute(params![name.as_str()])?;
+                    Op::Release { name, key } => {
+                        delete.execute(params![name.as_str(), key.to_string()])?;
                     }
                 }
             }
@@ -212,7 +221,12 @@ mod tests {
             store
                 .write(&[claim("alice", key), claim("bob", other)])
                 .unwrap();
-            store.write(&[Op::Release { name: name("bob") }]).unwrap();
+            store
+                .write(&[Op::Release {
+                    name: name("bob"),
+                    key: other,
+                }])
+                .unwrap();
         }
         let claims = ClaimStore::open(&path).unwrap().claims().unwrap();
         assert_eq!(claims, vec![(name("alice"), key)]);
