@@ -116,6 +116,8 @@ pub enum PeerError {
     AnswerNotDelivered { why: Failure },
     #[error("could not tell {peer}: {why}")]
     CouldNotTell { peer: PeerName, why: Failure },
+    #[error("declined chat request from {peer}, but {why}")]
+    DeclinedUntold { peer: PeerName, why: Box<PeerError> },
 
     // Chatting.
     #[error("not in a chat with {peer}")]
@@ -191,7 +193,7 @@ impl PeerError {
             PeerError::CannotAccept { .. } => "cannot_accept",
             PeerError::NoLongerWaiting { .. } => "no_longer_waiting",
             PeerError::AnswerNotDelivered { why } => why.code,
-            PeerError::CouldNotTell { .. } => "could_not_tell",
+            PeerError::CouldNotTell { .. } | PeerError::DeclinedUntold { .. } => "could_not_tell",
             PeerError::NotInChat { .. } => "not_in_chat",
             PeerError::Undelivered { why } => why.code,
             PeerError::NotAcknowledged { .. } => "not_acknowledged",

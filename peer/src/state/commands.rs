@@ -36,7 +36,8 @@ impl PeerState {
             self.request_failed(id, why, fx);
             return;
         }
-        // None: the answer overtook this reply, and the request has its end already.
+        // None: the request has its end already (an answer cannot overtake this reply: it is
+        // refused busy until the reply is read, but the request may have ended otherwise).
         let expires = self
             .outgoing
             .pending(id, from.name, from.key, expires_in, cx.now);
@@ -71,13 +72,14 @@ impl PeerState {
         fx: &mut Vec<Effect>,
     ) -> Result<Answering, PeerError> {
         let request = self.incoming.take(from.as_ref(), cx.now)?;
-        let declined = |request| Answering {
+        let declined = |request, yes_refused| Answering {
             request,
             answer: Answer::Declined,
+            yes_refused,
             share: None,
         };
         if !accept {
-            return Ok(declined(request));
+            return Ok(declined(request, false));
         }
         let peer = request.from;
         // Accepting is choosing this contact: its key is pinned now.
@@ -86,13 +88,13 @@ impl PeerState {
             Err(_) => None,
         };
         let Some((keys, share)) = keys else {
-            fx.push(Effect::Show(Event::Error(PeerError::CannotAccept { peer })));
-            return Ok(declined(request));
+            return Ok(declined(request, true));
         };
         self.open_chat(peer, request.addr, request.key, keys, fx);
         Ok(Answering {
             request,
             answer: Answer::Accepted,
+            yes_refused: false,
             share: Some(share),
         })
     }
@@ -122,7 +124,10 @@ impl PeerState {
         fx: &mut Vec<Effect>,
     ) {
         let Answering {
-            request, answer, ..
+            request,
+            answer,
+            yes_refused,
+            ..
         } = answering;
         let peer = request.from;
         let end = match (answer, delivered) {
@@ -137,12 +142,9 @@ impl PeerState {
                 }
                 IncomingEnd::Undelivered(why)
             }
-            (_, delivered) => {
-                if let Err(why) = delivered {
-                    fx.push(Effect::Show(Event::Error(why)));
-                }
-                IncomingEnd::Declined { peer }
-            }
+            (_, _) if yes_refused => IncomingEnd::YesRefused { peer },
+            (_, Ok(())) => IncomingEnd::Declined { peer },
+            (_, Err(why)) => IncomingEnd::DeclinedUntold { peer, why },
         };
         fx.push(Effect::Show(end.event()));
     }

@@ -50,6 +50,16 @@ pub enum IncomingEnd {
     Declined {
         peer: PeerName,
     },
+    /// We said no, but the requester could not be told.
+    DeclinedUntold {
+        peer: PeerName,
+        why: PeerError,
+    },
+    /// We said yes, but its key share was unusable or its key is not the one pinned for its
+    /// name: declined instead.
+    YesRefused {
+        peer: PeerName,
+    },
     /// Nobody answered in time.
     Expired {
         peer: PeerName,
@@ -76,6 +86,13 @@ impl IncomingEnd {
                 addr: *addr,
             },
             IncomingEnd::Declined { peer } => Event::DeclinedChat { peer: *peer },
+            IncomingEnd::DeclinedUntold { peer, why } => Event::Error(PeerError::DeclinedUntold {
+                peer: *peer,
+                why: Box::new(why.clone()),
+            }),
+            IncomingEnd::YesRefused { peer } => {
+                Event::Error(PeerError::CannotAccept { peer: *peer })
+            }
             IncomingEnd::Expired { peer } => Event::RequestExpired { peer: *peer },
             IncomingEnd::Withdrawn { peer, why } => Event::RequestWithdrawn {
                 peer: *peer,

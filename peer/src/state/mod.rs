@@ -65,6 +65,8 @@ pub enum Effect {
 pub struct Answering {
     pub request: PendingRequest,
     pub answer: Answer,
+    /// The user said yes, but it could not be kept: the answer is `declined`.
+    pub yes_refused: bool,
     /// Our half of the key agreement, when the answer is `accepted`.
     pub share: Option<EphemeralKey>,
 }

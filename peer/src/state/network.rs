@@ -26,6 +26,7 @@ impl PeerState {
         let Envelope { id, from, body, .. } = request;
         tracing::debug!(from = %from.name, addr = %from.addr, ?body, "request");
         match body {
+            // `inbound.rs` answers pings without the broker; this is what it answers.
             PeerRequest::Ping => Outcome::Ok,
             PeerRequest::ChatRequest { share } => self.chat_request(id, from, share, cx, fx),
             PeerRequest::ChatAnswer {
@@ -50,6 +51,11 @@ impl PeerState {
                 "that is my own name: no chat with yourself",
             );
         }
+        // First: a request shows a line (a warning, if its key is not the pinned one), and
+        // anyone may send requests at any rate.
+        if !cx.screen_room {
+            return screen_full();
+        }
         if let Err(refusal) = self.pins.check(&from.name, from.key, false, fx) {
             return refusal;
         }
@@ -58,9 +64,6 @@ impl PeerState {
                 ErrorCode::AlreadyConnected,
                 format!("already in a chat with {}", from.name),
             );
-        }
-        if !cx.screen_room {
-            return screen_full();
         }
         match self.incoming.offer(id, &from, share, cx.now, cx.utc) {
             Ok(replaced) => {

@@ -120,7 +120,7 @@ impl OutgoingRequests {
 
     /// The other side, `peer` with `key`, said `pending`. The other side keeps one record per
     /// requester, so this request replaced any earlier one of ours there: those end. `None`
-    /// if this request already has its end (its answer overtook the reply).
+    /// if this request already has its end.
     pub fn pending(
         &mut self,
         id: MessageId,

@@ -140,10 +140,10 @@ fn every_request_to_us_ends_in_exactly_one_event() {
     state.answer_sent(no, Err(unreachable.clone()), &mut fx);
     assert_eq!(
         shown(&fx),
-        [
-            Event::Error(unreachable),
-            Event::DeclinedChat { peer: name("bob") }
-        ]
+        [Event::Error(PeerError::DeclinedUntold {
+            peer: name("bob"),
+            why: Box::new(unreachable)
+        })]
     );
     // Yes, but the answer never arrives: no chat after all.
     let mut fx = Vec::new();
@@ -395,4 +395,91 @@ fn leaving_ends_every_chat_and_request_once() {
     );
     assert!(state.chats().is_empty());
     assert_eq!(state.next_deadline(), None);
+}
+
+#[test]
+fn a_full_screen_shows_no_warning_for_a_changed_key_either() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    // Bob is pinned: alice chatted with him before.
+    open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+    state.disconnect(&name("bob"), &mut fx);
+    let full = Context {
+        screen_room: false,
+        ..at(now)
+    };
+    // Requests in bob's name, from two other keys in turn: each warning would be a line.
+    let (k1, k2) = (someone("bob", 2), someone("bob", 2));
+    for i in 0..1000 {
+        let who = if i % 2 == 0 { &k1 } else { &k2 };
+        let (outcome, events) = ask(&mut state, who, &full);
+        assert!(matches!(
+            outcome,
+            Outcome::Error {
+                code: ErrorCode::Busy,
+                ..
+            }
+        ));
+        assert!(
+            events.is_empty(),
+            "nothing shown on a full screen: {events:?}"
+        );
+    }
+    // With room, one warning per new key offered.
+    let (outcome, events) = ask(&mut state, &k1, &at(now));
+    assert!(matches!(
+        outcome,
+        Outcome::Error {
+            code: ErrorCode::KeyChanged,
+            ..
+        }
+    ));
+    assert!(matches!(events.as_slice(), [Event::KeyChanged { .. }]));
+}
+
+#[test]
+fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
+    let now = Instant::now();
+    let (bob, carol) = (someone("bob", 2), someone("carol", 3));
+    let mut state = alice();
+    // Carol's key share is the zero point: no key can be agreed with it.
+    let zero: p2p_shared::seal::EphemeralKey =
+        serde_json::from_str(&format!("\"{}\"", "A".repeat(43))).unwrap();
+    let request = PeerRequest::ChatRequest { share: zero };
+    let mut fx = Vec::new();
+    let asked = Envelope::new(new_id(), carol.info.clone(), request);
+    assert!(matches!(
+        state.signed_request(asked, &at(now), &mut fx),
+        Outcome::Pending { .. }
+    ));
+    ask(&mut state, &bob, &at(now));
+    let mut fx = Vec::new();
+    let yes = state
+        .answer(Some(name("carol")), true, &at(now), &mut fx)
+        .unwrap();
+    assert_eq!(
+        yes.answer,
+        Answer::Declined,
+        "a yes that cannot be kept is a no"
+    );
+    state.answer_sent(yes, Ok(()), &mut fx);
+    let no = state
+        .answer(Some(name("bob")), false, &at(now), &mut fx)
+        .unwrap();
+    let unheard = PeerError::NoLongerWaiting { peer: name("bob") };
+    state.answer_sent(no, Err(unheard.clone()), &mut fx);
+    assert_eq!(
+        shown(&fx),
+        [
+            Event::Error(PeerError::CannotAccept {
+                peer: name("carol")
+            }),
+            Event::Error(PeerError::DeclinedUntold {
+                peer: name("bob"),
+                why: Box::new(unheard)
+            }),
+        ]
+    );
 }
