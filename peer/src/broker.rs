@@ -144,12 +144,10 @@ impl Actor {
     fn expire(&mut self) {
         let mut fx = Vec::new();
         self.state.expire(Instant::now(), &mut fx);
-        // No frame causes these: they always show, merged with an equal one still waiting.
+        // No frame causes these, and each is the one end of a request that had room when it
+        // came: they always show (`perform` pushes without a room check), never merged.
         for effect in fx {
-            match effect {
-                Effect::Show(event) => self.screen.push_state(event),
-                other => self.perform(other),
-            }
+            self.perform(effect);
         }
     }
 
@@ -164,13 +162,14 @@ impl Actor {
                 let slot = self.screen.reserve();
                 let cx = self.context(slot.is_some());
                 let opened = self.state.open_sealed(&frame, &cx, &mut fx);
-                let acknowledge = match (opened, slot) {
-                    (Ok(FromChat::Ack(ack)), _) => Ok(Acknowledge::Now(ack)),
-                    (Ok(FromChat::Message(message)), Some(slot)) => {
+                let acknowledge = match opened {
+                    Ok(FromChat::Ack(ack)) => Ok(Acknowledge::Now(ack)),
+                    Ok(FromChat::Message(message)) => {
+                        // The state takes a message only when told there was room: a slot.
+                        let slot = slot.expect("a message is taken only with a place for it");
                         Ok(Acknowledge::AfterStoring(message, slot))
                     }
-                    (Ok(FromChat::Message(message)), None) => Ok(Acknowledge::Now(message.busy)),
-                    (Err(refusal), _) => Err(refusal),
+                    Err(refusal) => Err(refusal),
                 };
                 let _ = done.send(acknowledge);
             }

@@ -66,7 +66,11 @@ impl CommandLoop {
         // one that does not answer at all is reported at once (a wrong address, most likely).
         let send = || async {
             match transport::request(addr, &self.origin, id, body.clone()).await {
-                Err(e) if e.code() == Some(ErrorCode::Busy) => Attempt::Again(e),
+                // Not taken: the receiver forgot its id, so the same request may come again.
+                Err(e) if e.code() == Some(ErrorCode::Busy) => {
+                    tracing::debug!(%addr, "busy; the chat request will be sent again");
+                    Attempt::Again(e)
+                }
                 result => Attempt::Done(result),
             }
         };

@@ -110,20 +110,35 @@ impl CommandLoop {
                 }
                 Next::Input(Input::End) => break,
             };
-            match command::parse(&line) {
+            let interrupted = match command::parse(&line) {
                 Ok(Some(Command::Exit)) => break,
-                Ok(Some(command)) => {
-                    tracing::debug!(?command, "running");
-                    self.execute(command).await;
+                Ok(Some(command)) => self.run_until_interrupted(command, &inputs).await,
+                Ok(None) => false,
+                Err(e) => {
+                    self.error(PeerError::Usage(e)).await;
+                    false
                 }
-                Ok(None) => {}
-                Err(e) => self.error(PeerError::Usage(e)).await,
+            };
+            if interrupted {
+                break;
             }
+            // The prompt comes back only now (the terminal waits for this).
             if let Some(done) = &inputs.done {
                 let _ = done.send(()).await;
             }
         }
         self.leave().await;
+    }
+
+    /// Runs `command`; true if a signal came first. A signal stops the peer even in the
+    /// middle of a command (one waiting for room on a screen nobody reads, say): the command
+    /// is dropped, and leaving ends what it had started (chats, requests) as it ends
+    /// everything else.
+    async fn run_until_interrupted(&mut self, command: Command, inputs: &Inputs) -> bool {
+        tracing::debug!(?command, "running");
+        let running = std::pin::pin!(self.execute(command));
+        let interrupt = std::pin::pin!(inputs.interrupts.recv());
+        matches!(select(running, interrupt).await, Either::Right(_))
     }
 
     /// Shows the result of a command (waiting for room on the screen, `screen.rs`).
@@ -341,6 +356,8 @@ impl CommandLoop {
         if self.registered {
             let _ = self.registry.unregister().await;
         }
+        // Pins made at the last moment are on disk before we go.
+        self.disk.written().await;
         // Not a command's result that waits for room: a peer whose stdout nobody reads must
         // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs).
         self.screen.push_state(Event::Bye);

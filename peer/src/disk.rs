@@ -6,6 +6,10 @@
 //! a chat message to store before it is shown (its sender waits for the answer), the last
 //! lines of a chat for `history`, a pin file to rewrite (nobody waits).
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
 use chrono::{DateTime, Utc};
 use futures::channel::oneshot;
 use p2p_shared::{MessageId, PeerName};
@@ -43,25 +47,35 @@ enum Job {
         n: usize,
         done: oneshot::Sender<Result<Vec<Line>, String>>,
     },
-    Write(FileWrite),
-    /// Answered once every job before it is done.
+    /// Look at the files waiting to be written.
+    Write,
+    /// Answered once every job before it is done, and every file written.
     Done(oneshot::Sender<()>),
 }
+
+/// The whole files waiting to be written, the latest one for each path: a pin file is
+/// rewritten whole, so only its latest contents matter, and none is ever dropped, however
+/// busy the queue.
+type Waiting = Arc<Mutex<BTreeMap<PathBuf, FileWrite>>>;
 
 /// A handle to the disk thread; cheap to clone. The thread ends when every handle is gone.
 #[derive(Clone)]
 pub struct Disk {
     jobs: async_channel::Sender<Job>,
+    files: Waiting,
 }
 
 impl Disk {
     /// Starts the thread that owns `history`.
     pub fn start(mut history: History) -> std::io::Result<Disk> {
         let (jobs, queue) = async_channel::bounded(QUEUE);
+        let files = Waiting::default();
+        let waiting = Arc::clone(&files);
         std::thread::Builder::new()
             .name("disk".into())
             .spawn(move || {
                 while let Ok(job) = queue.recv_blocking() {
+                    write_files(&waiting);
                     match job {
                         Job::Record { record, then, done } => {
                             let r = &record;
@@ -77,18 +91,14 @@ impl Disk {
                         Job::Last { peer, n, done } => {
                             let _ = done.send(history.last(&peer, n).map_err(|e| e.to_string()));
                         }
-                        Job::Write(write) => {
-                            if let Err(e) = write.perform() {
-                                tracing::warn!("{e:#}");
-                            }
-                        }
+                        Job::Write => {}
                         Job::Done(done) => {
                             let _ = done.send(());
                         }
                     }
                 }
             })?;
-        Ok(Disk { jobs })
+        Ok(Disk { jobs, files })
     }
 
     /// Stores `record`; false if a message with its id was stored before. `then`: once it is
@@ -108,20 +118,18 @@ impl Disk {
         self.ask(|done| Job::Last { peer, n, done }).await?
     }
 
-    /// Writes a pin file, without waiting. A write the queue cannot take is reported in the
-    /// log and left out: the pin still holds in memory, and the next pin writes the file
-    /// whole again.
+    /// Writes a whole file (a pin file), without waiting. It replaces any earlier contents of
+    /// the same path still waiting; if the queue is full, the thread writes it with its next
+    /// job.
     pub fn write(&self, write: FileWrite) {
-        if let Err(e) = self.jobs.try_send(Job::Write(write)) {
-            let path = e.into_inner();
-            if let Job::Write(write) = path {
-                tracing::warn!("{} not written: the disk is busy", write.path.display());
-            }
-        }
+        let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
+        files.insert(write.path.clone(), write);
+        drop(files);
+        let _ = self.jobs.try_send(Job::Write);
     }
 
-    /// Waits until every job handed to the thread so far is done: a pin the user asked for
-    /// is on disk before the user is told.
+    /// Waits until every job handed to the thread so far is done and every file written: a
+    /// pin the user asked for is on disk before the user is told, and before the peer exits.
     pub async fn written(&self) {
         let _ = self.ask(Job::Done).await;
     }
@@ -131,6 +139,16 @@ impl Disk {
         let gone = || "the disk thread has stopped".to_owned();
         self.jobs.send(job(done)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())
+    }
+}
+
+/// Writes the files waiting, each once.
+fn write_files(waiting: &Waiting) {
+    let files = std::mem::take(&mut *waiting.lock().unwrap_or_else(|p| p.into_inner()));
+    for write in files.into_values() {
+        if let Err(e) = write.perform() {
+            tracing::warn!("{e:#}");
+        }
     }
 }
 

@@ -10,10 +10,13 @@
 //! - events the network causes at any rate (a chat message, a chat request) enter only while
 //!   fewer than [`ROOM`] events wait ([`Screen::has_room`], [`Screen::reserve`]); beyond
 //!   that the peer answers `busy` and the sender retries;
-//! - a command's result waits for room ([`Screen::show`]), which holds up only that command;
-//! - events no frame causes (a partner gone, a request expired, the registry lost) always
-//!   enter, above [`ROOM`] if need be ([`Screen::push_state`]): there are only ever a few,
-//!   one per chat, request or registry, and a repeat of one still waiting is merged into it.
+//! - a command's result waits for room ([`Screen::show`]), which holds up the command loop
+//!   (a signal still stops the peer);
+//! - events no frame causes always enter, above [`ROOM`] if need be: a request's end (one
+//!   per request, and each request took room when it came) with [`Screen::push`]; a partner
+//!   gone, the registry lost or back, `bye` with [`Screen::push_state`], which merges a repeat
+//!   into an equal event still waiting, so a registry that comes and goes while nobody reads
+//!   adds no more lines.
 //!
 //! A chat message is stored in the history before it is shown, on the disk thread: its place
 //! in the queue is reserved when it arrives ([`Slot`]), so that it still shows in the order

@@ -456,3 +456,45 @@ fn commands_wait_for_a_reader_and_nothing_they_print_is_lost() {
     alice.expect_next("bye");
     assert!(alice.wait_exit().success());
 }
+
+#[test]
+fn a_chat_request_to_a_full_screen_is_tried_again_until_there_is_room() {
+    let alice = Peer::builder("alice").arg("--debug").start();
+    let carol = Peer::builder("carol").arg("--debug").start();
+    let bob = Peer::start_offline("bob");
+    carol.chat_with(&bob);
+    bob.shrink_pipe(Stream::Stdout);
+    bob.stop_reading(Stream::Stdout);
+    // Carol's messages fill bob's screen: she is told busy.
+    for i in 0..600 {
+        carol.send(&format!("chat message bob {}", numbered(i)));
+    }
+    carol.expect_log("busy; the message will be sent again");
+    // So is alice's request, which she sends again (under the same id) ...
+    alice.send(&format!("chat request {} {}", bob.addr().ip(), bob.port()));
+    alice.expect_log("busy; the chat request will be sent again");
+    // ... until bob's stdout is read again.
+    bob.resume_reading(Stream::Stdout);
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+}
+
+#[test]
+fn sigterm_stops_a_peer_even_while_its_stdout_is_not_read() {
+    let mut alice = Peer::builder("alice").arg("--debug").start();
+    alice.shrink_pipe(Stream::Stdout);
+    alice.stop_reading(Stream::Stdout);
+    for _ in 0..600 {
+        alice.send("whoami");
+    }
+    // Well into the commands (the screen fills after some 300 of them), then SIGTERM: the
+    // peer leaves, whether its command loop was between commands or waiting for room.
+    for _ in 0..300 {
+        alice.expect_log("running");
+    }
+    alice.terminate();
+    alice.resume_reading(Stream::Stdout);
+    let last = alice.expect_line("bye", |l| l == "bye");
+    assert_eq!(last, "bye");
+    assert!(alice.wait_exit().success());
+}
