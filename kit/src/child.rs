@@ -215,7 +215,8 @@ impl Child {
     /// unread stream blocks the program after a few lines rather than after 64 KiB.
     pub fn shrink_pipe(&self, stream: Stream) -> Result<(), Error> {
         let pipe = self.pipes[stream as usize];
-        // SAFETY: fcntl on a pipe descriptor that its reader thread keeps open while we live.
+        // SAFETY: fcntl on a pipe descriptor its reader thread keeps open until the stream
+        // ends; a test shrinks a pipe while the program runs, before that.
         let size = unsafe { libc::fcntl(pipe, libc::F_SETPIPE_SZ, 4096) };
         match size {
             0.. => Ok(()),

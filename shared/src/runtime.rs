@@ -13,7 +13,7 @@
 //! task spawned from it on the calling thread (async-std's `spawn_local`). On a 2-core machine
 //! that halved the time a chat message takes from one peer's stdin to the other's stdout
 //! (docs/benchmarks.md): with async-std's thread pool, each message crossed between threads
-//! several times (session to broker to network and back), and each crossing is a wake-up of a
+//! several times (command loop to broker to network and back), and each crossing is a wake-up of a
 //! sleeping thread. The programs' work per message is microseconds, so one core is plenty.
 
 use std::future::Future;
