@@ -138,22 +138,20 @@ impl<B: DeserializeOwned> Envelope<B> {
 }
 
 impl<B: Request> Envelope<B> {
-    /// Parses a request: as [`Envelope::decode`], and a well-formed request of a type another
-    /// kind of receiver takes is [`DecodeError::Elsewhere`].
+    /// Parses a request: as [`Envelope::decode`], and a request that is a complete envelope
+    /// of this version but has a `type` another kind of receiver takes is
+    /// [`DecodeError::Elsewhere`]. Anything less than a complete envelope stays malformed, so
+    /// that `unsupported_request` always means "well-formed, wrong receiver".
     pub fn decode_request(bytes: &[u8]) -> Result<Self, DecodeError> {
+        /// Any request body: only its type is read.
         #[derive(Deserialize)]
-        struct TypeOnly<'a> {
-            #[serde(borrow, rename = "type")]
-            kind: &'a str,
-        }
-        #[derive(Deserialize)]
-        struct BodyOnly<'a> {
-            #[serde(borrow)]
-            body: TypeOnly<'a>,
+        struct AnyRequest {
+            #[serde(rename = "type")]
+            kind: String,
         }
         match Self::decode(bytes) {
-            Err(DecodeError::Malformed(e)) => match serde_json::from_slice::<BodyOnly>(bytes) {
-                Ok(BodyOnly { body }) if request::is_elsewhere::<B>(body.kind) => {
+            Err(DecodeError::Malformed(e)) => match Envelope::<AnyRequest>::decode(bytes) {
+                Ok(any) if request::is_elsewhere::<B>(&any.body.kind) => {
                     Err(DecodeError::Elsewhere(B::ELSEWHERE))
                 }
                 _ => Err(DecodeError::Malformed(e)),
@@ -280,6 +278,16 @@ pub(crate) mod tests {
         json["v"] = 1.into();
         let err = Envelope::<PeerRequest>::decode(json.to_string().as_bytes()).unwrap_err();
         assert_eq!(err.code(), crate::wire::ErrorCode::UnsupportedVersion);
+    }
+
+    #[test]
+    fn only_a_complete_envelope_is_a_request_for_another_receiver() {
+        let body_only = br#"{"body":{"type":"chat_request"}}"#;
+        let bad_sender = r#"{"v":4,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"chat_message","text":"hi"}}"#;
+        for bytes in [&body_only[..], bad_sender.as_bytes()] {
+            let err = Envelope::<RegistryRequest>::decode_request(bytes).unwrap_err();
+            assert_eq!(err.code(), crate::wire::ErrorCode::BadMessage, "{bytes:?}");
+        }
     }
 
     #[test]
