@@ -346,6 +346,21 @@ fn the_registry_refuses_chat_requests() {
     assert_eq!(signer_of(&reply), server.key(), "{reply}");
 }
 
+/// Half an envelope is no request for another receiver: a registry session frame whose JSON is
+/// only `{"body":{"type":"chat_request"}}` is `bad_message`, not `unsupported_request`
+/// (docs/testing.md, Fuzzing, finding 3).
+#[test]
+fn the_registry_calls_a_chat_request_type_without_an_envelope_malformed() {
+    let server = Server::start();
+    let mut body = b"R\x05alice".to_vec();
+    body.extend_from_slice(&1u64.to_be_bytes());
+    body.extend_from_slice(br#"{"body":{"type":"chat_request"}}"#);
+    body.extend_from_slice(&[0; 16]);
+    let reply = raw_exchange(server.addr(), &frame(&body), false);
+    assert_refused(&reply, Some("bad_message"), "registry");
+    assert_ping_ok(server.addr(), Some(&server.key()));
+}
+
 #[test]
 fn a_stranger_cannot_send_messages_or_disconnect() {
     let alice = Peer::start_offline("alice");
