@@ -1,85 +1,6 @@
-//! The request/accept workflow and the chats, driven as the broker would, with a clock of
-//! the test's own: no runtime, no network, no waiting.
-
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-use chrono::Utc;
-use p2p_shared::identity::Identity;
-use p2p_shared::seal::{ChatKeys, KeyShare, Role, Transcript};
-use p2p_shared::transport::Origin;
-use p2p_shared::wire::new_id;
-use p2p_shared::{
-    Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, PeerRequest, ReplyBody,
-    SealedRequest,
-};
+//! How each chat request, ours or another's, ends: in exactly one event.
 
 use super::*;
-use crate::error::PeerError;
-use crate::event::{Event, Withdrawal};
-use crate::known::{KnownKeys, Pin};
-
-const TTL: Duration = Duration::from_secs(60);
-
-fn name(s: &str) -> PeerName {
-    s.parse().unwrap()
-}
-
-/// A peer called `who` on port `port`, with a fresh key.
-struct Someone {
-    identity: Identity,
-    info: PeerInfo,
-}
-
-fn someone(who: &str, port: u16) -> Someone {
-    let identity = Identity::generate();
-    let info = PeerInfo {
-        name: name(who),
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
-        key: identity.public(),
-    };
-    Someone { identity, info }
-}
-
-/// Alice's state, with nothing pinned.
-fn alice() -> PeerState {
-    let origin = Origin {
-        name: name("alice"),
-        port: 40001,
-        identity: Arc::new(Identity::generate()),
-    };
-    PeerState::new(origin, TTL, Pins::new(KnownKeys::empty()))
-}
-
-fn at(now: Instant) -> Context {
-    Context {
-        now,
-        utc: Utc::now(),
-        screen_room: true,
-    }
-}
-
-fn shown(fx: &[Effect]) -> Vec<Event> {
-    fx.iter()
-        .filter_map(|e| match e {
-            Effect::Show(event) => Some(event.clone()),
-            _ => None,
-        })
-        .collect()
-}
-
-/// `from` asks alice for a chat; the outcome, and what alice shows.
-fn ask(state: &mut PeerState, from: &Someone, cx: &Context) -> (Outcome, Vec<Event>) {
-    let share = KeyShare::new().public();
-    let request = Envelope::new(
-        new_id(),
-        from.info.clone(),
-        PeerRequest::ChatRequest { share },
-    );
-    let mut fx = Vec::new();
-    let outcome = state.signed_request(request, cx, &mut fx);
-    (outcome, shown(&fx))
-}
 
 #[test]
 fn an_unsolicited_request_pins_nothing_until_the_user_accepts() {
@@ -175,16 +96,6 @@ fn every_request_to_us_ends_in_exactly_one_event() {
     );
 }
 
-/// Alice's request to bob, as far as bob's `pending` reply: its id and alice's share.
-fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId, Vec<Event>) {
-    let id = new_id();
-    let share = KeyShare::new();
-    state.request_sent(id, bob.info.addr, share);
-    let mut fx = Vec::new();
-    state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
-    (id, shown(&fx))
-}
-
 #[test]
 fn crossed_requests_end_each_in_one_event_when_one_is_accepted() {
     let now = Instant::now();
@@ -260,119 +171,6 @@ fn an_answer_from_someone_else_or_before_the_pending_reply_takes_nothing() {
 }
 
 #[test]
-fn a_full_screen_makes_chat_requests_and_messages_busy_and_stores_nothing() {
-    let now = Instant::now();
-    let bob = someone("bob", 2);
-    let mut state = alice();
-    let full = Context {
-        screen_room: false,
-        ..at(now)
-    };
-    let (outcome, events) = ask(&mut state, &bob, &full);
-    assert!(matches!(
-        outcome,
-        Outcome::Error {
-            code: ErrorCode::Busy,
-            ..
-        }
-    ));
-    assert!(events.is_empty());
-    assert!(state.snapshot(now).incoming.is_empty(), "nothing recorded");
-
-    // A chat with bob, bob's keys on the other side.
-    let bobs_keys = open_chat_with(&mut state, &bob, now);
-    let message = |text: &str| {
-        let body = SealedRequest::ChatMessage { text: text.into() };
-        Envelope::new(new_id(), bob.info.clone(), body).encode()
-    };
-    let mut fx = Vec::new();
-    let busy = state.open_sealed(&bobs_keys.seal(0, &message("hi")), &full, &mut fx);
-    let Ok(FromChat::Ack(ack)) = busy else {
-        panic!("an acknowledgement at once")
-    };
-    assert_eq!(
-        outcome_of(&bobs_keys, 0, &ack).code(),
-        Some(ErrorCode::Busy)
-    );
-    // With room, the message is to be stored, then shown and acknowledged.
-    let stored = state.open_sealed(&bobs_keys.seal(1, &message("hi")), &at(now), &mut fx);
-    let Ok(FromChat::Message(message)) = stored else {
-        panic!("a message to store")
-    };
-    let ChatMessage {
-        record,
-        event,
-        ok,
-        busy,
-    } = *message;
-    assert_eq!(
-        (record.peer, record.sender, record.text.as_str()),
-        (name("bob"), name("bob"), "hi")
-    );
-    assert!(matches!(event, Event::Message { .. }));
-    assert_eq!(outcome_of(&bobs_keys, 1, &ok), Outcome::Ok);
-    assert_eq!(
-        outcome_of(&bobs_keys, 1, &busy).code(),
-        Some(ErrorCode::Busy)
-    );
-    assert!(fx.is_empty(), "nothing shown before it is stored");
-}
-
-/// Opens a chat between alice and `bob` the way bob's acceptance does; bob's keys.
-fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKeys {
-    let id = new_id();
-    let ours = KeyShare::new();
-    let mine = ours.public();
-    state.request_sent(id, bob.info.addr, ours);
-    let mut fx = Vec::new();
-    state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
-    let theirs = KeyShare::new();
-    let share = theirs.public();
-    let alice_key = state.origin.identity.public();
-    let transcript = Transcript {
-        request: id,
-        requester: &alice_key,
-        accepter: &bob.info.key,
-        requester_share: &mine,
-        accepter_share: &share,
-    };
-    let keys = ChatKeys::agree(Role::Accepter, theirs, &transcript).unwrap();
-    let body = PeerRequest::ChatAnswer {
-        request: id,
-        answer: Answer::Accepted,
-        share: Some(share),
-    };
-    let accepted = Envelope::new(new_id(), bob.info.clone(), body);
-    assert_eq!(
-        state.signed_request(accepted, &at(now), &mut fx),
-        Outcome::Ok
-    );
-    let _ = &bob.identity;
-    keys
-}
-
-/// What alice's acknowledgement `ack` of bob's message `counter` says.
-fn outcome_of(bob: &ChatKeys, counter: u64, ack: &[u8]) -> Outcome {
-    let json = bob
-        .open_ack(counter, ack)
-        .expect("an acknowledgement of that message");
-    Envelope::<ReplyBody>::decode(&json).unwrap().body.result
-}
-
-trait Code {
-    fn code(&self) -> Option<ErrorCode>;
-}
-
-impl Code for Outcome {
-    fn code(&self) -> Option<ErrorCode> {
-        match self {
-            Outcome::Error { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
-#[test]
 fn leaving_ends_every_chat_and_request_once() {
     let now = Instant::now();
     let (bob, carol, dave) = (someone("bob", 2), someone("carol", 3), someone("dave", 4));
@@ -395,48 +193,6 @@ fn leaving_ends_every_chat_and_request_once() {
     );
     assert!(state.chats().is_empty());
     assert_eq!(state.next_deadline(), None);
-}
-
-#[test]
-fn a_full_screen_shows_no_warning_for_a_changed_key_either() {
-    let now = Instant::now();
-    let bob = someone("bob", 2);
-    let mut state = alice();
-    // Bob is pinned: alice chatted with him before.
-    open_chat_with(&mut state, &bob, now);
-    let mut fx = Vec::new();
-    state.disconnect(&name("bob"), &mut fx);
-    let full = Context {
-        screen_room: false,
-        ..at(now)
-    };
-    // Requests in bob's name, from two other keys in turn: each warning would be a line.
-    let (k1, k2) = (someone("bob", 2), someone("bob", 2));
-    for i in 0..1000 {
-        let who = if i % 2 == 0 { &k1 } else { &k2 };
-        let (outcome, events) = ask(&mut state, who, &full);
-        assert!(matches!(
-            outcome,
-            Outcome::Error {
-                code: ErrorCode::Busy,
-                ..
-            }
-        ));
-        assert!(
-            events.is_empty(),
-            "nothing shown on a full screen: {events:?}"
-        );
-    }
-    // With room, one warning per new key offered.
-    let (outcome, events) = ask(&mut state, &k1, &at(now));
-    assert!(matches!(
-        outcome,
-        Outcome::Error {
-            code: ErrorCode::KeyChanged,
-            ..
-        }
-    ));
-    assert!(matches!(events.as_slice(), [Event::KeyChanged { .. }]));
 }
 
 #[test]

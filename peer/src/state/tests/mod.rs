@@ -1,0 +1,151 @@
+//! The request/accept workflow and the chats, driven as the broker would, with a clock of
+//! the test's own: no runtime, no network, no waiting. This file holds the fixtures; the tests
+//! are in `requests.rs` (how each request ends) and `full_screen.rs` (what a peer whose user
+//! is not reading takes and refuses).
+
+mod full_screen;
+mod requests;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use p2p_shared::identity::Identity;
+use p2p_shared::seal::{ChatKeys, KeyShare, Role, Transcript};
+use p2p_shared::transport::Origin;
+use p2p_shared::wire::new_id;
+use p2p_shared::{
+    Answer, Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, PeerRequest, ReplyBody,
+    SealedRequest,
+};
+
+use super::*;
+use crate::error::PeerError;
+use crate::event::{Event, Withdrawal};
+use crate::known::{KnownKeys, Pin};
+
+const TTL: Duration = Duration::from_secs(60);
+
+fn name(s: &str) -> PeerName {
+    s.parse().unwrap()
+}
+
+/// A peer called `who` on port `port`, with a fresh key.
+struct Someone {
+    identity: Identity,
+    info: PeerInfo,
+}
+
+fn someone(who: &str, port: u16) -> Someone {
+    let identity = Identity::generate();
+    let info = PeerInfo {
+        name: name(who),
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        key: identity.public(),
+    };
+    Someone { identity, info }
+}
+
+/// Alice's state, with nothing pinned.
+fn alice() -> PeerState {
+    let origin = Origin {
+        name: name("alice"),
+        port: 40001,
+        identity: Arc::new(Identity::generate()),
+    };
+    PeerState::new(origin, TTL, Pins::new(KnownKeys::empty()))
+}
+
+fn at(now: Instant) -> Context {
+    Context {
+        now,
+        utc: Utc::now(),
+        screen_room: true,
+    }
+}
+
+fn shown(fx: &[Effect]) -> Vec<Event> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Show(event) => Some(event.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `from` asks alice for a chat; the outcome, and what alice shows.
+fn ask(state: &mut PeerState, from: &Someone, cx: &Context) -> (Outcome, Vec<Event>) {
+    let share = KeyShare::new().public();
+    let request = Envelope::new(
+        new_id(),
+        from.info.clone(),
+        PeerRequest::ChatRequest { share },
+    );
+    let mut fx = Vec::new();
+    let outcome = state.signed_request(request, cx, &mut fx);
+    (outcome, shown(&fx))
+}
+
+/// Alice's request to bob, as far as bob's `pending` reply: its id and alice's share.
+fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId, Vec<Event>) {
+    let id = new_id();
+    let share = KeyShare::new();
+    state.request_sent(id, bob.info.addr, share);
+    let mut fx = Vec::new();
+    state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    (id, shown(&fx))
+}
+
+/// Opens a chat between alice and `bob` the way bob's acceptance does; bob's keys.
+fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKeys {
+    let id = new_id();
+    let ours = KeyShare::new();
+    let mine = ours.public();
+    state.request_sent(id, bob.info.addr, ours);
+    let mut fx = Vec::new();
+    state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    let theirs = KeyShare::new();
+    let share = theirs.public();
+    let alice_key = state.origin.identity.public();
+    let transcript = Transcript {
+        request: id,
+        requester: &alice_key,
+        accepter: &bob.info.key,
+        requester_share: &mine,
+        accepter_share: &share,
+    };
+    let keys = ChatKeys::agree(Role::Accepter, theirs, &transcript).unwrap();
+    let body = PeerRequest::ChatAnswer {
+        request: id,
+        answer: Answer::Accepted,
+        share: Some(share),
+    };
+    let accepted = Envelope::new(new_id(), bob.info.clone(), body);
+    assert_eq!(
+        state.signed_request(accepted, &at(now), &mut fx),
+        Outcome::Ok
+    );
+    let _ = &bob.identity;
+    keys
+}
+
+/// What alice's acknowledgement `ack` of bob's message `counter` says.
+fn outcome_of(bob: &ChatKeys, counter: u64, ack: &[u8]) -> Outcome {
+    let json = bob
+        .open_ack(counter, ack)
+        .expect("an acknowledgement of that message");
+    Envelope::<ReplyBody>::decode(&json).unwrap().body.result
+}
+
+trait Code {
+    fn code(&self) -> Option<ErrorCode>;
+}
+
+impl Code for Outcome {
+    fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Outcome::Error { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}
