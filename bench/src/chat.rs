@@ -10,7 +10,7 @@
 //! - **As the protocol sees it.** The bench itself is the chat partner, speaking the protocol
 //!   through `p2p_shared` as a peer does: it listens with `transport::serve`, sends bob a signed
 //!   `chat_request` with its half of the key agreement, types `yes` into bob's stdin, receives
-//!   bob's signed `chat_answer`, agrees the session keys (`seal::ChatKeys`), and then times
+//!   bob's signed `chat_answer`, finishes the Noise handshake (`seal::ChatKeys`), and then times
 //!   each message from sealing the `chat_message` to opening bob's sealed `ok`
 //!   (`transport::exchange`). Bob is a real peer, so this is what one peer's `chat message`
 //!   costs on the wire, without the two stdin/stdout hops of the user's view. Bob
@@ -25,8 +25,9 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
+use p2p_shared::handshake::{HandshakeMessage, Initiator, Recipient};
 use p2p_shared::identity::{Identity, PublicKey};
-use p2p_shared::seal::{ChatKeys, EphemeralKey, KeyShare, Role, Transcript};
+use p2p_shared::seal::ChatKeys;
 use p2p_shared::transport::{self, Origin, Service};
 use p2p_shared::wire::new_id;
 use p2p_shared::{
@@ -124,7 +125,7 @@ struct Answered {
     request: MessageId,
     answer: Answer,
     key: PublicKey,
-    share: Option<EphemeralKey>,
+    handshake: Option<HandshakeMessage>,
 }
 
 /// The bench's side of a chat with bob: it only has to take bob's answer to its request.
@@ -141,13 +142,13 @@ impl Service for Partner {
             PeerRequest::ChatAnswer {
                 request: id,
                 answer,
-                share,
+                handshake,
             } => {
                 let _ = self.answers.send(Answered {
                     request: id,
                     answer,
                     key: request.from.key,
-                    share,
+                    handshake,
                 });
                 Outcome::Ok
             }
@@ -196,9 +197,10 @@ fn open_protocol_chat(
     answers: &mpsc::Receiver<Answered>,
     wait: Duration,
 ) -> anyhow::Result<ChatKeys> {
-    let (id, ours) = (new_id(), KeyShare::new());
-    let mine = ours.public();
-    let body = PeerRequest::ChatRequest { share: mine };
+    let id = new_id();
+    let (ours, pattern, handshake) =
+        Initiator::start(&origin.identity, id, Recipient::Unknown(None));
+    let body = PeerRequest::ChatRequest { pattern, handshake };
     let reply = runtime::block_on(transport::request(bob_addr, origin, id, body))
         .context("bob refused the bench's chat request")?;
     ensure!(
@@ -213,18 +215,12 @@ fn open_protocol_chat(
     let answered = answers
         .recv_timeout(wait)
         .context("bob did not answer the bench's chat request")?;
-    let (Answer::Accepted, Some(theirs)) = (answered.answer, answered.share) else {
-        bail!("bob answered {:?} without a key share", answered.answer);
+    let (Answer::Accepted, Some(theirs)) = (answered.answer, answered.handshake) else {
+        bail!("bob answered {:?} without a handshake", answered.answer);
     };
     ensure!(answered.request == id, "bob answered another request");
-    let transcript = Transcript {
-        request: id,
-        requester: &origin.identity.public(),
-        accepter: &answered.key,
-        requester_share: &mine,
-        accepter_share: &theirs,
-    };
-    ChatKeys::agree(Role::Requester, ours, &transcript).context("bob's key share is unusable")
+    ours.finish(&theirs, &answered.key)
+        .context("bob's handshake does not finish the bench's")
 }
 
 fn time_protocol_messages(

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use p2p_shared::seal::KeyShare;
+use p2p_shared::handshake::{Initiator, Recipient};
 use p2p_shared::transport::{self, Reply, SendError};
 use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest, SealedRequest};
@@ -54,13 +54,17 @@ impl CommandLoop {
                 Err(e) => return self.error(e).await,
             },
         };
-        let (id, share) = (new_id(), KeyShare::new());
+        let id = new_id();
+        // Message 1 names whom we asked for, when we asked by name: nobody else takes it.
+        let to = Recipient::Unknown(expected.map(|(name, _)| name));
+        let (handshake, pattern, first) = Initiator::start(&self.origin.identity, id, to);
         let body = PeerRequest::ChatRequest {
-            share: share.public(),
+            pattern,
+            handshake: first,
         };
         let recorded = self
             .broker
-            .call(move |state, _, _| state.request_sent(id, addr, share));
+            .call(move |state, _, _| state.request_sent(id, addr, handshake));
         recorded.await;
         // A `busy` peer (its user is not reading, or it is flooded) may take it in a moment;
         // one that does not answer at all is reported at once (a wrong address, most likely).
@@ -129,7 +133,7 @@ impl CommandLoop {
         let body = PeerRequest::ChatAnswer {
             request: answering.request.id,
             answer: answering.answer,
-            share: answering.share,
+            handshake: answering.handshake.clone(),
         };
         // The requester says `busy` if our answer overtook its reading of our `pending` reply:
         // it cannot tell us from an impostor until then. Try again for a while.

@@ -104,17 +104,26 @@ impl fmt::Debug for PublicKey {
     }
 }
 
-/// A key pair: who we are.
+/// A key pair: who we are, and the Noise static key it vouches for.
 pub struct Identity {
     signing: SigningKey,
+    noise: NoiseIdentity,
 }
 
 impl Identity {
     /// A new random identity.
     pub fn generate() -> Identity {
-        Identity {
-            signing: SigningKey::generate(&mut OsRng),
-        }
+        Identity::from_signing(SigningKey::generate(&mut OsRng))
+    }
+
+    fn from_signing(signing: SigningKey) -> Identity {
+        let noise = NoiseIdentity::derive(&signing);
+        Identity { signing, noise }
+    }
+
+    /// Our Noise static key pair and the signature that binds it to this identity.
+    pub fn noise(&self) -> &NoiseIdentity {
+        &self.noise
     }
 
     pub fn public(&self) -> PublicKey {
@@ -153,9 +162,7 @@ impl Identity {
                     .as_slice()
                     .try_into()
                     .map_err(|_| fail("not a key file (64 hex digits)".into()))?;
-                Ok(Identity {
-                    signing: SigningKey::from_bytes(seed),
-                })
+                Ok(Identity::from_signing(SigningKey::from_bytes(seed)))
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let identity = Identity::generate();
@@ -184,6 +191,96 @@ impl Identity {
     }
 }
 
+/// An X25519 public key used as a Noise static key (`handshake.rs`).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NoiseKey([u8; 32]);
+
+impl NoiseKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> NoiseKey {
+        NoiseKey(bytes)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// Whether `identity` signed this key as its Noise static key.
+    pub fn is_signed_by(&self, identity: &PublicKey, signature: &Signature) -> bool {
+        identity.verify(&noise_binding(self), signature)
+    }
+}
+
+impl fmt::Debug for NoiseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NoiseKey({})", BASE64URL_NOPAD.encode(&self.0))
+    }
+}
+
+impl fmt::Display for NoiseKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&BASE64URL_NOPAD.encode(&self.0))
+    }
+}
+
+impl FromStr for NoiseKey {
+    type Err = KeyError;
+    fn from_str(s: &str) -> Result<Self, KeyError> {
+        BASE64URL_NOPAD
+            .decode(s.as_bytes())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .map(NoiseKey)
+            .ok_or(KeyError::BadPublicKey)
+    }
+}
+
+/// What an identity signs to vouch for its Noise static key: a context string, so the
+/// signature means nothing else, then the key.
+fn noise_binding(key: &NoiseKey) -> Vec<u8> {
+    [&b"p2p-chat/5 noise static key\0"[..], &key.0].concat()
+}
+
+/// Our Noise static key pair, and our identity's signature over its public half.
+///
+/// The secret is derived from the identity's secret (HKDF-SHA256, with its own label), so
+/// it needs no file of its own and stays the same across runs: a partner who pinned it can
+/// use IK next time.
+pub struct NoiseIdentity {
+    secret: Zeroizing<[u8; 32]>,
+    public: NoiseKey,
+    signature: Signature,
+}
+
+impl NoiseIdentity {
+    fn derive(signing: &SigningKey) -> NoiseIdentity {
+        let mut secret = Zeroizing::new([0u8; 32]);
+        hkdf::Hkdf::<Sha256>::new(None, signing.as_bytes())
+            .expand(b"p2p-chat/5 noise static key", &mut secret[..])
+            .expect("32 bytes is a valid HKDF output length");
+        let public = NoiseKey(
+            x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).to_bytes(),
+        );
+        let signature = signing.sign(&noise_binding(&public));
+        NoiseIdentity {
+            secret,
+            public,
+            signature,
+        }
+    }
+
+    pub fn public(&self) -> NoiseKey {
+        self.public
+    }
+
+    pub fn signature(&self) -> Signature {
+        self.signature
+    }
+
+    pub(crate) fn secret(&self) -> &Zeroizing<[u8; 32]> {
+        &self.secret
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +292,29 @@ mod tests {
         assert!(alice.public().verify(b"hello", &sig));
         assert!(!alice.public().verify(b"hellO", &sig));
         assert!(!mallory.public().verify(b"hello", &sig));
+    }
+
+    #[test]
+    fn the_noise_static_key_is_stable_and_signed_by_its_identity_only() {
+        let alice = Identity::generate();
+        let again = Identity::from_signing(SigningKey::from_bytes(alice.signing.as_bytes()));
+        let noise = alice.noise();
+        assert_eq!(
+            noise.public(),
+            again.noise().public(),
+            "derived, not random"
+        );
+        assert!(noise
+            .public()
+            .is_signed_by(&alice.public(), &noise.signature()));
+        let mallory = Identity::generate();
+        assert!(!noise
+            .public()
+            .is_signed_by(&mallory.public(), &noise.signature()));
+        assert!(!mallory
+            .noise()
+            .public()
+            .is_signed_by(&alice.public(), &noise.signature()));
     }
 
     #[test]

@@ -18,6 +18,7 @@
 
 pub mod clock;
 pub mod duration;
+pub mod handshake;
 pub mod identity;
 pub mod name;
 pub mod registry_session;

@@ -1,18 +1,16 @@
-//! Chat keys: agreed once per chat, then symmetric encryption for every message.
+//! Symmetric keys: a chat's transport keys, and the key shares of registry sessions.
 //!
-//! When alice asks bob for a chat, her signed `chat_request` carries a fresh X25519 key
-//! (`eph`); bob's signed `accepted` answer carries his. Each side computes the X25519 shared
-//! secret and runs HKDF-SHA256 over it, salted with the request id and bound to both
-//! long-term keys and both ephemeral keys, to get a chat id and four ChaCha20-Poly1305
-//! keys: one per direction for messages and one per direction for their acknowledgements.
-//! The signatures make the exchange authenticated (a signed Diffie-Hellman, as in SIGMA and
-//! TLS 1.3); the ephemeral keys, dropped after use, give forward secrecy.
+//! A chat's keys come from its Noise handshake (`handshake.rs`). Each chat message is then
+//! one sealed frame: `'E' | chat id (16) | counter (8, big endian) | Noise transport
+//! message`, sealed with snow's stateless transport under the sender's direction key with
+//! the counter as nonce. Its acknowledgement travels the other way, under the other
+//! direction's key, with the nonce `2^63 + counter` (`'A' | ...`). The header is not
+//! associated data: the chat id selects the keys and the counter is the nonce, so a header
+//! changed on the way makes the frame fail to open. No public-key operation per message.
 //!
-//! Each chat message is then one sealed frame: `'E' | chat id (16) | counter (8, big
-//! endian) | ciphertext and tag`, the first 25 bytes being the associated data and the
-//! counter the nonce. Its acknowledgement is sealed under the reverse acknowledgement key
-//! with the same counter (`'A' | ...`). No public-key operation per message. docs/security.md
-//! describes the construction message by message.
+//! Registry sessions (`registry_session.rs`) still agree keys from [`KeyShare`]s with HKDF
+//! and authenticate frames with [`authenticate`]. docs/security.md describes both message by
+//! message.
 
 use data_encoding::BASE64URL_NOPAD;
 use hkdf::Hkdf;
@@ -20,10 +18,12 @@ use rand_core::OsRng;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+use snow::{HandshakeState, StatelessTransportState};
 use x25519_dalek::StaticSecret;
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::identity::{Identity, PublicKey};
+use crate::handshake::{HandshakeError, Initiator, Recipient, Responder};
+use crate::identity::Identity;
+use crate::name::PeerName;
 use crate::wire::frame::{self, ChatId, Kind, SEALED_HEADER_LEN, TAG_LEN};
 use crate::wire::{new_id, MessageId};
 
@@ -101,182 +101,115 @@ impl Default for KeyShare {
     }
 }
 
-/// Which end of the chat we are: the one who sent the request, or the one who accepted it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    Requester,
-    Accepter,
-}
-
-/// A chat's keys, from one side's point of view.
-#[derive(Zeroize, ZeroizeOnDrop)]
-pub struct ChatKeys {
-    #[zeroize(skip)]
-    pub id: ChatId,
-    send: [u8; 32],
-    receive: [u8; 32],
-    send_ack: [u8; 32],
-    receive_ack: [u8; 32],
-}
-
 /// The other side's key share was unusable (a low-order point gives no shared secret).
 #[derive(Debug, thiserror::Error)]
 #[error("the other side's key share is unusable")]
 pub struct WeakShare;
 
-/// What both sides know about a chat's key agreement.
-pub struct Transcript<'a> {
-    pub request: MessageId,
-    pub requester: &'a PublicKey,
-    pub accepter: &'a PublicKey,
-    pub requester_share: &'a EphemeralKey,
-    pub accepter_share: &'a EphemeralKey,
+/// Acknowledgements are sealed in the upper half of the nonces of the direction they travel
+/// in, messages in the lower half. Each nonce is used once per key: a message's counter only
+/// grows, and each counter received is acknowledged once.
+const ACK_NONCES: u64 = 1 << 63;
+
+/// A chat's keys, from one side's point of view: the transport keys of its Noise handshake
+/// (`handshake.rs`), used statelessly: each frame carries its counter, which is the nonce.
+pub struct ChatKeys {
+    pub id: ChatId,
+    transport: StatelessTransportState,
 }
 
 impl ChatKeys {
-    /// Completes a key agreement with `ours` and the other side's share.
-    pub fn agree(role: Role, ours: KeyShare, t: &Transcript<'_>) -> Result<ChatKeys, WeakShare> {
-        let theirs = match role {
-            Role::Requester => t.accepter_share,
-            Role::Accepter => t.requester_share,
-        };
-        let mut okm = [0u8; 16 + 4 * 32];
-        ours.derive(
-            theirs,
-            t.request,
-            b"p2p-chat/2 chat session",
-            &[
-                t.requester.as_bytes(),
-                t.accepter.as_bytes(),
-                &t.requester_share.0,
-                &t.accepter_share.0,
-            ],
-            &mut okm,
-        )?;
-        let key = |i: usize| -> [u8; 32] {
-            okm[16 + 32 * i..16 + 32 * (i + 1)]
-                .try_into()
-                .expect("32 bytes")
-        };
-        // In derivation order: messages the requester sends, messages the accepter sends,
-        // acknowledgements the requester sends (of the accepter's messages), and the
-        // accepter's acknowledgements (of the requester's messages).
-        let (requester_msgs, accepter_msgs, requester_acks, accepter_acks) =
-            (key(0), key(1), key(2), key(3));
-        let id: ChatId = okm[..16].try_into().expect("16 bytes");
-        okm.zeroize();
-        Ok(match role {
-            Role::Requester => ChatKeys {
-                id,
-                send: requester_msgs,
-                receive: accepter_msgs,
-                send_ack: requester_acks,
-                receive_ack: accepter_acks,
-            },
-            Role::Accepter => ChatKeys {
-                id,
-                send: accepter_msgs,
-                receive: requester_msgs,
-                send_ack: accepter_acks,
-                receive_ack: requester_acks,
-            },
-        })
+    /// The keys of a finished handshake; the chat id is the start of its handshake hash,
+    /// which both sides share.
+    pub(crate) fn from_handshake(state: HandshakeState) -> Result<ChatKeys, HandshakeError> {
+        let id: ChatId = state.get_handshake_hash()[..16]
+            .try_into()
+            .expect("a SHA-256 handshake hash is 32 bytes");
+        let transport = state
+            .into_stateless_transport_mode()
+            .map_err(|_| HandshakeError::Malformed)?;
+        Ok(ChatKeys { id, transport })
     }
 
     /// Both ends of one new chat between two fresh identities, agreed in this process: for
     /// tests, fuzzing and measurements, which need a chat without two programs.
     #[doc(hidden)]
     pub fn pair() -> (ChatKeys, ChatKeys) {
-        let (alice, bob) = (Identity::generate().public(), Identity::generate().public());
-        let (a, b) = (KeyShare::new(), KeyShare::new());
-        let (ea, eb) = (a.public(), b.public());
-        let t = Transcript {
-            request: new_id(),
-            requester: &alice,
-            accepter: &bob,
-            requester_share: &ea,
-            accepter_share: &eb,
-        };
-        let agree = |role, share| ChatKeys::agree(role, share, &t).expect("fresh shares");
-        (agree(Role::Requester, a), agree(Role::Accepter, b))
+        let (alice, bob) = (Identity::generate(), Identity::generate());
+        let bob_name: PeerName = "bob".parse().expect("a valid name");
+        let request = new_id();
+        let (initiator, pattern, first) =
+            Initiator::start(&alice, request, Recipient::Unknown(None));
+        let (bob_keys, second) =
+            Responder::accept(&bob, &bob_name, request, pattern, &first, &alice.public())
+                .expect("a fresh handshake");
+        let alice_keys = initiator
+            .finish(&second, &bob.public())
+            .expect("a fresh handshake");
+        (alice_keys, bob_keys)
     }
 
     /// Seals message number `counter` (each counter once per chat).
     pub fn seal(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
-        seal(Kind::Sealed, &self.send, &self.id, counter, plaintext)
+        self.seal_frame(Kind::Sealed, counter, counter, plaintext)
     }
 
     /// Opens a sealed frame from the other side; returns its counter and plaintext. The
     /// caller still has to check the counter against its replay window.
     pub fn open(&self, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
-        open(Kind::Sealed, &self.receive, &self.id, frame)
+        let counter = self.counter_of(Kind::Sealed, frame)?;
+        Some((counter, self.open_frame(counter, frame)?))
     }
 
     /// Seals the acknowledgement of the other side's message `counter`.
     pub fn seal_ack(&self, counter: u64, plaintext: &[u8]) -> Vec<u8> {
-        seal(
-            Kind::SealedAck,
-            &self.send_ack,
-            &self.id,
-            counter,
-            plaintext,
-        )
+        self.seal_frame(Kind::SealedAck, counter, counter | ACK_NONCES, plaintext)
     }
 
     /// Opens the acknowledgement of our message `counter`.
     pub fn open_ack(&self, counter: u64, frame: &[u8]) -> Option<Vec<u8>> {
-        match open(Kind::SealedAck, &self.receive_ack, &self.id, frame)? {
-            (c, plaintext) if c == counter => Some(plaintext),
+        match self.counter_of(Kind::SealedAck, frame)? {
+            c if c == counter => self.open_frame(counter | ACK_NONCES, frame),
             _ => None,
         }
+    }
+
+    fn seal_frame(&self, kind: Kind, counter: u64, nonce: u64, plaintext: &[u8]) -> Vec<u8> {
+        let mut frame = frame::sealed_header(kind, &self.id, counter, plaintext.len() + TAG_LEN);
+        let header_len = frame.len();
+        frame.resize(header_len + plaintext.len() + TAG_LEN, 0);
+        self.transport
+            .write_message(nonce, plaintext, &mut frame[header_len..])
+            .expect("a chat frame is far below Noise's 65,535-byte limit");
+        frame
+    }
+
+    /// The counter of a frame of this chat, if it is one and the counter is a message's.
+    fn counter_of(&self, kind: Kind, frame: &[u8]) -> Option<u64> {
+        match frame::parse_sealed(kind, frame)? {
+            (id, counter) if id == self.id && counter < ACK_NONCES => Some(counter),
+            _ => None,
+        }
+    }
+
+    fn open_frame(&self, nonce: u64, frame: &[u8]) -> Option<Vec<u8>> {
+        let sealed = &frame[SEALED_HEADER_LEN..];
+        if sealed.len() < TAG_LEN {
+            return None;
+        }
+        let mut plaintext = vec![0u8; sealed.len()];
+        let len = self
+            .transport
+            .read_message(nonce, sealed, &mut plaintext)
+            .ok()?;
+        plaintext.truncate(len);
+        Some(plaintext)
     }
 }
 
 /// The chat id of a sealed frame, to find its keys.
 pub fn chat_of(frame: &[u8]) -> Option<ChatId> {
     frame::parse_sealed(Kind::Sealed, frame).map(|(chat, _)| chat)
-}
-
-fn seal(kind: Kind, key: &[u8; 32], chat: &ChatId, counter: u64, plaintext: &[u8]) -> Vec<u8> {
-    let header = frame::sealed_header(kind, chat, counter, plaintext.len() + TAG_LEN);
-    seal_after(header, key, counter, plaintext)
-}
-
-fn open(kind: Kind, key: &[u8; 32], chat: &ChatId, frame: &[u8]) -> Option<(u64, Vec<u8>)> {
-    match frame::parse_sealed(kind, frame)? {
-        (id, counter) if id == *chat => {
-            Some((counter, open_after(SEALED_HEADER_LEN, key, counter, frame)?))
-        }
-        _ => None,
-    }
-}
-
-/// Appends `plaintext`, encrypted with `key` and nonce `counter`, and its tag to `header`,
-/// which the tag authenticates too.
-fn seal_after(mut header: Vec<u8>, key: &[u8; 32], counter: u64, plaintext: &[u8]) -> Vec<u8> {
-    let header_len = header.len();
-    header.extend_from_slice(plaintext);
-    let (aad, in_out) = header.split_at_mut(header_len);
-    let tag = cipher(key)
-        .seal_in_place_separate_tag(nonce(counter), Aad::from(&*aad), in_out)
-        .expect("ChaCha20-Poly1305 encryption does not fail for frame-sized input");
-    header.extend_from_slice(tag.as_ref());
-    header
-}
-
-/// Opens what [`seal_after`] made: the first `header_len` bytes of `frame` are the header.
-fn open_after(header_len: usize, key: &[u8; 32], counter: u64, frame: &[u8]) -> Option<Vec<u8>> {
-    if frame.len() < header_len + TAG_LEN {
-        return None;
-    }
-    let (header, sealed) = frame.split_at(header_len);
-    let mut in_out = sealed.to_vec();
-    let plaintext_len = cipher(key)
-        .open_in_place(nonce(counter), Aad::from(header), &mut in_out)
-        .ok()?
-        .len();
-    in_out.truncate(plaintext_len);
-    Some(in_out)
 }
 
 /// Appends the tag that authenticates all of `frame` without encrypting any of it:
@@ -361,19 +294,10 @@ mod tests {
     }
 
     #[test]
-    fn frames_are_standard_chacha20_poly1305() {
-        // Computed with RustCrypto's `chacha20poly1305` 0.10, which sealed these frames until
-        // *ring* took over: an independent implementation, and proof that frames did not change.
+    fn registry_tags_are_standard_chacha20_poly1305() {
+        // Computed with RustCrypto's `chacha20poly1305` 0.10: an independent implementation.
         let key: [u8; 32] = core::array::from_fn(|i| i as u8);
         let counter = 0x0102_0304_0506_0708;
-        let sealed = seal_after(b"header".to_vec(), &key, counter, b"hello bob");
-        let expected = "8783c994caaccaf372939038032d9c46b30e89e85dabfbf6b4";
-        assert_eq!(&sealed[..6], b"header");
-        assert_eq!(hex(&sealed[6..]), expected);
-        assert_eq!(
-            open_after(6, &key, counter, &sealed).as_deref(),
-            Some(&b"hello bob"[..])
-        );
         let tagged = authenticate(b"a registry reply".to_vec(), &key, counter);
         assert_eq!(hex(&tagged[16..]), "5f44fb54386021b3877b683b2e76fe95");
         assert_eq!(
@@ -383,8 +307,29 @@ mod tests {
         assert_eq!(authenticated(&tagged, &key, counter + 1), None);
         for short in [&b""[..], &b"0123456789abcde"[..], &tagged[..16]] {
             assert_eq!(authenticated(short, &key, counter), None, "{short:?}");
-            assert_eq!(open_after(6, &key, counter, short), None);
         }
+    }
+
+    #[test]
+    fn an_acknowledgement_never_opens_as_a_message_nor_the_reverse() {
+        let (alice, bob) = chat();
+        let message = bob.seal(3, b"hi");
+        let ack = bob.seal_ack(3, b"ok");
+        assert_eq!(alice.open_ack(3, &message), None);
+        let mut as_message = ack.clone();
+        as_message[0] = message[0];
+        assert_eq!(
+            alice.open(&as_message),
+            None,
+            "an ack relabelled as a message"
+        );
+        let mut high = alice.seal(1, b"x");
+        high[17] |= 0x80;
+        assert_eq!(
+            bob.open(&high),
+            None,
+            "a counter in the acknowledgements' half"
+        );
     }
 
     fn hex(bytes: &[u8]) -> String {

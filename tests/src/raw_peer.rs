@@ -10,7 +10,7 @@ use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use p2p_shared::identity::PublicKey;
-use p2p_shared::seal::{ChatKeys, KeyShare, Role, Transcript};
+use p2p_shared::seal::ChatKeys;
 use serde_json::{json, Value};
 
 use crate::proc::EXPECT_TIMEOUT;
@@ -214,11 +214,7 @@ impl RawPeer {
     /// sides derive the session keys. Returns the open chat.
     #[track_caller]
     pub fn chat_with(&self, peer: &Peer) -> RawChat {
-        let ours = KeyShare::new();
-        let mine = ours.public();
-        let request = self
-            .signer
-            .envelope(json!({ "type": "chat_request", "share": mine }));
+        let (request, initiator) = self.signer.chat_request();
         let reply = self.signer.send(peer.addr(), &request);
         assert_eq!(outcome(&reply), "pending", "{reply}");
         assert_eq!(signer_of(&reply), peer.key(), "{reply}");
@@ -239,18 +235,11 @@ impl RawPeer {
         assert_eq!(body["answer"], "accepted", "{body}");
         assert_eq!(from["key"], peer.key().to_string(), "{from}");
 
-        let request_id: uuid::Uuid = request["id"].as_str().unwrap().parse().unwrap();
-        let theirs = serde_json::from_value(body["share"].clone()).expect("an X25519 share");
-        let (me, them) = (self.key(), peer.key());
-        let transcript = Transcript {
-            request: request_id,
-            requester: &me,
-            accepter: &them,
-            requester_share: &mine,
-            accepter_share: &theirs,
-        };
-        let keys = ChatKeys::agree(Role::Requester, ours, &transcript)
-            .expect("a usable key share from the peer");
+        let second = serde_json::from_value(body["handshake"].clone()).expect("message 2");
+        let keys = initiator
+            .finish(&second, &peer.key())
+            .expect("the peer's message 2 finishes the handshake");
+        let me = self.key();
         RawChat {
             keys,
             to: peer.addr(),

@@ -7,8 +7,8 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
+use p2p_shared::handshake::{Initiator, Recipient};
 use p2p_shared::identity::{Identity, PublicKey};
-use p2p_shared::seal::KeyShare;
 use p2p_shared::PROTOCOL_VERSION;
 use serde_json::{json, Value};
 
@@ -100,9 +100,15 @@ pub fn envelope(name: &str, addr: impl Display, key: &PublicKey, body: Value) ->
     })
 }
 
-/// A fresh X25519 key share as it travels in JSON (`chat_request`'s `share`), thrown away.
-pub fn share() -> Value {
-    json!(KeyShare::new().public())
+/// Message 1 of a chat handshake by a throwaway identity for a request nobody sends: for
+/// requests and answers refused before their handshake counts, or meant to fail it.
+pub fn stray_handshake() -> Value {
+    let (_, _, message) = Initiator::start(
+        &Identity::generate(),
+        p2p_shared::wire::new_id(),
+        Recipient::Unknown(None),
+    );
+    json!(message)
 }
 
 /// A signed frame body: `'S' | Ed25519 signature by identity over CONTEXT ++ json | json`.
@@ -148,6 +154,22 @@ impl Signer {
 
     pub fn identity(&self) -> &Identity {
         &self.identity
+    }
+
+    /// A `chat_request` from this signer, its handshake bound to the envelope's id, and the
+    /// handshake's initiator, to finish it with the answer.
+    pub fn chat_request(&self) -> (Value, Initiator) {
+        let mut request = self.envelope(json!({}));
+        let id = request["id"]
+            .as_str()
+            .expect("an id")
+            .parse()
+            .expect("a UUID");
+        let (initiator, pattern, handshake) =
+            Initiator::start(&self.identity, id, Recipient::Unknown(None));
+        request["body"] =
+            json!({ "type": "chat_request", "pattern": pattern, "handshake": handshake });
+        (request, initiator)
     }
 
     /// An envelope from this signer (its name, address and key) with `body`.

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use p2p_shared::handshake::{HandshakeMessage, Initiator, Responder};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::seal::{ChatKeys, EphemeralKey, KeyShare, Role, Transcript};
+use p2p_shared::seal::ChatKeys;
 use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
 
 use super::chats::Sealed;
@@ -15,9 +16,9 @@ use crate::error::PeerError;
 use crate::event::{Event, Waiting};
 
 impl PeerState {
-    /// Records a chat request, and our half of its key agreement, before it goes out.
-    pub fn request_sent(&mut self, id: MessageId, addr: SocketAddr, share: KeyShare) {
-        self.outgoing.sent(id, addr, share);
+    /// Records a chat request, and our side of its handshake, before it goes out.
+    pub fn request_sent(&mut self, id: MessageId, addr: SocketAddr, handshake: Initiator) {
+        self.outgoing.sent(id, addr, handshake);
     }
 
     /// The other side, `from`, said our request `id` is pending for `expires_in`. Refused if
@@ -61,9 +62,9 @@ impl PeerState {
 
     /// Takes the request to answer (from `from`, or the only one). On `yes` the chat's keys
     /// are agreed and the chat counts as open from this moment, so a message the requester
-    /// sends right after our answer is not refused; a `yes` that cannot be kept (the key
-    /// share is unusable, or another key was pinned for the name since) becomes a `no`, with
-    /// an error.
+    /// sends right after our answer is not refused; a `yes` that cannot be kept (the
+    /// handshake fails, or another key was pinned for the name since) becomes a `no`, with an
+    /// error.
     pub fn answer(
         &mut self,
         from: Option<PeerName>,
@@ -76,7 +77,7 @@ impl PeerState {
             request,
             answer: Answer::Declined,
             yes_refused,
-            share: None,
+            handshake: None,
         };
         if !accept {
             return Ok(declined(request, false));
@@ -87,7 +88,7 @@ impl PeerState {
             Ok(()) => self.agree(&request),
             Err(_) => None,
         };
-        let Some((keys, share)) = keys else {
+        let Some((keys, handshake)) = keys else {
             return Ok(declined(request, true));
         };
         self.open_chat(peer, request.addr, request.key, keys, fx);
@@ -95,25 +96,23 @@ impl PeerState {
             request,
             answer: Answer::Accepted,
             yes_refused: false,
-            share: Some(share),
+            handshake: Some(handshake),
         })
     }
 
-    /// Our half of the chat's keys for `request`, and the share that gives the requester its
-    /// half; `None` if the requester's share is unusable.
-    fn agree(&self, request: &PendingRequest) -> Option<(ChatKeys, EphemeralKey)> {
-        let ours = KeyShare::new();
-        let share = ours.public();
-        let me = self.origin.identity.public();
-        let transcript = Transcript {
-            request: request.id,
-            requester: &request.key,
-            accepter: &me,
-            requester_share: &request.share,
-            accepter_share: &share,
-        };
-        let keys = ChatKeys::agree(Role::Accepter, ours, &transcript).ok()?;
-        Some((keys, share))
+    /// Finishes our side of `request`'s handshake: the chat's keys, and message 2 that
+    /// gives the requester its side; `None` if the handshake cannot finish.
+    fn agree(&self, request: &PendingRequest) -> Option<(ChatKeys, HandshakeMessage)> {
+        let me = &self.origin;
+        Responder::accept(
+            &me.identity,
+            &me.name,
+            request.id,
+            request.pattern,
+            &request.handshake,
+            &request.key,
+        )
+        .ok()
     }
 
     /// Our answer reached the requester, or could not (`delivered`): the request's end.

@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use p2p_shared::handshake::{HandshakeMessage, Pattern};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::seal::EphemeralKey;
 use p2p_shared::{MessageId, PeerInfo, PeerName};
 
 use crate::error::PeerError;
@@ -33,8 +33,9 @@ pub struct PendingRequest {
     pub addr: SocketAddr,
     /// The requester's long-term key (already checked against the pinned one).
     pub key: PublicKey,
-    /// The requester's half of the chat's key agreement.
-    pub share: EphemeralKey,
+    /// Message 1 of the chat's handshake, read again if the user says yes (`handshake.rs`).
+    pub pattern: Pattern,
+    pub handshake: HandshakeMessage,
     pub received_at: DateTime<Utc>,
     pub expires_at: Instant,
 }
@@ -55,8 +56,8 @@ pub enum IncomingEnd {
         peer: PeerName,
         why: PeerError,
     },
-    /// We said yes, but its key share was unusable or its key is not the one pinned for its
-    /// name: declined instead.
+    /// We said yes, but its handshake could not finish or its key is not the one pinned for
+    /// its name: declined instead.
     YesRefused {
         peer: PeerName,
     },
@@ -152,7 +153,7 @@ impl IncomingRequests {
         &mut self,
         id: MessageId,
         from: &PeerInfo,
-        share: EphemeralKey,
+        (pattern, handshake): (Pattern, HandshakeMessage),
         now: Instant,
         utc: DateTime<Utc>,
     ) -> Result<Option<IncomingEnd>, TooMany> {
@@ -161,7 +162,8 @@ impl IncomingRequests {
             from: from.name,
             addr: from.addr,
             key: from.key,
-            share,
+            pattern,
+            handshake,
             received_at: utc,
             expires_at: now + self.ttl,
         };
@@ -274,8 +276,11 @@ mod tests {
         }
     }
 
-    fn share() -> EphemeralKey {
-        p2p_shared::seal::KeyShare::new().public()
+    fn share() -> (Pattern, HandshakeMessage) {
+        let me = p2p_shared::identity::Identity::generate();
+        let to = p2p_shared::handshake::Recipient::Unknown(None);
+        let (_, pattern, first) = p2p_shared::handshake::Initiator::start(&me, new_id(), to);
+        (pattern, first)
     }
 
     fn name(s: &str) -> PeerName {

@@ -21,8 +21,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use p2p_shared::handshake::HandshakeMessage;
 use p2p_shared::identity::PublicKey;
-use p2p_shared::seal::{ChatKeys, EphemeralKey};
+use p2p_shared::seal::ChatKeys;
 use p2p_shared::transport::Origin;
 use p2p_shared::{Answer, ErrorCode, Outcome, PeerInfo, PeerName, PeerRequest};
 
@@ -67,8 +68,8 @@ pub struct Answering {
     pub answer: Answer,
     /// The user said yes, but it could not be kept: the answer is `declined`.
     pub yes_refused: bool,
-    /// Our half of the key agreement, when the answer is `accepted`.
-    pub share: Option<EphemeralKey>,
+    /// Message 2 of the chat's handshake, when the answer is `accepted`.
+    pub handshake: Option<HandshakeMessage>,
 }
 
 /// A sealed frame, opened.
@@ -175,7 +176,7 @@ pub fn unanswered(request: &PendingRequest, answer: Answer) -> PeerRequest {
     PeerRequest::ChatAnswer {
         request: request.id,
         answer,
-        share: None,
+        handshake: None,
     }
 }
 

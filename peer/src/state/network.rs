@@ -1,7 +1,7 @@
 //! What the state does with what arrives from the network: signed requests from other peers
 //! (pings, chat requests and their answers) and frames sealed in our chats.
 
-use p2p_shared::seal::EphemeralKey;
+use p2p_shared::handshake::{HandshakeMessage, Pattern, Responder};
 use p2p_shared::transport::Refusal;
 use p2p_shared::wire::MAX_TEXT_LEN;
 use p2p_shared::{
@@ -28,12 +28,14 @@ impl PeerState {
         match body {
             // `inbound.rs` answers pings without the broker; this is what it answers.
             PeerRequest::Ping => Outcome::Ok,
-            PeerRequest::ChatRequest { share } => self.chat_request(id, from, share, cx, fx),
+            PeerRequest::ChatRequest { pattern, handshake } => {
+                self.chat_request(id, from, (pattern, handshake), cx, fx)
+            }
             PeerRequest::ChatAnswer {
                 request,
                 answer,
-                share,
-            } => self.chat_answer(request, answer, share, from, fx),
+                handshake,
+            } => self.chat_answer(request, answer, handshake, from, fx),
         }
     }
 
@@ -41,7 +43,7 @@ impl PeerState {
         &mut self,
         id: MessageId,
         from: PeerInfo,
-        share: EphemeralKey,
+        (pattern, handshake): (Pattern, HandshakeMessage),
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
@@ -65,7 +67,16 @@ impl PeerState {
                 format!("already in a chat with {}", from.name),
             );
         }
-        match self.incoming.offer(id, &from, share, cx.now, cx.utc) {
+        // Message 1 must be a handshake by the key that signed the request, meant for us.
+        let me = &self.origin;
+        let heard = Responder::hear(&me.identity, &me.name, id, pattern, &handshake, &from.key);
+        if let Err(why) = heard {
+            return Outcome::error(ErrorCode::InvalidRequest, why.to_string());
+        }
+        match self
+            .incoming
+            .offer(id, &from, (pattern, handshake), cx.now, cx.utc)
+        {
             Ok(replaced) => {
                 if let Some(end) = replaced {
                     fx.push(Effect::Show(end.event()));
@@ -92,7 +103,7 @@ impl PeerState {
         &mut self,
         request: MessageId,
         answer: Answer,
-        share: Option<EphemeralKey>,
+        handshake: Option<HandshakeMessage>,
         from: PeerInfo,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
@@ -116,8 +127,7 @@ impl PeerState {
         if let Err(refusal) = self.pins.check(&from.name, from.key, true, fx) {
             return refusal;
         }
-        let me = self.origin.identity.public();
-        let Some(end) = self.outgoing.answered(request, answer, share, &me) else {
+        let Some(end) = self.outgoing.answered(request, answer, handshake) else {
             unreachable!("answerable just now");
         };
         fx.push(Effect::Show(end.event()));

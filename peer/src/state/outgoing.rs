@@ -11,8 +11,9 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use p2p_shared::handshake::{HandshakeMessage, Initiator};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::seal::{ChatKeys, EphemeralKey, KeyShare, Role, Transcript};
+use p2p_shared::seal::ChatKeys;
 use p2p_shared::{Answer, MessageId, PeerName};
 
 use crate::error::PeerError;
@@ -26,18 +27,21 @@ pub const ANSWER_GRACE: Duration = Duration::from_secs(5);
 /// otherwise announce one that never comes.
 pub const MAX_EXPIRY: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Where a request we sent stands. Each holds our half of its chat's key agreement, which
-/// lives exactly as long as the request.
+/// Where a request we sent stands. Each holds our side of its chat's handshake, which lives
+/// exactly as long as the request.
 pub enum Outgoing {
     /// Sent; the other side's `pending` reply has not been read yet, so who it is is unknown.
-    Sent { addr: SocketAddr, share: KeyShare },
+    Sent {
+        addr: SocketAddr,
+        handshake: Initiator,
+    },
     /// The other side, `peer` with `key`, is asking its user; we wait until `deadline`.
     Awaiting {
         peer: PeerName,
         key: PublicKey,
         addr: SocketAddr,
         deadline: Instant,
-        share: KeyShare,
+        handshake: Initiator,
     },
 }
 
@@ -114,8 +118,8 @@ pub struct OutgoingRequests {
 impl OutgoingRequests {
     /// Records a request before it is sent, so that even an answer that overtakes the
     /// `pending` reply finds it.
-    pub fn sent(&mut self, id: MessageId, addr: SocketAddr, share: KeyShare) {
-        self.by_id.insert(id, Outgoing::Sent { addr, share });
+    pub fn sent(&mut self, id: MessageId, addr: SocketAddr, handshake: Initiator) {
+        self.by_id.insert(id, Outgoing::Sent { addr, handshake });
     }
 
     /// The other side, `peer` with `key`, said `pending`. The other side keeps one record per
@@ -132,7 +136,7 @@ impl OutgoingRequests {
         let Some(Outgoing::Sent { .. }) = self.by_id.get(&id) else {
             return None;
         };
-        let Some(Outgoing::Sent { addr, share }) = self.by_id.remove(&id) else {
+        let Some(Outgoing::Sent { addr, handshake }) = self.by_id.remove(&id) else {
             unreachable!("present just now");
         };
         let replaced = self.take_awaiting(&peer, |peer| OutgoingEnd::Replaced { peer });
@@ -142,7 +146,7 @@ impl OutgoingRequests {
             key,
             addr,
             deadline,
-            share,
+            handshake,
         };
         self.by_id.insert(id, awaiting);
         Some(replaced)
@@ -168,19 +172,18 @@ impl OutgoingRequests {
     }
 
     /// Ends request `id` (after [`OutgoingRequests::answerable`]) with the other side's
-    /// answer. `me` is our key and `share` the accepter's half of the key agreement.
+    /// answer; an acceptance carries message 2 of the handshake.
     pub fn answered(
         &mut self,
         id: MessageId,
         answer: Answer,
-        share: Option<EphemeralKey>,
-        me: &PublicKey,
+        handshake: Option<HandshakeMessage>,
     ) -> Option<OutgoingEnd> {
         let Outgoing::Awaiting {
             peer,
             key,
             addr,
-            share: ours,
+            handshake: ours,
             ..
         } = self.by_id.remove(&id)?
         else {
@@ -190,18 +193,10 @@ impl OutgoingRequests {
             Answer::Accepted => {
                 let unusable =
                     |why| OutgoingEnd::Failed(PeerError::AcceptanceUnusable { peer, why });
-                let Some(theirs) = share else {
-                    return Some(unusable("the acceptance carries no key share"));
+                let Some(theirs) = handshake else {
+                    return Some(unusable("the acceptance carries no handshake"));
                 };
-                let mine = ours.public();
-                let transcript = Transcript {
-                    request: id,
-                    requester: me,
-                    accepter: &key,
-                    requester_share: &mine,
-                    accepter_share: &theirs,
-                };
-                match ChatKeys::agree(Role::Requester, ours, &transcript) {
+                match ours.finish(&theirs, &key) {
                     // The address we asked at, which is the one the user chose.
                     Ok(keys) => OutgoingEnd::Accepted {
                         peer,
@@ -209,7 +204,7 @@ impl OutgoingRequests {
                         key,
                         keys,
                     },
-                    Err(_) => unusable("the acceptance's key share is unusable"),
+                    Err(_) => unusable("the acceptance's handshake does not finish ours"),
                 }
             }
             Answer::Declined => OutgoingEnd::Declined { peer },
@@ -288,6 +283,7 @@ impl OutgoingRequests {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use p2p_shared::handshake::{Recipient, Responder};
     use p2p_shared::identity::Identity;
     use p2p_shared::wire::new_id;
 
@@ -305,10 +301,16 @@ mod tests {
         Identity::generate().public()
     }
 
+    /// Our side of the handshake of a request `id` to anybody.
+    fn initiator(id: MessageId) -> Initiator {
+        let me = Identity::generate();
+        Initiator::start(&me, id, Recipient::Unknown(None)).0
+    }
+
     /// A request to bob that bob's side has as pending.
     fn awaiting_bob(outgoing: &mut OutgoingRequests, now: Instant) -> MessageId {
         let id = new_id();
-        outgoing.sent(id, addr(), KeyShare::new());
+        outgoing.sent(id, addr(), initiator(id));
         outgoing.pending(id, name("bob"), key(), TTL, now).unwrap();
         id
     }
@@ -331,25 +333,21 @@ mod tests {
         );
         // A refused answer takes nothing: the real one still counts.
         assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
-        let end = outgoing
-            .answered(id, Answer::Declined, None, &key())
-            .unwrap();
+        let end = outgoing.answered(id, Answer::Declined, None).unwrap();
         assert_eq!(end.event(), Event::RequestDeclined { peer: name("bob") });
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::Unknown),
             "one end"
         );
-        assert!(outgoing
-            .answered(id, Answer::Declined, None, &key())
-            .is_none());
+        assert!(outgoing.answered(id, Answer::Declined, None).is_none());
     }
 
     #[test]
     fn an_answer_before_the_pending_reply_must_wait_for_it() {
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), KeyShare::new());
+        outgoing.sent(id, addr(), initiator(id));
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::NotYet)
@@ -365,25 +363,15 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let (me, bob) = (Identity::generate(), Identity::generate());
         let id = new_id();
-        let ours = KeyShare::new();
-        let mine = ours.public();
+        let (ours, pattern, first) = Initiator::start(&me, id, Recipient::Unknown(None));
         outgoing.sent(id, addr(), ours);
         outgoing
             .pending(id, name("bob"), bob.public(), TTL, Instant::now())
             .unwrap();
-        let theirs = KeyShare::new();
-        let their_share = theirs.public();
-        let (my_key, bob_key) = (me.public(), bob.public());
-        let transcript = Transcript {
-            request: id,
-            requester: &my_key,
-            accepter: &bob_key,
-            requester_share: &mine,
-            accepter_share: &their_share,
-        };
-        let bobs = ChatKeys::agree(Role::Accepter, theirs, &transcript).unwrap();
+        let (bobs, second) =
+            Responder::accept(&bob, &name("bob"), id, pattern, &first, &me.public()).unwrap();
         let end = outgoing
-            .answered(id, Answer::Accepted, Some(their_share), &my_key)
+            .answered(id, Answer::Accepted, Some(second))
             .unwrap();
         let OutgoingEnd::Accepted { keys, peer, .. } = end else {
             panic!("accepted")
@@ -393,12 +381,10 @@ mod tests {
     }
 
     #[test]
-    fn an_acceptance_without_a_share_fails_with_one_error() {
+    fn an_acceptance_without_a_handshake_fails_with_one_error() {
         let mut outgoing = OutgoingRequests::default();
         let id = awaiting_bob(&mut outgoing, Instant::now());
-        let end = outgoing
-            .answered(id, Answer::Accepted, None, &key())
-            .unwrap();
+        let end = outgoing.answered(id, Answer::Accepted, None).unwrap();
         assert!(matches!(
             end.event(),
             Event::Error(PeerError::AcceptanceUnusable { .. })
@@ -425,7 +411,7 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let first = awaiting_bob(&mut outgoing, now);
         let second = new_id();
-        outgoing.sent(second, addr(), KeyShare::new());
+        outgoing.sent(second, addr(), initiator(second));
         let replaced = outgoing
             .pending(second, name("bob"), key(), TTL, now)
             .unwrap();
@@ -459,7 +445,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), KeyShare::new());
+        outgoing.sent(id, addr(), initiator(id));
         let forever = Duration::from_secs(u64::MAX / 4);
         outgoing.pending(id, name("bob"), key(), forever, now);
         assert_eq!(
@@ -473,7 +459,7 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         awaiting_bob(&mut outgoing, Instant::now());
         let sending = new_id();
-        outgoing.sent(sending, addr(), KeyShare::new());
+        outgoing.sent(sending, addr(), initiator(sending));
         assert_eq!(
             events(&outgoing.drop_all()),
             [Event::RequestDropped { peer: name("bob") }]

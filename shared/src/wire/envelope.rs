@@ -24,7 +24,7 @@ use crate::wire::frame;
 use crate::wire::request::{self, Request};
 
 /// The version this code speaks. A receiver refuses every other version.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// What a signature covers besides the JSON, so that it cannot be taken for a signature made
 /// for some other purpose with the same key.
@@ -62,7 +62,10 @@ pub struct Envelope<B> {
 pub enum DecodeError {
     #[error("not a valid message: {0}")]
     Malformed(#[from] serde_json::Error),
-    #[error("protocol version {0} is not supported (this program speaks {PROTOCOL_VERSION})")]
+    #[error(
+        "protocol version {0} is not supported (this program speaks {PROTOCOL_VERSION}): both \
+         sides need a p2p-chat of the same protocol version; upgrade the older one"
+    )]
     Version(u16),
     #[error("not a signed frame")]
     NotSigned,
@@ -233,7 +236,7 @@ pub(crate) mod tests {
             },
         );
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
-        assert_eq!(json["v"], 4);
+        assert_eq!(json["v"], 5);
         assert_eq!(json["from"]["name"], "alice");
         assert_eq!(json["from"]["addr"], "127.0.0.1:40001");
         assert_eq!(json["body"]["type"], "chat_message");
@@ -283,7 +286,7 @@ pub(crate) mod tests {
     #[test]
     fn only_a_complete_envelope_is_a_request_for_another_receiver() {
         let body_only = br#"{"body":{"type":"chat_request"}}"#;
-        let bad_sender = r#"{"v":4,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"chat_message","text":"hi"}}"#;
+        let bad_sender = r#"{"v":5,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"chat_message","text":"hi"}}"#;
         for bytes in [&body_only[..], bad_sender.as_bytes()] {
             let err = Envelope::<RegistryRequest>::decode_request(bytes).unwrap_err();
             assert_eq!(err.code(), crate::wire::ErrorCode::BadMessage, "{bytes:?}");
@@ -292,8 +295,8 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_names_and_garbage_are_malformed() {
-        let bad_name = r#"{"v":4,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
-        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":4}"] {
+        let bad_name = r#"{"v":5,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
+        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":5}"] {
             let err = Envelope::<PeerRequest>::decode_request(bytes).unwrap_err();
             assert_eq!(err.code(), crate::wire::ErrorCode::BadMessage, "{bytes:?}");
         }

@@ -9,6 +9,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::handshake::{HandshakeMessage, Pattern};
 use crate::name::PeerName;
 use crate::seal::EphemeralKey;
 use crate::wire::envelope::MessageId;
@@ -65,15 +66,18 @@ impl Request for RegistryRequest {
 pub enum PeerRequest {
     /// Are you there, and who are you?
     Ping,
-    /// May we chat? `share` is the requester's half of the chat's key agreement. Answered
-    /// later with a [`PeerRequest::ChatAnswer`].
-    ChatRequest { share: EphemeralKey },
-    /// The answer to the chat request with id `request`; an acceptance carries the
-    /// accepter's half of the key agreement.
+    /// May we chat? `handshake` is message 1 of the chat's Noise handshake, in `pattern`.
+    /// Answered later with a [`PeerRequest::ChatAnswer`].
+    ChatRequest {
+        pattern: Pattern,
+        handshake: HandshakeMessage,
+    },
+    /// The answer to the chat request with id `request`; an acceptance carries message 2 of
+    /// the handshake.
     ChatAnswer {
         request: MessageId,
         answer: Answer,
-        share: Option<EphemeralKey>,
+        handshake: Option<HandshakeMessage>,
     },
 }
 
@@ -123,7 +127,8 @@ pub enum Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::seal::KeyShare;
+    use crate::handshake::{Initiator, Recipient};
+    use crate::identity::Identity;
     use crate::wire::new_id;
 
     fn type_of(request: &impl Serialize) -> String {
@@ -135,7 +140,8 @@ mod tests {
 
     #[test]
     fn each_receiver_lists_the_types_it_takes() {
-        let share = KeyShare::new().public();
+        let (_, pattern, handshake) =
+            Initiator::start(&Identity::generate(), new_id(), Recipient::Unknown(None));
         let name: PeerName = "bob".parse().unwrap();
         let registry = [
             RegistryRequest::Register { share: None },
@@ -149,11 +155,11 @@ mod tests {
         assert_eq!(types, RegistryRequest::TYPES);
         let peer = [
             PeerRequest::Ping,
-            PeerRequest::ChatRequest { share },
+            PeerRequest::ChatRequest { pattern, handshake },
             PeerRequest::ChatAnswer {
                 request: new_id(),
                 answer: Answer::Declined,
-                share: None,
+                handshake: None,
             },
         ];
         let types: Vec<String> = peer.iter().map(type_of).collect();

@@ -13,8 +13,8 @@
 use std::net::{SocketAddr, TcpStream};
 
 use p2p_e2e::{
-    assert_ping_ok, assert_refused, frame, json, outcome, raw_exchange, share, sign_json,
-    signer_of, Peer, PublicKey, RawPeer, Refusal, Server, Signer, Value,
+    assert_ping_ok, assert_refused, frame, json, outcome, raw_exchange, sign_json, signer_of,
+    stray_handshake, Peer, PublicKey, RawPeer, Refusal, Server, Signer, Value,
 };
 
 /// Bytes to send, whether to shut the write half down after them, the error code expected
@@ -228,7 +228,7 @@ hostile! {
     truncated_frame: {
         // The length says 100; 10 bytes come, then the sender stops writing.
         let mut bytes = 100u32.to_be_bytes().to_vec();
-        bytes.extend_from_slice(br#"S{"v":4,"i"#);
+        bytes.extend_from_slice(br#"S{"v":5,"i"#);
         error_or_close(bytes, "bad_frame")
     };
     // Only a length, nothing after it: the receiver must refuse before reading on.
@@ -265,13 +265,14 @@ hostile! {
         signed(&[0xff, 0xfe, 0x00, 0x01, 0x80, 0xc3, 0x28, 0x9f, 0x00, 0x7b, 0xa0, 0xa1]),
         Some("bad_message")
     );
-    malformed_json: answered(signed(br#"{"v":4,"id":"#), Some("bad_message"));
+    malformed_json: answered(signed(br#"{"v":5,"id":"#), Some("bad_message"));
     json_that_is_not_an_envelope: answered(signed(br#"{"hello":"world"}"#), Some("bad_message"));
     json_array: answered(signed(b"[1,2,3]"), Some("bad_message"));
     version_1: answered(ping_with(&["v"], json!(1)), Some("unsupported_version"));
     version_2: answered(ping_with(&["v"], json!(2)), Some("unsupported_version"));
     version_3: answered(ping_with(&["v"], json!(3)), Some("unsupported_version"));
-    version_5: answered(ping_with(&["v"], json!(5)), Some("unsupported_version"));
+    version_4: answered(ping_with(&["v"], json!(4)), Some("unsupported_version"));
+    version_6: answered(ping_with(&["v"], json!(6)), Some("unsupported_version"));
     envelope_without_body: answered(ping_with(&["body"], Value::Null), Some("bad_message"));
     envelope_with_a_bad_id: answered(ping_with(&["id"], json!(42)), Some("bad_message"));
     // A version-1 sender: no key.
@@ -340,7 +341,7 @@ fn the_registry_refuses_chat_requests() {
     let server = Server::start();
     let reply = Signer::tester().request(
         server.addr(),
-        json!({ "type": "chat_request", "share": share() }),
+        json!({ "type": "chat_request", "pattern": "IX", "handshake": stray_handshake() }),
     );
     assert_eq!(outcome(&reply), "unsupported_request", "{reply}");
     assert_eq!(signer_of(&reply), server.key(), "{reply}");
@@ -404,7 +405,7 @@ fn a_forged_answer_opens_no_chat() {
             "type": "chat_answer",
             "request": "0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11",
             "answer": "accepted",
-            "share": share(),
+            "pattern": "IX", "handshake": stray_handshake(),
         }),
     );
     assert_eq!(outcome(&reply), "unknown_request", "{reply}");
@@ -439,7 +440,8 @@ fn sealed_requests_a_chat_does_not_carry_are_refused_inside_the_session() {
     // A registry request, a chat request and plain garbage, sealed with the right keys.
     let ack = chat.send(json!({ "type": "register" }));
     assert_eq!(outcome(&ack), "unsupported_request", "{ack}");
-    let ack = chat.send(json!({ "type": "chat_request", "share": share() }));
+    let ack = chat
+        .send(json!({ "type": "chat_request", "pattern": "IX", "handshake": stray_handshake() }));
     assert_eq!(outcome(&ack), "unsupported_request", "{ack}");
     let (counter, sealed) = chat.seal_json(b"\xff not JSON");
     let ack = chat.exchange(counter, &sealed);
@@ -488,12 +490,7 @@ fn a_flood_of_chat_requests_is_bounded() {
         .collect();
     let codes: Vec<String> = flooders
         .iter()
-        .map(|r| {
-            outcome(&r.request(
-                bob.addr(),
-                json!({ "type": "chat_request", "share": share() }),
-            ))
-        })
+        .map(|r| outcome(&r.send(bob.addr(), &r.chat_request().0)))
         .collect();
     // At most 32 pending (docs/protocol.md); the rest are refused, not queued.
     let mut expected = vec!["pending".to_owned(); 32];

@@ -8,8 +8,9 @@
 use std::os::unix::fs::PermissionsExt;
 
 use p2p_e2e::{
-    assert_refused, assert_refused_with, contains, envelope, json, outcome, raw_exchange, share,
-    signer_of, Capture, DataDir, Peer, Proc, Proxy, Refusal, Server, Signer, Value,
+    assert_refused, assert_refused_with, contains, envelope, json, outcome, raw_exchange,
+    signer_of, stray_handshake, Capture, DataDir, Peer, Proc, Proxy, Refusal, Server, Signer,
+    Value,
 };
 
 const NONE: Vec<String> = Vec::new();
@@ -48,7 +49,7 @@ fn acceptance_of(request: &Value) -> Value {
         "type": "chat_answer",
         "request": request["id"],
         "answer": "accepted",
-        "share": share(),
+        "pattern": "IX", "handshake": stray_handshake(),
     })
 }
 
@@ -72,7 +73,7 @@ fn a_chat_request_in_alices_name_not_signed_by_her_key_is_refused() {
         "alice",
         alice.addr(),
         &alice.key(),
-        json!({ "type": "chat_request", "share": share() }),
+        json!({ "type": "chat_request", "pattern": "IX", "handshake": stray_handshake() }),
     );
     assert_refused_with(
         bob.addr(),
@@ -101,7 +102,7 @@ fn a_signed_chat_request_from_another_key_in_a_pinned_name_is_refused_with_a_war
 
     // mallory calls herself alice, with her own key, and signs correctly.
     let mallory = Signer::new("alice", alice.addr());
-    let request = mallory.envelope(json!({ "type": "chat_request", "share": share() }));
+    let (request, _) = mallory.chat_request();
     let reply = mallory.send(bob.addr(), &request);
     assert_eq!(outcome(&reply), "key_changed", "{reply}");
     assert_eq!(signer_of(&reply), bob.key(), "{reply}");

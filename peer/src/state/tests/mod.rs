@@ -10,8 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use p2p_shared::handshake::{Initiator, Recipient, Responder};
 use p2p_shared::identity::Identity;
-use p2p_shared::seal::{ChatKeys, KeyShare, Role, Transcript};
+use p2p_shared::seal::ChatKeys;
 use p2p_shared::transport::Origin;
 use p2p_shared::wire::new_id;
 use p2p_shared::{
@@ -75,22 +76,37 @@ fn shown(fx: &[Effect]) -> Vec<Event> {
 
 /// `from` asks alice for a chat; the outcome, and what alice shows.
 fn ask(state: &mut PeerState, from: &Someone, cx: &Context) -> (Outcome, Vec<Event>) {
-    let share = KeyShare::new().public();
+    let id = new_id();
+    let (_, pattern, handshake) = Initiator::start(&from.identity, id, Recipient::Unknown(None));
     let request = Envelope::new(
-        new_id(),
+        id,
         from.info.clone(),
-        PeerRequest::ChatRequest { share },
+        PeerRequest::ChatRequest { pattern, handshake },
     );
     let mut fx = Vec::new();
     let outcome = state.signed_request(request, cx, &mut fx);
     (outcome, shown(&fx))
 }
 
+/// Alice's side of a new chat request to `to`, and its message 1.
+fn start(
+    state: &PeerState,
+    to: &Someone,
+) -> (
+    MessageId,
+    Initiator,
+    p2p_shared::handshake::HandshakeMessage,
+) {
+    let id = new_id();
+    let recipient = Recipient::Unknown(Some(to.info.name));
+    let (initiator, _, first) = Initiator::start(&state.origin.identity, id, recipient);
+    (id, initiator, first)
+}
+
 /// Alice's request to bob, as far as bob's `pending` reply: its id and alice's share.
 fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId, Vec<Event>) {
-    let id = new_id();
-    let share = KeyShare::new();
-    state.request_sent(id, bob.info.addr, share);
+    let (id, initiator, _) = start(state, bob);
+    state.request_sent(id, bob.info.addr, initiator);
     let mut fx = Vec::new();
     state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
     (id, shown(&fx))
@@ -98,34 +114,24 @@ fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId,
 
 /// Opens a chat between alice and `bob` the way bob's acceptance does; bob's keys.
 fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKeys {
-    let id = new_id();
-    let ours = KeyShare::new();
-    let mine = ours.public();
-    state.request_sent(id, bob.info.addr, ours);
+    let (id, initiator, first) = start(state, bob);
+    state.request_sent(id, bob.info.addr, initiator);
     let mut fx = Vec::new();
     state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
-    let theirs = KeyShare::new();
-    let share = theirs.public();
     let alice_key = state.origin.identity.public();
-    let transcript = Transcript {
-        request: id,
-        requester: &alice_key,
-        accepter: &bob.info.key,
-        requester_share: &mine,
-        accepter_share: &share,
-    };
-    let keys = ChatKeys::agree(Role::Accepter, theirs, &transcript).unwrap();
+    let (pattern, me) = (p2p_shared::handshake::Pattern::IX, &bob.identity);
+    let (keys, second) =
+        Responder::accept(me, &bob.info.name, id, pattern, &first, &alice_key).unwrap();
     let body = PeerRequest::ChatAnswer {
         request: id,
         answer: Answer::Accepted,
-        share: Some(share),
+        handshake: Some(second),
     };
     let accepted = Envelope::new(new_id(), bob.info.clone(), body);
     assert_eq!(
         state.signed_request(accepted, &at(now), &mut fx),
         Outcome::Ok
     );
-    let _ = &bob.identity;
     keys
 }
 

@@ -135,12 +135,13 @@ fn an_answer_from_someone_else_or_before_the_pending_reply_takes_nothing() {
     let (bob, mallory) = (someone("bob", 2), someone("mallory", 9));
     let mut state = alice();
     let id = new_id();
-    state.request_sent(id, bob.info.addr, KeyShare::new());
+    let (_, initiator, _) = start(&state, &bob);
+    state.request_sent(id, bob.info.addr, initiator);
     let answer = |from: &Someone| {
         let body = PeerRequest::ChatAnswer {
             request: id,
             answer: Answer::Declined,
-            share: None,
+            handshake: None,
         };
         Envelope::new(new_id(), from.info.clone(), body)
     };
@@ -200,16 +201,12 @@ fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
     let now = Instant::now();
     let (bob, carol) = (someone("bob", 2), someone("carol", 3));
     let mut state = alice();
-    // Carol's key share is the zero point: no key can be agreed with it.
-    let zero: p2p_shared::seal::EphemeralKey =
-        serde_json::from_str(&format!("\"{}\"", "A".repeat(43))).unwrap();
-    let request = PeerRequest::ChatRequest { share: zero };
-    let mut fx = Vec::new();
-    let asked = Envelope::new(new_id(), carol.info.clone(), request);
-    assert!(matches!(
-        state.signed_request(asked, &at(now), &mut fx),
-        Outcome::Pending { .. }
-    ));
+    let (asked, _) = ask(&mut state, &carol, &at(now));
+    assert!(matches!(asked, Outcome::Pending { .. }));
+    // Meanwhile alice asked another "carol", whose key is pinned by its pending reply: the
+    // carol who asked first no longer has the name's pinned key.
+    let other_carol = someone("carol", 4);
+    request_to(&mut state, &other_carol, now);
     ask(&mut state, &bob, &at(now));
     let mut fx = Vec::new();
     let yes = state
@@ -229,6 +226,11 @@ fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
     assert_eq!(
         shown(&fx),
         [
+            Event::KeyChanged {
+                peer: name("carol"),
+                pinned: other_carol.info.key.fingerprint(),
+                offered: carol.info.key.fingerprint(),
+            },
             Event::Error(PeerError::CannotAccept {
                 peer: name("carol")
             }),
@@ -238,4 +240,33 @@ fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
             }),
         ]
     );
+}
+
+#[test]
+fn a_request_whose_handshake_is_not_by_its_signer_or_not_for_us_is_refused_unseen() {
+    let now = Instant::now();
+    let (bob, mallory) = (someone("bob", 2), someone("mallory", 9));
+    let mut state = alice();
+    let mut refused = |from: &Someone, by: &Identity, to: Option<&str>| {
+        let id = new_id();
+        let to = Recipient::Unknown(to.map(name));
+        let (_, pattern, handshake) = Initiator::start(by, id, to);
+        let body = PeerRequest::ChatRequest { pattern, handshake };
+        let mut fx = Vec::new();
+        let outcome = state.signed_request(
+            Envelope::new(id, from.info.clone(), body),
+            &at(now),
+            &mut fx,
+        );
+        assert_eq!(
+            outcome.code(),
+            Some(ErrorCode::InvalidRequest),
+            "{outcome:?}"
+        );
+        assert_eq!(shown(&fx), [], "nothing shown");
+    };
+    // Mallory signs a request around bob's message 1 (misbinding), or bob's is meant for carol.
+    refused(&mallory, &bob.identity, None);
+    refused(&bob, &bob.identity, Some("carol"));
+    assert_eq!(state.snapshot(now).incoming.len(), 0, "nothing pending");
 }
