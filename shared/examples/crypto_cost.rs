@@ -4,7 +4,7 @@
 //! the operations the protocol performs, through the same code the programs use:
 //!
 //! - per chat message: sealing a 200-byte message and opening it, its acknowledgement too;
-//! - per chat (at request/accept): one key agreement on each side;
+//! - per chat (at request/accept): each side's part of the Noise handshake;
 //! - per signed request or reply: one signature and one verification;
 //! - per request in a registry session: its tag and check, and the reply's (a small one, and
 //!   a page of 256 peers), and the session's set-up at registration.
@@ -15,6 +15,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
+use p2p_shared::handshake::{Initiator, Recipient, Responder};
 use p2p_shared::identity::Identity;
 use p2p_shared::seal::ChatKeys;
 use p2p_shared::wire::new_id;
@@ -53,11 +54,46 @@ fn main() {
         black_box(alice.open_ack(counter, &ack));
     });
 
+    // One chat's Noise handshake (IX, first contact), each side's work separately.
+    let (requester, accepter) = (Identity::generate(), Identity::generate());
+    let accepter_name: p2p_shared::PeerName = "bob".parse().expect("valid name");
+    let request = new_id();
+    let start = || Initiator::start(&requester, request, Recipient::Unknown(None));
+    let (_, pattern, first) = start();
+    let accept = || {
+        Responder::accept(
+            &accepter,
+            &accepter_name,
+            request,
+            pattern,
+            &first,
+            &requester.public(),
+        )
+        .expect("a valid handshake")
+    };
+    let (_, second) = accept();
     time(
-        "chat set-up: key shares + agreement, both sides",
+        "chat handshake, requester: message 1 + read message 2",
         iterations / 10,
         || {
-            black_box(ChatKeys::pair());
+            let (initiator, _, _) = start();
+            black_box(initiator.finish(&second, &accepter.public()).ok());
+        },
+    );
+    time(
+        "chat handshake, accepter: check message 1 + yes (message 2)",
+        iterations / 10,
+        || {
+            let heard = Responder::hear(
+                &accepter,
+                &accepter_name,
+                request,
+                pattern,
+                &first,
+                &requester.public(),
+            );
+            black_box(heard.ok());
+            black_box(accept());
         },
     );
 
