@@ -94,7 +94,26 @@ impl CommandLoop {
                         name,
                     })))
                 }
-                _ => Ok((from, Duration::from_millis(expires_in_ms))),
+                // By name, the registry's key was checked just now.
+                Some(_) => Ok((from, Duration::from_millis(expires_in_ms), true)),
+                // By address, whoever answered chose its name: the registry must bind that
+                // name to that key, or it is an impostor; a name it does not know stays
+                // unverified.
+                None => match self.registry.lookup(&from.name).await {
+                    Ok(registered) if registered.key != from.key => {
+                        Err(PeerError::NotTheRegisteredKey(Box::new(KeyMismatch {
+                            addr,
+                            answered: from.name,
+                            offered: from.key.fingerprint(),
+                            expected: registered.key.fingerprint(),
+                            name: from.name,
+                        })))
+                    }
+                    vouched => {
+                        let verified = vouched.is_ok();
+                        Ok((from, Duration::from_millis(expires_in_ms), verified))
+                    }
+                },
             },
             Ok(other) => Err(PeerError::UnexpectedAnswer {
                 addr,
@@ -114,7 +133,9 @@ impl CommandLoop {
         // the answer, which may come at once.
         self.broker
             .call(move |state, cx, fx| match outcome {
-                Ok((from, expires_in)) => state.request_pending(id, from, expires_in, cx, fx),
+                Ok((from, expires_in, verified)) => {
+                    state.request_pending(id, from, (expires_in, verified), cx, fx)
+                }
                 Err(why) => state.request_failed(id, why, fx),
             })
             .await;

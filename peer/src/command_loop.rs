@@ -36,7 +36,7 @@ pub struct CommandLoop {
     pub(crate) broker: Broker,
     pub(crate) screen: Screen,
     pub(crate) disk: Disk,
-    registry: RegistryClient,
+    pub(crate) registry: RegistryClient,
     names: Names,
     pub(crate) retry_for: Duration,
     /// Whether we registered, so that `exit` knows to unregister and renewals go on.

@@ -35,6 +35,8 @@ pub enum Event {
     RequestSent {
         peer: PeerName,
         addr: SocketAddr,
+        /// Whether the registry (or a pin here) vouches for the key under that name.
+        verified: bool,
     },
     /// How our requests end (`state/outgoing.rs`): accepted, declined, timed out, abandoned
     /// by the other side, settled or replaced here, dropped when we exit.
@@ -67,6 +69,8 @@ pub enum Event {
         #[serde(rename = "expires_in_ms", serialize_with = "millis")]
         expires_in: Duration,
         fingerprint: String,
+        /// Whether the registry (or a pin here) vouches for the key under that name.
+        verified: bool,
     },
     /// How requests to us end (`state/incoming.rs`): accepted, declined, expired, withdrawn,
     /// left unanswered when we exit.
@@ -119,6 +123,12 @@ pub enum Event {
     Reregistered {
         name: PeerName,
         addr: SocketAddr,
+    },
+    /// A peer presented another key than the one the registry binds its name to.
+    Impostor {
+        peer: PeerName,
+        offered: String,
+        registered: String,
     },
     /// A peer presented another key than the one pinned for its name.
     KeyChanged {

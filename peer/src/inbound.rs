@@ -2,7 +2,8 @@
 //!
 //! The shared transport reads, bounds and validates each request and checks its signature;
 //! this [`Service`] answers pings itself and hands the rest, and the sealed chat frames, to
-//! the broker, which owns the state (and the keys) they need. A chat message is stored on the
+//! the broker, which owns the state (and the keys) they need. A chat request first waits for
+//! the registry's word on its name and key (`vouch.rs`). A chat message is stored on the
 //! disk thread before it is shown and acknowledged: the connection task waits for that, not
 //! the broker. Refused connections are warnings in the log on stderr (stdout belongs to the
 //! user's events).
@@ -16,16 +17,22 @@ use crate::broker::{Acknowledge, Broker};
 use crate::disk::Disk;
 use crate::render::printable;
 use crate::state::ChatMessage;
+use crate::vouch::Voucher;
 
 #[derive(Clone)]
 pub struct PeerService {
     broker: Broker,
     disk: Disk,
+    voucher: Voucher,
 }
 
 impl PeerService {
-    pub fn new(broker: Broker, disk: Disk) -> Self {
-        PeerService { broker, disk }
+    pub fn new(broker: Broker, disk: Disk, voucher: Voucher) -> Self {
+        PeerService {
+            broker,
+            disk,
+            voucher,
+        }
     }
 }
 
@@ -39,12 +46,18 @@ impl Service for PeerService {
     }
 
     async fn handle(&self, request: Envelope<PeerRequest>, _remote: SocketAddr) -> Outcome {
-        if let PeerRequest::Ping = request.body {
-            return Outcome::Ok;
-        }
+        let vouch = match request.body {
+            PeerRequest::Ping => return Outcome::Ok,
+            // Before anyone is shown this name: does the registry bind it to this key?
+            PeerRequest::ChatRequest { .. } => {
+                let from = &request.from;
+                Some(self.voucher.vouch(from.name, from.key).await)
+            }
+            PeerRequest::ChatAnswer { .. } => None,
+        };
         let answer = self
             .broker
-            .call(move |state, cx, fx| state.signed_request(request, cx, fx));
+            .call(move |state, cx, fx| state.signed_request(request, vouch, cx, fx));
         answer
             .await
             .unwrap_or_else(|| Outcome::error(ErrorCode::Busy, "this peer is shutting down"))

@@ -84,6 +84,11 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
     }
 
     /// Pins `key` for `name`, replacing any earlier key; returns the file to write.
+    /// The key pinned for `name`, if any.
+    pub fn get(&self, name: &K) -> Option<PublicKey> {
+        self.keys.get(name).copied()
+    }
+
     pub fn pin(&mut self, name: &K, key: PublicKey) -> FileWrite {
         self.keys.insert(name.clone(), key);
         let mut contents = String::new();

@@ -41,6 +41,7 @@ mod retry;
 mod screen;
 mod state;
 mod terminal;
+mod vouch;
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -70,6 +71,7 @@ use crate::render::Rendering;
 use crate::screen::{Screen, Sink, Stdout};
 use crate::state::pins::Pins;
 use crate::state::PeerState;
+use crate::vouch::Voucher;
 
 /// How long the screen may take to write its last lines when the peer exits: a reader may
 /// never take them, and the peer must still exit.
@@ -208,7 +210,15 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     );
     runtime::spawn(log_drops(log_dropped));
     let (stop, stopped) = async_channel::bounded::<()>(1);
-    let service = PeerService::new(broker.clone(), disk.clone());
+    let registry = RegistryClient::new(
+        (args.server.clone(), server),
+        origin.clone(),
+        args.server_key,
+        known_registries,
+        disk.clone(),
+    );
+    let voucher = Voucher::new(server, registry.trusted(), origin.clone());
+    let service = PeerService::new(broker.clone(), disk.clone(), voucher);
     let serving = runtime::spawn(transport::serve(
         listener,
         origin.clone(),
@@ -224,13 +234,6 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         interrupts: signals::stop_requests().context("cannot install the Ctrl-C handler")?,
         done,
     };
-    let registry = RegistryClient::new(
-        server,
-        origin.clone(),
-        args.server_key,
-        known_registries,
-        disk.clone(),
-    );
     let parts = Parts {
         origin,
         listening: local,

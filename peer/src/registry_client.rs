@@ -7,11 +7,15 @@
 //! lapsed), when we go back to signing and register anew.
 //!
 //! Every reply must come from the registry's key: the one given with `--server-key`, or else
-//! the one pinned for this registry address on first contact (in `known_registries`, like
-//! SSH's `known_hosts`, written by the disk thread). A signed reply proves its key by its
-//! signature, one in the session by the session, which was agreed with that key. A reply
-//! with another key is refused, so an impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging
-//! is bounded, so a broken or hostile registry cannot keep the peer listing forever.
+//! the one pinned for the `--server` the user gave (as typed, not as resolved: a registry
+//! met at a new address is not trusted silently) on the first successful reply, in
+//! `known_registries`, like SSH's `known_hosts`, written by the disk thread. A refusal never
+//! pins a key. A signed reply proves its key by its signature, one in the session by the
+//! session, which was agreed with that key. A reply with another key is refused, so an
+//! impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging
+//! is bounded, so a broken or hostile registry cannot keep the peer listing forever. The key
+//! trusted is shared with the connection tasks ([`TrustedRegistry`]), which ask the registry
+//! about requesters (`vouch.rs`).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,12 +29,15 @@ use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, Reg
 
 use crate::disk::Disk;
 use crate::known::{KnownKeys, Pin};
+use crate::vouch::TrustedRegistry;
 
 /// The most pages `listpeer` fetches (256 peers each).
 const MAX_PAGES: usize = 1024;
 
 pub struct RegistryClient {
     addr: SocketAddr,
+    /// `--server` as the user gave it: what the registry's key is pinned under.
+    label: String,
     origin: Origin,
     /// `--server-key`: when given, the only key accepted.
     fixed: Option<PublicKey>,
@@ -38,24 +45,40 @@ pub struct RegistryClient {
     disk: Disk,
     /// Our registry session, from the last registration that opened one.
     session: Option<PeerSession>,
+    trusted: TrustedRegistry,
 }
 
 impl RegistryClient {
+    /// The client of the registry the user named `label` (`--server`), found at `addr`.
     pub fn new(
-        addr: SocketAddr,
+        (label, addr): (String, SocketAddr),
         origin: Origin,
         fixed: Option<PublicKey>,
-        known: KnownKeys<String>,
+        mut known: KnownKeys<String>,
         disk: Disk,
     ) -> Self {
+        // Before protocol version 5 pins were kept under the resolved address: carry such a
+        // pin over to the name the user gives, once.
+        let resolved = addr.to_string();
+        if let (None, Some(old)) = (known.get(&label), known.get(&resolved)) {
+            disk.write(known.pin(&label, old));
+        }
+        let trusted = TrustedRegistry::new(fixed.or_else(|| known.get(&label)));
         RegistryClient {
             addr,
+            label,
             origin,
             fixed,
             known,
             disk,
             session: None,
+            trusted,
         }
+    }
+
+    /// The registry key we trust, shared with whoever asks the registry about requesters.
+    pub fn trusted(&self) -> TrustedRegistry {
+        self.trusted.clone()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -208,18 +231,20 @@ impl RegistryClient {
     fn checked(&mut self, result: Result<Reply, SendError>) -> Result<Reply, SendError> {
         match result {
             Ok(reply) => {
-                self.check_key(reply.key)?;
+                self.check_key(reply.key, true)?;
                 Ok(reply)
             }
             Err(refused @ SendError::Refused { key, .. }) => {
-                self.check_key(key)?;
+                // Anyone can make a refusal look like the registry's at a first contact: it
+                // is checked against a key we have, and pins none.
+                self.check_key(key, false)?;
                 Err(refused)
             }
             Err(e) => Err(e),
         }
     }
 
-    fn check_key(&mut self, key: PublicKey) -> Result<(), SendError> {
+    fn check_key(&mut self, key: PublicKey, may_pin: bool) -> Result<(), SendError> {
         let refuse = |reason: String| SendError::BadReply {
             addr: self.addr,
             reason,
@@ -234,19 +259,22 @@ impl RegistryClient {
                 ))),
             };
         }
-        let label = self.addr.to_string();
-        match self.known.check(&label, &key) {
+        match self.known.check(&self.label, &key) {
             Pin::Known => Ok(()),
-            Pin::New => {
-                self.disk.write(self.known.pin(&label, key));
+            Pin::New if may_pin => {
+                self.disk.write(self.known.pin(&self.label, key));
+                self.trusted.set(key);
                 Ok(())
             }
+            Pin::New => Ok(()),
             Pin::Changed { pinned } => Err(refuse(format!(
-                "it signs with key {}, but the registry known at this address has key {}: \
-                 an impostor? refused. If the registry really has a new key, start the peer \
-                 with --server-key and the registry's new key",
+                "it signs with key {}, but the registry known as {} has key {}: an impostor? \
+                 refused. If the registry really has a new key, check its fingerprint with its \
+                 operator and type: trust registry {}",
                 key.fingerprint(),
-                pinned.fingerprint()
+                self.label,
+                pinned.fingerprint(),
+                key.fingerprint()
             ))),
         }
     }

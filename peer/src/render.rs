@@ -51,9 +51,14 @@ impl fmt::Display for Event {
             Event::Registered { name, addr } => write!(f, "registered as {name} at {addr}"),
             Event::Peers { peers } => listing(f, "peers", "peer", peers),
             Event::LeftNetwork => write!(f, "left the network"),
-            Event::RequestSent { peer, addr } => write!(
+            Event::RequestSent {
+                peer,
+                addr,
+                verified,
+            } => write!(
                 f,
-                "chat request sent to {peer} ({addr}), waiting for an answer"
+                "chat request sent to {peer}{} ({addr}), waiting for an answer",
+                unverified(*verified)
             ),
             Event::RequestAccepted { peer, addr } => {
                 write!(f, "chat accepted by {peer} ({addr})")
@@ -79,10 +84,12 @@ impl fmt::Display for Event {
                 addr,
                 expires_in,
                 fingerprint,
+                verified,
             } => write!(
                 f,
-                "chat request from {peer} ({addr}): answer yes or no (expires in {}s), \
+                "chat request from {peer}{} ({addr}): answer yes or no (expires in {}s), \
                  key {fingerprint}",
+                unverified(*verified),
                 secs(expires_in)
             ),
             Event::AcceptedChat { peer, addr } => {
@@ -124,6 +131,16 @@ impl fmt::Display for Event {
             Event::Reregistered { name, addr } => {
                 write!(f, "registered again as {name} at {addr}")
             }
+            Event::Impostor {
+                peer,
+                offered,
+                registered,
+            } => write!(
+                f,
+                "WARNING: a peer calling itself {peer} presented key {offered}, but the \
+                 registry binds {peer} to key {registered}. Someone is impersonating {peer}; \
+                 refused."
+            ),
             Event::KeyChanged {
                 peer,
                 pinned,
@@ -239,6 +256,15 @@ pub fn printable(text: &str) -> Cow<'_, str> {
     Cow::Owned(clean)
 }
 
+/// What follows a name that neither the registry nor a pin vouches for.
+fn unverified(verified: bool) -> &'static str {
+    if verified {
+        ""
+    } else {
+        " (unverified)"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -317,6 +343,7 @@ mod tests {
             addr: "127.0.0.1:1".parse().unwrap(),
             expires_in: Duration::from_secs(60),
             fingerprint: "3f2a:9c1d:77e0:b4a2".into(),
+            verified: true,
         };
         assert_eq!(
             PLAIN.render(&event),
@@ -329,7 +356,7 @@ mod tests {
             json,
             serde_json::json!({"event": "request_arrived", "peer": "alice",
                                "addr": "127.0.0.1:1", "expires_in_ms": 60000,
-                               "fingerprint": "3f2a:9c1d:77e0:b4a2"})
+                               "fingerprint": "3f2a:9c1d:77e0:b4a2", "verified": true})
         );
     }
 

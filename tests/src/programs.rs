@@ -431,11 +431,26 @@ impl Peer {
         self.expect_request_sent(other);
     }
 
-    /// Waits for `chat request sent to OTHER (ADDR), waiting for an answer`.
+    /// Waits for `chat request sent to OTHER (ADDR), waiting for an answer`, with or
+    /// without ` (unverified)` after the name (tests of verification use
+    /// [`Peer::expect_request_sent_vouched`]).
     #[track_caller]
     pub fn expect_request_sent(&self, other: &Peer) {
+        let line = self.expect_prefix(&format!("chat request sent to {}", other.name));
+        let rest = format!(" ({}), waiting for an answer", other.addr);
+        if line != format!("chat request sent to {}{rest}", other.name)
+            && line != format!("chat request sent to {} (unverified){rest}", other.name)
+        {
+            self.fail(&format!("unexpected line {line:?}"));
+        }
+    }
+
+    /// The same, verified (`true`) or marked unverified.
+    #[track_caller]
+    pub fn expect_request_sent_vouched(&self, other: &Peer, verified: bool) {
+        let mark = if verified { "" } else { " (unverified)" };
         self.expect_exact(&format!(
-            "chat request sent to {} ({}), waiting for an answer",
+            "chat request sent to {}{mark} ({}), waiting for an answer",
             other.name, other.addr
         ));
     }
@@ -447,12 +462,43 @@ impl Peer {
         self.expect_request(&other.name, other.addr, &other.fingerprint())
     }
 
-    /// The same for any requester: `chat request from NAME (ADDR): ..., key FINGERPRINT`.
+    /// The same for any requester: `chat request from NAME (ADDR): ..., key FINGERPRINT`,
+    /// with or without ` (unverified)` after NAME (tests of verification use
+    /// [`Peer::expect_request_vouched`]).
     #[track_caller]
     pub fn expect_request(&self, name: &str, addr: SocketAddr, fingerprint: &str) -> String {
-        let line = self.expect_prefix(&format!(
-            "chat request from {name} ({addr}): answer yes or no (expires in "
-        ));
+        let line = self.expect_prefix(&format!("chat request from {name} ("));
+        let line = line.replacen(" (unverified)", "", 1);
+        self.check_request_line(line, name, addr, fingerprint)
+    }
+
+    /// The same, verified (`true`) or marked unverified.
+    #[track_caller]
+    pub fn expect_request_vouched(
+        &self,
+        name: &str,
+        addr: SocketAddr,
+        fingerprint: &str,
+        verified: bool,
+    ) -> String {
+        let mark = if verified { "" } else { " (unverified)" };
+        let line = self.expect_prefix(&format!("chat request from {name}{mark} ({addr}): "));
+        let line = line.replacen(mark, "", 1);
+        self.check_request_line(line, name, addr, fingerprint)
+    }
+
+    #[track_caller]
+    fn check_request_line(
+        &self,
+        line: String,
+        name: &str,
+        addr: SocketAddr,
+        fingerprint: &str,
+    ) -> String {
+        let start = format!("chat request from {name} ({addr}): answer yes or no (expires in ");
+        if !line.starts_with(&start) {
+            self.fail(&format!("unexpected request line {line:?}"));
+        }
         if !line.ends_with(&format!("s), key {fingerprint}")) {
             self.fail(&format!(
                 "the request line {line:?} must end with the requester's key fingerprint \

@@ -21,17 +21,19 @@ impl PeerState {
         self.outgoing.sent(id, addr, handshake);
     }
 
-    /// The other side, `from`, said our request `id` is pending for `expires_in`. Refused if
-    /// its key is not the one pinned for its name (the request then ends, and the warning is
-    /// out).
+    /// The other side, `from`, said our request `id` is pending for `expires_in`; `verified`
+    /// if the registry binds its name to its key. Refused if its key is not the one pinned for
+    /// its name (the request then ends, and the warning is out).
     pub fn request_pending(
         &mut self,
         id: MessageId,
         from: PeerInfo,
-        expires_in: Duration,
+        (expires_in, verified): (Duration, bool),
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) {
+        // Asked before this reply pins the key on first contact.
+        let verified = verified || self.pins.vouches(&from.name, &from.key);
         if self.pins.check(&from.name, from.key, true, fx).is_err() {
             let why = PeerError::RequestNotMade { peer: from.name };
             self.request_failed(id, why, fx);
@@ -49,6 +51,7 @@ impl PeerState {
             fx.push(Effect::Show(Event::RequestSent {
                 peer: from.name,
                 addr: from.addr,
+                verified,
             }));
         }
     }

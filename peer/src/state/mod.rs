@@ -45,6 +45,26 @@ pub struct Context {
     pub screen_room: bool,
 }
 
+/// What the registry says of a name and the key that came with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vouch {
+    /// The registry binds the name to this key.
+    Registered,
+    /// The registry binds the name to another key: whoever sent this is not that peer.
+    Impostor { registered: PublicKey },
+    /// The registry knows no such name.
+    Unregistered,
+    /// No registry we trust could be asked (none known yet, unreachable, or not in time).
+    Unavailable,
+}
+
+impl Vouch {
+    /// Whether the registry vouches for the key.
+    pub fn is_registered(&self) -> bool {
+        matches!(self, Vouch::Registered)
+    }
+}
+
 /// What must happen outside the state.
 #[derive(Debug)]
 pub enum Effect {

@@ -11,15 +11,17 @@ use p2p_shared::{
 use super::chats::Chats;
 use super::incoming::{TooMany, MAX_PENDING};
 use super::outgoing::{NotAnswerable, OutgoingEnd};
-use super::{screen_full, ChatMessage, Context, Effect, FromChat, PeerState};
+use super::{screen_full, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
 use crate::disk::Record;
 use crate::event::Event;
 
 impl PeerState {
     /// The outcome of a signed request from another peer (its signature was checked).
+    /// A chat request comes with what the registry says of its name and key (`vouch.rs`).
     pub fn signed_request(
         &mut self,
         request: Envelope<PeerRequest>,
+        vouch: Option<Vouch>,
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
@@ -29,7 +31,8 @@ impl PeerState {
             // `inbound.rs` answers pings without the broker; this is what it answers.
             PeerRequest::Ping => Outcome::Ok,
             PeerRequest::ChatRequest { pattern, handshake } => {
-                self.chat_request(id, from, (pattern, handshake), cx, fx)
+                let vouch = vouch.unwrap_or(Vouch::Unavailable);
+                self.chat_request(id, from, (pattern, handshake), vouch, cx, fx)
             }
             PeerRequest::ChatAnswer {
                 request,
@@ -44,6 +47,7 @@ impl PeerState {
         id: MessageId,
         from: PeerInfo,
         (pattern, handshake): (Pattern, HandshakeMessage),
+        vouch: Vouch,
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
@@ -58,9 +62,22 @@ impl PeerState {
         if !cx.screen_room {
             return screen_full();
         }
+        // A name means the key the registry binds it to; then the key pinned for it here.
+        if let Vouch::Impostor { registered } = vouch {
+            fx.push(Effect::Show(Event::Impostor {
+                peer: from.name,
+                offered: from.key.fingerprint(),
+                registered: registered.fingerprint(),
+            }));
+            return Outcome::error(
+                ErrorCode::KeyChanged,
+                format!("the registry binds {} to another key", from.name),
+            );
+        }
         if let Err(refusal) = self.pins.check(&from.name, from.key, false, fx) {
             return refusal;
         }
+        let verified = vouch.is_registered() || self.pins.vouches(&from.name, &from.key);
         if self.chats.contains(&from.name) {
             return Outcome::error(
                 ErrorCode::AlreadyConnected,
@@ -87,6 +104,7 @@ impl PeerState {
                     addr: from.addr,
                     expires_in,
                     fingerprint: from.key.fingerprint(),
+                    verified,
                 }));
                 Outcome::Pending {
                     expires_in_ms: expires_in.as_millis().try_into().unwrap_or(u64::MAX),

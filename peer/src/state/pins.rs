@@ -62,6 +62,11 @@ impl Pins {
         }
     }
 
+    /// Whether `key` is the one pinned for `name`.
+    pub fn vouches(&self, name: &PeerName, key: &PublicKey) -> bool {
+        matches!(self.known.check(name, key), Pin::Known)
+    }
+
     /// How `key` compares with what is pinned for `name`.
     #[cfg(test)]
     pub fn pin_of(&self, name: &PeerName, key: &PublicKey) -> Pin {

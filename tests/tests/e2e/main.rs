@@ -10,6 +10,7 @@ mod faults;
 mod hostile;
 mod in_process;
 mod interface;
+mod names;
 mod registry;
 mod requests;
 mod security;

@@ -74,6 +74,22 @@ fn shown(fx: &[Effect]) -> Vec<Event> {
         .collect()
 }
 
+/// `from` asks alice for a chat, and the registry says `vouch` of it.
+fn ask_vouched(
+    state: &mut PeerState,
+    from: &Someone,
+    vouch: Vouch,
+    now: Instant,
+) -> (Outcome, Vec<Event>) {
+    let id = new_id();
+    let (_, pattern, handshake) = Initiator::start(&from.identity, id, Recipient::Unknown(None));
+    let body = PeerRequest::ChatRequest { pattern, handshake };
+    let mut fx = Vec::new();
+    let request = Envelope::new(id, from.info.clone(), body);
+    let outcome = state.signed_request(request, Some(vouch), &at(now), &mut fx);
+    (outcome, shown(&fx))
+}
+
 /// `from` asks alice for a chat; the outcome, and what alice shows.
 fn ask(state: &mut PeerState, from: &Someone, cx: &Context) -> (Outcome, Vec<Event>) {
     let id = new_id();
@@ -84,7 +100,7 @@ fn ask(state: &mut PeerState, from: &Someone, cx: &Context) -> (Outcome, Vec<Eve
         PeerRequest::ChatRequest { pattern, handshake },
     );
     let mut fx = Vec::new();
-    let outcome = state.signed_request(request, cx, &mut fx);
+    let outcome = state.signed_request(request, Some(Vouch::Unavailable), cx, &mut fx);
     (outcome, shown(&fx))
 }
 
@@ -108,7 +124,7 @@ fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId,
     let (id, initiator, _) = start(state, bob);
     state.request_sent(id, bob.info.addr, initiator);
     let mut fx = Vec::new();
-    state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
     (id, shown(&fx))
 }
 
@@ -117,7 +133,7 @@ fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKey
     let (id, initiator, first) = start(state, bob);
     state.request_sent(id, bob.info.addr, initiator);
     let mut fx = Vec::new();
-    state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
     let alice_key = state.origin.identity.public();
     let (pattern, me) = (p2p_shared::handshake::Pattern::IX, &bob.identity);
     let (keys, second) =
@@ -129,7 +145,7 @@ fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKey
     };
     let accepted = Envelope::new(new_id(), bob.info.clone(), body);
     assert_eq!(
-        state.signed_request(accepted, &at(now), &mut fx),
+        state.signed_request(accepted, None, &at(now), &mut fx),
         Outcome::Ok
     );
     keys

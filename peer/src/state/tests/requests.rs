@@ -106,7 +106,9 @@ fn crossed_requests_end_each_in_one_event_when_one_is_accepted() {
         sent,
         [Event::RequestSent {
             peer: name("bob"),
-            addr: bob.info.addr
+            addr: bob.info.addr,
+            // First contact, and no registry said who bob is.
+            verified: false,
         }]
     );
     ask(&mut state, &bob, &at(now));
@@ -146,7 +148,7 @@ fn an_answer_from_someone_else_or_before_the_pending_reply_takes_nothing() {
         Envelope::new(new_id(), from.info.clone(), body)
     };
     let mut fx = Vec::new();
-    let early = state.signed_request(answer(&bob), &at(now), &mut fx);
+    let early = state.signed_request(answer(&bob), None, &at(now), &mut fx);
     assert!(matches!(
         early,
         Outcome::Error {
@@ -154,8 +156,8 @@ fn an_answer_from_someone_else_or_before_the_pending_reply_takes_nothing() {
             ..
         }
     ));
-    state.request_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
-    let forged = state.signed_request(answer(&mallory), &at(now), &mut fx);
+    state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
+    let forged = state.signed_request(answer(&mallory), None, &at(now), &mut fx);
     assert!(matches!(
         forged,
         Outcome::Error {
@@ -165,7 +167,7 @@ fn an_answer_from_someone_else_or_before_the_pending_reply_takes_nothing() {
     ));
     let mut fx = Vec::new();
     assert_eq!(
-        state.signed_request(answer(&bob), &at(now), &mut fx),
+        state.signed_request(answer(&bob), None, &at(now), &mut fx),
         Outcome::Ok
     );
     assert_eq!(shown(&fx), [Event::RequestDeclined { peer: name("bob") }]);
@@ -255,6 +257,7 @@ fn a_request_whose_handshake_is_not_by_its_signer_or_not_for_us_is_refused_unsee
         let mut fx = Vec::new();
         let outcome = state.signed_request(
             Envelope::new(id, from.info.clone(), body),
+            None,
             &at(now),
             &mut fx,
         );
@@ -269,4 +272,42 @@ fn a_request_whose_handshake_is_not_by_its_signer_or_not_for_us_is_refused_unsee
     refused(&mallory, &bob.identity, None);
     refused(&bob, &bob.identity, Some("carol"));
     assert_eq!(state.snapshot(now).incoming.len(), 0, "nothing pending");
+}
+
+#[test]
+fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impostor() {
+    let now = Instant::now();
+    let (bob, carol, mallory) = (someone("bob", 2), someone("carol", 3), someone("bob", 9));
+    let mut state = alice();
+    let arrived = |events: Vec<Event>| match events.as_slice() {
+        [.., Event::RequestArrived { verified, .. }] => *verified,
+        other => panic!("a request line expected: {other:?}"),
+    };
+    let (_, shown) = ask_vouched(&mut state, &bob, Vouch::Registered, now);
+    assert!(arrived(shown), "the registry binds bob to this key");
+    let (_, shown) = ask_vouched(&mut state, &carol, Vouch::Unregistered, now);
+    assert!(!arrived(shown), "a name nobody vouches for is unverified");
+    let (_, shown) = ask_vouched(&mut state, &carol, Vouch::Unavailable, now);
+    assert!(!arrived(shown));
+
+    // A stranger calling itself bob, with its own key: refused, and named an impostor.
+    let registered = bob.info.key;
+    let (outcome, shown) = ask_vouched(&mut state, &mallory, Vouch::Impostor { registered }, now);
+    assert_eq!(outcome.code(), Some(ErrorCode::KeyChanged), "{outcome:?}");
+    assert_eq!(
+        shown,
+        [Event::Impostor {
+            peer: name("bob"),
+            offered: mallory.info.key.fingerprint(),
+            registered: registered.fingerprint(),
+        }]
+    );
+    // bob's own request is still the one pending under his name.
+    let pending = state.snapshot(now).incoming;
+    assert_eq!(pending.len(), 2, "bob and carol");
+    let mut fx = Vec::new();
+    let yes = state
+        .answer(Some(name("bob")), true, &at(now), &mut fx)
+        .unwrap();
+    assert_eq!(yes.request.key, bob.info.key);
 }

@@ -1,0 +1,105 @@
+//! Names mean what the registry says (issue 13): a peer's own signature proves only its key,
+//! so before a name from a chat request, or from the peer that answers a request by address,
+//! is shown as that name or pinned, it is checked against the key the registry binds it to.
+//! Each attack runs against the real programs on loopback; the attacker is the test.
+
+use p2p_e2e::{outcome, signer_of, Peer, RawPeer, Server, Signer};
+use serde_json::json;
+
+const NONE: Vec<String> = Vec::new();
+
+/// A registry with alice and bob registered at it.
+fn registered() -> (Server, Peer, Peer) {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    let bob = Peer::start("bob", server.addr());
+    bob.register();
+    (server, alice, bob)
+}
+
+#[test]
+fn a_stranger_calling_itself_bob_is_refused_as_an_impostor() {
+    let (_server, alice, bob) = registered();
+    // Mallory signs correctly, with her own key, in bob's name.
+    let mallory = Signer::new("bob", "127.0.0.1:1");
+    let (request, _) = mallory.chat_request();
+    let reply = mallory.send(alice.addr(), &request);
+    assert_eq!(outcome(&reply), "key_changed", "{reply}");
+    assert_eq!(signer_of(&reply), alice.key(), "{reply}");
+    alice.expect_exact(&format!(
+        "WARNING: a peer calling itself bob presented key {}, but the registry binds bob to \
+         key {}. Someone is impersonating bob; refused.",
+        mallory.key().fingerprint(),
+        bob.fingerprint()
+    ));
+    let out = alice.run("yes bob");
+    assert!(p2p_e2e::is_one_error(&out), "nothing pending: {out:?}");
+
+    // The real bob is shown as bob, verified, and nothing of mallory's was pinned.
+    bob.send("chat request alice");
+    alice.expect_request_vouched("bob", bob.addr(), &bob.fingerprint(), true);
+    alice.send("yes bob");
+    bob.expect("chat accepted by alice");
+    alice.expect("accepted chat with bob");
+    bob.say(&alice, "it is really me");
+}
+
+#[test]
+fn whoever_answers_at_an_address_cannot_take_a_registered_name() {
+    let (_server, alice, bob) = registered();
+    // Mallory listens somewhere and answers alice's request by address as "bob".
+    let mallory = RawPeer::start("bob");
+    alice.send(&format!("chat request 127.0.0.1 {}", mallory.addr().port()));
+    let request = mallory.receive();
+    assert_eq!(request.envelope["body"]["type"], "chat_request");
+    request.reply(
+        mallory.signer(),
+        json!({ "type": "pending", "expires_in_ms": 60000 }),
+    );
+    let error = alice.expect_error();
+    assert!(
+        error.contains(&format!(
+            "answers as bob with key {}, but the registry has key {} for bob",
+            mallory.fingerprint(),
+            bob.fingerprint()
+        )),
+        "{error}"
+    );
+    // Nothing was pinned for bob: the real bob is welcome.
+    alice.send("chat request bob");
+    alice.expect_request_sent_vouched(&bob, true);
+    bob.expect_request_vouched("alice", alice.addr(), &alice.fingerprint(), true);
+    bob.send("yes alice");
+    alice.expect("chat accepted by bob");
+}
+
+#[test]
+fn a_name_nobody_registered_is_shown_unverified_both_ways() {
+    let (_server, alice, _bob) = registered();
+    // carol is known to no registry: her request is shown, marked unverified.
+    let carol = RawPeer::start("carol");
+    let (request, _) = carol.signer().chat_request();
+    let reply = carol.signer().send(alice.addr(), &request);
+    assert_eq!(outcome(&reply), "pending", "{reply}");
+    alice.expect_request_vouched("carol", carol.addr(), &carol.fingerprint(), false);
+    alice.send("no carol");
+    let answer = carol.receive();
+    assert_eq!(answer.envelope["body"]["answer"], "declined");
+    answer.reply(carol.signer(), json!({ "type": "ok" }));
+    alice.expect_exact("declined chat request from carol");
+
+    // And when alice asks carol's address, carol's answer says unverified too.
+    let dave = RawPeer::start("dave");
+    alice.send(&format!("chat request 127.0.0.1 {}", dave.addr().port()));
+    let request = dave.receive();
+    request.reply(
+        dave.signer(),
+        json!({ "type": "pending", "expires_in_ms": 60000 }),
+    );
+    alice.expect_exact(&format!(
+        "chat request sent to dave (unverified) ({}), waiting for an answer",
+        dave.addr()
+    ));
+    assert_eq!(alice.unread_lines(), NONE);
+}
