@@ -316,8 +316,10 @@ impl CommandLoop {
         }
     }
 
-    pub(crate) async fn trust(&mut self, peer: PeerName) {
-        let trusted = self.broker.call(move |state, _, fx| state.trust(&peer, fx));
+    pub(crate) async fn trust(&mut self, peer: PeerName, fingerprint: String) {
+        let trusted = self
+            .broker
+            .call(move |state, _, fx| state.trust(&peer, &fingerprint, fx));
         match trusted.await {
             Some(Ok(key)) => {
                 self.disk.written().await;
@@ -326,6 +328,21 @@ impl CommandLoop {
             }
             Some(Err(e)) => self.error(e).await,
             None => {}
+        }
+    }
+
+    pub(crate) async fn trust_registry(&mut self, fingerprint: String) {
+        match self.registry.trust(&fingerprint).await {
+            Ok((registry, key)) => {
+                self.disk.written().await;
+                let fingerprint = key.fingerprint();
+                self.show(Event::RegistryTrusted {
+                    registry,
+                    fingerprint,
+                })
+                .await
+            }
+            Err(why) => self.error(PeerError::RegistryNotTrusted(why)).await,
         }
     }
 }

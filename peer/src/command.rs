@@ -35,9 +35,14 @@ pub enum Command {
         n: usize,
     },
     Whoami,
-    /// Pin the new key a peer presented.
+    /// Pin the new key a peer presented, if its fingerprint is the one given.
     Trust {
         peer: PeerName,
+        fingerprint: String,
+    },
+    /// Pin the registry's new key, if its fingerprint is the one given.
+    TrustRegistry {
+        fingerprint: String,
     },
     /// Give up our name at the registry for good.
     ReleaseName,
@@ -163,9 +168,10 @@ pub const TOPICS: &[Topic] = &[
     },
     Topic {
         name: "trust",
-        usage: "trust PEER",
-        about: "accept the new key a peer presented, after checking its fingerprint with them",
-        example: "trust bob",
+        usage: "trust PEER FINGERPRINT | trust registry FINGERPRINT",
+        about: "accept the new key a peer (or the registry) presented, only if it has the \
+                fingerprint you checked with its owner",
+        example: "trust bob 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940",
     },
     Topic {
         name: "release name",
@@ -234,8 +240,12 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
                 }
             },
         },
-        ["trust", peer] => Command::Trust {
-            peer: name_arg(peer, "trust PEER")?,
+        ["trust", "registry", fingerprint] => Command::TrustRegistry {
+            fingerprint: fingerprint_arg(fingerprint)?,
+        },
+        ["trust", peer, fingerprint] => Command::Trust {
+            peer: name_arg(peer, TRUST)?,
+            fingerprint: fingerprint_arg(fingerprint)?,
         },
         ["release", "name"] => Command::ReleaseName,
         ["list", "connected", "peer" | "peers"] => Command::ListConnected,
@@ -276,7 +286,13 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["status", ..] => return Err(usage("status takes no arguments", "status")),
         ["whoami", ..] => return Err(usage("whoami takes no arguments", "whoami")),
         ["history", ..] => return Err(usage("history needs a peer name", HISTORY)),
-        ["trust", ..] => return Err(usage("trust needs one peer name", "trust PEER")),
+        ["trust", ..] => {
+            return Err(usage(
+                "trust needs a peer name (or registry) and the fingerprint you checked with \
+                 its owner",
+                TRUST,
+            ))
+        }
         ["release", ..] => return Err(usage("did you mean release name?", "release name")),
         ["list", ..] => {
             return Err(usage(
@@ -341,6 +357,17 @@ fn usage(what: impl fmt::Display, usage: &str) -> ParseError {
         message: format!("{what}; usage: {usage}"),
         unknown_command: false,
     }
+}
+
+const TRUST: &str = "trust PEER FINGERPRINT | trust registry FINGERPRINT";
+
+fn fingerprint_arg(typed: &str) -> Result<String, ParseError> {
+    p2p_shared::identity::PublicKey::parse_fingerprint(typed).ok_or_else(|| {
+        usage(
+            format!("{typed:?} is not a key fingerprint (32 hex digits, as whoami prints them)"),
+            TRUST,
+        )
+    })
 }
 
 fn name_arg(word: &str, usage_of: &str) -> Result<PeerName, ParseError> {

@@ -181,7 +181,8 @@ impl CommandLoop {
                 })
                 .await
             }
-            Command::Trust { peer } => self.trust(peer).await,
+            Command::Trust { peer, fingerprint } => self.trust(peer, fingerprint).await,
+            Command::TrustRegistry { fingerprint } => self.trust_registry(fingerprint).await,
             Command::ReleaseName => self.release_name().await,
             Command::Help(None) => {
                 self.show(Event::Help {

@@ -145,6 +145,17 @@ pub enum PeerError {
     History { why: String },
     #[error("{peer} has offered no new key")]
     NothingToTrust { peer: PeerName },
+    #[error(
+        "no new key offered for {peer} has fingerprint {fingerprint} (offered: {offered}): \
+         not trusted. Check the fingerprint with {peer} again"
+    )]
+    NotOffered {
+        peer: PeerName,
+        fingerprint: String,
+        offered: String,
+    },
+    #[error("{0}")]
+    RegistryNotTrusted(String),
 }
 
 /// The peer at an address answered with another name or key than the registry's.
@@ -202,6 +213,8 @@ impl PeerError {
             PeerError::BadAcknowledgement { .. } => "bad_acknowledgement",
             PeerError::DeliveredNotStored { .. } | PeerError::History { .. } => "history_failed",
             PeerError::NothingToTrust { .. } => "nothing_to_trust",
+            PeerError::NotOffered { .. } => "fingerprint_mismatch",
+            PeerError::RegistryNotTrusted(_) => "registry_not_trusted",
         }
     }
 }

@@ -144,6 +144,10 @@ pub enum Event {
         peer: PeerName,
         fingerprint: String,
     },
+    RegistryTrusted {
+        registry: String,
+        fingerprint: String,
+    },
     Released {
         name: PeerName,
     },

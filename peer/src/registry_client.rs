@@ -161,6 +161,32 @@ impl RegistryClient {
         }
     }
 
+    /// `trust registry FINGERPRINT`: asks the registry who it is and pins its key under
+    /// `--server` if it has that fingerprint, replacing the key pinned before. Returns how
+    /// the registry is named and the key now trusted.
+    pub async fn trust(&mut self, fingerprint: &str) -> Result<(String, PublicKey), String> {
+        if self.fixed.is_some() {
+            return Err("--server-key was given: it alone says which key the registry has".into());
+        }
+        let asked = transport::request(self.addr, &self.origin, new_id(), RegistryRequest::Ping);
+        let key = match asked.await {
+            Ok(reply) => reply.key,
+            Err(e) => return Err(format!("cannot ask {} for its key: {e}", self.label)),
+        };
+        if key.fingerprint() != fingerprint {
+            return Err(format!(
+                "the registry {} signs with key {}, not {fingerprint}: not trusted",
+                self.label,
+                key.fingerprint()
+            ));
+        }
+        self.disk.write(self.known.pin(&self.label, key));
+        self.trusted.set(key);
+        // A session agreed with another key is not this registry's.
+        self.session = None;
+        Ok((self.label.clone(), key))
+    }
+
     pub async fn lookup(&mut self, name: &PeerName) -> Result<PeerInfo, SendError> {
         match self.ask(RegistryRequest::Lookup { name: *name }).await? {
             Outcome::Peer { peer } if peer.name == *name => Ok(peer),

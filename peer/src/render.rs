@@ -149,12 +149,19 @@ impl fmt::Display for Event {
                 f,
                 "WARNING: {peer} presented key {offered}, but the key known for {peer} is \
                  {pinned}. Someone may be impersonating {peer}; refused. If {peer} really has \
-                 a new key, check its fingerprint with {peer} and type: trust {peer}"
+                 a new key, check its fingerprint with {peer} and type: trust {peer} {offered}"
             ),
             Event::Whoami { name, key } => write!(f, "{name} key {} ({key})", key.fingerprint()),
             Event::Trusted { peer, fingerprint } => {
                 write!(f, "trusting key {fingerprint} for {peer} from now on")
             }
+            Event::RegistryTrusted {
+                registry,
+                fingerprint,
+            } => write!(
+                f,
+                "trusting key {fingerprint} for the registry {registry} from now on"
+            ),
             Event::Released { name } => write!(f, "released the name {name}"),
             Event::Help { text } => f.write_str(text.trim_end()),
             Event::Bye => write!(f, "bye"),
@@ -342,13 +349,13 @@ mod tests {
             peer: name("alice"),
             addr: "127.0.0.1:1".parse().unwrap(),
             expires_in: Duration::from_secs(60),
-            fingerprint: "3f2a:9c1d:77e0:b4a2".into(),
+            fingerprint: "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940".into(),
             verified: true,
         };
         assert_eq!(
             PLAIN.render(&event),
             "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
-             key 3f2a:9c1d:77e0:b4a2"
+             key 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940"
         );
         let json: serde_json::Value =
             serde_json::from_str(&Rendering::Json.render(&event)).unwrap();
@@ -356,7 +363,7 @@ mod tests {
             json,
             serde_json::json!({"event": "request_arrived", "peer": "alice",
                                "addr": "127.0.0.1:1", "expires_in_ms": 60000,
-                               "fingerprint": "3f2a:9c1d:77e0:b4a2", "verified": true})
+                               "fingerprint": "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940", "verified": true})
         );
     }
 

@@ -42,11 +42,14 @@ pub enum KeyError {
 }
 
 impl PublicKey {
-    /// A short, stable way for people to compare keys: the first 8 bytes of the key's SHA-256,
-    /// in hex, in groups of four (`3f2a:9c1d:77e0:b4a2`).
+    /// A stable way for people to compare keys by hand: the first 16 bytes (128 bits) of the
+    /// key's SHA-256, in hex, in groups of four (`3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940`).
+    /// 128 bits, because an attacker who can make keys until one matches a victim's
+    /// fingerprint in the digits people compare needs about 2^128 tries; 64 bits (before
+    /// protocol version 5) is within reach of a large computation.
     pub fn fingerprint(&self) -> String {
         let digest = Sha256::digest(self.0);
-        let hex = HEXLOWER.encode(&digest[..8]);
+        let hex = HEXLOWER.encode(&digest[..16]);
         hex.as_bytes()
             .chunks(4)
             .map(|c| std::str::from_utf8(c).expect("hex is ASCII"))
@@ -56,6 +59,21 @@ impl PublicKey {
 
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
+    }
+
+    /// A fingerprint as a person typed it (any case, with or without the colons), in the
+    /// form [`PublicKey::fingerprint`] prints; `None` if it is not 32 hex digits.
+    pub fn parse_fingerprint(typed: &str) -> Option<String> {
+        let hex: String = typed
+            .chars()
+            .filter(|c| *c != ':')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let groups: Vec<&str> = (0..8).map(|i| &hex[4 * i..4 * i + 4]).collect();
+        Some(groups.join(":"))
     }
 
     /// Whether `signature` is this key's over `message` (strict verification: no malleable
@@ -204,6 +222,21 @@ impl NoiseKey {
         &self.0
     }
 
+    /// A fingerprint as a person typed it (any case, with or without the colons), in the
+    /// form [`PublicKey::fingerprint`] prints; `None` if it is not 32 hex digits.
+    pub fn parse_fingerprint(typed: &str) -> Option<String> {
+        let hex: String = typed
+            .chars()
+            .filter(|c| *c != ':')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let groups: Vec<&str> = (0..8).map(|i| &hex[4 * i..4 * i + 4]).collect();
+        Some(groups.join(":"))
+    }
+
     /// Whether `identity` signed this key as its Noise static key.
     pub fn is_signed_by(&self, identity: &PublicKey, signature: &Signature) -> bool {
         identity.verify(&noise_binding(self), signature)
@@ -324,7 +357,23 @@ mod tests {
         assert_eq!(text.len(), 43);
         assert_eq!(text.parse::<PublicKey>().unwrap(), key);
         assert!("not a key".parse::<PublicKey>().is_err());
-        assert_eq!(key.fingerprint().len(), 19);
+        assert_eq!(key.fingerprint().len(), 39, "8 groups of 4 hex digits");
+        let fingerprint = key.fingerprint();
+        let typed = fingerprint.replace(':', "").to_uppercase();
+        assert_eq!(
+            PublicKey::parse_fingerprint(&typed),
+            Some(fingerprint.clone())
+        );
+        assert_eq!(
+            PublicKey::parse_fingerprint(&fingerprint),
+            Some(fingerprint.clone())
+        );
+        assert_eq!(
+            PublicKey::parse_fingerprint(&fingerprint[..19]),
+            None,
+            "64 bits"
+        );
+        assert_eq!(PublicKey::parse_fingerprint(&"g".repeat(32)), None);
     }
 
     #[test]

@@ -513,7 +513,7 @@ impl Peer {
         format!(
             "WARNING: {name} presented key {offered}, but the key known for {name} is \
              {pinned}. Someone may be impersonating {name}; refused. If {name} really has a \
-             new key, check its fingerprint with {name} and type: trust {name}"
+             new key, check its fingerprint with {name} and type: trust {name} {offered}"
         )
     }
 

@@ -202,8 +202,13 @@ impl PeerState {
     }
 
     /// Pins the changed key `peer` last offered.
-    pub fn trust(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) -> Result<PublicKey, PeerError> {
-        self.pins.trust(peer, fx)
+    pub fn trust(
+        &mut self,
+        peer: &PeerName,
+        fingerprint: &str,
+        fx: &mut Vec<Effect>,
+    ) -> Result<PublicKey, PeerError> {
+        self.pins.trust(peer, fingerprint, fx)
     }
 
     /// The open chats, sorted by name.

@@ -15,10 +15,15 @@ use crate::event::Event;
 use crate::known::{KnownKeys, Pin};
 use crate::state::Effect;
 
+/// How many changed keys are kept per name for `trust`.
+const MAX_OFFERED: usize = 4;
+
 pub struct Pins {
     known: KnownKeys<PeerName>,
-    /// Changed keys we refused, for `trust NAME`.
-    offered: HashMap<PeerName, PublicKey>,
+    /// Changed keys we refused, for `trust NAME FINGERPRINT`: the last few per name, so
+    /// that a stranger's key offered after the real one cannot push the real one out.
+    /// (Only names pinned here get entries.)
+    offered: HashMap<PeerName, Vec<PublicKey>>,
 }
 
 impl Pins {
@@ -47,7 +52,12 @@ impl Pins {
                 Ok(())
             }
             Pin::Changed { pinned } => {
-                if self.offered.insert(*name, key) != Some(key) {
+                let offered = self.offered.entry(*name).or_default();
+                if !offered.contains(&key) {
+                    if offered.len() == MAX_OFFERED {
+                        offered.remove(0);
+                    }
+                    offered.push(key);
                     fx.push(Effect::Show(Event::KeyChanged {
                         peer: *name,
                         pinned: pinned.fingerprint(),
@@ -73,12 +83,31 @@ impl Pins {
         self.known.check(name, key)
     }
 
-    /// Pins the changed key `peer` last offered.
-    pub fn trust(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) -> Result<PublicKey, PeerError> {
-        let key = self
+    /// Pins the changed key `peer` last offered, if it has the `fingerprint` the user checked
+    /// with `peer`: never whatever key came last, which an attacker may have sent.
+    pub fn trust(
+        &mut self,
+        peer: &PeerName,
+        fingerprint: &str,
+        fx: &mut Vec<Effect>,
+    ) -> Result<PublicKey, PeerError> {
+        let offered = self
             .offered
-            .remove(peer)
+            .get(peer)
             .ok_or(PeerError::NothingToTrust { peer: *peer })?;
+        let Some(key) = offered
+            .iter()
+            .find(|k| k.fingerprint() == fingerprint)
+            .copied()
+        else {
+            let offered: Vec<String> = offered.iter().map(PublicKey::fingerprint).collect();
+            return Err(PeerError::NotOffered {
+                peer: *peer,
+                fingerprint: fingerprint.to_owned(),
+                offered: offered.join(", "),
+            });
+        };
+        self.offered.remove(peer);
         fx.push(Effect::Write(self.known.pin(peer, key)));
         Ok(key)
     }

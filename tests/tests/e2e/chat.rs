@@ -10,6 +10,9 @@ fn full_chat_by_address() {
     let server = Server::start();
     let alice = Peer::start("alice", server.addr());
     let bob = Peer::start("bob", server.addr());
+    // Registered: the registry vouches for both names (no "(unverified)" on either line).
+    alice.register();
+    bob.register();
 
     alice.send(&format!("chat request 127.0.0.1 {}", bob.port()));
     alice.expect_exact(&format!(

@@ -223,10 +223,13 @@ fn an_overlong_input_line_is_one_error_and_the_peer_goes_on() {
 #[test]
 fn trust_without_a_new_key_offered_is_one_error() {
     let alice = Peer::start_offline("alice");
-    let out = alice.run("trust bob");
+    let fingerprint = alice.fingerprint();
+    let out = alice.run(&format!("trust bob {fingerprint}"));
     assert!(is_one_error(&out), "one error line: {out:?}");
     assert!(out[0].contains("bob"), "{out:?}");
     assert_one_usage_error("trust", &alice.run("trust"));
+    assert_one_usage_error("trust", &alice.run("trust bob"));
+    assert_one_usage_error("trust", &alice.run("trust bob 3f2a:9c1d"));
     assert_one_usage_error("whoami now", &alice.run("whoami now"));
     // whoami still shows the key the peer started with.
     assert_eq!(alice.whoami(), alice.key());

@@ -103,3 +103,57 @@ fn a_name_nobody_registered_is_shown_unverified_both_ways() {
     ));
     assert_eq!(alice.unread_lines(), NONE);
 }
+
+#[test]
+fn a_registry_with_a_new_key_is_trusted_only_by_its_fingerprint() {
+    let first = Server::start();
+    let port = first.addr().port();
+    let alice = Peer::start("alice", first.addr());
+    alice.register();
+    drop(first);
+
+    // Another registry (a new key) at the same --server: refused, and the error says how to
+    // accept it once its key is checked.
+    let second = Server::builder().port(port).start();
+    alice.send("register");
+    let error = alice.expect_error();
+    assert!(
+        error.contains(&format!("type: trust registry {}", second.fingerprint())),
+        "{error}"
+    );
+    let wrong = Server::start().fingerprint();
+    let out = alice.run(&format!("trust registry {wrong}"));
+    assert!(p2p_e2e::is_one_error(&out), "{out:?}");
+    assert!(out[0].contains("not trusted"), "{out:?}");
+
+    alice.send(&format!("trust registry {}", second.fingerprint()));
+    alice.expect_exact(&format!(
+        "trusting key {} for the registry {} from now on",
+        second.fingerprint(),
+        second.addr()
+    ));
+    alice.register();
+}
+
+#[test]
+fn a_refusal_at_first_contact_pins_no_registry_key() {
+    // Something at the registry's address refuses alice's first request with its own key.
+    let fake = RawPeer::start("registry");
+    let port = fake.addr().port();
+    let mut alice = Peer::start("alice", fake.addr());
+    alice.send("register");
+    let request = fake.receive();
+    request.reply(
+        fake.signer(),
+        json!({ "type": "error", "code": "busy", "detail": "try later" }),
+    );
+    alice.expect_error();
+    drop(fake);
+
+    // The real registry there is trusted on its first successful reply.
+    let server = Server::builder().port(port).start();
+    alice.register();
+    alice.exit(); // after the disk thread has written what waits
+    let known = std::fs::read_to_string(alice.data_dir().join("known_registries")).unwrap();
+    assert_eq!(known.trim(), format!("{} {}", server.addr(), server.key()));
+}

@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 
 use p2p_e2e::{
     assert_refused, assert_refused_with, contains, envelope, json, outcome, raw_exchange,
-    signer_of, stray_handshake, Capture, DataDir, Peer, Proc, Proxy, Refusal, Server, Signer,
-    Value,
+    signer_of, stray_handshake, Capture, DataDir, Identity, Peer, Proc, Proxy, Refusal, Server,
+    Signer, Value,
 };
 
 const NONE: Vec<String> = Vec::new();
@@ -595,12 +595,36 @@ fn a_peer_with_a_new_key_is_refused_until_trusted() {
         Peer::key_warning("bob", &bob.fingerprint(), &old),
         "the warning names both keys"
     );
-    assert!(warning.ends_with("type: trust bob"), "{warning}");
+    assert!(
+        warning.ends_with(&format!("type: trust bob {}", bob.fingerprint())),
+        "{warning}"
+    );
     let error = bob.expect_error();
     assert!(error.contains("another key"), "{error:?}");
     assert_eq!(alice.unread_lines(), NONE, "no chat request is shown");
 
-    alice.send("trust bob");
+    // The trust race: mallory offers her key for bob after bob did. `trust bob FP` pins the
+    // key the user checked with bob, not whichever came last; a fingerprint nobody offered
+    // pins nothing.
+    let mallory = Signer::new("bob", "127.0.0.1:1");
+    let (request, _) = mallory.chat_request();
+    assert_eq!(
+        outcome(&mallory.send(alice.addr(), &request)),
+        "key_changed"
+    );
+    alice.expect_exact(&Peer::key_warning(
+        "bob",
+        &mallory.key().fingerprint(),
+        &old,
+    ));
+    let out = alice.run(&format!(
+        "trust bob {}",
+        Identity::generate().public().fingerprint()
+    ));
+    assert!(p2p_e2e::is_one_error(&out), "{out:?}");
+    assert!(out[0].contains("not trusted"), "{out:?}");
+
+    alice.send(&format!("trust bob {}", bob.fingerprint()));
     alice.expect_exact(&format!(
         "trusting key {} for bob from now on",
         bob.fingerprint()
