@@ -29,8 +29,17 @@ pub fn dead_addr() -> SocketAddr {
 /// returns everything that arrived until the other side closed (a reset also counts as the
 /// end) or [`RAW_READ_TIMEOUT`] passed.
 pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], shutdown_write: bool) -> Vec<u8> {
-    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("cannot connect to {addr}: {e}"));
+    raw_exchange_from(None, addr, bytes, shutdown_write)
+}
+
+/// The same, from the loopback address `from` (an attacker on 127.1.x.y, say) if given.
+pub fn raw_exchange_from(
+    from: Option<std::net::IpAddr>,
+    addr: SocketAddr,
+    bytes: &[u8],
+    shutdown_write: bool,
+) -> Vec<u8> {
+    let mut stream = connect_from(from, addr);
     stream
         .set_read_timeout(Some(RAW_READ_TIMEOUT))
         .expect("set_read_timeout");
@@ -39,6 +48,21 @@ pub fn raw_exchange(addr: SocketAddr, bytes: &[u8], shutdown_write: bool) -> Vec
         let _ = stream.shutdown(Shutdown::Write);
     }
     read_to_close(&mut stream)
+}
+
+/// A connection to `addr`, from the local address `from` if given.
+#[track_caller]
+pub fn connect_from(from: Option<std::net::IpAddr>, addr: SocketAddr) -> TcpStream {
+    let connect = || -> std::io::Result<TcpStream> {
+        let Some(ip) = from else {
+            return TcpStream::connect_timeout(&addr, Duration::from_secs(5));
+        };
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+        socket.bind(&SocketAddr::new(ip, 0).into())?;
+        socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+        Ok(socket.into())
+    };
+    connect().unwrap_or_else(|e| panic!("cannot connect to {addr} from {from:?}: {e}"))
 }
 
 /// Everything `stream` delivers until it closes, is reset, or its read timeout passes.
@@ -191,7 +215,12 @@ impl Signer {
     /// Signs and sends `envelope` to `addr`; returns the verified reply (see [`request`]).
     #[track_caller]
     pub fn send(&self, addr: SocketAddr, envelope: &Value) -> Value {
-        request(addr, &self.frame(envelope), envelope)
+        // From the IP this signer claims, so that a signer on 127.1.x.y is one.
+        let ip = self.addr.parse::<SocketAddr>().ok().map(|a| a.ip());
+        let localhost = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+        let from = ip.filter(|ip| ip.is_loopback() && *ip != localhost);
+        let raw = raw_exchange_from(from, addr, &self.frame(envelope), false);
+        checked_reply(addr, &raw, envelope)
     }
 
     /// Sends a request with `body` from this signer to `addr`; returns the verified reply.
@@ -251,8 +280,12 @@ pub fn signer_of(reply: &Value) -> PublicKey {
 /// checking that it is one validly signed reply frame naming the request's id.
 #[track_caller]
 pub fn request(addr: SocketAddr, bytes: &[u8], envelope: &Value) -> Value {
-    let raw = raw_exchange(addr, bytes, false);
-    let reply = decode_reply(&raw)
+    checked_reply(addr, &raw_exchange(addr, bytes, false), envelope)
+}
+
+#[track_caller]
+fn checked_reply(addr: SocketAddr, raw: &[u8], envelope: &Value) -> Value {
+    let reply = decode_reply(raw)
         .unwrap_or_else(|e| panic!("no valid reply from {addr} to {envelope}: {e} (raw: {raw:?})"));
     assert_eq!(
         reply["body"]["re"], envelope["id"],

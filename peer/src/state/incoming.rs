@@ -22,8 +22,16 @@ use p2p_shared::{MessageId, PeerInfo, PeerName};
 use crate::error::PeerError;
 use crate::event::{Event, Withdrawal};
 
-/// The most incoming requests pending at once (one per requester).
+/// The most incoming requests pending at once (one per requester name).
 pub const MAX_PENDING: usize = 32;
+/// How many of those may be from requesters nobody vouches for (neither the registry nor a
+/// pin here): the rest is kept for people the user already knows, so strangers cannot fill
+/// the table for everyone.
+pub const MAX_UNVERIFIED: usize = 24;
+/// The most pending requests from one IP address.
+pub const MAX_PER_ADDRESS: usize = 4;
+/// The most pending requests signed by one key (under several names).
+pub const MAX_PER_KEY: usize = 2;
 
 /// One chat request waiting for this user's `yes` or `no`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +44,8 @@ pub struct PendingRequest {
     /// Message 1 of the chat's handshake, read again if the user says yes (`handshake.rs`).
     pub pattern: Pattern,
     pub handshake: HandshakeMessage,
+    /// Whether the registry (or a pin here) vouched for the key under that name.
+    pub verified: bool,
     pub received_at: DateTime<Utc>,
     pub expires_at: Instant,
 }
@@ -124,9 +134,23 @@ impl From<TakeError> for PeerError {
     }
 }
 
-/// A request arrived while [`MAX_PENDING`] others wait.
-#[derive(Debug, PartialEq, Eq)]
-pub struct TooMany;
+/// Why a request could not be kept pending.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotKept {
+    #[error("{MAX_PENDING} chat requests are already waiting; try again later")]
+    Full,
+    #[error(
+        "{MAX_UNVERIFIED} chat requests from peers nobody vouches for are already waiting; \
+         try again later"
+    )]
+    FullOfStrangers,
+    #[error("{MAX_PER_ADDRESS} chat requests from this address are already waiting")]
+    FromThisAddress,
+    #[error("{MAX_PER_KEY} chat requests signed by this key are already waiting")]
+    FromThisKey,
+    #[error("a chat request from {0} with another key is already waiting")]
+    OtherKey(PeerName),
+}
 
 /// Requests that others sent us, by requester.
 #[derive(Debug)]
@@ -147,16 +171,19 @@ impl IncomingRequests {
         self.ttl
     }
 
-    /// Records request `id` from `from`, which arrived at `now` (`utc` on the wall clock).
-    /// It replaces an earlier one from the same peer, which ends (returned).
+    /// Records request `id` from `from`, which arrived at `now` (`utc` on the wall clock);
+    /// `verified` if the registry or a pin vouches for its key. It replaces an earlier one
+    /// from the same name and key, which ends (returned). One under another key is replaced
+    /// only by a request someone vouches for, when nobody vouched for it: a stranger cannot
+    /// push out a request, and cannot hold a name against its vouched-for owner.
     pub fn offer(
         &mut self,
         id: MessageId,
         from: &PeerInfo,
-        (pattern, handshake): (Pattern, HandshakeMessage),
+        (pattern, handshake, verified): (Pattern, HandshakeMessage, bool),
         now: Instant,
         utc: DateTime<Utc>,
-    ) -> Result<Option<IncomingEnd>, TooMany> {
+    ) -> Result<Option<IncomingEnd>, NotKept> {
         let record = PendingRequest {
             id,
             from: from.name,
@@ -164,11 +191,14 @@ impl IncomingRequests {
             key: from.key,
             pattern,
             handshake,
+            verified,
             received_at: utc,
             expires_at: now + self.ttl,
         };
-        let full = self.by_peer.len() >= MAX_PENDING;
         match self.by_peer.get_mut(&from.name) {
+            Some(existing) if existing.key != from.key && (existing.verified || !verified) => {
+                Err(NotKept::OtherKey(from.name))
+            }
             Some(existing) => {
                 *existing = record;
                 Ok(Some(IncomingEnd::Withdrawn {
@@ -176,12 +206,31 @@ impl IncomingRequests {
                     why: Withdrawal::Replaced,
                 }))
             }
-            None if full => Err(TooMany),
             None => {
+                self.room_for(&record)?;
                 self.by_peer.insert(from.name, record);
                 Ok(None)
             }
         }
+    }
+
+    /// Whether one more request like `record` fits every bound.
+    fn room_for(&self, record: &PendingRequest) -> Result<(), NotKept> {
+        let count =
+            |f: &dyn Fn(&PendingRequest) -> bool| self.by_peer.values().filter(|r| f(r)).count();
+        if self.by_peer.len() >= MAX_PENDING {
+            return Err(NotKept::Full);
+        }
+        if !record.verified && count(&|r| !r.verified) >= MAX_UNVERIFIED {
+            return Err(NotKept::FullOfStrangers);
+        }
+        if count(&|r| r.addr.ip() == record.addr.ip()) >= MAX_PER_ADDRESS {
+            return Err(NotKept::FromThisAddress);
+        }
+        if count(&|r| r.key == record.key) >= MAX_PER_KEY {
+            return Err(NotKept::FromThisKey);
+        }
+        Ok(())
     }
 
     /// Takes the live request from `name`, or the only live one if `name` is `None`, for the
@@ -268,19 +317,39 @@ mod tests {
 
     const TTL: Duration = Duration::from_secs(60);
 
+    /// `name` at 127.0.0.1:`port`, with one key per name for the whole test thread.
     fn sender(name: &str, port: u16) -> PeerInfo {
+        from_ip(name, [127, 0, 0, 1], port)
+    }
+
+    fn from_ip(name: &str, ip: [u8; 4], port: u16) -> PeerInfo {
+        thread_local! {
+            static KEYS: std::cell::RefCell<std::collections::HashMap<String, PublicKey>> =
+                Default::default();
+        }
+        let key = KEYS.with(|keys| {
+            *keys
+                .borrow_mut()
+                .entry(name.to_owned())
+                .or_insert_with(|| p2p_shared::identity::Identity::generate().public())
+        });
         PeerInfo {
             name: name.parse().unwrap(),
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            key: p2p_shared::identity::Identity::generate().public(),
+            addr: SocketAddr::from((ip, port)),
+            key,
         }
     }
 
-    fn share() -> (Pattern, HandshakeMessage) {
+    /// Message 1 of a handshake; `verified` says whether anyone vouched for the requester.
+    fn first(verified: bool) -> (Pattern, HandshakeMessage, bool) {
         let me = p2p_shared::identity::Identity::generate();
         let to = p2p_shared::handshake::Recipient::Unknown(None);
         let (_, pattern, first) = p2p_shared::handshake::Initiator::start(&me, new_id(), to);
-        (pattern, first)
+        (pattern, first, verified)
+    }
+
+    fn share() -> (Pattern, HandshakeMessage, bool) {
+        first(true)
     }
 
     fn name(s: &str) -> PeerName {
@@ -291,6 +360,14 @@ mod tests {
         incoming
             .offer(new_id(), &sender(who, port), share(), now, Utc::now())
             .unwrap();
+    }
+
+    fn offer_from(
+        incoming: &mut IncomingRequests,
+        from: &PeerInfo,
+        verified: bool,
+    ) -> Result<Option<IncomingEnd>, NotKept> {
+        incoming.offer(new_id(), from, first(verified), Instant::now(), Utc::now())
     }
 
     #[test]
@@ -350,17 +427,70 @@ mod tests {
     }
 
     #[test]
-    fn pending_requests_are_capped() {
+    fn pending_requests_are_capped_with_room_kept_for_requesters_someone_vouches_for() {
+        let mut incoming = IncomingRequests::new(TTL);
+        let stranger = |i: usize| from_ip(&format!("s{i}"), [127, 1, 0, i as u8], 1);
+        for i in 0..MAX_UNVERIFIED {
+            assert_eq!(offer_from(&mut incoming, &stranger(i), false), Ok(None));
+        }
+        let one_more = offer_from(&mut incoming, &stranger(MAX_UNVERIFIED), false);
+        assert_eq!(one_more, Err(NotKept::FullOfStrangers));
+        // The rest of the table is for people the registry or a pin vouches for.
+        let known = |i: usize| from_ip(&format!("k{i}"), [127, 0, 0, 1 + i as u8], 1);
+        for i in 0..MAX_PENDING - MAX_UNVERIFIED {
+            assert_eq!(offer_from(&mut incoming, &known(i), true), Ok(None));
+        }
+        let late = offer_from(&mut incoming, &known(MAX_PENDING), true);
+        assert_eq!(late, Err(NotKept::Full));
+        // A requester already on the list may still ask again, with the same key.
+        assert!(matches!(
+            offer_from(&mut incoming, &stranger(0), false),
+            Ok(Some(_))
+        ));
+    }
+
+    #[test]
+    fn one_address_or_one_key_holds_only_a_few_requests() {
+        let mut incoming = IncomingRequests::new(TTL);
+        for i in 0..MAX_PER_ADDRESS {
+            let from = from_ip(&format!("a{i}"), [127, 1, 2, 3], 1);
+            assert_eq!(offer_from(&mut incoming, &from, false), Ok(None));
+        }
+        let same_address = from_ip("a-more", [127, 1, 2, 3], 2);
+        assert_eq!(
+            offer_from(&mut incoming, &same_address, false),
+            Err(NotKept::FromThisAddress)
+        );
+        // One key under several names, from several addresses.
+        let key = from_ip("k", [127, 2, 0, 1], 1).key;
+        for i in 0..=MAX_PER_KEY {
+            let from = PeerInfo {
+                key,
+                ..from_ip(&format!("k{i}"), [127, 2, 0, 1 + i as u8], 1)
+            };
+            let kept = offer_from(&mut incoming, &from, false);
+            match i < MAX_PER_KEY {
+                true => assert_eq!(kept, Ok(None)),
+                false => assert_eq!(kept, Err(NotKept::FromThisKey)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_request_under_another_key_never_replaces_a_pending_one() {
         let now = Instant::now();
         let mut incoming = IncomingRequests::new(TTL);
-        for i in 0..MAX_PENDING {
-            offer(&mut incoming, &format!("p{i}"), 1, now);
-        }
-        let late = incoming.offer(new_id(), &sender("late", 1), share(), now, Utc::now());
-        assert_eq!(late, Err(TooMany));
-        // A requester already on the list may still ask again.
-        let again = incoming.offer(new_id(), &sender("p0", 1), share(), now, Utc::now());
-        assert!(matches!(again, Ok(Some(_))));
+        offer(&mut incoming, "carol", 1, now);
+        let impostor = PeerInfo {
+            key: p2p_shared::identity::Identity::generate().public(),
+            ..sender("carol", 9)
+        };
+        let refused = offer_from(&mut incoming, &impostor, false);
+        assert_eq!(refused, Err(NotKept::OtherKey(name("carol"))));
+        assert_eq!(
+            incoming.take(None, now).unwrap().key,
+            sender("carol", 1).key
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@ use p2p_shared::{
 };
 
 use super::chats::Chats;
-use super::incoming::{TooMany, MAX_PENDING};
+
 use super::outgoing::{NotAnswerable, OutgoingEnd};
 use super::{screen_full, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
 use crate::disk::Record;
@@ -92,7 +92,7 @@ impl PeerState {
         }
         match self
             .incoming
-            .offer(id, &from, (pattern, handshake), cx.now, cx.utc)
+            .offer(id, &from, (pattern, handshake, verified), cx.now, cx.utc)
         {
             Ok(replaced) => {
                 if let Some(end) = replaced {
@@ -110,10 +110,7 @@ impl PeerState {
                     expires_in_ms: expires_in.as_millis().try_into().unwrap_or(u64::MAX),
                 }
             }
-            Err(TooMany) => Outcome::error(
-                ErrorCode::TooManyRequests,
-                format!("{MAX_PENDING} chat requests are already waiting; try again later"),
-            ),
+            Err(why) => Outcome::error(ErrorCode::TooManyRequests, why.to_string()),
         }
     }
 

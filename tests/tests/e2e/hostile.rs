@@ -483,28 +483,49 @@ fn a_frame_of_exactly_64_kib_is_accepted_by_a_peer() {
 }
 
 #[test]
-fn a_flood_of_chat_requests_is_bounded() {
-    let bob = Peer::start_offline("bob");
+fn a_flood_of_chat_requests_from_strangers_leaves_room_for_known_peers() {
+    let server = Server::start();
+    let bob = Peer::start("bob", server.addr());
+    bob.register();
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    // 40 strangers, four keys on each of ten addresses 127.1.0.1 to 127.1.0.10.
     let flooders: Vec<Signer> = (0..40)
-        .map(|i| Signer::new(&format!("r{i:02}"), "127.0.0.1:1"))
+        .map(|i| Signer::new(&format!("r{i:02}"), format!("127.1.0.{}:1", 1 + i / 4)))
         .collect();
     let codes: Vec<String> = flooders
         .iter()
         .map(|r| outcome(&r.send(bob.addr(), &r.chat_request().0)))
         .collect();
-    // At most 32 pending (docs/protocol.md); the rest are refused, not queued.
-    let mut expected = vec!["pending".to_owned(); 32];
-    expected.extend(vec!["too_many_requests".to_owned(); 8]);
+    // At most 24 pending from peers nobody vouches for (docs/protocol.md); the rest are
+    // refused, not queued.
+    let mut expected = vec!["pending".to_owned(); 24];
+    expected.extend(vec!["too_many_requests".to_owned(); 16]);
     assert_eq!(codes, expected);
-
-    // bob was asked 32 times, and still answers.
-    for r in &flooders[..32] {
-        bob.expect_request(
-            r.name(),
-            "127.0.0.1:1".parse().unwrap(),
-            &r.key().fingerprint(),
-        );
+    for (i, r) in flooders[..24].iter().enumerate() {
+        let addr = format!("127.1.0.{}:1", 1 + i / 4).parse().unwrap();
+        bob.expect_request_vouched(r.name(), addr, &r.key().fingerprint(), false);
     }
     assert_eq!(bob.unread_lines(), Vec::<String>::new());
-    assert_eq!(bob.connected(), Vec::<String>::new());
+
+    // alice, whom the registry vouches for, still gets through.
+    alice.send("chat request bob");
+    alice.expect_request_sent_vouched(&bob, true);
+    bob.expect_request_vouched("alice", alice.addr(), &alice.fingerprint(), true);
+    bob.send("yes alice");
+    alice.expect("chat accepted by bob");
+}
+
+#[test]
+fn one_address_holds_only_a_few_pending_requests() {
+    let bob = Peer::start_offline("bob");
+    let codes: Vec<String> = (0..6)
+        .map(|i| {
+            let r = Signer::new(&format!("r{i}"), "127.1.1.1:1");
+            outcome(&r.send(bob.addr(), &r.chat_request().0))
+        })
+        .collect();
+    let mut expected = vec!["pending".to_owned(); 4];
+    expected.extend(vec!["too_many_requests".to_owned(); 2]);
+    assert_eq!(codes, expected);
 }

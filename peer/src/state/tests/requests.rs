@@ -13,8 +13,9 @@ fn an_unsolicited_request_pins_nothing_until_the_user_accepts() {
         Outcome::Pending { .. }
     ));
     assert_eq!(state.pins.pin_of(&name("bob"), &mallory.info.key), Pin::New);
-    // The real bob's request replaces mallory's record (one per name); alice says yes.
-    let (outcome, events) = ask(&mut state, &bob, &at(now));
+    // The real bob's request, which the registry vouches for, replaces mallory's record
+    // (one per name); alice says yes.
+    let (outcome, events) = ask_vouched(&mut state, &bob, Vouch::Registered, now);
     assert!(matches!(outcome, Outcome::Pending { .. }));
     assert_eq!(
         events[0],
