@@ -55,8 +55,21 @@ impl CommandLoop {
             },
         };
         let id = new_id();
-        // Message 1 names whom we asked for, when we asked by name: nobody else takes it.
-        let to = Recipient::Unknown(expected.map(|(name, _)| name));
+        // By name, to a peer whose static key a chat proved for its pinned key: IK, so that
+        // only that peer can read the request. Otherwise IX; message 1 then names whom we
+        // asked for, when we asked by name, and nobody else takes it.
+        let noise = match expected {
+            Some((name, key)) => {
+                let pinned =
+                    move |state: &mut PeerState, _: &_, _: &mut _| state.pinned_noise(&name, &key);
+                self.broker.call(pinned).await.flatten()
+            }
+            None => None,
+        };
+        let to = match (expected, &noise) {
+            (Some((name, _)), Some(noise)) => Recipient::Pinned { name, noise },
+            (expected, _) => Recipient::Unknown(expected.map(|(name, _)| name)),
+        };
         let (handshake, pattern, first) = Initiator::start(&self.origin.identity, id, to);
         let body = PeerRequest::ChatRequest {
             pattern,

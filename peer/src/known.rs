@@ -2,8 +2,10 @@
 //! `known_peers`) and for each registry address (in `known_registries`).
 //!
 //! On first contact a key is pinned; afterwards a different key for the same name is refused
-//! until the user deliberately trusts it (`trust NAME`). Each file is one `NAME KEY` pair per
-//! line, read once at start-up. A change is kept in memory at once and the whole file is
+//! until the user deliberately trusts it (`trust NAME FINGERPRINT`). Each file has one
+//! `NAME KEY` pair per line, read once at start-up; a peer's line may end with the Noise
+//! static key its identity vouched for in the last chat (`NAME KEY NOISE`), so that the
+//! next chat request to it can use Noise IK (`shared/src/handshake.rs`). A change is kept in memory at once and the whole file is
 //! rewritten by the disk thread (`disk.rs`) from the [`FileWrite`] that [`KnownKeys::pin`]
 //! returns: written to a temporary file, then renamed over the old one, so a crash leaves
 //! either the old or the new file, never half of one, readable by its owner only.
@@ -16,7 +18,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use p2p_shared::identity::PublicKey;
+use p2p_shared::identity::{NoiseKey, PublicKey};
 
 /// What a key is, compared with the pinned one.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +35,8 @@ pub enum Pin {
 pub struct KnownKeys<K> {
     path: PathBuf,
     keys: BTreeMap<K, PublicKey>,
+    /// The Noise static key last proved by the pinned key, where one was.
+    noise: BTreeMap<K, NoiseKey>,
 }
 
 /// A whole file to write, atomically: what the disk thread does with a changed pin file.
@@ -46,24 +50,29 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
     /// Loads the file at `path`; a missing file is an empty list. Lines that do not parse are
     /// skipped (and kept out of the next rewrite).
     pub fn load(path: PathBuf) -> anyhow::Result<Self> {
-        let mut keys = BTreeMap::new();
+        let (mut keys, mut noise) = (BTreeMap::new(), BTreeMap::new());
         match fs::read_to_string(&path) {
             Ok(text) => {
                 for line in text.lines() {
-                    let mut words = line.split_whitespace();
-                    if let (Some(name), Some(key), None) =
-                        (words.next(), words.next(), words.next())
-                    {
-                        if let (Ok(name), Ok(key)) = (name.parse(), key.parse()) {
-                            keys.insert(name, key);
-                        }
+                    let words: Vec<&str> = line.split_whitespace().collect();
+                    let (name, key, static_key) = match words[..] {
+                        [name, key] => (name, key, None),
+                        [name, key, static_key] => (name, key, Some(static_key)),
+                        _ => continue,
+                    };
+                    let (Ok(name), Ok(key)) = (name.parse::<K>(), key.parse()) else {
+                        continue;
+                    };
+                    if let Some(Ok(static_key)) = static_key.map(str::parse::<NoiseKey>) {
+                        noise.insert(name.clone(), static_key);
                     }
+                    keys.insert(name, key);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
         }
-        Ok(KnownKeys { path, keys })
+        Ok(KnownKeys { path, keys, noise })
     }
 
     /// Nothing pinned, nothing on disk: for tests.
@@ -72,6 +81,7 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
         KnownKeys {
             path: PathBuf::new(),
             keys: BTreeMap::new(),
+            noise: BTreeMap::new(),
         }
     }
 
@@ -83,17 +93,42 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
         }
     }
 
-    /// Pins `key` for `name`, replacing any earlier key; returns the file to write.
     /// The key pinned for `name`, if any.
     pub fn get(&self, name: &K) -> Option<PublicKey> {
         self.keys.get(name).copied()
     }
 
+    /// The Noise static key the key pinned for `name` proved in the last chat, if any.
+    pub fn noise(&self, name: &K) -> Option<NoiseKey> {
+        self.noise.get(name).copied()
+    }
+
+    /// Pins `key` for `name`, replacing any earlier key (and the Noise static key of the
+    /// earlier one); returns the file to write.
     pub fn pin(&mut self, name: &K, key: PublicKey) -> FileWrite {
-        self.keys.insert(name.clone(), key);
+        if self.keys.insert(name.clone(), key) != Some(key) {
+            self.noise.remove(name);
+        }
+        self.file()
+    }
+
+    /// Records the Noise static key that the key pinned for `name` proved; the file to
+    /// write if that changed anything.
+    pub fn pin_noise(&mut self, name: &K, static_key: NoiseKey) -> Option<FileWrite> {
+        if !self.keys.contains_key(name) || self.noise.get(name) == Some(&static_key) {
+            return None;
+        }
+        self.noise.insert(name.clone(), static_key);
+        Some(self.file())
+    }
+
+    fn file(&self) -> FileWrite {
         let mut contents = String::new();
         for (name, key) in &self.keys {
-            contents.push_str(&format!("{name} {key}\n"));
+            match self.noise.get(name) {
+                Some(static_key) => contents.push_str(&format!("{name} {key} {static_key}\n")),
+                None => contents.push_str(&format!("{name} {key}\n")),
+            }
         }
         FileWrite {
             path: self.path.clone(),
@@ -149,6 +184,46 @@ mod tests {
                 .check(&bob, &second),
             Pin::Known
         );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_noise_static_key_is_kept_with_its_pin_and_forgotten_with_it() {
+        let dir = std::env::temp_dir().join(format!("p2p-known-noise-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("known_peers");
+        // A file of protocol version 4: name and key only.
+        let (bob, first) = ("bob".parse::<PeerName>().unwrap(), Identity::generate());
+        fs::write(&path, format!("bob {}\n", first.public())).unwrap();
+        let mut known = KnownKeys::<PeerName>::load(path.clone()).unwrap();
+        assert_eq!(
+            known.check(&bob, &first.public()),
+            Pin::Known,
+            "carried over"
+        );
+        assert_eq!(known.noise(&bob), None);
+
+        let static_key = first.noise().public();
+        known
+            .pin_noise(&bob, static_key)
+            .unwrap()
+            .perform()
+            .unwrap();
+        assert!(known.pin_noise(&bob, static_key).is_none(), "nothing new");
+        let mut known = KnownKeys::<PeerName>::load(path.clone()).unwrap();
+        assert_eq!(known.noise(&bob), Some(static_key), "kept across restarts");
+        let carol: PeerName = "carol".parse().unwrap();
+        assert!(
+            known.pin_noise(&carol, static_key).is_none(),
+            "only with a pin"
+        );
+
+        // A new key for bob: the static key proved by the old one no longer counts.
+        known
+            .pin(&bob, Identity::generate().public())
+            .perform()
+            .unwrap();
+        assert_eq!(KnownKeys::<PeerName>::load(path).unwrap().noise(&bob), None);
         let _ = fs::remove_dir_all(&dir);
     }
 }

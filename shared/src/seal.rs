@@ -22,7 +22,7 @@ use snow::{HandshakeState, StatelessTransportState};
 use x25519_dalek::StaticSecret;
 
 use crate::handshake::{HandshakeError, Initiator, Recipient, Responder};
-use crate::identity::Identity;
+use crate::identity::{Identity, NoiseKey};
 use crate::name::PeerName;
 use crate::wire::frame::{self, ChatId, Kind, SEALED_HEADER_LEN, TAG_LEN};
 use crate::wire::{new_id, MessageId};
@@ -116,6 +116,8 @@ const ACK_NONCES: u64 = 1 << 63;
 pub struct ChatKeys {
     pub id: ChatId,
     transport: StatelessTransportState,
+    /// The other side's Noise static key, which its identity signed in the handshake.
+    remote_static: NoiseKey,
 }
 
 impl ChatKeys {
@@ -125,10 +127,24 @@ impl ChatKeys {
         let id: ChatId = state.get_handshake_hash()[..16]
             .try_into()
             .expect("a SHA-256 handshake hash is 32 bytes");
+        let remote_static = state
+            .get_remote_static()
+            .and_then(|s| <[u8; 32]>::try_from(s).ok())
+            .map(NoiseKey::from_bytes)
+            .ok_or(HandshakeError::Malformed)?;
         let transport = state
             .into_stateless_transport_mode()
             .map_err(|_| HandshakeError::Malformed)?;
-        Ok(ChatKeys { id, transport })
+        Ok(ChatKeys {
+            id,
+            transport,
+            remote_static,
+        })
+    }
+
+    /// The other side's Noise static key: a requester that keeps it can use IK next time.
+    pub fn remote_static(&self) -> NoiseKey {
+        self.remote_static
     }
 
     /// Both ends of one new chat between two fresh identities, agreed in this process: for

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use p2p_shared::handshake::{HandshakeMessage, Initiator, Responder};
-use p2p_shared::identity::PublicKey;
+use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::seal::ChatKeys;
 use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
 
@@ -16,6 +16,11 @@ use crate::error::PeerError;
 use crate::event::{Event, Waiting};
 
 impl PeerState {
+    /// The Noise static key to ask `name` (whose key is `key`) with IK, if we have one.
+    pub fn pinned_noise(&self, name: &PeerName, key: &PublicKey) -> Option<NoiseKey> {
+        self.pins.noise(name, key)
+    }
+
     /// Records a chat request, and our side of its handshake, before it goes out.
     pub fn request_sent(&mut self, id: MessageId, addr: SocketAddr, handshake: Initiator) {
         self.outgoing.sent(id, addr, handshake);

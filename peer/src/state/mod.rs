@@ -180,6 +180,10 @@ impl PeerState {
         for end in self.outgoing.settle(&peer) {
             fx.push(Effect::Show(end.event()));
         }
+        // The static key this chat's handshake proved for the pinned key: IK next time.
+        if let Some(write) = self.pins.record_noise(&peer, &key, keys.remote_static()) {
+            fx.push(Effect::Write(write));
+        }
         self.chats.open(peer, addr, key, keys);
         fx.push(Effect::ChatsChanged);
     }

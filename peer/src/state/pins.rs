@@ -7,12 +7,12 @@
 
 use std::collections::HashMap;
 
-use p2p_shared::identity::PublicKey;
+use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::{ErrorCode, Outcome, PeerName};
 
 use crate::error::PeerError;
 use crate::event::Event;
-use crate::known::{KnownKeys, Pin};
+use crate::known::{FileWrite, KnownKeys, Pin};
 use crate::state::Effect;
 
 /// How many changed keys are kept per name for `trust`.
@@ -70,6 +70,27 @@ impl Pins {
                 ))
             }
         }
+    }
+
+    /// Records the Noise static key that `key`, pinned for `name`, proved in a handshake;
+    /// the file to write if that changed anything.
+    pub fn record_noise(
+        &mut self,
+        name: &PeerName,
+        key: &PublicKey,
+        static_key: NoiseKey,
+    ) -> Option<FileWrite> {
+        match self.vouches(name, key) {
+            true => self.known.pin_noise(name, static_key),
+            false => None,
+        }
+    }
+
+    /// The Noise static key known for `name`, if `key` is the one pinned for it.
+    pub fn noise(&self, name: &PeerName, key: &PublicKey) -> Option<NoiseKey> {
+        self.vouches(name, key)
+            .then(|| self.known.noise(name))
+            .flatten()
     }
 
     /// Whether `key` is the one pinned for `name`.

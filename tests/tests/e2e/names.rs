@@ -157,3 +157,24 @@ fn a_refusal_at_first_contact_pins_no_registry_key() {
     let known = std::fs::read_to_string(alice.data_dir().join("known_registries")).unwrap();
     assert_eq!(known.trim(), format!("{} {}", server.addr(), server.key()));
 }
+
+#[test]
+fn the_second_chat_by_name_uses_the_static_key_the_first_one_proved() {
+    let (_server, alice, bob) = registered();
+    alice.chat_by_name_with(&bob);
+    // Delivered means stored by alice's disk thread, after the pin it was given before.
+    alice.say(&bob, "over IX");
+    alice.send("disconnect bob");
+    alice.expect_exact("disconnected from bob");
+    bob.expect_exact("alice disconnected");
+    // alice kept bob's Noise static key with his pin: her next request to bob is IK, which
+    // only bob can read.
+    let known = alice.data_dir().join("known_peers");
+    let pinned = std::fs::read_to_string(&known).unwrap();
+    let line = pinned.lines().find(|l| l.starts_with("bob ")).unwrap();
+    assert_eq!(line.split_whitespace().count(), 3, "{line}");
+
+    alice.chat_by_name_with(&bob);
+    alice.say(&bob, "over IK this time");
+    bob.say(&alice, "and back");
+}

@@ -312,3 +312,17 @@ fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impo
         .unwrap();
     assert_eq!(yes.request.key, bob.info.key);
 }
+
+#[test]
+fn a_chat_keeps_the_partners_noise_static_key_for_ik_next_time() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    assert_eq!(state.pinned_noise(&name("bob"), &bob.info.key), None);
+    open_chat_with(&mut state, &bob, now);
+    let noise = bob.identity.noise().public();
+    assert_eq!(state.pinned_noise(&name("bob"), &bob.info.key), Some(noise));
+    // Only for the key pinned for the name.
+    let other = Identity::generate().public();
+    assert_eq!(state.pinned_noise(&name("bob"), &other), None);
+}
