@@ -90,7 +90,11 @@ pub(super) struct Share {
 
 impl Drop for Share {
     fn drop(&mut self) {
-        let mut counts = self.budgets.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self
+            .budgets
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let counts = &mut *counts;
         release(&mut counts.by_address, self.ip);
         release(&mut counts.by_prefix, Prefix::of(self.ip));
@@ -124,11 +128,17 @@ mod tests {
         });
         let a = [budgets.take(ip("10.1.0.1")), budgets.take(ip("10.1.0.1"))];
         assert!(a.iter().all(Option::is_some));
-        assert!(budgets.take(ip("10.1.0.1")).is_none(), "the address is full");
+        assert!(
+            budgets.take(ip("10.1.0.1")).is_none(),
+            "the address is full"
+        );
         let b = budgets.take(ip("10.1.0.2"));
         assert!(b.is_some(), "its neighbour still has room in the prefix");
         assert!(budgets.take(ip("10.1.0.3")).is_none(), "the prefix is full");
-        assert!(budgets.take(ip("10.0.0.1")).is_some(), "another prefix is not");
+        assert!(
+            budgets.take(ip("10.0.0.1")).is_some(),
+            "another prefix is not"
+        );
         // Dropping a share gives its place back, to the address and the prefix.
         drop(b);
         assert!(budgets.take(ip("10.1.0.3")).is_some());

@@ -16,6 +16,8 @@
 
 mod budgets;
 mod client;
+#[cfg(feature = "cli")]
+mod limit_args;
 mod pace;
 mod server;
 
@@ -29,8 +31,10 @@ use crate::name::PeerName;
 use crate::wire::stream::FrameError;
 use crate::wire::{ErrorCode, Outcome, PeerInfo};
 
-pub use client::{exchange, request, request_in_session};
 pub use budgets::Limits;
+pub use client::{exchange, request, request_in_session};
+#[cfg(feature = "cli")]
+pub use limit_args::LimitArgs;
 pub use pace::{body_deadline, FIRST_BYTES, MIN_RATE};
 pub use server::{serve, Refusal, SealedRefusal, Service};
 

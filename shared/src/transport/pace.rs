@@ -28,7 +28,8 @@ const BODY_SLACK: Duration = Duration::from_secs(1);
 /// How long the body of a frame of `len` bytes may take after its header: 1 s, plus 1 s for
 /// each 16 KiB announced; at most 5 s for the largest frame.
 pub fn body_deadline(len: usize) -> Duration {
-    BODY_SLACK + Duration::from_millis((len.min(MAX_FRAME_LEN) as u64 * 1000).div_ceil(MIN_RATE as u64))
+    BODY_SLACK
+        + Duration::from_millis((len.min(MAX_FRAME_LEN) as u64 * 1000).div_ceil(MIN_RATE as u64))
 }
 
 /// Reads one frame's body within the deadlines above.
@@ -91,8 +92,14 @@ mod tests {
         let read = |bytes: &[u8]| block_on(read_request(&mut Cursor::new(bytes.to_vec())));
         assert_eq!(read(&[0, 0, 0, 2, b'h', b'i']).unwrap(), b"hi");
         assert!(matches!(read(&[]), Err(Refusal::Frame(FrameError::Closed))));
-        assert!(matches!(read(&[0, 0]), Err(Refusal::Frame(FrameError::Truncated))));
-        assert!(matches!(read(&[0, 0, 0, 0]), Err(Refusal::Frame(FrameError::Empty))));
+        assert!(matches!(
+            read(&[0, 0]),
+            Err(Refusal::Frame(FrameError::Truncated))
+        ));
+        assert!(matches!(
+            read(&[0, 0, 0, 0]),
+            Err(Refusal::Frame(FrameError::Empty))
+        ));
         let huge = read(&[0x7f, 0xff, 0xff, 0xff]);
         assert!(matches!(huge, Err(Refusal::Frame(FrameError::TooLarge(_)))));
         let cut = read(&[0, 0, 0, 9, b'h']);
