@@ -166,8 +166,9 @@ fn slow_senders_from_eight_addresses_do_not_take_the_slots() {
     assert_eq!(bob.connected(), vec![alice.connected_line()]);
 }
 
-/// One attacker: 64 connections from `from` to `to`, each sent one byte a second, reopened
-/// when the receiver closes it, until told to stop (or 60 s, or 20,000 connections).
+/// One attacker: 64 connections from `from` to `to`, each sent one byte a second of a frame
+/// that announces 65,535 bytes, reopened when the receiver closes it, until told to stop (or
+/// 60 s, or 20,000 connections).
 fn trickle(from: [u8; 4], to: SocketAddr, stop: &AtomicBool, opened: &AtomicUsize) {
     let limit = Instant::now() + Duration::from_secs(60);
     let made = AtomicUsize::new(0);
@@ -177,13 +178,16 @@ fn trickle(from: [u8; 4], to: SocketAddr, stop: &AtomicBool, opened: &AtomicUsiz
         opened.fetch_add(1, Ordering::SeqCst);
         Some(stream)
     };
-    let mut streams: Vec<Option<TcpStream>> = (0..64).map(|_| open()).collect();
+    let frame = [&[0u8, 0, 0xff, 0xff][..], &[b'x'; 0xffff]].concat();
+    // Each connection and how many bytes of the frame it has sent.
+    let mut streams: Vec<(Option<TcpStream>, usize)> = (0..64).map(|_| (open(), 0)).collect();
     let going = || made.load(Ordering::SeqCst) < 20_000 && Instant::now() < limit;
     while !stop.load(Ordering::SeqCst) && going() {
-        for stream in streams.iter_mut() {
-            let alive = stream.as_mut().is_some_and(|s| s.write_all(&[0]).is_ok());
-            if !alive {
-                *stream = open();
+        for (stream, sent) in streams.iter_mut() {
+            let byte = &frame[*sent % frame.len()..][..1];
+            match stream.as_mut().is_some_and(|s| s.write_all(byte).is_ok()) {
+                true => *sent += 1,
+                false => (*stream, *sent) = (open(), 0),
             }
         }
         // The attack's own pace, not a wait for anything: a byte a second per connection.
@@ -197,15 +201,16 @@ fn a_partner_that_answers_busy_keeps_the_chat() {
     let alice = Peer::builder("alice")
         .server(p2p_e2e::dead_addr())
         .arg("--keepalive")
-        .arg("1s")
+        .arg("300ms")
         .arg("--retry-for")
         .arg("1s")
         .start();
     let raw = RawPeer::start("bob");
     let mut chat = raw.chat_with(&alice);
     raw.answer_pings_busy();
-    // Three checks in a row answered busy, each more than --retry-for after the first.
-    raw.expect_busy_pings(3);
+    // Checks go on, answered busy: more pings than one check would retry within --retry-for
+    // (4: at 0, 0.1, 0.3 and 0.7 s) before it gave up on a partner it took for gone.
+    raw.expect_busy_pings(8);
     let reply = chat.message("still here");
     assert_eq!(outcome(&reply), "ok", "{reply}");
     alice.expect_exact("bob: still here");
