@@ -240,7 +240,10 @@ fn squatting_from_many_addresses_of_one_network_is_bounded() {
             }
         }
     }
-    assert_eq!(registered, 40, "the network's budget, not 60 addresses' worth");
+    assert_eq!(
+        registered, 40,
+        "the network's budget, not 60 addresses' worth"
+    );
 
     // One key, from addresses of different networks: 2 names, then no more.
     let key = p2p_e2e::Identity::generate();
@@ -296,10 +299,15 @@ fn the_operator_releases_a_name_while_the_registry_is_stopped() {
     let fingerprint = alice.fingerprint();
     assert_eq!(
         said,
-        [format!("out| released alice (it was claimed by key {fingerprint})")]
+        [format!(
+            "out| released alice (it was claimed by key {fingerprint})"
+        )]
     );
     let (ok, said) = release("alice");
-    assert!(!ok && said.iter().any(|l| l.contains("alice is not claimed")), "{said:?}");
+    assert!(
+        !ok && said.iter().any(|l| l.contains("alice is not claimed")),
+        "{said:?}"
+    );
 
     // Another key may now have the name.
     let server = Server::builder().data_dir(data.path()).start();
@@ -346,7 +354,10 @@ impl FakeRegistry {
                     continue;
                 };
                 let after = request["body"]["after"].as_str().map(|a| {
-                    a.trim_start_matches('f').parse::<usize>().expect("our name") + 1
+                    a.trim_start_matches('f')
+                        .parse::<usize>()
+                        .expect("our name")
+                        + 1
                 });
                 let first = after.unwrap_or(0);
                 let last = (first + 256).min(total);
