@@ -35,7 +35,8 @@ pub const MAX_SKEW: Duration = Duration::from_secs(120);
 /// longer; 5 s is far more than NTP leaves between clocks on a LAN (milliseconds).
 pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5);
 
-/// How many ids [`Freshness`] remembers at most, from everyone together (about 70 bytes each).
+/// How many ids [`Freshness`] remembers at most, from everyone together: up to about 150
+/// bytes each with their counts (an id from a key and an address of its own), 30 MB in all.
 pub const MAX_REMEMBERED: usize = 200_000;
 
 /// How many remembered ids one sender may hold, so that no sender can use up the memory
