@@ -9,7 +9,7 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -137,19 +137,18 @@ fn slow_senders_from_eight_addresses_do_not_take_the_slots() {
     alice.chat_with(&bob);
 
     let stop = Arc::new(AtomicBool::new(false));
-    let opened = Arc::new(AtomicUsize::new(0));
+    let (ready, readied) = mpsc::channel();
     let attackers: Vec<_> = (1..=8u8)
         .flat_map(|host| [(host, server.addr()), (host, bob.addr())])
         .map(|(host, to)| {
-            let (stop, opened) = (Arc::clone(&stop), Arc::clone(&opened));
-            thread::spawn(move || trickle([127, 1, 0, host], to, &stop, &opened))
+            let (stop, ready) = (Arc::clone(&stop), ready.clone());
+            thread::spawn(move || trickle([127, 1, 0, host], to, &stop, ready))
         })
         .collect();
     // Every attacker has opened its 64 connections: the slots are under attack.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while opened.load(Ordering::SeqCst) < 16 * 64 {
-        assert!(Instant::now() < deadline, "the attackers could not connect");
-        thread::yield_now();
+    for _ in &attackers {
+        let opened = readied.recv_timeout(Duration::from_secs(20));
+        assert_eq!(opened, Ok(64), "an attacker could not connect");
     }
 
     let listed = alice.listpeer();
@@ -169,18 +168,18 @@ fn slow_senders_from_eight_addresses_do_not_take_the_slots() {
 /// One attacker: 64 connections from `from` to `to`, each sent one byte a second of a frame
 /// that announces 65,535 bytes, reopened when the receiver closes it, until told to stop (or
 /// 60 s, or 20,000 connections).
-fn trickle(from: [u8; 4], to: SocketAddr, stop: &AtomicBool, opened: &AtomicUsize) {
+/// Says on `ready` how many of its first 64 connections opened.
+fn trickle(from: [u8; 4], to: SocketAddr, stop: &AtomicBool, ready: mpsc::Sender<usize>) {
     let limit = Instant::now() + Duration::from_secs(60);
     let made = AtomicUsize::new(0);
     let open = || {
         made.fetch_add(1, Ordering::SeqCst);
-        let stream = connect_from(from, to).ok()?;
-        opened.fetch_add(1, Ordering::SeqCst);
-        Some(stream)
+        connect_from(from, to).ok()
     };
     let frame = [&[0u8, 0, 0xff, 0xff][..], &[b'x'; 0xffff]].concat();
     // Each connection and how many bytes of the frame it has sent.
     let mut streams: Vec<(Option<TcpStream>, usize)> = (0..64).map(|_| (open(), 0)).collect();
+    let _ = ready.send(streams.iter().filter(|(s, _)| s.is_some()).count());
     let going = || made.load(Ordering::SeqCst) < 20_000 && Instant::now() < limit;
     while !stop.load(Ordering::SeqCst) && going() {
         for (stream, sent) in streams.iter_mut() {
