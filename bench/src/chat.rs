@@ -181,6 +181,7 @@ fn protocol_messages(
         listener,
         origin.clone(),
         partner,
+        transport::Limits::default(),
         futures::future::pending(),
     ));
     let measured = open_protocol_chat(bob, bob_addr, &origin, &answers, plan.line_timeout)

@@ -6,7 +6,8 @@
 //!   last one, `u64::MAX` (which no sender reaches). The model is the set of everything
 //!   accepted.
 //! - `Freshness` (signed messages), with a clock that only moves forward: a message is
-//!   refused as skewed if and only if its time is more than `MAX_SKEW` away; one never
+//!   refused as skewed if and only if its time is more than `MAX_SKEW` behind or
+//!   `MAX_FUTURE_SKEW` ahead (the quotas are out of reach here); one never
 //!   admitted before and on time is admitted; and an id is never admitted twice while its
 //!   first admission could still pass the time check.
 #![no_main]
@@ -16,7 +17,10 @@ use std::collections::{BTreeSet, HashMap};
 use arbitrary::Arbitrary;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use libfuzzer_sys::fuzz_target;
-use p2p_shared::replay::{Freshness, ReplayWindow, Stale, MAX_SKEW, WINDOW};
+use p2p_shared::identity::Identity;
+use p2p_shared::replay::{
+    Freshness, Quotas, ReplayWindow, Sender, Stale, MAX_FUTURE_SKEW, MAX_SKEW, WINDOW,
+};
 use uuid::Uuid;
 
 /// The next counter, relative to the highest accepted so far or absolute.
@@ -75,7 +79,17 @@ fn window(steps: &[Counter]) {
 
 fn freshness(steps: &[Signed]) {
     let skew = Duration::from_std(MAX_SKEW).unwrap();
-    let mut fresh = Freshness::default();
+    let ahead = Duration::from_std(MAX_FUTURE_SKEW).unwrap();
+    let mut fresh = Freshness::new(Quotas {
+        per_key: usize::MAX,
+        per_address: usize::MAX,
+        per_prefix: usize::MAX,
+        total: usize::MAX,
+    });
+    let sender = Sender {
+        key: Identity::generate().public(),
+        ip: [10, 0, 0, 1].into(),
+    };
     let mut now: DateTime<Utc> = Utc.with_ymd_and_hms(2026, 11, 21, 10, 0, 0).unwrap();
     // Every admission so far: id -> the times it was admitted with.
     let mut admitted: HashMap<Uuid, Vec<DateTime<Utc>>> = HashMap::new();
@@ -83,9 +97,9 @@ fn freshness(steps: &[Signed]) {
         now += Duration::milliseconds((s.wait_ms % 600_000) as i64);
         let id = Uuid::from_u128(s.id as u128);
         let at = now + Duration::milliseconds(s.at_ms as i64);
-        let skewed = at < now - skew || at > now + skew;
+        let skewed = at < now - skew || at > now + ahead;
         let before = admitted.get(&id);
-        let result = fresh.admit(id, at, now);
+        let result = fresh.admit(id, at, sender, now);
         match result {
             Ok(()) => {
                 assert!(!skewed, "admitted at {at}, now {now}");

@@ -67,6 +67,9 @@ pub struct Args {
     /// [default: the platform's user data directory, e.g. ~/.local/share/p2p-chat].
     #[arg(long, env = "P2P_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub limits: p2p_shared::transport::LimitArgs,
 }
 
 impl Args {

@@ -25,6 +25,7 @@ use crate::error::{Failure, PeerError};
 use crate::event::{Event, Status};
 use crate::input::{Input, Inputs};
 use crate::names::Names;
+use crate::registry_client::Listing;
 use crate::registry_client::RegistryClient;
 use crate::screen::Screen;
 use crate::state;
@@ -154,9 +155,13 @@ impl CommandLoop {
         match command {
             Command::Register => self.register().await,
             Command::ListPeers => match self.registry.list().await {
-                Ok(peers) => {
+                Ok(Listing { peers, cut }) => {
                     self.names.set_registered(&peers);
-                    self.show(Event::Peers { peers }).await
+                    let shown = peers.len();
+                    self.show(Event::Peers { peers }).await;
+                    if cut {
+                        self.show(Event::ListingCut { shown }).await
+                    }
                 }
                 Err(e) => self.error(self.registry_failure(&e)).await,
             },

@@ -30,6 +30,11 @@ pub enum Event {
     Peers {
         peers: Vec<PeerInfo>,
     },
+    /// The registry lists more peers than a listing keeps (`registry_client::MAX_LISTED`):
+    /// the first `shown` were shown.
+    ListingCut {
+        shown: usize,
+    },
     LeftNetwork,
     /// Our request reached the other side, which asks its user.
     RequestSent {

@@ -223,6 +223,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         listener,
         origin.clone(),
         service,
+        args.limits.limits(),
         async move {
             let _ = stopped.recv().await;
         },

@@ -10,6 +10,10 @@ use std::sync::{Arc, Mutex};
 
 use p2p_shared::{PeerInfo, PeerName};
 
+/// The most registered names kept for completion: what one listing keeps
+/// (`registry_client::MAX_LISTED`), so a registry cannot make completion hold more.
+pub const MAX_NAMES: usize = crate::registry_client::MAX_LISTED;
+
 #[derive(Clone, Default)]
 pub struct Names {
     inner: Arc<Mutex<Sets>>,
@@ -22,9 +26,10 @@ struct Sets {
 }
 
 impl Names {
-    /// Replaces the registered names with a fresh `listpeer` result.
+    /// Replaces the registered names with a fresh `listpeer` result, keeping at most
+    /// [`MAX_NAMES`] of them.
     pub fn set_registered(&self, peers: &[PeerInfo]) {
-        self.with(|s| s.registered = peers.iter().map(|p| p.name).collect());
+        self.with(|s| s.registered = peers.iter().take(MAX_NAMES).map(|p| p.name).collect());
     }
 
     /// Replaces the names of open chats.
@@ -77,5 +82,20 @@ mod tests {
         assert_eq!(names.starting_with("b"), vec!["bea", "bert", "bob"]);
         assert_eq!(names.starting_with("c"), vec!["carol"]);
         assert!(names.starting_with("z").is_empty());
+    }
+
+    #[test]
+    fn at_most_the_bound_of_registered_names_is_kept() {
+        let names = Names::default();
+        let key = p2p_shared::identity::Identity::generate().public();
+        let many: Vec<PeerInfo> = (0..MAX_NAMES + 10)
+            .map(|i| PeerInfo {
+                name: format!("p{i:05}").parse().unwrap(),
+                addr: "127.0.0.1:1".parse().unwrap(),
+                key,
+            })
+            .collect();
+        names.set_registered(&many);
+        assert_eq!(names.starting_with("p").len(), MAX_NAMES);
     }
 }

@@ -50,6 +50,10 @@ impl fmt::Display for Event {
             Event::Listening { name, addr } => write!(f, "{name} listening on {addr}"),
             Event::Registered { name, addr } => write!(f, "registered as {name} at {addr}"),
             Event::Peers { peers } => listing(f, "peers", "peer", peers),
+            Event::ListingCut { shown } => write!(
+                f,
+                "the registry lists more peers; showing the first {shown} (the most a listing keeps)"
+            ),
             Event::LeftNetwork => write!(f, "left the network"),
             Event::RequestSent {
                 peer,

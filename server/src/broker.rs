@@ -403,7 +403,11 @@ mod tests {
             registry: Registry::new(
                 Claims::default(),
                 Duration::from_secs(60),
-                8,
+                crate::registry::NameLimits {
+                    per_address: 8,
+                    per_prefix: 1_000,
+                    per_key: 1_000,
+                },
                 std::time::Instant::now(),
             ),
             store: StoreThread::start(store, written_tx).unwrap(),

@@ -17,6 +17,8 @@ pub const MAX_CLAIMS: usize = 1_000_000;
 #[derive(Default)]
 pub struct Claims {
     owners: HashMap<PeerName, PublicKey>,
+    /// How many names each key holds, for `--max-names-per-key`.
+    held: HashMap<PublicKey, usize>,
     /// Claims made in memory whose write the store has not reported yet.
     unsaved: HashSet<PeerName>,
 }
@@ -24,8 +26,14 @@ pub struct Claims {
 impl Claims {
     /// The claims read from disk at start-up.
     pub fn loaded(claims: impl IntoIterator<Item = (PeerName, PublicKey)>) -> Claims {
+        let owners: HashMap<PeerName, PublicKey> = claims.into_iter().collect();
+        let mut held = HashMap::new();
+        for key in owners.values() {
+            *held.entry(*key).or_default() += 1;
+        }
         Claims {
-            owners: claims.into_iter().collect(),
+            owners,
+            held,
             unsaved: HashSet::new(),
         }
     }
@@ -39,10 +47,18 @@ impl Claims {
         self.owners.len()
     }
 
+    /// How many names `key` holds claims on (saved or not).
+    pub fn held_by(&self, key: &PublicKey) -> usize {
+        self.held.get(key).copied().unwrap_or(0)
+    }
+
     /// Records that `key` owns `name` (which must be unclaimed), unsaved until
     /// [`Claims::saved`].
     pub fn claim(&mut self, name: PeerName, key: PublicKey) {
-        self.owners.insert(name, key);
+        if let Some(old) = self.owners.insert(name, key) {
+            self.unhold(old);
+        }
+        *self.held.entry(key).or_default() += 1;
         self.unsaved.insert(name);
     }
 
@@ -61,15 +77,30 @@ impl Claims {
     pub fn lost(&mut self, name: &PeerName) -> bool {
         let lost = self.unsaved.remove(name);
         if lost {
-            self.owners.remove(name);
+            self.forget(name);
         }
         lost
     }
 
     /// Forgets the claim on `name` (the store has deleted it).
     pub fn release(&mut self, name: &PeerName) {
-        self.owners.remove(name);
+        self.forget(name);
         self.unsaved.remove(name);
+    }
+
+    fn forget(&mut self, name: &PeerName) {
+        if let Some(key) = self.owners.remove(name) {
+            self.unhold(key);
+        }
+    }
+
+    fn unhold(&mut self, key: PublicKey) {
+        if let Some(count) = self.held.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.held.remove(&key);
+            }
+        }
     }
 }
 
@@ -96,5 +127,9 @@ mod tests {
             "a saved claim is not lost by a later failure"
         );
         assert_eq!(claims.owner(&alice), Some(key));
+        assert_eq!(claims.held_by(&key), 1, "bob's lost claim is not held");
+        claims.release(&alice);
+        assert_eq!(claims.held_by(&key), 0);
+        assert!(claims.held.is_empty());
     }
 }

@@ -14,16 +14,19 @@
 //! - [`broker`]: the task that owns the registry's state, the only one that changes it;
 //! - [`registry`], [`claims`] and [`deadlines`]: the rules, without I/O; [`pages`]: encoded
 //!   listings;
-//! - [`store`]: the claims on disk, written by a thread of their own;
+//! - [`store`]: the claims on disk, written by a thread of their own; [`release`]: the
+//!   operator's `p2p-server release NAME`, on that database while no registry runs;
 //! - [`event`] and [`log`]: what the registry reports, written by a thread of its own.
 
 mod broker;
+mod claim_budget;
 mod claims;
 mod deadlines;
 pub mod event;
 pub mod log;
 mod pages;
 mod registry;
+pub mod release;
 mod service;
 mod store;
 
@@ -36,12 +39,13 @@ use anyhow::Context;
 use p2p_shared::clock::Clock;
 use p2p_shared::identity::Identity;
 use p2p_shared::runtime::TcpListener;
-use p2p_shared::transport::{self, Origin};
+use p2p_shared::transport::{self, Limits, Origin};
 
 use crate::broker::Registrar;
 use crate::claims::Claims;
 use crate::event::Event;
 use crate::log::Log;
+pub use crate::registry::NameLimits;
 use crate::registry::Registry;
 use crate::service::RegistryService;
 use crate::store::{ClaimStore, StoreThread};
@@ -54,9 +58,10 @@ pub struct Config {
     pub claims: ClaimStore,
     /// How long a registration lasts unless the peer renews it.
     pub ttl: Duration,
-    /// The most names registered from one IP address at once, and the most new names it may
-    /// claim per hour.
-    pub max_names_per_ip: usize,
+    /// How many names one address, network and key may have.
+    pub names: NameLimits,
+    /// What each sender may hold of the registry: connections, remembered ids.
+    pub limits: Limits,
     /// Where the registry reads the time: the system's clock, or a test's.
     pub clock: Clock,
 }
@@ -88,7 +93,8 @@ pub async fn run(
         identity,
         claims,
         ttl,
-        max_names_per_ip,
+        names,
+        limits,
         clock,
     } = config;
     let local = listener.local_addr()?;
@@ -105,10 +111,10 @@ pub async fn run(
         port: local.port(),
         identity: Arc::new(identity),
     };
-    let registry = Registry::new(Claims::loaded(loaded), ttl, max_names_per_ip, clock.now());
+    let registry = Registry::new(Claims::loaded(loaded), ttl, names, clock.now());
     let (registrar, broker) = Registrar::start(registry, store, written, log.clone(), clock);
     let service = RegistryService::new(registrar, origin.clone(), ttl, log.clone());
-    transport::serve(listener, origin, service, shutdown).await;
+    transport::serve(listener, origin, service, limits, shutdown).await;
     // Every handle to the broker is gone with the service: it ends once it has given the
     // answers that wait for the store.
     broker.await;

@@ -9,20 +9,25 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use p2p_server::log::{Log, LogWriter};
-use p2p_server::Config;
+use p2p_server::{Config, NameLimits};
 use p2p_shared::clock::Clock;
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::identity::Identity;
-use p2p_shared::{runtime, signals};
+use p2p_shared::{runtime, signals, PeerName};
 
 /// The p2p-chat registry: peers register here, list each other and leave.
 ///
 /// Chat traffic never passes through the registry. It prints one line per event on stdout,
 /// starting with its address and its key (give the key to peers as --server-key). Ctrl-C or
 /// SIGTERM stops it cleanly: requests in flight are answered first.
+///
+/// `p2p-server release NAME` gives a claimed name back (the registry must be stopped).
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
     /// Port to listen on (0 picks a free one; the line `listening on ADDR` tells which).
     #[arg(long, env = "P2P_PORT", default_value_t = 4000)]
     port: u16,
@@ -33,7 +38,7 @@ struct Args {
 
     /// Where the registry keeps its key and its name claims [default: the platform's user
     /// data directory, e.g. ~/.local/share/p2p-chat-server].
-    #[arg(long, env = "P2P_DATA_DIR")]
+    #[arg(long, env = "P2P_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
 
     /// How long a registration lasts unless the peer renews it (peers renew at a third of it,
@@ -45,6 +50,28 @@ struct Args {
     /// claim per hour (several peers behind one NAT share one address).
     #[arg(long, env = "P2P_MAX_NAMES_PER_IP", default_value_t = 64)]
     max_names_per_ip: usize,
+
+    /// The most new names one network (a /24, or a /64 for IPv6) may claim per hour: a host
+    /// with many addresses of its network shares this budget with them.
+    #[arg(long, env = "P2P_MAX_NAMES_PER_PREFIX", default_value_t = 256)]
+    max_names_per_prefix: usize,
+
+    /// The most names one key may hold claims on.
+    #[arg(long, env = "P2P_MAX_NAMES_PER_KEY", default_value_t = 4)]
+    max_names_per_key: usize,
+
+    #[command(flatten)]
+    limits: p2p_shared::transport::LimitArgs,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Release a claimed name, whoever holds it, in the claims of --data-dir; refused while
+    /// a registry runs on them (stop it first).
+    Release {
+        /// The name to give back.
+        name: PeerName,
+    },
 }
 
 /// How long the log may take to write its last lines when the registry stops.
@@ -52,6 +79,9 @@ const LOG_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Command::Release { name }) = &args.command {
+        return release(&args, name);
+    }
     let (log, events) = Log::channel();
     let writer = match LogWriter::start(events, std::io::stdout()) {
         Ok(writer) => writer,
@@ -71,11 +101,37 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
-    let data = args
-        .data_dir
+/// `p2p-server release NAME`: one line, and success only if the name was released.
+fn release(args: &Args, name: &PeerName) -> ExitCode {
+    let released = data_dir(args)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|data| {
+            p2p_server::release::release(&data.join("claims.db"), name).map_err(|e| e.to_string())
+        });
+    match released {
+        Ok(key) => {
+            println!(
+                "released {name} (it was claimed by key {})",
+                key.fingerprint()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn data_dir(args: &Args) -> anyhow::Result<PathBuf> {
+    args.data_dir
+        .clone()
         .or_else(|| dirs::data_dir().map(|d| d.join("p2p-chat-server")))
-        .context("no data directory: give one with --data-dir")?;
+        .context("no data directory: give one with --data-dir")
+}
+
+async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
+    let data = data_dir(&args)?;
     let identity = Identity::load_or_create(&data.join("registry.key"))?;
     let claims = Config::open_claims(Some(&data.join("claims.db")))?;
     let wanted = SocketAddr::new(args.bind, args.port);
@@ -84,7 +140,12 @@ async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
         identity,
         claims,
         ttl: args.ttl,
-        max_names_per_ip: args.max_names_per_ip,
+        names: NameLimits {
+            per_address: args.max_names_per_ip,
+            per_prefix: args.max_names_per_prefix,
+            per_key: args.max_names_per_key,
+        },
+        limits: args.limits.limits(),
         clock: Clock::System,
     };
     let stop = signals::stop_requests().context("cannot install the signal handler")?;

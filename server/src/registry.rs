@@ -10,16 +10,17 @@
 //! that died without `exit network` drops out of `listpeer` by itself, and live peers renew
 //! theirs well within it. Lapsed registrations are found through an index ordered by
 //! deadline, so a sweep costs what it removes, not a look at every registration. One IP
-//! address may hold a bounded number of names (`--max-names-per-ip`), and claim at most as
-//! many new ones per hour: claims last until released, so without that limit one host could
-//! register, leave and repeat until no name is left for anyone.
+//! address may hold a bounded number of names (`--max-names-per-ip`); new claims are bounded
+//! per address and per network each hour (`claim_budget.rs`) and per key at any time
+//! (`--max-names-per-key`): claims last until released, so without those limits one host
+//! could register, leave and repeat until no name is left for anyone.
 //!
 //! Rules only, no I/O, and the time is a parameter, so each rule is unit-tested here. What
 //! must reach the disk comes out as [`Op`]s ([`Registry::take_ops`]) for the broker to hand
 //! to the store thread, and the store's answer comes back in [`Registry::written`]. The
 //! broker task owns the one instance.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -29,15 +30,13 @@ use p2p_shared::wire::frame::RegistryRequestHeader as Header;
 use p2p_shared::wire::PEERS_PAGE_LEN;
 use p2p_shared::{PeerInfo, PeerName};
 
+use crate::claim_budget::ClaimBudget;
 use crate::claims::{Claims, MAX_CLAIMS};
 use crate::deadlines::{Bucket, Deadlines};
 use crate::store::Op;
 
 /// The most registrations (names with an address) held at once.
 pub const CAPACITY: usize = 250_000;
-
-/// The span over which new names per IP address are counted.
-const CLAIM_WINDOW: Duration = Duration::from_secs(60 * 60);
 
 /// What a registration attempt came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -52,8 +51,10 @@ pub enum Registration {
     Full,
     /// This IP address holds as many names as one address may.
     TooManyFromHere,
-    /// This IP address claimed as many new names in the last hour as one address may.
+    /// This IP address, or its network, claimed as many new names in the last hour as it may.
     TooManyNewNames,
+    /// This key holds as many names as one key may.
+    TooManyForKey,
 }
 
 /// What `unregister` and `release` came to.
@@ -79,6 +80,17 @@ struct Entry {
     session: Option<RegistrySession>,
 }
 
+/// How many names one address, network and key may have (`--max-names-per-*`).
+#[derive(Clone, Copy, Debug)]
+pub struct NameLimits {
+    /// Registered at once from one address, and new names claimed from it per hour.
+    pub per_address: usize,
+    /// New names claimed from one /24 or /64 per hour.
+    pub per_prefix: usize,
+    /// Names one key holds claims on.
+    pub per_key: usize,
+}
+
 pub struct Registry {
     claims: Claims,
     ttl: Duration,
@@ -88,8 +100,9 @@ pub struct Registry {
     /// Every entry of `peers` by its deadline (or an earlier one, if renewed since).
     deadlines: Deadlines,
     per_ip: HashMap<IpAddr, usize>,
-    /// When each IP address claimed its new names, within the last [`CLAIM_WINDOW`].
-    claimed_by: HashMap<IpAddr, VecDeque<Instant>>,
+    /// New names claimed per address and per network in the last hour.
+    budget: ClaimBudget,
+    max_per_key: usize,
     /// Where and when each unsaved claim was made: a claim the disk refused does not count
     /// against its address.
     unsaved: HashMap<PeerName, (IpAddr, Instant)>,
@@ -98,17 +111,18 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry whose registrations last `ttl` unless renewed, at most `max_per_ip` of them
-    /// from one IP address, started at `now`.
-    pub fn new(claims: Claims, ttl: Duration, max_per_ip: usize, now: Instant) -> Registry {
+    /// A registry whose registrations last `ttl` unless renewed, within `limits`, started at
+    /// `now`.
+    pub fn new(claims: Claims, ttl: Duration, limits: NameLimits, now: Instant) -> Registry {
         Registry {
             claims,
             ttl,
-            max_per_ip,
+            max_per_ip: limits.per_address,
             peers: BTreeMap::new(),
             deadlines: Deadlines::new(now),
             per_ip: HashMap::new(),
-            claimed_by: HashMap::new(),
+            budget: ClaimBudget::new(limits.per_address, limits.per_prefix),
+            max_per_key: limits.per_key,
             unsaved: HashMap::new(),
             ops: Vec::new(),
         }
@@ -153,17 +167,12 @@ impl Registry {
             if self.claims.len() >= MAX_CLAIMS {
                 return Registration::Full;
             }
-            let recent = self.claimed_by.entry(addr.ip()).or_default();
-            while recent
-                .front()
-                .is_some_and(|&t| now.duration_since(t) >= CLAIM_WINDOW)
-            {
-                recent.pop_front();
+            if self.claims.held_by(&key) >= self.max_per_key {
+                return Registration::TooManyForKey;
             }
-            if recent.len() >= self.max_per_ip {
+            if !self.budget.take(addr.ip(), now) {
                 return Registration::TooManyNewNames;
             }
-            recent.push_back(now);
             self.claims.claim(*name, key);
             self.unsaved.insert(*name, (addr.ip(), now));
             self.ops.push(Op::Claim { name: *name, key });
@@ -234,10 +243,7 @@ impl Registry {
     /// Takes back the count of `name`'s claim against the address that made it.
     fn uncount_claim(&mut self, name: &PeerName) {
         if let Some((ip, at)) = self.unsaved.remove(name) {
-            let times = self.claimed_by.entry(ip).or_default();
-            if let Some(i) = times.iter().rposition(|&t| t == at) {
-                times.remove(i);
-            }
+            self.budget.give_back(ip, at);
         }
     }
 
@@ -273,11 +279,7 @@ impl Registry {
     /// Drops every registration not renewed in time (and forgets claim counts older than the
     /// window); returns the names dropped.
     pub fn expire(&mut self, now: Instant) -> Vec<PeerName> {
-        self.claimed_by.retain(|_, times| {
-            times
-                .back()
-                .is_some_and(|&t| now.duration_since(t) < CLAIM_WINDOW)
-        });
+        self.budget.sweep(now);
         let mut lapsed = Vec::new();
         for name in self.deadlines.due(now) {
             let Some(entry) = self.peers.get_mut(&name) else {
@@ -374,9 +376,15 @@ mod tests {
     const TTL: Duration = Duration::from_secs(60);
 
     const PER_IP: usize = 8;
+    /// Limits that only the per-address one reaches in these tests.
+    const LIMITS: NameLimits = NameLimits {
+        per_address: PER_IP,
+        per_prefix: 1_000,
+        per_key: 1_000,
+    };
 
     fn registry() -> Registry {
-        Registry::new(Claims::default(), TTL, PER_IP, Instant::now())
+        Registry::new(Claims::default(), TTL, LIMITS, Instant::now())
     }
     /// A different IP for each `i`, to stay under the per-IP limit.
     fn host(i: usize) -> SocketAddr {
@@ -451,10 +459,58 @@ mod tests {
             r.register(&name("one-more"), other, key(), None, t),
             Registration::Added
         );
-        let later = t + CLAIM_WINDOW;
+        let later = t + crate::claim_budget::CLAIM_WINDOW;
         r.expire(later);
         assert_eq!(
             r.register(&name("next-hour"), here, key(), None, later),
+            Registration::Added
+        );
+    }
+
+    /// Squatting of issue 13: 60 addresses claimed 3,776 names, 64 each. A network shares
+    /// one budget, and one key holds only so many names whatever its addresses.
+    #[test]
+    fn new_names_are_bounded_per_network_and_per_key() {
+        let limits = NameLimits {
+            per_address: PER_IP,
+            per_prefix: 20,
+            per_key: 2,
+        };
+        let mut r = Registry::new(Claims::default(), TTL, limits, now());
+        let t = now();
+        let mut added = 0;
+        for host in 1..=60u8 {
+            for i in 0..PER_IP {
+                let at = SocketAddr::from(([10, 1, 0, host], 1));
+                let n = name(&format!("squat-{host}-{i}"));
+                if r.register(&n, at, key(), None, t) == Registration::Added {
+                    added += 1;
+                }
+            }
+        }
+        assert_eq!(added, 20, "one /24 claims its budget and no more");
+        let elsewhere = SocketAddr::from(([10, 2, 0, 1], 1));
+        assert_eq!(
+            r.register(&name("alice"), elsewhere, key(), None, t),
+            Registration::Added
+        );
+        let one_key = key();
+        for (i, host) in [3u8, 4].into_iter().enumerate() {
+            let at = SocketAddr::from(([10, host, 0, 1], 1));
+            let n = name(&format!("mine-{i}"));
+            assert_eq!(r.register(&n, at, one_key, None, t), Registration::Added);
+        }
+        let at = SocketAddr::from(([10, 5, 0, 1], 1));
+        assert_eq!(
+            r.register(&name("mine-2"), at, one_key, None, t),
+            Registration::TooManyForKey
+        );
+        // Releasing one of its names (once written) gives the key room again.
+        assert_eq!(r.release(&name("mine-0"), one_key), Removal::Done);
+        let ops = r.take_ops();
+        r.written(&ops, true);
+        assert_eq!(
+            r.register(&name("mine-2"), at, one_key, None, t),
             Registration::Added
         );
     }
@@ -480,9 +536,10 @@ mod tests {
             Registration::Added
         );
         // Lapsing frees the places (and after an hour, the new-name budget).
-        r.expire(t + CLAIM_WINDOW);
+        let hour = crate::claim_budget::CLAIM_WINDOW;
+        r.expire(t + hour);
         assert_eq!(
-            r.register(&name("late"), addr(999), key(), None, t + CLAIM_WINDOW),
+            r.register(&name("late"), addr(999), key(), None, t + hour),
             Registration::Added
         );
     }

@@ -198,7 +198,12 @@ impl Service for RegistryService {
                     ),
                     Ok(Registration::TooManyNewNames) => Outcome::error(
                         ErrorCode::RegistryFull,
-                        "too many new names were claimed from this address in the last hour",
+                        "too many new names were claimed from this address or its network in the \
+                         last hour",
+                    ),
+                    Ok(Registration::TooManyForKey) => Outcome::error(
+                        ErrorCode::RegistryFull,
+                        "this key holds as many names as one key may; release one first",
                     ),
                     Err(_) => store_failed(),
                 }
@@ -275,7 +280,12 @@ mod tests {
     }
 
     async fn fixture() -> Fixture {
-        let registry = Registry::new(Claims::default(), TTL, 8, std::time::Instant::now());
+        let limits = crate::registry::NameLimits {
+            per_address: 8,
+            per_prefix: 1_000,
+            per_key: 1_000,
+        };
+        let registry = Registry::new(Claims::default(), TTL, limits, std::time::Instant::now());
         let (written_tx, written) = async_channel::unbounded();
         let store = StoreThread::start(ClaimStore::in_memory().unwrap(), written_tx).unwrap();
         let log = Log::channel().0;

@@ -31,19 +31,38 @@ pub const QUEUE: usize = 1024;
 
 /// The store could not be read or written.
 #[derive(Clone, Debug, thiserror::Error)]
-#[error("the claims store failed: {0}")]
-pub struct StoreError(String);
+#[error("the claims store failed: {message}")]
+pub struct StoreError {
+    message: String,
+    /// Another process holds the database: a registry runs on it.
+    locked: bool,
+}
 
 impl StoreError {
     /// The store thread has more writes waiting than it takes.
     pub fn overloaded() -> StoreError {
-        StoreError("too many writes are waiting".into())
+        StoreError {
+            message: "too many writes are waiting".into(),
+            locked: false,
+        }
+    }
+
+    /// Whether another process (a running registry) holds the database.
+    pub fn is_locked(&self) -> bool {
+        self.locked
     }
 }
 
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
-        StoreError(e.to_string())
+        let locked = matches!(
+            e.sqlite_error_code(),
+            Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+        );
+        StoreError {
+            message: e.to_string(),
+            locked,
+        }
     }
 }
 
@@ -80,12 +99,25 @@ impl ClaimStore {
         Self::with(Connection::open(path)?)
     }
 
+    /// Opens the store at `path`, failing at once (not after rusqlite's 5 s of retries) if
+    /// another process holds it: for `p2p-server release`, which a running registry refuses.
+    pub fn open_or_fail(path: &Path) -> Result<ClaimStore, StoreError> {
+        let db = Connection::open(path)?;
+        db.busy_timeout(std::time::Duration::ZERO)?;
+        Self::with(db)
+    }
+
     /// A store that lives in memory only, for tests.
     pub fn in_memory() -> Result<ClaimStore, StoreError> {
         Self::with(Connection::open_in_memory()?)
     }
 
     fn with(db: Connection) -> Result<ClaimStore, StoreError> {
+        // Exclusive: the registry holds the database for as long as it runs (taken at the
+        // first access, below), so the operator's `p2p-server release` cannot change claims
+        // under a registry that keeps them in memory; it is refused instead. Set before the
+        // first access in WAL mode, or SQLite sets up the shared-memory index anyway.
+        db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         // WAL: a crash never leaves a half-written claim; synchronous=FULL: a claim the
         // registry confirmed is on disk.
         db.pragma_update(None, "journal_mode", "WAL")?;
@@ -139,6 +171,27 @@ impl ClaimStore {
         }
         transaction.commit()?;
         Ok(())
+    }
+
+    /// Deletes the claim on `name`, whoever owns it: the operator's `p2p-server release`.
+    /// Returns the key that owned it, if any.
+    pub fn release_any(&mut self, name: &PeerName) -> Result<Option<PublicKey>, StoreError> {
+        let transaction = self.db.transaction()?;
+        let owner: Option<String> = transaction
+            .query_row(
+                "SELECT key FROM claims WHERE name = ?1",
+                params![name.as_str()],
+                |row| row.get(0),
+            )
+            .map(Some)
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(None),
+                e => Err(e),
+            })?;
+        transaction.execute("DELETE FROM claims WHERE name = ?1", params![name.as_str()])?;
+        transaction.commit()?;
+        // A row start-up could not read is deleted all the same; it had no valid key.
+        Ok(owner.and_then(|key| key.parse().ok()))
     }
 
     #[cfg(test)]

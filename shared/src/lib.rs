@@ -11,7 +11,8 @@
 //! - [`runtime`]: the only module that names the async runtime; [`signals`]: Ctrl-C, SIGTERM
 //!   and SIGHUP, to stop cleanly.
 //! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
-//!   [`clock`]: the time, the system's or one a test moves.
+//!   [`clock`]: the time, the system's or one a test moves; [`prefix`]: the network an
+//!   address is counted in, for budgets.
 //!
 //! The wire format is written down in `docs/protocol.md`; this crate is its reference
 //! implementation, and the two change together.
@@ -21,6 +22,7 @@ pub mod duration;
 pub mod handshake;
 pub mod identity;
 pub mod name;
+pub mod prefix;
 pub mod registry_session;
 pub mod replay;
 pub mod runtime;

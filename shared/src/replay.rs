@@ -3,96 +3,225 @@
 //! Two mechanisms, one for each kind of message:
 //!
 //! - A signed message carries its id and the time it was sent. [`Freshness`] accepts it only
-//!   if that time is within [`MAX_SKEW`] of ours and its id was not seen in that span, so a
-//!   captured request (a registration, a chat request) cannot be played again, neither now
-//!   nor later.
+//!   if that time is at most [`MAX_SKEW`] in the past and [`MAX_FUTURE_SKEW`] in the future,
+//!   and its id was not seen in that span, so a captured request (a registration, a chat
+//!   request) cannot be played again, neither now nor later. The ids it remembers are
+//!   counted per sender (key, address, network prefix) against [`Quotas`]: a sender over its
+//!   quota is refused `busy` itself, and never fills the memory that everybody else's
+//!   requests need (docs/decisions.md, "Freshness nobody can use up for everyone").
 //! - A chat message carries a counter that its sender increments. [`ReplayWindow`] keeps the
 //!   highest counter seen and a bitmap of the [`WINDOW`] counters below it (the sliding
 //!   window of IPsec and WireGuard, RFC 6479), so each counter is accepted once, slight
 //!   reordering is tolerated, and the memory is fixed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::hash_map::{Entry, RandomState};
+use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::identity::PublicKey;
+use crate::prefix::Prefix;
 use crate::wire::MessageId;
 
-/// How far a signed message's time may be from ours, either way.
+/// How far in the past a signed message's time may be: room for a slow delivery and for
+/// retries under the same id.
 pub const MAX_SKEW: Duration = Duration::from_secs(120);
 
-/// How many recent ids [`Freshness`] keeps at most; more would be a flood.
+/// How far in the future a signed message's time may be. Short, because an id is remembered
+/// until its message would be stale, and a message dated ahead would hold its place that much
+/// longer; 5 s is far more than NTP leaves between clocks on a LAN (milliseconds).
+pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5);
+
+/// How many ids [`Freshness`] remembers at most, from everyone together: up to about 150
+/// bytes each with their counts (an id from a key and an address of its own), 30 MB in all.
 pub const MAX_REMEMBERED: usize = 200_000;
+
+/// How many remembered ids one sender may hold, so that no sender can use up the memory
+/// the others need. Each quota covers the ids of the last [`MAX_SKEW`] +
+/// [`MAX_FUTURE_SKEW`]; beyond it the sender is answered `busy` until its old ids lapse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Quotas {
+    /// Per key. A peer signs a handful of requests a minute (its first registration, chat
+    /// requests and answers); keys cost nothing to make, so the other quotas bound many keys.
+    pub per_key: usize,
+    /// Per IP address (several peers behind one NAT share one).
+    pub per_address: usize,
+    /// Per network prefix (/24 for IPv4, /64 for IPv6): a host that can take many addresses
+    /// usually gets them in its own network.
+    pub per_prefix: usize,
+    /// Everybody together: what bounds the memory.
+    pub total: usize,
+}
+
+impl Default for Quotas {
+    fn default() -> Self {
+        Quotas {
+            per_key: 256,
+            per_address: 2_048,
+            per_prefix: 8_192,
+            total: MAX_REMEMBERED,
+        }
+    }
+}
 
 /// Why a signed message is not fresh.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum Stale {
-    #[error("its time is more than {}s away from ours (check the clocks)", MAX_SKEW.as_secs())]
+    #[error(
+        "its time is more than {}s behind ours or {}s ahead (check the clocks)",
+        MAX_SKEW.as_secs(),
+        MAX_FUTURE_SKEW.as_secs()
+    )]
     Skewed,
     #[error("it was already received (a replay)")]
     Replayed,
-    #[error("too many messages in the last minutes; try again later")]
+    #[error("too many messages from this sender in the last minutes; try again later")]
     Full,
 }
 
-/// The ids of recently accepted signed messages.
+/// Who sent a signed message, for the quotas.
+#[derive(Clone, Copy, Debug)]
+pub struct Sender {
+    pub key: PublicKey,
+    pub ip: IpAddr,
+}
+
+/// The ids of recently accepted signed messages, counted per sender.
 #[derive(Debug, Default)]
 pub struct Freshness {
-    ids: HashSet<MessageId>,
+    quotas: Quotas,
+    ids: HashMap<MessageId, Owner>,
     /// The same ids grouped by the second they were sent in (Unix time), so that a second's
     /// ids are forgotten together once their messages would be refused as skewed anyway. By
     /// send time, not arrival order: a message dated in the future holds back only its own
-    /// second. 16 bytes an id, beside the set.
+    /// second.
     by_second: BTreeMap<i64, Vec<MessageId>>,
+    per_key: HashMap<u64, usize>,
+    per_address: HashMap<IpAddr, usize>,
+    per_prefix: HashMap<Prefix, usize>,
+    /// Keys are counted by a keyed hash of 8 bytes rather than by their 32: nobody can aim
+    /// at a collision without the (random) hash key.
+    hasher: RandomState,
+}
+
+/// Whose quota an id counts against.
+#[derive(Clone, Copy, Debug)]
+struct Owner {
+    key: u64,
+    ip: IpAddr,
+    /// The second of `by_second` it is in: an id forgotten and admitted again (after `busy`)
+    /// under another time goes with its own second, not with the first one's.
+    second: i64,
 }
 
 impl Freshness {
-    /// Accepts message `id` sent `at` once, if `at` is within [`MAX_SKEW`] of `now`.
+    pub fn new(quotas: Quotas) -> Freshness {
+        Freshness {
+            quotas,
+            ..Freshness::default()
+        }
+    }
+
+    /// Accepts message `id` from `sender`, sent `at`, once, if `at` is fresh at `now` and the
+    /// sender is within its quotas.
     pub fn admit(
         &mut self,
         id: MessageId,
         at: DateTime<Utc>,
+        sender: Sender,
         now: DateTime<Utc>,
     ) -> Result<(), Stale> {
+        self.forget_older_than(now);
+        check_skew(at, now)?;
+        if self.ids.contains_key(&id) {
+            return Err(Stale::Replayed);
+        }
+        let owner = Owner {
+            key: self.hasher.hash_one(sender.key),
+            ip: sender.ip,
+            second: at.timestamp(),
+        };
+        let q = self.quotas;
+        if self.ids.len() >= q.total
+            || count(&self.per_key, &owner.key) >= q.per_key
+            || count(&self.per_address, &owner.ip) >= q.per_address
+            || count(&self.per_prefix, &Prefix::of(owner.ip)) >= q.per_prefix
+        {
+            return Err(Stale::Full);
+        }
+        *self.per_key.entry(owner.key).or_default() += 1;
+        *self.per_address.entry(owner.ip).or_default() += 1;
+        *self.per_prefix.entry(Prefix::of(owner.ip)).or_default() += 1;
+        self.ids.insert(id, owner);
+        self.by_second.entry(at.timestamp()).or_default().push(id);
+        Ok(())
+    }
+
+    /// Forgets `id`: its message was answered `busy`, so it was not handled, and the sender
+    /// may send it again under the same id. (Its entry by second goes when that second does.)
+    pub fn forget(&mut self, id: &MessageId) {
+        if let Some(owner) = self.ids.remove(id) {
+            uncount(&mut self.per_key, owner.key);
+            uncount(&mut self.per_address, owner.ip);
+            uncount(&mut self.per_prefix, Prefix::of(owner.ip));
+        }
+    }
+
+    /// How many ids are remembered.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Ids older than the window can go: their messages would be refused as skewed anyway.
+    /// Those of second `s` were sent before `s + 1`.
+    fn forget_older_than(&mut self, now: DateTime<Utc>) {
         let skew = chrono::Duration::from_std(MAX_SKEW).expect("small duration");
-        // Ids older than the window can go: their messages would be refused as skewed anyway.
-        // Those of second `s` were sent before `s + 1`.
         let oldest_kept = (now - skew).timestamp();
         while let Some(second) = self.by_second.first_entry() {
             if *second.key() + 1 > oldest_kept {
                 break;
             }
-            for old in second.remove() {
-                self.ids.remove(&old);
+            let (second, ids) = second.remove_entry();
+            for old in ids {
+                if self.ids.get(&old).is_some_and(|o| o.second == second) {
+                    self.forget(&old);
+                }
             }
         }
-        check_skew(at, now)?;
-        if self.ids.contains(&id) {
-            return Err(Stale::Replayed);
-        }
-        if self.ids.len() >= MAX_REMEMBERED {
-            return Err(Stale::Full);
-        }
-        self.ids.insert(id);
-        self.by_second.entry(at.timestamp()).or_default().push(id);
-        Ok(())
     }
 }
 
-impl Freshness {
-    /// Forgets `id`: its message was answered `busy`, so it was not handled, and the sender
-    /// may send it again under the same id. (Its entry by second goes when that second does.)
-    pub fn forget(&mut self, id: &MessageId) {
-        self.ids.remove(id);
+/// How many ids `key` holds.
+fn count<K: std::hash::Hash + Eq>(counts: &HashMap<K, usize>, key: &K) -> usize {
+    counts.get(key).copied().unwrap_or(0)
+}
+
+/// Takes one off `key`'s count, dropping the count at zero so the maps hold only senders
+/// with ids remembered.
+fn uncount<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: K) {
+    if let Entry::Occupied(mut count) = counts.entry(key) {
+        *count.get_mut() -= 1;
+        if *count.get() == 0 {
+            count.remove();
+        }
     }
 }
 
-/// Whether a message sent `at` is within [`MAX_SKEW`] of `now`. Signed messages are held to
-/// it, and so are requests in a registry session: their counter refuses a replay, and this a
-/// request held back on the way and delivered much later.
+/// Whether a message sent `at` is fresh at `now`: at most [`MAX_SKEW`] old and
+/// [`MAX_FUTURE_SKEW`] ahead. Signed messages are held to it, and so are requests in a
+/// registry session: their counter refuses a replay, and this a request held back on the way
+/// and delivered much later.
 pub fn check_skew(at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), Stale> {
-    let skew = chrono::Duration::from_std(MAX_SKEW).expect("small duration");
-    match at < now - skew || at > now + skew {
+    let past = chrono::Duration::from_std(MAX_SKEW).expect("small duration");
+    let future = chrono::Duration::from_std(MAX_FUTURE_SKEW).expect("small duration");
+    match at < now - past || at > now + future {
         true => Err(Stale::Skewed),
         false => Ok(()),
     }
@@ -166,36 +295,148 @@ mod tests {
     use super::*;
     use crate::wire::new_id;
 
+    fn sender(ip: &str) -> Sender {
+        Sender {
+            key: crate::identity::Identity::generate().public(),
+            ip: ip.parse().unwrap(),
+        }
+    }
+
+    fn secs(n: i64) -> chrono::Duration {
+        chrono::Duration::seconds(n)
+    }
+
     #[test]
     fn a_signed_message_is_accepted_once_and_only_when_fresh() {
         let now = Utc::now();
         let mut fresh = Freshness::default();
-        let id = new_id();
-        assert_eq!(fresh.admit(id, now, now), Ok(()));
-        assert_eq!(fresh.admit(id, now, now), Err(Stale::Replayed));
-        let old = now - chrono::Duration::seconds(121);
-        assert_eq!(fresh.admit(new_id(), old, now), Err(Stale::Skewed));
-        let future = now + chrono::Duration::seconds(121);
-        assert_eq!(fresh.admit(new_id(), future, now), Err(Stale::Skewed));
+        let (id, alice) = (new_id(), sender("10.0.0.1"));
+        assert_eq!(fresh.admit(id, now, alice, now), Ok(()));
+        assert_eq!(fresh.admit(id, now, alice, now), Err(Stale::Replayed));
+        let old = now - secs(121);
+        assert_eq!(fresh.admit(new_id(), old, alice, now), Err(Stale::Skewed));
+        let early = now + secs(6);
+        assert_eq!(fresh.admit(new_id(), early, alice, now), Err(Stale::Skewed));
+        let barely_early = now + secs(5);
+        assert_eq!(fresh.admit(new_id(), barely_early, alice, now), Ok(()));
         // Much later the id is forgotten, but its message is stale by then anyway.
-        let later = now + chrono::Duration::seconds(300);
-        assert_eq!(fresh.admit(id, now, later), Err(Stale::Skewed));
+        let later = now + secs(300);
+        assert_eq!(fresh.admit(id, now, alice, later), Err(Stale::Skewed));
         assert!(fresh.ids.is_empty());
+        assert!(fresh.per_key.is_empty() && fresh.per_address.is_empty());
+        assert!(fresh.per_prefix.is_empty());
+    }
+
+    /// The attack of issue 13: one throwaway key filled the shared cache with messages dated
+    /// 115 s ahead, and every signed request was refused for four minutes.
+    #[test]
+    fn a_message_dated_far_ahead_is_refused() {
+        let now = Utc::now();
+        let mut fresh = Freshness::default();
+        let ahead = now + secs(115);
+        let result = fresh.admit(new_id(), ahead, sender("10.0.0.1"), now);
+        assert_eq!(result, Err(Stale::Skewed));
+        assert!(fresh.is_empty());
     }
 
     #[test]
     fn a_message_from_the_future_does_not_keep_later_ids() {
         let now = Utc::now();
         let mut fresh = Freshness::default();
-        let ahead = now + chrono::Duration::seconds(110);
-        assert_eq!(fresh.admit(new_id(), ahead, now), Ok(()));
+        let alice = sender("10.0.0.1");
+        assert_eq!(fresh.admit(new_id(), now + secs(4), alice, now), Ok(()));
         let on_time = new_id();
-        assert_eq!(fresh.admit(on_time, now, now), Ok(()));
+        assert_eq!(fresh.admit(on_time, now, alice, now), Ok(()));
         // 121 s later the on-time id can go (its message is stale), the early one not yet.
-        let later = now + chrono::Duration::seconds(121);
-        assert_eq!(fresh.admit(new_id(), later, later), Ok(()));
-        assert!(!fresh.ids.contains(&on_time));
-        assert_eq!(fresh.ids.len(), 2);
+        let later = now + secs(121);
+        assert_eq!(fresh.admit(new_id(), later, alice, later), Ok(()));
+        assert!(!fresh.ids.contains_key(&on_time));
+        assert_eq!(fresh.len(), 2);
+    }
+
+    /// The quotas, small enough to fill in a test.
+    const SMALL: Quotas = Quotas {
+        per_key: 4,
+        per_address: 8,
+        per_prefix: 12,
+        total: 20,
+    };
+
+    /// Admits `n` new messages from `who` at `now`; how many were admitted.
+    fn flood(fresh: &mut Freshness, who: Sender, n: usize, now: DateTime<Utc>) -> usize {
+        (0..n)
+            .filter(|_| fresh.admit(new_id(), now, who, now).is_ok())
+            .count()
+    }
+
+    #[test]
+    fn one_key_fills_only_its_own_quota() {
+        let now = Utc::now();
+        let mut fresh = Freshness::new(SMALL);
+        let attacker = sender("10.1.0.1");
+        assert_eq!(flood(&mut fresh, attacker, 1_000, now), SMALL.per_key);
+        let result = fresh.admit(new_id(), now, attacker, now);
+        assert_eq!(result, Err(Stale::Full), "the flooding key is busy");
+        // Anyone else, even from the same address, is admitted.
+        let neighbour = Sender {
+            ip: attacker.ip,
+            ..sender("10.1.0.1")
+        };
+        assert_eq!(fresh.admit(new_id(), now, neighbour, now), Ok(()));
+        assert_eq!(fresh.admit(new_id(), now, sender("10.0.0.1"), now), Ok(()));
+        // Once its ids lapse, the key has its quota again.
+        let later = now + secs(122);
+        assert_eq!(fresh.admit(new_id(), later, attacker, later), Ok(()));
+    }
+
+    #[test]
+    fn many_keys_fill_only_their_address_and_then_their_prefix() {
+        let now = Utc::now();
+        let mut fresh = Freshness::new(SMALL);
+        // Fresh keys from one address: its quota, then `busy` for that address only.
+        let mut admitted = 0;
+        for _ in 0..100 {
+            admitted += flood(&mut fresh, sender("10.1.0.1"), 1, now);
+        }
+        assert_eq!(admitted, SMALL.per_address);
+        assert_eq!(flood(&mut fresh, sender("10.1.0.2"), 1, now), 1);
+        // Then other addresses of the same /24 share its quota.
+        let mut more = 1;
+        for i in 3..100 {
+            more += flood(&mut fresh, sender(&format!("10.1.0.{i}")), 1, now);
+        }
+        assert_eq!(admitted + more, SMALL.per_prefix);
+        // Another network is untouched.
+        assert_eq!(flood(&mut fresh, sender("10.0.0.1"), 1, now), 1);
+        assert_eq!(fresh.len(), SMALL.per_prefix + 1);
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_total_whoever_sends() {
+        let now = Utc::now();
+        let mut fresh = Freshness::new(SMALL);
+        let mut admitted = 0;
+        for net in 0..10 {
+            for host in 1..10 {
+                admitted += flood(&mut fresh, sender(&format!("10.{net}.0.{host}")), 1, now);
+            }
+        }
+        assert_eq!(admitted, SMALL.total);
+        assert_eq!(fresh.len(), SMALL.total);
+    }
+
+    #[test]
+    fn an_id_admitted_again_after_busy_stays_until_its_own_time_lapses() {
+        let now = Utc::now();
+        let mut fresh = Freshness::default();
+        let (id, alice) = (new_id(), sender("10.0.0.1"));
+        fresh.admit(id, now, alice, now).unwrap();
+        fresh.forget(&id);
+        let resent = now + secs(60);
+        fresh.admit(id, resent, alice, resent).unwrap();
+        // The first admission's second lapses; the second admission is still remembered.
+        let later = now + secs(122);
+        assert_eq!(fresh.admit(id, resent, alice, later), Err(Stale::Replayed));
     }
 
     #[test]
@@ -268,10 +509,10 @@ mod tests {
     #[test]
     fn a_forgotten_id_is_admitted_again() {
         let mut fresh = Freshness::default();
-        let (id, now) = (new_id(), Utc::now());
-        fresh.admit(id, now, now).unwrap();
-        assert_eq!(fresh.admit(id, now, now), Err(Stale::Replayed));
+        let (id, now, alice) = (new_id(), Utc::now(), sender("10.0.0.1"));
+        fresh.admit(id, now, alice, now).unwrap();
+        assert_eq!(fresh.admit(id, now, alice, now), Err(Stale::Replayed));
         fresh.forget(&id);
-        assert_eq!(fresh.admit(id, now, now), Ok(()));
+        assert_eq!(fresh.admit(id, now, alice, now), Ok(()));
     }
 }

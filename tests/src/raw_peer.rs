@@ -5,6 +5,7 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Mutex;
 use std::sync::{Arc, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -86,6 +87,10 @@ pub struct RawPeer {
     signer: Arc<Signer>,
     addr: SocketAddr,
     incoming: Receiver<Result<Incoming, String>>,
+    /// Whether pings are answered `busy` instead of `ok` ([`RawPeer::answer_pings_busy`]).
+    busy: Arc<AtomicBool>,
+    /// One message per ping answered, `true` if it was answered `busy`.
+    pings: Mutex<Receiver<bool>>,
     _acceptor: Acceptor,
 }
 
@@ -150,17 +155,26 @@ impl RawPeer {
     /// A raw peer called `name`, listening on a fresh loopback port, with a new key.
     pub fn start(name: &str) -> RawPeer {
         let (tx, incoming) = mpsc::channel();
+        let (ping_tx, pings) = mpsc::channel();
+        let busy = Arc::new(AtomicBool::new(false));
+        let answer_busy = Arc::clone(&busy);
         // The address is known only once listening; the signer (which claims it) is shared
         // with the connection threads through this slot.
         let slot: Arc<OnceLock<Arc<Signer>>> = Arc::new(OnceLock::new());
         let shared = Arc::clone(&slot);
         let acceptor = Acceptor::start(move |stream| {
             let (tx, slot) = (tx.clone(), Arc::clone(&shared));
+            let (ping_tx, busy) = (ping_tx.clone(), answer_busy.load(Ordering::SeqCst));
             thread::spawn(move || {
                 let request = Incoming::read(stream);
                 match (request, slot.get()) {
                     (Ok(ping), Some(signer)) if ping.envelope["body"]["type"] == "ping" => {
-                        ping.reply(signer, json!({ "type": "ok" }))
+                        let result = match busy {
+                            true => json!({ "type": "error", "code": "busy", "detail": "busy" }),
+                            false => json!({ "type": "ok" }),
+                        };
+                        ping.reply(signer, result);
+                        let _ = ping_tx.send(busy);
                     }
                     (request, _) => {
                         let _ = tx.send(request);
@@ -175,7 +189,29 @@ impl RawPeer {
             signer,
             addr: acceptor.addr,
             incoming,
+            busy,
+            pings: Mutex::new(pings),
             _acceptor: acceptor,
+        }
+    }
+
+    /// From now on, pings are answered `busy` (signed by this peer), as by a peer whose
+    /// slots are taken.
+    pub fn answer_pings_busy(&self) {
+        self.busy.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits (at most [`EXPECT_TIMEOUT`] each) until `n` more pings were answered `busy`.
+    #[track_caller]
+    pub fn expect_busy_pings(&self, n: usize) {
+        let pings = self.pings.lock().unwrap();
+        let mut seen = 0;
+        while seen < n {
+            match pings.recv_timeout(EXPECT_TIMEOUT) {
+                Ok(true) => seen += 1,
+                Ok(false) => {}
+                Err(_) => panic!("{}: {seen} of {n} pings answered busy", self.name()),
+            }
         }
     }
 

@@ -13,7 +13,8 @@ use p2p_shared::PROTOCOL_VERSION;
 use serde_json::{json, Value};
 
 /// How long [`raw_exchange`] waits for the other side to close. The receiving side gives up on
-/// reading a request 10 s after accept (docs/protocol.md), so this leaves it room to do so.
+/// reading a request within 2 s of the accept for its header and 5 s more for its body
+/// (docs/protocol.md), so this leaves it room to do so.
 pub const RAW_READ_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What an Ed25519 signature on an envelope covers besides the JSON (docs/protocol.md).

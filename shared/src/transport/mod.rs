@@ -14,7 +14,11 @@
 //! chat or a peer's registry session: the receiving [`Service`] opens and answers those
 //! itself, and [`request_in_session`] is the registry session's sending side.
 
+mod budgets;
 mod client;
+#[cfg(feature = "cli")]
+mod limit_args;
+mod pace;
 mod server;
 
 use std::io;
@@ -27,22 +31,21 @@ use crate::name::PeerName;
 use crate::wire::stream::FrameError;
 use crate::wire::{ErrorCode, Outcome, PeerInfo};
 
+pub use budgets::Limits;
 pub use client::{exchange, request, request_in_session};
+#[cfg(feature = "cli")]
+pub use limit_args::LimitArgs;
+pub use pace::{body_deadline, FIRST_BYTES, MIN_RATE};
 pub use server::{serve, Refusal, SealedRefusal, Service};
 
 /// How long a sender waits for the connection to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a sender waits for a whole exchange: connect, request, reply, close.
 pub const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a receiver waits for the request after accepting a connection.
-pub const RECEIVE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a receiver spends on one connection in all, whatever its service does.
 pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many connections a receiver serves at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 256;
-/// How many of those may come from one IP address: a flood or a slow client from one host
-/// cannot take every slot. Beyond it a connection gets a `busy` refusal at once.
-pub const MAX_CONNECTIONS_PER_IP: usize = 64;
 
 /// Who we are on the wire: a name, the key that proves it, and the port we listen on. The IP
 /// in [`Sender::addr`] is taken from each connection's local address, which is the address the

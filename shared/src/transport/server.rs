@@ -1,13 +1,13 @@
 //! The receiving side of an exchange: accept, read one request, answer it, close first.
 //!
 //! [`serve`] runs the listener; each connection is a task of its own, with a slot among
-//! [`MAX_CONNECTIONS`] and a share of its address's [`MAX_CONNECTIONS_PER_IP`]. Signed
-//! requests are checked here (address, signature, freshness) before the [`Service`] sees
-//! them; sealed frames go to the service as they are, since their keys are its state.
+//! [`MAX_CONNECTIONS`] and a share of its address's and its network's budgets
+//! (`budgets.rs`), and reads its request against deadlines (`pace.rs`). Signed requests are
+//! checked here (address, signature, freshness) before the [`Service`] sees them; sealed
+//! frames go to the service as they are, since their keys are its state.
 
-use std::collections::HashMap;
 use std::future::Future;
-use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::net::{Shutdown, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,12 +15,14 @@ use async_lock::Semaphore;
 use futures::io::AsyncReadExt;
 use serde::de::IgnoredAny;
 
-use super::{Origin, CONNECTION_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, RECEIVE_TIMEOUT};
-use crate::replay::{Freshness, Stale};
+use super::budgets::{Budgets, Limits};
+use super::pace::{self, FIRST_BYTES};
+use super::{Origin, CONNECTION_TIMEOUT, MAX_CONNECTIONS};
+use crate::replay::{Freshness, Sender, Stale};
 use crate::runtime::{self, TcpListener, TcpStream};
 use crate::wire::frame::Kind;
 use crate::wire::request::Request;
-use crate::wire::stream::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
+use crate::wire::stream::{write_frame, FrameError, MAX_FRAME_LEN};
 use crate::wire::{
     new_id, DecodeError, Envelope, ErrorCode, MessageId, Outcome, ReplyBody, SignedEnvelope,
 };
@@ -85,8 +87,10 @@ pub enum Refusal {
     Frame(#[from] FrameError),
     #[error("{0}")]
     Decode(#[from] DecodeError),
-    #[error("no request within {}s", RECEIVE_TIMEOUT.as_secs())]
-    Timeout,
+    #[error("no frame header within {}s", FIRST_BYTES.as_secs())]
+    NoHeader,
+    #[error("a frame of {len} bytes did not arrive within {}s of its header", deadline.as_secs())]
+    SlowBody { len: usize, deadline: Duration },
     #[error("it claims to listen on {claimed} but connects from {seen}")]
     AddressMismatch {
         claimed: SocketAddr,
@@ -102,14 +106,17 @@ pub enum Refusal {
     WrongSender,
     #[error("unknown frame kind")]
     UnknownKind,
-    #[error("too many connections from this address at once; try again later")]
+    #[error("too many connections from this address or its network at once; try again later")]
     Busy,
 }
 
 impl Refusal {
     fn code(&self) -> ErrorCode {
         match self {
-            Refusal::Frame(_) | Refusal::Timeout | Refusal::UnknownKind => ErrorCode::BadFrame,
+            Refusal::Frame(_)
+            | Refusal::NoHeader
+            | Refusal::SlowBody { .. }
+            | Refusal::UnknownKind => ErrorCode::BadFrame,
             Refusal::Decode(e) => e.code(),
             Refusal::AddressMismatch { .. } => ErrorCode::AddressMismatch,
             Refusal::BadSignature => ErrorCode::BadSignature,
@@ -123,17 +130,18 @@ impl Refusal {
 }
 
 /// Accepts connections on `listener`, serving each with `service`, at most
-/// [`MAX_CONNECTIONS`] at once, until `shutdown` completes. Then it stops accepting (the
-/// listener is closed) and returns once the connections in flight are answered, each within
-/// its [`CONNECTION_TIMEOUT`].
+/// [`MAX_CONNECTIONS`] at once and each sender within `limits`, until `shutdown` completes.
+/// Then it stops accepting (the listener is closed) and returns once the connections in
+/// flight are answered, each within its [`CONNECTION_TIMEOUT`].
 pub async fn serve(
     listener: TcpListener,
     origin: Origin,
     service: impl Service,
+    limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
-    let accepting = accept_all(listener, origin, service, Arc::clone(&slots));
+    let accepting = accept_all(listener, origin, service, limits, Arc::clone(&slots));
     futures::future::select(std::pin::pin!(accepting), std::pin::pin!(shutdown)).await;
     // Each connection task holds a slot until it ends: all slots back means all answered.
     for _ in 0..MAX_CONNECTIONS {
@@ -145,12 +153,17 @@ async fn accept_all(
     listener: TcpListener,
     origin: Origin,
     service: impl Service,
+    limits: Limits,
     slots: Arc<Semaphore>,
 ) {
     // Shared by all connection tasks; held only for a lookup and an insert, never across an
     // await, so a plain mutex is the simple and fast choice.
-    let freshness = Arc::new(Mutex::new(Freshness::default()));
-    let per_ip = Arc::new(Mutex::new(HashMap::<IpAddr, usize>::new()));
+    let freshness = Arc::new(Mutex::new(Freshness::new(limits.replay)));
+    let budgets = Budgets::new(limits);
+    // Refusals take no slot, or a sender over its budget could still hold every slot with
+    // connections waiting to be refused; they have a small pool of their own, and beyond it
+    // a connection is closed unanswered.
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
     loop {
         // Take a slot before accepting: when all are busy, new connections wait in the
         // kernel's backlog instead of in our memory.
@@ -165,7 +178,13 @@ async fn accept_all(
             }
         };
         let (origin, service, freshness) = (origin.clone(), service.clone(), freshness.clone());
-        let share = IpShare::take(&per_ip, remote.ip());
+        let (held, refusal) = match budgets.take(remote.ip()) {
+            Some(share) => (Some((slot, share)), None),
+            None => match refusals.try_acquire_arc() {
+                Some(refusal) => (None, Some(refusal)),
+                None => continue,
+            },
+        };
         runtime::spawn(async move {
             let receiver = Receiver {
                 origin: &origin,
@@ -173,50 +192,19 @@ async fn accept_all(
                 freshness: &freshness,
             };
             let serve = async {
-                match share {
-                    Some(_share) => receiver.serve(stream, remote).await,
+                match held {
+                    Some(_held) => receiver.serve(stream, remote).await,
                     None => receiver.refuse_busy(stream, remote).await,
                 }
             };
             let _ = runtime::timeout(CONNECTION_TIMEOUT, serve).await;
-            drop(slot);
+            drop(refusal);
         });
     }
 }
 
-/// One connection's place in its IP address's count, given back when dropped.
-struct IpShare {
-    counts: Arc<Mutex<HashMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl IpShare {
-    /// A place for one more connection from `ip`, if it has fewer than the most allowed.
-    fn take(counts: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<IpShare> {
-        let mut map = counts.lock().unwrap_or_else(|p| p.into_inner());
-        let count = map.entry(ip).or_default();
-        if *count >= MAX_CONNECTIONS_PER_IP {
-            return None;
-        }
-        *count += 1;
-        Some(IpShare {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for IpShare {
-    fn drop(&mut self) {
-        let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(count) = map.get_mut(&self.ip) {
-            *count -= 1;
-            if *count == 0 {
-                map.remove(&self.ip);
-            }
-        }
-    }
-}
+/// How many `busy` refusals may be under way at once, outside the slots.
+const REFUSALS: usize = 32;
 
 /// A signed request let in: one for this receiver, or a well-formed one for another kind of
 /// receiver, to be answered `unsupported_request`.
@@ -234,12 +222,10 @@ struct Receiver<'a, S> {
 
 impl<S: Service> Receiver<'_, S> {
     async fn serve(&self, mut stream: TcpStream, remote: SocketAddr) {
-        let frame = match runtime::timeout(RECEIVE_TIMEOUT, read_frame(&mut stream)).await {
+        let frame = match pace::read_request(&mut stream).await {
             // Connected and left without a word (a port probe): nothing to answer.
-            Ok(Err(FrameError::Closed)) => return,
-            Ok(Err(e)) => Err(Refusal::Frame(e)),
-            Err(_) => Err(Refusal::Timeout),
-            Ok(Ok(frame)) => Ok(frame),
+            Err(Refusal::Frame(FrameError::Closed)) => return,
+            other => other,
         };
         // A refusal says whether the whole frame was read, which decides how to close, and
         // which request it refuses when that could be read.
@@ -292,7 +278,8 @@ impl<S: Service> Receiver<'_, S> {
         close(stream, clean).await;
     }
 
-    /// Answers a connection beyond its address's share with `busy`, without reading it.
+    /// Answers a connection beyond its address's or its network's budget with `busy`, without
+    /// reading it.
     async fn refuse_busy(&self, mut stream: TcpStream, remote: SocketAddr) {
         let why = Refusal::Busy;
         self.service.refused(remote, &why);
@@ -343,10 +330,14 @@ impl<S: Service> Receiver<'_, S> {
                 return Err(Refusal::BadSignature);
             }
             let (id, at) = (signed.envelope.id, signed.envelope.at);
+            let sender = Sender {
+                key: from.key,
+                ip: remote.ip(),
+            };
             self.freshness
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .admit(id, at, chrono::Utc::now())?;
+                .admit(id, at, sender, chrono::Utc::now())?;
         }
         Ok(())
     }

@@ -39,7 +39,12 @@ impl Registry {
             identity,
             claims: Config::open_claims(None).expect("claims in memory"),
             ttl: TTL,
-            max_names_per_ip: 64,
+            names: p2p_server::NameLimits {
+                per_address: 64,
+                per_prefix: 256,
+                per_key: 4,
+            },
+            limits: Default::default(),
             clock: clock.clone(),
         };
         let (log, events) = Log::channel();

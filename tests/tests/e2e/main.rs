@@ -6,6 +6,7 @@
 
 mod chat;
 mod cli;
+mod exhaustion;
 mod faults;
 mod hostile;
 mod in_process;

@@ -150,9 +150,11 @@ fn leaving_the_network_keeps_open_chats() {
 
 #[test]
 fn listpeer_shows_every_peer_past_one_page() {
-    // All from 127.0.0.1, which by default may hold 64 names.
+    // All from 127.0.0.1, which by default may hold 64 names, and its /24 claim 256 an hour.
     let server = Server::builder()
         .arg("--max-names-per-ip")
+        .arg("301")
+        .arg("--max-names-per-prefix")
         .arg("301")
         .start();
     let alice = Peer::start("alice", server.addr());

@@ -1,0 +1,108 @@
+//! Reading a request against the clock: the first bytes soon, the rest at a minimum rate.
+//!
+//! A connection holds one of the receiver's few slots until its request is read, so a sender
+//! that trickles its bytes (one a second) holds a slot for as long as the receiver waits. A
+//! single deadline for the whole request cannot tell such a sender from one with a large
+//! frame on a slow link; two can: the 4-byte header must arrive within [`FIRST_BYTES`] of the
+//! accept, and the body within a time proportional to the length the header announced
+//! ([`body_deadline`]), which a LAN meets with room to spare and a trickle never does.
+
+use std::time::Duration;
+
+use futures::io::{AsyncRead, AsyncReadExt};
+
+use super::server::Refusal;
+use crate::runtime;
+use crate::wire::stream::{FrameError, MAX_FRAME_LEN};
+
+/// How long a receiver waits for a frame's 4-byte header after the accept.
+pub const FIRST_BYTES: Duration = Duration::from_secs(2);
+
+/// The slowest rate a frame's body may arrive at after its header, in bytes per second (a
+/// LAN does thousands of times better).
+pub const MIN_RATE: usize = 16 * 1024;
+
+/// What every body gets on top of its length at [`MIN_RATE`]: a round trip or two of slack.
+const BODY_SLACK: Duration = Duration::from_secs(1);
+
+/// How long the body of a frame of `len` bytes may take after its header: 1 s, plus 1 s for
+/// each 16 KiB announced; at most 5 s for the largest frame.
+pub fn body_deadline(len: usize) -> Duration {
+    BODY_SLACK
+        + Duration::from_millis((len.min(MAX_FRAME_LEN) as u64 * 1000).div_ceil(MIN_RATE as u64))
+}
+
+/// Reads one frame's body within the deadlines above.
+pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, Refusal> {
+    let header = match runtime::timeout(FIRST_BYTES, read_header(reader)).await {
+        Ok(header) => header?,
+        Err(_) => return Err(Refusal::NoHeader),
+    };
+    let len = u32::from_be_bytes(header) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty.into());
+    }
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len).into());
+    }
+    let mut body = vec![0u8; len];
+    let deadline = body_deadline(len);
+    match runtime::timeout(deadline, reader.read_exact(&mut body)).await {
+        Ok(Ok(())) => Ok(body),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Err(FrameError::Truncated.into())
+        }
+        Ok(Err(e)) => Err(FrameError::Io(e).into()),
+        Err(_) => Err(Refusal::SlowBody { len, deadline }),
+    }
+}
+
+/// The 4-byte length; `Closed` if the sender left before any byte (a port probe).
+async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<[u8; 4], FrameError> {
+    let mut header = [0u8; 4];
+    let mut filled = 0;
+    while filled < header.len() {
+        match reader.read(&mut header[filled..]).await {
+            Ok(0) if filled == 0 => return Err(FrameError::Closed),
+            Ok(0) => return Err(FrameError::Truncated),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(header)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_body_may_take_longer_the_longer_it_is_but_never_long() {
+        assert_eq!(body_deadline(1), Duration::from_millis(1_001));
+        assert_eq!(body_deadline(MIN_RATE), Duration::from_secs(2));
+        assert_eq!(body_deadline(MAX_FRAME_LEN), Duration::from_secs(5));
+        assert_eq!(body_deadline(usize::MAX), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn frames_are_read_and_bad_headers_refused_before_allocating() {
+        use futures::executor::block_on;
+        use futures::io::Cursor;
+        let read = |bytes: &[u8]| block_on(read_request(&mut Cursor::new(bytes.to_vec())));
+        assert_eq!(read(&[0, 0, 0, 2, b'h', b'i']).unwrap(), b"hi");
+        assert!(matches!(read(&[]), Err(Refusal::Frame(FrameError::Closed))));
+        assert!(matches!(
+            read(&[0, 0]),
+            Err(Refusal::Frame(FrameError::Truncated))
+        ));
+        assert!(matches!(
+            read(&[0, 0, 0, 0]),
+            Err(Refusal::Frame(FrameError::Empty))
+        ));
+        let huge = read(&[0x7f, 0xff, 0xff, 0xff]);
+        assert!(matches!(huge, Err(Refusal::Frame(FrameError::TooLarge(_)))));
+        let cut = read(&[0, 0, 0, 9, b'h']);
+        assert!(matches!(cut, Err(Refusal::Frame(FrameError::Truncated))));
+    }
+}
