@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use p2p_shared::handshake::{Initiator, Recipient};
 use p2p_shared::transport::{self, Reply, SendError};
-use p2p_shared::wire::new_id;
+use p2p_shared::wire::{new_id, RequestDigest};
 use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest, SealedRequest};
 
 use crate::command::Target;
@@ -208,10 +208,11 @@ impl CommandLoop {
                 return Attempt::Done(Err(Undelivered::NoChat));
             };
             let (addr, counter) = (sealed.addr, sealed.counter);
+            let digest = RequestDigest::of(&sealed.frame);
             match transport::exchange(addr, sealed.frame).await {
                 Ok(reply) => {
                     let read = move |state: &mut PeerState, _: &_, _: &mut _| {
-                        state.acknowledged(&peer, counter, &reply)
+                        state.acknowledged(&peer, (counter, digest), &reply)
                     };
                     match self.broker.call(read).await.flatten() {
                         Some(Outcome::Error {

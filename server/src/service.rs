@@ -156,7 +156,7 @@ impl Service for RegistryService {
             }
             _ => self.handle(request, remote).await,
         };
-        let reply = Envelope::new(new_id(), from, ReplyBody { re, result });
+        let reply = Envelope::new(new_id(), from, ReplyBody::new(re, result));
         Ok(replier.reply_with(ENVELOPE_LEN, |frame| reply.encode_into(frame)))
     }
 

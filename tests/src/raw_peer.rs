@@ -99,6 +99,8 @@ pub struct Incoming {
     stream: TcpStream,
     /// The request envelope (its signature already checked against its `from.key`).
     pub envelope: Value,
+    /// The digest of the request's frame, which a signed reply names.
+    digest: p2p_shared::wire::RequestDigest,
 }
 
 impl Incoming {
@@ -133,7 +135,12 @@ impl Incoming {
         if !key.verify(&[SIGNING_CONTEXT, json].concat(), &signature) {
             return Err(format!("the signature is not by its from.key: {envelope}"));
         }
-        Ok(Incoming { stream, envelope })
+        let digest = p2p_shared::wire::RequestDigest::of(&body);
+        Ok(Incoming {
+            stream,
+            envelope,
+            digest,
+        })
     }
 
     /// Answers with a reply whose `result` is `result`, signed by `signer`, and closes first
@@ -142,6 +149,7 @@ impl Incoming {
         let reply = signer.envelope(json!({
             "type": "reply",
             "re": self.envelope["id"],
+            "re_digest": self.digest,
             "result": result,
         }));
         let _ = self.stream.write_all(&signer.frame(&reply));

@@ -12,8 +12,10 @@ use p2p_shared::replay::{ReplayWindow, Stale};
 use p2p_shared::seal::{chat_of, ChatKeys};
 use p2p_shared::transport::{Origin, Refusal};
 use p2p_shared::wire::frame::{ChatId, Kind};
-use p2p_shared::wire::SignedEnvelope;
-use p2p_shared::{Envelope, MessageId, Outcome, PeerInfo, PeerName, ReplyBody, SealedRequest};
+use p2p_shared::wire::{RequestDigest, SignedEnvelope};
+use p2p_shared::{
+    Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, ReplyBody, SealedRequest,
+};
 
 /// One open chat.
 struct Chat {
@@ -148,18 +150,20 @@ impl Chats {
     ) -> Option<Vec<u8>> {
         let chat = self.by_name.get(peer)?;
         let from = origin.sender(Ipv4Addr::UNSPECIFIED.into());
-        let body = ReplyBody {
-            re,
-            result: outcome,
-        };
+        let body = ReplyBody::new(re, outcome);
         let reply = Envelope::new(p2p_shared::wire::new_id(), from, body).encode();
         Some(chat.keys.seal_ack(counter, &reply))
     }
 
-    /// What the reply to our message `counter` to `peer` says: a sealed acknowledgement, or a
-    /// refusal signed by the peer's own key (it could not open our frame). `None` if it is no
-    /// valid reply from that peer.
-    pub fn acknowledged(&self, peer: &PeerName, counter: u64, reply: &[u8]) -> Option<Outcome> {
+    /// What the reply to our message `counter` to `peer`, whose frame had digest `sent`, says:
+    /// a sealed acknowledgement, or a refusal signed by the peer's own key (it could not open
+    /// our frame), which must name that frame. `None` if it is no valid reply from that peer.
+    pub fn acknowledged(
+        &self,
+        peer: &PeerName,
+        (counter, sent): (u64, RequestDigest),
+        reply: &[u8],
+    ) -> Option<Outcome> {
         let chat = self.by_name.get(peer)?;
         match Kind::of(reply)? {
             Kind::SealedAck => {
@@ -169,11 +173,20 @@ impl Chats {
             // A signed reply to a sealed frame can only be a refusal (the peer could not open
             // it). Never a success: the peer signs `ok` to pings too, so a saved one could be
             // played back to fake "delivered"; only the sealed acknowledgement proves that.
+            // And it must name our frame: a refusal the peer signed for another frame (one an
+            // attacker sent it with our chat id and counter) must not close our chat. Only a
+            // `busy` sent before reading names none.
             Kind::Signed => {
                 let signed = SignedEnvelope::<ReplyBody>::decode(reply).ok()?;
                 let valid = signed.envelope.from.key == chat.key && signed.verify();
-                let result = signed.envelope.body.result;
-                (valid && matches!(result, Outcome::Error { .. })).then_some(result)
+                let body = signed.envelope.body;
+                let ours = match (&body.result, body.re_digest) {
+                    (_, Some(named)) => named == sent,
+                    (Outcome::Error { code, .. }, None) => *code == ErrorCode::Busy,
+                    _ => false,
+                };
+                let refusal = matches!(body.result, Outcome::Error { .. });
+                (valid && ours && refusal).then_some(body.result)
             }
             _ => None,
         }
@@ -187,7 +200,6 @@ mod tests {
     use super::*;
     use p2p_shared::identity::Identity;
     use p2p_shared::wire::new_id;
-    use p2p_shared::ErrorCode;
 
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -212,9 +224,13 @@ mod tests {
         (chats, alice, theirs, bob)
     }
 
-    fn signed_reply(from: &Origin, result: Outcome) -> Vec<u8> {
+    fn signed_reply(from: &Origin, digest: Option<RequestDigest>, result: Outcome) -> Vec<u8> {
         let sender = from.sender(Ipv4Addr::LOCALHOST.into());
-        let body = ReplyBody { re: None, result };
+        let body = ReplyBody {
+            re: None,
+            re_digest: digest,
+            result,
+        };
         Envelope::new(new_id(), sender, body).sign(&from.identity)
     }
 
@@ -225,28 +241,34 @@ mod tests {
         let sealed = chats
             .seal(&alice, &name("bob"), new_id(), SealedRequest::Disconnect)
             .unwrap();
+        let sent = (sealed.counter, RequestDigest::of(&sealed.frame));
+        let ours = Some(sent.1);
         // A signed `ok` bob once gave to a ping, played back: not a delivery.
-        let ok = signed_reply(&bob_origin, Outcome::Ok);
-        assert_eq!(chats.acknowledged(&name("bob"), sealed.counter, &ok), None);
-        // A signed refusal from bob's key is an answer...
+        let ok = signed_reply(&bob_origin, ours, Outcome::Ok);
+        assert_eq!(chats.acknowledged(&name("bob"), sent, &ok), None);
+        // A signed refusal from bob's key, naming our frame, is an answer...
         let refusal = Outcome::error(ErrorCode::UnknownSession, "no such chat");
-        let no = signed_reply(&bob_origin, refusal);
+        let no = signed_reply(&bob_origin, ours, refusal.clone());
         assert!(matches!(
-            chats.acknowledged(&name("bob"), sealed.counter, &no),
+            chats.acknowledged(&name("bob"), sent, &no),
             Some(Outcome::Error { .. })
         ));
-        // ... but not from someone else's key.
+        // ... but not one naming another frame (an attacker's, with our chat id and
+        // counter), or none...
+        let elsewhere = Some(RequestDigest::of(b"an attacker's frame"));
+        let swapped = signed_reply(&bob_origin, elsewhere, refusal.clone());
+        assert_eq!(chats.acknowledged(&name("bob"), sent, &swapped), None);
+        let unnamed = signed_reply(&bob_origin, None, refusal);
+        assert_eq!(chats.acknowledged(&name("bob"), sent, &unnamed), None);
+        // (bar a `busy` sent before reading, which names nothing)
+        let busy = signed_reply(&bob_origin, None, Outcome::error(ErrorCode::Busy, "later"));
+        assert!(chats.acknowledged(&name("bob"), sent, &busy).is_some());
+        // ... nor from someone else's key.
         let mallory = origin("bob", Arc::new(Identity::generate()));
-        let forged = signed_reply(&mallory, Outcome::error(ErrorCode::Busy, "no"));
-        assert_eq!(
-            chats.acknowledged(&name("bob"), sealed.counter, &forged),
-            None
-        );
+        let forged = signed_reply(&mallory, ours, Outcome::error(ErrorCode::Busy, "no"));
+        assert_eq!(chats.acknowledged(&name("bob"), sent, &forged), None);
         // The sealed acknowledgement is the proof.
-        let body = ReplyBody {
-            re: None,
-            result: Outcome::Ok,
-        };
+        let body = ReplyBody::new(None, Outcome::Ok);
         let reply = Envelope::new(
             new_id(),
             bob_origin.sender(Ipv4Addr::UNSPECIFIED.into()),
@@ -254,7 +276,7 @@ mod tests {
         );
         let ack = theirs.seal_ack(sealed.counter, &reply.encode());
         assert_eq!(
-            chats.acknowledged(&name("bob"), sealed.counter, &ack),
+            chats.acknowledged(&name("bob"), sent, &ack),
             Some(Outcome::Ok)
         );
     }

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use p2p_shared::handshake::{HandshakeMessage, Initiator, Responder};
 use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::seal::ChatKeys;
+use p2p_shared::wire::RequestDigest;
 use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
 
 use super::chats::Sealed;
@@ -165,8 +166,13 @@ impl PeerState {
 
     /// What the reply to our sealed message `counter` to `peer` says; `None` if it is no
     /// valid reply from that peer.
-    pub fn acknowledged(&self, peer: &PeerName, counter: u64, reply: &[u8]) -> Option<Outcome> {
-        self.chats.acknowledged(peer, counter, reply)
+    pub fn acknowledged(
+        &self,
+        peer: &PeerName,
+        sent: (u64, RequestDigest),
+        reply: &[u8],
+    ) -> Option<Outcome> {
+        self.chats.acknowledged(peer, sent, reply)
     }
 
     /// Ends the chat with `peer`; returns a sealed `disconnect` to tell it, if one was open.

@@ -12,7 +12,8 @@ use crate::runtime;
 use crate::wire::frame::Kind;
 use crate::wire::stream::{read_frame, write_frame};
 use crate::wire::{
-    Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, ReplyBody, SignedEnvelope,
+    Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, ReplyBody, RequestDigest,
+    SignedEnvelope,
 };
 /// Sends `body` to `to` as message `id`, signed with our key, and waits for the reply, whose
 /// signature by the key it names is checked. Whether that key is the one expected is for the
@@ -23,12 +24,15 @@ pub async fn request<B: serde::Serialize>(
     id: MessageId,
     body: B,
 ) -> Result<Reply, SendError> {
+    let mut sent = None;
     let reply = exchange_with(to, |local_ip| {
-        Envelope::new(id, origin.sender(local_ip), body).sign(&origin.identity)
+        let frame = Envelope::new(id, origin.sender(local_ip), body).sign(&origin.identity);
+        sent = Some(RequestDigest::of(&frame));
+        frame
     })
     .await?;
     let (reply, key) = signed_reply(to, &reply)?;
-    answer_to(to, id, reply, key)
+    answer_to(to, (id, sent), reply, key)
 }
 
 /// Sends `body` to the registry at `to` as message `id`, in our registry `session`, and
@@ -42,11 +46,11 @@ pub async fn request_in_session(
     id: MessageId,
     body: RegistryRequest,
 ) -> Result<Reply, SendError> {
-    let mut counter = 0;
+    let (mut counter, mut sent) = (0, None);
     let reply = exchange_with(to, |local_ip| {
         let envelope = Envelope::new(id, origin.sender(local_ip), body);
-        let (sent, frame) = session.request(&envelope.encode());
-        counter = sent;
+        let (number, frame) = session.request(&envelope.encode());
+        (counter, sent) = (number, Some(RequestDigest::of(&frame)));
         frame
     })
     .await?;
@@ -56,7 +60,9 @@ pub async fn request_in_session(
         // sends before reading anything: a refusal of another request, played back, must not
         // end our session.
         Some(Kind::Signed) => match signed_reply(to, &reply)? {
-            (reply, key) if refuses(&reply.body, id) => (reply, key),
+            (reply, key) if refuses(&reply.body, id) => {
+                return answer_to(to, (id, sent), reply, key)
+            }
             _ => return Err(bad("a signed answer that refuses no request of ours".into())),
         },
         _ => {
@@ -67,7 +73,8 @@ pub async fn request_in_session(
             (reply, session.registry())
         }
     };
-    answer_to(to, id, reply, key)
+    // The session's keys and counter bind this reply to the request: no digest.
+    answer_to(to, (id, None), reply, key)
 }
 
 /// Whether `reply` refuses request `id`: naming it, or before reading it (`busy`, `bad_frame`).
@@ -95,13 +102,28 @@ fn signed_reply(
     Ok((reply.envelope, key))
 }
 
-/// What a reply made by `key` says about our request `id`.
+/// What a reply made by `key` says about our request `id`, whose frame had the digest `sent`
+/// (`None` when the reply is bound to it otherwise). A signed reply must name that frame,
+/// or, a refusal of a frame not read whole, none.
 fn answer_to(
     to: SocketAddr,
-    id: MessageId,
+    (id, sent): (MessageId, Option<RequestDigest>),
     reply: Envelope<ReplyBody>,
     key: PublicKey,
 ) -> Result<Reply, SendError> {
+    if let Some(sent) = sent {
+        let named = reply.body.re_digest;
+        let ours = match reply.body.re {
+            Some(_) => named == Some(sent),
+            None => named.is_none_or(|named| named == sent),
+        };
+        if !ours {
+            return Err(SendError::BadReply {
+                addr: to,
+                reason: "it answers another request (its digest is not our request's)".into(),
+            });
+        }
+    }
     match (reply.body.re, reply.body.result) {
         // A receiver that could not read our request cannot name it.
         (re, Outcome::Error { code, detail }) if re == Some(id) || re.is_none() => {
@@ -172,10 +194,7 @@ mod tests {
     use crate::wire::new_id;
 
     fn refusal(re: Option<MessageId>, code: ErrorCode) -> ReplyBody {
-        ReplyBody {
-            re,
-            result: Outcome::error(code, "no"),
-        }
+        ReplyBody::new(re, Outcome::error(code, "no"))
     }
 
     #[test]
@@ -192,13 +211,60 @@ mod tests {
         for before_reading in [ErrorCode::Busy, ErrorCode::BadFrame] {
             assert!(refuses(&refusal(None, before_reading), id));
         }
-        let success = ReplyBody {
-            re: Some(id),
-            result: Outcome::Ok,
-        };
+        let success = ReplyBody::new(Some(id), Outcome::Ok);
         assert!(
             !refuses(&success, id),
             "a success is never signed in a session"
         );
+    }
+
+    fn signed(
+        re: Option<MessageId>,
+        re_digest: Option<RequestDigest>,
+        result: Outcome,
+    ) -> Envelope<ReplyBody> {
+        let from = crate::wire::PeerInfo {
+            name: "bob".parse().expect("a valid name"),
+            addr: "127.0.0.1:2".parse().expect("an address"),
+            key: crate::identity::Identity::generate().public(),
+        };
+        let body = ReplyBody {
+            re,
+            re_digest,
+            result,
+        };
+        Envelope::new(new_id(), from, body)
+    }
+
+    #[test]
+    fn a_signed_reply_counts_only_for_the_frame_it_names() {
+        let (to, id) = ("127.0.0.1:2".parse().unwrap(), new_id());
+        let (ours, theirs) = (
+            RequestDigest::of(b"our frame"),
+            RequestDigest::of(b"theirs"),
+        );
+        let key = crate::identity::Identity::generate().public();
+        let answer =
+            |re, digest, result| answer_to(to, (id, Some(ours)), signed(re, digest, result), key);
+        assert!(answer(Some(id), Some(ours), Outcome::Ok).is_ok());
+        // Another request under our id (an attacker's, made with the id it saw go by).
+        let taken = Outcome::error(ErrorCode::NameTaken, "taken");
+        let swapped = answer(Some(id), Some(theirs), taken.clone());
+        assert!(
+            matches!(swapped, Err(SendError::BadReply { .. })),
+            "{swapped:?}"
+        );
+        assert!(matches!(
+            answer(Some(id), None, taken),
+            Err(SendError::BadReply { .. })
+        ));
+        // A refusal of a frame the receiver could not read whole names none.
+        let busy = Outcome::error(ErrorCode::Busy, "busy");
+        assert!(matches!(
+            answer(None, None, busy.clone()),
+            Err(SendError::Refused { .. })
+        ));
+        let not_ours = answer(None, Some(theirs), busy);
+        assert!(matches!(not_ours, Err(SendError::BadReply { .. })));
     }
 }

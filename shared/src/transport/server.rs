@@ -24,7 +24,8 @@ use crate::wire::frame::Kind;
 use crate::wire::request::Request;
 use crate::wire::stream::{write_frame, FrameError, MAX_FRAME_LEN};
 use crate::wire::{
-    new_id, DecodeError, Envelope, ErrorCode, MessageId, Outcome, ReplyBody, SignedEnvelope,
+    new_id, DecodeError, Envelope, ErrorCode, MessageId, Outcome, ReplyBody, RequestDigest,
+    SignedEnvelope,
 };
 
 pub trait Service: Clone + Send + Sync + 'static {
@@ -228,7 +229,9 @@ impl<S: Service> Receiver<'_, S> {
             other => other,
         };
         // A refusal says whether the whole frame was read, which decides how to close, and
-        // which request it refuses when that could be read.
+        // which request it refuses when that could be read. A signed reply names the frame it
+        // answers by its digest whenever the whole frame was read.
+        let digest = frame.as_ref().ok().map(|frame| RequestDigest::of(frame));
         let reply = match frame {
             Ok(frame) => match Kind::of(&frame) {
                 Some(Kind::Sealed | Kind::RegistryRequest) => self
@@ -251,11 +254,11 @@ impl<S: Service> Receiver<'_, S> {
                                 .unwrap_or_else(|poisoned| poisoned.into_inner())
                                 .forget(&re);
                         }
-                        Ok(self.signed_reply(&stream, Some(re), outcome))
+                        Ok(self.signed_reply(&stream, (Some(re), digest), outcome))
                     }
                     Ok(Admitted::Elsewhere { re, why }) => {
                         let outcome = Outcome::error(ErrorCode::UnsupportedRequest, why);
-                        Ok(self.signed_reply(&stream, Some(re), outcome))
+                        Ok(self.signed_reply(&stream, (Some(re), digest), outcome))
                     }
                     Err(why) => Err((true, why, None)),
                 },
@@ -271,7 +274,11 @@ impl<S: Service> Receiver<'_, S> {
             Err((read_whole_frame, why, re)) => {
                 self.service.refused(remote, &why);
                 let outcome = Outcome::error(why.code(), why.to_string());
-                (self.signed_reply(&stream, re, outcome), read_whole_frame)
+                let digest = digest.filter(|_| read_whole_frame);
+                (
+                    self.signed_reply(&stream, (re, digest), outcome),
+                    read_whole_frame,
+                )
             }
         };
         let _ = write_frame(&mut stream, &reply).await;
@@ -283,7 +290,8 @@ impl<S: Service> Receiver<'_, S> {
     async fn refuse_busy(&self, mut stream: TcpStream, remote: SocketAddr) {
         let why = Refusal::Busy;
         self.service.refused(remote, &why);
-        let reply = self.signed_reply(&stream, None, Outcome::error(why.code(), why.to_string()));
+        let outcome = Outcome::error(why.code(), why.to_string());
+        let reply = self.signed_reply(&stream, (None, None), outcome);
         let _ = write_frame(&mut stream, &reply).await;
         close(stream, false).await;
     }
@@ -343,12 +351,22 @@ impl<S: Service> Receiver<'_, S> {
     }
 
     /// Our reply, signed, from the address the sender reached us on.
-    fn signed_reply(&self, stream: &TcpStream, re: Option<MessageId>, result: Outcome) -> Vec<u8> {
+    fn signed_reply(
+        &self,
+        stream: &TcpStream,
+        (re, re_digest): (Option<MessageId>, Option<RequestDigest>),
+        result: Outcome,
+    ) -> Vec<u8> {
         let ip = stream
             .local_addr()
             .map(|a| a.ip())
             .unwrap_or(std::net::Ipv4Addr::UNSPECIFIED.into());
-        let reply = Envelope::new(new_id(), self.origin.sender(ip), ReplyBody { re, result });
+        let body = ReplyBody {
+            re,
+            re_digest,
+            result,
+        };
+        let reply = Envelope::new(new_id(), self.origin.sender(ip), body);
         reply.sign(&self.origin.identity)
     }
 }

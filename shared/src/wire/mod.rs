@@ -20,5 +20,7 @@ pub mod stream;
 pub use envelope::{
     new_id, DecodeError, Envelope, MessageId, PeerInfo, SignedEnvelope, PROTOCOL_VERSION,
 };
-pub use reply::{EncodedReply, ErrorCode, Outcome, ReplyBody, MAX_DETAIL_LEN, PEERS_PAGE_LEN};
+pub use reply::{
+    EncodedReply, ErrorCode, Outcome, ReplyBody, RequestDigest, MAX_DETAIL_LEN, PEERS_PAGE_LEN,
+};
 pub use request::{Answer, PeerRequest, RegistryRequest, Request, SealedRequest, MAX_TEXT_LEN};

@@ -23,7 +23,57 @@ pub const PEERS_PAGE_LEN: usize = 256;
 pub struct ReplyBody {
     /// The id of the request this answers; `None` when the request could not be read.
     pub re: Option<MessageId>,
+    /// In a signed reply: the digest of the very frame it answers, whenever the whole frame
+    /// was read. The id alone travels in the clear, so anyone who sees a request go by could
+    /// get the receiver to sign an answer to another request under that id and hand it to
+    /// the sender; the digest names bytes only the sender sent. (Sealed acknowledgements and
+    /// registry session replies are bound to their request by their keys and counter.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub re_digest: Option<RequestDigest>,
     pub result: Outcome,
+}
+
+impl ReplyBody {
+    /// A reply bound to its request by other means than a digest (keys and a counter).
+    pub fn new(re: Option<MessageId>, result: Outcome) -> ReplyBody {
+        ReplyBody {
+            re,
+            re_digest: None,
+            result,
+        }
+    }
+}
+
+/// The first 16 bytes of the SHA-256 of a request frame's body, as a signed reply names it
+/// (base64url, 22 characters).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RequestDigest([u8; 16]);
+
+impl RequestDigest {
+    pub fn of(frame: &[u8]) -> RequestDigest {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(frame);
+        RequestDigest(hash[..16].try_into().expect("16 of 32 bytes"))
+    }
+}
+
+impl TryFrom<String> for RequestDigest {
+    type Error = &'static str;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        data_encoding::BASE64URL_NOPAD
+            .decode(s.as_bytes())
+            .ok()
+            .and_then(|b| b.try_into().ok())
+            .map(RequestDigest)
+            .ok_or("not a request digest (22 characters of base64url)")
+    }
+}
+
+impl From<RequestDigest> for String {
+    fn from(digest: RequestDigest) -> String {
+        data_encoding::BASE64URL_NOPAD.encode(&digest.0)
+    }
 }
 
 /// A reply whose outcome is JSON already: how the registry sends a page of peers that it
@@ -179,6 +229,7 @@ mod tests {
             alice(),
             ReplyBody {
                 re: Some(re),
+                re_digest: Some(RequestDigest::of(b"the request frame")),
                 result: Outcome::Pending {
                     expires_in_ms: 60_000,
                 },
@@ -204,7 +255,7 @@ mod tests {
         };
         let (id, re) = (new_id(), Some(new_id()));
         let from = alice();
-        let plain = Envelope::new(id, from.clone(), ReplyBody { re, result });
+        let plain = Envelope::new(id, from.clone(), ReplyBody::new(re, result));
         let encoded = serde_json::value::to_raw_value(&plain.body.result).unwrap();
         let mut same = Envelope::new(
             id,

@@ -6,6 +6,7 @@
 //! legitimate peers on 127.0.0.1. Every load loop is bounded in count and in time, and every
 //! wait is for an event (a line, a reply, a count), with a deadline.
 
+use p2p_shared::wire::RequestDigest;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -349,7 +350,7 @@ impl FakeRegistry {
         thread::spawn(move || {
             for stream in listener.incoming().take(2_000) {
                 let Ok(mut stream) = stream else { continue };
-                let Some(request) = read_signed(&mut stream) else {
+                let Some((request, digest)) = read_signed(&mut stream) else {
                     continue;
                 };
                 let after = request["body"]["after"].as_str().map(|a| {
@@ -367,6 +368,7 @@ impl FakeRegistry {
                 let reply = signer.envelope(json!({
                     "type": "reply",
                     "re": request["id"],
+                    "re_digest": digest,
                     "result": { "type": "peers", "peers": rows, "next": next },
                 }));
                 served.fetch_add(1, Ordering::SeqCst);
@@ -377,8 +379,9 @@ impl FakeRegistry {
     }
 }
 
-/// One signed request's envelope (its signature is not checked: the fake trusts anyone).
-fn read_signed(stream: &mut TcpStream) -> Option<Value> {
+/// One signed request's envelope (its signature is not checked: the fake trusts anyone), and
+/// the digest of its frame, which the reply names.
+fn read_signed(stream: &mut TcpStream) -> Option<(Value, RequestDigest)> {
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .ok()?;
@@ -390,5 +393,6 @@ fn read_signed(stream: &mut TcpStream) -> Option<Value> {
     let mut whole = head.to_vec();
     whole.extend_from_slice(&body);
     let body = frame_body(&whole).ok()?;
-    serde_json::from_slice(body.get(65..)?).ok()
+    let envelope = serde_json::from_slice(body.get(65..)?).ok()?;
+    Some((envelope, RequestDigest::of(body)))
 }

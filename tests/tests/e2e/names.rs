@@ -178,3 +178,49 @@ fn the_second_chat_by_name_uses_the_static_key_the_first_one_proved() {
     alice.say(&bob, "over IK this time");
     bob.say(&alice, "and back");
 }
+
+/// Reads one frame from `stream`: its body.
+fn read_frame(stream: &mut std::net::TcpStream) -> Vec<u8> {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    stream.read_exact(&mut head).expect("a frame header");
+    let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
+    stream.read_exact(&mut body).expect("a frame body");
+    body
+}
+
+#[test]
+fn a_reply_the_registry_signed_for_another_request_with_the_same_id_is_refused() {
+    // On the path between alice and the registry, mallory sends the registry her own
+    // `register` under the id of alice's, and hands alice the registry's signed answer.
+    let server = Server::start();
+    let path = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let alice = Peer::builder("alice")
+        .server(path.local_addr().unwrap())
+        .server_key(&server.key())
+        .start();
+    alice.send("register");
+    let (mut from_alice, _) = path.accept().unwrap();
+    let request = read_frame(&mut from_alice);
+    let json: serde_json::Value = serde_json::from_slice(&request[65..]).unwrap();
+    let mallory = Signer::new("alice", "127.0.0.1:9");
+    let mut hers = mallory.envelope(json!({ "type": "register" }));
+    hers["id"] = json["id"].clone();
+    let signed = p2p_e2e::raw_exchange(server.addr(), &mallory.frame(&hers), false);
+    let reply: serde_json::Value = p2p_e2e::decode_reply(&signed).unwrap();
+    assert_eq!(
+        reply["body"]["re"], json["id"],
+        "the registry answers under alice's id"
+    );
+    assert_eq!(outcome(&reply), "registered", "{reply}");
+    std::io::Write::write_all(&mut from_alice, &signed).unwrap();
+    drop(from_alice);
+
+    let error = alice.expect_error();
+    assert!(error.contains("answers another request"), "{error}");
+    assert_eq!(
+        alice.unread_lines(),
+        NONE,
+        "alice is not told she is registered"
+    );
+}
