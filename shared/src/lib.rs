@@ -10,6 +10,8 @@
 //!   the sending and the receiving side.
 //! - [`runtime`]: the only module that names the async runtime; [`signals`]: Ctrl-C, SIGTERM
 //!   and SIGHUP, to stop cleanly.
+//! - [`printable`]: text from the network escaped for a terminal or a log, the same way by
+//!   both programs.
 //! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
 //!   [`clock`]: the time, the system's or one a test moves.
 //!
@@ -21,6 +23,7 @@ pub mod duration;
 pub mod handshake;
 pub mod identity;
 pub mod name;
+pub mod printable;
 pub mod registry_session;
 pub mod replay;
 pub mod runtime;
