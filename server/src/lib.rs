@@ -15,7 +15,8 @@
 //! - [`registry`], [`claims`] and [`deadlines`]: the rules, without I/O; [`pages`]: encoded
 //!   listings;
 //! - [`store`]: the claims on disk, written by a thread of their own;
-//! - [`event`] and [`log`]: what the registry reports, written by a thread of its own.
+//! - [`event`] and [`log`]: what the registry reports, written by a thread of its own;
+//!   [`refusals`]: how many refusal lines it writes.
 
 mod broker;
 mod claims;
@@ -23,6 +24,7 @@ mod deadlines;
 pub mod event;
 pub mod log;
 mod pages;
+mod refusals;
 mod registry;
 mod service;
 mod store;
@@ -92,6 +94,7 @@ pub async fn run(
         clock,
     } = config;
     let local = listener.local_addr()?;
+    let log = log.with_clock(clock.clone());
     let loaded = claims.claims().context("cannot read the name claims")?;
     let (written_tx, written) = async_channel::unbounded();
     let store = StoreThread::start(claims, written_tx).context("cannot start the store")?;
