@@ -14,8 +14,8 @@
 //! that matter) nor the disk behind stdout.
 
 use std::io::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 

@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use p2p_server::event::Event;
 use p2p_server::log::{Log, LogWriter};
 use p2p_server::Config;
 use p2p_shared::clock::Clock;
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::identity::Identity;
+use p2p_shared::private;
 use p2p_shared::{runtime, signals};
 
 /// The p2p-chat registry: peers register here, list each other and leave.
@@ -77,6 +79,17 @@ async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
         .or_else(|| dirs::data_dir().map(|d| d.join("p2p-chat-server")))
         .context("no data directory: give one with --data-dir")?;
     let identity = Identity::load_or_create(&data.join("registry.key"))?;
+    // After the key is loaded (one others could read is refused, not fixed), before the
+    // claims are opened: an earlier version left the folder and claims.db open to all.
+    let made = private::make_private(&data, &[], |file| file.starts_with("claims.db"))
+        .with_context(|| format!("cannot make {} private", data.display()))?;
+    for made in made {
+        log.event(Event::MadePrivate {
+            path: made.path,
+            was: made.was,
+            now: made.now,
+        });
+    }
     let claims = Config::open_claims(Some(&data.join("claims.db")))?;
     let wanted = SocketAddr::new(args.bind, args.port);
     let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;

@@ -155,7 +155,11 @@ mod tests {
         let mut shown = Vec::new();
         for i in 0..10_000u32 {
             let port = 1000 + (i % 50_000) as u16;
-            let kind = if i % 2 == 0 { "malformed" } else { "bad_signature" };
+            let kind = if i % 2 == 0 {
+                "malformed"
+            } else {
+                "bad_signature"
+            };
             let at = start + Duration::from_micros(u64::from(i));
             shown.extend(refusals.refused(addr(&format!("127.1.0.1:{port}")), kind, at));
         }
@@ -170,7 +174,9 @@ mod tests {
             ]
         );
         // Nothing more until the window ends; then the summary, once.
-        assert!(refusals.tick(start + WINDOW - Duration::from_millis(1)).is_empty());
+        assert!(refusals
+            .tick(start + WINDOW - Duration::from_millis(1))
+            .is_empty());
         assert_eq!(
             lines(&refusals.tick(start + WINDOW)),
             ["9995 more refusals from 127.1.0.1 in the last 10s (kinds: bad_signature, malformed)"]
@@ -221,7 +227,9 @@ mod tests {
         let others = 100_000 - ADDRESSES as u64;
         assert_eq!(
             last,
-            format!("{others} more refusals from other addresses in the last 10s (kinds: malformed)")
+            format!(
+                "{others} more refusals from other addresses in the last 10s (kinds: malformed)"
+            )
         );
         let counted: u64 = summaries
             .iter()

@@ -12,6 +12,7 @@
 //!   and SIGHUP, to stop cleanly.
 //! - [`printable`]: text from the network escaped for a terminal or a log, the same way by
 //!   both programs.
+//! - [`private`]: a data folder and its files readable by their owner only.
 //! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
 //!   [`clock`]: the time, the system's or one a test moves.
 //!
@@ -24,6 +25,7 @@ pub mod handshake;
 pub mod identity;
 pub mod name;
 pub mod printable;
+pub mod private;
 pub mod registry_session;
 pub mod replay;
 pub mod runtime;

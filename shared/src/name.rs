@@ -113,7 +113,17 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_alphabet() {
-        for ok in ["a", "alice", "Bob_2", "x-y.z", ".a", "a..", "_", "-", &"n".repeat(32)] {
+        for ok in [
+            "a",
+            "alice",
+            "Bob_2",
+            "x-y.z",
+            ".a",
+            "a..",
+            "_",
+            "-",
+            &"n".repeat(32),
+        ] {
             assert_eq!(ok.parse::<PeerName>().unwrap().as_str(), ok);
         }
     }
