@@ -2,7 +2,8 @@
 //! `seal::EphemeralKey` and `duration::parse_timeout`.
 //!
 //! Checks: no panic; `PeerName` accepts exactly 1 to 32 characters of `A-Z a-z 0-9 _ - .`
-//! and says why otherwise (empty, the first bad character, too long); keys accept exactly
+//! that are not all dots, and says why otherwise (empty, the first bad character, too long,
+//! only dots); keys accept exactly
 //! the 43-character canonical base64url form of 32 bytes and print back as they were read;
 //! serde reads names and keys exactly as `FromStr` does; a parsed timeout is within bounds.
 #![no_main]
@@ -24,6 +25,8 @@ fn name_model(s: &str) -> Result<(), NameError> {
         Err(NameError::BadChar(c))
     } else if s.chars().count() > PeerName::MAX_LEN {
         Err(NameError::TooLong(s.chars().count()))
+    } else if s.chars().all(|c| c == '.') {
+        Err(NameError::OnlyDots(s.to_string()))
     } else {
         Ok(())
     }

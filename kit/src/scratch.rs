@@ -25,7 +25,7 @@ impl Scratch {
         let path = std::env::temp_dir().join(name);
         // Left over by an earlier process with the same id that was killed: start empty.
         let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)?;
+        private_dir(&path)?;
         Ok(Scratch {
             path,
             next: AtomicUsize::new(0),
@@ -40,9 +40,19 @@ impl Scratch {
     pub fn fresh(&self, label: &str) -> std::io::Result<PathBuf> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let dir = self.path.join(format!("{n:03}-{label}"));
-        std::fs::create_dir_all(&dir)?;
+        private_dir(&dir)?;
         Ok(dir)
     }
+}
+
+/// A folder only its owner can read, as the programs want their data folders: they would
+/// otherwise fix its mode at start and say so, in every test.
+fn private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
 }
 
 impl Drop for Scratch {

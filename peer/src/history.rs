@@ -29,6 +29,8 @@ pub enum HistoryError {
     /// Another peer holds it: the history is held exclusively (see above).
     #[error("it is in use: another p2p-peer runs with this name and data directory")]
     InUse,
+    #[error("cannot create it: {0}")]
+    Create(std::io::Error),
     #[error("the chat history failed: {0}")]
     Failed(#[from] rusqlite::Error),
 }
@@ -50,8 +52,10 @@ pub struct History {
 }
 
 impl History {
-    /// Opens (or creates) the history at `path`.
+    /// Opens (or creates) the history at `path`, readable by its owner only: every message is
+    /// in it in the clear. SQLite gives its `-wal` and `-journal` files the database's mode.
     pub fn open(path: &Path) -> Result<History, HistoryError> {
+        p2p_shared::private::create_private(path).map_err(HistoryError::Create)?;
         let db = Connection::open(path)?;
         db.busy_timeout(OPEN_WAIT)?;
         Self::with(db).map_err(|e| match e {

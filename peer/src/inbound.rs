@@ -10,12 +10,12 @@
 
 use std::net::SocketAddr;
 
+use p2p_shared::printable::printable;
 use p2p_shared::transport::{Refusal, SealedRefusal, Service};
 use p2p_shared::{Envelope, ErrorCode, Outcome, PeerRequest};
 
 use crate::broker::{Acknowledge, Broker};
 use crate::disk::Disk;
-use crate::render::printable;
 use crate::state::ChatMessage;
 use crate::vouch::Voucher;
 

@@ -52,6 +52,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use p2p_shared::identity::Identity;
+use p2p_shared::printable::printable;
+use p2p_shared::private;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::{runtime, signals};
 use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
@@ -141,6 +143,16 @@ async fn log_drops(dropped: ErrorCounter) {
     }
 }
 
+/// Whether a file of the data folder is one this program made (for any name): the chat
+/// history and its SQLite files (`history-NAME.db`, `-wal`, `-shm`, `-journal`), the command
+/// history (`history-NAME`) and the pin files with their temporary files. Key files are not:
+/// one others could read is refused, not fixed (`Identity::load_or_create`).
+fn is_peer_file(file: &str) -> bool {
+    ["history-", "known_peers", "known_registries"]
+        .iter()
+        .any(|prefix| file.starts_with(prefix))
+}
+
 async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
 
@@ -160,6 +172,19 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         .data_dir()
         .context("no data directory for the peer's key: give one with --data-dir")?;
     let identity = Identity::load_or_create(&data.join("keys").join(format!("{name}.key")))?;
+    // After the key is loaded, which refuses a key others could read rather than fix it; and
+    // before anything else is opened, so that nothing is read or written while still open.
+    let made = private::make_private(&data, &["keys"], is_peer_file)
+        .with_context(|| format!("cannot make {} private", data.display()))?;
+    for made in made {
+        let path = made.path.display().to_string();
+        tracing::warn!(
+            "made {} private: mode {:o} -> {:o}",
+            printable(&path),
+            made.was,
+            made.now
+        );
+    }
 
     let wanted = SocketAddr::new(args.bind, port);
     let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;

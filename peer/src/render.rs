@@ -9,15 +9,16 @@
 //!
 //! Text from the network is hostile: a chat line could carry terminal escape sequences or a
 //! newline that forges a second event. Every field that can hold such text (chat text, error
-//! messages) is displayed through [`printable`], which escapes control and
-//! bidirectional-override characters. Names and addresses are validated on arrival. JSON
-//! needs no such care: serde_json escapes control characters itself.
+//! messages) is displayed through [`printable`] (shared with the registry's log), which
+//! escapes control, bidirectional and invisible characters. Names and addresses are validated
+//! on arrival. In JSON, serde_json escapes control characters itself, and [`json_line`]
+//! escapes the three line breaks it leaves raw.
 
-use std::borrow::Cow;
 use std::fmt;
 
 use anstyle::{AnsiColor, Style};
 use chrono::Local;
+use p2p_shared::printable::printable;
 use p2p_shared::PeerInfo;
 
 use crate::event::{Event, Status, Withdrawal};
@@ -33,11 +34,26 @@ impl Rendering {
     /// The text (or JSON) of `event`, without a line ending.
     pub fn render(self, event: &Event) -> String {
         match self {
-            // Serializing these plain data types cannot fail.
-            Rendering::Json => serde_json::to_string(event).expect("events always serialize"),
+            Rendering::Json => json_line(event),
             Rendering::Text { color, timestamps } => paint(event, color, timestamps),
         }
     }
+}
+
+/// `event` as one line of JSON. serde_json escapes control characters but leaves U+2028,
+/// U+2029 and U+0085 raw, as JSON allows; JavaScript before ES2019 does not allow the first
+/// two in a string, and some line readers (Python's `splitlines()`, JavaScript's line
+/// terminators) break a line on them, so a chat text could split one event into two. They
+/// can only occur inside strings, so escaping them in the finished text is exact.
+fn json_line(event: &Event) -> String {
+    // Serializing these plain data types cannot fail.
+    let json = serde_json::to_string(event).expect("events always serialize");
+    if !json.contains(['\u{2028}', '\u{2029}', '\u{85}']) {
+        return json;
+    }
+    json.replace('\u{2028}', "\\u2028")
+        .replace('\u{2029}', "\\u2029")
+        .replace('\u{85}', "\\u0085")
 }
 
 fn secs(d: &std::time::Duration) -> u64 {
@@ -246,27 +262,6 @@ fn paint(event: &Event, color: bool, timestamps: bool) -> String {
     }
 }
 
-/// `text` with control characters, Unicode line and paragraph separators (which many tools
-/// split lines on) and bidirectional overrides written as `\u{..}` escapes.
-pub fn printable(text: &str) -> Cow<'_, str> {
-    fn unsafe_char(c: char) -> bool {
-        c.is_control()
-            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }
-    if !text.chars().any(unsafe_char) {
-        return Cow::Borrowed(text);
-    }
-    let mut clean = String::with_capacity(text.len() + 16);
-    for c in text.chars() {
-        if unsafe_char(c) {
-            clean.extend(c.escape_unicode());
-        } else {
-            clean.push(c);
-        }
-    }
-    Cow::Owned(clean)
-}
-
 /// What follows a name that neither the registry nor a pin vouches for.
 fn unverified(verified: bool) -> &'static str {
     if verified {
@@ -391,6 +386,40 @@ mod tests {
             serde_json::to_value(error).unwrap(),
             serde_json::json!({"event": "error", "code": "not_in_chat",
                                "message": "not in a chat with bob"})
+        );
+    }
+
+    #[test]
+    fn json_escapes_the_line_breaks_serde_json_leaves_raw() {
+        let event = Event::Message {
+            peer: name("alice"),
+            text: "a\u{2028}b\u{2029}c\u{85}d\u{202e}e".into(),
+            at: "2026-11-21T10:00:00Z".parse().unwrap(),
+        };
+        let line = Rendering::Json.render(&event);
+        assert!(
+            !line.contains(['\u{2028}', '\u{2029}', '\u{85}']),
+            "{line:?}"
+        );
+        assert!(
+            line.contains("\"text\":\"a\\u2028b\\u2029c\\u0085d\u{202e}e\""),
+            "{line:?}"
+        );
+        // Still the same text once parsed.
+        let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(json["text"], "a\u{2028}b\u{2029}c\u{85}d\u{202e}e");
+    }
+
+    #[test]
+    fn bidi_and_invisible_characters_are_shown_escaped_in_text() {
+        let event = Event::Message {
+            peer: name("alice"),
+            text: "pay\u{202e}cod.exe\u{200b}\u{feff}\u{2066}x\u{2069}".into(),
+            at: Utc::now(),
+        };
+        assert_eq!(
+            PLAIN.render(&event),
+            "alice: pay\\u{202e}cod.exe\\u{200b}\\u{feff}\\u{2066}x\\u{2069}"
         );
     }
 

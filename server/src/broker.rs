@@ -9,7 +9,8 @@
 //!   `register` or `release` that asked for it waits for its write, held here until the
 //!   thread reports it ([`Held`]); every other request is answered meanwhile;
 //! - events go to the log (`log.rs`), which never blocks;
-//! - lapsed registrations are dropped when a ticker sends [`Msg::Sweep`] (every [`SWEEP`]);
+//! - lapsed registrations are dropped when a ticker sends [`Msg::Sweep`] (every [`SWEEP`]),
+//!   which also has the log sum up the refusals over its budget (`refusals.rs`);
 //! - the encoded pages of the peer list are kept for as long as the list does not change
 //!   (`pages.rs`).
 //!
@@ -272,6 +273,8 @@ impl Broker {
                     self.log.event(Event::Expired { name });
                     self.pages.clear();
                 }
+                // The same ticker ends the log's windows of refusals.
+                self.log.tick();
             }
             Msg::Register {
                 name,

@@ -16,7 +16,8 @@
 //!   listings;
 //! - [`store`]: the claims on disk, written by a thread of their own; [`release`]: the
 //!   operator's `p2p-server release NAME`, on that database while no registry runs;
-//! - [`event`] and [`log`]: what the registry reports, written by a thread of its own.
+//! - [`event`] and [`log`]: what the registry reports, written by a thread of its own;
+//!   [`refusals`]: how many refusal lines it writes.
 
 mod broker;
 mod claim_budget;
@@ -25,6 +26,7 @@ mod deadlines;
 pub mod event;
 pub mod log;
 mod pages;
+mod refusals;
 mod registry;
 pub mod release;
 mod service;
@@ -98,6 +100,7 @@ pub async fn run(
         clock,
     } = config;
     let local = listener.local_addr()?;
+    let log = log.with_clock(clock.clone());
     let loaded = claims.claims().context("cannot read the name claims")?;
     let (written_tx, written) = async_channel::unbounded();
     let store = StoreThread::start(claims, written_tx).context("cannot start the store")?;

@@ -7,13 +7,22 @@
 //! writes them. When the queue is full, the event is counted and dropped; once the writer
 //! catches up it says how many it lost ([`Event::Dropped`]). A log may lose lines; the
 //! registry may not stop answering.
+//!
+//! Refusals, which anybody can cause at any rate, pass a budget first ([`Log::refused`],
+//! `refusals.rs`): a few lines per address and window, then one summary. That is decided
+//! before the queue, so a flood of refusals neither fills the queue (crowding out the lines
+//! that matter) nor the disk behind stdout.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use p2p_shared::clock::Clock;
+
 use crate::event::Event;
+use crate::refusals::Refusals;
 
 /// How many events wait for the writer at most: about a second of a flood's refusals.
 pub const LOG_QUEUE: usize = 1024;
@@ -23,6 +32,11 @@ pub const LOG_QUEUE: usize = 1024;
 pub struct Log {
     tx: async_channel::Sender<Event>,
     dropped: Arc<AtomicU64>,
+    /// The refusals counted in this window, shared by every clone. Only the registry's one
+    /// executor thread takes the lock, for a few counter updates: it never waits on it.
+    refusals: Arc<Mutex<Refusals>>,
+    /// Where the budget of refusal lines reads the time.
+    clock: Clock,
 }
 
 impl Log {
@@ -33,8 +47,16 @@ impl Log {
         let log = Log {
             tx,
             dropped: Arc::clone(&dropped),
+            refusals: Arc::default(),
+            clock: Clock::System,
         };
         (log, Events { rx, dropped })
+    }
+
+    /// The same log, reading the time for its budget of refusal lines from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Log {
+        self.clock = clock;
+        self
     }
 
     /// Reports `event`; drops it (and counts it) if the queue is full.
@@ -42,6 +64,30 @@ impl Log {
         if self.tx.try_send(event).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Reports a connection from `remote` refused for a reason of `kind`, within the budget
+    /// of refusal lines; a refusal over it is counted for the window's summary.
+    pub fn refused(&self, remote: SocketAddr, kind: &'static str) {
+        let events = self.lock().refused(remote, kind, self.clock.now());
+        for event in events {
+            self.event(event);
+        }
+    }
+
+    /// Sums up the refusals over the budget once their window has ended: called every
+    /// second, so that the last window of a flood is reported without waiting for another
+    /// refusal.
+    pub fn tick(&self) {
+        let events = self.lock().tick(self.clock.now());
+        for event in events {
+            self.event(event);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Refusals> {
+        // The counters stay consistent even if a holder panicked: each update is one step.
+        self.refusals.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -123,6 +169,32 @@ mod tests {
 
     fn name(s: &str) -> p2p_shared::PeerName {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn refusals_over_the_budget_are_summed_up_once_their_window_ends() {
+        use crate::refusals::{PER_ADDRESS, WINDOW};
+        let clock = Clock::manual();
+        let (log, events) = Log::channel();
+        let log = log.with_clock(clock.clone());
+        let remote: SocketAddr = "127.1.0.1:4000".parse().unwrap();
+        for _ in 0..1000 {
+            log.refused(remote, "malformed");
+        }
+        log.tick();
+        clock.advance(WINDOW);
+        log.tick();
+        drop(log);
+        let mut out = Vec::new();
+        write_all(events, &mut out);
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), PER_ADDRESS as usize + 1, "{text}");
+        assert_eq!(lines[0], "refused 127.1.0.1:4000: malformed");
+        assert_eq!(
+            lines[PER_ADDRESS as usize],
+            "995 more refusals from 127.1.0.1 in the last 10s (kinds: malformed)"
+        );
     }
 
     #[test]

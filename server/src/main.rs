@@ -8,11 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use p2p_server::event::Event;
 use p2p_server::log::{Log, LogWriter};
 use p2p_server::{Config, NameLimits};
 use p2p_shared::clock::Clock;
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::identity::Identity;
+use p2p_shared::private;
 use p2p_shared::{runtime, signals, PeerName};
 
 /// The p2p-chat registry: peers register here, list each other and leave.
@@ -133,6 +135,17 @@ fn data_dir(args: &Args) -> anyhow::Result<PathBuf> {
 async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
     let data = data_dir(&args)?;
     let identity = Identity::load_or_create(&data.join("registry.key"))?;
+    // After the key is loaded (one others could read is refused, not fixed), before the
+    // claims are opened: an earlier version left the folder and claims.db open to all.
+    let made = private::make_private(&data, &[], |file| file.starts_with("claims.db"))
+        .with_context(|| format!("cannot make {} private", data.display()))?;
+    for made in made {
+        log.event(Event::MadePrivate {
+            path: made.path,
+            was: made.was,
+            now: made.now,
+        });
+    }
     let claims = Config::open_claims(Some(&data.join("claims.db")))?;
     let wanted = SocketAddr::new(args.bind, args.port);
     let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;

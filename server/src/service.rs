@@ -28,7 +28,6 @@ use p2p_shared::wire::{new_id, EncodedReply};
 use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, ReplyBody};
 
 use crate::broker::Registrar;
-use crate::event::Event;
 use crate::log::Log;
 use crate::registry::{Registration, Removal};
 
@@ -243,8 +242,8 @@ impl Service for RegistryService {
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
-        let why = why.to_string();
-        self.log.event(Event::Refused { remote, why });
+        // The kind, not the text: the text may quote the sender's bytes.
+        self.log.refused(remote, why.kind());
     }
 }
 

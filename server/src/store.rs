@@ -94,8 +94,13 @@ pub struct ClaimStore {
 }
 
 impl ClaimStore {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`, readable by its owner only (SQLite gives its
+    /// `-wal` and `-shm` files the database's mode).
     pub fn open(path: &Path) -> Result<ClaimStore, StoreError> {
+        p2p_shared::private::create_private(path).map_err(|e| StoreError {
+            message: format!("cannot create it: {e}"),
+            locked: false,
+        })?;
         Self::with(Connection::open(path)?)
     }
 

@@ -10,6 +10,9 @@
 //!   the sending and the receiving side.
 //! - [`runtime`]: the only module that names the async runtime; [`signals`]: Ctrl-C, SIGTERM
 //!   and SIGHUP, to stop cleanly.
+//! - [`printable`]: text from the network escaped for a terminal or a log, the same way by
+//!   both programs.
+//! - [`private`]: a data folder and its files readable by their owner only.
 //! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
 //!   [`clock`]: the time, the system's or one a test moves; [`prefix`]: the network an
 //!   address is counted in, for budgets.
@@ -23,6 +26,8 @@ pub mod handshake;
 pub mod identity;
 pub mod name;
 pub mod prefix;
+pub mod printable;
+pub mod private;
 pub mod registry_session;
 pub mod replay;
 pub mod runtime;

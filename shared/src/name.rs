@@ -1,8 +1,12 @@
-//! Peer names: 1 to 32 characters from `A-Z a-z 0-9 _ - .`.
+//! Peer names: 1 to 32 characters from `A-Z a-z 0-9 _ - .`, not only dots.
 //!
 //! A [`PeerName`] can only be built through validation, and serde goes through the same
 //! check, so every name that reaches the rest of the program (from the command line, from
 //! stdin or from the network) is already known to be short and printable.
+//!
+//! A name made only of dots (`.`, `..`) is refused: it reads as "this" or "the parent" to
+//! anyone who meets it in a path, a listing or a command (`chat request ..`), and it is
+//! too easy to miss on a screen.
 //!
 //! A name is at most 32 ASCII bytes, so it is kept inline, in 33 bytes, and is `Copy`: the
 //! registry holds each name in several indexes (by name, by claim, by expiry), and a heap
@@ -33,6 +37,8 @@ pub enum NameError {
     TooLong(usize),
     #[error("a name may only use letters A-Z a-z, digits, '_', '-' and '.', not {0:?}")]
     BadChar(char),
+    #[error("a name cannot be only dots, like {0:?}: use a letter or a digit too")]
+    OnlyDots(String),
 }
 
 impl PeerName {
@@ -62,6 +68,9 @@ impl TryFrom<String> for PeerName {
         // Only ASCII is left, so the byte length is the character count.
         if s.len() > Self::MAX_LEN {
             return Err(NameError::TooLong(s.len()));
+        }
+        if s.bytes().all(|b| b == b'.') {
+            return Err(NameError::OnlyDots(s));
         }
         let mut bytes = [0; Self::MAX_LEN];
         bytes[..s.len()].copy_from_slice(s.as_bytes());
@@ -104,7 +113,17 @@ mod tests {
 
     #[test]
     fn accepts_the_documented_alphabet() {
-        for ok in ["a", "alice", "Bob_2", "x-y.z", &"n".repeat(32)] {
+        for ok in [
+            "a",
+            "alice",
+            "Bob_2",
+            "x-y.z",
+            ".a",
+            "a..",
+            "_",
+            "-",
+            &"n".repeat(32),
+        ] {
             assert_eq!(ok.parse::<PeerName>().unwrap().as_str(), ok);
         }
     }
@@ -117,6 +136,16 @@ mod tests {
             Err(NameError::TooLong(33))
         );
         assert_eq!("al ice".parse::<PeerName>(), Err(NameError::BadChar(' ')));
+        for dots in [".", "..", "...", &".".repeat(32)] {
+            assert_eq!(
+                dots.parse::<PeerName>(),
+                Err(NameError::OnlyDots(dots.to_string()))
+            );
+        }
+        assert_eq!(
+            NameError::OnlyDots("..".into()).to_string(),
+            "a name cannot be only dots, like \"..\": use a letter or a digit too"
+        );
         assert_eq!("é".parse::<PeerName>(), Err(NameError::BadChar('é')));
         assert_eq!(
             "a\u{1b}[2J".parse::<PeerName>(),

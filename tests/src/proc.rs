@@ -103,6 +103,21 @@ impl Proc {
         }
     }
 
+    /// [`Proc::expect_line`] with a deadline of `timeout`: for a line the program prints on a
+    /// schedule of its own (a summary at the end of a window) rather than in answer to a step.
+    #[track_caller]
+    pub fn expect_line_within(
+        &self,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> String {
+        match self.child.expect(what, timeout, matches) {
+            Ok(line) => line.text,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// Waits for a stdout line containing `needle`.
     #[track_caller]
     pub fn expect(&self, needle: &str) -> String {

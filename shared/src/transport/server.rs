@@ -112,6 +112,34 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// What kind of refusal this is, in a word chosen here. A log line says this and not the
+    /// refusal's text: that quotes the sender's bytes (serde_json's errors quote an unknown
+    /// field or variant), and a sender must not be able to write the receiver's log.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Frame(FrameError::Closed) => "no_frame",
+            Refusal::Frame(FrameError::Empty) => "empty_frame",
+            Refusal::Frame(FrameError::TooLarge(_)) => "frame_too_large",
+            Refusal::Frame(FrameError::Truncated) => "truncated_frame",
+            Refusal::Frame(FrameError::Io(_)) => "read_failed",
+            Refusal::Decode(DecodeError::Malformed(_)) => "malformed",
+            Refusal::Decode(DecodeError::NotSigned) => "not_signed",
+            Refusal::Decode(DecodeError::Version(_)) => "unsupported_version",
+            Refusal::Decode(DecodeError::Elsewhere(_)) => "unsupported_request",
+            Refusal::NoHeader => "no_header_in_time",
+            Refusal::SlowBody { .. } => "slow_body",
+            Refusal::AddressMismatch { .. } => "address_mismatch",
+            Refusal::BadSignature => "bad_signature",
+            Refusal::Stale(Stale::Skewed) => "skewed",
+            Refusal::Stale(Stale::Replayed) => "replayed",
+            Refusal::Stale(Stale::Full) => "replay_cache_full",
+            Refusal::UnknownSession => "unknown_session",
+            Refusal::WrongSender => "wrong_sender",
+            Refusal::UnknownKind => "unknown_frame_kind",
+            Refusal::Busy => "busy",
+        }
+    }
+
     fn code(&self) -> ErrorCode {
         match self {
             Refusal::Frame(_)

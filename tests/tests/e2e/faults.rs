@@ -168,7 +168,10 @@ fn a_registry_whose_stdout_nobody_reads_still_answers_after_3000_refusals() {
     let server = Server::start();
     server.shrink_pipe(Stream::Stdout);
     server.stop_reading(Stream::Stdout);
-    // Each refusal is a line of the registry's log: a few of them fill the pipe.
+    // The refusals of one address are a few lines of the registry's log and then a summary
+    // (output_attacks.rs counts them), so they no longer fill the log's queue: the lines a
+    // full queue drops are counted and reported as the log's unit tests check
+    // (`server/src/log.rs`). Here: nothing the flood leaves behind holds the registry up.
     let answered = flood(server.addr(), 3_000);
     assert!(
         answered > 2_900,
@@ -177,9 +180,8 @@ fn a_registry_whose_stdout_nobody_reads_still_answers_after_3000_refusals() {
     let alice = Peer::start("alice", server.addr());
     alice.register();
     assert_eq!(alice.listpeer(), [alice.peer_line()]);
-    // Once someone reads again, the log says what it had to leave out.
     server.resume_reading(Stream::Stdout);
-    server.expect("log line(s) dropped: stdout was not read in time");
+    server.expect("refused 127.0.0.2:");
 }
 
 #[test]
