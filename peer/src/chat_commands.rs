@@ -113,12 +113,12 @@ impl CommandLoop {
                 // name to that key, or it is an impostor; a name it does not know stays
                 // unverified.
                 None => match self.registry.lookup(&from.name).await {
-                    Ok(registered) if registered.key != from.key => {
+                    Ok(registered) if registered.key() != from.key => {
                         Err(PeerError::NotTheRegisteredKey(Box::new(KeyMismatch {
                             addr,
                             answered: from.name,
                             offered: from.key.fingerprint(),
-                            expected: registered.key.fingerprint(),
+                            expected: registered.key().fingerprint(),
                             name: from.name,
                         })))
                     }

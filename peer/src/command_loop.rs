@@ -25,8 +25,8 @@ use crate::error::{Failure, PeerError};
 use crate::event::{Event, Status};
 use crate::input::{Input, Inputs};
 use crate::names::Names;
-use crate::registry_client::Listing;
 use crate::registry_client::RegistryClient;
+use crate::registry_client::{Found, Listing};
 use crate::screen::Screen;
 use crate::state;
 
@@ -250,7 +250,8 @@ impl CommandLoop {
         name: &p2p_shared::PeerName,
     ) -> Result<p2p_shared::PeerInfo, PeerError> {
         match self.registry.lookup(name).await {
-            Ok(peer) => Ok(peer),
+            Ok(Found::Online(peer)) => Ok(peer),
+            Ok(Found::Offline(_)) => Err(PeerError::NotOnline { name: *name }),
             Err(e) if e.code() == Some(ErrorCode::UnknownPeer) => {
                 Err(PeerError::UnknownPeer { name: *name })
             }

@@ -81,6 +81,8 @@ pub enum PeerError {
     UnknownHost { host: String, why: String },
     #[error("no peer named {name} is registered")]
     UnknownPeer { name: PeerName },
+    #[error("{name} is not online (its name is claimed, but not registered now)")]
+    NotOnline { name: PeerName },
     #[error("{0}")]
     NotTheRegisteredKey(Box<KeyMismatch>),
     #[error("{0}")]
@@ -192,6 +194,7 @@ impl PeerError {
             PeerError::RegistrationRefused { .. } => "registration_refused",
             PeerError::UnknownHost { .. } => "unknown_host",
             PeerError::UnknownPeer { .. } => "unknown_peer",
+            PeerError::NotOnline { .. } => "not_online",
             PeerError::NotTheRegisteredKey(_) => "not_the_registered_key",
             PeerError::AlreadyConnected { .. } => "already_connected",
             PeerError::TooManyRequests { .. } => "too_many_requests",

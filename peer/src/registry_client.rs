@@ -36,6 +36,23 @@ use crate::vouch::TrustedRegistry;
 /// and the user is told ([`Listing::cut`]).
 pub const MAX_LISTED: usize = 4096;
 
+/// What a registry `lookup` found.
+pub enum Found {
+    Online(PeerInfo),
+    /// Claimed by this key, not registered now.
+    Offline(PublicKey),
+}
+
+impl Found {
+    /// The key the name means.
+    pub fn key(&self) -> PublicKey {
+        match self {
+            Found::Online(peer) => peer.key,
+            Found::Offline(key) => *key,
+        }
+    }
+}
+
 /// The most pages `listpeer` fetches: 16 full pages of 256 reach [`MAX_LISTED`]; short
 /// pages (a broken or lying registry) stop here.
 const MAX_PAGES: usize = 64;
@@ -202,9 +219,11 @@ impl RegistryClient {
         Ok((self.label.clone(), key))
     }
 
-    pub async fn lookup(&mut self, name: &PeerName) -> Result<PeerInfo, SendError> {
+    /// Where `name` is now, or, while its owner is offline, which key it means.
+    pub async fn lookup(&mut self, name: &PeerName) -> Result<Found, SendError> {
         match self.ask(RegistryRequest::Lookup { name: *name }).await? {
-            Outcome::Peer { peer } if peer.name == *name => Ok(peer),
+            Outcome::Peer { peer } if peer.name == *name => Ok(Found::Online(peer)),
+            Outcome::Claimed { name: claimed, key } if claimed == *name => Ok(Found::Offline(key)),
             other => Err(self.unexpected(other)),
         }
     }

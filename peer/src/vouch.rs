@@ -76,6 +76,14 @@ impl Voucher {
                 Outcome::Peer { peer } if peer.name == name => Vouch::Impostor {
                     registered: peer.key,
                 },
+                // Its owner is offline; the name still means that key.
+                Outcome::Claimed {
+                    name: claimed,
+                    key: owner,
+                } if claimed == name => match owner == key {
+                    true => Vouch::Registered,
+                    false => Vouch::Impostor { registered: owner },
+                },
                 _ => Vouch::Unavailable,
             },
             Ok(Err(SendError::Refused {

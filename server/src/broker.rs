@@ -31,7 +31,7 @@ use p2p_shared::{runtime, PeerInfo, PeerName};
 use crate::event::Event;
 use crate::log::Log;
 use crate::pages::{EncodedPage, Pages};
-use crate::registry::{Registration, Registry, Removal};
+use crate::registry::{Lookup, Registration, Registry, Removal};
 use crate::store::{Op, StoreError, StoreThread, Written};
 
 /// How often lapsed registrations are swept out (they are invisible from the moment they
@@ -65,7 +65,7 @@ enum Msg {
     },
     Lookup {
         name: PeerName,
-        done: oneshot::Sender<Option<PeerInfo>>,
+        done: oneshot::Sender<Lookup>,
     },
     Page {
         after: Option<PeerName>,
@@ -160,7 +160,7 @@ impl Registrar {
         self.ask(|done| Msg::Release { name, key, done }).await
     }
 
-    pub async fn lookup(&self, name: PeerName) -> Option<PeerInfo> {
+    pub async fn lookup(&self, name: PeerName) -> Lookup {
         self.ask(|done| Msg::Lookup { name, done }).await
     }
 
@@ -435,7 +435,7 @@ mod tests {
         answer
     }
 
-    fn ping_lookup(b: &mut Broker) -> oneshot::Receiver<Option<PeerInfo>> {
+    fn ping_lookup(b: &mut Broker) -> oneshot::Receiver<Lookup> {
         let (done, answer) = oneshot::channel();
         b.handle(Msg::Lookup {
             name: "alice".parse().unwrap(),
@@ -453,7 +453,8 @@ mod tests {
         assert!(first.try_recv().unwrap().is_none(), "not before the write");
         assert!(retry.try_recv().unwrap().is_none(), "a retry neither");
         // Meanwhile everyone else is answered: the claim is listed already.
-        assert!(ping_lookup(&mut b).try_recv().unwrap().unwrap().is_some());
+        let looked_up = ping_lookup(&mut b).try_recv().unwrap().unwrap();
+        assert!(matches!(looked_up, Lookup::Online(_)), "{looked_up:?}");
         b.written(written.recv_blocking().unwrap());
         assert!(matches!(
             first.try_recv(),
@@ -481,7 +482,8 @@ mod tests {
         b.written(batch);
         assert!(matches!(first.try_recv(), Ok(Some(Err(_)))));
         assert!(matches!(retry.try_recv(), Ok(Some(Err(_)))));
-        assert!(ping_lookup(&mut b).try_recv().unwrap().unwrap().is_none());
+        let looked_up = ping_lookup(&mut b).try_recv().unwrap().unwrap();
+        assert_eq!(looked_up, Lookup::Unknown, "the claim was never written");
     }
 
     #[test]
@@ -503,6 +505,7 @@ mod tests {
         );
         b.written(written.recv_blocking().unwrap());
         assert!(matches!(released.try_recv(), Ok(Some(Ok(Removal::Done)))));
-        assert!(ping_lookup(&mut b).try_recv().unwrap().unwrap().is_none());
+        let looked_up = ping_lookup(&mut b).try_recv().unwrap().unwrap();
+        assert_eq!(looked_up, Lookup::Unknown, "released: nobody's");
     }
 }

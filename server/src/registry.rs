@@ -91,6 +91,16 @@ pub struct NameLimits {
     pub per_key: usize,
 }
 
+/// What the registry knows of a name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    /// Registered now, at this address.
+    Online(PeerInfo),
+    /// Claimed by this key, not registered now.
+    Offline(PublicKey),
+    Unknown,
+}
+
 pub struct Registry {
     claims: Claims,
     ttl: Duration,
@@ -326,11 +336,17 @@ impl Registry {
     }
 
     /// A live registration; one past its time is as good as gone, even before `expire`.
-    pub fn lookup(&self, name: &PeerName, now: Instant) -> Option<PeerInfo> {
-        self.peers
-            .get(name)
-            .filter(|e| e.expires > now)
-            .and_then(|e| self.info(name, e))
+    /// Without one, the key that claims the name, if any: who the name means even while its
+    /// owner is offline.
+    pub fn lookup(&self, name: &PeerName, now: Instant) -> Lookup {
+        let live = self.peers.get(name).filter(|e| e.expires > now);
+        match live.and_then(|e| self.info(name, e)) {
+            Some(peer) => Lookup::Online(peer),
+            None => match self.claims.owner(name) {
+                Some(key) => Lookup::Offline(key),
+                None => Lookup::Unknown,
+            },
+        }
     }
 
     /// Up to [`PEERS_PAGE_LEN`] peers sorted by name, starting after `after`, and the name to
@@ -416,12 +432,11 @@ mod tests {
             Registration::Refreshed
         );
         let later = start + TTL;
-        assert_eq!(
-            r.lookup(&name("alice"), later),
-            None,
-            "lapsed, even before expire()"
+        assert!(
+            matches!(r.lookup(&name("alice"), later), Lookup::Offline(_)),
+            "lapsed, even before expire(): claimed, not online"
         );
-        assert!(r.lookup(&name("bob"), later).is_some());
+        assert!(matches!(r.lookup(&name("bob"), later), Lookup::Online(_)));
         assert_eq!(r.page(None, later).0.len(), 1);
         assert_eq!(r.expire(later), vec![name("alice")]);
         // The name is still alice's: only her key may register it again.
@@ -565,7 +580,10 @@ mod tests {
             r.register(&name("alice"), addr(3), alice, None, now()),
             Registration::Added
         );
-        assert_eq!(r.lookup(&name("alice"), now()).unwrap().addr, addr(3));
+        let Lookup::Online(peer) = r.lookup(&name("alice"), now()) else {
+            panic!("alice is online");
+        };
+        assert_eq!(peer.addr, addr(3));
     }
 
     #[test]
@@ -575,7 +593,9 @@ mod tests {
         r.register(&name("alice"), addr(1), alice, None, now());
         assert_eq!(r.unregister(&name("alice"), mallory), Removal::NotOwner);
         assert_eq!(r.unregister(&name("alice"), alice), Removal::Done);
-        assert_eq!(r.lookup(&name("alice"), now()), None);
+        // Offline, and still alice's: a lookup says whose.
+        assert_eq!(r.lookup(&name("alice"), now()), Lookup::Offline(alice));
+        assert_eq!(r.lookup(&name("nobody"), now()), Lookup::Unknown);
         assert_eq!(
             r.register(&name("alice"), addr(2), mallory, None, now()),
             Registration::Taken
@@ -590,7 +610,7 @@ mod tests {
         assert_eq!(r.release(&name("alice"), bob), Removal::NotOwner);
         assert_eq!(r.release(&name("alice"), alice), Removal::Done);
         assert!(
-            r.lookup(&name("alice"), now()).is_some(),
+            matches!(r.lookup(&name("alice"), now()), Lookup::Online(_)),
             "until it is written"
         );
         let ops = r.take_ops();
@@ -602,7 +622,10 @@ mod tests {
             })
         );
         r.written(&ops, true);
-        assert_eq!(r.lookup(&name("alice"), now()), None);
+        assert!(!matches!(
+            r.lookup(&name("alice"), now()),
+            Lookup::Online(_)
+        ));
         assert_eq!(
             r.register(&name("alice"), addr(2), bob, None, now()),
             Registration::Added
@@ -699,19 +722,22 @@ mod tests {
             Registration::Added
         );
         assert!(
-            r.lookup(&name("bob"), t).is_some(),
+            matches!(r.lookup(&name("bob"), t), Lookup::Online(_)),
             "listed before it is written"
         );
         let ops = r.take_ops();
         assert_eq!(r.written(&ops, false), vec![name("bob")]);
-        assert!(r.lookup(&name("bob"), t).is_none(), "not registered");
+        assert!(
+            !matches!(r.lookup(&name("bob"), t), Lookup::Online(_)),
+            "not registered"
+        );
         assert_eq!(
             r.register(&name("bob"), addr(3), key(), None, t),
             Registration::Added,
             "not claimed: the next key may have it"
         );
         assert!(
-            r.lookup(&name("alice"), t).is_some(),
+            matches!(r.lookup(&name("alice"), t), Lookup::Online(_)),
             "written before, kept"
         );
     }
@@ -770,7 +796,7 @@ mod tests {
         let claim_b = r.take_ops();
         r.written(&release_a, true);
         r.written(&claim_b, true);
-        assert_eq!(r.lookup(&name("alice"), t).map(|p| p.key), Some(b));
+        assert!(matches!(r.lookup(&name("alice"), t), Lookup::Online(p) if p.key == b));
         assert_eq!(
             r.register(&name("alice"), addr(3), key(), None, t),
             Registration::Taken

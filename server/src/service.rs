@@ -29,7 +29,7 @@ use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, Reply
 
 use crate::broker::Registrar;
 use crate::log::Log;
-use crate::registry::{Registration, Removal};
+use crate::registry::{Lookup, Registration, Removal};
 
 #[derive(Clone)]
 pub struct RegistryService {
@@ -234,8 +234,11 @@ impl Service for RegistryService {
                 Outcome::Peers { peers, next }
             }
             RegistryRequest::Lookup { name } => match self.registrar.lookup(name).await {
-                Some(peer) => Outcome::Peer { peer },
-                None => Outcome::error(ErrorCode::UnknownPeer, format!("{name} is not registered")),
+                Lookup::Online(peer) => Outcome::Peer { peer },
+                Lookup::Offline(key) => Outcome::Claimed { name, key },
+                Lookup::Unknown => {
+                    Outcome::error(ErrorCode::UnknownPeer, format!("{name} is not registered"))
+                }
             },
             RegistryRequest::Ping => Outcome::Ok,
         }

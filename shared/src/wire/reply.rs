@@ -110,6 +110,12 @@ pub enum Outcome {
     Peer {
         peer: PeerInfo,
     },
+    /// A `lookup`'s answer for a name that is claimed but not registered now: which key it
+    /// means while its owner is offline.
+    Claimed {
+        name: PeerName,
+        key: PublicKey,
+    },
     Pending {
         expires_in_ms: u64,
     },

@@ -224,3 +224,23 @@ fn a_reply_the_registry_signed_for_another_request_with_the_same_id_is_refused()
         "alice is not told she is registered"
     );
 }
+
+#[test]
+fn a_name_means_its_key_while_its_owner_is_offline() {
+    let (_server, alice, bob) = registered();
+    bob.send("exit network");
+    bob.expect_exact("left the network");
+    let error = alice.run("chat request bob");
+    assert_eq!(
+        error,
+        ["error: bob is not online (its name is claimed, but not registered now)"]
+    );
+    // Mallory, as bob, while bob is away: still an impostor.
+    let mallory = Signer::new("bob", "127.0.0.1:1");
+    let (request, _) = mallory.chat_request();
+    assert_eq!(outcome(&mallory.send(alice.addr(), &request)), "key_changed");
+    alice.expect_prefix("WARNING: a peer calling itself bob presented key");
+    // bob himself, offline at the registry, is still bob.
+    bob.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    alice.expect_request_vouched("bob", bob.addr(), &bob.fingerprint(), true);
+}
