@@ -56,8 +56,8 @@ impl CommandLoop {
         };
         let id = new_id();
         // By name, to a peer whose static key a chat proved for its pinned key: IK, so that
-        // only that peer can read the request. Otherwise IX; message 1 then names whom we
-        // asked for, when we asked by name, and nobody else takes it.
+        // only that peer can read message 1's payload or answer it. Otherwise IX; message 1
+        // then names whom we asked for, when we asked by name, and nobody else takes it.
         let noise = match expected {
             Some((name, key)) => {
                 let pinned =

@@ -76,6 +76,9 @@ pub enum Event {
         fingerprint: String,
         /// Whether the registry (or a pin here) vouches for the key under that name.
         verified: bool,
+        /// Unverified because the registry we trust did not answer about it (down, or our
+        /// lookups dropped on the way): not the same as a name nobody registered.
+        unanswered: bool,
     },
     /// How requests to us end (`state/incoming.rs`): accepted, declined, expired, withdrawn,
     /// left unanswered when we exit.

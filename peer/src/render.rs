@@ -105,11 +105,15 @@ impl fmt::Display for Event {
                 expires_in,
                 fingerprint,
                 verified,
+                unanswered,
             } => write!(
                 f,
                 "chat request from {peer}{} ({addr}): answer yes or no (expires in {}s), \
                  key {fingerprint}",
-                unverified(*verified),
+                match unanswered {
+                    true => " (unverified: the registry did not answer)",
+                    false => unverified(*verified),
+                },
                 secs(expires_in)
             ),
             Event::AcceptedChat { peer, addr } => {
@@ -350,6 +354,7 @@ mod tests {
             expires_in: Duration::from_secs(60),
             fingerprint: "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940".into(),
             verified: true,
+            unanswered: false,
         };
         assert_eq!(
             PLAIN.render(&event),
@@ -362,7 +367,8 @@ mod tests {
             json,
             serde_json::json!({"event": "request_arrived", "peer": "alice",
                                "addr": "127.0.0.1:1", "expires_in_ms": 60000,
-                               "fingerprint": "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940", "verified": true})
+                               "fingerprint": "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940", "verified": true,
+                               "unanswered": false})
         );
     }
 

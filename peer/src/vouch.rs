@@ -13,8 +13,9 @@
 //! stays without I/O: it gets the [`Vouch`] as an input.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::transport::{self, Origin, SendError};
@@ -26,6 +27,11 @@ use crate::state::Vouch;
 /// How long a chat request waits for the registry's word: the requester waits for our reply
 /// meanwhile (10 s at most), and a registry that does not answer in time vouches for nothing.
 const VOUCH_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a lookup timed out, requests are not held for the registry for this long: a
+/// silent registry must not make every request (and a connection slot) wait 2 s.
+const QUIET_AFTER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The most lookups under way at once; beyond, a request is shown unchecked at once.
+const MAX_LOOKUPS: usize = 8;
 
 /// The registry key the peer trusts, shared by the registry client (which learns it) and the
 /// connection tasks (which ask that registry about requesters).
@@ -52,6 +58,9 @@ pub struct Voucher {
     registry: SocketAddr,
     trusted: TrustedRegistry,
     origin: Origin,
+    /// Until when lookups are skipped, after one timed out.
+    quiet_until: Arc<Mutex<Option<Instant>>>,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Voucher {
@@ -60,17 +69,38 @@ impl Voucher {
             registry,
             trusted,
             origin,
+            quiet_until: Arc::default(),
+            in_flight: Arc::default(),
         }
     }
 
     /// What the registry says of `name` and `key`.
     pub async fn vouch(&self, name: PeerName, key: PublicKey) -> Vouch {
         let Some(trusted) = self.trusted.get() else {
-            return Vouch::Unavailable;
+            return Vouch::NoRegistry;
         };
+        let quiet = *self.quiet_until.lock().expect("no panic while holding it");
+        if quiet.is_some_and(|until| Instant::now() < until) {
+            return Vouch::Unanswered;
+        }
+        if self.in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_LOOKUPS {
+            self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            return Vouch::Unanswered;
+        }
+        let vouch = self.ask(trusted, name, key).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        vouch
+    }
+
+    async fn ask(&self, trusted: PublicKey, name: PeerName, key: PublicKey) -> Vouch {
         let lookup = RegistryRequest::Lookup { name };
         let asked = transport::request(self.registry, &self.origin, new_id(), lookup);
-        match runtime::timeout(VOUCH_TIMEOUT, asked).await {
+        let answered = runtime::timeout(VOUCH_TIMEOUT, asked).await;
+        if answered.is_err() {
+            let until = Instant::now() + QUIET_AFTER_TIMEOUT;
+            *self.quiet_until.lock().expect("no panic while holding it") = Some(until);
+        }
+        match answered {
             Ok(Ok(reply)) if reply.key == trusted => match reply.outcome {
                 Outcome::Peer { peer } if peer.name == name && peer.key == key => Vouch::Registered,
                 Outcome::Peer { peer } if peer.name == name => Vouch::Impostor {
@@ -84,14 +114,14 @@ impl Voucher {
                     true => Vouch::Registered,
                     false => Vouch::Impostor { registered: owner },
                 },
-                _ => Vouch::Unavailable,
+                _ => Vouch::Unanswered,
             },
             Ok(Err(SendError::Refused {
                 code: ErrorCode::UnknownPeer,
                 key: signer,
                 ..
             })) if signer == trusted => Vouch::Unregistered,
-            _ => Vouch::Unavailable,
+            _ => Vouch::Unanswered,
         }
     }
 }

@@ -5,7 +5,8 @@
 //! `yes`. Two patterns, named on the wire:
 //!
 //! - **IK** when the requester already knows the accepter's Noise static key (pinned from an
-//!   earlier chat): message 1 is encrypted to it, so only that peer can read who asks.
+//!   earlier chat): message 1's payload is encrypted to it, and only that peer can answer.
+//!   (The signed request around it still names the requester in the clear.)
 //! - **IX** for first contact: both statics travel in the handshake; the requester's in the
 //!   clear (it was in the clear before Noise too, in the signed request).
 //!

@@ -222,21 +222,6 @@ impl NoiseKey {
         &self.0
     }
 
-    /// A fingerprint as a person typed it (any case, with or without the colons), in the
-    /// form [`PublicKey::fingerprint`] prints; `None` if it is not 32 hex digits.
-    pub fn parse_fingerprint(typed: &str) -> Option<String> {
-        let hex: String = typed
-            .chars()
-            .filter(|c| *c != ':')
-            .map(|c| c.to_ascii_lowercase())
-            .collect();
-        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        let groups: Vec<&str> = (0..8).map(|i| &hex[4 * i..4 * i + 4]).collect();
-        Some(groups.join(":"))
-    }
-
     /// Whether `identity` signed this key as its Noise static key.
     pub fn is_signed_by(&self, identity: &PublicKey, signature: &Signature) -> bool {
         identity.verify(&noise_binding(self), signature)

@@ -199,8 +199,15 @@ impl IncomingRequests {
             Some(existing) if existing.key != from.key && (existing.verified || !verified) => {
                 Err(NotKept::OtherKey(from.name))
             }
-            Some(existing) => {
-                *existing = record;
+            Some(_) => {
+                // The bounds hold for the new record as for any other (a vouched-for key
+                // replacing a stranger's could come from a full address).
+                let existing = self.by_peer.remove(&from.name).expect("present just now");
+                if let Err(full) = self.room_for(&record) {
+                    self.by_peer.insert(from.name, existing);
+                    return Err(full);
+                }
+                self.by_peer.insert(from.name, record);
                 Ok(Some(IncomingEnd::Withdrawn {
                     peer: from.name,
                     why: Withdrawal::Replaced,
@@ -487,9 +494,44 @@ mod tests {
         };
         let refused = offer_from(&mut incoming, &impostor, false);
         assert_eq!(refused, Err(NotKept::OtherKey(name("carol"))));
+        let refused = offer_from(&mut incoming, &impostor, true);
+        let why = "carol's was vouched for";
+        assert_eq!(refused, Err(NotKept::OtherKey(name("carol"))), "{why}");
         assert_eq!(
             incoming.take(None, now).unwrap().key,
             sender("carol", 1).key
+        );
+
+        // A key someone vouches for takes a name from a stranger only within the bounds:
+        // not from an address that holds its share already.
+        for i in 0..MAX_PER_ADDRESS {
+            let from = from_ip(&format!("full{i}"), [127, 3, 0, 1], 1);
+            assert_eq!(offer_from(&mut incoming, &from, false), Ok(None));
+        }
+        let eve = from_ip("eve", [127, 4, 0, 1], 1);
+        assert_eq!(offer_from(&mut incoming, &eve, false), Ok(None));
+        let from_full = PeerInfo {
+            key: p2p_shared::identity::Identity::generate().public(),
+            ..from_ip("eve", [127, 3, 0, 1], 2)
+        };
+        let refused = offer_from(&mut incoming, &from_full, true);
+        assert_eq!(refused, Err(NotKept::FromThisAddress));
+        assert_eq!(incoming.take(Some(&name("eve")), now).unwrap().key, eve.key);
+
+        // Nobody vouched for dave's: the key someone vouches for takes the name.
+        let dave = from_ip("dave", [127, 1, 0, 1], 1);
+        assert_eq!(offer_from(&mut incoming, &dave, false), Ok(None));
+        let real = PeerInfo {
+            key: p2p_shared::identity::Identity::generate().public(),
+            ..dave
+        };
+        assert!(matches!(
+            offer_from(&mut incoming, &real, true),
+            Ok(Some(_))
+        ));
+        assert_eq!(
+            incoming.take(Some(&name("dave")), now).unwrap().key,
+            real.key
         );
     }
 

@@ -54,8 +54,11 @@ pub enum Vouch {
     Impostor { registered: PublicKey },
     /// The registry knows no such name.
     Unregistered,
-    /// No registry we trust could be asked (none known yet, unreachable, or not in time).
-    Unavailable,
+    /// No registry to ask: none whose key we trust yet.
+    NoRegistry,
+    /// The registry we trust did not answer (in time): maybe it is down, maybe someone on
+    /// the path drops our lookups. Shown as such, so the user can tell it from a stranger.
+    Unanswered,
 }
 
 impl Vouch {

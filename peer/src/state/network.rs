@@ -31,7 +31,7 @@ impl PeerState {
             // `inbound.rs` answers pings without the broker; this is what it answers.
             PeerRequest::Ping => Outcome::Ok,
             PeerRequest::ChatRequest { pattern, handshake } => {
-                let vouch = vouch.unwrap_or(Vouch::Unavailable);
+                let vouch = vouch.unwrap_or(Vouch::NoRegistry);
                 self.chat_request(id, from, (pattern, handshake), vouch, cx, fx)
             }
             PeerRequest::ChatAnswer {
@@ -78,6 +78,7 @@ impl PeerState {
             return refusal;
         }
         let verified = vouch.is_registered() || self.pins.vouches(&from.name, &from.key);
+        let unanswered = !verified && vouch == Vouch::Unanswered;
         if self.chats.contains(&from.name) {
             return Outcome::error(
                 ErrorCode::AlreadyConnected,
@@ -105,6 +106,7 @@ impl PeerState {
                     expires_in,
                     fingerprint: from.key.fingerprint(),
                     verified,
+                    unanswered,
                 }));
                 Outcome::Pending {
                     expires_in_ms: expires_in.as_millis().try_into().unwrap_or(u64::MAX),

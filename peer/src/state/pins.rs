@@ -21,8 +21,9 @@ const MAX_OFFERED: usize = 4;
 pub struct Pins {
     known: KnownKeys<PeerName>,
     /// Changed keys we refused, for `trust NAME FINGERPRINT`: the last few per name, so
-    /// that a stranger's key offered after the real one cannot push the real one out.
-    /// (Only names pinned here get entries.)
+    /// that one stranger's key offered after the real one does not push it out (several
+    /// can; `trust` still pins only the key with the fingerprint typed, so that costs a
+    /// retry, never a wrong pin). Only names pinned here get entries.
     offered: HashMap<PeerName, Vec<PublicKey>>,
 }
 

@@ -236,22 +236,30 @@ fn any_changed_byte_of_either_message_is_refused_without_panic() {
                 ),
             }
         }
-        let (_, second) = Responder::accept(
-            &t.bob,
-            &name("bob"),
-            request,
-            pattern,
-            &first,
-            &t.alice.public(),
-        )
-        .unwrap();
-        for i in 0..second.0.len() {
-            let (initiator, _, _) = Initiator::start(&t.alice, request, to());
-            let mut bad = second.clone();
+        // Message 2, each byte changed in turn, to the very initiator that sent the message
+        // 1 it answers; unchanged, it finishes (the control).
+        let answer = |first: &HandshakeMessage| {
+            Responder::accept(
+                &t.bob,
+                &name("bob"),
+                request,
+                pattern,
+                first,
+                &t.alice.public(),
+            )
+            .unwrap()
+            .1
+        };
+        let (initiator, _, first) = Initiator::start(&t.alice, request, to());
+        assert!(initiator.finish(&answer(&first), &t.bob.public()).is_ok());
+        let length = answer(&first).0.len();
+        for i in 0..length {
+            let (initiator, _, first) = Initiator::start(&t.alice, request, to());
+            let mut bad = answer(&first);
             bad.0[i] ^= 1;
             assert!(
                 initiator.finish(&bad, &t.bob.public()).is_err(),
-                "byte {i} of message 2"
+                "byte {i} of message 2 ({pattern:?})"
             );
         }
     }

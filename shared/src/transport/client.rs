@@ -113,9 +113,14 @@ fn answer_to(
 ) -> Result<Reply, SendError> {
     if let Some(sent) = sent {
         let named = reply.body.re_digest;
-        let ours = match reply.body.re {
-            Some(_) => named == Some(sent),
-            None => named.is_none_or(|named| named == sent),
+        let ours = match (reply.body.re, named, &reply.body.result) {
+            (Some(_), _, _) => named == Some(sent),
+            (None, Some(named), _) => named == sent,
+            // Only a refusal sent before the frame was read whole names nothing.
+            (None, None, Outcome::Error { code, .. }) => {
+                matches!(code, ErrorCode::Busy | ErrorCode::BadFrame)
+            }
+            (None, None, _) => false,
         };
         if !ours {
             return Err(SendError::BadReply {
@@ -266,5 +271,8 @@ mod tests {
         ));
         let not_ours = answer(None, Some(theirs), busy);
         assert!(matches!(not_ours, Err(SendError::BadReply { .. })));
+        // Any other refusal naming nothing is one the receiver never sends that way.
+        let unnamed = answer(None, None, Outcome::error(ErrorCode::NameTaken, "taken"));
+        assert!(matches!(unnamed, Err(SendError::BadReply { .. })));
     }
 }

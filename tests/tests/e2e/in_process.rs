@@ -123,7 +123,11 @@ fn a_registration_lapses_when_its_time_is_up_but_the_name_stays_its_keys() {
     assert_eq!(registry.lookup("alice"), "peer", "not yet");
 
     registry.clock.advance(Duration::from_secs(1));
-    assert_eq!(registry.lookup("alice"), "unknown_peer", "lapsed at once");
+    assert_eq!(
+        registry.lookup("alice"),
+        "claimed",
+        "lapsed at once: no address, though the name still means her key"
+    );
     // The sweep reports it; nobody else may take the name meanwhile.
     registry.expect_event(Event::Expired {
         name: "alice".parse().unwrap(),
@@ -144,7 +148,7 @@ fn a_renewal_moves_the_deadline() {
     registry.clock.advance(TTL / 2 + Duration::from_secs(1));
     assert_eq!(registry.lookup("alice"), "peer", "renewed half way");
     registry.clock.advance(TTL / 2);
-    assert_eq!(registry.lookup("alice"), "unknown_peer");
+    assert_eq!(registry.lookup("alice"), "claimed", "lapsed: no address");
 }
 
 #[test]

@@ -167,8 +167,9 @@ fn the_second_chat_by_name_uses_the_static_key_the_first_one_proved() {
     alice.send("disconnect bob");
     alice.expect_exact("disconnected from bob");
     bob.expect_exact("alice disconnected");
-    // alice kept bob's Noise static key with his pin: her next request to bob is IK, which
-    // only bob can read.
+    // alice kept bob's Noise static key with his pin, so her next request to bob can be IK
+    // (chosen by `PeerState::pinned_noise`, tested in the peer's unit tests); the second chat
+    // must work over it.
     let known = alice.data_dir().join("known_peers");
     let pinned = std::fs::read_to_string(&known).unwrap();
     let line = pinned.lines().find(|l| l.starts_with("bob ")).unwrap();
@@ -238,9 +239,27 @@ fn a_name_means_its_key_while_its_owner_is_offline() {
     // Mallory, as bob, while bob is away: still an impostor.
     let mallory = Signer::new("bob", "127.0.0.1:1");
     let (request, _) = mallory.chat_request();
-    assert_eq!(outcome(&mallory.send(alice.addr(), &request)), "key_changed");
+    assert_eq!(
+        outcome(&mallory.send(alice.addr(), &request)),
+        "key_changed"
+    );
     alice.expect_prefix("WARNING: a peer calling itself bob presented key");
     // bob himself, offline at the registry, is still bob.
     bob.send(&format!("chat request 127.0.0.1 {}", alice.port()));
     alice.expect_request_vouched("bob", bob.addr(), &bob.fingerprint(), true);
+}
+
+#[test]
+fn a_request_while_the_registry_does_not_answer_is_shown_as_such() {
+    let (server, alice, _bob) = registered();
+    // The registry stops answering (as if someone on the path dropped alice's lookups).
+    let pid = server.pid() as libc::pid_t;
+    // SAFETY: kill(2) on a process this test started and still owns.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let mallory = Signer::new("bob", "127.0.0.1:1");
+    let (request, _) = mallory.chat_request();
+    assert_eq!(outcome(&mallory.send(alice.addr(), &request)), "pending");
+    alice.expect_prefix("chat request from bob (unverified: the registry did not answer) (");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
 }

@@ -100,7 +100,7 @@ fn ask(state: &mut PeerState, from: &Someone, cx: &Context) -> (Outcome, Vec<Eve
         PeerRequest::ChatRequest { pattern, handshake },
     );
     let mut fx = Vec::new();
-    let outcome = state.signed_request(request, Some(Vouch::Unavailable), cx, &mut fx);
+    let outcome = state.signed_request(request, Some(Vouch::NoRegistry), cx, &mut fx);
     (outcome, shown(&fx))
 }
 

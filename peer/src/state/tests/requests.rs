@@ -288,7 +288,7 @@ fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impo
     assert!(arrived(shown), "the registry binds bob to this key");
     let (_, shown) = ask_vouched(&mut state, &carol, Vouch::Unregistered, now);
     assert!(!arrived(shown), "a name nobody vouches for is unverified");
-    let (_, shown) = ask_vouched(&mut state, &carol, Vouch::Unavailable, now);
+    let (_, shown) = ask_vouched(&mut state, &carol, Vouch::NoRegistry, now);
     assert!(!arrived(shown));
 
     // A stranger calling itself bob, with its own key: refused, and named an impostor.
@@ -325,4 +325,23 @@ fn a_chat_keeps_the_partners_noise_static_key_for_ik_next_time() {
     // Only for the key pinned for the name.
     let other = Identity::generate().public();
     assert_eq!(state.pinned_noise(&name("bob"), &other), None);
+}
+
+#[test]
+fn a_request_the_registry_did_not_answer_about_says_so() {
+    let now = Instant::now();
+    let mut state = alice();
+    let (_, shown) = ask_vouched(&mut state, &someone("bob", 2), Vouch::Unanswered, now);
+    let [Event::RequestArrived {
+        verified,
+        unanswered,
+        ..
+    }] = shown.as_slice()
+    else {
+        panic!("one request line: {shown:?}");
+    };
+    assert!(
+        !verified && *unanswered,
+        "not the same as nobody registered"
+    );
 }
