@@ -229,7 +229,7 @@ impl Figures {
             floor.p50 * crowd.pages as u32,
         ));
         rows.push(plain(
-            &format!("registry of {n}: `listpeer` typed → last line"),
+            &format!("registry of {n}: `listpeer` typed → last line (at most 4,096 shown)"),
             crowd.typed_listing,
             floor.p50 * crowd.pages as u32,
         ));
