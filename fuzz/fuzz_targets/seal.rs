@@ -5,7 +5,9 @@
 //! no panic on any input; nothing the fuzzer makes up opens (it has no key); a frame sealed
 //! from the input (counter and text from the input) opens on the other side to exactly that
 //! counter and text, and nowhere else; with any one byte changed, or cut short, it opens
-//! nowhere; an acknowledgement opens only for its own counter.
+//! nowhere; an acknowledgement opens only for its own counter. Counters from 2^63 on are
+//! the acknowledgements' nonces (`seal.rs`): no frame with one opens, as a message or as an
+//! acknowledgement, not even one sealed with the chat's own keys.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -13,6 +15,9 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use p2p_shared::seal::{chat_of, ChatKeys};
 use p2p_shared::wire::frame::SEALED_HEADER_LEN as HEADER_LEN;
+
+/// The first acknowledgement nonce (`ACK_NONCES` in `seal.rs`, private there).
+const ACK_NONCES: u64 = 1 << 63;
 
 struct Chat {
     alice: ChatKeys,
@@ -51,8 +56,20 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Round trips with the input as text.
+    // Counters a sender never reaches: their frames, sealed with the right keys, open nowhere.
     let text = data.get(8..).unwrap_or(&[]);
+    let high = counter | ACK_NONCES;
+    let frame = alice.seal(high, text);
+    assert_eq!(bob.open(&frame), None, "counter {high} opened");
+    let ack = bob.seal_ack(high, text);
+    assert_eq!(
+        alice.open_ack(high, &ack),
+        None,
+        "ack of counter {high} opened"
+    );
+    let counter = counter & !ACK_NONCES;
+
+    // Round trips with the input as text.
     let frame = alice.seal(counter, text);
     assert_eq!(frame.len(), HEADER_LEN + text.len() + 16);
     assert_eq!(chat_of(&frame), Some(alice.id));
