@@ -8,6 +8,7 @@
 //!   `MAX_TEXT_LEN` bytes, and holds exactly the words after PEER;
 //! - a `chat request HOST PORT` port is a port one can connect to (1-65535, as the error
 //!   message says);
+//! - a `trust` fingerprint is the 32 hex digits typed, as `whoami` prints them;
 //! - blanks before the command change nothing;
 //! - an error is one line of printable text (the peer prints it after `error: `).
 #![no_main]
@@ -15,6 +16,18 @@
 use libfuzzer_sys::fuzz_target;
 use p2p_peer::command::{parse, Command, Target, TOPICS};
 use p2p_shared::wire::MAX_TEXT_LEN;
+
+/// `typed` is 32 hex digits in any case, with colons anywhere, and `fingerprint` is them in
+/// lower case, in eight groups of four, as `whoami` prints them.
+fn assert_fingerprint(typed: &str, fingerprint: &str) {
+    let digits: String = typed.chars().filter(|&c| c != ':').collect();
+    assert_eq!(digits.len(), 32, "{typed:?} taken for a fingerprint");
+    assert!(digits.bytes().all(|b| b.is_ascii_hexdigit()), "{typed:?}");
+    let groups: Vec<&str> = fingerprint.split(':').collect();
+    assert_eq!(groups.len(), 8, "{fingerprint:?}");
+    assert!(groups.iter().all(|g| g.len() == 4), "{fingerprint:?}");
+    assert_eq!(groups.concat(), digits.to_ascii_lowercase());
+}
 
 fuzz_target!(|data: &[u8]| {
     let line = String::from_utf8_lossy(data);
@@ -79,7 +92,21 @@ fuzz_target!(|data: &[u8]| {
                 _ => panic!("{line:?} has too many words for history"),
             }
         }
-        Command::Trust { peer } => assert_eq!(words, ["trust", peer.as_str()]),
+        Command::Trust { peer, fingerprint } => {
+            assert_eq!(words[..2], ["trust", peer.as_str()]);
+            assert_eq!(words.len(), 3);
+            assert_ne!(
+                peer.as_str(),
+                "registry",
+                "trust registry is another command"
+            );
+            assert_fingerprint(words[2], fingerprint);
+        }
+        Command::TrustRegistry { fingerprint } => {
+            assert_eq!(words[..2], ["trust", "registry"]);
+            assert_eq!(words.len(), 3);
+            assert_fingerprint(words[2], fingerprint);
+        }
         Command::Disconnect { peer } => assert_eq!(words, ["disconnect", peer.as_str()]),
         Command::Answer { accept, from } => {
             assert_eq!(words[0], if *accept { "yes" } else { "no" });

@@ -3,8 +3,9 @@
 //!
 //! Checks: no panic; `PeerName` accepts exactly 1 to 32 characters of `A-Z a-z 0-9 _ - .`
 //! that are not all dots, and says why otherwise (empty, the first bad character, too long,
-//! only dots); keys accept exactly
-//! the 43-character canonical base64url form of 32 bytes and print back as they were read;
+//! only dots); keys accept exactly the 43-character canonical base64url form of 32 bytes and
+//! print back as they were read, with a 128-bit fingerprint that `parse_fingerprint` reads
+//! back, in any case and without colons;
 //! serde reads names and keys exactly as `FromStr` does; a parsed timeout is within bounds.
 #![no_main]
 
@@ -77,11 +78,18 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(key.is_ok(), is_key(s), "{s:?}");
     if let Ok(k) = &key {
         assert_eq!(k.to_string(), s, "a key prints otherwise than it was read");
+        // 128 bits since `trust NAME FINGERPRINT` (eight groups of four hex digits).
         let fp = k.fingerprint();
-        assert_eq!(fp.len(), 19);
+        assert_eq!(fp.len(), 39);
+        assert_eq!(fp.split(':').count(), 8);
         assert!(fp.split(':').all(|g| g.len() == 4
             && g.bytes()
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())));
+        assert_eq!(PublicKey::parse_fingerprint(&fp).as_ref(), Some(&fp));
+        assert_eq!(
+            PublicKey::parse_fingerprint(&fp.to_ascii_uppercase().replace(':', "")),
+            Some(fp)
+        );
         let _ = format!("{k:?}");
     }
     let via_serde = serde_json::from_value::<PublicKey>(json.clone()).ok();

@@ -5,7 +5,10 @@
 //! no panic on any input; nothing the fuzzer makes up opens (it has no key); a frame sealed
 //! from the input (counter and text from the input) opens on the other side to exactly that
 //! counter and text, and nowhere else; with any one byte changed, or cut short, it opens
-//! nowhere; an acknowledgement opens only for its own counter.
+//! nowhere; an acknowledgement opens only for its own counter. Counters from 2^63 - 1 on
+//! are refused (from 2^63 they are the acknowledgements' nonces, and the acknowledgement of
+//! 2^63 - 1 would need the nonce Noise reserves, `seal.rs`): no frame with one opens, as a
+//! message or as an acknowledgement, not even one sealed with the chat's own keys.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -13,6 +16,11 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use p2p_shared::seal::{chat_of, ChatKeys};
 use p2p_shared::wire::frame::SEALED_HEADER_LEN as HEADER_LEN;
+
+/// The first acknowledgement nonce, and the first counter no message has (`ACK_NONCES` and
+/// `COUNTERS` in `seal.rs`, private there).
+const ACK_NONCES: u64 = 1 << 63;
+const COUNTERS: u64 = ACK_NONCES - 1;
 
 struct Chat {
     alice: ChatKeys,
@@ -51,8 +59,22 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    // Round trips with the input as text.
+    // Counters a sender never reaches, 2^63 - 1 to 2^64 - 2 (2^64 - 1 is no nonce at all):
+    // sealed with the chat's own keys, they open nowhere, as messages or as acknowledgements.
     let text = data.get(8..).unwrap_or(&[]);
+    let high = COUNTERS + counter % (u64::MAX - COUNTERS);
+    assert_eq!(
+        bob.open(&alice.seal(high, text)),
+        None,
+        "counter {high} opened"
+    );
+    if high >= ACK_NONCES {
+        let ack = bob.seal_ack(high, text);
+        assert_eq!(alice.open_ack(high, &ack), None, "ack of {high} opened");
+    }
+    let counter = counter % COUNTERS;
+
+    // Round trips with the input as text.
     let frame = alice.seal(counter, text);
     assert_eq!(frame.len(), HEADER_LEN + text.len() + 16);
     assert_eq!(chat_of(&frame), Some(alice.id));
