@@ -99,22 +99,25 @@ pub struct Freshness {
     /// send time, not arrival order: a message dated in the future holds back only its own
     /// second.
     by_second: BTreeMap<i64, Vec<MessageId>>,
-    per_key: HashMap<u64, usize>,
-    per_address: HashMap<IpAddr, usize>,
-    per_prefix: HashMap<Prefix, usize>,
-    /// Keys are counted by a keyed hash of 8 bytes rather than by their 32: nobody can aim
-    /// at a collision without the (random) hash key.
+    per_key: HashMap<u32, u32>,
+    per_address: HashMap<u32, u32>,
+    per_prefix: HashMap<u32, u32>,
+    /// Senders are counted by keyed hashes of 4 bytes rather than by their keys (32 bytes)
+    /// and addresses (17): an id costs 32 bytes here instead of 56, which at 100,000 ids is
+    /// 3 MB of a registry's memory (docs/benchmarks.md). Nobody can aim at a collision
+    /// without the (random) hash key; a chance one only makes two senders share a quota.
     hasher: RandomState,
 }
 
-/// Whose quota an id counts against.
+/// Whose quotas an id counts against: keyed hashes of its key, address and network.
 #[derive(Clone, Copy, Debug)]
 struct Owner {
-    key: u64,
-    ip: IpAddr,
-    /// The second of `by_second` it is in: an id forgotten and admitted again (after `busy`)
-    /// under another time goes with its own second, not with the first one's.
-    second: i64,
+    key: u32,
+    ip: u32,
+    prefix: u32,
+    /// The second of `by_second` it is in (its low 32 bits): an id forgotten and admitted
+    /// again (after `busy`) under another time goes with its own second, not the first's.
+    second: u32,
 }
 
 impl Freshness {
@@ -139,22 +142,24 @@ impl Freshness {
         if self.ids.contains_key(&id) {
             return Err(Stale::Replayed);
         }
+        let hash = |h: u64| h as u32;
         let owner = Owner {
-            key: self.hasher.hash_one(sender.key),
-            ip: sender.ip,
-            second: at.timestamp(),
+            key: hash(self.hasher.hash_one(sender.key)),
+            ip: hash(self.hasher.hash_one(sender.ip)),
+            prefix: hash(self.hasher.hash_one(Prefix::of(sender.ip))),
+            second: at.timestamp() as u32,
         };
         let q = self.quotas;
         if self.ids.len() >= q.total
             || count(&self.per_key, &owner.key) >= q.per_key
             || count(&self.per_address, &owner.ip) >= q.per_address
-            || count(&self.per_prefix, &Prefix::of(owner.ip)) >= q.per_prefix
+            || count(&self.per_prefix, &owner.prefix) >= q.per_prefix
         {
             return Err(Stale::Full);
         }
         *self.per_key.entry(owner.key).or_default() += 1;
         *self.per_address.entry(owner.ip).or_default() += 1;
-        *self.per_prefix.entry(Prefix::of(owner.ip)).or_default() += 1;
+        *self.per_prefix.entry(owner.prefix).or_default() += 1;
         self.ids.insert(id, owner);
         self.by_second.entry(at.timestamp()).or_default().push(id);
         Ok(())
@@ -166,7 +171,7 @@ impl Freshness {
         if let Some(owner) = self.ids.remove(id) {
             uncount(&mut self.per_key, owner.key);
             uncount(&mut self.per_address, owner.ip);
-            uncount(&mut self.per_prefix, Prefix::of(owner.ip));
+            uncount(&mut self.per_prefix, owner.prefix);
         }
     }
 
@@ -190,7 +195,11 @@ impl Freshness {
             }
             let (second, ids) = second.remove_entry();
             for old in ids {
-                if self.ids.get(&old).is_some_and(|o| o.second == second) {
+                if self
+                    .ids
+                    .get(&old)
+                    .is_some_and(|o| o.second == second as u32)
+                {
                     self.forget(&old);
                 }
             }
@@ -199,13 +208,13 @@ impl Freshness {
 }
 
 /// How many ids `key` holds.
-fn count<K: std::hash::Hash + Eq>(counts: &HashMap<K, usize>, key: &K) -> usize {
-    counts.get(key).copied().unwrap_or(0)
+fn count<K: std::hash::Hash + Eq>(counts: &HashMap<K, u32>, key: &K) -> usize {
+    counts.get(key).copied().unwrap_or(0) as usize
 }
 
 /// Takes one off `key`'s count, dropping the count at zero so the maps hold only senders
 /// with ids remembered.
-fn uncount<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, usize>, key: K) {
+fn uncount<K: std::hash::Hash + Eq>(counts: &mut HashMap<K, u32>, key: K) {
     if let Entry::Occupied(mut count) = counts.entry(key) {
         *count.get_mut() -= 1;
         if *count.get() == 0 {
