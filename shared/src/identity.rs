@@ -88,12 +88,7 @@ impl FromStr for PublicKey {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<Self, KeyError> {
-        BASE64URL_NOPAD
-            .decode(s.as_bytes())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .map(PublicKey)
-            .ok_or(KeyError::BadPublicKey)
+        key_bytes(s).map(PublicKey).ok_or(KeyError::BadPublicKey)
     }
 }
 
@@ -243,13 +238,16 @@ impl fmt::Display for NoiseKey {
 impl FromStr for NoiseKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, KeyError> {
-        BASE64URL_NOPAD
-            .decode(s.as_bytes())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .map(NoiseKey)
-            .ok_or(KeyError::BadPublicKey)
+        key_bytes(s).map(NoiseKey).ok_or(KeyError::BadPublicKey)
     }
+}
+
+/// The 32 bytes of a key written in base64url (43 characters), if that is what `s` is.
+fn key_bytes(s: &str) -> Option<[u8; 32]> {
+    BASE64URL_NOPAD
+        .decode(s.as_bytes())
+        .ok()
+        .and_then(|b| b.try_into().ok())
 }
 
 /// What an identity signs to vouch for its Noise static key: a context string, so the
