@@ -19,6 +19,7 @@ mod client;
 #[cfg(feature = "cli")]
 mod limit_args;
 mod pace;
+mod refusal;
 mod server;
 
 use std::io;
@@ -36,7 +37,8 @@ pub use client::{exchange, request, request_in_session};
 #[cfg(feature = "cli")]
 pub use limit_args::LimitArgs;
 pub use pace::{body_deadline, FIRST_BYTES, MIN_RATE};
-pub use server::{serve, Refusal, SealedRefusal, Service};
+pub use refusal::{Refusal, SealedRefusal};
+pub use server::{serve, Service};
 
 /// How long a sender waits for the connection to open.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

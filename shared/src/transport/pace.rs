@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures::io::{AsyncRead, AsyncReadExt};
 
-use super::server::Refusal;
+use super::refusal::Refusal;
 use crate::runtime;
 use crate::wire::stream::{FrameError, MAX_FRAME_LEN};
 

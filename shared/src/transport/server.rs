@@ -16,9 +16,10 @@ use futures::io::AsyncReadExt;
 use serde::de::IgnoredAny;
 
 use super::budgets::{Budgets, Limits};
-use super::pace::{self, FIRST_BYTES};
+use super::pace;
+use super::refusal::{Refusal, SealedRefusal};
 use super::{Origin, CONNECTION_TIMEOUT, MAX_CONNECTIONS};
-use crate::replay::{Freshness, Sender, Stale};
+use crate::replay::{Freshness, Sender};
 use crate::runtime::{self, TcpListener, TcpStream};
 use crate::wire::frame::Kind;
 use crate::wire::request::Request;
@@ -63,98 +64,6 @@ pub trait Service: Clone + Send + Sync + 'static {
     /// Told about each connection refused before it reached [`Service::handle`].
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
         let _ = (remote, why);
-    }
-}
-
-/// Why a sealed frame is refused, with the id of the request in it when the receiver could
-/// read one (a registry session's requests are authenticated, not encrypted). A refusal that
-/// names its request cannot be played back as the answer to another.
-#[derive(Debug)]
-pub struct SealedRefusal {
-    pub re: Option<MessageId>,
-    pub why: Refusal,
-}
-
-impl From<Refusal> for SealedRefusal {
-    fn from(why: Refusal) -> Self {
-        SealedRefusal { re: None, why }
-    }
-}
-
-/// Why a receiver refused a connection without handling it.
-#[derive(Debug, thiserror::Error)]
-pub enum Refusal {
-    #[error("{0}")]
-    Frame(#[from] FrameError),
-    #[error("{0}")]
-    Decode(#[from] DecodeError),
-    #[error("no frame header within {}s", FIRST_BYTES.as_secs())]
-    NoHeader,
-    #[error("a frame of {len} bytes did not arrive within {}s of its header", deadline.as_secs())]
-    SlowBody { len: usize, deadline: Duration },
-    #[error("it claims to listen on {claimed} but connects from {seen}")]
-    AddressMismatch {
-        claimed: SocketAddr,
-        seen: SocketAddr,
-    },
-    #[error("its signature does not match its key")]
-    BadSignature,
-    #[error("{0}")]
-    Stale(#[from] Stale),
-    #[error("it opens in no session here (unknown or ended session, or altered)")]
-    UnknownSession,
-    #[error("it names another sender than the one its session was agreed with")]
-    WrongSender,
-    #[error("unknown frame kind")]
-    UnknownKind,
-    #[error("too many connections from this address or its network at once; try again later")]
-    Busy,
-}
-
-impl Refusal {
-    /// What kind of refusal this is, in a word chosen here. A log line says this and not the
-    /// refusal's text: that quotes the sender's bytes (serde_json's errors quote an unknown
-    /// field or variant), and a sender must not be able to write the receiver's log.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Refusal::Frame(FrameError::Closed) => "no_frame",
-            Refusal::Frame(FrameError::Empty) => "empty_frame",
-            Refusal::Frame(FrameError::TooLarge(_)) => "frame_too_large",
-            Refusal::Frame(FrameError::Truncated) => "truncated_frame",
-            Refusal::Frame(FrameError::Io(_)) => "read_failed",
-            Refusal::Decode(DecodeError::Malformed(_)) => "malformed",
-            Refusal::Decode(DecodeError::NotSigned) => "not_signed",
-            Refusal::Decode(DecodeError::Version(_)) => "unsupported_version",
-            Refusal::Decode(DecodeError::Elsewhere(_)) => "unsupported_request",
-            Refusal::NoHeader => "no_header_in_time",
-            Refusal::SlowBody { .. } => "slow_body",
-            Refusal::AddressMismatch { .. } => "address_mismatch",
-            Refusal::BadSignature => "bad_signature",
-            Refusal::Stale(Stale::Skewed) => "skewed",
-            Refusal::Stale(Stale::Replayed) => "replayed",
-            Refusal::Stale(Stale::Full) => "replay_cache_full",
-            Refusal::UnknownSession => "unknown_session",
-            Refusal::WrongSender => "wrong_sender",
-            Refusal::UnknownKind => "unknown_frame_kind",
-            Refusal::Busy => "busy",
-        }
-    }
-
-    fn code(&self) -> ErrorCode {
-        match self {
-            Refusal::Frame(_)
-            | Refusal::NoHeader
-            | Refusal::SlowBody { .. }
-            | Refusal::UnknownKind => ErrorCode::BadFrame,
-            Refusal::Decode(e) => e.code(),
-            Refusal::AddressMismatch { .. } => ErrorCode::AddressMismatch,
-            Refusal::BadSignature => ErrorCode::BadSignature,
-            Refusal::Stale(Stale::Full) => ErrorCode::Busy,
-            Refusal::Stale(_) => ErrorCode::Stale,
-            Refusal::UnknownSession => ErrorCode::UnknownSession,
-            Refusal::WrongSender => ErrorCode::BadMessage,
-            Refusal::Busy => ErrorCode::Busy,
-        }
     }
 }
 
