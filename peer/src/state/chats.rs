@@ -26,6 +26,9 @@ struct Chat {
     next: u64,
     /// The counters of theirs already accepted.
     window: ReplayWindow,
+    /// Our chat request whose acceptance opened this chat, if one did: the accepter may send
+    /// that acceptance again when our reply to it was lost.
+    opened_by: Option<MessageId>,
 }
 
 /// A chat frame ready to send: where, the bytes, and the counter its acknowledgement names.
@@ -60,8 +63,24 @@ impl Chats {
             keys,
             next: 0,
             window: ReplayWindow::default(),
+            opened_by: None,
         };
         self.by_name.insert(peer, chat);
+    }
+
+    /// Notes that our request `request` opened the chat with `peer`.
+    pub fn opened_by(&mut self, peer: &PeerName, request: MessageId) {
+        if let Some(chat) = self.by_name.get_mut(peer) {
+            chat.opened_by = Some(request);
+        }
+    }
+
+    /// Whether the chat with `peer`, whose key is `key`, is open and was opened by the
+    /// acceptance of our request `request`.
+    pub fn was_opened_by(&self, peer: &PeerName, key: &PublicKey, request: MessageId) -> bool {
+        self.by_name
+            .get(peer)
+            .is_some_and(|chat| chat.key == *key && chat.opened_by == Some(request))
     }
 
     /// Ends the chat with `peer`; false if none was open.

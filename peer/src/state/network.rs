@@ -132,6 +132,14 @@ impl PeerState {
                     "that request's pending reply is not read yet; answer again in a moment",
                 )
             }
+            // The acceptance that opened our chat, sent again: our reply to it was lost on
+            // the way, and the accepter must not end the chat we both opened.
+            Err(NotAnswerable::Unknown)
+                if answer == Answer::Accepted
+                    && self.chats.was_opened_by(&from.name, &from.key, request) =>
+            {
+                return Outcome::Ok
+            }
             Err(NotAnswerable::Unknown) => {
                 return Outcome::error(
                     ErrorCode::UnknownRequest,
@@ -156,6 +164,7 @@ impl PeerState {
                 keys,
             } => {
                 self.open_chat(peer, addr, key, keys, fx);
+                self.chats.opened_by(&peer, request);
                 Outcome::Ok
             }
             OutgoingEnd::Failed(why) => Outcome::error(ErrorCode::InvalidRequest, why.to_string()),

@@ -345,3 +345,53 @@ fn a_request_the_registry_did_not_answer_about_says_so() {
         "not the same as nobody registered"
     );
 }
+
+#[test]
+fn an_acceptance_sent_again_after_a_lost_reply_is_answered_ok_and_changes_nothing() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let (id, initiator, first) = start(&state, &bob);
+    state.request_sent(id, bob.info.addr, initiator);
+    let mut fx = Vec::new();
+    state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
+    let alice_key = state.origin.identity.public();
+    let pattern = p2p_shared::handshake::Pattern::IX;
+    let (_, second) = Responder::accept(
+        &bob.identity,
+        &bob.info.name,
+        id,
+        pattern,
+        &first,
+        &alice_key,
+    )
+    .unwrap();
+    let body = PeerRequest::ChatAnswer {
+        request: id,
+        answer: Answer::Accepted,
+        handshake: Some(second),
+    };
+    let answer = |state: &mut PeerState, fx: &mut Vec<Effect>| {
+        let accepted = Envelope::new(new_id(), bob.info.clone(), body.clone());
+        state.signed_request(accepted, None, &at(now), fx)
+    };
+    assert_eq!(answer(&mut state, &mut fx), Outcome::Ok);
+    // Our `ok` was lost; bob sends the same acceptance again.
+    let mut again = Vec::new();
+    assert_eq!(
+        answer(&mut state, &mut again),
+        Outcome::Ok,
+        "not unknown_request"
+    );
+    assert_eq!(shown(&again), [], "nothing new to show");
+    assert_eq!(state.snapshot(now).chats.len(), 1, "the chat stays open");
+    // An acceptance of a request that opened nothing is still unknown.
+    let stray = PeerRequest::ChatAnswer {
+        request: new_id(),
+        answer: Answer::Accepted,
+        handshake: None,
+    };
+    let stray = Envelope::new(new_id(), bob.info.clone(), stray);
+    let outcome = state.signed_request(stray, None, &at(now), &mut again);
+    assert_eq!(outcome.code(), Some(ErrorCode::UnknownRequest));
+}
