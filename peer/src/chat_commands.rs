@@ -21,7 +21,7 @@ use crate::error::{Failure, KeyMismatch, PeerError};
 use crate::event::Event;
 use crate::liveness::is_transient;
 use crate::retry::{retry, Attempt};
-use crate::state::PeerState;
+use crate::state::{Context, PeerState};
 
 /// Why a chat message got no acknowledgement.
 enum Undelivered {
@@ -155,6 +155,29 @@ impl CommandLoop {
     }
 
     pub(crate) async fn answer(&mut self, accept: bool, from: Option<PeerName>) {
+        // A request the registry did not answer about when it came: ask again before a `yes`
+        // pins its key. An impostor after all gets a `no`.
+        let mut accept = accept;
+        if accept {
+            let unchecked = move |state: &mut PeerState, cx: &Context, _: &mut _| {
+                state.unchecked_request(from, cx.now)
+            };
+            if let Some((name, key)) = self.broker.call(unchecked).await.flatten() {
+                match self.registry.lookup(&name).await {
+                    Ok(found) if found.key() != key => {
+                        let (offered, registered) = (key.fingerprint(), found.key().fingerprint());
+                        let warning = Event::Impostor {
+                            peer: name,
+                            offered,
+                            registered,
+                        };
+                        self.show(warning).await;
+                        accept = false;
+                    }
+                    _ => {}
+                }
+            }
+        }
         let taken = self
             .broker
             .call(move |state, cx, fx| state.answer(from, accept, cx, fx));

@@ -69,6 +69,17 @@ impl PeerState {
         }
     }
 
+    /// The request a `yes` (from `from`, or the only one) would take, if the registry did not
+    /// answer about it when it came: its name and key, to ask the registry again first.
+    pub fn unchecked_request(
+        &self,
+        from: Option<PeerName>,
+        now: Instant,
+    ) -> Option<(PeerName, PublicKey)> {
+        let request = self.incoming.peek(from.as_ref(), now).ok()?;
+        request.unanswered.then_some((request.from, request.key))
+    }
+
     /// Takes the request to answer (from `from`, or the only one). On `yes` the chat's keys
     /// are agreed and the chat counts as open from this moment, so a message the requester
     /// sends right after our answer is not refused; a `yes` that cannot be kept (the

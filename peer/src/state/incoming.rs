@@ -46,6 +46,8 @@ pub struct PendingRequest {
     pub handshake: HandshakeMessage,
     /// Whether the registry (or a pin here) vouched for the key under that name.
     pub verified: bool,
+    /// Unverified because the registry did not answer about it: asked again on `yes`.
+    pub unanswered: bool,
     pub received_at: DateTime<Utc>,
     pub expires_at: Instant,
 }
@@ -180,7 +182,7 @@ impl IncomingRequests {
         &mut self,
         id: MessageId,
         from: &PeerInfo,
-        (pattern, handshake, verified): (Pattern, HandshakeMessage, bool),
+        (pattern, handshake, verified, unanswered): (Pattern, HandshakeMessage, bool, bool),
         now: Instant,
         utc: DateTime<Utc>,
     ) -> Result<Option<IncomingEnd>, NotKept> {
@@ -192,6 +194,7 @@ impl IncomingRequests {
             pattern,
             handshake,
             verified,
+            unanswered,
             received_at: utc,
             expires_at: now + self.ttl,
         };
@@ -247,6 +250,16 @@ impl IncomingRequests {
         name: Option<&PeerName>,
         now: Instant,
     ) -> Result<PendingRequest, TakeError> {
+        let name = self.peek(name, now)?.from;
+        Ok(self.by_peer.remove(&name).expect("present just now"))
+    }
+
+    /// The live request [`IncomingRequests::take`] would take, left in place.
+    pub fn peek(
+        &self,
+        name: Option<&PeerName>,
+        now: Instant,
+    ) -> Result<&PendingRequest, TakeError> {
         let live = |r: &&PendingRequest| r.expires_at > now;
         let name = match name {
             Some(name) => *name,
@@ -263,9 +276,7 @@ impl IncomingRequests {
             }
         };
         match self.by_peer.get(&name) {
-            Some(record) if record.expires_at > now => {
-                Ok(self.by_peer.remove(&name).expect("present just now"))
-            }
+            Some(record) if record.expires_at > now => Ok(record),
             _ => Err(TakeError::NoneFrom(name)),
         }
     }
@@ -348,14 +359,14 @@ mod tests {
     }
 
     /// Message 1 of a handshake; `verified` says whether anyone vouched for the requester.
-    fn first(verified: bool) -> (Pattern, HandshakeMessage, bool) {
+    fn first(verified: bool) -> (Pattern, HandshakeMessage, bool, bool) {
         let me = p2p_shared::identity::Identity::generate();
         let to = p2p_shared::handshake::Recipient::Unknown(None);
         let (_, pattern, first) = p2p_shared::handshake::Initiator::start(&me, new_id(), to);
-        (pattern, first, verified)
+        (pattern, first, verified, false)
     }
 
-    fn share() -> (Pattern, HandshakeMessage, bool) {
+    fn share() -> (Pattern, HandshakeMessage, bool, bool) {
         first(true)
     }
 

@@ -91,10 +91,13 @@ impl PeerState {
         if let Err(why) = heard {
             return Outcome::error(ErrorCode::InvalidRequest, why.to_string());
         }
-        match self
-            .incoming
-            .offer(id, &from, (pattern, handshake, verified), cx.now, cx.utc)
-        {
+        match self.incoming.offer(
+            id,
+            &from,
+            (pattern, handshake, verified, unanswered),
+            cx.now,
+            cx.utc,
+        ) {
             Ok(replaced) => {
                 if let Some(end) = replaced {
                     fx.push(Effect::Show(end.event()));
