@@ -265,7 +265,10 @@ fn measure_one(
             from: source::for_client(n),
             session: None,
         };
-        let register = RegistryRequest::Register { share: None };
+        let register = RegistryRequest::Register {
+            pattern: None,
+            handshake: None,
+        };
         peer.ask(addr, register, "registered").await.map(drop)
     };
     let claimed = load::run(

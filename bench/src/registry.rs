@@ -122,7 +122,10 @@ fn mix(
             // Each client sends one request at a time, so its lock is never contended.
             let mut client = clients[client].lock().await;
             let bytes = if n % 2 == 0 {
-                let register = RegistryRequest::Register { share: None };
+                let register = RegistryRequest::Register {
+                    pattern: None,
+                    handshake: None,
+                };
                 client.ask(addr, register, "registered").await?
             } else {
                 let list = RegistryRequest::ListPeers { after: None };
@@ -166,7 +169,10 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
             from: source::for_client(n),
             session: None,
         };
-        let register = RegistryRequest::Register { share: None };
+        let register = RegistryRequest::Register {
+            pattern: None,
+            handshake: None,
+        };
         peer.ask(addr, register, "registered").await.map(drop)
     };
     let run = load::run(pid, CROWD_CLIENTS, total, plan.limit, register)?;

@@ -24,8 +24,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use anyhow::{bail, ensure, Context};
 use futures::io::AsyncReadExt;
-use p2p_shared::registry_session::{PeerSession, Transcript};
-use p2p_shared::seal::KeyShare;
+use p2p_shared::handshake::registry::RegistryInitiator;
+use p2p_shared::registry_session::PeerSession;
 use p2p_shared::transport::{Origin, EXCHANGE_TIMEOUT};
 use p2p_shared::wire::frame;
 use p2p_shared::wire::stream::{read_frame, write_frame};
@@ -82,12 +82,12 @@ impl Client {
         let json = session
             .reply(counter, &reply)
             .context("the registry's reply is not authentic in the session")?;
-        check(json, id, kind)?;
+        check(&json, id, kind)?;
         Ok(4 + reply.len())
     }
 
-    /// A signed request, as a peer sends before it has a session: a `register` gets a key
-    /// share, and the registry's share in the reply completes the session.
+    /// A signed request, as a peer sends before it has a session: a `register` carries message
+    /// 1 of a handshake, and message 2 in the reply completes the session.
     async fn ask_signed(
         &mut self,
         to: SocketAddr,
@@ -97,9 +97,13 @@ impl Client {
         let id = new_id();
         let (body, ours) = match body {
             RegistryRequest::Register { .. } => {
-                let ours = KeyShare::new();
-                let share = Some(ours.public());
-                (RegistryRequest::Register { share }, Some(ours))
+                let (ours, pattern, first) =
+                    RegistryInitiator::start(&self.origin.identity, id, None);
+                let register = RegistryRequest::Register {
+                    pattern: Some(pattern),
+                    handshake: Some(first),
+                };
+                (register, Some(ours))
             }
             other => (other, None),
         };
@@ -116,24 +120,17 @@ impl Client {
         };
         let reply = SignedEnvelope::<ReplyBody>::decode(&reply)?.envelope;
         let Outcome::Registered {
-            share: Some(theirs),
+            handshake: Some(second),
             ..
         } = reply.body.result
         else {
             bail!("the registry opened no session");
         };
-        let transcript = Transcript {
-            register: id,
-            peer: &self.origin.identity.public(),
-            registry: &reply.from.key,
-            peer_share: &ours.public(),
-            registry_share: &theirs,
-        };
-        self.session = Some(
-            PeerSession::agree(self.origin.name, ours, &transcript)
-                .ok()
-                .context("the registry's key share is unusable")?,
-        );
+        let registry = reply.from.key;
+        let (keys, _) = ours
+            .finish(&second, &registry)
+            .context("the registry's handshake does not finish the bench's")?;
+        self.session = Some(PeerSession::new(self.origin.name, registry, keys));
         Ok(on_the_wire)
     }
 }

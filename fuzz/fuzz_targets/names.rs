@@ -1,5 +1,5 @@
 //! Names, keys and durations from arbitrary strings: `PeerName`, `identity::PublicKey`,
-//! `seal::EphemeralKey` and `duration::parse_timeout`.
+//! `identity::NoiseKey` and `duration::parse_timeout`.
 //!
 //! Checks: no panic; `PeerName` accepts exactly 1 to 32 characters of `A-Z a-z 0-9 _ - .`
 //! that are not all dots, and says why otherwise (empty, the first bad character, too long,
@@ -13,9 +13,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use p2p_shared::duration::parse_timeout;
-use p2p_shared::identity::PublicKey;
+use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::name::NameError;
-use p2p_shared::seal::EphemeralKey;
 use p2p_shared::PeerName;
 
 fn name_model(s: &str) -> Result<(), NameError> {
@@ -95,11 +94,11 @@ fuzz_target!(|data: &[u8]| {
     let via_serde = serde_json::from_value::<PublicKey>(json.clone()).ok();
     assert_eq!(via_serde, key.ok(), "serde and FromStr disagree on {s:?}");
 
-    // Key-agreement shares.
-    let share = EphemeralKey::try_from(s.to_owned());
-    assert_eq!(share.is_ok(), is_key(s), "{s:?}");
-    if let Ok(e) = share {
-        assert_eq!(String::from(e), s);
+    // Noise static keys (`known_peers`' third column), read as public keys are.
+    let noise = s.parse::<NoiseKey>();
+    assert_eq!(noise.is_ok(), is_key(s), "{s:?}");
+    if let Ok(n) = noise {
+        assert_eq!(n.to_string(), s);
     }
 
     // Timeouts.

@@ -20,9 +20,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use p2p_shared::handshake::registry::RegistryInitiator;
 use p2p_shared::identity::PublicKey;
-use p2p_shared::registry_session::{PeerSession, Transcript};
-use p2p_shared::seal::KeyShare;
+use p2p_shared::registry_session::PeerSession;
 use p2p_shared::transport::{self, Origin, Reply, SendError};
 use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, RegistryRequest};
@@ -126,7 +126,10 @@ impl RegistryClient {
     /// and how long the registration lasts unless renewed.
     pub async fn register(&mut self) -> Result<(SocketAddr, Duration), SendError> {
         let renewed = match self
-            .in_session(RegistryRequest::Register { share: None })
+            .in_session(RegistryRequest::Register {
+                pattern: None,
+                handshake: None,
+            })
             .await
         {
             Some(outcome) => outcome?,
@@ -138,25 +141,37 @@ impl RegistryClient {
         }
     }
 
-    /// Registers with a signed request that opens a new registry session.
+    /// Registers with a signed request that opens a new registry session: message 1 of a
+    /// Noise handshake, IK to the registry's static key if a session proved it before.
     async fn register_signed(&mut self) -> Result<Outcome, SendError> {
-        let (id, ours) = (new_id(), KeyShare::new());
-        let share = Some(ours.public());
-        let reply = self.signed(id, RegistryRequest::Register { share }).await?;
+        let id = new_id();
+        let pinned = self.known.noise(&self.label);
+        let me = &self.origin.identity;
+        let (initiator, pattern, first) = RegistryInitiator::start(me, id, pinned.as_ref());
+        let body = RegistryRequest::Register {
+            pattern: Some(pattern),
+            handshake: Some(first),
+        };
+        let reply = self.signed(id, body).await?;
         if let Outcome::Registered {
-            share: Some(theirs),
+            handshake: Some(second),
             ..
         } = &reply.outcome
         {
-            let transcript = Transcript {
-                register: id,
-                peer: &self.origin.identity.public(),
-                registry: &reply.key,
-                peer_share: &ours.public(),
-                registry_share: theirs,
+            // Without a session (a handshake that does not finish) every request is signed:
+            // slower, as safe.
+            self.session = match initiator.finish(second, &reply.key) {
+                Ok((keys, static_key)) => {
+                    if let Some(write) = self.known.pin_noise(&self.label, static_key) {
+                        self.disk.write(write);
+                    }
+                    Some(PeerSession::new(self.origin.name, reply.key, keys))
+                }
+                Err(why) => {
+                    tracing::warn!("no registry session: {why}");
+                    None
+                }
             };
-            // Without a session (an unusable share) every request is signed: slower, as safe.
-            self.session = PeerSession::agree(self.origin.name, ours, &transcript).ok();
         }
         Ok(reply.outcome)
     }

@@ -79,7 +79,7 @@ enum Msg {
 
 /// A request accepted in its registry session: the key the session was agreed with, and the
 /// means to reply.
-pub type Accepted = (PublicKey, Replier);
+pub type Accepted = (PublicKey, Vec<u8>, Replier);
 
 /// A handle to the broker task; cheap to clone, one per connection task.
 #[derive(Clone)]

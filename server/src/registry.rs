@@ -258,20 +258,21 @@ impl Registry {
     }
 
     /// Accepts a request in the registry session of the name in its `header`: returns the
-    /// key the session was agreed with and the means to reply. `None` if the name has no live
-    /// registration with a session, or the frame is not authentic in it, or is a replay.
+    /// key the session was agreed with, the request's JSON and the means to reply. `None` if
+    /// the name has no live registration with a session, or the frame is not authentic in
+    /// it, or is a replay.
     pub fn accept(
         &mut self,
         header: &Header,
         frame: &[u8],
         now: Instant,
-    ) -> Option<(PublicKey, Replier)> {
+    ) -> Option<(PublicKey, Vec<u8>, Replier)> {
         let entry = self
             .peers
             .get_mut(&header.name)
             .filter(|e| e.expires > now)?;
-        let replier = entry.session.as_mut()?.accept(header, frame)?;
-        Some((self.claims.owner(&header.name)?, replier))
+        let (json, replier) = entry.session.as_mut()?.accept(header, frame)?;
+        Some((self.claims.owner(&header.name)?, json, replier))
     }
 
     /// Removes `name`'s address, if `key` owns the name.

@@ -18,10 +18,10 @@ use std::time::Duration;
 
 use chrono::Utc;
 
+use p2p_shared::handshake::{registry, HandshakeError, HandshakeMessage, Pattern};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::registry_session::{RegistrySession, Transcript};
+use p2p_shared::registry_session::RegistrySession;
 use p2p_shared::replay::check_skew;
-use p2p_shared::seal::{EphemeralKey, KeyShare};
 use p2p_shared::transport::{Origin, Refusal, SealedRefusal, Service};
 use p2p_shared::wire::frame::RegistryRequestHeader as Header;
 use p2p_shared::wire::{new_id, EncodedReply};
@@ -51,26 +51,17 @@ impl RegistryService {
         }
     }
 
-    /// Our half of a new registry session with the peer whose `register` (message
-    /// `register`) carried `share`: the registry's share for the reply, and the session.
+    /// A new registry session with the peer whose signed `register` (message `register`, by
+    /// `peer`) carried message 1 of a handshake: message 2 for the reply, and the session.
     fn open_session(
         &self,
         register: MessageId,
         peer: &PublicKey,
-        share: &EphemeralKey,
-    ) -> Option<(EphemeralKey, RegistrySession)> {
-        let ours = KeyShare::new();
-        let public = ours.public();
-        let registry = self.origin.identity.public();
-        let transcript = Transcript {
-            register,
-            peer,
-            registry: &registry,
-            peer_share: share,
-            registry_share: &public,
-        };
-        let session = RegistrySession::agree(ours, &transcript).ok()?;
-        Some((public, session))
+        (pattern, first): (Pattern, &HandshakeMessage),
+    ) -> Result<(HandshakeMessage, RegistrySession), HandshakeError> {
+        let me = &self.origin.identity;
+        let (keys, second) = registry::respond(me, register, pattern, first, peer)?;
+        Ok((second, RegistrySession::new(keys)))
     }
 }
 
@@ -103,21 +94,19 @@ impl Service for RegistryService {
         remote: SocketAddr,
     ) -> Result<Vec<u8>, SealedRefusal> {
         let header = Header::parse(&frame).ok_or(Refusal::UnknownSession)?;
-        // Read before it is checked, as a signed request is, so that every refusal can name
-        // the request it refuses.
-        let request =
-            Envelope::<RegistryRequest>::decode_request(header.json(&frame).unwrap_or_default())
-                .map_err(Refusal::from)?;
+        let name = header.name;
+        // A request that opens in no session is refused naming no id (it is sealed), and
+        // its signed refusal names its frame by digest all the same.
+        let (key, json, replier) = self
+            .registrar
+            .accept(header, frame)
+            .await
+            .ok_or(Refusal::UnknownSession)?;
+        let request = Envelope::<RegistryRequest>::decode_request(&json).map_err(Refusal::from)?;
         let refuse = |why| SealedRefusal {
             re: Some(request.id),
             why,
         };
-        let name = header.name;
-        let (key, replier) = self
-            .registrar
-            .accept(header, frame)
-            .await
-            .ok_or_else(|| refuse(Refusal::UnknownSession))?;
         // The session speaks for one name and key, and the address and time rules of signed
         // requests hold here too: the counter refuses a replay, the time a request held back
         // on the way and delivered long after.
@@ -147,12 +136,13 @@ impl Service for RegistryService {
             // A session is agreed by one signed exchange and opens no other: a new session's
             // shares must be signed too. Giving a name up for good must be signed as well: a
             // session key leaked from memory must not cost its owner the name.
-            RegistryRequest::Register { share: Some(_) } | RegistryRequest::Release => {
-                Outcome::error(
-                    ErrorCode::InvalidRequest,
-                    "this request must be signed, not sent in a registry session",
-                )
+            RegistryRequest::Register {
+                handshake: Some(_), ..
             }
+            | RegistryRequest::Release => Outcome::error(
+                ErrorCode::InvalidRequest,
+                "this request must be signed, not sent in a registry session",
+            ),
             _ => self.handle(request, remote).await,
         };
         let reply = Envelope::new(new_id(), from, ReplyBody::new(re, result));
@@ -163,25 +153,31 @@ impl Service for RegistryService {
         let from = request.from;
         let (name, key) = (from.name, from.key);
         match request.body {
-            RegistryRequest::Register { share } => {
-                let (share, session) = match share {
-                    None => (None, None),
-                    Some(theirs) => match self.open_session(request.id, &key, &theirs) {
-                        Some((ours, session)) => (Some(ours), Some(session)),
-                        None => {
-                            return Outcome::error(
-                                ErrorCode::InvalidRequest,
-                                "the key share is unusable",
-                            )
+            RegistryRequest::Register { pattern, handshake } => {
+                let (handshake, session) = match (pattern, handshake) {
+                    (None, None) => (None, None),
+                    (Some(pattern), Some(first)) => {
+                        match self.open_session(request.id, &key, (pattern, &first)) {
+                            Ok((second, session)) => (Some(second), Some(session)),
+                            Err(why) => {
+                                let why = format!("no registry session: {why}");
+                                return Outcome::error(ErrorCode::InvalidRequest, why);
+                            }
                         }
-                    },
+                    }
+                    _ => {
+                        return Outcome::error(
+                            ErrorCode::InvalidRequest,
+                            "a registry session needs both a pattern and a handshake",
+                        )
+                    }
                 };
                 match self.registrar.register(name, from.addr, key, session).await {
                     Ok(Registration::Added | Registration::Refreshed) => Outcome::Registered {
                         addr: from.addr,
                         key,
                         ttl_ms: self.ttl.as_millis().try_into().unwrap_or(u64::MAX),
-                        share,
+                        handshake,
                     },
                     Ok(Registration::Taken) => Outcome::error(
                         ErrorCode::NameTaken,
@@ -337,7 +333,7 @@ mod tests {
                         .alice
                         .reply(counter, &reply)
                         .expect("a reply in the session");
-                    let reply = Envelope::<ReplyBody>::decode(json).unwrap();
+                    let reply = Envelope::<ReplyBody>::decode(&json).unwrap();
                     assert_eq!(reply.body.re, Some(request.id));
                     Ok(reply.body.result)
                 }
@@ -367,10 +363,17 @@ mod tests {
                 matches!(&listed, Ok(Outcome::Peers { peers, .. }) if peers.len() == 1),
                 "{listed:?}"
             );
-            let renewed = f.ask_now(RegistryRequest::Register { share: None }).await;
+            let renew = RegistryRequest::Register {
+                pattern: None,
+                handshake: None,
+            };
+            let renewed = f.ask_now(renew).await;
             assert!(matches!(
                 renewed,
-                Ok(Outcome::Registered { share: None, .. })
+                Ok(Outcome::Registered {
+                    handshake: None,
+                    ..
+                })
             ));
         });
     }
@@ -412,11 +415,16 @@ mod tests {
     }
 
     #[test]
-    fn new_key_shares_and_releases_must_be_signed() {
+    fn new_handshakes_and_releases_must_be_signed() {
         runtime::block_on(async {
             let mut f = fixture().await;
-            let share = Some(KeyShare::new().public());
-            let rekey = f.ask_now(RegistryRequest::Register { share }).await;
+            let me = p2p_shared::identity::Identity::generate();
+            let (_, pattern, first) = registry::RegistryInitiator::start(&me, new_id(), None);
+            let rekey = RegistryRequest::Register {
+                pattern: Some(pattern),
+                handshake: Some(first),
+            };
+            let rekey = f.ask_now(rekey).await;
             assert_eq!(code(rekey), Some(ErrorCode::InvalidRequest));
             let release = f.ask_now(RegistryRequest::Release).await;
             assert_eq!(code(release), Some(ErrorCode::InvalidRequest));

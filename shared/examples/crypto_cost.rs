@@ -103,7 +103,14 @@ fn main() {
         addr: "127.0.0.1:40001".parse().expect("valid address"),
         key: identity.public(),
     };
-    let envelope = Envelope::new(new_id(), from, RegistryRequest::Register { share: None });
+    let envelope = Envelope::new(
+        new_id(),
+        from,
+        RegistryRequest::Register {
+            pattern: None,
+            handshake: None,
+        },
+    );
     time(
         "signed request: sign (registry operation, chat request)",
         iterations / 4,
@@ -121,13 +128,14 @@ fn main() {
     registry_session(iterations, &envelope);
 }
 
-/// A registry session's costs: set-up once per registration, then a tag per frame.
+/// A registry session's costs: set-up once per registration (a Noise handshake, both
+/// sides, with fresh identities), then sealing and opening each frame.
 fn registry_session(iterations: u32, request: &Envelope<RegistryRequest>) {
     use p2p_shared::registry_session;
     use p2p_shared::wire::frame::RegistryRequestHeader as Header;
     let agree = || registry_session::pair("alice".parse().expect("valid name"));
     time(
-        "registry session set-up: key shares + agreement, both sides",
+        "registry session set-up: handshake (IX) + identities, both sides",
         iterations / 10,
         || {
             black_box(agree());
@@ -139,18 +147,18 @@ fn registry_session(iterations: u32, request: &Envelope<RegistryRequest>) {
     let page = vec![b'x'; 19 * 1024];
     for (label, reply) in [
         (
-            "registry session: small request + reply, tag + check",
+            "registry session: small request + reply, seal + open",
             &json,
         ),
         (
-            "registry session: small request + 19 KB page, tag + check",
+            "registry session: small request + 19 KB page, seal + open",
             &page,
         ),
     ] {
         time(label, iterations, || {
             let (counter, frame) = peer.request(&json);
             let header = Header::parse(&frame).expect("a request");
-            let replier = registry.accept(&header, &frame).expect("accepted");
+            let (_, replier) = registry.accept(&header, &frame).expect("accepted");
             black_box(peer.reply(counter, &replier.reply(reply)));
         });
     }

@@ -34,8 +34,9 @@ use crate::wire::MessageId;
 /// is about 350 bytes.
 pub const MAX_HANDSHAKE_LEN: usize = 1024;
 
-/// Bound into every chat handshake: the protocol version, then the request id.
-const PROLOGUE: &[u8] = b"p2p-chat/5 chat\0";
+/// Bound into every chat handshake: the protocol version and what the handshake is for,
+/// then the request id.
+const CHAT: &[u8] = b"p2p-chat/5 chat\0";
 
 /// Which Noise pattern a chat handshake follows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,7 +161,7 @@ impl Initiator {
             Recipient::Pinned { name, noise } => (Pattern::IK, Some(noise), Some(name)),
             Recipient::Unknown(name) => (Pattern::IX, None, name),
         };
-        let prologue = prologue(request);
+        let prologue = prologue(CHAT, request);
         let secret = me.noise().secret();
         let mut builder = Builder::new(pattern.params())
             .local_private_key(&secret[..])
@@ -237,7 +238,7 @@ fn read_first(
     message: &HandshakeMessage,
     claimed: &PublicKey,
 ) -> Result<(HandshakeState, Heard), HandshakeError> {
-    let prologue = prologue(request);
+    let prologue = prologue(CHAT, request);
     let secret = me.noise().secret();
     let mut state = Builder::new(pattern.params())
         .local_private_key(&secret[..])
@@ -252,8 +253,8 @@ fn read_first(
     }
 }
 
-fn prologue(request: MessageId) -> Vec<u8> {
-    [PROLOGUE, request.as_bytes()].concat()
+fn prologue(purpose: &[u8], request: MessageId) -> Vec<u8> {
+    [purpose, request.as_bytes()].concat()
 }
 
 fn payload(me: &Identity, to: Option<PeerName>) -> Vec<u8> {
@@ -283,12 +284,12 @@ fn read(state: &mut HandshakeState, message: &HandshakeMessage) -> Result<Payloa
 }
 
 /// The payload's identity must be `expected`, and must have signed the static key the
-/// handshake proved.
+/// handshake proved, which is returned.
 fn check(
     state: &HandshakeState,
     payload: &Payload,
     expected: &PublicKey,
-) -> Result<(), HandshakeError> {
+) -> Result<NoiseKey, HandshakeError> {
     if payload.key != *expected {
         return Err(HandshakeError::WrongIdentity {
             named: payload.key.fingerprint(),
@@ -299,11 +300,14 @@ fn check(
         .get_remote_static()
         .and_then(|s| <[u8; 32]>::try_from(s).ok())
         .ok_or(HandshakeError::Malformed)?;
-    if !NoiseKey::from_bytes(remote).is_signed_by(expected, &payload.sig.0) {
+    let remote = NoiseKey::from_bytes(remote);
+    if !remote.is_signed_by(expected, &payload.sig.0) {
         return Err(HandshakeError::UnsignedStatic);
     }
-    Ok(())
+    Ok(remote)
 }
+
+pub mod registry;
 
 #[cfg(test)]
 mod tests;

@@ -1,4 +1,4 @@
-//! Symmetric keys: a chat's transport keys, and the key shares of registry sessions.
+//! Sealing with symmetric keys: a chat's frames, and a registry session's.
 //!
 //! A chat's keys come from its Noise handshake (`handshake.rs`). Each chat message is then
 //! one sealed frame: `'E' | chat id (16) | counter (8, big endian) | Noise transport
@@ -8,103 +8,19 @@
 //! associated data: the chat id selects the keys and the counter is the nonce, so a header
 //! changed on the way makes the frame fail to open. No public-key operation per message.
 //!
-//! Registry sessions (`registry_session.rs`) still agree keys from [`KeyShare`]s with HKDF
-//! and authenticate frames with [`authenticate`]. docs/security.md describes both message by
-//! message.
+//! A registry session keeps only the two keys of its handshake's split, and its frames are
+//! sealed with them here ([`seal_in_place`]) as Noise seals a transport message, with the
+//! frame's header as associated data (`registry_session.rs`). docs/security.md describes
+//! both message by message.
 
-use data_encoding::BASE64URL_NOPAD;
-use hkdf::Hkdf;
-use rand_core::OsRng;
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, CHACHA20_POLY1305};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use snow::{HandshakeState, StatelessTransportState};
-use x25519_dalek::StaticSecret;
 
 use crate::handshake::{HandshakeError, Initiator, Recipient, Responder};
 use crate::identity::{Identity, NoiseKey};
 use crate::name::PeerName;
 use crate::wire::frame::{self, ChatId, Kind, SEALED_HEADER_LEN, TAG_LEN};
-use crate::wire::{new_id, MessageId};
-
-/// A public X25519 key for one chat's key agreement, as it travels in JSON (base64url).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct EphemeralKey(pub(crate) [u8; 32]);
-
-impl TryFrom<String> for EphemeralKey {
-    type Error = &'static str;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        BASE64URL_NOPAD
-            .decode(s.as_bytes())
-            .ok()
-            .and_then(|b| b.try_into().ok())
-            .map(EphemeralKey)
-            .ok_or("not an X25519 key (43 characters of base64url)")
-    }
-}
-
-impl From<EphemeralKey> for String {
-    fn from(key: EphemeralKey) -> String {
-        BASE64URL_NOPAD.encode(&key.0)
-    }
-}
-
-/// Our half of a key agreement: the secret stays here until the other half arrives.
-pub struct KeyShare {
-    secret: StaticSecret,
-    public: EphemeralKey,
-}
-
-impl KeyShare {
-    pub fn new() -> KeyShare {
-        let secret = StaticSecret::random_from_rng(OsRng);
-        let public = EphemeralKey(x25519_dalek::PublicKey::from(&secret).to_bytes());
-        KeyShare { secret, public }
-    }
-
-    pub fn public(&self) -> EphemeralKey {
-        self.public
-    }
-
-    /// Completes the X25519 agreement with `theirs` and fills `okm` with HKDF-SHA256 output
-    /// salted with the id of the message that opened the exchange and bound to `label` and
-    /// every public part of the exchange (long-term keys and shares), in a fixed order.
-    pub(crate) fn derive(
-        self,
-        theirs: &EphemeralKey,
-        salt: MessageId,
-        label: &[u8],
-        parts: &[&[u8]],
-        okm: &mut [u8],
-    ) -> Result<(), WeakShare> {
-        let shared = self
-            .secret
-            .diffie_hellman(&x25519_dalek::PublicKey::from(theirs.0));
-        if !shared.was_contributory() {
-            return Err(WeakShare);
-        }
-        let mut info = label.to_vec();
-        for part in parts {
-            info.extend_from_slice(part);
-        }
-        Hkdf::<Sha256>::new(Some(salt.as_bytes()), shared.as_bytes())
-            .expand(&info, okm)
-            .expect("a valid HKDF output length");
-        Ok(())
-    }
-}
-
-impl Default for KeyShare {
-    fn default() -> Self {
-        KeyShare::new()
-    }
-}
-
-/// The other side's key share was unusable (a low-order point gives no shared secret).
-#[derive(Debug, thiserror::Error)]
-#[error("the other side's key share is unusable")]
-pub struct WeakShare;
+use crate::wire::new_id;
 
 /// Acknowledgements are sealed in the upper half of the nonces of the direction they travel
 /// in, messages in the lower half. Each nonce is used once per key: a message's counter only
@@ -230,27 +146,37 @@ pub fn chat_of(frame: &[u8]) -> Option<ChatId> {
     frame::parse_sealed(Kind::Sealed, frame).map(|(chat, _)| chat)
 }
 
-/// Appends the tag that authenticates all of `frame` without encrypting any of it:
-/// ChaCha20-Poly1305 with nothing to encrypt and the frame as associated data, which is
-/// Poly1305 under a one-time key drawn from `key` and nonce `counter`. For registry sessions,
-/// whose contents anyone may read from the registry anyway (`registry_session.rs`).
-pub(crate) fn authenticate(mut frame: Vec<u8>, key: &[u8; 32], counter: u64) -> Vec<u8> {
+/// Seals the bytes of `frame` after its first `header_len` (the header) in place, as Noise
+/// seals a transport message: ChaCha20-Poly1305 under `key`, with the nonce Noise makes of
+/// `counter` (four zero bytes, then the counter little-endian); the header is the associated
+/// data. Appends the tag. For registry sessions (`registry_session.rs`).
+pub(crate) fn seal_in_place(frame: &mut Vec<u8>, header_len: usize, key: &[u8; 32], counter: u64) {
+    let (header, body) = frame.split_at_mut(header_len);
     let tag = cipher(key)
-        .seal_in_place_separate_tag(nonce(counter), Aad::from(&frame[..]), &mut [])
+        .seal_in_place_separate_tag(noise_nonce(counter), Aad::from(&*header), body)
         .expect("ChaCha20-Poly1305 does not fail for frame-sized input");
     frame.extend_from_slice(tag.as_ref());
-    frame
 }
 
-/// The frame without its tag, if the tag authenticates it under `key` and `counter`.
-pub(crate) fn authenticated<'f>(frame: &'f [u8], key: &[u8; 32], counter: u64) -> Option<&'f [u8]> {
-    let (data, tag) = frame.split_at(frame.len().checked_sub(TAG_LEN)?);
-    // Nothing was encrypted, so the "ciphertext" to open is the tag alone.
-    let mut in_out: [u8; TAG_LEN] = tag.try_into().ok()?;
-    cipher(key)
-        .open_in_place(nonce(counter), Aad::from(data), &mut in_out)
-        .ok()?;
-    Some(data)
+/// Opens what [`seal_in_place`] sealed: the plaintext after the header, if the frame is
+/// authentic under `key` and `counter`.
+pub(crate) fn open_sealed(
+    frame: &[u8],
+    header_len: usize,
+    key: &[u8; 32],
+    counter: u64,
+) -> Option<Vec<u8>> {
+    if frame.len() < header_len + TAG_LEN {
+        return None;
+    }
+    let (header, sealed) = frame.split_at(header_len);
+    let mut plaintext = sealed.to_vec();
+    let len = cipher(key)
+        .open_in_place(noise_nonce(counter), Aad::from(header), &mut plaintext)
+        .ok()?
+        .len();
+    plaintext.truncate(len);
+    Some(plaintext)
 }
 
 /// ChaCha20-Poly1305 under `key`, from *ring*: its assembly runs a message of a few hundred
@@ -265,10 +191,11 @@ fn cipher(key: &[u8; 32]) -> LessSafeKey {
     LessSafeKey::new(key)
 }
 
-/// The nonce of message `counter`: unique per key, because each key's counters only grow.
-fn nonce(counter: u64) -> Nonce {
+/// Noise's ChaCha20-Poly1305 nonce for `counter`: four zero bytes, then the counter in
+/// little-endian order. Unique per key, because each key's counters only grow.
+fn noise_nonce(counter: u64) -> Nonce {
     let mut n = [0u8; 12];
-    n[4..].copy_from_slice(&counter.to_be_bytes());
+    n[4..].copy_from_slice(&counter.to_le_bytes());
     Nonce::assume_unique_for_key(n)
 }
 
@@ -313,19 +240,32 @@ mod tests {
     }
 
     #[test]
-    fn registry_tags_are_standard_chacha20_poly1305() {
-        // Computed with RustCrypto's `chacha20poly1305` 0.10: an independent implementation.
+    fn registry_frames_are_sealed_as_noise_seals_a_transport_message() {
+        // snow's own ChaCha20-Poly1305 (RustCrypto's, its default resolver): an independent
+        // implementation of Noise's ENCRYPT(k, n, ad, plaintext).
+        use snow::params::CipherChoice;
+        use snow::resolvers::{CryptoResolver, DefaultResolver};
         let key: [u8; 32] = core::array::from_fn(|i| i as u8);
         let counter = 0x0102_0304_0506_0708;
-        let tagged = authenticate(b"a registry reply".to_vec(), &key, counter);
-        assert_eq!(hex(&tagged[16..]), "5f44fb54386021b3877b683b2e76fe95");
-        assert_eq!(
-            authenticated(&tagged, &key, counter),
-            Some(&b"a registry reply"[..])
-        );
-        assert_eq!(authenticated(&tagged, &key, counter + 1), None);
-        for short in [&b""[..], &b"0123456789abcde"[..], &tagged[..16]] {
-            assert_eq!(authenticated(short, &key, counter), None, "{short:?}");
+        let mut frame = b"header".to_vec();
+        frame.extend_from_slice(b"a registry reply");
+        seal_in_place(&mut frame, 6, &key, counter);
+        let mut noise = DefaultResolver
+            .resolve_cipher(&CipherChoice::ChaChaPoly)
+            .unwrap();
+        noise.set(&key);
+        let mut expected = [0u8; 16 + TAG_LEN];
+        noise.encrypt(counter, b"header", b"a registry reply", &mut expected);
+        assert_eq!(&frame[..6], b"header");
+        assert_eq!(&frame[6..], &expected[..]);
+        let opened = open_sealed(&frame, 6, &key, counter);
+        assert_eq!(opened.as_deref(), Some(&b"a registry reply"[..]));
+        assert_eq!(open_sealed(&frame, 6, &key, counter + 1), None);
+        let mut header_changed = frame.clone();
+        header_changed[0] ^= 1;
+        assert_eq!(open_sealed(&header_changed, 6, &key, counter), None);
+        for short in [&b""[..], &frame[..6 + TAG_LEN - 1]] {
+            assert_eq!(open_sealed(short, 6, &key, counter), None);
         }
     }
 
@@ -356,10 +296,6 @@ mod tests {
         assert!(bob.open(&alice.seal(ACK_NONCES - 2, b"x")).is_some());
         let ack = bob.seal_ack(ACK_NONCES - 2, b"ok");
         assert_eq!(alice.open_ack(ACK_NONCES - 2, &ack), Some(b"ok".to_vec()));
-    }
-
-    fn hex(bytes: &[u8]) -> String {
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

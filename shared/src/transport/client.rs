@@ -69,7 +69,7 @@ pub async fn request_in_session(
             let json = session
                 .reply(counter, &reply)
                 .ok_or_else(|| bad("it is no reply in our registry session".into()))?;
-            let reply = Envelope::<ReplyBody>::decode(json).map_err(|e| bad(e.to_string()))?;
+            let reply = Envelope::<ReplyBody>::decode(&json).map_err(|e| bad(e.to_string()))?;
             (reply, session.registry())
         }
     };
@@ -77,13 +77,13 @@ pub async fn request_in_session(
     answer_to(to, (id, None), reply, key)
 }
 
-/// Whether `reply` refuses request `id`: naming it, or before reading it (`busy`, `bad_frame`).
+/// Whether `reply` may be a refusal of request `id`: an error naming it, or naming no id
+/// (a request in a session is sealed: a receiver that cannot open it cannot read its id). Its
+/// digest must then name our frame ([`answer_to`]).
 fn refuses(reply: &ReplyBody, id: MessageId) -> bool {
     match (&reply.result, reply.re) {
         (Outcome::Error { .. }, Some(re)) => re == id,
-        (Outcome::Error { code, .. }, None) => {
-            matches!(code, ErrorCode::Busy | ErrorCode::BadFrame)
-        }
+        (Outcome::Error { .. }, None) => true,
         _ => false,
     }
 }
@@ -208,11 +208,9 @@ mod tests {
         assert!(refuses(&refusal(Some(id), ErrorCode::UnknownSession), id));
         let other = refusal(Some(new_id()), ErrorCode::UnknownSession);
         assert!(!refuses(&other, id), "another request's refusal");
-        let nobodys = refusal(None, ErrorCode::UnknownSession);
-        assert!(
-            !refuses(&nobodys, id),
-            "a refusal of no request, played back"
-        );
+        // A refusal naming no id may be ours (a sealed request's id cannot be read): its
+        // digest decides, in answer_to.
+        assert!(refuses(&refusal(None, ErrorCode::UnknownSession), id));
         for before_reading in [ErrorCode::Busy, ErrorCode::BadFrame] {
             assert!(refuses(&refusal(None, before_reading), id));
         }

@@ -144,12 +144,14 @@ impl RegistryRequestHeader {
         })
     }
 
-    /// The JSON of the request whose header this is, not yet checked: between the header and
-    /// the tag. `None` if the frame is too short to hold both.
-    pub fn json<'f>(&self, frame: &'f [u8]) -> Option<&'f [u8]> {
-        frame.get(self.len..frame.len().checked_sub(TAG_LEN)?)
+    /// How long the header is: the sealed JSON follows it.
+    pub fn header_len(&self) -> usize {
+        self.len
     }
 }
+
+/// How long an `r` frame's header is: its kind and counter.
+pub const REGISTRY_REPLY_HEADER_LEN: usize = 9;
 
 /// The header of an `r` frame answering request `counter`, with room for `json_len` bytes of
 /// JSON and the tag.
@@ -160,7 +162,7 @@ pub fn registry_reply_header(counter: u64, json_len: usize) -> Vec<u8> {
     frame
 }
 
-/// The counter of an `r` frame, and its JSON (between the header and the tag).
+/// The counter of an `r` frame, and its sealed JSON (between the header and the tag).
 pub fn parse_registry_reply(frame: &[u8]) -> Option<(u64, &[u8])> {
     match frame {
         [b'r', rest @ ..] if rest.len() >= 8 + TAG_LEN => {
@@ -212,9 +214,10 @@ mod tests {
         frame.extend_from_slice(&[0; TAG_LEN]);
         let header = RegistryRequestHeader::parse(&frame).unwrap();
         assert_eq!((header.name, header.counter), (alice, 3));
-        assert_eq!(header.json(&frame), Some(&b"{}"[..]));
+        assert_eq!(header.header_len(), 2 + 5 + 8, "kind, length, name, counter");
 
         let mut frame = registry_reply_header(3, 2);
+        assert_eq!(frame.len(), REGISTRY_REPLY_HEADER_LEN);
         frame.extend_from_slice(b"{}");
         frame.extend_from_slice(&[0; TAG_LEN]);
         assert_eq!(parse_registry_reply(&frame), Some((3, &b"{}"[..])));

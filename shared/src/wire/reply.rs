@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::handshake::HandshakeMessage;
 use crate::identity::PublicKey;
 use crate::name::PeerName;
-use crate::seal::EphemeralKey;
 use crate::wire::envelope::{MessageId, PeerInfo};
 
 /// The longest human-readable error detail, in bytes.
@@ -92,14 +92,14 @@ pub struct EncodedReply<'a> {
 pub enum Outcome {
     Ok,
     /// The address and the key the registry recorded for the name, and for how long: the
-    /// registration lapses unless renewed (registered again) within `ttl_ms`. `share` is the
-    /// registry's half of the key agreement when the request opened a session.
+    /// registration lapses unless renewed (registered again) within `ttl_ms`. `handshake` is
+    /// message 2 of the registry session's handshake when the request opened a session.
     Registered {
         addr: SocketAddr,
         key: PublicKey,
         ttl_ms: u64,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        share: Option<EphemeralKey>,
+        handshake: Option<HandshakeMessage>,
     },
     /// A page of peers; on the wire each is a row, `[name, addr, key]` ([`rows`]).
     Peers {

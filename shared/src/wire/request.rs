@@ -11,7 +11,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::handshake::{HandshakeMessage, Pattern};
 use crate::name::PeerName;
-use crate::seal::EphemeralKey;
 use crate::wire::envelope::MessageId;
 
 /// The longest chat text, in bytes of UTF-8.
@@ -29,11 +28,13 @@ pub trait Request: Serialize + DeserializeOwned {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum RegistryRequest {
-    /// Bind `from.name` to `from.addr`. With `share`, the peer's half of a key agreement, it
-    /// also opens a registry session (`registry_session.rs`).
+    /// Bind `from.name` to `from.addr`. With `pattern` and `handshake`, message 1 of a Noise
+    /// handshake, it also opens a registry session (`registry_session.rs`).
     Register {
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        share: Option<EphemeralKey>,
+        pattern: Option<Pattern>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        handshake: Option<HandshakeMessage>,
     },
     /// Remove `from.name`'s address (the name stays bound to its key).
     Unregister,
@@ -144,7 +145,10 @@ mod tests {
             Initiator::start(&Identity::generate(), new_id(), Recipient::Unknown(None));
         let name: PeerName = "bob".parse().unwrap();
         let registry = [
-            RegistryRequest::Register { share: None },
+            RegistryRequest::Register {
+                pattern: None,
+                handshake: None,
+            },
             RegistryRequest::Unregister,
             RegistryRequest::Release,
             RegistryRequest::ListPeers { after: None },

@@ -485,7 +485,8 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
         .start();
 
     // alice's session is gone with the old process: her `listpeer` in it is refused, with a
-    // signed refusal naming the request, and she asks again signed.
+    // signed refusal naming her frame (its id is sealed, so by digest), and she asks again
+    // signed.
     assert_eq!(alice.listpeer(), NONE);
     server.expect_prefix("refused 127.0.0.1:");
     let refused = proxy
@@ -494,9 +495,12 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
         .expect("a request in the old session");
     let refusal = p2p_e2e::decode_reply(&refused.received).expect("a signed refusal");
     assert_eq!(outcome(&refusal), "unknown_session", "{refusal}");
-    assert!(
-        refusal["body"]["re"].is_string(),
-        "names the request: {refusal}"
+    let body = p2p_e2e::frame_body(&refused.sent).expect("one frame");
+    let digest = p2p_shared::wire::RequestDigest::of(body);
+    assert_eq!(
+        refusal["body"]["re_digest"],
+        serde_json::json!(digest),
+        "names the request's frame: {refusal}"
     );
 
     // Her next `register` is signed and opens a new session, which her next listing uses.

@@ -1,0 +1,190 @@
+//! Registry sessions opened by a Noise handshake: the peer's signed `register` carries
+//! message 1, the registry's signed `registered` carries message 2, in one round trip.
+//!
+//! **IK** when the peer has the registry's Noise static key (pinned from an earlier session),
+//! **IX** on first contact, as for a chat (`handshake.rs`), with its own prologue so that no
+//! handshake message can be moved between a chat and a registration. Each side's payload
+//! carries its identity and that identity's signature over its static key; the registry's
+//! must be the key the peer pins for the registry, the peer's the key that signed `register`.
+//!
+//! The session keeps only the two keys of the handshake's split (`SessionKeys`): a registry
+//! holds one session per registration, and snow's transport state is several hundred bytes
+//! where these are 64 (docs/decisions.md). `registry_session.rs` seals frames with them as
+//! Noise transport messages are sealed: ChaCha20-Poly1305, the frame's counter the nonce.
+
+use snow::{Builder, HandshakeState};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use super::{check, prologue, read, write, HandshakeError, HandshakeMessage, Pattern, Payload};
+use crate::identity::{Identity, NoiseKey, PublicKey};
+use crate::wire::MessageId;
+
+/// Bound into every registration handshake, before the `register` request's id.
+const REGISTRY: &[u8] = b"p2p-chat/5 registry\0";
+
+/// The two keys of a registry session: one for the peer's requests, one for the replies.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct SessionKeys {
+    pub request: [u8; 32],
+    pub reply: [u8; 32],
+}
+
+impl SessionKeys {
+    /// The split of a finished handshake: the initiator (the peer) sends with the first key.
+    fn split(state: &mut HandshakeState) -> SessionKeys {
+        let (request, reply) = state.dangerously_get_raw_split();
+        SessionKeys { request, reply }
+    }
+}
+
+/// The peer's side, between its `register` and the registry's `registered`.
+pub struct RegistryInitiator {
+    state: HandshakeState,
+}
+
+impl RegistryInitiator {
+    /// Starts the handshake of the `register` request `register`, with IK if the registry's
+    /// static key is known.
+    pub fn start(
+        me: &Identity,
+        register: MessageId,
+        registry: Option<&NoiseKey>,
+    ) -> (RegistryInitiator, Pattern, HandshakeMessage) {
+        let pattern = match registry {
+            Some(_) => Pattern::IK,
+            None => Pattern::IX,
+        };
+        let prologue = prologue(REGISTRY, register);
+        let secret = me.noise().secret();
+        let mut builder = Builder::new(pattern.params())
+            .local_private_key(&secret[..])
+            .and_then(|b| b.prologue(&prologue))
+            .expect("a 32-byte key and a prologue");
+        if let Some(registry) = registry {
+            builder = builder
+                .remote_public_key(registry.as_bytes())
+                .expect("a 32-byte key");
+        }
+        let mut state = builder.build_initiator().expect("a complete builder");
+        let message = write(&mut state, &super::payload(me, None));
+        (RegistryInitiator { state }, pattern, message)
+    }
+
+    /// Reads message 2 from the registry whose identity is `expected` (the key of its signed
+    /// reply, which the peer checked against its pin): the session's keys, and the
+    /// registry's static key, to pin for IK next time.
+    pub fn finish(
+        mut self,
+        message: &HandshakeMessage,
+        expected: &PublicKey,
+    ) -> Result<(SessionKeys, NoiseKey), HandshakeError> {
+        let payload: Payload = read(&mut self.state, message)?;
+        let registry = check(&self.state, &payload, expected)?;
+        Ok((SessionKeys::split(&mut self.state), registry))
+    }
+}
+
+/// The registry's side: reads message 1 of the `register` request `register`, which came
+/// signed by `claimed`, and answers it. The session's keys, and message 2.
+pub fn respond(
+    me: &Identity,
+    register: MessageId,
+    pattern: Pattern,
+    message: &HandshakeMessage,
+    claimed: &PublicKey,
+) -> Result<(SessionKeys, HandshakeMessage), HandshakeError> {
+    let prologue = prologue(REGISTRY, register);
+    let secret = me.noise().secret();
+    let mut state = Builder::new(pattern.params())
+        .local_private_key(&secret[..])
+        .and_then(|b| b.prologue(&prologue))
+        .and_then(|b| b.build_responder())
+        .expect("a complete builder");
+    let payload: Payload = read(&mut state, message)?;
+    check(&state, &payload, claimed)?;
+    if payload.to.is_some() {
+        return Err(HandshakeError::BadPayload);
+    }
+    let reply = write(&mut state, &super::payload(me, None));
+    Ok((SessionKeys::split(&mut state), reply))
+}
+
+/// Both ends of one registry session between fresh identities, agreed in this process: for
+/// tests, fuzzing and measurements.
+#[doc(hidden)]
+pub fn pair() -> (SessionKeys, SessionKeys) {
+    let (peer, registry) = (Identity::generate(), Identity::generate());
+    let register = crate::wire::new_id();
+    let (initiator, pattern, first) = RegistryInitiator::start(&peer, register, None);
+    let (theirs, second) =
+        respond(&registry, register, pattern, &first, &peer.public()).expect("a fresh handshake");
+    let (ours, _) = initiator
+        .finish(&second, &registry.public())
+        .expect("a fresh handshake");
+    (ours, theirs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::handshake::{Initiator, Recipient, Responder};
+    use crate::wire::new_id;
+
+    #[test]
+    fn both_ends_split_the_same_keys_with_ix_and_ik() {
+        let (peer, registry) = (Identity::generate(), Identity::generate());
+        for pinned in [None, Some(registry.noise().public())] {
+            let register = new_id();
+            let (initiator, pattern, first) =
+                RegistryInitiator::start(&peer, register, pinned.as_ref());
+            let (theirs, second) =
+                respond(&registry, register, pattern, &first, &peer.public()).unwrap();
+            let (ours, static_key) = initiator.finish(&second, &registry.public()).unwrap();
+            assert_eq!(static_key, registry.noise().public());
+            assert_eq!((ours.request, ours.reply), (theirs.request, theirs.reply));
+            assert_ne!(ours.request, ours.reply);
+        }
+    }
+
+    #[test]
+    fn a_registration_is_by_the_key_that_signed_it_and_answered_by_the_registry_pinned() {
+        let (peer, registry, mallory) = (
+            Identity::generate(),
+            Identity::generate(),
+            Identity::generate(),
+        );
+        let register = new_id();
+        let (initiator, pattern, first) = RegistryInitiator::start(&peer, register, None);
+        let by_another = respond(&registry, register, pattern, &first, &mallory.public());
+        assert!(matches!(
+            by_another,
+            Err(HandshakeError::WrongIdentity { .. })
+        ));
+        // A registry that is not the one pinned cannot finish it.
+        let (_, second) = respond(&mallory, register, pattern, &first, &peer.public()).unwrap();
+        let finished = initiator.finish(&second, &registry.public());
+        assert!(matches!(
+            finished,
+            Err(HandshakeError::WrongIdentity { .. })
+        ));
+    }
+
+    #[test]
+    fn a_chat_handshake_is_no_registration_and_the_reverse() {
+        let (peer, registry) = (Identity::generate(), Identity::generate());
+        let id = new_id();
+        let (_, pattern, chat) = Initiator::start(&peer, id, Recipient::Unknown(None));
+        let (initiator, _, _) = RegistryInitiator::start(&peer, id, None);
+        let (_, second) = respond(&registry, id, pattern, &chat, &peer.public()).unwrap();
+        // IX's message 1 carries no key yet; the prologues differ, so message 2 fails.
+        assert!(initiator.finish(&second, &registry.public()).is_err());
+        let (_, pattern, registration) = RegistryInitiator::start(&peer, id, None);
+        let bob = "bob".parse().unwrap();
+        let accepted =
+            Responder::accept(&registry, &bob, id, pattern, &registration, &peer.public());
+        let (chat_initiator, _, _) = Initiator::start(&peer, id, Recipient::Unknown(None));
+        if let Ok((_, second)) = accepted {
+            assert!(chat_initiator.finish(&second, &registry.public()).is_err());
+        }
+    }
+}
