@@ -161,18 +161,7 @@ impl Initiator {
             Recipient::Pinned { name, noise } => (Pattern::IK, Some(noise), Some(name)),
             Recipient::Unknown(name) => (Pattern::IX, None, name),
         };
-        let prologue = prologue(CHAT, request);
-        let secret = me.noise().secret();
-        let mut builder = Builder::new(pattern.params())
-            .local_private_key(&secret[..])
-            .and_then(|b| b.prologue(&prologue))
-            .expect("a 32-byte key and a prologue");
-        if let Some(remote) = remote {
-            builder = builder
-                .remote_public_key(remote.as_bytes())
-                .expect("a 32-byte key");
-        }
-        let mut state = builder.build_initiator().expect("a complete builder");
+        let mut state = initiator(me, (CHAT, request), pattern, remote);
         let message = write(&mut state, &payload(me, name));
         (Initiator { state }, pattern, message)
     }
@@ -238,13 +227,7 @@ fn read_first(
     message: &HandshakeMessage,
     claimed: &PublicKey,
 ) -> Result<(HandshakeState, Heard), HandshakeError> {
-    let prologue = prologue(CHAT, request);
-    let secret = me.noise().secret();
-    let mut state = Builder::new(pattern.params())
-        .local_private_key(&secret[..])
-        .and_then(|b| b.prologue(&prologue))
-        .and_then(|b| b.build_responder())
-        .expect("a complete builder");
+    let mut state = responder(me, (CHAT, request), pattern);
     let payload = read(&mut state, message)?;
     check(&state, &payload, claimed)?;
     match payload.to {
@@ -253,8 +236,41 @@ fn read_first(
     }
 }
 
-fn prologue(purpose: &[u8], request: MessageId) -> Vec<u8> {
-    [purpose, request.as_bytes()].concat()
+/// The initiator of a handshake for `purpose` (what it is for, then the request's id),
+/// knowing the responder's static key if `remote` (IK).
+fn initiator(
+    me: &Identity,
+    (purpose, request): (&[u8], MessageId),
+    pattern: Pattern,
+    remote: Option<&NoiseKey>,
+) -> HandshakeState {
+    let prologue = [purpose, request.as_bytes()].concat();
+    let secret = me.noise().secret();
+    let mut builder = Builder::new(pattern.params())
+        .local_private_key(&secret[..])
+        .and_then(|b| b.prologue(&prologue))
+        .expect("a 32-byte key and a prologue");
+    if let Some(remote) = remote {
+        builder = builder
+            .remote_public_key(remote.as_bytes())
+            .expect("a 32-byte key");
+    }
+    builder.build_initiator().expect("a complete builder")
+}
+
+/// The responder of a handshake for `purpose`, before it reads message 1.
+fn responder(
+    me: &Identity,
+    (purpose, request): (&[u8], MessageId),
+    pattern: Pattern,
+) -> HandshakeState {
+    let prologue = [purpose, request.as_bytes()].concat();
+    let secret = me.noise().secret();
+    Builder::new(pattern.params())
+        .local_private_key(&secret[..])
+        .and_then(|b| b.prologue(&prologue))
+        .and_then(|b| b.build_responder())
+        .expect("a complete builder")
 }
 
 fn payload(me: &Identity, to: Option<PeerName>) -> Vec<u8> {

@@ -137,7 +137,12 @@ impl RegistrySession {
     /// is not authentic (another session's, or altered) or is a replay; a frame that is not
     /// authentic changes nothing.
     pub fn accept(&mut self, header: &Header, frame: &[u8]) -> Option<(Vec<u8>, Replier)> {
-        let json = open_sealed(frame, header.header_len(), &self.keys.request, header.counter)?;
+        let json = open_sealed(
+            frame,
+            header.header_len(),
+            &self.keys.request,
+            header.counter,
+        )?;
         if header.counter <= self.last {
             return None;
         }

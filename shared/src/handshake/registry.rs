@@ -12,10 +12,12 @@
 //! where these are 64 (docs/decisions.md). `registry_session.rs` seals frames with them as
 //! Noise transport messages are sealed: ChaCha20-Poly1305, the frame's counter the nonce.
 
-use snow::{Builder, HandshakeState};
+use snow::HandshakeState;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use super::{check, prologue, read, write, HandshakeError, HandshakeMessage, Pattern, Payload};
+use super::{
+    check, initiator, read, responder, write, HandshakeError, HandshakeMessage, Pattern, Payload,
+};
 use crate::identity::{Identity, NoiseKey, PublicKey};
 use crate::wire::MessageId;
 
@@ -54,18 +56,7 @@ impl RegistryInitiator {
             Some(_) => Pattern::IK,
             None => Pattern::IX,
         };
-        let prologue = prologue(REGISTRY, register);
-        let secret = me.noise().secret();
-        let mut builder = Builder::new(pattern.params())
-            .local_private_key(&secret[..])
-            .and_then(|b| b.prologue(&prologue))
-            .expect("a 32-byte key and a prologue");
-        if let Some(registry) = registry {
-            builder = builder
-                .remote_public_key(registry.as_bytes())
-                .expect("a 32-byte key");
-        }
-        let mut state = builder.build_initiator().expect("a complete builder");
+        let mut state = initiator(me, (REGISTRY, register), pattern, registry);
         let message = write(&mut state, &super::payload(me, None));
         (RegistryInitiator { state }, pattern, message)
     }
@@ -93,13 +84,7 @@ pub fn respond(
     message: &HandshakeMessage,
     claimed: &PublicKey,
 ) -> Result<(SessionKeys, HandshakeMessage), HandshakeError> {
-    let prologue = prologue(REGISTRY, register);
-    let secret = me.noise().secret();
-    let mut state = Builder::new(pattern.params())
-        .local_private_key(&secret[..])
-        .and_then(|b| b.prologue(&prologue))
-        .and_then(|b| b.build_responder())
-        .expect("a complete builder");
+    let mut state = responder(me, (REGISTRY, register), pattern);
     let payload: Payload = read(&mut state, message)?;
     check(&state, &payload, claimed)?;
     if payload.to.is_some() {

@@ -214,7 +214,11 @@ mod tests {
         frame.extend_from_slice(&[0; TAG_LEN]);
         let header = RegistryRequestHeader::parse(&frame).unwrap();
         assert_eq!((header.name, header.counter), (alice, 3));
-        assert_eq!(header.header_len(), 2 + 5 + 8, "kind, length, name, counter");
+        assert_eq!(
+            header.header_len(),
+            2 + 5 + 8,
+            "kind, length, name, counter"
+        );
 
         let mut frame = registry_reply_header(3, 2);
         assert_eq!(frame.len(), REGISTRY_REPLY_HEADER_LEN);
