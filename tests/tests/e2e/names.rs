@@ -276,3 +276,41 @@ fn a_request_while_the_registry_does_not_answer_is_shown_as_such_and_checked_on_
     alice.expect_exact("declined chat request from bob");
     assert_eq!(alice.connected(), NONE);
 }
+
+#[test]
+fn a_chat_request_handshake_moved_into_another_senders_request_is_refused() {
+    // The misbinding of issue 13: mallory sees alice's chat request to bob go by and sends
+    // bob its handshake (and its request id) in a request signed by her own key.
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    let path = p2p_e2e::Proxy::start(bob.addr());
+    alice.send(&format!("chat request 127.0.0.1 {}", path.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    let seen = path.captures_of_kind(b'S').remove(0);
+    let body = p2p_e2e::frame_body(&seen.sent).expect("one frame");
+    let request: serde_json::Value = serde_json::from_slice(&body[65..]).unwrap();
+    assert_eq!(request["body"]["type"], "chat_request");
+
+    let mallory = Signer::new("mallory", "127.0.0.1:1");
+    // Under alice's request id: a replay, whoever signs it.
+    let mut hers = mallory.envelope(request["body"].clone());
+    hers["id"] = request["id"].clone();
+    let raw = p2p_e2e::raw_exchange(bob.addr(), &mallory.frame(&hers), false);
+    let reply = p2p_e2e::decode_reply(&raw).unwrap();
+    assert_eq!(outcome(&reply), "stale", "{reply}");
+    // Under an id of her own: the handshake inside is alice's, not by the key that signed.
+    let hers = mallory.envelope(request["body"].clone());
+    let reply = mallory.send(bob.addr(), &hers);
+    assert_eq!(outcome(&reply), "invalid_request", "{reply}");
+    assert!(
+        reply["body"]["result"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("not the key")),
+        "{reply}"
+    );
+    // Bob was asked by alice only; her request still opens the chat.
+    assert_eq!(bob.unread_lines(), NONE);
+    bob.send("yes alice");
+    alice.expect("chat accepted by bob");
+}
