@@ -29,6 +29,7 @@ mod command_loop;
 mod disk;
 mod error;
 mod event;
+mod help;
 mod history;
 mod inbound;
 mod input;
