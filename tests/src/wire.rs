@@ -54,16 +54,43 @@ pub fn raw_exchange_from(
 /// A connection to `addr`, from the local address `from` if given.
 #[track_caller]
 pub fn connect_from(from: Option<std::net::IpAddr>, addr: SocketAddr) -> TcpStream {
-    let connect = || -> std::io::Result<TcpStream> {
-        let Some(ip) = from else {
-            return TcpStream::connect_timeout(&addr, Duration::from_secs(5));
-        };
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-        socket.bind(&SocketAddr::new(ip, 0).into())?;
-        socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
-        Ok(socket.into())
+    let connect = || match from {
+        None => TcpStream::connect_timeout(&addr, Duration::from_secs(5)),
+        Some(ip) => try_connect_from(ip, addr),
     };
     connect().unwrap_or_else(|e| panic!("cannot connect to {addr} from {from:?}: {e}"))
+}
+
+/// A TCP connection to `to` from the loopback address `from`, or why not.
+///
+/// The tests close first, so each connection leaves its port on `from` in TIME_WAIT for a
+/// minute (a flood makes thousands), and a plain bind to port 0 never picks such a port: a
+/// second run within the minute ran out of ports. With IP_BIND_ADDRESS_NO_PORT the port is
+/// picked at connect time and need only be unique for the whole 4-tuple; each run's programs
+/// listen on new ports, so the last run's TIME_WAIT ports are free again.
+pub fn try_connect_from(from: std::net::IpAddr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket, and a pointer to an int of the length given.
+    let set = unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if set != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    socket.bind(&SocketAddr::new(from, 0).into())?;
+    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
 }
 
 /// Everything `stream` delivers until it closes, is reset, or its read timeout passes.

@@ -19,25 +19,9 @@ use p2p_e2e::{
     Proc, RawPeer, Server, Signer, Value,
 };
 
-/// A TCP connection to `to` from the loopback address `from` (as in `faults.rs`, with the
-/// port picked at connect time so that many runs do not run out of ports on `from`).
+/// A TCP connection to `to` from the loopback address `from`, or why not.
 fn connect_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket, and a pointer to an int of the length given.
-    let set = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(set, 0, "{}", std::io::Error::last_os_error());
-    socket.bind(&SocketAddr::from((from, 0)).into())?;
-    socket.connect_timeout(&to.into(), Duration::from_secs(5))?;
-    Ok(socket.into())
+    p2p_e2e::try_connect_from(from.into(), to)
 }
 
 /// Sends one frame from `from` and returns the outcome of the signed reply (`busy`, `ok`,

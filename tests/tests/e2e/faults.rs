@@ -15,38 +15,10 @@ use std::time::Duration;
 use p2p_e2e::{binary, DataDir, Peer, Server, Stream};
 
 /// A TCP connection to `to` from the loopback address `from`.
+#[track_caller]
 fn connect_from(from: [u8; 4], to: SocketAddr) -> TcpStream {
-    let socket =
-        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).expect("a socket");
-    // We close first, so each connection leaves its port on `from` in TIME_WAIT for a minute
-    // (the flood below makes 20,000), and a plain bind to port 0 never picks such a port: a
-    // second run within the minute ran out of ports. With IP_BIND_ADDRESS_NO_PORT the port is
-    // picked at connect time and need only be unique for the whole 4-tuple; each run's
-    // programs listen on new ports, so the last run's TIME_WAIT ports are free again.
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket, and a pointer to an int of the length given.
-    let set = unsafe {
-        libc::setsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            (&on as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    assert_eq!(
-        set,
-        0,
-        "IP_BIND_ADDRESS_NO_PORT: {}",
-        std::io::Error::last_os_error()
-    );
-    socket
-        .bind(&SocketAddr::from((from, 0)).into())
-        .expect("bind to a loopback address");
-    socket
-        .connect_timeout(&to.into(), Duration::from_secs(5))
-        .unwrap_or_else(|e| panic!("cannot connect to {to}: {e}"));
-    socket.into()
+    p2p_e2e::try_connect_from(from.into(), to)
+        .unwrap_or_else(|e| panic!("cannot connect to {to} from {from:?}: {e}"))
 }
 
 /// Sends `bytes` from 127.0.0.2 and reads until the other side closes (bounded by a read
