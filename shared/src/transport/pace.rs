@@ -9,11 +9,11 @@
 
 use std::time::Duration;
 
-use futures::io::{AsyncRead, AsyncReadExt};
+use futures::io::AsyncRead;
 
 use super::refusal::Refusal;
 use crate::runtime;
-use crate::wire::stream::{FrameError, MAX_FRAME_LEN};
+use crate::wire::stream::{read_body, read_header, MAX_FRAME_LEN};
 
 /// How long a receiver waits for a frame's 4-byte header after the accept.
 pub const FIRST_BYTES: Duration = Duration::from_secs(2);
@@ -34,48 +34,21 @@ pub fn body_deadline(len: usize) -> Duration {
 
 /// Reads one frame's body within the deadlines above.
 pub async fn read_request<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, Refusal> {
-    let header = match runtime::timeout(FIRST_BYTES, read_header(reader)).await {
-        Ok(header) => header?,
+    let len = match runtime::timeout(FIRST_BYTES, read_header(reader)).await {
+        Ok(len) => len?,
         Err(_) => return Err(Refusal::NoHeader),
     };
-    let len = u32::from_be_bytes(header) as usize;
-    if len == 0 {
-        return Err(FrameError::Empty.into());
-    }
-    if len > MAX_FRAME_LEN {
-        return Err(FrameError::TooLarge(len).into());
-    }
-    let mut body = vec![0u8; len];
     let deadline = body_deadline(len);
-    match runtime::timeout(deadline, reader.read_exact(&mut body)).await {
-        Ok(Ok(())) => Ok(body),
-        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            Err(FrameError::Truncated.into())
-        }
-        Ok(Err(e)) => Err(FrameError::Io(e).into()),
+    match runtime::timeout(deadline, read_body(reader, len)).await {
+        Ok(body) => Ok(body?),
         Err(_) => Err(Refusal::SlowBody { len, deadline }),
     }
-}
-
-/// The 4-byte length; `Closed` if the sender left before any byte (a port probe).
-async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<[u8; 4], FrameError> {
-    let mut header = [0u8; 4];
-    let mut filled = 0;
-    while filled < header.len() {
-        match reader.read(&mut header[filled..]).await {
-            Ok(0) if filled == 0 => return Err(FrameError::Closed),
-            Ok(0) => return Err(FrameError::Truncated),
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(FrameError::Io(e)),
-        }
-    }
-    Ok(header)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wire::stream::FrameError;
 
     #[test]
     fn a_body_may_take_longer_the_longer_it_is_but_never_long() {

@@ -27,6 +27,13 @@ pub enum FrameError {
 
 /// Reads one frame and returns its body.
 pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>, FrameError> {
+    let len = read_header(reader).await?;
+    read_body(reader, len).await
+}
+
+/// Reads a frame's 4-byte header and returns the body's length, checked before anything is
+/// allocated; `Closed` if the sender left before any byte (a port probe).
+pub async fn read_header<R: AsyncRead + Unpin>(reader: &mut R) -> Result<usize, FrameError> {
     let mut header = [0u8; 4];
     let mut filled = 0;
     while filled < header.len() {
@@ -46,6 +53,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Vec<u8>,
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge(len));
     }
+    Ok(len)
+}
+
+/// Reads a frame's body of `len` bytes (from [`read_header`]).
+pub async fn read_body<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    len: usize,
+) -> Result<Vec<u8>, FrameError> {
     let mut body = vec![0u8; len];
     reader
         .read_exact(&mut body)
