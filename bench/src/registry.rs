@@ -262,7 +262,7 @@ async fn lookup(addr: SocketAddr, origin: &Origin, name: String) -> anyhow::Resu
         .await?
         .outcome
     {
-        Outcome::Peer { peer } if peer.name == name => Ok(()),
+        Outcome::Peer { peer, .. } if peer.name == name => Ok(()),
         other => bail!("lookup {name} was answered with {other:?}"),
     }
 }

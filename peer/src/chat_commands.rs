@@ -40,29 +40,35 @@ fn worth_retrying(e: &SendError) -> bool {
 
 impl CommandLoop {
     pub(crate) async fn chat_request(&mut self, target: Target) {
-        // By name, the registry also says which key the peer must answer with.
-        let (addr, expected) = match target {
+        // By name, the registry also says which key the peer must answer with, and, most
+        // often, the static key that key signed.
+        let (addr, expected, registered_noise) = match target {
             Target::Addr { host, port } => match runtime::resolve(&host, port).await {
-                Ok(addr) => (addr, None),
+                Ok(addr) => (addr, None, None),
                 Err(e) => {
                     let why = e.to_string();
                     return self.error(PeerError::UnknownHost { host, why }).await;
                 }
             },
             Target::Name(name) => match self.lookup(&name).await {
-                Ok(peer) => (peer.addr, Some((name, peer.key))),
+                Ok((peer, noise)) => (peer.addr, Some((name, peer.key)), noise),
                 Err(e) => return self.error(e).await,
             },
         };
         let id = new_id();
-        // By name, to a peer whose static key a chat proved for its pinned key: IK, so that
-        // only that peer can read message 1's payload or answer it. Otherwise IX; message 1
-        // then names whom we asked for, when we asked by name, and nobody else takes it.
+        // By name, to a peer whose static key we know for the key the name means (proved in
+        // an earlier chat, or signed by that key in the registry's answer): IK, so that only
+        // that peer can read message 1's payload or answer it. Otherwise IX; message 1 then
+        // names whom we asked for, when we asked by name, and nobody else takes it.
         let noise = match expected {
             Some((name, key)) => {
                 let pinned =
                     move |state: &mut PeerState, _: &_, _: &mut _| state.pinned_noise(&name, &key);
-                self.broker.call(pinned).await.flatten()
+                self.broker
+                    .call(pinned)
+                    .await
+                    .flatten()
+                    .or(registered_noise)
             }
             None => None,
         };

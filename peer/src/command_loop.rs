@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::future::{join, join_all, select, Either};
+use p2p_shared::identity::NoiseKey;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, Answer, ErrorCode};
@@ -244,13 +245,14 @@ impl CommandLoop {
         }
     }
 
-    /// Looks `name` up at the registry.
+    /// Looks `name` up at the registry: where it is, and its Noise static key if the
+    /// registry had one its identity signed.
     pub(crate) async fn lookup(
         &mut self,
         name: &p2p_shared::PeerName,
-    ) -> Result<p2p_shared::PeerInfo, PeerError> {
+    ) -> Result<(p2p_shared::PeerInfo, Option<NoiseKey>), PeerError> {
         match self.registry.lookup(name).await {
-            Ok(Found::Online(peer)) => Ok(peer),
+            Ok(Found::Online(peer, noise)) => Ok((peer, noise)),
             Ok(Found::Offline(_)) => Err(PeerError::NotOnline { name: *name }),
             Err(e) if e.code() == Some(ErrorCode::UnknownPeer) => {
                 Err(PeerError::UnknownPeer { name: *name })

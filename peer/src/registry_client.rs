@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2p_shared::handshake::registry::RegistryInitiator;
-use p2p_shared::identity::PublicKey;
+use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::registry_session::PeerSession;
 use p2p_shared::transport::{self, Origin, Reply, SendError};
 use p2p_shared::wire::new_id;
@@ -38,7 +38,9 @@ pub const MAX_LISTED: usize = 4096;
 
 /// What a registry `lookup` found.
 pub enum Found {
-    Online(PeerInfo),
+    /// Registered now; with its Noise static key when the registry had its identity's
+    /// signature over one (checked here, so the registry cannot make one up).
+    Online(PeerInfo, Option<NoiseKey>),
     /// Claimed by this key, not registered now.
     Offline(PublicKey),
 }
@@ -47,7 +49,7 @@ impl Found {
     /// The key the name means.
     pub fn key(&self) -> PublicKey {
         match self {
-            Found::Online(peer) => peer.key,
+            Found::Online(peer, _) => peer.key,
             Found::Offline(key) => *key,
         }
     }
@@ -237,7 +239,10 @@ impl RegistryClient {
     /// Where `name` is now, or, while its owner is offline, which key it means.
     pub async fn lookup(&mut self, name: &PeerName) -> Result<Found, SendError> {
         match self.ask(RegistryRequest::Lookup { name: *name }).await? {
-            Outcome::Peer { peer } if peer.name == *name => Ok(Found::Online(peer)),
+            Outcome::Peer { peer, noise } if peer.name == *name => {
+                let noise = noise.and_then(|proof| proof.static_of(&peer.key));
+                Ok(Found::Online(peer, noise))
+            }
             Outcome::Claimed { name: claimed, key } if claimed == *name => Ok(Found::Offline(key)),
             other => Err(self.unexpected(other)),
         }

@@ -102,8 +102,10 @@ impl Voucher {
         }
         match answered {
             Ok(Ok(reply)) if reply.key == trusted => match reply.outcome {
-                Outcome::Peer { peer } if peer.name == name && peer.key == key => Vouch::Registered,
-                Outcome::Peer { peer } if peer.name == name => Vouch::Impostor {
+                Outcome::Peer { peer, .. } if peer.name == name && peer.key == key => {
+                    Vouch::Registered
+                }
+                Outcome::Peer { peer, .. } if peer.name == name => Vouch::Impostor {
                     registered: peer.key,
                 },
                 // Its owner is offline; the name still means that key.

@@ -115,8 +115,9 @@ pub async fn run(
         identity: Arc::new(identity),
     };
     let registry = Registry::new(Claims::loaded(loaded), ttl, names, clock.now());
+    let statics = store.statics();
     let (registrar, broker) = Registrar::start(registry, store, written, log.clone(), clock);
-    let service = RegistryService::new(registrar, origin.clone(), ttl, log.clone());
+    let service = RegistryService::new(registrar, statics, origin.clone(), ttl, log.clone());
     transport::serve(listener, origin, service, limits, shutdown).await;
     // Every handle to the broker is gone with the service: it ends once it has given the
     // answers that wait for the store.

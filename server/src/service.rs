@@ -12,13 +12,16 @@
 //!   reply, and neither side does any public-key operation. Everything but two requests: a
 //!   `register` with a new key share (a session is opened by a signed exchange only) and
 //!   `release` (giving a name up for good takes the name's own key).
+//!
+//! A `lookup` of a peer online carries its static proof, which its registration's handshake
+//! gave (`store.rs` keeps the proofs on disk).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use chrono::Utc;
 
-use p2p_shared::handshake::{registry, HandshakeError, HandshakeMessage, Pattern};
+use p2p_shared::handshake::{registry, HandshakeError, HandshakeMessage, Pattern, StaticProof};
 use p2p_shared::identity::PublicKey;
 use p2p_shared::registry_session::RegistrySession;
 use p2p_shared::replay::check_skew;
@@ -30,6 +33,7 @@ use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, Reply
 use crate::broker::Registrar;
 use crate::log::Log;
 use crate::registry::{Lookup, Registration, Removal};
+use crate::store::Statics;
 
 #[derive(Clone)]
 pub struct RegistryService {
@@ -39,12 +43,21 @@ pub struct RegistryService {
     /// How long a registration lasts unless renewed; told to every registering peer.
     ttl: Duration,
     log: Log,
+    /// The registered keys' static proofs, on disk (`store.rs`).
+    statics: Statics,
 }
 
 impl RegistryService {
-    pub fn new(registrar: Registrar, origin: Origin, ttl: Duration, log: Log) -> Self {
+    pub fn new(
+        registrar: Registrar,
+        statics: Statics,
+        origin: Origin,
+        ttl: Duration,
+        log: Log,
+    ) -> Self {
         RegistryService {
             registrar,
+            statics,
             origin,
             ttl,
             log,
@@ -52,16 +65,18 @@ impl RegistryService {
     }
 
     /// A new registry session with the peer whose signed `register` (message `register`, by
-    /// `peer`) carried message 1 of a handshake: message 2 for the reply, and the session.
+    /// `peer`) carried message 1 of a handshake: message 2 for the reply, the session, and
+    /// the peer's static proof for `lookup`s.
     fn open_session(
         &self,
         register: MessageId,
         peer: &PublicKey,
         (pattern, first): (Pattern, &HandshakeMessage),
-    ) -> Result<(HandshakeMessage, RegistrySession), HandshakeError> {
+    ) -> Result<(HandshakeMessage, RegistrySession, StaticProof), HandshakeError> {
         let me = &self.origin.identity;
-        let (keys, second) = registry::respond(me, register, pattern, first, peer)?;
-        Ok((second, RegistrySession::new(keys)))
+        let responded = registry::respond(me, register, pattern, first, peer)?;
+        let session = RegistrySession::new(responded.keys);
+        Ok((responded.reply, session, responded.proof))
     }
 }
 
@@ -154,11 +169,13 @@ impl Service for RegistryService {
         let (name, key) = (from.name, from.key);
         match request.body {
             RegistryRequest::Register { pattern, handshake } => {
-                let (handshake, session) = match (pattern, handshake) {
-                    (None, None) => (None, None),
+                let (handshake, session, proof) = match (pattern, handshake) {
+                    (None, None) => (None, None, None),
                     (Some(pattern), Some(first)) => {
                         match self.open_session(request.id, &key, (pattern, &first)) {
-                            Ok((second, session)) => (Some(second), Some(session)),
+                            Ok((second, session, proof)) => {
+                                (Some(second), Some(session), Some(proof))
+                            }
                             Err(why) => {
                                 let why = format!("no registry session: {why}");
                                 return Outcome::error(ErrorCode::InvalidRequest, why);
@@ -173,12 +190,17 @@ impl Service for RegistryService {
                     }
                 };
                 match self.registrar.register(name, from.addr, key, session).await {
-                    Ok(Registration::Added | Registration::Refreshed) => Outcome::Registered {
-                        addr: from.addr,
-                        key,
-                        ttl_ms: self.ttl.as_millis().try_into().unwrap_or(u64::MAX),
-                        handshake,
-                    },
+                    Ok(Registration::Added | Registration::Refreshed) => {
+                        if let Some(proof) = proof {
+                            self.statics.remember(key, proof);
+                        }
+                        Outcome::Registered {
+                            addr: from.addr,
+                            key,
+                            ttl_ms: self.ttl.as_millis().try_into().unwrap_or(u64::MAX),
+                            handshake,
+                        }
+                    }
                     Ok(Registration::Taken) => Outcome::error(
                         ErrorCode::NameTaken,
                         format!("{name} belongs to another key"),
@@ -230,7 +252,10 @@ impl Service for RegistryService {
                 Outcome::Peers { peers, next }
             }
             RegistryRequest::Lookup { name } => match self.registrar.lookup(name).await {
-                Lookup::Online(peer) => Outcome::Peer { peer },
+                Lookup::Online(peer) => {
+                    let noise = self.statics.of(peer.key).await.map(Box::new);
+                    Outcome::Peer { peer, noise }
+                }
                 Lookup::Offline(key) => Outcome::Claimed { name, key },
                 Lookup::Unknown => {
                     Outcome::error(ErrorCode::UnknownPeer, format!("{name} is not registered"))
@@ -288,13 +313,14 @@ mod tests {
         let store = StoreThread::start(ClaimStore::in_memory().unwrap(), written_tx).unwrap();
         let log = Log::channel().0;
         let clock = p2p_shared::clock::Clock::System;
+        let statics = store.statics();
         let (registrar, _) = Registrar::start(registry, store, written, log.clone(), clock);
         let origin = Origin {
             name: name("registry"),
             port: 4000,
             identity: Arc::new(Identity::generate()),
         };
-        let service = RegistryService::new(registrar.clone(), origin, TTL, log);
+        let service = RegistryService::new(registrar.clone(), statics, origin, TTL, log);
         let key = Identity::generate().public();
         let (alice, session) = registry_session::pair(name("alice"));
         let added = registrar.register(name("alice"), alice_addr(), key, Some(session));

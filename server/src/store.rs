@@ -14,12 +14,21 @@
 //! new name. On this thread it holds up nobody but the claimant, whose answer waits for it.
 //! The thread writes whatever ops are waiting in one transaction: one `fsync` for all the
 //! names that arrived together.
+//!
+//! The same database keeps each registered key's Noise static key and the key's signature
+//! over it ([`StaticProof`]), which a `lookup` answer carries so that a requester can use
+//! Noise IK with a peer it never met. A proof is 96 bytes a peer, too much to keep in memory
+//! beside every registration (docs/benchmarks.md), and is read only for a `lookup`: it lives
+//! on disk, written by the same thread with the claims ([`Statics`]), read by it on demand.
+//! Losing one costs nothing but IK: the requester falls back to IX.
 
 use std::path::Path;
 
+use futures::channel::oneshot;
+use p2p_shared::handshake::StaticProof;
 use p2p_shared::identity::PublicKey;
 use p2p_shared::PeerName;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// The most ops written in one transaction.
 const BATCH: usize = 256;
@@ -81,6 +90,16 @@ pub enum Op {
     },
 }
 
+/// What the store thread is asked to do.
+enum Job {
+    /// A claim or a release, reported back when written.
+    Write(Op),
+    /// Remember a key's static proof, unreported: it goes with the next batch.
+    Remember(PublicKey, StaticProof),
+    /// Read a key's static proof.
+    Read(PublicKey, oneshot::Sender<Option<StaticProof>>),
+}
+
 /// Ops written (or not) together, as the thread reports them.
 #[derive(Debug)]
 pub struct Written {
@@ -132,6 +151,10 @@ impl ClaimStore {
                  name TEXT PRIMARY KEY,
                  key TEXT NOT NULL,
                  claimed_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))
+             );
+             CREATE TABLE IF NOT EXISTS statics (
+                 key TEXT PRIMARY KEY,
+                 proof TEXT NOT NULL
              )",
         )?;
         Ok(ClaimStore { db })
@@ -155,6 +178,15 @@ impl ClaimStore {
 
     /// Writes `ops` in one transaction: all of them, or none if any fails.
     pub fn write(&mut self, ops: &[Op]) -> Result<(), StoreError> {
+        self.write_with(ops, &[])
+    }
+
+    /// Writes `ops`, and the `proofs` waiting with them, in one transaction.
+    fn write_with(
+        &mut self,
+        ops: &[Op],
+        proofs: &[(PublicKey, StaticProof)],
+    ) -> Result<(), StoreError> {
         let transaction = self.db.transaction()?;
         {
             // REPLACE: a row start-up could not read (and skipped) must not fail every batch
@@ -163,6 +195,11 @@ impl ClaimStore {
                 .prepare_cached("INSERT OR REPLACE INTO claims (name, key) VALUES (?1, ?2)")?;
             let mut delete =
                 transaction.prepare_cached("DELETE FROM claims WHERE name = ?1 AND key = ?2")?;
+            // A key that holds no name any more leaves no proof behind.
+            let mut forget = transaction.prepare_cached(
+                "DELETE FROM statics WHERE key = ?1
+                 AND NOT EXISTS (SELECT 1 FROM claims WHERE key = ?1)",
+            )?;
             for op in ops {
                 match op {
                     Op::Claim { name, key } => {
@@ -170,12 +207,34 @@ impl ClaimStore {
                     }
                     Op::Release { name, key } => {
                         delete.execute(params![name.as_str(), key.to_string()])?;
+                        forget.execute(params![key.to_string()])?;
                     }
                 }
+            }
+            // Written only when it changes: a peer proves the same static each time it opens
+            // a session, and a transaction that changed nothing costs no `fsync`.
+            let mut remember = transaction.prepare_cached(
+                "INSERT INTO statics (key, proof) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET proof = excluded.proof
+                 WHERE proof != excluded.proof",
+            )?;
+            for (key, proof) in proofs {
+                let proof = serde_json::to_string(proof).expect("a proof serializes");
+                remember.execute(params![key.to_string(), proof])?;
             }
         }
         transaction.commit()?;
         Ok(())
+    }
+
+    /// The static proof remembered for `key`, if any (and readable).
+    fn static_of(&self, key: &PublicKey) -> Result<Option<StaticProof>, StoreError> {
+        let proof: Option<String> = self
+            .db
+            .prepare_cached("SELECT proof FROM statics WHERE key = ?1")?
+            .query_row(params![key.to_string()], |row| row.get(0))
+            .optional()?;
+        Ok(proof.and_then(|proof| serde_json::from_str(&proof).ok()))
     }
 
     /// Deletes the claim on `name`, whoever owns it: the operator's `p2p-server release`.
@@ -209,7 +268,7 @@ impl ClaimStore {
 
 /// The handle to the store thread.
 pub struct StoreThread {
-    ops: async_channel::Sender<Op>,
+    jobs: async_channel::Sender<Job>,
 }
 
 /// The ops the thread could not take: its queue is full.
@@ -217,39 +276,77 @@ pub struct StoreThread {
 pub struct Full;
 
 impl StoreThread {
-    /// Starts the thread that owns `store`. It reports each batch it wrote on `written`,
-    /// and ends when the handle is dropped, after writing what it was sent.
+    /// Starts the thread that owns `store`. It reports each batch of ops it wrote on
+    /// `written`, and ends when every handle (this one and its [`Statics`]) is dropped, after
+    /// writing what it was sent.
     pub fn start(
         mut store: ClaimStore,
         written: async_channel::Sender<Written>,
     ) -> std::io::Result<StoreThread> {
-        let (ops, queue) = async_channel::bounded::<Op>(QUEUE);
+        let (jobs, queue) = async_channel::bounded::<Job>(QUEUE);
         std::thread::Builder::new()
             .name("claims".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv_blocking() {
-                    let mut batch = vec![first];
-                    while batch.len() < BATCH {
-                        match queue.try_recv() {
-                            Ok(op) => batch.push(op),
-                            Err(_) => break,
+                    let (mut ops, mut proofs, mut reads) = (Vec::new(), Vec::new(), Vec::new());
+                    let mut next = Some(first);
+                    while let Some(job) = next.take() {
+                        match job {
+                            Job::Write(op) => ops.push(op),
+                            Job::Remember(key, proof) => proofs.push((key, proof)),
+                            Job::Read(key, answer) => reads.push((key, answer)),
+                        }
+                        if ops.len() + proofs.len() + reads.len() < BATCH {
+                            next = queue.try_recv().ok();
                         }
                     }
-                    let result = store.write(&batch);
-                    if written
-                        .send_blocking(Written { ops: batch, result })
-                        .is_err()
-                    {
+                    let result = match ops.is_empty() && proofs.is_empty() {
+                        true => Ok(()),
+                        false => store.write_with(&ops, &proofs),
+                    };
+                    // After the writes queued before them: a read sees them.
+                    for (key, answer) in reads {
+                        let _ = answer.send(store.static_of(&key).ok().flatten());
+                    }
+                    if !ops.is_empty() && written.send_blocking(Written { ops, result }).is_err() {
                         break;
                     }
                 }
             })?;
-        Ok(StoreThread { ops })
+        Ok(StoreThread { jobs })
     }
 
     /// Hands `op` to the thread without waiting.
     pub fn submit(&self, op: Op) -> Result<(), Full> {
-        self.ops.try_send(op).map_err(|_| Full)
+        self.jobs.try_send(Job::Write(op)).map_err(|_| Full)
+    }
+
+    /// A handle for the static proofs, which connection tasks use without the broker.
+    pub fn statics(&self) -> Statics {
+        Statics {
+            jobs: self.jobs.clone(),
+        }
+    }
+}
+
+/// Remembers and reads the static proofs of registered keys, through the store thread.
+#[derive(Clone)]
+pub struct Statics {
+    jobs: async_channel::Sender<Job>,
+}
+
+impl Statics {
+    /// Remembers `key`'s proof, with the next batch the thread writes. Dropped if the thread
+    /// has more waiting than it takes: the peer proves it again next session.
+    pub fn remember(&self, key: PublicKey, proof: StaticProof) {
+        let _ = self.jobs.try_send(Job::Remember(key, proof));
+    }
+
+    /// `key`'s proof, if one is remembered and the thread takes the question.
+    pub async fn of(&self, key: PublicKey) -> Option<StaticProof> {
+        let (answer, answered) = oneshot::channel();
+        self.jobs.try_send(Job::Read(key, answer)).ok()?;
+        answered.await.ok().flatten()
     }
 }
 
@@ -328,6 +425,56 @@ mod tests {
             })
             .unwrap();
         assert_eq!(stored, key.to_string());
+    }
+
+    #[test]
+    fn a_static_proof_is_kept_while_its_key_holds_a_name() {
+        let mut store = ClaimStore::in_memory().unwrap();
+        let alice = Identity::generate();
+        let key = alice.public();
+        let proof = StaticProof::of(&alice);
+        store
+            .write_with(
+                &[claim("alice", key), claim("alias", key)],
+                &[(key, proof.clone())],
+            )
+            .unwrap();
+        assert_eq!(store.static_of(&key).unwrap(), Some(proof.clone()));
+        assert_eq!(
+            store.static_of(&Identity::generate().public()).unwrap(),
+            None
+        );
+        let release = |n: &str| Op::Release { name: name(n), key };
+        store.write(&[release("alice")]).unwrap();
+        assert_eq!(
+            store.static_of(&key).unwrap(),
+            Some(proof),
+            "the key still holds a name"
+        );
+        store.write(&[release("alias")]).unwrap();
+        assert_eq!(store.static_of(&key).unwrap(), None);
+    }
+
+    #[test]
+    fn the_thread_answers_reads_and_reports_only_claims_and_releases() {
+        let store = ClaimStore::in_memory().unwrap();
+        let (written_tx, written) = async_channel::unbounded();
+        let thread = StoreThread::start(store, written_tx).unwrap();
+        let statics = thread.statics();
+        let alice = Identity::generate();
+        let proof = StaticProof::of(&alice);
+        thread.submit(claim("alice", alice.public())).unwrap();
+        statics.remember(alice.public(), proof.clone());
+        let batch = written.recv_blocking().unwrap();
+        assert_eq!(batch.ops, vec![claim("alice", alice.public())]);
+        // A read is answered after whatever was queued before it is written.
+        let read = p2p_shared::runtime::block_on(statics.of(alice.public()));
+        assert_eq!(read, Some(proof));
+        drop(thread);
+        assert!(
+            written.try_recv().is_err(),
+            "remembering a proof is not reported"
+        );
     }
 
     #[test]

@@ -100,9 +100,39 @@ struct Payload {
     to: Option<PeerName>,
 }
 
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 struct SignatureText(Signature);
+
+/// A peer's Noise static key with its identity's signature over it, as its registration
+/// handshake proved them to the registry. A registry `lookup` answer carries it, so that a
+/// requester who asks by name can use IK with a peer it never met; the requester checks the
+/// signature against the key the registry binds to the name, so the registry cannot hand out
+/// a static key that identity did not sign.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticProof {
+    #[serde(rename = "static")]
+    noise: NoiseKey,
+    sig: SignatureText,
+}
+
+impl StaticProof {
+    /// Our own proof.
+    pub fn of(me: &Identity) -> StaticProof {
+        StaticProof {
+            noise: me.noise().public(),
+            sig: SignatureText(me.noise().signature()),
+        }
+    }
+
+    /// The static key, if `identity` signed it.
+    pub fn static_of(&self, identity: &PublicKey) -> Option<NoiseKey> {
+        self.noise
+            .is_signed_by(identity, &self.sig.0)
+            .then_some(self.noise)
+    }
+}
 
 impl TryFrom<String> for SignatureText {
     type Error = &'static str;
@@ -300,12 +330,12 @@ fn read(state: &mut HandshakeState, message: &HandshakeMessage) -> Result<Payloa
 }
 
 /// The payload's identity must be `expected`, and must have signed the static key the
-/// handshake proved, which is returned.
+/// handshake proved, which is returned with that signature.
 fn check(
     state: &HandshakeState,
     payload: &Payload,
     expected: &PublicKey,
-) -> Result<NoiseKey, HandshakeError> {
+) -> Result<StaticProof, HandshakeError> {
     if payload.key != *expected {
         return Err(HandshakeError::WrongIdentity {
             named: payload.key.fingerprint(),
@@ -316,11 +346,14 @@ fn check(
         .get_remote_static()
         .and_then(|s| <[u8; 32]>::try_from(s).ok())
         .ok_or(HandshakeError::Malformed)?;
-    let remote = NoiseKey::from_bytes(remote);
-    if !remote.is_signed_by(expected, &payload.sig.0) {
-        return Err(HandshakeError::UnsignedStatic);
+    let proof = StaticProof {
+        noise: NoiseKey::from_bytes(remote),
+        sig: payload.sig.clone(),
+    };
+    match proof.static_of(expected) {
+        Some(_) => Ok(proof),
+        None => Err(HandshakeError::UnsignedStatic),
     }
-    Ok(remote)
 }
 
 pub mod registry;

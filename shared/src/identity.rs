@@ -205,7 +205,8 @@ impl Identity {
 }
 
 /// An X25519 public key used as a Noise static key (`handshake.rs`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct NoiseKey([u8; 32]);
 
 impl NoiseKey {
@@ -239,6 +240,19 @@ impl FromStr for NoiseKey {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Self, KeyError> {
         key_bytes(s).map(NoiseKey).ok_or(KeyError::BadPublicKey)
+    }
+}
+
+impl TryFrom<String> for NoiseKey {
+    type Error = KeyError;
+    fn try_from(s: String) -> Result<Self, KeyError> {
+        s.parse()
+    }
+}
+
+impl From<NoiseKey> for String {
+    fn from(key: NoiseKey) -> String {
+        key.to_string()
     }
 }
 

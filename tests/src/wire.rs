@@ -224,6 +224,24 @@ impl Signer {
         (request, initiator)
     }
 
+    /// Registers this signer's name and address at `registry` with a signed `register` that
+    /// opens a registry session by IX, as a peer's first registration does; returns the
+    /// verified reply. The session itself is not finished: the registry now has this
+    /// signer's static key and its signature over it, which is all a `lookup` needs.
+    #[track_caller]
+    pub fn register(&self, registry: SocketAddr) -> Value {
+        let mut request = self.envelope(json!({}));
+        let id = request["id"]
+            .as_str()
+            .expect("an id")
+            .parse()
+            .expect("a UUID");
+        let (_, pattern, handshake) =
+            p2p_shared::handshake::registry::RegistryInitiator::start(&self.identity, id, None);
+        request["body"] = json!({ "type": "register", "pattern": pattern, "handshake": handshake });
+        self.send(registry, &request)
+    }
+
     /// An envelope from this signer (its name, address and key) with `body`.
     pub fn envelope(&self, body: Value) -> Value {
         envelope(&self.name, &self.addr, &self.key(), body)

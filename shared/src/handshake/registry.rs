@@ -17,6 +17,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use super::{
     check, initiator, read, responder, write, HandshakeError, HandshakeMessage, Pattern, Payload,
+    StaticProof,
 };
 use crate::identity::{Identity, NoiseKey, PublicKey};
 use crate::wire::MessageId;
@@ -71,27 +72,40 @@ impl RegistryInitiator {
     ) -> Result<(SessionKeys, NoiseKey), HandshakeError> {
         let payload: Payload = read(&mut self.state, message)?;
         let registry = check(&self.state, &payload, expected)?;
-        Ok((SessionKeys::split(&mut self.state), registry))
+        Ok((SessionKeys::split(&mut self.state), registry.noise))
     }
 }
 
+/// What the registry takes from a registration's handshake.
+pub struct Responded {
+    pub keys: SessionKeys,
+    /// Message 2, for the `registered` reply.
+    pub reply: HandshakeMessage,
+    /// The peer's static key and its identity's signature over it, for `lookup` answers.
+    pub proof: StaticProof,
+}
+
 /// The registry's side: reads message 1 of the `register` request `register`, which came
-/// signed by `claimed`, and answers it. The session's keys, and message 2.
+/// signed by `claimed`, and answers it.
 pub fn respond(
     me: &Identity,
     register: MessageId,
     pattern: Pattern,
     message: &HandshakeMessage,
     claimed: &PublicKey,
-) -> Result<(SessionKeys, HandshakeMessage), HandshakeError> {
+) -> Result<Responded, HandshakeError> {
     let mut state = responder(me, (REGISTRY, register), pattern);
     let payload: Payload = read(&mut state, message)?;
-    check(&state, &payload, claimed)?;
+    let proof = check(&state, &payload, claimed)?;
     if payload.to.is_some() {
         return Err(HandshakeError::BadPayload);
     }
     let reply = write(&mut state, &super::payload(me, None));
-    Ok((SessionKeys::split(&mut state), reply))
+    Ok(Responded {
+        keys: SessionKeys::split(&mut state),
+        reply,
+        proof,
+    })
 }
 
 /// Both ends of one registry session between fresh identities, agreed in this process: for
@@ -101,12 +115,12 @@ pub fn pair() -> (SessionKeys, SessionKeys) {
     let (peer, registry) = (Identity::generate(), Identity::generate());
     let register = crate::wire::new_id();
     let (initiator, pattern, first) = RegistryInitiator::start(&peer, register, None);
-    let (theirs, second) =
+    let theirs =
         respond(&registry, register, pattern, &first, &peer.public()).expect("a fresh handshake");
     let (ours, _) = initiator
-        .finish(&second, &registry.public())
+        .finish(&theirs.reply, &registry.public())
         .expect("a fresh handshake");
-    (ours, theirs)
+    (ours, theirs.keys)
 }
 
 #[cfg(test)]
@@ -122,12 +136,20 @@ mod tests {
             let register = new_id();
             let (initiator, pattern, first) =
                 RegistryInitiator::start(&peer, register, pinned.as_ref());
-            let (theirs, second) =
-                respond(&registry, register, pattern, &first, &peer.public()).unwrap();
-            let (ours, static_key) = initiator.finish(&second, &registry.public()).unwrap();
+            let theirs = respond(&registry, register, pattern, &first, &peer.public()).unwrap();
+            let (ours, static_key) = initiator.finish(&theirs.reply, &registry.public()).unwrap();
             assert_eq!(static_key, registry.noise().public());
-            assert_eq!((ours.request, ours.reply), (theirs.request, theirs.reply));
+            let keys = theirs.keys;
+            assert_eq!((ours.request, ours.reply), (keys.request, keys.reply));
             assert_ne!(ours.request, ours.reply);
+            // What the registry learnt of the peer is what a `lookup` hands on: the peer's
+            // static key, which only the peer's identity vouches for.
+            assert_eq!(theirs.proof, StaticProof::of(&peer));
+            assert_eq!(
+                theirs.proof.static_of(&peer.public()),
+                Some(peer.noise().public())
+            );
+            assert_eq!(theirs.proof.static_of(&registry.public()), None);
         }
     }
 
@@ -146,8 +168,8 @@ mod tests {
             Err(HandshakeError::WrongIdentity { .. })
         ));
         // A registry that is not the one pinned cannot finish it.
-        let (_, second) = respond(&mallory, register, pattern, &first, &peer.public()).unwrap();
-        let finished = initiator.finish(&second, &registry.public());
+        let answered = respond(&mallory, register, pattern, &first, &peer.public()).unwrap();
+        let finished = initiator.finish(&answered.reply, &registry.public());
         assert!(matches!(
             finished,
             Err(HandshakeError::WrongIdentity { .. })
@@ -160,9 +182,11 @@ mod tests {
         let id = new_id();
         let (_, pattern, chat) = Initiator::start(&peer, id, Recipient::Unknown(None));
         let (initiator, _, _) = RegistryInitiator::start(&peer, id, None);
-        let (_, second) = respond(&registry, id, pattern, &chat, &peer.public()).unwrap();
+        let answered = respond(&registry, id, pattern, &chat, &peer.public()).unwrap();
         // IX's message 1 carries no key yet; the prologues differ, so message 2 fails.
-        assert!(initiator.finish(&second, &registry.public()).is_err());
+        assert!(initiator
+            .finish(&answered.reply, &registry.public())
+            .is_err());
         let (_, pattern, registration) = RegistryInitiator::start(&peer, id, None);
         let bob = "bob".parse().unwrap();
         let accepted =

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use crate::handshake::HandshakeMessage;
+use crate::handshake::{HandshakeMessage, StaticProof};
 use crate::identity::PublicKey;
 use crate::name::PeerName;
 use crate::wire::envelope::{MessageId, PeerInfo};
@@ -107,8 +107,13 @@ pub enum Outcome {
         peers: Vec<PeerInfo>,
         next: Option<PeerName>,
     },
+    /// A `lookup`'s answer for a peer online. `noise` is its Noise static key and its
+    /// identity's signature over it, as its registration proved them, when the registry has
+    /// them: with it, a chat request by name can use IK.
     Peer {
         peer: PeerInfo,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        noise: Option<Box<StaticProof>>,
     },
     /// A `lookup`'s answer for a name that is claimed but not registered now: which key it
     /// means while its owner is offline.
@@ -295,14 +300,30 @@ mod tests {
         );
         assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), page);
 
-        // One peer, a lookup's answer, stays an object.
-        let one = serde_json::to_string(&Outcome::Peer { peer: bob.clone() }).unwrap();
+        // One peer, a lookup's answer, stays an object; its static proof, when the registry
+        // has one, is beside it.
+        let one = Outcome::Peer {
+            peer: bob.clone(),
+            noise: None,
+        };
         assert_eq!(
-            one,
+            serde_json::to_string(&one).unwrap(),
             format!(
                 r#"{{"type":"peer","peer":{{"name":"bob","addr":"127.0.0.1:40002","key":{k}}}}}"#
             )
         );
+        let identity = crate::identity::Identity::generate();
+        let proved = Outcome::Peer {
+            peer: bob.clone(),
+            noise: Some(Box::new(StaticProof::of(&identity))),
+        };
+        let json = serde_json::to_string(&proved).unwrap();
+        let noise = serde_json::to_string(&identity.noise().public()).unwrap();
+        assert!(
+            json.contains(&format!(r#""noise":{{"static":{noise},"sig":""#)),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<Outcome>(&json).unwrap(), proved);
 
         // A row is exactly name, address and key, each valid; a peer as an object is no row.
         let page_of = |rows: &str| format!(r#"{{"type":"peers","peers":[{rows}],"next":null}}"#);

@@ -1,6 +1,8 @@
 //! Whole chats: request, accept, messages both ways, list, disconnect.
 
 use p2p_e2e::{outcome, Peer, RawPeer, Server};
+use p2p_shared::handshake::{HandshakeMessage, Pattern, Responder};
+use p2p_shared::identity::PublicKey;
 
 /// Multiple spaces and non-ASCII text must arrive exactly as typed.
 const TEXT: &str = "héllo  wörld 你好 🎉";
@@ -218,4 +220,36 @@ fn a_message_to_a_peer_that_died_is_reported_as_failed() {
         "not reported as delivered: {error:?}"
     );
     assert_eq!(alice.connected(), Vec::<String>::new());
+}
+
+/// A chat request by name to a peer met for the first time is Noise IK: the registry's
+/// `lookup` answer carried the static key that bob's identity signed when it registered, so
+/// alice's message 1 (her identity's proof, whom she asks for) is encrypted to bob alone.
+#[test]
+fn a_request_by_name_to_a_peer_never_met_is_encrypted_to_its_registered_static_key() {
+    let server = Server::start();
+    let bob = RawPeer::start("bob");
+    let registered = bob.signer().register(server.addr());
+    assert_eq!(outcome(&registered), "registered", "{registered}");
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+
+    alice.send("chat request bob");
+    let request = bob.receive();
+    let envelope = &request.envelope;
+    assert_eq!(envelope["body"]["pattern"], "IK", "{envelope}");
+    let handshake: HandshakeMessage =
+        serde_json::from_value(envelope["body"]["handshake"].clone()).unwrap();
+    let id = envelope["id"].as_str().unwrap().parse().unwrap();
+    let from: PublicKey = envelope["from"]["key"].as_str().unwrap().parse().unwrap();
+    let heard = Responder::hear(
+        bob.signer().identity(),
+        &"bob".parse().unwrap(),
+        id,
+        Pattern::IK,
+        &handshake,
+        &from,
+    );
+    assert_eq!(heard.map(|h| h.to), Ok(Some("bob".parse().unwrap())));
+    assert_eq!(from, alice.key());
 }
