@@ -23,7 +23,9 @@ use p2p_shared::wire::new_id;
 use crate::disk::Disk;
 use crate::names::Names;
 use crate::screen::{Screen, Slot};
+use crate::state::pins::Namespace;
 use crate::state::{ChatMessage, Context, Effect, FromChat, PeerState};
+use crate::vouch::TrustedRegistry;
 
 /// A function of the state, run by the broker.
 type Call = Box<dyn FnOnce(&mut PeerState, &Context, &mut Vec<Effect>) + Send>;
@@ -61,17 +63,20 @@ struct Actor {
     names: Names,
     /// Who we are, for the notices we send.
     origin: Origin,
+    /// The registry trusted now: whose namespace names are in ([`Context::namespace`]).
+    trusted: TrustedRegistry,
 }
 
 impl Broker {
     /// Starts the broker task, owning `state`. Its events go to `screen`, its pin files to
-    /// `disk`, the names of open chats to `names` (for Tab completion).
+    /// `disk`, the names of open chats to `names` (for Tab completion); it speaks as
+    /// `origin` and takes names in the namespace of the registry `trusted` holds.
     pub fn start(
         state: PeerState,
         screen: Screen,
         disk: Disk,
         names: Names,
-        origin: Origin,
+        (origin, trusted): (Origin, TrustedRegistry),
     ) -> Broker {
         let (tx, rx) = async_channel::bounded(256);
         let actor = Actor {
@@ -80,6 +85,7 @@ impl Broker {
             disk,
             names,
             origin,
+            trusted,
         };
         runtime::spawn(actor.run(rx));
         Broker { tx }
@@ -138,6 +144,7 @@ impl Actor {
             now: Instant::now(),
             utc: chrono::Utc::now(),
             screen_room,
+            namespace: Namespace::of(self.trusted.get()),
         }
     }
 

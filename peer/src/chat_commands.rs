@@ -62,8 +62,9 @@ impl CommandLoop {
         // names whom we asked for, when we asked by name, and nobody else takes it.
         let noise = match expected {
             Some((name, key)) => {
-                let pinned =
-                    move |state: &mut PeerState, _: &_, _: &mut _| state.pinned_noise(&name, &key);
+                let pinned = move |state: &mut PeerState, cx: &_, _: &mut _| {
+                    state.pinned_noise(&name, &key, cx)
+                };
                 self.broker
                     .call(pinned)
                     .await
@@ -362,7 +363,7 @@ impl CommandLoop {
     pub(crate) async fn trust(&mut self, peer: PeerName, fingerprint: String) {
         let trusted = self
             .broker
-            .call(move |state, _, fx| state.trust(&peer, &fingerprint, fx));
+            .call(move |state, cx, fx| state.trust(&peer, &fingerprint, cx, fx));
         match trusted.await {
             Some(Ok(key)) => {
                 self.disk.written().await;

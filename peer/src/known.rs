@@ -1,5 +1,6 @@
-//! Pinned keys, like SSH's `known_hosts`: the key we first saw for each peer name (in
-//! `known_peers`) and for each registry address (in `known_registries`).
+//! Pinned keys, like SSH's `known_hosts`: the key we first saw for each peer name in each
+//! registry's namespace (in `known_peers`, keyed by `state::pins::Scoped`) and for each
+//! registry as the user names it (in `known_registries`).
 //!
 //! On first contact a key is pinned; afterwards a different key for the same name is refused
 //! until the user deliberately trusts it (`trust NAME FINGERPRINT`). Each file has one
@@ -119,6 +120,30 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
             return None;
         }
         self.noise.insert(name.clone(), static_key);
+        Some(self.file())
+    }
+
+    /// Moves the pins whose name `rename` gives a new one (with their Noise static keys);
+    /// the file to write if any moved. A pin already under the new name stays.
+    pub fn rekey(&mut self, rename: impl Fn(&K) -> Option<K>) -> Option<FileWrite> {
+        let moving: Vec<(K, K)> = self
+            .keys
+            .keys()
+            .filter_map(|old| rename(old).map(|new| (old.clone(), new)))
+            .collect();
+        if moving.is_empty() {
+            return None;
+        }
+        for (old, new) in moving {
+            let key = self.keys.remove(&old).expect("listed just now");
+            let noise = self.noise.remove(&old);
+            if !self.keys.contains_key(&new) {
+                self.keys.insert(new.clone(), key);
+                if let Some(noise) = noise {
+                    self.noise.insert(new, noise);
+                }
+            }
+        }
         Some(self.file())
     }
 

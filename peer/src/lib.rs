@@ -72,7 +72,7 @@ use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::render::Rendering;
 use crate::screen::{Screen, Sink, Stdout};
-use crate::state::pins::Pins;
+use crate::state::pins::{Namespace, Pins};
 use crate::state::PeerState;
 use crate::vouch::Voucher;
 
@@ -200,8 +200,20 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let history = History::open(&history_path)
         .with_context(|| format!("cannot open {}", history_path.display()))?;
     let disk = Disk::start(history).context("cannot start the disk thread")?;
-    let pins = Pins::new(KnownKeys::load(data.join("known_peers"))?);
     let known_registries = KnownKeys::load(data.join("known_registries"))?;
+    let registry = RegistryClient::new(
+        (args.server.clone(), server),
+        origin.clone(),
+        args.server_key,
+        known_registries,
+        disk.clone(),
+    );
+    let trusted = registry.trusted();
+    let namespace = Namespace::of(trusted.get());
+    let (pins, carried) = Pins::new(KnownKeys::load(data.join("known_peers"))?, namespace);
+    if let Some(carried) = carried {
+        disk.write(carried);
+    }
 
     // The terminal first, when there is one: the screen prints above its prompt.
     let names = Names::default();
@@ -225,7 +237,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         screen.clone(),
         disk.clone(),
         names.clone(),
-        origin.clone(),
+        (origin.clone(), trusted.clone()),
     );
     liveness::start(
         broker.clone(),
@@ -236,14 +248,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     );
     runtime::spawn(log_drops(log_dropped));
     let (stop, stopped) = async_channel::bounded::<()>(1);
-    let registry = RegistryClient::new(
-        (args.server.clone(), server),
-        origin.clone(),
-        args.server_key,
-        known_registries,
-        disk.clone(),
-    );
-    let voucher = Voucher::new(server, registry.trusted(), origin.clone());
+    let voucher = Voucher::new(server, trusted, origin.clone());
     let service = PeerService::new(broker.clone(), disk.clone(), voucher);
     let serving = runtime::spawn(transport::serve(
         listener,

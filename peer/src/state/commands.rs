@@ -18,8 +18,8 @@ use crate::event::{Event, Waiting};
 
 impl PeerState {
     /// The Noise static key to ask `name` (whose key is `key`) with IK, if we have one.
-    pub fn pinned_noise(&self, name: &PeerName, key: &PublicKey) -> Option<NoiseKey> {
-        self.pins.noise(name, key)
+    pub fn pinned_noise(&self, name: &PeerName, key: &PublicKey, cx: &Context) -> Option<NoiseKey> {
+        self.pins.noise(cx.namespace, name, key)
     }
 
     /// Records a chat request, and our side of its handshake, before it goes out.
@@ -39,8 +39,12 @@ impl PeerState {
         fx: &mut Vec<Effect>,
     ) {
         // Asked before this reply pins the key on first contact.
-        let verified = verified || self.pins.vouches(&from.name, &from.key);
-        if self.pins.check(&from.name, from.key, true, fx).is_err() {
+        let verified = verified || self.pins.vouches(cx.namespace, &from.name, &from.key);
+        if self
+            .pins
+            .check(cx.namespace, &from.name, from.key, true, fx)
+            .is_err()
+        {
             let why = PeerError::RequestNotMade { peer: from.name };
             self.request_failed(id, why, fx);
             return;
@@ -104,14 +108,14 @@ impl PeerState {
         }
         let peer = request.from;
         // Accepting is choosing this contact: its key is pinned now.
-        let keys = match self.pins.check(&peer, request.key, true, fx) {
+        let keys = match self.pins.check(cx.namespace, &peer, request.key, true, fx) {
             Ok(()) => self.agree(&request),
             Err(_) => None,
         };
         let Some((keys, handshake)) = keys else {
             return Ok(declined(request, true));
         };
-        self.open_chat(peer, request.addr, request.key, keys, fx);
+        self.open_chat(peer, request.addr, request.key, keys, cx, fx);
         Ok(Answering {
             request,
             answer: Answer::Accepted,
@@ -228,9 +232,10 @@ impl PeerState {
         &mut self,
         peer: &PeerName,
         fingerprint: &str,
+        cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Result<PublicKey, PeerError> {
-        self.pins.trust(peer, fingerprint, fx)
+        self.pins.trust(cx.namespace, peer, fingerprint, fx)
     }
 
     /// The open chats, sorted by name.

@@ -30,6 +30,7 @@ use p2p_shared::{Answer, ErrorCode, Outcome, PeerInfo, PeerName, PeerRequest};
 use crate::disk::Record;
 use crate::event::{Event, Waiting};
 use crate::known::FileWrite;
+use crate::state::pins::Namespace;
 use chats::{Chats, Sealed};
 use incoming::{IncomingRequests, PendingRequest};
 use outgoing::OutgoingRequests;
@@ -43,6 +44,9 @@ pub struct Context {
     pub utc: DateTime<Utc>,
     /// Whether the screen takes one more event caused by the network (`screen.rs`).
     pub screen_room: bool,
+    /// Whose word names are taken on now: the registry trusted at this moment, if any
+    /// (`pins.rs`).
+    pub namespace: Namespace,
 }
 
 /// What the registry says of a name and the key that came with it.
@@ -175,6 +179,7 @@ impl PeerState {
         addr: SocketAddr,
         key: PublicKey,
         keys: ChatKeys,
+        cx: &Context,
         fx: &mut Vec<Effect>,
     ) {
         if let Some(end) = self.incoming.settle(&peer) {
@@ -184,7 +189,8 @@ impl PeerState {
             fx.push(Effect::Show(end.event()));
         }
         // The static key this chat's handshake proved for the pinned key: IK next time.
-        if let Some(write) = self.pins.record_noise(&peer, &key, keys.remote_static()) {
+        let proved = keys.remote_static();
+        if let Some(write) = self.pins.record_noise(cx.namespace, &peer, &key, proved) {
             fx.push(Effect::Write(write));
         }
         self.chats.open(peer, addr, key, keys);

@@ -38,7 +38,7 @@ impl PeerState {
                 request,
                 answer,
                 handshake,
-            } => self.chat_answer(request, answer, handshake, from, fx),
+            } => self.chat_answer(request, answer, handshake, from, cx, fx),
         }
     }
 
@@ -74,10 +74,14 @@ impl PeerState {
                 format!("the registry binds {} to another key", from.name),
             );
         }
-        if let Err(refusal) = self.pins.check(&from.name, from.key, false, fx) {
+        if let Err(refusal) = self
+            .pins
+            .check(cx.namespace, &from.name, from.key, false, fx)
+        {
             return refusal;
         }
-        let verified = vouch.is_registered() || self.pins.vouches(&from.name, &from.key);
+        let verified =
+            vouch.is_registered() || self.pins.vouches(cx.namespace, &from.name, &from.key);
         let unanswered = !verified && vouch == Vouch::Unanswered;
         if self.chats.contains(&from.name) {
             return Outcome::error(
@@ -125,6 +129,7 @@ impl PeerState {
         answer: Answer,
         handshake: Option<HandshakeMessage>,
         from: PeerInfo,
+        cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
         match self.outgoing.answerable(request, &from.name) {
@@ -152,7 +157,10 @@ impl PeerState {
         }
         // Checked before anything is taken: a refused answer leaves the request to the
         // real one. (The key was pinned when the pending reply came.)
-        if let Err(refusal) = self.pins.check(&from.name, from.key, true, fx) {
+        if let Err(refusal) = self
+            .pins
+            .check(cx.namespace, &from.name, from.key, true, fx)
+        {
             return refusal;
         }
         let Some(end) = self.outgoing.answered(request, answer, handshake) else {
@@ -166,7 +174,7 @@ impl PeerState {
                 key,
                 keys,
             } => {
-                self.open_chat(peer, addr, key, keys, fx);
+                self.open_chat(peer, addr, key, keys, cx, fx);
                 self.chats.opened_by(&peer, request);
                 Outcome::Ok
             }

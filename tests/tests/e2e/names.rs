@@ -162,23 +162,25 @@ fn a_refusal_at_first_contact_pins_no_registry_key() {
 
 #[test]
 fn the_second_chat_by_name_uses_the_static_key_the_first_one_proved() {
-    let (_server, alice, bob) = registered();
+    let (server, alice, bob) = registered();
     alice.chat_by_name_with(&bob);
     // Delivered means stored by alice's disk thread, after the pin it was given before.
-    alice.say(&bob, "over IX");
+    alice.say(&bob, "first chat");
     alice.send("disconnect bob");
     alice.expect_exact("disconnected from bob");
     bob.expect_exact("alice disconnected");
-    // alice kept bob's Noise static key with his pin, so her next request to bob can be IK
-    // (chosen by `PeerState::pinned_noise`, tested in the peer's unit tests); the second chat
-    // must work over it.
+    // alice kept bob's Noise static key with his pin, so her next request to bob is IK even
+    // without the registry's word for it (chosen by `PeerState::pinned_noise`, tested in the
+    // peer's unit tests); the second chat must work over it.
     let known = alice.data_dir().join("known_peers");
     let pinned = std::fs::read_to_string(&known).unwrap();
-    let line = pinned.lines().find(|l| l.starts_with("bob ")).unwrap();
+    // Pinned in the namespace of the registry that binds the name.
+    let scoped = format!("@{}/bob ", server.key());
+    let line = pinned.lines().find(|l| l.starts_with(&scoped)).unwrap();
     assert_eq!(line.split_whitespace().count(), 3, "{line}");
 
     alice.chat_by_name_with(&bob);
-    alice.say(&bob, "over IK this time");
+    alice.say(&bob, "second chat");
     bob.say(&alice, "and back");
 }
 
@@ -313,4 +315,44 @@ fn a_chat_request_handshake_moved_into_another_senders_request_is_refused() {
     assert_eq!(bob.unread_lines(), NONE);
     bob.send("yes alice");
     alice.expect("chat accepted by bob");
+}
+
+/// A name means what the registry in use binds it to: the bob alice met through one registry
+/// is no reason to refuse the bob of another community, and her pins for each stay apart.
+#[test]
+fn each_registry_is_a_namespace_of_its_own() {
+    let data = p2p_e2e::DataDir::new("alice");
+    let alice_at = |server: &Server| {
+        let alice = Peer::builder("alice")
+            .server(server.addr())
+            .data_dir(data.path())
+            .start();
+        alice.register();
+        alice
+    };
+    let first = Server::start();
+    let bob = Peer::start("bob", first.addr());
+    bob.register();
+    let mut alice = alice_at(&first);
+    alice.chat_by_name_with(&bob);
+    alice.say(&bob, "hello, first bob");
+    alice.exit();
+
+    let second = Server::start();
+    let other_bob = Peer::start("bob", second.addr());
+    other_bob.register();
+    let mut alice = alice_at(&second);
+    // No warning that bob's key changed: this registry's bob is someone else.
+    alice.chat_by_name_with(&other_bob);
+    alice.say(&other_bob, "hello, second bob");
+    alice.exit();
+
+    let known = std::fs::read_to_string(data.path().join("known_peers")).unwrap();
+    for (registry, bob) in [(&first, &bob), (&second, &other_bob)] {
+        let pin = format!("@{}/bob {}", registry.key(), bob.key());
+        assert!(
+            known.lines().any(|l| l.starts_with(&pin)),
+            "{pin} in {known}"
+        );
+    }
 }

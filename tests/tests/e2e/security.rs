@@ -635,7 +635,7 @@ fn a_peer_with_a_new_key_is_refused_until_trusted() {
     ));
     let known = std::fs::read_to_string(alice.data_dir().join("known_peers")).unwrap();
     assert!(
-        known.contains(&format!("bob {}", bob.key())),
+        known.contains(&format!("/bob {}", bob.key())),
         "pinned: {known}"
     );
     let mode = std::fs::metadata(alice.data_dir().join("known_peers"))

@@ -24,6 +24,7 @@ use super::*;
 use crate::error::PeerError;
 use crate::event::{Event, Withdrawal};
 use crate::known::{KnownKeys, Pin};
+use crate::state::pins::Namespace;
 
 const TTL: Duration = Duration::from_secs(60);
 
@@ -54,7 +55,11 @@ fn alice() -> PeerState {
         port: 40001,
         identity: Arc::new(Identity::generate()),
     };
-    PeerState::new(origin, TTL, Pins::new(KnownKeys::empty()))
+    PeerState::new(
+        origin,
+        TTL,
+        Pins::new(KnownKeys::empty(), Namespace::Local).0,
+    )
 }
 
 fn at(now: Instant) -> Context {
@@ -62,6 +67,7 @@ fn at(now: Instant) -> Context {
         now,
         utc: Utc::now(),
         screen_room: true,
+        namespace: Namespace::Local,
     }
 }
 

@@ -12,7 +12,12 @@ fn an_unsolicited_request_pins_nothing_until_the_user_accepts() {
         ask(&mut state, &mallory, &at(now)).0,
         Outcome::Pending { .. }
     ));
-    assert_eq!(state.pins.pin_of(&name("bob"), &mallory.info.key), Pin::New);
+    assert_eq!(
+        state
+            .pins
+            .pin_of(Namespace::Local, &name("bob"), &mallory.info.key),
+        Pin::New
+    );
     // The real bob's request, which the registry vouches for, replaces mallory's record
     // (one per name); alice says yes.
     let (outcome, events) = ask_vouched(&mut state, &bob, Vouch::Registered, now);
@@ -32,7 +37,12 @@ fn an_unsolicited_request_pins_nothing_until_the_user_accepts() {
         fx.iter().any(|e| matches!(e, Effect::Write(_))),
         "the pin is saved"
     );
-    assert_eq!(state.pins.pin_of(&name("bob"), &bob.info.key), Pin::Known);
+    assert_eq!(
+        state
+            .pins
+            .pin_of(Namespace::Local, &name("bob"), &bob.info.key),
+        Pin::Known
+    );
     state.answer_sent(answering, Ok(()), &mut fx);
     // From now on another key for bob is refused.
     let (outcome, _) = ask(&mut state, &mallory, &at(now));
@@ -318,13 +328,19 @@ fn a_chat_keeps_the_partners_noise_static_key_for_ik_next_time() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    assert_eq!(state.pinned_noise(&name("bob"), &bob.info.key), None);
+    assert_eq!(
+        state.pinned_noise(&name("bob"), &bob.info.key, &at(now)),
+        None
+    );
     open_chat_with(&mut state, &bob, now);
     let noise = bob.identity.noise().public();
-    assert_eq!(state.pinned_noise(&name("bob"), &bob.info.key), Some(noise));
+    assert_eq!(
+        state.pinned_noise(&name("bob"), &bob.info.key, &at(now)),
+        Some(noise)
+    );
     // Only for the key pinned for the name.
     let other = Identity::generate().public();
-    assert_eq!(state.pinned_noise(&name("bob"), &other), None);
+    assert_eq!(state.pinned_noise(&name("bob"), &other, &at(now)), None);
 }
 
 #[test]
