@@ -137,7 +137,12 @@ struct Partner {
 impl Service for Partner {
     type Request = PeerRequest;
 
-    async fn handle(&self, request: Envelope<PeerRequest>, _remote: SocketAddr) -> Outcome {
+    async fn handle(
+        &self,
+        request: Envelope<PeerRequest>,
+        _remote: SocketAddr,
+        _local: SocketAddr,
+    ) -> Outcome {
         match request.body {
             PeerRequest::ChatAnswer {
                 request: id,
@@ -153,7 +158,7 @@ impl Service for Partner {
                 Outcome::Ok
             }
             PeerRequest::Ping => Outcome::Ok,
-            PeerRequest::ChatRequest { .. } => Outcome::error(
+            PeerRequest::ChatRequest { .. } | PeerRequest::Exchange { .. } => Outcome::error(
                 p2p_shared::ErrorCode::UnsupportedRequest,
                 "this is the bench",
             ),

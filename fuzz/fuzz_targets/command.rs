@@ -65,6 +65,16 @@ fuzz_target!(|data: &[u8]| {
         Command::Status => assert_eq!(words, ["status"]),
         Command::Whoami => assert_eq!(words, ["whoami"]),
         Command::ReleaseName => assert_eq!(words, ["release", "name"]),
+        Command::KnownPeers => assert_eq!(words, ["peers"]),
+        Command::Join { host, port } => {
+            assert_eq!(words[0], "join");
+            assert_ne!(*port, 0, "{line:?}");
+            match words[1..] {
+                [h, p] => assert_eq!((h, p.parse::<u16>()), (host.as_str(), Ok(*port))),
+                [hp] => assert!(hp.ends_with(&format!(":{port}")) && hp.contains(host.as_str())),
+                _ => panic!("{line:?} has too many words for join"),
+            }
+        }
         Command::ListConnected => {
             assert_eq!(words[..2], ["list", "connected"]);
             assert!(matches!(words[2..], ["peer"] | ["peers"]));

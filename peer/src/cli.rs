@@ -55,6 +55,17 @@ pub struct Args {
     #[arg(long, env = "P2P_KEEPALIVE", default_value = "15s", value_parser = parse_timeout)]
     pub keepalive: Duration,
 
+    /// Peers to join at start, from a file: one HOST:PORT a line, optionally followed by the
+    /// peer's key (then only that key is taken there). Works with no registry at all. The
+    /// environment variable P2P_PEERS gives more, the same way, separated by commas.
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+
+    /// How often to check the known peers and swap known peers with one of them (like 5s,
+    /// 30s, 1m). A peer that misses 3 checks in a row is marked dead.
+    #[arg(long, env = "P2P_EXCHANGE_EVERY", default_value = "30s", value_parser = parse_timeout)]
+    pub exchange_every: Duration,
+
     /// Print one JSON object per line instead of text, for scripts and bots (docs/json.md).
     #[arg(long, env = "P2P_JSON")]
     pub json: bool,

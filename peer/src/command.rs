@@ -48,6 +48,13 @@ pub enum Command {
     },
     /// Give up our name at the registry for good.
     ReleaseName,
+    /// Reach the peer at an address and exchange known peers with it.
+    Join {
+        host: String,
+        port: u16,
+    },
+    /// The book: the peers this peer knows of.
+    KnownPeers,
     /// `help`, or `help COMMAND` for one command.
     Help(Option<&'static Topic>),
     Exit,
@@ -118,21 +125,28 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             fingerprint: fingerprint_arg(fingerprint)?,
         },
         ["release", "name"] => Command::ReleaseName,
+        ["peers"] => Command::KnownPeers,
+        ["join", host, port] => Command::Join {
+            host: host.to_string(),
+            port: port_arg(port, JOIN)?,
+        },
+        ["join", host_port] => match host_port.rsplit_once(':') {
+            Some((host, port)) if !host.is_empty() => Command::Join {
+                host: host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
+                port: port_arg(port, JOIN)?,
+            },
+            _ => return Err(usage(format!("{host_port:?} has no :PORT"), JOIN)),
+        },
         ["list", "connected", "peer" | "peers"] => Command::ListConnected,
         ["chat", "request", name] => {
             Command::ChatRequest(Target::Name(name_arg(name, CHAT_REQUEST)?))
         }
         ["chat", "request", host, port] => Command::ChatRequest(Target::Addr {
             host: host.to_string(),
-            port: port
-                .parse::<std::num::NonZeroU16>()
-                .map_err(|_| {
-                    usage(
-                        format!("{port:?} is not a port number (1-65535)"),
-                        CHAT_REQUEST,
-                    )
-                })?
-                .get(),
+            port: port_arg(port, CHAT_REQUEST)?,
         }),
         ["chat", "message", peer, _, ..] => Command::ChatMessage {
             peer: name_arg(peer, CHAT_MESSAGE)?,
@@ -164,6 +178,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             ))
         }
         ["release", ..] => return Err(usage("did you mean release name?", "release name")),
+        ["peers", ..] => return Err(usage("peers takes no arguments", "peers")),
+        ["join", ..] => return Err(usage("join needs a host and a port", JOIN)),
         ["list", ..] => {
             return Err(usage(
                 "did you mean list connected peer?",
@@ -198,6 +214,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
 }
 
 const CHAT_REQUEST: &str = "chat request HOST PORT | chat request NAME";
+const JOIN: &str = "join HOST PORT | join HOST:PORT";
 const CHAT_MESSAGE: &str = "chat message PEER TEXT";
 const DISCONNECT: &str = "disconnect PEER";
 const HISTORY: &str = "history PEER [N]";
@@ -238,6 +255,12 @@ fn fingerprint_arg(typed: &str) -> Result<String, ParseError> {
             TRUST,
         )
     })
+}
+
+fn port_arg(word: &str, usage_of: &str) -> Result<u16, ParseError> {
+    word.parse::<std::num::NonZeroU16>()
+        .map(|port| port.get())
+        .map_err(|_| usage(format!("{word:?} is not a port number (1-65535)"), usage_of))
 }
 
 fn name_arg(word: &str, usage_of: &str) -> Result<PeerName, ParseError> {

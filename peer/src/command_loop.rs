@@ -190,6 +190,8 @@ impl CommandLoop {
             Command::Trust { peer, fingerprint } => self.trust(peer, fingerprint).await,
             Command::TrustRegistry { fingerprint } => self.trust_registry(fingerprint).await,
             Command::ReleaseName => self.release_name().await,
+            Command::Join { host, port } => self.join(host, port).await,
+            Command::KnownPeers => self.known_peers().await,
             Command::Help(None) => {
                 self.show(Event::Help {
                     text: command::help_text(),

@@ -87,6 +87,8 @@ pub enum PeerError {
     NotTheRegisteredKey(Box<KeyMismatch>),
     #[error("{0}")]
     RequestFailed(Failure),
+    #[error("join failed: {0}")]
+    JoinFailed(Failure),
     #[error("already in a chat with the peer at {addr}")]
     AlreadyConnected { addr: SocketAddr },
     #[error("the peer at {addr} has too many pending chat requests; try again later")]
@@ -187,7 +189,9 @@ impl PeerError {
             PeerError::Usage(_) => "usage",
             PeerError::LineTooLong { .. } => "line_too_long",
             PeerError::NotUtf8 => "not_utf8",
-            PeerError::Registry(why) | PeerError::RequestFailed(why) => why.code,
+            PeerError::Registry(why)
+            | PeerError::RequestFailed(why)
+            | PeerError::JoinFailed(why) => why.code,
             PeerError::NameTaken { .. } => "name_taken",
             PeerError::NotRegistered { .. } => "not_registered",
             PeerError::RegistryLost { .. } => "registry_lost",

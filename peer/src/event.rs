@@ -14,6 +14,30 @@ use serde::{Serialize, Serializer};
 
 use crate::error::PeerError;
 use crate::history::Line;
+use crate::state::book::Source;
+
+/// One peer of the book, as `peers` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BookEntry {
+    pub name: PeerName,
+    pub addr: SocketAddr,
+    #[serde(serialize_with = "key_and_fingerprint")]
+    pub key: PublicKey,
+    /// Whether a pin here vouches for the key under that name.
+    pub verified: bool,
+    pub source: Source,
+    pub seen: Option<DateTime<Utc>>,
+    pub dead_since: Option<DateTime<Utc>>,
+}
+
+/// A key in JSON as the key and its fingerprint, so scripts need not compute one.
+fn key_and_fingerprint<S: Serializer>(key: &PublicKey, out: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeStruct;
+    let mut both = out.serialize_struct("key", 2)?;
+    both.serialize_field("key", &key.to_string())?;
+    both.serialize_field("fingerprint", &key.fingerprint())?;
+    both.end()
+}
 
 /// One thing the user should see.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -36,6 +60,25 @@ pub enum Event {
         shown: usize,
     },
     LeftNetwork,
+    /// `join`: the peer at `addr` answered our exchange; `learned` peers were new to us.
+    Joined {
+        peer: PeerName,
+        addr: SocketAddr,
+        learned: usize,
+    },
+    /// `peers`: the book.
+    KnownPeers {
+        peers: Vec<BookEntry>,
+    },
+    /// A peer of the book failed its checks (`state/book.rs`), or answers again.
+    KnownPeerDead {
+        peer: PeerName,
+        addr: SocketAddr,
+    },
+    KnownPeerBack {
+        peer: PeerName,
+        addr: SocketAddr,
+    },
     /// Our request reached the other side, which asks its user.
     RequestSent {
         peer: PeerName,

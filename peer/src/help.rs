@@ -35,6 +35,20 @@ pub const TOPICS: &[Topic] = &[
         example: "exit network",
     },
     Topic {
+        name: "join",
+        usage: "join HOST PORT | join HOST:PORT",
+        about: "reach the peer at that address and exchange known peers with it: works \
+                with no registry at all",
+        example: "join 192.168.1.20 40002   or   join 192.168.1.20:40002",
+    },
+    Topic {
+        name: "peers",
+        usage: "peers",
+        about: "list the peers this peer knows of (its book, kept across runs): how each \
+                was learned and when it was last seen",
+        example: "peers",
+    },
+    Topic {
         name: "chat request",
         usage: "chat request HOST PORT | chat request NAME",
         about: "ask a peer for a chat, by address or by its registered name; \

@@ -45,9 +45,25 @@ impl Service for PeerService {
         !matches!(request, PeerRequest::Ping)
     }
 
-    async fn handle(&self, request: Envelope<PeerRequest>, _remote: SocketAddr) -> Outcome {
+    async fn handle(
+        &self,
+        request: Envelope<PeerRequest>,
+        _remote: SocketAddr,
+        local: SocketAddr,
+    ) -> Outcome {
         let vouch = match request.body {
             PeerRequest::Ping => return Outcome::Ok,
+            // Peer exchange: the book learns, and answers with our record for the address
+            // the sender reached us at.
+            PeerRequest::Exchange { records } => {
+                let from = request.from;
+                let answer = self.broker.call(move |state, cx, fx| {
+                    state.exchange_received(&from, records, local, cx, fx)
+                });
+                return answer.await.unwrap_or_else(|| {
+                    Outcome::error(ErrorCode::Busy, "this peer is shutting down")
+                });
+            }
             // Before anyone is shown this name: does the registry bind it to this key?
             PeerRequest::ChatRequest { .. } => {
                 let from = &request.from;

@@ -10,8 +10,10 @@
 //! - [`input`]: stdin lines (on their own thread) and Ctrl-C, for pipes and scripts;
 //!   [`terminal`]: rustyline, for a person at a terminal;
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
-//! - [`command_loop`] and [`chat_commands`]: the user's commands, run one at a time;
-//! - [`state`]: the chats and chat requests, without I/O; [`broker`]: the task that owns
+//! - [`command_loop`], [`chat_commands`] and [`exchange_commands`]: the user's commands,
+//!   run one at a time;
+//! - [`state`]: the chats, chat requests, pins and the book of known peers, without I/O;
+//!   [`broker`]: the task that owns
 //!   that state and performs its effects;
 //! - [`inbound`]: what the peer answers to requests from the network;
 //! - [`registry_client`]: the client side of the registry protocol;
@@ -29,6 +31,7 @@ mod command_loop;
 mod disk;
 mod error;
 mod event;
+mod exchange_commands;
 mod help;
 mod history;
 mod inbound;
@@ -36,6 +39,7 @@ mod input;
 mod known;
 mod liveness;
 mod names;
+mod peer_exchange;
 mod registry_client;
 mod render;
 mod retry;
@@ -72,6 +76,7 @@ use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::render::Rendering;
 use crate::screen::{Screen, Sink, Stdout};
+use crate::state::book::Book;
 use crate::state::pins::{Namespace, Pins};
 use crate::state::PeerState;
 use crate::vouch::Voucher;
@@ -146,10 +151,10 @@ async fn log_drops(dropped: ErrorCounter) {
 
 /// Whether a file of the data folder is one this program made (for any name): the chat
 /// history and its SQLite files (`history-NAME.db`, `-wal`, `-shm`, `-journal`), the command
-/// history (`history-NAME`) and the pin files with their temporary files. Key files are not:
+/// history (`history-NAME`), the pin files and the book, with their temporary files. Key files are not:
 /// one others could read is refused, not fixed (`Identity::load_or_create`).
 fn is_peer_file(file: &str) -> bool {
-    ["history-", "known_peers", "known_registries"]
+    ["history-", "known_peers", "known_registries", "book"]
         .iter()
         .any(|prefix| file.starts_with(prefix))
 }
@@ -231,7 +236,8 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let screen = Screen::start(rendering(args.json, interactive), sink)
         .context("cannot start the screen thread")?;
 
-    let state = PeerState::new(origin.clone(), args.request_timeout, pins);
+    let book = Book::load(data.join("book"), origin.identity.public())?;
+    let state = PeerState::new(origin.clone(), args.request_timeout, pins, book);
     let broker = Broker::start(
         state,
         screen.clone(),
@@ -245,6 +251,26 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         origin.clone(),
         args.keepalive,
         args.retry_for,
+    );
+    let mut bootstrap = Vec::new();
+    if let Some(file) = &args.peers {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read {}", file.display()))?;
+        bootstrap.extend(peer_exchange::parse_bootstrap(&text, '\n').await?);
+    }
+    if let Ok(list) = std::env::var("P2P_PEERS") {
+        bootstrap.extend(
+            peer_exchange::parse_bootstrap(&list, ',')
+                .await
+                .context("P2P_PEERS")?,
+        );
+    }
+    peer_exchange::start(
+        broker.clone(),
+        screen.clone(),
+        origin.clone(),
+        bootstrap,
+        args.exchange_every,
     );
     runtime::spawn(log_drops(log_dropped));
     let (stop, stopped) = async_channel::bounded::<()>(1);

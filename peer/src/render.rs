@@ -17,11 +17,12 @@
 use std::fmt;
 
 use anstyle::{AnsiColor, Style};
-use chrono::Local;
+use chrono::{DateTime, Local, Utc};
 use p2p_shared::printable::printable;
 use p2p_shared::PeerInfo;
 
-use crate::event::{Event, Status, Withdrawal};
+use crate::event::{BookEntry, Event, Status, Withdrawal};
+use crate::state::book::Source;
 
 /// How events are rendered; chosen once, at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -138,6 +139,22 @@ impl fmt::Display for Event {
             Event::Delivered { peer } => write!(f, "delivered to {peer}"),
             Event::Message { peer, text, .. } => write!(f, "{peer}: {}", printable(text)),
             Event::Connected { peers } => listing(f, "connected peers", "connected", peers),
+            Event::Joined {
+                peer,
+                addr,
+                learned,
+            } => write!(
+                f,
+                "joined {peer} at {addr}: {learned} new {}",
+                if *learned == 1 { "peer" } else { "peers" }
+            ),
+            Event::KnownPeers { peers } => book(f, peers),
+            Event::KnownPeerDead { peer, addr } => {
+                write!(f, "known peer {peer} at {addr} does not answer: marked dead")
+            }
+            Event::KnownPeerBack { peer, addr } => {
+                write!(f, "known peer {peer} at {addr} answers again")
+            }
             Event::Disconnected { peer } => write!(f, "disconnected from {peer}"),
             Event::PeerDisconnected { peer } => write!(f, "{peer} disconnected"),
             Event::Status(status) => status.fmt(f),
@@ -228,6 +245,33 @@ fn listing(f: &mut fmt::Formatter<'_>, header: &str, tag: &str, peers: &[PeerInf
     for p in peers {
         let fingerprint = p.key.fingerprint();
         write!(f, "\n{tag} {} {} key {fingerprint}", p.name, p.addr)?;
+    }
+    Ok(())
+}
+
+/// `peers`: a counted header, then one line per peer of the book, with how it was learned
+/// and when it was last seen.
+fn book(f: &mut fmt::Formatter<'_>, peers: &[BookEntry]) -> fmt::Result {
+    let stamp = |t: &DateTime<Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    write!(f, "known peers: {}", peers.len())?;
+    for p in peers {
+        let how = match p.source {
+            Source::Direct => "direct",
+            Source::Exchange => "from exchange",
+        };
+        let seen = match (&p.dead_since, &p.seen) {
+            (Some(since), _) => format!("dead since {}", stamp(since)),
+            (None, Some(seen)) => format!("seen {}", stamp(seen)),
+            (None, None) => "not seen yet".into(),
+        };
+        write!(
+            f,
+            "\nknown {}{} {} key {} ({how}, {seen})",
+            p.name,
+            unverified(p.verified),
+            p.addr,
+            p.key.fingerprint()
+        )?;
     }
     Ok(())
 }

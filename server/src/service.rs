@@ -158,13 +158,18 @@ impl Service for RegistryService {
                 ErrorCode::InvalidRequest,
                 "this request must be signed, not sent in a registry session",
             ),
-            _ => self.handle(request, remote).await,
+            _ => self.handle(request, remote, remote).await,
         };
         let reply = Envelope::new(new_id(), from, ReplyBody::new(re, result));
         Ok(replier.reply_with(ENVELOPE_LEN, |frame| reply.encode_into(frame)))
     }
 
-    async fn handle(&self, request: Envelope<RegistryRequest>, _remote: SocketAddr) -> Outcome {
+    async fn handle(
+        &self,
+        request: Envelope<RegistryRequest>,
+        _remote: SocketAddr,
+        _local: SocketAddr,
+    ) -> Outcome {
         let from = request.from;
         let (name, key) = (from.name, from.key);
         match request.body {

@@ -13,6 +13,7 @@
 //! - [`printable`]: text from the network escaped for a terminal or a log, the same way by
 //!   both programs.
 //! - [`private`]: a data folder and its files readable by their owner only.
+//! - [`record`]: a peer's signed record of its name, address and key, for peer exchange.
 //! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
 //!   [`clock`]: the time, the system's or one a test moves; [`prefix`]: the network an
 //!   address is counted in, for budgets.
@@ -28,6 +29,7 @@ pub mod name;
 pub mod prefix;
 pub mod printable;
 pub mod private;
+pub mod record;
 pub mod registry_session;
 pub mod replay;
 pub mod runtime;

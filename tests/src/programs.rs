@@ -386,6 +386,13 @@ impl Peer {
         self.expect_list("connected peers: ")
     }
 
+    /// `peers`: the `known NAME ...` lines after `known peers: N`.
+    #[track_caller]
+    pub fn known(&self) -> Vec<String> {
+        self.send("peers");
+        self.expect_list("known peers: ")
+    }
+
     /// Waits for the next `error:` line.
     #[track_caller]
     pub fn expect_error(&self) -> String {

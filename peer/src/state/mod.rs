@@ -10,8 +10,10 @@
 //! The request/accept workflow lives in [`outgoing`] and [`incoming`]: records whose every
 //! end is a variant of an end type, mapped to exactly one event.
 
+pub mod book;
 pub mod chats;
 mod commands;
+mod exchange;
 pub mod incoming;
 mod network;
 pub mod outgoing;
@@ -31,6 +33,7 @@ use crate::disk::Record;
 use crate::event::{Event, Waiting};
 use crate::known::FileWrite;
 use crate::state::pins::Namespace;
+use book::Book;
 use chats::{Chats, Sealed};
 use incoming::{IncomingRequests, PendingRequest};
 use outgoing::OutgoingRequests;
@@ -134,6 +137,7 @@ pub struct Snapshot {
 pub struct PeerState {
     origin: Origin,
     pins: Pins,
+    book: Book,
     chats: Chats,
     incoming: IncomingRequests,
     outgoing: OutgoingRequests,
@@ -141,9 +145,10 @@ pub struct PeerState {
 
 impl PeerState {
     /// The state of a peer that is `origin`, whose incoming requests wait `request_timeout`.
-    pub fn new(origin: Origin, request_timeout: Duration, pins: Pins) -> PeerState {
+    pub fn new(origin: Origin, request_timeout: Duration, pins: Pins, book: Book) -> PeerState {
         PeerState {
             origin,
+            book,
             pins,
             chats: Chats::default(),
             incoming: IncomingRequests::new(request_timeout),

@@ -39,6 +39,12 @@ impl PeerState {
                 answer,
                 handshake,
             } => self.chat_answer(request, answer, handshake, from, cx, fx),
+            // `inbound.rs` hands exchanges to `exchange_received`, with the address they came
+            // in at; one here has none.
+            PeerRequest::Exchange { .. } => Outcome::error(
+                ErrorCode::InvalidRequest,
+                "an exchange is answered by exchange_received",
+            ),
         }
     }
 

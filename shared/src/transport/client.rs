@@ -24,9 +24,21 @@ pub async fn request<B: serde::Serialize>(
     id: MessageId,
     body: B,
 ) -> Result<Reply, SendError> {
+    request_with(to, origin, id, |_| body).await
+}
+
+/// [`request`], with a body made once the connection is up, from the IP it leaves from: the
+/// address the receiver sees us at, which a peer puts in its own record (`record.rs`).
+pub async fn request_with<B: serde::Serialize>(
+    to: SocketAddr,
+    origin: &Origin,
+    id: MessageId,
+    body: impl FnOnce(std::net::IpAddr) -> B,
+) -> Result<Reply, SendError> {
     let mut sent = None;
     let reply = exchange_with(to, |local_ip| {
-        let frame = Envelope::new(id, origin.sender(local_ip), body).sign(&origin.identity);
+        let envelope = Envelope::new(id, origin.sender(local_ip), body(local_ip));
+        let frame = envelope.sign(&origin.identity);
         sent = Some(RequestDigest::of(&frame));
         frame
     })

@@ -33,7 +33,7 @@ use crate::wire::stream::FrameError;
 use crate::wire::{ErrorCode, Outcome, PeerInfo};
 
 pub use budgets::Limits;
-pub use client::{exchange, request, request_in_session};
+pub use client::{exchange, request, request_in_session, request_with};
 #[cfg(feature = "cli")]
 pub use limit_args::LimitArgs;
 pub use pace::{body_deadline, FIRST_BYTES, MIN_RATE};

@@ -35,11 +35,13 @@ pub trait Service: Clone + Send + Sync + 'static {
     type Request: Request + Send;
 
     /// Decides the outcome of one well-formed request from `remote`, whose signature (if
-    /// [`Service::needs_signature`] asked for it) was checked.
+    /// [`Service::needs_signature`] asked for it) was checked, that came in at `local` (the
+    /// address the sender reached us at).
     fn handle(
         &self,
         request: Envelope<Self::Request>,
         remote: SocketAddr,
+        local: SocketAddr,
     ) -> impl Future<Output = Outcome> + Send;
 
     /// Whether a request must prove its sender: checking a signature costs a public-key
@@ -179,7 +181,8 @@ impl<S: Service> Receiver<'_, S> {
                 Some(Kind::Signed) => match self.admit(&frame, remote) {
                     Ok(Admitted::Ours(request)) => {
                         let re = request.id;
-                        let outcome = self.service.handle(request, remote).await;
+                        let local = stream.local_addr().unwrap_or(remote);
+                        let outcome = self.service.handle(request, remote, local).await;
                         // Not handled: its sender may try again under the same id.
                         if let Outcome::Error {
                             code: ErrorCode::Busy,

@@ -9,6 +9,7 @@ use serde_json::value::RawValue;
 use crate::handshake::{HandshakeMessage, StaticProof};
 use crate::identity::PublicKey;
 use crate::name::PeerName;
+use crate::record::PeerRecord;
 use crate::wire::envelope::{MessageId, PeerInfo};
 
 /// The longest human-readable error detail, in bytes.
@@ -123,6 +124,11 @@ pub enum Outcome {
     },
     Pending {
         expires_in_ms: u64,
+    },
+    /// An `exchange`'s answer: the receiver's own record and a page of those it knows.
+    Records {
+        #[serde(with = "crate::record::records")]
+        records: Vec<PeerRecord>,
     },
     Error {
         code: ErrorCode,

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::handshake::{HandshakeMessage, Pattern};
 use crate::name::PeerName;
+use crate::record::{records, PeerRecord};
 use crate::wire::envelope::MessageId;
 
 /// The longest chat text, in bytes of UTF-8.
@@ -80,10 +81,16 @@ pub enum PeerRequest {
         answer: Answer,
         handshake: Option<HandshakeMessage>,
     },
+    /// Peer exchange: the sender's own record and a page of the records it knows. Answered
+    /// with the receiver's own record and a page of its own ([`crate::Outcome::Records`]).
+    Exchange {
+        #[serde(with = "records")]
+        records: Vec<PeerRecord>,
+    },
 }
 
 impl Request for PeerRequest {
-    const TYPES: &'static [&'static str] = &["ping", "chat_request", "chat_answer"];
+    const TYPES: &'static [&'static str] = &["ping", "chat_request", "chat_answer", "exchange"];
     const ELSEWHERE: &'static str =
         "this is a peer: registry requests go to the registry, chat messages travel sealed";
 }
@@ -165,6 +172,7 @@ mod tests {
                 answer: Answer::Declined,
                 handshake: None,
             },
+            PeerRequest::Exchange { records: vec![] },
         ];
         let types: Vec<String> = peer.iter().map(type_of).collect();
         assert_eq!(types, PeerRequest::TYPES);

@@ -12,6 +12,7 @@ mod hostile;
 mod in_process;
 mod interface;
 mod names;
+mod network;
 mod output_attacks;
 mod registry;
 mod requests;

@@ -24,6 +24,7 @@ use super::*;
 use crate::error::PeerError;
 use crate::event::{Event, Withdrawal};
 use crate::known::{KnownKeys, Pin};
+use crate::state::book::Book;
 use crate::state::pins::Namespace;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -59,6 +60,7 @@ fn alice() -> PeerState {
         origin,
         TTL,
         Pins::new(KnownKeys::empty(), Namespace::Local).0,
+        Book::empty(Identity::generate().public()),
     )
 }
 
