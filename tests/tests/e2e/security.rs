@@ -699,6 +699,47 @@ fn a_peer_with_a_new_key_is_refused_until_trusted() {
     bob.say(&alice, "new key, same bob");
 }
 
+#[test]
+fn a_peer_called_registry_is_trusted_with_trust_peer() {
+    // `trust registry FP` pins the registry's key: a peer called registry needs another form.
+    let alice = Peer::start_offline("alice");
+    let mut first = Peer::start_offline("registry");
+    first.chat_with(&alice);
+    let old = first.fingerprint();
+    first.exit();
+    alice.expect_exact("registry disconnected");
+
+    // registry again, with a new key: the warning names the form that means the peer.
+    let registry = Peer::start_offline("registry");
+    let new = registry.fingerprint();
+    registry.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    let warning = alice.expect_prefix("WARNING: registry");
+    assert_eq!(warning, Peer::key_warning("registry", &new, &old));
+    assert!(
+        warning.ends_with(&format!("type: trust peer registry {new}")),
+        "{warning}"
+    );
+    registry.expect_error();
+
+    // The short form is still the registry's (alice has none that answers): the peer's new
+    // key is not trusted by it.
+    let out = alice.run(&format!("trust registry {new}"));
+    assert!(p2p_e2e::is_one_error(&out), "{out:?}");
+    registry.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    let error = registry.expect_error();
+    assert!(error.contains("another key"), "{error:?}");
+    assert_eq!(
+        alice.unread_lines(),
+        NONE,
+        "no request shown (warned once per key)"
+    );
+
+    alice.send(&format!("trust peer registry {new}"));
+    alice.expect_exact(&format!("trusting key {new} for registry from now on"));
+    registry.chat_with(&alice);
+    registry.say(&alice, "new key, same name");
+}
+
 // ---------------------------------------------------------------------------------------------
 // i. Keys persist, privately
 // ---------------------------------------------------------------------------------------------
