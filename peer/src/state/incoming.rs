@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use p2p_shared::handshake::{HandshakeMessage, Pattern};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::{MessageId, PeerInfo, PeerName};
+use p2p_shared::{Answer, MessageId, PeerInfo, PeerName};
 
 use crate::error::PeerError;
 use crate::event::{Event, Withdrawal};
@@ -82,6 +82,11 @@ pub enum IncomingEnd {
         peer: PeerName,
         why: Withdrawal,
     },
+    /// A request in the same name from another key, which the registry or a pin vouches for,
+    /// took its place (nobody vouched for this one).
+    Displaced {
+        peer: PeerName,
+    },
     /// We exit with it unanswered.
     Unanswered {
         peer: PeerName,
@@ -111,8 +116,27 @@ impl IncomingEnd {
                 peer: *peer,
                 why: *why,
             },
+            // To the user, a newer request from that name, as any other replacement.
+            IncomingEnd::Displaced { peer } => Event::RequestWithdrawn {
+                peer: *peer,
+                why: Withdrawal::Replaced,
+            },
             IncomingEnd::Unanswered { peer } => Event::RequestUnanswered { peer: *peer },
             IncomingEnd::Undelivered(error) => Event::Error(error.clone()),
+        }
+    }
+
+    /// The `chat_answer` its requester is owed when a request ends this way: it waits for an
+    /// answer until its own timeout otherwise. `None` when the user's answer goes instead, or
+    /// the requester knows already (its own newer request replaced it, a chat with it is
+    /// open). A displaced requester is told `declined`, as a `yes` that could not be kept is:
+    /// this peer will not take the request, and no protocol version has another word for it.
+    pub fn owed(&self) -> Option<Answer> {
+        match self {
+            IncomingEnd::Expired { .. } => Some(Answer::Expired),
+            IncomingEnd::Unanswered { .. } => Some(Answer::Left),
+            IncomingEnd::Displaced { .. } => Some(Answer::Declined),
+            _ => None,
         }
     }
 }
@@ -175,9 +199,9 @@ impl IncomingRequests {
 
     /// Records request `id` from `from`, which arrived at `now` (`utc` on the wall clock);
     /// `verified` if the registry or a pin vouches for its key. It replaces an earlier one
-    /// from the same name and key, which ends (returned). One under another key is replaced
-    /// only by a request someone vouches for, when nobody vouched for it: a stranger cannot
-    /// push out a request, and cannot hold a name against its vouched-for owner.
+    /// from the same name and key, which ends (returned, with how). One under another key is
+    /// replaced only by a request someone vouches for, when nobody vouched for it: a stranger
+    /// cannot push out a request, and cannot hold a name against its vouched-for owner.
     pub fn offer(
         &mut self,
         id: MessageId,
@@ -185,7 +209,7 @@ impl IncomingRequests {
         (pattern, handshake, verified, unanswered): (Pattern, HandshakeMessage, bool, bool),
         now: Instant,
         utc: DateTime<Utc>,
-    ) -> Result<Option<IncomingEnd>, NotKept> {
+    ) -> Result<Option<(PendingRequest, IncomingEnd)>, NotKept> {
         let record = PendingRequest {
             id,
             from: from.name,
@@ -211,10 +235,15 @@ impl IncomingRequests {
                     return Err(full);
                 }
                 self.by_peer.insert(from.name, record);
-                Ok(Some(IncomingEnd::Withdrawn {
-                    peer: from.name,
-                    why: Withdrawal::Replaced,
-                }))
+                let peer = from.name;
+                let end = match existing.key == from.key {
+                    true => IncomingEnd::Withdrawn {
+                        peer,
+                        why: Withdrawal::Replaced,
+                    },
+                    false => IncomingEnd::Displaced { peer },
+                };
+                Ok(Some((existing, end)))
             }
             None => {
                 self.room_for(&record)?;
@@ -384,7 +413,7 @@ mod tests {
         incoming: &mut IncomingRequests,
         from: &PeerInfo,
         verified: bool,
-    ) -> Result<Option<IncomingEnd>, NotKept> {
+    ) -> Result<Option<(PendingRequest, IncomingEnd)>, NotKept> {
         incoming.offer(new_id(), from, first(verified), Instant::now(), Utc::now())
     }
 
@@ -432,13 +461,16 @@ mod tests {
         assert_eq!(first, Ok(None));
         let second = new_id();
         let replaced = incoming.offer(second, &sender("alice", 1), share(), later, Utc::now());
+        let (old, end) = replaced.unwrap().unwrap();
         assert_eq!(
-            replaced.unwrap().unwrap().event(),
+            end.event(),
             Event::RequestWithdrawn {
                 peer: name("alice"),
                 why: Withdrawal::Replaced
             }
         );
+        assert_eq!(end.owed(), None, "alice knows: she asked again");
+        assert_ne!(old.id, second);
         let taken = incoming.take(None, later).unwrap();
         assert_eq!((taken.id, taken.expires_at), (second, later + TTL));
         assert_eq!(incoming.take(None, later), Err(TakeError::NonePending));
@@ -529,17 +561,18 @@ mod tests {
         assert_eq!(refused, Err(NotKept::FromThisAddress));
         assert_eq!(incoming.take(Some(&name("eve")), now).unwrap().key, eve.key);
 
-        // Nobody vouched for dave's: the key someone vouches for takes the name.
+        // Nobody vouched for dave's: the key someone vouches for takes the name, and the
+        // displaced requester is owed a `declined`.
         let dave = from_ip("dave", [127, 1, 0, 1], 1);
         assert_eq!(offer_from(&mut incoming, &dave, false), Ok(None));
         let real = PeerInfo {
             key: p2p_shared::identity::Identity::generate().public(),
             ..dave
         };
-        assert!(matches!(
-            offer_from(&mut incoming, &real, true),
-            Ok(Some(_))
-        ));
+        let (displaced, end) = offer_from(&mut incoming, &real, true).unwrap().unwrap();
+        assert_eq!(displaced.key, dave.key);
+        assert_eq!(end, IncomingEnd::Displaced { peer: name("dave") });
+        assert_eq!(end.owed(), Some(Answer::Declined));
         assert_eq!(
             incoming.take(Some(&name("dave")), now).unwrap().key,
             real.key

@@ -11,7 +11,7 @@ use p2p_shared::{
 use super::chats::Chats;
 
 use super::outgoing::{NotAnswerable, OutgoingEnd};
-use super::{screen_full, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
+use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
 use crate::disk::Record;
 use crate::event::Event;
 
@@ -99,8 +99,12 @@ impl PeerState {
             cx.utc,
         ) {
             Ok(replaced) => {
-                if let Some(end) = replaced {
+                if let Some((old, end)) = replaced {
                     fx.push(Effect::Show(end.event()));
+                    // A requester displaced by another key waits for an answer otherwise.
+                    if let Some(answer) = end.owed() {
+                        fx.push(tell(&old, answer));
+                    }
                 }
                 let expires_in = self.incoming.ttl();
                 fx.push(Effect::Show(Event::RequestArrived {

@@ -314,6 +314,39 @@ fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impo
 }
 
 #[test]
+fn a_stranger_displaced_by_the_owner_of_the_name_is_told_declined() {
+    let now = Instant::now();
+    let (stranger, carol) = (someone("carol", 9), someone("carol", 3));
+    let mut state = alice();
+    let pending = |outcome: &Outcome| matches!(outcome, Outcome::Pending { .. });
+    // Nobody vouches for the stranger's carol: pending, unverified.
+    let (_, outcome, fx) = ask_for_effects(&mut state, &stranger, Vouch::Unregistered, now);
+    assert!(pending(&outcome), "{outcome:?}");
+    assert_eq!(told(&fx), []);
+    // The stranger asking again replaces its own request: it knows, nobody is told.
+    let (asked, outcome, fx) = ask_for_effects(&mut state, &stranger, Vouch::Unregistered, now);
+    assert!(pending(&outcome), "{outcome:?}");
+    assert_eq!(told(&fx), []);
+
+    // The carol the registry vouches for takes the name; the stranger, whose request will
+    // never be answered now, is told so instead of waiting for its timeout.
+    let (_, outcome, fx) = ask_for_effects(&mut state, &carol, Vouch::Registered, now);
+    assert!(pending(&outcome), "{outcome:?}");
+    assert_eq!(told(&fx), [(stranger.info.addr, asked, Answer::Declined)]);
+    let withdrawn = Event::RequestWithdrawn {
+        peer: name("carol"),
+        why: Withdrawal::Replaced,
+    };
+    assert!(matches!(
+        shown(&fx).as_slice(),
+        [first, Event::RequestArrived { verified: true, .. }] if *first == withdrawn
+    ));
+    let mut fx = Vec::new();
+    let yes = state.answer(None, true, &at(now), &mut fx).unwrap();
+    assert_eq!(yes.request.key, carol.info.key, "the only one pending");
+}
+
+#[test]
 fn a_chat_keeps_the_partners_noise_static_key_for_ik_next_time() {
     let now = Instant::now();
     let bob = someone("bob", 2);
