@@ -11,7 +11,7 @@
 //! Pure data and rules; the clock is a parameter, so the tests need no waiting.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -222,51 +222,64 @@ impl IncomingRequests {
             received_at: utc,
             expires_at: now + self.ttl,
         };
-        match self.by_peer.get_mut(&from.name) {
+        self.could_keep(from, verified)?;
+        // The bounds hold for the new record as for any other (a vouched-for key replacing a
+        // stranger's could come from a full address): checked before the old one goes.
+        let Some(existing) = self.by_peer.insert(from.name, record) else {
+            return Ok(None);
+        };
+        let peer = from.name;
+        let end = match existing.key == from.key {
+            true => IncomingEnd::Withdrawn {
+                peer,
+                why: Withdrawal::Replaced,
+            },
+            false => IncomingEnd::Displaced { peer },
+        };
+        Ok(Some((existing, end)))
+    }
+
+    /// Whether a request from `from` fits the bounds that hold whatever the registry says of
+    /// its name (all but the share of requesters nobody vouches for). Asked before the
+    /// registry is, so that a request refused anyway costs no lookup. A request in a name
+    /// pending under another key is not refused here: the registry may know it for an
+    /// impostor's, and the user is to be warned of that.
+    pub fn could_take(&self, from: &PeerInfo) -> Result<(), NotKept> {
+        self.room_for(&from.name, from.addr.ip(), &from.key, true)
+    }
+
+    /// Whether a request from `from`, `verified` or not, may be kept: in place of the one
+    /// pending in its name, if any, and within every bound.
+    fn could_keep(&self, from: &PeerInfo, verified: bool) -> Result<(), NotKept> {
+        match self.by_peer.get(&from.name) {
             Some(existing) if existing.key != from.key && (existing.verified || !verified) => {
                 Err(NotKept::OtherKey(from.name))
             }
-            Some(_) => {
-                // The bounds hold for the new record as for any other (a vouched-for key
-                // replacing a stranger's could come from a full address).
-                let existing = self.by_peer.remove(&from.name).expect("present just now");
-                if let Err(full) = self.room_for(&record) {
-                    self.by_peer.insert(from.name, existing);
-                    return Err(full);
-                }
-                self.by_peer.insert(from.name, record);
-                let peer = from.name;
-                let end = match existing.key == from.key {
-                    true => IncomingEnd::Withdrawn {
-                        peer,
-                        why: Withdrawal::Replaced,
-                    },
-                    false => IncomingEnd::Displaced { peer },
-                };
-                Ok(Some((existing, end)))
-            }
-            None => {
-                self.room_for(&record)?;
-                self.by_peer.insert(from.name, record);
-                Ok(None)
-            }
+            _ => self.room_for(&from.name, from.addr.ip(), &from.key, verified),
         }
     }
 
-    /// Whether one more request like `record` fits every bound.
-    fn room_for(&self, record: &PendingRequest) -> Result<(), NotKept> {
-        let count =
-            |f: &dyn Fn(&PendingRequest) -> bool| self.by_peer.values().filter(|r| f(r)).count();
-        if self.by_peer.len() >= MAX_PENDING {
+    /// Whether one more request from `name` at `ip`, signed by `key`, fits every bound, in
+    /// place of the one pending in that name if any (it would replace it).
+    fn room_for(
+        &self,
+        name: &PeerName,
+        ip: IpAddr,
+        key: &PublicKey,
+        verified: bool,
+    ) -> Result<(), NotKept> {
+        let others = || self.by_peer.values().filter(|r| r.from != *name);
+        let count = |f: &dyn Fn(&PendingRequest) -> bool| others().filter(|r| f(r)).count();
+        if others().count() >= MAX_PENDING {
             return Err(NotKept::Full);
         }
-        if !record.verified && count(&|r| !r.verified) >= MAX_UNVERIFIED {
+        if !verified && count(&|r| !r.verified) >= MAX_UNVERIFIED {
             return Err(NotKept::FullOfStrangers);
         }
-        if count(&|r| r.addr.ip() == record.addr.ip()) >= MAX_PER_ADDRESS {
+        if count(&|r| r.addr.ip() == ip) >= MAX_PER_ADDRESS {
             return Err(NotKept::FromThisAddress);
         }
-        if count(&|r| r.key == record.key) >= MAX_PER_KEY {
+        if count(&|r| r.key == *key) >= MAX_PER_KEY {
             return Err(NotKept::FromThisKey);
         }
         Ok(())
@@ -524,6 +537,46 @@ mod tests {
                 false => assert_eq!(kept, Err(NotKept::FromThisKey)),
             }
         }
+    }
+
+    #[test]
+    fn what_the_registry_cannot_change_is_known_before_asking_it() {
+        let mut incoming = IncomingRequests::new(TTL);
+        for i in 0..MAX_PER_ADDRESS {
+            let from = from_ip(&format!("a{i}"), [127, 1, 2, 3], 1);
+            assert_eq!(offer_from(&mut incoming, &from, false), Ok(None));
+        }
+        let full = from_ip("a-more", [127, 1, 2, 3], 2);
+        assert_eq!(incoming.could_take(&full), Err(NotKept::FromThisAddress));
+        // A name asking again replaces its own record: it fits.
+        let again = from_ip("a0", [127, 1, 2, 3], 1);
+        assert_eq!(incoming.could_take(&again), Ok(()));
+
+        // Whether one more stranger fits depends on the registry's word: not refused before.
+        for i in MAX_PER_ADDRESS..MAX_UNVERIFIED {
+            let from = from_ip(&format!("s{i}"), [127, 2, 0, i as u8], 1);
+            assert_eq!(offer_from(&mut incoming, &from, false), Ok(None));
+        }
+        let next = from_ip("s-next", [127, 3, 0, 1], 1);
+        assert_eq!(incoming.could_take(&next), Ok(()));
+        assert_eq!(
+            offer_from(&mut incoming, &next, false),
+            Err(NotKept::FullOfStrangers)
+        );
+
+        // A name pending under a key someone vouched for, asked for with another key: the
+        // registry is asked all the same, so that an impostor is named as such.
+        let carol = from_ip("carol", [127, 4, 0, 1], 1);
+        assert_eq!(offer_from(&mut incoming, &carol, true), Ok(None));
+        let other = PeerInfo {
+            key: p2p_shared::identity::Identity::generate().public(),
+            ..from_ip("carol", [127, 5, 0, 1], 1)
+        };
+        assert_eq!(incoming.could_take(&other), Ok(()));
+        assert_eq!(
+            offer_from(&mut incoming, &other, false),
+            Err(NotKept::OtherKey(name("carol")))
+        );
     }
 
     #[test]

@@ -42,6 +42,34 @@ impl PeerState {
         }
     }
 
+    /// The refusal of a chat request from `from` that no word of the registry's about its
+    /// name could change, if it is refused so. `inbound.rs` asks before it asks the registry,
+    /// so that a request refused anyway costs no lookup; [`PeerState::signed_request`] asks
+    /// again with the registry's answer, since the state may have changed meanwhile.
+    pub fn refusal_before_vouching(&self, from: &PeerInfo, cx: &Context) -> Option<Outcome> {
+        if from.name == self.origin.name {
+            return Some(Outcome::error(
+                ErrorCode::InvalidRequest,
+                "that is my own name: no chat with yourself",
+            ));
+        }
+        // First: a request shows a line (a warning, if its key is not the pinned one), and
+        // anyone may send requests at any rate.
+        if !cx.screen_room {
+            return Some(screen_full());
+        }
+        // A request from the very key we chat with under that name. (Another key in that
+        // name may be an impostor the registry knows: that one is refused with its warning.)
+        if self.chats.key(&from.name) == Some(from.key) {
+            return Some(already_connected(from));
+        }
+        // The bounds that hold even for a request the registry vouches for.
+        let could = self.incoming.could_take(from);
+        could
+            .err()
+            .map(|why| Outcome::error(ErrorCode::TooManyRequests, why.to_string()))
+    }
+
     fn chat_request(
         &mut self,
         id: MessageId,
@@ -51,16 +79,8 @@ impl PeerState {
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
-        if from.name == self.origin.name {
-            return Outcome::error(
-                ErrorCode::InvalidRequest,
-                "that is my own name: no chat with yourself",
-            );
-        }
-        // First: a request shows a line (a warning, if its key is not the pinned one), and
-        // anyone may send requests at any rate.
-        if !cx.screen_room {
-            return screen_full();
+        if let Some(refusal) = self.refusal_before_vouching(&from, cx) {
+            return refusal;
         }
         // A name means the key the registry binds it to; then the key pinned for it here.
         if let Vouch::Impostor { registered } = vouch {
@@ -80,10 +100,7 @@ impl PeerState {
         let verified = vouch.is_registered() || self.pins.vouches(&from.name, &from.key);
         let unanswered = !verified && vouch == Vouch::Unanswered;
         if self.chats.contains(&from.name) {
-            return Outcome::error(
-                ErrorCode::AlreadyConnected,
-                format!("already in a chat with {}", from.name),
-            );
+            return already_connected(&from);
         }
         // Message 1 must be a handshake by the key that signed the request, meant for us.
         let me = &self.origin;
@@ -244,4 +261,11 @@ impl PeerState {
             }
         }
     }
+}
+
+fn already_connected(from: &PeerInfo) -> Outcome {
+    Outcome::error(
+        ErrorCode::AlreadyConnected,
+        format!("already in a chat with {}", from.name),
+    )
 }
