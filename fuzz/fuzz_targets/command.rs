@@ -103,14 +103,17 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         Command::Trust { peer, fingerprint } => {
-            assert_eq!(words[..2], ["trust", peer.as_str()]);
-            assert_eq!(words.len(), 3);
-            assert_ne!(
-                peer.as_str(),
-                "registry",
-                "trust registry is another command"
-            );
-            assert_fingerprint(words[2], fingerprint);
+            // `trust PEER FP`, or `trust peer PEER FP` whatever PEER is called.
+            let (named, typed) = match words[..] {
+                ["trust", "peer", named, typed] => (named, typed),
+                ["trust", named, typed] => {
+                    assert_ne!(named, "registry", "trust registry is another command");
+                    (named, typed)
+                }
+                _ => panic!("{line:?} has the wrong words for trust"),
+            };
+            assert_eq!(named, peer.as_str());
+            assert_fingerprint(typed, fingerprint);
         }
         Command::TrustRegistry { fingerprint } => {
             assert_eq!(words[..2], ["trust", "registry"]);

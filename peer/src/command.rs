@@ -37,7 +37,8 @@ pub enum Command {
         n: usize,
     },
     Whoami,
-    /// Pin the new key a peer presented, if its fingerprint is the one given.
+    /// Pin the new key a peer presented, if its fingerprint is the one given (`trust PEER FP`,
+    /// or `trust peer PEER FP` for any name, `registry` included).
     Trust {
         peer: PeerName,
         fingerprint: String,
@@ -116,6 +117,12 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
                     ))
                 }
             },
+        },
+        // `trust registry FP` is the registry's: a peer called registry is trusted by the
+        // longer form, which means a peer whatever the name.
+        ["trust", "peer", peer, fingerprint] => Command::Trust {
+            peer: name_arg(peer, TRUST)?,
+            fingerprint: fingerprint_arg(fingerprint)?,
         },
         ["trust", "registry", fingerprint] => Command::TrustRegistry {
             fingerprint: fingerprint_arg(fingerprint)?,
@@ -246,7 +253,18 @@ fn usage(what: impl fmt::Display, usage: &str) -> ParseError {
     }
 }
 
-const TRUST: &str = "trust PEER FINGERPRINT | trust registry FINGERPRINT";
+const TRUST: &str =
+    "trust PEER FINGERPRINT | trust peer PEER FINGERPRINT | trust registry FINGERPRINT";
+
+/// The command that pins the key with `fingerprint` for `peer`, as a warning tells the user
+/// to type it: the longer form for a peer called registry, whose short form means the
+/// registry.
+pub fn trust_command(peer: &PeerName, fingerprint: &str) -> String {
+    match peer.as_str() {
+        "registry" => format!("trust peer {peer} {fingerprint}"),
+        _ => format!("trust {peer} {fingerprint}"),
+    }
+}
 
 fn fingerprint_arg(typed: &str) -> Result<String, ParseError> {
     p2p_shared::identity::PublicKey::parse_fingerprint(typed).ok_or_else(|| {
@@ -412,6 +430,41 @@ mod tests {
         assert!(parse(&line).unwrap_err().to_string().contains("at most"));
         let line = format!("chat message bob {}", "x".repeat(MAX_TEXT_LEN));
         assert!(parse(&line).is_ok());
+    }
+
+    #[test]
+    fn a_peer_called_registry_is_trusted_with_the_longer_form() {
+        let fp = "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940";
+        let parsed = |line: &str| ok(&line.replace("FP", fp));
+        let trust = |peer: &str| Command::Trust {
+            peer: name(peer),
+            fingerprint: fp.into(),
+        };
+        let registry = Command::TrustRegistry {
+            fingerprint: fp.into(),
+        };
+        assert_eq!(parsed("trust registry FP"), registry);
+        assert_eq!(parsed("trust peer registry FP"), trust("registry"));
+        assert_eq!(parsed("trust bob FP"), trust("bob"));
+        assert_eq!(parsed("trust peer bob FP"), trust("bob"));
+        // A peer called peer, either way.
+        assert_eq!(parsed("trust peer FP"), trust("peer"));
+        assert_eq!(parsed("trust peer peer FP"), trust("peer"));
+        // The command a warning tells the user to type parses as trusting that peer.
+        for who in ["registry", "bob", "peer"] {
+            assert_eq!(parsed(&trust_command(&name(who), "FP")), trust(who));
+        }
+        for line in [
+            "trust peer registry",
+            "trust peer registry x FP",
+            "trust peer FP FP",
+        ] {
+            let err = parse(&line.replace("FP", fp)).unwrap_err().to_string();
+            assert!(
+                err.contains("usage: trust PEER FINGERPRINT"),
+                "{line:?}: {err}"
+            );
+        }
     }
 
     /// Found by the `command` fuzz target (docs/testing.md, finding 2): port 0 parses,

@@ -105,10 +105,12 @@ pub const TOPICS: &[Topic] = &[
     },
     Topic {
         name: "trust",
-        usage: "trust PEER FINGERPRINT | trust registry FINGERPRINT",
+        usage: "trust PEER FINGERPRINT | trust peer PEER FINGERPRINT | trust registry FINGERPRINT",
         about: "accept the new key a peer (or the registry) presented, only if it has the \
-                fingerprint you checked with its owner",
-        example: "trust bob 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940",
+                fingerprint you checked with its owner; trust peer PEER always means a peer, \
+                even one called registry",
+        example: "trust bob 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940   or   \
+                  trust peer registry 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940",
     },
     Topic {
         name: "release name",

@@ -2,8 +2,9 @@
 //!
 //! The shared transport reads, bounds and validates each request and checks its signature;
 //! this [`Service`] answers pings itself and hands the rest, and the sealed chat frames, to
-//! the broker, which owns the state (and the keys) they need. A chat request first waits for
-//! the registry's word on its name and key (`vouch.rs`). A chat message is stored on the
+//! the broker, which owns the state (and the keys) they need. A chat request that could be
+//! taken first waits for the registry's word on its name and key (`vouch.rs`); one refused
+//! whatever the registry says is refused before it is asked. A chat message is stored on the
 //! disk thread before it is shown and acknowledged: the connection task waits for that, not
 //! the broker. Refused connections are warnings in the log on stderr (stdout belongs to the
 //! user's events).
@@ -60,12 +61,22 @@ impl Service for PeerService {
                 let answer = self.broker.call(move |state, cx, fx| {
                     state.exchange_received(&from, records, local, cx, fx)
                 });
-                return answer.await.unwrap_or_else(|| {
-                    Outcome::error(ErrorCode::Busy, "this peer is shutting down")
-                });
+                return answer.await.unwrap_or_else(shutting_down);
             }
-            // Before anyone is shown this name: does the registry bind it to this key?
             PeerRequest::ChatRequest { .. } => {
+                // A request refused whatever the registry says (its address holds its share
+                // of pending requests, say) is refused first: only one that could be taken
+                // costs a lookup, which anyone could otherwise cause by the thousand.
+                let from = request.from.clone();
+                let refused = self
+                    .broker
+                    .call(move |state, cx, _| state.refusal_before_vouching(&from, cx));
+                match refused.await {
+                    Some(None) => {}
+                    Some(Some(refusal)) => return refusal,
+                    None => return shutting_down(),
+                }
+                // Before anyone is shown this name: does the registry bind it to this key?
                 let from = &request.from;
                 Some(self.voucher.vouch(from.name, from.key).await)
             }
@@ -74,9 +85,7 @@ impl Service for PeerService {
         let answer = self
             .broker
             .call(move |state, cx, fx| state.signed_request(request, vouch, cx, fx));
-        answer
-            .await
-            .unwrap_or_else(|| Outcome::error(ErrorCode::Busy, "this peer is shutting down"))
+        answer.await.unwrap_or_else(shutting_down)
     }
 
     async fn handle_sealed(
@@ -109,4 +118,9 @@ impl Service for PeerService {
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
         tracing::warn!("refused {remote}: {}", printable(&why.to_string()));
     }
+}
+
+/// The answer when the broker has stopped.
+fn shutting_down() -> Outcome {
+    Outcome::error(ErrorCode::Busy, "this peer is shutting down")
 }

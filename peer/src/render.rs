@@ -190,7 +190,8 @@ impl fmt::Display for Event {
                 f,
                 "WARNING: {peer} presented key {offered}, but the key known for {peer} is \
                  {pinned}. Someone may be impersonating {peer}; refused. If {peer} really has \
-                 a new key, check its fingerprint with {peer} and type: trust {peer} {offered}"
+                 a new key, check its fingerprint with {peer} and type: {}",
+                crate::command::trust_command(peer, offered)
             ),
             Event::Whoami { name, key } => write!(f, "{name} key {} ({key})", key.fingerprint()),
             Event::Trusted { peer, fingerprint } => {
@@ -363,6 +364,24 @@ mod tests {
         assert!(!painted.contains('\n'), "{painted:?}");
         let error = Event::Error(PeerError::History { why: "x\ny".into() });
         assert_eq!(PLAIN.render(&error), "error: x\\u{a}y");
+    }
+
+    #[test]
+    fn a_key_warning_ends_with_the_command_that_trusts_that_peer() {
+        let warning = |peer: &str| Event::KeyChanged {
+            peer: name(peer),
+            pinned: "OLD".into(),
+            offered: "NEW".into(),
+        };
+        assert!(PLAIN
+            .render(&warning("bob"))
+            .ends_with("type: trust bob NEW"));
+        // `trust registry NEW` would be the registry's command.
+        let registry = PLAIN.render(&warning("registry"));
+        assert!(
+            registry.ends_with("type: trust peer registry NEW"),
+            "{registry}"
+        );
     }
 
     #[test]

@@ -517,10 +517,16 @@ impl Peer {
 
     /// The line a peer prints when `name` shows key `offered` but key `pinned` is known.
     pub fn key_warning(name: &str, offered: &str, pinned: &str) -> String {
+        // `trust registry FP` is the registry's command: a peer of that name takes the longer
+        // form.
+        let trust = match name {
+            "registry" => "trust peer",
+            _ => "trust",
+        };
         format!(
             "WARNING: {name} presented key {offered}, but the key known for {name} is \
              {pinned}. Someone may be impersonating {name}; refused. If {name} really has a \
-             new key, check its fingerprint with {name} and type: trust {name} {offered}"
+             new key, check its fingerprint with {name} and type: {trust} {name} {offered}"
         )
     }
 

@@ -1,5 +1,5 @@
 //! A recording TCP proxy: it sits between two programs on loopback and records every byte,
-//! and can hold back or intercept frames.
+//! and can hold back, intercept or answer frames itself.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -49,6 +49,10 @@ impl Capture {
     }
 }
 
+/// What the proxy answers, in the target's place, to a sealed chat frame it keeps: the bytes
+/// to send back, made from the frame.
+type Answer = Box<dyn FnOnce(&[u8]) -> Vec<u8> + Send>;
+
 struct ProxyState {
     target: SocketAddr,
     captures: Mutex<Vec<Capture>>,
@@ -56,6 +60,8 @@ struct ProxyState {
     changed: Condvar,
     intercepting: AtomicBool,
     holding: AtomicBool,
+    /// The answer to the next sealed chat frame, if the proxy is to answer it itself.
+    answering: Mutex<Option<Answer>>,
 }
 
 impl ProxyState {
@@ -92,7 +98,9 @@ impl ProxyState {
 /// `target`, and every byte in both directions is recorded before it is passed on (so
 /// whatever an end has received is already in the capture). While it intercepts
 /// ([`Proxy::intercept_sealed`]), a connection whose frame is a sealed chat frame is kept and
-/// closed instead of forwarded, as by an attacker who holds a message back; while it holds
+/// closed instead of forwarded, as by an attacker who holds a message back; the next sealed
+/// chat frame after [`Proxy::answer_next_sealed`] is kept and answered by the proxy, as by an
+/// attacker who hands the sender a reply of its choosing; while it holds
 /// ([`Proxy::hold_signed`]), a connection whose frame is a signed request waits, unanswered,
 /// until the hold ends, as by an attacker who delays a message.
 ///
@@ -112,6 +120,7 @@ impl Proxy {
             changed: Condvar::new(),
             intercepting: AtomicBool::new(false),
             holding: AtomicBool::new(false),
+            answering: Mutex::new(None),
         });
         let shared = Arc::clone(&state);
         let acceptor = Acceptor::start(move |client| {
@@ -139,6 +148,16 @@ impl Proxy {
     /// everything else is still forwarded.
     pub fn intercept_sealed(&self, on: bool) {
         self.state.intercepting.store(on, Ordering::SeqCst);
+    }
+
+    /// The next sealed chat frame (`E`) is kept from the target and answered with what
+    /// `answer` makes of it (length prefix included); the frames after it go through again.
+    pub fn answer_next_sealed(&self, answer: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static) {
+        *self
+            .state
+            .answering
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Box::new(answer));
     }
 
     /// While `on`, signed frames wait (unanswered, at most [`RAW_READ_TIMEOUT`]) before
@@ -217,8 +236,29 @@ fn relay(state: Arc<ProxyState>, connection: usize, mut client: TcpStream) {
     } else {
         frame.clear();
     }
-    let intercept =
-        state.intercepting.load(Ordering::SeqCst) && frame.get(4).copied() == Some(b'E');
+    let sealed = frame.get(4).copied() == Some(b'E');
+    let answer = match sealed {
+        true => state
+            .answering
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take(),
+        false => None,
+    };
+    if let Some(answer) = answer {
+        let reply = answer(&frame);
+        state.update(connection, |c| {
+            c.sent.extend_from_slice(&frame);
+            c.received.extend_from_slice(&reply);
+            c.forwarded = false;
+        });
+        let _ = client.write_all(&reply);
+        let _ = client.shutdown(Shutdown::Write);
+        // The sender closes after reading the reply; wait for that, boundedly, as a receiver.
+        let _ = read_to_close(&mut client);
+        return;
+    }
+    let intercept = state.intercepting.load(Ordering::SeqCst) && sealed;
     state.update(connection, |c| {
         c.sent.extend_from_slice(&frame);
         c.forwarded = !intercept;

@@ -11,13 +11,13 @@
 //! Pure data and rules; the clock is a parameter, so the tests need no waiting.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use p2p_shared::handshake::{HandshakeMessage, Pattern};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::{MessageId, PeerInfo, PeerName};
+use p2p_shared::{Answer, MessageId, PeerInfo, PeerName};
 
 use crate::error::PeerError;
 use crate::event::{Event, Withdrawal};
@@ -82,6 +82,11 @@ pub enum IncomingEnd {
         peer: PeerName,
         why: Withdrawal,
     },
+    /// A request in the same name from another key, which the registry or a pin vouches for,
+    /// took its place (nobody vouched for this one).
+    Displaced {
+        peer: PeerName,
+    },
     /// We exit with it unanswered.
     Unanswered {
         peer: PeerName,
@@ -111,8 +116,27 @@ impl IncomingEnd {
                 peer: *peer,
                 why: *why,
             },
+            // To the user, a newer request from that name, as any other replacement.
+            IncomingEnd::Displaced { peer } => Event::RequestWithdrawn {
+                peer: *peer,
+                why: Withdrawal::Replaced,
+            },
             IncomingEnd::Unanswered { peer } => Event::RequestUnanswered { peer: *peer },
             IncomingEnd::Undelivered(error) => Event::Error(error.clone()),
+        }
+    }
+
+    /// The `chat_answer` its requester is owed when a request ends this way: it waits for an
+    /// answer until its own timeout otherwise. `None` when the user's answer goes instead, or
+    /// the requester knows already (its own newer request replaced it, a chat with it is
+    /// open). A displaced requester is told `declined`, as a `yes` that could not be kept is:
+    /// this peer will not take the request, and no protocol version has another word for it.
+    pub fn owed(&self) -> Option<Answer> {
+        match self {
+            IncomingEnd::Expired { .. } => Some(Answer::Expired),
+            IncomingEnd::Unanswered { .. } => Some(Answer::Left),
+            IncomingEnd::Displaced { .. } => Some(Answer::Declined),
+            _ => None,
         }
     }
 }
@@ -175,9 +199,9 @@ impl IncomingRequests {
 
     /// Records request `id` from `from`, which arrived at `now` (`utc` on the wall clock);
     /// `verified` if the registry or a pin vouches for its key. It replaces an earlier one
-    /// from the same name and key, which ends (returned). One under another key is replaced
-    /// only by a request someone vouches for, when nobody vouched for it: a stranger cannot
-    /// push out a request, and cannot hold a name against its vouched-for owner.
+    /// from the same name and key, which ends (returned, with how). One under another key is
+    /// replaced only by a request someone vouches for, when nobody vouched for it: a stranger
+    /// cannot push out a request, and cannot hold a name against its vouched-for owner.
     pub fn offer(
         &mut self,
         id: MessageId,
@@ -185,7 +209,7 @@ impl IncomingRequests {
         (pattern, handshake, verified, unanswered): (Pattern, HandshakeMessage, bool, bool),
         now: Instant,
         utc: DateTime<Utc>,
-    ) -> Result<Option<IncomingEnd>, NotKept> {
+    ) -> Result<Option<(PendingRequest, IncomingEnd)>, NotKept> {
         let record = PendingRequest {
             id,
             from: from.name,
@@ -198,46 +222,64 @@ impl IncomingRequests {
             received_at: utc,
             expires_at: now + self.ttl,
         };
-        match self.by_peer.get_mut(&from.name) {
+        self.could_keep(from, verified)?;
+        // The bounds hold for the new record as for any other (a vouched-for key replacing a
+        // stranger's could come from a full address): checked before the old one goes.
+        let Some(existing) = self.by_peer.insert(from.name, record) else {
+            return Ok(None);
+        };
+        let peer = from.name;
+        let end = match existing.key == from.key {
+            true => IncomingEnd::Withdrawn {
+                peer,
+                why: Withdrawal::Replaced,
+            },
+            false => IncomingEnd::Displaced { peer },
+        };
+        Ok(Some((existing, end)))
+    }
+
+    /// Whether a request from `from` fits the bounds that hold whatever the registry says of
+    /// its name (all but the share of requesters nobody vouches for). Asked before the
+    /// registry is, so that a request refused anyway costs no lookup. A request in a name
+    /// pending under another key is not refused here: the registry may know it for an
+    /// impostor's, and the user is to be warned of that.
+    pub fn could_take(&self, from: &PeerInfo) -> Result<(), NotKept> {
+        self.room_for(&from.name, from.addr.ip(), &from.key, true)
+    }
+
+    /// Whether a request from `from`, `verified` or not, may be kept: in place of the one
+    /// pending in its name, if any, and within every bound.
+    fn could_keep(&self, from: &PeerInfo, verified: bool) -> Result<(), NotKept> {
+        match self.by_peer.get(&from.name) {
             Some(existing) if existing.key != from.key && (existing.verified || !verified) => {
                 Err(NotKept::OtherKey(from.name))
             }
-            Some(_) => {
-                // The bounds hold for the new record as for any other (a vouched-for key
-                // replacing a stranger's could come from a full address).
-                let existing = self.by_peer.remove(&from.name).expect("present just now");
-                if let Err(full) = self.room_for(&record) {
-                    self.by_peer.insert(from.name, existing);
-                    return Err(full);
-                }
-                self.by_peer.insert(from.name, record);
-                Ok(Some(IncomingEnd::Withdrawn {
-                    peer: from.name,
-                    why: Withdrawal::Replaced,
-                }))
-            }
-            None => {
-                self.room_for(&record)?;
-                self.by_peer.insert(from.name, record);
-                Ok(None)
-            }
+            _ => self.room_for(&from.name, from.addr.ip(), &from.key, verified),
         }
     }
 
-    /// Whether one more request like `record` fits every bound.
-    fn room_for(&self, record: &PendingRequest) -> Result<(), NotKept> {
-        let count =
-            |f: &dyn Fn(&PendingRequest) -> bool| self.by_peer.values().filter(|r| f(r)).count();
-        if self.by_peer.len() >= MAX_PENDING {
+    /// Whether one more request from `name` at `ip`, signed by `key`, fits every bound, in
+    /// place of the one pending in that name if any (it would replace it).
+    fn room_for(
+        &self,
+        name: &PeerName,
+        ip: IpAddr,
+        key: &PublicKey,
+        verified: bool,
+    ) -> Result<(), NotKept> {
+        let others = || self.by_peer.values().filter(|r| r.from != *name);
+        let count = |f: &dyn Fn(&PendingRequest) -> bool| others().filter(|r| f(r)).count();
+        if others().count() >= MAX_PENDING {
             return Err(NotKept::Full);
         }
-        if !record.verified && count(&|r| !r.verified) >= MAX_UNVERIFIED {
+        if !verified && count(&|r| !r.verified) >= MAX_UNVERIFIED {
             return Err(NotKept::FullOfStrangers);
         }
-        if count(&|r| r.addr.ip() == record.addr.ip()) >= MAX_PER_ADDRESS {
+        if count(&|r| r.addr.ip() == ip) >= MAX_PER_ADDRESS {
             return Err(NotKept::FromThisAddress);
         }
-        if count(&|r| r.key == record.key) >= MAX_PER_KEY {
+        if count(&|r| r.key == *key) >= MAX_PER_KEY {
             return Err(NotKept::FromThisKey);
         }
         Ok(())
@@ -384,7 +426,7 @@ mod tests {
         incoming: &mut IncomingRequests,
         from: &PeerInfo,
         verified: bool,
-    ) -> Result<Option<IncomingEnd>, NotKept> {
+    ) -> Result<Option<(PendingRequest, IncomingEnd)>, NotKept> {
         incoming.offer(new_id(), from, first(verified), Instant::now(), Utc::now())
     }
 
@@ -432,13 +474,16 @@ mod tests {
         assert_eq!(first, Ok(None));
         let second = new_id();
         let replaced = incoming.offer(second, &sender("alice", 1), share(), later, Utc::now());
+        let (old, end) = replaced.unwrap().unwrap();
         assert_eq!(
-            replaced.unwrap().unwrap().event(),
+            end.event(),
             Event::RequestWithdrawn {
                 peer: name("alice"),
                 why: Withdrawal::Replaced
             }
         );
+        assert_eq!(end.owed(), None, "alice knows: she asked again");
+        assert_ne!(old.id, second);
         let taken = incoming.take(None, later).unwrap();
         assert_eq!((taken.id, taken.expires_at), (second, later + TTL));
         assert_eq!(incoming.take(None, later), Err(TakeError::NonePending));
@@ -495,6 +540,46 @@ mod tests {
     }
 
     #[test]
+    fn what_the_registry_cannot_change_is_known_before_asking_it() {
+        let mut incoming = IncomingRequests::new(TTL);
+        for i in 0..MAX_PER_ADDRESS {
+            let from = from_ip(&format!("a{i}"), [127, 1, 2, 3], 1);
+            assert_eq!(offer_from(&mut incoming, &from, false), Ok(None));
+        }
+        let full = from_ip("a-more", [127, 1, 2, 3], 2);
+        assert_eq!(incoming.could_take(&full), Err(NotKept::FromThisAddress));
+        // A name asking again replaces its own record: it fits.
+        let again = from_ip("a0", [127, 1, 2, 3], 1);
+        assert_eq!(incoming.could_take(&again), Ok(()));
+
+        // Whether one more stranger fits depends on the registry's word: not refused before.
+        for i in MAX_PER_ADDRESS..MAX_UNVERIFIED {
+            let from = from_ip(&format!("s{i}"), [127, 2, 0, i as u8], 1);
+            assert_eq!(offer_from(&mut incoming, &from, false), Ok(None));
+        }
+        let next = from_ip("s-next", [127, 3, 0, 1], 1);
+        assert_eq!(incoming.could_take(&next), Ok(()));
+        assert_eq!(
+            offer_from(&mut incoming, &next, false),
+            Err(NotKept::FullOfStrangers)
+        );
+
+        // A name pending under a key someone vouched for, asked for with another key: the
+        // registry is asked all the same, so that an impostor is named as such.
+        let carol = from_ip("carol", [127, 4, 0, 1], 1);
+        assert_eq!(offer_from(&mut incoming, &carol, true), Ok(None));
+        let other = PeerInfo {
+            key: p2p_shared::identity::Identity::generate().public(),
+            ..from_ip("carol", [127, 5, 0, 1], 1)
+        };
+        assert_eq!(incoming.could_take(&other), Ok(()));
+        assert_eq!(
+            offer_from(&mut incoming, &other, false),
+            Err(NotKept::OtherKey(name("carol")))
+        );
+    }
+
+    #[test]
     fn a_request_under_another_key_never_replaces_a_pending_one() {
         let now = Instant::now();
         let mut incoming = IncomingRequests::new(TTL);
@@ -529,17 +614,18 @@ mod tests {
         assert_eq!(refused, Err(NotKept::FromThisAddress));
         assert_eq!(incoming.take(Some(&name("eve")), now).unwrap().key, eve.key);
 
-        // Nobody vouched for dave's: the key someone vouches for takes the name.
+        // Nobody vouched for dave's: the key someone vouches for takes the name, and the
+        // displaced requester is owed a `declined`.
         let dave = from_ip("dave", [127, 1, 0, 1], 1);
         assert_eq!(offer_from(&mut incoming, &dave, false), Ok(None));
         let real = PeerInfo {
             key: p2p_shared::identity::Identity::generate().public(),
             ..dave
         };
-        assert!(matches!(
-            offer_from(&mut incoming, &real, true),
-            Ok(Some(_))
-        ));
+        let (displaced, end) = offer_from(&mut incoming, &real, true).unwrap().unwrap();
+        assert_eq!(displaced.key, dave.key);
+        assert_eq!(end, IncomingEnd::Displaced { peer: name("dave") });
+        assert_eq!(end.owed(), Some(Answer::Declined));
         assert_eq!(
             incoming.take(Some(&name("dave")), now).unwrap().key,
             real.key

@@ -169,7 +169,9 @@ impl PeerState {
     pub fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         for (request, end) in self.incoming.expire(now) {
             fx.push(Effect::Show(end.event()));
-            fx.push(tell(&request, Answer::Expired));
+            if let Some(answer) = end.owed() {
+                fx.push(tell(&request, answer));
+            }
         }
         for end in self.outgoing.expire(now) {
             fx.push(Effect::Show(end.event()));

@@ -11,7 +11,7 @@ use p2p_shared::{
 use super::chats::Chats;
 
 use super::outgoing::{NotAnswerable, OutgoingEnd};
-use super::{screen_full, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
+use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
 use crate::disk::Record;
 use crate::event::Event;
 
@@ -48,6 +48,34 @@ impl PeerState {
         }
     }
 
+    /// The refusal of a chat request from `from` that no word of the registry's about its
+    /// name could change, if it is refused so. `inbound.rs` asks before it asks the registry,
+    /// so that a request refused anyway costs no lookup; [`PeerState::signed_request`] asks
+    /// again with the registry's answer, since the state may have changed meanwhile.
+    pub fn refusal_before_vouching(&self, from: &PeerInfo, cx: &Context) -> Option<Outcome> {
+        if from.name == self.origin.name {
+            return Some(Outcome::error(
+                ErrorCode::InvalidRequest,
+                "that is my own name: no chat with yourself",
+            ));
+        }
+        // First: a request shows a line (a warning, if its key is not the pinned one), and
+        // anyone may send requests at any rate.
+        if !cx.screen_room {
+            return Some(screen_full());
+        }
+        // A request from the very key we chat with under that name. (Another key in that
+        // name may be an impostor the registry knows: that one is refused with its warning.)
+        if self.chats.key(&from.name) == Some(from.key) {
+            return Some(already_connected(from));
+        }
+        // The bounds that hold even for a request the registry vouches for.
+        let could = self.incoming.could_take(from);
+        could
+            .err()
+            .map(|why| Outcome::error(ErrorCode::TooManyRequests, why.to_string()))
+    }
+
     fn chat_request(
         &mut self,
         id: MessageId,
@@ -57,16 +85,8 @@ impl PeerState {
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
-        if from.name == self.origin.name {
-            return Outcome::error(
-                ErrorCode::InvalidRequest,
-                "that is my own name: no chat with yourself",
-            );
-        }
-        // First: a request shows a line (a warning, if its key is not the pinned one), and
-        // anyone may send requests at any rate.
-        if !cx.screen_room {
-            return screen_full();
+        if let Some(refusal) = self.refusal_before_vouching(&from, cx) {
+            return refusal;
         }
         // A name means the key the registry binds it to; then the key pinned for it here.
         if let Vouch::Impostor { registered } = vouch {
@@ -90,10 +110,7 @@ impl PeerState {
             vouch.is_registered() || self.pins.vouches(cx.namespace, &from.name, &from.key);
         let unanswered = !verified && vouch == Vouch::Unanswered;
         if self.chats.contains(&from.name) {
-            return Outcome::error(
-                ErrorCode::AlreadyConnected,
-                format!("already in a chat with {}", from.name),
-            );
+            return already_connected(&from);
         }
         // Message 1 must be a handshake by the key that signed the request, meant for us.
         let me = &self.origin;
@@ -109,8 +126,12 @@ impl PeerState {
             cx.utc,
         ) {
             Ok(replaced) => {
-                if let Some(end) = replaced {
+                if let Some((old, end)) = replaced {
                     fx.push(Effect::Show(end.event()));
+                    // A requester displaced by another key waits for an answer otherwise.
+                    if let Some(answer) = end.owed() {
+                        fx.push(tell(&old, answer));
+                    }
                 }
                 let expires_in = self.incoming.ttl();
                 fx.push(Effect::Show(Event::RequestArrived {
@@ -254,4 +275,11 @@ impl PeerState {
             }
         }
     }
+}
+
+fn already_connected(from: &PeerInfo) -> Outcome {
+    Outcome::error(
+        ErrorCode::AlreadyConnected,
+        format!("already in a chat with {}", from.name),
+    )
 }

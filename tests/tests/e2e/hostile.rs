@@ -529,3 +529,50 @@ fn one_address_holds_only_a_few_pending_requests() {
     expected.extend(vec!["too_many_requests".to_owned(); 2]);
     assert_eq!(codes, expected);
 }
+
+#[test]
+fn a_request_refused_by_the_pending_bounds_costs_no_registry_lookup() {
+    // The registry is played by the test, and alice trusts its key: every chat request she
+    // could take is looked up there first. It answers five lookups, `unknown_peer`, and
+    // notes each name asked.
+    let registry = RawPeer::start("registry");
+    let alice = Peer::builder("alice")
+        .server(registry.addr())
+        .server_key(&registry.key())
+        .start();
+    let (asked_tx, asked) = std::sync::mpsc::channel();
+    let answering = std::thread::spawn(move || {
+        for _ in 0..5 {
+            let lookup = registry.receive();
+            let body = &lookup.envelope["body"];
+            assert_eq!(body["type"], "lookup", "{body}");
+            let _ = asked_tx.send(body["name"].as_str().unwrap_or("?").to_owned());
+            let unknown = json!({ "type": "error", "code": "unknown_peer", "detail": "no" });
+            lookup.reply(registry.signer(), unknown);
+        }
+    });
+    // Four requests from one address fill its share; the fifth is refused, and then one from
+    // another address is taken.
+    let mut codes: Vec<String> = (0..5)
+        .map(|i| {
+            let r = Signer::new(&format!("r{i}"), "127.1.2.1:1");
+            outcome(&r.send(alice.addr(), &r.chat_request().0))
+        })
+        .collect();
+    let other = Signer::new("other", "127.1.2.2:1");
+    codes.push(outcome(&other.send(alice.addr(), &other.chat_request().0)));
+    let mut expected = vec!["pending"; 4];
+    expected.extend(["too_many_requests", "pending"]);
+    assert_eq!(codes, expected);
+    // The registry was asked about the five requests alice could take, in order: never
+    // about the one refused by the bounds.
+    let names: Vec<String> = (0..5)
+        .map(|_| {
+            asked
+                .recv_timeout(p2p_e2e::EXPECT_TIMEOUT)
+                .expect("a lookup")
+        })
+        .collect();
+    assert_eq!(names, ["r0", "r1", "r2", "r3", "other"]);
+    answering.join().expect("the registry answered");
+}

@@ -105,6 +105,39 @@ fn a_name_nobody_registered_is_shown_unverified_both_ways() {
 }
 
 #[test]
+fn a_stranger_pushed_out_by_the_owner_of_the_name_is_told_declined() {
+    let (server, alice, _bob) = registered();
+    // A stranger asks alice as carol, a name nobody has registered yet: shown unverified.
+    let stranger = RawPeer::start("carol");
+    let (request, _) = stranger.signer().chat_request();
+    let reply = stranger.signer().send(alice.addr(), &request);
+    assert_eq!(outcome(&reply), "pending", "{reply}");
+    alice.expect_request_vouched("carol", stranger.addr(), &stranger.fingerprint(), false);
+
+    // The real carol registers and asks: the registry vouches for her, and her request takes
+    // the name's place.
+    let carol = Peer::start("carol", server.addr());
+    carol.register();
+    carol.send("chat request alice");
+    carol.expect_request_sent_vouched(&alice, true);
+    alice.expect_exact("chat request from carol replaced by a newer one");
+    alice.expect_request_vouched("carol", carol.addr(), &carol.fingerprint(), true);
+    // The stranger is told at once that its request will not be taken, instead of waiting
+    // for an answer that never comes.
+    let answer = stranger.receive();
+    let body = &answer.envelope["body"];
+    assert_eq!(body["type"], "chat_answer", "{body}");
+    assert_eq!(body["request"], request["id"], "{body}");
+    assert_eq!(body["answer"], "declined", "{body}");
+    assert_eq!(signer_of(&answer.envelope), alice.key());
+    answer.reply(stranger.signer(), json!({ "type": "ok" }));
+
+    // carol's is the one request pending.
+    alice.accept_chat(&carol, alice.addr());
+    carol.say(&alice, "the carol the registry knows");
+}
+
+#[test]
 fn a_registry_with_a_new_key_is_trusted_only_by_its_fingerprint() {
     let first = Server::start();
     let port = first.addr().port();

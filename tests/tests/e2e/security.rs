@@ -256,6 +256,57 @@ fn a_tampered_chat_message_is_refused_and_nothing_is_shown() {
     bob.say(&alice, "fine");
 }
 
+/// The swapped reply of issue 13: a refusal bob really signed, but for another frame, handed
+/// to alice as his answer to her message. It used to close her chat.
+#[test]
+fn a_refusal_bob_signed_for_another_frame_does_not_end_alices_chat() {
+    // alice's liveness checks go through the proxy too: an hour apart, so that the one frame
+    // the attacker answers is her message, not a check.
+    let alice = Peer::builder("alice").arg("--keepalive").arg("1h").start();
+    let bob = Peer::start_offline("bob");
+    let proxy = Proxy::start(bob.addr());
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    bob.accept_chat(&alice, proxy.addr());
+
+    // On the path, mallory keeps alice's next message from bob and sends bob a copy with one
+    // bit of its tag changed: the same chat id and counter, in a frame that opens nowhere.
+    // Bob's signed `unknown_session` refusal of that copy is the answer alice gets.
+    let to_bob = bob.addr();
+    proxy.answer_next_sealed(move |frame| {
+        let mut altered = frame.to_vec();
+        *altered.last_mut().expect("a whole frame") ^= 0x01;
+        raw_exchange(to_bob, &altered, false)
+    });
+    alice.send("chat message bob pay mallory 10 euros");
+    assert_eq!(
+        alice.expect_error(),
+        format!(
+            "error: bob ({}) sent an acknowledgement that does not open with the chat's keys; \
+             message not confirmed",
+            proxy.addr()
+        ),
+        "the message is reported unconfirmed, not the chat as closed by bob"
+    );
+    // What alice was handed: a refusal signed by bob's key, naming a frame that is not hers.
+    let swapped = only(proxy.captures_of_kind(b'E'), "sealed frame");
+    assert!(!swapped.forwarded, "alice's message never reached bob");
+    let refusal = p2p_e2e::decode_reply(&swapped.received).expect("a signed reply");
+    assert_eq!(outcome(&refusal), "unknown_session", "{refusal}");
+    assert_eq!(signer_of(&refusal), bob.key(), "{refusal}");
+    let hers = p2p_e2e::frame_body(&swapped.sent).expect("one frame");
+    let hers = p2p_shared::wire::RequestDigest::of(hers);
+    assert_ne!(refusal["body"]["re_digest"], json!(hers), "{refusal}");
+    assert_eq!(bob.unread_lines(), NONE, "bob showed nothing");
+
+    // alice's chat is still open, and her next message is delivered and shown at bob.
+    assert_eq!(alice.connected(), vec![bob.connected_line_at(proxy.addr())]);
+    alice.say(&bob, "this one is really from me");
+    bob.say(&alice, "got it");
+    assert_eq!(bob.connected(), vec![alice.connected_line()]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // d. No plaintext on the wire
 // ---------------------------------------------------------------------------------------------
@@ -646,6 +697,47 @@ fn a_peer_with_a_new_key_is_refused_until_trusted() {
 
     bob.chat_with(&alice);
     bob.say(&alice, "new key, same bob");
+}
+
+#[test]
+fn a_peer_called_registry_is_trusted_with_trust_peer() {
+    // `trust registry FP` pins the registry's key: a peer called registry needs another form.
+    let alice = Peer::start_offline("alice");
+    let mut first = Peer::start_offline("registry");
+    first.chat_with(&alice);
+    let old = first.fingerprint();
+    first.exit();
+    alice.expect_exact("registry disconnected");
+
+    // registry again, with a new key: the warning names the form that means the peer.
+    let registry = Peer::start_offline("registry");
+    let new = registry.fingerprint();
+    registry.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    let warning = alice.expect_prefix("WARNING: registry");
+    assert_eq!(warning, Peer::key_warning("registry", &new, &old));
+    assert!(
+        warning.ends_with(&format!("type: trust peer registry {new}")),
+        "{warning}"
+    );
+    registry.expect_error();
+
+    // The short form is still the registry's (alice has none that answers): the peer's new
+    // key is not trusted by it.
+    let out = alice.run(&format!("trust registry {new}"));
+    assert!(p2p_e2e::is_one_error(&out), "{out:?}");
+    registry.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    let error = registry.expect_error();
+    assert!(error.contains("another key"), "{error:?}");
+    assert_eq!(
+        alice.unread_lines(),
+        NONE,
+        "no request shown (warned once per key)"
+    );
+
+    alice.send(&format!("trust peer registry {new}"));
+    alice.expect_exact(&format!("trusting key {new} for registry from now on"));
+    registry.chat_with(&alice);
+    registry.say(&alice, "new key, same name");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,13 +89,40 @@ fn ask_vouched(
     vouch: Vouch,
     now: Instant,
 ) -> (Outcome, Vec<Event>) {
+    let (_, outcome, fx) = ask_for_effects(state, from, vouch, now);
+    (outcome, shown(&fx))
+}
+
+/// The same: the request's id, the outcome, and every effect.
+fn ask_for_effects(
+    state: &mut PeerState,
+    from: &Someone,
+    vouch: Vouch,
+    now: Instant,
+) -> (MessageId, Outcome, Vec<Effect>) {
     let id = new_id();
     let (_, pattern, handshake) = Initiator::start(&from.identity, id, Recipient::Unknown(None));
     let body = PeerRequest::ChatRequest { pattern, handshake };
     let mut fx = Vec::new();
     let request = Envelope::new(id, from.info.clone(), body);
     let outcome = state.signed_request(request, Some(vouch), &at(now), &mut fx);
-    (outcome, shown(&fx))
+    (id, outcome, fx)
+}
+
+/// The requesters told how their request ended, and what: `(to, answer)` of each `chat_answer`.
+fn told(fx: &[Effect]) -> Vec<(std::net::SocketAddr, MessageId, Answer)> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Tell {
+                to,
+                body:
+                    PeerRequest::ChatAnswer {
+                        request, answer, ..
+                    },
+            } => Some((*to, *request, *answer)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `from` asks alice for a chat; the outcome, and what alice shows.

@@ -324,6 +324,90 @@ fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impo
 }
 
 #[test]
+fn a_stranger_displaced_by_the_owner_of_the_name_is_told_declined() {
+    let now = Instant::now();
+    let (stranger, carol) = (someone("carol", 9), someone("carol", 3));
+    let mut state = alice();
+    let pending = |outcome: &Outcome| matches!(outcome, Outcome::Pending { .. });
+    // Nobody vouches for the stranger's carol: pending, unverified.
+    let (_, outcome, fx) = ask_for_effects(&mut state, &stranger, Vouch::Unregistered, now);
+    assert!(pending(&outcome), "{outcome:?}");
+    assert_eq!(told(&fx), []);
+    // The stranger asking again replaces its own request: it knows, nobody is told.
+    let (asked, outcome, fx) = ask_for_effects(&mut state, &stranger, Vouch::Unregistered, now);
+    assert!(pending(&outcome), "{outcome:?}");
+    assert_eq!(told(&fx), []);
+
+    // The carol the registry vouches for takes the name; the stranger, whose request will
+    // never be answered now, is told so instead of waiting for its timeout.
+    let (_, outcome, fx) = ask_for_effects(&mut state, &carol, Vouch::Registered, now);
+    assert!(pending(&outcome), "{outcome:?}");
+    assert_eq!(told(&fx), [(stranger.info.addr, asked, Answer::Declined)]);
+    let withdrawn = Event::RequestWithdrawn {
+        peer: name("carol"),
+        why: Withdrawal::Replaced,
+    };
+    assert!(matches!(
+        shown(&fx).as_slice(),
+        [first, Event::RequestArrived { verified: true, .. }] if *first == withdrawn
+    ));
+    let mut fx = Vec::new();
+    let yes = state.answer(None, true, &at(now), &mut fx).unwrap();
+    assert_eq!(yes.request.key, carol.info.key, "the only one pending");
+}
+
+#[test]
+fn a_request_refused_whatever_the_registry_says_is_refused_before_it_is_asked() {
+    let now = Instant::now();
+    let mut state = alice();
+    let from_ip = |who: &str, ip: &str| {
+        let mut someone = someone(who, 1);
+        someone.info.addr = format!("{ip}:1").parse().unwrap();
+        someone
+    };
+    let before = |state: &PeerState, from: &Someone| {
+        let refusal = state.refusal_before_vouching(&from.info, &at(now));
+        refusal.as_ref().and_then(Code::code)
+    };
+    // Four requesters fill the share of one address.
+    for i in 0..incoming::MAX_PER_ADDRESS {
+        let requester = from_ip(&format!("r{i}"), "127.1.0.1");
+        assert_eq!(before(&state, &requester), None, "the registry is asked");
+        let (outcome, _) = ask_vouched(&mut state, &requester, Vouch::Unregistered, now);
+        assert!(matches!(outcome, Outcome::Pending { .. }), "{outcome:?}");
+    }
+    // The fifth is refused before the registry is asked, and the same after, whatever it says.
+    let fifth = from_ip("r4", "127.1.0.1");
+    assert_eq!(before(&state, &fifth), Some(ErrorCode::TooManyRequests));
+    let (outcome, shown) = ask_vouched(&mut state, &fifth, Vouch::Registered, now);
+    assert_eq!(
+        outcome.code(),
+        Some(ErrorCode::TooManyRequests),
+        "{outcome:?}"
+    );
+    assert_eq!(shown, []);
+    // One from another address could be taken: the registry is asked about it.
+    assert_eq!(before(&state, &from_ip("r5", "127.1.0.2")), None);
+
+    // The partner of an open chat, under its key: refused before asking.
+    let bob = from_ip("bob", "127.2.0.1");
+    open_chat_with(&mut state, &bob, now);
+    assert_eq!(before(&state, &bob), Some(ErrorCode::AlreadyConnected));
+    // Another key calling itself bob may be an impostor the registry knows: asked, and
+    // warned about.
+    assert_eq!(before(&state, &from_ip("bob", "127.2.0.2")), None);
+    // Our own name; a full screen.
+    let me = from_ip("alice", "127.3.0.1");
+    assert_eq!(before(&state, &me), Some(ErrorCode::InvalidRequest));
+    let full = Context {
+        screen_room: false,
+        ..at(now)
+    };
+    let refusal = state.refusal_before_vouching(&from_ip("r6", "127.3.0.2").info, &full);
+    assert_eq!(refusal.as_ref().and_then(Code::code), Some(ErrorCode::Busy));
+}
+
+#[test]
 fn a_chat_keeps_the_partners_noise_static_key_for_ik_next_time() {
     let now = Instant::now();
     let bob = someone("bob", 2);
