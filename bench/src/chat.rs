@@ -158,7 +158,9 @@ impl Service for Partner {
                 Outcome::Ok
             }
             PeerRequest::Ping => Outcome::Ok,
-            PeerRequest::ChatRequest { .. } | PeerRequest::Exchange { .. } => Outcome::error(
+            PeerRequest::ChatRequest { .. }
+            | PeerRequest::Exchange { .. }
+            | PeerRequest::Broadcast { .. } => Outcome::error(
                 p2p_shared::ErrorCode::UnsupportedRequest,
                 "this is the bench",
             ),

@@ -66,6 +66,12 @@ fuzz_target!(|data: &[u8]| {
         Command::Whoami => assert_eq!(words, ["whoami"]),
         Command::ReleaseName => assert_eq!(words, ["release", "name"]),
         Command::KnownPeers => assert_eq!(words, ["peers"]),
+        Command::Broadcast { text } => {
+            assert_eq!(words[0], "broadcast");
+            assert!(!text.is_empty() && line.ends_with(text.as_str()), "{line:?}");
+        }
+        Command::Block { peer } => assert_eq!(words, ["block", peer.as_str()]),
+        Command::Unblock { peer } => assert_eq!(words, ["unblock", peer.as_str()]),
         Command::Join { host, port } => {
             assert_eq!(words[0], "join");
             assert_ne!(*port, 0, "{line:?}");

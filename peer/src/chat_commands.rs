@@ -42,16 +42,16 @@ impl CommandLoop {
     pub(crate) async fn chat_request(&mut self, target: Target) {
         // By name, the registry also says which key the peer must answer with, and, most
         // often, the static key that key signed.
-        let (addr, expected, registered_noise) = match target {
+        let (addr, expected, registered_noise, vouched) = match target {
             Target::Addr { host, port } => match runtime::resolve(&host, port).await {
-                Ok(addr) => (addr, None, None),
+                Ok(addr) => (addr, None, None, false),
                 Err(e) => {
                     let why = e.to_string();
                     return self.error(PeerError::UnknownHost { host, why }).await;
                 }
             },
             Target::Name(name) => match self.lookup(&name).await {
-                Ok((peer, noise)) => (peer.addr, Some((name, peer.key)), noise),
+                Ok((peer, noise, vouched)) => (peer.addr, Some((name, peer.key)), noise, vouched),
                 Err(e) => return self.error(e).await,
             },
         };
@@ -114,8 +114,9 @@ impl CommandLoop {
                         name,
                     })))
                 }
-                // By name, the registry's key was checked just now.
-                Some(_) => Ok((from, Duration::from_millis(expires_in_ms), true)),
+                // By name, the registry's key was checked just now (or, with no registry to
+                // answer, the book's, vouched for if pinned).
+                Some(_) => Ok((from, Duration::from_millis(expires_in_ms), vouched)),
                 // By address, whoever answered chose its name: the registry must bind that
                 // name to that key, or it is an impostor; a name it does not know stays
                 // unverified.

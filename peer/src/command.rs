@@ -56,6 +56,17 @@ pub enum Command {
     },
     /// The book: the peers this peer knows of.
     KnownPeers,
+    /// A public message to the whole network.
+    Broadcast {
+        text: String,
+    },
+    /// Drop broadcasts and chat requests from the keys a name means here.
+    Block {
+        peer: PeerName,
+    },
+    Unblock {
+        peer: PeerName,
+    },
     /// `help`, or `help COMMAND` for one command.
     Help(Option<&'static Topic>),
     Exit,
@@ -133,6 +144,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         },
         ["release", "name"] => Command::ReleaseName,
         ["peers"] => Command::KnownPeers,
+        ["broadcast", _, ..] => Command::Broadcast {
+            text: message_text(rest_after(line, 1))?,
+        },
+        ["block", peer] => Command::Block {
+            peer: name_arg(peer, "block NAME")?,
+        },
+        ["unblock", peer] => Command::Unblock {
+            peer: name_arg(peer, "unblock NAME")?,
+        },
         ["join", host, port] => Command::Join {
             host: host.to_string(),
             port: port_arg(port, JOIN)?,
@@ -186,6 +206,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         ["release", ..] => return Err(usage("did you mean release name?", "release name")),
         ["peers", ..] => return Err(usage("peers takes no arguments", "peers")),
+        ["broadcast"] => return Err(usage("broadcast needs a text", "broadcast TEXT")),
+        ["block", ..] => return Err(usage("block needs one peer name", "block NAME")),
+        ["unblock", ..] => return Err(usage("unblock needs one peer name", "unblock NAME")),
         ["join", ..] => return Err(usage("join needs a host and a port", JOIN)),
         ["list", ..] => {
             return Err(usage(

@@ -192,6 +192,9 @@ impl CommandLoop {
             Command::ReleaseName => self.release_name().await,
             Command::Join { host, port } => self.join(host, port).await,
             Command::KnownPeers => self.known_peers().await,
+            Command::Broadcast { text } => self.broadcast(text).await,
+            Command::Block { peer } => self.block(peer).await,
+            Command::Unblock { peer } => self.unblock(peer).await,
             Command::Help(None) => {
                 self.show(Event::Help {
                     text: command::help_text(),
@@ -247,17 +250,29 @@ impl CommandLoop {
         }
     }
 
-    /// Looks `name` up at the registry: where it is, and its Noise static key if the
-    /// registry had one its identity signed.
+    /// Looks `name` up at the registry: where it is, its Noise static key if the registry
+    /// had one its identity signed, and whether the key is vouched for (always, by the
+    /// registry). With no registry to answer, the book says where `name` is: the key
+    /// pinned for it, or the only key the book has for it (then not vouched for).
     pub(crate) async fn lookup(
         &mut self,
         name: &p2p_shared::PeerName,
-    ) -> Result<(p2p_shared::PeerInfo, Option<NoiseKey>), PeerError> {
+    ) -> Result<(p2p_shared::PeerInfo, Option<NoiseKey>, bool), PeerError> {
         match self.registry.lookup(name).await {
-            Ok(Found::Online(peer, noise)) => Ok((peer, noise)),
+            Ok(Found::Online(peer, noise)) => Ok((peer, noise, true)),
             Ok(Found::Offline(_)) => Err(PeerError::NotOnline { name: *name }),
             Err(e) if e.code() == Some(ErrorCode::UnknownPeer) => {
                 Err(PeerError::UnknownPeer { name: *name })
+            }
+            Err(e) if crate::liveness::is_transient(&e) => {
+                let name = *name;
+                let booked = self
+                    .broker
+                    .call(move |state, cx, _| state.book_lookup(&name, cx));
+                match booked.await.flatten() {
+                    Some((peer, vouched)) => Ok((peer, None, vouched)),
+                    None => Err(self.registry_failure(&e)),
+                }
             }
             Err(e) => Err(self.registry_failure(&e)),
         }

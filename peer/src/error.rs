@@ -89,6 +89,10 @@ pub enum PeerError {
     RequestFailed(Failure),
     #[error("join failed: {0}")]
     JoinFailed(Failure),
+    #[error("no key is known for {peer}: nothing to block")]
+    NoKeyFor { peer: PeerName },
+    #[error("{peer} is not blocked")]
+    NotBlocked { peer: PeerName },
     #[error("already in a chat with the peer at {addr}")]
     AlreadyConnected { addr: SocketAddr },
     #[error("the peer at {addr} has too many pending chat requests; try again later")]
@@ -220,6 +224,8 @@ impl PeerError {
             PeerError::BadAcknowledgement { .. } => "bad_acknowledgement",
             PeerError::DeliveredNotStored { .. } | PeerError::History { .. } => "history_failed",
             PeerError::NothingToTrust { .. } => "nothing_to_trust",
+            PeerError::NoKeyFor { .. } => "no_key_for",
+            PeerError::NotBlocked { .. } => "not_blocked",
             PeerError::NotOffered { .. } => "fingerprint_mismatch",
             PeerError::RegistryNotTrusted(_) => "registry_not_trusted",
         }

@@ -79,6 +79,26 @@ pub enum Event {
         peer: PeerName,
         addr: SocketAddr,
     },
+    /// A broadcast: `peer` is the name its origin gives itself, verified if a pin here
+    /// vouches for the key.
+    Broadcast {
+        peer: PeerName,
+        fingerprint: String,
+        verified: bool,
+        text: String,
+    },
+    /// Our broadcast went to `peers` peers (the first hop), each of which acknowledged it.
+    BroadcastSent {
+        peers: usize,
+    },
+    Blocked {
+        peer: PeerName,
+        keys: usize,
+    },
+    Unblocked {
+        peer: PeerName,
+        keys: usize,
+    },
     /// Our request reached the other side, which asks its user.
     RequestSent {
         peer: PeerName,

@@ -1,13 +1,16 @@
-//! The commands of peer exchange: `join` reaches a peer by address and swaps known peers
-//! with it, `peers` shows the book. The state they change is `state/book.rs` and
-//! `state/exchange.rs`; this is the I/O around them.
+//! The commands of the network without a center: `join` reaches a peer by address and swaps
+//! known peers with it, `peers` shows the book, `broadcast` sends to everyone, `block` and
+//! `unblock` drop an origin. The state they change is `state/book.rs`, `state/exchange.rs`,
+//! `state/flood.rs` and `state/broadcasts.rs`; this is the I/O around them.
 
 use p2p_shared::runtime;
 
 use crate::command_loop::CommandLoop;
 use crate::error::PeerError;
 use crate::event::Event;
+use crate::flood;
 use crate::peer_exchange;
+use p2p_shared::PeerName;
 
 impl CommandLoop {
     /// `join HOST PORT`: an exchange with the peer there.
@@ -35,5 +38,40 @@ impl CommandLoop {
             peers: peers.unwrap_or_default(),
         })
         .await
+    }
+
+    /// `broadcast TEXT`: signed, then sent to at most `flood::FANOUT` known peers.
+    pub(crate) async fn broadcast(&mut self, text: String) {
+        let forward = self
+            .broker
+            .call(move |state, cx, _| state.broadcast_sending(text, cx))
+            .await;
+        let Some(forward) = forward else { return };
+        let peers = flood::send(&self.origin, forward).await;
+        self.show(Event::BroadcastSent { peers }).await
+    }
+
+    pub(crate) async fn block(&mut self, peer: PeerName) {
+        let blocked = self
+            .broker
+            .call(move |state, cx, fx| state.block(peer, cx, fx))
+            .await;
+        match blocked {
+            Some(Ok(keys)) => self.show(Event::Blocked { peer, keys }).await,
+            Some(Err(e)) => self.error(e).await,
+            None => {}
+        }
+    }
+
+    pub(crate) async fn unblock(&mut self, peer: PeerName) {
+        let unblocked = self
+            .broker
+            .call(move |state, _, fx| state.unblock(peer, fx))
+            .await;
+        match unblocked {
+            Some(Ok(keys)) => self.show(Event::Unblocked { peer, keys }).await,
+            Some(Err(e)) => self.error(e).await,
+            None => {}
+        }
     }
 }

@@ -49,6 +49,26 @@ pub const TOPICS: &[Topic] = &[
         example: "peers",
     },
     Topic {
+        name: "broadcast",
+        usage: "broadcast TEXT",
+        about: "send TEXT to every peer of the network that can be reached, directly or \
+                through others; each shows it once",
+        example: "broadcast The lab closes at 18:00 today",
+    },
+    Topic {
+        name: "block",
+        usage: "block NAME",
+        about: "drop broadcasts and chat requests from the keys NAME means here (pinned, \
+                in the book, or a chat partner's), from now on and across runs",
+        example: "block mallory",
+    },
+    Topic {
+        name: "unblock",
+        usage: "unblock NAME",
+        about: "undo block NAME",
+        example: "unblock mallory",
+    },
+    Topic {
         name: "chat request",
         usage: "chat request HOST PORT | chat request NAME",
         about: "ask a peer for a chat, by address or by its registered name; \

@@ -12,11 +12,13 @@
 use std::net::SocketAddr;
 
 use p2p_shared::printable::printable;
-use p2p_shared::transport::{Refusal, SealedRefusal, Service};
+use p2p_shared::runtime;
+use p2p_shared::transport::{Origin, Refusal, SealedRefusal, Service};
 use p2p_shared::{Envelope, ErrorCode, Outcome, PeerRequest};
 
 use crate::broker::{Acknowledge, Broker};
 use crate::disk::Disk;
+use crate::flood;
 use crate::state::ChatMessage;
 use crate::vouch::Voucher;
 
@@ -25,14 +27,17 @@ pub struct PeerService {
     broker: Broker,
     disk: Disk,
     voucher: Voucher,
+    /// Who we are, to pass broadcasts on.
+    origin: Origin,
 }
 
 impl PeerService {
-    pub fn new(broker: Broker, disk: Disk, voucher: Voucher) -> Self {
+    pub fn new(broker: Broker, disk: Disk, voucher: Voucher, origin: Origin) -> Self {
         PeerService {
             broker,
             disk,
             voucher,
+            origin,
         }
     }
 }
@@ -62,6 +67,22 @@ impl Service for PeerService {
                     state.exchange_received(&from, records, local, cx, fx)
                 });
                 return answer.await.unwrap_or_else(shutting_down);
+            }
+            // A broadcast: shown once, acknowledged, then passed on without keeping the
+            // sender waiting for that.
+            PeerRequest::Broadcast { message, hops } => {
+                let from = request.from;
+                let heard = self.broker.call(move |state, cx, fx| {
+                    state.broadcast_received(&from, message, hops, cx, fx)
+                });
+                let Some((outcome, forward)) = heard.await else {
+                    return shutting_down();
+                };
+                if let Some(forward) = forward {
+                    let origin = self.origin.clone();
+                    runtime::spawn(async move { flood::send(&origin, forward).await });
+                }
+                return outcome;
             }
             PeerRequest::ChatRequest { .. } => {
                 // A request refused whatever the registry says (its address holds its share

@@ -32,6 +32,7 @@ mod disk;
 mod error;
 mod event;
 mod exchange_commands;
+mod flood;
 mod help;
 mod history;
 mod inbound;
@@ -77,6 +78,7 @@ use crate::registry_client::RegistryClient;
 use crate::render::Rendering;
 use crate::screen::{Screen, Sink, Stdout};
 use crate::state::book::Book;
+use crate::state::flood::Flood;
 use crate::state::pins::{Namespace, Pins};
 use crate::state::PeerState;
 use crate::vouch::Voucher;
@@ -151,12 +153,19 @@ async fn log_drops(dropped: ErrorCounter) {
 
 /// Whether a file of the data folder is one this program made (for any name): the chat
 /// history and its SQLite files (`history-NAME.db`, `-wal`, `-shm`, `-journal`), the command
-/// history (`history-NAME`), the pin files and the book, with their temporary files. Key files are not:
+/// history (`history-NAME`), the pin files, the book and the blocked keys, with their
+/// temporary files. Key files are not:
 /// one others could read is refused, not fixed (`Identity::load_or_create`).
 fn is_peer_file(file: &str) -> bool {
-    ["history-", "known_peers", "known_registries", "book"]
-        .iter()
-        .any(|prefix| file.starts_with(prefix))
+    [
+        "history-",
+        "known_peers",
+        "known_registries",
+        "book",
+        "blocked",
+    ]
+    .iter()
+    .any(|prefix| file.starts_with(prefix))
 }
 
 async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
@@ -237,7 +246,8 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         .context("cannot start the screen thread")?;
 
     let book = Book::load(data.join("book"), origin.identity.public())?;
-    let state = PeerState::new(origin.clone(), args.request_timeout, pins, book);
+    let flood = Flood::load(data.join("blocked"))?;
+    let state = PeerState::new(origin.clone(), args.request_timeout, (pins, book, flood));
     let broker = Broker::start(
         state,
         screen.clone(),
@@ -275,7 +285,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     runtime::spawn(log_drops(log_dropped));
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let voucher = Voucher::new(server, trusted, origin.clone());
-    let service = PeerService::new(broker.clone(), disk.clone(), voucher);
+    let service = PeerService::new(broker.clone(), disk.clone(), voucher, origin.clone());
     let serving = runtime::spawn(transport::serve(
         listener,
         origin.clone(),

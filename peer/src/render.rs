@@ -149,6 +149,30 @@ impl fmt::Display for Event {
                 if *learned == 1 { "peer" } else { "peers" }
             ),
             Event::KnownPeers { peers } => book(f, peers),
+            Event::Broadcast {
+                peer,
+                fingerprint,
+                verified,
+                text,
+            } => match verified {
+                true => write!(f, "[broadcast] {peer}: {}", printable(text)),
+                false => write!(
+                    f,
+                    "[broadcast] {peer} (unverified {fingerprint}): {}",
+                    printable(text)
+                ),
+            },
+            Event::BroadcastSent { peers } => write!(
+                f,
+                "broadcast sent to {peers} {}",
+                if *peers == 1 { "peer" } else { "peers" }
+            ),
+            Event::Blocked { peer, keys } => write!(
+                f,
+                "blocked {peer} ({keys} {}): its broadcasts and chat requests are dropped",
+                if *keys == 1 { "key" } else { "keys" }
+            ),
+            Event::Unblocked { peer, .. } => write!(f, "unblocked {peer}"),
             Event::KnownPeerDead { peer, addr } => {
                 write!(f, "known peer {peer} at {addr} does not answer: marked dead")
             }

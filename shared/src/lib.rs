@@ -13,7 +13,8 @@
 //! - [`printable`]: text from the network escaped for a terminal or a log, the same way by
 //!   both programs.
 //! - [`private`]: a data folder and its files readable by their owner only.
-//! - [`record`]: a peer's signed record of its name, address and key, for peer exchange.
+//! - [`record`]: a peer's signed record of its name, address and key, for peer exchange;
+//!   [`broadcast`]: a public message signed by its origin, passed on by every peer.
 //! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
 //!   [`clock`]: the time, the system's or one a test moves; [`prefix`]: the network an
 //!   address is counted in, for budgets.
@@ -21,6 +22,7 @@
 //! The wire format is written down in `docs/protocol.md`; this crate is its reference
 //! implementation, and the two change together.
 
+pub mod broadcast;
 pub mod clock;
 pub mod duration;
 pub mod handshake;

@@ -109,7 +109,7 @@ fn signed_bytes(name: &PeerName, addr: &SocketAddr, key: &PublicKey, at: i64) ->
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct SignatureText(Signature);
+pub(crate) struct SignatureText(pub(crate) Signature);
 
 impl Serialize for SignatureText {
     fn serialize<S: Serializer>(&self, out: S) -> Result<S::Ok, S::Error> {

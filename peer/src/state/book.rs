@@ -279,6 +279,15 @@ impl Book {
         all
     }
 
+    /// The keys of the records named `name`.
+    pub fn keys_named(&self, name: &p2p_shared::PeerName) -> Vec<PublicKey> {
+        self.peers
+            .values()
+            .filter(|k| k.record.name == *name)
+            .map(|k| k.record.key)
+            .collect()
+    }
+
     pub fn get(&self, key: &PublicKey) -> Option<&Known> {
         self.peers.get(key)
     }

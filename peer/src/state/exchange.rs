@@ -10,7 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::record::PeerRecord;
-use p2p_shared::{Outcome, PeerInfo};
+use p2p_shared::{Outcome, PeerInfo, PeerName};
 
 use super::book::{Learned, Liveness, Source};
 use super::{Context, Effect, PeerState};
@@ -100,6 +100,28 @@ impl PeerState {
     /// Live peers of the book, to exchange with.
     pub fn live_peers(&self) -> Vec<(PublicKey, SocketAddr)> {
         self.book.live()
+    }
+
+    /// Where the book says `name` is, when no registry answers: the peer whose key is
+    /// pinned for `name`, or the only one the book has under that name (then not vouched
+    /// for); none if the book has several and none is pinned.
+    pub fn book_lookup(&self, name: &PeerName, cx: &Context) -> Option<(PeerInfo, bool)> {
+        let keys = self.book.keys_named(name);
+        let pinned = self.pins.pinned(cx.namespace, name);
+        let (key, vouched) = match pinned {
+            Some(pinned) if keys.contains(&pinned) => (pinned, true),
+            _ if keys.len() == 1 => (keys[0], false),
+            _ => return None,
+        };
+        let addr = self.book.get(&key)?.record.addr;
+        Some((
+            PeerInfo {
+                name: *name,
+                addr,
+                key,
+            },
+            vouched,
+        ))
     }
 
     /// The book as `peers` shows it: a name is verified if a pin here vouches for its key.

@@ -11,9 +11,11 @@
 //! end is a variant of an end type, mapped to exactly one event.
 
 pub mod book;
+mod broadcasts;
 pub mod chats;
 mod commands;
 mod exchange;
+pub mod flood;
 pub mod incoming;
 mod network;
 pub mod outgoing;
@@ -34,7 +36,9 @@ use crate::event::{Event, Waiting};
 use crate::known::FileWrite;
 use crate::state::pins::Namespace;
 use book::Book;
+pub use broadcasts::Forward;
 use chats::{Chats, Sealed};
+use flood::Flood;
 use incoming::{IncomingRequests, PendingRequest};
 use outgoing::OutgoingRequests;
 use pins::Pins;
@@ -138,6 +142,7 @@ pub struct PeerState {
     origin: Origin,
     pins: Pins,
     book: Book,
+    flood: Flood,
     chats: Chats,
     incoming: IncomingRequests,
     outgoing: OutgoingRequests,
@@ -145,10 +150,15 @@ pub struct PeerState {
 
 impl PeerState {
     /// The state of a peer that is `origin`, whose incoming requests wait `request_timeout`.
-    pub fn new(origin: Origin, request_timeout: Duration, pins: Pins, book: Book) -> PeerState {
+    pub fn new(
+        origin: Origin,
+        request_timeout: Duration,
+        (pins, book, flood): (Pins, Book, Flood),
+    ) -> PeerState {
         PeerState {
             origin,
             book,
+            flood,
             pins,
             chats: Chats::default(),
             incoming: IncomingRequests::new(request_timeout),

@@ -41,9 +41,10 @@ impl PeerState {
             } => self.chat_answer(request, answer, handshake, from, cx, fx),
             // `inbound.rs` hands exchanges to `exchange_received`, with the address they came
             // in at; one here has none.
-            PeerRequest::Exchange { .. } => Outcome::error(
+            PeerRequest::Exchange { .. } | PeerRequest::Broadcast { .. } => Outcome::error(
                 ErrorCode::InvalidRequest,
-                "an exchange is answered by exchange_received",
+                "exchanges and broadcasts are answered by exchange_received and \
+                 broadcast_received",
             ),
         }
     }
@@ -57,6 +58,13 @@ impl PeerState {
             return Some(Outcome::error(
                 ErrorCode::InvalidRequest,
                 "that is my own name: no chat with yourself",
+            ));
+        }
+        // `block NAME`: dropped without a word to the user.
+        if self.is_blocked(&from.key) {
+            return Some(Outcome::error(
+                ErrorCode::InvalidRequest,
+                "this peer takes no chat requests from you",
             ));
         }
         // First: a request shows a line (a warning, if its key is not the pinned one), and

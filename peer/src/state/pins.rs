@@ -179,6 +179,11 @@ impl Pins {
             .flatten()
     }
 
+    /// The key pinned for `name`, if any.
+    pub fn pinned(&self, ns: Namespace, name: &PeerName) -> Option<PublicKey> {
+        self.known.get(&Scoped::new(ns, *name))
+    }
+
     /// Whether `key` is the one pinned for `name`.
     pub fn vouches(&self, ns: Namespace, name: &PeerName, key: &PublicKey) -> bool {
         matches!(self.known.check(&Scoped::new(ns, *name), key), Pin::Known)

@@ -9,6 +9,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::broadcast::Broadcast;
 use crate::handshake::{HandshakeMessage, Pattern};
 use crate::name::PeerName;
 use crate::record::{records, PeerRecord};
@@ -87,10 +88,19 @@ pub enum PeerRequest {
         #[serde(with = "records")]
         records: Vec<PeerRecord>,
     },
+    /// A broadcast, as its origin signed it, and how many peers passed it on so far (not
+    /// signed: each adds one). Answered `ok` once taken, new or not.
+    Broadcast { message: Broadcast, hops: u8 },
 }
 
 impl Request for PeerRequest {
-    const TYPES: &'static [&'static str] = &["ping", "chat_request", "chat_answer", "exchange"];
+    const TYPES: &'static [&'static str] = &[
+        "ping",
+        "chat_request",
+        "chat_answer",
+        "exchange",
+        "broadcast",
+    ];
     const ELSEWHERE: &'static str =
         "this is a peer: registry requests go to the registry, chat messages travel sealed";
 }
@@ -173,6 +183,16 @@ mod tests {
                 handshake: None,
             },
             PeerRequest::Exchange { records: vec![] },
+            PeerRequest::Broadcast {
+                message: crate::broadcast::Broadcast::sign(
+                    &Identity::generate(),
+                    name,
+                    new_id(),
+                    0,
+                    "hi".into(),
+                ),
+                hops: 0,
+            },
         ];
         let types: Vec<String> = peer.iter().map(type_of).collect();
         assert_eq!(types, PeerRequest::TYPES);

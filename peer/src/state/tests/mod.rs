@@ -25,6 +25,7 @@ use crate::error::PeerError;
 use crate::event::{Event, Withdrawal};
 use crate::known::{KnownKeys, Pin};
 use crate::state::book::Book;
+use crate::state::flood::Flood;
 use crate::state::pins::Namespace;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -59,8 +60,11 @@ fn alice() -> PeerState {
     PeerState::new(
         origin,
         TTL,
-        Pins::new(KnownKeys::empty(), Namespace::Local).0,
-        Book::empty(Identity::generate().public()),
+        (
+            Pins::new(KnownKeys::empty(), Namespace::Local).0,
+            Book::empty(Identity::generate().public()),
+            Flood::empty(),
+        ),
     )
 }
 
