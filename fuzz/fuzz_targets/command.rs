@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
         }
         Command::Block { peer } => assert_eq!(words, ["block", peer.as_str()]),
         Command::Unblock { peer } => assert_eq!(words, ["unblock", peer.as_str()]),
+        Command::Forget { peer } => assert_eq!(words, ["forget", peer.as_str()]),
         Command::Join { host, port } => {
             assert_eq!(words[0], "join");
             assert_ne!(*port, 0, "{line:?}");

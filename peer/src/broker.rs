@@ -22,6 +22,7 @@ use p2p_shared::wire::new_id;
 
 use crate::disk::Disk;
 use crate::names::Names;
+use crate::resume;
 use crate::screen::{Screen, Slot};
 use crate::state::pins::Namespace;
 use crate::state::{ChatMessage, Context, Effect, FromChat, PeerState};
@@ -65,6 +66,8 @@ struct Actor {
     origin: Origin,
     /// The registry trusted now: whose namespace names are in ([`Context::namespace`]).
     trusted: TrustedRegistry,
+    /// The task that reopens away chats and sends what was kept (`resume.rs`).
+    resume: async_channel::Sender<resume::Job>,
 }
 
 impl Broker {
@@ -77,6 +80,7 @@ impl Broker {
         disk: Disk,
         names: Names,
         (origin, trusted): (Origin, TrustedRegistry),
+        resume: async_channel::Sender<resume::Job>,
     ) -> Broker {
         let (tx, rx) = async_channel::bounded(256);
         let actor = Actor {
@@ -86,6 +90,7 @@ impl Broker {
             names,
             origin,
             trusted,
+            resume,
         };
         runtime::spawn(actor.run(rx));
         Broker { tx }
@@ -199,6 +204,14 @@ impl Actor {
                 });
             }
             Effect::ChatsChanged => self.names.set_chatting(self.state.chat_names()),
+            // Dropped if the task has more waiting than it takes: the next round reopens
+            // and flushes what is left.
+            Effect::Flush(peer) => {
+                let _ = self.resume.try_send(resume::Job::Flush(peer));
+            }
+            Effect::AutoAccept(peer) => {
+                let _ = self.resume.try_send(resume::Job::AutoAccept(peer));
+            }
         }
     }
 }

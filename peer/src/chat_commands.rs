@@ -12,7 +12,7 @@ use std::time::Duration;
 use p2p_shared::handshake::{Initiator, Recipient};
 use p2p_shared::transport::{self, Reply, SendError};
 use p2p_shared::wire::{new_id, RequestDigest};
-use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest, SealedRequest};
+use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerName, PeerRequest, SealedRequest};
 
 use crate::command::Target;
 use crate::command_loop::CommandLoop;
@@ -20,6 +20,7 @@ use crate::disk::Record;
 use crate::error::{Failure, KeyMismatch, PeerError};
 use crate::event::Event;
 use crate::liveness::is_transient;
+use crate::resume;
 use crate::retry::{retry, Attempt};
 use crate::state::{Context, PeerState};
 
@@ -31,11 +32,6 @@ enum Undelivered {
     BadAck(SocketAddr),
     /// Nobody answered (retried), or the connection failed for good.
     Failed(SendError, SocketAddr),
-}
-
-/// Whether a failure may pass by itself: nobody answered, or `busy`.
-fn worth_retrying(e: &SendError) -> bool {
-    is_transient(e) || e.code() == Some(ErrorCode::Busy)
 }
 
 impl CommandLoop {
@@ -55,6 +51,13 @@ impl CommandLoop {
                 Err(e) => return self.error(e).await,
             },
         };
+        // A chat open with that peer (or at that address) is not asked for again: the other
+        // side would take it as reopening the chat.
+        let name = expected.map(|(name, _)| name);
+        let open = move |state: &mut PeerState, _: &_, _: &mut _| state.chat_open_with(name, addr);
+        if self.broker.call(open).await == Some(true) {
+            return self.error(PeerError::AlreadyConnected { addr }).await;
+        }
         let id = new_id();
         // By name, to a peer whose static key we know for the key the name means (proved in
         // an earlier chat, or signed by that key in the registry's answer): IK, so that only
@@ -194,34 +197,7 @@ impl CommandLoop {
             Some(Err(e)) => return self.error(e).await,
             None => return,
         };
-        let (peer, addr) = (answering.request.from, answering.request.addr);
-        let body = PeerRequest::ChatAnswer {
-            request: answering.request.id,
-            answer: answering.answer,
-            handshake: answering.handshake.clone(),
-        };
-        // The requester says `busy` if our answer overtook its reading of our `pending` reply:
-        // it cannot tell us from an impostor until then. Try again for a while.
-        let send = || async {
-            match transport::request(addr, &self.origin, new_id(), body.clone()).await {
-                Err(e) if worth_retrying(&e) => Attempt::Again(e),
-                result => Attempt::Done(result),
-            }
-        };
-        let sent = retry(self.retry_for, send).await.and_then(|result| result);
-        let delivered = match sent {
-            Ok(_) => Ok(()),
-            Err(e) if e.code() == Some(ErrorCode::UnknownRequest) => {
-                Err(PeerError::NoLongerWaiting { peer })
-            }
-            Err(e) => {
-                let why = Failure::of(&e, &format!("{peer} ({addr})"));
-                Err(match answering.answer {
-                    p2p_shared::Answer::Accepted => PeerError::AnswerNotDelivered { why },
-                    _ => PeerError::CouldNotTell { peer, why },
-                })
-            }
-        };
+        let delivered = resume::deliver_answer(&self.origin, self.retry_for, &answering).await;
         self.broker
             .call(move |state, _, fx| state.answer_sent(answering, delivered, fx))
             .await;
@@ -230,6 +206,12 @@ impl CommandLoop {
     pub(crate) async fn chat_message(&mut self, peer: PeerName, text: String) {
         // One id for every try, so the receiver can tell a retry from a new message.
         let id = new_id();
+        // A partner who is away gets it when back (`resume.rs`).
+        let away = self.broker.call(move |state, _, _| state.keeps_for(&peer));
+        if away.await == Some(true) {
+            let why = format!("{peer} is offline");
+            return self.keep(peer, (id, text), why).await;
+        }
         let send = || async {
             let body = SealedRequest::ChatMessage { text: text.clone() };
             let sealed = self
@@ -269,17 +251,10 @@ impl CommandLoop {
                 return self.error(PeerError::NotAcknowledged { peer, secs }).await;
             }
             Err(Undelivered::Failed(e, addr)) => {
-                // Nobody answered for the whole retry time: the partner is gone.
-                let why = Failure::of(&e, &format!("{peer} ({addr})"));
-                self.error(PeerError::Undelivered { why: why.clone() })
-                    .await;
-                self.end_chat(peer).await;
-                return self
-                    .show(Event::PeerGone {
-                        peer,
-                        why: why.text,
-                    })
-                    .await;
+                // Nobody answered for the whole retry time: the partner is away, and the
+                // message is kept for it.
+                let why = Failure::of(&e, &format!("{peer} ({addr})")).text;
+                return self.keep_after_failure(peer, (id, text), why).await;
             }
             Err(_) => unreachable!("only busy and failures are retried"),
         };
@@ -305,12 +280,14 @@ impl CommandLoop {
                     }
                 }
             }
+            // The partner no longer knows the chat: it restarted. The chat is away until
+            // it opens again, and the message is kept for it.
             Ok(Outcome::Error {
                 code: ErrorCode::UnknownSession,
                 ..
             }) => {
-                self.end_chat(peer).await;
-                self.error(PeerError::ChatClosed { peer }).await;
+                let why = format!("{peer} no longer knows the chat (it restarted)");
+                self.keep_after_failure(peer, (id, text), why).await
             }
             Ok(Outcome::Error { detail, .. }) => {
                 self.error(PeerError::MessageRefused { peer, detail }).await
@@ -332,11 +309,24 @@ impl CommandLoop {
         }
     }
 
-    /// Ends the chat with `peer` here, without telling it (it is gone, or has ended it).
-    async fn end_chat(&self, peer: PeerName) {
-        self.broker
-            .call(move |state, _, fx| state.disconnect(&peer, fx))
-            .await;
+    /// Keeps message `id` for `peer`, whose chat is away: `queued for PEER: why`.
+    async fn keep(&self, peer: PeerName, (id, text): (MessageId, String), why: String) {
+        let kept = self
+            .broker
+            .call(move |state, cx, fx| state.queue_message(peer, id, text, why, cx, fx));
+        if let Some(Err(e)) = kept.await {
+            self.error(e).await
+        }
+    }
+
+    /// The same after message `id` could not reach `peer`: the chat goes away first.
+    async fn keep_after_failure(&self, peer: PeerName, message: (MessageId, String), why: String) {
+        let kept = self
+            .broker
+            .call(move |state, cx, fx| state.message_failed(peer, message, why, cx, fx));
+        if let Some(Err(e)) = kept.await {
+            self.error(e).await
+        }
     }
 
     pub(crate) async fn disconnect(&mut self, peer: PeerName) {
@@ -344,13 +334,41 @@ impl CommandLoop {
             .broker
             .call(move |state, _, fx| state.disconnect(&peer, fx));
         let Some(goodbye) = goodbye.await.flatten() else {
-            return self.error(PeerError::NotInChat { peer }).await;
+            let ended = self
+                .broker
+                .call(move |state, _, fx| state.end_away(&peer, fx));
+            return match ended.await {
+                Some(true) => self.show(Event::Disconnected { peer }).await,
+                _ => self.error(PeerError::NotInChat { peer }).await,
+            };
         };
         let told = transport::exchange(goodbye.addr, goodbye.frame).await;
         self.show(Event::Disconnected { peer }).await;
         if let Err(e) = told {
             let why = Failure::of(&e, &goodbye.addr.to_string());
             self.error(PeerError::CouldNotTell { peer, why }).await;
+        }
+    }
+
+    /// `forget PEER`: an open chat is ended as `disconnect` ends it (the partner is told),
+    /// then the rest goes.
+    pub(crate) async fn forget(&mut self, peer: PeerName) {
+        let goodbye = self
+            .broker
+            .call(move |state, _, fx| state.disconnect(&peer, fx));
+        let was_open = match goodbye.await.flatten() {
+            Some(goodbye) => {
+                let _ = transport::exchange(goodbye.addr, goodbye.frame).await;
+                true
+            }
+            None => false,
+        };
+        let forgot = self
+            .broker
+            .call(move |state, cx, fx| state.forget(&peer, cx, fx));
+        match forgot.await {
+            Some(forgot) if forgot || was_open => self.show(Event::Forgotten { peer }).await,
+            _ => self.error(PeerError::NothingToForget { peer }).await,
         }
     }
 

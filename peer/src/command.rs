@@ -67,6 +67,10 @@ pub enum Command {
     Unblock {
         peer: PeerName,
     },
+    /// End the chat with a peer, drop what was kept for it and its pinned key.
+    Forget {
+        peer: PeerName,
+    },
     /// `help`, or `help COMMAND` for one command.
     Help(Option<&'static Topic>),
     Exit,
@@ -153,6 +157,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["unblock", peer] => Command::Unblock {
             peer: name_arg(peer, "unblock NAME")?,
         },
+        ["forget", peer] => Command::Forget {
+            peer: name_arg(peer, "forget NAME")?,
+        },
         ["join", host, port] => Command::Join {
             host: host.to_string(),
             port: port_arg(port, JOIN)?,
@@ -209,6 +216,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["broadcast"] => return Err(usage("broadcast needs a text", "broadcast TEXT")),
         ["block", ..] => return Err(usage("block needs one peer name", "block NAME")),
         ["unblock", ..] => return Err(usage("unblock needs one peer name", "unblock NAME")),
+        ["forget", ..] => return Err(usage("forget needs one peer name", "forget NAME")),
         ["join", ..] => return Err(usage("join needs a host and a port", JOIN)),
         ["list", ..] => {
             return Err(usage(

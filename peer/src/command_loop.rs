@@ -171,11 +171,11 @@ impl CommandLoop {
             Command::Answer { accept, from } => self.answer(accept, from).await,
             Command::ChatMessage { peer, text } => self.chat_message(peer, text).await,
             Command::ListConnected => {
-                let peers = self.broker.call(|state, _, _| state.chats()).await;
-                self.show(Event::Connected {
-                    peers: peers.unwrap_or_default(),
-                })
-                .await
+                let chats = self
+                    .broker
+                    .call(|state, _, _| (state.chats(), state.away_chats()));
+                let (peers, away) = chats.await.unwrap_or_default();
+                self.show(Event::Connected { peers, away }).await
             }
             Command::Disconnect { peer } => self.disconnect(peer).await,
             Command::Status => self.status().await,
@@ -195,6 +195,7 @@ impl CommandLoop {
             Command::Broadcast { text } => self.broadcast(text).await,
             Command::Block { peer } => self.block(peer).await,
             Command::Unblock { peer } => self.unblock(peer).await,
+            Command::Forget { peer } => self.forget(peer).await,
             Command::Help(None) => {
                 self.show(Event::Help {
                     text: command::help_text(),

@@ -93,6 +93,8 @@ pub enum PeerError {
     NoKeyFor { peer: PeerName },
     #[error("{peer} is not blocked")]
     NotBlocked { peer: PeerName },
+    #[error("nothing to forget about {peer}: no chat and no pinned key")]
+    NothingToForget { peer: PeerName },
     #[error("already in a chat with the peer at {addr}")]
     AlreadyConnected { addr: SocketAddr },
     #[error("the peer at {addr} has too many pending chat requests; try again later")]
@@ -130,12 +132,15 @@ pub enum PeerError {
     // Chatting.
     #[error("not in a chat with {peer}")]
     NotInChat { peer: PeerName },
+    #[error("{peer} is away and already has as many messages kept as it may; message not kept")]
+    OutboxFull { peer: PeerName },
+    /// Never shown: a request to reopen an away chat ends quietly.
+    #[error("the chat could not be reopened")]
+    ResumeFailed,
     #[error("{why}; message not delivered")]
     Undelivered { why: Failure },
     #[error("{peer} is busy and did not take the message within {secs}s; message not delivered")]
     NotAcknowledged { peer: PeerName, secs: u64 },
-    #[error("{peer} has closed the chat; message not delivered")]
-    ChatClosed { peer: PeerName },
     #[error("{peer} refused the message: {detail}")]
     MessageRefused { peer: PeerName, detail: String },
     #[error(
@@ -219,13 +224,15 @@ impl PeerError {
             PeerError::NotInChat { .. } => "not_in_chat",
             PeerError::Undelivered { why } => why.code,
             PeerError::NotAcknowledged { .. } => "not_acknowledged",
-            PeerError::ChatClosed { .. } => "chat_closed",
             PeerError::MessageRefused { .. } => "refused",
             PeerError::BadAcknowledgement { .. } => "bad_acknowledgement",
             PeerError::DeliveredNotStored { .. } | PeerError::History { .. } => "history_failed",
             PeerError::NothingToTrust { .. } => "nothing_to_trust",
             PeerError::NoKeyFor { .. } => "no_key_for",
+            PeerError::OutboxFull { .. } => "outbox_full",
+            PeerError::ResumeFailed => "resume_failed",
             PeerError::NotBlocked { .. } => "not_blocked",
+            PeerError::NothingToForget { .. } => "nothing_to_forget",
             PeerError::NotOffered { .. } => "fingerprint_mismatch",
             PeerError::RegistryNotTrusted(_) => "registry_not_trusted",
         }

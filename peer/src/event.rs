@@ -79,6 +79,27 @@ pub enum Event {
         peer: PeerName,
         addr: SocketAddr,
     },
+    /// A chat's partner stopped answering: the chat is away, messages to it are kept.
+    PeerAway {
+        peer: PeerName,
+        why: String,
+    },
+    /// An away chat is open again; `queued` messages kept for it go now.
+    ChatResumed {
+        peer: PeerName,
+        addr: SocketAddr,
+        queued: usize,
+    },
+    /// A message was kept for an away partner: `queued for bob: why`.
+    Queued {
+        peer: PeerName,
+        why: String,
+    },
+    /// A kept message ended undelivered.
+    QueuedDropped {
+        peer: PeerName,
+        why: String,
+    },
     /// A broadcast: `peer` is the name its origin gives itself, verified if a pin here
     /// vouches for the key.
     Broadcast {
@@ -94,6 +115,9 @@ pub enum Event {
     Blocked {
         peer: PeerName,
         keys: usize,
+    },
+    Forgotten {
+        peer: PeerName,
     },
     Unblocked {
         peer: PeerName,
@@ -171,8 +195,12 @@ pub enum Event {
         /// When it arrived.
         at: DateTime<Utc>,
     },
+    /// `list connected peer`: the open chats, then the away ones (at the partner's last
+    /// address).
     Connected {
         peers: Vec<PeerInfo>,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        away: Vec<PeerInfo>,
     },
     Disconnected {
         peer: PeerName,
@@ -184,11 +212,6 @@ pub enum Event {
     History {
         peer: PeerName,
         lines: Vec<Line>,
-    },
-    /// A chat partner stopped answering; the chat is closed.
-    PeerGone {
-        peer: PeerName,
-        why: String,
     },
     /// The registry is back, and we are registered there again.
     Reregistered {

@@ -69,6 +69,13 @@ pub const TOPICS: &[Topic] = &[
         example: "unblock mallory",
     },
     Topic {
+        name: "forget",
+        usage: "forget NAME",
+        about: "end the chat with NAME (open or away), drop the messages kept for it and the \
+                key pinned for it: the next contact is a first one",
+        example: "forget bob",
+    },
+    Topic {
         name: "chat request",
         usage: "chat request HOST PORT | chat request NAME",
         about: "ask a peer for a chat, by address or by its registered name; \

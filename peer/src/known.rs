@@ -123,6 +123,13 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
         Some(self.file())
     }
 
+    /// Removes the pin for `name` (and its Noise static key); the file to write if there was
+    /// one.
+    pub fn unpin(&mut self, name: &K) -> Option<FileWrite> {
+        self.noise.remove(name);
+        self.keys.remove(name).map(|_| self.file())
+    }
+
     /// Moves the pins whose name `rename` gives a new one (with their Noise static keys);
     /// the file to write if any moved. A pin already under the new name stays.
     pub fn rekey(&mut self, rename: impl Fn(&K) -> Option<K>) -> Option<FileWrite> {

@@ -43,6 +43,7 @@ mod names;
 mod peer_exchange;
 mod registry_client;
 mod render;
+mod resume;
 mod retry;
 mod screen;
 mod state;
@@ -76,11 +77,13 @@ use crate::known::KnownKeys;
 use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::render::Rendering;
+use crate::resume::Resumer;
 use crate::screen::{Screen, Sink, Stdout};
 use crate::state::book::Book;
+use crate::state::conversations::Conversations;
 use crate::state::flood::Flood;
 use crate::state::pins::{Namespace, Pins};
-use crate::state::PeerState;
+use crate::state::{Kept, PeerState};
 use crate::vouch::Voucher;
 
 /// How long the screen may take to write its last lines when the peer exits: a reader may
@@ -163,6 +166,7 @@ fn is_peer_file(file: &str) -> bool {
         "known_registries",
         "book",
         "blocked",
+        "conversations",
     ]
     .iter()
     .any(|prefix| file.starts_with(prefix))
@@ -245,16 +249,30 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let screen = Screen::start(rendering(args.json, interactive), sink)
         .context("cannot start the screen thread")?;
 
-    let book = Book::load(data.join("book"), origin.identity.public())?;
-    let flood = Flood::load(data.join("blocked"))?;
-    let state = PeerState::new(origin.clone(), args.request_timeout, (pins, book, flood));
+    let kept = Kept {
+        pins,
+        book: Book::load(data.join("book"), origin.identity.public())?,
+        flood: Flood::load(data.join("blocked"))?,
+        conversations: Conversations::load(data.join("conversations"))?,
+    };
+    let state = PeerState::new(origin.clone(), args.request_timeout, kept);
+    let (resume_tx, resume_jobs) = async_channel::bounded(resume::QUEUE);
     let broker = Broker::start(
         state,
         screen.clone(),
         disk.clone(),
         names.clone(),
         (origin.clone(), trusted.clone()),
+        resume_tx.clone(),
     );
+    Resumer {
+        broker: broker.clone(),
+        origin: origin.clone(),
+        screen: screen.clone(),
+        disk: disk.clone(),
+        retry_for: args.retry_for,
+    }
+    .start(resume_jobs);
     liveness::start(
         broker.clone(),
         screen.clone(),
@@ -280,7 +298,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         screen.clone(),
         origin.clone(),
         bootstrap,
-        args.exchange_every,
+        (args.exchange_every, resume_tx),
     );
     runtime::spawn(log_drops(log_dropped));
     let (stop, stopped) = async_channel::bounded::<()>(1);

@@ -48,9 +48,9 @@ pub fn start(broker: Broker, screen: Screen, origin: Origin, every: Duration, re
                     continue;
                 };
                 let (peer, key) = (chat.name, chat.key);
-                let ended = broker.call(move |state, _, fx| state.forget_if(&peer, &key, fx));
-                if ended.await == Some(true) {
-                    screen.push_state(Event::PeerGone { peer, why });
+                let away = broker.call(move |state, _, fx| state.away_if(&peer, &key, fx));
+                if away.await == Some(true) {
+                    screen.push_state(Event::PeerAway { peer, why });
                 }
             }
         }

@@ -26,6 +26,7 @@ use rand_core::{OsRng, RngCore};
 use crate::broker::Broker;
 use crate::error::{Failure, PeerError};
 use crate::event::Event;
+use crate::resume;
 use crate::screen::Screen;
 
 /// The most checks in flight in one round: a big book is checked over several rounds.
@@ -87,7 +88,7 @@ pub fn start(
     screen: Screen,
     origin: Origin,
     bootstrap: Vec<(SocketAddr, Option<PublicKey>)>,
-    every: Duration,
+    (every, resume): (Duration, async_channel::Sender<resume::Job>),
 ) {
     runtime::spawn(async move {
         for (addr, key) in bootstrap {
@@ -115,6 +116,8 @@ pub fn start(
                         .await;
                 }
             }
+            // Away chats are asked again at the same pace (`resume.rs`).
+            let _ = resume.try_send(resume::Job::Round);
             let live = broker.call(|state, _, _| state.live_peers()).await;
             let live = live.unwrap_or_default();
             let pick = (!live.is_empty()).then(|| live[OsRng.next_u32() as usize % live.len()]);

@@ -138,7 +138,14 @@ impl fmt::Display for Event {
             }
             Event::Delivered { peer } => write!(f, "delivered to {peer}"),
             Event::Message { peer, text, .. } => write!(f, "{peer}: {}", printable(text)),
-            Event::Connected { peers } => listing(f, "connected peers", "connected", peers),
+            Event::Connected { peers, away } => {
+                write!(f, "connected peers: {}", peers.len() + away.len())?;
+                for (p, mark) in peers.iter().map(|p| (p, "")).chain(away.iter().map(|p| (p, " (away)"))) {
+                    let fingerprint = p.key.fingerprint();
+                    write!(f, "\nconnected {} {} key {fingerprint}{mark}", p.name, p.addr)?;
+                }
+                Ok(())
+            }
             Event::Joined {
                 peer,
                 addr,
@@ -149,6 +156,19 @@ impl fmt::Display for Event {
                 if *learned == 1 { "peer" } else { "peers" }
             ),
             Event::KnownPeers { peers } => book(f, peers),
+            Event::PeerAway { peer, why } => write!(
+                f,
+                "{peer} is away ({}); messages to {peer} are kept until {peer} is back",
+                printable(why)
+            ),
+            Event::ChatResumed { peer, addr, queued } => match queued {
+                0 => write!(f, "chat with {peer} ({addr}) resumed"),
+                n => write!(f, "chat with {peer} ({addr}) resumed; sending {n} kept"),
+            },
+            Event::Queued { peer, why } => write!(f, "queued for {peer}: {}", printable(why)),
+            Event::QueuedDropped { peer, why } => {
+                write!(f, "not delivered to {peer}: {}", printable(why))
+            }
             Event::Broadcast {
                 peer,
                 fingerprint,
@@ -173,6 +193,9 @@ impl fmt::Display for Event {
                 if *keys == 1 { "key" } else { "keys" }
             ),
             Event::Unblocked { peer, .. } => write!(f, "unblocked {peer}"),
+            Event::Forgotten { peer } => {
+                write!(f, "forgot {peer}: no chat, no kept messages, no pinned key")
+            }
             Event::KnownPeerDead { peer, addr } => {
                 write!(f, "known peer {peer} at {addr} does not answer: marked dead")
             }
@@ -189,9 +212,6 @@ impl fmt::Display for Event {
                     write!(f, "\n{at} {}: {}", line.sender, printable(&line.text))?;
                 }
                 Ok(())
-            }
-            Event::PeerGone { peer, why } => {
-                write!(f, "{peer} is gone ({}); chat closed", printable(why))
             }
             Event::Reregistered { name, addr } => {
                 write!(f, "registered again as {name} at {addr}")
@@ -424,11 +444,17 @@ mod tests {
             format!("peers: 1\npeer bob 127.0.0.1:2 key {fp}")
         );
         assert_eq!(
-            PLAIN.render(&Event::Connected { peers }),
+            PLAIN.render(&Event::Connected {
+                peers: peers.clone(),
+                away: vec![]
+            }),
             format!("connected peers: 1\nconnected bob 127.0.0.1:2 key {fp}")
         );
         assert_eq!(
-            PLAIN.render(&Event::Connected { peers: vec![] }),
+            PLAIN.render(&Event::Connected {
+                peers: vec![],
+                away: vec![]
+            }),
             "connected peers: 0"
         );
     }

@@ -344,7 +344,7 @@ mod tests {
         let _kept: Vec<Slot> = (1..ROOM).map(|_| screen.reserve().unwrap()).collect();
         assert!(!screen.has_room());
         assert!(screen.reserve().is_none());
-        let gone = Event::PeerGone {
+        let gone = Event::PeerAway {
             peer: "bob".parse().unwrap(),
             why: "no answer".into(),
         };

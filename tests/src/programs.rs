@@ -201,12 +201,20 @@ pub struct PeerBuilder {
     data_dir: Option<PathBuf>,
     extra: Vec<String>,
     flags: bool,
+    port: u16,
 }
 
 impl PeerBuilder {
     /// The registry (`--server`). Without it the peer gets a loopback port nobody listens on.
     pub fn server(mut self, addr: impl Display) -> Self {
         self.server = Some(addr.to_string());
+        self
+    }
+
+    /// `--port PORT` instead of `--port 0`: for a peer restarted where its partners last saw
+    /// it.
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
         self
     }
 
@@ -251,7 +259,7 @@ impl PeerBuilder {
                 "--name".into(),
                 self.name.clone(),
                 "--port".into(),
-                "0".into(),
+                self.port.to_string(),
             ]);
         }
         args.extend([
@@ -298,6 +306,7 @@ impl Peer {
             data_dir: None,
             extra: Vec::new(),
             flags: true,
+            port: 0,
         }
     }
 

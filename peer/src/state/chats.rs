@@ -29,6 +29,8 @@ struct Chat {
     /// Our chat request whose acceptance opened this chat, if one did: the accepter may send
     /// that acceptance again when our reply to it was lost.
     opened_by: Option<MessageId>,
+    /// Their chat request whose acceptance by us opened this chat, if one did.
+    accepted: Option<MessageId>,
 }
 
 /// A chat frame ready to send: where, the bytes, and the counter its acknowledgement names.
@@ -64,6 +66,7 @@ impl Chats {
             next: 0,
             window: ReplayWindow::default(),
             opened_by: None,
+            accepted: None,
         };
         self.by_name.insert(peer, chat);
     }
@@ -73,6 +76,21 @@ impl Chats {
         if let Some(chat) = self.by_name.get_mut(peer) {
             chat.opened_by = Some(request);
         }
+    }
+
+    /// Notes that our acceptance of their request `request` opened the chat with `peer`.
+    pub fn accepted(&mut self, peer: &PeerName, request: MessageId) {
+        if let Some(chat) = self.by_name.get_mut(peer) {
+            chat.accepted = Some(request);
+        }
+    }
+
+    /// Whether the chat with `peer`, whose key is `key`, is open and was opened by our
+    /// acceptance of their request `request`.
+    pub fn was_accepted(&self, peer: &PeerName, key: &PublicKey, request: MessageId) -> bool {
+        self.by_name
+            .get(peer)
+            .is_some_and(|chat| chat.key == *key && chat.accepted == Some(request))
     }
 
     /// Whether the chat with `peer`, whose key is `key`, is open and was opened by the

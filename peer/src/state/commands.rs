@@ -38,6 +38,44 @@ impl PeerState {
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) {
+        let mut shown = Vec::new();
+        self.pending_reply(id, from, (expires_in, verified), cx, &mut shown);
+        fx.extend(shown);
+    }
+
+    /// The same for a request that reopens an away chat (`resume.rs`): nothing to show
+    /// until it opens (or a pin refuses the key).
+    pub fn resume_pending(
+        &mut self,
+        id: MessageId,
+        from: PeerInfo,
+        expires_in: Duration,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) {
+        let mut effects = Vec::new();
+        self.pending_reply(id, from, (expires_in, true), cx, &mut effects);
+        fx.extend(
+            effects
+                .into_iter()
+                .filter(|e| !matches!(e, Effect::Show(Event::RequestSent { .. }))),
+        );
+    }
+
+    /// A request to reopen an away chat found nobody, or was refused: it ends without a
+    /// word (the next round tries again).
+    pub fn resume_failed(&mut self, id: MessageId) {
+        let _ = self.outgoing.failed(id, PeerError::ResumeFailed);
+    }
+
+    fn pending_reply(
+        &mut self,
+        id: MessageId,
+        from: PeerInfo,
+        (expires_in, verified): (Duration, bool),
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) {
         // Asked before this reply pins the key on first contact.
         let verified = verified || self.pins.vouches(cx.namespace, &from.name, &from.key);
         if self
@@ -115,7 +153,10 @@ impl PeerState {
         let Some((keys, handshake)) = keys else {
             return Ok(declined(request, true));
         };
+        let reopening = self.conversations.is_resumable(&peer, &request.key);
         self.open_chat(peer, request.addr, request.key, keys, cx, fx);
+        self.chats.accepted(&peer, request.id);
+        self.reopening = reopening.then_some(request.id);
         Ok(Answering {
             request,
             answer: Answer::Accepted,
@@ -160,8 +201,15 @@ impl PeerState {
             },
             (Answer::Accepted, Err(why)) => {
                 // The chat opened when the user said yes; with no requester, it never starts.
-                if self.chats.key(&peer) == Some(request.key) {
-                    self.close_chat(&peer, fx);
+                // Unless another request opened it since; and a chat this reopened is away
+                // again, not ended.
+                if self.chats.was_accepted(&peer, &request.key, request.id) {
+                    match self.reopening == Some(request.id) {
+                        true => {
+                            self.away_if(&peer, &request.key, fx);
+                        }
+                        false => self.close_chat(&peer, fx),
+                    }
                 }
                 IncomingEnd::Undelivered(why)
             }
@@ -169,7 +217,15 @@ impl PeerState {
             (_, Ok(())) => IncomingEnd::Declined { peer },
             (_, Err(why)) => IncomingEnd::DeclinedUntold { peer, why },
         };
-        fx.push(Effect::Show(end.event()));
+        // A chat reopened without a `yes` is shown as that, not as an acceptance.
+        let event = match end {
+            IncomingEnd::Accepted { peer, addr } if self.reopening == Some(request.id) => {
+                let queued = self.conversations.queued(&peer);
+                Event::ChatResumed { peer, addr, queued }
+            }
+            end => end.event(),
+        };
+        fx.push(Effect::Show(event));
     }
 
     /// Seals `body` as message `id` for the chat with `peer`; `None` if no chat with it is
@@ -197,11 +253,36 @@ impl PeerState {
         Some(goodbye)
     }
 
-    /// Ends the chat with `peer` if it is still the one with `key` (not a newer chat).
-    pub fn forget_if(&mut self, peer: &PeerName, key: &PublicKey, fx: &mut Vec<Effect>) -> bool {
+    /// `forget PEER`: its chat ends (already told, if it was open), what was kept for it ends
+    /// undelivered, and its pin goes. False if there was nothing to forget.
+    pub fn forget(&mut self, peer: &PeerName, cx: &Context, fx: &mut Vec<Effect>) -> bool {
+        let had_chat = self.end_away(peer, fx);
+        let pin = self.pins.forget(cx.namespace, peer);
+        let had_pin = pin.is_some();
+        fx.extend(pin.map(Effect::Write));
+        had_chat || had_pin
+    }
+
+    /// `disconnect PEER` for a chat that is away: it ends here (its partner cannot be told,
+    /// and what was kept for it ends undelivered). False if there is none.
+    pub fn end_away(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) -> bool {
+        let away = self.keeps_for(peer);
+        if away {
+            self.close_chat(peer, fx);
+        }
+        away
+    }
+
+    /// The chat with `peer`, if it is still the one with `key` (not a newer chat), lost its
+    /// partner: it is away, its keys gone, until a new handshake opens it again.
+    pub fn away_if(&mut self, peer: &PeerName, key: &PublicKey, fx: &mut Vec<Effect>) -> bool {
         let same = self.chats.key(peer) == Some(*key);
         if same {
-            self.close_chat(peer, fx);
+            self.chats.close(peer);
+            fx.push(Effect::ChatsChanged);
+            if let Some(write) = self.conversations.away(peer, key) {
+                fx.push(Effect::Write(write));
+            }
         }
         same
     }
@@ -241,6 +322,25 @@ impl PeerState {
     /// The open chats, sorted by name.
     pub fn chats(&self) -> Vec<PeerInfo> {
         self.chats.list()
+    }
+
+    /// Whether a chat is open with `name`, or with a partner at `addr`.
+    pub fn chat_open_with(&self, name: Option<PeerName>, addr: SocketAddr) -> bool {
+        let chats = self.chats.list();
+        chats.iter().any(|c| Some(c.name) == name || c.addr == addr)
+    }
+
+    /// The key of the partner of the open chat with `peer`.
+    pub fn chat_key(&self, peer: &PeerName) -> Option<PublicKey> {
+        self.chats.key(peer)
+    }
+
+    /// The away chats, sorted by name, with their partners' last addresses.
+    pub fn away_chats(&self) -> Vec<PeerInfo> {
+        let away = self.conversations.away_chats().into_iter();
+        away.map(|(name, key, addr)| PeerInfo { name, addr, key })
+            .filter(|p| !self.chats.contains(&p.name))
+            .collect()
     }
 
     pub fn chat_names(&self) -> impl Iterator<Item = &PeerName> {

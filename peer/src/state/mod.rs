@@ -14,10 +14,12 @@ pub mod book;
 mod broadcasts;
 pub mod chats;
 mod commands;
+pub mod conversations;
 mod exchange;
 pub mod flood;
 pub mod incoming;
 mod network;
+mod outbox;
 pub mod outgoing;
 pub mod pins;
 
@@ -29,7 +31,7 @@ use p2p_shared::handshake::HandshakeMessage;
 use p2p_shared::identity::PublicKey;
 use p2p_shared::seal::ChatKeys;
 use p2p_shared::transport::Origin;
-use p2p_shared::{Answer, ErrorCode, Outcome, PeerInfo, PeerName, PeerRequest};
+use p2p_shared::{Answer, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, PeerRequest};
 
 use crate::disk::Record;
 use crate::event::{Event, Waiting};
@@ -38,8 +40,10 @@ use crate::state::pins::Namespace;
 use book::Book;
 pub use broadcasts::Forward;
 use chats::{Chats, Sealed};
+use conversations::Conversations;
 use flood::Flood;
 use incoming::{IncomingRequests, PendingRequest};
+pub use outbox::Resume;
 use outgoing::OutgoingRequests;
 use pins::Pins;
 
@@ -92,6 +96,18 @@ pub enum Effect {
     },
     /// The open chats changed (Tab completes their names).
     ChatsChanged,
+    /// A chat with messages kept for its partner is open: send them (`resume.rs`).
+    Flush(PeerName),
+    /// A request from a partner of an away chat: accept it without a `yes` (`resume.rs`).
+    AutoAccept(PeerName),
+}
+
+/// What the state keeps on disk, read at start.
+pub struct Kept {
+    pub pins: Pins,
+    pub book: Book,
+    pub flood: Flood,
+    pub conversations: Conversations,
 }
 
 /// A request the user answered, whose answer is on its way to the requester. Its end comes
@@ -143,6 +159,9 @@ pub struct PeerState {
     pins: Pins,
     book: Book,
     flood: Flood,
+    conversations: Conversations,
+    /// The last request we accepted that reopened an away chat (`answer_sent`).
+    reopening: Option<MessageId>,
     chats: Chats,
     incoming: IncomingRequests,
     outgoing: OutgoingRequests,
@@ -150,15 +169,19 @@ pub struct PeerState {
 
 impl PeerState {
     /// The state of a peer that is `origin`, whose incoming requests wait `request_timeout`.
-    pub fn new(
-        origin: Origin,
-        request_timeout: Duration,
-        (pins, book, flood): (Pins, Book, Flood),
-    ) -> PeerState {
+    pub fn new(origin: Origin, request_timeout: Duration, kept: Kept) -> PeerState {
+        let Kept {
+            pins,
+            book,
+            flood,
+            conversations,
+        } = kept;
         PeerState {
             origin,
             book,
             flood,
+            conversations,
+            reopening: None,
             pins,
             chats: Chats::default(),
             incoming: IncomingRequests::new(request_timeout),
@@ -210,13 +233,25 @@ impl PeerState {
         if let Some(write) = self.pins.record_noise(cx.namespace, &peer, &key, proved) {
             fx.push(Effect::Write(write));
         }
+        fx.push(Effect::Write(self.conversations.opened(peer, key, addr)));
         self.chats.open(peer, addr, key, keys);
         fx.push(Effect::ChatsChanged);
+        if self.conversations.queued(&peer) > 0 {
+            fx.push(Effect::Flush(peer));
+        }
     }
 
+    /// Ends the chat with `peer`, open or away: what was kept for it ends undelivered.
     fn close_chat(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) {
         if self.chats.close(peer) {
             fx.push(Effect::ChatsChanged);
+        }
+        if let Some((dropped, write)) = self.conversations.ended(peer) {
+            fx.push(Effect::Write(write));
+            for _ in dropped {
+                let why = "the chat ended".to_string();
+                fx.push(Effect::Show(Event::QueuedDropped { peer: *peer, why }));
+            }
         }
     }
 }

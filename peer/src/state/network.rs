@@ -74,7 +74,10 @@ impl PeerState {
         }
         // A request from the very key we chat with under that name. (Another key in that
         // name may be an impostor the registry knows: that one is refused with its warning.)
-        if self.chats.key(&from.name) == Some(from.key) {
+        // Unless it reopens our chat: then the partner lost its keys (it restarted before we
+        // noticed), and the new handshake replaces them.
+        let reopens = self.conversations.is_resumable(&from.name, &from.key);
+        if self.chats.key(&from.name) == Some(from.key) && !reopens {
             return Some(already_connected(from));
         }
         // The bounds that hold even for a request the registry vouches for.
@@ -117,7 +120,9 @@ impl PeerState {
         let verified =
             vouch.is_registered() || self.pins.vouches(cx.namespace, &from.name, &from.key);
         let unanswered = !verified && vouch == Vouch::Unanswered;
-        if self.chats.contains(&from.name) {
+        if self.chats.contains(&from.name)
+            && !self.conversations.is_resumable(&from.name, &from.key)
+        {
             return already_connected(&from);
         }
         // Message 1 must be a handshake by the key that signed the request, meant for us.
@@ -125,6 +130,22 @@ impl PeerState {
         let heard = Responder::hear(&me.identity, &me.name, id, pattern, &handshake, &from.key);
         if let Err(why) = heard {
             return Outcome::error(ErrorCode::InvalidRequest, why.to_string());
+        }
+        // The partner of an away chat asks to reopen it: taken without a `yes`, unless our own
+        // request to reopen it crossed this one and ours goes first (the smaller key's does,
+        // on both sides, so exactly one opens the chat).
+        let resumable = self.conversations.is_resumable(&from.name, &from.key);
+        if resumable
+            && me.identity.public() < from.key
+            && self
+                .outgoing
+                .awaiting()
+                .any(|(peer, ..)| *peer == from.name)
+        {
+            return Outcome::error(
+                ErrorCode::AlreadyConnected,
+                "my own request to reopen our chat crossed yours and goes first",
+            );
         }
         match self.incoming.offer(
             id,
@@ -142,6 +163,11 @@ impl PeerState {
                     }
                 }
                 let expires_in = self.incoming.ttl();
+                let expires_in_ms = expires_in.as_millis().try_into().unwrap_or(u64::MAX);
+                if resumable {
+                    fx.push(Effect::AutoAccept(from.name));
+                    return Outcome::Pending { expires_in_ms };
+                }
                 fx.push(Effect::Show(Event::RequestArrived {
                     peer: from.name,
                     addr: from.addr,
@@ -150,9 +176,7 @@ impl PeerState {
                     verified,
                     unanswered,
                 }));
-                Outcome::Pending {
-                    expires_in_ms: expires_in.as_millis().try_into().unwrap_or(u64::MAX),
-                }
+                Outcome::Pending { expires_in_ms }
             }
             Err(why) => Outcome::error(ErrorCode::TooManyRequests, why.to_string()),
         }
@@ -201,7 +225,18 @@ impl PeerState {
         let Some(end) = self.outgoing.answered(request, answer, handshake) else {
             unreachable!("answerable just now");
         };
-        fx.push(Effect::Show(end.event()));
+        // A chat we had (open, or away) opens again: shown as that.
+        let event = match &end {
+            OutgoingEnd::Accepted {
+                peer, addr, key, ..
+            } if self.conversations.is_resumable(peer, key) => {
+                let (peer, addr) = (*peer, *addr);
+                let queued = self.conversations.queued(&peer);
+                Event::ChatResumed { peer, addr, queued }
+            }
+            end => end.event(),
+        };
+        fx.push(Effect::Show(event));
         match end {
             OutgoingEnd::Accepted {
                 peer,

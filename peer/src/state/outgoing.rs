@@ -275,6 +275,16 @@ impl OutgoingRequests {
         })
     }
 
+    /// Whether a request of ours to `peer`, or to `addr`, has no end yet.
+    pub fn asking(&self, peer: &PeerName, addr: SocketAddr) -> bool {
+        self.by_id.values().any(|state| match state {
+            Outgoing::Awaiting {
+                peer: p, addr: a, ..
+            } => p == peer || *a == addr,
+            Outgoing::Sent { addr: a, .. } => *a == addr,
+        })
+    }
+
     pub fn next_deadline(&self) -> Option<Instant> {
         self.awaiting().map(|(_, _, deadline)| deadline).min()
     }

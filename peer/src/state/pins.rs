@@ -179,6 +179,12 @@ impl Pins {
             .flatten()
     }
 
+    /// Drops the pin for `name` (`forget NAME`): the next contact is a first one again.
+    pub fn forget(&mut self, ns: Namespace, name: &PeerName) -> Option<FileWrite> {
+        self.offered.remove(&Scoped::new(ns, *name));
+        self.known.unpin(&Scoped::new(ns, *name))
+    }
+
     /// The key pinned for `name`, if any.
     pub fn pinned(&self, ns: Namespace, name: &PeerName) -> Option<PublicKey> {
         self.known.get(&Scoped::new(ns, *name))

@@ -200,7 +200,7 @@ fn the_longest_message_is_delivered_and_a_longer_one_is_refused() {
 }
 
 #[test]
-fn a_message_to_a_peer_that_died_is_reported_as_failed() {
+fn a_message_to_a_peer_that_died_is_kept_and_the_chat_is_away() {
     // A message that gets no answer is retried for --retry-for (10s by default) first.
     let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
     let mut bob = Peer::start_offline("bob");
@@ -208,18 +208,24 @@ fn a_message_to_a_peer_that_died_is_reported_as_failed() {
 
     bob.kill();
     alice.send("chat message bob are you there?");
-    let error = alice.expect_error();
-    assert!(error.contains("not delivered"), "{error:?}");
-    // The partner is gone, and so is the chat.
-    alice.expect_prefix("bob is gone (");
+    // The partner is away, and the message kept for it.
+    alice.expect_prefix("bob is away (cannot reach bob");
+    let queued = alice.expect_prefix("queued for bob: ");
+    assert!(queued.contains("cannot reach bob"), "{queued}");
     assert!(
         !alice
             .stdout_so_far()
             .iter()
             .any(|l| l == "delivered to bob"),
-        "not reported as delivered: {error:?}"
+        "not reported as delivered"
     );
-    assert_eq!(alice.connected(), Vec::<String>::new());
+    assert_eq!(
+        alice.connected(),
+        vec![format!("{} (away)", bob.connected_line())]
+    );
+    // The next one is kept at once.
+    alice.send("chat message bob still there?");
+    alice.expect_exact("queued for bob: bob is offline");
 }
 
 /// A chat request by name to a peer met for the first time is Noise IK: the registry's

@@ -235,23 +235,26 @@ fn a_peer_killed_in_a_chat_is_noticed_and_drops_out_of_the_registry() {
     alice.say(&bob, "hello");
 
     bob.kill(); // SIGKILL: no goodbye
-    alice.expect_prefix("bob is gone (cannot reach ");
+    alice.expect_prefix("bob is away (cannot reach ");
     alice.send("chat message bob are you there?");
-    alice.expect_exact("error: not in a chat with bob");
+    alice.expect_exact("queued for bob: bob is offline");
     server.expect_exact("expired bob (not renewed in time)");
     assert_eq!(alice.listpeer().len(), 1);
 }
 
 #[test]
-fn a_message_to_a_partner_that_died_fails_after_retrying_and_ends_the_chat() {
+fn a_message_to_a_partner_that_died_is_kept_after_retrying_and_the_chat_is_away() {
     let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
     let mut bob = Peer::start_offline("bob");
     alice.chat_with(&bob);
     bob.kill();
     alice.send("chat message bob anyone?");
-    let error = alice.expect_prefix("error: cannot reach bob");
-    assert!(error.ends_with("message not delivered"), "{error}");
-    alice.expect_prefix("bob is gone (cannot reach bob");
+    alice.expect_prefix("bob is away (cannot reach bob");
+    alice.expect_prefix("queued for bob: cannot reach bob");
+    // Ended by `disconnect`, the kept message ends with it.
+    alice.send("disconnect bob");
+    alice.expect_exact("not delivered to bob: the chat ended");
+    alice.expect_exact("disconnected from bob");
     alice.send("list connected peer");
     alice.expect_exact("connected peers: 0");
 }

@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod in_process;
 mod interface;
+mod lifecycle;
 mod names;
 mod network;
 mod output_attacks;

@@ -192,8 +192,14 @@ fn a_captured_chat_message_replayed_is_refused_and_shown_once() {
 
 #[test]
 fn a_tampered_chat_message_is_refused_and_nothing_is_shown() {
-    // alice gives up on a message after one second of no answer.
-    let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
+    // alice gives up on a message after one second of no answer, and asks her away chats
+    // again every second.
+    let alice = Peer::builder("alice")
+        .arg("--retry-for")
+        .arg("1s")
+        .arg("--exchange-every")
+        .arg("1s")
+        .start();
     let bob = Peer::start_offline("bob");
     let proxy = Proxy::start(bob.addr());
     alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
@@ -201,11 +207,14 @@ fn a_tampered_chat_message_is_refused_and_nothing_is_shown() {
     bob.expect_request_from(&alice);
     bob.accept_chat(&alice, proxy.addr());
 
-    // The attacker holds alice's message back (every try): bob never sees it.
+    // The attacker holds alice's message back (every try): bob never sees it. alice's
+    // requests to reopen the chat (every second, once it is away) wait at the proxy until
+    // the end, so that the frames below meet the chat they were sealed in.
     proxy.intercept_sealed(true);
+    proxy.hold_signed(true);
     alice.send("chat message bob the code is 4711");
-    alice.expect_error();
-    alice.expect_prefix("bob is gone (");
+    alice.expect_prefix("bob is away (");
+    alice.expect_prefix("queued for bob: ");
     proxy.intercept_sealed(false);
     let held: Vec<Capture> = proxy
         .captures_of_kind(b'E')
@@ -248,12 +257,20 @@ fn a_tampered_chat_message_is_refused_and_nothing_is_shown() {
     bob.expect_exact("alice: the code is 4711");
     assert_refused_with(bob.addr(), frame, "stale", &bob.key());
 
-    // Afterwards: bob ends the chat alice gave up on, and they chat again.
-    bob.send("disconnect alice");
-    bob.expect_exact("disconnected from alice");
-    alice.chat_with(&bob);
+    // Afterwards: alice reopens the chat and sends the kept message again, under its id:
+    // bob, who has it already, does not show it twice.
+    proxy.hold_signed(false);
+    alice.expect_prefix("chat with bob (");
+    alice.expect_exact("delivered to bob");
+    bob.expect_prefix("chat with alice (");
     alice.say(&bob, "new chat");
     bob.say(&alice, "fine");
+    let shown = bob.stdout_so_far();
+    let shown: Vec<&String> = shown
+        .iter()
+        .filter(|l| l.ends_with("the code is 4711"))
+        .collect();
+    assert_eq!(shown.len(), 1, "{shown:?}");
 }
 
 /// The swapped reply of issue 13: a refusal bob really signed, but for another frame, handed

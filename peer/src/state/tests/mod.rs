@@ -25,6 +25,7 @@ use crate::error::PeerError;
 use crate::event::{Event, Withdrawal};
 use crate::known::{KnownKeys, Pin};
 use crate::state::book::Book;
+use crate::state::conversations::Conversations;
 use crate::state::flood::Flood;
 use crate::state::pins::Namespace;
 
@@ -60,11 +61,12 @@ fn alice() -> PeerState {
     PeerState::new(
         origin,
         TTL,
-        (
-            Pins::new(KnownKeys::empty(), Namespace::Local).0,
-            Book::empty(Identity::generate().public()),
-            Flood::empty(),
-        ),
+        Kept {
+            pins: Pins::new(KnownKeys::empty(), Namespace::Local).0,
+            book: Book::empty(Identity::generate().public()),
+            flood: Flood::empty(),
+            conversations: Conversations::empty(),
+        },
     )
 }
 

@@ -1,0 +1,250 @@
+//! Conversations: the chats that outlive a connection, a restart, or a partner that stopped
+//! answering, with the messages kept for a partner who is away. Without I/O.
+//!
+//! A chat is **open** (session keys in `chats.rs`), **away** (its partner stopped answering:
+//! no keys, a record here), or **ended** (`disconnect` from either side, or `forget`: no
+//! record). Every open or away chat has a record here, on disk (`DATA/conversations`, one
+//! JSON object a line: partner, key, last address, and the outbox), never its session keys:
+//! after a restart, every recorded chat is away until a new handshake to the pinned key
+//! opens it again, which either side accepts without a `yes` because both keep this record.
+//!
+//! A message that cannot be delivered now (the partner is away, or stops answering while it
+//! is sent) is kept in the partner's outbox under the next sequence number of the
+//! conversation, and sent in that order once the chat is open again, each under the id it
+//! was typed with: the receiver stores each id once, so a message never shows twice. The
+//! outbox is bounded: [`MAX_QUEUED`] messages a partner, none older than [`MAX_QUEUE_AGE`];
+//! what does not fit, or grows too old, ends with its reason.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use p2p_shared::identity::PublicKey;
+use p2p_shared::{MessageId, PeerName};
+use serde::{Deserialize, Serialize};
+
+use crate::known::FileWrite;
+
+/// The most messages kept for one partner.
+pub const MAX_QUEUED: usize = 100;
+
+/// How long a kept message waits for its partner before it expires.
+pub const MAX_QUEUE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The most conversations kept: one per partner.
+pub const MAX_CONVERSATIONS: usize = 256;
+
+/// A message kept for a partner who is away.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Queued {
+    /// Its place in the conversation: messages are sent in this order.
+    pub seq: u64,
+    /// The id it was typed with, kept for every try.
+    pub id: MessageId,
+    pub text: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Conversation {
+    name: PeerName,
+    key: PublicKey,
+    /// Where the partner was last.
+    addr: SocketAddr,
+    /// Whether the chat is away (no session keys). Every conversation read from disk is.
+    #[serde(default)]
+    away: bool,
+    /// The sequence number of the next message kept.
+    next_seq: u64,
+    outbox: VecDeque<Queued>,
+}
+
+/// What became of a message given to [`Conversations::queue`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Queueing {
+    Queued,
+    /// The partner's outbox is full.
+    Full,
+    /// No conversation with that partner: no chat to keep it for.
+    NoChat,
+}
+
+pub struct Conversations {
+    by_name: BTreeMap<PeerName, Conversation>,
+    path: PathBuf,
+}
+
+impl Conversations {
+    /// The conversations kept in the file at `path` (missing: none), all away.
+    pub fn load(path: PathBuf) -> anyhow::Result<Conversations> {
+        let mut by_name = BTreeMap::new();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    let Ok(mut conversation) = serde_json::from_str::<Conversation>(line) else {
+                        continue;
+                    };
+                    conversation.away = true;
+                    conversation.outbox.truncate(MAX_QUEUED);
+                    if by_name.len() < MAX_CONVERSATIONS {
+                        by_name.insert(conversation.name, conversation);
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
+        }
+        Ok(Conversations { by_name, path })
+    }
+
+    /// None, writing nowhere: for tests.
+    #[cfg(test)]
+    pub fn empty() -> Conversations {
+        Conversations {
+            by_name: BTreeMap::new(),
+            path: PathBuf::new(),
+        }
+    }
+
+    /// A chat with `name` (key `key`, at `addr`) is open; the file to write. A conversation
+    /// with another key under that name is replaced (its outbox was for someone else).
+    pub fn opened(&mut self, name: PeerName, key: PublicKey, addr: SocketAddr) -> FileWrite {
+        match self.by_name.get_mut(&name) {
+            Some(c) if c.key == key => {
+                c.addr = addr;
+                c.away = false;
+            }
+            _ => {
+                if self.by_name.len() >= MAX_CONVERSATIONS && !self.by_name.contains_key(&name) {
+                    // Full: the oldest away one without messages gives its place, if any.
+                    let idle = self
+                        .by_name
+                        .values()
+                        .find(|c| c.away && c.outbox.is_empty())
+                        .map(|c| c.name);
+                    if let Some(idle) = idle {
+                        self.by_name.remove(&idle);
+                    }
+                }
+                let conversation = Conversation {
+                    name,
+                    key,
+                    addr,
+                    away: false,
+                    next_seq: 0,
+                    outbox: VecDeque::new(),
+                };
+                self.by_name.insert(name, conversation);
+            }
+        }
+        self.file()
+    }
+
+    /// The chat with `name` (still with `key`) lost its partner: away. The file to write,
+    /// if that changed anything.
+    pub fn away(&mut self, name: &PeerName, key: &PublicKey) -> Option<FileWrite> {
+        let c = self.by_name.get_mut(name).filter(|c| c.key == *key)?;
+        if c.away {
+            return None;
+        }
+        c.away = true;
+        Some(self.file())
+    }
+
+    /// The chat with `name` ended: its record goes, and what was kept for it, returned.
+    pub fn ended(&mut self, name: &PeerName) -> Option<(Vec<Queued>, FileWrite)> {
+        let c = self.by_name.remove(name)?;
+        Some((c.outbox.into(), self.file()))
+    }
+
+    /// Keeps `text` (typed as message `id` at `at`) for `name`.
+    pub fn queue(
+        &mut self,
+        name: &PeerName,
+        id: MessageId,
+        text: String,
+        at: DateTime<Utc>,
+    ) -> (Queueing, Option<FileWrite>) {
+        let Some(c) = self.by_name.get_mut(name) else {
+            return (Queueing::NoChat, None);
+        };
+        if c.outbox.iter().any(|q| q.id == id) {
+            return (Queueing::Queued, None);
+        }
+        if c.outbox.len() >= MAX_QUEUED {
+            return (Queueing::Full, None);
+        }
+        let seq = c.next_seq;
+        c.next_seq += 1;
+        c.outbox.push_back(Queued { seq, id, text, at });
+        (Queueing::Queued, Some(self.file()))
+    }
+
+    /// The first message kept for `name`, to send now.
+    pub fn next_queued(&self, name: &PeerName) -> Option<Queued> {
+        self.by_name.get(name)?.outbox.front().cloned()
+    }
+
+    /// The message `id` kept for `name` was delivered: the file to write.
+    pub fn delivered(&mut self, name: &PeerName, id: MessageId) -> Option<FileWrite> {
+        let c = self.by_name.get_mut(name)?;
+        let before = c.outbox.len();
+        c.outbox.retain(|q| q.id != id);
+        (c.outbox.len() != before).then(|| self.file())
+    }
+
+    /// Takes out the messages that waited longer than [`MAX_QUEUE_AGE`] at `now`.
+    pub fn expire(&mut self, now: DateTime<Utc>) -> (Vec<(PeerName, Queued)>, Option<FileWrite>) {
+        let limit = chrono::Duration::from_std(MAX_QUEUE_AGE).expect("a week fits");
+        let mut expired = Vec::new();
+        for c in self.by_name.values_mut() {
+            while c.outbox.front().is_some_and(|q| now - q.at > limit) {
+                let q = c.outbox.pop_front().expect("just seen");
+                expired.push((c.name, q));
+            }
+        }
+        let write = (!expired.is_empty()).then(|| self.file());
+        (expired, write)
+    }
+
+    /// The away chats, to try to open again: name, key and last address.
+    pub fn away_chats(&self) -> Vec<(PeerName, PublicKey, SocketAddr)> {
+        self.by_name
+            .values()
+            .filter(|c| c.away)
+            .map(|c| (c.name, c.key, c.addr))
+            .collect()
+    }
+
+    /// Whether a chat with `name` under `key` may be opened again without a `yes`.
+    pub fn is_resumable(&self, name: &PeerName, key: &PublicKey) -> bool {
+        self.by_name.get(name).is_some_and(|c| c.key == *key)
+    }
+
+    /// Whether the chat with `name` is away.
+    pub fn is_away(&self, name: &PeerName) -> bool {
+        self.by_name.get(name).is_some_and(|c| c.away)
+    }
+
+    /// How many messages wait for `name`.
+    pub fn queued(&self, name: &PeerName) -> usize {
+        self.by_name.get(name).map_or(0, |c| c.outbox.len())
+    }
+
+    fn file(&self) -> FileWrite {
+        let mut contents = String::new();
+        for c in self.by_name.values() {
+            contents.push_str(&serde_json::to_string(c).expect("a conversation serializes"));
+            contents.push('\n');
+        }
+        FileWrite {
+            path: self.path.clone(),
+            contents,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

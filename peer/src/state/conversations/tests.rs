@@ -1,0 +1,97 @@
+use chrono::{TimeZone, Utc};
+use p2p_shared::identity::Identity;
+use p2p_shared::wire::new_id;
+
+use super::*;
+
+fn bob() -> PeerName {
+    "bob".parse().unwrap()
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_796_000_000 + secs, 0).unwrap()
+}
+
+fn addr() -> SocketAddr {
+    "127.0.0.1:40002".parse().unwrap()
+}
+
+#[test]
+fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("p2p-conversations-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("conversations");
+    let key = Identity::generate().public();
+    let mut c = Conversations::load(path.clone()).unwrap();
+    assert_eq!(
+        c.queue(&bob(), new_id(), "no chat".into(), at(0)).0,
+        Queueing::NoChat
+    );
+    c.opened(bob(), key, addr()).perform().unwrap();
+    assert!(!c.is_away(&bob()));
+    c.away(&bob(), &key).unwrap().perform().unwrap();
+    assert!(c.away(&bob(), &key).is_none(), "away once");
+    let ids: Vec<MessageId> = (0..3).map(|_| new_id()).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (queued, write) = c.queue(&bob(), *id, format!("m{i}"), at(i as i64));
+        assert_eq!(queued, Queueing::Queued);
+        write.unwrap().perform().unwrap();
+    }
+    // The same id again (a retry) is not kept twice.
+    let (queued, write) = c.queue(&bob(), ids[0], "m0".into(), at(9));
+    assert_eq!((queued, write.is_none()), (Queueing::Queued, true));
+
+    let mut again = Conversations::load(path).unwrap();
+    assert!(again.is_away(&bob()), "after a restart, every chat is away");
+    assert!(again.is_resumable(&bob(), &key));
+    assert!(!again.is_resumable(&bob(), &Identity::generate().public()));
+    for (i, id) in ids.iter().enumerate() {
+        let next = again.next_queued(&bob()).unwrap();
+        assert_eq!(
+            (next.seq, next.id, next.text.as_str()),
+            (i as u64, *id, format!("m{i}").as_str())
+        );
+        assert!(again.delivered(&bob(), *id).is_some());
+    }
+    assert_eq!(again.next_queued(&bob()), None);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn an_outbox_is_bounded_in_count_and_age_and_ends_with_its_chat() {
+    let key = Identity::generate().public();
+    let mut c = Conversations::empty();
+    c.opened(bob(), key, addr());
+    for i in 0..MAX_QUEUED {
+        assert_eq!(
+            c.queue(&bob(), new_id(), i.to_string(), at(i as i64)).0,
+            Queueing::Queued
+        );
+    }
+    assert_eq!(
+        c.queue(&bob(), new_id(), "one more".into(), at(0)).0,
+        Queueing::Full
+    );
+    let week = MAX_QUEUE_AGE.as_secs() as i64;
+    let (expired, write) = c.expire(at(week + 1));
+    assert_eq!(expired.len(), 1, "the first, a second too old");
+    assert_eq!(expired[0].1.text, "0");
+    assert!(write.is_some());
+    assert_eq!(c.queued(&bob()), MAX_QUEUED - 1);
+    let (dropped, _) = c.ended(&bob()).unwrap();
+    assert_eq!(dropped.len(), MAX_QUEUED - 1);
+    assert!(!c.is_resumable(&bob(), &key));
+}
+
+#[test]
+fn a_chat_with_another_key_under_the_name_starts_a_new_conversation() {
+    let (old, new) = (Identity::generate().public(), Identity::generate().public());
+    let mut c = Conversations::empty();
+    c.opened(bob(), old, addr());
+    c.away(&bob(), &old);
+    c.queue(&bob(), new_id(), "for the old bob".into(), at(0));
+    assert!(c.away(&bob(), &new).is_none(), "not that chat");
+    c.opened(bob(), new, addr());
+    assert_eq!(c.queued(&bob()), 0, "kept for someone else");
+    assert!(c.is_resumable(&bob(), &new));
+}

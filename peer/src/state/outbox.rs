@@ -1,0 +1,113 @@
+//! The chat lifecycle's state functions: a message kept for a partner who is away, the kept
+//! messages sent once the chat is open again, and which away chats to try to open (see
+//! `conversations.rs` for the lifecycle itself).
+
+use std::net::SocketAddr;
+
+use p2p_shared::identity::{NoiseKey, PublicKey};
+use p2p_shared::{MessageId, PeerName};
+
+use super::conversations::{Queued, Queueing};
+use super::{Context, Effect, PeerState};
+use crate::error::PeerError;
+use crate::event::Event;
+
+/// An away chat to try to open again: whom, where it was last seen, and the static key for
+/// IK when a chat proved one.
+#[derive(Clone, Debug)]
+pub struct Resume {
+    pub peer: PeerName,
+    pub key: PublicKey,
+    pub addr: SocketAddr,
+    pub noise: Option<NoiseKey>,
+}
+
+impl PeerState {
+    /// Keeps message `id` (`text`) for `peer`, whose chat is away: `queued for bob: why`.
+    pub fn queue_message(
+        &mut self,
+        peer: PeerName,
+        id: MessageId,
+        text: String,
+        why: String,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), PeerError> {
+        match self.conversations.queue(&peer, id, text, cx.utc) {
+            (Queueing::Queued, write) => {
+                fx.extend(write.map(Effect::Write));
+                fx.push(Effect::Show(Event::Queued { peer, why }));
+                Ok(())
+            }
+            (Queueing::Full, _) => Err(PeerError::OutboxFull { peer }),
+            (Queueing::NoChat, _) => Err(PeerError::NotInChat { peer }),
+        }
+    }
+
+    /// Whether messages to `peer` are kept now rather than sent: its chat is away.
+    pub fn keeps_for(&self, peer: &PeerName) -> bool {
+        !self.chats.contains(peer) && self.conversations.is_away(peer)
+    }
+
+    /// Message `id` could not reach `peer` (nobody answered, or it no longer knows the
+    /// chat): the chat is away, and the message kept.
+    pub fn message_failed(
+        &mut self,
+        peer: PeerName,
+        (id, text): (MessageId, String),
+        why: String,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), PeerError> {
+        if let Some(key) = self.chats.key(&peer) {
+            if self.away_if(&peer, &key, fx) {
+                fx.push(Effect::Show(Event::PeerAway {
+                    peer,
+                    why: why.clone(),
+                }));
+            }
+        }
+        self.queue_message(peer, id, text, why, cx, fx)
+    }
+
+    /// The next message kept for `peer`, if its chat is open.
+    pub fn outbox_next(&self, peer: &PeerName) -> Option<Queued> {
+        if !self.chats.contains(peer) {
+            return None;
+        }
+        self.conversations.next_queued(peer)
+    }
+
+    /// Kept message `id` reached `peer`.
+    pub fn outbox_delivered(&mut self, peer: &PeerName, id: MessageId, fx: &mut Vec<Effect>) {
+        fx.extend(self.conversations.delivered(peer, id).map(Effect::Write));
+    }
+
+    /// Kept messages that waited too long end now, each with its reason.
+    pub fn expire_outbox(&mut self, cx: &Context, fx: &mut Vec<Effect>) {
+        let (expired, write) = self.conversations.expire(cx.utc);
+        fx.extend(write.map(Effect::Write));
+        for (peer, _) in expired {
+            let why = "it waited longer than a week".to_string();
+            fx.push(Effect::Show(Event::QueuedDropped { peer, why }));
+        }
+    }
+
+    /// The away chats to try to open again, each at the address the book has for its key
+    /// (fresher, from peer exchange) or else where it was last; not those already asked
+    /// (one request at a time, or two acceptances would each open a chat).
+    pub fn resumable(&self, cx: &Context) -> Vec<Resume> {
+        self.conversations
+            .away_chats()
+            .into_iter()
+            .filter(|(peer, ..)| !self.chats.contains(peer))
+            .map(|(peer, key, last)| Resume {
+                peer,
+                key,
+                addr: self.book.get(&key).map_or(last, |k| k.record.addr),
+                noise: self.pins.noise(cx.namespace, &peer, &key),
+            })
+            .filter(|r| !self.outgoing.asking(&r.peer, r.addr))
+            .collect()
+    }
+}

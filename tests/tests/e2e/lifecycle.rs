@@ -1,0 +1,103 @@
+//! One lifecycle for chats and messages: a chat is open, away (its partner stopped
+//! answering), or ended; what is typed to a partner who is away is kept, across restarts of
+//! either side, and delivered in order, once, when the chat opens again.
+
+use p2p_e2e::{DataDir, Peer};
+
+/// A peer on a data folder and a port of its own, restarted there: its partners find it where
+/// they last saw it. Every second it checks its partners and asks its away chats again.
+fn start(name: &str, data: &DataDir, port: u16) -> Peer {
+    Peer::builder(name)
+        .data_dir(data.path())
+        .port(port)
+        .arg("--keepalive")
+        .arg("1s")
+        .arg("--retry-for")
+        .arg("1s")
+        .arg("--exchange-every")
+        .arg("1s")
+        .start()
+}
+
+fn free_port() -> u16 {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    probe.local_addr().unwrap().port()
+}
+
+#[test]
+fn messages_for_a_partner_who_is_away_arrive_in_order_once_after_both_restart() {
+    let (alice_dir, bob_dir) = (DataDir::new("alice"), DataDir::new("bob"));
+    let (alice_port, bob_port) = (free_port(), free_port());
+    let mut alice = start("alice", &alice_dir, alice_port);
+    let mut bob = start("bob", &bob_dir, bob_port);
+    alice.chat_with(&bob);
+    alice.say(&bob, "before");
+
+    bob.kill();
+    alice.expect_prefix("bob is away (");
+    let texts = ["one", "two", "three"];
+    for text in texts {
+        alice.send(&format!("chat message bob {text}"));
+        alice.expect_exact("queued for bob: bob is offline");
+    }
+    assert_eq!(
+        alice.connected(),
+        vec![format!("{} (away)", bob.connected_line())]
+    );
+    alice.exit();
+
+    let alice = start("alice", &alice_dir, alice_port);
+    assert_eq!(
+        alice.connected(),
+        vec![format!("{} (away)", bob.connected_line())],
+        "kept across a restart"
+    );
+    let bob = start("bob", &bob_dir, bob_port);
+    // Either side may ask first; the chat opens without a `yes`.
+    alice.expect_prefix("chat with bob (");
+    for text in texts {
+        bob.expect_exact(&format!("alice: {text}"));
+    }
+    for _ in texts {
+        alice.expect_exact("delivered to bob");
+    }
+    alice.say(&bob, "after");
+    bob.say(&alice, "back");
+    let shown = bob.stdout_so_far();
+    for text in texts {
+        let line = format!("alice: {text}");
+        assert_eq!(
+            shown.iter().filter(|l| **l == line).count(),
+            1,
+            "{line} once: {shown:?}"
+        );
+    }
+    assert_eq!(alice.connected(), vec![bob.connected_line()]);
+}
+
+#[test]
+fn forget_ends_an_away_chat_with_its_kept_messages_and_its_pin() {
+    let mut alice = Peer::builder("alice")
+        .arg("--retry-for")
+        .arg("1s")
+        .arg("--keepalive")
+        .arg("1s")
+        .start();
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    bob.kill();
+    alice.expect_prefix("bob is away (");
+    alice.send("chat message bob you there?");
+    alice.expect_exact("queued for bob: bob is offline");
+
+    alice.send("forget bob");
+    alice.expect_exact("not delivered to bob: the chat ended");
+    alice.expect_exact("forgot bob: no chat, no kept messages, no pinned key");
+    assert_eq!(alice.connected(), Vec::<String>::new());
+    alice.send("forget bob");
+    alice.expect_exact("error: nothing to forget about bob: no chat and no pinned key");
+    // After the disk thread has written what waits.
+    alice.exit();
+    let known = std::fs::read_to_string(alice.data_dir().join("known_peers")).unwrap_or_default();
+    assert!(!known.contains("/bob "), "unpinned: {known}");
+}
