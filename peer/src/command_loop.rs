@@ -305,7 +305,13 @@ impl CommandLoop {
                     self.registry_lost = true;
                     let why = Failure::of(&e, &self.registry.describe());
                     let retry_secs = RENEW_RETRY.as_secs();
-                    let lost = PeerError::RegistryLost { why, retry_secs };
+                    let known = self.broker.call(|state, _, _| state.live_peers().len());
+                    let known = known.await.unwrap_or_default();
+                    let lost = PeerError::RegistryLost {
+                        why,
+                        retry_secs,
+                        known,
+                    };
                     self.screen.push_state(Event::Error(lost));
                 }
                 self.renew_at = Some(Instant::now() + RENEW_RETRY);

@@ -71,8 +71,15 @@ pub enum PeerError {
     NameTaken { name: PeerName },
     #[error("{name} is not registered")]
     NotRegistered { name: PeerName },
-    #[error("lost the registry ({why}); trying again every {retry_secs}s")]
-    RegistryLost { why: Failure, retry_secs: u64 },
+    #[error(
+        "lost the registry ({why}); trying again every {retry_secs}s; meanwhile chats go on, \
+         and names are found in the book of {known} known peers"
+    )]
+    RegistryLost {
+        why: Failure,
+        retry_secs: u64,
+        known: usize,
+    },
     #[error("the registry no longer lets {name} register: {why}")]
     RegistrationRefused { name: PeerName, why: Failure },
 
