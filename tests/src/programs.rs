@@ -115,13 +115,29 @@ impl Server {
     /// Waits for the registry's `registered NAME ADDR key FP` line for `peer`.
     #[track_caller]
     pub fn expect_registered(&self, peer: &Peer) {
-        self.expect_exact(&format!(
-            "registered {} {} key {}",
-            peer.name(),
-            peer.addr(),
-            peer.fingerprint()
-        ));
+        self.expect_exact(&registered_line(peer));
     }
+
+    /// The same for each of `peers`, in whatever order they register.
+    #[track_caller]
+    pub fn expect_all_registered(&self, peers: &[&Peer]) {
+        let mut waiting: Vec<String> = peers.iter().map(|p| registered_line(p)).collect();
+        while !waiting.is_empty() {
+            let line = self.expect_line("a registration of those waited for", |l| {
+                waiting.iter().any(|w| w == l)
+            });
+            waiting.retain(|w| *w != line);
+        }
+    }
+}
+
+fn registered_line(peer: &Peer) -> String {
+    format!(
+        "registered {} {} key {}",
+        peer.name(),
+        peer.addr(),
+        peer.fingerprint()
+    )
 }
 
 impl Deref for Server {

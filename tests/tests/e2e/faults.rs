@@ -210,8 +210,7 @@ fn a_registry_killed_mid_traffic_comes_back_and_peers_register_again_by_themselv
         .arg("3s")
         .start();
     // Within one renewal (a third of the 3 s TTL), with no command typed.
-    server.expect_registered(&alice);
-    server.expect_registered(&bob);
+    server.expect_all_registered(&[&alice, &bob]);
     let carol = Peer::start("carol", server.addr());
     carol.register();
     assert_eq!(carol.listpeer().len(), 3);
