@@ -28,16 +28,23 @@ impl CommandLoop {
         }
     }
 
-    /// `peers`: the book.
+    /// `peers`: the book. A name is verified if a pin vouches for its key, or the registry
+    /// we trust lists that name with that key (asked now, for at most two seconds: without
+    /// an answer, pins alone decide).
     pub(crate) async fn known_peers(&mut self) {
-        let peers = self
-            .broker
-            .call(|state, cx, _| state.book_entries(cx))
-            .await;
-        self.show(Event::KnownPeers {
-            peers: peers.unwrap_or_default(),
-        })
-        .await
+        let peers = self.broker.call(|state, cx, _| state.book_entries(cx));
+        let mut peers = peers.await.unwrap_or_default();
+        if peers.iter().any(|p| !p.verified) {
+            let quick = std::time::Duration::from_secs(2);
+            if let Ok(Ok(listing)) = runtime::timeout(quick, self.registry.list()).await {
+                for peer in peers.iter_mut() {
+                    let listed =
+                        |p: &p2p_shared::PeerInfo| p.name == peer.name && p.key == peer.key;
+                    peer.verified |= listing.peers.iter().any(listed);
+                }
+            }
+        }
+        self.show(Event::KnownPeers { peers }).await
     }
 
     /// `broadcast TEXT`: signed, then sent to at most `flood::FANOUT` known peers.

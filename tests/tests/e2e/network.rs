@@ -226,3 +226,23 @@ fn without_the_registry_the_book_finds_peers_by_name() {
     carol.accept_chat(&alice, carol.addr());
     alice.say(&carol, "found you in my book");
 }
+
+/// A name in the book is verified when the registry alice trusts lists it with that key.
+#[test]
+fn the_book_shows_a_name_the_registry_vouches_for_as_verified() {
+    let server = p2p_e2e::Server::start();
+    let alice = Peer::start("alice", server.addr());
+    let bob = Peer::start("bob", server.addr());
+    let carol = Peer::start_offline("carol");
+    alice.register();
+    bob.register();
+    alice.send(&format!("join 127.0.0.1 {}", bob.port()));
+    alice.expect_exact(&format!("joined bob at {}: 1 new peer", bob.addr()));
+    alice.send(&format!("join 127.0.0.1 {}", carol.port()));
+    alice.expect_exact(&format!("joined carol at {}: 1 new peer", carol.addr()));
+    let known = alice.known();
+    let bob_line = format!("known bob {} key {} (", bob.addr(), bob.fingerprint());
+    assert!(known.iter().any(|l| l.starts_with(&bob_line)), "{known:?}");
+    // carol is registered nowhere: her name is only a claim.
+    assert!(known_line(&known, &carol).is_some(), "{known:?}");
+}
