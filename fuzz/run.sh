@@ -5,7 +5,7 @@
 # flags cargo-fuzz passes. New inputs go to corpus/TARGET, crashes to artifacts/TARGET.
 set -euo pipefail
 cd "$(dirname "$0")"
-targets=(frame envelope signed seal registry_session replay names command handshake)
+targets=(frame envelope signed seal registry_session replay names command handshake network)
 target=${1:?usage: ./run.sh TARGET|all [SECONDS]  (targets: ${targets[*]})}
 seconds=${2:-300}
 if [[ $target == all ]]; then
@@ -18,6 +18,7 @@ case $target in
     envelope | signed) flags+=(-dict=seeds/envelope.dict) ;;
     command) flags+=(-max_len=20000 -dict=seeds/command.dict) ;; # past the 8 KiB text limit
     handshake) flags+=(-max_len=2048) ;; # past the 1,368-character base64 limit
+    network) flags+=(-max_len=20000 -dict=seeds/envelope.dict) ;; # a page of 65 records, 8 KB of text
 esac
 mkdir -p "corpus/$target" "seeds/$target"
 RUSTC_BOOTSTRAP=1 cargo fuzz run "$target" "corpus/$target" "seeds/$target" -- "${flags[@]}"

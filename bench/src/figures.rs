@@ -6,13 +6,14 @@
 
 use std::time::Duration;
 
+use crate::broadcast::{Flood, FANOUT};
 use crate::chat::Chat;
 use crate::claims::{Claims, FSYNC_DELAY, PING_RATIO_AT_MOST};
 use crate::load::Throughput;
 use crate::registry::{Crowd, ReplyBytes};
 use crate::report::{thousands, Row, Target, Value};
 use crate::rest::AtRest;
-use crate::stats::Summary;
+use crate::stats::{median, Summary};
 
 /// The original Python P2P_Chat: a chat message from one peer's stdin to the other's stdout
 /// took 200 to 260 µs. "Faster than the original" is held against the fast end.
@@ -54,6 +55,8 @@ pub struct Figures {
     pub claims: Option<Claims>,
     /// A peer at rest, and the floor process at rest.
     pub rest: Option<(AtRest, AtRest)>,
+    /// Broadcasts on a network of peers with no registry.
+    pub flood: Option<Flood>,
 }
 
 impl Figures {
@@ -73,6 +76,9 @@ impl Figures {
         }
         if let Some((peer, floor)) = &self.rest {
             rest_rows(peer, floor, &mut rows);
+        }
+        if let Some(flood) = &self.flood {
+            flood_rows(flood, &mut rows);
         }
         rows
     }
@@ -324,6 +330,83 @@ fn rest_rows(peer: &AtRest, floor: &AtRest, rows: &mut Vec<Row>) {
             met: peer.accept_max <= PEER_ACCEPT_AT_MOST,
         }),
     });
+}
+
+/// No floor: a bare program has no network to flood. The bound is a target the design sets
+/// (each peer passes a broadcast on once, to at most [`FANOUT`]), so a run above it is a bug.
+fn flood_rows(flood: &Flood, rows: &mut Vec<Row>) {
+    let n = flood.peers;
+    let count = |figure: String, value: usize| Row {
+        figure,
+        value: Value::Count(value as u64),
+        floor: None,
+        target: None,
+    };
+    let time = |figure: String, value: Duration| Row {
+        figure,
+        value: Value::Time(value),
+        floor: None,
+        target: None,
+    };
+    rows.push(time(
+        format!("broadcast, {n} peers: formed (every book lists all the others)"),
+        flood.formed,
+    ));
+    let all = &flood.broadcasts;
+    let copies: Vec<usize> = all.iter().map(|b| b.copies).collect();
+    let (Some(mid), Some(&fewest), Some(&most)) = (
+        median(copies.clone()),
+        copies.iter().min(),
+        copies.iter().max(),
+    ) else {
+        return;
+    };
+    rows.push(count(
+        format!(
+            "broadcast, {n} peers: copies (connections) per broadcast, median of {}",
+            all.len()
+        ),
+        mid,
+    ));
+    rows.push(count(
+        format!("broadcast, {n} peers: copies per broadcast, fewest"),
+        fewest,
+    ));
+    rows.push(Row {
+        target: Some(Target {
+            text: format!("≤ {} ({n} peers, fan-out {FANOUT})", flood.bound()),
+            met: most <= flood.bound(),
+        }),
+        ..count(
+            format!("broadcast, {n} peers: copies per broadcast, most"),
+            most,
+        )
+    });
+    let repeats = all.iter().map(|b| b.repeats()).collect();
+    rows.push(count(
+        format!(
+            "broadcast, {n} peers: repeats per broadcast (copies to a peer that had it), median"
+        ),
+        median(repeats).unwrap_or(0),
+    ));
+    rows.push(count(
+        format!("broadcast, {n} peers: the most copies one peer received of one broadcast"),
+        all.iter().map(|b| b.most_at_one_peer).max().unwrap_or(0),
+    ));
+    if let Some(latency) = flood.latency() {
+        rows.push(time(
+            format!("broadcast, {n} peers: typed → shown by the last peer, p50"),
+            latency.p50,
+        ));
+        rows.push(time(
+            format!("broadcast, {n} peers: typed → shown by the last peer, p99"),
+            latency.p99,
+        ));
+    }
+    rows.push(count(
+        format!("broadcast, {n} peers: connections refused, whole run"),
+        flood.refused,
+    ));
 }
 
 fn memory_target(rss_kib: u64, at_most: u64) -> Target {

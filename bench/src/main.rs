@@ -9,12 +9,13 @@
 //! - [`programs`]: starting the programs, with the kit the tests share (`p2p_kit`: building
 //!   them, driving them through pipes, their data folders);
 //! - [`floor`]: the bare async-std server and client;
-//! - [`chat`], [`registry`], [`claims`], [`rest`]: the measurements; [`load`], [`wire`] and
-//!   [`stats`] their tools;
+//! - [`chat`], [`registry`], [`claims`], [`rest`], [`broadcast`]: the measurements; [`load`],
+//!   [`wire`] and [`stats`] their tools;
 //! - [`figures`] (targets), [`report`] (tables, the document) and [`machine`].
 //!
 //! Progress goes to stderr; stdout gets the table only.
 
+mod broadcast;
 mod chat;
 mod claims;
 mod cpu;
@@ -108,6 +109,9 @@ enum Part {
     Claims,
     /// A peer at rest.
     Rest,
+    /// Connections and time per broadcast on a network of twelve peers with no registry
+    /// (issue 14).
+    Broadcast,
 }
 
 /// docs/benchmarks.md of the workspace this bench was built in.
@@ -205,6 +209,15 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
         }
         _ => None,
     };
+    let flood = wanted(Part::Broadcast)
+        .then(|| {
+            progress(&format!(
+                "{} broadcasts on a network of {} peers with no registry",
+                plan.broadcasts, plan.network_peers
+            ));
+            broadcast::measure(programs, plan)
+        })
+        .transpose()?;
     Ok(Figures {
         floor_exchange,
         chat,
@@ -212,6 +225,7 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
         crowd,
         claims,
         rest,
+        flood,
     })
 }
 
@@ -330,7 +344,8 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
          {warm_requests} unmeasured; a registry of {crowd} peers, {samples} samples per page or lookup figure, the median of \
          {listings} whole listings; claims: {quiet} pings alone, then {claimants} clients claiming \
          new names for {claim_time} s (at most {claim_cap}) with a ping 1 ms after each answer, in \
-         each condition; {starts} starts of each program at rest.\n\n\
+         each condition; {starts} starts of each program at rest; {broadcasts} broadcasts on a \
+         network of {network} peers with no registry.\n\n\
          {table}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine = Machine::this().describe(),
@@ -347,6 +362,8 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
         claim_time = plan.claim_time.as_secs_f64(),
         claim_cap = report::thousands(plan.claim_cap as u64),
         starts = plan.starts,
+        broadcasts = plan.broadcasts,
+        network = plan.network_peers,
         table = report::markdown_table(rows),
     )
 }

@@ -1,8 +1,9 @@
 //! How much the bench measures: the counts for a real run and for `--quick`.
 //!
 //! The real counts are what issue 6 asks for (at least 10,000 chat messages, a registry of
-//! 100,000 peers). `--quick` runs every measurement with counts that finish in seconds even
-//! on a debug build, so CI can check that the bench still works; its figures mean nothing.
+//! 100,000 peers) and issue 14's network of twelve peers. `--quick` runs every measurement
+//! with counts that finish in seconds even on a debug build, so CI can check that the bench
+//! still works; its figures mean nothing.
 //! Every loop is also bounded in time, so a stuck program costs at most its limit.
 
 use std::time::Duration;
@@ -34,6 +35,9 @@ pub struct Plan {
     pub quiet_pings: usize,
     /// Process starts per at-rest figure.
     pub starts: usize,
+    /// Peers of the network without a registry, and the broadcasts measured on it.
+    pub network_peers: usize,
+    pub broadcasts: usize,
     /// How long a started process idles before its memory is read.
     pub settle: Duration,
     /// The longest any one measurement loop may run.
@@ -59,6 +63,8 @@ impl Plan {
             claim_cap: 100_000,
             quiet_pings: 500,
             starts: 20,
+            network_peers: 12,
+            broadcasts: 20,
             settle: Duration::from_millis(300),
             limit: Duration::from_secs(120),
             line_timeout: Duration::from_secs(10),
@@ -81,6 +87,8 @@ impl Plan {
             claim_cap: 200,
             quiet_pings: 10,
             starts: 3,
+            network_peers: 4,
+            broadcasts: 2,
             settle: Duration::from_millis(50),
             limit: Duration::from_secs(20),
             line_timeout: Duration::from_secs(10),

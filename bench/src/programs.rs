@@ -2,7 +2,8 @@
 //!
 //! All of them listen on 127.0.0.1 only; the bench never sends to any other address. Each
 //! registry and peer gets a data folder of its own in the bench's [`Scratch`] folder, and each peer
-//! is given its registry's key (`--server-key`), as a careful user would.
+//! is given its registry's key (`--server-key`), as a careful user would; the peers of the
+//! broadcast part have no registry at all (a loopback port nobody listens on).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use p2p_shared::identity::PublicKey;
 
+use p2p_kit::child::free_port;
 use p2p_kit::Bins;
 use p2p_kit::Child;
 use p2p_kit::Scratch;
@@ -112,6 +114,33 @@ impl Programs {
             &self.bins.peer,
             &args,
         )?)
+    }
+
+    /// Starts `p2p-peer` named `name` with fresh data on a free loopback port, with no
+    /// registry (its `--server` is a loopback port nobody listens on) and `extra` arguments;
+    /// returns it once it listens.
+    pub fn peer_without_registry(
+        &self,
+        name: &str,
+        extra: &[String],
+    ) -> anyhow::Result<(Child, SocketAddr)> {
+        let nobody = free_port()?;
+        let mut args = vec![
+            "--name".to_owned(),
+            name.to_owned(),
+            "--bind".to_owned(),
+            "127.0.0.1".to_owned(),
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--server".to_owned(),
+            format!("127.0.0.1:{nobody}"),
+            "--data-dir".to_owned(),
+            path_arg(&self.work.fresh(name)?)?,
+        ];
+        args.extend(extra.iter().cloned());
+        let child = Child::spawn(&format!("p2p-peer {name}"), &self.bins.peer, &args)?;
+        let addr = child.listening_addr(START_TIMEOUT)?;
+        Ok((child, addr))
     }
 
     /// Starts a peer with fresh data on a free port; returns it once it listens.

@@ -189,6 +189,12 @@ impl Child {
         }
     }
 
+    /// The log (stderr) lines read so far and not yet taken, without waiting: for counting
+    /// what a program logged over a while, where no one line marks the end.
+    pub fn take_log(&self) -> Vec<Line> {
+        self.log.try_iter().collect()
+    }
+
     /// Waits for the `NAME listening on ADDR` (or `listening on ADDR`) line and returns ADDR.
     pub fn listening_addr(&self, timeout: Duration) -> Result<std::net::SocketAddr, Error> {
         const MARK: &str = "listening on ";

@@ -72,6 +72,8 @@ impl Service for PeerService {
             // sender waiting for that.
             PeerRequest::Broadcast { message, hops } => {
                 let from = request.from;
+                // Every copy, new or repeated: what a flood costs (p2p-bench counts these).
+                tracing::debug!(from = %from.name, id = %message.id, hops, "broadcast received");
                 let heard = self.broker.call(move |state, cx, fx| {
                     state.broadcast_received(&from, message, hops, cx, fx)
                 });
