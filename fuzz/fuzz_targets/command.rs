@@ -68,7 +68,10 @@ fuzz_target!(|data: &[u8]| {
         Command::KnownPeers => assert_eq!(words, ["peers"]),
         Command::Broadcast { text } => {
             assert_eq!(words[0], "broadcast");
-            assert!(!text.is_empty() && line.ends_with(text.as_str()), "{line:?}");
+            assert!(
+                !text.is_empty() && line.ends_with(text.as_str()),
+                "{line:?}"
+            );
         }
         Command::Block { peer } => assert_eq!(words, ["block", peer.as_str()]),
         Command::Unblock { peer } => assert_eq!(words, ["unblock", peer.as_str()]),

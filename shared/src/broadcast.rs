@@ -4,7 +4,8 @@
 //! The origin signs the id, the time, its name and the text; whoever passes it on only adds
 //! to the hop count, which travels outside the signature (as in libp2p's floodsub, where
 //! the message is the origin's and the path is not). A receiver checks the signature and the
-//! age, drops repeats by (origin key, id) and passes on what is new (`peer/src/flood.rs`).
+//! age, drops repeats by (origin key, id) and passes on what is new (`peer/src/state/flood.rs`
+//! decides, `peer/src/flood.rs` sends).
 
 use serde::{Deserialize, Serialize};
 

@@ -130,7 +130,9 @@ impl<'de> Deserialize<'de> for SignatureText {
 }
 
 /// At most [`MAX_RECORDS`] records, as a field: `#[serde(with = "records")]`. A list with more
-/// is not one a peer sends, and is refused before it is read whole.
+/// is not one a peer sends, and is refused. (Inside a request or a reply, whose `type` tag
+/// makes serde buffer the whole body first, the frame limit of 64 KiB is what bounds the
+/// reading; the count is checked after.)
 pub mod records {
     use super::*;
 
