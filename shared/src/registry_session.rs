@@ -143,8 +143,9 @@ impl RegistrySession {
     /// Opens the request whose header is `header`, and accepts its counter if it is above
     /// every counter accepted before; returns its JSON and the means to reply. `None` if it
     /// is not authentic (another session's, or altered) or is a replay; a frame that is not
-    /// authentic changes nothing. The last counter, `u64::MAX`, is never accepted: no peer
-    /// gets there (one request at a time), and nothing could come after it.
+    /// authentic changes nothing. The last counter, `u64::MAX`, is never accepted: Noise
+    /// reserves it as a nonce, no peer gets there (one request at a time), and nothing could
+    /// come after it.
     pub fn accept(&mut self, header: &Header, frame: &[u8]) -> Option<(Vec<u8>, Replier)> {
         let after = header.counter.checked_add(1).and_then(NonZeroU64::new)?;
         let json = open_sealed(
