@@ -22,6 +22,8 @@
 //! a time), which costs 8 bytes per registration where a chat's reordering window costs 136.
 //! docs/protocol.md and docs/security.md describe the session message by message.
 
+use std::num::NonZeroU64;
+
 use crate::handshake::registry::SessionKeys;
 use crate::identity::PublicKey;
 use crate::name::PeerName;
@@ -90,11 +92,14 @@ impl PeerSession {
     }
 }
 
-/// The registry's side of a session, kept with the registration: 72 bytes.
+/// The registry's side of a session, kept with the registration: 72 bytes, and 72 as the
+/// registration's `Option<RegistrySession>` too, because `next` is never zero and so the
+/// option needs no flag of its own (8 bytes, which in the registry's B-tree, its nodes about
+/// half full, cost nearly twice that per registration: docs/benchmarks.md, item 17).
 pub struct RegistrySession {
     keys: SessionKeys,
-    /// The counter of the last request accepted.
-    last: u64,
+    /// The lowest counter the next request may carry: one above the last accepted.
+    next: NonZeroU64,
 }
 
 /// The registry's way to answer one request it accepted: the reply key and that request's
@@ -129,24 +134,30 @@ impl Replier {
 
 impl RegistrySession {
     pub fn new(keys: SessionKeys) -> RegistrySession {
-        RegistrySession { keys, last: 0 }
+        RegistrySession {
+            keys,
+            next: NonZeroU64::MIN,
+        }
     }
 
     /// Opens the request whose header is `header`, and accepts its counter if it is above
     /// every counter accepted before; returns its JSON and the means to reply. `None` if it
     /// is not authentic (another session's, or altered) or is a replay; a frame that is not
-    /// authentic changes nothing.
+    /// authentic changes nothing. The last counter, `u64::MAX`, is never accepted: Noise
+    /// reserves it as a nonce, no peer gets there (one request at a time), and nothing could
+    /// come after it.
     pub fn accept(&mut self, header: &Header, frame: &[u8]) -> Option<(Vec<u8>, Replier)> {
+        let after = header.counter.checked_add(1).and_then(NonZeroU64::new)?;
         let json = open_sealed(
             frame,
             header.header_len(),
             &self.keys.request,
             header.counter,
         )?;
-        if header.counter <= self.last {
+        if header.counter < self.next.get() {
             return None;
         }
-        self.last = header.counter;
+        self.next = after;
         let replier = Replier {
             reply: zeroize::Zeroizing::new(self.keys.reply),
             counter: header.counter,
@@ -201,6 +212,29 @@ mod tests {
             accept(&mut registry, &first).is_none(),
             "older than the last"
         );
+    }
+
+    #[test]
+    fn the_last_counter_is_refused_even_when_authentic() {
+        let (mut peer, mut registry) = session();
+        peer.counter = u64::MAX - 2;
+        let (_, before_last) = peer.request(b"one");
+        let (counter, last) = peer.request(b"two");
+        assert_eq!(counter, u64::MAX);
+        assert!(accept(&mut registry, &before_last).is_some());
+        assert!(accept(&mut registry, &last).is_none(), "nothing after it");
+        assert!(
+            accept(&mut registry, &before_last).is_none(),
+            "still a replay"
+        );
+    }
+
+    /// A registration holds an `Option<RegistrySession>`: the option must cost nothing.
+    #[test]
+    fn a_session_kept_as_an_option_costs_no_more_than_the_session() {
+        use std::mem::size_of;
+        assert_eq!(size_of::<RegistrySession>(), 72);
+        assert_eq!(size_of::<Option<RegistrySession>>(), 72);
     }
 
     #[test]

@@ -15,7 +15,7 @@
 //!   reordering is tolerated, and the memory is fixed.
 
 use std::collections::hash_map::{Entry, RandomState};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::time::Duration;
@@ -35,8 +35,9 @@ pub const MAX_SKEW: Duration = Duration::from_secs(120);
 /// longer; 5 s is far more than NTP leaves between clocks on a LAN (milliseconds).
 pub const MAX_FUTURE_SKEW: Duration = Duration::from_secs(5);
 
-/// How many ids [`Freshness`] remembers at most, from everyone together: up to about 150
-/// bytes each with their counts (an id from a key and an address of its own), 30 MB in all.
+/// How many ids [`Freshness`] remembers at most, from everyone together: about 75 bytes each
+/// with their counts when each comes from a key, an address and a network of its own, 15 MB
+/// in all (docs/benchmarks.md, item 17).
 pub const MAX_REMEMBERED: usize = 200_000;
 
 /// How many remembered ids one sender may hold, so that no sender can use up the memory
@@ -93,31 +94,45 @@ pub struct Sender {
 #[derive(Debug, Default)]
 pub struct Freshness {
     quotas: Quotas,
-    ids: HashMap<MessageId, Owner>,
-    /// The same ids grouped by the second they were sent in (Unix time), so that a second's
-    /// ids are forgotten together once their messages would be refused as skewed anyway. By
-    /// send time, not arrival order: a message dated in the future holds back only its own
-    /// second.
-    by_second: BTreeMap<i64, Vec<MessageId>>,
+    /// The remembered ids, by keyed hashes of 8 bytes rather than the 16 of an id: a replay
+    /// has the same id, so the same hash, and is refused as before; a new id whose hash
+    /// happens to equal a remembered one's is refused as a replay too (at 200,000 ids, one
+    /// message in 10^14), and nobody can aim at that without the (random) hash key.
+    ids: HashSet<u64>,
+    /// Each remembered id once, beside whose quotas it counts against, grouped by the second
+    /// it was sent in (Unix time), so that a second's ids are forgotten together once their
+    /// messages would be refused as skewed anyway. By send time, not arrival order: a
+    /// message dated in the future holds back only its own second. The owner is kept here,
+    /// where each id has its place anyway, and not beside the id in `ids`, which then holds
+    /// the hash alone: 29 bytes an id (20 here, 9 in `ids`'s table) instead of 49
+    /// (docs/benchmarks.md, item 17).
+    by_second: BTreeMap<i64, Vec<Remembered>>,
     per_key: HashMap<u32, u32>,
     per_address: HashMap<u32, u32>,
     per_prefix: HashMap<u32, u32>,
     /// Senders are counted by keyed hashes of 4 bytes rather than by their keys (32 bytes)
-    /// and addresses (17): an id costs 32 bytes here instead of 56, which at 100,000 ids is
-    /// 3 MB of a registry's memory (docs/benchmarks.md). Nobody can aim at a collision
-    /// without the (random) hash key; a chance one only makes two senders share a quota.
+    /// and addresses (17): an owner takes 12 bytes instead of more than 49 (docs/benchmarks.md,
+    /// item 16). Nobody can aim at a collision without the (random) hash key; a chance one
+    /// only makes two senders share a quota.
     hasher: RandomState,
 }
 
-/// Whose quotas an id counts against: keyed hashes of its key, address and network.
+/// A remembered id, and whose quotas it counts against: keyed hashes of its key, address
+/// and network.
 #[derive(Clone, Copy, Debug)]
-struct Owner {
+struct Remembered {
+    /// The id's hash, as in `ids`, in two halves: a `u64` would align the entry to 8 bytes
+    /// and make it 24 instead of 20.
+    id: [u32; 2],
     key: u32,
     ip: u32,
     prefix: u32,
-    /// The second of `by_second` it is in (its low 32 bits): an id forgotten and admitted
-    /// again (after `busy`) under another time goes with its own second, not the first's.
-    second: u32,
+}
+
+impl Remembered {
+    fn id(&self) -> u64 {
+        (self.id[0] as u64) << 32 | self.id[1] as u64
+    }
 }
 
 impl Freshness {
@@ -139,39 +154,48 @@ impl Freshness {
     ) -> Result<(), Stale> {
         self.forget_older_than(now);
         check_skew(at, now)?;
-        if self.ids.contains_key(&id) {
+        let id = self.hasher.hash_one(id);
+        if self.ids.contains(&id) {
             return Err(Stale::Replayed);
         }
         let hash = |h: u64| h as u32;
-        let owner = Owner {
+        let remembered = Remembered {
+            id: [(id >> 32) as u32, id as u32],
             key: hash(self.hasher.hash_one(sender.key)),
             ip: hash(self.hasher.hash_one(sender.ip)),
             prefix: hash(self.hasher.hash_one(Prefix::of(sender.ip))),
-            second: at.timestamp() as u32,
         };
         let q = self.quotas;
         if self.ids.len() >= q.total
-            || count(&self.per_key, &owner.key) >= q.per_key
-            || count(&self.per_address, &owner.ip) >= q.per_address
-            || count(&self.per_prefix, &owner.prefix) >= q.per_prefix
+            || count(&self.per_key, &remembered.key) >= q.per_key
+            || count(&self.per_address, &remembered.ip) >= q.per_address
+            || count(&self.per_prefix, &remembered.prefix) >= q.per_prefix
         {
             return Err(Stale::Full);
         }
-        *self.per_key.entry(owner.key).or_default() += 1;
-        *self.per_address.entry(owner.ip).or_default() += 1;
-        *self.per_prefix.entry(owner.prefix).or_default() += 1;
-        self.ids.insert(id, owner);
-        self.by_second.entry(at.timestamp()).or_default().push(id);
+        *self.per_key.entry(remembered.key).or_default() += 1;
+        *self.per_address.entry(remembered.ip).or_default() += 1;
+        *self.per_prefix.entry(remembered.prefix).or_default() += 1;
+        self.ids.insert(id);
+        let second = self.by_second.entry(at.timestamp()).or_default();
+        second.push(remembered);
         Ok(())
     }
 
-    /// Forgets `id`: its message was answered `busy`, so it was not handled, and the sender
-    /// may send it again under the same id. (Its entry by second goes when that second does.)
-    pub fn forget(&mut self, id: &MessageId) {
-        if let Some(owner) = self.ids.remove(id) {
-            uncount(&mut self.per_key, owner.key);
-            uncount(&mut self.per_address, owner.ip);
-            uncount(&mut self.per_prefix, owner.prefix);
+    /// Forgets `id`, admitted as sent `at`: its message was answered `busy`, so it was not
+    /// handled, and the sender may send it again under the same id.
+    pub fn forget(&mut self, id: &MessageId, at: DateTime<Utc>) {
+        let id = self.hasher.hash_one(id);
+        let Some(second) = self.by_second.get_mut(&at.timestamp()) else {
+            return;
+        };
+        // It was admitted moments ago, so it is near the end of its second.
+        if let Some(i) = second.iter().rposition(|r| r.id() == id) {
+            let gone = second.swap_remove(i);
+            if second.is_empty() {
+                self.by_second.remove(&at.timestamp());
+            }
+            self.drop_id(gone);
         }
     }
 
@@ -193,17 +217,18 @@ impl Freshness {
             if *second.key() + 1 > oldest_kept {
                 break;
             }
-            let (second, ids) = second.remove_entry();
-            for old in ids {
-                if self
-                    .ids
-                    .get(&old)
-                    .is_some_and(|o| o.second == second as u32)
-                {
-                    self.forget(&old);
-                }
+            for old in second.remove() {
+                self.drop_id(old);
             }
         }
+    }
+
+    /// Takes an id out of `ids` and its sender's counts (its entry by second is gone).
+    fn drop_id(&mut self, gone: Remembered) {
+        self.ids.remove(&gone.id());
+        uncount(&mut self.per_key, gone.key);
+        uncount(&mut self.per_address, gone.ip);
+        uncount(&mut self.per_prefix, gone.prefix);
     }
 }
 
@@ -331,7 +356,7 @@ mod tests {
         // Much later the id is forgotten, but its message is stale by then anyway.
         let later = now + secs(300);
         assert_eq!(fresh.admit(id, now, alice, later), Err(Stale::Skewed));
-        assert!(fresh.ids.is_empty());
+        assert!(fresh.ids.is_empty() && fresh.by_second.is_empty());
         assert!(fresh.per_key.is_empty() && fresh.per_address.is_empty());
         assert!(fresh.per_prefix.is_empty());
     }
@@ -359,7 +384,7 @@ mod tests {
         // 121 s later the on-time id can go (its message is stale), the early one not yet.
         let later = now + secs(121);
         assert_eq!(fresh.admit(new_id(), later, alice, later), Ok(()));
-        assert!(!fresh.ids.contains_key(&on_time));
+        assert!(!fresh.remembers(&on_time));
         assert_eq!(fresh.len(), 2);
     }
 
@@ -440,7 +465,7 @@ mod tests {
         let mut fresh = Freshness::default();
         let (id, alice) = (new_id(), sender("10.0.0.1"));
         fresh.admit(id, now, alice, now).unwrap();
-        fresh.forget(&id);
+        fresh.forget(&id, now);
         let resent = now + secs(60);
         fresh.admit(id, resent, alice, resent).unwrap();
         // The first admission's second lapses; the second admission is still remembered.
@@ -521,7 +546,59 @@ mod tests {
         let (id, now, alice) = (new_id(), Utc::now(), sender("10.0.0.1"));
         fresh.admit(id, now, alice, now).unwrap();
         assert_eq!(fresh.admit(id, now, alice, now), Err(Stale::Replayed));
-        fresh.forget(&id);
+        fresh.forget(&id, now);
         assert_eq!(fresh.admit(id, now, alice, now), Ok(()));
+    }
+
+    /// Each remembered id has one place by second, with its owner: forgetting it there gives
+    /// its sender's quotas back, and its second's lapse then takes nothing twice.
+    #[test]
+    fn a_forgotten_id_gives_its_quotas_back_and_leaves_nothing_behind() {
+        let now = Utc::now();
+        let mut fresh = Freshness::new(SMALL);
+        let alice = sender("10.0.0.1");
+        let ids: Vec<MessageId> = (0..SMALL.per_key).map(|_| new_id()).collect();
+        for &id in &ids {
+            fresh.admit(id, now, alice, now).unwrap();
+        }
+        assert_eq!(fresh.admit(new_id(), now, alice, now), Err(Stale::Full));
+        // Under another time, or never admitted: nothing to forget.
+        fresh.forget(&ids[0], now - secs(1));
+        fresh.forget(&new_id(), now);
+        assert_eq!(fresh.len(), SMALL.per_key);
+        fresh.forget(&ids[0], now);
+        assert!(!fresh.remembers(&ids[0]));
+        assert_eq!(fresh.admit(new_id(), now, alice, now), Ok(()), "quota back");
+        // Admitted again in the same second: one place, counted once.
+        assert_eq!(fresh.admit(ids[0], now, alice, now), Err(Stale::Full));
+        fresh.forget(&ids[1], now);
+        assert_eq!(fresh.admit(ids[0], now, alice, now), Ok(()));
+        let places: usize = fresh.by_second.values().map(Vec::len).sum();
+        assert_eq!((places, fresh.len()), (SMALL.per_key, SMALL.per_key));
+        let later = now + secs(122);
+        assert_eq!(fresh.admit(ids[1], later, alice, later), Ok(()));
+        assert_eq!(fresh.len(), 1);
+        for counts in [&fresh.per_key, &fresh.per_address, &fresh.per_prefix] {
+            assert_eq!(counts.values().collect::<Vec<_>>(), [&1]);
+        }
+    }
+
+    /// What each remembered id costs besides `ids`'s table (docs/benchmarks.md, item 17).
+    #[test]
+    fn a_remembered_id_takes_20_bytes_by_second() {
+        assert_eq!(std::mem::size_of::<Remembered>(), 20);
+        let r = Remembered {
+            id: [0x0123_4567, 0x89ab_cdef],
+            key: 0,
+            ip: 0,
+            prefix: 0,
+        };
+        assert_eq!(r.id(), 0x0123_4567_89ab_cdef);
+    }
+
+    impl Freshness {
+        fn remembers(&self, id: &MessageId) -> bool {
+            self.ids.contains(&self.hasher.hash_one(id))
+        }
     }
 }

@@ -27,7 +27,7 @@ pub struct LimitArgs {
     #[arg(long, env = "P2P_REPLAY_IDS_PER_PREFIX", default_value_t = Quotas::default().per_prefix)]
     pub replay_ids_per_prefix: usize,
 
-    /// The most ids remembered from everyone together (up to about 150 bytes each).
+    /// The most ids remembered from everyone together (about 75 bytes each at worst).
     #[arg(long, env = "P2P_REPLAY_IDS", default_value_t = Quotas::default().total)]
     pub replay_ids: usize,
 }

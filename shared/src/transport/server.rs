@@ -180,7 +180,7 @@ impl<S: Service> Receiver<'_, S> {
                     .map_err(|r| (true, r.why, r.re)),
                 Some(Kind::Signed) => match self.admit(&frame, remote) {
                     Ok(Admitted::Ours(request)) => {
-                        let re = request.id;
+                        let (re, at) = (request.id, request.at);
                         let local = stream.local_addr().unwrap_or(remote);
                         let outcome = self.service.handle(request, remote, local).await;
                         // Not handled: its sender may try again under the same id.
@@ -192,7 +192,7 @@ impl<S: Service> Receiver<'_, S> {
                             self.freshness
                                 .lock()
                                 .unwrap_or_else(|poisoned| poisoned.into_inner())
-                                .forget(&re);
+                                .forget(&re, at);
                         }
                         Ok(self.signed_reply(&stream, (Some(re), digest), outcome))
                     }
