@@ -19,7 +19,7 @@ use p2p_shared::{Envelope, ErrorCode, Outcome, PeerRequest};
 use crate::broker::{Acknowledge, Broker};
 use crate::disk::Disk;
 use crate::flood;
-use crate::state::ChatMessage;
+use crate::state::{ChatMessage, Vouch};
 use crate::vouch::Voucher;
 
 #[derive(Clone)]
@@ -74,8 +74,20 @@ impl Service for PeerService {
                 let from = request.from;
                 // Every copy, new or repeated: what a flood costs (p2p-bench counts these).
                 tracing::debug!(from = %from.name, id = %message.id, hops, "broadcast received");
+                // Its origin's name means what the registry says, as a requester's does; asked
+                // only for a broadcast that may be new (most copies are repeats).
+                let (name, key) = (message.name, message.key);
+                let peek = message.clone();
+                let new = self
+                    .broker
+                    .call(move |state, _, _| state.broadcast_may_be_new(&peek));
+                let vouch = match new.await {
+                    Some(true) => self.voucher.vouch(name, key).await,
+                    Some(false) => Vouch::NoRegistry,
+                    None => return shutting_down(),
+                };
                 let heard = self.broker.call(move |state, cx, fx| {
-                    state.broadcast_received(&from, message, hops, cx, fx)
+                    state.broadcast_received(&from, (message, hops), vouch, cx, fx)
                 });
                 let Some((outcome, forward)) = heard.await else {
                     return shutting_down();

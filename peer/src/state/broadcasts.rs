@@ -9,7 +9,7 @@ use p2p_shared::wire::new_id;
 use p2p_shared::{ErrorCode, Outcome, PeerInfo, PeerName};
 
 use super::flood::Heard;
-use super::{Context, Effect, PeerState};
+use super::{Context, Effect, PeerState, Vouch};
 use crate::error::PeerError;
 use crate::event::Event;
 
@@ -22,13 +22,20 @@ pub struct Forward {
 }
 
 impl PeerState {
+    /// Whether `message` would be new here: the registry is asked about its origin's name
+    /// only then.
+    pub fn broadcast_may_be_new(&self, message: &Broadcast) -> bool {
+        self.flood.may_be_new(message)
+    }
+
     /// A broadcast that `from` passed on to us after `hops` hops: shown if new, and to be
-    /// passed on then, unless it has gone as far as a broadcast goes.
+    /// passed on then, unless it has gone as far as a broadcast goes. `vouch` is what the
+    /// registry says of its origin's name and key.
     pub fn broadcast_received(
         &mut self,
         from: &PeerInfo,
-        message: Broadcast,
-        hops: u8,
+        (message, hops): (Broadcast, u8),
+        vouch: Vouch,
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> (Outcome, Option<Forward>) {
@@ -49,7 +56,8 @@ impl PeerState {
             // Taken, and dropped: nothing the sender should retry.
             Heard::Repeat | Heard::Blocked | Heard::TooMany => return (Outcome::Ok, None),
         }
-        let verified = self.pins.vouches(cx.namespace, &message.name, &message.key);
+        let verified =
+            vouch.is_registered() || self.pins.vouches(cx.namespace, &message.name, &message.key);
         fx.push(Effect::Show(Event::Broadcast {
             peer: message.name,
             fingerprint: message.key.fingerprint(),

@@ -126,6 +126,13 @@ impl Flood {
         Heard::New
     }
 
+    /// Whether `message` would be new here (not seen, origin not blocked), without taking
+    /// it: worth asking the registry about its name first.
+    pub fn may_be_new(&self, message: &Broadcast) -> bool {
+        !self.seen.contains_key(&(message.key, message.id))
+            && !self.blocked.contains_key(&message.key)
+    }
+
     /// Our own broadcast, about to go out: its echoes are repeats.
     pub fn sent(&mut self, message: &Broadcast, now: Instant) {
         self.forget_old(now);

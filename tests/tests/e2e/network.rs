@@ -229,7 +229,7 @@ fn without_the_registry_the_book_finds_peers_by_name() {
 
 /// A name in the book is verified when the registry alice trusts lists it with that key.
 #[test]
-fn the_book_shows_a_name_the_registry_vouches_for_as_verified() {
+fn the_book_and_broadcasts_show_a_name_the_registry_vouches_for_as_verified() {
     let server = p2p_e2e::Server::start();
     let alice = Peer::start("alice", server.addr());
     let bob = Peer::start("bob", server.addr());
@@ -245,4 +245,15 @@ fn the_book_shows_a_name_the_registry_vouches_for_as_verified() {
     assert!(known.iter().any(|l| l.starts_with(&bob_line)), "{known:?}");
     // carol is registered nowhere: her name is only a claim.
     assert!(known_line(&known, &carol).is_some(), "{known:?}");
+    // A broadcast is shown under a name the registry vouches for, and under a claim.
+    bob.send("broadcast hello from bob");
+    bob.expect_exact("broadcast sent to 1 peer");
+    alice.expect_exact("[broadcast] bob: hello from bob");
+    carol.send("broadcast hello from carol");
+    // carol knows alice, and bob from alice.
+    carol.expect_exact("broadcast sent to 2 peers");
+    alice.expect_exact(&format!(
+        "[broadcast] carol (unverified {}): hello from carol",
+        carol.fingerprint()
+    ));
 }
