@@ -206,7 +206,8 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     }
 
     let wanted = SocketAddr::new(args.bind, port);
-    let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;
+    let listener = runtime::listen(wanted)
+        .map_err(|e| anyhow::anyhow!(runtime::listen_failure(wanted, &e)))?;
     let local = listener.local_addr()?;
     let origin = Origin {
         name,

@@ -148,7 +148,8 @@ async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
     }
     let claims = Config::open_claims(Some(&data.join("claims.db")))?;
     let wanted = SocketAddr::new(args.bind, args.port);
-    let listener = runtime::listen(wanted).with_context(|| format!("cannot listen on {wanted}"))?;
+    let listener = runtime::listen(wanted)
+        .map_err(|e| anyhow::anyhow!(runtime::listen_failure(wanted, &e)))?;
     let config = Config {
         identity,
         claims,

@@ -82,6 +82,20 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from(std::net::TcpListener::from(socket)))
 }
 
+/// Why listening on `addr` failed, as a user can act on it: a port in use gets the way out.
+pub fn listen_failure(addr: SocketAddr, e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => format!(
+            "cannot listen on {addr}: the port is in use (another program listens there); \
+             choose another with --port, or --port 0 for any free one"
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            format!("cannot listen on {addr}: this machine has no such address; check --bind")
+        }
+        _ => format!("cannot listen on {addr}: {e}"),
+    }
+}
+
 /// Opens a TCP connection.
 pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     TcpStream::connect(addr).await

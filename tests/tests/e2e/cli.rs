@@ -257,3 +257,40 @@ fn a_second_peer_with_the_same_name_and_data_directory_is_refused_at_start() {
         "says why: {said}"
     );
 }
+
+#[test]
+fn a_port_in_use_is_one_line_that_suggests_port_0() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let data = DataDir::new("busy");
+    let server = dead_addr().to_string();
+    let runs = [
+        Command::new(binary("p2p-server"))
+            .args([
+                "--port",
+                &port,
+                "--bind",
+                "127.0.0.1",
+                "--data-dir",
+                &data.arg(),
+            ])
+            .output()
+            .unwrap(),
+        Command::new(binary("p2p-peer"))
+            .args(["--name", "alice", "--port", &port, "--bind", "127.0.0.1"])
+            .args(["--server", &server, "--data-dir", &data.arg()])
+            .env("RUST_BACKTRACE", "1")
+            .output()
+            .unwrap(),
+    ];
+    for out in runs {
+        assert!(!out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+        assert_eq!(errors.len(), 1, "one line: {stderr}");
+        assert!(errors[0].contains("the port is in use"), "{stderr}");
+        assert!(errors[0].contains("--port 0"), "{stderr}");
+        assert!(!stderr.contains("Caused by"), "{stderr}");
+        assert!(!stderr.contains("backtrace"), "{stderr}");
+    }
+}
