@@ -164,17 +164,15 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
             host: host.to_string(),
             port: port_arg(port, JOIN)?,
         },
-        ["join", host_port] => match host_port.rsplit_once(':') {
-            Some((host, port)) if !host.is_empty() => Command::Join {
-                host: host
-                    .trim_start_matches('[')
-                    .trim_end_matches(']')
-                    .to_string(),
-                port: port_arg(port, JOIN)?,
-            },
-            _ => return Err(usage(format!("{host_port:?} has no :PORT"), JOIN)),
-        },
+        ["join", host_port] => {
+            let (host, port) = split_host_port(host_port, JOIN)?;
+            Command::Join { host, port }
+        }
         ["list", "connected", "peer" | "peers"] => Command::ListConnected,
+        ["chat", "request", host_port] if host_port.contains(':') => {
+            let (host, port) = split_host_port(host_port, CHAT_REQUEST)?;
+            Command::ChatRequest(Target::Addr { host, port })
+        }
         ["chat", "request", name] => {
             Command::ChatRequest(Target::Name(name_arg(name, CHAT_REQUEST)?))
         }
@@ -242,10 +240,16 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["disconnect", ..] => return Err(usage("disconnect needs one peer name", DISCONNECT)),
         ["yes" | "no", ..] => return Err(usage("answer with at most one name", ANSWER)),
         [other, ..] => {
+            let hint = match closest_command(other) {
+                Some(name) => format!("did you mean {name}? "),
+                None => String::new(),
+            };
             return Err(ParseError {
-                message: format!("unknown command {other:?}; type help for the list of commands"),
+                message: format!(
+                    "unknown command {other:?}; {hint}type help for the list of commands"
+                ),
                 unknown_command: true,
-            })
+            });
         }
     };
     Ok(Some(command))
@@ -259,6 +263,22 @@ const HISTORY: &str = "history PEER [N]";
 const DEFAULT_HISTORY: usize = 20;
 const MAX_HISTORY: usize = 10_000;
 const ANSWER: &str = "yes [NAME] | no [NAME]";
+
+/// The command whose first word is nearest to `typed` (a transposition, a missing or extra
+/// letter or two), if one is near enough to be what was meant.
+fn closest_command(typed: &str) -> Option<&'static str> {
+    let typed = typed.to_lowercase();
+    TOPICS
+        .iter()
+        .map(|t| t.name)
+        .filter_map(|name| {
+            let first = name.split(' ').next().unwrap_or(name);
+            let distance = strsim::damerau_levenshtein(&typed, first);
+            (distance <= 2 && distance < first.len()).then_some((distance, name))
+        })
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, name)| name)
+}
 
 fn find_topic(name: &str) -> Result<&'static Topic, ParseError> {
     TOPICS
@@ -306,6 +326,20 @@ fn fingerprint_arg(typed: &str) -> Result<String, ParseError> {
     })
 }
 
+/// `HOST:PORT` (or `[V6]:PORT`) as one word.
+fn split_host_port(word: &str, usage_of: &str) -> Result<(String, u16), ParseError> {
+    match word.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() => {
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_string();
+            Ok((host, port_arg(port, usage_of)?))
+        }
+        _ => Err(usage(format!("{word:?} has no :PORT"), usage_of)),
+    }
+}
+
 fn port_arg(word: &str, usage_of: &str) -> Result<u16, ParseError> {
     word.parse::<std::num::NonZeroU16>()
         .map(|port| port.get())
@@ -350,6 +384,53 @@ mod tests {
     }
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn a_near_miss_gets_a_did_you_mean_and_nonsense_does_not() {
+        let error = |line: &str| parse(line).unwrap_err().to_string();
+        for (typo, meant) in [
+            ("regster", "register"),
+            ("lsitpeer", "listpeer"),
+            ("brodcast", "broadcast"),
+            ("dissconnect", "disconnect"),
+            ("Status", "status"),
+        ] {
+            let said = error(typo);
+            assert!(
+                said.contains(&format!("did you mean {meant}")),
+                "{typo}: {said}"
+            );
+            assert!(parse(typo).unwrap_err().is_unknown_command());
+        }
+        assert!(
+            !error("xyzzy").contains("did you mean"),
+            "{}",
+            error("xyzzy")
+        );
+        assert!(
+            !error("a").contains("did you mean"),
+            "one letter is no near miss"
+        );
+    }
+
+    #[test]
+    fn an_address_is_one_word_or_two() {
+        let addr = |host: &str, port| {
+            Command::ChatRequest(Target::Addr {
+                host: host.into(),
+                port,
+            })
+        };
+        assert_eq!(ok("chat request 127.0.0.1:4000"), addr("127.0.0.1", 4000));
+        assert_eq!(ok("chat request 127.0.0.1 4000"), addr("127.0.0.1", 4000));
+        assert_eq!(ok("chat request [::1]:4000"), addr("::1", 4000));
+        assert!(parse("chat request 127.0.0.1:0").is_err());
+        assert!(parse("chat request :4000").is_err());
+        assert_eq!(
+            ok("chat request bob"),
+            Command::ChatRequest(Target::Name(name("bob")))
+        );
     }
 
     #[test]

@@ -77,7 +77,7 @@ pub const TOPICS: &[Topic] = &[
     },
     Topic {
         name: "chat request",
-        usage: "chat request HOST PORT | chat request NAME",
+        usage: "chat request HOST PORT | chat request HOST:PORT | chat request NAME",
         about: "ask a peer for a chat, by address or by its registered name; \
                 its user answers yes or no",
         example: "chat request 192.168.1.20 40002   or   chat request bob",

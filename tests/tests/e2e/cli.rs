@@ -294,3 +294,15 @@ fn a_port_in_use_is_one_line_that_suggests_port_0() {
         assert!(!stderr.contains("backtrace"), "{stderr}");
     }
 }
+
+#[test]
+fn a_mistyped_command_gets_a_did_you_mean() {
+    let alice = Peer::start_offline("alice");
+    let out = alice.run("regster");
+    assert!(is_one_error(&out), "{out:?}");
+    assert!(out[0].contains("did you mean register?"), "{out:?}");
+    let bob = Peer::start_offline("bob");
+    alice.send(&format!("chat request 127.0.0.1:{}", bob.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+}
