@@ -124,6 +124,7 @@ impl CommandLoop {
             if interrupted {
                 break;
             }
+
             // The prompt comes back only now (the terminal waits for this).
             if let Some(done) = &inputs.done {
                 let _ = done.send(()).await;

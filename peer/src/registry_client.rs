@@ -79,6 +79,7 @@ pub struct RegistryClient {
     disk: Disk,
     /// Our registry session, from the last registration that opened one.
     session: Option<PeerSession>,
+
     trusted: TrustedRegistry,
 }
 
@@ -106,6 +107,7 @@ impl RegistryClient {
             known,
             disk,
             session: None,
+
             trusted,
         }
     }
@@ -298,15 +300,24 @@ impl RegistryClient {
     /// One request in our session; `None` if we have none, or the registry no longer
     /// knows it (which ends it here too).
     async fn in_session(&mut self, body: RegistryRequest) -> Option<Result<Outcome, SendError>> {
+        let registering = matches!(body, RegistryRequest::Register { .. });
         let session = self.session.as_mut()?;
         let sent =
             transport::request_in_session(self.addr, session, &self.origin, new_id(), body).await;
         match self.checked(sent) {
+            // The registry forgot the session: it restarted, and forgot our registration with
+            // it. Registered again at once (not at the next renewal), so that what we ask next
+            // (a listing, say) already counts us.
             Err(SendError::Refused {
                 code: ErrorCode::UnknownSession,
                 ..
             }) => {
                 self.session = None;
+                if !registering {
+                    if let Err(e) = self.register_signed().await {
+                        tracing::warn!("could not register again: {e}");
+                    }
+                }
                 None
             }
             result => Some(result.map(|reply| reply.outcome)),

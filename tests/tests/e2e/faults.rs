@@ -474,3 +474,26 @@ fn sigterm_stops_a_peer_even_while_its_stdout_is_not_read() {
     assert_eq!(last, "bye");
     assert!(alice.wait_exit().success());
 }
+
+/// A registry that restarted forgot every session: the first request a peer makes in its old
+/// session is refused `unknown_session`, and the peer registers again at once, so that the
+/// listing it asked for already has it (not only after its next renewal, a third of the TTL
+/// later).
+#[test]
+fn after_a_registry_restart_the_first_request_registers_the_peer_again() {
+    let data = DataDir::new("registry");
+    let mut server = Server::builder().data_dir(data.path()).start();
+    let port = server.addr().port();
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    server.kill();
+    let server = Server::builder().data_dir(data.path()).port(port).start();
+    let listed = alice.listpeer();
+    let alice_line = format!("peer alice {} key {}", alice.addr(), alice.fingerprint());
+    assert_eq!(
+        listed,
+        vec![alice_line],
+        "registered again before the listing"
+    );
+    server.expect_registered(&alice);
+}
