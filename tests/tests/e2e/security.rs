@@ -553,10 +553,11 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
         .start();
 
     // alice's session is gone with the old process: her `listpeer` in it is refused, with a
-    // signed refusal naming her frame (its id is sealed, so by digest), and she asks again
-    // signed.
-    assert_eq!(alice.listpeer(), NONE);
+    // signed refusal naming her frame (its id is sealed, so by digest); she registers again
+    // at once (signed, opening a new session), then asks again signed, and is listed.
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
     server.expect_prefix("refused 127.0.0.1:");
+    server.expect_registered(&alice);
     let refused = proxy
         .captures_of_kind(b'R')
         .pop()
@@ -571,9 +572,7 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
         "names the request's frame: {refusal}"
     );
 
-    // Her next `register` is signed and opens a new session, which her next listing uses.
-    alice.register();
-    server.expect_registered(&alice);
+    // The new session is what her next listing uses.
     assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
     let last = proxy.captures().pop().expect("the last listing");
     assert_eq!(last.kind(), Some(b'R'), "in a session");
