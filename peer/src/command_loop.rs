@@ -334,6 +334,10 @@ impl CommandLoop {
 
     async fn status(&mut self) {
         let reachable = self.registry.ping().await.is_ok();
+        let other_key = match reachable {
+            true => None,
+            false => self.registry.other_key().await.map(|k| k.fingerprint()),
+        };
         let snapshot = self.broker.call(|state, cx, _| state.snapshot(cx.now));
         let Some(snapshot) = snapshot.await else {
             return;
@@ -343,6 +347,7 @@ impl CommandLoop {
             addr: self.listening,
             registry: self.registry.addr(),
             registry_reachable: reachable,
+            registry_other_key: other_key,
             registered: self.registered,
             chats: snapshot.chats,
             incoming: snapshot.incoming,

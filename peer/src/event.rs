@@ -269,6 +269,10 @@ pub struct Status {
     pub addr: SocketAddr,
     pub registry: SocketAddr,
     pub registry_reachable: bool,
+    /// The fingerprint of the key the registry answers with, when it is not the one trusted
+    /// for it: it is there, but not taken for the registry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registry_other_key: Option<String>,
     pub registered: bool,
     pub chats: Vec<PeerInfo>,
     /// Requests waiting for our `yes` or `no`.

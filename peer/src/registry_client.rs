@@ -212,6 +212,21 @@ impl RegistryClient {
         }
     }
 
+    /// The key the registry answers with now, if it answers within a short time and it is
+    /// not the key trusted for it (`--server-key` or the pin): what `status` reports, since
+    /// such a registry is there but not trusted, which is not the same as unreachable.
+    pub async fn other_key(&self) -> Option<PublicKey> {
+        let trusted = self.fixed.or_else(|| self.known.get(&self.label))?;
+        let quick = std::time::Duration::from_secs(2);
+        let asked = transport::request(self.addr, &self.origin, new_id(), RegistryRequest::Ping);
+        let key = match runtime::timeout(quick, asked).await {
+            Ok(Ok(reply)) => reply.key,
+            Ok(Err(SendError::Refused { key, .. })) => key,
+            _ => return None,
+        };
+        (key != trusted).then_some(key)
+    }
+
     /// `trust registry FINGERPRINT`: asks the registry who it is and pins its key under
     /// `--server` if it has that fingerprint, replacing the key pinned before. Returns how
     /// the registry is named and the key now trusted.

@@ -260,10 +260,18 @@ impl fmt::Display for Event {
 impl fmt::Display for Status {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "status: {} listening on {}", self.name, self.addr)?;
-        let reach = match (self.registry_reachable, self.registered) {
-            (false, _) => "unreachable",
-            (true, true) => "reachable, registered",
-            (true, false) => "reachable, not registered",
+        let reach = match (
+            self.registry_reachable,
+            self.registered,
+            &self.registry_other_key,
+        ) {
+            (false, _, Some(other)) => format!(
+                "answers with another key, {other}, not the one trusted for it: refused. If \
+                 its operator confirms that key, type: trust registry {other}"
+            ),
+            (false, _, None) => "unreachable".into(),
+            (true, true, _) => "reachable, registered".into(),
+            (true, false, _) => "reachable, not registered".into(),
         };
         writeln!(f, "registry {}: {reach}", self.registry)?;
         listing(f, "chats", "chat", &self.chats)?;

@@ -606,6 +606,15 @@ fn a_registry_with_another_key_at_the_pinned_address_is_refused_as_an_impostor()
         );
     }
     assert_eq!(alice.unread_lines(), NONE, "nothing else: no registration");
+    // `status` says what is there: a registry with another key, not an unreachable one.
+    alice.send("status");
+    let line = alice.expect_prefix(&format!("registry 127.0.0.1:{port}: "));
+    assert!(line.contains("answers with another key"), "{line}");
+    assert!(
+        line.contains(&format!("trust registry {}", fake.fingerprint())),
+        "{line}"
+    );
+    alice.expect_prefix("outgoing requests: ");
     drop(fake);
 
     // The real registry comes back at the same address: trusted again.
