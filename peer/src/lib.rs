@@ -277,7 +277,6 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     liveness::start(
         broker.clone(),
         screen.clone(),
-        origin.clone(),
         args.keepalive,
         args.retry_for,
     );

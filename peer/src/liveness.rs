@@ -1,35 +1,36 @@
-//! Noticing that a chat partner is gone.
+//! Noticing that a chat partner is away.
 //!
-//! While chats are open, a task pings every partner each `--keepalive` interval (a ping is a
-//! signed request; the reply must come signed by the partner's key). A check that gets no
-//! answer from the partner's key, after retries for `--retry-for`, is missed; a partner that
-//! misses [`MISSES_TO_END`] checks in a row is gone: the chat ends and the user is told. One
-//! missed check never ends a chat: a partner whose slots a flood holds for a moment, or a
-//! network that drops a few packets, is not gone. A `busy` refusal signed by the partner is
-//! an answer from a live partner that is only overloaded: the check counts as answered. A
-//! failed chat message still ends the chat at once (`chat_commands.rs`): the user asked for
-//! something that could not be done.
+//! While chats are open, a task checks every partner each `--keepalive` interval with a
+//! sealed `keepalive` in the chat: only the partner holding the chat's keys can acknowledge
+//! it, so a new process at the partner's address (the same key, restarted) cannot keep a
+//! dead chat alive; its signed `unknown_session` makes the chat away at once. A check that
+//! gets no answer, after retries for `--retry-for`, is missed; a partner that misses
+//! [`MISSES_TO_END`] checks in a row is away (`state/conversations.rs`): the chat's keys go,
+//! and what is typed to it is kept. One missed check never does it: a partner whose slots a
+//! flood holds for a moment, or a network that drops a few packets, is not away. `busy` is
+//! an answer from a live partner that is only overloaded: the check counts as answered.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
 use p2p_shared::identity::PublicKey;
-use p2p_shared::transport::{self, Origin, SendError};
-use p2p_shared::wire::new_id;
-use p2p_shared::{runtime, ErrorCode, PeerInfo, PeerName, PeerRequest};
+use p2p_shared::transport::{self, SendError};
+use p2p_shared::wire::{new_id, RequestDigest};
+use p2p_shared::{runtime, ErrorCode, Outcome, PeerInfo, PeerName, SealedRequest};
 
 use crate::broker::Broker;
 use crate::error::Failure;
 use crate::event::Event;
 use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
+use crate::state::PeerState;
 
 /// How many checks in a row a partner may miss before its chat ends.
 pub const MISSES_TO_END: u32 = 2;
 
 /// Starts the checker; it runs as long as the broker does.
-pub fn start(broker: Broker, screen: Screen, origin: Origin, every: Duration, retry_for: Duration) {
+pub fn start(broker: Broker, screen: Screen, every: Duration, retry_for: Duration) {
     runtime::spawn(async move {
         let mut misses = Misses::default();
         loop {
@@ -38,13 +39,18 @@ pub fn start(broker: Broker, screen: Screen, origin: Origin, every: Duration, re
                 break;
             };
             misses.keep_only(&chats);
-            let origin = &origin;
+            let broker_ref = &broker;
             let checks = chats.into_iter().map(|chat| async move {
-                let result = check(origin, &chat, retry_for).await;
+                let result = check(broker_ref, &chat, retry_for).await;
                 (chat, result)
             });
-            for (chat, result) in join_all(checks).await {
-                let Some(why) = misses.record(&chat, result) else {
+            for (chat, checked) in join_all(checks).await {
+                let why = match checked {
+                    Checked::Answered => misses.record(&chat, Ok(())),
+                    Checked::Missed(why) => misses.record(&chat, Err(why)),
+                    Checked::Lost(why) => Some(why),
+                };
+                let Some(why) = why else {
                     continue;
                 };
                 let (peer, key) = (chat.name, chat.key);
@@ -57,31 +63,60 @@ pub fn start(broker: Broker, screen: Screen, origin: Origin, every: Duration, re
     });
 }
 
-/// One check: `Ok` if the partner answered (`ok`, or `busy`) with its key; otherwise why not.
-async fn check(origin: &Origin, chat: &PeerInfo, retry_for: Duration) -> Result<(), String> {
-    let whom = chat.addr.to_string();
+/// What one check found.
+enum Checked {
+    /// The partner answered in the chat (`ok`, or `busy`).
+    Answered,
+    /// Nobody answered, or not with the chat's keys: one miss.
+    Missed(String),
+    /// The partner answered that it no longer knows the chat (it restarted): away at once.
+    Lost(String),
+}
+
+/// One check: a sealed `keepalive` in the chat, which only the partner holding the chat's
+/// keys can acknowledge; its signed `unknown_session` (naming our frame) says it lost them.
+async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked {
+    let (peer, whom) = (chat.name, format!("{} ({})", chat.name, chat.addr));
     let ping = || async {
-        match transport::request(chat.addr, origin, new_id(), PeerRequest::Ping).await {
-            Ok(reply) if reply.from.key == chat.key => Attempt::Done(Ok(())),
-            Ok(reply) => Attempt::Done(Err(format!(
-                "{} answers with another key ({})",
-                chat.addr,
-                reply.from.key.fingerprint()
-            ))),
-            Err(SendError::Refused {
-                code: ErrorCode::Busy,
-                key,
-                ..
-            }) if key == chat.key => Attempt::Done(Ok(())),
-            Err(e) if is_transient(&e) || e.code() == Some(ErrorCode::Busy) => {
-                Attempt::Again(Failure::of(&e, &whom).text)
+        let sealed = broker
+            .call(move |state, _, _| state.seal(&peer, new_id(), SealedRequest::Keepalive))
+            .await
+            .flatten();
+        // The chat ended meanwhile: nothing to check.
+        let Some(sealed) = sealed else {
+            return Attempt::Done(Checked::Answered);
+        };
+        let (addr, counter) = (sealed.addr, sealed.counter);
+        let digest = RequestDigest::of(&sealed.frame);
+        match transport::exchange(addr, sealed.frame).await {
+            Ok(reply) => {
+                let read = move |state: &mut PeerState, _: &_, _: &mut _| {
+                    state.acknowledged(&peer, (counter, digest), &reply)
+                };
+                match broker.call(read).await.flatten() {
+                    Some(Outcome::Ok) => Attempt::Done(Checked::Answered),
+                    Some(Outcome::Error {
+                        code: ErrorCode::Busy,
+                        ..
+                    }) => Attempt::Done(Checked::Answered),
+                    Some(Outcome::Error {
+                        code: ErrorCode::UnknownSession,
+                        ..
+                    }) => Attempt::Done(Checked::Lost(format!(
+                        "{whom} no longer knows the chat (it restarted)"
+                    ))),
+                    _ => Attempt::Done(Checked::Missed(format!(
+                        "{whom} did not answer in the chat"
+                    ))),
+                }
             }
-            Err(e) => Attempt::Done(Err(Failure::of(&e, &whom).text)),
+            Err(e) if is_transient(&e) => Attempt::Again(Failure::of(&e, &whom).text),
+            Err(e) => Attempt::Done(Checked::Missed(Failure::of(&e, &whom).text)),
         }
     };
     match retry(retry_for, ping).await {
-        Ok(result) => result,
-        Err(why) => Err(why),
+        Ok(checked) => checked,
+        Err(why) => Checked::Missed(why),
     }
 }
 

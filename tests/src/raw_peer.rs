@@ -80,10 +80,12 @@ impl Drop for Acceptor {
 /// A peer played by the test: it listens on loopback, signs with a key of its own, and can run
 /// the chat handshake with a real [`Peer`] to get the chat's session keys, and then seal any
 /// envelope it likes. Everything on the wire is built here from docs/protocol.md, with the
-/// shared crate's primitives (keys, signatures, key agreement, sealing). It answers `ping`s by
-/// itself (a real peer checks its chat partners with them); every other request waits for
-/// [`RawPeer::receive`].
+/// shared crate's primitives (keys, signatures, key agreement, sealing). It answers signed
+/// `ping`s and, once a chat is open, the sealed `keepalive`s a real peer checks its partners
+/// with, by itself; every other request waits for [`RawPeer::receive`].
 pub struct RawPeer {
+    /// The keys of the chat [`RawPeer::chat_with`] opened, shared with the accepting thread.
+    chat: Arc<OnceLock<Arc<ChatKeys>>>,
     signer: Arc<Signer>,
     addr: SocketAddr,
     incoming: Receiver<Result<Incoming, String>>,
@@ -170,10 +172,22 @@ impl RawPeer {
         // with the connection threads through this slot.
         let slot: Arc<OnceLock<Arc<Signer>>> = Arc::new(OnceLock::new());
         let shared = Arc::clone(&slot);
+        // The keys of the chat `chat_with` opens, to answer the peer's sealed keepalives.
+        let chat: Arc<OnceLock<Arc<ChatKeys>>> = Arc::new(OnceLock::new());
+        let chat_keys = Arc::clone(&chat);
         let acceptor = Acceptor::start(move |stream| {
             let (tx, slot) = (tx.clone(), Arc::clone(&shared));
             let (ping_tx, busy) = (ping_tx.clone(), answer_busy.load(Ordering::SeqCst));
+            let keys = chat_keys.get().cloned();
             thread::spawn(move || {
+                let mut stream = stream;
+                // A sealed keepalive in our chat is answered here, as a signed ping is.
+                if let (Some(keys), Some(signer)) = (&keys, slot.get()) {
+                    if answer_keepalive(&mut stream, keys, signer, busy).is_some() {
+                        let _ = ping_tx.send(busy);
+                        return;
+                    }
+                }
                 let request = Incoming::read(stream);
                 match (request, slot.get()) {
                     (Ok(ping), Some(signer)) if ping.envelope["body"]["type"] == "ping" => {
@@ -194,6 +208,7 @@ impl RawPeer {
         let signer = Arc::new(Signer::new(name, acceptor.addr));
         let _ = slot.set(Arc::clone(&signer));
         RawPeer {
+            chat,
             signer,
             addr: acceptor.addr,
             incoming,
@@ -280,9 +295,12 @@ impl RawPeer {
         assert_eq!(from["key"], peer.key().to_string(), "{from}");
 
         let second = serde_json::from_value(body["handshake"].clone()).expect("message 2");
-        let keys = initiator
-            .finish(&second, &peer.key())
-            .expect("the peer's message 2 finishes the handshake");
+        let keys = Arc::new(
+            initiator
+                .finish(&second, &peer.key())
+                .expect("the peer's message 2 finishes the handshake"),
+        );
+        let _ = self.chat.set(Arc::clone(&keys));
         let me = self.key();
         RawChat {
             keys,
@@ -297,7 +315,7 @@ impl RawPeer {
 
 /// A chat a [`RawPeer`] opened with a real peer: it seals envelopes with the session's keys.
 pub struct RawChat {
-    keys: ChatKeys,
+    keys: Arc<ChatKeys>,
     to: SocketAddr,
     next: u64,
     name: String,
@@ -352,4 +370,42 @@ impl RawChat {
     pub fn message(&mut self, text: &str) -> Value {
         self.send(json!({ "type": "chat_message", "text": text }))
     }
+}
+
+/// If `stream` carries a sealed `keepalive` in the chat with `keys`, answers it (`busy` or
+/// `ok`, as a peer whose slots are taken or not); `None` otherwise, with nothing read from
+/// a frame that is not sealed (its start is peeked, not taken).
+fn answer_keepalive(
+    stream: &mut TcpStream,
+    keys: &ChatKeys,
+    signer: &Signer,
+    busy: bool,
+) -> Option<()> {
+    let mut head = [0u8; 5];
+    stream.set_read_timeout(Some(RAW_READ_TIMEOUT)).ok()?;
+    let peeked = stream.peek(&mut head).ok()?;
+    if peeked < 5 || head[4] != b'E' {
+        return None;
+    }
+    let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+    if len > 64 * 1024 {
+        return None;
+    }
+    let mut received = vec![0u8; 4 + len];
+    stream.read_exact(&mut received).ok()?;
+    let (counter, plaintext) = keys.open(&received[4..])?;
+    let envelope: Value = serde_json::from_slice(&plaintext).ok()?;
+    if envelope["body"]["type"] != "keepalive" {
+        return None;
+    }
+    let result = match busy {
+        true => json!({ "type": "error", "code": "busy", "detail": "busy" }),
+        false => json!({ "type": "ok" }),
+    };
+    let reply = signer.envelope(json!({ "type": "reply", "re": envelope["id"], "result": result }));
+    let sealed = keys.seal_ack(counter, &serde_json::to_vec(&reply).expect("serialize"));
+    let _ = stream.write_all(&frame(&sealed));
+    let _ = stream.shutdown(Shutdown::Write);
+    let _ = read_to_close(stream);
+    Some(())
 }

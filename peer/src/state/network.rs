@@ -310,6 +310,7 @@ impl PeerState {
                     busy: ack(&self.chats, re, busy),
                 })))
             }
+            SealedRequest::Keepalive => Ok(FromChat::Ack(ack(&self.chats, re, Outcome::Ok))),
             SealedRequest::Disconnect => {
                 let sealed = ack(&self.chats, re, Outcome::Ok);
                 self.close_chat(&peer, fx);

@@ -113,10 +113,13 @@ pub enum SealedRequest {
     ChatMessage { text: String },
     /// The chat is over.
     Disconnect,
+    /// Are you there, in this chat? Only the partner that holds the chat's keys can answer:
+    /// a new process at the same address cannot keep a dead chat alive.
+    Keepalive,
 }
 
 impl Request for SealedRequest {
-    const TYPES: &'static [&'static str] = &["chat_message", "disconnect"];
+    const TYPES: &'static [&'static str] = &["chat_message", "disconnect", "keepalive"];
     const ELSEWHERE: &'static str = "only chat messages and disconnects travel sealed in a chat";
 }
 
@@ -199,6 +202,7 @@ mod tests {
         let sealed = [
             SealedRequest::ChatMessage { text: "hi".into() },
             SealedRequest::Disconnect,
+            SealedRequest::Keepalive,
         ];
         let types: Vec<String> = sealed.iter().map(type_of).collect();
         assert_eq!(types, SealedRequest::TYPES);

@@ -101,3 +101,35 @@ fn forget_ends_an_away_chat_with_its_kept_messages_and_its_pin() {
     let known = std::fs::read_to_string(alice.data_dir().join("known_peers")).unwrap_or_default();
     assert!(!known.contains("/bob "), "unpinned: {known}");
 }
+
+/// bob restarts on the same port with the same key: his new process answers for his key but
+/// not in the chat, and alice's check, sealed in the chat, finds out at once (a signed ping
+/// answered by the new process kept the dead chat open before).
+#[test]
+fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
+    let bob_dir = DataDir::new("bob");
+    let bob_port = free_port();
+    // Rounds an hour apart: nobody reopens the chat by itself in this test.
+    let quiet = |peer: p2p_e2e::PeerBuilder| peer.arg("--exchange-every").arg("1h");
+    // A check keeps trying for 5 s while nobody listens: longer than bob's restart.
+    let alice = quiet(Peer::builder("alice"))
+        .arg("--keepalive")
+        .arg("1s")
+        .arg("--retry-for")
+        .arg("5s")
+        .start();
+    let start_bob = || quiet(Peer::builder("bob").data_dir(bob_dir.path()).port(bob_port)).start();
+    let mut bob = start_bob();
+    alice.chat_with(&bob);
+    bob.kill();
+    let _bob = start_bob();
+    let away = alice.expect_prefix("bob is away (");
+    assert!(
+        away.contains("no longer knows the chat (it restarted)"),
+        "{away}"
+    );
+    assert_eq!(
+        alice.connected(),
+        vec![format!("{} (away)", _bob.connected_line())]
+    );
+}
