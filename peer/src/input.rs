@@ -70,6 +70,23 @@ pub fn ask(question: &str) -> anyhow::Result<String> {
     }
 }
 
+/// Asks `question` until the answer is one `parse` takes. At a terminal a wrong answer is
+/// said (on stderr) and the question asked again, as a person would expect; a script's
+/// wrong answer ends the program with that error (asking again would take its next line).
+pub fn ask_until<T>(
+    question: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> anyhow::Result<T> {
+    loop {
+        let answer = ask(question)?;
+        match parse(&answer) {
+            Ok(value) => return Ok(value),
+            Err(why) if io::stdin().is_terminal() => eprintln!("error: {why}; try again"),
+            Err(why) => anyhow::bail!(why),
+        }
+    }
+}
+
 /// Reads one line of at most `max` bytes, without its line ending. Longer lines are consumed
 /// to their end and reported, never buffered whole.
 pub fn read_line(reader: &mut impl BufRead, max: usize) -> io::Result<Input> {

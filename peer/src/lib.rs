@@ -178,13 +178,19 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     // The original asked for these two on start-up; so do we, when they are not flags.
     let port = match args.port {
         Some(port) => port,
-        None => input::ask("serverport: ")?
-            .parse()
-            .context("serverport must be a port number (0-65535)")?,
+        None => input::ask_until("serverport: ", |answer| {
+            let not_a_port =
+                || format!("serverport must be a port number (0-65535), not {answer:?}");
+            answer.parse().map_err(|_| not_a_port())
+        })?,
     };
     let name = match args.name {
         Some(name) => name,
-        None => input::ask("Your name: ")?.parse().context("invalid name")?,
+        None => input::ask_until("Your name: ", |answer| {
+            answer
+                .parse::<p2p_shared::PeerName>()
+                .map_err(|e| format!("invalid name {answer:?}: {e}"))
+        })?,
     };
     let server = resolve_server(&args.server).await?;
     let data = args

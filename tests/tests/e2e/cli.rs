@@ -306,3 +306,34 @@ fn a_mistyped_command_gets_a_did_you_mean() {
     alice.expect_request_sent(&bob);
     bob.expect_request_from(&alice);
 }
+
+/// In a pipe, a wrong answer to a start-up question ends the program at once with one error
+/// line: asking again would take the script's next line as the answer.
+#[test]
+fn a_scripts_wrong_start_up_answer_is_one_error() {
+    use std::io::Write;
+    let data = DataDir::new("prompted");
+    let mut child = Command::new(binary("p2p-peer"))
+        .args(["--bind", "127.0.0.1", "--server", &dead_addr().to_string()])
+        .args(["--data-dir", &data.arg()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"40o1\nalice\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("error")).collect();
+    assert_eq!(errors.len(), 1, "{stderr}");
+    assert!(
+        errors[0].contains("serverport must be a port number"),
+        "{stderr}"
+    );
+}

@@ -271,12 +271,18 @@ fn names_made_only_of_dots_are_refused_by_the_registry_and_the_peer() {
     );
 }
 
-/// Every folder and file under `dir`, with its mode (links are not followed).
+/// Every folder and file under `dir`, with its mode (links are not followed). A file that
+/// is gone by the time it is looked at (a running peer's `.tmp` file, renamed over the one
+/// it replaces) is skipped.
 fn modes(dir: &Path) -> Vec<(PathBuf, u32)> {
     let mut found = Vec::new();
     for entry in fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        let meta = fs::symlink_metadata(&path).unwrap();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => panic!("{}: {e}", path.display()),
+        };
         found.push((path.clone(), meta.permissions().mode() & 0o777));
         if meta.is_dir() {
             found.extend(modes(&path));

@@ -190,3 +190,35 @@ fn an_incoming_message_does_not_clobber_the_half_typed_line_and_tab_completes_na
         assert_eq!(mode & 0o077, 0, "history is readable by others: {mode:o}");
     }
 }
+
+/// With no flags, the start-up questions ask again after a typo at a terminal.
+#[test]
+fn the_start_up_questions_ask_again_after_a_typo() {
+    let data = DataDir::new("prompted");
+    let peer = Terminal::spawn(
+        binary("p2p-peer"),
+        &[
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--server".into(),
+            p2p_e2e::dead_addr().to_string(),
+            "--data-dir".into(),
+            data.arg(),
+        ],
+    );
+    peer.wait_for_input_line("serverport:");
+    peer.type_keys("40o1\r");
+    peer.wait_for_text(
+        "error: serverport must be a port number (0-65535), not \"40o1\"; try again",
+    );
+    peer.wait_for_input_line("serverport:");
+    peer.type_keys("0\r");
+    peer.wait_for_input_line("Your name:");
+    peer.type_keys("two words\r");
+    peer.wait_for_text("error: invalid name \"two words\"");
+    peer.wait_for_input_line("Your name:");
+    peer.type_keys("alice\r");
+    peer.wait_for_text("alice listening on 127.0.0.1:");
+    peer.type_keys("exit\r");
+    peer.wait_for_text("bye");
+}
