@@ -12,12 +12,14 @@
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
 //! - [`command_loop`], [`chat_commands`] and [`exchange_commands`]: the user's commands,
 //!   run one at a time;
-//! - [`state`]: the chats, chat requests, pins and the book of known peers, without I/O;
-//!   [`broker`]: the task that owns
-//!   that state and performs its effects;
+//! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
+//!   and the broadcasts seen, without I/O; [`broker`]: the task that owns that state and
+//!   performs its effects;
 //! - [`inbound`]: what the peer answers to requests from the network;
 //! - [`registry_client`]: the client side of the registry protocol;
-//! - [`liveness`] and [`retry`]: noticing partners that are gone, retrying what may pass;
+//! - [`peer_exchange`]: joining, the bootstrap list and the keeper's rounds; [`flood`]:
+//!   sending broadcasts on; [`resume`]: reopening away chats and sending what was kept;
+//! - [`liveness`] and [`retry`]: noticing partners that are away, retrying what may pass;
 //! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
 //!   [`screen`]: the thread that writes it;
 //! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
