@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use p2p_shared::handshake::{Initiator, Recipient};
 use p2p_shared::transport::{self, Reply, SendError};
-use p2p_shared::wire::{new_id, RequestDigest};
+use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerName, PeerRequest, SealedRequest};
 
 use crate::command::Target;
@@ -19,6 +19,7 @@ use crate::command_loop::CommandLoop;
 use crate::disk::Record;
 use crate::error::{Failure, KeyMismatch, PeerError};
 use crate::event::Event;
+use crate::in_chat::{self, Sent};
 use crate::liveness::is_transient;
 use crate::resume;
 use crate::retry::{retry, Attempt};
@@ -214,33 +215,24 @@ impl CommandLoop {
         }
         let send = || async {
             let body = SealedRequest::ChatMessage { text: text.clone() };
-            let sealed = self
-                .broker
-                .call(move |state, _, _| state.seal(&peer, id, body));
-            let Some(sealed) = sealed.await.flatten() else {
-                return Attempt::Done(Err(Undelivered::NoChat));
-            };
-            let (addr, counter) = (sealed.addr, sealed.counter);
-            let digest = RequestDigest::of(&sealed.frame);
-            match transport::exchange(addr, sealed.frame).await {
-                Ok(reply) => {
-                    let read = move |state: &mut PeerState, _: &_, _: &mut _| {
-                        state.acknowledged(&peer, (counter, digest), &reply)
-                    };
-                    match self.broker.call(read).await.flatten() {
-                        Some(Outcome::Error {
-                            code: ErrorCode::Busy,
-                            ..
-                        }) => {
-                            tracing::debug!(%peer, "busy; the message will be sent again");
-                            Attempt::Again(Undelivered::Busy)
-                        }
-                        Some(outcome) => Attempt::Done(Ok(outcome)),
-                        None => Attempt::Done(Err(Undelivered::BadAck(addr))),
-                    }
+            match in_chat::send(&self.broker, peer, id, body).await {
+                Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
+                Sent::Answered(
+                    Some(Outcome::Error {
+                        code: ErrorCode::Busy,
+                        ..
+                    }),
+                    _,
+                ) => {
+                    tracing::debug!(%peer, "busy; the message will be sent again");
+                    Attempt::Again(Undelivered::Busy)
                 }
-                Err(e) if is_transient(&e) => Attempt::Again(Undelivered::Failed(e, addr)),
-                Err(e) => Attempt::Done(Err(Undelivered::Failed(e, addr))),
+                Sent::Answered(Some(outcome), _) => Attempt::Done(Ok(outcome)),
+                Sent::Answered(None, addr) => Attempt::Done(Err(Undelivered::BadAck(addr))),
+                Sent::Failed(e, addr) if is_transient(&e) => {
+                    Attempt::Again(Undelivered::Failed(e, addr))
+                }
+                Sent::Failed(e, addr) => Attempt::Done(Err(Undelivered::Failed(e, addr))),
             }
         };
         let outcome = match retry(self.retry_for, send).await {
@@ -347,28 +339,6 @@ impl CommandLoop {
         if let Err(e) = told {
             let why = Failure::of(&e, &goodbye.addr.to_string());
             self.error(PeerError::CouldNotTell { peer, why }).await;
-        }
-    }
-
-    /// `forget PEER`: an open chat is ended as `disconnect` ends it (the partner is told),
-    /// then the rest goes.
-    pub(crate) async fn forget(&mut self, peer: PeerName) {
-        let goodbye = self
-            .broker
-            .call(move |state, _, fx| state.disconnect(&peer, fx));
-        let was_open = match goodbye.await.flatten() {
-            Some(goodbye) => {
-                let _ = transport::exchange(goodbye.addr, goodbye.frame).await;
-                true
-            }
-            None => false,
-        };
-        let forgot = self
-            .broker
-            .call(move |state, cx, fx| state.forget(&peer, cx, fx));
-        match forgot.await {
-            Some(forgot) if forgot || was_open => self.show(Event::Forgotten { peer }).await,
-            _ => self.error(PeerError::NothingToForget { peer }).await,
         }
     }
 

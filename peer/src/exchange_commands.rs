@@ -1,9 +1,9 @@
 //! The commands of the network without a center: `join` reaches a peer by address and swaps
 //! known peers with it, `peers` shows the book, `broadcast` sends to everyone, `block` and
-//! `unblock` drop an origin. The state they change is `state/book.rs`, `state/exchange.rs`,
+//! `unblock` drop an origin, `forget` ends a chat with what was kept for it and its pin. The state they change is `state/book.rs`, `state/exchange.rs`,
 //! `state/flood.rs` and `state/broadcasts.rs`; this is the I/O around them.
 
-use p2p_shared::runtime;
+use p2p_shared::{runtime, transport};
 
 use crate::command_loop::CommandLoop;
 use crate::error::PeerError;
@@ -79,6 +79,28 @@ impl CommandLoop {
             Some(Ok(keys)) => self.show(Event::Unblocked { peer, keys }).await,
             Some(Err(e)) => self.error(e).await,
             None => {}
+        }
+    }
+
+    /// `forget PEER`: an open chat is ended as `disconnect` ends it (the partner is told),
+    /// then the rest goes.
+    pub(crate) async fn forget(&mut self, peer: PeerName) {
+        let goodbye = self
+            .broker
+            .call(move |state, _, fx| state.disconnect(&peer, fx));
+        let was_open = match goodbye.await.flatten() {
+            Some(goodbye) => {
+                let _ = transport::exchange(goodbye.addr, goodbye.frame).await;
+                true
+            }
+            None => false,
+        };
+        let forgot = self
+            .broker
+            .call(move |state, cx, fx| state.forget(&peer, cx, fx));
+        match forgot.await {
+            Some(forgot) if forgot || was_open => self.show(Event::Forgotten { peer }).await,
+            _ => self.error(PeerError::NothingToForget { peer }).await,
         }
     }
 }

@@ -37,6 +37,7 @@ mod exchange_commands;
 mod flood;
 mod help;
 mod history;
+mod in_chat;
 mod inbound;
 mod input;
 mod known;

@@ -15,16 +15,16 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use p2p_shared::identity::PublicKey;
-use p2p_shared::transport::{self, SendError};
-use p2p_shared::wire::{new_id, RequestDigest};
+use p2p_shared::transport::SendError;
+use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, Outcome, PeerInfo, PeerName, SealedRequest};
 
 use crate::broker::Broker;
 use crate::error::Failure;
 use crate::event::Event;
+use crate::in_chat::{self, Sent};
 use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
-use crate::state::PeerState;
 
 /// How many checks in a row a partner may miss before its chat ends.
 pub const MISSES_TO_END: u32 = 2;
@@ -78,40 +78,31 @@ enum Checked {
 async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked {
     let (peer, whom) = (chat.name, format!("{} ({})", chat.name, chat.addr));
     let ping = || async {
-        let sealed = broker
-            .call(move |state, _, _| state.seal(&peer, new_id(), SealedRequest::Keepalive))
-            .await
-            .flatten();
-        // The chat ended meanwhile: nothing to check.
-        let Some(sealed) = sealed else {
-            return Attempt::Done(Checked::Answered);
-        };
-        let (addr, counter) = (sealed.addr, sealed.counter);
-        let digest = RequestDigest::of(&sealed.frame);
-        match transport::exchange(addr, sealed.frame).await {
-            Ok(reply) => {
-                let read = move |state: &mut PeerState, _: &_, _: &mut _| {
-                    state.acknowledged(&peer, (counter, digest), &reply)
-                };
-                match broker.call(read).await.flatten() {
-                    Some(Outcome::Ok) => Attempt::Done(Checked::Answered),
-                    Some(Outcome::Error {
-                        code: ErrorCode::Busy,
-                        ..
-                    }) => Attempt::Done(Checked::Answered),
-                    Some(Outcome::Error {
-                        code: ErrorCode::UnknownSession,
-                        ..
-                    }) => Attempt::Done(Checked::Lost(format!(
-                        "{whom} no longer knows the chat (it restarted)"
-                    ))),
-                    _ => Attempt::Done(Checked::Missed(format!(
-                        "{whom} did not answer in the chat"
-                    ))),
-                }
-            }
-            Err(e) if is_transient(&e) => Attempt::Again(Failure::of(&e, &whom).text),
-            Err(e) => Attempt::Done(Checked::Missed(Failure::of(&e, &whom).text)),
+        match in_chat::send(broker, peer, new_id(), SealedRequest::Keepalive).await {
+            // The chat ended meanwhile: nothing to check.
+            Sent::NoChat => Attempt::Done(Checked::Answered),
+            Sent::Answered(Some(Outcome::Ok), _) => Attempt::Done(Checked::Answered),
+            Sent::Answered(
+                Some(Outcome::Error {
+                    code: ErrorCode::Busy,
+                    ..
+                }),
+                _,
+            ) => Attempt::Done(Checked::Answered),
+            Sent::Answered(
+                Some(Outcome::Error {
+                    code: ErrorCode::UnknownSession,
+                    ..
+                }),
+                _,
+            ) => Attempt::Done(Checked::Lost(format!(
+                "{whom} no longer knows the chat (it restarted)"
+            ))),
+            Sent::Answered(_, _) => Attempt::Done(Checked::Missed(format!(
+                "{whom} did not answer in the chat"
+            ))),
+            Sent::Failed(e, _) if is_transient(&e) => Attempt::Again(Failure::of(&e, &whom).text),
+            Sent::Failed(e, _) => Attempt::Done(Checked::Missed(Failure::of(&e, &whom).text)),
         }
     };
     match retry(retry_for, ping).await {

@@ -18,13 +18,14 @@ use std::time::Duration;
 
 use p2p_shared::handshake::{Initiator, Recipient};
 use p2p_shared::transport::{self, Origin, Reply};
-use p2p_shared::wire::{new_id, RequestDigest};
+use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest, SealedRequest};
 
 use crate::broker::Broker;
 use crate::disk::{Disk, Record};
 use crate::error::{Failure, PeerError};
 use crate::event::Event;
+use crate::in_chat::{self, Sent};
 use crate::liveness::is_transient;
 use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
@@ -139,22 +140,10 @@ impl Resumer {
                 text: queued.text.clone(),
             };
             let id = queued.id;
-            let sealed = self
-                .broker
-                .call(move |state, _, _| state.seal(&peer, id, body))
-                .await
-                .flatten();
-            let Some(sealed) = sealed else { return };
-            let (addr, counter) = (sealed.addr, sealed.counter);
-            let digest = RequestDigest::of(&sealed.frame);
-            let acknowledged = match transport::exchange(addr, sealed.frame).await {
-                Ok(reply) => {
-                    let read = move |state: &mut PeerState, _: &_, _: &mut _| {
-                        state.acknowledged(&peer, (counter, digest), &reply)
-                    };
-                    self.broker.call(read).await.flatten()
-                }
-                Err(_) => None,
+            let (acknowledged, addr) = match in_chat::send(&self.broker, peer, id, body).await {
+                Sent::NoChat => return,
+                Sent::Answered(outcome, addr) => (outcome, addr),
+                Sent::Failed(_, addr) => (None, addr),
             };
             match acknowledged {
                 Some(Outcome::Ok) => {

@@ -1,0 +1,46 @@
+//! Sending one sealed frame in a chat and reading its answer: what a chat message, a kept
+//! message (`resume.rs`) and a liveness check (`liveness.rs`) each do, once.
+//!
+//! The state seals the frame (the chat's keys and counters are its own) and reads the answer,
+//! a sealed acknowledgement or a refusal the partner signed for this very frame
+//! (`state/chats.rs`); this sends it on a fresh connection in between.
+
+use std::net::SocketAddr;
+
+use p2p_shared::transport::{self, SendError};
+use p2p_shared::wire::RequestDigest;
+use p2p_shared::{MessageId, Outcome, PeerName, SealedRequest};
+
+use crate::broker::Broker;
+use crate::state::PeerState;
+
+/// What became of one sealed frame sent to a chat partner.
+pub enum Sent {
+    /// No chat with that peer is open.
+    NoChat,
+    /// The partner at this address answered: what it said, or `None` if the answer is no
+    /// valid one from it (it does not open with the chat's keys, nor is it signed by the
+    /// partner for this frame).
+    Answered(Option<Outcome>, SocketAddr),
+    /// The connection to this address failed.
+    Failed(SendError, SocketAddr),
+}
+
+/// Seals `body` as message `id` in the chat with `peer`, sends it and reads the answer.
+pub async fn send(broker: &Broker, peer: PeerName, id: MessageId, body: SealedRequest) -> Sent {
+    let sealed = broker.call(move |state, _, _| state.seal(&peer, id, body));
+    let Some(sealed) = sealed.await.flatten() else {
+        return Sent::NoChat;
+    };
+    let (addr, counter) = (sealed.addr, sealed.counter);
+    let digest = RequestDigest::of(&sealed.frame);
+    match transport::exchange(addr, sealed.frame).await {
+        Ok(reply) => {
+            let read = move |state: &mut PeerState, _: &_, _: &mut _| {
+                state.acknowledged(&peer, (counter, digest), &reply)
+            };
+            Sent::Answered(broker.call(read).await.flatten(), addr)
+        }
+        Err(e) => Sent::Failed(e, addr),
+    }
+}
