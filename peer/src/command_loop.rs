@@ -8,7 +8,8 @@
 //! One thing happens here without a command: once registered, the loop renews the
 //! registration at a third of the time the registry grants, between commands (and so
 //! registers again by itself when a restarted registry has forgotten it). The chat commands
-//! are in `chat_commands.rs`; this file has the loop, the registry's commands and leaving.
+//! are in `chat_commands.rs`, the network's in `exchange_commands.rs`, registering and
+//! renewing in `registry_commands.rs`; this file has the loop, `status` and leaving.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -42,11 +43,11 @@ pub struct CommandLoop {
     names: Names,
     pub(crate) retry_for: Duration,
     /// Whether we registered, so that `exit` knows to unregister and renewals go on.
-    registered: bool,
+    pub(crate) registered: bool,
     /// When to renew the registration next (while registered).
-    renew_at: Option<Instant>,
+    pub(crate) renew_at: Option<Instant>,
     /// Whether the last renewal failed (to say so once, and again when it works).
-    registry_lost: bool,
+    pub(crate) registry_lost: bool,
 }
 
 /// What the loop does next.
@@ -54,9 +55,6 @@ enum Next {
     Input(Input),
     Renew,
 }
-
-/// How often to retry a renewal when the registry does not answer.
-const RENEW_RETRY: Duration = Duration::from_secs(5);
 
 /// What the peer needs to run commands.
 pub struct Parts {
@@ -218,40 +216,6 @@ impl CommandLoop {
         PeerError::Registry(Failure::of(e, &self.registry.describe()))
     }
 
-    async fn register(&mut self) {
-        match self.registry.register().await {
-            Ok((addr, ttl)) => {
-                self.registered = true;
-                self.registry_lost = false;
-                self.renew_at = Some(Instant::now() + renewal_interval(ttl));
-                let name = self.origin.name;
-                self.show(Event::Registered { name, addr }).await;
-            }
-            Err(e) if e.code() == Some(ErrorCode::NameTaken) => {
-                let name = self.origin.name;
-                self.error(PeerError::NameTaken { name }).await
-            }
-            Err(e) => self.error(self.registry_failure(&e)).await,
-        }
-    }
-
-    async fn exit_network(&mut self) {
-        match self.registry.unregister().await {
-            Ok(()) => {
-                self.registered = false;
-                self.renew_at = None;
-                self.show(Event::LeftNetwork).await;
-            }
-            Err(e) if e.code() == Some(ErrorCode::NotRegistered) => {
-                self.registered = false;
-                self.renew_at = None;
-                let name = self.origin.name;
-                self.error(PeerError::NotRegistered { name }).await;
-            }
-            Err(e) => self.error(self.registry_failure(&e)).await,
-        }
-    }
-
     /// Looks `name` up at the registry: where it is, its Noise static key if the registry
     /// had one its identity signed, and whether the key is vouched for (always, by the
     /// registry). With no registry to answer, the book says where `name` is: the key
@@ -277,58 +241,6 @@ impl CommandLoop {
                 }
             }
             Err(e) => Err(self.registry_failure(&e)),
-        }
-    }
-
-    /// Renews the registration; says once when the registry is lost, and again when it is
-    /// back (a restarted registry forgot us, and this registers us again). These are no
-    /// command's results: they always show, merged with an equal one still waiting.
-    async fn renew(&mut self) {
-        match self.registry.register().await {
-            Ok((addr, ttl)) => {
-                if self.registry_lost {
-                    self.registry_lost = false;
-                    let name = self.origin.name;
-                    self.screen.push_state(Event::Reregistered { name, addr });
-                }
-                self.renew_at = Some(Instant::now() + renewal_interval(ttl));
-            }
-            Err(e) if e.code() == Some(ErrorCode::NameTaken) => {
-                self.registered = false;
-                self.renew_at = None;
-                let why = Failure::of(&e, &self.registry.describe());
-                let name = self.origin.name;
-                let refused = PeerError::RegistrationRefused { name, why };
-                self.screen.push_state(Event::Error(refused));
-            }
-            Err(e) => {
-                if !self.registry_lost {
-                    self.registry_lost = true;
-                    let why = Failure::of(&e, &self.registry.describe());
-                    let retry_secs = RENEW_RETRY.as_secs();
-                    let known = self.broker.call(|state, _, _| state.live_peers().len());
-                    let known = known.await.unwrap_or_default();
-                    let lost = PeerError::RegistryLost {
-                        why,
-                        retry_secs,
-                        known,
-                    };
-                    self.screen.push_state(Event::Error(lost));
-                }
-                self.renew_at = Some(Instant::now() + RENEW_RETRY);
-            }
-        }
-    }
-
-    async fn release_name(&mut self) {
-        match self.registry.release().await {
-            Ok(()) => {
-                self.registered = false;
-                self.renew_at = None;
-                let name = self.origin.name;
-                self.show(Event::Released { name }).await;
-            }
-            Err(e) => self.error(self.registry_failure(&e)).await,
         }
     }
 
@@ -401,9 +313,4 @@ impl CommandLoop {
         // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs).
         self.screen.push_state(Event::Bye);
     }
-}
-
-/// Renew at a third of the time granted: two renewals may fail before it lapses.
-fn renewal_interval(ttl: Duration) -> Duration {
-    (ttl / 3).clamp(Duration::from_millis(500), Duration::from_secs(600))
 }

@@ -45,6 +45,7 @@ mod liveness;
 mod names;
 mod peer_exchange;
 mod registry_client;
+mod registry_commands;
 mod render;
 mod resume;
 mod retry;
