@@ -195,7 +195,10 @@ impl Actor {
         match effect {
             // Events the network causes were admitted by the state only with room; the
             // others are bounded by what the user does.
-            Effect::Show(event) => self.screen.push(event),
+            Effect::Show(event) => {
+                self.names.note(&event);
+                self.screen.push(event)
+            }
             Effect::Write(write) => self.disk.write(write),
             Effect::Tell { to, body } => {
                 let origin = self.origin.clone();

@@ -8,7 +8,15 @@ use std::fmt;
 use p2p_shared::wire::MAX_TEXT_LEN;
 use p2p_shared::PeerName;
 
-pub use crate::help::{help_text, topic_text, Topic, TOPICS};
+pub use crate::help::{help_text, section_text, topic_text, Section, Topic, TOPICS};
+
+/// What `help` explains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HelpOn {
+    All,
+    Section(Section),
+    Topic(&'static Topic),
+}
 
 /// One command, ready to run.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,8 +79,10 @@ pub enum Command {
     Forget {
         peer: PeerName,
     },
-    /// `help`, or `help COMMAND` for one command.
-    Help(Option<&'static Topic>),
+    /// `help`, `help SECTION` or `help COMMAND`.
+    Help(HelpOn),
+    /// `talk PEER`: plain lines become messages to PEER; `talk` alone stops.
+    Talk(Option<PeerName>),
     Exit,
 }
 
@@ -113,8 +123,11 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["listpeer"] => Command::ListPeers,
         ["exit"] => Command::Exit,
         ["exit", "network"] => Command::ExitNetwork,
-        ["help"] => Command::Help(None),
-        ["help", topic @ ..] => Command::Help(Some(find_topic(&topic.join(" "))?)),
+        ["help"] => Command::Help(HelpOn::All),
+        ["help", topic @ ..] => Command::Help(find_topic(&topic.join(" "))?),
+        ["talk"] => Command::Talk(None),
+        ["talk", peer] => Command::Talk(Some(name_arg(peer, TALK)?)),
+        ["talk", ..] => return Err(usage("talk takes one peer name, or none to stop", TALK)),
         ["status"] => Command::Status,
         ["whoami"] => Command::Whoami,
         ["history", peer] => Command::History {
@@ -149,7 +162,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["release", "name"] => Command::ReleaseName,
         ["peers"] => Command::KnownPeers,
         ["broadcast", _, ..] => Command::Broadcast {
-            text: message_text(rest_after(line, 1))?,
+            text: broadcast_text(rest_after(line, 1))?,
         },
         ["block", peer] => Command::Block {
             peer: name_arg(peer, "block NAME")?,
@@ -182,7 +195,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }),
         ["chat", "message", peer, _, ..] => Command::ChatMessage {
             peer: name_arg(peer, CHAT_MESSAGE)?,
-            text: message_text(rest_after(line, 3))?,
+            // A long message is sent as several (`split.rs`): only the line limit bounds it.
+            text: rest_after(line, 3).to_string(),
         },
         ["disconnect", peer] => Command::Disconnect {
             peer: name_arg(peer, DISCONNECT)?,
@@ -260,6 +274,7 @@ const JOIN: &str = "join HOST PORT | join HOST:PORT";
 const CHAT_MESSAGE: &str = "chat message PEER TEXT";
 const DISCONNECT: &str = "disconnect PEER";
 const HISTORY: &str = "history PEER [N]";
+const TALK: &str = "talk PEER | talk";
 const DEFAULT_HISTORY: usize = 20;
 const MAX_HISTORY: usize = 10_000;
 const ANSWER: &str = "yes [NAME] | no [NAME]";
@@ -280,17 +295,21 @@ fn closest_command(typed: &str) -> Option<&'static str> {
         .map(|(_, name)| name)
 }
 
-fn find_topic(name: &str) -> Result<&'static Topic, ParseError> {
-    TOPICS
-        .iter()
-        .find(|t| t.name == name)
+fn find_topic(name: &str) -> Result<HelpOn, ParseError> {
+    let topic = |found: Option<&'static Topic>| found.map(HelpOn::Topic);
+    topic(TOPICS.iter().find(|t| t.name == name))
         // "help chat" means the chat commands, not whatever merely starts with "chat".
         .or_else(|| {
-            TOPICS
-                .iter()
-                .find(|t| t.name.starts_with(&format!("{name} ")))
+            Section::ALL
+                .into_iter()
+                .find(|s| s.word() == name)
+                .map(HelpOn::Section)
         })
-        .or_else(|| TOPICS.iter().find(|t| t.name.starts_with(name)))
+        .or_else(|| {
+            let words = format!("{name} ");
+            topic(TOPICS.iter().find(|t| t.name.starts_with(&words)))
+        })
+        .or_else(|| topic(TOPICS.iter().find(|t| t.name.starts_with(name))))
         .ok_or_else(|| ParseError {
             message: format!("no command {name:?}; type help for the list of commands"),
             unknown_command: false,
@@ -351,11 +370,13 @@ fn name_arg(word: &str, usage_of: &str) -> Result<PeerName, ParseError> {
         .map_err(|e| usage(format!("{word:?} is not a valid name: {e}"), usage_of))
 }
 
-fn message_text(text: &str) -> Result<String, ParseError> {
+/// A broadcast goes to the whole network once, so it is not split like a chat message: a
+/// longer one is refused, with its size.
+fn broadcast_text(text: &str) -> Result<String, ParseError> {
     if text.len() > MAX_TEXT_LEN {
         return Err(ParseError {
             message: format!(
-                "a message has at most {MAX_TEXT_LEN} bytes, this one has {}",
+                "a broadcast has at most {MAX_TEXT_LEN} bytes, this one has {}",
                 text.len()
             ),
             unknown_command: false,
@@ -439,7 +460,7 @@ mod tests {
         assert_eq!(ok("listpeer"), Command::ListPeers);
         assert_eq!(ok("exit network"), Command::ExitNetwork);
         assert_eq!(ok("  exit  "), Command::Exit);
-        assert_eq!(ok("help"), Command::Help(None));
+        assert_eq!(ok("help"), Command::Help(HelpOn::All));
         assert_eq!(ok("status"), Command::Status);
         assert_eq!(ok("list connected peer"), Command::ListConnected);
         assert_eq!(
@@ -513,35 +534,59 @@ mod tests {
     }
 
     #[test]
-    fn help_explains_one_command_with_an_example() {
-        let Command::Help(Some(topic)) = ok("help chat message") else {
+    fn help_explains_one_command_with_an_example_or_lists_a_section() {
+        let Command::Help(HelpOn::Topic(topic)) = ok("help chat message") else {
             panic!("not a help topic")
         };
         assert_eq!(topic.usage, "chat message PEER TEXT");
         assert!(topic_text(topic).contains("example: chat message bob"));
-        let Command::Help(Some(topic)) = ok("help list") else {
+        let Command::Help(HelpOn::Topic(topic)) = ok("help list") else {
             panic!("a prefix names a topic")
         };
         assert_eq!(topic.name, "list connected peer");
+        assert_eq!(
+            ok("help chat"),
+            Command::Help(HelpOn::Section(Section::Chat))
+        );
+        assert_eq!(
+            ok("help network"),
+            Command::Help(HelpOn::Section(Section::Network))
+        );
         assert!(parse("help frobnicate")
             .unwrap_err()
             .to_string()
             .contains("no command"));
         for t in TOPICS {
-            assert!(help_text().contains(t.usage), "{} is listed", t.name);
             assert_eq!(
                 parse(&format!("help {}", t.name)),
-                Ok(Some(Command::Help(Some(t))))
+                Ok(Some(Command::Help(HelpOn::Topic(t))))
             );
         }
     }
 
     #[test]
-    fn overlong_messages_are_refused() {
-        let line = format!("chat message bob {}", "x".repeat(MAX_TEXT_LEN + 1));
-        assert!(parse(&line).unwrap_err().to_string().contains("at most"));
-        let line = format!("chat message bob {}", "x".repeat(MAX_TEXT_LEN));
-        assert!(parse(&line).is_ok());
+    fn long_messages_are_taken_whole_and_long_broadcasts_refused_with_their_size() {
+        let text = "x".repeat(MAX_TEXT_LEN * 3);
+        assert_eq!(
+            ok(&format!("chat message bob {text}")),
+            Command::ChatMessage {
+                peer: name("bob"),
+                text: text.clone()
+            }
+        );
+        let err = parse(&format!("broadcast {}", &text[..MAX_TEXT_LEN + 1])).unwrap_err();
+        assert!(err.to_string().contains("this one has 8193"), "{err}");
+        assert!(parse(&format!("broadcast {}", &text[..MAX_TEXT_LEN])).is_ok());
+    }
+
+    #[test]
+    fn talk_names_a_peer_or_stops() {
+        assert_eq!(ok("talk bob"), Command::Talk(Some(name("bob"))));
+        assert_eq!(ok("talk"), Command::Talk(None));
+        assert!(parse("talk bob carol")
+            .unwrap_err()
+            .to_string()
+            .contains("usage: talk"));
     }
 
     #[test]

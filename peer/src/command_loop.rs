@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use futures::future::{join, join_all, select, Either};
 use p2p_shared::identity::NoiseKey;
 use p2p_shared::transport::{self, Origin};
-use p2p_shared::wire::new_id;
+use p2p_shared::wire::{new_id, MAX_TEXT_LEN};
 use p2p_shared::{runtime, Answer, ErrorCode};
 
 use crate::broker::Broker;
-use crate::command::{self, Command};
+use crate::command::{self, Command, HelpOn};
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
 use crate::event::{Event, Status};
@@ -30,7 +30,9 @@ use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::registry_client::{Found, Listing};
 use crate::screen::Screen;
+use crate::split;
 use crate::state;
+use crate::talk::Talk;
 
 pub struct CommandLoop {
     pub(crate) origin: Origin,
@@ -48,6 +50,8 @@ pub struct CommandLoop {
     pub(crate) renew_at: Option<Instant>,
     /// Whether the last renewal failed (to say so once, and again when it works).
     pub(crate) registry_lost: bool,
+    /// The current conversation, if any (`talk PEER`).
+    talk: Talk,
 }
 
 /// What the loop does next.
@@ -92,40 +96,45 @@ impl CommandLoop {
             registered: false,
             renew_at: None,
             registry_lost: false,
+            talk: Talk::default(),
         }
     }
 
     /// Runs commands until `exit`, the end of input or Ctrl-C, then leaves cleanly.
     pub async fn run(mut self, inputs: Inputs) {
-        loop {
-            let line = match self.next(&inputs).await {
+        'inputs: loop {
+            let commands = match self.next(&inputs).await {
                 Next::Renew => {
                     self.renew().await;
                     continue;
                 }
-                Next::Input(Input::Line(line)) => line,
+                Next::Input(Input::Line(text)) => self.talk.commands(&text, false),
+                Next::Input(Input::Pasted(text)) => self.talk.commands(&text, true),
                 Next::Input(Input::Unreadable(why)) => {
                     self.error(why).await;
-                    String::new()
+                    Vec::new()
                 }
                 Next::Input(Input::End) => break,
             };
-            let interrupted = match command::parse(&line) {
-                Ok(Some(Command::Exit)) => break,
-                Ok(Some(command)) => self.run_until_interrupted(command, &inputs).await,
-                Ok(None) => false,
-                Err(e) => {
-                    self.error(PeerError::Usage(e)).await;
-                    false
+            // Every command of a paste runs, in order, each to its end.
+            for parsed in commands {
+                let interrupted = match parsed {
+                    Ok(Some(Command::Exit)) => break 'inputs,
+                    Ok(Some(command)) => self.run_until_interrupted(command, &inputs).await,
+                    Ok(None) => false,
+                    Err(e) => {
+                        self.error(PeerError::Usage(e)).await;
+                        false
+                    }
+                };
+                if interrupted {
+                    break 'inputs;
                 }
-            };
-            if interrupted {
-                break;
             }
 
             // The prompt comes back only now (the terminal waits for this).
             if let Some(done) = &inputs.done {
-                let _ = done.send(()).await;
+                let _ = done.send(self.talk.prompt()).await;
             }
         }
         self.leave().await;
@@ -144,6 +153,8 @@ impl CommandLoop {
 
     /// Shows the result of a command (waiting for room on the screen, `screen.rs`).
     pub(crate) async fn show(&self, event: impl Into<Event>) {
+        let event = event.into();
+        self.names.note(&event);
         self.screen.show(event).await;
     }
 
@@ -168,7 +179,12 @@ impl CommandLoop {
             Command::ExitNetwork => self.exit_network().await,
             Command::ChatRequest(target) => self.chat_request(target).await,
             Command::Answer { accept, from } => self.answer(accept, from).await,
-            Command::ChatMessage { peer, text } => self.chat_message(peer, text).await,
+            Command::ChatMessage { peer, text } => {
+                // Longer than one message takes: several, each with its own outcome.
+                for part in split::parts(&text, MAX_TEXT_LEN) {
+                    self.chat_message(peer, part.to_string()).await;
+                }
+            }
             Command::ListConnected => {
                 let chats = self
                     .broker
@@ -195,17 +211,17 @@ impl CommandLoop {
             Command::Block { peer } => self.block(peer).await,
             Command::Unblock { peer } => self.unblock(peer).await,
             Command::Forget { peer } => self.forget(peer).await,
-            Command::Help(None) => {
-                self.show(Event::Help {
-                    text: command::help_text(),
-                })
-                .await
+            Command::Help(on) => {
+                let text = match on {
+                    HelpOn::All => command::help_text(),
+                    HelpOn::Section(section) => command::section_text(section),
+                    HelpOn::Topic(topic) => command::topic_text(topic),
+                };
+                self.show(Event::Help { text }).await
             }
-            Command::Help(Some(topic)) => {
-                self.show(Event::Help {
-                    text: command::topic_text(topic),
-                })
-                .await
+            Command::Talk(with) => {
+                self.talk.set(with);
+                self.show(Event::Talking { peer: with }).await
             }
             Command::Exit => unreachable!("run handles exit"),
         }

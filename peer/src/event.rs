@@ -248,6 +248,10 @@ pub enum Event {
     Help {
         text: String,
     },
+    /// `talk PEER` (or `talk` alone, with no peer): who plain lines go to now.
+    Talking {
+        peer: Option<PeerName>,
+    },
     Bye,
     Error(PeerError),
 }

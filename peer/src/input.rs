@@ -21,6 +21,9 @@ pub const MAX_LINE_LEN: usize = 16 * 1024;
 #[derive(Debug, PartialEq, Eq)]
 pub enum Input {
     Line(String),
+    /// A terminal paste that began at an empty prompt, possibly of several lines (only the
+    /// interactive terminal can tell a paste from typing).
+    Pasted(String),
     /// A line that could not be taken, and why.
     Unreadable(PeerError),
     /// End of input.
@@ -31,9 +34,10 @@ pub enum Input {
 pub struct Inputs {
     pub lines: async_channel::Receiver<Input>,
     pub interrupts: async_channel::Receiver<()>,
-    /// Told when a line's command has finished, if the source waits for that before reading
-    /// the next line (the interactive prompt does; a pipe reads ahead).
-    pub done: Option<async_channel::Sender<()>>,
+    /// Told the prompt to show when a line's commands have finished, if the source waits
+    /// for that before reading the next line (the interactive prompt does; a pipe reads
+    /// ahead).
+    pub done: Option<async_channel::Sender<String>>,
 }
 
 /// Starts the thread that reads stdin line by line (the plain mode, for pipes).
@@ -64,7 +68,7 @@ pub fn ask(question: &str) -> anyhow::Result<String> {
         let _ = out.flush();
     }
     match read_line(&mut io::stdin().lock(), MAX_LINE_LEN)? {
-        Input::Line(line) => Ok(line.trim().to_string()),
+        Input::Line(line) | Input::Pasted(line) => Ok(line.trim().to_string()),
         Input::Unreadable(why) => anyhow::bail!("{why}"),
         Input::End => anyhow::bail!("input ended before the answer to {:?}", question.trim()),
     }

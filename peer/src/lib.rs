@@ -10,6 +10,8 @@
 //! - [`input`]: stdin lines (on their own thread) and Ctrl-C, for pipes and scripts;
 //!   [`terminal`]: rustyline, for a person at a terminal;
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
+//!   [`talk`]: the current conversation, and how a line or a paste becomes commands;
+//!   [`split`]: a long message cut into several;
 //! - [`command_loop`], [`chat_commands`] and [`exchange_commands`]: the user's commands,
 //!   run one at a time;
 //! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
@@ -23,7 +25,7 @@
 //! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
 //!   [`screen`]: the thread that writes it;
 //! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
-//! - [`names`]: the peer names Tab completes.
+//! - [`names`]: the peer names (and pending requesters, offered fingerprints) Tab completes.
 
 mod broker;
 mod chat_commands;
@@ -50,7 +52,9 @@ mod render;
 mod resume;
 mod retry;
 mod screen;
+mod split;
 mod state;
+mod talk;
 mod terminal;
 mod vouch;
 
@@ -245,17 +249,20 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     }
 
     // The terminal first, when there is one: the screen prints above its prompt.
-    let names = Names::default();
-    let (lines, done, sink): (_, _, Box<dyn Sink>) = if interactive {
+    let names = Names::new(name);
+    // `_type_ahead` lives to the end of the session: dropping it gives the terminal its mode
+    // back.
+    let (lines, done, sink, _type_ahead): (_, _, Box<dyn Sink>, _) = if interactive {
         let history = Some(data.join(format!("history-{name}")));
         let terminal = terminal::start(names.clone(), history)?;
         (
             terminal.lines,
             Some(terminal.done),
             Box::new(terminal.printer),
+            terminal.type_ahead,
         )
     } else {
-        (input::plain_lines()?, None, Box::new(Stdout))
+        (input::plain_lines()?, None, Box::new(Stdout), None)
     };
     let screen = Screen::start(rendering(args.json, interactive), sink)
         .context("cannot start the screen thread")?;
@@ -349,7 +356,8 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
 }
 
 /// How events look: JSON if asked; otherwise colours when stdout is a terminal and
-/// `NO_COLOR` is unset, and timestamps on chat lines at an interactive prompt.
+/// `NO_COLOR` is unset, and timestamps (and messages of several lines as lines) at an
+/// interactive prompt.
 fn rendering(json: bool, interactive: bool) -> Rendering {
     if json {
         return Rendering::Json;
@@ -357,7 +365,7 @@ fn rendering(json: bool, interactive: bool) -> Rendering {
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     Rendering::Text {
         color: !no_color && std::io::stdout().is_terminal(),
-        timestamps: interactive,
+        interactive,
     }
 }
 

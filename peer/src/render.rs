@@ -28,7 +28,12 @@ use crate::state::book::Source;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rendering {
     Json,
-    Text { color: bool, timestamps: bool },
+    /// `interactive`: a person at a terminal, who gets timestamps on chat lines and a
+    /// message of several lines as indented lines (escaped everywhere else).
+    Text {
+        color: bool,
+        interactive: bool,
+    },
 }
 
 impl Rendering {
@@ -36,7 +41,7 @@ impl Rendering {
     pub fn render(self, event: &Event) -> String {
         match self {
             Rendering::Json => json_line(event),
-            Rendering::Text { color, timestamps } => paint(event, color, timestamps),
+            Rendering::Text { color, interactive } => paint(event, color, interactive),
         }
     }
 }
@@ -250,6 +255,12 @@ impl fmt::Display for Event {
             ),
             Event::Released { name } => write!(f, "released the name {name}"),
             Event::Help { text } => f.write_str(text.trim_end()),
+            Event::Talking { peer: Some(peer) } => write!(
+                f,
+                "talking to {peer}: plain lines are messages to {peer}, commands start with / \
+                 (/talk alone stops)"
+            ),
+            Event::Talking { peer: None } => write!(f, "no conversation: lines are commands"),
             Event::Bye => write!(f, "bye"),
             // Errors may quote the other side's words.
             Event::Error(error) => write!(f, "error: {}", printable(&error.to_string())),
@@ -329,8 +340,9 @@ fn book(f: &mut fmt::Formatter<'_>, peers: &[BookEntry]) -> fmt::Result {
     Ok(())
 }
 
-/// The plain text, with colours and timestamps where wanted.
-fn paint(event: &Event, color: bool, timestamps: bool) -> String {
+/// The plain text, with colours where wanted; at a terminal, timestamps on chat lines and a
+/// message's lines under one another.
+fn paint(event: &Event, color: bool, interactive: bool) -> String {
     let paint = |style: Style, text: &str| match color {
         true => format!("{style}{text}{style:#}"),
         false => text.to_string(),
@@ -338,14 +350,21 @@ fn paint(event: &Event, color: bool, timestamps: bool) -> String {
     let name = Style::new().bold().fg_color(Some(AnsiColor::Cyan.into()));
     match event {
         Event::Message { peer, text, at } => {
-            let stamp = match timestamps {
-                true => {
-                    let local = at.with_timezone(&Local).format("%H:%M:%S");
-                    format!("{} ", paint(Style::new().dimmed(), &format!("[{local}]")))
-                }
-                false => String::new(),
-            };
-            format!("{stamp}{}: {}", paint(name, peer.as_str()), printable(text))
+            if !interactive {
+                return format!("{}: {}", paint(name, peer.as_str()), printable(text));
+            }
+            let local = at.with_timezone(&Local).format("%H:%M:%S").to_string();
+            let stamp = paint(Style::new().dimmed(), &format!("[{local}]"));
+            // Each line of the message is made printable on its own, and the lines after the
+            // first are indented under the first: no line of a message can pass for a line
+            // of its own (another sender's, say).
+            let indent = " ".repeat("[] ".len() + local.len() + peer.as_str().len() + ": ".len());
+            let lines: Vec<_> = text.split('\n').map(printable).collect();
+            format!(
+                "{stamp} {}: {}",
+                paint(name, peer.as_str()),
+                lines.join(&format!("\n{indent}"))
+            )
         }
         Event::Error(_) | Event::KeyChanged { .. } => paint(
             Style::new().fg_color(Some(AnsiColor::Red.into())),
@@ -388,7 +407,7 @@ mod tests {
 
     const PLAIN: Rendering = Rendering::Text {
         color: false,
-        timestamps: false,
+        interactive: false,
     };
 
     #[test]
@@ -408,12 +427,29 @@ mod tests {
             at: Utc::now(),
         };
         assert_eq!(PLAIN.render(&forged), "alice: hi\\u{a}bob: fake");
+        // At a terminal a message's second line is indented under its first: not a line of
+        // its own.
         let painted = Rendering::Text {
             color: true,
-            timestamps: true,
+            interactive: true,
         }
         .render(&forged);
-        assert!(!painted.contains('\n'), "{painted:?}");
+        let lines: Vec<&str> = painted.split('\n').collect();
+        assert_eq!(lines.len(), 2, "{painted:?}");
+        assert_eq!(
+            lines[1],
+            format!("{}bob: fake", " ".repeat("[12:00:00] alice: ".len()))
+        );
+        let escaped = Rendering::Text {
+            color: true,
+            interactive: true,
+        }
+        .render(&Event::Message {
+            peer: name("alice"),
+            text: "a\rb\u{1b}[2J".into(),
+            at: Utc::now(),
+        });
+        assert!(escaped.ends_with("a\\u{d}b\\u{1b}[2J"), "{escaped:?}");
         let error = Event::Error(PeerError::History { why: "x\ny".into() });
         assert_eq!(PLAIN.render(&error), "error: x\\u{a}y");
     }

@@ -306,7 +306,7 @@ mod tests {
 
     const PLAIN: Rendering = Rendering::Text {
         color: false,
-        timestamps: false,
+        interactive: false,
     };
 
     fn screen() -> (Screen, mpsc::Receiver<String>) {

@@ -15,6 +15,8 @@ mod lifecycle;
 mod names;
 mod network;
 mod output_attacks;
+mod paste;
+mod pty;
 mod registry;
 mod requests;
 mod security;
