@@ -8,8 +8,9 @@
 //! One thing happens here without a command: once registered, the loop renews the
 //! registration at a third of the time the registry grants, between commands (and so
 //! registers again by itself when a restarted registry has forgotten it). The chat commands
-//! are in `chat_commands.rs`, the network's in `exchange_commands.rs`, registering and
-//! renewing in `registry_commands.rs`; this file has the loop, `status` and leaving.
+//! are in `chat_commands.rs` (`chat message` in `message_commands.rs`), the network's in
+//! `exchange_commands.rs`, registering and renewing in `registry_commands.rs`; this file has
+//! the loop, `status` and leaving.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -10,8 +10,8 @@
 //! - [`input`]: stdin lines (on their own thread) and Ctrl-C, for pipes and scripts;
 //!   [`terminal`]: rustyline, for a person at a terminal;
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
-//! - [`command_loop`], [`chat_commands`] and [`exchange_commands`]: the user's commands,
-//!   run one at a time;
+//! - [`command_loop`], [`chat_commands`], [`message_commands`] and [`exchange_commands`]:
+//!   the user's commands, run one at a time;
 //! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
 //!   and the broadcasts seen, without I/O; [`broker`]: the task that owns that state and
 //!   performs its effects;
@@ -42,6 +42,7 @@ mod inbound;
 mod input;
 mod known;
 mod liveness;
+mod message_commands;
 mod names;
 mod peer_exchange;
 mod registry_client;
