@@ -279,6 +279,18 @@ mod tests {
     }
 
     #[test]
+    fn a_message_that_may_have_arrived_is_never_said_not_delivered() {
+        let error = PeerError::NoAcknowledgement {
+            peer: "bob".parse().unwrap(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "no acknowledgement from bob: it may not have arrived"
+        );
+        assert_eq!(error.code(), "no_acknowledgement");
+    }
+
+    #[test]
     fn ambiguous_answers_name_every_requester() {
         let names = vec!["bob".parse().unwrap(), "carol".parse().unwrap()];
         let error = PeerError::Ambiguous { names };
