@@ -159,6 +159,7 @@ impl Service for Partner {
             }
             PeerRequest::Ping => Outcome::Ok,
             PeerRequest::ChatRequest { .. }
+            | PeerRequest::ChatWithdraw { .. }
             | PeerRequest::Exchange { .. }
             | PeerRequest::Broadcast { .. } => Outcome::error(
                 p2p_shared::ErrorCode::UnsupportedRequest,

@@ -1,39 +1,24 @@
-//! The chat commands: asking for a chat, answering one, sending a message, leaving a chat,
-//! reading the history, trusting a new key.
+//! The chat commands: asking for a chat, answering one, leaving a chat, reading the history,
+//! trusting a new key (sending a message is in `message_commands.rs`).
 //!
 //! Each sends what it must on the network itself and asks the broker for every change of
-//! state, which ends each chat request in exactly one event (`state/`). A message or an
-//! answer that gets no reply, or a `busy` one, is retried with backoff for `--retry-for`,
-//! under the same message id, so the receiver never shows a message twice.
+//! state, which ends each chat request in exactly one event (`state/`). An answer that gets
+//! no reply, or a `busy` one, is retried with backoff for `--retry-for`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use p2p_shared::handshake::{Initiator, Recipient};
-use p2p_shared::transport::{self, Reply, SendError};
+use p2p_shared::transport::{self, Reply};
 use p2p_shared::wire::new_id;
-use p2p_shared::{runtime, ErrorCode, MessageId, Outcome, PeerName, PeerRequest, SealedRequest};
+use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest};
 
 use crate::command::Target;
 use crate::command_loop::CommandLoop;
-use crate::disk::Record;
 use crate::error::{Failure, KeyMismatch, PeerError};
 use crate::event::Event;
-use crate::in_chat::{self, Sent};
-use crate::liveness::is_transient;
 use crate::resume;
 use crate::retry::{retry, Attempt};
 use crate::state::{Context, PeerState};
-
-/// Why a chat message got no acknowledgement.
-enum Undelivered {
-    NoChat,
-    /// The partner answered `busy` until the retry time ran out.
-    Busy,
-    BadAck(SocketAddr),
-    /// Nobody answered (retried), or the connection failed for good.
-    Failed(SendError, SocketAddr),
-}
 
 impl CommandLoop {
     pub(crate) async fn chat_request(&mut self, target: Target) {
@@ -202,123 +187,6 @@ impl CommandLoop {
         self.broker
             .call(move |state, _, fx| state.answer_sent(answering, delivered, fx))
             .await;
-    }
-
-    pub(crate) async fn chat_message(&mut self, peer: PeerName, text: String) {
-        // One id for every try, so the receiver can tell a retry from a new message.
-        let id = new_id();
-        // A partner who is away gets it when back (`resume.rs`).
-        let away = self.broker.call(move |state, _, _| state.keeps_for(&peer));
-        if away.await == Some(true) {
-            let why = format!("{peer} is offline");
-            return self.keep(peer, (id, text), why).await;
-        }
-        let send = || async {
-            let body = SealedRequest::ChatMessage { text: text.clone() };
-            match in_chat::send(&self.broker, peer, id, body).await {
-                Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
-                Sent::Answered(
-                    Some(Outcome::Error {
-                        code: ErrorCode::Busy,
-                        ..
-                    }),
-                    _,
-                ) => {
-                    tracing::debug!(%peer, "busy; the message will be sent again");
-                    Attempt::Again(Undelivered::Busy)
-                }
-                Sent::Answered(Some(outcome), _) => Attempt::Done(Ok(outcome)),
-                Sent::Answered(None, addr) => Attempt::Done(Err(Undelivered::BadAck(addr))),
-                Sent::Failed(e, addr) if is_transient(&e) => {
-                    Attempt::Again(Undelivered::Failed(e, addr))
-                }
-                Sent::Failed(e, addr) => Attempt::Done(Err(Undelivered::Failed(e, addr))),
-            }
-        };
-        let outcome = match retry(self.retry_for, send).await {
-            Ok(outcome) => outcome,
-            Err(Undelivered::Busy) => {
-                // A busy partner is alive: the chat stays open.
-                let secs = self.retry_for.as_secs();
-                return self.error(PeerError::NotAcknowledged { peer, secs }).await;
-            }
-            Err(Undelivered::Failed(e, addr)) => {
-                // Nobody answered for the whole retry time: the partner is away, and the
-                // message is kept for it.
-                let why = Failure::of(&e, &format!("{peer} ({addr})")).text;
-                return self.keep_after_failure(peer, (id, text), why).await;
-            }
-            Err(_) => unreachable!("only busy and failures are retried"),
-        };
-        match outcome {
-            Ok(Outcome::Ok) => {
-                let record = Record {
-                    id,
-                    peer,
-                    sender: self.origin.name,
-                    text,
-                    at: chrono::Utc::now(),
-                };
-                // Stored, then shown by the disk thread, in the place kept for it now.
-                let slot = self.screen.reserve_waiting().await;
-                let delivered = Some((slot, Event::Delivered { peer }));
-                match self.disk.record(record, delivered).await {
-                    Ok(true) => {}
-                    // Our message ids are new each time: never stored before, in fact.
-                    Ok(false) => self.show(Event::Delivered { peer }).await,
-                    Err(why) => {
-                        self.error(PeerError::DeliveredNotStored { peer, why })
-                            .await
-                    }
-                }
-            }
-            // The partner no longer knows the chat: it restarted. The chat is away until
-            // it opens again, and the message is kept for it.
-            Ok(Outcome::Error {
-                code: ErrorCode::UnknownSession,
-                ..
-            }) => {
-                let why = format!("{peer} no longer knows the chat (it restarted)");
-                self.keep_after_failure(peer, (id, text), why).await
-            }
-            Ok(Outcome::Error { detail, .. }) => {
-                self.error(PeerError::MessageRefused { peer, detail }).await
-            }
-            Ok(other) => {
-                let what = format!("{other:?}");
-                self.error(PeerError::UnexpectedReply { peer, what }).await
-            }
-            Err(Undelivered::NoChat) => self.error(PeerError::NotInChat { peer }).await,
-            Err(Undelivered::BadAck(addr)) => {
-                self.error(PeerError::BadAcknowledgement { peer, addr })
-                    .await
-            }
-            Err(Undelivered::Failed(e, addr)) => {
-                let why = Failure::of(&e, &format!("{peer} ({addr})"));
-                self.error(PeerError::Undelivered { why }).await
-            }
-            Err(Undelivered::Busy) => unreachable!("busy is retried"),
-        }
-    }
-
-    /// Keeps message `id` for `peer`, whose chat is away: `queued for PEER: why`.
-    async fn keep(&self, peer: PeerName, (id, text): (MessageId, String), why: String) {
-        let kept = self
-            .broker
-            .call(move |state, cx, fx| state.queue_message(peer, id, text, why, cx, fx));
-        if let Some(Err(e)) = kept.await {
-            self.error(e).await
-        }
-    }
-
-    /// The same after message `id` could not reach `peer`: the chat goes away first.
-    async fn keep_after_failure(&self, peer: PeerName, message: (MessageId, String), why: String) {
-        let kept = self
-            .broker
-            .call(move |state, cx, fx| state.message_failed(peer, message, why, cx, fx));
-        if let Some(Err(e)) = kept.await {
-            self.error(e).await
-        }
     }
 
     pub(crate) async fn disconnect(&mut self, peer: PeerName) {

@@ -8,17 +8,18 @@
 //! One thing happens here without a command: once registered, the loop renews the
 //! registration at a third of the time the registry grants, between commands (and so
 //! registers again by itself when a restarted registry has forgotten it). The chat commands
-//! are in `chat_commands.rs`, the network's in `exchange_commands.rs`, registering and
-//! renewing in `registry_commands.rs`; this file has the loop, `status` and leaving.
+//! are in `chat_commands.rs` (`chat message` in `message_commands.rs`), the network's in
+//! `exchange_commands.rs`, registering and renewing in `registry_commands.rs`; this file has
+//! the loop, `status` and leaving.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures::future::{join, join_all, select, Either};
+use futures::future::{join, join3, join_all, select, Either};
 use p2p_shared::identity::NoiseKey;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::wire::{new_id, MAX_TEXT_LEN};
-use p2p_shared::{runtime, Answer, ErrorCode};
+use p2p_shared::{runtime, Answer, ErrorCode, PeerRequest};
 
 use crate::broker::Broker;
 use crate::command::{self, Command, HelpOn};
@@ -31,7 +32,7 @@ use crate::registry_client::RegistryClient;
 use crate::registry_client::{Found, Listing};
 use crate::screen::Screen;
 use crate::split;
-use crate::state;
+use crate::state::{self, Leaving};
 use crate::talk::Talk;
 
 pub struct CommandLoop {
@@ -305,24 +306,39 @@ impl CommandLoop {
         }
     }
 
-    /// Ends every chat and tells everyone waiting for our answer that we left (all at once),
-    /// then unregisters.
+    /// Ends every chat, tells everyone waiting for our answer that we left, withdraws our
+    /// own requests and unregisters, all at once: each is one exchange, so a peer that does
+    /// not answer holds the exit up for one exchange's time at most (protocol.md).
     async fn leave(&mut self) {
         let leaving = self.broker.call(|state, _, fx| state.leave(fx)).await;
-        if let Some(leaving) = leaving {
-            let goodbyes = leaving
-                .goodbyes
-                .into_iter()
-                .map(|g| transport::exchange(g.addr, g.frame));
-            let notices = leaving.unanswered.iter().map(|r| {
-                let body = state::unanswered(r, Answer::Left);
-                transport::request(r.addr, &self.origin, new_id(), body)
-            });
-            join(join_all(goodbyes), join_all(notices)).await;
-        }
-        if self.registered {
-            let _ = self.registry.unregister().await;
-        }
+        let Leaving {
+            goodbyes,
+            unanswered,
+            withdraw,
+        } = leaving.unwrap_or_default();
+        let origin = &self.origin;
+        let goodbyes = goodbyes
+            .into_iter()
+            .map(|g| transport::exchange(g.addr, g.frame));
+        let notices = unanswered.iter().map(|r| {
+            let body = state::unanswered(r, Answer::Left);
+            transport::request(r.addr, origin, new_id(), body)
+        });
+        let withdrawals = withdraw.iter().map(|w| {
+            let body = PeerRequest::ChatWithdraw { request: w.request };
+            transport::request(w.addr, origin, new_id(), body)
+        });
+        let (registered, registry) = (self.registered, &mut self.registry);
+        let unregister = async move {
+            if registered {
+                let _ = registry.unregister().await;
+            }
+        };
+        join(
+            join3(join_all(goodbyes), join_all(notices), join_all(withdrawals)),
+            unregister,
+        )
+        .await;
         // Pins made at the last moment are on disk before we go.
         self.disk.written().await;
         // Not a command's result that waits for room: a peer whose stdout nobody reads must

@@ -144,10 +144,16 @@ pub enum PeerError {
     /// Never shown: a request to reopen an away chat ends quietly.
     #[error("the chat could not be reopened")]
     ResumeFailed,
+    /// It failed before it could have been read (nobody listens, the frame not written
+    /// whole): not delivered.
     #[error("{why}; message not delivered")]
     Undelivered { why: Failure },
     #[error("{peer} is busy and did not take the message within {secs}s; message not delivered")]
     NotAcknowledged { peer: PeerName, secs: u64 },
+    /// A try of it was written whole, and no acknowledgement came: the partner may have read
+    /// and shown it. Not "not delivered", or the user sends it again.
+    #[error("no acknowledgement from {peer}: it may not have arrived")]
+    NoAcknowledgement { peer: PeerName },
     #[error("{peer} refused the message: {detail}")]
     MessageRefused { peer: PeerName, detail: String },
     #[error(
@@ -231,6 +237,7 @@ impl PeerError {
             PeerError::NotInChat { .. } => "not_in_chat",
             PeerError::Undelivered { why } => why.code,
             PeerError::NotAcknowledged { .. } => "not_acknowledged",
+            PeerError::NoAcknowledgement { .. } => "no_acknowledgement",
             PeerError::MessageRefused { .. } => "refused",
             PeerError::BadAcknowledgement { .. } => "bad_acknowledgement",
             PeerError::DeliveredNotStored { .. } | PeerError::History { .. } => "history_failed",
@@ -269,6 +276,18 @@ mod tests {
             "cannot reach bob (127.0.0.1:9): connection refused; message not delivered"
         );
         assert_eq!(error.code(), "unreachable");
+    }
+
+    #[test]
+    fn a_message_that_may_have_arrived_is_never_said_not_delivered() {
+        let error = PeerError::NoAcknowledgement {
+            peer: "bob".parse().unwrap(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "no acknowledgement from bob: it may not have arrived"
+        );
+        assert_eq!(error.code(), "no_acknowledgement");
     }
 
     #[test]

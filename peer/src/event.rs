@@ -264,6 +264,8 @@ pub enum Withdrawal {
     Settled,
     /// The requester asked again; the newer request stands instead.
     Replaced,
+    /// The requester exited (`chat_withdraw`).
+    Left,
 }
 
 /// What `status` shows.

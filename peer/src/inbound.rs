@@ -115,7 +115,7 @@ impl Service for PeerService {
                 let from = &request.from;
                 Some(self.voucher.vouch(from.name, from.key).await)
             }
-            PeerRequest::ChatAnswer { .. } => None,
+            PeerRequest::ChatAnswer { .. } | PeerRequest::ChatWithdraw { .. } => None,
         };
         let answer = self
             .broker

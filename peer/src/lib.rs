@@ -12,8 +12,8 @@
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
 //!   [`talk`]: the current conversation, and how a line or a paste becomes commands;
 //!   [`split`]: a long message cut into several;
-//! - [`command_loop`], [`chat_commands`] and [`exchange_commands`]: the user's commands,
-//!   run one at a time;
+//! - [`command_loop`], [`chat_commands`], [`message_commands`] and [`exchange_commands`]:
+//!   the user's commands, run one at a time;
 //! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
 //!   and the broadcasts seen, without I/O; [`broker`]: the task that owns that state and
 //!   performs its effects;
@@ -44,6 +44,7 @@ mod inbound;
 mod input;
 mod known;
 mod liveness;
+mod message_commands;
 mod names;
 mod peer_exchange;
 mod registry_client;

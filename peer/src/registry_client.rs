@@ -194,7 +194,12 @@ impl RegistryClient {
         let quick = std::time::Duration::from_secs(2);
         match runtime::timeout(quick, self.expect_ok(RegistryRequest::Ping)).await {
             Ok(result) => result,
-            Err(_) => Err(SendError::Timeout { addr: self.addr }),
+            // Whether the ping was written is not known here: said to be, the cautious
+            // answer (a ping changes nothing either way).
+            Err(_) => Err(SendError::Timeout {
+                addr: self.addr,
+                written: true,
+            }),
         }
     }
 

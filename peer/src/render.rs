@@ -138,6 +138,10 @@ impl fmt::Display for Event {
                 peer,
                 why: Withdrawal::Replaced,
             } => write!(f, "chat request from {peer} replaced by a newer one"),
+            Event::RequestWithdrawn {
+                peer,
+                why: Withdrawal::Left,
+            } => write!(f, "chat request from {peer} withdrawn: {peer} left"),
             Event::RequestUnanswered { peer } => {
                 write!(f, "chat request from {peer} left unanswered: exiting")
             }

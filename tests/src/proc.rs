@@ -240,6 +240,14 @@ impl Proc {
         }
     }
 
+    /// Sends SIGHUP to the process, as closing its terminal window would.
+    #[track_caller]
+    pub fn hang_up(&self) {
+        if let Err(e) = self.child.signal(libc::SIGHUP) {
+            self.fail(&e.to_string());
+        }
+    }
+
     /// What the process printed last, one entry per line, `out| ` or `err| ` first.
     pub fn transcript(&self) -> Vec<String> {
         self.child.transcript()

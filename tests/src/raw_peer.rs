@@ -82,7 +82,9 @@ impl Drop for Acceptor {
 /// envelope it likes. Everything on the wire is built here from docs/protocol.md, with the
 /// shared crate's primitives (keys, signatures, key agreement, sealing). It answers signed
 /// `ping`s and, once a chat is open, the sealed `keepalive`s a real peer checks its partners
-/// with, by itself; every other request waits for [`RawPeer::receive`].
+/// with, by itself. A chat message the real peer sends it in that chat is read and never
+/// acknowledged: the connection is held until the sender gives up
+/// ([`RawPeer::expect_unacknowledged`]). Every other request waits for [`RawPeer::receive`].
 pub struct RawPeer {
     /// The keys of the chat [`RawPeer::chat_with`] opened, shared with the accepting thread.
     chat: Arc<OnceLock<Arc<ChatKeys>>>,
@@ -93,6 +95,8 @@ pub struct RawPeer {
     busy: Arc<AtomicBool>,
     /// One message per ping answered, `true` if it was answered `busy`.
     pings: Mutex<Receiver<bool>>,
+    /// The text of each chat message read in the chat and left unacknowledged.
+    held: Mutex<Receiver<String>>,
     _acceptor: Acceptor,
 }
 
@@ -166,6 +170,7 @@ impl RawPeer {
     pub fn start(name: &str) -> RawPeer {
         let (tx, incoming) = mpsc::channel();
         let (ping_tx, pings) = mpsc::channel();
+        let (held_tx, held) = mpsc::channel();
         let busy = Arc::new(AtomicBool::new(false));
         let answer_busy = Arc::clone(&busy);
         // The address is known only once listening; the signer (which claims it) is shared
@@ -178,14 +183,25 @@ impl RawPeer {
         let acceptor = Acceptor::start(move |stream| {
             let (tx, slot) = (tx.clone(), Arc::clone(&shared));
             let (ping_tx, busy) = (ping_tx.clone(), answer_busy.load(Ordering::SeqCst));
+            let held_tx = held_tx.clone();
             let keys = chat_keys.get().cloned();
             thread::spawn(move || {
                 let mut stream = stream;
-                // A sealed keepalive in our chat is answered here, as a signed ping is.
+                // A sealed keepalive in our chat is answered here, as a signed ping is; a
+                // chat message is read and held unanswered.
                 if let (Some(keys), Some(signer)) = (&keys, slot.get()) {
-                    if answer_keepalive(&mut stream, keys, signer, busy).is_some() {
-                        let _ = ping_tx.send(busy);
-                        return;
+                    match in_chat(&mut stream, keys, signer, busy) {
+                        Some(InChat::Keepalive) => {
+                            let _ = ping_tx.send(busy);
+                            return;
+                        }
+                        Some(InChat::Held(text)) => {
+                            let _ = held_tx.send(text);
+                            // Until the sender gives up and closes (its exchange's deadline).
+                            let _ = read_to_close(&mut stream);
+                            return;
+                        }
+                        None => {}
                     }
                 }
                 let request = Incoming::read(stream);
@@ -214,8 +230,18 @@ impl RawPeer {
             incoming,
             busy,
             pings: Mutex::new(pings),
+            held: Mutex::new(held),
             _acceptor: acceptor,
         }
+    }
+
+    /// Waits (at most [`EXPECT_TIMEOUT`]) for a chat message the real peer sent in our chat,
+    /// which was read whole and is left without an acknowledgement; returns its text.
+    #[track_caller]
+    pub fn expect_unacknowledged(&self) -> String {
+        let held = self.held.lock().unwrap();
+        held.recv_timeout(EXPECT_TIMEOUT)
+            .unwrap_or_else(|_| panic!("{}: no chat message within the deadline", self.name()))
     }
 
     /// From now on, pings are answered `busy` (signed by this peer), as by a peer whose
@@ -372,15 +398,19 @@ impl RawChat {
     }
 }
 
+/// What a frame sealed in the raw peer's chat carried.
+enum InChat {
+    /// A `keepalive`, answered.
+    Keepalive,
+    /// A chat message with this text, read and not answered.
+    Held(String),
+}
+
 /// If `stream` carries a sealed `keepalive` in the chat with `keys`, answers it (`busy` or
-/// `ok`, as a peer whose slots are taken or not); `None` otherwise, with nothing read from
-/// a frame that is not sealed (its start is peeked, not taken).
-fn answer_keepalive(
-    stream: &mut TcpStream,
-    keys: &ChatKeys,
-    signer: &Signer,
-    busy: bool,
-) -> Option<()> {
+/// `ok`, as a peer whose slots are taken or not); if it carries a chat message, reads it and
+/// answers nothing. `None` otherwise, with nothing read from a frame that is not sealed (its
+/// start is peeked, not taken).
+fn in_chat(stream: &mut TcpStream, keys: &ChatKeys, signer: &Signer, busy: bool) -> Option<InChat> {
     let mut head = [0u8; 5];
     stream.set_read_timeout(Some(RAW_READ_TIMEOUT)).ok()?;
     let peeked = stream.peek(&mut head).ok()?;
@@ -395,6 +425,10 @@ fn answer_keepalive(
     stream.read_exact(&mut received).ok()?;
     let (counter, plaintext) = keys.open(&received[4..])?;
     let envelope: Value = serde_json::from_slice(&plaintext).ok()?;
+    if envelope["body"]["type"] == "chat_message" {
+        let text = envelope["body"]["text"].as_str().unwrap_or_default();
+        return Some(InChat::Held(text.to_owned()));
+    }
     if envelope["body"]["type"] != "keepalive" {
         return None;
     }
@@ -407,5 +441,5 @@ fn answer_keepalive(
     let _ = stream.write_all(&frame(&sealed));
     let _ = stream.shutdown(Shutdown::Write);
     let _ = read_to_close(stream);
-    Some(())
+    Some(InChat::Keepalive)
 }

@@ -299,12 +299,14 @@ impl PeerState {
             fx.push(Effect::Show(end.event()));
             unanswered.push(request);
         }
-        for end in self.outgoing.drop_all() {
+        let (ends, withdraw) = self.outgoing.leave();
+        for end in ends {
             fx.push(Effect::Show(end.event()));
         }
         Leaving {
             goodbyes,
             unanswered,
+            withdraw,
         }
     }
 

@@ -77,7 +77,8 @@ pub enum IncomingEnd {
     Expired {
         peer: PeerName,
     },
-    /// The requester's newer request replaced it, or a chat opened another way.
+    /// The requester's newer request replaced it, a chat opened another way, or the
+    /// requester withdrew it as it left.
     Withdrawn {
         peer: PeerName,
         why: Withdrawal,
@@ -329,6 +330,22 @@ impl IncomingRequests {
         Some(IncomingEnd::Withdrawn {
             peer: *peer,
             why: Withdrawal::Settled,
+        })
+    }
+
+    /// Ends request `id` from `from`, whose requester withdraws it (it exits). Only the key
+    /// that made it, under the name it made it in, can: a request is bound to its requester,
+    /// and anyone who saw its id go by could otherwise cancel it. `None` if no such request
+    /// waits (answered, expired, replaced, or not that requester's).
+    pub fn withdraw(&mut self, id: MessageId, from: &PeerInfo) -> Option<IncomingEnd> {
+        let record = self.by_peer.get(&from.name)?;
+        if record.id != id || record.key != from.key {
+            return None;
+        }
+        self.by_peer.remove(&from.name);
+        Some(IncomingEnd::Withdrawn {
+            peer: from.name,
+            why: Withdrawal::Left,
         })
     }
 

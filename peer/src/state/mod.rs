@@ -44,7 +44,7 @@ use conversations::Conversations;
 use flood::Flood;
 use incoming::{IncomingRequests, PendingRequest};
 pub use outbox::Resume;
-use outgoing::OutgoingRequests;
+use outgoing::{OutgoingRequests, Withdraw};
 use pins::Pins;
 
 /// What the state may know of the world when it handles an input.
@@ -140,11 +140,14 @@ pub struct ChatMessage {
 }
 
 /// Whom to tell that we leave.
+#[derive(Default)]
 pub struct Leaving {
     /// A sealed `disconnect` for each open chat.
     pub goodbyes: Vec<Sealed>,
     /// Requests nobody answered: their senders are waiting.
     pub unanswered: Vec<PendingRequest>,
+    /// Our requests: their receivers may be asking their users.
+    pub withdraw: Vec<Withdraw>,
 }
 
 /// The requests and chats at one moment, for `status`.

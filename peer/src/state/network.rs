@@ -39,6 +39,7 @@ impl PeerState {
                 answer,
                 handshake,
             } => self.chat_answer(request, answer, handshake, from, cx, fx),
+            PeerRequest::ChatWithdraw { request } => self.chat_withdrawn(request, &from, fx),
             // `inbound.rs` hands exchanges to `exchange_received`, with the address they came
             // in at; one here has none.
             PeerRequest::Exchange { .. } | PeerRequest::Broadcast { .. } => Outcome::error(
@@ -251,6 +252,24 @@ impl PeerState {
             OutgoingEnd::Failed(why) => Outcome::error(ErrorCode::InvalidRequest, why.to_string()),
             _ => Outcome::Ok,
         }
+    }
+
+    /// The requester `from` withdraws its request `id`: it exits. Only a request that key
+    /// made under that name ends (`IncomingRequests::withdraw`); anything else is refused and
+    /// shown to nobody, as a forged answer is.
+    fn chat_withdrawn(&mut self, id: MessageId, from: &PeerInfo, fx: &mut Vec<Effect>) -> Outcome {
+        let Some(end) = self.incoming.withdraw(id, from) else {
+            return Outcome::error(
+                ErrorCode::UnknownRequest,
+                "no request of yours with that id is waiting for an answer here",
+            );
+        };
+        // A request that reopens an away chat was never shown (it is taken without a `yes`),
+        // so its end is not either.
+        if !self.conversations.is_resumable(&from.name, &from.key) {
+            fx.push(Effect::Show(end.event()));
+        }
+        Outcome::Ok
     }
 
     /// Opens a sealed frame from a partner and decides its acknowledgement.

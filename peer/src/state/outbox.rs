@@ -50,24 +50,21 @@ impl PeerState {
     }
 
     /// Message `id` could not reach `peer` (nobody answered, or it no longer knows the
-    /// chat): the chat is away, and the message kept.
+    /// chat): the chat is away (`away` says why), and the message kept (`queued` says why).
     pub fn message_failed(
         &mut self,
         peer: PeerName,
         (id, text): (MessageId, String),
-        why: String,
+        (away, queued): (String, String),
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Result<(), PeerError> {
         if let Some(key) = self.chats.key(&peer) {
             if self.away_if(&peer, &key, fx) {
-                fx.push(Effect::Show(Event::PeerAway {
-                    peer,
-                    why: why.clone(),
-                }));
+                fx.push(Effect::Show(Event::PeerAway { peer, why: away }));
             }
         }
-        self.queue_message(peer, id, text, why, cx, fx)
+        self.queue_message(peer, id, text, queued, cx, fx)
     }
 
     /// The next message kept for `peer`, if its chat is open.

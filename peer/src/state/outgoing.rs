@@ -100,6 +100,13 @@ impl OutgoingEnd {
     }
 }
 
+/// A request of ours to withdraw as we exit: its id, and where it was sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Withdraw {
+    pub request: MessageId,
+    pub addr: SocketAddr,
+}
+
 /// Why an answer cannot be taken for a request.
 #[derive(Debug, PartialEq, Eq)]
 pub enum NotAnswerable {
@@ -248,18 +255,23 @@ impl OutgoingRequests {
         ends
     }
 
-    /// Ends every request whose other side is asking its user: we exit. (A request still
-    /// being sent belongs to the command that sends it, and ends with it.)
-    pub fn drop_all(&mut self) -> Vec<OutgoingEnd> {
-        let mut ends = Vec::new();
-        self.by_id.retain(|_, state| match state {
-            Outgoing::Awaiting { peer, .. } => {
-                ends.push(OutgoingEnd::Dropped { peer: *peer });
-                false
-            }
-            Outgoing::Sent { .. } => true,
-        });
-        ends
+    /// Ends every request: we exit. Each is to be withdrawn where it was sent, so that its
+    /// other side does not keep asking its user (`chat_withdraw`); one still being sent too,
+    /// since it may have arrived. Those whose other side is asking end with an event; one
+    /// still being sent has none: its command, or the reopening of an away chat, is over.
+    pub fn leave(&mut self) -> (Vec<OutgoingEnd>, Vec<Withdraw>) {
+        let (mut ends, mut withdraw) = (Vec::new(), Vec::new());
+        for (request, state) in self.by_id.drain() {
+            let addr = match state {
+                Outgoing::Awaiting { peer, addr, .. } => {
+                    ends.push(OutgoingEnd::Dropped { peer });
+                    addr
+                }
+                Outgoing::Sent { addr, .. } => addr,
+            };
+            withdraw.push(Withdraw { request, addr });
+        }
+        (ends, withdraw)
     }
 
     /// The requests whose other side is asking its user: peer, address, our deadline.
@@ -465,17 +477,35 @@ mod tests {
     }
 
     #[test]
-    fn leaving_drops_what_awaits_an_answer_and_a_failure_ends_what_was_sent() {
+    fn leaving_withdraws_every_request_and_drops_what_awaits_an_answer() {
         let mut outgoing = OutgoingRequests::default();
-        awaiting_bob(&mut outgoing, Instant::now());
+        let awaiting = awaiting_bob(&mut outgoing, Instant::now());
         let sending = new_id();
-        outgoing.sent(sending, addr(), initiator(sending));
+        let elsewhere = SocketAddr::from(([127, 0, 0, 1], 3));
+        outgoing.sent(sending, elsewhere, initiator(sending));
+        let (ends, mut withdraw) = outgoing.leave();
+        assert_eq!(events(&ends), [Event::RequestDropped { peer: name("bob") }]);
+        withdraw.sort_by_key(|w| w.addr);
         assert_eq!(
-            events(&outgoing.drop_all()),
-            [Event::RequestDropped { peer: name("bob") }]
+            withdraw,
+            [
+                Withdraw {
+                    request: awaiting,
+                    addr: addr()
+                },
+                Withdraw {
+                    request: sending,
+                    addr: elsewhere
+                }
+            ]
         );
+        // The command that was sending it finds it ended: no second end.
         let why = PeerError::RequestNotMade { peer: name("bob") };
-        assert!(outgoing.failed(sending, why.clone()).is_some());
         assert!(outgoing.failed(sending, why).is_none(), "one end");
+        let (ends, withdraw) = outgoing.leave();
+        assert!(
+            ends.is_empty() && withdraw.is_empty(),
+            "each withdrawn once"
+        );
     }
 }

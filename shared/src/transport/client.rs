@@ -2,6 +2,7 @@
 //! see the receiver close; and what the reply says, checked.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::io::AsyncReadExt;
 
@@ -170,25 +171,38 @@ pub async fn exchange(to: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, SendErr
 }
 
 /// Connects, writes the frame `make` builds (it gets the connection's local IP), reads the
-/// reply frame and waits for the receiver to close, all within [`EXCHANGE_TIMEOUT`].
+/// reply frame and waits for the receiver to close, all within [`EXCHANGE_TIMEOUT`]. A
+/// failure says whether the frame was written whole first ([`SendError::after_writing`]).
 async fn exchange_with(
     to: SocketAddr,
     make: impl FnOnce(std::net::IpAddr) -> Vec<u8>,
 ) -> Result<Vec<u8>, SendError> {
     let unreachable = |source| SendError::Unreachable { addr: to, source };
-    let broken = |source| SendError::Broken { addr: to, source };
+    // Set once the frame is written whole: read after a timeout, which drops the exchange.
+    let written = AtomicBool::new(false);
     let exchange = async {
         let mut stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(to))
             .await
-            .map_err(|_| SendError::Timeout { addr: to })?
+            .map_err(|_| SendError::Timeout {
+                addr: to,
+                written: false,
+            })?
             .map_err(unreachable)?;
         // Best effort: one write per direction, but no reason to let Nagle wait either.
         let _ = stream.set_nodelay(true);
         let local_ip = stream.local_addr().map_err(unreachable)?.ip();
+        let broken = |written| {
+            move |source| SendError::Broken {
+                addr: to,
+                source,
+                written,
+            }
+        };
         write_frame(&mut stream, &make(local_ip))
             .await
-            .map_err(broken)?;
-        let reply = read_frame(&mut stream).await.map_err(broken)?;
+            .map_err(broken(false))?;
+        written.store(true, Ordering::Relaxed);
+        let reply = read_frame(&mut stream).await.map_err(broken(true))?;
         // The receiver closes first; waiting for that keeps TIME_WAIT on its side. Anything
         // but the end of the stream here is a protocol violation.
         let mut rest = [0u8; 1];
@@ -200,9 +214,13 @@ async fn exchange_with(
         }
         Ok(reply)
     };
-    runtime::timeout(EXCHANGE_TIMEOUT, exchange)
-        .await
-        .unwrap_or(Err(SendError::Timeout { addr: to }))
+    let done = runtime::timeout(EXCHANGE_TIMEOUT, exchange).await;
+    done.unwrap_or_else(|_| {
+        Err(SendError::Timeout {
+            addr: to,
+            written: written.load(Ordering::Relaxed),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -284,5 +302,38 @@ mod tests {
         // Any other refusal naming nothing is one the receiver never sends that way.
         let unnamed = answer(None, None, Outcome::error(ErrorCode::NameTaken, "taken"));
         assert!(matches!(unnamed, Err(SendError::BadReply { .. })));
+    }
+
+    /// Whether a failed exchange may have been read by the receiver: not when nobody
+    /// listens, but yes when the frame was written whole and the answer never came.
+    #[test]
+    fn a_failure_says_whether_the_frame_was_written_first() {
+        use std::io::Read;
+        let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let dead = nobody.local_addr().unwrap();
+        drop(nobody);
+        let failed = runtime::block_on(exchange(dead, b"Sframe".to_vec())).unwrap_err();
+        assert!(
+            matches!(failed, SendError::Unreachable { .. }),
+            "{failed:?}"
+        );
+        assert!(!failed.after_writing());
+
+        // A receiver that reads the whole frame, then closes without a word.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            let mut frame = [0u8; 4 + 6];
+            stream.read_exact(&mut frame).unwrap();
+            frame
+        });
+        let failed = runtime::block_on(exchange(addr, b"Sframe".to_vec())).unwrap_err();
+        assert_eq!(&reader.join().unwrap()[4..], b"Sframe", "read whole");
+        assert!(
+            matches!(failed, SendError::Broken { written: true, .. }),
+            "{failed:?}"
+        );
+        assert!(failed.after_writing());
     }
 }

@@ -82,16 +82,23 @@ pub struct Reply {
 }
 
 /// Why a request did not get a successful reply.
+///
+/// `written` says whether the whole request frame was written before the exchange failed:
+/// if so the receiver may have read it and acted on it (shown a chat message, say), though
+/// its answer never came; if not, it cannot have, since a receiver reads nothing of a frame
+/// that is not whole. See [`SendError::after_writing`].
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
+    /// No connection (refused, no route): nothing was written.
     #[error("cannot reach {addr}: {source}")]
     Unreachable { addr: SocketAddr, source: io::Error },
     #[error("{addr} did not answer in time")]
-    Timeout { addr: SocketAddr },
+    Timeout { addr: SocketAddr, written: bool },
     #[error("the connection to {addr} failed: {source}")]
     Broken {
         addr: SocketAddr,
         source: FrameError,
+        written: bool,
     },
     #[error("{addr} sent an invalid reply: {reason}")]
     BadReply { addr: SocketAddr, reason: String },
@@ -107,6 +114,18 @@ pub enum SendError {
 }
 
 impl SendError {
+    /// Whether the exchange failed after the whole request was written, so that the receiver
+    /// may have taken it: no reply in time, the connection broke while waiting for one, a
+    /// reply that is not valid, a refusal. Before that (no connection, a connection that
+    /// timed out or broke while the request was still being written) it cannot have.
+    pub fn after_writing(&self) -> bool {
+        match self {
+            SendError::Unreachable { .. } => false,
+            SendError::Timeout { written, .. } | SendError::Broken { written, .. } => *written,
+            SendError::BadReply { .. } | SendError::Refused { .. } => true,
+        }
+    }
+
     /// The error code the other side answered with, if it answered with one.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {

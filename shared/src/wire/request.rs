@@ -82,6 +82,11 @@ pub enum PeerRequest {
         answer: Answer,
         handshake: Option<HandshakeMessage>,
     },
+    /// The requester withdraws its chat request with id `request`, still unanswered: it
+    /// exits. Signed by the requester's key, which must be the request's: nobody else can
+    /// withdraw it. Answered `ok`, or `unknown_request` when no such request from the sender
+    /// waits (answered, expired, never made).
+    ChatWithdraw { request: MessageId },
     /// Peer exchange: the sender's own record and a page of the records it knows. Answered
     /// with the receiver's own record and a page of its own ([`crate::Outcome::Records`]).
     Exchange {
@@ -98,6 +103,7 @@ impl Request for PeerRequest {
         "ping",
         "chat_request",
         "chat_answer",
+        "chat_withdraw",
         "exchange",
         "broadcast",
     ];
@@ -185,6 +191,7 @@ mod tests {
                 answer: Answer::Declined,
                 handshake: None,
             },
+            PeerRequest::ChatWithdraw { request: new_id() },
             PeerRequest::Exchange { records: vec![] },
             PeerRequest::Broadcast {
                 message: crate::broadcast::Broadcast::sign(

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use p2p_e2e::{binary, DataDir, Peer, Server, Stream};
+use p2p_e2e::{binary, DataDir, Peer, RawPeer, Server, Stream};
 
 /// A TCP connection to `to` from the loopback address `from`.
 #[track_caller]
@@ -393,6 +393,38 @@ fn messages_to_a_peer_whose_stdout_stays_unread_are_not_acknowledged_and_the_cha
         assert_eq!(bob.next_line(), format!("alice: {}", numbered(i)));
     }
     assert_eq!(bob.connected(), [alice.connected_line()]);
+}
+
+/// bob reads alice's message whole and never acknowledges it: it may have been shown there.
+/// alice is told so, not that it was not delivered, which would have her type it again; it
+/// stays kept, to go again under its id (shown once) when the chat opens again.
+#[test]
+fn a_message_read_but_never_acknowledged_is_said_to_have_maybe_arrived() {
+    // A try waits one exchange (10 s, docs/protocol.md) for its acknowledgement; with
+    // `--retry-for 1s` there is one try.
+    const ONE_EXCHANGE_AND_ROOM: Duration = Duration::from_secs(30);
+    let bob = RawPeer::start("bob");
+    let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
+    bob.chat_with(&alice);
+
+    alice.send("chat message bob did you get this?");
+    assert_eq!(bob.expect_unacknowledged(), "did you get this?");
+    let no_ack = "no acknowledgement from bob: it may not have arrived";
+    let away = alice.expect_line_within("bob is away", ONE_EXCHANGE_AND_ROOM, |l| {
+        l.starts_with("bob is away (")
+    });
+    assert_eq!(
+        away,
+        format!("bob is away ({no_ack}); messages to bob are kept until bob is back")
+    );
+    alice.expect_next(&format!(
+        "queued for bob: {no_ack}; it goes again when bob is back, and bob shows it once"
+    ));
+    let shown = alice.stdout_so_far();
+    assert!(
+        !shown.iter().any(|l| l.contains("not delivered")),
+        "{shown:?}"
+    );
 }
 
 #[test]

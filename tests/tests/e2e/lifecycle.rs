@@ -2,7 +2,7 @@
 //! answering), or ended; what is typed to a partner who is away is kept, across restarts of
 //! either side, and delivered in order, once, when the chat opens again.
 
-use p2p_e2e::{DataDir, Peer};
+use p2p_e2e::{DataDir, Peer, Proc, Server};
 
 /// A peer on a data folder and a port of its own, restarted there: its partners find it where
 /// they last saw it. Every second it checks its partners and asks its away chats again.
@@ -132,4 +132,36 @@ fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
         alice.connected(),
         vec![format!("{} (away)", _bob.connected_line())]
     );
+}
+
+/// bob, registered and in a chat with alice, is stopped by `signal`: he leaves as `exit`
+/// does. alice is told the chat is over, and the registry no longer lists him.
+fn a_signal_ends_a_peer_as_exit_does(signal: fn(&Proc)) {
+    let server = Server::start();
+    let alice = Peer::start("alice", server.addr());
+    let mut bob = Peer::start("bob", server.addr());
+    alice.register();
+    bob.register();
+    assert_eq!(alice.listpeer(), vec![alice.peer_line(), bob.peer_line()]);
+    alice.chat_with(&bob);
+
+    signal(&bob);
+    bob.expect_exact("bye");
+    let status = bob.wait_exit();
+    assert!(status.success(), "{status}");
+    alice.expect_exact("bob disconnected");
+    assert_eq!(alice.connected(), Vec::<String>::new());
+    server.expect_exact("unregistered bob");
+    assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
+}
+
+#[test]
+fn sigterm_ends_a_peer_as_exit_does_partners_told_and_unregistered() {
+    a_signal_ends_a_peer_as_exit_does(Proc::terminate);
+}
+
+/// SIGHUP is what a peer gets when the terminal window it runs in is closed.
+#[test]
+fn sighup_ends_a_peer_as_exit_does_partners_told_and_unregistered() {
+    a_signal_ends_a_peer_as_exit_does(Proc::hang_up);
 }

@@ -244,3 +244,38 @@ fn a_peer_that_exits_tells_everyone_waiting_for_its_answer() {
     carol.expect_exact("chat request to bob ended: bob left without answering");
     assert_eq!(outgoing_requests(&alice), "outgoing requests: 0");
 }
+
+/// However alice ends (`exit`, the end of her input, Ctrl-C, SIGTERM, SIGHUP), bob, whom she
+/// asked, is told at once: his `yes` finds nothing instead of waiting for an answer that
+/// never comes.
+#[test]
+fn a_requester_that_exits_withdraws_its_request() {
+    /// One way to end a peer, and its name.
+    type Leave = (&'static str, fn(&mut Peer));
+    let bob = Peer::start_offline("bob");
+    let ways: [Leave; 5] = [
+        ("exit", |p| p.send("exit")),
+        ("end of input", |p| p.close_stdin()),
+        ("Ctrl-C", |p| p.interrupt()),
+        ("SIGTERM", |p| p.terminate()),
+        ("SIGHUP", |p| p.hang_up()),
+    ];
+    for (how, leave) in ways {
+        let mut alice = Peer::start_offline("alice");
+        alice.request_chat(&bob);
+        bob.expect_request_from(&alice);
+
+        leave(&mut alice);
+        alice.expect_exact("chat request to bob dropped: exiting");
+        alice.expect_exact("bye");
+        assert!(alice.wait_exit().success(), "{how}");
+        bob.expect_exact("chat request from alice withdrawn: alice left");
+        bob.send("yes alice");
+        bob.expect_next("error: no pending chat request from alice");
+        bob.send("status");
+        assert_eq!(
+            bob.expect_prefix("incoming requests: "),
+            "incoming requests: 0"
+        );
+    }
+}

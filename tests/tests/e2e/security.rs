@@ -890,3 +890,42 @@ fn an_acceptance_from_someone_else_while_a_request_is_in_flight_opens_no_chat() 
         "nothing of mallory: {shown:?}"
     );
 }
+
+#[test]
+fn only_the_requester_can_withdraw_its_request() {
+    let mut alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    let proxy = Proxy::start(bob.addr());
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+
+    // mallory saw the request go by and withdraws it: as herself, in alice's name with her
+    // own key, and in alice's name with alice's key, which she cannot sign for.
+    let request: Value = only(proxy.requests_of_type("chat_request"), "chat request")
+        .signed_envelope()
+        .unwrap();
+    let withdraw = json!({ "type": "chat_withdraw", "request": request["id"] });
+    let mallory = Signer::new("mallory", "127.0.0.1:1");
+    let reply = mallory.request(bob.addr(), withdraw.clone());
+    assert_eq!(outcome(&reply), "unknown_request", "{reply}");
+    let as_alice = Signer::new("alice", alice.addr());
+    let reply = as_alice.request(bob.addr(), withdraw.clone());
+    assert_eq!(outcome(&reply), "unknown_request", "{reply}");
+    let forged = envelope("alice", alice.addr(), &alice.key(), withdraw);
+    assert_refused_with(
+        bob.addr(),
+        &mallory.frame(&forged),
+        "bad_signature",
+        &bob.key(),
+    );
+    assert_eq!(bob.unread_lines(), NONE, "nothing shown");
+    bob.send("status");
+    bob.expect_exact("incoming requests: 1");
+
+    // alice's own withdrawal, as she exits, counts.
+    alice.exit();
+    bob.expect_exact("chat request from alice withdrawn: alice left");
+    bob.send("yes");
+    bob.expect_next("error: no pending chat request");
+}

@@ -191,11 +191,18 @@ fn leaving_ends_every_chat_and_request_once() {
     let mut state = alice();
     open_chat_with(&mut state, &bob, now);
     ask(&mut state, &carol, &at(now));
-    request_to(&mut state, &dave, now);
+    let (to_dave, _) = request_to(&mut state, &dave, now);
     let mut fx = Vec::new();
     let leaving = state.leave(&mut fx);
     assert_eq!(leaving.goodbyes.len(), 1);
     assert_eq!(leaving.unanswered.len(), 1);
+    assert_eq!(
+        leaving.withdraw,
+        [outgoing::Withdraw {
+            request: to_dave,
+            addr: dave.info.addr
+        }]
+    );
     assert_eq!(
         shown(&fx),
         [
@@ -495,4 +502,59 @@ fn an_acceptance_sent_again_after_a_lost_reply_is_answered_ok_and_changes_nothin
     let stray = Envelope::new(new_id(), bob.info.clone(), stray);
     let outcome = state.signed_request(stray, None, &at(now), &mut again);
     assert_eq!(outcome.code(), Some(ErrorCode::UnknownRequest));
+}
+
+#[test]
+fn only_the_requester_withdraws_its_request_and_then_yes_finds_none() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let (id, outcome, _) = ask_for_effects(&mut state, &bob, Vouch::NoRegistry, now);
+    assert!(matches!(outcome, Outcome::Pending { .. }), "{outcome:?}");
+    let withdraw = |from: &PeerInfo, request: MessageId| {
+        let body = PeerRequest::ChatWithdraw { request };
+        Envelope::new(new_id(), from.clone(), body)
+    };
+    // Another key, as itself or in bob's name; bob's key with another id.
+    let mallory = someone("mallory", 9);
+    let in_bobs_name = PeerInfo {
+        key: mallory.info.key,
+        ..bob.info.clone()
+    };
+    for forged in [
+        withdraw(&mallory.info, id),
+        withdraw(&in_bobs_name, id),
+        withdraw(&bob.info, new_id()),
+    ] {
+        let mut fx = Vec::new();
+        let refused = state.signed_request(forged, None, &at(now), &mut fx);
+        assert_eq!(
+            refused.code(),
+            Some(ErrorCode::UnknownRequest),
+            "{refused:?}"
+        );
+        assert!(fx.is_empty(), "nothing shown or sent: {fx:?}");
+    }
+    assert_eq!(state.snapshot(now).incoming.len(), 1, "still pending");
+
+    let mut fx = Vec::new();
+    let withdrawn = state.signed_request(withdraw(&bob.info, id), None, &at(now), &mut fx);
+    assert_eq!(withdrawn, Outcome::Ok);
+    assert_eq!(
+        shown(&fx),
+        [Event::RequestWithdrawn {
+            peer: name("bob"),
+            why: Withdrawal::Left
+        }]
+    );
+    assert!(told(&fx).is_empty(), "bob is not told: he withdrew it");
+    let mut fx = Vec::new();
+    let yes = state.answer(Some(name("bob")), true, &at(now), &mut fx);
+    assert_eq!(
+        yes.err(),
+        Some(PeerError::NonePendingFrom { name: name("bob") })
+    );
+    let again = state.signed_request(withdraw(&bob.info, id), None, &at(now), &mut fx);
+    assert_eq!(again.code(), Some(ErrorCode::UnknownRequest), "one end");
+    assert_eq!(state.next_deadline(), None, "nothing left to expire");
 }
