@@ -23,6 +23,7 @@
 //! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
 //!   [`screen`]: the thread that writes it;
 //! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
+//!   [`files`]: which files of the data folder are this peer's (each name has its own);
 //! - [`names`]: the peer names Tab completes.
 
 mod broker;
@@ -34,6 +35,7 @@ mod disk;
 mod error;
 mod event;
 mod exchange_commands;
+mod files;
 mod flood;
 mod help;
 mod history;
@@ -74,6 +76,7 @@ use crate::cli::Args;
 use crate::command_loop::{CommandLoop, Parts};
 use crate::disk::Disk;
 use crate::event::Event;
+use crate::files::Files;
 use crate::history::History;
 use crate::inbound::PeerService;
 use crate::input::Inputs;
@@ -158,24 +161,6 @@ async fn log_drops(dropped: ErrorCounter) {
     }
 }
 
-/// Whether a file of the data folder is one this program made (for any name): the chat
-/// history and its SQLite files (`history-NAME.db`, `-wal`, `-shm`, `-journal`), the command
-/// history (`history-NAME`), the pin files, the book and the blocked keys, with their
-/// temporary files. Key files are not:
-/// one others could read is refused, not fixed (`Identity::load_or_create`).
-fn is_peer_file(file: &str) -> bool {
-    [
-        "history-",
-        "known_peers",
-        "known_registries",
-        "book",
-        "blocked",
-        "conversations",
-    ]
-    .iter()
-    .any(|prefix| file.starts_with(prefix))
-}
-
 async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
 
@@ -200,10 +185,11 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let data = args
         .data_dir()
         .context("no data directory for the peer's key: give one with --data-dir")?;
-    let identity = Identity::load_or_create(&data.join("keys").join(format!("{name}.key")))?;
+    let files = Files::of(&data, name);
+    let identity = Identity::load_or_create(&files.key)?;
     // After the key is loaded, which refuses a key others could read rather than fix it; and
     // before anything else is opened, so that nothing is read or written while still open.
-    let made = private::make_private(&data, &["keys"], is_peer_file)
+    let made = private::make_private(&data, &["keys"], files::is_peer_file)
         .with_context(|| format!("cannot make {} private", data.display()))?;
     for made in made {
         let path = made.path.display().to_string();
@@ -225,11 +211,14 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         identity: Arc::new(identity),
     };
 
-    let history_path = data.join(format!("history-{name}.db"));
-    let history = History::open(&history_path)
-        .with_context(|| format!("cannot open {}", history_path.display()))?;
+    let history = History::open(&files.history)
+        .with_context(|| format!("cannot open {}", files.history.display()))?;
+    // Once the history is held, so that no other peer of this name runs.
+    for said in files.carry_over()? {
+        tracing::warn!("{}", printable(&said));
+    }
     let disk = Disk::start(history).context("cannot start the disk thread")?;
-    let known_registries = KnownKeys::load(data.join("known_registries"))?;
+    let known_registries = KnownKeys::load(files.known_registries.clone())?;
     let registry = RegistryClient::new(
         (args.server.clone(), server),
         origin.clone(),
@@ -239,7 +228,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     );
     let trusted = registry.trusted();
     let namespace = Namespace::of(trusted.get());
-    let (pins, carried) = Pins::new(KnownKeys::load(data.join("known_peers"))?, namespace);
+    let (pins, carried) = Pins::new(KnownKeys::load(files.known_peers.clone())?, namespace);
     if let Some(carried) = carried {
         disk.write(carried);
     }
@@ -247,7 +236,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     // The terminal first, when there is one: the screen prints above its prompt.
     let names = Names::default();
     let (lines, done, sink): (_, _, Box<dyn Sink>) = if interactive {
-        let history = Some(data.join(format!("history-{name}")));
+        let history = Some(files.lines.clone());
         let terminal = terminal::start(names.clone(), history)?;
         (
             terminal.lines,
@@ -262,9 +251,9 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
 
     let kept = Kept {
         pins,
-        book: Book::load(data.join("book"), origin.identity.public())?,
-        flood: Flood::load(data.join("blocked"))?,
-        conversations: Conversations::load(data.join("conversations"))?,
+        book: Book::load(files.book, origin.identity.public())?,
+        flood: Flood::load(files.blocked)?,
+        conversations: Conversations::load(files.conversations)?,
     };
     let state = PeerState::new(origin.clone(), args.request_timeout, kept);
     let (resume_tx, resume_jobs) = async_channel::bounded(resume::QUEUE);

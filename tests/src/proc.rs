@@ -160,6 +160,12 @@ impl Proc {
         }
     }
 
+    /// The log (stderr) lines read so far and not yet taken, without waiting; after
+    /// [`Proc::wait_exit`], every line the program logged.
+    pub fn take_log(&self) -> Vec<String> {
+        self.child.take_log().into_iter().map(|l| l.text).collect()
+    }
+
     /// The very next stdout line, whatever it is.
     #[track_caller]
     pub fn next_line(&self) -> String {

@@ -6,6 +6,7 @@
 
 mod chat;
 mod cli;
+mod data_folder;
 mod exhaustion;
 mod faults;
 mod hostile;
