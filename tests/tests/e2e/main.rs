@@ -13,6 +13,7 @@ mod hostile;
 mod in_process;
 mod interface;
 mod lifecycle;
+mod logs;
 mod names;
 mod network;
 mod output_attacks;
