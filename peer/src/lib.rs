@@ -21,7 +21,7 @@
 //!   sending broadcasts on; [`resume`]: reopening away chats and sending what was kept;
 //! - [`liveness`] and [`retry`]: noticing partners that are away, retrying what may pass;
 //! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
-//!   [`screen`]: the thread that writes it;
+//!   [`screen`]: the thread that writes it; [`log`]: the log, on stderr or above the prompt;
 //! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
 //!   [`files`]: which files of the data folder are this peer's (each name has its own);
 //! - [`names`]: the peer names Tab completes.
@@ -44,6 +44,7 @@ mod inbound;
 mod input;
 mod known;
 mod liveness;
+mod log;
 mod names;
 mod peer_exchange;
 mod registry_client;
@@ -69,7 +70,6 @@ use p2p_shared::printable::printable;
 use p2p_shared::private;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::{runtime, signals};
-use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 
 use crate::broker::Broker;
 use crate::cli::Args;
@@ -81,6 +81,7 @@ use crate::history::History;
 use crate::inbound::PeerService;
 use crate::input::Inputs;
 use crate::known::KnownKeys;
+use crate::log::Log;
 use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::render::Rendering;
@@ -100,9 +101,9 @@ const SCREEN_GRACE: Duration = Duration::from_secs(1);
 /// Runs the peer with the process's arguments; what `main` does.
 pub fn main() -> ExitCode {
     let args = Args::parse();
-    // The guard is kept to the end: dropping it writes what the log still holds.
-    let (_guard, dropped) = init_logging(args.debug);
-    match runtime::block_on(run(args, dropped)) {
+    // Kept to the end: dropping it writes what the log still holds.
+    let log = log::init(args.debug);
+    match runtime::block_on(run(args, &log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -111,57 +112,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// How many log lines may wait for stderr; beyond, they are dropped and counted.
-const LOG_QUEUE: usize = 1024;
-
-/// How often the count of dropped log lines is looked at.
-const LOG_DROPS_EVERY: Duration = Duration::from_secs(10);
-
-/// Logs go to stderr only, so stdout stays exactly the documented events. `--debug` shows
-/// this program's debug events; RUST_LOG, when set, chooses freely; otherwise warnings only.
-///
-/// A write to stderr blocks when nobody reads it, and a log line is never worth holding the
-/// peer up: lines go to tracing-appender's writer thread through a bounded queue, and a line
-/// that finds it full is dropped and counted; a task says how many, every
-/// [`LOG_DROPS_EVERY`] (`log_drops`).
-fn init_logging(debug: bool) -> (WorkerGuard, ErrorCounter) {
-    use tracing_subscriber::EnvFilter;
-    let filter = if debug {
-        EnvFilter::new("p2p_peer=debug,p2p_shared=debug")
-    } else {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
-    };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_QUEUE)
-        .lossy(true)
-        .thread_name("log")
-        .finish(std::io::stderr());
-    let dropped = writer.error_counter();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer)
-        .init();
-    (guard, dropped)
-}
-
-/// Says, every [`LOG_DROPS_EVERY`], how many log lines were dropped since the last time.
-async fn log_drops(dropped: ErrorCounter) {
-    let mut reported = 0;
-    loop {
-        runtime::sleep(LOG_DROPS_EVERY).await;
-        let count = dropped.dropped_lines();
-        if count > reported {
-            tracing::warn!(
-                "{} log line(s) dropped: stderr was not read in time",
-                count - reported
-            );
-            reported = count;
-        }
-    }
-}
-
-async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
+async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
 
     // The original asked for these two on start-up; so do we, when they are not flags.
@@ -248,6 +199,9 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     };
     let screen = Screen::start(rendering(args.json, interactive), sink)
         .context("cannot start the screen thread")?;
+    if interactive && std::io::stderr().is_terminal() {
+        log.above_prompt(&screen);
+    }
 
     let kept = Kept {
         pins,
@@ -299,7 +253,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         bootstrap,
         (args.exchange_every, resume_tx),
     );
-    runtime::spawn(log_drops(log_dropped));
+    log.count_drops();
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let voucher = Voucher::new(server, trusted, origin.clone());
     let service = PeerService::new(broker.clone(), disk.clone(), voucher, origin.clone());

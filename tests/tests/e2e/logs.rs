@@ -1,7 +1,12 @@
 //! The peer's log (stderr): ordinary events are not warnings, and a log written to a file
 //! holds no terminal codes (issue 17, item 9).
 
-use p2p_e2e::{assert_refused, raw_exchange, Peer, Proxy};
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+
+use p2p_e2e::{assert_refused, binary, dead_addr, raw_exchange, DataDir, Peer, Proxy};
+use p2p_kit::P2P_ENV;
 
 /// The warnings among `peer`'s log lines read so far (all of them once it exited).
 fn warnings(peer: &Peer) -> Vec<String> {
@@ -39,4 +44,34 @@ fn a_check_that_crossed_the_partners_goodbye_is_no_warning() {
     // `WARN refused ...: it opens in no session here (unknown or ended session, or altered)`).
     assert_eq!(warnings(&bob), Vec::<String>::new());
     assert_eq!(warnings(&alice), Vec::<String>::new());
+}
+
+#[test]
+fn a_log_redirected_to_a_file_holds_no_terminal_codes() {
+    let data = DataDir::new("alice");
+    let logs = DataDir::new("logs");
+    // A folder an earlier version left open to all: the peer fixes it and says so, a warning.
+    std::fs::set_permissions(data.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let file = logs.path().join("alice.log");
+    let mut command = Command::new(binary("p2p-peer"));
+    command
+        .args(["--name", "alice", "--port", "0", "--bind", "127.0.0.1"])
+        .args([
+            "--server",
+            &dead_addr().to_string(),
+            "--data-dir",
+            &data.arg(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&file).unwrap());
+    for var in P2P_ENV {
+        command.env_remove(var);
+    }
+    let mut peer = command.spawn().unwrap();
+    peer.stdin.take().unwrap().write_all(b"exit\n").unwrap();
+    assert!(peer.wait().unwrap().success());
+    let log = std::fs::read_to_string(&file).unwrap();
+    assert!(log.contains("WARN") && log.contains("private"), "{log}");
+    assert!(!log.contains('\x1b'), "{log:?}");
 }
