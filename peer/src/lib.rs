@@ -64,10 +64,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use p2p_shared::identity::Identity;
 use p2p_shared::printable::printable;
 use p2p_shared::private;
+use p2p_shared::reachable;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::{runtime, signals};
 
@@ -100,9 +100,12 @@ const SCREEN_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the peer with the process's arguments; what `main` does.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
+    let (args, renamed) = Args::from_env();
     // Kept to the end: dropping it writes what the log still holds.
     let log = log::init(args.debug);
+    for warning in renamed {
+        tracing::warn!("{warning}");
+    }
     match runtime::block_on(run(args, &log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -239,11 +242,15 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", file.display()))?;
         bootstrap.extend(peer_exchange::parse_bootstrap(&text, '\n').await?);
     }
-    if let Ok(list) = std::env::var("P2P_PEERS") {
+    let (list, renamed) = Args::bootstrap_list();
+    if let Some(warning) = renamed {
+        tracing::warn!("{warning}");
+    }
+    if let Some((variable, list)) = list {
         bootstrap.extend(
             peer_exchange::parse_bootstrap(&list, ',')
                 .await
-                .context("P2P_PEERS")?,
+                .context(variable)?,
         );
     }
     peer_exchange::start(
@@ -267,6 +274,9 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
         },
     ));
     screen.push(Event::Listening { name, addr: local });
+    screen.push(Event::Reachable {
+        reach: reachable::reach(local),
+    });
 
     let inputs = Inputs {
         lines,

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Stdio};
 
 use p2p_e2e::{assert_refused, binary, dead_addr, raw_exchange, DataDir, Peer, Proxy};
-use p2p_kit::P2P_ENV;
+use p2p_kit::p2p_env;
 
 /// The warnings among `peer`'s log lines read so far (all of them once it exited).
 fn warnings(peer: &Peer) -> Vec<String> {
@@ -65,7 +65,7 @@ fn a_log_redirected_to_a_file_holds_no_terminal_codes() {
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&file).unwrap());
-    for var in P2P_ENV {
+    for var in p2p_env() {
         command.env_remove(var);
     }
     let mut peer = command.spawn().unwrap();

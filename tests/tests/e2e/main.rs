@@ -20,4 +20,5 @@ mod output_attacks;
 mod registry;
 mod requests;
 mod security;
+mod start;
 mod terminal;

@@ -163,6 +163,8 @@ fn json_peer(name: &str, data: &DataDir) -> (Proc, String) {
     let listening = event(&proc);
     assert_eq!(listening["event"], "listening", "{listening}");
     let addr = listening["addr"].as_str().expect("an address").to_owned();
+    let reachable = event(&proc);
+    assert_eq!(reachable["event"], "reachable", "{reachable}");
     (proc, addr)
 }
 
