@@ -24,7 +24,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::{Error, P2P_ENV};
+use crate::{p2p_env, Error};
 
 /// How many lines of stdout and stderr the transcript keeps.
 pub const TRANSCRIPT: usize = 5_000;
@@ -64,17 +64,29 @@ pub enum Stream {
 
 impl Child {
     /// Starts `program args...` with all three standard streams piped, and the programs'
-    /// environment variables cleared ([`P2P_ENV`]). `label` names it in messages.
+    /// environment variables cleared ([`p2p_env`]). `label` names it in messages.
     pub fn spawn(label: &str, program: &Path, args: &[String]) -> Result<Child, Error> {
+        Child::spawn_with_env(label, program, args, &[])
+    }
+
+    /// [`Child::spawn`], with the environment variables `env` set (after the others are
+    /// cleared).
+    pub fn spawn_with_env(
+        label: &str,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Child, Error> {
         let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        for var in P2P_ENV {
+        for var in p2p_env() {
             command.env_remove(var);
         }
+        command.envs(env.iter().copied());
         let spawned_at = Instant::now();
         let mut process = command
             .spawn()

@@ -37,24 +37,19 @@ pub use bins::Bins;
 pub use child::{Child, Line, Stream};
 pub use scratch::Scratch;
 
-/// Environment variables the programs read (README, "Command line"); cleared for every
-/// program started here, so that the environment of whoever runs the tests or the bench
-/// cannot change what they start, print or measure.
-pub const P2P_ENV: [&str; 16] = [
-    "P2P_NAME",
-    "P2P_PORT",
-    "P2P_BIND",
-    "P2P_SERVER",
-    "P2P_SERVER_KEY",
-    "P2P_REQUEST_TIMEOUT",
-    "P2P_RETRY_FOR",
-    "P2P_KEEPALIVE",
-    "P2P_JSON",
-    "P2P_DEBUG",
-    "P2P_DATA_DIR",
-    "P2P_TTL",
-    "P2P_MAX_NAMES_PER_IP",
-    "RUST_LOG",
-    "RUST_BACKTRACE",
-    "NO_COLOR",
-];
+/// The variables of this environment that the programs read (README, "Command line"): every
+/// `P2P_...` (each program's own, `P2P_PEER_...` and `P2P_REGISTRY_...`, and the names of
+/// before, which they still read), and `RUST_LOG`, `RUST_BACKTRACE` and `NO_COLOR`. Cleared
+/// for every program started here, so that the environment of whoever runs the tests or the
+/// bench cannot change what they start, print or measure; a rule rather than a list, so that
+/// a variable added later is cleared too.
+pub fn p2p_env() -> Vec<std::ffi::OsString> {
+    const OTHERS: [&str; 3] = ["RUST_LOG", "RUST_BACKTRACE", "NO_COLOR"];
+    std::env::vars_os()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let name = name.to_string_lossy();
+            name.starts_with("P2P_") || OTHERS.contains(&name.as_ref())
+        })
+        .collect()
+}

@@ -1,13 +1,16 @@
 //! The command line: every flag, its environment variable and its default.
 //!
-//! README.md lists the same table; `p2p-peer --help` prints it from here.
+//! README.md lists the same table; `p2p-peer --help` prints it from here. Each flag `--flag`
+//! is also `P2P_PEER_FLAG` (`p2p_shared::environment`), bar `--peers`, whose variable
+//! `P2P_PEER_PEERS` holds the list itself.
 
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use p2p_shared::duration::parse_timeout;
+use p2p_shared::environment::{self, PEER};
 use p2p_shared::identity::PublicKey;
 use p2p_shared::PeerName;
 
@@ -21,69 +24,90 @@ use p2p_shared::PeerName;
 #[command(version)]
 pub struct Args {
     /// This peer's name: 1 to 32 of A-Z a-z 0-9 _ - . (asked on stdin if not given).
-    #[arg(long, env = "P2P_NAME")]
+    #[arg(long)]
     pub name: Option<PeerName>,
 
     /// Port to listen on; 0 picks a free one (asked on stdin as "serverport" if not given).
-    #[arg(long, env = "P2P_PORT")]
+    #[arg(long)]
     pub port: Option<u16>,
 
     /// Address to listen on: 0.0.0.0 for every IPv4 interface, 127.0.0.1 for this machine only.
-    #[arg(long, env = "P2P_BIND", default_value = "0.0.0.0")]
+    #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
     /// The registry, as HOST:PORT.
-    #[arg(long, env = "P2P_SERVER", default_value = "127.0.0.1:4000")]
+    #[arg(long, default_value = "127.0.0.1:4000")]
     pub server: String,
 
     /// The registry's key (it prints it when it starts). Without it, the key the registry
     /// first answers with is pinned for its address, and a different one later is refused.
     // A key is base64url, so one key in 64 starts with `-`: it is still a value, not a flag.
-    #[arg(long, env = "P2P_SERVER_KEY", allow_hyphen_values = true)]
+    #[arg(long, allow_hyphen_values = true)]
     pub server_key: Option<PublicKey>,
 
     /// How long an incoming chat request waits for yes or no (like 2s, 90s, 5m).
-    #[arg(long, env = "P2P_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
     pub request_timeout: Duration,
 
     /// How long to keep retrying a chat message (or a check on a chat partner) that got no
     /// answer, before reporting it failed (like 2s, 10s, 1m).
-    #[arg(long, env = "P2P_RETRY_FOR", default_value = "10s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "10s", value_parser = parse_timeout)]
     pub retry_for: Duration,
 
     /// How often to check that chat partners are still there (like 5s, 15s, 1m).
-    #[arg(long, env = "P2P_KEEPALIVE", default_value = "15s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "15s", value_parser = parse_timeout)]
     pub keepalive: Duration,
 
     /// Peers to join at start, from a file: one HOST:PORT a line, optionally followed by the
     /// peer's key (then only that key is taken there). Works with no registry at all. The
-    /// environment variable P2P_PEERS gives more, the same way, separated by commas.
+    /// environment variable P2P_PEER_PEERS gives more, the same way, separated by commas.
     #[arg(long, value_name = "FILE")]
     pub peers: Option<PathBuf>,
 
     /// How often to check the known peers and swap known peers with one of them (like 5s,
     /// 30s, 1m). A peer that misses 3 checks in a row is marked dead.
-    #[arg(long, env = "P2P_EXCHANGE_EVERY", default_value = "30s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub exchange_every: Duration,
 
     /// Print one JSON object per line instead of text, for scripts and bots (docs/json.md).
-    #[arg(long, env = "P2P_JSON")]
+    #[arg(long)]
     pub json: bool,
 
     /// Log what the peer does on stderr (RUST_LOG=... chooses finer levels).
-    #[arg(long, env = "P2P_DEBUG")]
+    #[arg(long)]
     pub debug: bool,
 
     /// Where the peer keeps its files: its key, the keys it pinned, chat and command history
     /// [default: the platform's user data directory, e.g. ~/.local/share/p2p-chat].
-    #[arg(long, env = "P2P_DATA_DIR")]
+    #[arg(long)]
     pub data_dir: Option<PathBuf>,
 
     #[command(flatten)]
     pub limits: p2p_shared::transport::LimitArgs,
 }
 
+/// The flag whose variable (`P2P_PEER_PEERS`) is not its value: a list of peers separated
+/// by commas, not a file.
+const PEERS: &str = "peers";
+
 impl Args {
+    /// The flags, from the command line and the environment (exits with the usage if they
+    /// are wrong), and the warnings to give about variables of before.
+    pub fn from_env() -> (Args, Vec<String>) {
+        let (command, warnings) = environment::with_variables(Args::command(), PEER, &[PEERS]);
+        let args = Args::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+        (args, warnings)
+    }
+
+    /// The list in `P2P_PEER_PEERS` (or in the variable of before) with the variable's name,
+    /// and a warning about it.
+    pub fn bootstrap_list() -> (Option<(String, String)>, Option<String>) {
+        let is_set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+        let chosen = environment::choose(PEER, PEERS, is_set);
+        let list = std::env::var(&chosen.name).ok();
+        (list.map(|list| (chosen.name, list)), chosen.warning)
+    }
+
     /// The data directory, if there is one (a user with no home directory has none).
     pub fn data_dir(&self) -> Option<PathBuf> {
         self.data_dir

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use p2p_shared::identity::PublicKey;
+use p2p_shared::reachable::Reach;
 use p2p_shared::{PeerInfo, PeerName};
 use serde::{Serialize, Serializer};
 
@@ -46,6 +47,12 @@ pub enum Event {
     Listening {
         name: PeerName,
         addr: SocketAddr,
+    },
+    /// Where other machines reach this peer: the address to give a friend (after
+    /// `Listening`, whose address may be `0.0.0.0`).
+    Reachable {
+        #[serde(flatten)]
+        reach: Reach,
     },
     Registered {
         name: PeerName,

@@ -151,7 +151,11 @@ impl Service for PeerService {
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
-        tracing::warn!("refused {remote}: {}", printable(&why.to_string()));
+        match why {
+            // A goodbye that crossed a frame in flight: how chats end, not a warning.
+            Refusal::Ended => tracing::debug!("refused {remote}: {why}"),
+            _ => tracing::warn!("refused {remote}: {}", printable(&why.to_string())),
+        }
     }
 }
 

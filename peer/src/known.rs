@@ -1,6 +1,7 @@
 //! Pinned keys, like SSH's `known_hosts`: the key we first saw for each peer name in each
-//! registry's namespace (in `known_peers`, keyed by `state::pins::Scoped`) and for each
-//! registry as the user names it (in `known_registries`).
+//! registry's namespace (in `known_peers-NAME`, keyed by `state::pins::Scoped`) and for each
+//! registry as the user names it (in `known_registries-NAME`); each peer name of a data
+//! folder has its own (`files.rs`).
 //!
 //! On first contact a key is pinned; afterwards a different key for the same name is refused
 //! until the user deliberately trusts it (`trust NAME FINGERPRINT`). Each file has one
@@ -172,7 +173,7 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
 impl FileWrite {
     /// Writes the file: to a temporary file first, then renamed over the old one.
     pub fn perform(&self) -> anyhow::Result<()> {
-        let tmp = self.path.with_extension("tmp");
+        let tmp = temporary(&self.path);
         let write = || -> std::io::Result<()> {
             let mut file = fs::OpenOptions::new()
                 .write(true)
@@ -186,6 +187,16 @@ impl FileWrite {
         };
         write().map_err(|e| anyhow::anyhow!("cannot write {}: {e}", self.path.display()))
     }
+}
+
+/// Where `path` is written before it is renamed into place: `NAME.PID.tmp` beside it. The
+/// process id keeps two programs on one data folder off each other's temporary file (one
+/// renamed it away while the other still wrote it), and the whole name is kept: a peer name
+/// may hold dots, and `with_extension` would make `book-a.b` and `book-a.c` one `book-a.tmp`.
+fn temporary(path: &std::path::Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    path.with_file_name(name)
 }
 
 #[cfg(test)]
@@ -217,6 +228,24 @@ mod tests {
             Pin::Known
         );
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_temporary_file_is_this_process_s_and_keeps_the_whole_name() {
+        let pid = std::process::id();
+        for (path, tmp) in [
+            (
+                "/d/known_peers-a.b",
+                format!("/d/known_peers-a.b.{pid}.tmp"),
+            ),
+            (
+                "/d/known_peers-a.c",
+                format!("/d/known_peers-a.c.{pid}.tmp"),
+            ),
+            ("/d/book", format!("/d/book.{pid}.tmp")),
+        ] {
+            assert_eq!(temporary(std::path::Path::new(path)), PathBuf::from(tmp));
+        }
     }
 
     #[test]

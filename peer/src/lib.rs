@@ -23,8 +23,9 @@
 //!   sending broadcasts on; [`resume`]: reopening away chats and sending what was kept;
 //! - [`liveness`] and [`retry`]: noticing partners that are away, retrying what may pass;
 //! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
-//!   [`screen`]: the thread that writes it;
+//!   [`screen`]: the thread that writes it; [`log`]: the log, on stderr or above the prompt;
 //! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
+//!   [`files`]: which files of the data folder are this peer's (each name has its own);
 //! - [`names`]: the peer names (and pending requesters, offered fingerprints) Tab completes.
 
 mod broker;
@@ -36,6 +37,7 @@ mod disk;
 mod error;
 mod event;
 mod exchange_commands;
+mod files;
 mod flood;
 mod help;
 mod history;
@@ -44,6 +46,7 @@ mod inbound;
 mod input;
 mod known;
 mod liveness;
+mod log;
 mod message_commands;
 mod names;
 mod peer_exchange;
@@ -66,23 +69,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use p2p_shared::identity::Identity;
 use p2p_shared::printable::printable;
 use p2p_shared::private;
+use p2p_shared::reachable;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::{runtime, signals};
-use tracing_appender::non_blocking::{ErrorCounter, WorkerGuard};
 
 use crate::broker::Broker;
 use crate::cli::Args;
 use crate::command_loop::{CommandLoop, Parts};
 use crate::disk::Disk;
 use crate::event::Event;
+use crate::files::Files;
 use crate::history::History;
 use crate::inbound::PeerService;
 use crate::input::Inputs;
 use crate::known::KnownKeys;
+use crate::log::Log;
 use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::render::Rendering;
@@ -101,10 +105,13 @@ const SCREEN_GRACE: Duration = Duration::from_secs(1);
 
 /// Runs the peer with the process's arguments; what `main` does.
 pub fn main() -> ExitCode {
-    let args = Args::parse();
-    // The guard is kept to the end: dropping it writes what the log still holds.
-    let (_guard, dropped) = init_logging(args.debug);
-    match runtime::block_on(run(args, dropped)) {
+    let (args, renamed) = Args::from_env();
+    // Kept to the end: dropping it writes what the log still holds.
+    let log = log::init(args.debug);
+    for warning in renamed {
+        tracing::warn!("{warning}");
+    }
+    match runtime::block_on(run(args, &log)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -113,75 +120,7 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// How many log lines may wait for stderr; beyond, they are dropped and counted.
-const LOG_QUEUE: usize = 1024;
-
-/// How often the count of dropped log lines is looked at.
-const LOG_DROPS_EVERY: Duration = Duration::from_secs(10);
-
-/// Logs go to stderr only, so stdout stays exactly the documented events. `--debug` shows
-/// this program's debug events; RUST_LOG, when set, chooses freely; otherwise warnings only.
-///
-/// A write to stderr blocks when nobody reads it, and a log line is never worth holding the
-/// peer up: lines go to tracing-appender's writer thread through a bounded queue, and a line
-/// that finds it full is dropped and counted; a task says how many, every
-/// [`LOG_DROPS_EVERY`] (`log_drops`).
-fn init_logging(debug: bool) -> (WorkerGuard, ErrorCounter) {
-    use tracing_subscriber::EnvFilter;
-    let filter = if debug {
-        EnvFilter::new("p2p_peer=debug,p2p_shared=debug")
-    } else {
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"))
-    };
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .buffered_lines_limit(LOG_QUEUE)
-        .lossy(true)
-        .thread_name("log")
-        .finish(std::io::stderr());
-    let dropped = writer.error_counter();
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer)
-        .init();
-    (guard, dropped)
-}
-
-/// Says, every [`LOG_DROPS_EVERY`], how many log lines were dropped since the last time.
-async fn log_drops(dropped: ErrorCounter) {
-    let mut reported = 0;
-    loop {
-        runtime::sleep(LOG_DROPS_EVERY).await;
-        let count = dropped.dropped_lines();
-        if count > reported {
-            tracing::warn!(
-                "{} log line(s) dropped: stderr was not read in time",
-                count - reported
-            );
-            reported = count;
-        }
-    }
-}
-
-/// Whether a file of the data folder is one this program made (for any name): the chat
-/// history and its SQLite files (`history-NAME.db`, `-wal`, `-shm`, `-journal`), the command
-/// history (`history-NAME`), the pin files, the book and the blocked keys, with their
-/// temporary files. Key files are not:
-/// one others could read is refused, not fixed (`Identity::load_or_create`).
-fn is_peer_file(file: &str) -> bool {
-    [
-        "history-",
-        "known_peers",
-        "known_registries",
-        "book",
-        "blocked",
-        "conversations",
-    ]
-    .iter()
-    .any(|prefix| file.starts_with(prefix))
-}
-
-async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
+async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
 
     // The original asked for these two on start-up; so do we, when they are not flags.
@@ -205,10 +144,11 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     let data = args
         .data_dir()
         .context("no data directory for the peer's key: give one with --data-dir")?;
-    let identity = Identity::load_or_create(&data.join("keys").join(format!("{name}.key")))?;
+    let files = Files::of(&data, name);
+    let identity = Identity::load_or_create(&files.key)?;
     // After the key is loaded, which refuses a key others could read rather than fix it; and
     // before anything else is opened, so that nothing is read or written while still open.
-    let made = private::make_private(&data, &["keys"], is_peer_file)
+    let made = private::make_private(&data, &["keys"], files::is_peer_file)
         .with_context(|| format!("cannot make {} private", data.display()))?;
     for made in made {
         let path = made.path.display().to_string();
@@ -230,11 +170,14 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         identity: Arc::new(identity),
     };
 
-    let history_path = data.join(format!("history-{name}.db"));
-    let history = History::open(&history_path)
-        .with_context(|| format!("cannot open {}", history_path.display()))?;
+    let history = History::open(&files.history)
+        .with_context(|| format!("cannot open {}", files.history.display()))?;
+    // Once the history is held, so that no other peer of this name runs.
+    for said in files.carry_over()? {
+        tracing::warn!("{}", printable(&said));
+    }
     let disk = Disk::start(history).context("cannot start the disk thread")?;
-    let known_registries = KnownKeys::load(data.join("known_registries"))?;
+    let known_registries = KnownKeys::load(files.known_registries.clone())?;
     let registry = RegistryClient::new(
         (args.server.clone(), server),
         origin.clone(),
@@ -244,7 +187,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     );
     let trusted = registry.trusted();
     let namespace = Namespace::of(trusted.get());
-    let (pins, carried) = Pins::new(KnownKeys::load(data.join("known_peers"))?, namespace);
+    let (pins, carried) = Pins::new(KnownKeys::load(files.known_peers.clone())?, namespace);
     if let Some(carried) = carried {
         disk.write(carried);
     }
@@ -254,7 +197,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     // `_type_ahead` lives to the end of the session: dropping it gives the terminal its mode
     // back.
     let (lines, done, sink, _type_ahead): (_, _, Box<dyn Sink>, _) = if interactive {
-        let history = Some(data.join(format!("history-{name}")));
+        let history = Some(files.lines.clone());
         let terminal = terminal::start(names.clone(), history)?;
         (
             terminal.lines,
@@ -267,12 +210,15 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
     };
     let screen = Screen::start(rendering(args.json, interactive), sink)
         .context("cannot start the screen thread")?;
+    if interactive && std::io::stderr().is_terminal() {
+        log.above_prompt(&screen);
+    }
 
     let kept = Kept {
         pins,
-        book: Book::load(data.join("book"), origin.identity.public())?,
-        flood: Flood::load(data.join("blocked"))?,
-        conversations: Conversations::load(data.join("conversations"))?,
+        book: Book::load(files.book, origin.identity.public())?,
+        flood: Flood::load(files.blocked)?,
+        conversations: Conversations::load(files.conversations)?,
     };
     let state = PeerState::new(origin.clone(), args.request_timeout, kept);
     let (resume_tx, resume_jobs) = async_channel::bounded(resume::QUEUE);
@@ -304,11 +250,15 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
             .with_context(|| format!("cannot read {}", file.display()))?;
         bootstrap.extend(peer_exchange::parse_bootstrap(&text, '\n').await?);
     }
-    if let Ok(list) = std::env::var("P2P_PEERS") {
+    let (list, renamed) = Args::bootstrap_list();
+    if let Some(warning) = renamed {
+        tracing::warn!("{warning}");
+    }
+    if let Some((variable, list)) = list {
         bootstrap.extend(
             peer_exchange::parse_bootstrap(&list, ',')
                 .await
-                .context("P2P_PEERS")?,
+                .context(variable)?,
         );
     }
     peer_exchange::start(
@@ -318,7 +268,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         bootstrap,
         (args.exchange_every, resume_tx),
     );
-    runtime::spawn(log_drops(log_dropped));
+    log.count_drops();
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let voucher = Voucher::new(server, trusted, origin.clone());
     let service = PeerService::new(broker.clone(), disk.clone(), voucher, origin.clone());
@@ -332,6 +282,9 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         },
     ));
     screen.push(Event::Listening { name, addr: local });
+    screen.push(Event::Reachable {
+        reach: reachable::reach(local),
+    });
 
     let inputs = Inputs {
         lines,

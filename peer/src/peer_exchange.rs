@@ -3,8 +3,8 @@
 //! One exchange is one signed `exchange` request: our record, signed for the address the
 //! connection leaves from (the one the other side reaches us at), and a page of the book,
 //! against the other side's record and a page of its book (docs/protocol.md, "Peer
-//! exchange"). `join`, the bootstrap list (`--peers`, `P2P_PEERS`) and the keeper's rounds all
-//! use [`exchange`].
+//! exchange"). `join`, the bootstrap list (`--peers`, `P2P_PEER_PEERS`) and the keeper's
+//! rounds all use [`exchange`].
 //!
 //! The keeper, at each `--exchange-every` interval: checks the peers of the book that are
 //! due (a ping; the reply must be signed by the key of the record), at most
@@ -136,7 +136,7 @@ async fn check(origin: &Origin, key: PublicKey, addr: SocketAddr) -> (PublicKey,
     (key, addr, answered)
 }
 
-/// The bootstrap list: `HOST:PORT [KEY]` per line (or, from `P2P_PEERS`, per comma); blank
+/// The bootstrap list: `HOST:PORT [KEY]` per line (or, from `P2P_PEER_PEERS`, per comma); blank
 /// lines and lines starting with `#` are skipped. Hosts are resolved at start.
 pub async fn parse_bootstrap(
     text: &str,

@@ -9,7 +9,7 @@
 //! Every reply must come from the registry's key: the one given with `--server-key`, or else
 //! the one pinned for the `--server` the user gave (as typed, not as resolved: a registry
 //! met at a new address is not trusted silently) on the first successful reply, in
-//! `known_registries`, like SSH's `known_hosts`, written by the disk thread. A refusal never
+//! `known_registries-NAME`, like SSH's `known_hosts`, written by the disk thread. A refusal never
 //! pins a key. A signed reply proves its key by its signature, one in the session by the
 //! session, which was agreed with that key. A reply with another key is refused, so an
 //! impostor cannot answer for the registry. Replies of the wrong kind are errors, and paging

@@ -70,6 +70,7 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::Listening { name, addr } => write!(f, "{name} listening on {addr}"),
+            Event::Reachable { reach } => write!(f, "{reach}"),
             Event::Registered { name, addr } => write!(f, "registered as {name} at {addr}"),
             Event::Peers { peers } => listing(f, "peers", "peer", peers),
             Event::ListingCut { shown } => write!(

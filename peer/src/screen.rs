@@ -21,6 +21,11 @@
 //! A chat message is stored in the history before it is shown, on the disk thread: its place
 //! in the queue is reserved when it arrives ([`Slot`]), so that it still shows in the order
 //! it arrived, and filled once it is stored.
+//!
+//! At a terminal, the log's lines come this way too ([`ScreenLog`], from `log.rs`), so that
+//! rustyline prints them above the prompt and redraws the half-typed line, as it does events.
+//! They have room of their own ([`LOG_ROOM`]), never taken from the network's events; the
+//! log's thread waits for it, and the log's own bounded queue drops and counts beyond that.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -35,12 +40,25 @@ use crate::render::Rendering;
 /// How many events may wait before the network's are refused.
 pub const ROOM: usize = 256;
 
+/// How many log lines may wait, besides the events.
+pub const LOG_ROOM: usize = 64;
+
 /// Where the screen thread writes lines.
 pub trait Sink: Send + 'static {
     /// Writes one line (without its line ending).
     fn line(&mut self, text: &str) -> io::Result<()>;
     /// Makes what was written visible: called whenever the queue is empty.
     fn flush(&mut self) -> io::Result<()>;
+    /// Writes one line of the log (without its line ending): to stderr, unless the sink
+    /// has a better place for it.
+    fn log(&mut self, text: &str) -> io::Result<()> {
+        stderr_line(text)
+    }
+}
+
+/// Writes one line to stderr.
+pub fn stderr_line(text: &str) -> io::Result<()> {
+    writeln!(io::stderr().lock(), "{text}")
 }
 
 /// Standard output.
@@ -68,17 +86,32 @@ struct Inner {
     ready: Condvar,
     /// Wakes commands waiting for room.
     room: Notify,
+    /// Wakes the log's thread waiting for room, or to be told the screen has ended.
+    log_room: Condvar,
 }
 
 #[derive(Default)]
 struct Queue {
     items: VecDeque<Item>,
+    /// How many of `items` are log lines.
+    logs: usize,
     next_slot: u64,
     handles: usize,
+    /// The screen thread has returned: nothing queued now would be written.
+    ended: bool,
+}
+
+impl Queue {
+    /// How many events wait (log lines have room of their own).
+    fn events(&self) -> usize {
+        self.items.len() - self.logs
+    }
 }
 
 enum Item {
     Ready(Event),
+    /// A line of the log, already formatted.
+    Log(String),
     /// A place kept for an event that is not ready yet.
     Reserved(u64),
     /// Answered once every event before it is written.
@@ -95,6 +128,7 @@ impl Screen {
             }),
             ready: Condvar::new(),
             room: Notify::new(),
+            log_room: Condvar::new(),
         });
         let thread_inner = Arc::clone(&inner);
         std::thread::Builder::new()
@@ -110,14 +144,14 @@ impl Screen {
 
     /// Whether an event caused by the network may enter now.
     pub fn has_room(&self) -> bool {
-        self.queue().items.len() < ROOM
+        self.queue().events() < ROOM
     }
 
     /// Keeps the next place in line for an event caused by the network, if there is room.
     pub fn reserve(&self) -> Option<Slot> {
         let id = {
             let mut queue = self.queue();
-            if queue.items.len() >= ROOM {
+            if queue.events() >= ROOM {
                 return None;
             }
             let id = queue.next_slot;
@@ -170,13 +204,21 @@ impl Screen {
             let listener = self.inner.room.listen();
             {
                 let mut queue = self.queue();
-                if queue.items.len() < ROOM {
+                if queue.events() < ROOM {
                     queue.items.push_back(Item::Ready(event));
                     self.inner.ready.notify_one();
                     return;
                 }
             }
             listener.await;
+        }
+    }
+
+    /// Where the log's lines go to be written above the prompt. It does not keep the screen
+    /// thread alive: once that ends, lines are handed back.
+    pub fn log(&self) -> ScreenLog {
+        ScreenLog {
+            inner: Arc::clone(&self.inner),
         }
     }
 
@@ -194,6 +236,35 @@ impl Drop for Screen {
     fn drop(&mut self) {
         self.queue().handles -= 1;
         self.inner.ready.notify_one();
+    }
+}
+
+/// The log's way onto the screen: see [`Screen::log`].
+#[derive(Clone)]
+pub struct ScreenLog {
+    inner: Arc<Inner>,
+}
+
+impl ScreenLog {
+    /// Queues one log line (without its line ending) after the events queued so far, once
+    /// fewer than [`LOG_ROOM`] lines wait: the log's thread waits, never the event loop.
+    /// Gives the line back if the screen has ended.
+    pub fn line(&self, text: String) -> Result<(), String> {
+        let mut queue = self.inner.queue.lock().unwrap_or_else(|p| p.into_inner());
+        while queue.logs >= LOG_ROOM && !queue.ended {
+            queue = self
+                .inner
+                .log_room
+                .wait(queue)
+                .unwrap_or_else(|p| p.into_inner());
+        }
+        if queue.ended {
+            return Err(text);
+        }
+        queue.items.push_back(Item::Log(text));
+        queue.logs += 1;
+        self.inner.ready.notify_one();
+        Ok(())
     }
 }
 
@@ -256,24 +327,35 @@ fn write_all(inner: &Inner, rendering: Rendering, mut sink: Box<dyn Sink>) {
         {
             let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                while let Some(Item::Ready(_) | Item::Flush(_)) = queue.items.front() {
-                    batch.extend(queue.items.pop_front());
+                while let Some(Item::Ready(_) | Item::Flush(_) | Item::Log(_)) = queue.items.front()
+                {
+                    let item = queue.items.pop_front().expect("looked at just now");
+                    if let Item::Log(_) = item {
+                        queue.logs -= 1;
+                    }
+                    batch.push(item);
                 }
                 if !batch.is_empty() {
                     break;
                 }
                 if queue.handles == 0 && queue.items.is_empty() {
+                    queue.ended = true;
+                    inner.log_room.notify_all();
                     return;
                 }
                 queue = inner.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
             }
         }
         inner.room.notify(usize::MAX);
+        inner.log_room.notify_all();
         for item in batch {
             match item {
                 // A closed stdout must not stop the peer: its chats still need a goodbye.
                 Item::Ready(event) => {
                     let _ = sink.line(&rendering.render(&event));
+                }
+                Item::Log(text) => {
+                    let _ = sink.log(&text);
                 }
                 Item::Flush(done) => {
                     let _ = sink.flush();
@@ -301,6 +383,9 @@ mod tests {
         }
         fn flush(&mut self) -> io::Result<()> {
             Ok(())
+        }
+        fn log(&mut self, text: &str) -> io::Result<()> {
+            self.line(text)
         }
     }
 
@@ -371,6 +456,45 @@ mod tests {
         }
         waiting.join().unwrap();
         assert_eq!(next(&lines), "bye");
+    }
+
+    #[test]
+    fn log_lines_keep_their_place_among_events_and_room_of_their_own() {
+        let (screen, lines) = screen();
+        let log = screen.log();
+        let blocker = screen.reserve().unwrap();
+        for n in 1..ROOM {
+            screen.push(error(n));
+        }
+        log.line("WARN one".into()).unwrap();
+        assert!(!screen.has_room(), "the events' room is full ...");
+        // ... and the log's is another: a line waits only for the log's room.
+        for n in 1..LOG_ROOM {
+            log.line(format!("WARN {n}")).unwrap();
+        }
+        let waiting = {
+            let log = log.clone();
+            std::thread::spawn(move || log.line("WARN last".into()))
+        };
+        blocker.fill(error(0));
+        for n in 0..ROOM {
+            assert_eq!(next(&lines), format!("error: {n}"));
+        }
+        assert_eq!(next(&lines), "WARN one");
+        for n in 1..LOG_ROOM {
+            assert_eq!(next(&lines), format!("WARN {n}"));
+        }
+        assert_eq!(waiting.join().unwrap(), Ok(()));
+        assert_eq!(next(&lines), "WARN last");
+        // Once the screen has ended, a line is given back (for stderr).
+        drop(screen);
+        let given_back = loop {
+            if let Err(text) = log.line("WARN after".into()) {
+                break text;
+            }
+            assert_eq!(next(&lines), "WARN after");
+        };
+        assert_eq!(given_back, "WARN after");
     }
 
     #[test]

@@ -34,7 +34,7 @@ use rustyline::{Editor, ExternalPrinter};
 use crate::error::PeerError;
 use crate::input::{Input, MAX_LINE_LEN};
 use crate::names::Names;
-use crate::screen::{Sink, Stdout};
+use crate::screen::{stderr_line, Sink, Stdout};
 use crate::talk::PROMPT;
 use assist::Assistant;
 use keys::LineNotes;
@@ -68,6 +68,14 @@ impl Sink for Printer {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Stdout.flush()
+    }
+
+    /// Above the prompt too, so that the half-typed line is redrawn (`log.rs`).
+    fn log(&mut self, text: &str) -> std::io::Result<()> {
+        match self.0.print(format!("{text}\n")) {
+            Ok(()) => Ok(()),
+            Err(_) => stderr_line(text),
+        }
     }
 }
 

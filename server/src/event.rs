@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::printable::printable;
+use p2p_shared::reachable::Reach;
 use p2p_shared::PeerName;
 
 /// One thing the registry reports.
@@ -26,6 +27,11 @@ pub enum Event {
     /// The registry is up, at this address.
     Listening {
         addr: SocketAddr,
+    },
+    /// Where other machines reach it: what to give peers as `--server` (the address it
+    /// listens on may be `0.0.0.0`).
+    Reachable {
+        reach: Reach,
     },
     /// The registry's own key, which peers may be given as `--server-key`.
     Key {
@@ -89,6 +95,7 @@ impl fmt::Display for Event {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Event::Listening { addr } => write!(f, "listening on {addr}"),
+            Event::Reachable { reach } => write!(f, "{reach}"),
             Event::Key { key } => {
                 write!(f, "registry key {key} (fingerprint {})", key.fingerprint())
             }

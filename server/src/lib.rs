@@ -40,6 +40,7 @@ use std::time::Duration;
 use anyhow::Context;
 use p2p_shared::clock::Clock;
 use p2p_shared::identity::Identity;
+use p2p_shared::reachable;
 use p2p_shared::runtime::TcpListener;
 use p2p_shared::transport::{self, Limits, Origin};
 
@@ -105,6 +106,9 @@ pub async fn run(
     let (written_tx, written) = async_channel::unbounded();
     let store = StoreThread::start(claims, written_tx).context("cannot start the store")?;
     log.event(Event::Listening { addr: local });
+    log.event(Event::Reachable {
+        reach: reachable::reach(local),
+    });
     log.event(Event::Key {
         key: identity.public(),
     });

@@ -7,12 +7,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use p2p_server::event::Event;
 use p2p_server::log::{Log, LogWriter};
 use p2p_server::{Config, NameLimits};
 use p2p_shared::clock::Clock;
 use p2p_shared::duration::parse_timeout;
+use p2p_shared::environment::{self, REGISTRY};
 use p2p_shared::identity::Identity;
 use p2p_shared::private;
 use p2p_shared::{runtime, signals, PeerName};
@@ -31,35 +32,35 @@ struct Args {
     command: Option<Command>,
 
     /// Port to listen on (0 picks a free one; the line `listening on ADDR` tells which).
-    #[arg(long, env = "P2P_PORT", default_value_t = 4000)]
+    #[arg(long, default_value_t = 4000)]
     port: u16,
 
     /// Address to listen on: 0.0.0.0 for every IPv4 interface, 127.0.0.1 for this machine only.
-    #[arg(long, env = "P2P_BIND", default_value = "0.0.0.0")]
+    #[arg(long, default_value = "0.0.0.0")]
     bind: IpAddr,
 
     /// Where the registry keeps its key and its name claims [default: the platform's user
     /// data directory, e.g. ~/.local/share/p2p-chat-server].
-    #[arg(long, env = "P2P_DATA_DIR", global = true)]
+    #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
 
     /// How long a registration lasts unless the peer renews it (peers renew at a third of it,
     /// by themselves); a peer that died drops out of the list after this long.
-    #[arg(long, env = "P2P_TTL", default_value = "60s", value_parser = parse_timeout)]
+    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
     ttl: Duration,
 
     /// The most names registered from one IP address at once, and the most new names it may
     /// claim per hour (several peers behind one NAT share one address).
-    #[arg(long, env = "P2P_MAX_NAMES_PER_IP", default_value_t = 64)]
+    #[arg(long, default_value_t = 64)]
     max_names_per_ip: usize,
 
     /// The most new names one network (a /24, or a /64 for IPv6) may claim per hour: a host
     /// with many addresses of its network shares this budget with them.
-    #[arg(long, env = "P2P_MAX_NAMES_PER_PREFIX", default_value_t = 256)]
+    #[arg(long, default_value_t = 256)]
     max_names_per_prefix: usize,
 
     /// The most names one key may hold claims on.
-    #[arg(long, env = "P2P_MAX_NAMES_PER_KEY", default_value_t = 4)]
+    #[arg(long, default_value_t = 4)]
     max_names_per_key: usize,
 
     #[command(flatten)]
@@ -80,7 +81,12 @@ enum Command {
 const LOG_GRACE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    // Every flag is also P2P_REGISTRY_FLAG (p2p_shared::environment).
+    let (command, renamed) = environment::with_variables(Args::command(), REGISTRY, &[]);
+    let args = Args::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
+    for warning in renamed {
+        eprintln!("warning: {warning}");
+    }
     if let Some(Command::Release { name }) = &args.command {
         return release(&args, name);
     }

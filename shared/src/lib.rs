@@ -15,7 +15,9 @@
 //! - [`private`]: a data folder and its files readable by their owner only.
 //! - [`record`]: a peer's signed record of its name, address and key, for peer exchange;
 //!   [`broadcast`]: a public message signed by its origin, passed on by every peer.
-//! - [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
+//! - [`environment`] (feature `cli`): the programs' environment variables, one prefix each;
+//!   [`reachable`] (feature `cli`): the addresses to give to others, shown at start;
+//!   [`duration`]: parsing of durations given on the command line (`2s`, `5m`);
 //!   [`clock`]: the time, the system's or one a test moves; [`prefix`]: the network an
 //!   address is counted in, for budgets.
 //!
@@ -25,12 +27,16 @@
 pub mod broadcast;
 pub mod clock;
 pub mod duration;
+#[cfg(feature = "cli")]
+pub mod environment;
 pub mod handshake;
 pub mod identity;
 pub mod name;
 pub mod prefix;
 pub mod printable;
 pub mod private;
+#[cfg(feature = "cli")]
+pub mod reachable;
 pub mod record;
 pub mod registry_session;
 pub mod replay;

@@ -76,7 +76,19 @@ impl Proc {
     /// failure messages.
     #[track_caller]
     pub fn spawn(label: impl Into<String>, program: &Path, args: &[String]) -> Proc {
-        let child = Child::spawn(&label.into(), program, args).unwrap_or_else(|e| panic!("{e}"));
+        Proc::spawn_with_env(label, program, args, &[])
+    }
+
+    /// [`Proc::spawn`] with the environment variables `env` set.
+    #[track_caller]
+    pub fn spawn_with_env(
+        label: impl Into<String>,
+        program: &Path,
+        args: &[String],
+        env: &[(&str, &str)],
+    ) -> Proc {
+        let child = Child::spawn_with_env(&label.into(), program, args, env)
+            .unwrap_or_else(|e| panic!("{e}"));
         Proc { child }
     }
 
@@ -158,6 +170,12 @@ impl Proc {
             Ok(line) => line.text,
             Err(e) => panic!("{e}"),
         }
+    }
+
+    /// The log (stderr) lines read so far and not yet taken, without waiting; after
+    /// [`Proc::wait_exit`], every line the program logged.
+    pub fn take_log(&self) -> Vec<String> {
+        self.child.take_log().into_iter().map(|l| l.text).collect()
     }
 
     /// The very next stdout line, whatever it is.

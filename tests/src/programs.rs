@@ -364,6 +364,11 @@ impl Peer {
         self.data.path()
     }
 
+    /// This peer's own file `file` in its data folder (`known_peers`: `DATA/known_peers-NAME`).
+    pub fn data_file(&self, file: &str) -> PathBuf {
+        self.data_dir().join(format!("{file}-{}", self.name))
+    }
+
     /// `whoami` now: the key it shows.
     #[track_caller]
     pub fn whoami(&self) -> PublicKey {

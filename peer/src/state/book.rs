@@ -7,7 +7,7 @@
 //! has come from that address (seen), and how many checks in a row failed since. A peer that
 //! fails [`DEAD_AFTER`] checks in a row is dead: kept, shown as such, checked again with
 //! backoff, and forgotten once dead for [`FORGET_AFTER`]. Exchanges pass on records of peers
-//! that are not known dead. The file (`DATA/book`) is one JSON record per line with what was
+//! that are not known dead. The file (`DATA/book-NAME`) is one JSON record per line with what was
 //! seen of it, rewritten by the disk thread.
 
 use std::collections::BTreeMap;

@@ -3,8 +3,14 @@
 //!
 //! Every chat message and acknowledgement is sealed and opened here, since the keys and
 //! counters are this state: a counter is taken once, so no nonce is ever used twice.
+//!
+//! The keys of the last [`ENDED_KEPT`] chats that ended here are kept, only to open what
+//! arrives for them: a frame its partner sealed before it heard of the end (a goodbye that
+//! crossed a liveness check) is refused as [`Refusal::Ended`], an ordinary event, and told
+//! apart from one that does not open (altered, or made up with a chat id seen on the wire) or
+//! opened before (a replay), which stay warnings. Nothing is ever sealed with them.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
 
 use p2p_shared::identity::PublicKey;
@@ -33,6 +39,17 @@ struct Chat {
     accepted: Option<MessageId>,
 }
 
+/// How many ended chats keep their keys for [`Refusal::Ended`]: only this peer's chats end
+/// here, one at a time, and a late frame comes within `--retry-for` of the end; 64 covers a
+/// user who ends many chats at once (`exit` ends them all) at a few hundred bytes each.
+pub const ENDED_KEPT: usize = 64;
+
+/// A chat that ended here: what opens its partner's late frames, and which it sent already.
+struct Ended {
+    keys: ChatKeys,
+    window: ReplayWindow,
+}
+
 /// A chat frame ready to send: where, the bytes, and the counter its acknowledgement names.
 pub struct Sealed {
     pub addr: SocketAddr,
@@ -52,6 +69,8 @@ pub struct Opened {
 pub struct Chats {
     by_name: BTreeMap<PeerName, Chat>,
     by_id: HashMap<ChatId, PeerName>,
+    /// The chats that ended last, oldest first, at most [`ENDED_KEPT`].
+    ended: VecDeque<Ended>,
 }
 
 impl Chats {
@@ -106,6 +125,13 @@ impl Chats {
         match self.by_name.remove(peer) {
             Some(chat) => {
                 self.by_id.remove(&chat.keys.id);
+                if self.ended.len() == ENDED_KEPT {
+                    self.ended.pop_front();
+                }
+                self.ended.push_back(Ended {
+                    keys: chat.keys,
+                    window: chat.window,
+                });
                 true
             }
             None => false,
@@ -162,7 +188,9 @@ impl Chats {
     /// ever sealed twice under the same nonce.
     pub fn open_frame(&mut self, frame: &[u8]) -> Result<Opened, Refusal> {
         let chat_id = chat_of(frame).ok_or(Refusal::UnknownSession)?;
-        let peer = *self.by_id.get(&chat_id).ok_or(Refusal::UnknownSession)?;
+        let Some(&peer) = self.by_id.get(&chat_id) else {
+            return Err(self.refuse_unopened(&chat_id, frame));
+        };
         let chat = self.by_name.get_mut(&peer).ok_or(Refusal::UnknownSession)?;
         let (counter, plaintext) = chat.keys.open(frame).ok_or(Refusal::UnknownSession)?;
         if !chat.window.accept(counter) {
@@ -173,6 +201,21 @@ impl Chats {
             counter,
             request: Envelope::decode_request(&plaintext),
         })
+    }
+
+    /// Why a frame of chat `id`, which is not open, is refused: [`Refusal::Ended`] if it
+    /// opens with the keys of a chat that ended here under a counter not seen before, else
+    /// as a frame of no session (or a replay). Whether a chat of an unknown id ended before
+    /// this peer started, long ago, or never was cannot be told: that stays a warning.
+    fn refuse_unopened(&mut self, id: &ChatId, frame: &[u8]) -> Refusal {
+        let Some(ended) = self.ended.iter_mut().find(|e| e.keys.id == *id) else {
+            return Refusal::UnknownSession;
+        };
+        match ended.keys.open(frame) {
+            Some((counter, _)) if ended.window.accept(counter) => Refusal::Ended,
+            Some(_) => Refusal::Stale(Stale::Replayed),
+            None => Refusal::UnknownSession,
+        }
     }
 
     /// The sealed acknowledgement of `peer`'s message `counter`, saying `outcome` about the
@@ -339,6 +382,56 @@ mod tests {
         assert!(chats.close(&name("bob")));
         assert!(matches!(
             chats.open_frame(&theirs.seal(6, b"{}")),
+            Err(Refusal::Ended)
+        ));
+    }
+
+    #[test]
+    fn a_late_frame_of_an_ended_chat_is_told_from_an_altered_or_replayed_one() {
+        let (mut chats, _, theirs, _) = chat_with_bob();
+        let first = theirs.seal(1, b"{}");
+        chats.open_frame(&first).unwrap();
+        let late = theirs.seal(2, b"{}");
+        assert!(chats.close(&name("bob")));
+        // Sealed by bob before he heard of the end: an ordinary end, once.
+        assert!(matches!(chats.open_frame(&late), Err(Refusal::Ended)));
+        for replayed in [&first, &late] {
+            assert!(matches!(
+                chats.open_frame(replayed),
+                Err(Refusal::Stale(Stale::Replayed))
+            ));
+        }
+        // The chat's id with a changed byte after it: altered, or made up from the wire.
+        let mut altered = theirs.seal(3, b"{}");
+        *altered.last_mut().unwrap() ^= 1;
+        assert!(matches!(
+            chats.open_frame(&altered),
+            Err(Refusal::UnknownSession)
+        ));
+        // A chat this peer never had: nothing tells where it came from.
+        let (_, strangers) = ChatKeys::pair();
+        assert!(matches!(
+            chats.open_frame(&strangers.seal(1, b"{}")),
+            Err(Refusal::UnknownSession)
+        ));
+    }
+
+    #[test]
+    fn only_the_last_ended_chats_keep_their_keys() {
+        let mut chats = Chats::default();
+        let bob = Identity::generate().public();
+        let addr = "127.0.0.1:40002".parse().unwrap();
+        let mut first = None;
+        for _ in 0..=ENDED_KEPT {
+            let (ours, theirs) = ChatKeys::pair();
+            chats.open(name("bob"), addr, bob, ours);
+            first.get_or_insert(theirs);
+        }
+        chats.close(&name("bob"));
+        assert_eq!(chats.ended.len(), ENDED_KEPT);
+        let forgotten = first.unwrap().seal(1, b"{}");
+        assert!(matches!(
+            chats.open_frame(&forgotten),
             Err(Refusal::UnknownSession)
         ));
     }

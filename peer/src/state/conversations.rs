@@ -3,7 +3,7 @@
 //!
 //! A chat is **open** (session keys in `chats.rs`), **away** (its partner stopped answering:
 //! no keys, a record here), or **ended** (`disconnect` from either side, or `forget`: no
-//! record). Every open or away chat has a record here, on disk (`DATA/conversations`, one
+//! record). Every open or away chat has a record here, on disk (`DATA/conversations-NAME`, one
 //! JSON object a line: partner, key, last address, and the outbox), never its session keys:
 //! after a restart, every recorded chat is away until a new handshake to the pinned key
 //! opens it again, which either side accepts without a `yes` because both keep this record.

@@ -1,6 +1,6 @@
 //! The command-line flags of [`Limits`], the same on both programs (the registry and the peer
-//! each flatten [`LimitArgs`] into their own flags), with environment variables like the
-//! other flags.
+//! each flatten [`LimitArgs`] into their own flags); each program gives them environment
+//! variables of its own, like its other flags (`environment.rs`).
 
 use super::budgets::Limits;
 use crate::replay::Quotas;
@@ -10,25 +10,25 @@ use crate::replay::Quotas;
 #[derive(clap::Args, Debug, Clone)]
 pub struct LimitArgs {
     /// The most connections handled at once from one IP address; more are answered busy.
-    #[arg(long, env = "P2P_MAX_CONNS_PER_IP", default_value_t = Limits::default().connections_per_address)]
+    #[arg(long, default_value_t = Limits::default().connections_per_address)]
     pub max_conns_per_ip: usize,
 
     /// The most connections handled at once from one network (a /24, or a /64 for IPv6), of
     /// the 256 handled at once in all.
-    #[arg(long, env = "P2P_MAX_CONNS_PER_PREFIX", default_value_t = Limits::default().connections_per_prefix)]
+    #[arg(long, default_value_t = Limits::default().connections_per_prefix)]
     pub max_conns_per_prefix: usize,
 
     /// The most ids of signed requests remembered (against replays) for one IP address; more
     /// requests from it are answered busy until its ids lapse (about 2 minutes).
-    #[arg(long, env = "P2P_REPLAY_IDS_PER_IP", default_value_t = Quotas::default().per_address)]
+    #[arg(long, default_value_t = Quotas::default().per_address)]
     pub replay_ids_per_ip: usize,
 
     /// The same for one network (a /24, or a /64 for IPv6).
-    #[arg(long, env = "P2P_REPLAY_IDS_PER_PREFIX", default_value_t = Quotas::default().per_prefix)]
+    #[arg(long, default_value_t = Quotas::default().per_prefix)]
     pub replay_ids_per_prefix: usize,
 
     /// The most ids remembered from everyone together (about 75 bytes each at worst).
-    #[arg(long, env = "P2P_REPLAY_IDS", default_value_t = Quotas::default().total)]
+    #[arg(long, default_value_t = Quotas::default().total)]
     pub replay_ids: usize,
 }
 

@@ -50,6 +50,11 @@ pub enum Refusal {
     Stale(#[from] Stale),
     #[error("it opens in no session here (unknown or ended session, or altered)")]
     UnknownSession,
+    /// A frame that opens with the keys of a chat that ended here, not seen before: its
+    /// partner sealed it before it heard of the end (a goodbye and a check that crossed).
+    /// Answered as [`Refusal::UnknownSession`] is; only the receiver's log tells them apart.
+    #[error("its chat has ended here")]
+    Ended,
     #[error("it names another sender than the one its session was agreed with")]
     WrongSender,
     #[error("unknown frame kind")]
@@ -81,6 +86,7 @@ impl Refusal {
             Refusal::Stale(Stale::Replayed) => "replayed",
             Refusal::Stale(Stale::Full) => "replay_cache_full",
             Refusal::UnknownSession => "unknown_session",
+            Refusal::Ended => "ended_session",
             Refusal::WrongSender => "wrong_sender",
             Refusal::UnknownKind => "unknown_frame_kind",
             Refusal::Busy => "busy",
@@ -98,7 +104,7 @@ impl Refusal {
             Refusal::BadSignature => ErrorCode::BadSignature,
             Refusal::Stale(Stale::Full) => ErrorCode::Busy,
             Refusal::Stale(_) => ErrorCode::Stale,
-            Refusal::UnknownSession => ErrorCode::UnknownSession,
+            Refusal::UnknownSession | Refusal::Ended => ErrorCode::UnknownSession,
             Refusal::WrongSender => ErrorCode::BadMessage,
             Refusal::Busy => ErrorCode::Busy,
         }

@@ -26,6 +26,11 @@ fn json_peer(name: &str, server: &Server) -> (Proc, Value, DataDir) {
     let first = event(&proc);
     assert_eq!(first["event"], "listening", "{first}");
     assert_eq!(first["name"], name);
+    // Then where others reach it: here, on loopback, this machine only.
+    let reachable = event(&proc);
+    assert_eq!(reachable["event"], "reachable", "{reachable}");
+    assert_eq!(reachable["addrs"], serde_json::json!([first["addr"]]));
+    assert_eq!(reachable["only_here"], "bound_to_loopback");
     (proc, first, data)
 }
 

@@ -98,7 +98,7 @@ fn forget_ends_an_away_chat_with_its_kept_messages_and_its_pin() {
     alice.expect_exact("error: nothing to forget about bob: no chat and no pinned key");
     // After the disk thread has written what waits.
     alice.exit();
-    let known = std::fs::read_to_string(alice.data_dir().join("known_peers")).unwrap_or_default();
+    let known = std::fs::read_to_string(alice.data_file("known_peers")).unwrap_or_default();
     assert!(!known.contains("/bob "), "unpinned: {known}");
 }
 

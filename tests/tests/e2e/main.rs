@@ -6,12 +6,14 @@
 
 mod chat;
 mod cli;
+mod data_folder;
 mod exhaustion;
 mod faults;
 mod hostile;
 mod in_process;
 mod interface;
 mod lifecycle;
+mod logs;
 mod names;
 mod network;
 mod output_attacks;
@@ -20,4 +22,5 @@ mod pty;
 mod registry;
 mod requests;
 mod security;
+mod start;
 mod terminal;

@@ -187,7 +187,7 @@ fn a_refusal_at_first_contact_pins_no_registry_key() {
     let server = Server::builder().port(port).start();
     alice.register();
     alice.exit(); // after the disk thread has written what waits
-    let known = std::fs::read_to_string(alice.data_dir().join("known_registries")).unwrap();
+    let known = std::fs::read_to_string(alice.data_file("known_registries")).unwrap();
     let pinned = format!("{} {} ", server.addr(), server.key());
     assert!(known.starts_with(&pinned), "{known}");
     assert_eq!(known.lines().count(), 1, "{known}");
@@ -205,7 +205,7 @@ fn the_second_chat_by_name_uses_the_static_key_the_first_one_proved() {
     // alice kept bob's Noise static key with his pin, so her next request to bob is IK even
     // without the registry's word for it (chosen by `PeerState::pinned_noise`, tested in the
     // peer's unit tests); the second chat must work over it.
-    let known = alice.data_dir().join("known_peers");
+    let known = alice.data_file("known_peers");
     let pinned = std::fs::read_to_string(&known).unwrap();
     // Pinned in the namespace of the registry that binds the name.
     let scoped = format!("@{}/bob ", server.key());
@@ -380,7 +380,7 @@ fn each_registry_is_a_namespace_of_its_own() {
     alice.say(&other_bob, "hello, second bob");
     alice.exit();
 
-    let known = std::fs::read_to_string(data.path().join("known_peers")).unwrap();
+    let known = std::fs::read_to_string(data.path().join("known_peers-alice")).unwrap();
     for (registry, bob) in [(&first, &bob), (&second, &other_bob)] {
         let pin = format!("@{}/bob {}", registry.key(), bob.key());
         assert!(

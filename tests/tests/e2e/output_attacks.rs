@@ -163,6 +163,8 @@ fn json_peer(name: &str, data: &DataDir) -> (Proc, String) {
     let listening = event(&proc);
     assert_eq!(listening["event"], "listening", "{listening}");
     let addr = listening["addr"].as_str().expect("an address").to_owned();
+    let reachable = event(&proc);
+    assert_eq!(reachable["event"], "reachable", "{reachable}");
     (proc, addr)
 }
 
@@ -339,7 +341,7 @@ fn a_data_folder_left_open_is_made_private_at_start_history_included() {
     bob.say(&alice, "me too");
 
     // New files are private from the start.
-    let history = ["history-alice.db", "known_peers", "alice.key"];
+    let history = ["history-alice.db", "known_peers-alice", "alice.key"];
     assert_private(alice_dir.path(), &history);
     assert_private(server_dir.path(), &["claims.db", "registry.key"]);
 

@@ -14,7 +14,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use p2p_e2e::{binary, DataDir};
-use p2p_kit::P2P_ENV;
+use p2p_kit::p2p_env;
 use portable_pty::{native_pty_system, Child, CommandBuilder, MasterPty, PtySize};
 
 const ROWS: u16 = 24;
@@ -41,7 +41,7 @@ impl Terminal {
             .expect("open a pty");
         let mut cmd = CommandBuilder::new(program);
         cmd.args(args);
-        for var in P2P_ENV {
+        for var in p2p_env() {
             cmd.env_remove(var);
         }
         cmd.env("TERM", "xterm");

@@ -709,12 +709,12 @@ fn a_peer_with_a_new_key_is_refused_until_trusted() {
         "trusting key {} for bob from now on",
         bob.fingerprint()
     ));
-    let known = std::fs::read_to_string(alice.data_dir().join("known_peers")).unwrap();
+    let known = std::fs::read_to_string(alice.data_file("known_peers")).unwrap();
     assert!(
         known.contains(&format!("/bob {}", bob.key())),
         "pinned: {known}"
     );
-    let mode = std::fs::metadata(alice.data_dir().join("known_peers"))
+    let mode = std::fs::metadata(alice.data_file("known_peers"))
         .unwrap()
         .permissions()
         .mode();

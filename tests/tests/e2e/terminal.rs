@@ -106,3 +106,54 @@ fn the_start_up_questions_ask_again_after_a_typo() {
     peer.type_keys("exit\r");
     peer.wait_for_text("bye");
 }
+
+/// A line of the log (here the warning about a frame of garbage) is printed above the prompt,
+/// as events are, and the half-typed line is drawn again intact (issue 17, item 9). Before,
+/// it went straight to stderr, the same terminal: over the half-typed line, which rustyline
+/// did not redraw.
+#[test]
+fn a_log_line_is_printed_above_the_prompt_not_over_the_half_typed_line() {
+    let data = DataDir::new("alice");
+    let alice = Terminal::spawn(
+        binary("p2p-peer"),
+        &[
+            "--name".into(),
+            "alice".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            "0".into(),
+            "--server".into(),
+            p2p_e2e::dead_addr().to_string(),
+            "--data-dir".into(),
+            data.arg(),
+        ],
+    );
+    alice.wait_for_input_line(">>");
+    let listening = std::cell::RefCell::new(None);
+    alice.wait_for("the listening line", |rows, _| {
+        let addr = rows.iter().find_map(|r| {
+            let addr = r.trim_end().strip_prefix("alice listening on ")?;
+            addr.parse::<std::net::SocketAddr>().ok()
+        });
+        *listening.borrow_mut() = addr;
+        addr.is_some()
+    });
+    let addr = listening.into_inner().expect("waited for");
+
+    alice.type_keys("chat message bob hel");
+    alice.wait_for_input_line(">> chat message bob hel");
+    // A frame of an unknown kind: refused, with a warning in alice's log.
+    let reply = p2p_e2e::raw_exchange(addr, &[0, 0, 0, 1, b'Z'], false);
+    assert!(!reply.is_empty(), "answered with a refusal");
+    alice.wait_for("the warning above the intact half line", |rows, cursor| {
+        let warning = rows
+            .iter()
+            .position(|r| r.contains("WARN") && r.contains("refused 127.0.0.1"));
+        warning.is_some_and(|w| w < cursor) && rows[cursor].trim_end() == ">> chat message bob hel"
+    });
+    alice.type_keys("lo\r");
+    alice.wait_for_text("error: not in a chat with bob");
+    alice.type_keys("exit\r");
+    alice.wait_for_text("bye");
+}
