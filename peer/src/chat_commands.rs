@@ -23,6 +23,7 @@ use crate::in_chat::{self, Sent};
 use crate::liveness::is_transient;
 use crate::resume;
 use crate::retry::{retry, Attempt};
+use crate::state::conversations::Typed;
 use crate::state::{Context, PeerState};
 
 /// Why a chat message got no acknowledgement.
@@ -86,9 +87,11 @@ impl CommandLoop {
             pattern,
             handshake: first,
         };
+        // The request keeps the command's id: its end may come long after the command.
+        let cmd = self.running.clone();
         let recorded = self
             .broker
-            .call(move |state, _, _| state.request_sent(id, addr, handshake));
+            .call(move |state, _, _| state.request_sent(id, addr, handshake, cmd));
         recorded.await;
         // A `busy` peer (its user is not reading, or it is flooded) may take it in a moment;
         // one that does not answer at all is reported at once (a wrong address, most likely).
@@ -190,9 +193,10 @@ impl CommandLoop {
                 }
             }
         }
+        let cmd = self.running.clone();
         let taken = self
             .broker
-            .call(move |state, cx, fx| state.answer(from, accept, cx, fx));
+            .call(move |state, cx, fx| state.answer(from, accept, cmd, cx, fx));
         let answering = match taken.await {
             Some(Ok(answering)) => answering,
             Some(Err(e)) => return self.error(e).await,
@@ -261,7 +265,7 @@ impl CommandLoop {
                 };
                 // Stored, then shown by the disk thread, in the place kept for it now.
                 let slot = self.screen.reserve_waiting().await;
-                let delivered = Some((slot, Event::Delivered { peer }));
+                let delivered = Some((slot, self.answering(Event::Delivered { peer })));
                 match self.disk.record(record, delivered).await {
                     Ok(true) => {}
                     // Our message ids are new each time: never stored before, in fact.
@@ -301,24 +305,38 @@ impl CommandLoop {
         }
     }
 
-    /// Keeps message `id` for `peer`, whose chat is away: `queued for PEER: why`.
+    /// Keeps message `id` for `peer`, whose chat is away: `queued for PEER: why`. It keeps
+    /// the command's id too, for its outcome when it goes.
     async fn keep(&self, peer: PeerName, (id, text): (MessageId, String), why: String) {
+        let message = self.typed(id, text);
         let kept = self
             .broker
-            .call(move |state, cx, fx| state.queue_message(peer, id, text, why, cx, fx));
+            .call(move |state, cx, fx| state.queue_message(peer, message, why, cx, fx));
         if let Some(Err(e)) = kept.await {
             self.error(e).await
         }
     }
 
     /// The same after message `id` could not reach `peer`: the chat goes away first.
-    async fn keep_after_failure(&self, peer: PeerName, message: (MessageId, String), why: String) {
+    async fn keep_after_failure(
+        &self,
+        peer: PeerName,
+        (id, text): (MessageId, String),
+        why: String,
+    ) {
+        let message = self.typed(id, text);
         let kept = self
             .broker
             .call(move |state, cx, fx| state.message_failed(peer, message, why, cx, fx));
         if let Some(Err(e)) = kept.await {
             self.error(e).await
         }
+    }
+
+    /// Message `id`, typed as `text` with the command running.
+    fn typed(&self, id: MessageId, text: String) -> Typed {
+        let cmd = self.running.clone();
+        Typed { id, text, cmd }
     }
 
     pub(crate) async fn disconnect(&mut self, peer: PeerName) {

@@ -3,7 +3,10 @@
 //! A command that talks to the network finishes (reply or error) before the next line is
 //! read, so a script's commands take effect in order. Events from the network keep showing
 //! meanwhile: they come from the broker, not from here. Every command ends in at least one
-//! event, so nothing a user asked for passes in silence.
+//! event, so nothing a user asked for passes in silence, and every event a command causes
+//! carries its id (`json_command.rs`): the id of a JSON command, or `cN` for the Nth plain
+//! line with a command. The id goes with the command into the state, where a request or a
+//! kept message keeps it for the outcomes that come later.
 //!
 //! One thing happens here without a command: once registered, the loop renews the
 //! registration at a third of the time the registry grants, between commands (and so
@@ -24,8 +27,9 @@ use crate::broker::Broker;
 use crate::command::{self, Command};
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
-use crate::event::{Event, Status};
+use crate::event::{Event, Shown, Status};
 use crate::input::{Input, Inputs};
+use crate::json_command::{self, BadJsonCommand, CommandId, JsonCommand};
 use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::registry_client::{Found, Listing};
@@ -48,6 +52,12 @@ pub struct CommandLoop {
     pub(crate) renew_at: Option<Instant>,
     /// Whether the last renewal failed (to say so once, and again when it works).
     pub(crate) registry_lost: bool,
+    /// Whether lines starting with `{` are JSON commands (`--json`).
+    json: bool,
+    /// How many plain lines with a command were read: the last one's id is `c` and this.
+    plain: u64,
+    /// The command running now: every event it causes answers it.
+    pub(crate) running: Option<CommandId>,
 }
 
 /// What the loop does next.
@@ -66,6 +76,8 @@ pub struct Parts {
     pub registry: RegistryClient,
     pub names: Names,
     pub retry_for: Duration,
+    /// `--json`: lines starting with `{` are JSON commands.
+    pub json: bool,
 }
 
 impl CommandLoop {
@@ -79,6 +91,7 @@ impl CommandLoop {
             registry,
             names,
             retry_for,
+            json,
         } = parts;
         CommandLoop {
             origin,
@@ -92,35 +105,38 @@ impl CommandLoop {
             registered: false,
             renew_at: None,
             registry_lost: false,
+            json,
+            plain: 0,
+            running: None,
         }
     }
 
     /// Runs commands until `exit`, the end of input or Ctrl-C, then leaves cleanly.
     pub async fn run(mut self, inputs: Inputs) {
         loop {
-            let line = match self.next(&inputs).await {
+            let input = match self.next(&inputs).await {
                 Next::Renew => {
                     self.renew().await;
                     continue;
                 }
-                Next::Input(Input::Line(line)) => line,
-                Next::Input(Input::Unreadable(why)) => {
-                    self.error(why).await;
-                    String::new()
-                }
                 Next::Input(Input::End) => break,
+                Next::Input(input) => input,
             };
-            let interrupted = match command::parse(&line) {
-                Ok(Some(Command::Exit)) => break,
-                Ok(Some(command)) => self.run_until_interrupted(command, &inputs).await,
-                Ok(None) => false,
-                Err(e) => {
-                    self.error(PeerError::Usage(e)).await;
-                    false
+            if let Some((id, command)) = self.read(input) {
+                self.running = Some(id);
+                let interrupted = match command {
+                    // Still running: `bye` answers it.
+                    Ok(Command::Exit) => break,
+                    Ok(command) => self.run_until_interrupted(command, &inputs).await,
+                    Err(e) => {
+                        self.error(e).await;
+                        false
+                    }
+                };
+                self.running = None;
+                if interrupted {
+                    break;
                 }
-            };
-            if interrupted {
-                break;
             }
 
             // The prompt comes back only now (the terminal waits for this).
@@ -129,6 +145,37 @@ impl CommandLoop {
             }
         }
         self.leave().await;
+    }
+
+    /// The command `input` asks for, or why there is none to run, with its id: the one a
+    /// JSON command gives (or, if it has none that can be read, the next `cN`), or the next
+    /// `cN` for a plain line. `None` for a blank line, which asks for nothing.
+    fn read(&mut self, input: Input) -> Option<(CommandId, Result<Command, PeerError>)> {
+        let line = match input {
+            Input::Line(line) => line,
+            Input::Unreadable(why) => return Some((self.next_plain(), Err(why))),
+            Input::End => return None,
+        };
+        let (id, text) = match self.json && json_command::is_json(&line) {
+            true => match json_command::parse(&line) {
+                Ok(JsonCommand { id, cmd }) => (Some(id), cmd),
+                Err(BadJsonCommand { id, why }) => {
+                    let id = id.unwrap_or_else(|| self.next_plain());
+                    return Some((id, Err(PeerError::BadCommandJson { why })));
+                }
+            },
+            false => (None, line),
+        };
+        let command = command::parse(&text)
+            .map_err(PeerError::Usage)
+            .transpose()?;
+        Some((id.unwrap_or_else(|| self.next_plain()), command))
+    }
+
+    /// The id of the next plain line with a command: `c1`, `c2`, ...
+    fn next_plain(&mut self) -> CommandId {
+        self.plain += 1;
+        CommandId::chosen(self.plain)
     }
 
     /// Runs `command`; true if a signal came first. A signal stops the peer even in the
@@ -142,13 +189,19 @@ impl CommandLoop {
         matches!(select(running, interrupt).await, Either::Right(_))
     }
 
-    /// Shows the result of a command (waiting for room on the screen, `screen.rs`).
+    /// Shows the result of the command running (waiting for room on the screen,
+    /// `screen.rs`).
     pub(crate) async fn show(&self, event: impl Into<Event>) {
-        self.screen.show(event).await;
+        self.screen.show(self.answering(event.into())).await;
     }
 
     pub(crate) async fn error(&self, error: PeerError) {
-        self.screen.show(error).await;
+        self.show(error).await;
+    }
+
+    /// `event` as an answer to the command running.
+    pub(crate) fn answering(&self, event: Event) -> Shown {
+        event.answering(self.running.clone())
     }
 
     async fn execute(&mut self, command: Command) {
@@ -310,7 +363,8 @@ impl CommandLoop {
         // Pins made at the last moment are on disk before we go.
         self.disk.written().await;
         // Not a command's result that waits for room: a peer whose stdout nobody reads must
-        // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs).
-        self.screen.push_state(Event::Bye);
+        // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs). It answers
+        // `exit`, if that is why we leave.
+        self.screen.push_state(self.answering(Event::Bye));
     }
 }

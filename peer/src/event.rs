@@ -2,7 +2,8 @@
 //!
 //! Events are data; `render.rs` turns them into a line of text (README, "Peer output") or a
 //! JSON object (docs/json.md), and the screen thread (`screen.rs`) writes them. Whoever shows
-//! an event never knows how it will look.
+//! an event never knows how it will look. An event a command caused is shown as a [`Shown`],
+//! with the id of that command (`json_command.rs`), which JSON carries and text leaves out.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,7 @@ use serde::{Serialize, Serializer};
 
 use crate::error::PeerError;
 use crate::history::Line;
+use crate::json_command::CommandId;
 use crate::state::book::Source;
 
 /// One peer of the book, as `peers` shows it.
@@ -250,6 +252,36 @@ pub enum Event {
     },
     Bye,
     Error(PeerError),
+}
+
+/// An event as the screen shows it: with the id of the command it answers, if a command
+/// caused it (at once, or later: a `delivered` carries the id of its `chat message`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Shown {
+    #[serde(flatten)]
+    pub event: Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<CommandId>,
+}
+
+impl Event {
+    /// This event as the answer to the command `id` (`None`: no command caused it).
+    pub fn answering(self, id: Option<CommandId>) -> Shown {
+        Shown { event: self, id }
+    }
+}
+
+impl From<Event> for Shown {
+    /// An event no command caused.
+    fn from(event: Event) -> Shown {
+        Shown { event, id: None }
+    }
+}
+
+impl From<PeerError> for Shown {
+    fn from(error: PeerError) -> Shown {
+        Event::Error(error).into()
+    }
 }
 
 /// Why a request to us was withdrawn before anyone answered it.

@@ -10,6 +10,8 @@
 //! - [`input`]: stdin lines (on their own thread) and Ctrl-C, for pipes and scripts;
 //!   [`terminal`]: rustyline, for a person at a terminal;
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
+//!   [`json_command`]: with `--json`, a line that is a JSON command with an id, and the ids
+//!   that tie every event to the command it answers;
 //! - [`command_loop`], [`chat_commands`] and [`exchange_commands`]: the user's commands,
 //!   run one at a time;
 //! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
@@ -20,7 +22,8 @@
 //! - [`peer_exchange`]: joining, the bootstrap list and the keeper's rounds; [`flood`]:
 //!   sending broadcasts on; [`resume`]: reopening away chats and sending what was kept;
 //! - [`liveness`] and [`retry`]: noticing partners that are away, retrying what may pass;
-//! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
+//! - [`event`], [`error`] and [`render`]: what the user sees, typed (with the id of the
+//!   command it answers), and how it looks;
 //!   [`screen`]: the thread that writes it;
 //! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
 //! - [`names`]: the peer names Tab completes.
@@ -40,6 +43,7 @@ mod history;
 mod in_chat;
 mod inbound;
 mod input;
+pub mod json_command;
 mod known;
 mod liveness;
 mod names;
@@ -339,6 +343,7 @@ async fn run(args: Args, log_dropped: ErrorCounter) -> anyhow::Result<()> {
         registry,
         names,
         retry_for: args.retry_for,
+        json: args.json,
     };
     CommandLoop::new(parts).run(inputs).await;
     // Stop accepting, and answer what is in flight.

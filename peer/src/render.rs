@@ -21,7 +21,7 @@ use chrono::{DateTime, Local, Utc};
 use p2p_shared::printable::printable;
 use p2p_shared::PeerInfo;
 
-use crate::event::{BookEntry, Event, Status, Withdrawal};
+use crate::event::{BookEntry, Event, Shown, Status, Withdrawal};
 use crate::state::book::Source;
 
 /// How events are rendered; chosen once, at start-up.
@@ -32,11 +32,12 @@ pub enum Rendering {
 }
 
 impl Rendering {
-    /// The text (or JSON) of `event`, without a line ending.
-    pub fn render(self, event: &Event) -> String {
+    /// The text (or JSON) of `shown`, without a line ending. Only JSON carries the id of the
+    /// command it answers: a person sees which command an answer follows.
+    pub fn render(self, shown: &Shown) -> String {
         match self {
-            Rendering::Json => json_line(event),
-            Rendering::Text { color, timestamps } => paint(event, color, timestamps),
+            Rendering::Json => json_line(shown),
+            Rendering::Text { color, timestamps } => paint(&shown.event, color, timestamps),
         }
     }
 }
@@ -46,9 +47,9 @@ impl Rendering {
 /// two in a string, and some line readers (Python's `splitlines()`, JavaScript's line
 /// terminators) break a line on them, so a chat text could split one event into two. They
 /// can only occur inside strings, so escaping them in the finished text is exact.
-fn json_line(event: &Event) -> String {
+fn json_line(shown: &Shown) -> String {
     // Serializing these plain data types cannot fail.
-    let json = serde_json::to_string(event).expect("events always serialize");
+    let json = serde_json::to_string(shown).expect("events always serialize");
     if !json.contains(['\u{2028}', '\u{2029}', '\u{85}']) {
         return json;
     }
@@ -391,6 +392,13 @@ mod tests {
         timestamps: false,
     };
 
+    impl Rendering {
+        /// `event` rendered as one no command caused.
+        fn of(self, event: &Event) -> String {
+            self.render(&event.clone().into())
+        }
+    }
+
     #[test]
     fn hostile_text_cannot_forge_lines_or_drive_the_terminal() {
         assert_eq!(printable("héllo  wörld 你好 🎉"), "héllo  wörld 你好 🎉");
@@ -407,15 +415,15 @@ mod tests {
             text: "hi\nbob: fake".into(),
             at: Utc::now(),
         };
-        assert_eq!(PLAIN.render(&forged), "alice: hi\\u{a}bob: fake");
+        assert_eq!(PLAIN.of(&forged), "alice: hi\\u{a}bob: fake");
         let painted = Rendering::Text {
             color: true,
             timestamps: true,
         }
-        .render(&forged);
+        .of(&forged);
         assert!(!painted.contains('\n'), "{painted:?}");
         let error = Event::Error(PeerError::History { why: "x\ny".into() });
-        assert_eq!(PLAIN.render(&error), "error: x\\u{a}y");
+        assert_eq!(PLAIN.of(&error), "error: x\\u{a}y");
     }
 
     #[test]
@@ -425,11 +433,9 @@ mod tests {
             pinned: "OLD".into(),
             offered: "NEW".into(),
         };
-        assert!(PLAIN
-            .render(&warning("bob"))
-            .ends_with("type: trust bob NEW"));
+        assert!(PLAIN.of(&warning("bob")).ends_with("type: trust bob NEW"));
         // `trust registry NEW` would be the registry's command.
-        let registry = PLAIN.render(&warning("registry"));
+        let registry = PLAIN.of(&warning("registry"));
         assert!(
             registry.ends_with("type: trust peer registry NEW"),
             "{registry}"
@@ -446,20 +452,20 @@ mod tests {
         }];
         let fp = key.fingerprint();
         assert_eq!(
-            PLAIN.render(&Event::Peers {
+            PLAIN.of(&Event::Peers {
                 peers: peers.clone()
             }),
             format!("peers: 1\npeer bob 127.0.0.1:2 key {fp}")
         );
         assert_eq!(
-            PLAIN.render(&Event::Connected {
+            PLAIN.of(&Event::Connected {
                 peers: peers.clone(),
                 away: vec![]
             }),
             format!("connected peers: 1\nconnected bob 127.0.0.1:2 key {fp}")
         );
         assert_eq!(
-            PLAIN.render(&Event::Connected {
+            PLAIN.of(&Event::Connected {
                 peers: vec![],
                 away: vec![]
             }),
@@ -478,12 +484,11 @@ mod tests {
             unanswered: false,
         };
         assert_eq!(
-            PLAIN.render(&event),
+            PLAIN.of(&event),
             "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
              key 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940"
         );
-        let json: serde_json::Value =
-            serde_json::from_str(&Rendering::Json.render(&event)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&Rendering::Json.of(&event)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"event": "request_arrived", "peer": "alice",
@@ -500,7 +505,7 @@ mod tests {
             text: "two\nlines \u{1b}".into(),
             at: "2026-11-21T10:00:00Z".parse().unwrap(),
         };
-        let line = Rendering::Json.render(&event);
+        let line = Rendering::Json.of(&event);
         assert!(!line.contains('\n'));
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(json["event"], "message");
@@ -517,13 +522,40 @@ mod tests {
     }
 
     #[test]
+    fn json_carries_the_id_of_the_command_an_event_answers_and_text_does_not() {
+        let delivered = || Event::Delivered { peer: name("bob") };
+        let id = crate::json_command::CommandId::given("job 7").unwrap();
+        let answer = delivered().answering(Some(id));
+        let json: serde_json::Value =
+            serde_json::from_str(&Rendering::Json.render(&answer)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "delivered", "peer": "bob", "id": "job 7"})
+        );
+        let unasked: serde_json::Value =
+            serde_json::from_str(&Rendering::Json.of(&delivered())).unwrap();
+        assert_eq!(
+            unasked,
+            serde_json::json!({"event": "delivered", "peer": "bob"})
+        );
+        assert_eq!(PLAIN.render(&answer), PLAIN.of(&delivered()));
+        // Every kind of event takes an id: those with no fields, and the newtype variants.
+        for event in [Event::Bye, Event::Error(PeerError::NonePending)] {
+            let id = crate::json_command::CommandId::chosen(3);
+            let json: serde_json::Value =
+                serde_json::from_str(&Rendering::Json.render(&event.answering(Some(id)))).unwrap();
+            assert_eq!(json["id"], "c3", "{json}");
+        }
+    }
+
+    #[test]
     fn json_escapes_the_line_breaks_serde_json_leaves_raw() {
         let event = Event::Message {
             peer: name("alice"),
             text: "a\u{2028}b\u{2029}c\u{85}d\u{202e}e".into(),
             at: "2026-11-21T10:00:00Z".parse().unwrap(),
         };
-        let line = Rendering::Json.render(&event);
+        let line = Rendering::Json.of(&event);
         assert!(
             !line.contains(['\u{2028}', '\u{2029}', '\u{85}']),
             "{line:?}"
@@ -545,7 +577,7 @@ mod tests {
             at: Utc::now(),
         };
         assert_eq!(
-            PLAIN.render(&event),
+            PLAIN.of(&event),
             "alice: pay\\u{202e}cod.exe\\u{200b}\\u{feff}\\u{2066}x\\u{2069}"
         );
     }
@@ -553,6 +585,6 @@ mod tests {
     #[test]
     fn without_colour_painting_changes_nothing_but_the_timestamp() {
         let event = Event::Error(PeerError::NonePending);
-        assert_eq!(PLAIN.render(&event), "error: no pending chat request");
+        assert_eq!(PLAIN.of(&event), "error: no pending chat request");
     }
 }

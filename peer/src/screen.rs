@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use event_listener::Event as Notify;
 
-use crate::event::Event;
+use crate::event::Shown;
 use crate::render::Rendering;
 
 /// How many events may wait before the network's are refused.
@@ -78,7 +78,8 @@ struct Queue {
 }
 
 enum Item {
-    Ready(Event),
+    /// Boxed: events are large, and most of the queue's items are small.
+    Ready(Box<Shown>),
     /// A place kept for an event that is not ready yet.
     Reserved(u64),
     /// Answered once every event before it is written.
@@ -134,20 +135,23 @@ impl Screen {
 
     /// Queues `event` without waiting. For events the network causes, after a check of
     /// [`Screen::has_room`] in the same step.
-    pub fn push(&self, event: Event) {
-        self.queue().items.push_back(Item::Ready(event));
+    pub fn push(&self, event: impl Into<Shown>) {
+        self.queue()
+            .items
+            .push_back(Item::Ready(Box::new(event.into())));
         self.inner.ready.notify_one();
     }
 
     /// Queues an event no frame causes: always, merged into an equal one still waiting.
-    pub fn push_state(&self, event: Event) {
+    pub fn push_state(&self, event: impl Into<Shown>) {
+        let event = event.into();
         let mut queue = self.queue();
         let waiting = queue
             .items
             .iter()
-            .any(|item| matches!(item, Item::Ready(e) if *e == event));
+            .any(|item| matches!(item, Item::Ready(e) if **e == event));
         if !waiting {
-            queue.items.push_back(Item::Ready(event));
+            queue.items.push_back(Item::Ready(Box::new(event)));
             self.inner.ready.notify_one();
         }
     }
@@ -164,14 +168,14 @@ impl Screen {
     }
 
     /// Queues a command's result, waiting for room.
-    pub async fn show(&self, event: impl Into<Event>) {
+    pub async fn show(&self, event: impl Into<Shown>) {
         let event = event.into();
         loop {
             let listener = self.inner.room.listen();
             {
                 let mut queue = self.queue();
                 if queue.items.len() < ROOM {
-                    queue.items.push_back(Item::Ready(event));
+                    queue.items.push_back(Item::Ready(Box::new(event)));
                     self.inner.ready.notify_one();
                     return;
                 }
@@ -206,12 +210,12 @@ pub struct Slot {
 
 impl Slot {
     /// Puts `event` in its place.
-    pub fn fill(mut self, event: Event) {
-        self.replace(Some(event));
+    pub fn fill(mut self, event: impl Into<Shown>) {
+        self.replace(Some(event.into()));
         self.filled = true;
     }
 
-    fn replace(&self, event: Option<Event>) {
+    fn replace(&self, event: Option<Shown>) {
         let mut queue = self.screen.queue();
         let at = queue
             .items
@@ -219,7 +223,7 @@ impl Slot {
             .position(|item| matches!(item, Item::Reserved(id) if *id == self.id));
         if let Some(at) = at {
             match event {
-                Some(event) => queue.items[at] = Item::Ready(event),
+                Some(event) => queue.items[at] = Item::Ready(Box::new(event)),
                 None => {
                     queue.items.remove(at);
                 }
@@ -290,6 +294,7 @@ fn write_all(inner: &Inner, rendering: Rendering, mut sink: Box<dyn Sink>) {
 mod tests {
     use super::*;
     use crate::error::PeerError;
+    use crate::event::Event;
 
     /// A sink that hands every line to the test.
     struct Lines(mpsc::Sender<String>);

@@ -58,12 +58,13 @@ impl PeerState {
         }
         let verified =
             vouch.is_registered() || self.pins.vouches(cx.namespace, &message.name, &message.key);
-        fx.push(Effect::Show(Event::Broadcast {
+        let shown = Event::Broadcast {
             peer: message.name,
             fingerprint: message.key.fingerprint(),
             verified,
             text: message.text.clone(),
-        }));
+        };
+        fx.push(Effect::Show(shown.into()));
         let hops = hops.saturating_add(1);
         let forward = (hops < MAX_HOPS).then(|| Forward {
             to: self.flood_targets(&[from.key, message.key]),

@@ -70,7 +70,7 @@ impl PeerState {
         if self.book.seen(key, addr, cx.utc) == Some(Liveness::Back) {
             let name = self.book.get(key).map(|k| k.record.name);
             if let Some(peer) = name {
-                fx.push(Effect::Show(Event::KnownPeerBack { peer, addr }));
+                fx.push(Effect::Show(Event::KnownPeerBack { peer, addr }.into()));
             }
         }
         self.flush_book(fx);
@@ -81,7 +81,7 @@ impl PeerState {
         if self.book.failed(key, cx.utc) == Some(Liveness::Dead) {
             if let Some(known) = self.book.get(key) {
                 let (peer, addr) = (known.record.name, known.record.addr);
-                fx.push(Effect::Show(Event::KnownPeerDead { peer, addr }));
+                fx.push(Effect::Show(Event::KnownPeerDead { peer, addr }.into()));
             }
         }
         self.book.forget_long_dead(cx.utc);

@@ -3,7 +3,8 @@
 //! A request is [`Outgoing::Sent`] until the other side's signed `pending` reply says who it
 //! is, then [`Outgoing::Awaiting`] its answer until a deadline. It leaves the table only
 //! through a function that returns its [`OutgoingEnd`], and every end maps to exactly one
-//! event ([`OutgoingEnd::event`]): the user who typed `chat request` sees one outcome, always.
+//! event ([`OutgoingEnd::event`]): the user who typed `chat request` sees one outcome, always,
+//! and it carries the id of that command ([`Ended`]), however much later it comes.
 //!
 //! Pure data and rules; the clock is a parameter, so the tests need no waiting.
 
@@ -17,7 +18,8 @@ use p2p_shared::seal::ChatKeys;
 use p2p_shared::{Answer, MessageId, PeerName};
 
 use crate::error::PeerError;
-use crate::event::Event;
+use crate::event::{Event, Shown};
+use crate::json_command::CommandId;
 
 /// How long past the other side's announced expiry a requester waits for an answer before it
 /// gives up on its own (the answer may be on its way, or the other side may be gone).
@@ -34,6 +36,7 @@ pub enum Outgoing {
     Sent {
         addr: SocketAddr,
         handshake: Initiator,
+        cmd: Option<CommandId>,
     },
     /// The other side, `peer` with `key`, is asking its user; we wait until `deadline`.
     Awaiting {
@@ -42,7 +45,22 @@ pub enum Outgoing {
         addr: SocketAddr,
         deadline: Instant,
         handshake: Initiator,
+        cmd: Option<CommandId>,
     },
+}
+
+/// One of our requests at its end, with the command that made it (none for a request that
+/// reopens an away chat, `resume.rs`): its event answers that command.
+pub struct Ended {
+    pub end: OutgoingEnd,
+    pub cmd: Option<CommandId>,
+}
+
+impl Ended {
+    /// The one event that tells the user, with the id of the command that made the request.
+    pub fn shown(&self) -> Shown {
+        self.end.event().answering(self.cmd.clone())
+    }
 }
 
 /// How one of our requests ended.
@@ -117,9 +135,27 @@ pub struct OutgoingRequests {
 
 impl OutgoingRequests {
     /// Records a request before it is sent, so that even an answer that overtakes the
-    /// `pending` reply finds it.
-    pub fn sent(&mut self, id: MessageId, addr: SocketAddr, handshake: Initiator) {
-        self.by_id.insert(id, Outgoing::Sent { addr, handshake });
+    /// `pending` reply finds it; `cmd` is the command that makes it.
+    pub fn sent(
+        &mut self,
+        id: MessageId,
+        addr: SocketAddr,
+        handshake: Initiator,
+        cmd: Option<CommandId>,
+    ) {
+        let sent = Outgoing::Sent {
+            addr,
+            handshake,
+            cmd,
+        };
+        self.by_id.insert(id, sent);
+    }
+
+    /// The command that made request `id`, while it has no end.
+    pub fn command(&self, id: MessageId) -> Option<CommandId> {
+        match self.by_id.get(&id)? {
+            Outgoing::Sent { cmd, .. } | Outgoing::Awaiting { cmd, .. } => cmd.clone(),
+        }
     }
 
     /// The other side, `peer` with `key`, said `pending`. The other side keeps one record per
@@ -132,11 +168,16 @@ impl OutgoingRequests {
         key: PublicKey,
         expires_in: Duration,
         now: Instant,
-    ) -> Option<Vec<OutgoingEnd>> {
+    ) -> Option<Vec<Ended>> {
         let Some(Outgoing::Sent { .. }) = self.by_id.get(&id) else {
             return None;
         };
-        let Some(Outgoing::Sent { addr, handshake }) = self.by_id.remove(&id) else {
+        let Some(Outgoing::Sent {
+            addr,
+            handshake,
+            cmd,
+        }) = self.by_id.remove(&id)
+        else {
             unreachable!("present just now");
         };
         let replaced = self.take_awaiting(&peer, |peer| OutgoingEnd::Replaced { peer });
@@ -147,15 +188,20 @@ impl OutgoingRequests {
             addr,
             deadline,
             handshake,
+            cmd,
         };
         self.by_id.insert(id, awaiting);
         Some(replaced)
     }
 
     /// The request could not be made; `None` if it already has its end.
-    pub fn failed(&mut self, id: MessageId, error: PeerError) -> Option<OutgoingEnd> {
-        self.by_id.remove(&id)?;
-        Some(OutgoingEnd::Failed(error))
+    pub fn failed(&mut self, id: MessageId, error: PeerError) -> Option<Ended> {
+        let (Outgoing::Sent { cmd, .. } | Outgoing::Awaiting { cmd, .. }) =
+            self.by_id.remove(&id)?;
+        Some(Ended {
+            end: OutgoingEnd::Failed(error),
+            cmd,
+        })
     }
 
     /// Whether `from` may answer request `id`, without taking it: the caller still checks the
@@ -178,43 +224,43 @@ impl OutgoingRequests {
         id: MessageId,
         answer: Answer,
         handshake: Option<HandshakeMessage>,
-    ) -> Option<OutgoingEnd> {
+    ) -> Option<Ended> {
         let Outgoing::Awaiting {
             peer,
             key,
             addr,
             handshake: ours,
+            cmd,
             ..
         } = self.by_id.remove(&id)?
         else {
             return None;
         };
-        Some(match answer {
+        let end = match answer {
             Answer::Accepted => {
                 let unusable =
                     |why| OutgoingEnd::Failed(PeerError::AcceptanceUnusable { peer, why });
-                let Some(theirs) = handshake else {
-                    return Some(unusable("the acceptance carries no handshake"));
-                };
-                match ours.finish(&theirs, &key) {
+                match handshake.map(|theirs| ours.finish(&theirs, &key)) {
+                    None => unusable("the acceptance carries no handshake"),
                     // The address we asked at, which is the one the user chose.
-                    Ok(keys) => OutgoingEnd::Accepted {
+                    Some(Ok(keys)) => OutgoingEnd::Accepted {
                         peer,
                         addr,
                         key,
                         keys,
                     },
-                    Err(_) => unusable("the acceptance's handshake does not finish ours"),
+                    Some(Err(_)) => unusable("the acceptance's handshake does not finish ours"),
                 }
             }
             Answer::Declined => OutgoingEnd::Declined { peer },
             Answer::Expired => OutgoingEnd::TimedOut { peer },
             Answer::Left => OutgoingEnd::Abandoned { peer },
-        })
+        };
+        Some(Ended { end, cmd })
     }
 
     /// Ends every request waiting for `peer`'s answer: a chat with it opened another way.
-    pub fn settle(&mut self, peer: &PeerName) -> Vec<OutgoingEnd> {
+    pub fn settle(&mut self, peer: &PeerName) -> Vec<Ended> {
         self.take_awaiting(peer, |peer| OutgoingEnd::Settled { peer })
     }
 
@@ -222,44 +268,45 @@ impl OutgoingRequests {
         &mut self,
         peer: &PeerName,
         end: impl Fn(PeerName) -> OutgoingEnd,
-    ) -> Vec<OutgoingEnd> {
-        let ids: Vec<MessageId> = self
-            .by_id
-            .iter()
-            .filter(|(_, state)| matches!(state, Outgoing::Awaiting { peer: p, .. } if p == peer))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.iter()
-            .filter_map(|id| self.by_id.remove(id))
-            .map(|_| end(*peer))
-            .collect()
+    ) -> Vec<Ended> {
+        self.take(|state| match state {
+            Outgoing::Awaiting { peer: p, .. } if p == peer => Some(end(*peer)),
+            _ => None,
+        })
+    }
+
+    /// Ends the requests for which `end` has an end, each with the command that made it.
+    fn take(&mut self, end: impl Fn(&Outgoing) -> Option<OutgoingEnd>) -> Vec<Ended> {
+        let mut ends = Vec::new();
+        self.by_id.retain(|_, state| match end(state) {
+            Some(end) => {
+                let (Outgoing::Sent { cmd, .. } | Outgoing::Awaiting { cmd, .. }) = state;
+                let cmd = cmd.take();
+                ends.push(Ended { end, cmd });
+                false
+            }
+            None => true,
+        });
+        ends
     }
 
     /// Ends the requests nobody answered in time.
-    pub fn expire(&mut self, now: Instant) -> Vec<OutgoingEnd> {
-        let mut ends = Vec::new();
-        self.by_id.retain(|_, state| match state {
+    pub fn expire(&mut self, now: Instant) -> Vec<Ended> {
+        self.take(|state| match state {
             Outgoing::Awaiting { peer, deadline, .. } if *deadline <= now => {
-                ends.push(OutgoingEnd::TimedOut { peer: *peer });
-                false
+                Some(OutgoingEnd::TimedOut { peer: *peer })
             }
-            _ => true,
-        });
-        ends
+            _ => None,
+        })
     }
 
     /// Ends every request whose other side is asking its user: we exit. (A request still
     /// being sent belongs to the command that sends it, and ends with it.)
-    pub fn drop_all(&mut self) -> Vec<OutgoingEnd> {
-        let mut ends = Vec::new();
-        self.by_id.retain(|_, state| match state {
-            Outgoing::Awaiting { peer, .. } => {
-                ends.push(OutgoingEnd::Dropped { peer: *peer });
-                false
-            }
-            Outgoing::Sent { .. } => true,
-        });
-        ends
+    pub fn drop_all(&mut self) -> Vec<Ended> {
+        self.take(|state| match state {
+            Outgoing::Awaiting { peer, .. } => Some(OutgoingEnd::Dropped { peer: *peer }),
+            Outgoing::Sent { .. } => None,
+        })
     }
 
     /// The requests whose other side is asking its user: peer, address, our deadline.
@@ -320,13 +367,13 @@ mod tests {
     /// A request to bob that bob's side has as pending.
     fn awaiting_bob(outgoing: &mut OutgoingRequests, now: Instant) -> MessageId {
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id));
+        outgoing.sent(id, addr(), initiator(id), None);
         outgoing.pending(id, name("bob"), key(), TTL, now).unwrap();
         id
     }
 
-    fn events(ends: &[OutgoingEnd]) -> Vec<Event> {
-        ends.iter().map(OutgoingEnd::event).collect()
+    fn events(ends: &[Ended]) -> Vec<Event> {
+        ends.iter().map(|e| e.end.event()).collect()
     }
 
     #[test]
@@ -344,7 +391,10 @@ mod tests {
         // A refused answer takes nothing: the real one still counts.
         assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
         let end = outgoing.answered(id, Answer::Declined, None).unwrap();
-        assert_eq!(end.event(), Event::RequestDeclined { peer: name("bob") });
+        assert_eq!(
+            end.end.event(),
+            Event::RequestDeclined { peer: name("bob") }
+        );
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::Unknown),
@@ -357,7 +407,7 @@ mod tests {
     fn an_answer_before_the_pending_reply_must_wait_for_it() {
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id));
+        outgoing.sent(id, addr(), initiator(id), None);
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::NotYet)
@@ -374,7 +424,7 @@ mod tests {
         let (me, bob) = (Identity::generate(), Identity::generate());
         let id = new_id();
         let (ours, pattern, first) = Initiator::start(&me, id, Recipient::Unknown(None));
-        outgoing.sent(id, addr(), ours);
+        outgoing.sent(id, addr(), ours, None);
         outgoing
             .pending(id, name("bob"), bob.public(), TTL, Instant::now())
             .unwrap();
@@ -383,7 +433,7 @@ mod tests {
         let end = outgoing
             .answered(id, Answer::Accepted, Some(second))
             .unwrap();
-        let OutgoingEnd::Accepted { keys, peer, .. } = end else {
+        let OutgoingEnd::Accepted { keys, peer, .. } = end.end else {
             panic!("accepted")
         };
         assert_eq!(peer, name("bob"));
@@ -396,7 +446,7 @@ mod tests {
         let id = awaiting_bob(&mut outgoing, Instant::now());
         let end = outgoing.answered(id, Answer::Accepted, None).unwrap();
         assert!(matches!(
-            end.event(),
+            end.end.event(),
             Event::Error(PeerError::AcceptanceUnusable { .. })
         ));
     }
@@ -421,7 +471,7 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let first = awaiting_bob(&mut outgoing, now);
         let second = new_id();
-        outgoing.sent(second, addr(), initiator(second));
+        outgoing.sent(second, addr(), initiator(second), None);
         let replaced = outgoing
             .pending(second, name("bob"), key(), TTL, now)
             .unwrap();
@@ -455,7 +505,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id));
+        outgoing.sent(id, addr(), initiator(id), None);
         let forever = Duration::from_secs(u64::MAX / 4);
         outgoing.pending(id, name("bob"), key(), forever, now);
         assert_eq!(
@@ -469,7 +519,7 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         awaiting_bob(&mut outgoing, Instant::now());
         let sending = new_id();
-        outgoing.sent(sending, addr(), initiator(sending));
+        outgoing.sent(sending, addr(), initiator(sending), None);
         assert_eq!(
             events(&outgoing.drop_all()),
             [Event::RequestDropped { peer: name("bob") }]

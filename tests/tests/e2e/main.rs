@@ -17,5 +17,6 @@ mod network;
 mod output_attacks;
 mod registry;
 mod requests;
+mod scripts;
 mod security;
 mod terminal;
