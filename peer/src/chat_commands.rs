@@ -18,7 +18,7 @@ use crate::command::Target;
 use crate::command_loop::CommandLoop;
 use crate::disk::Record;
 use crate::error::{Failure, KeyMismatch, PeerError};
-use crate::event::Event;
+use crate::event::{Event, PeerKey};
 use crate::in_chat::{self, Sent};
 use crate::liveness::is_transient;
 use crate::resume;
@@ -180,11 +180,12 @@ impl CommandLoop {
             if let Some((name, key)) = self.broker.call(unchecked).await.flatten() {
                 match self.registry.lookup(&name).await {
                     Ok(found) if found.key() != key => {
-                        let (offered, registered) = (key.fingerprint(), found.key().fingerprint());
                         let warning = Event::Impostor {
                             peer: name,
-                            offered,
-                            registered,
+                            offered: key.fingerprint(),
+                            registered: found.key().fingerprint(),
+                            offered_key: key,
+                            registered_key: found.key(),
                         };
                         self.show(warning).await;
                         accept = false;
@@ -374,8 +375,8 @@ impl CommandLoop {
         match trusted.await {
             Some(Ok(key)) => {
                 self.disk.written().await;
-                let fingerprint = key.fingerprint();
-                self.show(Event::Trusted { peer, fingerprint }).await
+                let key = PeerKey(key);
+                self.show(Event::Trusted { peer, key }).await
             }
             Some(Err(e)) => self.error(e).await,
             None => {}
@@ -386,12 +387,8 @@ impl CommandLoop {
         match self.registry.trust(&fingerprint).await {
             Ok((registry, key)) => {
                 self.disk.written().await;
-                let fingerprint = key.fingerprint();
-                self.show(Event::RegistryTrusted {
-                    registry,
-                    fingerprint,
-                })
-                .await
+                let key = PeerKey(key);
+                self.show(Event::RegistryTrusted { registry, key }).await
             }
             Err(why) => self.error(PeerError::RegistryNotTrusted(why)).await,
         }

@@ -27,7 +27,7 @@ use crate::broker::Broker;
 use crate::command::{self, Command};
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
-use crate::event::{Event, Shown, Status};
+use crate::event::{Event, PeerKey, Shown, Status};
 use crate::input::{Input, Inputs};
 use crate::json_command::{self, BadJsonCommand, CommandId, JsonCommand};
 use crate::names::Names;
@@ -235,7 +235,7 @@ impl CommandLoop {
             Command::Whoami => {
                 self.show(Event::Whoami {
                     name: self.origin.name,
-                    key: self.origin.identity.public(),
+                    key: PeerKey(self.origin.identity.public()),
                 })
                 .await
             }

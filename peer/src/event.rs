@@ -32,13 +32,48 @@ pub struct BookEntry {
     pub dead_since: Option<DateTime<Utc>>,
 }
 
-/// A key in JSON as the key and its fingerprint, so scripts need not compute one.
+/// A key in JSON as the key and its fingerprint, so scripts need not compute one: the
+/// object `known_peers` has had under `key` from the start.
 fn key_and_fingerprint<S: Serializer>(key: &PublicKey, out: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeStruct;
-    let mut both = out.serialize_struct("key", 2)?;
-    both.serialize_field("key", &key.to_string())?;
-    both.serialize_field("fingerprint", &key.fingerprint())?;
-    both.end()
+    PeerKey(*key).serialize(out)
+}
+
+/// A peer's key as JSON shows it wherever a peer appears: flattened into the event or the
+/// entry as `key` (base64url) and `fingerprint` side by side, so that a script has both
+/// without computing either (docs/json.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerKey(pub PublicKey);
+
+impl PeerKey {
+    pub fn fingerprint(&self) -> String {
+        self.0.fingerprint()
+    }
+}
+
+impl Serialize for PeerKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut both = s.serialize_struct("PeerKey", 2)?;
+        both.serialize_field("key", &self.0.to_string())?;
+        both.serialize_field("fingerprint", &self.0.fingerprint())?;
+        both.end()
+    }
+}
+
+/// Peers (of a listing, of the chats) as JSON shows them: `{name, addr, key, fingerprint}`.
+fn peers_with_keys<S: Serializer>(peers: &[PeerInfo], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    struct Listed<'a> {
+        name: &'a PeerName,
+        addr: &'a SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
+    }
+    s.collect_seq(peers.iter().map(|p| Listed {
+        name: &p.name,
+        addr: &p.addr,
+        key: PeerKey(p.key),
+    }))
 }
 
 /// One thing the user should see.
@@ -54,6 +89,7 @@ pub enum Event {
         addr: SocketAddr,
     },
     Peers {
+        #[serde(serialize_with = "peers_with_keys")]
         peers: Vec<PeerInfo>,
     },
     /// The registry lists more peers than a listing keeps (`registry_client::MAX_LISTED`):
@@ -66,6 +102,8 @@ pub enum Event {
     Joined {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
         learned: usize,
     },
     /// `peers`: the book.
@@ -76,10 +114,14 @@ pub enum Event {
     KnownPeerDead {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     KnownPeerBack {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     /// A chat's partner stopped answering: the chat is away, messages to it are kept.
     PeerAway {
@@ -90,6 +132,8 @@ pub enum Event {
     ChatResumed {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
         queued: usize,
     },
     /// A message was kept for an away partner: `queued for bob: why`.
@@ -106,7 +150,8 @@ pub enum Event {
     /// vouches for the key.
     Broadcast {
         peer: PeerName,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
         verified: bool,
         text: String,
     },
@@ -129,6 +174,8 @@ pub enum Event {
     RequestSent {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
         /// Whether the registry (or a pin here) vouches for the key under that name.
         verified: bool,
     },
@@ -137,6 +184,8 @@ pub enum Event {
     RequestAccepted {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     RequestDeclined {
         peer: PeerName,
@@ -162,7 +211,8 @@ pub enum Event {
         addr: SocketAddr,
         #[serde(rename = "expires_in_ms", serialize_with = "millis")]
         expires_in: Duration,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
         /// Whether the registry (or a pin here) vouches for the key under that name.
         verified: bool,
         /// Unverified because the registry we trust did not answer about it (down, or our
@@ -174,6 +224,8 @@ pub enum Event {
     AcceptedChat {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     DeclinedChat {
         peer: PeerName,
@@ -200,8 +252,12 @@ pub enum Event {
     /// `list connected peer`: the open chats, then the away ones (at the partner's last
     /// address).
     Connected {
+        #[serde(serialize_with = "peers_with_keys")]
         peers: Vec<PeerInfo>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(
+            skip_serializing_if = "Vec::is_empty",
+            serialize_with = "peers_with_keys"
+        )]
         away: Vec<PeerInfo>,
     },
     Disconnected {
@@ -220,29 +276,37 @@ pub enum Event {
         name: PeerName,
         addr: SocketAddr,
     },
-    /// A peer presented another key than the one the registry binds its name to.
+    /// A peer presented another key than the one the registry binds its name to: both
+    /// keys, as fingerprints (`offered`, `registered`) and whole (`offered_key`, ...).
     Impostor {
         peer: PeerName,
         offered: String,
         registered: String,
+        offered_key: PublicKey,
+        registered_key: PublicKey,
     },
     /// A peer presented another key than the one pinned for its name.
     KeyChanged {
         peer: PeerName,
         pinned: String,
         offered: String,
+        pinned_key: PublicKey,
+        offered_key: PublicKey,
     },
     Whoami {
         name: PeerName,
-        key: PublicKey,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     Trusted {
         peer: PeerName,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     RegistryTrusted {
         registry: String,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     Released {
         name: PeerName,
@@ -306,6 +370,7 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_other_key: Option<String>,
     pub registered: bool,
+    #[serde(serialize_with = "peers_with_keys")]
     pub chats: Vec<PeerInfo>,
     /// Requests waiting for our `yes` or `no`.
     pub incoming: Vec<Waiting>,
@@ -318,6 +383,8 @@ pub struct Status {
 pub struct Waiting {
     pub peer: PeerName,
     pub addr: SocketAddr,
+    #[serde(flatten)]
+    pub key: PeerKey,
     #[serde(rename = "expires_in_ms", serialize_with = "millis")]
     pub expires_in: Duration,
     /// When an incoming request arrived (the record's timestamp); `None` for our own.

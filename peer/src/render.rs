@@ -77,12 +77,13 @@ impl fmt::Display for Event {
                 peer,
                 addr,
                 verified,
+                ..
             } => write!(
                 f,
                 "chat request sent to {peer}{} ({addr}), waiting for an answer",
                 unverified(*verified)
             ),
-            Event::RequestAccepted { peer, addr } => {
+            Event::RequestAccepted { peer, addr, .. } => {
                 write!(f, "chat accepted by {peer} ({addr})")
             }
             Event::RequestDeclined { peer } => write!(f, "chat declined by {peer}"),
@@ -105,20 +106,21 @@ impl fmt::Display for Event {
                 peer,
                 addr,
                 expires_in,
-                fingerprint,
+                key,
                 verified,
                 unanswered,
             } => write!(
                 f,
                 "chat request from {peer}{} ({addr}): answer yes or no (expires in {}s), \
-                 key {fingerprint}",
+                 key {}",
                 match unanswered {
                     true => " (unverified: the registry did not answer)",
                     false => unverified(*verified),
                 },
-                secs(expires_in)
+                secs(expires_in),
+                key.fingerprint()
             ),
-            Event::AcceptedChat { peer, addr } => {
+            Event::AcceptedChat { peer, addr, .. } => {
                 write!(f, "accepted chat with {peer} ({addr})")
             }
             Event::DeclinedChat { peer } => write!(f, "declined chat request from {peer}"),
@@ -151,6 +153,7 @@ impl fmt::Display for Event {
                 peer,
                 addr,
                 learned,
+                ..
             } => write!(
                 f,
                 "joined {peer} at {addr}: {learned} new {}",
@@ -162,7 +165,9 @@ impl fmt::Display for Event {
                 "{peer} is away ({}); messages to {peer} are kept until {peer} is back",
                 printable(why)
             ),
-            Event::ChatResumed { peer, addr, queued } => match queued {
+            Event::ChatResumed {
+                peer, addr, queued, ..
+            } => match queued {
                 0 => write!(f, "chat with {peer} ({addr}) resumed"),
                 n => write!(f, "chat with {peer} ({addr}) resumed; sending {n} kept"),
             },
@@ -172,14 +177,15 @@ impl fmt::Display for Event {
             }
             Event::Broadcast {
                 peer,
-                fingerprint,
+                key,
                 verified,
                 text,
             } => match verified {
                 true => write!(f, "[broadcast] {peer}: {}", printable(text)),
                 false => write!(
                     f,
-                    "[broadcast] {peer} (unverified {fingerprint}): {}",
+                    "[broadcast] {peer} (unverified {}): {}",
+                    key.fingerprint(),
                     printable(text)
                 ),
             },
@@ -197,10 +203,10 @@ impl fmt::Display for Event {
             Event::Forgotten { peer } => {
                 write!(f, "forgot {peer}: no chat, no kept messages, no pinned key")
             }
-            Event::KnownPeerDead { peer, addr } => {
+            Event::KnownPeerDead { peer, addr, .. } => {
                 write!(f, "known peer {peer} at {addr} does not answer: marked dead")
             }
-            Event::KnownPeerBack { peer, addr } => {
+            Event::KnownPeerBack { peer, addr, .. } => {
                 write!(f, "known peer {peer} at {addr} answers again")
             }
             Event::Disconnected { peer } => write!(f, "disconnected from {peer}"),
@@ -221,6 +227,7 @@ impl fmt::Display for Event {
                 peer,
                 offered,
                 registered,
+                ..
             } => write!(
                 f,
                 "WARNING: a peer calling itself {peer} presented key {offered}, but the \
@@ -231,6 +238,7 @@ impl fmt::Display for Event {
                 peer,
                 pinned,
                 offered,
+                ..
             } => write!(
                 f,
                 "WARNING: {peer} presented key {offered}, but the key known for {peer} is \
@@ -238,16 +246,17 @@ impl fmt::Display for Event {
                  a new key, check its fingerprint with {peer} and type: {}",
                 crate::command::trust_command(peer, offered)
             ),
-            Event::Whoami { name, key } => write!(f, "{name} key {} ({key})", key.fingerprint()),
-            Event::Trusted { peer, fingerprint } => {
+            Event::Whoami { name, key } => {
+                write!(f, "{name} key {} ({})", key.fingerprint(), key.0)
+            }
+            Event::Trusted { peer, key } => {
+                let fingerprint = key.fingerprint();
                 write!(f, "trusting key {fingerprint} for {peer} from now on")
             }
-            Event::RegistryTrusted {
-                registry,
-                fingerprint,
-            } => write!(
+            Event::RegistryTrusted { registry, key } => write!(
                 f,
-                "trusting key {fingerprint} for the registry {registry} from now on"
+                "trusting key {} for the registry {registry} from now on",
+                key.fingerprint()
             ),
             Event::Released { name } => write!(f, "released the name {name}"),
             Event::Help { text } => f.write_str(text.trim_end()),
@@ -382,6 +391,7 @@ mod tests {
 
     use super::*;
     use crate::error::PeerError;
+    use crate::event::PeerKey;
 
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -428,10 +438,13 @@ mod tests {
 
     #[test]
     fn a_key_warning_ends_with_the_command_that_trusts_that_peer() {
+        let key = p2p_shared::identity::Identity::generate().public();
         let warning = |peer: &str| Event::KeyChanged {
             peer: name(peer),
             pinned: "OLD".into(),
             offered: "NEW".into(),
+            pinned_key: key,
+            offered_key: key,
         };
         assert!(PLAIN.of(&warning("bob")).ends_with("type: trust bob NEW"));
         // `trust registry NEW` would be the registry's command.
@@ -464,6 +477,24 @@ mod tests {
             }),
             format!("connected peers: 1\nconnected bob 127.0.0.1:2 key {fp}")
         );
+        // In JSON each peer has its key and its fingerprint.
+        let bob = serde_json::json!([{"name": "bob", "addr": "127.0.0.1:2",
+                                       "key": key.to_string(), "fingerprint": fp}]);
+        let json = |event: &Event| -> serde_json::Value {
+            serde_json::from_str(&Rendering::Json.of(event)).unwrap()
+        };
+        let listed = json(&Event::Peers {
+            peers: peers.clone(),
+        });
+        assert_eq!(listed["peers"], bob);
+        let connected = json(&Event::Connected {
+            peers: vec![],
+            away: peers.clone(),
+        });
+        assert_eq!(
+            (&connected["peers"], &connected["away"]),
+            (&serde_json::json!([]), &bob)
+        );
         assert_eq!(
             PLAIN.of(&Event::Connected {
                 peers: vec![],
@@ -475,25 +506,29 @@ mod tests {
 
     #[test]
     fn expiry_is_shown_in_whole_seconds_and_json_in_milliseconds() {
+        let key = p2p_shared::identity::Identity::generate().public();
+        let fp = key.fingerprint();
         let event = Event::RequestArrived {
             peer: name("alice"),
             addr: "127.0.0.1:1".parse().unwrap(),
             expires_in: Duration::from_secs(60),
-            fingerprint: "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940".into(),
+            key: PeerKey(key),
             verified: true,
             unanswered: false,
         };
         assert_eq!(
             PLAIN.of(&event),
-            "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
-             key 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940"
+            format!(
+                "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
+                 key {fp}"
+            )
         );
         let json: serde_json::Value = serde_json::from_str(&Rendering::Json.of(&event)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"event": "request_arrived", "peer": "alice",
                                "addr": "127.0.0.1:1", "expires_in_ms": 60000,
-                               "fingerprint": "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940", "verified": true,
+                               "key": key.to_string(), "fingerprint": fp, "verified": true,
                                "unanswered": false})
         );
     }

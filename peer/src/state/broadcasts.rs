@@ -11,7 +11,7 @@ use p2p_shared::{ErrorCode, Outcome, PeerInfo, PeerName};
 use super::flood::Heard;
 use super::{Context, Effect, PeerState, Vouch};
 use crate::error::PeerError;
-use crate::event::Event;
+use crate::event::{Event, PeerKey};
 
 /// A broadcast to pass on, and the peers it may go to (`flood.rs` picks among them).
 #[derive(Debug)]
@@ -60,7 +60,7 @@ impl PeerState {
             vouch.is_registered() || self.pins.vouches(cx.namespace, &message.name, &message.key);
         let shown = Event::Broadcast {
             peer: message.name,
-            fingerprint: message.key.fingerprint(),
+            key: PeerKey(message.key),
             verified,
             text: message.text.clone(),
         };

@@ -14,7 +14,7 @@ use super::chats::Sealed;
 use super::incoming::{IncomingEnd, PendingRequest};
 use super::{Answering, Context, Effect, Leaving, PeerState, Snapshot};
 use crate::error::PeerError;
-use crate::event::{Event, Shown, Waiting};
+use crate::event::{Event, PeerKey, Shown, Waiting};
 use crate::json_command::CommandId;
 
 impl PeerState {
@@ -108,6 +108,7 @@ impl PeerState {
             let sent = Event::RequestSent {
                 peer: from.name,
                 addr: from.addr,
+                key: PeerKey(from.key),
                 verified,
             };
             fx.push(Effect::Show(sent.answering(cmd)));
@@ -230,6 +231,7 @@ impl PeerState {
             (Answer::Accepted, Ok(())) => IncomingEnd::Accepted {
                 peer,
                 addr: request.addr,
+                key: request.key,
             },
             (Answer::Accepted, Err(why)) => {
                 // The chat opened when the user said yes; with no requester, it never starts.
@@ -251,9 +253,15 @@ impl PeerState {
         };
         // A chat reopened without a `yes` is shown as that, not as an acceptance.
         let event = match end {
-            IncomingEnd::Accepted { peer, addr } if self.reopening == Some(request.id) => {
+            IncomingEnd::Accepted { peer, addr, key } if self.reopening == Some(request.id) => {
                 let queued = self.conversations.queued(&peer);
-                Event::ChatResumed { peer, addr, queued }
+                let key = PeerKey(key);
+                Event::ChatResumed {
+                    peer,
+                    addr,
+                    key,
+                    queued,
+                }
             }
             end => end.event(),
         };
@@ -387,6 +395,7 @@ impl PeerState {
             .map(|r| Waiting {
                 peer: r.from,
                 addr: r.addr,
+                key: PeerKey(r.key),
                 expires_in: r.expires_at.saturating_duration_since(now),
                 received_at: Some(r.received_at),
             })
@@ -394,9 +403,10 @@ impl PeerState {
         let outgoing = self
             .outgoing
             .awaiting()
-            .map(|(peer, addr, deadline)| Waiting {
+            .map(|(peer, addr, key, deadline)| Waiting {
                 peer: *peer,
                 addr,
+                key: PeerKey(key),
                 expires_in: deadline.saturating_duration_since(now),
                 received_at: None,
             })

@@ -13,7 +13,7 @@ use super::chats::Chats;
 use super::outgoing::{Ended, NotAnswerable, OutgoingEnd};
 use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
 use crate::disk::Record;
-use crate::event::Event;
+use crate::event::{Event, PeerKey};
 
 impl PeerState {
     /// The outcome of a signed request from another peer (its signature was checked).
@@ -105,6 +105,8 @@ impl PeerState {
                 peer: from.name,
                 offered: from.key.fingerprint(),
                 registered: registered.fingerprint(),
+                offered_key: from.key,
+                registered_key: registered,
             };
             fx.push(Effect::Show(impostor.into()));
             return Outcome::error(
@@ -173,7 +175,7 @@ impl PeerState {
                     peer: from.name,
                     addr: from.addr,
                     expires_in,
-                    fingerprint: from.key.fingerprint(),
+                    key: PeerKey(from.key),
                     verified,
                     unanswered,
                 };
@@ -232,9 +234,14 @@ impl PeerState {
             OutgoingEnd::Accepted {
                 peer, addr, key, ..
             } if self.conversations.is_resumable(peer, key) => {
-                let (peer, addr) = (*peer, *addr);
+                let (peer, addr, key) = (*peer, *addr, PeerKey(*key));
                 let queued = self.conversations.queued(&peer);
-                Event::ChatResumed { peer, addr, queued }
+                Event::ChatResumed {
+                    peer,
+                    addr,
+                    key,
+                    queued,
+                }
             }
             end => end.event(),
         };

@@ -18,7 +18,7 @@ use p2p_shared::seal::ChatKeys;
 use p2p_shared::{Answer, MessageId, PeerName};
 
 use crate::error::PeerError;
-use crate::event::{Event, Shown};
+use crate::event::{Event, PeerKey, Shown};
 use crate::json_command::CommandId;
 
 /// How long past the other side's announced expiry a requester waits for an answer before it
@@ -103,9 +103,12 @@ impl OutgoingEnd {
     /// The one event that tells the user.
     pub fn event(&self) -> Event {
         match self {
-            OutgoingEnd::Accepted { peer, addr, .. } => Event::RequestAccepted {
+            OutgoingEnd::Accepted {
+                peer, addr, key, ..
+            } => Event::RequestAccepted {
                 peer: *peer,
                 addr: *addr,
+                key: PeerKey(*key),
             },
             OutgoingEnd::Declined { peer } => Event::RequestDeclined { peer: *peer },
             OutgoingEnd::TimedOut { peer } => Event::RequestTimedOut { peer: *peer },
@@ -309,15 +312,16 @@ impl OutgoingRequests {
         })
     }
 
-    /// The requests whose other side is asking its user: peer, address, our deadline.
-    pub fn awaiting(&self) -> impl Iterator<Item = (&PeerName, SocketAddr, Instant)> {
+    /// The requests whose other side is asking its user: peer, address, key, our deadline.
+    pub fn awaiting(&self) -> impl Iterator<Item = (&PeerName, SocketAddr, PublicKey, Instant)> {
         self.by_id.values().filter_map(|state| match state {
             Outgoing::Awaiting {
                 peer,
                 addr,
+                key,
                 deadline,
                 ..
-            } => Some((peer, *addr, *deadline)),
+            } => Some((peer, *addr, *key, *deadline)),
             Outgoing::Sent { .. } => None,
         })
     }
@@ -333,7 +337,7 @@ impl OutgoingRequests {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.awaiting().map(|(_, _, deadline)| deadline).min()
+        self.awaiting().map(|(.., deadline)| deadline).min()
     }
 }
 

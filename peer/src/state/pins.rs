@@ -147,6 +147,8 @@ impl Pins {
                         peer: *name,
                         pinned: pinned.fingerprint(),
                         offered: key.fingerprint(),
+                        pinned_key: pinned,
+                        offered_key: key,
                     };
                     fx.push(Effect::Show(warning.into()));
                 }

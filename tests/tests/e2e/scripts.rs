@@ -1,10 +1,11 @@
 //! What a script or a bot relies on with `--json` (docs/json.md): every event a command
 //! causes carries the command's id, however late it comes; JSON commands carry ids of the
 //! script's choosing and plain lines get the peer's own; a JSON line that is no command is
-//! one error with a code; and what no command caused (a message arriving, the registry lost
-//! and back) carries no id.
+//! one error with a code; what no command caused (a message arriving, the registry lost
+//! and back) carries no id; and wherever a peer appears, its key and fingerprint come with
+//! it.
 
-use p2p_e2e::{DataDir, JsonPeer, Peer, Server, Value};
+use p2p_e2e::{DataDir, JsonPeer, Peer, PublicKey, Server, Value};
 
 /// A peer with `--json` on the registry at `server`.
 fn json_peer(name: &str, server: &Server) -> JsonPeer {
@@ -21,6 +22,13 @@ fn free_port() -> u16 {
 fn assert_answers(event: &Value, kind: &str, id: &str) {
     assert_eq!(event["event"], kind, "{event}");
     assert_eq!(event["id"], id, "{event}");
+}
+
+/// `peer` (an event or an entry) must carry `key` and its fingerprint.
+#[track_caller]
+fn assert_keyed(peer: &Value, key: PublicKey) {
+    assert_eq!(peer["key"], key.to_string(), "{peer}");
+    assert_eq!(peer["fingerprint"], key.fingerprint(), "{peer}");
 }
 
 #[test]
@@ -180,4 +188,51 @@ fn losing_and_regaining_the_registry_are_events_no_command_caused() {
     assert_eq!(back["event"], "reregistered", "{back}");
     assert_eq!(back["addr"], alice.addr().to_string(), "{back}");
     assert!(back.get("id").is_none(), "{back}");
+}
+
+#[test]
+fn wherever_a_peer_appears_its_key_and_fingerprint_come_with_it() {
+    let server = Server::start();
+    let alice = json_peer("alice", &server);
+    let (bob, carol) = (
+        Peer::start("bob", server.addr()),
+        Peer::start("carol", server.addr()),
+    );
+    for peer in [&bob, &carol] {
+        peer.register();
+    }
+    alice.send("whoami");
+    assert_keyed(&alice.expect_next_event("whoami"), alice.key());
+    alice.send("listpeer");
+    let listed = alice.expect_next_event("peers");
+    let peers = listed["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "{listed}");
+    assert_keyed(&peers[0], bob.key());
+    assert_keyed(&peers[1], carol.key());
+
+    // A request to us, pending, accepted.
+    bob.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    assert_keyed(&alice.expect_next_event("request_arrived"), bob.key());
+    alice.send("status");
+    let status = alice.expect_next_event("status");
+    assert_keyed(&status["incoming"][0], bob.key());
+    alice.send("yes");
+    assert_keyed(&alice.expect_next_event("accepted_chat"), bob.key());
+    bob.expect("chat accepted by alice");
+
+    // Ours, sent, pending, accepted.
+    alice.send("chat request carol");
+    assert_keyed(&alice.expect_next_event("request_sent"), carol.key());
+    alice.send("status");
+    let status = alice.expect_next_event("status");
+    assert_keyed(&status["outgoing"][0], carol.key());
+    assert_keyed(&status["chats"][0], bob.key());
+    carol.expect_request("alice", alice.addr(), &alice.fingerprint());
+    carol.send("yes");
+    assert_keyed(&alice.expect_next_event("request_accepted"), carol.key());
+
+    alice.send("list connected peer");
+    let connected = alice.expect_next_event("connected");
+    assert_keyed(&connected["peers"][0], bob.key());
+    assert_keyed(&connected["peers"][1], carol.key());
 }

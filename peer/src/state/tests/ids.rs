@@ -54,7 +54,8 @@ fn a_request_settled_by_a_yes_answers_its_own_command_and_the_chat_answers_the_y
             Event::RequestSettled { peer: name("bob") },
             Event::AcceptedChat {
                 peer: name("bob"),
-                addr: bob.info.addr
+                addr: bob.info.addr,
+                key: PeerKey(bob.info.key),
             }
         ]
     );

@@ -23,7 +23,7 @@ use p2p_shared::{
 
 use super::*;
 use crate::error::PeerError;
-use crate::event::{Event, Withdrawal};
+use crate::event::{Event, PeerKey, Withdrawal};
 use crate::known::{KnownKeys, Pin};
 use crate::state::book::Book;
 use crate::state::conversations::Conversations;

@@ -120,6 +120,7 @@ fn crossed_requests_end_each_in_one_event_when_one_is_accepted() {
         [Event::RequestSent {
             peer: name("bob"),
             addr: bob.info.addr,
+            key: PeerKey(bob.info.key),
             // First contact, and no registry said who bob is.
             verified: false,
         }]
@@ -134,7 +135,8 @@ fn crossed_requests_end_each_in_one_event_when_one_is_accepted() {
             Event::RequestSettled { peer: name("bob") },
             Event::AcceptedChat {
                 peer: name("bob"),
-                addr: bob.info.addr
+                addr: bob.info.addr,
+                key: PeerKey(bob.info.key),
             }
         ]
     );
@@ -245,6 +247,8 @@ fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
                 peer: name("carol"),
                 pinned: other_carol.info.key.fingerprint(),
                 offered: carol.info.key.fingerprint(),
+                pinned_key: other_carol.info.key,
+                offered_key: carol.info.key,
             },
             Event::Error(PeerError::CannotAccept {
                 peer: name("carol")
@@ -313,6 +317,8 @@ fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impo
             peer: name("bob"),
             offered: mallory.info.key.fingerprint(),
             registered: registered.fingerprint(),
+            offered_key: mallory.info.key,
+            registered_key: registered,
         }]
     );
     // bob's own request is still the one pending under his name.
