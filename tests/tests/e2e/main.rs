@@ -4,6 +4,7 @@
 //! test's time is waiting for a program), and the programs are built once. Each module is one
 //! subject; docs/testing.md lists them.
 
+mod bot;
 mod chat;
 mod cli;
 mod exhaustion;
