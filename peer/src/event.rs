@@ -4,6 +4,8 @@
 //! JSON object (docs/json.md), and the screen thread (`screen.rs`) writes them. Whoever shows
 //! an event never knows how it will look. An event a command caused is shown as a [`Shown`],
 //! with the id of that command (`json_command.rs`), which JSON carries and text leaves out.
+//! The JSON shapes serde's derive cannot give (a key with its fingerprint, listings of peers,
+//! milliseconds, errors with their code) are in `event/json.rs`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,12 +13,17 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use p2p_shared::identity::PublicKey;
 use p2p_shared::{PeerInfo, PeerName};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::error::PeerError;
 use crate::history::Line;
 use crate::json_command::CommandId;
 use crate::state::book::Source;
+
+mod json;
+
+pub use json::PeerKey;
+use json::{key_and_fingerprint, millis, peers_with_keys};
 
 /// One peer of the book, as `peers` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -30,50 +37,6 @@ pub struct BookEntry {
     pub source: Source,
     pub seen: Option<DateTime<Utc>>,
     pub dead_since: Option<DateTime<Utc>>,
-}
-
-/// A key in JSON as the key and its fingerprint, so scripts need not compute one: the
-/// object `known_peers` has had under `key` from the start.
-fn key_and_fingerprint<S: Serializer>(key: &PublicKey, out: S) -> Result<S::Ok, S::Error> {
-    PeerKey(*key).serialize(out)
-}
-
-/// A peer's key as JSON shows it wherever a peer appears: flattened into the event or the
-/// entry as `key` (base64url) and `fingerprint` side by side, so that a script has both
-/// without computing either (docs/json.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PeerKey(pub PublicKey);
-
-impl PeerKey {
-    pub fn fingerprint(&self) -> String {
-        self.0.fingerprint()
-    }
-}
-
-impl Serialize for PeerKey {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut both = s.serialize_struct("PeerKey", 2)?;
-        both.serialize_field("key", &self.0.to_string())?;
-        both.serialize_field("fingerprint", &self.0.fingerprint())?;
-        both.end()
-    }
-}
-
-/// Peers (of a listing, of the chats) as JSON shows them: `{name, addr, key, fingerprint}`.
-fn peers_with_keys<S: Serializer>(peers: &[PeerInfo], s: S) -> Result<S::Ok, S::Error> {
-    #[derive(Serialize)]
-    struct Listed<'a> {
-        name: &'a PeerName,
-        addr: &'a SocketAddr,
-        #[serde(flatten)]
-        key: PeerKey,
-    }
-    s.collect_seq(peers.iter().map(|p| Listed {
-        name: &p.name,
-        addr: &p.addr,
-        key: PeerKey(p.key),
-    }))
 }
 
 /// One thing the user should see.
@@ -390,21 +353,6 @@ pub struct Waiting {
     /// When an incoming request arrived (the record's timestamp); `None` for our own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_at: Option<DateTime<Utc>>,
-}
-
-fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
-}
-
-impl Serialize for PeerError {
-    /// `{"code": "...", "message": "..."}`: what `--json` prints after `"event":"error"`.
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut error = s.serialize_struct("PeerError", 2)?;
-        error.serialize_field("code", self.code())?;
-        error.serialize_field("message", &self.to_string())?;
-        error.end()
-    }
 }
 
 impl From<PeerError> for Event {

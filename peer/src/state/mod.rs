@@ -22,6 +22,7 @@ mod network;
 mod outbox;
 pub mod outgoing;
 pub mod pins;
+mod queries;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
