@@ -174,7 +174,7 @@ impl CommandLoop {
 
     /// The id of the next plain line with a command: `c1`, `c2`, ...
     fn next_plain(&mut self) -> CommandId {
-        self.plain += 1;
+        self.plain = self.plain.saturating_add(1);
         CommandId::chosen(self.plain)
     }
 
