@@ -144,6 +144,12 @@ fn a_message_kept_for_an_away_partner_is_delivered_later_answering_its_command()
     alice.expect_next_event("request_arrived");
     alice.command("yes", "yes");
     assert_answers(&alice.next_event(), "accepted_chat", "yes");
+    bob.expect("chat accepted by alice");
+    // Shown once stored, and bob's record of the chat is written before that: after his
+    // restart, he knows the chat and takes alice's request to reopen it without a `yes`.
+    alice.command("hi", "chat message bob hi");
+    assert_answers(&alice.next_event(), "delivered", "hi");
+    bob.expect_exact("alice: hi");
 
     bob.kill();
     let away = alice.expect_event("peer_away");
