@@ -196,7 +196,7 @@ impl Actor {
             // Events the network causes were admitted by the state only with room; the
             // others are bounded by what the user does.
             Effect::Show(event) => {
-                self.names.note(&event);
+                self.names.note(&event.event);
                 self.screen.push(event)
             }
             Effect::Write(write) => self.disk.write(write),

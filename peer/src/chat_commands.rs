@@ -15,7 +15,7 @@ use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest};
 use crate::command::Target;
 use crate::command_loop::CommandLoop;
 use crate::error::{Failure, KeyMismatch, PeerError};
-use crate::event::Event;
+use crate::event::{Event, PeerKey};
 use crate::resume;
 use crate::retry::{retry, Attempt};
 use crate::state::{Context, PeerState};
@@ -71,9 +71,11 @@ impl CommandLoop {
             pattern,
             handshake: first,
         };
+        // The request keeps the command's id: its end may come long after the command.
+        let cmd = self.running.clone();
         let recorded = self
             .broker
-            .call(move |state, _, _| state.request_sent(id, addr, handshake));
+            .call(move |state, _, _| state.request_sent(id, addr, handshake, cmd));
         recorded.await;
         // A `busy` peer (its user is not reading, or it is flooded) may take it in a moment;
         // one that does not answer at all is reported at once (a wrong address, most likely).
@@ -162,11 +164,12 @@ impl CommandLoop {
             if let Some((name, key)) = self.broker.call(unchecked).await.flatten() {
                 match self.registry.lookup(&name).await {
                     Ok(found) if found.key() != key => {
-                        let (offered, registered) = (key.fingerprint(), found.key().fingerprint());
                         let warning = Event::Impostor {
                             peer: name,
-                            offered,
-                            registered,
+                            offered: key.fingerprint(),
+                            registered: found.key().fingerprint(),
+                            offered_key: key,
+                            registered_key: found.key(),
                         };
                         self.show(warning).await;
                         accept = false;
@@ -175,9 +178,10 @@ impl CommandLoop {
                 }
             }
         }
+        let cmd = self.running.clone();
         let taken = self
             .broker
-            .call(move |state, cx, fx| state.answer(from, accept, cx, fx));
+            .call(move |state, cx, fx| state.answer(from, accept, cmd, cx, fx));
         let answering = match taken.await {
             Some(Ok(answering)) => answering,
             Some(Err(e)) => return self.error(e).await,
@@ -224,8 +228,8 @@ impl CommandLoop {
         match trusted.await {
             Some(Ok(key)) => {
                 self.disk.written().await;
-                let fingerprint = key.fingerprint();
-                self.show(Event::Trusted { peer, fingerprint }).await
+                let key = PeerKey(key);
+                self.show(Event::Trusted { peer, key }).await
             }
             Some(Err(e)) => self.error(e).await,
             None => {}
@@ -236,12 +240,8 @@ impl CommandLoop {
         match self.registry.trust(&fingerprint).await {
             Ok((registry, key)) => {
                 self.disk.written().await;
-                let fingerprint = key.fingerprint();
-                self.show(Event::RegistryTrusted {
-                    registry,
-                    fingerprint,
-                })
-                .await
+                let key = PeerKey(key);
+                self.show(Event::RegistryTrusted { registry, key }).await
             }
             Err(why) => self.error(PeerError::RegistryNotTrusted(why)).await,
         }

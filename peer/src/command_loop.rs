@@ -3,7 +3,10 @@
 //! A command that talks to the network finishes (reply or error) before the next line is
 //! read, so a script's commands take effect in order. Events from the network keep showing
 //! meanwhile: they come from the broker, not from here. Every command ends in at least one
-//! event, so nothing a user asked for passes in silence.
+//! event, so nothing a user asked for passes in silence, and every event a command causes
+//! carries its id (`json_command.rs`): the id of a JSON command, or `cN` for the Nth plain
+//! line with a command. The id goes with the command into the state, where a request or a
+//! kept message keeps it for the outcomes that come later.
 //!
 //! One thing happens here without a command: once registered, the loop renews the
 //! registration at a third of the time the registry grants, between commands (and so
@@ -25,8 +28,9 @@ use crate::broker::Broker;
 use crate::command::{self, Command, HelpOn};
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
-use crate::event::{Event, Status};
+use crate::event::{Event, PeerKey, Shown, Status};
 use crate::input::{Input, Inputs};
+use crate::json_command::{self, BadJsonCommand, CommandId, JsonCommand};
 use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::registry_client::{Found, Listing};
@@ -53,6 +57,12 @@ pub struct CommandLoop {
     pub(crate) registry_lost: bool,
     /// The current conversation, if any (`talk PEER`).
     talk: Talk,
+    /// Whether lines starting with `{` are JSON commands (`--json`).
+    json: bool,
+    /// How many plain lines with a command were read: the last one's id is `c` and this.
+    plain: u64,
+    /// The command running now: every event it causes answers it.
+    pub(crate) running: Option<CommandId>,
 }
 
 /// What the loop does next.
@@ -71,6 +81,8 @@ pub struct Parts {
     pub registry: RegistryClient,
     pub names: Names,
     pub retry_for: Duration,
+    /// `--json`: lines starting with `{` are JSON commands.
+    pub json: bool,
 }
 
 impl CommandLoop {
@@ -84,6 +96,7 @@ impl CommandLoop {
             registry,
             names,
             retry_for,
+            json,
         } = parts;
         CommandLoop {
             origin,
@@ -98,36 +111,36 @@ impl CommandLoop {
             renew_at: None,
             registry_lost: false,
             talk: Talk::default(),
+            json,
+            plain: 0,
+            running: None,
         }
     }
 
     /// Runs commands until `exit`, the end of input or Ctrl-C, then leaves cleanly.
     pub async fn run(mut self, inputs: Inputs) {
         'inputs: loop {
-            let commands = match self.next(&inputs).await {
+            let input = match self.next(&inputs).await {
                 Next::Renew => {
                     self.renew().await;
                     continue;
                 }
-                Next::Input(Input::Line(text)) => self.talk.commands(&text, false),
-                Next::Input(Input::Pasted(text)) => self.talk.commands(&text, true),
-                Next::Input(Input::Unreadable(why)) => {
-                    self.error(why).await;
-                    Vec::new()
-                }
                 Next::Input(Input::End) => break,
+                Next::Input(input) => input,
             };
             // Every command of a paste runs, in order, each to its end.
-            for parsed in commands {
-                let interrupted = match parsed {
-                    Ok(Some(Command::Exit)) => break 'inputs,
-                    Ok(Some(command)) => self.run_until_interrupted(command, &inputs).await,
-                    Ok(None) => false,
+            for (id, command) in self.read(input) {
+                self.running = Some(id);
+                let interrupted = match command {
+                    // Still running: `bye` answers it.
+                    Ok(Command::Exit) => break 'inputs,
+                    Ok(command) => self.run_until_interrupted(command, &inputs).await,
                     Err(e) => {
-                        self.error(PeerError::Usage(e)).await;
+                        self.error(e).await;
                         false
                     }
                 };
+                self.running = None;
                 if interrupted {
                     break 'inputs;
                 }
@@ -141,6 +154,43 @@ impl CommandLoop {
         self.leave().await;
     }
 
+    /// The commands `input` asks for (`talk.rs`: a paste may hold several), or why one cannot
+    /// run, each with its id: the one a JSON command gives (or, if it has none that can be
+    /// read, the next `cN`), or the next `cN` for each plain command. None for a blank line.
+    fn read(&mut self, input: Input) -> Vec<(CommandId, Result<Command, PeerError>)> {
+        let (line, pasted) = match input {
+            Input::Line(line) => (line, false),
+            Input::Pasted(text) => (text, true),
+            Input::Unreadable(why) => return vec![(self.next_plain(), Err(why))],
+            Input::End => return Vec::new(),
+        };
+        let (id, text) = match self.json && json_command::is_json(&line) {
+            true => match json_command::parse(&line) {
+                Ok(JsonCommand { id, cmd }) => (Some(id), cmd),
+                Err(BadJsonCommand { id, why }) => {
+                    let id = id.unwrap_or_else(|| self.next_plain());
+                    return vec![(id, Err(PeerError::BadCommandJson { why }))];
+                }
+            },
+            false => (None, line),
+        };
+        // A paste may hold several commands; those of one JSON command share its id.
+        let commands = self.talk.commands(&text, pasted);
+        let mut read = Vec::new();
+        for parsed in commands {
+            if let Some(command) = parsed.map_err(PeerError::Usage).transpose() {
+                read.push((id.clone().unwrap_or_else(|| self.next_plain()), command));
+            }
+        }
+        read
+    }
+
+    /// The id of the next plain line with a command: `c1`, `c2`, ...
+    fn next_plain(&mut self) -> CommandId {
+        self.plain = self.plain.saturating_add(1);
+        CommandId::chosen(self.plain)
+    }
+
     /// Runs `command`; true if a signal came first. A signal stops the peer even in the
     /// middle of a command (one waiting for room on a screen nobody reads, say): the command
     /// is dropped, and leaving ends what it had started (chats, requests) as it ends
@@ -152,15 +202,21 @@ impl CommandLoop {
         matches!(select(running, interrupt).await, Either::Right(_))
     }
 
-    /// Shows the result of a command (waiting for room on the screen, `screen.rs`).
+    /// Shows the result of the command running (waiting for room on the screen,
+    /// `screen.rs`).
     pub(crate) async fn show(&self, event: impl Into<Event>) {
         let event = event.into();
         self.names.note(&event);
-        self.screen.show(event).await;
+        self.screen.show(self.answering(event)).await;
     }
 
     pub(crate) async fn error(&self, error: PeerError) {
-        self.screen.show(error).await;
+        self.show(error).await;
+    }
+
+    /// `event` as an answer to the command running.
+    pub(crate) fn answering(&self, event: Event) -> Shown {
+        event.answering(self.running.clone())
     }
 
     async fn execute(&mut self, command: Command) {
@@ -199,7 +255,7 @@ impl CommandLoop {
             Command::Whoami => {
                 self.show(Event::Whoami {
                     name: self.origin.name,
-                    key: self.origin.identity.public(),
+                    key: PeerKey(self.origin.identity.public()),
                 })
                 .await
             }
@@ -342,7 +398,8 @@ impl CommandLoop {
         // Pins made at the last moment are on disk before we go.
         self.disk.written().await;
         // Not a command's result that waits for room: a peer whose stdout nobody reads must
-        // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs).
-        self.screen.push_state(Event::Bye);
+        // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs). It answers
+        // `exit`, if that is why we leave.
+        self.screen.push_state(self.answering(Event::Bye));
     }
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use futures::channel::oneshot;
 use p2p_shared::{MessageId, PeerName};
 
-use crate::event::Event;
+use crate::event::Shown;
 use crate::history::{History, Line};
 use crate::known::FileWrite;
 use crate::screen::Slot;
@@ -39,7 +39,7 @@ enum Job {
     Record {
         record: Record,
         /// Shown here once stored: a place on the screen and what to fill it with.
-        then: Option<Box<(Slot, Event)>>,
+        then: Option<Box<(Slot, Shown)>>,
         done: oneshot::Sender<Result<bool, String>>,
     },
     Last {
@@ -107,7 +107,7 @@ impl Disk {
     pub async fn record(
         &self,
         record: Record,
-        then: Option<(Slot, Event)>,
+        then: Option<(Slot, Shown)>,
     ) -> Result<bool, String> {
         let then = then.map(Box::new);
         self.ask(|done| Job::Record { record, then, done }).await?

@@ -63,6 +63,8 @@ pub enum PeerError {
     LineTooLong { max: usize },
     #[error("the line is not valid UTF-8; ignored")]
     NotUtf8,
+    #[error("not a JSON command ({why}); one is {{\"id\": \"...\", \"cmd\": \"...\"}}")]
+    BadCommandJson { why: String },
 
     // The registry.
     #[error("{0}")]
@@ -211,6 +213,7 @@ impl PeerError {
             PeerError::Usage(_) => "usage",
             PeerError::LineTooLong { .. } => "line_too_long",
             PeerError::NotUtf8 => "not_utf8",
+            PeerError::BadCommandJson { .. } => "bad_command_json",
             PeerError::Registry(why)
             | PeerError::RequestFailed(why)
             | PeerError::JoinFailed(why) => why.code,

@@ -2,7 +2,10 @@
 //!
 //! Events are data; `render.rs` turns them into a line of text (README, "Peer output") or a
 //! JSON object (docs/json.md), and the screen thread (`screen.rs`) writes them. Whoever shows
-//! an event never knows how it will look.
+//! an event never knows how it will look. An event a command caused is shown as a [`Shown`],
+//! with the id of that command (`json_command.rs`), which JSON carries and text leaves out.
+//! The JSON shapes serde's derive cannot give (a key with its fingerprint, listings of peers,
+//! milliseconds, errors with their code) are in `event/json.rs`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -11,11 +14,17 @@ use chrono::{DateTime, Utc};
 use p2p_shared::identity::PublicKey;
 use p2p_shared::reachable::Reach;
 use p2p_shared::{PeerInfo, PeerName};
-use serde::{Serialize, Serializer};
+use serde::Serialize;
 
 use crate::error::PeerError;
 use crate::history::Line;
+use crate::json_command::CommandId;
 use crate::state::book::Source;
+
+mod json;
+
+pub use json::PeerKey;
+use json::{key_and_fingerprint, millis, peers_with_keys};
 
 /// One peer of the book, as `peers` shows it.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -29,15 +38,6 @@ pub struct BookEntry {
     pub source: Source,
     pub seen: Option<DateTime<Utc>>,
     pub dead_since: Option<DateTime<Utc>>,
-}
-
-/// A key in JSON as the key and its fingerprint, so scripts need not compute one.
-fn key_and_fingerprint<S: Serializer>(key: &PublicKey, out: S) -> Result<S::Ok, S::Error> {
-    use serde::ser::SerializeStruct;
-    let mut both = out.serialize_struct("key", 2)?;
-    both.serialize_field("key", &key.to_string())?;
-    both.serialize_field("fingerprint", &key.fingerprint())?;
-    both.end()
 }
 
 /// One thing the user should see.
@@ -59,6 +59,7 @@ pub enum Event {
         addr: SocketAddr,
     },
     Peers {
+        #[serde(serialize_with = "peers_with_keys")]
         peers: Vec<PeerInfo>,
     },
     /// The registry lists more peers than a listing keeps (`registry_client::MAX_LISTED`):
@@ -71,6 +72,8 @@ pub enum Event {
     Joined {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
         learned: usize,
     },
     /// `peers`: the book.
@@ -81,10 +84,14 @@ pub enum Event {
     KnownPeerDead {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     KnownPeerBack {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     /// A chat's partner stopped answering: the chat is away, messages to it are kept.
     PeerAway {
@@ -95,6 +102,8 @@ pub enum Event {
     ChatResumed {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
         queued: usize,
     },
     /// A message was kept for an away partner: `queued for bob: why`.
@@ -111,7 +120,8 @@ pub enum Event {
     /// vouches for the key.
     Broadcast {
         peer: PeerName,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
         verified: bool,
         text: String,
     },
@@ -134,6 +144,8 @@ pub enum Event {
     RequestSent {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
         /// Whether the registry (or a pin here) vouches for the key under that name.
         verified: bool,
     },
@@ -142,6 +154,8 @@ pub enum Event {
     RequestAccepted {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     RequestDeclined {
         peer: PeerName,
@@ -167,7 +181,8 @@ pub enum Event {
         addr: SocketAddr,
         #[serde(rename = "expires_in_ms", serialize_with = "millis")]
         expires_in: Duration,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
         /// Whether the registry (or a pin here) vouches for the key under that name.
         verified: bool,
         /// Unverified because the registry we trust did not answer about it (down, or our
@@ -179,6 +194,8 @@ pub enum Event {
     AcceptedChat {
         peer: PeerName,
         addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     DeclinedChat {
         peer: PeerName,
@@ -205,8 +222,12 @@ pub enum Event {
     /// `list connected peer`: the open chats, then the away ones (at the partner's last
     /// address).
     Connected {
+        #[serde(serialize_with = "peers_with_keys")]
         peers: Vec<PeerInfo>,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
+        #[serde(
+            skip_serializing_if = "Vec::is_empty",
+            serialize_with = "peers_with_keys"
+        )]
         away: Vec<PeerInfo>,
     },
     Disconnected {
@@ -225,29 +246,37 @@ pub enum Event {
         name: PeerName,
         addr: SocketAddr,
     },
-    /// A peer presented another key than the one the registry binds its name to.
+    /// A peer presented another key than the one the registry binds its name to: both
+    /// keys, as fingerprints (`offered`, `registered`) and whole (`offered_key`, ...).
     Impostor {
         peer: PeerName,
         offered: String,
         registered: String,
+        offered_key: PublicKey,
+        registered_key: PublicKey,
     },
     /// A peer presented another key than the one pinned for its name.
     KeyChanged {
         peer: PeerName,
         pinned: String,
         offered: String,
+        pinned_key: PublicKey,
+        offered_key: PublicKey,
     },
     Whoami {
         name: PeerName,
-        key: PublicKey,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     Trusted {
         peer: PeerName,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     RegistryTrusted {
         registry: String,
-        fingerprint: String,
+        #[serde(flatten)]
+        key: PeerKey,
     },
     Released {
         name: PeerName,
@@ -261,6 +290,36 @@ pub enum Event {
     },
     Bye,
     Error(PeerError),
+}
+
+/// An event as the screen shows it: with the id of the command it answers, if a command
+/// caused it (at once, or later: a `delivered` carries the id of its `chat message`).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Shown {
+    #[serde(flatten)]
+    pub event: Event,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<CommandId>,
+}
+
+impl Event {
+    /// This event as the answer to the command `id` (`None`: no command caused it).
+    pub fn answering(self, id: Option<CommandId>) -> Shown {
+        Shown { event: self, id }
+    }
+}
+
+impl From<Event> for Shown {
+    /// An event no command caused.
+    fn from(event: Event) -> Shown {
+        Shown { event, id: None }
+    }
+}
+
+impl From<PeerError> for Shown {
+    fn from(error: PeerError) -> Shown {
+        Event::Error(error).into()
+    }
 }
 
 /// Why a request to us was withdrawn before anyone answered it.
@@ -287,6 +346,7 @@ pub struct Status {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub registry_other_key: Option<String>,
     pub registered: bool,
+    #[serde(serialize_with = "peers_with_keys")]
     pub chats: Vec<PeerInfo>,
     /// Requests waiting for our `yes` or `no`.
     pub incoming: Vec<Waiting>,
@@ -299,26 +359,13 @@ pub struct Status {
 pub struct Waiting {
     pub peer: PeerName,
     pub addr: SocketAddr,
+    #[serde(flatten)]
+    pub key: PeerKey,
     #[serde(rename = "expires_in_ms", serialize_with = "millis")]
     pub expires_in: Duration,
     /// When an incoming request arrived (the record's timestamp); `None` for our own.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub received_at: Option<DateTime<Utc>>,
-}
-
-fn millis<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(d.as_millis().try_into().unwrap_or(u64::MAX))
-}
-
-impl Serialize for PeerError {
-    /// `{"code": "...", "message": "..."}`: what `--json` prints after `"event":"error"`.
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
-        let mut error = s.serialize_struct("PeerError", 2)?;
-        error.serialize_field("code", self.code())?;
-        error.serialize_field("message", &self.to_string())?;
-        error.end()
-    }
 }
 
 impl From<PeerError> for Event {

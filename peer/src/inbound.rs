@@ -139,7 +139,7 @@ impl Service for PeerService {
                 } = *message;
                 // Stored, then shown by the disk thread; a retry of a message stored (and
                 // shown) before gives its place back.
-                match self.disk.record(record, Some((slot, event))).await {
+                match self.disk.record(record, Some((slot, event.into()))).await {
                     Ok(_) => Ok(ok),
                     Err(why) => {
                         tracing::warn!("a chat message could not be stored: {why}");

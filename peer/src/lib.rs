@@ -11,7 +11,9 @@
 //!   [`terminal`]: rustyline, for a person at a terminal;
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
 //!   [`talk`]: the current conversation, and how a line or a paste becomes commands;
-//!   [`split`]: a long message cut into several;
+//!   [`split`]: a long message cut into several; [`json_command`]: with `--json`, a line
+//!   that is a JSON command with an id, and the ids that tie every event to the command it
+//!   answers;
 //! - [`command_loop`], [`chat_commands`], [`message_commands`] and [`exchange_commands`]:
 //!   the user's commands, run one at a time;
 //! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
@@ -22,8 +24,9 @@
 //! - [`peer_exchange`]: joining, the bootstrap list and the keeper's rounds; [`flood`]:
 //!   sending broadcasts on; [`resume`]: reopening away chats and sending what was kept;
 //! - [`liveness`] and [`retry`]: noticing partners that are away, retrying what may pass;
-//! - [`event`], [`error`] and [`render`]: what the user sees, typed, and how it looks;
-//!   [`screen`]: the thread that writes it; [`log`]: the log, on stderr or above the prompt;
+//! - [`event`], [`error`] and [`render`]: what the user sees, typed (with the id of the
+//!   command it answers), and how it looks; [`screen`]: the thread that writes it; [`log`]:
+//!   the log, on stderr or above the prompt;
 //! - [`disk`]: the thread that owns the files: [`history`] (SQLite) and [`known`] (pins);
 //!   [`files`]: which files of the data folder are this peer's (each name has its own);
 //! - [`names`]: the peer names (and pending requesters, offered fingerprints) Tab completes.
@@ -44,6 +47,7 @@ mod history;
 mod in_chat;
 mod inbound;
 mod input;
+pub mod json_command;
 mod known;
 mod liveness;
 mod log;
@@ -300,6 +304,7 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
         registry,
         names,
         retry_for: args.retry_for,
+        json: args.json,
     };
     CommandLoop::new(parts).run(inputs).await;
     // Stop accepting, and answer what is in flight.

@@ -22,6 +22,7 @@ use crate::event::Event;
 use crate::in_chat::{self, Sent};
 use crate::liveness::is_transient;
 use crate::retry::{retry, Attempt};
+use crate::state::conversations::Typed;
 
 /// Why a chat message got no acknowledgement.
 enum Undelivered {
@@ -114,7 +115,7 @@ impl CommandLoop {
                 };
                 // Stored, then shown by the disk thread, in the place kept for it now.
                 let slot = self.screen.reserve_waiting().await;
-                let delivered = Some((slot, Event::Delivered { peer }));
+                let delivered = Some((slot, self.answering(Event::Delivered { peer })));
                 match self.disk.record(record, delivered).await {
                     Ok(true) => {}
                     // Our message ids are new each time: never stored before, in fact.
@@ -161,11 +162,13 @@ impl CommandLoop {
         }
     }
 
-    /// Keeps message `id` for `peer`, whose chat is away: `queued for PEER: why`.
+    /// Keeps message `id` for `peer`, whose chat is away: `queued for PEER: why`. It keeps
+    /// the command's id too, for its outcome when it goes.
     async fn keep(&self, peer: PeerName, (id, text): (MessageId, String), why: String) {
+        let message = self.typed(id, text);
         let kept = self
             .broker
-            .call(move |state, cx, fx| state.queue_message(peer, id, text, why, cx, fx));
+            .call(move |state, cx, fx| state.queue_message(peer, message, why, cx, fx));
         if let Some(Err(e)) = kept.await {
             self.error(e).await
         }
@@ -176,14 +179,21 @@ impl CommandLoop {
     async fn keep_after_failure(
         &self,
         peer: PeerName,
-        message: (MessageId, String),
+        (id, text): (MessageId, String),
         why: (String, String),
     ) {
+        let message = self.typed(id, text);
         let kept = self
             .broker
             .call(move |state, cx, fx| state.message_failed(peer, message, why, cx, fx));
         if let Some(Err(e)) = kept.await {
             self.error(e).await
         }
+    }
+
+    /// Message `id`, typed as `text` with the command running.
+    fn typed(&self, id: MessageId, text: String) -> Typed {
+        let cmd = self.running.clone();
+        Typed { id, text, cmd }
     }
 }

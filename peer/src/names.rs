@@ -147,7 +147,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::event::Withdrawal;
+    use crate::event::{PeerKey, Withdrawal};
 
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -158,7 +158,7 @@ mod tests {
             peer: name(peer),
             addr: "127.0.0.1:2".parse().unwrap(),
             expires_in: Duration::from_secs(60),
-            fingerprint: "f".into(),
+            key: PeerKey(p2p_shared::identity::Identity::generate().public()),
             verified: true,
             unanswered: false,
         }
@@ -185,6 +185,7 @@ mod tests {
         names.note(&Event::AcceptedChat {
             peer: name("dave"),
             addr: "127.0.0.1:2".parse().unwrap(),
+            key: PeerKey(p2p_shared::identity::Identity::generate().public()),
         });
         names.note(&Event::RequestWithdrawn {
             peer: name("erin"),
@@ -200,11 +201,13 @@ mod tests {
             peer: name("bob"),
             pinned: "old".into(),
             offered: "new".into(),
+            pinned_key: p2p_shared::identity::Identity::generate().public(),
+            offered_key: p2p_shared::identity::Identity::generate().public(),
         });
         assert_eq!(names.offered_fingerprint("bob").as_deref(), Some("new"));
         names.note(&Event::Trusted {
             peer: name("bob"),
-            fingerprint: "new".into(),
+            key: PeerKey(p2p_shared::identity::Identity::generate().public()),
         });
         assert_eq!(names.offered_fingerprint("bob"), None);
         assert_eq!(names.offered_fingerprint("not a name!"), None);

@@ -25,7 +25,7 @@ use rand_core::{OsRng, RngCore};
 
 use crate::broker::Broker;
 use crate::error::{Failure, PeerError};
-use crate::event::Event;
+use crate::event::{Event, PeerKey};
 use crate::resume;
 use crate::screen::Screen;
 
@@ -77,6 +77,7 @@ pub async fn exchange(
     Ok(Event::Joined {
         peer,
         addr,
+        key: PeerKey(key),
         learned,
     })
 }

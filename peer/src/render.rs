@@ -21,7 +21,7 @@ use chrono::{DateTime, Local, Utc};
 use p2p_shared::printable::printable;
 use p2p_shared::PeerInfo;
 
-use crate::event::{BookEntry, Event, Status, Withdrawal};
+use crate::event::{BookEntry, Event, Shown, Status, Withdrawal};
 use crate::state::book::Source;
 
 /// How events are rendered; chosen once, at start-up.
@@ -37,11 +37,12 @@ pub enum Rendering {
 }
 
 impl Rendering {
-    /// The text (or JSON) of `event`, without a line ending.
-    pub fn render(self, event: &Event) -> String {
+    /// The text (or JSON) of `shown`, without a line ending. Only JSON carries the id of the
+    /// command it answers: a person sees which command an answer follows.
+    pub fn render(self, shown: &Shown) -> String {
         match self {
-            Rendering::Json => json_line(event),
-            Rendering::Text { color, interactive } => paint(event, color, interactive),
+            Rendering::Json => json_line(shown),
+            Rendering::Text { color, interactive } => paint(&shown.event, color, interactive),
         }
     }
 }
@@ -51,9 +52,9 @@ impl Rendering {
 /// two in a string, and some line readers (Python's `splitlines()`, JavaScript's line
 /// terminators) break a line on them, so a chat text could split one event into two. They
 /// can only occur inside strings, so escaping them in the finished text is exact.
-fn json_line(event: &Event) -> String {
+fn json_line(shown: &Shown) -> String {
     // Serializing these plain data types cannot fail.
-    let json = serde_json::to_string(event).expect("events always serialize");
+    let json = serde_json::to_string(shown).expect("events always serialize");
     if !json.contains(['\u{2028}', '\u{2029}', '\u{85}']) {
         return json;
     }
@@ -82,12 +83,13 @@ impl fmt::Display for Event {
                 peer,
                 addr,
                 verified,
+                ..
             } => write!(
                 f,
                 "chat request sent to {peer}{} ({addr}), waiting for an answer",
                 unverified(*verified)
             ),
-            Event::RequestAccepted { peer, addr } => {
+            Event::RequestAccepted { peer, addr, .. } => {
                 write!(f, "chat accepted by {peer} ({addr})")
             }
             Event::RequestDeclined { peer } => write!(f, "chat declined by {peer}"),
@@ -110,20 +112,21 @@ impl fmt::Display for Event {
                 peer,
                 addr,
                 expires_in,
-                fingerprint,
+                key,
                 verified,
                 unanswered,
             } => write!(
                 f,
                 "chat request from {peer}{} ({addr}): answer yes or no (expires in {}s), \
-                 key {fingerprint}",
+                 key {}",
                 match unanswered {
                     true => " (unverified: the registry did not answer)",
                     false => unverified(*verified),
                 },
-                secs(expires_in)
+                secs(expires_in),
+                key.fingerprint()
             ),
-            Event::AcceptedChat { peer, addr } => {
+            Event::AcceptedChat { peer, addr, .. } => {
                 write!(f, "accepted chat with {peer} ({addr})")
             }
             Event::DeclinedChat { peer } => write!(f, "declined chat request from {peer}"),
@@ -160,6 +163,7 @@ impl fmt::Display for Event {
                 peer,
                 addr,
                 learned,
+                ..
             } => write!(
                 f,
                 "joined {peer} at {addr}: {learned} new {}",
@@ -171,7 +175,9 @@ impl fmt::Display for Event {
                 "{peer} is away ({}); messages to {peer} are kept until {peer} is back",
                 printable(why)
             ),
-            Event::ChatResumed { peer, addr, queued } => match queued {
+            Event::ChatResumed {
+                peer, addr, queued, ..
+            } => match queued {
                 0 => write!(f, "chat with {peer} ({addr}) resumed"),
                 n => write!(f, "chat with {peer} ({addr}) resumed; sending {n} kept"),
             },
@@ -181,14 +187,15 @@ impl fmt::Display for Event {
             }
             Event::Broadcast {
                 peer,
-                fingerprint,
+                key,
                 verified,
                 text,
             } => match verified {
                 true => write!(f, "[broadcast] {peer}: {}", printable(text)),
                 false => write!(
                     f,
-                    "[broadcast] {peer} (unverified {fingerprint}): {}",
+                    "[broadcast] {peer} (unverified {}): {}",
+                    key.fingerprint(),
                     printable(text)
                 ),
             },
@@ -206,10 +213,10 @@ impl fmt::Display for Event {
             Event::Forgotten { peer } => {
                 write!(f, "forgot {peer}: no chat, no kept messages, no pinned key")
             }
-            Event::KnownPeerDead { peer, addr } => {
+            Event::KnownPeerDead { peer, addr, .. } => {
                 write!(f, "known peer {peer} at {addr} does not answer: marked dead")
             }
-            Event::KnownPeerBack { peer, addr } => {
+            Event::KnownPeerBack { peer, addr, .. } => {
                 write!(f, "known peer {peer} at {addr} answers again")
             }
             Event::Disconnected { peer } => write!(f, "disconnected from {peer}"),
@@ -230,6 +237,7 @@ impl fmt::Display for Event {
                 peer,
                 offered,
                 registered,
+                ..
             } => write!(
                 f,
                 "WARNING: a peer calling itself {peer} presented key {offered}, but the \
@@ -240,6 +248,7 @@ impl fmt::Display for Event {
                 peer,
                 pinned,
                 offered,
+                ..
             } => write!(
                 f,
                 "WARNING: {peer} presented key {offered}, but the key known for {peer} is \
@@ -247,16 +256,17 @@ impl fmt::Display for Event {
                  a new key, check its fingerprint with {peer} and type: {}",
                 crate::command::trust_command(peer, offered)
             ),
-            Event::Whoami { name, key } => write!(f, "{name} key {} ({key})", key.fingerprint()),
-            Event::Trusted { peer, fingerprint } => {
+            Event::Whoami { name, key } => {
+                write!(f, "{name} key {} ({})", key.fingerprint(), key.0)
+            }
+            Event::Trusted { peer, key } => {
+                let fingerprint = key.fingerprint();
                 write!(f, "trusting key {fingerprint} for {peer} from now on")
             }
-            Event::RegistryTrusted {
-                registry,
-                fingerprint,
-            } => write!(
+            Event::RegistryTrusted { registry, key } => write!(
                 f,
-                "trusting key {fingerprint} for the registry {registry} from now on"
+                "trusting key {} for the registry {registry} from now on",
+                key.fingerprint()
             ),
             Event::Released { name } => write!(f, "released the name {name}"),
             Event::Help { text } => f.write_str(text.trim_end()),
@@ -405,6 +415,7 @@ mod tests {
 
     use super::*;
     use crate::error::PeerError;
+    use crate::event::PeerKey;
 
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -414,6 +425,13 @@ mod tests {
         color: false,
         interactive: false,
     };
+
+    impl Rendering {
+        /// `event` rendered as one no command caused.
+        fn of(self, event: &Event) -> String {
+            self.render(&event.clone().into())
+        }
+    }
 
     #[test]
     fn hostile_text_cannot_forge_lines_or_drive_the_terminal() {
@@ -431,14 +449,14 @@ mod tests {
             text: "hi\nbob: fake".into(),
             at: Utc::now(),
         };
-        assert_eq!(PLAIN.render(&forged), "alice: hi\\u{a}bob: fake");
+        assert_eq!(PLAIN.of(&forged), "alice: hi\\u{a}bob: fake");
         // At a terminal a message's second line is indented under its first: not a line of
         // its own.
         let painted = Rendering::Text {
             color: true,
             interactive: true,
         }
-        .render(&forged);
+        .of(&forged);
         let lines: Vec<&str> = painted.split('\n').collect();
         assert_eq!(lines.len(), 2, "{painted:?}");
         assert_eq!(
@@ -449,28 +467,29 @@ mod tests {
             color: true,
             interactive: true,
         }
-        .render(&Event::Message {
+        .of(&Event::Message {
             peer: name("alice"),
             text: "a\rb\u{1b}[2J".into(),
             at: Utc::now(),
         });
         assert!(escaped.ends_with("a\\u{d}b\\u{1b}[2J"), "{escaped:?}");
         let error = Event::Error(PeerError::History { why: "x\ny".into() });
-        assert_eq!(PLAIN.render(&error), "error: x\\u{a}y");
+        assert_eq!(PLAIN.of(&error), "error: x\\u{a}y");
     }
 
     #[test]
     fn a_key_warning_ends_with_the_command_that_trusts_that_peer() {
+        let key = p2p_shared::identity::Identity::generate().public();
         let warning = |peer: &str| Event::KeyChanged {
             peer: name(peer),
             pinned: "OLD".into(),
             offered: "NEW".into(),
+            pinned_key: key,
+            offered_key: key,
         };
-        assert!(PLAIN
-            .render(&warning("bob"))
-            .ends_with("type: trust bob NEW"));
+        assert!(PLAIN.of(&warning("bob")).ends_with("type: trust bob NEW"));
         // `trust registry NEW` would be the registry's command.
-        let registry = PLAIN.render(&warning("registry"));
+        let registry = PLAIN.of(&warning("registry"));
         assert!(
             registry.ends_with("type: trust peer registry NEW"),
             "{registry}"
@@ -487,20 +506,38 @@ mod tests {
         }];
         let fp = key.fingerprint();
         assert_eq!(
-            PLAIN.render(&Event::Peers {
+            PLAIN.of(&Event::Peers {
                 peers: peers.clone()
             }),
             format!("peers: 1\npeer bob 127.0.0.1:2 key {fp}")
         );
         assert_eq!(
-            PLAIN.render(&Event::Connected {
+            PLAIN.of(&Event::Connected {
                 peers: peers.clone(),
                 away: vec![]
             }),
             format!("connected peers: 1\nconnected bob 127.0.0.1:2 key {fp}")
         );
+        // In JSON each peer has its key and its fingerprint.
+        let bob = serde_json::json!([{"name": "bob", "addr": "127.0.0.1:2",
+                                       "key": key.to_string(), "fingerprint": fp}]);
+        let json = |event: &Event| -> serde_json::Value {
+            serde_json::from_str(&Rendering::Json.of(event)).unwrap()
+        };
+        let listed = json(&Event::Peers {
+            peers: peers.clone(),
+        });
+        assert_eq!(listed["peers"], bob);
+        let connected = json(&Event::Connected {
+            peers: vec![],
+            away: peers.clone(),
+        });
         assert_eq!(
-            PLAIN.render(&Event::Connected {
+            (&connected["peers"], &connected["away"]),
+            (&serde_json::json!([]), &bob)
+        );
+        assert_eq!(
+            PLAIN.of(&Event::Connected {
                 peers: vec![],
                 away: vec![]
             }),
@@ -510,26 +547,29 @@ mod tests {
 
     #[test]
     fn expiry_is_shown_in_whole_seconds_and_json_in_milliseconds() {
+        let key = p2p_shared::identity::Identity::generate().public();
+        let fp = key.fingerprint();
         let event = Event::RequestArrived {
             peer: name("alice"),
             addr: "127.0.0.1:1".parse().unwrap(),
             expires_in: Duration::from_secs(60),
-            fingerprint: "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940".into(),
+            key: PeerKey(key),
             verified: true,
             unanswered: false,
         };
         assert_eq!(
-            PLAIN.render(&event),
-            "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
-             key 3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940"
+            PLAIN.of(&event),
+            format!(
+                "chat request from alice (127.0.0.1:1): answer yes or no (expires in 60s), \
+                 key {fp}"
+            )
         );
-        let json: serde_json::Value =
-            serde_json::from_str(&Rendering::Json.render(&event)).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&Rendering::Json.of(&event)).unwrap();
         assert_eq!(
             json,
             serde_json::json!({"event": "request_arrived", "peer": "alice",
                                "addr": "127.0.0.1:1", "expires_in_ms": 60000,
-                               "fingerprint": "3f2a:9c1d:77e0:b4a2:05c8:e1f3:6a2b:d940", "verified": true,
+                               "key": key.to_string(), "fingerprint": fp, "verified": true,
                                "unanswered": false})
         );
     }
@@ -541,7 +581,7 @@ mod tests {
             text: "two\nlines \u{1b}".into(),
             at: "2026-11-21T10:00:00Z".parse().unwrap(),
         };
-        let line = Rendering::Json.render(&event);
+        let line = Rendering::Json.of(&event);
         assert!(!line.contains('\n'));
         let json: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(json["event"], "message");
@@ -558,13 +598,40 @@ mod tests {
     }
 
     #[test]
+    fn json_carries_the_id_of_the_command_an_event_answers_and_text_does_not() {
+        let delivered = || Event::Delivered { peer: name("bob") };
+        let id = crate::json_command::CommandId::given("job 7").unwrap();
+        let answer = delivered().answering(Some(id));
+        let json: serde_json::Value =
+            serde_json::from_str(&Rendering::Json.render(&answer)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"event": "delivered", "peer": "bob", "id": "job 7"})
+        );
+        let unasked: serde_json::Value =
+            serde_json::from_str(&Rendering::Json.of(&delivered())).unwrap();
+        assert_eq!(
+            unasked,
+            serde_json::json!({"event": "delivered", "peer": "bob"})
+        );
+        assert_eq!(PLAIN.render(&answer), PLAIN.of(&delivered()));
+        // Every kind of event takes an id: those with no fields, and the newtype variants.
+        for event in [Event::Bye, Event::Error(PeerError::NonePending)] {
+            let id = crate::json_command::CommandId::chosen(3);
+            let json: serde_json::Value =
+                serde_json::from_str(&Rendering::Json.render(&event.answering(Some(id)))).unwrap();
+            assert_eq!(json["id"], "c3", "{json}");
+        }
+    }
+
+    #[test]
     fn json_escapes_the_line_breaks_serde_json_leaves_raw() {
         let event = Event::Message {
             peer: name("alice"),
             text: "a\u{2028}b\u{2029}c\u{85}d\u{202e}e".into(),
             at: "2026-11-21T10:00:00Z".parse().unwrap(),
         };
-        let line = Rendering::Json.render(&event);
+        let line = Rendering::Json.of(&event);
         assert!(
             !line.contains(['\u{2028}', '\u{2029}', '\u{85}']),
             "{line:?}"
@@ -586,7 +653,7 @@ mod tests {
             at: Utc::now(),
         };
         assert_eq!(
-            PLAIN.render(&event),
+            PLAIN.of(&event),
             "alice: pay\\u{202e}cod.exe\\u{200b}\\u{feff}\\u{2066}x\\u{2069}"
         );
     }
@@ -594,6 +661,6 @@ mod tests {
     #[test]
     fn without_colour_painting_changes_nothing_but_the_timestamp() {
         let event = Event::Error(PeerError::NonePending);
-        assert_eq!(PLAIN.render(&event), "error: no pending chat request");
+        assert_eq!(PLAIN.of(&event), "error: no pending chat request");
     }
 }

@@ -90,7 +90,7 @@ impl Resumer {
         let (handshake, pattern, first) = Initiator::start(&self.origin.identity, id, to);
         let recorded = self
             .broker
-            .call(move |state, _, _| state.request_sent(id, addr, handshake));
+            .call(move |state, _, _| state.request_sent(id, addr, handshake, None));
         recorded.await;
         let body = PeerRequest::ChatRequest {
             pattern,
@@ -118,7 +118,7 @@ impl Resumer {
     async fn auto_accept(&self, peer: PeerName) {
         let taken = self
             .broker
-            .call(move |state, cx, fx| state.answer(Some(peer), true, cx, fx));
+            .call(move |state, cx, fx| state.answer(Some(peer), true, None, cx, fx));
         let Some(Ok(answering)) = taken.await else {
             return;
         };
@@ -159,7 +159,9 @@ impl Resumer {
                         at: chrono::Utc::now(),
                     };
                     let _ = self.disk.record(record, None).await;
-                    self.screen.push_state(Event::Delivered { peer });
+                    // The outcome of the command that sent it, however long ago.
+                    let delivered = Event::Delivered { peer }.answering(queued.cmd);
+                    self.screen.push_state(delivered);
                 }
                 Some(Outcome::Error {
                     code: ErrorCode::Busy,

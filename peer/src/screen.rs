@@ -34,7 +34,7 @@ use std::time::Duration;
 
 use event_listener::Event as Notify;
 
-use crate::event::Event;
+use crate::event::Shown;
 use crate::render::Rendering;
 
 /// How many events may wait before the network's are refused.
@@ -109,7 +109,8 @@ impl Queue {
 }
 
 enum Item {
-    Ready(Event),
+    /// Boxed: events are large, and most of the queue's items are small.
+    Ready(Box<Shown>),
     /// A line of the log, already formatted.
     Log(String),
     /// A place kept for an event that is not ready yet.
@@ -168,20 +169,23 @@ impl Screen {
 
     /// Queues `event` without waiting. For events the network causes, after a check of
     /// [`Screen::has_room`] in the same step.
-    pub fn push(&self, event: Event) {
-        self.queue().items.push_back(Item::Ready(event));
+    pub fn push(&self, event: impl Into<Shown>) {
+        self.queue()
+            .items
+            .push_back(Item::Ready(Box::new(event.into())));
         self.inner.ready.notify_one();
     }
 
     /// Queues an event no frame causes: always, merged into an equal one still waiting.
-    pub fn push_state(&self, event: Event) {
+    pub fn push_state(&self, event: impl Into<Shown>) {
+        let event = event.into();
         let mut queue = self.queue();
         let waiting = queue
             .items
             .iter()
-            .any(|item| matches!(item, Item::Ready(e) if *e == event));
+            .any(|item| matches!(item, Item::Ready(e) if **e == event));
         if !waiting {
-            queue.items.push_back(Item::Ready(event));
+            queue.items.push_back(Item::Ready(Box::new(event)));
             self.inner.ready.notify_one();
         }
     }
@@ -198,14 +202,14 @@ impl Screen {
     }
 
     /// Queues a command's result, waiting for room.
-    pub async fn show(&self, event: impl Into<Event>) {
+    pub async fn show(&self, event: impl Into<Shown>) {
         let event = event.into();
         loop {
             let listener = self.inner.room.listen();
             {
                 let mut queue = self.queue();
                 if queue.events() < ROOM {
-                    queue.items.push_back(Item::Ready(event));
+                    queue.items.push_back(Item::Ready(Box::new(event)));
                     self.inner.ready.notify_one();
                     return;
                 }
@@ -277,12 +281,12 @@ pub struct Slot {
 
 impl Slot {
     /// Puts `event` in its place.
-    pub fn fill(mut self, event: Event) {
-        self.replace(Some(event));
+    pub fn fill(mut self, event: impl Into<Shown>) {
+        self.replace(Some(event.into()));
         self.filled = true;
     }
 
-    fn replace(&self, event: Option<Event>) {
+    fn replace(&self, event: Option<Shown>) {
         let mut queue = self.screen.queue();
         let at = queue
             .items
@@ -290,7 +294,7 @@ impl Slot {
             .position(|item| matches!(item, Item::Reserved(id) if *id == self.id));
         if let Some(at) = at {
             match event {
-                Some(event) => queue.items[at] = Item::Ready(event),
+                Some(event) => queue.items[at] = Item::Ready(Box::new(event)),
                 None => {
                     queue.items.remove(at);
                 }
@@ -372,6 +376,7 @@ fn write_all(inner: &Inner, rendering: Rendering, mut sink: Box<dyn Sink>) {
 mod tests {
     use super::*;
     use crate::error::PeerError;
+    use crate::event::Event;
 
     /// A sink that hands every line to the test.
     struct Lines(mpsc::Sender<String>);

@@ -8,7 +8,8 @@
 //! - [`proc`]: one program, through the kit the bench shares (`p2p_kit`: building the
 //!   programs with the test's profile into its target folder, driving them through pipes,
 //!   data folders); an expectation that fails shows what the program printed last.
-//! - [`programs`]: [`Server`] and [`Peer`], and the steps a test takes with them.
+//! - [`programs`]: [`Server`] and [`Peer`], and the steps a test takes with them;
+//!   [`json_peer`]: [`JsonPeer`], a peer driven with `--json` as a bot drives it.
 //! - [`wire`]: the wire protocol spoken directly, for hostile bytes: [`Signer`] makes signed
 //!   envelopes with a key of its own (or forges them in someone else's name), [`request`]
 //!   and [`assert_refused`] read the signed replies.
@@ -18,12 +19,14 @@
 //! Nothing here sleeps to synchronise: stdout and stderr are read by background threads
 //! into channels, and every wait is for the line the test expects, with a deadline.
 
+pub mod json_peer;
 pub mod proc;
 pub mod programs;
 pub mod proxy;
 pub mod raw_peer;
 pub mod wire;
 
+pub use json_peer::JsonPeer;
 pub use p2p_shared::identity::{Identity, PublicKey};
 pub use proc::{binary, DataDir, Proc, Stream, EXPECT_TIMEOUT};
 pub use programs::*;

@@ -267,6 +267,22 @@ impl PeerBuilder {
     /// Starts the peer, waits for `NAME listening on ADDR`, then asks `whoami` for its key.
     #[track_caller]
     pub fn start(self) -> Peer {
+        let (proc, name, data) = self.spawn();
+        let addr = listening_addr(&proc, &format!("{name} listening on "));
+        let key = whoami(&proc, &name);
+        Peer {
+            proc,
+            name,
+            addr,
+            key,
+            data,
+        }
+    }
+
+    /// Starts the peer with these options, answering its start-up questions if it has no
+    /// flags for them: the process, the peer's name and its data folder.
+    #[track_caller]
+    pub(crate) fn spawn(self) -> (Proc, String, DataDirUse) {
         let server = self.server.unwrap_or_else(|| dead_addr().to_string());
         let data = DataDirUse::new(self.data_dir, &self.name);
         let mut args: Vec<String> = Vec::new();
@@ -292,15 +308,7 @@ impl PeerBuilder {
             proc.send("0");
             proc.send(&self.name);
         }
-        let addr = listening_addr(&proc, &format!("{} listening on ", self.name));
-        let key = whoami(&proc, &self.name);
-        Peer {
-            proc,
-            name: self.name,
-            addr,
-            key,
-            data,
-        }
+        (proc, self.name, data)
     }
 }
 

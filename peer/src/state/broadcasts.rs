@@ -11,7 +11,7 @@ use p2p_shared::{ErrorCode, Outcome, PeerInfo, PeerName};
 use super::flood::Heard;
 use super::{Context, Effect, PeerState, Vouch};
 use crate::error::PeerError;
-use crate::event::Event;
+use crate::event::{Event, PeerKey};
 
 /// A broadcast to pass on, and the peers it may go to (`flood.rs` picks among them).
 #[derive(Debug)]
@@ -58,12 +58,13 @@ impl PeerState {
         }
         let verified =
             vouch.is_registered() || self.pins.vouches(cx.namespace, &message.name, &message.key);
-        fx.push(Effect::Show(Event::Broadcast {
+        let shown = Event::Broadcast {
             peer: message.name,
-            fingerprint: message.key.fingerprint(),
+            key: PeerKey(message.key),
             verified,
             text: message.text.clone(),
-        }));
+        };
+        fx.push(Effect::Show(shown.into()));
         let hops = hops.saturating_add(1);
         let forward = (hops < MAX_HOPS).then(|| Forward {
             to: self.flood_targets(&[from.key, message.key]),

@@ -12,9 +12,10 @@ use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
 
 use super::chats::Sealed;
 use super::incoming::{IncomingEnd, PendingRequest};
-use super::{Answering, Context, Effect, Leaving, PeerState, Snapshot};
+use super::{Answering, Context, Effect, Leaving, PeerState};
 use crate::error::PeerError;
-use crate::event::{Event, Waiting};
+use crate::event::{Event, PeerKey, Shown};
+use crate::json_command::CommandId;
 
 impl PeerState {
     /// The Noise static key to ask `name` (whose key is `key`) with IK, if we have one.
@@ -22,9 +23,16 @@ impl PeerState {
         self.pins.noise(cx.namespace, name, key)
     }
 
-    /// Records a chat request, and our side of its handshake, before it goes out.
-    pub fn request_sent(&mut self, id: MessageId, addr: SocketAddr, handshake: Initiator) {
-        self.outgoing.sent(id, addr, handshake);
+    /// Records a chat request, and our side of its handshake, before it goes out; `cmd` is
+    /// the command that asks for it, whose id every event of the request carries.
+    pub fn request_sent(
+        &mut self,
+        id: MessageId,
+        addr: SocketAddr,
+        handshake: Initiator,
+        cmd: Option<CommandId>,
+    ) {
+        self.outgoing.sent(id, addr, handshake, cmd);
     }
 
     /// The other side, `from`, said our request `id` is pending for `expires_in`; `verified`
@@ -55,11 +63,15 @@ impl PeerState {
     ) {
         let mut effects = Vec::new();
         self.pending_reply(id, from, (expires_in, true), cx, &mut effects);
-        fx.extend(
-            effects
-                .into_iter()
-                .filter(|e| !matches!(e, Effect::Show(Event::RequestSent { .. }))),
-        );
+        fx.extend(effects.into_iter().filter(|e| {
+            !matches!(
+                e,
+                Effect::Show(Shown {
+                    event: Event::RequestSent { .. },
+                    ..
+                })
+            )
+        }));
     }
 
     /// A request to reopen an away chat found nobody, or was refused: it ends without a
@@ -78,11 +90,8 @@ impl PeerState {
     ) {
         // Asked before this reply pins the key on first contact.
         let verified = verified || self.pins.vouches(cx.namespace, &from.name, &from.key);
-        if self
-            .pins
-            .check(cx.namespace, &from.name, from.key, true, fx)
-            .is_err()
-        {
+        let cmd = self.outgoing.command(id);
+        if self.pin_for(&cmd, (&from.name, from.key), cx, fx).is_err() {
             let why = PeerError::RequestNotMade { peer: from.name };
             self.request_failed(id, why, fx);
             return;
@@ -93,21 +102,23 @@ impl PeerState {
             .outgoing
             .pending(id, from.name, from.key, expires_in, cx.now);
         if let Some(replaced) = expires {
-            for end in replaced {
-                fx.push(Effect::Show(end.event()));
+            for ended in replaced {
+                fx.push(Effect::Show(ended.shown()));
             }
-            fx.push(Effect::Show(Event::RequestSent {
+            let sent = Event::RequestSent {
                 peer: from.name,
                 addr: from.addr,
+                key: PeerKey(from.key),
                 verified,
-            }));
+            };
+            fx.push(Effect::Show(sent.answering(cmd)));
         }
     }
 
     /// Our request `id` could not be made.
     pub fn request_failed(&mut self, id: MessageId, why: PeerError, fx: &mut Vec<Effect>) {
-        if let Some(end) = self.outgoing.failed(id, why) {
-            fx.push(Effect::Show(end.event()));
+        if let Some(ended) = self.outgoing.failed(id, why) {
+            fx.push(Effect::Show(ended.shown()));
         }
     }
 
@@ -122,36 +133,38 @@ impl PeerState {
         request.unanswered.then_some((request.from, request.key))
     }
 
-    /// Takes the request to answer (from `from`, or the only one). On `yes` the chat's keys
-    /// are agreed and the chat counts as open from this moment, so a message the requester
-    /// sends right after our answer is not refused; a `yes` that cannot be kept (the
-    /// handshake fails, or another key was pinned for the name since) becomes a `no`, with an
-    /// error.
+    /// Takes the request to answer (from `from`, or the only one) with the command `cmd`. On
+    /// `yes` the chat's keys are agreed and the chat counts as open from this moment, so a
+    /// message the requester sends right after our answer is not refused; a `yes` that cannot
+    /// be kept (the handshake fails, or another key was pinned for the name since) becomes a
+    /// `no`, with an error.
     pub fn answer(
         &mut self,
         from: Option<PeerName>,
         accept: bool,
+        cmd: Option<CommandId>,
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Result<Answering, PeerError> {
         let request = self.incoming.take(from.as_ref(), cx.now)?;
-        let declined = |request, yes_refused| Answering {
+        let declined = |request, yes_refused, cmd| Answering {
             request,
             answer: Answer::Declined,
             yes_refused,
             handshake: None,
+            cmd,
         };
         if !accept {
-            return Ok(declined(request, false));
+            return Ok(declined(request, false, cmd));
         }
         let peer = request.from;
         // Accepting is choosing this contact: its key is pinned now.
-        let keys = match self.pins.check(cx.namespace, &peer, request.key, true, fx) {
+        let keys = match self.pin_for(&cmd, (&peer, request.key), cx, fx) {
             Ok(()) => self.agree(&request),
             Err(_) => None,
         };
         let Some((keys, handshake)) = keys else {
-            return Ok(declined(request, true));
+            return Ok(declined(request, true, cmd));
         };
         let reopening = self.conversations.is_resumable(&peer, &request.key);
         self.open_chat(peer, request.addr, request.key, keys, cx, fx);
@@ -162,7 +175,26 @@ impl PeerState {
             answer: Answer::Accepted,
             yes_refused: false,
             handshake: Some(handshake),
+            cmd,
         })
+    }
+
+    /// Checks `key` against the one pinned for `name`, pinning it on first contact, for the
+    /// command `cmd`: a changed key's warning answers that command.
+    fn pin_for(
+        &mut self,
+        cmd: &Option<CommandId>,
+        (name, key): (&PeerName, PublicKey),
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), Outcome> {
+        let mut effects = Vec::new();
+        let checked = self.pins.check(cx.namespace, name, key, true, &mut effects);
+        fx.extend(effects.into_iter().map(|effect| match effect {
+            Effect::Show(shown) => Effect::Show(shown.event.answering(cmd.clone())),
+            other => other,
+        }));
+        checked
     }
 
     /// Finishes our side of `request`'s handshake: the chat's keys, and message 2 that
@@ -191,6 +223,7 @@ impl PeerState {
             request,
             answer,
             yes_refused,
+            cmd,
             ..
         } = answering;
         let peer = request.from;
@@ -198,6 +231,7 @@ impl PeerState {
             (Answer::Accepted, Ok(())) => IncomingEnd::Accepted {
                 peer,
                 addr: request.addr,
+                key: request.key,
             },
             (Answer::Accepted, Err(why)) => {
                 // The chat opened when the user said yes; with no requester, it never starts.
@@ -219,13 +253,19 @@ impl PeerState {
         };
         // A chat reopened without a `yes` is shown as that, not as an acceptance.
         let event = match end {
-            IncomingEnd::Accepted { peer, addr } if self.reopening == Some(request.id) => {
+            IncomingEnd::Accepted { peer, addr, key } if self.reopening == Some(request.id) => {
                 let queued = self.conversations.queued(&peer);
-                Event::ChatResumed { peer, addr, queued }
+                let key = PeerKey(key);
+                Event::ChatResumed {
+                    peer,
+                    addr,
+                    key,
+                    queued,
+                }
             }
             end => end.event(),
         };
-        fx.push(Effect::Show(event));
+        fx.push(Effect::Show(event.answering(cmd)));
     }
 
     /// Seals `body` as message `id` for the chat with `peer`; `None` if no chat with it is
@@ -296,12 +336,12 @@ impl PeerState {
             .collect();
         let mut unanswered = Vec::new();
         for (request, end) in self.incoming.drain() {
-            fx.push(Effect::Show(end.event()));
+            fx.push(Effect::Show(end.event().into()));
             unanswered.push(request);
         }
         let (ends, withdraw) = self.outgoing.leave();
         for end in ends {
-            fx.push(Effect::Show(end.event()));
+            fx.push(Effect::Show(end.shown()));
         }
         Leaving {
             goodbyes,
@@ -319,62 +359,5 @@ impl PeerState {
         fx: &mut Vec<Effect>,
     ) -> Result<PublicKey, PeerError> {
         self.pins.trust(cx.namespace, peer, fingerprint, fx)
-    }
-
-    /// The open chats, sorted by name.
-    pub fn chats(&self) -> Vec<PeerInfo> {
-        self.chats.list()
-    }
-
-    /// Whether a chat is open with `name`, or with a partner at `addr`.
-    pub fn chat_open_with(&self, name: Option<PeerName>, addr: SocketAddr) -> bool {
-        let chats = self.chats.list();
-        chats.iter().any(|c| Some(c.name) == name || c.addr == addr)
-    }
-
-    /// The key of the partner of the open chat with `peer`.
-    pub fn chat_key(&self, peer: &PeerName) -> Option<PublicKey> {
-        self.chats.key(peer)
-    }
-
-    /// The away chats, sorted by name, with their partners' last addresses.
-    pub fn away_chats(&self) -> Vec<PeerInfo> {
-        let away = self.conversations.away_chats().into_iter();
-        away.map(|(name, key, addr)| PeerInfo { name, addr, key })
-            .filter(|p| !self.chats.contains(&p.name))
-            .collect()
-    }
-
-    pub fn chat_names(&self) -> impl Iterator<Item = &PeerName> {
-        self.chats.names()
-    }
-
-    /// The chats and requests at `now`, for `status`.
-    pub fn snapshot(&self, now: Instant) -> Snapshot {
-        let incoming = self
-            .incoming
-            .iter()
-            .map(|r| Waiting {
-                peer: r.from,
-                addr: r.addr,
-                expires_in: r.expires_at.saturating_duration_since(now),
-                received_at: Some(r.received_at),
-            })
-            .collect();
-        let outgoing = self
-            .outgoing
-            .awaiting()
-            .map(|(peer, addr, deadline)| Waiting {
-                peer: *peer,
-                addr,
-                expires_in: deadline.saturating_duration_since(now),
-                received_at: None,
-            })
-            .collect();
-        Snapshot {
-            chats: self.chats.list(),
-            incoming,
-            outgoing,
-        }
     }
 }

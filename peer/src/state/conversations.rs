@@ -25,6 +25,7 @@ use p2p_shared::identity::PublicKey;
 use p2p_shared::{MessageId, PeerName};
 use serde::{Deserialize, Serialize};
 
+use crate::json_command::CommandId;
 use crate::known::FileWrite;
 
 /// The most messages kept for one partner.
@@ -36,6 +37,15 @@ pub const MAX_QUEUE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The most conversations kept: one per partner.
 pub const MAX_CONVERSATIONS: usize = 256;
 
+/// A message the user typed: the id it goes under (the same for every try), its text, and
+/// the command that sent it, whose id its outcome carries however late it comes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Typed {
+    pub id: MessageId,
+    pub text: String,
+    pub cmd: Option<CommandId>,
+}
+
 /// A message kept for a partner who is away.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Queued {
@@ -45,6 +55,23 @@ pub struct Queued {
     pub id: MessageId,
     pub text: String,
     pub at: DateTime<Utc>,
+    /// The command that sent it. On disk only an id a script gave (the peer's own `cN` mean
+    /// nothing in the next run); one unreadable there is dropped, not the message.
+    #[serde(
+        default,
+        skip_serializing_if = "not_given",
+        deserialize_with = "readable_or_none"
+    )]
+    pub cmd: Option<CommandId>,
+}
+
+fn not_given(cmd: &Option<CommandId>) -> bool {
+    !cmd.as_ref().is_some_and(CommandId::is_given)
+}
+
+fn readable_or_none<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<CommandId>, D::Error> {
+    let id = Option::<serde_json::Value>::deserialize(d)?;
+    Ok(id.and_then(|id| serde_json::from_value(id).ok()))
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -159,17 +186,17 @@ impl Conversations {
         Some((c.outbox.into(), self.file()))
     }
 
-    /// Keeps `text` (typed as message `id` at `at`) for `name`.
+    /// Keeps `message` (typed at `at`) for `name`.
     pub fn queue(
         &mut self,
         name: &PeerName,
-        id: MessageId,
-        text: String,
+        message: Typed,
         at: DateTime<Utc>,
     ) -> (Queueing, Option<FileWrite>) {
         let Some(c) = self.by_name.get_mut(name) else {
             return (Queueing::NoChat, None);
         };
+        let Typed { id, text, cmd } = message;
         if c.outbox.iter().any(|q| q.id == id) {
             return (Queueing::Queued, None);
         }
@@ -178,7 +205,13 @@ impl Conversations {
         }
         let seq = c.next_seq;
         c.next_seq += 1;
-        c.outbox.push_back(Queued { seq, id, text, at });
+        c.outbox.push_back(Queued {
+            seq,
+            id,
+            text,
+            at,
+            cmd,
+        });
         (Queueing::Queued, Some(self.file()))
     }
 

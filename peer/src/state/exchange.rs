@@ -14,7 +14,7 @@ use p2p_shared::{Outcome, PeerInfo, PeerName};
 
 use super::book::{Learned, Liveness, Source};
 use super::{Context, Effect, PeerState};
-use crate::event::{BookEntry, Event};
+use crate::event::{BookEntry, Event, PeerKey};
 
 impl PeerState {
     /// Our own record, at `ip` (where the other side reaches us), signed now.
@@ -70,7 +70,10 @@ impl PeerState {
         if self.book.seen(key, addr, cx.utc) == Some(Liveness::Back) {
             let name = self.book.get(key).map(|k| k.record.name);
             if let Some(peer) = name {
-                fx.push(Effect::Show(Event::KnownPeerBack { peer, addr }));
+                let key = PeerKey(*key);
+                fx.push(Effect::Show(
+                    Event::KnownPeerBack { peer, addr, key }.into(),
+                ));
             }
         }
         self.flush_book(fx);
@@ -81,7 +84,10 @@ impl PeerState {
         if self.book.failed(key, cx.utc) == Some(Liveness::Dead) {
             if let Some(known) = self.book.get(key) {
                 let (peer, addr) = (known.record.name, known.record.addr);
-                fx.push(Effect::Show(Event::KnownPeerDead { peer, addr }));
+                let key = PeerKey(*key);
+                fx.push(Effect::Show(
+                    Event::KnownPeerDead { peer, addr, key }.into(),
+                ));
             }
         }
         self.book.forget_long_dead(cx.utc);

@@ -20,7 +20,7 @@ use p2p_shared::identity::PublicKey;
 use p2p_shared::{Answer, MessageId, PeerInfo, PeerName};
 
 use crate::error::PeerError;
-use crate::event::{Event, Withdrawal};
+use crate::event::{Event, PeerKey, Withdrawal};
 
 /// The most incoming requests pending at once (one per requester name).
 pub const MAX_PENDING: usize = 32;
@@ -59,6 +59,7 @@ pub enum IncomingEnd {
     Accepted {
         peer: PeerName,
         addr: SocketAddr,
+        key: PublicKey,
     },
     Declined {
         peer: PeerName,
@@ -100,9 +101,10 @@ impl IncomingEnd {
     /// The one event that tells the user.
     pub fn event(&self) -> Event {
         match self {
-            IncomingEnd::Accepted { peer, addr } => Event::AcceptedChat {
+            IncomingEnd::Accepted { peer, addr, key } => Event::AcceptedChat {
                 peer: *peer,
                 addr: *addr,
+                key: PeerKey(*key),
             },
             IncomingEnd::Declined { peer } => Event::DeclinedChat { peer: *peer },
             IncomingEnd::DeclinedUntold { peer, why } => Event::Error(PeerError::DeclinedUntold {

@@ -22,6 +22,7 @@ mod network;
 mod outbox;
 pub mod outgoing;
 pub mod pins;
+mod queries;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -34,7 +35,8 @@ use p2p_shared::transport::Origin;
 use p2p_shared::{Answer, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, PeerRequest};
 
 use crate::disk::Record;
-use crate::event::{Event, Waiting};
+use crate::event::{Event, Shown, Waiting};
+use crate::json_command::CommandId;
 use crate::known::FileWrite;
 use crate::state::pins::Namespace;
 use book::Book;
@@ -86,14 +88,12 @@ impl Vouch {
 /// What must happen outside the state.
 #[derive(Debug)]
 pub enum Effect {
-    Show(Event),
+    /// Show an event, with the id of the command it answers if a command caused it.
+    Show(Shown),
     /// Rewrite a pin file.
     Write(FileWrite),
     /// Tell a requester how its request ended, without waiting for its reply.
-    Tell {
-        to: SocketAddr,
-        body: PeerRequest,
-    },
+    Tell { to: SocketAddr, body: PeerRequest },
     /// The open chats changed (Tab completes their names).
     ChatsChanged,
     /// A chat with messages kept for its partner is open: send them (`resume.rs`).
@@ -120,6 +120,8 @@ pub struct Answering {
     pub yes_refused: bool,
     /// Message 2 of the chat's handshake, when the answer is `accepted`.
     pub handshake: Option<HandshakeMessage>,
+    /// The `yes` or `no` that answered (none when a reopening request is taken without one).
+    pub cmd: Option<CommandId>,
 }
 
 /// A sealed frame, opened.
@@ -204,13 +206,13 @@ impl PeerState {
     /// told they expired.
     pub fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
         for (request, end) in self.incoming.expire(now) {
-            fx.push(Effect::Show(end.event()));
+            fx.push(Effect::Show(end.event().into()));
             if let Some(answer) = end.owed() {
                 fx.push(tell(&request, answer));
             }
         }
-        for end in self.outgoing.expire(now) {
-            fx.push(Effect::Show(end.event()));
+        for ended in self.outgoing.expire(now) {
+            fx.push(Effect::Show(ended.shown()));
         }
     }
 
@@ -226,10 +228,10 @@ impl PeerState {
         fx: &mut Vec<Effect>,
     ) {
         if let Some(end) = self.incoming.settle(&peer) {
-            fx.push(Effect::Show(end.event()));
+            fx.push(Effect::Show(end.event().into()));
         }
-        for end in self.outgoing.settle(&peer) {
-            fx.push(Effect::Show(end.event()));
+        for ended in self.outgoing.settle(&peer) {
+            fx.push(Effect::Show(ended.shown()));
         }
         // The static key this chat's handshake proved for the pinned key: IK next time.
         let proved = keys.remote_static();
@@ -244,16 +246,18 @@ impl PeerState {
         }
     }
 
-    /// Ends the chat with `peer`, open or away: what was kept for it ends undelivered.
+    /// Ends the chat with `peer`, open or away: what was kept for it ends undelivered, each
+    /// message answering the command that sent it.
     fn close_chat(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) {
         if self.chats.close(peer) {
             fx.push(Effect::ChatsChanged);
         }
         if let Some((dropped, write)) = self.conversations.ended(peer) {
             fx.push(Effect::Write(write));
-            for _ in dropped {
+            for queued in dropped {
                 let why = "the chat ended".to_string();
-                fx.push(Effect::Show(Event::QueuedDropped { peer: *peer, why }));
+                let dropped = Event::QueuedDropped { peer: *peer, why };
+                fx.push(Effect::Show(dropped.answering(queued.cmd)));
             }
         }
     }

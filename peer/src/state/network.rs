@@ -10,10 +10,10 @@ use p2p_shared::{
 
 use super::chats::Chats;
 
-use super::outgoing::{NotAnswerable, OutgoingEnd};
+use super::outgoing::{Ended, NotAnswerable, OutgoingEnd};
 use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
 use crate::disk::Record;
-use crate::event::Event;
+use crate::event::{Event, PeerKey};
 
 impl PeerState {
     /// The outcome of a signed request from another peer (its signature was checked).
@@ -102,11 +102,14 @@ impl PeerState {
         }
         // A name means the key the registry binds it to; then the key pinned for it here.
         if let Vouch::Impostor { registered } = vouch {
-            fx.push(Effect::Show(Event::Impostor {
+            let impostor = Event::Impostor {
                 peer: from.name,
                 offered: from.key.fingerprint(),
                 registered: registered.fingerprint(),
-            }));
+                offered_key: from.key,
+                registered_key: registered,
+            };
+            fx.push(Effect::Show(impostor.into()));
             return Outcome::error(
                 ErrorCode::KeyChanged,
                 format!("the registry binds {} to another key", from.name),
@@ -157,7 +160,7 @@ impl PeerState {
         ) {
             Ok(replaced) => {
                 if let Some((old, end)) = replaced {
-                    fx.push(Effect::Show(end.event()));
+                    fx.push(Effect::Show(end.event().into()));
                     // A requester displaced by another key waits for an answer otherwise.
                     if let Some(answer) = end.owed() {
                         fx.push(tell(&old, answer));
@@ -169,14 +172,15 @@ impl PeerState {
                     fx.push(Effect::AutoAccept(from.name));
                     return Outcome::Pending { expires_in_ms };
                 }
-                fx.push(Effect::Show(Event::RequestArrived {
+                let arrived = Event::RequestArrived {
                     peer: from.name,
                     addr: from.addr,
                     expires_in,
-                    fingerprint: from.key.fingerprint(),
+                    key: PeerKey(from.key),
                     verified,
                     unanswered,
-                }));
+                };
+                fx.push(Effect::Show(arrived.into()));
                 Outcome::Pending { expires_in_ms }
             }
             Err(why) => Outcome::error(ErrorCode::TooManyRequests, why.to_string()),
@@ -223,7 +227,7 @@ impl PeerState {
         {
             return refusal;
         }
-        let Some(end) = self.outgoing.answered(request, answer, handshake) else {
+        let Some(Ended { end, cmd }) = self.outgoing.answered(request, answer, handshake) else {
             unreachable!("answerable just now");
         };
         // A chat we had (open, or away) opens again: shown as that.
@@ -231,13 +235,18 @@ impl PeerState {
             OutgoingEnd::Accepted {
                 peer, addr, key, ..
             } if self.conversations.is_resumable(peer, key) => {
-                let (peer, addr) = (*peer, *addr);
+                let (peer, addr, key) = (*peer, *addr, PeerKey(*key));
                 let queued = self.conversations.queued(&peer);
-                Event::ChatResumed { peer, addr, queued }
+                Event::ChatResumed {
+                    peer,
+                    addr,
+                    key,
+                    queued,
+                }
             }
             end => end.event(),
         };
-        fx.push(Effect::Show(event));
+        fx.push(Effect::Show(event.answering(cmd)));
         match end {
             OutgoingEnd::Accepted {
                 peer,
@@ -267,7 +276,7 @@ impl PeerState {
         // A request that reopens an away chat was never shown (it is taken without a `yes`),
         // so its end is not either.
         if !self.conversations.is_resumable(&from.name, &from.key) {
-            fx.push(Effect::Show(end.event()));
+            fx.push(Effect::Show(end.event().into()));
         }
         Outcome::Ok
     }
@@ -333,7 +342,7 @@ impl PeerState {
             SealedRequest::Disconnect => {
                 let sealed = ack(&self.chats, re, Outcome::Ok);
                 self.close_chat(&peer, fx);
-                fx.push(Effect::Show(Event::PeerDisconnected { peer }));
+                fx.push(Effect::Show(Event::PeerDisconnected { peer }.into()));
                 Ok(FromChat::Ack(sealed))
             }
         }

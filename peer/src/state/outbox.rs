@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::{MessageId, PeerName};
 
-use super::conversations::{Queued, Queueing};
+use super::conversations::{Queued, Queueing, Typed};
 use super::{Context, Effect, PeerState};
 use crate::error::PeerError;
 use crate::event::Event;
@@ -23,20 +23,21 @@ pub struct Resume {
 }
 
 impl PeerState {
-    /// Keeps message `id` (`text`) for `peer`, whose chat is away: `queued for bob: why`.
+    /// Keeps `message` for `peer`, whose chat is away: `queued for bob: why`, answering the
+    /// command that sent it, as its later outcome will.
     pub fn queue_message(
         &mut self,
         peer: PeerName,
-        id: MessageId,
-        text: String,
+        message: Typed,
         why: String,
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Result<(), PeerError> {
-        match self.conversations.queue(&peer, id, text, cx.utc) {
+        let cmd = message.cmd.clone();
+        match self.conversations.queue(&peer, message, cx.utc) {
             (Queueing::Queued, write) => {
                 fx.extend(write.map(Effect::Write));
-                fx.push(Effect::Show(Event::Queued { peer, why }));
+                fx.push(Effect::Show(Event::Queued { peer, why }.answering(cmd)));
                 Ok(())
             }
             (Queueing::Full, _) => Err(PeerError::OutboxFull { peer }),
@@ -49,22 +50,24 @@ impl PeerState {
         !self.chats.contains(peer) && self.conversations.is_away(peer)
     }
 
-    /// Message `id` could not reach `peer` (nobody answered, or it no longer knows the
-    /// chat): the chat is away (`away` says why), and the message kept (`queued` says why).
+    /// `message` could not reach `peer` (nobody answered, or it no longer knows the chat):
+    /// the chat is away (`away` says why), and the message kept (`queued` says why). Both
+    /// answer the command that sent it.
     pub fn message_failed(
         &mut self,
         peer: PeerName,
-        (id, text): (MessageId, String),
+        message: Typed,
         (away, queued): (String, String),
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Result<(), PeerError> {
         if let Some(key) = self.chats.key(&peer) {
             if self.away_if(&peer, &key, fx) {
-                fx.push(Effect::Show(Event::PeerAway { peer, why: away }));
+                let away = Event::PeerAway { peer, why: away };
+                fx.push(Effect::Show(away.answering(message.cmd.clone())));
             }
         }
-        self.queue_message(peer, id, text, queued, cx, fx)
+        self.queue_message(peer, message, queued, cx, fx)
     }
 
     /// The next message kept for `peer`, if its chat is open.
@@ -84,9 +87,10 @@ impl PeerState {
     pub fn expire_outbox(&mut self, cx: &Context, fx: &mut Vec<Effect>) {
         let (expired, write) = self.conversations.expire(cx.utc);
         fx.extend(write.map(Effect::Write));
-        for (peer, _) in expired {
+        for (peer, queued) in expired {
             let why = "it waited longer than a week".to_string();
-            fx.push(Effect::Show(Event::QueuedDropped { peer, why }));
+            let dropped = Event::QueuedDropped { peer, why };
+            fx.push(Effect::Show(dropped.answering(queued.cmd)));
         }
     }
 

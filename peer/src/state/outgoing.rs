@@ -3,7 +3,8 @@
 //! A request is [`Outgoing::Sent`] until the other side's signed `pending` reply says who it
 //! is, then [`Outgoing::Awaiting`] its answer until a deadline. It leaves the table only
 //! through a function that returns its [`OutgoingEnd`], and every end maps to exactly one
-//! event ([`OutgoingEnd::event`]): the user who typed `chat request` sees one outcome, always.
+//! event ([`OutgoingEnd::event`]): the user who typed `chat request` sees one outcome, always,
+//! and it carries the id of that command ([`Ended`]), however much later it comes.
 //!
 //! Pure data and rules; the clock is a parameter, so the tests need no waiting.
 
@@ -17,7 +18,8 @@ use p2p_shared::seal::ChatKeys;
 use p2p_shared::{Answer, MessageId, PeerName};
 
 use crate::error::PeerError;
-use crate::event::Event;
+use crate::event::{Event, PeerKey, Shown};
+use crate::json_command::CommandId;
 
 /// How long past the other side's announced expiry a requester waits for an answer before it
 /// gives up on its own (the answer may be on its way, or the other side may be gone).
@@ -34,6 +36,7 @@ pub enum Outgoing {
     Sent {
         addr: SocketAddr,
         handshake: Initiator,
+        cmd: Option<CommandId>,
     },
     /// The other side, `peer` with `key`, is asking its user; we wait until `deadline`.
     Awaiting {
@@ -42,7 +45,22 @@ pub enum Outgoing {
         addr: SocketAddr,
         deadline: Instant,
         handshake: Initiator,
+        cmd: Option<CommandId>,
     },
+}
+
+/// One of our requests at its end, with the command that made it (none for a request that
+/// reopens an away chat, `resume.rs`): its event answers that command.
+pub struct Ended {
+    pub end: OutgoingEnd,
+    pub cmd: Option<CommandId>,
+}
+
+impl Ended {
+    /// The one event that tells the user, with the id of the command that made the request.
+    pub fn shown(&self) -> Shown {
+        self.end.event().answering(self.cmd.clone())
+    }
 }
 
 /// How one of our requests ended.
@@ -85,9 +103,12 @@ impl OutgoingEnd {
     /// The one event that tells the user.
     pub fn event(&self) -> Event {
         match self {
-            OutgoingEnd::Accepted { peer, addr, .. } => Event::RequestAccepted {
+            OutgoingEnd::Accepted {
+                peer, addr, key, ..
+            } => Event::RequestAccepted {
                 peer: *peer,
                 addr: *addr,
+                key: PeerKey(*key),
             },
             OutgoingEnd::Declined { peer } => Event::RequestDeclined { peer: *peer },
             OutgoingEnd::TimedOut { peer } => Event::RequestTimedOut { peer: *peer },
@@ -124,9 +145,27 @@ pub struct OutgoingRequests {
 
 impl OutgoingRequests {
     /// Records a request before it is sent, so that even an answer that overtakes the
-    /// `pending` reply finds it.
-    pub fn sent(&mut self, id: MessageId, addr: SocketAddr, handshake: Initiator) {
-        self.by_id.insert(id, Outgoing::Sent { addr, handshake });
+    /// `pending` reply finds it; `cmd` is the command that makes it.
+    pub fn sent(
+        &mut self,
+        id: MessageId,
+        addr: SocketAddr,
+        handshake: Initiator,
+        cmd: Option<CommandId>,
+    ) {
+        let sent = Outgoing::Sent {
+            addr,
+            handshake,
+            cmd,
+        };
+        self.by_id.insert(id, sent);
+    }
+
+    /// The command that made request `id`, while it has no end.
+    pub fn command(&self, id: MessageId) -> Option<CommandId> {
+        match self.by_id.get(&id)? {
+            Outgoing::Sent { cmd, .. } | Outgoing::Awaiting { cmd, .. } => cmd.clone(),
+        }
     }
 
     /// The other side, `peer` with `key`, said `pending`. The other side keeps one record per
@@ -139,11 +178,16 @@ impl OutgoingRequests {
         key: PublicKey,
         expires_in: Duration,
         now: Instant,
-    ) -> Option<Vec<OutgoingEnd>> {
+    ) -> Option<Vec<Ended>> {
         let Some(Outgoing::Sent { .. }) = self.by_id.get(&id) else {
             return None;
         };
-        let Some(Outgoing::Sent { addr, handshake }) = self.by_id.remove(&id) else {
+        let Some(Outgoing::Sent {
+            addr,
+            handshake,
+            cmd,
+        }) = self.by_id.remove(&id)
+        else {
             unreachable!("present just now");
         };
         let replaced = self.take_awaiting(&peer, |peer| OutgoingEnd::Replaced { peer });
@@ -154,15 +198,20 @@ impl OutgoingRequests {
             addr,
             deadline,
             handshake,
+            cmd,
         };
         self.by_id.insert(id, awaiting);
         Some(replaced)
     }
 
     /// The request could not be made; `None` if it already has its end.
-    pub fn failed(&mut self, id: MessageId, error: PeerError) -> Option<OutgoingEnd> {
-        self.by_id.remove(&id)?;
-        Some(OutgoingEnd::Failed(error))
+    pub fn failed(&mut self, id: MessageId, error: PeerError) -> Option<Ended> {
+        let (Outgoing::Sent { cmd, .. } | Outgoing::Awaiting { cmd, .. }) =
+            self.by_id.remove(&id)?;
+        Some(Ended {
+            end: OutgoingEnd::Failed(error),
+            cmd,
+        })
     }
 
     /// Whether `from` may answer request `id`, without taking it: the caller still checks the
@@ -185,43 +234,43 @@ impl OutgoingRequests {
         id: MessageId,
         answer: Answer,
         handshake: Option<HandshakeMessage>,
-    ) -> Option<OutgoingEnd> {
+    ) -> Option<Ended> {
         let Outgoing::Awaiting {
             peer,
             key,
             addr,
             handshake: ours,
+            cmd,
             ..
         } = self.by_id.remove(&id)?
         else {
             return None;
         };
-        Some(match answer {
+        let end = match answer {
             Answer::Accepted => {
                 let unusable =
                     |why| OutgoingEnd::Failed(PeerError::AcceptanceUnusable { peer, why });
-                let Some(theirs) = handshake else {
-                    return Some(unusable("the acceptance carries no handshake"));
-                };
-                match ours.finish(&theirs, &key) {
+                match handshake.map(|theirs| ours.finish(&theirs, &key)) {
+                    None => unusable("the acceptance carries no handshake"),
                     // The address we asked at, which is the one the user chose.
-                    Ok(keys) => OutgoingEnd::Accepted {
+                    Some(Ok(keys)) => OutgoingEnd::Accepted {
                         peer,
                         addr,
                         key,
                         keys,
                     },
-                    Err(_) => unusable("the acceptance's handshake does not finish ours"),
+                    Some(Err(_)) => unusable("the acceptance's handshake does not finish ours"),
                 }
             }
             Answer::Declined => OutgoingEnd::Declined { peer },
             Answer::Expired => OutgoingEnd::TimedOut { peer },
             Answer::Left => OutgoingEnd::Abandoned { peer },
-        })
+        };
+        Some(Ended { end, cmd })
     }
 
     /// Ends every request waiting for `peer`'s answer: a chat with it opened another way.
-    pub fn settle(&mut self, peer: &PeerName) -> Vec<OutgoingEnd> {
+    pub fn settle(&mut self, peer: &PeerName) -> Vec<Ended> {
         self.take_awaiting(peer, |peer| OutgoingEnd::Settled { peer })
     }
 
@@ -229,42 +278,52 @@ impl OutgoingRequests {
         &mut self,
         peer: &PeerName,
         end: impl Fn(PeerName) -> OutgoingEnd,
-    ) -> Vec<OutgoingEnd> {
-        let ids: Vec<MessageId> = self
-            .by_id
-            .iter()
-            .filter(|(_, state)| matches!(state, Outgoing::Awaiting { peer: p, .. } if p == peer))
-            .map(|(id, _)| *id)
-            .collect();
-        ids.iter()
-            .filter_map(|id| self.by_id.remove(id))
-            .map(|_| end(*peer))
-            .collect()
+    ) -> Vec<Ended> {
+        self.take(|state| match state {
+            Outgoing::Awaiting { peer: p, .. } if p == peer => Some(end(*peer)),
+            _ => None,
+        })
     }
 
-    /// Ends the requests nobody answered in time.
-    pub fn expire(&mut self, now: Instant) -> Vec<OutgoingEnd> {
+    /// Ends the requests for which `end` has an end, each with the command that made it.
+    fn take(&mut self, end: impl Fn(&Outgoing) -> Option<OutgoingEnd>) -> Vec<Ended> {
         let mut ends = Vec::new();
-        self.by_id.retain(|_, state| match state {
-            Outgoing::Awaiting { peer, deadline, .. } if *deadline <= now => {
-                ends.push(OutgoingEnd::TimedOut { peer: *peer });
+        self.by_id.retain(|_, state| match end(state) {
+            Some(end) => {
+                let (Outgoing::Sent { cmd, .. } | Outgoing::Awaiting { cmd, .. }) = state;
+                let cmd = cmd.take();
+                ends.push(Ended { end, cmd });
                 false
             }
-            _ => true,
+            None => true,
         });
         ends
     }
 
+    /// Ends the requests nobody answered in time.
+    pub fn expire(&mut self, now: Instant) -> Vec<Ended> {
+        self.take(|state| match state {
+            Outgoing::Awaiting { peer, deadline, .. } if *deadline <= now => {
+                Some(OutgoingEnd::TimedOut { peer: *peer })
+            }
+            _ => None,
+        })
+    }
+
     /// Ends every request: we exit. Each is to be withdrawn where it was sent, so that its
     /// other side does not keep asking its user (`chat_withdraw`); one still being sent too,
-    /// since it may have arrived. Those whose other side is asking end with an event; one
-    /// still being sent has none: its command, or the reopening of an away chat, is over.
-    pub fn leave(&mut self) -> (Vec<OutgoingEnd>, Vec<Withdraw>) {
+    /// since it may have arrived. Those whose other side is asking end with an event that
+    /// answers the command that made them; one still being sent has none: its command, or
+    /// the reopening of an away chat, is over.
+    pub fn leave(&mut self) -> (Vec<Ended>, Vec<Withdraw>) {
         let (mut ends, mut withdraw) = (Vec::new(), Vec::new());
         for (request, state) in self.by_id.drain() {
             let addr = match state {
-                Outgoing::Awaiting { peer, addr, .. } => {
-                    ends.push(OutgoingEnd::Dropped { peer });
+                Outgoing::Awaiting {
+                    peer, addr, cmd, ..
+                } => {
+                    let end = OutgoingEnd::Dropped { peer };
+                    ends.push(Ended { end, cmd });
                     addr
                 }
                 Outgoing::Sent { addr, .. } => addr,
@@ -274,15 +333,16 @@ impl OutgoingRequests {
         (ends, withdraw)
     }
 
-    /// The requests whose other side is asking its user: peer, address, our deadline.
-    pub fn awaiting(&self) -> impl Iterator<Item = (&PeerName, SocketAddr, Instant)> {
+    /// The requests whose other side is asking its user: peer, address, key, our deadline.
+    pub fn awaiting(&self) -> impl Iterator<Item = (&PeerName, SocketAddr, PublicKey, Instant)> {
         self.by_id.values().filter_map(|state| match state {
             Outgoing::Awaiting {
                 peer,
                 addr,
+                key,
                 deadline,
                 ..
-            } => Some((peer, *addr, *deadline)),
+            } => Some((peer, *addr, *key, *deadline)),
             Outgoing::Sent { .. } => None,
         })
     }
@@ -298,7 +358,7 @@ impl OutgoingRequests {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.awaiting().map(|(_, _, deadline)| deadline).min()
+        self.awaiting().map(|(.., deadline)| deadline).min()
     }
 }
 
@@ -332,13 +392,13 @@ mod tests {
     /// A request to bob that bob's side has as pending.
     fn awaiting_bob(outgoing: &mut OutgoingRequests, now: Instant) -> MessageId {
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id));
+        outgoing.sent(id, addr(), initiator(id), None);
         outgoing.pending(id, name("bob"), key(), TTL, now).unwrap();
         id
     }
 
-    fn events(ends: &[OutgoingEnd]) -> Vec<Event> {
-        ends.iter().map(OutgoingEnd::event).collect()
+    fn events(ends: &[Ended]) -> Vec<Event> {
+        ends.iter().map(|e| e.end.event()).collect()
     }
 
     #[test]
@@ -356,7 +416,10 @@ mod tests {
         // A refused answer takes nothing: the real one still counts.
         assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
         let end = outgoing.answered(id, Answer::Declined, None).unwrap();
-        assert_eq!(end.event(), Event::RequestDeclined { peer: name("bob") });
+        assert_eq!(
+            end.end.event(),
+            Event::RequestDeclined { peer: name("bob") }
+        );
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::Unknown),
@@ -369,7 +432,7 @@ mod tests {
     fn an_answer_before_the_pending_reply_must_wait_for_it() {
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id));
+        outgoing.sent(id, addr(), initiator(id), None);
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::NotYet)
@@ -386,7 +449,7 @@ mod tests {
         let (me, bob) = (Identity::generate(), Identity::generate());
         let id = new_id();
         let (ours, pattern, first) = Initiator::start(&me, id, Recipient::Unknown(None));
-        outgoing.sent(id, addr(), ours);
+        outgoing.sent(id, addr(), ours, None);
         outgoing
             .pending(id, name("bob"), bob.public(), TTL, Instant::now())
             .unwrap();
@@ -395,7 +458,7 @@ mod tests {
         let end = outgoing
             .answered(id, Answer::Accepted, Some(second))
             .unwrap();
-        let OutgoingEnd::Accepted { keys, peer, .. } = end else {
+        let OutgoingEnd::Accepted { keys, peer, .. } = end.end else {
             panic!("accepted")
         };
         assert_eq!(peer, name("bob"));
@@ -408,7 +471,7 @@ mod tests {
         let id = awaiting_bob(&mut outgoing, Instant::now());
         let end = outgoing.answered(id, Answer::Accepted, None).unwrap();
         assert!(matches!(
-            end.event(),
+            end.end.event(),
             Event::Error(PeerError::AcceptanceUnusable { .. })
         ));
     }
@@ -433,7 +496,7 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let first = awaiting_bob(&mut outgoing, now);
         let second = new_id();
-        outgoing.sent(second, addr(), initiator(second));
+        outgoing.sent(second, addr(), initiator(second), None);
         let replaced = outgoing
             .pending(second, name("bob"), key(), TTL, now)
             .unwrap();
@@ -467,7 +530,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id));
+        outgoing.sent(id, addr(), initiator(id), None);
         let forever = Duration::from_secs(u64::MAX / 4);
         outgoing.pending(id, name("bob"), key(), forever, now);
         assert_eq!(
@@ -482,7 +545,7 @@ mod tests {
         let awaiting = awaiting_bob(&mut outgoing, Instant::now());
         let sending = new_id();
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], 3));
-        outgoing.sent(sending, elsewhere, initiator(sending));
+        outgoing.sent(sending, elsewhere, initiator(sending), None);
         let (ends, mut withdraw) = outgoing.leave();
         assert_eq!(events(&ends), [Event::RequestDropped { peer: name("bob") }]);
         withdraw.sort_by_key(|w| w.addr);

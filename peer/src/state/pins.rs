@@ -143,11 +143,14 @@ impl Pins {
                         offered.remove(0);
                     }
                     offered.push(key);
-                    fx.push(Effect::Show(Event::KeyChanged {
+                    let warning = Event::KeyChanged {
                         peer: *name,
                         pinned: pinned.fingerprint(),
                         offered: key.fingerprint(),
-                    }));
+                        pinned_key: pinned,
+                        offered_key: key,
+                    };
+                    fx.push(Effect::Show(warning.into()));
                 }
                 Err(Outcome::error(
                     ErrorCode::KeyChanged,

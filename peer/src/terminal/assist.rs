@@ -207,7 +207,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::event::Event;
+    use crate::event::{Event, PeerKey};
 
     fn names() -> Names {
         crate::names::sample()
@@ -251,7 +251,7 @@ mod tests {
             peer: "dave".parse().unwrap(),
             addr: "127.0.0.1:2".parse().unwrap(),
             expires_in: Duration::from_secs(60),
-            fingerprint: "f".into(),
+            key: PeerKey(p2p_shared::identity::Identity::generate().public()),
             verified: true,
             unanswered: false,
         });
@@ -269,6 +269,8 @@ mod tests {
             peer: "bob".parse().unwrap(),
             pinned: "old".into(),
             offered: offered.into(),
+            pinned_key: p2p_shared::identity::Identity::generate().public(),
+            offered_key: p2p_shared::identity::Identity::generate().public(),
         });
         assert_eq!(completed("trust bob ", &names), vec![format!("{offered} ")]);
         assert_eq!(

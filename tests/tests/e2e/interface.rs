@@ -1,66 +1,29 @@
 //! The interface scripts and people rely on beyond the basic commands: `--json`, `help
 //! COMMAND`, `status`, and logs that stay off stdout.
 
-use p2p_e2e::{binary, DataDir, Peer, Proc, PublicKey, Server, Value};
-
-/// Starts `p2p-peer --json` (with a data directory of its own, returned so that it lives as
-/// long as the peer) and returns it with its first event, which must be `listening`.
-fn json_peer(name: &str, server: &Server) -> (Proc, Value, DataDir) {
-    let data = DataDir::new(name);
-    let args: Vec<String> = [
-        "--json",
-        "--name",
-        name,
-        "--bind",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--server",
-        &server.addr().to_string(),
-        "--data-dir",
-        &data.arg(),
-    ]
-    .map(String::from)
-    .to_vec();
-    let proc = Proc::spawn(format!("json peer {name}"), &binary("p2p-peer"), &args);
-    let first = event(&proc);
-    assert_eq!(first["event"], "listening", "{first}");
-    assert_eq!(first["name"], name);
-    // Then where others reach it: here, on loopback, this machine only.
-    let reachable = event(&proc);
-    assert_eq!(reachable["event"], "reachable", "{reachable}");
-    assert_eq!(reachable["addrs"], serde_json::json!([first["addr"]]));
-    assert_eq!(reachable["only_here"], "bound_to_loopback");
-    (proc, first, data)
-}
-
-/// The next stdout line, which must be one JSON object.
-fn event(proc: &Proc) -> Value {
-    let line = proc.next_line();
-    serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"))
-}
+use p2p_e2e::{Peer, PublicKey, Server};
 
 #[test]
 fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
     let server = Server::start();
-    let (alice, listening, _data) = json_peer("alice", &server);
-    let alice_addr = listening["addr"].as_str().unwrap().to_owned();
+    let alice = Peer::builder("alice").server(server.addr()).start_json();
+    let alice_addr = alice.addr().to_string();
     let bob = Peer::start("bob", server.addr());
     bob.register();
 
     alice.send("whoami");
-    let whoami = event(&alice);
+    let whoami = alice.next_event();
     assert_eq!(whoami["event"], "whoami", "{whoami}");
     assert_eq!(whoami["name"], "alice");
     let alice_key: PublicKey = whoami["key"].as_str().unwrap().parse().unwrap();
 
     alice.send("register");
-    let registered = event(&alice);
+    let registered = alice.next_event();
     assert_eq!(registered["event"], "registered");
     assert_eq!(registered["addr"], alice_addr.as_str());
 
     alice.send("listpeer");
-    let peers = event(&alice);
+    let peers = alice.next_event();
     assert_eq!(peers["event"], "peers");
     let listed: Vec<(&str, &str)> = peers["peers"]
         .as_array()
@@ -82,13 +45,13 @@ fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
         "chat request 127.0.0.1 {}",
         alice_addr.rsplit(':').next().unwrap()
     ));
-    let arrived = event(&alice);
+    let arrived = alice.next_event();
     assert_eq!(arrived["event"], "request_arrived");
     assert_eq!(arrived["peer"], "bob");
     assert_eq!(arrived["expires_in_ms"], 60_000);
     assert_eq!(arrived["fingerprint"], bob.fingerprint().as_str());
     alice.send("status");
-    let status = event(&alice);
+    let status = alice.next_event();
     assert_eq!(status["event"], "status", "{status}");
     let waiting = &status["incoming"][0];
     assert_eq!(waiting["peer"], "bob", "{status}");
@@ -98,22 +61,22 @@ fn json_mode_prints_one_object_per_line_for_every_event_and_result() {
         "the request's timestamp: {status}"
     );
     alice.send("yes");
-    assert_eq!(event(&alice)["event"], "accepted_chat");
+    assert_eq!(alice.next_event()["event"], "accepted_chat");
     bob.expect("chat accepted by alice");
     bob.send("chat message alice tab\there \"quoted\" 你好");
-    let message = event(&alice);
+    let message = alice.next_event();
     assert_eq!(message["event"], "message");
     assert_eq!(message["peer"], "bob");
     assert_eq!(message["text"], "tab\there \"quoted\" 你好");
     assert!(message["at"].as_str().unwrap().ends_with('Z'), "{message}");
 
     alice.send("chat message nobody hi");
-    let error = event(&alice);
+    let error = alice.next_event();
     assert_eq!(error["event"], "error");
     assert_eq!(error["message"], "not in a chat with nobody");
 
     alice.send("exit");
-    assert_eq!(event(&alice)["event"], "bye");
+    assert_eq!(alice.next_event()["event"], "bye");
     bob.expect("alice disconnected");
 }
 

@@ -4,6 +4,7 @@
 //! test's time is waiting for a program), and the programs are built once. Each module is one
 //! subject; docs/testing.md lists them.
 
+mod bot;
 mod chat;
 mod cli;
 mod data_folder;
@@ -21,6 +22,7 @@ mod paste;
 mod pty;
 mod registry;
 mod requests;
+mod scripts;
 mod security;
 mod start;
 mod terminal;

@@ -12,6 +12,14 @@ fn at(secs: i64) -> DateTime<Utc> {
     Utc.timestamp_opt(1_796_000_000 + secs, 0).unwrap()
 }
 
+fn typed(id: MessageId, text: &str) -> Typed {
+    Typed {
+        id,
+        text: text.into(),
+        cmd: None,
+    }
+}
+
 fn addr() -> SocketAddr {
     "127.0.0.1:40002".parse().unwrap()
 }
@@ -24,7 +32,7 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
     let key = Identity::generate().public();
     let mut c = Conversations::load(path.clone()).unwrap();
     assert_eq!(
-        c.queue(&bob(), new_id(), "no chat".into(), at(0)).0,
+        c.queue(&bob(), typed(new_id(), "no chat"), at(0)).0,
         Queueing::NoChat
     );
     c.opened(bob(), key, addr()).perform().unwrap();
@@ -32,13 +40,22 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
     c.away(&bob(), &key).unwrap().perform().unwrap();
     assert!(c.away(&bob(), &key).is_none(), "away once");
     let ids: Vec<MessageId> = (0..3).map(|_| new_id()).collect();
+    // A script's id is kept with its message; the peer's own `cN` are not (the next run
+    // numbers its commands from c1 again).
+    let given = CommandId::given("job-0").unwrap();
+    let cmds = [Some(given.clone()), Some(CommandId::chosen(2)), None];
     for (i, id) in ids.iter().enumerate() {
-        let (queued, write) = c.queue(&bob(), *id, format!("m{i}"), at(i as i64));
+        let message = Typed {
+            cmd: cmds[i].clone(),
+            ..typed(*id, &format!("m{i}"))
+        };
+        let (queued, write) = c.queue(&bob(), message, at(i as i64));
         assert_eq!(queued, Queueing::Queued);
         write.unwrap().perform().unwrap();
     }
+    assert_eq!(c.next_queued(&bob()).unwrap().cmd, Some(given.clone()));
     // The same id again (a retry) is not kept twice.
-    let (queued, write) = c.queue(&bob(), ids[0], "m0".into(), at(9));
+    let (queued, write) = c.queue(&bob(), typed(ids[0], "m0"), at(9));
     assert_eq!((queued, write.is_none()), (Queueing::Queued, true));
 
     let mut again = Conversations::load(path).unwrap();
@@ -51,6 +68,11 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
             (next.seq, next.id, next.text.as_str()),
             (i as u64, *id, format!("m{i}").as_str())
         );
+        let kept = match i {
+            0 => Some(given.clone()),
+            _ => None,
+        };
+        assert_eq!(next.cmd, kept, "message {i}");
         assert!(again.delivered(&bob(), *id).is_some());
     }
     assert_eq!(again.next_queued(&bob()), None);
@@ -64,12 +86,13 @@ fn an_outbox_is_bounded_in_count_and_age_and_ends_with_its_chat() {
     c.opened(bob(), key, addr());
     for i in 0..MAX_QUEUED {
         assert_eq!(
-            c.queue(&bob(), new_id(), i.to_string(), at(i as i64)).0,
+            c.queue(&bob(), typed(new_id(), &i.to_string()), at(i as i64))
+                .0,
             Queueing::Queued
         );
     }
     assert_eq!(
-        c.queue(&bob(), new_id(), "one more".into(), at(0)).0,
+        c.queue(&bob(), typed(new_id(), "one more"), at(0)).0,
         Queueing::Full
     );
     let week = MAX_QUEUE_AGE.as_secs() as i64;
@@ -89,7 +112,7 @@ fn a_chat_with_another_key_under_the_name_starts_a_new_conversation() {
     let mut c = Conversations::empty();
     c.opened(bob(), old, addr());
     c.away(&bob(), &old);
-    c.queue(&bob(), new_id(), "for the old bob".into(), at(0));
+    c.queue(&bob(), typed(new_id(), "for the old bob"), at(0));
     assert!(c.away(&bob(), &new).is_none(), "not that chat");
     c.opened(bob(), new, addr());
     assert_eq!(c.queued(&bob()), 0, "kept for someone else");

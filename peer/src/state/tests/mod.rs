@@ -1,9 +1,10 @@
 //! The request/accept workflow and the chats, driven as the broker would, with a clock of
 //! the test's own: no runtime, no network, no waiting. This file holds the fixtures; the tests
-//! are in `requests.rs` (how each request ends) and `full_screen.rs` (what a peer whose user
-//! is not reading takes and refuses).
+//! are in `requests.rs` (how each request ends), `ids.rs` (which command each event answers)
+//! and `full_screen.rs` (what a peer whose user is not reading takes and refuses).
 
 mod full_screen;
+mod ids;
 mod requests;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use p2p_shared::{
 
 use super::*;
 use crate::error::PeerError;
-use crate::event::{Event, Withdrawal};
+use crate::event::{Event, PeerKey, Withdrawal};
 use crate::known::{KnownKeys, Pin};
 use crate::state::book::Book;
 use crate::state::conversations::Conversations;
@@ -82,7 +83,7 @@ fn at(now: Instant) -> Context {
 fn shown(fx: &[Effect]) -> Vec<Event> {
     fx.iter()
         .filter_map(|e| match e {
-            Effect::Show(event) => Some(event.clone()),
+            Effect::Show(shown) => Some(shown.event.clone()),
             _ => None,
         })
         .collect()
@@ -163,7 +164,7 @@ fn start(
 /// Alice's request to bob, as far as bob's `pending` reply: its id and alice's share.
 fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId, Vec<Event>) {
     let (id, initiator, _) = start(state, bob);
-    state.request_sent(id, bob.info.addr, initiator);
+    state.request_sent(id, bob.info.addr, initiator, None);
     let mut fx = Vec::new();
     state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
     (id, shown(&fx))
@@ -172,7 +173,7 @@ fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId,
 /// Opens a chat between alice and `bob` the way bob's acceptance does; bob's keys.
 fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKeys {
     let (id, initiator, first) = start(state, bob);
-    state.request_sent(id, bob.info.addr, initiator);
+    state.request_sent(id, bob.info.addr, initiator, None);
     let mut fx = Vec::new();
     state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
     let alice_key = state.origin.identity.public();

@@ -31,7 +31,7 @@ fn an_unsolicited_request_pins_nothing_until_the_user_accepts() {
         "the replaced request ends too"
     );
     let mut fx = Vec::new();
-    let answering = state.answer(None, true, &at(now), &mut fx).unwrap();
+    let answering = state.answer(None, true, None, &at(now), &mut fx).unwrap();
     assert_eq!(answering.answer, Answer::Accepted);
     assert!(
         fx.iter().any(|e| matches!(e, Effect::Write(_))),
@@ -66,7 +66,7 @@ fn every_request_to_us_ends_in_exactly_one_event() {
     // No: declined, though the requester could not be told.
     let mut fx = Vec::new();
     let no = state
-        .answer(Some(name("bob")), false, &at(now), &mut fx)
+        .answer(Some(name("bob")), false, None, &at(now), &mut fx)
         .unwrap();
     let unreachable = PeerError::NoLongerWaiting { peer: name("bob") };
     state.answer_sent(no, Err(unreachable.clone()), &mut fx);
@@ -80,7 +80,7 @@ fn every_request_to_us_ends_in_exactly_one_event() {
     // Yes, but the answer never arrives: no chat after all.
     let mut fx = Vec::new();
     let yes = state
-        .answer(Some(name("carol")), true, &at(now), &mut fx)
+        .answer(Some(name("carol")), true, None, &at(now), &mut fx)
         .unwrap();
     assert_eq!(state.chats().len(), 1, "open from the yes on");
     let gone = PeerError::NoLongerWaiting {
@@ -102,7 +102,9 @@ fn every_request_to_us_ends_in_exactly_one_event() {
     )));
     let mut fx = Vec::new();
     assert_eq!(
-        state.answer(None, true, &at(now + TTL), &mut fx).err(),
+        state
+            .answer(None, true, None, &at(now + TTL), &mut fx)
+            .err(),
         Some(PeerError::NonePending)
     );
 }
@@ -118,13 +120,14 @@ fn crossed_requests_end_each_in_one_event_when_one_is_accepted() {
         [Event::RequestSent {
             peer: name("bob"),
             addr: bob.info.addr,
+            key: PeerKey(bob.info.key),
             // First contact, and no registry said who bob is.
             verified: false,
         }]
     );
     ask(&mut state, &bob, &at(now));
     let mut fx = Vec::new();
-    let yes = state.answer(None, true, &at(now), &mut fx).unwrap();
+    let yes = state.answer(None, true, None, &at(now), &mut fx).unwrap();
     state.answer_sent(yes, Ok(()), &mut fx);
     assert_eq!(
         shown(&fx),
@@ -132,7 +135,8 @@ fn crossed_requests_end_each_in_one_event_when_one_is_accepted() {
             Event::RequestSettled { peer: name("bob") },
             Event::AcceptedChat {
                 peer: name("bob"),
-                addr: bob.info.addr
+                addr: bob.info.addr,
+                key: PeerKey(bob.info.key),
             }
         ]
     );
@@ -149,7 +153,7 @@ fn an_answer_from_someone_else_or_before_the_pending_reply_takes_nothing() {
     let mut state = alice();
     let id = new_id();
     let (_, initiator, _) = start(&state, &bob);
-    state.request_sent(id, bob.info.addr, initiator);
+    state.request_sent(id, bob.info.addr, initiator, None);
     let answer = |from: &Someone| {
         let body = PeerRequest::ChatAnswer {
             request: id,
@@ -230,7 +234,7 @@ fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
     ask(&mut state, &bob, &at(now));
     let mut fx = Vec::new();
     let yes = state
-        .answer(Some(name("carol")), true, &at(now), &mut fx)
+        .answer(Some(name("carol")), true, None, &at(now), &mut fx)
         .unwrap();
     assert_eq!(
         yes.answer,
@@ -239,7 +243,7 @@ fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
     );
     state.answer_sent(yes, Ok(()), &mut fx);
     let no = state
-        .answer(Some(name("bob")), false, &at(now), &mut fx)
+        .answer(Some(name("bob")), false, None, &at(now), &mut fx)
         .unwrap();
     let unheard = PeerError::NoLongerWaiting { peer: name("bob") };
     state.answer_sent(no, Err(unheard.clone()), &mut fx);
@@ -250,6 +254,8 @@ fn a_yes_that_cannot_be_kept_and_a_no_nobody_heard_each_end_in_one_line() {
                 peer: name("carol"),
                 pinned: other_carol.info.key.fingerprint(),
                 offered: carol.info.key.fingerprint(),
+                pinned_key: other_carol.info.key,
+                offered_key: carol.info.key,
             },
             Event::Error(PeerError::CannotAccept {
                 peer: name("carol")
@@ -318,6 +324,8 @@ fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impo
             peer: name("bob"),
             offered: mallory.info.key.fingerprint(),
             registered: registered.fingerprint(),
+            offered_key: mallory.info.key,
+            registered_key: registered,
         }]
     );
     // bob's own request is still the one pending under his name.
@@ -325,7 +333,7 @@ fn a_request_shows_whether_the_registry_vouches_for_its_name_and_refuses_an_impo
     assert_eq!(pending.len(), 2, "bob and carol");
     let mut fx = Vec::new();
     let yes = state
-        .answer(Some(name("bob")), true, &at(now), &mut fx)
+        .answer(Some(name("bob")), true, None, &at(now), &mut fx)
         .unwrap();
     assert_eq!(yes.request.key, bob.info.key);
 }
@@ -359,7 +367,7 @@ fn a_stranger_displaced_by_the_owner_of_the_name_is_told_declined() {
         [first, Event::RequestArrived { verified: true, .. }] if *first == withdrawn
     ));
     let mut fx = Vec::new();
-    let yes = state.answer(None, true, &at(now), &mut fx).unwrap();
+    let yes = state.answer(None, true, None, &at(now), &mut fx).unwrap();
     assert_eq!(yes.request.key, carol.info.key, "the only one pending");
 }
 
@@ -460,7 +468,7 @@ fn an_acceptance_sent_again_after_a_lost_reply_is_answered_ok_and_changes_nothin
     let bob = someone("bob", 2);
     let mut state = alice();
     let (id, initiator, first) = start(&state, &bob);
-    state.request_sent(id, bob.info.addr, initiator);
+    state.request_sent(id, bob.info.addr, initiator, None);
     let mut fx = Vec::new();
     state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
     let alice_key = state.origin.identity.public();
@@ -549,7 +557,7 @@ fn only_the_requester_withdraws_its_request_and_then_yes_finds_none() {
     );
     assert!(told(&fx).is_empty(), "bob is not told: he withdrew it");
     let mut fx = Vec::new();
-    let yes = state.answer(Some(name("bob")), true, &at(now), &mut fx);
+    let yes = state.answer(Some(name("bob")), true, None, &at(now), &mut fx);
     assert_eq!(
         yes.err(),
         Some(PeerError::NonePendingFrom { name: name("bob") })

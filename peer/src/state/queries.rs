@@ -1,0 +1,74 @@
+//! What the state tells the rest of the peer without changing anything: the chats open and
+//! away (for `list connected peer`, the liveness checks, Tab completion) and the chats and
+//! requests at one moment (for `status`). The changes are in `commands.rs` and
+//! `network.rs`.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use p2p_shared::identity::PublicKey;
+use p2p_shared::{PeerInfo, PeerName};
+
+use super::{PeerState, Snapshot};
+use crate::event::{PeerKey, Waiting};
+
+impl PeerState {
+    /// The open chats, sorted by name.
+    pub fn chats(&self) -> Vec<PeerInfo> {
+        self.chats.list()
+    }
+
+    /// Whether a chat is open with `name`, or with a partner at `addr`.
+    pub fn chat_open_with(&self, name: Option<PeerName>, addr: SocketAddr) -> bool {
+        let chats = self.chats.list();
+        chats.iter().any(|c| Some(c.name) == name || c.addr == addr)
+    }
+
+    /// The key of the partner of the open chat with `peer`.
+    pub fn chat_key(&self, peer: &PeerName) -> Option<PublicKey> {
+        self.chats.key(peer)
+    }
+
+    /// The away chats, sorted by name, with their partners' last addresses.
+    pub fn away_chats(&self) -> Vec<PeerInfo> {
+        let away = self.conversations.away_chats().into_iter();
+        away.map(|(name, key, addr)| PeerInfo { name, addr, key })
+            .filter(|p| !self.chats.contains(&p.name))
+            .collect()
+    }
+
+    pub fn chat_names(&self) -> impl Iterator<Item = &PeerName> {
+        self.chats.names()
+    }
+
+    /// The chats and requests at `now`, for `status`.
+    pub fn snapshot(&self, now: Instant) -> Snapshot {
+        let incoming = self
+            .incoming
+            .iter()
+            .map(|r| Waiting {
+                peer: r.from,
+                addr: r.addr,
+                key: PeerKey(r.key),
+                expires_in: r.expires_at.saturating_duration_since(now),
+                received_at: Some(r.received_at),
+            })
+            .collect();
+        let outgoing = self
+            .outgoing
+            .awaiting()
+            .map(|(peer, addr, key, deadline)| Waiting {
+                peer: *peer,
+                addr,
+                key: PeerKey(key),
+                expires_in: deadline.saturating_duration_since(now),
+                received_at: None,
+            })
+            .collect();
+        Snapshot {
+            chats: self.chats.list(),
+            incoming,
+            outgoing,
+        }
+    }
+}

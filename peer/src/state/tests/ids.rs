@@ -1,0 +1,168 @@
+//! Which command each event answers: the one that caused it, at once or long after (a
+//! request's end, a kept message's fate), and none for what the network alone caused.
+
+use super::*;
+use crate::json_command::CommandId;
+use crate::state::conversations::Typed;
+
+fn cmd(id: &str) -> Option<CommandId> {
+    Some(CommandId::given(id).unwrap())
+}
+
+/// The id each shown event carries, in order.
+fn ids(fx: &[Effect]) -> Vec<Option<String>> {
+    fx.iter()
+        .filter_map(|e| match e {
+            Effect::Show(shown) => Some(shown.id.as_ref().map(CommandId::to_string)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn some(ids: &[&str]) -> Vec<Option<String>> {
+    ids.iter().map(|id| Some(id.to_string())).collect()
+}
+
+/// Alice's request to `to` made by the command `by`, as far as its `pending` reply.
+fn request_by(state: &mut PeerState, to: &Someone, by: &str, now: Instant) -> Vec<Effect> {
+    let (id, initiator, _) = start(state, to);
+    state.request_sent(id, to.info.addr, initiator, cmd(by));
+    let mut fx = Vec::new();
+    state.request_pending(id, to.info.clone(), (TTL, false), &at(now), &mut fx);
+    fx
+}
+
+#[test]
+fn a_request_settled_by_a_yes_answers_its_own_command_and_the_chat_answers_the_yes() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    assert_eq!(
+        ids(&request_by(&mut state, &bob, "ask-bob", now)),
+        some(&["ask-bob"])
+    );
+    let (_, arrived) = ask(&mut state, &bob, &at(now));
+    assert!(matches!(arrived[..], [Event::RequestArrived { .. }]));
+    let mut fx = Vec::new();
+    let yes = state
+        .answer(None, true, cmd("yes-1"), &at(now), &mut fx)
+        .unwrap();
+    state.answer_sent(yes, Ok(()), &mut fx);
+    assert_eq!(
+        shown(&fx),
+        [
+            Event::RequestSettled { peer: name("bob") },
+            Event::AcceptedChat {
+                peer: name("bob"),
+                addr: bob.info.addr,
+                key: PeerKey(bob.info.key),
+            }
+        ]
+    );
+    assert_eq!(ids(&fx), some(&["ask-bob", "yes-1"]));
+}
+
+#[test]
+fn what_the_network_alone_causes_answers_no_command() {
+    let now = Instant::now();
+    let (bob, carol) = (someone("bob", 2), someone("carol", 3));
+    let mut state = alice();
+    let (_, _, fx) = ask_for_effects(&mut state, &bob, Vouch::Registered, now);
+    assert_eq!(ids(&fx), [None]);
+    ask(&mut state, &carol, &at(now));
+    let mut fx = Vec::new();
+    state.expire(now + TTL, &mut fx);
+    assert_eq!(shown(&fx).len(), 2, "both expired");
+    assert_eq!(ids(&fx), [None, None]);
+}
+
+#[test]
+fn every_later_end_of_a_request_answers_the_command_that_made_it() {
+    let now = Instant::now();
+    let (bob, carol) = (someone("bob", 2), someone("carol", 3));
+    let mut state = alice();
+    request_by(&mut state, &bob, "first", now);
+    // A newer request to bob replaces the first there: that end answers the first command.
+    let fx = request_by(&mut state, &bob, "second", now);
+    assert_eq!(shown(&fx)[0], Event::RequestReplaced { peer: name("bob") });
+    assert_eq!(ids(&fx), some(&["first", "second"]));
+    request_by(&mut state, &carol, "third", now + TTL);
+    let mut fx = Vec::new();
+    state.expire(now + TTL + outgoing::ANSWER_GRACE, &mut fx);
+    assert_eq!(shown(&fx), [Event::RequestTimedOut { peer: name("bob") }]);
+    assert_eq!(ids(&fx), some(&["second"]));
+    let mut fx = Vec::new();
+    state.leave(&mut fx);
+    assert_eq!(
+        shown(&fx),
+        [Event::RequestDropped {
+            peer: name("carol")
+        }]
+    );
+    assert_eq!(ids(&fx), some(&["third"]));
+}
+
+#[test]
+fn a_kept_message_answers_the_command_that_sent_it_until_its_end() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+    let message = |text: &str, by: &str| Typed {
+        id: new_id(),
+        text: text.into(),
+        cmd: cmd(by),
+    };
+    // The message that finds bob gone makes the chat away, and is kept: both answer it.
+    let why = ("nobody answered".to_string(), "bob is away".to_string());
+    state
+        .message_failed(name("bob"), message("one", "m1"), why, &at(now), &mut fx)
+        .unwrap();
+    assert!(matches!(
+        shown(&fx)[..],
+        [Event::PeerAway { .. }, Event::Queued { .. }]
+    ));
+    assert_eq!(ids(&fx), some(&["m1", "m1"]));
+    let mut fx = Vec::new();
+    let why = "bob is offline".to_string();
+    state
+        .queue_message(name("bob"), message("two", "m2"), why, &at(now), &mut fx)
+        .unwrap();
+    assert_eq!(ids(&fx), some(&["m2"]));
+    // Ending the chat drops both, each answering its own command.
+    let mut fx = Vec::new();
+    assert!(state.end_away(&name("bob"), &mut fx));
+    assert!(shown(&fx)
+        .iter()
+        .all(|e| matches!(e, Event::QueuedDropped { .. })));
+    assert_eq!(ids(&fx), some(&["m1", "m2"]));
+    assert_eq!(state.outbox_next(&name("bob")), None);
+}
+
+#[test]
+fn a_message_kept_too_long_ends_answering_its_command() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+    assert!(state.away_if(&name("bob"), &bob.info.key, &mut fx));
+    let typed = Typed {
+        id: new_id(),
+        text: "late".into(),
+        cmd: cmd("m9"),
+    };
+    let why = "bob is offline".to_string();
+    state
+        .queue_message(name("bob"), typed, why, &at(now), &mut fx)
+        .unwrap();
+    let later = Context {
+        utc: Utc::now() + chrono::Duration::days(8),
+        ..at(now)
+    };
+    let mut fx = Vec::new();
+    state.expire_outbox(&later, &mut fx);
+    assert!(matches!(shown(&fx)[..], [Event::QueuedDropped { .. }]));
+    assert_eq!(ids(&fx), some(&["m9"]));
+}
