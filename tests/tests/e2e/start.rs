@@ -215,6 +215,6 @@ fn a_program_on_loopback_says_only_this_machine_reaches_it() {
     );
     let mut peer = peer;
     peer.send("exit");
-    peer.expect_exact(r#"{"event":"bye"}"#);
+    peer.expect_exact(r#"{"event":"bye","id":"c1"}"#);
     assert!(peer.wait_exit().success());
 }
