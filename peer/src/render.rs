@@ -272,8 +272,8 @@ impl fmt::Display for Event {
             Event::Help { text } => f.write_str(text.trim_end()),
             Event::Talking { peer: Some(peer) } => write!(
                 f,
-                "talking to {peer}: plain lines are messages to {peer}, commands start with / \
-                 (/talk alone stops)"
+                "talking to {peer}: lines are messages to {peer}, commands start with / (/talk \
+                 stops)"
             ),
             Event::Talking { peer: None } => write!(f, "no conversation: lines are commands"),
             Event::Bye => write!(f, "bye"),

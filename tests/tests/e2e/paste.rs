@@ -123,8 +123,7 @@ fn talk_works_through_a_pipe_and_a_long_message_is_sent_in_parts() {
 
     alice.send("talk bob");
     alice.expect_exact(
-        "talking to bob: plain lines are messages to bob, commands start with / (/talk alone \
-         stops)",
+        "talking to bob: lines are messages to bob, commands start with / (/talk stops)",
     );
     alice.send("no");
     alice.expect_next("delivered to bob");
@@ -147,4 +146,34 @@ fn talk_works_through_a_pipe_and_a_long_message_is_sent_in_parts() {
     alice.expect_prefix("alice key ");
     alice.send("/exit");
     alice.expect_exact("bye");
+}
+
+#[test]
+fn a_message_of_several_lines_is_shown_as_indented_lines_at_a_terminal() {
+    let server = Server::start();
+    let bob = Peer::builder("bob").server(server.addr()).start_json();
+    bob.command("reg", "register");
+    bob.expect_event("registered");
+    let data = DataDir::new("alice");
+    let alice = Terminal::peer("alice", server.addr(), &data);
+    alice.wait_for_input_line(">>");
+    alice.type_keys("chat request bob\r");
+    bob.expect_event("request_arrived");
+    bob.command("yes", "yes");
+    alice.wait_for_text("chat accepted by bob");
+
+    // A JSON command may hold a line break; so may a pasted message.
+    bob.command("m1", "chat message alice six\nseven");
+    bob.expect_event("delivered");
+    alice.wait_for(
+        "bob's two lines, the second indented under the first",
+        |rows, _| {
+            rows.windows(2).any(|pair| {
+                let (first, second) = (pair[0].trim_end(), pair[1].trim_end());
+                first.ends_with("bob: six")
+                    && second.trim_start() == "seven"
+                    && second.len() - "seven".len() == first.len() - "six".len()
+            })
+        },
+    );
 }
