@@ -4,8 +4,9 @@
 //! - a line with no words is `Ok(None)`, and only such a line;
 //! - every command is made of the words of the line: names are the words typed, fixed words
 //!   are where they belong, `help` names a topic that starts with the words after it;
-//! - `chat message PEER TEXT`: TEXT is a suffix of the line, starts with no blank, is at most
-//!   `MAX_TEXT_LEN` bytes, and holds exactly the words after PEER;
+//! - `chat message PEER TEXT`: TEXT is a suffix of the line, starts with no blank, and holds
+//!   exactly the words after PEER (a longer TEXT than one message takes is sent in parts);
+//!   a `broadcast` TEXT is at most `MAX_TEXT_LEN` bytes;
 //! - a `chat request HOST PORT` port is a port one can connect to (1-65535, as the error
 //!   message says);
 //! - a `trust` fingerprint is the 32 hex digits typed, as `whoami` prints them;
@@ -14,7 +15,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use p2p_peer::command::{parse, Command, Target, TOPICS};
+use p2p_peer::command::{parse, Command, HelpOn, Section, Target, TOPICS};
 use p2p_shared::wire::MAX_TEXT_LEN;
 
 /// `typed` is 32 hex digits in any case, with colons anywhere, and `fingerprint` is them in
@@ -72,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
                 !text.is_empty() && line.ends_with(text.as_str()),
                 "{line:?}"
             );
+            assert!(text.len() <= MAX_TEXT_LEN);
         }
         Command::Block { peer } => assert_eq!(words, ["block", peer.as_str()]),
         Command::Unblock { peer } => assert_eq!(words, ["unblock", peer.as_str()]),
@@ -89,8 +91,14 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(words[..2], ["list", "connected"]);
             assert!(matches!(words[2..], ["peer"] | ["peers"]));
         }
-        Command::Help(None) => assert_eq!(words, ["help"]),
-        Command::Help(Some(topic)) => {
+        Command::Help(HelpOn::All) => assert_eq!(words, ["help"]),
+        Command::Help(HelpOn::Section(section)) => {
+            assert_eq!(words, ["help", section.word()]);
+            assert!(Section::ALL.contains(section));
+        }
+        Command::Talk(None) => assert_eq!(words, ["talk"]),
+        Command::Talk(Some(peer)) => assert_eq!(words, ["talk", peer.as_str()]),
+        Command::Help(HelpOn::Topic(topic)) => {
             assert_eq!(words[0], "help");
             assert!(TOPICS.contains(topic));
             let asked = words[1..].join(" ");
@@ -158,7 +166,6 @@ fuzz_target!(|data: &[u8]| {
             );
             assert!(!text.is_empty());
             assert_eq!(text.trim_start(), text);
-            assert!(text.len() <= MAX_TEXT_LEN);
             assert_eq!(text.split_whitespace().collect::<Vec<_>>(), words[3..]);
         }
     }
