@@ -264,6 +264,7 @@ impl CommandLoop {
             Command::ReleaseName => self.release_name().await,
             Command::Join { host, port } => self.join(host, port).await,
             Command::KnownPeers => self.known_peers().await,
+            Command::Nearby => self.nearby().await,
             Command::Broadcast { text } => self.broadcast(text).await,
             Command::Block { peer } => self.block(peer).await,
             Command::Unblock { peer } => self.unblock(peer).await,

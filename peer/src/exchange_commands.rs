@@ -29,22 +29,40 @@ impl CommandLoop {
     }
 
     /// `peers`: the book. A name is verified if a pin vouches for its key, or the registry
-    /// we trust lists that name with that key (asked now, for at most two seconds: without
-    /// an answer, pins alone decide).
+    /// we trust lists that name with that key ([`CommandLoop::listed`]).
     pub(crate) async fn known_peers(&mut self) {
         let peers = self.broker.call(|state, cx, _| state.book_entries(cx));
         let mut peers = peers.await.unwrap_or_default();
         if peers.iter().any(|p| !p.verified) {
-            let quick = std::time::Duration::from_secs(2);
-            if let Ok(Ok(listing)) = runtime::timeout(quick, self.registry.list()).await {
-                for peer in peers.iter_mut() {
-                    let listed =
-                        |p: &p2p_shared::PeerInfo| p.name == peer.name && p.key == peer.key;
-                    peer.verified |= listing.peers.iter().any(listed);
-                }
+            let listing = self.listed().await;
+            for peer in peers.iter_mut() {
+                peer.verified |= listing.iter().any(|p| p.name == peer.name && p.key == peer.key);
             }
         }
         self.show(Event::KnownPeers { peers }).await
+    }
+
+    /// `nearby`: the peers heard on the LAN, verified as `peers` verifies the book.
+    pub(crate) async fn nearby(&mut self) {
+        let peers = self.broker.call(|state, cx, _| state.nearby_entries(cx));
+        let mut peers = peers.await.unwrap_or_default();
+        if peers.iter().any(|p| !p.verified) {
+            let listing = self.listed().await;
+            for peer in peers.iter_mut() {
+                peer.verified |= listing.iter().any(|p| p.name == peer.name && p.key == peer.key);
+            }
+        }
+        self.show(Event::Nearby { peers }).await
+    }
+
+    /// The registry's listing, asked now for at most two seconds (without an answer, none:
+    /// pins alone decide what is verified).
+    async fn listed(&mut self) -> Vec<p2p_shared::PeerInfo> {
+        let quick = std::time::Duration::from_secs(2);
+        match runtime::timeout(quick, self.registry.list()).await {
+            Ok(Ok(listing)) => listing.peers,
+            _ => Vec::new(),
+        }
     }
 
     /// `broadcast TEXT`: signed, then sent to at most `flood::FANOUT` known peers.

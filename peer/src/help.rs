@@ -191,6 +191,16 @@ pub const TOPICS: &[Topic] = &[
         example: "peers",
     },
     Topic {
+        name: "nearby",
+        section: Section::Network,
+        summary: "the peers heard on the LAN (with --lan)",
+        usage: "nearby",
+        about: "list the peers that announced themselves on the LAN (--lan turns this on): \
+                a name is a claim, (unverified) until a pin or the registry vouches for its \
+                key; chat request NAME reaches them with no registry",
+        example: "nearby",
+    },
+    Topic {
         name: "broadcast",
         section: Section::Network,
         summary: "send TEXT to every peer that can be reached",
