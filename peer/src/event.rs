@@ -113,6 +113,13 @@ pub enum Event {
         key: PeerKey,
         why: String,
     },
+    /// `graph`: the network as this peer knows it; as JSON in text mode too if `json`.
+    Graph {
+        #[serde(flatten)]
+        graph: crate::graph::Graph,
+        #[serde(skip)]
+        json: bool,
+    },
     /// A peer of the book failed its checks (`state/book.rs`), or answers again.
     KnownPeerDead {
         peer: PeerName,

@@ -1,6 +1,7 @@
 //! The commands of the network without a center: `join` reaches a peer by address and swaps
 //! known peers with it, `peers` shows the book, `broadcast` sends to everyone, `block` and
-//! `unblock` drop an origin, `forget` ends a chat with what was kept for it and its pin. The state they change is `state/book.rs`, `state/exchange.rs`,
+//! `unblock` drop an origin, `nearby` lists the peers heard on the LAN, `graph` draws what
+//! this peer knows, `forget` ends a chat with what was kept for it and its pin. The state they change is `state/book.rs`, `state/exchange.rs`,
 //! `state/flood.rs` and `state/broadcasts.rs`; this is the I/O around them.
 
 use p2p_shared::{runtime, transport};
@@ -9,6 +10,7 @@ use crate::command_loop::CommandLoop;
 use crate::error::PeerError;
 use crate::event::Event;
 use crate::flood;
+use crate::graph::{self, EdgeKind, Sighting};
 use crate::peer_exchange;
 use p2p_shared::PeerName;
 
@@ -53,6 +55,22 @@ impl CommandLoop {
             }
         }
         self.show(Event::Nearby { peers }).await
+    }
+
+    /// `graph`: what the state knows, and the registry's listing (asked now, briefly).
+    pub(crate) async fn graph(&mut self, json: bool) {
+        let sightings = self.broker.call(|state, _, _| state.graph_sightings());
+        let mut sightings = sightings.await.unwrap_or_default();
+        let listed = self.listed().await.into_iter().map(|peer| Sighting {
+            peer,
+            kind: EdgeKind::Listed,
+            last_seen: None,
+            dead: false,
+        });
+        sightings.extend(listed.filter(|s| s.peer.name != self.origin.name));
+        let me = (self.origin.name, self.listening);
+        let graph = graph::build(me, self.registry.addr(), sightings, chrono::Utc::now());
+        self.show(Event::Graph { graph, json }).await
     }
 
     /// The registry's listing, asked now for at most two seconds (without an answer, none:

@@ -201,6 +201,16 @@ pub const TOPICS: &[Topic] = &[
         example: "nearby",
     },
     Topic {
+        name: "graph",
+        section: Section::Network,
+        summary: "the network as this peer knows it (DOT, or --json)",
+        usage: "graph [--json]",
+        about: "print this peer, its registry, chat partners, the peers the registry lists, \
+                the book and the LAN as Graphviz DOT (for dot -Tsvg), or JSON with --json; \
+                each edge says how the peer is known and when it was last seen",
+        example: "graph",
+    },
+    Topic {
         name: "broadcast",
         section: Section::Network,
         summary: "send TEXT to every peer that can be reached",

@@ -21,6 +21,7 @@
 //!   performs its effects;
 //! - [`inbound`]: what the peer answers to requests from the network;
 //! - [`registry_client`]: the client side of the registry protocol;
+//! - [`graph`]: `graph`, the network as this peer knows it (DOT or JSON);
 //! - [`lan`]: with `--lan`, announcing this peer on the LAN and hearing the others (mDNS,
 //!   a thread of its own);
 //! - [`peer_exchange`]: joining, the bootstrap list and the keeper's rounds; [`flood`]:
@@ -43,6 +44,7 @@ mod error;
 mod event;
 mod exchange_commands;
 mod files;
+mod graph;
 mod flood;
 mod help;
 mod history;

@@ -171,6 +171,11 @@ impl fmt::Display for Event {
             ),
             Event::KnownPeers { peers } => book(f, peers),
             Event::Nearby { peers } => nearby(f, peers),
+            Event::Graph { graph, json: false } => f.write_str(&graph.dot()),
+            Event::Graph { graph, json: true } => {
+                let json = serde_json::to_string(graph).map_err(|_| fmt::Error)?;
+                f.write_str(&json)
+            }
             Event::NearbyFound {
                 peer,
                 addr,

@@ -227,11 +227,6 @@ impl PeerState {
             })
             .collect()
     }
-
-    /// Every entry heard on the LAN, for `graph`.
-    pub fn nearby_heard(&self) -> Vec<Heard> {
-        self.nearby.list()
-    }
 }
 
 fn gone(h: Heard, why: &str, fx: &mut Vec<Effect>) {
