@@ -203,7 +203,7 @@ pub const TOPICS: &[Topic] = &[
     Topic {
         name: "graph",
         section: Section::Network,
-        summary: "the network as this peer knows it, as DOT or JSON",
+        summary: "the network as this peer knows it (DOT or JSON)",
         usage: "graph [--json]",
         about: "print this peer, its registry, chat partners, the peers the registry lists, \
                 the book and the LAN as Graphviz DOT (for dot -Tsvg), or JSON with --json; \
