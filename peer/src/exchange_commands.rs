@@ -36,7 +36,7 @@ impl CommandLoop {
         let peers = self.broker.call(|state, cx, _| state.book_entries(cx));
         let mut peers = peers.await.unwrap_or_default();
         if peers.iter().any(|p| !p.verified) {
-            let listing = self.listed().await;
+            let listing = self.listed().await.unwrap_or_default();
             for peer in peers.iter_mut() {
                 peer.verified |= listing.iter().any(|p| p.name == peer.name && p.key == peer.key);
             }
@@ -49,7 +49,7 @@ impl CommandLoop {
         let peers = self.broker.call(|state, cx, _| state.nearby_entries(cx));
         let mut peers = peers.await.unwrap_or_default();
         if peers.iter().any(|p| !p.verified) {
-            let listing = self.listed().await;
+            let listing = self.listed().await.unwrap_or_default();
             for peer in peers.iter_mut() {
                 peer.verified |= listing.iter().any(|p| p.name == peer.name && p.key == peer.key);
             }
@@ -61,7 +61,10 @@ impl CommandLoop {
     pub(crate) async fn graph(&mut self, json: bool) {
         let sightings = self.broker.call(|state, _, _| state.graph_sightings());
         let mut sightings = sightings.await.unwrap_or_default();
-        let listed = self.listed().await.into_iter().map(|peer| Sighting {
+        let listing = self.listed().await;
+        let now = chrono::Utc::now();
+        let answered = listing.as_ref().map(|_| now);
+        let listed = listing.unwrap_or_default().into_iter().map(|peer| Sighting {
             peer,
             kind: EdgeKind::Listed,
             last_seen: None,
@@ -69,17 +72,18 @@ impl CommandLoop {
         });
         sightings.extend(listed.filter(|s| s.peer.name != self.origin.name));
         let me = (self.origin.name, self.listening);
-        let graph = graph::build(me, self.registry.addr(), sightings, chrono::Utc::now());
+        let registry = (self.registry.addr(), answered);
+        let graph = graph::build(me, registry, sightings, now);
         self.show(Event::Graph { graph, json }).await
     }
 
     /// The registry's listing, asked now for at most two seconds (without an answer, none:
     /// pins alone decide what is verified).
-    async fn listed(&mut self) -> Vec<p2p_shared::PeerInfo> {
+    async fn listed(&mut self) -> Option<Vec<p2p_shared::PeerInfo>> {
         let quick = std::time::Duration::from_secs(2);
         match runtime::timeout(quick, self.registry.list()).await {
-            Ok(Ok(listing)) => listing.peers,
-            _ => Vec::new(),
+            Ok(Ok(listing)) => Some(listing.peers),
+            _ => None,
         }
     }
 

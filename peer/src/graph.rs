@@ -94,10 +94,11 @@ pub struct Sighting {
     pub dead: bool,
 }
 
-/// Builds the graph of `me` (at `addr`), its registry at `registry`, and what it knows.
+/// Builds the graph of `me` (at `addr`), its registry at `registry` (and when it last
+/// answered), and what it knows.
 pub fn build(
     (me, addr): (PeerName, SocketAddr),
-    registry: SocketAddr,
+    (registry, answered): (SocketAddr, Option<DateTime<Utc>>),
     sightings: Vec<Sighting>,
     now: DateTime<Utc>,
 ) -> Graph {
@@ -121,7 +122,7 @@ pub fn build(
         from: "me".into(),
         to: "registry".into(),
         kind: EdgeKind::Registry,
-        last_seen: None,
+        last_seen: answered,
     }];
     // One node per key, in the order of the sources; edges deduplicated by (key, kind).
     let mut index: BTreeMap<PublicKey, usize> = BTreeMap::new();
@@ -285,7 +286,7 @@ mod tests {
             sighting(&bob, EdgeKind::Lan),
             sighting(&bob, EdgeKind::Listed),
         ];
-        let g = build(me(), registry, sightings, Utc::now());
+        let g = build(me(), (registry, None), sightings, Utc::now());
         assert_eq!(g.nodes.len(), 3);
         let kinds: Vec<(&str, EdgeKind)> = g
             .edges
@@ -317,7 +318,7 @@ mod tests {
             .map(|i| sighting(&peer(&format!("p{i}"), 2), EdgeKind::Exchange))
             .collect();
         let registry = SocketAddr::from(([10, 0, 0, 9], 4000));
-        let g = build(me(), registry, sightings, Utc::now());
+        let g = build(me(), (registry, None), sightings, Utc::now());
         assert_eq!(g.nodes.len(), MAX_NODES);
         assert_eq!(g.omitted, 52);
         assert!(g.dot().contains("52 more peers not shown"));

@@ -67,6 +67,21 @@ fn two_hosts_find_each_other_chat_by_name_and_a_goodbye_leaves_nearby() {
     let pinned = format!("nearby bob {} key {}", bob.addr(), bob.fingerprint());
     assert_eq!(nearby(&alice), vec![pinned]);
 
+    // graph: bob is known three ways (chat, book, LAN); the registry never answered.
+    alice.send("graph --json");
+    let graph: serde_json::Value = serde_json::from_str(&alice.expect_prefix("{\"nodes\":"))
+        .expect("graph --json is one JSON object");
+    let mut kinds: Vec<&str> = graph["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .filter(|e| e["to"] == bob.fingerprint().as_str())
+        .map(|e| e["kind"].as_str().expect("a kind"))
+        .collect();
+    kinds.sort();
+    assert_eq!(kinds, ["chat", "direct", "lan"], "{graph}");
+    assert_eq!(graph["nodes"].as_array().map(Vec::len), Some(3), "{graph}");
+
     // An exit says goodbye on the LAN: gone at once, not after the book's checks (30 s).
     bob.exit();
     alice.expect_exact("bob left the LAN (said goodbye)");
