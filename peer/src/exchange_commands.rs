@@ -38,7 +38,9 @@ impl CommandLoop {
         if peers.iter().any(|p| !p.verified) {
             let listing = self.listed().await.unwrap_or_default();
             for peer in peers.iter_mut() {
-                peer.verified |= listing.iter().any(|p| p.name == peer.name && p.key == peer.key);
+                peer.verified |= listing
+                    .iter()
+                    .any(|p| p.name == peer.name && p.key == peer.key);
             }
         }
         self.show(Event::KnownPeers { peers }).await
@@ -51,7 +53,9 @@ impl CommandLoop {
         if peers.iter().any(|p| !p.verified) {
             let listing = self.listed().await.unwrap_or_default();
             for peer in peers.iter_mut() {
-                peer.verified |= listing.iter().any(|p| p.name == peer.name && p.key == peer.key);
+                peer.verified |= listing
+                    .iter()
+                    .any(|p| p.name == peer.name && p.key == peer.key);
             }
         }
         self.show(Event::Nearby { peers }).await
@@ -64,12 +68,15 @@ impl CommandLoop {
         let listing = self.listed().await;
         let now = chrono::Utc::now();
         let answered = listing.as_ref().map(|_| now);
-        let listed = listing.unwrap_or_default().into_iter().map(|peer| Sighting {
-            peer,
-            kind: EdgeKind::Listed,
-            last_seen: None,
-            dead: false,
-        });
+        let listed = listing
+            .unwrap_or_default()
+            .into_iter()
+            .map(|peer| Sighting {
+                peer,
+                kind: EdgeKind::Listed,
+                last_seen: None,
+                dead: false,
+            });
         sightings.extend(listed.filter(|s| s.peer.name != self.origin.name));
         let me = (self.origin.name, self.listening);
         let registry = (self.registry.addr(), answered);

@@ -273,7 +273,10 @@ mod tests {
     }
 
     fn me() -> (PeerName, SocketAddr) {
-        ("alice".parse().unwrap(), SocketAddr::from(([10, 0, 0, 1], 4000)))
+        (
+            "alice".parse().unwrap(),
+            SocketAddr::from(([10, 0, 0, 1], 4000)),
+        )
     }
 
     #[test]
@@ -288,11 +291,8 @@ mod tests {
         ];
         let g = build(me(), (registry, None), sightings, Utc::now());
         assert_eq!(g.nodes.len(), 3);
-        let kinds: Vec<(&str, EdgeKind)> = g
-            .edges
-            .iter()
-            .map(|e| (e.from.as_str(), e.kind))
-            .collect();
+        let kinds: Vec<(&str, EdgeKind)> =
+            g.edges.iter().map(|e| (e.from.as_str(), e.kind)).collect();
         assert_eq!(
             kinds,
             [
@@ -306,7 +306,10 @@ mod tests {
         assert!(dot.starts_with("digraph p2pchat {"), "{dot}");
         assert!(dot.contains("\"me\" -> \"registry\""), "{dot}");
         assert!(
-            dot.contains(&format!("\"me\" -> \"{}\" [label=\"lan", bob.key.fingerprint())),
+            dot.contains(&format!(
+                "\"me\" -> \"{}\" [label=\"lan",
+                bob.key.fingerprint()
+            )),
             "{dot}"
         );
         assert!(dot.ends_with('}'));

@@ -92,9 +92,8 @@ fn lan_ip(i: usize) -> IpAddr {
 #[track_caller]
 fn ip(args: &[&str]) {
     let out = Command::new("ip").args(args).output();
-    let out = out.unwrap_or_else(|e| {
-        panic!("LAN test not run: cannot run `ip` (iproute2 is needed): {e}")
-    });
+    let out = out
+        .unwrap_or_else(|e| panic!("LAN test not run: cannot run `ip` (iproute2 is needed): {e}"));
     assert!(
         out.status.success(),
         "LAN test not run: `ip {}` failed (the LAN tests need root for network namespaces): {}",

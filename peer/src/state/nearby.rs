@@ -329,6 +329,8 @@ mod tests {
         assert_eq!(nearby.list().len(), MAX_NEARBY);
         let long = announcement(&"x".repeat(MAX_INSTANCE + 1), me, vec![addr(1)]);
         let other = Identity::generate().public();
-        assert!(Nearby::default().announced(long, &other, Utc::now()).is_empty());
+        assert!(Nearby::default()
+            .announced(long, &other, Utc::now())
+            .is_empty());
     }
 }

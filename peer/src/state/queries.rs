@@ -11,8 +11,8 @@ use p2p_shared::{PeerInfo, PeerName};
 
 use super::book::Source;
 use super::{PeerState, Snapshot};
-use crate::graph::{EdgeKind, Sighting};
 use crate::event::{PeerKey, Waiting};
+use crate::graph::{EdgeKind, Sighting};
 
 impl PeerState {
     /// The open chats, sorted by name.

@@ -13,7 +13,9 @@ use p2p_e2e::{Peer, TestLan};
 /// A peer with `--lan` on host `i` of `lan`, with no registry; `extra` flags after.
 #[track_caller]
 fn lan_peer(lan: &TestLan, i: usize, name: &str, extra: &[&str]) -> Peer {
-    let mut builder = Peer::builder(name).netns(lan.host(i), lan.ip(i)).arg("--lan");
+    let mut builder = Peer::builder(name)
+        .netns(lan.host(i), lan.ip(i))
+        .arg("--lan");
     for arg in extra {
         builder = builder.arg(*arg);
     }
@@ -58,7 +60,10 @@ fn two_hosts_find_each_other_chat_by_name_and_a_goodbye_leaves_nearby() {
         "chat request sent to bob (unverified) ({}), waiting for an answer",
         bob.addr()
     ));
-    bob.expect_prefix(&format!("chat request from alice (unverified) ({})", alice.addr()));
+    bob.expect_prefix(&format!(
+        "chat request from alice (unverified) ({})",
+        alice.addr()
+    ));
     bob.send("yes");
     alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
     alice.send("chat message bob hello over the LAN");
@@ -120,10 +125,7 @@ fn a_broadcast_reaches_three_hosts_through_lan_discovered_peers() {
     // Nobody was told of anybody: each finds the two others on the LAN.
     // In whichever order they answer.
     for (i, peer) in peers.iter().enumerate() {
-        let mut found = vec![
-            peer.expect_prefix("found "),
-            peer.expect_prefix("found "),
-        ];
+        let mut found = vec![peer.expect_prefix("found "), peer.expect_prefix("found ")];
         found.sort();
         let mut wanted: Vec<String> = (peers.iter().enumerate())
             .filter(|&(j, _)| j != i)
