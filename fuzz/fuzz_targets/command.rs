@@ -67,6 +67,9 @@ fuzz_target!(|data: &[u8]| {
         Command::Whoami => assert_eq!(words, ["whoami"]),
         Command::ReleaseName => assert_eq!(words, ["release", "name"]),
         Command::KnownPeers => assert_eq!(words, ["peers"]),
+        Command::Nearby => assert_eq!(words, ["nearby"]),
+        Command::Graph { json: false } => assert_eq!(words, ["graph"]),
+        Command::Graph { json: true } => assert_eq!(words, ["graph", "--json"]),
         Command::Broadcast { text } => {
             assert_eq!(words[0], "broadcast");
             assert!(

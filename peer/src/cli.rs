@@ -69,6 +69,11 @@ pub struct Args {
     #[arg(long, default_value = "30s", value_parser = parse_timeout)]
     pub exchange_every: Duration,
 
+    /// Announce this peer on the LAN and find the others there (DNS-SD over mDNS): its name,
+    /// key and port go to everyone on the LAN every few minutes. Off unless asked for.
+    #[arg(long)]
+    pub lan: bool,
+
     /// Print one JSON object per line instead of text, for scripts and bots (docs/json.md).
     #[arg(long)]
     pub json: bool,

@@ -64,6 +64,12 @@ pub enum Command {
     },
     /// The book: the peers this peer knows of.
     KnownPeers,
+    /// The peers heard on the LAN (`--lan`).
+    Nearby,
+    /// The network as this peer knows it: DOT, or JSON.
+    Graph {
+        json: bool,
+    },
     /// A public message to the whole network.
     Broadcast {
         text: String,
@@ -161,6 +167,9 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         },
         ["release", "name"] => Command::ReleaseName,
         ["peers"] => Command::KnownPeers,
+        ["nearby"] => Command::Nearby,
+        ["graph"] => Command::Graph { json: false },
+        ["graph", "--json"] => Command::Graph { json: true },
         ["broadcast", _, ..] => Command::Broadcast {
             text: broadcast_text(rest_after(line, 1))?,
         },
@@ -225,6 +234,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         }
         ["release", ..] => return Err(usage("did you mean release name?", "release name")),
         ["peers", ..] => return Err(usage("peers takes no arguments", "peers")),
+        ["nearby", ..] => return Err(usage("nearby takes no arguments", "nearby")),
+        ["graph", ..] => return Err(usage("graph takes only --json", "graph [--json]")),
         ["broadcast"] => return Err(usage("broadcast needs a text", "broadcast TEXT")),
         ["block", ..] => return Err(usage("block needs one peer name", "block NAME")),
         ["unblock", ..] => return Err(usage("unblock needs one peer name", "unblock NAME")),
@@ -458,6 +469,8 @@ mod tests {
     fn the_original_commands() {
         assert_eq!(ok("register"), Command::Register);
         assert_eq!(ok("listpeer"), Command::ListPeers);
+        assert_eq!(ok("nearby"), Command::Nearby);
+        assert_eq!(ok("graph --json"), Command::Graph { json: true });
         assert_eq!(ok("exit network"), Command::ExitNetwork);
         assert_eq!(ok("  exit  "), Command::Exit);
         assert_eq!(ok("help"), Command::Help(HelpOn::All));

@@ -42,7 +42,7 @@ use crate::talk::Talk;
 pub struct CommandLoop {
     pub(crate) origin: Origin,
     /// The address we listen on, as bound (0.0.0.0 when listening on every interface).
-    listening: SocketAddr,
+    pub(crate) listening: SocketAddr,
     pub(crate) broker: Broker,
     pub(crate) screen: Screen,
     pub(crate) disk: Disk,
@@ -264,6 +264,8 @@ impl CommandLoop {
             Command::ReleaseName => self.release_name().await,
             Command::Join { host, port } => self.join(host, port).await,
             Command::KnownPeers => self.known_peers().await,
+            Command::Nearby => self.nearby().await,
+            Command::Graph { json } => self.graph(json).await,
             Command::Broadcast { text } => self.broadcast(text).await,
             Command::Block { peer } => self.block(peer).await,
             Command::Unblock { peer } => self.unblock(peer).await,

@@ -40,6 +40,20 @@ pub struct BookEntry {
     pub dead_since: Option<DateTime<Utc>>,
 }
 
+/// One peer heard on the LAN, as `nearby` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NearbyEntry {
+    pub name: PeerName,
+    pub addr: SocketAddr,
+    #[serde(serialize_with = "key_and_fingerprint")]
+    pub key: PublicKey,
+    /// Whether a pin here (or the registry) vouches for the key under that name.
+    pub verified: bool,
+    /// Whether a reply signed by the key came from `addr` (else the claim is being checked).
+    pub reached: bool,
+    pub seen: DateTime<Utc>,
+}
+
 /// One thing the user should see.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -79,6 +93,32 @@ pub enum Event {
     /// `peers`: the book.
     KnownPeers {
         peers: Vec<BookEntry>,
+    },
+    /// `nearby`: the peers heard on the LAN.
+    Nearby {
+        peers: Vec<NearbyEntry>,
+    },
+    /// A peer announced on the LAN answered with the key it announced.
+    NearbyFound {
+        peer: PeerName,
+        addr: SocketAddr,
+        #[serde(flatten)]
+        key: PeerKey,
+        verified: bool,
+    },
+    /// A peer heard on the LAN left: it said goodbye, or stopped answering the book's checks.
+    NearbyGone {
+        peer: PeerName,
+        #[serde(flatten)]
+        key: PeerKey,
+        why: String,
+    },
+    /// `graph`: the network as this peer knows it; as JSON in text mode too if `json`.
+    Graph {
+        #[serde(flatten)]
+        graph: crate::graph::Graph,
+        #[serde(skip)]
+        json: bool,
     },
     /// A peer of the book failed its checks (`state/book.rs`), or answers again.
     KnownPeerDead {

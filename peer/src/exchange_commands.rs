@@ -1,6 +1,7 @@
 //! The commands of the network without a center: `join` reaches a peer by address and swaps
 //! known peers with it, `peers` shows the book, `broadcast` sends to everyone, `block` and
-//! `unblock` drop an origin, `forget` ends a chat with what was kept for it and its pin. The state they change is `state/book.rs`, `state/exchange.rs`,
+//! `unblock` drop an origin, `nearby` lists the peers heard on the LAN, `graph` draws what
+//! this peer knows, `forget` ends a chat with what was kept for it and its pin. The state they change is `state/book.rs`, `state/exchange.rs`,
 //! `state/flood.rs` and `state/broadcasts.rs`; this is the I/O around them.
 
 use p2p_shared::{runtime, transport};
@@ -9,6 +10,7 @@ use crate::command_loop::CommandLoop;
 use crate::error::PeerError;
 use crate::event::Event;
 use crate::flood;
+use crate::graph::{self, EdgeKind, Sighting};
 use crate::peer_exchange;
 use p2p_shared::PeerName;
 
@@ -29,22 +31,67 @@ impl CommandLoop {
     }
 
     /// `peers`: the book. A name is verified if a pin vouches for its key, or the registry
-    /// we trust lists that name with that key (asked now, for at most two seconds: without
-    /// an answer, pins alone decide).
+    /// we trust lists that name with that key ([`CommandLoop::listed`]).
     pub(crate) async fn known_peers(&mut self) {
         let peers = self.broker.call(|state, cx, _| state.book_entries(cx));
         let mut peers = peers.await.unwrap_or_default();
         if peers.iter().any(|p| !p.verified) {
-            let quick = std::time::Duration::from_secs(2);
-            if let Ok(Ok(listing)) = runtime::timeout(quick, self.registry.list()).await {
-                for peer in peers.iter_mut() {
-                    let listed =
-                        |p: &p2p_shared::PeerInfo| p.name == peer.name && p.key == peer.key;
-                    peer.verified |= listing.peers.iter().any(listed);
-                }
+            let listing = self.listed().await.unwrap_or_default();
+            for peer in peers.iter_mut() {
+                peer.verified |= listing
+                    .iter()
+                    .any(|p| p.name == peer.name && p.key == peer.key);
             }
         }
         self.show(Event::KnownPeers { peers }).await
+    }
+
+    /// `nearby`: the peers heard on the LAN, verified as `peers` verifies the book.
+    pub(crate) async fn nearby(&mut self) {
+        let peers = self.broker.call(|state, cx, _| state.nearby_entries(cx));
+        let mut peers = peers.await.unwrap_or_default();
+        if peers.iter().any(|p| !p.verified) {
+            let listing = self.listed().await.unwrap_or_default();
+            for peer in peers.iter_mut() {
+                peer.verified |= listing
+                    .iter()
+                    .any(|p| p.name == peer.name && p.key == peer.key);
+            }
+        }
+        self.show(Event::Nearby { peers }).await
+    }
+
+    /// `graph`: what the state knows, and the registry's listing (asked now, briefly).
+    pub(crate) async fn graph(&mut self, json: bool) {
+        let sightings = self.broker.call(|state, _, _| state.graph_sightings());
+        let mut sightings = sightings.await.unwrap_or_default();
+        let listing = self.listed().await;
+        let now = chrono::Utc::now();
+        let answered = listing.as_ref().map(|_| now);
+        let listed = listing
+            .unwrap_or_default()
+            .into_iter()
+            .map(|peer| Sighting {
+                peer,
+                kind: EdgeKind::Listed,
+                last_seen: None,
+                dead: false,
+            });
+        sightings.extend(listed.filter(|s| s.peer.name != self.origin.name));
+        let me = (self.origin.name, self.listening);
+        let registry = (self.registry.addr(), answered);
+        let graph = graph::build(me, registry, sightings, now);
+        self.show(Event::Graph { graph, json }).await
+    }
+
+    /// The registry's listing, asked now for at most two seconds (without an answer, none:
+    /// pins alone decide what is verified).
+    async fn listed(&mut self) -> Option<Vec<p2p_shared::PeerInfo>> {
+        let quick = std::time::Duration::from_secs(2);
+        match runtime::timeout(quick, self.registry.list()).await {
+            Ok(Ok(listing)) => Some(listing.peers),
+            _ => None,
+        }
     }
 
     /// `broadcast TEXT`: signed, then sent to at most `flood::FANOUT` known peers.

@@ -191,6 +191,26 @@ pub const TOPICS: &[Topic] = &[
         example: "peers",
     },
     Topic {
+        name: "nearby",
+        section: Section::Network,
+        summary: "the peers heard on the LAN (with --lan)",
+        usage: "nearby",
+        about: "list the peers that announced themselves on the LAN (--lan turns this on): \
+                a name is a claim, (unverified) until a pin or the registry vouches for its \
+                key; chat request NAME reaches them with no registry",
+        example: "nearby",
+    },
+    Topic {
+        name: "graph",
+        section: Section::Network,
+        summary: "the network as this peer knows it (DOT or JSON)",
+        usage: "graph [--json]",
+        about: "print this peer, its registry, chat partners, the peers the registry lists, \
+                the book and the LAN as Graphviz DOT (for dot -Tsvg), or JSON with --json; \
+                each edge says how the peer is known and when it was last seen",
+        example: "graph",
+    },
+    Topic {
         name: "broadcast",
         section: Section::Network,
         summary: "send TEXT to every peer that can be reached",

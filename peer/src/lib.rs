@@ -21,6 +21,9 @@
 //!   performs its effects;
 //! - [`inbound`]: what the peer answers to requests from the network;
 //! - [`registry_client`]: the client side of the registry protocol;
+//! - [`graph`]: `graph`, the network as this peer knows it (DOT or JSON);
+//! - [`lan`]: with `--lan`, announcing this peer on the LAN and hearing the others (mDNS,
+//!   a thread of its own);
 //! - [`peer_exchange`]: joining, the bootstrap list and the keeper's rounds; [`flood`]:
 //!   sending broadcasts on; [`resume`]: reopening away chats and sending what was kept;
 //! - [`liveness`] and [`retry`]: noticing partners that are away, retrying what may pass;
@@ -42,6 +45,7 @@ mod event;
 mod exchange_commands;
 mod files;
 mod flood;
+mod graph;
 mod help;
 mod history;
 mod in_chat;
@@ -49,6 +53,7 @@ mod inbound;
 mod input;
 pub mod json_command;
 mod known;
+mod lan;
 mod liveness;
 mod log;
 mod message_commands;
@@ -272,6 +277,11 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
         bootstrap,
         (args.exchange_every, resume_tx),
     );
+    // After the book's keeper: what the LAN finds is checked with exchanges.
+    let lan = match args.lan {
+        true => Some(lan::start(broker.clone(), origin.clone())?),
+        false => None,
+    };
     log.count_drops();
     let (stop, stopped) = async_channel::bounded::<()>(1);
     let voucher = Voucher::new(server, trusted, origin.clone());
@@ -307,6 +317,10 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
         json: args.json,
     };
     CommandLoop::new(parts).run(inputs).await;
+    // The goodbye first: the others drop us from `nearby` at once.
+    if let Some(lan) = lan {
+        lan.stop();
+    }
     // Stop accepting, and answer what is in flight.
     drop(stop);
     serving.await;

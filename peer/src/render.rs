@@ -21,7 +21,7 @@ use chrono::{DateTime, Local, Utc};
 use p2p_shared::printable::printable;
 use p2p_shared::PeerInfo;
 
-use crate::event::{BookEntry, Event, Shown, Status, Withdrawal};
+use crate::event::{BookEntry, Event, NearbyEntry, Shown, Status, Withdrawal};
 use crate::state::book::Source;
 
 /// How events are rendered; chosen once, at start-up.
@@ -170,6 +170,26 @@ impl fmt::Display for Event {
                 if *learned == 1 { "peer" } else { "peers" }
             ),
             Event::KnownPeers { peers } => book(f, peers),
+            Event::Nearby { peers } => nearby(f, peers),
+            Event::Graph { graph, json: false } => f.write_str(&graph.dot()),
+            Event::Graph { graph, json: true } => {
+                let json = serde_json::to_string(graph).map_err(|_| fmt::Error)?;
+                f.write_str(&json)
+            }
+            Event::NearbyFound {
+                peer,
+                addr,
+                key,
+                verified,
+            } => write!(
+                f,
+                "found {peer}{} on the LAN at {addr} key {}",
+                unverified(*verified),
+                key.fingerprint()
+            ),
+            Event::NearbyGone { peer, why, .. } => {
+                write!(f, "{peer} left the LAN ({})", printable(why))
+            }
             Event::PeerAway { peer, why } => write!(
                 f,
                 "{peer} is away ({}); messages to {peer} are kept until {peer} is back",
@@ -350,6 +370,24 @@ fn book(f: &mut fmt::Formatter<'_>, peers: &[BookEntry]) -> fmt::Result {
             unverified(p.verified),
             p.addr,
             p.key.fingerprint()
+        )?;
+    }
+    Ok(())
+}
+
+/// `nearby`: a counted header, then one line per peer heard on the LAN; `(unverified)` unless
+/// a pin or the registry vouches for the name's key, `(checking)` until the key answered.
+fn nearby(f: &mut fmt::Formatter<'_>, peers: &[NearbyEntry]) -> fmt::Result {
+    write!(f, "nearby peers: {}", peers.len())?;
+    for p in peers {
+        let checking = if p.reached { "" } else { " (checking)" };
+        write!(
+            f,
+            "\nnearby {} {} key {}{}{checking}",
+            p.name,
+            p.addr,
+            p.key.fingerprint(),
+            unverified(p.verified)
         )?;
     }
     Ok(())

@@ -10,6 +10,8 @@
 //!   data folders); an expectation that fails shows what the program printed last.
 //! - [`programs`]: [`Server`] and [`Peer`], and the steps a test takes with them;
 //!   [`json_peer`]: [`JsonPeer`], a peer driven with `--json` as a bot drives it.
+//! - [`netns`]: [`TestLan`], network namespaces on a bridge for the `--lan` tests (mDNS
+//!   never leaves them);
 //! - [`wire`]: the wire protocol spoken directly, for hostile bytes: [`Signer`] makes signed
 //!   envelopes with a key of its own (or forges them in someone else's name), [`request`]
 //!   and [`assert_refused`] read the signed replies.
@@ -20,6 +22,7 @@
 //! into channels, and every wait is for the line the test expects, with a deadline.
 
 pub mod json_peer;
+pub mod netns;
 pub mod proc;
 pub mod programs;
 pub mod proxy;
@@ -27,6 +30,7 @@ pub mod raw_peer;
 pub mod wire;
 
 pub use json_peer::JsonPeer;
+pub use netns::TestLan;
 pub use p2p_shared::identity::{Identity, PublicKey};
 pub use proc::{binary, DataDir, Proc, Stream, EXPECT_TIMEOUT};
 pub use programs::*;

@@ -3,7 +3,7 @@
 //! test takes with them (register, chat, ...), each checked as a user would.
 
 use std::fmt::Display;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
 
@@ -62,7 +62,7 @@ impl ServerBuilder {
         ];
         args.extend(self.extra);
         let proc = Proc::spawn("server", &binary("p2p-server"), &args);
-        let addr = listening_addr(&proc, "listening on ");
+        let addr = listening_addr(&proc, "listening on ", None);
         if self.port != 0 && addr.port() != self.port {
             proc.fail(&format!("asked for port {} but got {addr}", self.port));
         }
@@ -155,14 +155,15 @@ impl DerefMut for Server {
 
 /// Waits for `PREFIX 127.0.0.1:PORT` and parses the address.
 #[track_caller]
-fn listening_addr(proc: &Proc, prefix: &str) -> SocketAddr {
+fn listening_addr(proc: &Proc, prefix: &str, bind: Option<IpAddr>) -> SocketAddr {
     let line = proc.expect_prefix(prefix);
     let addr: SocketAddr = line[prefix.len()..]
         .parse()
         .unwrap_or_else(|_| proc.fail(&format!("cannot parse the address in {line:?}")));
-    if !addr.ip().is_loopback() || addr.port() == 0 {
+    let where_wanted = bind.map_or(addr.ip().is_loopback(), |ip| addr.ip() == ip);
+    if !where_wanted || addr.port() == 0 {
         proc.fail(&format!(
-            "expected a loopback address and a real port in {line:?}"
+            "expected a loopback (or the given) address and a real port in {line:?}"
         ));
     }
     addr
@@ -218,6 +219,8 @@ pub struct PeerBuilder {
     extra: Vec<String>,
     flags: bool,
     port: u16,
+    /// A network namespace to run in, and the address to bind there (`TestLan`).
+    netns: Option<(String, IpAddr)>,
 }
 
 impl PeerBuilder {
@@ -251,6 +254,13 @@ impl PeerBuilder {
         self.arg("--request-timeout").arg(duration)
     }
 
+    /// Runs the peer in the network namespace `ns` (`ip netns exec`), listening on `ip`
+    /// there: a host of a [`crate::TestLan`].
+    pub fn netns(mut self, ns: &str, ip: IpAddr) -> Self {
+        self.netns = Some((ns.to_string(), ip));
+        self
+    }
+
     /// Any extra argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra.push(arg.into());
@@ -267,8 +277,9 @@ impl PeerBuilder {
     /// Starts the peer, waits for `NAME listening on ADDR`, then asks `whoami` for its key.
     #[track_caller]
     pub fn start(self) -> Peer {
+        let bind = self.netns.as_ref().map(|(_, ip)| *ip);
         let (proc, name, data) = self.spawn();
-        let addr = listening_addr(&proc, &format!("{name} listening on "));
+        let addr = listening_addr(&proc, &format!("{name} listening on "), bind);
         let key = whoami(&proc, &name);
         Peer {
             proc,
@@ -294,16 +305,26 @@ impl PeerBuilder {
                 self.port.to_string(),
             ]);
         }
+        let bind = self.netns.as_ref().map(|(_, ip)| ip.to_string());
         args.extend([
             "--bind".into(),
-            "127.0.0.1".into(),
+            bind.unwrap_or_else(|| "127.0.0.1".into()),
             "--server".into(),
             server,
             "--data-dir".into(),
             data.path().display().to_string(),
         ]);
         args.extend(self.extra);
-        let proc = Proc::spawn(format!("peer {}", self.name), &binary("p2p-peer"), &args);
+        let label = format!("peer {}", self.name);
+        let proc = match self.netns {
+            None => Proc::spawn(label, &binary("p2p-peer"), &args),
+            Some((ns, _)) => {
+                let peer = binary("p2p-peer").display().to_string();
+                let inside = ["netns".into(), "exec".into(), ns, peer];
+                let args: Vec<String> = inside.into_iter().chain(args).collect();
+                Proc::spawn(label, Path::new("ip"), &args)
+            }
+        };
         if !self.flags {
             proc.send("0");
             proc.send(&self.name);
@@ -331,6 +352,7 @@ impl Peer {
             extra: Vec::new(),
             flags: true,
             port: 0,
+            netns: None,
         }
     }
 

@@ -89,6 +89,7 @@ impl PeerState {
                     Event::KnownPeerDead { peer, addr, key }.into(),
                 ));
             }
+            self.nearby_dead(key, fx);
         }
         self.book.forget_long_dead(cx.utc);
         self.flush_book(fx);

@@ -18,6 +18,7 @@ pub mod conversations;
 mod exchange;
 pub mod flood;
 pub mod incoming;
+pub mod nearby;
 mod network;
 mod outbox;
 pub mod outgoing;
@@ -45,6 +46,7 @@ use chats::{Chats, Sealed};
 use conversations::Conversations;
 use flood::Flood;
 use incoming::{IncomingRequests, PendingRequest};
+use nearby::Nearby;
 pub use outbox::Resume;
 use outgoing::{OutgoingRequests, Withdraw};
 use pins::Pins;
@@ -165,6 +167,8 @@ pub struct PeerState {
     book: Book,
     flood: Flood,
     conversations: Conversations,
+    /// The peers heard on the LAN (`--lan`), not kept across runs.
+    nearby: Nearby,
     /// The last request we accepted that reopened an away chat (`answer_sent`).
     reopening: Option<MessageId>,
     chats: Chats,
@@ -186,6 +190,7 @@ impl PeerState {
             book,
             flood,
             conversations,
+            nearby: Nearby::default(),
             reopening: None,
             pins,
             chats: Chats::default(),

@@ -9,8 +9,10 @@ use std::time::Instant;
 use p2p_shared::identity::PublicKey;
 use p2p_shared::{PeerInfo, PeerName};
 
+use super::book::Source;
 use super::{PeerState, Snapshot};
 use crate::event::{PeerKey, Waiting};
+use crate::graph::{EdgeKind, Sighting};
 
 impl PeerState {
     /// The open chats, sorted by name.
@@ -70,5 +72,41 @@ impl PeerState {
             incoming,
             outgoing,
         }
+    }
+}
+
+impl PeerState {
+    /// Every way this peer knows of another, for `graph`: open chats, the book, the LAN.
+    pub fn graph_sightings(&self) -> Vec<Sighting> {
+        let chats = self.chats.list().into_iter().map(|peer| Sighting {
+            peer,
+            kind: EdgeKind::Chat,
+            last_seen: None,
+            dead: false,
+        });
+        let book = self.book.list().into_iter().map(|k| Sighting {
+            peer: PeerInfo {
+                name: k.record.name,
+                addr: k.record.addr,
+                key: k.record.key,
+            },
+            kind: match k.source {
+                Source::Direct => EdgeKind::Direct,
+                Source::Exchange => EdgeKind::Exchange,
+            },
+            last_seen: k.seen,
+            dead: k.is_dead(),
+        });
+        let lan = self.nearby.list().into_iter().map(|h| Sighting {
+            peer: PeerInfo {
+                name: h.name,
+                addr: h.addr,
+                key: h.key,
+            },
+            kind: EdgeKind::Lan,
+            last_seen: Some(h.seen),
+            dead: false,
+        });
+        chats.chain(book).chain(lan).collect()
     }
 }

@@ -13,6 +13,7 @@ mod faults;
 mod hostile;
 mod in_process;
 mod interface;
+mod lan;
 mod lifecycle;
 mod logs;
 mod names;
