@@ -337,6 +337,7 @@ impl CommandLoop {
             registry_other_key: other_key,
             registered: self.registered,
             chats: snapshot.chats,
+            away: snapshot.away,
             incoming: snapshot.incoming,
             outgoing: snapshot.outgoing,
         }))

@@ -388,6 +388,9 @@ pub struct Status {
     pub registered: bool,
     #[serde(serialize_with = "peers_with_keys")]
     pub chats: Vec<PeerInfo>,
+    /// The chats whose partners are away (stopped answering): kept, and asked again.
+    #[serde(serialize_with = "peers_with_keys")]
+    pub away: Vec<PeerInfo>,
     /// Requests waiting for our `yes` or `no`.
     pub incoming: Vec<Waiting>,
     /// Our requests waiting for the other side's answer.

@@ -198,8 +198,8 @@ impl fmt::Display for Event {
             Event::ChatResumed {
                 peer, addr, queued, ..
             } => match queued {
-                0 => write!(f, "chat with {peer} ({addr}) resumed"),
-                n => write!(f, "chat with {peer} ({addr}) resumed; sending {n} kept"),
+                0 => write!(f, "{peer} is back ({addr}); chat resumed"),
+                n => write!(f, "{peer} is back ({addr}); chat resumed, sending {n} kept"),
             },
             Event::Queued { peer, why } => write!(f, "queued for {peer}: {}", printable(why)),
             Event::QueuedDropped { peer, why } => {
@@ -321,6 +321,8 @@ impl fmt::Display for Status {
         };
         writeln!(f, "registry {}: {reach}", self.registry)?;
         listing(f, "chats", "chat", &self.chats)?;
+        f.write_str("\n")?;
+        listing(f, "away", "away", &self.away)?;
         write!(f, "\nincoming requests: {}", self.incoming.len())?;
         for w in &self.incoming {
             let left = secs(&w.expires_in);

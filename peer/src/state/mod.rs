@@ -156,6 +156,8 @@ pub struct Leaving {
 
 /// The requests and chats at one moment, for `status`.
 pub struct Snapshot {
+    /// The away chats: their partners stopped answering (at their last addresses).
+    pub away: Vec<PeerInfo>,
     pub chats: Vec<PeerInfo>,
     pub incoming: Vec<Waiting>,
     pub outgoing: Vec<Waiting>,

@@ -69,6 +69,7 @@ impl PeerState {
             .collect();
         Snapshot {
             chats: self.chats.list(),
+            away: self.away_chats(),
             incoming,
             outgoing,
         }

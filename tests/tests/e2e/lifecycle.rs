@@ -54,7 +54,10 @@ fn messages_for_a_partner_who_is_away_arrive_in_order_once_after_both_restart() 
     );
     let bob = start("bob", &bob_dir, bob_port);
     // Either side may ask first; the chat opens without a `yes`.
-    alice.expect_prefix("chat with bob (");
+    alice.expect_exact(&format!(
+        "bob is back ({}); chat resumed, sending 3 kept",
+        bob.addr()
+    ));
     for text in texts {
         bob.expect_exact(&format!("alice: {text}"));
     }
@@ -73,6 +76,45 @@ fn messages_for_a_partner_who_is_away_arrive_in_order_once_after_both_restart() 
         );
     }
     assert_eq!(alice.connected(), vec![bob.connected_line()]);
+}
+
+/// `status` lines listing the partners who are away: `away: N`, then `away NAME ADDR key FP`.
+fn away_in_status(peer: &Peer) -> Vec<String> {
+    let lines = peer.run("status");
+    let listed: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("away ") && !l.starts_with("away: "))
+        .cloned()
+        .collect();
+    let header = format!("away: {}", listed.len());
+    assert!(lines.contains(&header), "{header} in {lines:?}");
+    listed
+}
+
+#[test]
+fn a_partner_killed_and_restarted_is_said_away_then_back_and_status_shows_it() {
+    let bob_dir = DataDir::new("bob");
+    let bob_port = free_port();
+    let alice = start("alice", &DataDir::new("alice"), free_port());
+    let mut bob = start("bob", &bob_dir, bob_port);
+    alice.chat_with(&bob);
+    assert_eq!(away_in_status(&alice), Vec::<String>::new());
+
+    bob.kill();
+    let away = alice.expect_prefix("bob is away (");
+    assert!(
+        away.ends_with("); messages to bob are kept until bob is back"),
+        "{away}"
+    );
+    let listed = format!("away bob {} key {}", bob.addr(), bob.fingerprint());
+    assert_eq!(away_in_status(&alice), vec![listed]);
+
+    let bob = start("bob", &bob_dir, bob_port);
+    alice.expect_exact(&format!("bob is back ({}); chat resumed", bob.addr()));
+    // bob's side kept the chat on disk and reopens it too.
+    bob.expect_exact(&format!("alice is back ({}); chat resumed", alice.addr()));
+    assert_eq!(away_in_status(&alice), Vec::<String>::new());
+    alice.say(&bob, "welcome back");
 }
 
 #[test]
