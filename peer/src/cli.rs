@@ -78,6 +78,12 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
 
+    /// Ring the terminal bell on a new message (but not one from the current conversation)
+    /// or chat request. Only at a terminal: pipes and --json never get a bell. The command
+    /// `bell on|off` switches it while the peer runs.
+    #[arg(long, value_enum, default_value = "on")]
+    pub bell: Switch,
+
     /// Log what the peer does on stderr (RUST_LOG=... chooses finer levels).
     #[arg(long)]
     pub debug: bool,
@@ -89,6 +95,13 @@ pub struct Args {
 
     #[command(flatten)]
     pub limits: p2p_shared::transport::LimitArgs,
+}
+
+/// `on` or `off`, for a flag.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// The flag whose variable (`P2P_PEER_PEERS`) is not its value: a list of peers separated

@@ -39,6 +39,8 @@ pub enum Command {
         peer: PeerName,
     },
     Status,
+    /// `bell on|off`: whether new messages and requests ring the terminal bell.
+    Bell(bool),
     /// The last `n` lines of the chat with `peer`.
     History {
         peer: PeerName,
@@ -135,6 +137,8 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["talk", peer] => Command::Talk(Some(name_arg(peer, TALK)?)),
         ["talk", ..] => return Err(usage("talk takes one peer name, or none to stop", TALK)),
         ["status"] => Command::Status,
+        ["bell", "on"] => Command::Bell(true),
+        ["bell", "off"] => Command::Bell(false),
         ["whoami"] => Command::Whoami,
         ["history", peer] => Command::History {
             peer: name_arg(peer, HISTORY)?,
@@ -223,6 +227,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["listpeer", ..] => return Err(usage("listpeer takes no arguments", "listpeer")),
         ["exit", ..] => return Err(usage("exit takes no arguments", "exit | exit network")),
         ["status", ..] => return Err(usage("status takes no arguments", "status")),
+        ["bell", ..] => return Err(usage("bell takes on or off", "bell on | bell off")),
         ["whoami", ..] => return Err(usage("whoami takes no arguments", "whoami")),
         ["history", ..] => return Err(usage("history needs a peer name", HISTORY)),
         ["trust", ..] => {

@@ -24,6 +24,7 @@ use p2p_shared::transport::{self, Origin};
 use p2p_shared::wire::{new_id, MAX_TEXT_LEN};
 use p2p_shared::{runtime, Answer, ErrorCode, PeerRequest};
 
+use crate::bell::Bell;
 use crate::broker::Broker;
 use crate::command::{self, Command, HelpOn};
 use crate::disk::Disk;
@@ -57,6 +58,8 @@ pub struct CommandLoop {
     pub(crate) registry_lost: bool,
     /// The current conversation, if any (`talk PEER`).
     talk: Talk,
+    /// Whether the bell is on, and whether this session has one (a terminal, not JSON).
+    bell: (Bell, bool),
     /// Whether lines starting with `{` are JSON commands (`--json`).
     json: bool,
     /// How many plain lines with a command were read: the last one's id is `c` and this.
@@ -83,6 +86,8 @@ pub struct Parts {
     pub retry_for: Duration,
     /// `--json`: lines starting with `{` are JSON commands.
     pub json: bool,
+    /// The bell the screen rings, and whether the screen has one (a terminal, not JSON).
+    pub bell: (Bell, bool),
 }
 
 impl CommandLoop {
@@ -97,6 +102,7 @@ impl CommandLoop {
             names,
             retry_for,
             json,
+            bell,
         } = parts;
         CommandLoop {
             origin,
@@ -111,6 +117,7 @@ impl CommandLoop {
             renew_at: None,
             registry_lost: false,
             talk: Talk::default(),
+            bell,
             json,
             plain: 0,
             running: None,
@@ -251,6 +258,11 @@ impl CommandLoop {
             }
             Command::Disconnect { peer } => self.disconnect(peer).await,
             Command::Status => self.status().await,
+            Command::Bell(on) => {
+                self.bell.0.set(on);
+                let at_terminal = self.bell.1;
+                self.show(Event::Bell { on, at_terminal }).await
+            }
             Command::History { peer, n } => self.history(peer, n).await,
             Command::Whoami => {
                 self.show(Event::Whoami {
@@ -280,6 +292,7 @@ impl CommandLoop {
             }
             Command::Talk(with) => {
                 self.talk.set(with);
+                self.bell.0.talking(with);
                 self.show(Event::Talking { peer: with }).await
             }
             Command::Exit => unreachable!("run handles exit"),

@@ -176,6 +176,11 @@ pub enum Event {
     Forgotten {
         peer: PeerName,
     },
+    /// `bell on|off`: whether the bell rings now, and whether it can here (a terminal).
+    Bell {
+        on: bool,
+        at_terminal: bool,
+    },
     Unblocked {
         peer: PeerName,
         keys: usize,

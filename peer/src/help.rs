@@ -173,6 +173,16 @@ pub const TOPICS: &[Topic] = &[
         example: "forget bob",
     },
     Topic {
+        name: "bell",
+        section: Section::Peer,
+        summary: "whether new messages and requests ring the bell",
+        usage: "bell on | bell off",
+        about: "switch the terminal bell on or off (--bell sets it at start, on by \
+                default): a new message or chat request rings it, except a message from \
+                the peer of the current conversation (talk PEER); pipes never ring",
+        example: "bell off",
+    },
+    Topic {
         name: "join",
         section: Section::Network,
         summary: "exchange known peers with the peer there",

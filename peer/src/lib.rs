@@ -27,6 +27,7 @@
 //! - [`peer_exchange`]: joining, the bootstrap list and the keeper's rounds; [`flood`]:
 //!   sending broadcasts on; [`resume`]: reopening away chats and sending what was kept;
 //! - [`liveness`] and [`retry`]: noticing partners that are away, retrying what may pass;
+//! - [`bell`]: which events ring the terminal bell, and whether it is on;
 //! - [`event`], [`error`] and [`render`]: what the user sees, typed (with the id of the
 //!   command it answers), and how it looks; [`screen`]: the thread that writes it; [`log`]:
 //!   the log, on stderr or above the prompt;
@@ -34,6 +35,7 @@
 //!   [`files`]: which files of the data folder are this peer's (each name has its own);
 //! - [`names`]: the peer names (and pending requesters, offered fingerprints) Tab completes.
 
+mod bell;
 mod broker;
 mod chat_commands;
 mod cli;
@@ -85,8 +87,9 @@ use p2p_shared::reachable;
 use p2p_shared::transport::{self, Origin};
 use p2p_shared::{runtime, signals};
 
+use crate::bell::Bell;
 use crate::broker::Broker;
-use crate::cli::Args;
+use crate::cli::{Args, Switch};
 use crate::command_loop::{CommandLoop, Parts};
 use crate::disk::Disk;
 use crate::event::Event;
@@ -217,7 +220,11 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
     } else {
         (input::plain_lines()?, None, Box::new(Stdout), None)
     };
-    let screen = Screen::start(rendering(args.json, interactive), sink)
+    // Only a person at a terminal hears a bell; a script's output never holds one.
+    let bell = Bell::new(args.bell == Switch::On);
+    let rings = interactive && !args.json;
+    let screen_bell = rings.then(|| bell.clone());
+    let screen = Screen::start(rendering(args.json, interactive), sink, screen_bell)
         .context("cannot start the screen thread")?;
     if interactive && std::io::stderr().is_terminal() {
         log.above_prompt(&screen);
@@ -315,6 +322,7 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
         names,
         retry_for: args.retry_for,
         json: args.json,
+        bell: (bell, rings),
     };
     CommandLoop::new(parts).run(inputs).await;
     // The goodbye first: the others drop us from `nearby` at once.

@@ -230,6 +230,11 @@ impl fmt::Display for Event {
                 if *keys == 1 { "key" } else { "keys" }
             ),
             Event::Unblocked { peer, .. } => write!(f, "unblocked {peer}"),
+            Event::Bell { on, at_terminal } => match (on, at_terminal) {
+                (true, true) => f.write_str("bell on: new messages and chat requests ring"),
+                (true, false) => f.write_str("bell on, but it rings only at a terminal"),
+                (false, _) => f.write_str("bell off"),
+            },
             Event::Forgotten { peer } => {
                 write!(f, "forgot {peer}: no chat, no kept messages, no pinned key")
             }

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use event_listener::Event as Notify;
 
+use crate::bell::{Bell, BEL};
 use crate::event::Shown;
 use crate::render::Rendering;
 
@@ -120,8 +121,13 @@ enum Item {
 }
 
 impl Screen {
-    /// Starts the screen thread, writing to `sink` as `rendering` says.
-    pub fn start(rendering: Rendering, sink: Box<dyn Sink>) -> io::Result<Screen> {
+    /// Starts the screen thread, writing to `sink` as `rendering` says; with a `bell`, the
+    /// events it rings for start with a BEL (only at a terminal).
+    pub fn start(
+        rendering: Rendering,
+        sink: Box<dyn Sink>,
+        bell: Option<Bell>,
+    ) -> io::Result<Screen> {
         let inner = Arc::new(Inner {
             queue: Mutex::new(Queue {
                 handles: 1,
@@ -134,7 +140,7 @@ impl Screen {
         let thread_inner = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("screen".into())
-            .spawn(move || write_all(&thread_inner, rendering, sink))?;
+            .spawn(move || write_all(&thread_inner, (rendering, bell), sink))?;
         Ok(Screen { inner })
     }
 
@@ -325,7 +331,7 @@ impl Drop for Slot {
 
 /// The screen thread: takes the events at the head of the queue as they become ready, and
 /// writes them. Ends when every handle is gone and the queue is empty.
-fn write_all(inner: &Inner, rendering: Rendering, mut sink: Box<dyn Sink>) {
+fn write_all(inner: &Inner, (rendering, bell): (Rendering, Option<Bell>), mut sink: Box<dyn Sink>) {
     loop {
         let mut batch = Vec::new();
         {
@@ -356,7 +362,12 @@ fn write_all(inner: &Inner, rendering: Rendering, mut sink: Box<dyn Sink>) {
             match item {
                 // A closed stdout must not stop the peer: its chats still need a goodbye.
                 Item::Ready(event) => {
-                    let _ = sink.line(&rendering.render(&event));
+                    let mut text = rendering.render(&event);
+                    // First: the terminal's printer ends what it prints with a line break.
+                    if bell.as_ref().is_some_and(|b| b.rings_for(&event.event)) {
+                        text.insert(0, BEL);
+                    }
+                    let _ = sink.line(&text);
                 }
                 Item::Log(text) => {
                     let _ = sink.log(&text);
@@ -401,7 +412,10 @@ mod tests {
 
     fn screen() -> (Screen, mpsc::Receiver<String>) {
         let (tx, lines) = mpsc::channel();
-        (Screen::start(PLAIN, Box::new(Lines(tx))).unwrap(), lines)
+        (
+            Screen::start(PLAIN, Box::new(Lines(tx)), None).unwrap(),
+            lines,
+        )
     }
 
     fn error(n: usize) -> Event {

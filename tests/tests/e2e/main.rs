@@ -15,6 +15,7 @@ mod in_process;
 mod interface;
 mod lan;
 mod lifecycle;
+mod living;
 mod logs;
 mod names;
 mod network;

@@ -9,6 +9,7 @@
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -26,6 +27,9 @@ pub struct Terminal {
     child: Box<dyn Child + Send + Sync>,
     keyboard: Arc<Mutex<Box<dyn Write + Send>>>,
     screen: Arc<(Mutex<vt100::Parser>, Condvar)>,
+    /// How many bell bytes (BEL) the program wrote, counted in the raw output (the emulator
+    /// keeps no trace of them); changed only under the screen's lock.
+    bells: Arc<AtomicUsize>,
     _master: Box<dyn MasterPty + Send>,
 }
 
@@ -55,11 +59,15 @@ impl Terminal {
         ));
         let mut output = pty.master.try_clone_reader().expect("pty reader");
         let (screen_in, answers) = (screen.clone(), keyboard.clone());
+        let bells = Arc::new(AtomicUsize::new(0));
+        let bells_in = bells.clone();
         thread::spawn(move || {
             let mut buf = [0u8; 4096];
             while let Ok(n @ 1..) = output.read(&mut buf) {
                 let (parser, changed) = &*screen_in;
                 let mut parser = parser.lock().unwrap();
+                let rung = buf[..n].iter().filter(|&&b| b == 0x07).count();
+                bells_in.fetch_add(rung, Ordering::SeqCst);
                 parser.process(&buf[..n]);
                 changed.notify_all();
                 // "Where is the cursor?" (DSR 6): answer like a terminal does.
@@ -74,6 +82,7 @@ impl Terminal {
             child,
             keyboard,
             screen,
+            bells,
             _master: pty.master,
         }
     }
@@ -103,6 +112,12 @@ impl Terminal {
             }
             parser = changed.wait_timeout(parser, left).unwrap().0;
         }
+    }
+
+    /// How many bell bytes the program wrote up to what the screen shows now.
+    pub fn bells(&self) -> usize {
+        let _screen = self.screen.0.lock().unwrap();
+        self.bells.load(Ordering::SeqCst)
     }
 
     pub fn wait_for_text(&self, text: &str) {
