@@ -39,6 +39,8 @@ pub enum Command {
         peer: PeerName,
     },
     Status,
+    /// Every pinned peer: how it is vouched for, its chat, kept messages, last seen.
+    Contacts,
     /// `bell on|off`: whether new messages and requests ring the terminal bell.
     Bell(bool),
     /// The last `n` lines of the chat with `peer`.
@@ -137,6 +139,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["talk", peer] => Command::Talk(Some(name_arg(peer, TALK)?)),
         ["talk", ..] => return Err(usage("talk takes one peer name, or none to stop", TALK)),
         ["status"] => Command::Status,
+        ["contacts"] => Command::Contacts,
         ["bell", "on"] => Command::Bell(true),
         ["bell", "off"] => Command::Bell(false),
         ["whoami"] => Command::Whoami,
@@ -227,6 +230,7 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
         ["listpeer", ..] => return Err(usage("listpeer takes no arguments", "listpeer")),
         ["exit", ..] => return Err(usage("exit takes no arguments", "exit | exit network")),
         ["status", ..] => return Err(usage("status takes no arguments", "status")),
+        ["contacts", ..] => return Err(usage("contacts takes no arguments", "contacts")),
         ["bell", ..] => return Err(usage("bell takes on or off", "bell on | bell off")),
         ["whoami", ..] => return Err(usage("whoami takes no arguments", "whoami")),
         ["history", ..] => return Err(usage("history needs a peer name", HISTORY)),

@@ -29,7 +29,7 @@ use crate::broker::Broker;
 use crate::command::{self, Command, HelpOn};
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
-use crate::event::{Event, PeerKey, Shown, Status};
+use crate::event::{ChatState, Event, PeerKey, Shown, Status};
 use crate::input::{Input, Inputs};
 use crate::json_command::{self, BadJsonCommand, CommandId, JsonCommand};
 use crate::names::Names;
@@ -258,6 +258,7 @@ impl CommandLoop {
             }
             Command::Disconnect { peer } => self.disconnect(peer).await,
             Command::Status => self.status().await,
+            Command::Contacts => self.contacts().await,
             Command::Bell(on) => {
                 self.bell.0.set(on);
                 let at_terminal = self.bell.1;
@@ -355,6 +356,24 @@ impl CommandLoop {
             outgoing: snapshot.outgoing,
         }))
         .await;
+    }
+
+    /// `contacts`: the pins and chats from the broker, and from the history when each was
+    /// last seen and whether a chat there ended.
+    async fn contacts(&mut self) {
+        let Some(mut contacts) = self.broker.call(|state, _, _| state.contacts()).await else {
+            return;
+        };
+        for contact in &mut contacts {
+            let Ok(last) = self.disk.last(contact.name, 1).await else {
+                continue;
+            };
+            contact.last_seen = last.first().map(|line| line.at);
+            if contact.chat == ChatState::None && contact.last_seen.is_some() {
+                contact.chat = ChatState::Ended;
+            }
+        }
+        self.show(Event::Contacts { contacts }).await;
     }
 
     /// The next input or renewal; Ctrl-C counts as the end of input and goes before queued

@@ -176,6 +176,10 @@ pub enum Event {
     Forgotten {
         peer: PeerName,
     },
+    /// `contacts`: every pinned peer.
+    Contacts {
+        contacts: Vec<Contact>,
+    },
     /// `bell on|off`: whether the bell rings now, and whether it can here (a terminal).
     Bell {
         on: bool,
@@ -377,6 +381,34 @@ pub enum Withdrawal {
     Replaced,
     /// The requester exited (`chat_withdraw`).
     Left,
+}
+
+/// One pinned peer, as `contacts` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Contact {
+    pub name: PeerName,
+    #[serde(flatten)]
+    pub key: PeerKey,
+    /// The registry whose namespace the pin is in: it vouched for the key under the name.
+    /// `None`: pinned here on first contact, with no registry trusted (`@local`).
+    pub registry: Option<PeerKey>,
+    pub chat: ChatState,
+    /// Messages kept for it until it is back.
+    pub queued: usize,
+    /// The time of the last line of the chat history with it, sent or received.
+    pub last_seen: Option<DateTime<Utc>>,
+}
+
+/// Where the chat with a contact stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChatState {
+    Open,
+    Away,
+    /// No chat now, but the history has one.
+    Ended,
+    /// Never chatted (a pin from a request that was never answered, say).
+    None,
 }
 
 /// What `status` shows.

@@ -173,6 +173,17 @@ pub const TOPICS: &[Topic] = &[
         example: "forget bob",
     },
     Topic {
+        name: "contacts",
+        section: Section::Chat,
+        summary: "every pinned peer: its chat, kept messages, last seen",
+        usage: "contacts",
+        about: "list every peer whose key is pinned here: its fingerprint, whether a \
+                registry vouched for it or it was pinned on first contact, whether its \
+                chat is open, away or ended, how many messages are kept for it, and when \
+                the last line with it was written",
+        example: "contacts",
+    },
+    Topic {
         name: "bell",
         section: Section::Peer,
         summary: "whether new messages and requests ring the bell",

@@ -95,6 +95,11 @@ impl<K: Ord + Clone + Display + FromStr> KnownKeys<K> {
         }
     }
 
+    /// Every pin: each name and its key, in the names' order.
+    pub fn entries(&self) -> impl Iterator<Item = (&K, &PublicKey)> {
+        self.keys.iter()
+    }
+
     /// The key pinned for `name`, if any.
     pub fn get(&self, name: &K) -> Option<PublicKey> {
         self.keys.get(name).copied()

@@ -21,7 +21,7 @@ use chrono::{DateTime, Local, Utc};
 use p2p_shared::printable::printable;
 use p2p_shared::PeerInfo;
 
-use crate::event::{BookEntry, Event, NearbyEntry, Shown, Status, Withdrawal};
+use crate::event::{BookEntry, ChatState, Contact, Event, NearbyEntry, Shown, Status, Withdrawal};
 use crate::state::book::Source;
 
 /// How events are rendered; chosen once, at start-up.
@@ -230,6 +230,7 @@ impl fmt::Display for Event {
                 if *keys == 1 { "key" } else { "keys" }
             ),
             Event::Unblocked { peer, .. } => write!(f, "unblocked {peer}"),
+            Event::Contacts { contacts } => contact_list(f, contacts),
             Event::Bell { on, at_terminal } => match (on, at_terminal) {
                 (true, true) => f.write_str("bell on: new messages and chat requests ring"),
                 (true, false) => f.write_str("bell on, but it rings only at a terminal"),
@@ -351,6 +352,36 @@ fn listing(f: &mut fmt::Formatter<'_>, header: &str, tag: &str, peers: &[PeerInf
     for p in peers {
         let fingerprint = p.key.fingerprint();
         write!(f, "\n{tag} {} {} key {fingerprint}", p.name, p.addr)?;
+    }
+    Ok(())
+}
+
+/// `contacts`: a counted header, then one line per pinned peer.
+fn contact_list(f: &mut fmt::Formatter<'_>, contacts: &[Contact]) -> fmt::Result {
+    write!(f, "contacts: {}", contacts.len())?;
+    for c in contacts {
+        let vouched = match &c.registry {
+            Some(registry) => format!("vouched by registry {}", registry.fingerprint()),
+            None => "pinned on first contact".into(),
+        };
+        let chat = match c.chat {
+            ChatState::Open => "chat open",
+            ChatState::Away => "chat away",
+            ChatState::Ended => "chat ended",
+            ChatState::None => "no chat",
+        };
+        let seen = match &c.last_seen {
+            Some(at) => format!(
+                "last seen {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+            ),
+            None => "never seen".into(),
+        };
+        let (name, fp, queued) = (c.name, c.key.fingerprint(), c.queued);
+        write!(
+            f,
+            "\ncontact {name} key {fp} {vouched}, {chat}, {queued} queued, {seen}"
+        )?;
     }
     Ok(())
 }

@@ -188,6 +188,15 @@ impl Pins {
         self.known.unpin(&Scoped::new(ns, *name))
     }
 
+    /// Every pin with its namespace (a pin of before namespaces has none until `new` gives
+    /// it one, so every pin here has one).
+    pub fn all(&self) -> Vec<(Namespace, PeerName, PublicKey)> {
+        let scoped = self.known.entries();
+        scoped
+            .filter_map(|(s, key)| Some((s.namespace?, s.name, *key)))
+            .collect()
+    }
+
     /// The key pinned for `name`, if any.
     pub fn pinned(&self, ns: Namespace, name: &PeerName) -> Option<PublicKey> {
         self.known.get(&Scoped::new(ns, *name))

@@ -10,8 +10,8 @@ use p2p_shared::identity::PublicKey;
 use p2p_shared::{PeerInfo, PeerName};
 
 use super::book::Source;
-use super::{PeerState, Snapshot};
-use crate::event::{PeerKey, Waiting};
+use super::{Namespace, PeerState, Snapshot};
+use crate::event::{ChatState, Contact, PeerKey, Waiting};
 use crate::graph::{EdgeKind, Sighting};
 
 impl PeerState {
@@ -41,6 +41,46 @@ impl PeerState {
 
     pub fn chat_names(&self) -> impl Iterator<Item = &PeerName> {
         self.chats.names()
+    }
+
+    /// Every pinned peer, with its chat here and the messages kept for it, for `contacts`
+    /// (the disk thread adds when each was last seen, and which chats ended).
+    pub fn contacts(&self) -> Vec<Contact> {
+        let mut contacts: Vec<Contact> = self
+            .pins
+            .all()
+            .into_iter()
+            .map(|(namespace, name, key)| {
+                let chat = if self.chats.key(&name) == Some(key) {
+                    ChatState::Open
+                } else if self.conversations.is_away(&name)
+                    && self.conversations.is_resumable(&name, &key)
+                {
+                    ChatState::Away
+                } else {
+                    ChatState::None
+                };
+                let queued = match self.conversations.is_resumable(&name, &key) {
+                    true => self.conversations.queued(&name),
+                    false => 0,
+                };
+                let registry = match namespace {
+                    Namespace::Registry(registry) => Some(PeerKey(registry)),
+                    Namespace::Local => None,
+                };
+                Contact {
+                    name,
+                    key: PeerKey(key),
+                    registry,
+                    chat,
+                    queued,
+                    last_seen: None,
+                }
+            })
+            .collect();
+        contacts
+            .sort_by(|a, b| (a.name, a.registry.is_some()).cmp(&(b.name, b.registry.is_some())));
+        contacts
     }
 
     /// The chats and requests at `now`, for `status`.

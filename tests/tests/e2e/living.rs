@@ -66,3 +66,69 @@ fn nothing_rings_in_a_pipe() {
     assert!(shown.iter().any(|l| l == "bob: again"), "{shown:?}");
     assert!(!shown.iter().any(|l| l.contains('\x07')), "{shown:?}");
 }
+
+/// `contacts` after chats with two peers, one of them forgotten: the other is listed with its
+/// fingerprint, how its key is vouched for, its chat, what is kept for it, and when it was
+/// last seen; away with a kept message once it is killed.
+#[test]
+fn contacts_lists_the_pinned_peers_after_chats_with_two_one_forgotten() {
+    let mut alice = Peer::builder("alice")
+        .arg("--keepalive")
+        .arg("1s")
+        .arg("--retry-for")
+        .arg("1s")
+        .start();
+    let mut bob = Peer::start_offline("bob");
+    let carol = Peer::start_offline("carol");
+    alice.chat_with(&bob);
+    alice.chat_with(&carol);
+    alice.say(&bob, "hi bob");
+    alice.say(&carol, "hi carol");
+
+    alice.send("forget carol");
+    alice.expect_exact("forgot carol: no chat, no kept messages, no pinned key");
+    let bob_line = format!(
+        "contact bob key {} pinned on first contact, ",
+        bob.fingerprint()
+    );
+    let listed = contacts(&alice);
+    assert_eq!(listed.len(), 1, "carol is forgotten: {listed:?}");
+    assert!(
+        listed[0].starts_with(&format!("{bob_line}chat open, 0 queued, last seen 20")),
+        "{listed:?}"
+    );
+
+    bob.kill();
+    alice.expect_prefix("bob is away (");
+    alice.send("chat message bob still there?");
+    alice.expect_exact("queued for bob: bob is offline");
+    let listed = contacts(&alice);
+    assert!(
+        listed[0].starts_with(&format!("{bob_line}chat away, 1 queued, last seen 20")),
+        "{listed:?}"
+    );
+
+    alice.send("disconnect bob");
+    alice.expect_exact("not delivered to bob: the chat ended");
+    let listed = contacts(&alice);
+    assert!(
+        listed[0].starts_with(&format!("{bob_line}chat ended, 0 queued, last seen 20")),
+        "{listed:?}"
+    );
+    alice.exit();
+}
+
+/// `contacts`: the `contact ...` lines after `contacts: N`.
+fn contacts(peer: &Peer) -> Vec<String> {
+    let lines = peer.run("contacts");
+    let listed: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("contact "))
+        .cloned()
+        .collect();
+    assert!(
+        lines.contains(&format!("contacts: {}", listed.len())),
+        "{lines:?}"
+    );
+    listed
+}
