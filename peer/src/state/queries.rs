@@ -78,8 +78,7 @@ impl PeerState {
                 }
             })
             .collect();
-        contacts
-            .sort_by(|a, b| (a.name, a.registry.is_some()).cmp(&(b.name, b.registry.is_some())));
+        contacts.sort_by_key(|c| (c.name, c.registry.is_some()));
         contacts
     }
 
