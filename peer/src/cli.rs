@@ -75,7 +75,7 @@ pub struct Args {
     pub lan: bool,
 
     /// Print one JSON object per line instead of text, for scripts and bots (docs/json.md).
-    #[arg(long)]
+    #[arg(long, global = true)]
     pub json: bool,
 
     /// Ring the terminal bell on a new message (but not one from the current conversation)
@@ -95,6 +95,24 @@ pub struct Args {
 
     #[command(flatten)]
     pub limits: p2p_shared::transport::LimitArgs,
+
+    #[command(subcommand)]
+    pub action: Option<Action>,
+}
+
+/// What to do instead of running a peer.
+#[derive(clap::Subcommand, Debug)]
+pub enum Action {
+    /// Hand a chat message to the peer already running on the data folder (as --name, or
+    /// the only one running there) and print its outcome: exits 0 only if it was delivered
+    /// or queued. Never starts a peer.
+    Send {
+        /// The chat partner.
+        peer: PeerName,
+        /// The message (several words are joined with spaces).
+        #[arg(required = true, num_args = 1..)]
+        text: Vec<String>,
+    },
 }
 
 /// `on` or `off`, for a flag.

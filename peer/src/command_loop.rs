@@ -27,6 +27,7 @@ use p2p_shared::{runtime, Answer, ErrorCode, PeerRequest};
 use crate::bell::Bell;
 use crate::broker::Broker;
 use crate::command::{self, Command, HelpOn};
+use crate::control;
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
 use crate::event::{ChatState, Event, PeerKey, Shown, Status};
@@ -71,6 +72,8 @@ pub struct CommandLoop {
 /// What the loop does next.
 enum Next {
     Input(Input),
+    /// A message from a script, through the control socket.
+    Control(control::Request),
     Renew,
 }
 
@@ -133,6 +136,12 @@ impl CommandLoop {
                     continue;
                 }
                 Next::Input(Input::End) => break,
+                Next::Control(request) => {
+                    if self.run_control(request, &inputs).await {
+                        break 'inputs;
+                    }
+                    continue;
+                }
                 Next::Input(input) => input,
             };
             // Every command of a paste runs, in order, each to its end.
@@ -190,6 +199,25 @@ impl CommandLoop {
             }
         }
         read
+    }
+
+    /// Runs a script's `chat message` (`p2p-peer send`) as the next command, with an id of
+    /// its own (`cN`, as a typed line's), and has the screen copy what answers it to the
+    /// caller until it has ended; true if a signal came first.
+    async fn run_control(&mut self, request: control::Request, inputs: &Inputs) -> bool {
+        let id = self.next_plain();
+        self.screen.tap(id.clone(), request.tap);
+        self.running = Some(id.clone());
+        let command = Command::ChatMessage {
+            peer: request.peer,
+            text: request.text,
+        };
+        let interrupted = self.run_until_interrupted(command, inputs).await;
+        self.running = None;
+        // After every event the command queued (the broker's and the disk's included:
+        // they are queued, or have their place, before the command goes on).
+        self.screen.untap(id);
+        interrupted
     }
 
     /// The id of the next plain line with a command: `c1`, `c2`, ...
@@ -389,11 +417,20 @@ impl CommandLoop {
         let interrupt = std::pin::pin!(inputs.interrupts.recv());
         let renewal = std::pin::pin!(renewal);
         let line = std::pin::pin!(inputs.lines.recv());
-        match select(select(interrupt, renewal), line).await {
+        let control = async {
+            match inputs.control.recv().await {
+                Ok(request) => request,
+                // No socket (it could not be made): only the other inputs.
+                Err(_) => futures::future::pending().await,
+            }
+        };
+        let control = std::pin::pin!(control);
+        match select(select(interrupt, renewal), select(line, control)).await {
             Either::Left((Either::Left(_), _)) => Next::Input(Input::End),
             Either::Left((Either::Right(_), _)) => Next::Renew,
-            Either::Right((Ok(input), _)) => Next::Input(input),
-            Either::Right((Err(_), _)) => Next::Input(Input::End),
+            Either::Right((Either::Left((Ok(input), _)), _)) => Next::Input(input),
+            Either::Right((Either::Left((Err(_), _)), _)) => Next::Input(Input::End),
+            Either::Right((Either::Right((request, _)), _)) => Next::Control(request),
         }
     }
 

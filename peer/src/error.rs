@@ -65,6 +65,9 @@ pub enum PeerError {
     NotUtf8,
     #[error("not a JSON command ({why}); one is {{\"id\": \"...\", \"cmd\": \"...\"}}")]
     BadCommandJson { why: String },
+    /// A caller of the control socket (`p2p-peer send`) that was turned away.
+    #[error("the control socket refused the request: {why}")]
+    ControlRefused { why: String },
 
     // The registry.
     #[error("{0}")]
@@ -214,6 +217,7 @@ impl PeerError {
             PeerError::LineTooLong { .. } => "line_too_long",
             PeerError::NotUtf8 => "not_utf8",
             PeerError::BadCommandJson { .. } => "bad_command_json",
+            PeerError::ControlRefused { .. } => "control_refused",
             PeerError::Registry(why)
             | PeerError::RequestFailed(why)
             | PeerError::JoinFailed(why) => why.code,

@@ -38,6 +38,8 @@ pub struct Inputs {
     /// for that before reading the next line (the interactive prompt does; a pipe reads
     /// ahead).
     pub done: Option<async_channel::Sender<String>>,
+    /// Messages from scripts, through the control socket (`control.rs`).
+    pub control: async_channel::Receiver<crate::control::Request>,
 }
 
 /// Starts the thread that reads stdin line by line (the plain mode, for pipes).

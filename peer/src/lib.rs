@@ -14,6 +14,7 @@
 //!   [`split`]: a long message cut into several; [`json_command`]: with `--json`, a line
 //!   that is a JSON command with an id, and the ids that tie every event to the command it
 //!   answers;
+//! - [`control`]: the socket in the data folder `p2p-peer send` hands messages through;
 //! - [`command_loop`], [`chat_commands`], [`message_commands`] and [`exchange_commands`]:
 //!   the user's commands, run one at a time;
 //! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
@@ -41,6 +42,7 @@ mod chat_commands;
 mod cli;
 pub mod command;
 mod command_loop;
+mod control;
 mod disk;
 mod error;
 mod event;
@@ -122,6 +124,13 @@ pub fn main() -> ExitCode {
     let log = log::init(args.debug);
     for warning in renamed {
         tracing::warn!("{warning}");
+    }
+    if let Some(cli::Action::Send { peer, text }) = &args.action {
+        let Some(data) = args.data_dir() else {
+            eprintln!("error: no data directory: give one with --data-dir");
+            return ExitCode::FAILURE;
+        };
+        return control::send(&data, args.name, args.json, *peer, &text.join(" "));
     }
     match runtime::block_on(run(args, &log)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -307,7 +316,18 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
         reach: reachable::reach(local),
     });
 
+    // Scripts' messages (`p2p-peer send`): once everything a command needs is running.
+    let (control_tx, control) = async_channel::bounded(control::QUEUE);
+    // Held to the end: dropping it removes the socket.
+    let _control = match control::listen(control::socket_path(&data, name), control_tx) {
+        Ok(listening) => Some(listening),
+        Err(e) => {
+            tracing::warn!("no control socket, so p2p-peer send cannot reach this peer: {e}");
+            None
+        }
+    };
     let inputs = Inputs {
+        control,
         lines,
         interrupts: signals::stop_requests().context("cannot install the Ctrl-C handler")?,
         done,

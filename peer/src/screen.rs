@@ -36,6 +36,7 @@ use event_listener::Event as Notify;
 
 use crate::bell::{Bell, BEL};
 use crate::event::Shown;
+use crate::json_command::CommandId;
 use crate::render::Rendering;
 
 /// How many events may wait before the network's are refused.
@@ -89,6 +90,9 @@ struct Inner {
     room: Notify,
     /// Wakes the log's thread waiting for room, or to be told the screen has ended.
     log_room: Condvar,
+    /// Callers of the control socket (`control.rs`), each given a copy of every event that
+    /// answers its command as it is written, until the command has ended (`untap`).
+    taps: Mutex<Vec<(CommandId, async_channel::Sender<Shown>)>>,
 }
 
 #[derive(Default)]
@@ -118,6 +122,9 @@ enum Item {
     Reserved(u64),
     /// Answered once every event before it is written.
     Flush(mpsc::Sender<()>),
+    /// The command with this id has ended: once every event before it is written, its tap
+    /// is dropped, which tells the caller of the control socket it has every outcome.
+    Untap(CommandId),
 }
 
 impl Screen {
@@ -136,12 +143,29 @@ impl Screen {
             ready: Condvar::new(),
             room: Notify::new(),
             log_room: Condvar::new(),
+            taps: Mutex::new(Vec::new()),
         });
         let thread_inner = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("screen".into())
             .spawn(move || write_all(&thread_inner, (rendering, bell), sink))?;
         Ok(Screen { inner })
+    }
+
+    /// Copies every event that answers `id` to `to` from now on, as it is written, until
+    /// [`Screen::untap`] (a caller that does not read in time loses copies, never the screen).
+    pub fn tap(&self, id: CommandId, to: async_channel::Sender<Shown>) {
+        let mut taps = self.inner.taps.lock().unwrap_or_else(|p| p.into_inner());
+        taps.retain(|(_, tap)| !tap.is_closed());
+        taps.push((id, to));
+    }
+
+    /// Ends the tap of command `id` once every event queued before now is written: the
+    /// command has ended, so nothing queued later answers it as the caller waits for.
+    /// Always queued (one per command, so bounded by what the user and scripts do).
+    pub fn untap(&self, id: CommandId) {
+        self.queue().items.push_back(Item::Untap(id));
+        self.inner.ready.notify_one();
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -337,7 +361,8 @@ fn write_all(inner: &Inner, (rendering, bell): (Rendering, Option<Bell>), mut si
         {
             let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
             loop {
-                while let Some(Item::Ready(_) | Item::Flush(_) | Item::Log(_)) = queue.items.front()
+                while let Some(Item::Ready(_) | Item::Flush(_) | Item::Log(_) | Item::Untap(_)) =
+                    queue.items.front()
                 {
                     let item = queue.items.pop_front().expect("looked at just now");
                     if let Item::Log(_) = item {
@@ -368,6 +393,7 @@ fn write_all(inner: &Inner, (rendering, bell): (Rendering, Option<Bell>), mut si
                         text.insert(0, BEL);
                     }
                     let _ = sink.line(&text);
+                    copy_to_taps(inner, &event);
                 }
                 Item::Log(text) => {
                     let _ = sink.log(&text);
@@ -376,10 +402,26 @@ fn write_all(inner: &Inner, (rendering, bell): (Rendering, Option<Bell>), mut si
                     let _ = sink.flush();
                     let _ = done.send(());
                 }
+                Item::Untap(id) => {
+                    let mut taps = inner.taps.lock().unwrap_or_else(|p| p.into_inner());
+                    taps.retain(|(tapped, tap)| *tapped != id && !tap.is_closed());
+                }
                 Item::Reserved(_) => unreachable!("only ready items are taken"),
             }
         }
         let _ = sink.flush();
+    }
+}
+
+/// Gives `event` to the taps of the command it answers.
+fn copy_to_taps(inner: &Inner, event: &Shown) {
+    let Some(id) = &event.id else { return };
+    let mut taps = inner.taps.lock().unwrap_or_else(|p| p.into_inner());
+    taps.retain(|(_, tap)| !tap.is_closed());
+    for (tapped, tap) in taps.iter() {
+        if tapped == id {
+            let _ = tap.try_send(event.clone());
+        }
     }
 }
 

@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use async_std::net::{TcpListener, TcpStream};
+pub use async_std::os::unix::net::{UnixListener, UnixStream};
 pub use async_std::task::JoinHandle;
 
 /// How many connections the kernel may queue for a listener before our accept loop takes

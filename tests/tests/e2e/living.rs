@@ -2,7 +2,11 @@
 //! script to the peer already running. Presence (`bob is away`, `bob is back`) is with the
 //! chat lifecycle, in `lifecycle.rs`.
 
-use p2p_e2e::{DataDir, Peer, Server};
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use p2p_e2e::{binary, DataDir, Peer, Server};
 
 use crate::pty::Terminal;
 
@@ -131,4 +135,180 @@ fn contacts(peer: &Peer) -> Vec<String> {
         "{lines:?}"
     );
     listed
+}
+
+/// `p2p-peer --data-dir DIR --name NAME send ARGS...`, run to its end (as the user and group
+/// `as_ids` when given: `setpriv` as root). The flags are those of the running peer.
+fn send(dir: &Path, name: &str, args: &[&str], as_ids: Option<u32>) -> Output {
+    let peer = binary("p2p-peer");
+    let mut command = match as_ids {
+        None => Command::new(&peer),
+        Some(id) => {
+            let mut setpriv = Command::new("setpriv");
+            let ids = [format!("--reuid={id}"), format!("--regid={id}")];
+            setpriv.args(ids).arg("--clear-groups").arg(&peer);
+            setpriv
+        }
+    };
+    let dir = dir.display().to_string();
+    command.args(["--data-dir", &dir, "--name", name, "send"]);
+    command.args(args).output().expect("p2p-peer send runs")
+}
+
+fn lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// A script's message to an open chat is delivered through the running peer, which shows its
+/// outcome as for a typed command; one that cannot go (no chat) fails with the error.
+#[test]
+fn send_hands_a_message_to_the_running_peer_and_exits_0_when_delivered() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+
+    let out = send(
+        alice.data_dir(),
+        "alice",
+        &["bob", "hello", "from a script"],
+        None,
+    );
+    assert_eq!(lines(&out.stdout), vec!["delivered to bob"], "{out:?}");
+    assert!(out.status.success(), "{out:?}");
+    bob.expect_exact("alice: hello from a script");
+    // The running peer shows it too, as the answer to a command of its own.
+    alice.expect_exact("delivered to bob");
+
+    let out = send(alice.data_dir(), "alice", &["carol", "hi"], None);
+    assert!(!out.status.success(), "{out:?}");
+    let shown = lines(&out.stdout);
+    assert!(
+        shown.len() == 1 && shown[0].starts_with("error: ") && shown[0].contains("carol"),
+        "{out:?}"
+    );
+
+    // --json: the event as a bot reads it, with the id of the command the peer ran.
+    let out = send(alice.data_dir(), "alice", &["--json", "bob", "again"], None);
+    assert!(out.status.success(), "{out:?}");
+    let shown = lines(&out.stdout);
+    assert_eq!(shown.len(), 1, "{out:?}");
+    let event: serde_json::Value = serde_json::from_str(&shown[0]).expect("a JSON event");
+    assert_eq!(event["event"], "delivered", "{event}");
+    assert_eq!(event["peer"], "bob", "{event}");
+    assert!(event["id"].is_string(), "{event}");
+    bob.expect_exact("alice: again");
+}
+
+/// To a partner who is away, the message is kept: `queued`, still a success for the script.
+#[test]
+fn send_to_an_away_partner_is_queued_and_exits_0() {
+    let alice = Peer::builder("alice")
+        .arg("--keepalive")
+        .arg("1s")
+        .arg("--retry-for")
+        .arg("1s")
+        .start();
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    bob.kill();
+    alice.expect_prefix("bob is away (");
+
+    let out = send(alice.data_dir(), "alice", &["bob", "are you there?"], None);
+    assert_eq!(
+        lines(&out.stdout),
+        vec!["queued for bob: bob is offline"],
+        "{out:?}"
+    );
+    assert!(out.status.success(), "{out:?}");
+    let contacts = contacts(&alice);
+    assert!(contacts[0].contains("chat away, 1 queued"), "{contacts:?}");
+}
+
+/// With no peer running on the folder, `send` says so, fails, and starts nothing: the
+/// folder stays empty (no key, no history).
+#[test]
+fn send_with_no_peer_running_says_so_and_starts_none() {
+    let data = DataDir::new("alice");
+    let out = send(data.path(), "alice", &["bob", "hi"], None);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no peer is running"), "{err}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    let made: Vec<_> = std::fs::read_dir(data.path()).unwrap().collect();
+    assert!(made.is_empty(), "send made files: {made:?}");
+
+    // A peer that has exited took its socket with it.
+    let mut alice = Peer::builder("alice").data_dir(data.path()).start();
+    alice.exit();
+    let out = send(data.path(), "alice", &["bob", "hi"], None);
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no peer is running"), "{err}");
+}
+
+/// Another user cannot send through alice's peer: the folder and the socket are alice's
+/// (0700, 0600), and even with them opened to everyone, the peer checks the caller's uid
+/// (SO_PEERCRED) and refuses. Needs root, to run the caller as `nobody`.
+#[test]
+fn send_refuses_a_caller_that_is_not_the_owner() {
+    if !is_root() {
+        eprintln!("skipped: only root can run a caller as another user");
+        return;
+    }
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    let socket = alice.data_dir().join("control-alice.sock");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(alice.data_dir()), 0o700);
+
+    let out = send(
+        alice.data_dir(),
+        "alice",
+        &["bob", "from nobody"],
+        Some(NOBODY),
+    );
+    assert!(!out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refused"), "{out:?}");
+
+    // The permissions opened: the peer itself refuses, by the caller's uid.
+    let open = |p: &Path, m: u32| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+    open(alice.data_dir(), 0o711).unwrap();
+    open(&socket, 0o666).unwrap();
+    let out = send(
+        alice.data_dir(),
+        "alice",
+        &["bob", "from nobody"],
+        Some(NOBODY),
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert_eq!(
+        lines(&out.stdout),
+        vec![
+            "error: the control socket refused the request: only the owner of the data folder \
+             may send through its peer"
+        ],
+        "{out:?}"
+    );
+    alice.expect_log("control socket: refused a caller that is not our user");
+
+    // Nothing reached bob; alice's own script still does.
+    let out = send(alice.data_dir(), "alice", &["bob", "from alice"], None);
+    assert!(out.status.success(), "{out:?}");
+    bob.expect_exact("alice: from alice");
+}
+
+/// The uid and gid of `nobody`.
+const NOBODY: u32 = 65534;
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
