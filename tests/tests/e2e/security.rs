@@ -260,9 +260,9 @@ fn a_tampered_chat_message_is_refused_and_nothing_is_shown() {
     // Afterwards: alice reopens the chat and sends the kept message again, under its id:
     // bob, who has it already, does not show it twice.
     proxy.hold_signed(false);
-    alice.expect_prefix("chat with bob (");
+    alice.expect_prefix("bob is back (");
     alice.expect_exact("delivered to bob");
-    bob.expect_prefix("chat with alice (");
+    bob.expect_prefix("alice is back (");
     alice.say(&bob, "new chat");
     bob.say(&alice, "fine");
     let shown = bob.stdout_so_far();
