@@ -95,7 +95,9 @@ fn away_in_status(peer: &Peer) -> Vec<String> {
 fn a_partner_killed_and_restarted_is_said_away_then_back_and_status_shows_it() {
     let bob_dir = DataDir::new("bob");
     let bob_port = free_port();
-    let alice = start("alice", &DataDir::new("alice"), free_port());
+    // Kept to the end of the test: dropping it would remove alice's folder under her.
+    let alice_dir = DataDir::new("alice");
+    let alice = start("alice", &alice_dir, free_port());
     let mut bob = start("bob", &bob_dir, bob_port);
     alice.chat_with(&bob);
     assert_eq!(away_in_status(&alice), Vec::<String>::new());
