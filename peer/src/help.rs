@@ -175,7 +175,7 @@ pub const TOPICS: &[Topic] = &[
     Topic {
         name: "contacts",
         section: Section::Chat,
-        summary: "every pinned peer: its chat, kept messages, last seen",
+        summary: "pinned peers: chat, kept messages, last seen",
         usage: "contacts",
         about: "list every peer whose key is pinned here: its fingerprint, whether a \
                 registry vouched for it or it was pinned on first contact, whether its \
