@@ -100,6 +100,9 @@ fn a_partner_killed_and_restarted_is_said_away_then_back_and_status_shows_it() {
     let alice = start("alice", &alice_dir, free_port());
     let mut bob = start("bob", &bob_dir, bob_port);
     alice.chat_with(&bob);
+    // Once bob shows a message, his record of the chat is on disk (his disk thread writes
+    // in order), so the bob started again knows the chat and reopens it.
+    alice.say(&bob, "hi");
     assert_eq!(away_in_status(&alice), Vec::<String>::new());
 
     bob.kill();
