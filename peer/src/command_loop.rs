@@ -12,17 +12,17 @@
 //! registration at a third of the time the registry grants, between commands (and so
 //! registers again by itself when a restarted registry has forgotten it). The chat commands
 //! are in `chat_commands.rs` (`chat message` in `message_commands.rs`), the network's in
-//! `exchange_commands.rs`, registering and renewing in `registry_commands.rs`; this file has
-//! the loop, `status` and leaving.
+//! `exchange_commands.rs`, registering and renewing in `registry_commands.rs`, `status`,
+//! `contacts` and leaving in `own_commands.rs`; this file has the loop.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures::future::{join, join3, join_all, select, Either};
+use futures::future::{select, Either};
 use p2p_shared::identity::NoiseKey;
-use p2p_shared::transport::{self, Origin};
-use p2p_shared::wire::{new_id, MAX_TEXT_LEN};
-use p2p_shared::{runtime, Answer, ErrorCode, PeerRequest};
+use p2p_shared::transport::Origin;
+use p2p_shared::wire::MAX_TEXT_LEN;
+use p2p_shared::{runtime, ErrorCode};
 
 use crate::bell::Bell;
 use crate::broker::Broker;
@@ -30,7 +30,7 @@ use crate::command::{self, Command, HelpOn};
 use crate::control;
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
-use crate::event::{ChatState, Event, PeerKey, Shown, Status};
+use crate::event::{Event, PeerKey, Shown};
 use crate::input::{Input, Inputs};
 use crate::json_command::{self, BadJsonCommand, CommandId, JsonCommand};
 use crate::names::Names;
@@ -38,7 +38,6 @@ use crate::registry_client::RegistryClient;
 use crate::registry_client::{Found, Listing};
 use crate::screen::Screen;
 use crate::split;
-use crate::state::{self, Leaving};
 use crate::talk::Talk;
 
 pub struct CommandLoop {
@@ -361,49 +360,6 @@ impl CommandLoop {
         }
     }
 
-    async fn status(&mut self) {
-        let reachable = self.registry.ping().await.is_ok();
-        let other_key = match reachable {
-            true => None,
-            false => self.registry.other_key().await.map(|k| k.fingerprint()),
-        };
-        let snapshot = self.broker.call(|state, cx, _| state.snapshot(cx.now));
-        let Some(snapshot) = snapshot.await else {
-            return;
-        };
-        self.show(Event::Status(Status {
-            name: self.origin.name,
-            addr: self.listening,
-            registry: self.registry.addr(),
-            registry_reachable: reachable,
-            registry_other_key: other_key,
-            registered: self.registered,
-            chats: snapshot.chats,
-            away: snapshot.away,
-            incoming: snapshot.incoming,
-            outgoing: snapshot.outgoing,
-        }))
-        .await;
-    }
-
-    /// `contacts`: the pins and chats from the broker, and from the history when each was
-    /// last seen and whether a chat there ended.
-    async fn contacts(&mut self) {
-        let Some(mut contacts) = self.broker.call(|state, _, _| state.contacts()).await else {
-            return;
-        };
-        for contact in &mut contacts {
-            let Ok(last) = self.disk.last(contact.name, 1).await else {
-                continue;
-            };
-            contact.last_seen = last.first().map(|line| line.at);
-            if contact.chat == ChatState::None && contact.last_seen.is_some() {
-                contact.chat = ChatState::Ended;
-            }
-        }
-        self.show(Event::Contacts { contacts }).await;
-    }
-
     /// The next input or renewal; Ctrl-C counts as the end of input and goes before queued
     /// lines.
     async fn next(&self, inputs: &Inputs) -> Next {
@@ -432,46 +388,5 @@ impl CommandLoop {
             Either::Right((Either::Left((Err(_), _)), _)) => Next::Input(Input::End),
             Either::Right((Either::Right((request, _)), _)) => Next::Control(request),
         }
-    }
-
-    /// Ends every chat, tells everyone waiting for our answer that we left, withdraws our
-    /// own requests and unregisters, all at once: each is one exchange, so a peer that does
-    /// not answer holds the exit up for one exchange's time at most (protocol.md).
-    async fn leave(&mut self) {
-        let leaving = self.broker.call(|state, _, fx| state.leave(fx)).await;
-        let Leaving {
-            goodbyes,
-            unanswered,
-            withdraw,
-        } = leaving.unwrap_or_default();
-        let origin = &self.origin;
-        let goodbyes = goodbyes
-            .into_iter()
-            .map(|g| transport::exchange(g.addr, g.frame));
-        let notices = unanswered.iter().map(|r| {
-            let body = state::unanswered(r, Answer::Left);
-            transport::request(r.addr, origin, new_id(), body)
-        });
-        let withdrawals = withdraw.iter().map(|w| {
-            let body = PeerRequest::ChatWithdraw { request: w.request };
-            transport::request(w.addr, origin, new_id(), body)
-        });
-        let (registered, registry) = (self.registered, &mut self.registry);
-        let unregister = async move {
-            if registered {
-                let _ = registry.unregister().await;
-            }
-        };
-        join(
-            join3(join_all(goodbyes), join_all(notices), join_all(withdrawals)),
-            unregister,
-        )
-        .await;
-        // Pins made at the last moment are on disk before we go.
-        self.disk.written().await;
-        // Not a command's result that waits for room: a peer whose stdout nobody reads must
-        // still exit (its last lines are given a moment, SCREEN_GRACE in lib.rs). It answers
-        // `exit`, if that is why we leave.
-        self.screen.push_state(self.answering(Event::Bye));
     }
 }

@@ -15,8 +15,8 @@
 //!   that is a JSON command with an id, and the ids that tie every event to the command it
 //!   answers;
 //! - [`control`]: the socket in the data folder `p2p-peer send` hands messages through;
-//! - [`command_loop`], [`chat_commands`], [`message_commands`] and [`exchange_commands`]:
-//!   the user's commands, run one at a time;
+//! - [`command_loop`], [`chat_commands`], [`message_commands`], [`exchange_commands`],
+//!   [`registry_commands`] and [`own_commands`]: the user's commands, run one at a time;
 //! - [`state`]: the chats and their lifecycle, chat requests, pins, the book of known peers
 //!   and the broadcasts seen, without I/O; [`broker`]: the task that owns that state and
 //!   performs its effects;
@@ -62,6 +62,7 @@ mod liveness;
 mod log;
 mod message_commands;
 mod names;
+mod own_commands;
 mod peer_exchange;
 mod registry_client;
 mod registry_commands;
