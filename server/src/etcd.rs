@@ -173,7 +173,7 @@ impl Etcd {
         key: PublicKey,
         session: Option<RegistrySession>,
     ) -> Result<Registration, StoreError> {
-        let (local, ttl) = (Arc::clone(&self.local), self.ttl);
+        let (local, ttl, health) = (Arc::clone(&self.local), self.ttl, self.health.clone());
         self.ask(move |kv| {
             let now = Instant::now();
             let lease = Self::local(&local).lease(&name, key, addr, now);
@@ -199,6 +199,7 @@ impl Etcd {
             let lease = kv.grant(ttl.as_millis().div_ceil(1000).max(1) as u64)?;
             kv.put_peer(&name, addr, &key, lease)?;
             Self::local(&local).registered(name, (key, addr), lease, session, ttl, now);
+            health.log.event(Event::Registered { name, addr, key });
             Ok(Registration::Added)
         })
         .await
@@ -209,11 +210,12 @@ impl Etcd {
     }
 
     pub async fn unregister(&self, name: PeerName, key: PublicKey) -> Result<Removal, StoreError> {
-        let local = Arc::clone(&self.local);
+        let (local, health) = (Arc::clone(&self.local), self.health.clone());
         self.ask(move |kv| {
             let removal = kv.unregister(&name, &key)?;
             if removal == Removal::Done {
                 Self::local(&local).forget(&name);
+                health.log.event(Event::Unregistered { name });
             }
             Ok(removal)
         })
@@ -221,11 +223,12 @@ impl Etcd {
     }
 
     pub async fn release(&self, name: PeerName, key: PublicKey) -> Result<Removal, StoreError> {
-        let local = Arc::clone(&self.local);
+        let (local, health) = (Arc::clone(&self.local), self.health.clone());
         self.ask(move |kv| {
             let removal = kv.release(&name, &key)?;
             if removal == Removal::Done {
                 Self::local(&local).forget(&name);
+                health.log.event(Event::Released { name });
             }
             Ok(removal)
         })

@@ -24,5 +24,6 @@ mod registry;
 mod requests;
 mod scripts;
 mod security;
+mod shared_store;
 mod start;
 mod terminal;
