@@ -99,3 +99,66 @@ fn two_instances_on_one_etcd_share_claims_registrations_and_lapses() {
     let error = impostor.expect_error();
     assert!(error.contains("taken"), "expected 'taken' in {error:?}");
 }
+
+#[test]
+fn an_instance_killed_mid_traffic_leaves_the_other_answering_for_every_name() {
+    let etcd = Etcd::start();
+    let (mut a, b, _one, _two) = two_instances(&etcd);
+    let both = format!("{},{}", a.addr(), b.addr());
+    let alice = Peer::start("alice", &both);
+    let bob = Peer::start("bob", &both);
+    alice.register();
+    bob.register();
+    // The first instance named takes them while it answers.
+    a.expect_all_registered(&[&alice, &bob]);
+    alice.chat_by_name_with(&bob);
+
+    alice.send("chat message bob one");
+    a.kill(); // SIGKILL, in the middle of the chat
+    alice.expect_exact("delivered to bob");
+    bob.expect_exact("alice: one");
+
+    // Within one renewal (a third of the TTL), with no command typed, both are registered
+    // through the other instance, in a registry session of its own.
+    b.expect_all_registered(&[&alice, &bob]);
+    let carol = Peer::start("carol", b.addr());
+    carol.register();
+    assert_eq!(
+        sorted(carol.listpeer()),
+        sorted(vec![alice.peer_line(), bob.peer_line(), carol.peer_line()])
+    );
+    // Nothing claimed is lost: alice's name is still her key's.
+    let impostor = Peer::start("alice", b.addr());
+    impostor.send("register");
+    let error = impostor.expect_error();
+    assert!(error.contains("taken"), "expected 'taken' in {error:?}");
+    // A chat requested by name, through the instance left.
+    carol.chat_by_name_with(&alice);
+    alice.say(&bob, "two");
+}
+
+#[test]
+fn an_instance_whose_etcd_stops_refuses_as_unavailable_and_recovers_by_itself() {
+    let mut etcd = Etcd::start();
+    let data = DataDir::new("instance");
+    let server = instance(&etcd, data.path());
+    let alice = Peer::start("alice", server.addr());
+    alice.register();
+    server.expect_registered(&alice);
+
+    etcd.stop();
+    // The peer is told the registry cannot reach its store; the operator reads it in the log.
+    let bob = Peer::start("bob", server.addr());
+    bob.send("register");
+    let error = bob.expect_error();
+    assert!(error.contains("cannot reach its store"), "{error:?}");
+    let line = server.expect("store unavailable: ");
+    assert!(line.contains(&etcd.store()), "{line:?}");
+
+    etcd.restart();
+    // Nothing to do for the operator: the next request finds the store again.
+    bob.register();
+    server.expect_exact(&format!("store available again: {}", etcd.store()));
+    let want = [alice.peer_line(), bob.peer_line()];
+    assert_eq!(listed_eventually(&bob, &want), sorted(want.to_vec()));
+}
