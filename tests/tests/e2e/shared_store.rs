@@ -162,3 +162,21 @@ fn an_instance_whose_etcd_stops_refuses_as_unavailable_and_recovers_by_itself() 
     let want = [alice.peer_line(), bob.peer_line()];
     assert_eq!(listed_eventually(&bob, &want), sorted(want.to_vec()));
 }
+
+#[test]
+fn an_instance_with_another_key_is_refused_like_any_impostor() {
+    let etcd = Etcd::start();
+    let data = DataDir::new("instance");
+    let mut a = instance(&etcd, data.path());
+    // Another registry altogether, with a key of its own, named as a second instance.
+    let other = Server::start();
+    let alice = Peer::start("alice", format!("{},{}", a.addr(), other.addr()));
+    alice.register();
+    a.expect_registered(&alice);
+
+    a.kill();
+    alice.send("register");
+    let error = alice.expect_error();
+    assert!(error.contains("impostor"), "{error:?}");
+    assert!(error.contains(&other.fingerprint()), "{error:?}");
+}
