@@ -80,7 +80,6 @@ impl Local {
     /// Records a registration made here. A registration this instance cannot remember (it
     /// holds `capacity` live ones) is made all the same, without a session: the peer signs
     /// its requests instead.
-    #[allow(clippy::too_many_arguments)]
     pub fn registered(
         &mut self,
         name: PeerName,
