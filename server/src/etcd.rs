@@ -274,3 +274,24 @@ impl Etcd {
         self.ask(move |kv| kv.static_of(&key)).await.ok().flatten()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_is_etcd_and_one_or_more_host_ports() {
+        let config: EtcdConfig = "etcd://127.0.0.1:2379,etcd-b:2379".parse().unwrap();
+        assert_eq!(config.endpoints, ["127.0.0.1:2379", "etcd-b:2379"]);
+        assert_eq!(config.to_string(), "etcd://127.0.0.1:2379,etcd-b:2379");
+        for bad in [
+            "127.0.0.1:2379",
+            "etcd://",
+            "etcd://host",
+            "etcd://a:1,",
+            "redis://a:1",
+        ] {
+            assert!(bad.parse::<EtcdConfig>().is_err(), "{bad:?}");
+        }
+    }
+}
