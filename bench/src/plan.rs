@@ -23,6 +23,8 @@ pub struct Plan {
     pub client_counts: Vec<usize>,
     /// Peers registered for the crowded-registry figures.
     pub registrations: usize,
+    /// Arguments every measured registry gets besides its own (`--store etcd://...`).
+    pub registry_args: Vec<String>,
     /// Samples per latency figure of the crowded registry (one page, one lookup).
     pub samples: usize,
     /// Whole listings of the crowded registry; the figure is their median.
@@ -56,6 +58,7 @@ impl Plan {
             rounds: 5,
             client_counts: vec![1, 16, 256],
             registrations: 100_000,
+            registry_args: Vec::new(),
             samples: 1_000,
             listings: 5,
             claim_clients: 8,
@@ -80,6 +83,7 @@ impl Plan {
             rounds: 2,
             client_counts: vec![1, 16, 256],
             registrations: 300,
+            registry_args: Vec::new(),
             samples: 20,
             listings: 1,
             claim_clients: 4,

@@ -69,11 +69,16 @@ pub struct Load {
 impl Load {
     /// Starts a registry and `clients` clients, and warms them up.
     pub fn start(programs: &Programs, clients: usize, plan: &Plan) -> anyhow::Result<Load> {
-        let registry = programs.registry(&[])?;
+        let extra: Vec<&str> = plan.registry_args.iter().map(String::as_str).collect();
+        let registry = programs.registry(&extra)?;
         let clients_: Vec<Mutex<Client>> = (0..clients)
             .map(|c| {
                 Ok(Mutex::new(Client {
-                    origin: origin(&format!("load-{c}"))?,
+                    // A shared store keeps the names of the level before: new ones.
+                    origin: origin(&match plan.registry_args.is_empty() {
+                        true => format!("load-{c}"),
+                        false => format!("load{clients}-{c}"),
+                    })?,
                     from: source::for_client(c),
                     session: None,
                 }))
@@ -158,7 +163,9 @@ pub struct Crowd {
 /// Registers the crowd and measures the registry holding it.
 pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
     // Registering the crowd takes longer than the default registration lifetime (60 s).
-    let registry = programs.registry(&["--ttl", "1h"])?;
+    let mut extra = vec!["--ttl", "1h"];
+    extra.extend(plan.registry_args.iter().map(String::as_str));
+    let registry = programs.registry(&extra)?;
     let addr = registry.addr;
     let total = plan.registrations;
     let pid = registry.child.pid();
@@ -185,6 +192,10 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
     );
     std::thread::sleep(plan.settle);
     let rss_kib = registry.child.rss_kib()?;
+    crate::progress(&format!(
+        "{total} registered at {:.0}/s; resident memory {rss_kib} KiB",
+        registering.per_second
+    ));
 
     let asker = &origin("bench")?;
     let page = sample(plan.samples, |_| async move {
@@ -204,7 +215,7 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
     let mut pages = 0;
     for _ in 0..plan.listings {
         let started = Instant::now();
-        let (listed, used) = runtime::block_on(whole_listing(addr, asker))?;
+        let (listed, used) = runtime::block_on(whole_listing(addr, asker, total))?;
         listings.push(started.elapsed());
         ensure!(
             listed == total,
@@ -227,7 +238,7 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
 
 /// The name of crowd member `n`; zero-padded so that name order is number order.
 fn crowd_name(n: usize) -> String {
-    format!("p{n:06}")
+    format!("p{n:07}")
 }
 
 /// A peer named `name` with a new key.
@@ -268,9 +279,14 @@ async fn lookup(addr: SocketAddr, origin: &Origin, name: String) -> anyhow::Resu
 }
 
 /// Lists every peer page by page, as a peer's `listpeer` does; returns peers and pages.
-async fn whole_listing(addr: SocketAddr, origin: &Origin) -> anyhow::Result<(usize, usize)> {
+/// At most enough pages for `total` peers and a few more, at least [`MAX_PAGES`].
+async fn whole_listing(
+    addr: SocketAddr,
+    origin: &Origin,
+    total: usize,
+) -> anyhow::Result<(usize, usize)> {
     let (mut listed, mut pages, mut after) = (0, 0, None);
-    for _ in 0..MAX_PAGES {
+    for _ in 0..MAX_PAGES.max(total / PEERS_PAGE_LEN + 2) {
         let (peers, next) = list_page(addr, origin, after).await?;
         listed += peers;
         pages += 1;

@@ -35,7 +35,8 @@ pub struct Args {
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
 
-    /// The registry, as HOST:PORT.
+    /// The registry, as HOST:PORT; or several instances of one registry (one namespace, one
+    /// key), as HOST:PORT,HOST:PORT,...: the next is asked when one fails.
     #[arg(long, default_value = "127.0.0.1:4000")]
     pub server: String,
 

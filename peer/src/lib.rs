@@ -162,7 +162,7 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
                 .map_err(|e| format!("invalid name {answer:?}: {e}"))
         })?,
     };
-    let server = resolve_server(&args.server).await?;
+    let servers = resolve_servers(&args.server).await?;
     let data = args
         .data_dir()
         .context("no data directory for the peer's key: give one with --data-dir")?;
@@ -201,7 +201,7 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
     let disk = Disk::start(history).context("cannot start the disk thread")?;
     let known_registries = KnownKeys::load(files.known_registries.clone())?;
     let registry = RegistryClient::new(
-        (args.server.clone(), server),
+        (args.server.clone(), servers.clone()),
         origin.clone(),
         args.server_key,
         known_registries,
@@ -301,7 +301,7 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
     };
     log.count_drops();
     let (stop, stopped) = async_channel::bounded::<()>(1);
-    let voucher = Voucher::new(server, trusted, origin.clone());
+    let voucher = Voucher::new(servers, trusted, origin.clone());
     let service = PeerService::new(broker.clone(), disk.clone(), voucher, origin.clone());
     let serving = runtime::spawn(transport::serve(
         listener,
@@ -369,6 +369,23 @@ fn rendering(json: bool, interactive: bool) -> Rendering {
         color: !no_color && std::io::stdout().is_terminal(),
         interactive,
     }
+}
+
+/// Turns `HOST:PORT[,HOST:PORT...]` (the instances of one registry) into addresses.
+async fn resolve_servers(servers: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let named: Vec<&str> = servers.split(',').map(str::trim).collect();
+    if named.len() > registry_client::MAX_INSTANCES {
+        anyhow::bail!(
+            "--server names {} instances; at most {} are taken",
+            named.len(),
+            registry_client::MAX_INSTANCES
+        );
+    }
+    let mut resolved = Vec::with_capacity(named.len());
+    for server in named {
+        resolved.push(resolve_server(server).await?);
+    }
+    Ok(resolved)
 }
 
 /// Turns `HOST:PORT` into an address, with an error that names the flag.

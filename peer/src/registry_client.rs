@@ -6,6 +6,12 @@
 //! side, until the registry no longer knows the session (it restarted, or our registration
 //! lapsed), when we go back to signing and register anew.
 //!
+//! `--server` may name several instances of one registry (`a,b,c`: one namespace shared
+//! through a store such as etcd, and one key). Requests go to one instance; on a timeout, no
+//! connection, a refusal of the `unavailable` or `busy` kind or a reply under another key,
+//! the next instance is tried, each at most once per request. A registry session is agreed
+//! with one instance, so moving on ends it and the next registration opens one there.
+//!
 //! Every reply must come from the registry's key: the one given with `--server-key`, or else
 //! the one pinned for the `--server` the user gave (as typed, not as resolved: a registry
 //! met at a new address is not trusted silently) on the first successful reply, in
@@ -54,8 +60,28 @@ impl Found {
     }
 }
 
+/// The most instances `--server` may name.
+pub const MAX_INSTANCES: usize = 16;
+
+/// Whether a request that failed this way may succeed at another instance of the registry:
+/// this one is gone, cannot reach its store, is overloaded, or is not the registry.
+fn fails_over(e: &SendError) -> bool {
+    match e {
+        SendError::Unreachable { .. }
+        | SendError::Timeout { .. }
+        | SendError::Broken { .. }
+        | SendError::BadReply { .. } => true,
+        SendError::Refused { code, .. } => {
+            matches!(code, ErrorCode::Unavailable | ErrorCode::Busy)
+        }
+    }
+}
+
 pub struct RegistryClient {
-    addr: SocketAddr,
+    /// The instances of the registry (`--server a,b,c`), at least one.
+    instances: Vec<SocketAddr>,
+    /// The one asked now.
+    current: usize,
     /// `--server` as the user gave it: what the registry's key is pinned under.
     label: String,
     origin: Origin,
@@ -70,9 +96,10 @@ pub struct RegistryClient {
 }
 
 impl RegistryClient {
-    /// The client of the registry the user named `label` (`--server`), found at `addr`.
+    /// The client of the registry the user named `label` (`--server`), whose instances are
+    /// at `instances` (at least one).
     pub fn new(
-        (label, addr): (String, SocketAddr),
+        (label, instances): (String, Vec<SocketAddr>),
         origin: Origin,
         fixed: Option<PublicKey>,
         mut known: KnownKeys<String>,
@@ -80,13 +107,17 @@ impl RegistryClient {
     ) -> Self {
         // Before protocol version 5 pins were kept under the resolved address: carry such a
         // pin over to the name the user gives, once.
-        let resolved = addr.to_string();
+        let resolved = instances
+            .first()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         if let (None, Some(old)) = (known.get(&label), known.get(&resolved)) {
             disk.write(known.pin(&label, old));
         }
         let trusted = TrustedRegistry::new(fixed.or_else(|| known.get(&label)));
         RegistryClient {
-            addr,
+            instances,
+            current: 0,
             label,
             origin,
             fixed,
@@ -103,18 +134,45 @@ impl RegistryClient {
         self.trusted.clone()
     }
 
+    /// The instance asked now.
     pub fn addr(&self) -> SocketAddr {
-        self.addr
+        self.instances[self.current]
     }
 
     /// How error messages name the registry.
     pub fn describe(&self) -> String {
-        format!("the registry at {}", self.addr)
+        format!("the registry at {}", self.addr())
+    }
+
+    /// Whether `e`, from the instance asked now, sends us to the next one; moves there if
+    /// so. `tried`: how many instances this request has been to.
+    fn moved_on(&mut self, e: &SendError, tried: &mut usize) -> bool {
+        *tried += 1;
+        if !fails_over(e) || *tried >= self.instances.len() {
+            return false;
+        }
+        let from = self.addr();
+        self.current = (self.current + 1) % self.instances.len();
+        // The session was agreed with the instance left behind.
+        self.session = None;
+        tracing::warn!("registry instance {from}: {e}; trying {}", self.addr());
+        true
     }
 
     /// Registers us (or renews our registration); returns the address the registry recorded
-    /// and how long the registration lasts unless renewed.
+    /// and how long the registration lasts unless renewed. Through the next instance if the
+    /// one asked now fails.
     pub async fn register(&mut self) -> Result<(SocketAddr, Duration), SendError> {
+        let mut tried = 0;
+        loop {
+            match self.register_here().await {
+                Err(e) if self.moved_on(&e, &mut tried) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn register_here(&mut self) -> Result<(SocketAddr, Duration), SendError> {
         let renewed = match self
             .in_session(RegistryRequest::Register {
                 pattern: None,
@@ -197,7 +255,7 @@ impl RegistryClient {
             // Whether the ping was written is not known here: said to be, the cautious
             // answer (a ping changes nothing either way).
             Err(_) => Err(SendError::Timeout {
-                addr: self.addr,
+                addr: self.addr(),
                 written: true,
             }),
         }
@@ -209,7 +267,7 @@ impl RegistryClient {
     pub async fn other_key(&self) -> Option<PublicKey> {
         let trusted = self.fixed.or_else(|| self.known.get(&self.label))?;
         let quick = std::time::Duration::from_secs(2);
-        let asked = transport::request(self.addr, &self.origin, new_id(), RegistryRequest::Ping);
+        let asked = transport::request(self.addr(), &self.origin, new_id(), RegistryRequest::Ping);
         let key = match runtime::timeout(quick, asked).await {
             Ok(Ok(reply)) => reply.key,
             Ok(Err(SendError::Refused { key, .. })) => key,
@@ -225,7 +283,7 @@ impl RegistryClient {
         if self.fixed.is_some() {
             return Err("--server-key was given: it alone says which key the registry has".into());
         }
-        let asked = transport::request(self.addr, &self.origin, new_id(), RegistryRequest::Ping);
+        let asked = transport::request(self.addr(), &self.origin, new_id(), RegistryRequest::Ping);
         let key = match asked.await {
             Ok(reply) => reply.key,
             Err(e) => return Err(format!("cannot ask {} for its key: {e}", self.label)),
@@ -263,8 +321,19 @@ impl RegistryClient {
         }
     }
 
-    /// One request, in our session if we have one, else signed.
+    /// One request, in our session if we have one, else signed; through the next instance
+    /// if the one asked now fails.
     async fn ask(&mut self, body: RegistryRequest) -> Result<Outcome, SendError> {
+        let mut tried = 0;
+        loop {
+            match self.ask_here(body.clone()).await {
+                Err(e) if self.moved_on(&e, &mut tried) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    async fn ask_here(&mut self, body: RegistryRequest) -> Result<Outcome, SendError> {
         match self.in_session(body.clone()).await {
             Some(outcome) => outcome,
             None => Ok(self.signed(new_id(), body).await?.outcome),
@@ -276,8 +345,14 @@ impl RegistryClient {
     async fn in_session(&mut self, body: RegistryRequest) -> Option<Result<Outcome, SendError>> {
         let registering = matches!(body, RegistryRequest::Register { .. });
         let session = self.session.as_mut()?;
-        let sent =
-            transport::request_in_session(self.addr, session, &self.origin, new_id(), body).await;
+        let sent = transport::request_in_session(
+            self.instances[self.current],
+            session,
+            &self.origin,
+            new_id(),
+            body,
+        )
+        .await;
         match self.checked(sent) {
             // The registry forgot the session: it restarted, and forgot our registration with
             // it. Registered again at once (not at the next renewal), so that what we ask next
@@ -300,7 +375,7 @@ impl RegistryClient {
 
     /// One signed request.
     async fn signed(&mut self, id: MessageId, body: RegistryRequest) -> Result<Reply, SendError> {
-        let sent = transport::request(self.addr, &self.origin, id, body);
+        let sent = transport::request(self.addr(), &self.origin, id, body);
         self.checked(sent.await)
     }
 
@@ -322,10 +397,8 @@ impl RegistryClient {
     }
 
     fn check_key(&mut self, key: PublicKey, may_pin: bool) -> Result<(), SendError> {
-        let refuse = |reason: String| SendError::BadReply {
-            addr: self.addr,
-            reason,
-        };
+        let addr = self.addr();
+        let refuse = |reason: String| SendError::BadReply { addr, reason };
         if let Some(fixed) = self.fixed {
             return match key == fixed {
                 true => Ok(()),
@@ -358,7 +431,7 @@ impl RegistryClient {
 
     fn unexpected(&self, outcome: Outcome) -> SendError {
         SendError::BadReply {
-            addr: self.addr,
+            addr: self.addr(),
             reason: format!("unexpected answer {outcome:?}"),
         }
     }

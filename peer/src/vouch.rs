@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use p2p_shared::identity::PublicKey;
-use p2p_shared::transport::{self, Origin, SendError};
+use p2p_shared::transport::{self, Origin, Reply, SendError};
 use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, RegistryRequest};
 
@@ -55,7 +55,8 @@ impl TrustedRegistry {
 /// Asks the registry about requesters.
 #[derive(Clone)]
 pub struct Voucher {
-    registry: SocketAddr,
+    /// The registry's instances (`--server a,b,c`): asked in turn until one answers.
+    registry: Arc<[SocketAddr]>,
     trusted: TrustedRegistry,
     origin: Origin,
     /// Until when lookups are skipped, after one timed out.
@@ -64,9 +65,9 @@ pub struct Voucher {
 }
 
 impl Voucher {
-    pub fn new(registry: SocketAddr, trusted: TrustedRegistry, origin: Origin) -> Voucher {
+    pub fn new(registry: Vec<SocketAddr>, trusted: TrustedRegistry, origin: Origin) -> Voucher {
         Voucher {
-            registry,
+            registry: registry.into(),
             trusted,
             origin,
             quiet_until: Arc::default(),
@@ -92,10 +93,31 @@ impl Voucher {
         vouch
     }
 
+    /// The first answer of an instance that answered (a reply, or a refusal other than
+    /// `unavailable`), within [`VOUCH_TIMEOUT`] for all of them.
+    async fn first_answer(&self, name: PeerName) -> Result<Reply, SendError> {
+        let mut last = None;
+        for &instance in self.registry.iter() {
+            let lookup = RegistryRequest::Lookup { name };
+            match transport::request(instance, &self.origin, new_id(), lookup).await {
+                Err(SendError::Refused {
+                    code: ErrorCode::Unavailable,
+                    ..
+                }) => {}
+                Err(e) if !e.after_writing() || matches!(e, SendError::Timeout { .. }) => {
+                    last = Some(e);
+                }
+                answered => return answered,
+            }
+        }
+        Err(last.unwrap_or_else(|| SendError::Timeout {
+            addr: self.registry[0],
+            written: false,
+        }))
+    }
+
     async fn ask(&self, trusted: PublicKey, name: PeerName, key: PublicKey) -> Vouch {
-        let lookup = RegistryRequest::Lookup { name };
-        let asked = transport::request(self.registry, &self.origin, new_id(), lookup);
-        let answered = runtime::timeout(VOUCH_TIMEOUT, asked).await;
+        let answered = runtime::timeout(VOUCH_TIMEOUT, self.first_answer(name)).await;
         if answered.is_err() {
             let until = Instant::now() + QUIET_AFTER_TIMEOUT;
             *self.quiet_until.lock().expect("no panic while holding it") = Some(until);

@@ -411,6 +411,7 @@ mod tests {
                     per_prefix: 1_000,
                     per_key: 1_000,
                 },
+                crate::registry::CAPACITY,
                 std::time::Instant::now(),
             ),
             store: StoreThread::start(store, written_tx).unwrap(),

@@ -83,6 +83,20 @@ pub enum Event {
         name: PeerName,
         why: String,
     },
+    /// Where the registry keeps its claims and registrations, when it shares them with other
+    /// instances (`--store etcd://...`).
+    Store {
+        store: String,
+    },
+    /// The shared store cannot be reached: peers are refused `unavailable` until it is back.
+    StoreUnavailable {
+        store: String,
+        why: String,
+    },
+    /// The shared store answers again.
+    StoreAvailable {
+        store: String,
+    },
     /// Lines the log could not write in time (stdout was not read) and dropped.
     Dropped {
         count: u64,
@@ -135,6 +149,16 @@ impl fmt::Display for Event {
             }
             Event::CannotRelease { name, why } => {
                 write!(f, "cannot release {name}: {}", printable(why))
+            }
+            Event::Store { store } => write!(f, "store {}", printable(store)),
+            Event::StoreUnavailable { store, why } => write!(
+                f,
+                "store unavailable: {}: {} (peers are refused until it is back)",
+                printable(store),
+                printable(why)
+            ),
+            Event::StoreAvailable { store } => {
+                write!(f, "store available again: {}", printable(store))
             }
             Event::Dropped { count } => write!(
                 f,

@@ -14,15 +14,20 @@
 //! - [`broker`]: the task that owns the registry's state, the only one that changes it;
 //! - [`registry`], [`claims`] and [`deadlines`]: the rules, without I/O; [`pages`]: encoded
 //!   listings;
-//! - [`store`]: the claims on disk, written by a thread of their own; [`release`]: the
-//!   operator's `p2p-server release NAME`, on that database while no registry runs;
+//! - [`backend`]: the store interface the service asks, with two backends: the embedded
+//!   default (the broker, its registry in memory and [`store`], the claims on disk written by
+//!   a thread of their own) and [`etcd`], a store shared by several instances;
+//!   [`release`]: the operator's `p2p-server release NAME`, on the embedded database while
+//!   no registry runs;
 //! - [`event`] and [`log`]: what the registry reports, written by a thread of its own;
 //!   [`refusals`]: how many refusal lines it writes.
 
+mod backend;
 mod broker;
 mod claim_budget;
 mod claims;
 mod deadlines;
+pub mod etcd;
 pub mod event;
 pub mod log;
 mod pages;
@@ -44,12 +49,14 @@ use p2p_shared::reachable;
 use p2p_shared::runtime::TcpListener;
 use p2p_shared::transport::{self, Limits, Origin};
 
+use crate::backend::Backend;
 use crate::broker::Registrar;
 use crate::claims::Claims;
+pub use crate::etcd::EtcdConfig;
 use crate::event::Event;
 use crate::log::Log;
-pub use crate::registry::NameLimits;
 use crate::registry::Registry;
+pub use crate::registry::{NameLimits, CAPACITY};
 use crate::service::RegistryService;
 use crate::store::{ClaimStore, StoreThread};
 
@@ -57,8 +64,10 @@ use crate::store::{ClaimStore, StoreThread};
 pub struct Config {
     /// The registry's key pair: every reply is signed with it.
     pub identity: Identity,
-    /// The name claims, opened: see [`Config::open_claims`].
-    pub claims: ClaimStore,
+    /// Where claims and registrations are kept.
+    pub store: Store,
+    /// The most registrations held at once (`--max-registrations`).
+    pub capacity: usize,
     /// How long a registration lasts unless the peer renews it.
     pub ttl: Duration,
     /// How many names one address, network and key may have.
@@ -67,6 +76,14 @@ pub struct Config {
     pub limits: Limits,
     /// Where the registry reads the time: the system's clock, or a test's.
     pub clock: Clock,
+}
+
+/// Where a registry keeps its claims and registrations.
+pub enum Store {
+    /// The claims in this database (see [`Config::open_claims`]), registrations in memory.
+    Embedded(ClaimStore),
+    /// Everything in etcd, shared with the other instances on it.
+    Etcd(EtcdConfig),
 }
 
 impl Config {
@@ -94,7 +111,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let Config {
         identity,
-        claims,
+        store,
+        capacity,
         ttl,
         names,
         limits,
@@ -102,9 +120,27 @@ pub async fn run(
     } = config;
     let local = listener.local_addr()?;
     let log = log.with_clock(clock.clone());
-    let loaded = claims.claims().context("cannot read the name claims")?;
-    let (written_tx, written) = async_channel::unbounded();
-    let store = StoreThread::start(claims, written_tx).context("cannot start the store")?;
+    let (backend, broker) = match store {
+        Store::Embedded(claims) => {
+            let loaded = claims.claims().context("cannot read the name claims")?;
+            let (written_tx, written) = async_channel::unbounded();
+            let store = StoreThread::start(claims, written_tx).context("cannot start the store")?;
+            let claims = Claims::loaded(loaded);
+            let registry = Registry::new(claims, ttl, names, capacity, clock.now());
+            let statics = store.statics();
+            let (registrar, broker) =
+                Registrar::start(registry, store, written, log.clone(), clock);
+            (Backend::Embedded { registrar, statics }, Some(broker))
+        }
+        Store::Etcd(config) => {
+            log.event(Event::Store {
+                store: config.to_string(),
+            });
+            let etcd = etcd::Etcd::start(&config, ttl, capacity, names, log.clone())
+                .context("cannot start the etcd threads")?;
+            (Backend::Etcd(etcd), None)
+        }
+    };
     log.event(Event::Listening { addr: local });
     log.event(Event::Reachable {
         reach: reachable::reach(local),
@@ -118,14 +154,13 @@ pub async fn run(
         port: local.port(),
         identity: Arc::new(identity),
     };
-    let registry = Registry::new(Claims::loaded(loaded), ttl, names, clock.now());
-    let statics = store.statics();
-    let (registrar, broker) = Registrar::start(registry, store, written, log.clone(), clock);
-    let service = RegistryService::new(registrar, statics, origin.clone(), ttl, log.clone());
+    let service = RegistryService::new(backend, origin.clone(), ttl, log.clone());
     transport::serve(listener, origin, service, limits, shutdown).await;
     // Every handle to the broker is gone with the service: it ends once it has given the
-    // answers that wait for the store.
-    broker.await;
+    // answers that wait for the store. etcd's answers are etcd's: nothing waits here.
+    if let Some(broker) = broker {
+        broker.await;
+    }
     log.event(Event::Stopped);
     Ok(())
 }

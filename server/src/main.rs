@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use p2p_server::event::Event;
 use p2p_server::log::{Log, LogWriter};
-use p2p_server::{Config, NameLimits};
+use p2p_server::{Config, EtcdConfig, NameLimits, Store};
 use p2p_shared::clock::Clock;
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::environment::{self, REGISTRY};
@@ -62,6 +62,17 @@ struct Args {
     /// The most names one key may hold claims on.
     #[arg(long, default_value_t = 4)]
     max_names_per_key: usize,
+
+    /// The most registrations held at once (with --store etcd: the most registry sessions
+    /// this instance keeps; a peer beyond them registers without one).
+    #[arg(long, default_value_t = p2p_server::CAPACITY)]
+    max_registrations: usize,
+
+    /// Where claims and registrations live: by default in memory and in claims.db in
+    /// --data-dir; etcd://HOST:PORT[,HOST:PORT...] shares them with every registry instance
+    /// on that etcd (give each the same registry.key; README, "Several registry instances").
+    #[arg(long)]
+    store: Option<EtcdConfig>,
 
     #[command(flatten)]
     limits: p2p_shared::transport::LimitArgs,
@@ -152,13 +163,17 @@ async fn serve(args: Args, log: Log) -> anyhow::Result<()> {
             now: made.now,
         });
     }
-    let claims = Config::open_claims(Some(&data.join("claims.db")))?;
+    let store = match args.store {
+        Some(etcd) => Store::Etcd(etcd),
+        None => Store::Embedded(Config::open_claims(Some(&data.join("claims.db")))?),
+    };
     let wanted = SocketAddr::new(args.bind, args.port);
     let listener = runtime::listen(wanted)
         .map_err(|e| anyhow::anyhow!(runtime::listen_failure(wanted, &e)))?;
     let config = Config {
         identity,
-        claims,
+        store,
+        capacity: args.max_registrations,
         ttl: args.ttl,
         names: NameLimits {
             per_address: args.max_names_per_ip,

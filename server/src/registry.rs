@@ -35,8 +35,9 @@ use crate::claims::{Claims, MAX_CLAIMS};
 use crate::deadlines::{Bucket, Deadlines};
 use crate::store::Op;
 
-/// The most registrations (names with an address) held at once.
-pub const CAPACITY: usize = 250_000;
+/// The most registrations (names with an address) held at once, by default
+/// (`--max-registrations`): a million fit in 640 MB (docs/benchmarks.md).
+pub const CAPACITY: usize = 1_000_000;
 
 /// What a registration attempt came to.
 #[derive(Debug, PartialEq, Eq)]
@@ -104,6 +105,8 @@ pub enum Lookup {
 pub struct Registry {
     claims: Claims,
     ttl: Duration,
+    /// The most registrations held at once.
+    capacity: usize,
     max_per_ip: usize,
     // A BTreeMap keeps names sorted, which makes `listpeer` pages cheap and stable.
     peers: BTreeMap<PeerName, Entry>,
@@ -121,12 +124,19 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// A registry whose registrations last `ttl` unless renewed, within `limits`, started at
-    /// `now`.
-    pub fn new(claims: Claims, ttl: Duration, limits: NameLimits, now: Instant) -> Registry {
+    /// A registry whose registrations last `ttl` unless renewed, within `limits`, holding
+    /// at most `capacity` registrations, started at `now`.
+    pub fn new(
+        claims: Claims,
+        ttl: Duration,
+        limits: NameLimits,
+        capacity: usize,
+        now: Instant,
+    ) -> Registry {
         Registry {
             claims,
             ttl,
+            capacity,
             max_per_ip: limits.per_address,
             peers: BTreeMap::new(),
             deadlines: Deadlines::new(now),
@@ -170,11 +180,11 @@ impl Registry {
         if moving_in && self.per_ip.get(&addr.ip()).copied().unwrap_or(0) >= self.max_per_ip {
             return Registration::TooManyFromHere;
         }
-        if !self.peers.contains_key(name) && self.peers.len() >= CAPACITY {
+        if !self.peers.contains_key(name) && self.peers.len() >= self.capacity {
             return Registration::Full;
         }
         if owner.is_none() {
-            if self.claims.len() >= MAX_CLAIMS {
+            if self.claims.len() >= MAX_CLAIMS.max(self.capacity) {
                 return Registration::Full;
             }
             if self.claims.held_by(&key) >= self.max_per_key {
@@ -401,7 +411,7 @@ mod tests {
     };
 
     fn registry() -> Registry {
-        Registry::new(Claims::default(), TTL, LIMITS, Instant::now())
+        Registry::new(Claims::default(), TTL, LIMITS, CAPACITY, Instant::now())
     }
     /// A different IP for each `i`, to stay under the per-IP limit.
     fn host(i: usize) -> SocketAddr {
@@ -492,7 +502,7 @@ mod tests {
             per_prefix: 20,
             per_key: 2,
         };
-        let mut r = Registry::new(Claims::default(), TTL, limits, now());
+        let mut r = Registry::new(Claims::default(), TTL, limits, CAPACITY, now());
         let t = now();
         let mut added = 0;
         for host in 1..=60u8 {

@@ -30,34 +30,26 @@ use p2p_shared::wire::frame::RegistryRequestHeader as Header;
 use p2p_shared::wire::{new_id, EncodedReply};
 use p2p_shared::{Envelope, ErrorCode, MessageId, Outcome, RegistryRequest, ReplyBody};
 
-use crate::broker::Registrar;
+use crate::backend::Backend;
 use crate::log::Log;
 use crate::registry::{Lookup, Registration, Removal};
-use crate::store::Statics;
+use crate::store::StoreError;
 
 #[derive(Clone)]
 pub struct RegistryService {
-    registrar: Registrar,
+    /// Where the claims and registrations are (`backend.rs`).
+    backend: Backend,
     /// Who the registry is: its key goes into every session's agreement.
     origin: Origin,
     /// How long a registration lasts unless renewed; told to every registering peer.
     ttl: Duration,
     log: Log,
-    /// The registered keys' static proofs, on disk (`store.rs`).
-    statics: Statics,
 }
 
 impl RegistryService {
-    pub fn new(
-        registrar: Registrar,
-        statics: Statics,
-        origin: Origin,
-        ttl: Duration,
-        log: Log,
-    ) -> Self {
+    pub fn new(backend: Backend, origin: Origin, ttl: Duration, log: Log) -> Self {
         RegistryService {
-            registrar,
-            statics,
+            backend,
             origin,
             ttl,
             log,
@@ -84,11 +76,19 @@ impl RegistryService {
 /// a small outcome with it: room to encode a reply without growing its buffer.
 const ENVELOPE_LEN: usize = 512;
 
-fn store_failed() -> Outcome {
-    Outcome::error(
-        ErrorCode::Busy,
-        "the registry cannot write its store; try again later",
-    )
+/// The refusal for a request the store could not answer: `unavailable` when it cannot be
+/// reached at all (another instance of the registry may be able to), `busy` otherwise.
+fn store_failed(e: &StoreError) -> Outcome {
+    match e.is_unavailable() {
+        true => Outcome::error(
+            ErrorCode::Unavailable,
+            "the registry cannot reach its store; try again later or another instance",
+        ),
+        false => Outcome::error(
+            ErrorCode::Busy,
+            "the registry cannot write its store; try again later",
+        ),
+    }
 }
 
 impl Service for RegistryService {
@@ -113,7 +113,7 @@ impl Service for RegistryService {
         // A request that opens in no session is refused naming no id (it is sealed), and
         // its signed refusal names its frame by digest all the same.
         let (key, json, replier) = self
-            .registrar
+            .backend
             .accept(header, frame)
             .await
             .ok_or(Refusal::UnknownSession)?;
@@ -142,7 +142,14 @@ impl Service for RegistryService {
             // everyone until the list changes: the broker keeps it encoded, and it is copied
             // once, straight into the reply frame (a page is up to 64 KB).
             RegistryRequest::ListPeers { after } => {
-                let page = self.registrar.encoded_page(after).await;
+                let page = match self.backend.encoded_page(after).await {
+                    Ok(page) => page,
+                    Err(e) => {
+                        let reply = ReplyBody::new(re, store_failed(&e));
+                        let reply = Envelope::new(new_id(), from, reply);
+                        return Ok(replier.reply_with(ENVELOPE_LEN, |f| reply.encode_into(f)));
+                    }
+                };
                 let result = &page;
                 let reply = Envelope::new(new_id(), from, EncodedReply { re, result });
                 let envelope_len = page.get().len() + ENVELOPE_LEN;
@@ -194,10 +201,10 @@ impl Service for RegistryService {
                         )
                     }
                 };
-                match self.registrar.register(name, from.addr, key, session).await {
+                match self.backend.register(name, from.addr, key, session).await {
                     Ok(Registration::Added | Registration::Refreshed) => {
                         if let Some(proof) = proof {
-                            self.statics.remember(key, proof);
+                            self.backend.remember(key, proof);
                         }
                         Outcome::Registered {
                             addr: from.addr,
@@ -227,21 +234,22 @@ impl Service for RegistryService {
                         ErrorCode::RegistryFull,
                         "this key holds as many names as one key may; release one first",
                     ),
-                    Err(_) => store_failed(),
+                    Err(e) => store_failed(&e),
                 }
             }
-            RegistryRequest::Unregister => match self.registrar.unregister(name, key).await {
-                Removal::Done => Outcome::Ok,
-                Removal::Unknown => Outcome::error(
+            RegistryRequest::Unregister => match self.backend.unregister(name, key).await {
+                Ok(Removal::Done) => Outcome::Ok,
+                Ok(Removal::Unknown) => Outcome::error(
                     ErrorCode::NotRegistered,
                     format!("{name} is not registered"),
                 ),
-                Removal::NotOwner => Outcome::error(
+                Ok(Removal::NotOwner) => Outcome::error(
                     ErrorCode::NameTaken,
                     format!("{name} belongs to another key"),
                 ),
+                Err(e) => store_failed(&e),
             },
-            RegistryRequest::Release => match self.registrar.release(name, key).await {
+            RegistryRequest::Release => match self.backend.release(name, key).await {
                 Ok(Removal::Done) => Outcome::Ok,
                 Ok(Removal::Unknown) => {
                     Outcome::error(ErrorCode::NotRegistered, format!("nobody holds {name}"))
@@ -250,21 +258,22 @@ impl Service for RegistryService {
                     ErrorCode::NameTaken,
                     format!("{name} belongs to another key"),
                 ),
-                Err(_) => store_failed(),
+                Err(e) => store_failed(&e),
             },
-            RegistryRequest::ListPeers { after } => {
-                let (peers, next) = self.registrar.page(after).await;
-                Outcome::Peers { peers, next }
-            }
-            RegistryRequest::Lookup { name } => match self.registrar.lookup(name).await {
-                Lookup::Online(peer) => {
-                    let noise = self.statics.of(peer.key).await.map(Box::new);
+            RegistryRequest::ListPeers { after } => match self.backend.page(after).await {
+                Ok((peers, next)) => Outcome::Peers { peers, next },
+                Err(e) => store_failed(&e),
+            },
+            RegistryRequest::Lookup { name } => match self.backend.lookup(name).await {
+                Ok(Lookup::Online(peer)) => {
+                    let noise = self.backend.static_of(peer.key).await.map(Box::new);
                     Outcome::Peer { peer, noise }
                 }
-                Lookup::Offline(key) => Outcome::Claimed { name, key },
-                Lookup::Unknown => {
+                Ok(Lookup::Offline(key)) => Outcome::Claimed { name, key },
+                Ok(Lookup::Unknown) => {
                     Outcome::error(ErrorCode::UnknownPeer, format!("{name} is not registered"))
                 }
+                Err(e) => store_failed(&e),
             },
             RegistryRequest::Ping => Outcome::Ok,
         }
@@ -313,19 +322,26 @@ mod tests {
             per_prefix: 1_000,
             per_key: 1_000,
         };
-        let registry = Registry::new(Claims::default(), TTL, limits, std::time::Instant::now());
+        let capacity = crate::registry::CAPACITY;
+        let now = std::time::Instant::now();
+        let registry = Registry::new(Claims::default(), TTL, limits, capacity, now);
         let (written_tx, written) = async_channel::unbounded();
         let store = StoreThread::start(ClaimStore::in_memory().unwrap(), written_tx).unwrap();
         let log = Log::channel().0;
         let clock = p2p_shared::clock::Clock::System;
         let statics = store.statics();
-        let (registrar, _) = Registrar::start(registry, store, written, log.clone(), clock);
+        let (registrar, _) =
+            crate::broker::Registrar::start(registry, store, written, log.clone(), clock);
         let origin = Origin {
             name: name("registry"),
             port: 4000,
             identity: Arc::new(Identity::generate()),
         };
-        let service = RegistryService::new(registrar.clone(), statics, origin, TTL, log);
+        let backend = Backend::Embedded {
+            registrar: registrar.clone(),
+            statics,
+        };
+        let service = RegistryService::new(backend, origin, TTL, log);
         let key = Identity::generate().public();
         let (alice, session) = registry_session::pair(name("alice"));
         let added = registrar.register(name("alice"), alice_addr(), key, Some(session));

@@ -45,6 +45,8 @@ pub struct StoreError {
     message: String,
     /// Another process holds the database: a registry runs on it.
     locked: bool,
+    /// The store cannot be reached (etcd down or unreachable): peers are told `unavailable`.
+    unavailable: bool,
 }
 
 impl StoreError {
@@ -53,7 +55,32 @@ impl StoreError {
         StoreError {
             message: "too many writes are waiting".into(),
             locked: false,
+            unavailable: false,
         }
+    }
+
+    /// The store cannot be reached (`why`): the registry answers `unavailable` until it is.
+    pub fn unavailable(why: impl Into<String>) -> StoreError {
+        StoreError {
+            message: why.into(),
+            locked: false,
+            unavailable: true,
+        }
+    }
+
+    /// The store answered, but not as it should (a reply that does not parse): refused
+    /// `busy` like a failed write.
+    pub fn failed(why: impl Into<String>) -> StoreError {
+        StoreError {
+            message: why.into(),
+            locked: false,
+            unavailable: false,
+        }
+    }
+
+    /// Whether the store could not be reached at all.
+    pub fn is_unavailable(&self) -> bool {
+        self.unavailable
     }
 
     /// Whether another process (a running registry) holds the database.
@@ -71,6 +98,7 @@ impl From<rusqlite::Error> for StoreError {
         StoreError {
             message: e.to_string(),
             locked,
+            unavailable: false,
         }
     }
 }
@@ -119,6 +147,7 @@ impl ClaimStore {
         p2p_shared::private::create_private(path).map_err(|e| StoreError {
             message: format!("cannot create it: {e}"),
             locked: false,
+            unavailable: false,
         })?;
         Self::with(Connection::open(path)?)
     }

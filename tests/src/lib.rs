@@ -18,9 +18,12 @@
 //! - [`raw_peer`]: [`RawPeer`] runs a whole chat handshake and sends sealed frames of its
 //!   choice; [`proxy`]: [`Proxy`] sits between two programs and records every byte.
 //!
+//! - [`etcd`]: [`Etcd`], a real etcd on loopback, for the registry's shared store.
+//!
 //! Nothing here sleeps to synchronise: stdout and stderr are read by background threads
 //! into channels, and every wait is for the line the test expects, with a deadline.
 
+pub mod etcd;
 pub mod json_peer;
 pub mod netns;
 pub mod proc;
@@ -29,6 +32,7 @@ pub mod proxy;
 pub mod raw_peer;
 pub mod wire;
 
+pub use etcd::Etcd;
 pub use json_peer::JsonPeer;
 pub use netns::TestLan;
 pub use p2p_shared::identity::{Identity, PublicKey};

@@ -227,6 +227,9 @@ pub enum ErrorCode {
     /// The sender's key is not the one pinned for its name.
     KeyChanged,
     UnknownSession,
+    /// The registry cannot reach the store it shares with its other instances: try again
+    /// later, or another instance.
+    Unavailable,
     /// A code from a newer version of the protocol.
     #[serde(other)]
     Unknown,

@@ -11,7 +11,7 @@ use std::time::Duration;
 use p2p_e2e::{json, outcome, Identity, PublicKey, Signer};
 use p2p_server::event::Event;
 use p2p_server::log::{Events, Log};
-use p2p_server::Config;
+use p2p_server::{Config, Store};
 use p2p_shared::clock::Clock;
 use p2p_shared::runtime;
 
@@ -37,7 +37,8 @@ impl Registry {
         let clock = Clock::manual();
         let config = Config {
             identity,
-            claims: Config::open_claims(None).expect("claims in memory"),
+            store: Store::Embedded(Config::open_claims(None).expect("claims in memory")),
+            capacity: p2p_server::CAPACITY,
             ttl: TTL,
             names: p2p_server::NameLimits {
                 per_address: 64,

@@ -26,5 +26,6 @@ mod registry;
 mod requests;
 mod scripts;
 mod security;
+mod shared_store;
 mod start;
 mod terminal;

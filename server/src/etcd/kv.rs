@@ -1,0 +1,307 @@
+//! The registry's records in etcd, through its JSON gateway (`/v3/kv/*`, `/v3/lease/*`): one
+//! function per question the registry asks, each one round trip.
+//!
+//! Keys, under a prefix (`p2p-chat/`):
+//!
+//! - `claims/NAME`: the key that owns the name, written once by a transaction that creates
+//!   it only if it does not exist (compare `create_revision == 0`), deleted by a release:
+//!   etcd's consensus is what makes "first key wins, never granted twice" hold across
+//!   instances and machines;
+//! - `peers/NAME`: `ADDR KEY`, on a lease whose TTL is the registration's: etcd drops it when
+//!   the lease lapses, for every instance at once; a listing page is a range over these keys
+//!   with a limit, after the last name of the page before;
+//! - `statics/KEY`: the key's static proof (`store.rs` says why it is kept), as JSON.
+//!
+//! The gateway's JSON carries keys and values in base64 and 64-bit integers as strings, and
+//! leaves out fields at their zero value (`succeeded: false`, an empty `kvs`).
+
+use std::net::SocketAddr;
+
+use data_encoding::BASE64;
+use p2p_shared::handshake::StaticProof;
+use p2p_shared::identity::PublicKey;
+use p2p_shared::{PeerInfo, PeerName};
+use serde_json::{json, Value};
+
+use super::http::{Endpoints, HttpError};
+use crate::registry::Removal;
+use crate::store::StoreError;
+
+const PREFIX: &str = "p2p-chat/";
+
+pub struct Kv {
+    endpoints: Endpoints,
+}
+
+fn claim_key(name: &PeerName) -> String {
+    format!("{PREFIX}claims/{name}")
+}
+
+fn peer_key(name: &PeerName) -> String {
+    format!("{PREFIX}peers/{name}")
+}
+
+fn static_key(key: &PublicKey) -> String {
+    format!("{PREFIX}statics/{key}")
+}
+
+fn b64(text: &str) -> String {
+    BASE64.encode(text.as_bytes())
+}
+
+/// A base64 field of a reply, as text (`None` if absent or not base64 of UTF-8).
+fn text(value: &Value) -> Option<String> {
+    let bytes = BASE64.decode(value.as_str()?.as_bytes()).ok()?;
+    String::from_utf8(bytes).ok()
+}
+
+/// The values of the key-value pairs of a range reply.
+fn values(range: &Value) -> Vec<(String, String)> {
+    let Some(kvs) = range.get("kvs").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    kvs.iter()
+        .filter_map(|kv| Some((text(kv.get("key")?)?, text(kv.get("value")?)?)))
+        .collect()
+}
+
+/// The `n`th response of a transaction, of `kind` (`response_range`, ...).
+fn response<'a>(txn: &'a Value, n: usize, kind: &str) -> &'a Value {
+    &txn["responses"][n][kind]
+}
+
+/// A registration's value: `ADDR KEY`.
+fn peer_value(addr: SocketAddr, key: &PublicKey) -> String {
+    format!("{addr} {key}")
+}
+
+fn parse_peer(name: &str, value: &str) -> Option<PeerInfo> {
+    let (addr, key) = value.split_once(' ')?;
+    Some(PeerInfo {
+        name: name.parse().ok()?,
+        addr: addr.parse().ok()?,
+        key: key.parse().ok()?,
+    })
+}
+
+/// An integer of a reply, which the gateway writes as a string.
+fn integer(value: &Value) -> Option<i64> {
+    match value {
+        Value::String(s) => s.parse().ok(),
+        other => other.as_i64(),
+    }
+}
+
+impl Kv {
+    /// `hosts`: the cluster's endpoints, `HOST:PORT`.
+    pub fn new(hosts: Vec<String>) -> Kv {
+        Kv {
+            endpoints: Endpoints::new(hosts),
+        }
+    }
+
+    fn call(&mut self, path: &str, body: Value) -> Result<Value, StoreError> {
+        let reply = self
+            .endpoints
+            .post(path, body.to_string().as_bytes())
+            .map_err(|e| match e {
+                // etcd answering an error (no leader, a timeout of its own) is as good as
+                // unreachable for the peer: nothing could be written.
+                HttpError::Unreachable(_) | HttpError::Failed(_) => {
+                    StoreError::unavailable(format!("etcd {e}"))
+                }
+            })?;
+        serde_json::from_slice(&reply)
+            .map_err(|e| StoreError::failed(format!("etcd sent a reply that is not JSON: {e}")))
+    }
+
+    fn range_one(&mut self, key: &str) -> Result<Option<String>, StoreError> {
+        let reply = self.call("/v3/kv/range", json!({ "key": b64(key) }))?;
+        Ok(values(&reply).into_iter().next().map(|(_, v)| v))
+    }
+
+    /// The key that owns `name`, if it is claimed.
+    pub fn owner(&mut self, name: &PeerName) -> Result<Option<PublicKey>, StoreError> {
+        let owner = self.range_one(&claim_key(name))?;
+        Ok(owner.and_then(|owner| owner.parse().ok()))
+    }
+
+    /// Claims `name` for `key` unless it is claimed already: the owner after the
+    /// transaction (`key`, unless another key was first).
+    pub fn claim(&mut self, name: &PeerName, key: &PublicKey) -> Result<PublicKey, StoreError> {
+        let claim = b64(&claim_key(name));
+        let txn = json!({
+            "compare": [{"key": claim, "target": "CREATE", "create_revision": "0", "result": "EQUAL"}],
+            "success": [{"request_put": {"key": claim, "value": b64(&key.to_string())}}],
+            "failure": [{"request_range": {"key": claim}}],
+        });
+        let reply = self.call("/v3/kv/txn", txn)?;
+        if reply.get("succeeded").and_then(Value::as_bool) == Some(true) {
+            return Ok(*key);
+        }
+        let range = response(&reply, 0, "response_range");
+        let owner = values(range).into_iter().next().map(|(_, v)| v);
+        owner
+            .and_then(|owner| owner.parse().ok())
+            .ok_or_else(|| StoreError::failed("etcd lost a claim it had just refused to make"))
+    }
+
+    /// A new lease of `ttl_secs`.
+    pub fn grant(&mut self, ttl_secs: u64) -> Result<i64, StoreError> {
+        let reply = self.call("/v3/lease/grant", json!({ "TTL": ttl_secs.to_string() }))?;
+        integer(&reply["ID"]).ok_or_else(|| StoreError::failed("etcd granted a lease with no id"))
+    }
+
+    /// Renews `lease`: false if it lapsed (or never was).
+    pub fn keepalive(&mut self, lease: i64) -> Result<bool, StoreError> {
+        let reply = self.call("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))?;
+        Ok(integer(&reply["result"]["TTL"]).unwrap_or(0) > 0)
+    }
+
+    /// Registers `name` at `addr` for `key`, on `lease`.
+    pub fn put_peer(
+        &mut self,
+        name: &PeerName,
+        addr: SocketAddr,
+        key: &PublicKey,
+        lease: i64,
+    ) -> Result<(), StoreError> {
+        let body = json!({
+            "key": b64(&peer_key(name)),
+            "value": b64(&peer_value(addr, key)),
+            "lease": lease.to_string(),
+        });
+        self.call("/v3/kv/put", body).map(|_| ())
+    }
+
+    /// `name`'s registration, if live, and its claim, in one read.
+    pub fn lookup(
+        &mut self,
+        name: &PeerName,
+    ) -> Result<(Option<PeerInfo>, Option<PublicKey>), StoreError> {
+        let txn = json!({
+            "success": [
+                {"request_range": {"key": b64(&peer_key(name))}},
+                {"request_range": {"key": b64(&claim_key(name))}},
+            ],
+        });
+        let reply = self.call("/v3/kv/txn", txn)?;
+        let peer = values(response(&reply, 0, "response_range"))
+            .into_iter()
+            .next()
+            .and_then(|(_, v)| parse_peer(name.as_str(), &v));
+        let owner = values(response(&reply, 1, "response_range"))
+            .into_iter()
+            .next()
+            .and_then(|(_, v)| v.parse().ok());
+        // A registration is only as good as its claim: a released name's lease may outlive
+        // the release by a moment on another instance.
+        let peer = peer.filter(|p| Some(p.key) == owner);
+        Ok((peer, owner))
+    }
+
+    /// Up to `limit` registrations after `after`, sorted by name; and whether more follow.
+    pub fn page(
+        &mut self,
+        after: Option<&PeerName>,
+        limit: usize,
+    ) -> Result<(Vec<PeerInfo>, bool), StoreError> {
+        let prefix = format!("{PREFIX}peers/");
+        // After `after`: the smallest key greater than it is it with a zero byte appended.
+        let start = match after {
+            Some(after) => format!("{prefix}{after}\0"),
+            None => prefix.clone(),
+        };
+        // The end of the prefix: its last byte, '/', plus one.
+        let end = format!("{PREFIX}peers0");
+        let body = json!({
+            "key": b64(&start),
+            "range_end": b64(&end),
+            "limit": limit.to_string(),
+        });
+        let reply = self.call("/v3/kv/range", body)?;
+        let peers = values(&reply)
+            .into_iter()
+            .filter_map(|(k, v)| parse_peer(k.strip_prefix(&prefix)?, &v))
+            .collect();
+        let more = reply.get("more").and_then(Value::as_bool) == Some(true);
+        Ok((peers, more))
+    }
+
+    /// Removes `name`'s registration if `key` owns the name.
+    pub fn unregister(&mut self, name: &PeerName, key: &PublicKey) -> Result<Removal, StoreError> {
+        self.remove(name, key, false)
+    }
+
+    /// Removes `name`'s claim and registration if `key` owns the name.
+    pub fn release(&mut self, name: &PeerName, key: &PublicKey) -> Result<Removal, StoreError> {
+        self.remove(name, key, true)
+    }
+
+    fn remove(
+        &mut self,
+        name: &PeerName,
+        key: &PublicKey,
+        claim_too: bool,
+    ) -> Result<Removal, StoreError> {
+        let claim = b64(&claim_key(name));
+        let mut deletes = vec![json!({"request_delete_range": {"key": b64(&peer_key(name))}})];
+        if claim_too {
+            deletes.push(json!({"request_delete_range": {"key": claim}}));
+        }
+        let txn = json!({
+            "compare": [{"key": claim, "target": "VALUE", "value": b64(&key.to_string()), "result": "EQUAL"}],
+            "success": deletes,
+            "failure": [{"request_range": {"key": claim}}],
+        });
+        let reply = self.call("/v3/kv/txn", txn)?;
+        if reply.get("succeeded").and_then(Value::as_bool) == Some(true) {
+            let deleted = integer(&response(&reply, 0, "response_delete_range")["deleted"]);
+            return Ok(match (claim_too, deleted.unwrap_or(0)) {
+                (false, 0) => Removal::Unknown,
+                _ => Removal::Done,
+            });
+        }
+        Ok(
+            match values(response(&reply, 0, "response_range")).is_empty() {
+                true => Removal::Unknown,
+                false => Removal::NotOwner,
+            },
+        )
+    }
+
+    /// Remembers `key`'s static proof.
+    pub fn put_static(&mut self, key: &PublicKey, proof: &StaticProof) -> Result<(), StoreError> {
+        let proof = serde_json::to_string(proof).expect("a proof serializes");
+        let body = json!({"key": b64(&static_key(key)), "value": b64(&proof)});
+        self.call("/v3/kv/put", body).map(|_| ())
+    }
+
+    /// `key`'s static proof, if remembered and readable.
+    pub fn static_of(&mut self, key: &PublicKey) -> Result<Option<StaticProof>, StoreError> {
+        let proof = self.range_one(&static_key(key))?;
+        Ok(proof.and_then(|p| serde_json::from_str(&p).ok()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_are_read_as_the_gateway_writes_them() {
+        let key = p2p_shared::identity::Identity::generate().public();
+        let value = peer_value("127.0.0.1:4000".parse().unwrap(), &key);
+        let reply = json!({
+            "kvs": [{"key": b64("p2p-chat/peers/alice"), "value": b64(&value), "create_revision": "2"}],
+            "more": true,
+        });
+        let kvs = values(&reply);
+        assert_eq!(kvs.len(), 1);
+        let peer = parse_peer("alice", &kvs[0].1).unwrap();
+        assert_eq!((peer.name.as_str(), peer.key), ("alice", key));
+        assert_eq!(integer(&json!("694")), Some(694));
+        assert!(values(&json!({"header": {}})).is_empty(), "no kvs: none");
+        assert!(parse_peer("alice", "not a peer").is_none());
+    }
+}
