@@ -100,6 +100,8 @@ fuzz_target!(|data: &[u8]| {
             assert!(Section::ALL.contains(section));
         }
         Command::Talk(None) => assert_eq!(words, ["talk"]),
+        Command::Contacts => assert_eq!(words, ["contacts"]),
+        Command::Bell(on) => assert_eq!(words, ["bell", if *on { "on" } else { "off" }]),
         Command::Talk(Some(peer)) => assert_eq!(words, ["talk", peer.as_str()]),
         Command::Help(HelpOn::Topic(topic)) => {
             assert_eq!(words[0], "help");
