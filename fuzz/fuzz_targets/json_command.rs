@@ -30,12 +30,19 @@ fn object(line: &str) -> Option<serde_json::Map<String, Value>> {
 }
 
 fn check_line(line: &str) {
-    assert_eq!(is_json(line), line.trim_start().starts_with('{'), "{line:?}");
+    assert_eq!(
+        is_json(line),
+        line.trim_start().starts_with('{'),
+        "{line:?}"
+    );
     match parse(line) {
         Ok(JsonCommand { id, cmd }) => {
             assert!(is_json(line), "{line:?} is a command but not taken for one");
             let text = id.to_string();
-            assert!(id.is_given() && id_model(&text), "{line:?} gave the id {text:?}");
+            assert!(
+                id.is_given() && id_model(&text),
+                "{line:?} gave the id {text:?}"
+            );
             assert_eq!(CommandId::given(&text).as_ref(), Ok(&id));
             assert!(!cmd.trim().is_empty(), "{line:?} gave a blank command");
             let fields = object(line).expect("a command is a JSON object");
@@ -68,7 +75,10 @@ fn check_fields(id: &str, cmd: &str) {
         }
         (valid, _) => {
             let refused = parsed.expect_err(&line);
-            assert_eq!(refused.id.map(|i| i.to_string()), valid.then(|| id.to_string()));
+            assert_eq!(
+                refused.id.map(|i| i.to_string()),
+                valid.then(|| id.to_string())
+            );
         }
     }
 }
