@@ -8,10 +8,11 @@ use p2p_shared::{runtime, transport};
 
 use crate::command_loop::CommandLoop;
 use crate::error::PeerError;
-use crate::event::Event;
+use crate::event::{BookEntry, Event, NearbyEntry};
 use crate::flood;
 use crate::graph::{self, EdgeKind, Sighting};
 use crate::peer_exchange;
+use p2p_shared::identity::PublicKey;
 use p2p_shared::PeerName;
 
 impl CommandLoop {
@@ -35,14 +36,16 @@ impl CommandLoop {
     pub(crate) async fn known_peers(&mut self) {
         let peers = self.broker.call(|state, cx, _| state.book_entries(cx));
         let mut peers = peers.await.unwrap_or_default();
-        if peers.iter().any(|p| !p.verified) {
-            let listing = self.listed().await.unwrap_or_default();
-            for peer in peers.iter_mut() {
-                peer.verified |= listing
-                    .iter()
-                    .any(|p| p.name == peer.name && p.key == peer.key);
-            }
-        }
+        let claims = peers.iter_mut().map(|p| {
+            let BookEntry {
+                name,
+                key,
+                verified,
+                ..
+            } = p;
+            (&*name, &*key, verified)
+        });
+        self.verify_by_listing(claims.collect()).await;
         self.show(Event::KnownPeers { peers }).await
     }
 
@@ -50,15 +53,29 @@ impl CommandLoop {
     pub(crate) async fn nearby(&mut self) {
         let peers = self.broker.call(|state, cx, _| state.nearby_entries(cx));
         let mut peers = peers.await.unwrap_or_default();
-        if peers.iter().any(|p| !p.verified) {
-            let listing = self.listed().await.unwrap_or_default();
-            for peer in peers.iter_mut() {
-                peer.verified |= listing
-                    .iter()
-                    .any(|p| p.name == peer.name && p.key == peer.key);
-            }
-        }
+        let claims = peers.iter_mut().map(|p| {
+            let NearbyEntry {
+                name,
+                key,
+                verified,
+                ..
+            } = p;
+            (&*name, &*key, verified)
+        });
+        self.verify_by_listing(claims.collect()).await;
         self.show(Event::Nearby { peers }).await
+    }
+
+    /// Marks verified each claim (a name, a key, whether verified) that the registry we trust
+    /// lists under that name with that key; asks the registry only if one is unverified.
+    async fn verify_by_listing(&mut self, mut claims: Vec<(&PeerName, &PublicKey, &mut bool)>) {
+        if claims.iter().all(|(_, _, verified)| **verified) {
+            return;
+        }
+        let listing = self.listed().await.unwrap_or_default();
+        for (name, key, verified) in claims.iter_mut() {
+            **verified |= listing.iter().any(|p| p.name == **name && p.key == **key);
+        }
     }
 
     /// `graph`: what the state knows, and the registry's listing (asked now, briefly).

@@ -37,6 +37,7 @@ use crate::disk::Disk;
 use crate::known::{KnownKeys, Pin};
 use crate::vouch::TrustedRegistry;
 
+mod failover;
 mod listing;
 
 pub use listing::{Listing, MAX_LISTED};
@@ -62,20 +63,6 @@ impl Found {
 
 /// The most instances `--server` may name.
 pub const MAX_INSTANCES: usize = 16;
-
-/// Whether a request that failed this way may succeed at another instance of the registry:
-/// this one is gone, cannot reach its store, is overloaded, or is not the registry.
-fn fails_over(e: &SendError) -> bool {
-    match e {
-        SendError::Unreachable { .. }
-        | SendError::Timeout { .. }
-        | SendError::Broken { .. }
-        | SendError::BadReply { .. } => true,
-        SendError::Refused { code, .. } => {
-            matches!(code, ErrorCode::Unavailable | ErrorCode::Busy)
-        }
-    }
-}
 
 pub struct RegistryClient {
     /// The instances of the registry (`--server a,b,c`), at least one.
@@ -142,34 +129,6 @@ impl RegistryClient {
     /// How error messages name the registry.
     pub fn describe(&self) -> String {
         format!("the registry at {}", self.addr())
-    }
-
-    /// Whether `e`, from the instance asked now, sends us to the next one; moves there if
-    /// so. `tried`: how many instances this request has been to.
-    fn moved_on(&mut self, e: &SendError, tried: &mut usize) -> bool {
-        *tried += 1;
-        if !fails_over(e) || *tried >= self.instances.len() {
-            return false;
-        }
-        let from = self.addr();
-        self.current = (self.current + 1) % self.instances.len();
-        // The session was agreed with the instance left behind.
-        self.session = None;
-        tracing::warn!("registry instance {from}: {e}; trying {}", self.addr());
-        true
-    }
-
-    /// Registers us (or renews our registration); returns the address the registry recorded
-    /// and how long the registration lasts unless renewed. Through the next instance if the
-    /// one asked now fails.
-    pub async fn register(&mut self) -> Result<(SocketAddr, Duration), SendError> {
-        let mut tried = 0;
-        loop {
-            match self.register_here().await {
-                Err(e) if self.moved_on(&e, &mut tried) => continue,
-                other => return other,
-            }
-        }
     }
 
     async fn register_here(&mut self) -> Result<(SocketAddr, Duration), SendError> {
@@ -318,18 +277,6 @@ impl RegistryClient {
         match self.ask(body).await? {
             Outcome::Ok => Ok(()),
             other => Err(self.unexpected(other)),
-        }
-    }
-
-    /// One request, in our session if we have one, else signed; through the next instance
-    /// if the one asked now fails.
-    async fn ask(&mut self, body: RegistryRequest) -> Result<Outcome, SendError> {
-        let mut tried = 0;
-        loop {
-            match self.ask_here(body.clone()).await {
-                Err(e) if self.moved_on(&e, &mut tried) => continue,
-                other => return other,
-            }
         }
     }
 

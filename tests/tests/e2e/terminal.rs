@@ -13,21 +13,7 @@ fn an_incoming_message_does_not_clobber_the_half_typed_line_and_tab_completes_na
     bob.register();
 
     let data = DataDir::new("alice");
-    let alice = Terminal::spawn(
-        binary("p2p-peer"),
-        &[
-            "--name".into(),
-            "alice".into(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            "0".into(),
-            "--server".into(),
-            server.addr().to_string(),
-            "--data-dir".into(),
-            data.arg(),
-        ],
-    );
+    let alice = Terminal::peer("alice", server.addr(), &data);
     alice.wait_for_input_line(">>");
 
     // listpeer also teaches the completer bob's name.
@@ -114,21 +100,7 @@ fn the_start_up_questions_ask_again_after_a_typo() {
 #[test]
 fn a_log_line_is_printed_above_the_prompt_not_over_the_half_typed_line() {
     let data = DataDir::new("alice");
-    let alice = Terminal::spawn(
-        binary("p2p-peer"),
-        &[
-            "--name".into(),
-            "alice".into(),
-            "--bind".into(),
-            "127.0.0.1".into(),
-            "--port".into(),
-            "0".into(),
-            "--server".into(),
-            p2p_e2e::dead_addr().to_string(),
-            "--data-dir".into(),
-            data.arg(),
-        ],
-    );
+    let alice = Terminal::peer("alice", p2p_e2e::dead_addr(), &data);
     alice.wait_for_input_line(">>");
     let listening = std::cell::RefCell::new(None);
     alice.wait_for("the listening line", |rows, _| {
