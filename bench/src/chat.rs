@@ -252,7 +252,10 @@ fn time_protocol_messages(
             }
             let counter = n as u64;
             let sent = Instant::now();
-            let body = SealedRequest::ChatMessage { text: text(n) };
+            let body = SealedRequest::ChatMessage {
+                text: text(n),
+                seq: counter + 1,
+            };
             let plaintext = Envelope::new(new_id(), from.clone(), body).encode();
             let reply = transport::exchange(bob_addr, keys.seal(counter, &plaintext))
                 .await

@@ -25,7 +25,7 @@ use crate::names::Names;
 use crate::resume;
 use crate::screen::{Screen, Slot};
 use crate::state::pins::Namespace;
-use crate::state::{ChatMessage, Context, Effect, FromChat, PeerState};
+use crate::state::{ChatMessage, Context, Effect, FromChat, Held, PeerState};
 use crate::vouch::TrustedRegistry;
 
 /// A function of the state, run by the broker.
@@ -48,6 +48,9 @@ pub enum Acknowledge {
     /// A chat message: store it, then fill its place on the screen with it and acknowledge
     /// `ok`; if it cannot be stored, acknowledge `busy` (the sender retries).
     AfterStoring(Box<ChatMessage>, Slot),
+    /// A chat message that came before its turn: wait for it (then as `AfterStoring`);
+    /// if it is dropped instead, acknowledge with the `busy` given here.
+    WhenItsTurnComes(oneshot::Receiver<(Box<ChatMessage>, Slot)>, Vec<u8>),
 }
 
 /// A handle to the broker task; cheap to clone.
@@ -181,6 +184,14 @@ impl Actor {
                         let slot = slot.expect("a message is taken only with a place for it");
                         Ok(Acknowledge::AfterStoring(message, slot))
                     }
+                    // Its place on the screen is kept when its turn comes, after those before.
+                    Ok(FromChat::Early { peer, seq, message }) => {
+                        let (waiter, turn) = oneshot::channel();
+                        let busy = message.busy.clone();
+                        let held = Held { message, waiter };
+                        self.state.hold((peer, seq), held, cx.now);
+                        Ok(Acknowledge::WhenItsTurnComes(turn, busy))
+                    }
                     Err(refusal) => Err(refusal),
                 };
                 let _ = done.send(acknowledge);
@@ -214,6 +225,11 @@ impl Actor {
             }
             Effect::AutoAccept(peer) => {
                 let _ = self.resume.try_send(resume::Job::AutoAccept(peer));
+            }
+            // It had room when it came, so it takes its place now even above the screen's room;
+            // its connection gone, the place is given back.
+            Effect::Release(Held { message, waiter }) => {
+                let _ = waiter.send((message, self.screen.reserve_admitted()));
             }
         }
     }

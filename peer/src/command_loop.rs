@@ -31,8 +31,10 @@ use crate::control;
 use crate::disk::Disk;
 use crate::error::{Failure, PeerError};
 use crate::event::{Event, PeerKey, Shown};
+use crate::in_flight::InFlight;
 use crate::input::{Input, Inputs};
 use crate::json_command::{self, BadJsonCommand, CommandId, JsonCommand};
+use crate::message_commands::Messenger;
 use crate::names::Names;
 use crate::registry_client::RegistryClient;
 use crate::registry_client::{Found, Listing};
@@ -66,6 +68,9 @@ pub struct CommandLoop {
     plain: u64,
     /// The command running now: every event it causes answers it.
     pub(crate) running: Option<CommandId>,
+    /// What sends chat messages, and the messages in flight (`in_flight.rs`).
+    pub(crate) messenger: Messenger,
+    pub(crate) in_flight: InFlight,
 }
 
 /// What the loop does next.
@@ -106,6 +111,14 @@ impl CommandLoop {
             json,
             bell,
         } = parts;
+        let messenger = Messenger {
+            broker: broker.clone(),
+            screen: screen.clone(),
+            disk: disk.clone(),
+            names: names.clone(),
+            me: origin.name,
+            retry_for,
+        };
         CommandLoop {
             origin,
             listening,
@@ -123,6 +136,8 @@ impl CommandLoop {
             json,
             plain: 0,
             running: None,
+            messenger,
+            in_flight: InFlight::default(),
         }
     }
 
@@ -161,11 +176,15 @@ impl CommandLoop {
                 }
             }
 
-            // The prompt comes back only now (the terminal waits for this).
+            // The prompt comes back only now (the terminal waits for this), while messages
+            // may still be in flight.
             if let Some(done) = &inputs.done {
                 let _ = done.send(self.talk.prompt()).await;
             }
         }
+        // `exit` and the end of input come after the messages typed before them; a signal
+        // waits for them too (each ends within --retry-for), unless a second one comes.
+        until_interrupted(self.in_flight.settle(), &inputs).await;
         self.leave().await;
     }
 
@@ -211,7 +230,12 @@ impl CommandLoop {
             peer: request.peer,
             text: request.text,
         };
-        let interrupted = self.run_until_interrupted(command, inputs).await;
+        let settled = async {
+            self.execute(command).await;
+            // Its outcome, shown by the message's own task, is the caller's too.
+            self.in_flight.settle().await;
+        };
+        let interrupted = until_interrupted(settled, inputs).await;
         self.running = None;
         // After every event the command queued (the broker's and the disk's included:
         // they are queued, or have their place, before the command goes on).
@@ -231,9 +255,7 @@ impl CommandLoop {
     /// everything else.
     async fn run_until_interrupted(&mut self, command: Command, inputs: &Inputs) -> bool {
         tracing::debug!(?command, "running");
-        let running = std::pin::pin!(self.execute(command));
-        let interrupt = std::pin::pin!(inputs.interrupts.recv());
-        matches!(select(running, interrupt).await, Either::Right(_))
+        until_interrupted(self.execute(command), inputs).await
     }
 
     /// Shows the result of the command running (waiting for room on the screen,
@@ -254,6 +276,11 @@ impl CommandLoop {
     }
 
     async fn execute(&mut self, command: Command) {
+        // Chat messages go on while the last ones are in flight; every other command comes
+        // after them (`in_flight.rs`).
+        if !matches!(command, Command::ChatMessage { .. }) {
+            self.in_flight.settle().await;
+        }
         match command {
             Command::Register => self.register().await,
             Command::ListPeers => match self.registry.list().await {
@@ -389,4 +416,11 @@ impl CommandLoop {
             Either::Right((Either::Right((request, _)), _)) => Next::Control(request),
         }
     }
+}
+
+/// Runs `work`; true if a signal came first (`work` is then dropped).
+async fn until_interrupted(work: impl std::future::Future<Output = ()>, inputs: &Inputs) -> bool {
+    let work = std::pin::pin!(work);
+    let interrupt = std::pin::pin!(inputs.interrupts.recv());
+    matches!(select(work, interrupt).await, Either::Right(_))
 }

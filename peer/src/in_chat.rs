@@ -26,9 +26,20 @@ pub enum Sent {
     Failed(SendError, SocketAddr),
 }
 
+/// What is sent in a chat this way.
+pub enum Body {
+    /// A chat message with this text, in its place in the chat's order (`state/order.rs`).
+    Message(String),
+    /// A liveness check.
+    Keepalive,
+}
+
 /// Seals `body` as message `id` in the chat with `peer`, sends it and reads the answer.
-pub async fn send(broker: &Broker, peer: PeerName, id: MessageId, body: SealedRequest) -> Sent {
-    let sealed = broker.call(move |state, _, _| state.seal(&peer, id, body));
+pub async fn send(broker: &Broker, peer: PeerName, id: MessageId, body: Body) -> Sent {
+    let sealed = broker.call(move |state, _, _| match body {
+        Body::Message(text) => state.seal_message(&peer, id, text),
+        Body::Keepalive => state.seal(&peer, id, SealedRequest::Keepalive),
+    });
     let Some(sealed) = sealed.await.flatten() else {
         return Sent::NoChat;
     };

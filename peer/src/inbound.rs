@@ -128,24 +128,30 @@ impl Service for PeerService {
         frame: Vec<u8>,
         _remote: SocketAddr,
     ) -> Result<Vec<u8>, SealedRefusal> {
-        match self.broker.sealed(frame).await? {
-            Acknowledge::Now(ack) => Ok(ack),
-            Acknowledge::AfterStoring(message, slot) => {
-                let ChatMessage {
-                    record,
-                    event,
-                    ok,
-                    busy,
-                } = *message;
-                // Stored, then shown by the disk thread; a retry of a message stored (and
-                // shown) before gives its place back.
-                match self.disk.record(record, Some((slot, event.into()))).await {
-                    Ok(_) => Ok(ok),
-                    Err(why) => {
-                        tracing::warn!("a chat message could not be stored: {why}");
-                        Ok(busy)
-                    }
-                }
+        let (message, slot) = match self.broker.sealed(frame).await? {
+            Acknowledge::Now(ack) => return Ok(ack),
+            Acknowledge::AfterStoring(message, slot) => (message, slot),
+            // Held for its turn (`state/order.rs`), which comes within a bounded time: the
+            // chat's order is given up on a gap after `HOLD_FOR`. Dropped instead (a retry
+            // took its place, or the peer is stopping): `busy`, and its sender tries again.
+            Acknowledge::WhenItsTurnComes(turn, busy) => match turn.await {
+                Ok(its_turn) => its_turn,
+                Err(_) => return Ok(busy),
+            },
+        };
+        let ChatMessage {
+            record,
+            event,
+            ok,
+            busy,
+        } = *message;
+        // Stored, then shown by the disk thread; a retry of a message stored (and shown)
+        // before gives its place back.
+        match self.disk.record(record, Some((slot, event.into()))).await {
+            Ok(_) => Ok(ok),
+            Err(why) => {
+                tracing::warn!("a chat message could not be stored: {why}");
+                Ok(busy)
             }
         }
     }

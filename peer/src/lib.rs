@@ -53,6 +53,7 @@ mod graph;
 mod help;
 mod history;
 mod in_chat;
+mod in_flight;
 mod inbound;
 mod input;
 pub mod json_command;

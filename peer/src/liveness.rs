@@ -17,12 +17,12 @@ use futures::future::join_all;
 use p2p_shared::identity::PublicKey;
 use p2p_shared::transport::SendError;
 use p2p_shared::wire::new_id;
-use p2p_shared::{runtime, ErrorCode, Outcome, PeerInfo, PeerName, SealedRequest};
+use p2p_shared::{runtime, ErrorCode, Outcome, PeerInfo, PeerName};
 
 use crate::broker::Broker;
 use crate::error::Failure;
 use crate::event::Event;
-use crate::in_chat::{self, Sent};
+use crate::in_chat::{self, Body, Sent};
 use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
 
@@ -78,7 +78,7 @@ enum Checked {
 async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked {
     let (peer, whom) = (chat.name, format!("{} ({})", chat.name, chat.addr));
     let ping = || async {
-        match in_chat::send(broker, peer, new_id(), SealedRequest::Keepalive).await {
+        match in_chat::send(broker, peer, new_id(), Body::Keepalive).await {
             // The chat ended meanwhile: nothing to check.
             Sent::NoChat => Attempt::Done(Checked::Answered),
             Sent::Answered(Some(Outcome::Ok), _) => Attempt::Done(Checked::Answered),

@@ -1,27 +1,42 @@
 //! `chat message PEER TEXT`: sending one message, trying again while it may pass, and what
 //! the user is told of each outcome.
 //!
+//! A message does not hold up the command loop: it takes its place in the chat's order when
+//! typed (`state/order.rs`), then a task of its own ([`Messenger`]) sends it, retries it and
+//! shows its outcome, answering the command that typed it. The next `chat message` runs at
+//! once, so several may be in flight, at most [`IN_FLIGHT_MAX`] (`in_flight.rs`); any other
+//! command waits for them first, so that a script's `disconnect` or `exit` comes after its
+//! messages, and its other commands see what they did.
+//!
 //! A message that gets no reply, or a `busy` one, is retried with backoff for `--retry-for`,
-//! under the same message id, so the receiver never shows it twice. A partner that does not
-//! answer at all is away: the message is kept for it (`state/outbox.rs`). What the user
-//! reads depends on whether the partner may have read the message: a try that failed before
-//! its frame was written whole (nobody listens) cannot have been, one whose acknowledgement
-//! never came may have (docs/decisions.md, "A message that may have arrived").
+//! under the same message id and place, so the receiver never shows it twice nor out of
+//! order. A partner that does not answer at all is away: the message is kept for it
+//! (`state/outbox.rs`). What the user reads depends on whether the partner may have read
+//! the message: a try that failed before its frame was written whole (nobody listens) cannot
+//! have been, one whose acknowledgement never came may have (docs/decisions.md, "A message
+//! that may have arrived").
+//!
+//! [`IN_FLIGHT_MAX`]: crate::state::order::IN_FLIGHT_MAX
 
-use std::cell::Cell;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::time::Duration;
 
 use p2p_shared::transport::SendError;
 use p2p_shared::wire::new_id;
-use p2p_shared::{ErrorCode, MessageId, Outcome, PeerName, SealedRequest};
+use p2p_shared::{runtime, ErrorCode, Outcome, PeerName};
 
+use crate::broker::Broker;
 use crate::command_loop::CommandLoop;
-use crate::disk::Record;
+use crate::disk::{Disk, Record};
 use crate::error::{Failure, PeerError};
 use crate::event::Event;
-use crate::in_chat::{self, Sent};
+use crate::in_chat::{self, Body, Sent};
+use crate::json_command::CommandId;
 use crate::liveness::is_transient;
+use crate::names::Names;
 use crate::retry::{retry, Attempt};
+use crate::screen::Screen;
 use crate::state::conversations::Typed;
 
 /// Why a chat message got no acknowledgement.
@@ -34,23 +49,59 @@ enum Undelivered {
     Failed(SendError, SocketAddr),
 }
 
+/// What sends chat messages, each in a task of its own; cheap to clone.
+#[derive(Clone)]
+pub struct Messenger {
+    pub broker: Broker,
+    pub screen: Screen,
+    pub disk: Disk,
+    pub names: Names,
+    /// Our own name, the sender of what we record.
+    pub me: PeerName,
+    pub retry_for: Duration,
+}
+
 impl CommandLoop {
+    /// `chat message PEER TEXT` (one part of it, `split.rs`): kept if the chat is away, else
+    /// sent by a task of its own once there is room in flight.
     pub(crate) async fn chat_message(&mut self, peer: PeerName, text: String) {
         // One id for every try, so the receiver can tell a retry from a new message.
         let id = new_id();
+        let message = Typed {
+            id,
+            text,
+            cmd: self.running.clone(),
+        };
+        // Its place in the chat's order is taken now, as typed.
+        let typed = self
+            .broker
+            .call(move |state, _, _| state.message_typed(&peer, id));
+        let messenger = self.messenger.clone();
         // A partner who is away gets it when back (`resume.rs`).
-        let away = self.broker.call(move |state, _, _| state.keeps_for(&peer));
-        if away.await == Some(true) {
+        if typed.await == Some(true) {
             let why = format!("{peer} is offline");
-            return self.keep(peer, (id, text), why).await;
+            return messenger.keep(peer, message, why).await;
         }
+        let task = runtime::spawn(messenger.send(peer, message));
+        self.in_flight.add(task).await;
+    }
+}
+
+impl Messenger {
+    /// Sends `message` to `peer` and shows its outcome.
+    async fn send(self, peer: PeerName, message: Typed) {
+        let Typed { id, text, cmd } = message;
         // Whether a try was written whole before it failed: then the partner may have read
         // and shown it, whatever the last try came to, and the user must not be told it
         // was not delivered (docs/decisions.md, "A message that may have arrived").
-        let written = Cell::new(false);
-        let note = |e: &SendError| written.set(written.get() || e.after_writing());
+        let written = AtomicBool::new(false);
+        let note = |e: &SendError| {
+            if e.after_writing() {
+                written.store(true, Relaxed);
+            }
+        };
         let send = || async {
-            let body = SealedRequest::ChatMessage { text: text.clone() };
+            let body = Body::Message(text.clone());
             match in_chat::send(&self.broker, peer, id, body).await {
                 Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
                 Sent::Answered(
@@ -80,16 +131,20 @@ impl CommandLoop {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             // A busy partner is alive: the chat stays open.
-            Err(Undelivered::Busy) if written.get() => return self.error(no_ack).await,
+            Err(Undelivered::Busy) if written.load(Relaxed) => {
+                return self.error(&cmd, no_ack).await
+            }
             Err(Undelivered::Busy) => {
                 let secs = self.retry_for.as_secs();
-                return self.error(PeerError::NotAcknowledged { peer, secs }).await;
+                return self
+                    .error(&cmd, PeerError::NotAcknowledged { peer, secs })
+                    .await;
             }
             Err(Undelivered::Failed(e, addr)) => {
                 // Nobody answered for the whole retry time: the partner is away, and the
                 // message is kept for it. One that may have arrived goes again all the same,
                 // under its id: the partner shows an id once.
-                let why = match written.get() {
+                let why = match written.load(Relaxed) {
                     true => {
                         let again =
                             format!("it goes again when {peer} is back, and {peer} shows it once");
@@ -100,7 +155,9 @@ impl CommandLoop {
                         (why.clone(), why)
                     }
                 };
-                return self.keep_after_failure(peer, (id, text), why).await;
+                return self
+                    .keep_after_failure(peer, Typed { id, text, cmd }, why)
+                    .await;
             }
             Err(_) => unreachable!("only busy and failures are retried"),
         };
@@ -109,19 +166,19 @@ impl CommandLoop {
                 let record = Record {
                     id,
                     peer,
-                    sender: self.origin.name,
+                    sender: self.me,
                     text,
                     at: chrono::Utc::now(),
                 };
                 // Stored, then shown by the disk thread, in the place kept for it now.
                 let slot = self.screen.reserve_waiting().await;
-                let delivered = Some((slot, self.answering(Event::Delivered { peer })));
+                let delivered = Some((slot, Event::Delivered { peer }.answering(cmd.clone())));
                 match self.disk.record(record, delivered).await {
                     Ok(true) => {}
                     // Our message ids are new each time: never stored before, in fact.
-                    Ok(false) => self.show(Event::Delivered { peer }).await,
+                    Ok(false) => self.show(&cmd, Event::Delivered { peer }).await,
                     Err(why) => {
-                        self.error(PeerError::DeliveredNotStored { peer, why })
+                        self.error(&cmd, PeerError::DeliveredNotStored { peer, why })
                             .await
                     }
                 }
@@ -133,67 +190,69 @@ impl CommandLoop {
                 ..
             }) => {
                 let why = format!("{peer} no longer knows the chat (it restarted)");
-                self.keep_after_failure(peer, (id, text), (why.clone(), why))
+                self.keep_after_failure(peer, Typed { id, text, cmd }, (why.clone(), why))
                     .await
             }
             Ok(Outcome::Error { detail, .. }) => {
-                self.error(PeerError::MessageRefused { peer, detail }).await
+                self.error(&cmd, PeerError::MessageRefused { peer, detail })
+                    .await
             }
             Ok(other) => {
                 let what = format!("{other:?}");
-                self.error(PeerError::UnexpectedReply { peer, what }).await
+                self.error(&cmd, PeerError::UnexpectedReply { peer, what })
+                    .await
             }
-            Err(Undelivered::NoChat) => self.error(PeerError::NotInChat { peer }).await,
+            Err(Undelivered::NoChat) => self.error(&cmd, PeerError::NotInChat { peer }).await,
             Err(Undelivered::BadAck(addr)) => {
-                self.error(PeerError::BadAcknowledgement { peer, addr })
+                self.error(&cmd, PeerError::BadAcknowledgement { peer, addr })
                     .await
             }
             Err(Undelivered::Failed(e, addr)) => {
                 let why = Failure::of(&e, &format!("{peer} ({addr})"));
-                match written.get() {
+                match written.load(Relaxed) {
                     true => {
                         tracing::warn!("no acknowledgement: {why}");
-                        self.error(no_ack).await
+                        self.error(&cmd, no_ack).await
                     }
-                    false => self.error(PeerError::Undelivered { why }).await,
+                    false => self.error(&cmd, PeerError::Undelivered { why }).await,
                 }
             }
             Err(Undelivered::Busy) => unreachable!("busy is retried"),
         }
     }
 
-    /// Keeps message `id` for `peer`, whose chat is away: `queued for PEER: why`. It keeps
-    /// the command's id too, for its outcome when it goes.
-    async fn keep(&self, peer: PeerName, (id, text): (MessageId, String), why: String) {
-        let message = self.typed(id, text);
+    /// Keeps `message` for `peer`, whose chat is away: `queued for PEER: why`. It keeps the
+    /// command's id too, for its outcome when it goes.
+    async fn keep(&self, peer: PeerName, message: Typed, why: String) {
+        let cmd = message.cmd.clone();
         let kept = self
             .broker
             .call(move |state, cx, fx| state.queue_message(peer, message, why, cx, fx));
         if let Some(Err(e)) = kept.await {
-            self.error(e).await
+            self.error(&cmd, e).await
         }
     }
 
-    /// The same after message `id` could not reach `peer`: the chat goes away first. `why`
-    /// says why it is away, then why the message is kept.
-    async fn keep_after_failure(
-        &self,
-        peer: PeerName,
-        (id, text): (MessageId, String),
-        why: (String, String),
-    ) {
-        let message = self.typed(id, text);
+    /// The same after `message` could not reach `peer`: the chat goes away first. `why` says
+    /// why it is away, then why the message is kept.
+    async fn keep_after_failure(&self, peer: PeerName, message: Typed, why: (String, String)) {
+        let cmd = message.cmd.clone();
         let kept = self
             .broker
             .call(move |state, cx, fx| state.message_failed(peer, message, why, cx, fx));
         if let Some(Err(e)) = kept.await {
-            self.error(e).await
+            self.error(&cmd, e).await
         }
     }
 
-    /// Message `id`, typed as `text` with the command running.
-    fn typed(&self, id: MessageId, text: String) -> Typed {
-        let cmd = self.running.clone();
-        Typed { id, text, cmd }
+    /// Shows `event`, an outcome of the command `cmd` (waiting for room on the screen).
+    async fn show(&self, cmd: &Option<CommandId>, event: impl Into<Event>) {
+        let event = event.into();
+        self.names.note(&event);
+        self.screen.show(event.answering(cmd.clone())).await;
+    }
+
+    async fn error(&self, cmd: &Option<CommandId>, error: PeerError) {
+        self.show(cmd, error).await;
     }
 }

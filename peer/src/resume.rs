@@ -19,13 +19,13 @@ use std::time::Duration;
 use p2p_shared::handshake::{Initiator, Recipient};
 use p2p_shared::transport::{self, Origin, Reply};
 use p2p_shared::wire::new_id;
-use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest, SealedRequest};
+use p2p_shared::{runtime, ErrorCode, Outcome, PeerName, PeerRequest};
 
 use crate::broker::Broker;
 use crate::disk::{Disk, Record};
 use crate::error::{Failure, PeerError};
 use crate::event::Event;
-use crate::in_chat::{self, Sent};
+use crate::in_chat::{self, Body, Sent};
 use crate::liveness::is_transient;
 use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
@@ -136,9 +136,7 @@ impl Resumer {
             let Some(queued) = next.await.flatten() else {
                 return;
             };
-            let body = SealedRequest::ChatMessage {
-                text: queued.text.clone(),
-            };
+            let body = Body::Message(queued.text.clone());
             let id = queued.id;
             let (acknowledged, addr) = match in_chat::send(&self.broker, peer, id, body).await {
                 Sent::NoChat => return,

@@ -111,6 +111,14 @@ impl Queue {
     fn events(&self) -> usize {
         self.items.len() - self.logs
     }
+
+    /// Keeps the next place in line: its slot's id.
+    fn keep_place(&mut self) -> u64 {
+        let id = self.next_slot;
+        self.next_slot += 1;
+        self.items.push_back(Item::Reserved(id));
+        id
+    }
 }
 
 enum Item {
@@ -180,21 +188,28 @@ impl Screen {
 
     /// Keeps the next place in line for an event caused by the network, if there is room.
     pub fn reserve(&self) -> Option<Slot> {
-        let id = {
-            let mut queue = self.queue();
-            if queue.events() >= ROOM {
-                return None;
-            }
-            let id = queue.next_slot;
-            queue.next_slot += 1;
-            queue.items.push_back(Item::Reserved(id));
-            id
-        };
-        Some(Slot {
+        let mut queue = self.queue();
+        if queue.events() >= ROOM {
+            return None;
+        }
+        let id = queue.keep_place();
+        drop(queue);
+        Some(self.slot(id))
+    }
+
+    /// Keeps the next place in line for an event the network caused that was admitted
+    /// earlier, with room then (a chat message held for its turn): always.
+    pub fn reserve_admitted(&self) -> Slot {
+        let id = self.queue().keep_place();
+        self.slot(id)
+    }
+
+    fn slot(&self, id: u64) -> Slot {
+        Slot {
             screen: self.clone(),
             id,
             filled: false,
-        })
+        }
     }
 
     /// Queues `event` without waiting. For events the network causes, after a check of

@@ -332,6 +332,7 @@ impl RawPeer {
             keys,
             to: peer.addr(),
             next: 0,
+            seq: 0,
             name: self.name().to_owned(),
             port: self.addr.port(),
             key: me,
@@ -344,6 +345,8 @@ pub struct RawChat {
     keys: Arc<ChatKeys>,
     to: SocketAddr,
     next: u64,
+    /// The `seq` of our last chat message: each one gets the next.
+    seq: u64,
     name: String,
     port: u16,
     key: PublicKey,
@@ -391,10 +394,12 @@ impl RawChat {
         self.exchange(counter, &frame)
     }
 
-    /// Sends a chat message: the opened acknowledgement.
+    /// Sends a chat message, the next in the chat's order: the opened acknowledgement.
     #[track_caller]
     pub fn message(&mut self, text: &str) -> Value {
-        self.send(json!({ "type": "chat_message", "text": text }))
+        self.seq += 1;
+        let seq = self.seq;
+        self.send(json!({ "type": "chat_message", "text": text, "seq": seq }))
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Instant;
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::replay::{ReplayWindow, Stale};
@@ -22,6 +23,9 @@ use p2p_shared::wire::{RequestDigest, SignedEnvelope};
 use p2p_shared::{
     Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, ReplyBody, SealedRequest,
 };
+
+use super::order::{Reorder, Sequencer, Turn};
+use super::Held;
 
 /// One open chat.
 struct Chat {
@@ -37,6 +41,10 @@ struct Chat {
     opened_by: Option<MessageId>,
     /// Their chat request whose acceptance by us opened this chat, if one did.
     accepted: Option<MessageId>,
+    /// The places of our chat messages in this chat (`order.rs`).
+    sequencer: Sequencer,
+    /// Their chat messages held until those before them show.
+    reorder: Reorder<Held>,
 }
 
 /// How many ended chats keep their keys for [`Refusal::Ended`]: only this peer's chats end
@@ -74,9 +82,15 @@ pub struct Chats {
 }
 
 impl Chats {
-    /// Opens a chat with `peer`, in place of any open one.
-    pub fn open(&mut self, peer: PeerName, addr: SocketAddr, key: PublicKey, keys: ChatKeys) {
-        self.close(&peer);
+    /// Opens a chat with `peer`, in place of any open one: returns what that one held.
+    pub fn open(
+        &mut self,
+        peer: PeerName,
+        addr: SocketAddr,
+        key: PublicKey,
+        keys: ChatKeys,
+    ) -> Vec<Held> {
+        let held = self.close(&peer).unwrap_or_default();
         self.by_id.insert(keys.id, peer);
         let chat = Chat {
             addr,
@@ -86,8 +100,11 @@ impl Chats {
             window: ReplayWindow::default(),
             opened_by: None,
             accepted: None,
+            sequencer: Sequencer::default(),
+            reorder: Reorder::default(),
         };
         self.by_name.insert(peer, chat);
+        held
     }
 
     /// Notes that our request `request` opened the chat with `peer`.
@@ -120,10 +137,12 @@ impl Chats {
             .is_some_and(|chat| chat.key == *key && chat.opened_by == Some(request))
     }
 
-    /// Ends the chat with `peer`; false if none was open.
-    pub fn close(&mut self, peer: &PeerName) -> bool {
+    /// Ends the chat with `peer`: the messages it held, to show now (they came while it was
+    /// open); `None` if none was open.
+    pub fn close(&mut self, peer: &PeerName) -> Option<Vec<Held>> {
         match self.by_name.remove(peer) {
-            Some(chat) => {
+            Some(mut chat) => {
+                let held = chat.reorder.drain();
                 self.by_id.remove(&chat.keys.id);
                 if self.ended.len() == ENDED_KEPT {
                     self.ended.pop_front();
@@ -132,10 +151,56 @@ impl Chats {
                     keys: chat.keys,
                     window: chat.window,
                 });
-                true
+                Some(held)
             }
-            None => false,
+            None => None,
         }
+    }
+
+    /// The place in our chat with `peer` of our message `id`: the one it was given, or the
+    /// next (`order.rs`). `None` if no chat with `peer` is open.
+    pub fn place_of(&mut self, peer: &PeerName, id: MessageId) -> Option<u64> {
+        let chat = self.by_name.get_mut(peer)?;
+        Some(chat.sequencer.place_of(id))
+    }
+
+    /// Where `peer`'s message `seq` stands in its chat's order.
+    pub fn turn(&self, peer: &PeerName, seq: u64) -> Turn {
+        match self.by_name.get(peer) {
+            Some(chat) => chat.reorder.turn(seq),
+            None => Turn::Full,
+        }
+    }
+
+    /// `peer`'s message `seq`, the next, shows: the held ones that follow it, in order.
+    pub fn show(&mut self, peer: &PeerName, seq: u64) -> Vec<Held> {
+        match self.by_name.get_mut(peer) {
+            Some(chat) => chat.reorder.show(seq),
+            None => Vec::new(),
+        }
+    }
+
+    /// Holds `peer`'s early message `seq` from `now`: returns an earlier try of it, replaced.
+    pub fn hold(&mut self, peer: &PeerName, seq: u64, held: Held, now: Instant) -> Option<Held> {
+        let chat = self.by_name.get_mut(peer)?;
+        chat.reorder.hold(seq, held, now)
+    }
+
+    /// Gives up on the gaps that held messages up too long: what shows now, in order.
+    pub fn expire_holds(&mut self, now: Instant) -> Vec<Held> {
+        let mut released = Vec::new();
+        for chat in self.by_name.values_mut() {
+            released.extend(chat.reorder.expire(now));
+        }
+        released
+    }
+
+    /// When the next hold ends, if a message is held.
+    pub fn next_hold_deadline(&self) -> Option<Instant> {
+        self.by_name
+            .values()
+            .filter_map(|chat| chat.reorder.deadline())
+            .min()
     }
 
     pub fn contains(&self, peer: &PeerName) -> bool {
@@ -365,7 +430,10 @@ mod tests {
     fn a_frame_opens_once_and_only_in_its_chat() {
         let (mut chats, _, theirs, bob) = chat_with_bob();
         let bob_origin = origin("bob", bob);
-        let message = SealedRequest::ChatMessage { text: "hi".into() };
+        let message = SealedRequest::ChatMessage {
+            text: "hi".into(),
+            seq: 1,
+        };
         let envelope = Envelope::new(
             new_id(),
             bob_origin.sender(Ipv4Addr::UNSPECIFIED.into()),
@@ -379,7 +447,7 @@ mod tests {
             chats.open_frame(&frame),
             Err(Refusal::Stale(Stale::Replayed))
         ));
-        assert!(chats.close(&name("bob")));
+        assert!(chats.close(&name("bob")).is_some());
         assert!(matches!(
             chats.open_frame(&theirs.seal(6, b"{}")),
             Err(Refusal::Ended)
@@ -392,7 +460,7 @@ mod tests {
         let first = theirs.seal(1, b"{}");
         chats.open_frame(&first).unwrap();
         let late = theirs.seal(2, b"{}");
-        assert!(chats.close(&name("bob")));
+        assert!(chats.close(&name("bob")).is_some());
         // Sealed by bob before he heard of the end: an ordinary end, once.
         assert!(matches!(chats.open_frame(&late), Err(Refusal::Ended)));
         for replayed in [&first, &late] {

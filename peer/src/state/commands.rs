@@ -12,7 +12,7 @@ use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
 
 use super::chats::Sealed;
 use super::incoming::{IncomingEnd, PendingRequest};
-use super::{Answering, Context, Effect, Leaving, PeerState};
+use super::{Answering, Context, Effect, Held, Leaving, PeerState};
 use crate::error::PeerError;
 use crate::event::{Event, PeerKey, Shown};
 use crate::json_command::CommandId;
@@ -275,6 +275,30 @@ impl PeerState {
         self.chats.seal(&self.origin, peer, id, body)
     }
 
+    /// Seals chat message `id` with `text` for the chat with `peer`, in its place in the
+    /// chat's order (`order.rs`): the one it took when typed, or the next in this chat.
+    pub fn seal_message(&mut self, peer: &PeerName, id: MessageId, text: String) -> Option<Sealed> {
+        let seq = self.chats.place_of(peer, id)?;
+        self.seal(peer, id, SealedRequest::ChatMessage { text, seq })
+    }
+
+    /// Message `id` to `peer` was typed: true if it is to be kept (the chat is away);
+    /// otherwise it takes its place in the chat's order now, as typed, whenever it is sealed.
+    pub fn message_typed(&mut self, peer: &PeerName, id: MessageId) -> bool {
+        if self.keeps_for(peer) {
+            return true;
+        }
+        let _ = self.chats.place_of(peer, id);
+        false
+    }
+
+    /// Holds `peer`'s early chat message `seq` until its turn, `waiter` waiting for it.
+    pub fn hold(&mut self, (peer, seq): (PeerName, u64), held: Held, now: Instant) {
+        // The earlier try it replaces: its sender gave up on that connection, and dropping
+        // its waiter answers it `busy`.
+        drop(self.chats.hold(&peer, seq, held, now));
+    }
+
     /// What the reply to our sealed message `counter` to `peer` says; `None` if it is no
     /// valid reply from that peer.
     pub fn acknowledged(
@@ -318,7 +342,8 @@ impl PeerState {
     pub fn away_if(&mut self, peer: &PeerName, key: &PublicKey, fx: &mut Vec<Effect>) -> bool {
         let same = self.chats.key(peer) == Some(*key);
         if same {
-            self.chats.close(peer);
+            let held = self.chats.close(peer).unwrap_or_default();
+            fx.extend(held.into_iter().map(Effect::Release));
             fx.push(Effect::ChatsChanged);
             if let Some(write) = self.conversations.away(peer, key) {
                 fx.push(Effect::Write(write));

@@ -20,6 +20,7 @@ pub mod flood;
 pub mod incoming;
 pub mod nearby;
 mod network;
+pub mod order;
 mod outbox;
 pub mod outgoing;
 pub mod pins;
@@ -102,6 +103,9 @@ pub enum Effect {
     Flush(PeerName),
     /// A request from a partner of an away chat: accept it without a `yes` (`resume.rs`).
     AutoAccept(PeerName),
+    /// A chat message held for its turn (`order.rs`) shows now: give it its place on the
+    /// screen, in the order of these effects, and hand it to its connection.
+    Release(Held),
 }
 
 /// What the state keeps on disk, read at start.
@@ -132,6 +136,31 @@ pub enum FromChat {
     Ack(Vec<u8>),
     /// A chat message, to store first.
     Message(Box<ChatMessage>),
+    /// A chat message from `peer` that came before its turn (`order.rs`): hold it with
+    /// [`PeerState::hold`], its connection waiting.
+    Early {
+        peer: PeerName,
+        seq: u64,
+        message: Box<ChatMessage>,
+    },
+}
+
+/// Where the connection of a held chat message waits: it is handed the message and its
+/// place on the screen when the message's turn comes, or nothing (dropped) if it never does.
+pub type Waiter = futures::channel::oneshot::Sender<(Box<ChatMessage>, crate::screen::Slot)>;
+
+/// A chat message held for its turn, and its connection.
+pub struct Held {
+    pub message: Box<ChatMessage>,
+    pub waiter: Waiter,
+}
+
+impl std::fmt::Debug for Held {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Held")
+            .field("id", &self.message.record.id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A chat message that arrived: store `record`, then show `event` and answer `ok`; if it
@@ -201,17 +230,24 @@ impl PeerState {
         }
     }
 
-    /// When the next request expires or times out, if any waits.
+    /// When the next request expires or times out, or the next held chat message is given
+    /// its turn, if any waits.
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.incoming.next_expiry(), self.outgoing.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.incoming.next_expiry(),
+            self.outgoing.next_deadline(),
+            self.chats.next_hold_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Ends the requests whose time is up: ours time out; the requesters of those to us are
-    /// told they expired.
+    /// told they expired. Chat messages held for a turn that does not come show.
     pub fn expire(&mut self, now: Instant, fx: &mut Vec<Effect>) {
+        let released = self.chats.expire_holds(now);
+        fx.extend(released.into_iter().map(Effect::Release));
         for (request, end) in self.incoming.expire(now) {
             fx.push(Effect::Show(end.event().into()));
             if let Some(answer) = end.owed() {
@@ -246,7 +282,8 @@ impl PeerState {
             fx.push(Effect::Write(write));
         }
         fx.push(Effect::Write(self.conversations.opened(peer, key, addr)));
-        self.chats.open(peer, addr, key, keys);
+        let held = self.chats.open(peer, addr, key, keys);
+        fx.extend(held.into_iter().map(Effect::Release));
         fx.push(Effect::ChatsChanged);
         if self.conversations.queued(&peer) > 0 {
             fx.push(Effect::Flush(peer));
@@ -256,7 +293,8 @@ impl PeerState {
     /// Ends the chat with `peer`, open or away: what was kept for it ends undelivered, each
     /// message answering the command that sent it.
     fn close_chat(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) {
-        if self.chats.close(peer) {
+        if let Some(held) = self.chats.close(peer) {
+            fx.extend(held.into_iter().map(Effect::Release));
             fx.push(Effect::ChatsChanged);
         }
         if let Some((dropped, write)) = self.conversations.ended(peer) {

@@ -10,6 +10,7 @@ use p2p_shared::{
 
 use super::chats::Chats;
 
+use super::order::Turn;
 use super::outgoing::{Ended, NotAnswerable, OutgoingEnd};
 use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
 use crate::disk::Record;
@@ -304,7 +305,9 @@ impl PeerState {
         };
         let re = Some(request.id);
         match request.body {
-            SealedRequest::ChatMessage { text } if text.is_empty() || text.len() > MAX_TEXT_LEN => {
+            SealedRequest::ChatMessage { text, .. }
+                if text.is_empty() || text.len() > MAX_TEXT_LEN =>
+            {
                 let outcome = Outcome::error(
                     ErrorCode::InvalidRequest,
                     format!(
@@ -314,14 +317,30 @@ impl PeerState {
                 );
                 Ok(FromChat::Ack(ack(&self.chats, re, outcome)))
             }
+            SealedRequest::ChatMessage { seq: 0, .. } => {
+                let outcome = Outcome::error(
+                    ErrorCode::InvalidRequest,
+                    "a chat message's seq starts at 1",
+                );
+                Ok(FromChat::Ack(ack(&self.chats, re, outcome)))
+            }
             SealedRequest::ChatMessage { .. } if !cx.screen_room => {
                 Ok(FromChat::Ack(ack(&self.chats, re, screen_full())))
             }
             // Stored before it is shown; a message already stored (a retry whose first
-            // acknowledgement was lost) is acknowledged again but not shown twice.
-            SealedRequest::ChatMessage { text } => {
+            // acknowledgement was lost) is acknowledged again but not shown twice. Shown in
+            // the order its sender typed it (`order.rs`).
+            SealedRequest::ChatMessage { text, seq } => {
+                let turn = self.chats.turn(&peer, seq);
+                if turn == Turn::Full {
+                    let busy = Outcome::error(
+                        ErrorCode::Busy,
+                        "too many messages of this chat wait for one before them",
+                    );
+                    return Ok(FromChat::Ack(ack(&self.chats, re, busy)));
+                }
                 let busy = Outcome::error(ErrorCode::Busy, "the receiver cannot store the message");
-                Ok(FromChat::Message(Box::new(ChatMessage {
+                let message = Box::new(ChatMessage {
                     record: Record {
                         id: request.id,
                         peer,
@@ -336,7 +355,16 @@ impl PeerState {
                     },
                     ok: ack(&self.chats, re, Outcome::Ok),
                     busy: ack(&self.chats, re, busy),
-                })))
+                });
+                match turn {
+                    Turn::Early => Ok(FromChat::Early { peer, seq, message }),
+                    Turn::Next => {
+                        let released = self.chats.show(&peer, seq);
+                        fx.extend(released.into_iter().map(Effect::Release));
+                        Ok(FromChat::Message(message))
+                    }
+                    Turn::Passed | Turn::Full => Ok(FromChat::Message(message)),
+                }
             }
             SealedRequest::Keepalive => Ok(FromChat::Ack(ack(&self.chats, re, Outcome::Ok))),
             SealedRequest::Disconnect => {

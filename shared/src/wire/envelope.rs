@@ -24,7 +24,7 @@ use crate::wire::frame;
 use crate::wire::request::{self, Request};
 
 /// The version this code speaks. A receiver refuses every other version.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// What a signature covers besides the JSON, so that it cannot be taken for a signature made
 /// for some other purpose with the same key.
@@ -233,10 +233,11 @@ pub(crate) mod tests {
             alice(),
             SealedRequest::ChatMessage {
                 text: "Hello, bob.".into(),
+                seq: 1,
             },
         );
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
-        assert_eq!(json["v"], 5);
+        assert_eq!(json["v"], 6);
         assert_eq!(json["from"]["name"], "alice");
         assert_eq!(json["from"]["addr"], "127.0.0.1:40001");
         assert_eq!(json["body"]["type"], "chat_message");
@@ -286,7 +287,7 @@ pub(crate) mod tests {
     #[test]
     fn only_a_complete_envelope_is_a_request_for_another_receiver() {
         let body_only = br#"{"body":{"type":"chat_request"}}"#;
-        let bad_sender = r#"{"v":5,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"chat_message","text":"hi"}}"#;
+        let bad_sender = r#"{"v":6,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"chat_message","text":"hi"}}"#;
         for bytes in [&body_only[..], bad_sender.as_bytes()] {
             let err = Envelope::<RegistryRequest>::decode_request(bytes).unwrap_err();
             assert_eq!(err.code(), crate::wire::ErrorCode::BadMessage, "{bytes:?}");
@@ -295,7 +296,7 @@ pub(crate) mod tests {
 
     #[test]
     fn invalid_names_and_garbage_are_malformed() {
-        let bad_name = r#"{"v":5,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
+        let bad_name = r#"{"v":6,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
         for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":5}"] {
             let err = Envelope::<PeerRequest>::decode_request(bytes).unwrap_err();
             assert_eq!(err.code(), crate::wire::ErrorCode::BadMessage, "{bytes:?}");

@@ -115,8 +115,12 @@ impl Request for PeerRequest {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum SealedRequest {
-    /// One chat line.
-    ChatMessage { text: String },
+    /// One chat line, and its place in the order its sender typed the chat's lines: 1 for the
+    /// first in this chat, then one more for each. Several may be in flight at once, on
+    /// connections of their own, so the receiver shows them by `seq`, not as they arrive. A
+    /// retry keeps the line's `seq` (and its envelope id) in a new frame with a new counter:
+    /// the counter cannot give the order.
+    ChatMessage { text: String, seq: u64 },
     /// The chat is over.
     Disconnect,
     /// Are you there, in this chat? Only the partner that holds the chat's keys can answer:
@@ -207,7 +211,10 @@ mod tests {
         let types: Vec<String> = peer.iter().map(type_of).collect();
         assert_eq!(types, PeerRequest::TYPES);
         let sealed = [
-            SealedRequest::ChatMessage { text: "hi".into() },
+            SealedRequest::ChatMessage {
+                text: "hi".into(),
+                seq: 1,
+            },
             SealedRequest::Disconnect,
             SealedRequest::Keepalive,
         ];

@@ -228,7 +228,7 @@ hostile! {
     truncated_frame: {
         // The length says 100; 10 bytes come, then the sender stops writing.
         let mut bytes = 100u32.to_be_bytes().to_vec();
-        bytes.extend_from_slice(br#"S{"v":5,"i"#);
+        bytes.extend_from_slice(br#"S{"v":6,"i"#);
         error_or_close(bytes, "bad_frame")
     };
     // Only a length, nothing after it: the receiver must refuse before reading on.
@@ -265,14 +265,15 @@ hostile! {
         signed(&[0xff, 0xfe, 0x00, 0x01, 0x80, 0xc3, 0x28, 0x9f, 0x00, 0x7b, 0xa0, 0xa1]),
         Some("bad_message")
     );
-    malformed_json: answered(signed(br#"{"v":5,"id":"#), Some("bad_message"));
+    malformed_json: answered(signed(br#"{"v":6,"id":"#), Some("bad_message"));
     json_that_is_not_an_envelope: answered(signed(br#"{"hello":"world"}"#), Some("bad_message"));
     json_array: answered(signed(b"[1,2,3]"), Some("bad_message"));
     version_1: answered(ping_with(&["v"], json!(1)), Some("unsupported_version"));
     version_2: answered(ping_with(&["v"], json!(2)), Some("unsupported_version"));
     version_3: answered(ping_with(&["v"], json!(3)), Some("unsupported_version"));
     version_4: answered(ping_with(&["v"], json!(4)), Some("unsupported_version"));
-    version_6: answered(ping_with(&["v"], json!(6)), Some("unsupported_version"));
+    version_5: answered(ping_with(&["v"], json!(5)), Some("unsupported_version"));
+    version_7: answered(ping_with(&["v"], json!(7)), Some("unsupported_version"));
     envelope_without_body: answered(ping_with(&["body"], Value::Null), Some("bad_message"));
     envelope_with_a_bad_id: answered(ping_with(&["id"], json!(42)), Some("bad_message"));
     // A version-1 sender: no key.

@@ -26,7 +26,10 @@ fn a_full_screen_makes_chat_requests_and_messages_busy_and_stores_nothing() {
     // A chat with bob, bob's keys on the other side.
     let bobs_keys = open_chat_with(&mut state, &bob, now);
     let message = |text: &str| {
-        let body = SealedRequest::ChatMessage { text: text.into() };
+        let body = SealedRequest::ChatMessage {
+            text: text.into(),
+            seq: 1,
+        };
         Envelope::new(new_id(), bob.info.clone(), body).encode()
     };
     let mut fx = Vec::new();

@@ -1,10 +1,12 @@
 //! The request/accept workflow and the chats, driven as the broker would, with a clock of
 //! the test's own: no runtime, no network, no waiting. This file holds the fixtures; the tests
 //! are in `requests.rs` (how each request ends), `ids.rs` (which command each event answers)
-//! and `full_screen.rs` (what a peer whose user is not reading takes and refuses).
+//! `full_screen.rs` (what a peer whose user is not reading takes and refuses) and `order.rs`
+//! (chat messages that arrive out of order).
 
 mod full_screen;
 mod ids;
+mod order;
 mod requests;
 
 use std::sync::Arc;

@@ -1,0 +1,150 @@
+//! Chat messages that arrive out of order show in the order they were typed: an early one is
+//! held, its connection waiting, until its turn comes, or until the gap before it is given up
+//! on, or the chat ends; none is lost on the way.
+
+use futures::channel::oneshot;
+
+use super::*;
+use crate::state::order::HOLD_FOR;
+use crate::state::{ChatMessage, Held};
+
+/// Bob's message `text` in his place `seq`, sealed under `counter`, opened by alice.
+fn arrives(
+    state: &mut PeerState,
+    (bob, keys): (&Someone, &ChatKeys),
+    (counter, seq, text): (u64, u64, &str),
+    cx: &Context,
+    fx: &mut Vec<Effect>,
+) -> FromChat {
+    let body = SealedRequest::ChatMessage {
+        text: text.into(),
+        seq,
+    };
+    let frame = Envelope::new(new_id(), bob.info.clone(), body).encode();
+    match state.open_sealed(&keys.seal(counter, &frame), cx, fx) {
+        Ok(from_chat) => from_chat,
+        Err(refusal) => panic!("refused: {refusal}"),
+    }
+}
+
+/// Holds an early message as the broker does: its waiter, to see what it is handed.
+fn hold(state: &mut PeerState, early: FromChat, now: Instant) -> Waiting {
+    let FromChat::Early { peer, seq, message } = early else {
+        panic!("an early message")
+    };
+    let (waiter, turn) = oneshot::channel();
+    state.hold((peer, seq), Held { message, waiter }, now);
+    Waiting(turn)
+}
+
+struct Waiting(oneshot::Receiver<(Box<ChatMessage>, crate::screen::Slot)>);
+
+/// The texts of the messages released by `fx`, in order.
+fn released(fx: &mut Vec<Effect>) -> Vec<String> {
+    fx.drain(..)
+        .filter_map(|effect| match effect {
+            Effect::Release(held) => Some(held.message.record.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn text_of(from_chat: FromChat) -> String {
+    match from_chat {
+        FromChat::Message(message) => message.record.text,
+        _ => panic!("a message to show now"),
+    }
+}
+
+#[test]
+fn early_messages_wait_for_those_before_them_and_then_show_in_order() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let keys = open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+
+    let third = arrives(
+        &mut state,
+        (&bob, &keys),
+        (0, 3, "three"),
+        &at(now),
+        &mut fx,
+    );
+    let _three = hold(&mut state, third, now);
+    let second = arrives(&mut state, (&bob, &keys), (1, 2, "two"), &at(now), &mut fx);
+    let _two = hold(&mut state, second, now);
+    assert!(released(&mut fx).is_empty());
+
+    let first = arrives(&mut state, (&bob, &keys), (2, 1, "one"), &at(now), &mut fx);
+    assert_eq!(text_of(first), "one");
+    assert_eq!(released(&mut fx), ["two", "three"], "after it, in order");
+
+    // A retry of one shown is shown only if it was not (the history knows): not held.
+    let again = arrives(&mut state, (&bob, &keys), (3, 2, "two"), &at(now), &mut fx);
+    assert_eq!(text_of(again), "two");
+    let fourth = arrives(&mut state, (&bob, &keys), (4, 4, "four"), &at(now), &mut fx);
+    assert_eq!(text_of(fourth), "four");
+    assert_eq!(state.next_deadline(), None, "nothing held");
+}
+
+#[test]
+fn a_gap_that_stays_open_is_given_up_on_and_the_missing_message_shows_late() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let keys = open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+
+    let second = arrives(&mut state, (&bob, &keys), (0, 2, "two"), &at(now), &mut fx);
+    let _two = hold(&mut state, second, now);
+    assert_eq!(state.next_deadline(), Some(now + HOLD_FOR));
+    state.expire(now + HOLD_FOR, &mut fx);
+    assert_eq!(released(&mut fx), ["two"]);
+
+    let first = arrives(&mut state, (&bob, &keys), (1, 1, "one"), &at(now), &mut fx);
+    assert_eq!(text_of(first), "one", "late, not lost");
+}
+
+#[test]
+fn a_chat_that_ends_shows_what_it_held_and_a_replaced_try_is_answered() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let keys = open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+
+    let first_try = arrives(&mut state, (&bob, &keys), (0, 2, "two"), &at(now), &mut fx);
+    let Waiting(mut replaced) = hold(&mut state, first_try, now);
+    let retry = arrives(&mut state, (&bob, &keys), (1, 2, "two"), &at(now), &mut fx);
+    let _retry = hold(&mut state, retry, now);
+    assert!(
+        matches!(replaced.try_recv(), Err(oneshot::Canceled)),
+        "the replaced try's connection is let go (it answers busy)"
+    );
+
+    let bye = SealedRequest::Disconnect;
+    let frame = Envelope::new(new_id(), bob.info.clone(), bye).encode();
+    let _ = state.open_sealed(&keys.seal(2, &frame), &at(now), &mut fx);
+    assert_eq!(released(&mut fx), ["two"]);
+}
+
+#[test]
+fn a_message_too_far_ahead_is_busy() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let keys = open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+    let far = crate::state::order::HELD_MAX as u64 + 2;
+    let FromChat::Ack(ack) = arrives(
+        &mut state,
+        (&bob, &keys),
+        (0, far, "far"),
+        &at(now),
+        &mut fx,
+    ) else {
+        panic!("answered at once")
+    };
+    assert_eq!(outcome_of(&keys, 0, &ack).code(), Some(ErrorCode::Busy));
+}
