@@ -186,6 +186,7 @@ impl Actor {
                     }
                     // Its place on the screen is kept when its turn comes, after those before.
                     Ok(FromChat::Early { peer, seq, message }) => {
+                        tracing::debug!("message {seq} from {peer} waits for those before it");
                         let (waiter, turn) = oneshot::channel();
                         let busy = message.busy.clone();
                         let held = Held { message, waiter };

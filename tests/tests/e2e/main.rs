@@ -19,6 +19,7 @@ mod living;
 mod logs;
 mod names;
 mod network;
+mod order;
 mod output_attacks;
 mod paste;
 mod pty;
