@@ -4,7 +4,8 @@
 //! peer's one executor thread it would hold up every chat. So the history and the pin files
 //! belong to this thread, and the rest of the peer hands it [`Job`]s through a bounded queue:
 //! a chat message to store before it is shown (its sender waits for the answer), the last
-//! lines of a chat for `history`, a pin file to rewrite (nobody waits).
+//! lines of a chat for `history`, a pin file to rewrite (nobody waits). Chat lines that wait
+//! behind each other are stored in one transaction ([`BATCH`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -21,6 +22,10 @@ use crate::screen::Slot;
 
 /// How many jobs may wait for the thread.
 const QUEUE: usize = 256;
+
+/// The most chat lines stored in one transaction: those that wait behind each other under
+/// load (a burst of messages), which then share one commit.
+const BATCH: usize = 64;
 
 /// One chat line to store.
 #[derive(Clone, Debug)]
@@ -74,19 +79,27 @@ impl Disk {
         std::thread::Builder::new()
             .name("disk".into())
             .spawn(move || {
-                while let Ok(job) = queue.recv_blocking() {
+                // A job taken while gathering records, to do after them.
+                let mut next = None;
+                while let Some(job) = next.take().or_else(|| queue.recv_blocking().ok()) {
                     write_files(&waiting);
                     match job {
                         Job::Record { record, then, done } => {
-                            let r = &record;
-                            let stored = history.record(r.id, &r.peer, &r.sender, &r.text, r.at);
-                            // Straight to the screen from here: a hop back to the event loop
-                            // first would cost every chat line another thread wake-up.
-                            if let (Ok(true), Some(then)) = (&stored, then) {
-                                let (slot, event) = *then;
-                                slot.fill(event);
+                            // Those waiting behind it go in the same transaction.
+                            let mut batch = vec![(record, then, done)];
+                            while batch.len() < BATCH {
+                                match queue.try_recv() {
+                                    Ok(Job::Record { record, then, done }) => {
+                                        batch.push((record, then, done))
+                                    }
+                                    Ok(other) => {
+                                        next = Some(other);
+                                        break;
+                                    }
+                                    Err(_) => break,
+                                }
                             }
-                            let _ = done.send(stored.map_err(|e| e.to_string()));
+                            store(&mut history, batch);
                         }
                         Job::Last { peer, n, done } => {
                             let _ = done.send(history.last(&peer, n).map_err(|e| e.to_string()));
@@ -139,6 +152,32 @@ impl Disk {
         let gone = || "the disk thread has stopped".to_owned();
         self.jobs.send(job(done)).await.map_err(|_| gone())?;
         answer.await.map_err(|_| gone())
+    }
+}
+
+/// A record to store, where to show it once stored, and who waits for the outcome.
+type RecordJob = (
+    Record,
+    Option<Box<(Slot, Shown)>>,
+    oneshot::Sender<Result<bool, String>>,
+);
+
+/// Stores `batch` in one transaction, then shows each record stored for the first time in
+/// its place, in order, and answers each.
+fn store(history: &mut History, batch: Vec<RecordJob>) {
+    let rows = batch
+        .iter()
+        .map(|(r, _, _)| (r.id, &r.peer, &r.sender, r.text.as_str(), r.at));
+    let stored = history.record_all(rows).map_err(|e| e.to_string());
+    for (i, (_, then, done)) in batch.into_iter().enumerate() {
+        let stored = stored.as_ref().map(|all| all[i]).map_err(Clone::clone);
+        // Straight to the screen from here: a hop back to the event loop first would cost
+        // every chat line another thread wake-up.
+        if let (Ok(true), Some(then)) = (&stored, then) {
+            let (slot, event) = *then;
+            slot.fill(event);
+        }
+        let _ = done.send(stored);
     }
 }
 

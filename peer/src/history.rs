@@ -116,6 +116,33 @@ impl History {
         Ok(added == 1)
     }
 
+    /// Stores several messages (as [`History::record`] each) in one transaction: under load,
+    /// messages wait behind each other for the disk thread, and they share one commit, one
+    /// append to the log, instead of one each. All are stored, or none (the error).
+    pub fn record_all<'a>(
+        &mut self,
+        rows: impl IntoIterator<
+            Item = (
+                MessageId,
+                &'a PeerName,
+                &'a PeerName,
+                &'a str,
+                DateTime<Utc>,
+            ),
+        >,
+    ) -> Result<Vec<bool>, HistoryError> {
+        self.db.execute_batch("BEGIN")?;
+        let stored = rows
+            .into_iter()
+            .map(|(id, peer, sender, text, at)| self.record(id, peer, sender, text, at))
+            .collect::<Result<Vec<bool>, _>>()
+            .and_then(|stored| Ok(self.db.execute_batch("COMMIT").map(|()| stored)?));
+        if stored.is_err() {
+            let _ = self.db.execute_batch("ROLLBACK");
+        }
+        stored
+    }
+
     /// The last `n` lines of the chat with `peer`, oldest first.
     pub fn last(&self, peer: &PeerName, n: usize) -> Result<Vec<Line>, HistoryError> {
         let mut query = self.db.prepare(
@@ -174,6 +201,27 @@ mod tests {
             .unwrap();
         assert_eq!(texts(&h, &bob, 10), ["hi bob", "hi alice", "how are you?"]);
         assert_eq!(texts(&h, &bob, 2), ["hi alice", "how are you?"]);
+    }
+
+    #[test]
+    fn several_stored_in_one_transaction_keep_their_order_and_each_is_stored_once() {
+        let mut h = History::in_memory().unwrap();
+        let (alice, bob) = (name("alice"), name("bob"));
+        let seen = new_id();
+        h.record(seen, &bob, &bob, "one", Utc::now()).unwrap();
+        let (two, three) = (new_id(), new_id());
+        let stored = h
+            .record_all([
+                (seen, &bob, &bob, "one", Utc::now()),
+                (two, &bob, &alice, "two", Utc::now()),
+                (three, &bob, &bob, "three", Utc::now()),
+            ])
+            .unwrap();
+        assert_eq!(stored, [false, true, true], "a repeat is not stored again");
+        assert_eq!(texts(&h, &bob, 10), ["one", "two", "three"]);
+        // After a batch, one at a time as before.
+        assert!(h.record(new_id(), &bob, &bob, "four", Utc::now()).unwrap());
+        assert_eq!(texts(&h, &bob, 1), ["four"]);
     }
 
     /// The texts of the last `n` lines with `peer`, oldest first.

@@ -229,7 +229,12 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
             terminal.type_ahead,
         )
     } else {
-        (input::plain_lines()?, None, Box::new(Stdout), None)
+        (
+            input::plain_lines()?,
+            None,
+            Box::new(Stdout::default()),
+            None,
+        )
     };
     // Only a person at a terminal hears a bell; a script's output never holds one.
     let bell = Bell::new(args.bell == Switch::On);

@@ -63,15 +63,25 @@ pub fn stderr_line(text: &str) -> io::Result<()> {
     writeln!(io::stderr().lock(), "{text}")
 }
 
-/// Standard output.
-pub struct Stdout;
+/// Standard output. The lines of one batch (what waited in the queue together) go out in one
+/// write when the batch ends, instead of one write each: under a burst of messages, that is
+/// most of the screen thread's system calls.
+#[derive(Default)]
+pub struct Stdout {
+    batch: Vec<u8>,
+}
 
 impl Sink for Stdout {
     fn line(&mut self, text: &str) -> io::Result<()> {
-        writeln!(io::stdout().lock(), "{text}")
+        self.batch.extend_from_slice(text.as_bytes());
+        self.batch.push(b'\n');
+        Ok(())
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        let written = io::stdout().lock().write_all(&self.batch);
+        self.batch.clear();
+        written?;
         io::stdout().flush()
     }
 }

@@ -54,20 +54,20 @@ pub struct Terminal {
     pub type_ahead: Option<TypeAhead>,
 }
 
-/// rustyline's external printer, as the screen's sink.
-pub struct Printer(Box<dyn ExternalPrinter + Send>);
+/// rustyline's external printer, as the screen's sink; plain stdout once the prompt is gone.
+pub struct Printer(Box<dyn ExternalPrinter + Send>, Stdout);
 
 impl Sink for Printer {
     fn line(&mut self, text: &str) -> std::io::Result<()> {
         match self.0.print(format!("{text}\n")) {
             Ok(()) => Ok(()),
             // The prompt is gone (input ended): plain stdout from here on.
-            Err(_) => Stdout.line(text),
+            Err(_) => self.1.line(text),
         }
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Stdout.flush()
+        self.1.flush()
     }
 
     /// Above the prompt too, so that the half-typed line is redrawn (`log.rs`).
@@ -109,7 +109,7 @@ pub fn start(names: Names, history: Option<PathBuf>) -> anyhow::Result<Terminal>
     let printer = editor
         .create_external_printer()
         .context("cannot set up printing above the prompt")?;
-    let printer = Printer(Box::new(printer));
+    let printer = Printer(Box::new(printer), Stdout::default());
     let notes = Arc::new(LineNotes::default());
     keys::bind(&mut editor, notes.clone());
 
