@@ -1,7 +1,9 @@
 //! The user's side of the peer: runs each command, one at a time, to its end.
 //!
 //! A command that talks to the network finishes (reply or error) before the next line is
-//! read, so a script's commands take effect in order. Events from the network keep showing
+//! read, so a script's commands take effect in order. The one exception is `chat message`:
+//! its message goes in a task of its own, so that several may be in flight, and every other
+//! command waits for them first (`in_flight.rs`). Events from the network keep showing
 //! meanwhile: they come from the broker, not from here. Every command ends in at least one
 //! event, so nothing a user asked for passes in silence, and every event a command causes
 //! carries its id (`json_command.rs`): the id of a JSON command, or `cN` for the Nth plain
@@ -12,32 +14,31 @@
 //! registration at a third of the time the registry grants, between commands (and so
 //! registers again by itself when a restarted registry has forgotten it). The chat commands
 //! are in `chat_commands.rs` (`chat message` in `message_commands.rs`), the network's in
-//! `exchange_commands.rs`, registering and renewing in `registry_commands.rs`, `status`,
+//! `exchange_commands.rs`, registering, renewing and lookups in `registry_commands.rs`, `status`,
 //! `contacts` and leaving in `own_commands.rs`; this file has the loop.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::future::{select, Either};
-use p2p_shared::identity::NoiseKey;
+use p2p_shared::runtime;
 use p2p_shared::transport::Origin;
 use p2p_shared::wire::MAX_TEXT_LEN;
-use p2p_shared::{runtime, ErrorCode};
 
 use crate::bell::Bell;
 use crate::broker::Broker;
 use crate::command::{self, Command, HelpOn};
 use crate::control;
 use crate::disk::Disk;
-use crate::error::{Failure, PeerError};
+use crate::error::PeerError;
 use crate::event::{Event, PeerKey, Shown};
 use crate::in_flight::InFlight;
 use crate::input::{Input, Inputs};
 use crate::json_command::{self, BadJsonCommand, CommandId, JsonCommand};
 use crate::message_commands::Messenger;
 use crate::names::Names;
+use crate::registry_client::Listing;
 use crate::registry_client::RegistryClient;
-use crate::registry_client::{Found, Listing};
 use crate::screen::Screen;
 use crate::split;
 use crate::talk::Talk;
@@ -351,39 +352,6 @@ impl CommandLoop {
                 self.show(Event::Talking { peer: with }).await
             }
             Command::Exit => unreachable!("run handles exit"),
-        }
-    }
-
-    /// A failure to talk to the registry, as the user reads it.
-    pub(crate) fn registry_failure(&self, e: &p2p_shared::transport::SendError) -> PeerError {
-        PeerError::Registry(Failure::of(e, &self.registry.describe()))
-    }
-
-    /// Looks `name` up at the registry: where it is, its Noise static key if the registry
-    /// had one its identity signed, and whether the key is vouched for (always, by the
-    /// registry). With no registry to answer, the book says where `name` is: the key
-    /// pinned for it, or the only key the book has for it (then not vouched for).
-    pub(crate) async fn lookup(
-        &mut self,
-        name: &p2p_shared::PeerName,
-    ) -> Result<(p2p_shared::PeerInfo, Option<NoiseKey>, bool), PeerError> {
-        match self.registry.lookup(name).await {
-            Ok(Found::Online(peer, noise)) => Ok((peer, noise, true)),
-            Ok(Found::Offline(_)) => Err(PeerError::NotOnline { name: *name }),
-            Err(e) if e.code() == Some(ErrorCode::UnknownPeer) => {
-                Err(PeerError::UnknownPeer { name: *name })
-            }
-            Err(e) if crate::liveness::is_transient(&e) => {
-                let name = *name;
-                let booked = self
-                    .broker
-                    .call(move |state, cx, _| state.book_lookup(&name, cx));
-                match booked.await.flatten() {
-                    Some((peer, vouched)) => Ok((peer, None, vouched)),
-                    None => Err(self.registry_failure(&e)),
-                }
-            }
-            Err(e) => Err(self.registry_failure(&e)),
         }
     }
 

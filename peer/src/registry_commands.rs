@@ -1,14 +1,17 @@
 //! The registry's commands and the renewals between commands: `register`, `exit network`,
 //! `release name`, and renewing the registration at a third of the time the registry grants
-//! (registering again by itself when a restarted registry has forgotten it).
+//! (registering again by itself when a restarted registry has forgotten it); looking a name
+//! up for the other commands, with the book when the registry cannot answer.
 
 use std::time::{Duration, Instant};
 
-use p2p_shared::ErrorCode;
+use p2p_shared::identity::NoiseKey;
+use p2p_shared::{ErrorCode, PeerInfo, PeerName};
 
 use crate::command_loop::CommandLoop;
 use crate::error::{Failure, PeerError};
 use crate::event::Event;
+use crate::registry_client::Found;
 
 /// How often to retry a renewal when the registry does not answer.
 const RENEW_RETRY: Duration = Duration::from_secs(5);
@@ -97,6 +100,39 @@ impl CommandLoop {
                 self.show(Event::Released { name }).await;
             }
             Err(e) => self.error(self.registry_failure(&e)).await,
+        }
+    }
+
+    /// A failure to talk to the registry, as the user reads it.
+    pub(crate) fn registry_failure(&self, e: &p2p_shared::transport::SendError) -> PeerError {
+        PeerError::Registry(Failure::of(e, &self.registry.describe()))
+    }
+
+    /// Looks `name` up at the registry: where it is, its Noise static key if the registry
+    /// had one its identity signed, and whether the key is vouched for (always, by the
+    /// registry). With no registry to answer, the book says where `name` is: the key
+    /// pinned for it, or the only key the book has for it (then not vouched for).
+    pub(crate) async fn lookup(
+        &mut self,
+        name: &PeerName,
+    ) -> Result<(PeerInfo, Option<NoiseKey>, bool), PeerError> {
+        match self.registry.lookup(name).await {
+            Ok(Found::Online(peer, noise)) => Ok((peer, noise, true)),
+            Ok(Found::Offline(_)) => Err(PeerError::NotOnline { name: *name }),
+            Err(e) if e.code() == Some(ErrorCode::UnknownPeer) => {
+                Err(PeerError::UnknownPeer { name: *name })
+            }
+            Err(e) if crate::liveness::is_transient(&e) => {
+                let name = *name;
+                let booked = self
+                    .broker
+                    .call(move |state, cx, _| state.book_lookup(&name, cx));
+                match booked.await.flatten() {
+                    Some((peer, vouched)) => Ok((peer, None, vouched)),
+                    None => Err(self.registry_failure(&e)),
+                }
+            }
+            Err(e) => Err(self.registry_failure(&e)),
         }
     }
 }
