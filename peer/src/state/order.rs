@@ -252,6 +252,51 @@ mod tests {
         assert_eq!(order.turn(7), Turn::Next);
     }
 
+    /// Messages 1..=n arrive in an order shuffled within a sender's window, some twice (a
+    /// retry), as the receiver's broker handles them: each shows once, in order.
+    #[test]
+    fn shuffled_arrivals_within_the_window_show_each_once_in_order() {
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |below: u64| {
+            // xorshift64: a fixed sequence, the same on every run.
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % below
+        };
+        let now = Instant::now();
+        for _round in 0..200 {
+            let n = 1 + random(200);
+            // Each message is sent when the sender's window (IN_FLIGHT_MAX) lets it, and
+            // arrives after a random number of later ones, sometimes twice.
+            let mut arrivals: Vec<(u64, u64)> = Vec::new();
+            for seq in 1..=n {
+                let at = seq * 8 + random(IN_FLIGHT_MAX as u64 * 8);
+                arrivals.push((at, seq));
+                if random(10) == 0 {
+                    arrivals.push((at + random(64), seq));
+                }
+            }
+            arrivals.sort();
+            let mut order = Reorder::default();
+            let mut shown = Vec::new();
+            for (_, seq) in arrivals {
+                match order.turn(seq) {
+                    Turn::Next => {
+                        shown.push(seq);
+                        shown.extend(order.show(seq));
+                    }
+                    Turn::Early => drop(order.hold(seq, seq, now)),
+                    // A retry of one shown: its history says so, it is not shown again.
+                    Turn::Passed => assert!(shown.contains(&seq), "{seq} passed unshown"),
+                    Turn::Full => panic!("{seq} refused within the window"),
+                }
+            }
+            assert_eq!(shown, (1..=n).collect::<Vec<_>>());
+            assert_eq!(order.deadline(), None, "nothing left held");
+        }
+    }
+
     #[test]
     fn a_chat_that_ends_shows_what_it_held() {
         let mut order = Reorder::default();
