@@ -131,9 +131,17 @@ impl History {
             ),
         >,
     ) -> Result<Vec<bool>, HistoryError> {
+        let mut rows = rows.into_iter().peekable();
+        let Some((id, peer, sender, text, at)) = rows.next() else {
+            return Ok(Vec::new());
+        };
+        // One alone is its own transaction, as SQLite makes it: no BEGIN and COMMIT to parse.
+        if rows.peek().is_none() {
+            return Ok(vec![self.record(id, peer, sender, text, at)?]);
+        }
         self.db.execute_batch("BEGIN")?;
-        let stored = rows
-            .into_iter()
+        let stored = std::iter::once((id, peer, sender, text, at))
+            .chain(rows)
             .map(|(id, peer, sender, text, at)| self.record(id, peer, sender, text, at))
             .collect::<Result<Vec<bool>, _>>()
             .and_then(|stored| Ok(self.db.execute_batch("COMMIT").map(|()| stored)?));
