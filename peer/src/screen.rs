@@ -114,6 +114,19 @@ struct Queue {
     handles: usize,
     /// The screen thread has returned: nothing queued now would be written.
     ended: bool,
+    /// The screen thread waits for the queue to change: only then is it woken. (A condition
+    /// variable's notify is a system call even when nobody waits, and under a burst of
+    /// messages the thread is mostly awake, writing.)
+    asleep: bool,
+}
+
+impl Inner {
+    /// Wakes the screen thread if it waits: call with the queue locked, after changing it.
+    fn wake(&self, queue: &Queue) {
+        if queue.asleep {
+            self.ready.notify_one();
+        }
+    }
 }
 
 impl Queue {
@@ -182,8 +195,9 @@ impl Screen {
     /// command has ended, so nothing queued later answers it as the caller waits for.
     /// Always queued (one per command, so bounded by what the user and scripts do).
     pub fn untap(&self, id: CommandId) {
-        self.queue().items.push_back(Item::Untap(id));
-        self.inner.ready.notify_one();
+        let mut queue = self.queue();
+        queue.items.push_back(Item::Untap(id));
+        self.inner.wake(&queue);
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -225,10 +239,9 @@ impl Screen {
     /// Queues `event` without waiting. For events the network causes, after a check of
     /// [`Screen::has_room`] in the same step.
     pub fn push(&self, event: impl Into<Shown>) {
-        self.queue()
-            .items
-            .push_back(Item::Ready(Box::new(event.into())));
-        self.inner.ready.notify_one();
+        let mut queue = self.queue();
+        queue.items.push_back(Item::Ready(Box::new(event.into())));
+        self.inner.wake(&queue);
     }
 
     /// Queues an event no frame causes: always, merged into an equal one still waiting.
@@ -241,7 +254,7 @@ impl Screen {
             .any(|item| matches!(item, Item::Ready(e) if **e == event));
         if !waiting {
             queue.items.push_back(Item::Ready(Box::new(event)));
-            self.inner.ready.notify_one();
+            self.inner.wake(&queue);
         }
     }
 
@@ -265,7 +278,7 @@ impl Screen {
                 let mut queue = self.queue();
                 if queue.events() < ROOM {
                     queue.items.push_back(Item::Ready(Box::new(event)));
-                    self.inner.ready.notify_one();
+                    self.inner.wake(&queue);
                     return;
                 }
             }
@@ -285,16 +298,19 @@ impl Screen {
     /// A reader may never take them, and the program must still exit.
     pub fn flush(&self, grace: Duration) {
         let (done, written) = mpsc::channel();
-        self.queue().items.push_back(Item::Flush(done));
-        self.inner.ready.notify_one();
+        let mut queue = self.queue();
+        queue.items.push_back(Item::Flush(done));
+        self.inner.wake(&queue);
+        drop(queue);
         let _ = written.recv_timeout(grace);
     }
 }
 
 impl Drop for Screen {
     fn drop(&mut self) {
-        self.queue().handles -= 1;
-        self.inner.ready.notify_one();
+        let mut queue = self.queue();
+        queue.handles -= 1;
+        self.inner.wake(&queue);
     }
 }
 
@@ -322,7 +338,7 @@ impl ScreenLog {
         }
         queue.items.push_back(Item::Log(text));
         queue.logs += 1;
-        self.inner.ready.notify_one();
+        self.inner.wake(&queue);
         Ok(())
     }
 }
@@ -355,8 +371,8 @@ impl Slot {
                 }
             }
         }
+        self.screen.inner.wake(&queue);
         drop(queue);
-        self.screen.inner.ready.notify_one();
         self.screen.inner.room.notify(usize::MAX);
     }
 }
@@ -403,7 +419,9 @@ fn write_all(inner: &Inner, (rendering, bell): (Rendering, Option<Bell>), mut si
                     inner.log_room.notify_all();
                     return;
                 }
+                queue.asleep = true;
                 queue = inner.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
+                queue.asleep = false;
             }
         }
         inner.room.notify(usize::MAX);
