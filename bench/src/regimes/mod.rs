@@ -82,8 +82,8 @@ pub struct Measured {
     pub at_rest: Latencies,
     pub ping_pong: Latencies,
     pub bursts: Bursts,
-    /// Lines of any regime that were neither a message nor `delivered` (each a failure or
-    /// a repeat), and the first few of them.
+    /// What no regime expected (other lines, repeats, `delivered` missing at the end of a
+    /// round), and the first few of them.
     pub troubles: usize,
     pub first_troubles: Vec<String>,
 }

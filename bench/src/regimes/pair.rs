@@ -37,7 +37,9 @@ pub struct Pair {
     next: u64,
     sent: [u64; 2],
     delivered: [u64; 2],
-    /// Lines that are neither a message shown nor `delivered`: the first few, and how many.
+    /// What no regime expected (a line that is neither a message shown nor `delivered`, a
+    /// message shown twice, `delivered` missing when a round ends): the first few, and how
+    /// many.
     pub troubles: Vec<String>,
     pub trouble_count: usize,
 }
@@ -202,6 +204,11 @@ impl Pair {
             }
         }
         let missing = self.missing();
+        if missing > 0 {
+            self.trouble(format!(
+                "{missing} message(s) without `delivered` after {timeout:?}"
+            ));
+        }
         // Count them once: the next settle starts level.
         self.delivered = self.sent;
         Ok(missing)

@@ -40,7 +40,7 @@ pub fn regime_rows(regimes: &Regimes, rows: &mut Vec<Row>) {
         rows,
     );
     rows.push(Row {
-        figure: "regimes: other lines (failures, repeats), all regimes".into(),
+        figure: "regimes: anything unexpected (other lines, repeats, no `delivered`)".into(),
         value: Value::Count(peer.troubles as u64),
         floor: Some(Value::Count(floor.troubles as u64)),
         target: None,
