@@ -2,7 +2,8 @@
 //! for pings while names are claimed) for them.
 //!
 //! Every measurement is paired here with the floor measured the same way in the same run; the
-//! targets are written down once, in this file, with the numbers the issue gives.
+//! targets are written down once, in this file, with the numbers the issue gives (issue 19's
+//! regimes in `regimes/rows.rs`, next to their own floor).
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use crate::broadcast::{Flood, FANOUT};
 use crate::chat::Chat;
 use crate::claims::{Claims, FSYNC_DELAY, PING_RATIO_AT_MOST};
 use crate::load::Throughput;
+use crate::regimes::syscalls::Syscalls;
+use crate::regimes::{rows as regime_rows, Regimes};
 use crate::registry::{Crowd, ReplyBytes};
 use crate::report::{thousands, Row, Target, Value};
 use crate::rest::AtRest;
@@ -57,6 +60,10 @@ pub struct Figures {
     pub rest: Option<(AtRest, AtRest)>,
     /// Broadcasts on a network of peers with no registry.
     pub flood: Option<Flood>,
+    /// Issue 19's regimes, next to the relay floor.
+    pub regimes: Option<Regimes>,
+    /// System calls per message in a burst; `Err` says why they were not counted.
+    pub syscalls: Option<Result<Syscalls, String>>,
 }
 
 impl Figures {
@@ -79,6 +86,12 @@ impl Figures {
         }
         if let Some(flood) = &self.flood {
             flood_rows(flood, &mut rows);
+        }
+        if let Some(regimes) = &self.regimes {
+            regime_rows::regime_rows(regimes, &mut rows);
+        }
+        if let Some(Ok(syscalls)) = &self.syscalls {
+            regime_rows::syscall_rows(syscalls, &mut rows);
         }
         rows
     }

@@ -8,9 +8,10 @@
 //! - [`plan`]: the counts of a real run and of `--quick`;
 //! - [`programs`]: starting the programs, with the kit the tests share (`p2p_kit`: building
 //!   them, driving them through pipes, their data folders);
-//! - [`floor`]: the bare async-std server and client;
-//! - [`chat`], [`registry`], [`claims`], [`rest`], [`broadcast`]: the measurements; [`load`],
-//!   [`wire`] and [`stats`] their tools;
+//! - [`floor`]: the bare async-std server and client; [`relay`] (with [`reorder`]): the floor
+//!   of issue 19's regimes, a bare relay pair;
+//! - [`chat`], [`registry`], [`claims`], [`rest`], [`broadcast`], [`regimes`]: the
+//!   measurements; [`load`], [`wire`] and [`stats`] their tools;
 //! - [`figures`] (targets), [`report`] (tables, the document) and [`machine`].
 //!
 //! Progress goes to stderr; stdout gets the table only.
@@ -25,7 +26,10 @@ mod load;
 mod machine;
 mod plan;
 mod programs;
+mod regimes;
 mod registry;
+mod relay;
+mod reorder;
 mod report;
 mod rest;
 mod source;
@@ -106,6 +110,15 @@ enum Mode {
         #[arg(long, default_value_t = 0)]
         hold: usize,
     },
+    /// One side of the relay floor of the regimes (not for people).
+    #[command(hide = true)]
+    Relay {
+        /// The name its messages are shown under.
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+    },
 }
 
 /// The parts of a run.
@@ -125,6 +138,11 @@ enum Part {
     /// Connections and time per broadcast on a network of twelve peers with no registry
     /// (issue 14).
     Broadcast,
+    /// A chat message back-to-back, at rest, in a burst and in ping-pong, next to a bare
+    /// relay pair (issue 19).
+    Regimes,
+    /// System calls per message of a burst, under strace (issue 19; needs strace).
+    Syscalls,
 }
 
 /// docs/benchmarks.md of the workspace this bench was built in.
@@ -135,8 +153,10 @@ fn default_docs() -> PathBuf {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Mode::Floor { port, hold }) = args.mode {
-        return floor::serve_main(port, hold);
+    match args.mode {
+        Some(Mode::Floor { port, hold }) => return floor::serve_main(port, hold),
+        Some(Mode::Relay { name, port }) => return relay::serve_main(name, port),
+        None => {}
     }
     let load_before = machine::load_average();
     let mut plan = if args.quick {
@@ -172,8 +192,17 @@ fn main() -> anyhow::Result<()> {
         machine::load_average()
     );
     progress(&format!("load average {busy}"));
-    let missing = figures.claims.as_ref().and_then(|c| c.missing.clone());
-    if let Some(missing) = &missing {
+    let missing: Vec<String> = [
+        figures.claims.as_ref().and_then(|c| c.missing.clone()),
+        match &figures.syscalls {
+            Some(Err(why)) => Some(format!("system calls per message: {why}")),
+            _ => None,
+        },
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    for missing in &missing {
         progress(missing);
     }
     if args.quick || !args.only.is_empty() || custom {
@@ -181,7 +210,7 @@ fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     let mut generated = generated(&rows, &plan, programs.bins.profile.as_deref(), &busy);
-    if let Some(missing) = missing {
+    for missing in missing {
         generated.push_str(&format!("\nNot measured: {missing}.\n"));
     }
     report::write_docs(&args.docs, &generated)?;
@@ -195,8 +224,11 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
     let (floor, floor_addr) = floor::start_listening(0)?;
     progress("the floor exchange, one at a time");
     let floor_exchange = floor_exchange(floor_addr, plan)?;
-    // The peers of the chat and at-rest figures need a registry to be started with.
-    let registry = (wanted(Part::Chat) || wanted(Part::Rest))
+    // The peers of the chat, at-rest and regimes figures need a registry to be started with.
+    let with_peers = [Part::Chat, Part::Rest, Part::Regimes, Part::Syscalls];
+    let registry = with_peers
+        .into_iter()
+        .any(wanted)
         .then(|| programs.registry(&[]))
         .transpose()?;
 
@@ -244,6 +276,20 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
             broadcast::measure(programs, plan)
         })
         .transpose()?;
+    let regimes = match (&registry, wanted(Part::Regimes)) {
+        (Some(registry), true) => {
+            progress("issue 19's regimes: back-to-back, at rest, burst, ping-pong");
+            Some(regimes::measure(programs, registry, plan)?)
+        }
+        _ => None,
+    };
+    let syscalls = match (&registry, wanted(Part::Syscalls)) {
+        (Some(registry), true) => {
+            progress("system calls per message of a burst, under strace");
+            Some(regimes::syscalls::measure(programs, registry, plan)?)
+        }
+        _ => None,
+    };
     Ok(Figures {
         floor_exchange,
         chat,
@@ -252,6 +298,8 @@ fn measure(programs: &Programs, plan: &Plan, only: &[Part]) -> anyhow::Result<Fi
         claims,
         rest,
         flood,
+        regimes,
+        syscalls,
     })
 }
 
@@ -371,7 +419,9 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
          {listings} whole listings; claims: {quiet} pings alone, then {claimants} clients claiming \
          new names for {claim_time} s (at most {claim_cap}) with a ping 1 ms after each answer, in \
          each condition; {starts} starts of each program at rest; {broadcasts} broadcasts on a \
-         network of {network} peers with no registry.\n\n\
+         network of {network} peers with no registry; regimes: {regime_rounds} rounds of \
+         {regime_messages} messages back-to-back and in ping-pong, {rest_messages} at rest \
+         ({gap} ms apart) and a burst of {burst}, after {regime_warmup} unmeasured.\n\n\
          {table}\n",
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine = Machine::this().describe(),
@@ -390,6 +440,12 @@ fn generated(rows: &[report::Row], plan: &Plan, profile: Option<&str>, load: &st
         starts = plan.starts,
         broadcasts = plan.broadcasts,
         network = plan.network_peers,
+        regime_rounds = plan.regime_rounds,
+        regime_messages = report::thousands(plan.regime_messages as u64),
+        rest_messages = plan.rest_messages,
+        gap = plan.rest_gap.as_millis(),
+        burst = report::thousands(plan.burst as u64),
+        regime_warmup = plan.regime_warmup,
         table = report::markdown_table(rows),
     )
 }

@@ -1,7 +1,7 @@
 //! How much the bench measures: the counts for a real run and for `--quick`.
 //!
 //! The real counts are what issue 6 asks for (at least 10,000 chat messages, a registry of
-//! 100,000 peers) and issue 14's network of twelve peers. `--quick` runs every measurement
+//! 100,000 peers), issue 14's network of twelve peers and issue 19's bursts of 1,000 lines. `--quick` runs every measurement
 //! with counts that finish in seconds even on a debug build, so CI can check that the bench
 //! still works; its figures mean nothing.
 //! Every loop is also bounded in time, so a stuck program costs at most its limit.
@@ -40,6 +40,16 @@ pub struct Plan {
     /// Peers of the network without a registry, and the broadcasts measured on it.
     pub network_peers: usize,
     pub broadcasts: usize,
+    /// Issue 19's regimes: rounds of each, alternating between the peers and the relay
+    /// floor; messages per round back-to-back and in ping-pong (`regime_messages`) and at
+    /// rest (`rest_messages`, each `rest_gap` after the last); messages per burst; messages
+    /// back-to-back before the first round, unmeasured.
+    pub regime_rounds: usize,
+    pub regime_messages: usize,
+    pub rest_messages: usize,
+    pub rest_gap: Duration,
+    pub burst: usize,
+    pub regime_warmup: usize,
     /// How long a started process idles before its memory is read.
     pub settle: Duration,
     /// The longest any one measurement loop may run.
@@ -68,6 +78,12 @@ impl Plan {
             starts: 20,
             network_peers: 12,
             broadcasts: 20,
+            regime_rounds: 5,
+            regime_messages: 1_000,
+            rest_messages: 200,
+            rest_gap: Duration::from_millis(5),
+            burst: 1_000,
+            regime_warmup: 200,
             settle: Duration::from_millis(300),
             limit: Duration::from_secs(120),
             line_timeout: Duration::from_secs(10),
@@ -93,6 +109,12 @@ impl Plan {
             starts: 3,
             network_peers: 4,
             broadcasts: 2,
+            regime_rounds: 2,
+            regime_messages: 20,
+            rest_messages: 5,
+            rest_gap: Duration::from_millis(5),
+            burst: 50,
+            regime_warmup: 10,
             settle: Duration::from_millis(50),
             limit: Duration::from_secs(20),
             line_timeout: Duration::from_secs(10),

@@ -95,7 +95,24 @@ impl Programs {
         registry: &Registry,
         data: &Path,
     ) -> anyhow::Result<Child> {
-        let args = vec![
+        let args = self.peer_args(name, port, registry, data)?;
+        Ok(Child::spawn(
+            &format!("p2p-peer {name}"),
+            &self.bins.peer,
+            &args,
+        )?)
+    }
+
+    /// The arguments [`Programs::peer`] starts `p2p-peer` with, for a harness that starts it
+    /// itself.
+    pub fn peer_args(
+        &self,
+        name: &str,
+        port: u16,
+        registry: &Registry,
+        data: &Path,
+    ) -> anyhow::Result<Vec<String>> {
+        Ok(vec![
             "--name".to_owned(),
             name.to_owned(),
             "--bind".to_owned(),
@@ -108,12 +125,7 @@ impl Programs {
             registry.key.to_string(),
             "--data-dir".to_owned(),
             path_arg(data)?,
-        ];
-        Ok(Child::spawn(
-            &format!("p2p-peer {name}"),
-            &self.bins.peer,
-            &args,
-        )?)
+        ])
     }
 
     /// Starts `p2p-peer` named `name` with fresh data on a free loopback port, with no

@@ -30,6 +30,8 @@ pub enum Value {
     Count(u64),
     /// One figure divided by another of the same run.
     Ratio(f64),
+    /// How many per message (system calls, wake-ups): an average, so not whole.
+    PerMessage(f64),
 }
 
 impl Value {
@@ -40,6 +42,7 @@ impl Value {
             Value::Memory(kib) => kib as f64,
             Value::Count(n) => n as f64,
             Value::Ratio(r) => r,
+            Value::PerMessage(n) => n,
         }
     }
 
@@ -60,6 +63,8 @@ impl Value {
             Value::Memory(kib) => format!("{:.1} MB", kib as f64 * 1024.0 / 1e6),
             Value::Count(n) => thousands(n),
             Value::Ratio(r) => format!("{r:.2}×"),
+            Value::PerMessage(n) if n < 10.0 => format!("{n:.2}"),
+            Value::PerMessage(n) => format!("{n:.1}"),
         }
     }
 }
@@ -202,6 +207,8 @@ mod tests {
         assert_eq!(Value::Memory(2_700).show(), "2.8 MB");
         assert_eq!(Value::Count(12_345).show(), "12,345");
         assert_eq!(Value::Ratio(1.234).show(), "1.23×");
+        assert_eq!(Value::PerMessage(3.456).show(), "3.46");
+        assert_eq!(Value::PerMessage(12.34).show(), "12.3");
         assert_eq!(thousands(999), "999");
         assert_eq!(thousands(1_000_000), "1,000,000");
     }

@@ -1,0 +1,259 @@
+//! The relay floor of issue 19's regimes: the least a program must do to carry a typed line
+//! to another program's stdout, the way p2p-chat does it.
+//!
+//! A relay is this executable in its hidden `relay` mode. It listens on loopback, reads
+//! lines from stdin on a thread of its own (as a peer does), and sends each
+//! `chat message NAME TEXT` to its partner on a fresh TCP connection, as a peer sends a chat
+//! message: connect, write `SEQ SENDER TEXT\n`, read the partner's short answer, see it close.
+//! The partner shows `SENDER: TEXT` on stdout and answers `ok`; the sender then prints
+//! `delivered to NAME`. No framing, cryptography, JSON, history or state beyond the order.
+//!
+//! Up to [`WINDOW`] messages are in flight at once, each on its own connection (the
+//! pipelining issue 19 asks of the peer, at the peer's own limit of connections from one
+//! address), so the receiver puts them back in the typed order by their sequence numbers
+//! (`reorder.rs`) and answers each once it is shown. A relay has one partner, set by the
+//! stdin line `partner ADDR` (answered `partner is ADDR`).
+//!
+//! Like the peer, it runs its tasks on one thread (`p2p_shared::runtime`). Unlike the peer,
+//! it writes stdout from that thread: the least work, and the bench reads the pipe all the
+//! time, so the writes never wait. Its stdin ending ends it.
+
+use std::cell::Cell;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use futures::channel::{mpsc, oneshot};
+use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use futures::{SinkExt, StreamExt};
+use p2p_shared::runtime::{self, TcpStream};
+
+use crate::reorder::Reorder;
+
+/// Messages in flight at once: as many connections as a peer accepts from one address.
+pub const WINDOW: usize = 16;
+/// How far ahead of the next message to show a sequence number may be.
+const ROOM: u64 = 1_024;
+/// The longest message line a relay reads.
+const MAX_LINE: u64 = 64 * 1024;
+/// How long one message's connection may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Typed lines waiting for the relay, as a peer's stdin queue.
+const TYPED_QUEUE: usize = 16;
+
+/// Messages waiting to be shown, each with the answer its connection waits for.
+type Waiting = Reorder<(String, oneshot::Sender<()>)>;
+
+/// The relay process: named `name` (the SENDER of what it sends), listening on loopback
+/// `port` (0: any).
+pub fn serve_main(name: String, port: u16) -> anyhow::Result<()> {
+    let listener = runtime::listen(SocketAddr::from(([127, 0, 0, 1], port)))
+        .context("the relay cannot listen on loopback")?;
+    say(&format!("listening on {}", listener.local_addr()?));
+    let (mut typed_tx, typed) = mpsc::channel::<String>(TYPED_QUEUE);
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(move || {
+            for line in std::io::stdin().lock().lines() {
+                let Ok(line) = line else { break };
+                if futures::executor::block_on(typed_tx.send(line)).is_err() {
+                    break;
+                }
+            }
+            // The bench closed our stdin (or went away): the end of the relay.
+            std::process::exit(0)
+        })
+        .context("cannot start the stdin reader")?;
+    let waiting = Arc::new(Mutex::new(Waiting::new(ROOM)));
+    runtime::block_on(async move {
+        runtime::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    // Out of descriptors or a reset before accept: pause instead of spinning.
+                    runtime::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                let waiting = Arc::clone(&waiting);
+                runtime::spawn(async move {
+                    let _ = runtime::timeout(EXCHANGE_TIMEOUT, receive(stream, waiting)).await;
+                });
+            }
+        });
+        send_typed(&name, typed).await;
+    });
+    Ok(())
+}
+
+/// Sends each typed message, [`WINDOW`] at a time, numbered in the order typed.
+async fn send_typed(me: &str, typed: mpsc::Receiver<String>) {
+    let partner = Cell::new(None);
+    let next_seq = Cell::new(0u64);
+    typed
+        .for_each_concurrent(WINDOW, |line| {
+            // Run in the order the lines come, before any of them is sent.
+            let job = match parse_typed(&line) {
+                Typed::Partner(addr) => {
+                    partner.set(Some(addr));
+                    say(&format!("partner is {addr}"));
+                    None
+                }
+                Typed::Message { to, text } => {
+                    let seq = next_seq.get();
+                    next_seq.set(seq + 1);
+                    Some((to.to_owned(), format!("{seq} {me} {text}\n")))
+                }
+                Typed::Other => {
+                    say(&format!("unknown line: {line}"));
+                    None
+                }
+            };
+            let partner = partner.get();
+            async move {
+                let Some((to, wire)) = job else { return };
+                let outcome = match partner {
+                    Some(addr) => send_one(addr, wire.as_bytes()).await,
+                    None => Err("no partner yet".to_owned()),
+                };
+                match outcome {
+                    Ok(()) => say(&format!("delivered to {to}")),
+                    Err(why) => say(&format!("not delivered to {to}: {why}")),
+                }
+            }
+        })
+        .await;
+}
+
+/// A typed line, as the relay understands it.
+#[derive(Debug, PartialEq, Eq)]
+enum Typed<'a> {
+    Partner(SocketAddr),
+    Message { to: &'a str, text: &'a str },
+    Other,
+}
+
+fn parse_typed(line: &str) -> Typed<'_> {
+    if let Some(addr) = line.strip_prefix("partner ") {
+        return addr.parse().map_or(Typed::Other, Typed::Partner);
+    }
+    let Some(rest) = line.strip_prefix("chat message ") else {
+        return Typed::Other;
+    };
+    match rest.split_once(' ') {
+        Some((to, text)) => Typed::Message { to, text },
+        None => Typed::Other,
+    }
+}
+
+/// One message on a fresh connection: `Ok` once the partner answered `ok`.
+async fn send_one(to: SocketAddr, wire: &[u8]) -> Result<(), String> {
+    let exchange = async {
+        let mut stream = runtime::connect(to).await?;
+        stream.set_nodelay(true)?;
+        stream.write_all(wire).await?;
+        let mut answer = Vec::new();
+        (&mut stream).take(16).read_to_end(&mut answer).await?;
+        std::io::Result::Ok(answer)
+    };
+    match runtime::timeout(EXCHANGE_TIMEOUT, exchange).await {
+        Ok(Ok(answer)) if answer == b"ok\n" => Ok(()),
+        Ok(Ok(answer)) => Err(format!("answered {:?}", String::from_utf8_lossy(&answer))),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no answer in time".to_owned()),
+    }
+}
+
+/// Receives one message: shows it (and any it puts in order) once every earlier one is
+/// shown, then answers `ok`; a malformed or refused message gets a word and the close.
+async fn receive(stream: TcpStream, waiting: Arc<Mutex<Waiting>>) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    BufReader::new(&stream)
+        .take(MAX_LINE)
+        .read_until(b'\n', &mut line)
+        .await?;
+    let mut stream = stream;
+    let Some((seq, shown)) = parse_wire(&line) else {
+        return stream.write_all(b"malformed\n").await;
+    };
+    let (shown_tx, shown_rx) = oneshot::channel();
+    let taken = {
+        let mut waiting = waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let taken = waiting.take(seq, (shown, shown_tx));
+        // Written while the lock is held, so that lines leave in the order they were put.
+        if let Ok(ready) = &taken {
+            let text: String = ready.iter().map(|(shown, _)| shown.as_str()).collect();
+            say_all(&text);
+        }
+        taken
+    };
+    match taken {
+        Ok(ready) => {
+            for (_, answer) in ready {
+                let _ = answer.send(());
+            }
+        }
+        Err(refused) => return stream.write_all(format!("{refused}\n").as_bytes()).await,
+    }
+    if shown_rx.await.is_ok() {
+        stream.write_all(b"ok\n").await?;
+    }
+    Ok(())
+}
+
+/// `SEQ SENDER TEXT\n` as the number and the line to show, `SENDER: TEXT\n`.
+fn parse_wire(line: &[u8]) -> Option<(u64, String)> {
+    let line = std::str::from_utf8(line).ok()?.strip_suffix('\n')?;
+    let (seq, rest) = line.split_once(' ')?;
+    let (sender, text) = rest.split_once(' ')?;
+    Some((seq.parse().ok()?, format!("{sender}: {text}\n")))
+}
+
+fn say(line: &str) {
+    say_all(&format!("{line}\n"));
+}
+
+/// Writes whole lines to stdout in one call. A failed write (the bench went away) is
+/// ignored: the end of stdin ends the relay.
+fn say_all(text: &str) {
+    if text.is_empty() {
+        return;
+    }
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_lines_are_read_as_a_peer_reads_them() {
+        assert_eq!(
+            parse_typed("chat message bob m1 and more"),
+            Typed::Message {
+                to: "bob",
+                text: "m1 and more"
+            }
+        );
+        assert_eq!(
+            parse_typed("partner 127.0.0.1:9"),
+            Typed::Partner(SocketAddr::from(([127, 0, 0, 1], 9)))
+        );
+        assert_eq!(parse_typed("partner nowhere"), Typed::Other);
+        assert_eq!(parse_typed("chat message bob"), Typed::Other);
+        assert_eq!(parse_typed("hello"), Typed::Other);
+    }
+
+    #[test]
+    fn a_message_on_the_wire_is_shown_as_the_peer_shows_it() {
+        assert_eq!(
+            parse_wire(b"7 alice m7 hi\n"),
+            Some((7, "alice: m7 hi\n".to_owned()))
+        );
+        assert_eq!(parse_wire(b"7 alice m7"), None, "no newline: cut short");
+        assert_eq!(parse_wire(b"x alice m7\n"), None);
+        assert_eq!(parse_wire(b"7 alice\n"), None);
+        assert_eq!(parse_wire(&[0xff, b' ', b'a', b' ', b'b', b'\n']), None);
+    }
+}
