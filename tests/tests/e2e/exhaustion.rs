@@ -380,3 +380,42 @@ fn read_signed(stream: &mut TcpStream) -> Option<(Value, RequestDigest)> {
     let envelope = serde_json::from_slice(body.get(65..)?).ok()?;
     Some((envelope, RequestDigest::of(body)))
 }
+
+/// Issue 19: a chat partner that sends early messages and never the one before them holds
+/// at most its share of connections, for at most the hold (5 s): meanwhile others are served
+/// at once, and afterwards what it sent shows, in order, and the chat goes on.
+#[test]
+fn a_partner_that_never_closes_a_gap_holds_its_messages_only_for_a_while() {
+    let alice = RawPeer::start("alice");
+    let bob = Peer::builder("bob").arg("--debug").start();
+    let mut chat = alice.chat_with(&bob);
+    // 16 early messages, seq 2 to 17, each on a connection of its own, waiting; seq 1 never.
+    const EARLY: u64 = 16;
+    let frames: Vec<(u64, Vec<u8>)> = (2..=EARLY + 1)
+        .map(|seq| {
+            let text = format!("early {seq}");
+            chat.seal(json!({ "type": "chat_message", "text": text, "seq": seq }))
+        })
+        .collect();
+    let answers: Vec<String> = thread::scope(|s| {
+        let waiting: Vec<_> = frames
+            .iter()
+            .map(|(counter, frame)| s.spawn(|| outcome(&chat.exchange(*counter, frame))))
+            .collect();
+        bob.expect_log(&format!("message {} from alice waits", EARLY + 1));
+        // Held, they take nothing from anyone else: another address is answered at once.
+        let someone = Signer::new("carol", "127.1.0.9:40000");
+        let framed = someone.frame(&someone.envelope(json!({ "type": "ping" })));
+        assert_eq!(exchange_from([127, 1, 0, 9], bob.addr(), &framed), "ok");
+        waiting
+            .into_iter()
+            .map(|w| w.join().expect("an exchange"))
+            .collect()
+    });
+    assert!(answers.iter().all(|a| a == "ok"), "{answers:?}");
+    for seq in 2..=EARLY + 1 {
+        bob.expect_next(&format!("alice: early {seq}"));
+    }
+    assert_eq!(outcome(&chat.message("after the gap")), "ok");
+    bob.expect_next("alice: after the gap");
+}
