@@ -297,7 +297,7 @@ pub(crate) mod tests {
     #[test]
     fn invalid_names_and_garbage_are_malformed() {
         let bad_name = r#"{"v":6,"id":"0b8e6a0e-7b0c-4a73-9c55-2b1f6f1a9a11","at":"2026-11-21T10:00:00Z","from":{"name":"al ice","addr":"127.0.0.1:1"},"body":{"type":"ping"}}"#;
-        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":5}"] {
+        for bytes in [bad_name.as_bytes(), b"{", b"\xff\xfe", b"[]", b"{\"v\":6}"] {
             let err = Envelope::<PeerRequest>::decode_request(bytes).unwrap_err();
             assert_eq!(err.code(), crate::wire::ErrorCode::BadMessage, "{bytes:?}");
         }
