@@ -87,6 +87,11 @@ struct Args {
     #[arg(long, value_name = "URL")]
     store: Option<String>,
 
+    /// One more argument for every measured registry (repeat it for more), by hand: e.g.
+    /// `--registry-arg=--replay-ids=400000` for a crowd of a million.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    registry_arg: Vec<String>,
+
     /// The document to rewrite.
     #[arg(long, value_name = "FILE", default_value_os_t = default_docs())]
     docs: PathBuf,
@@ -156,7 +161,11 @@ fn main() -> anyhow::Result<()> {
     if let Some(requests) = args.requests {
         plan.requests = requests;
     }
-    let custom = args.registrations.is_some() || args.store.is_some() || args.requests.is_some();
+    plan.registry_args.extend(args.registry_arg.iter().cloned());
+    let custom = args.registrations.is_some()
+        || args.store.is_some()
+        || args.requests.is_some()
+        || !args.registry_arg.is_empty();
     let programs = Programs {
         bins: match args.bin_dir.as_deref() {
             Some(dir) => Bins::in_dir(dir)?,
