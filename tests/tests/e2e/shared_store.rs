@@ -4,8 +4,8 @@
 //! network) held across instances, racing included.
 //!
 //! Each test starts its own etcd on free loopback ports (`p2p_e2e::Etcd`). A registration
-//! lapses in etcd, not in a process the test can read, so the waits for a lapse list again
-//! until the list changes, within a deadline and a bounded number of tries.
+//! lapses in etcd, not in a process the test can read, so a test waits for a lapse by
+//! watching the registration's key in etcd.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,8 +18,9 @@ use p2p_e2e::{DataDir, Etcd, Identity, Peer, Server, Value};
 /// Registrations last this long, renewed by the peers every second.
 const TTL: &str = "3s";
 
-/// How long a lapse may take to show: the TTL, a renewal and etcd's lease check.
-const LAPSE: Duration = Duration::from_secs(15);
+/// How long a registration may take to show again after etcd came back: a renewal, and a
+/// registration made anew if its lease lapsed meanwhile.
+const RECOVERY: Duration = Duration::from_secs(15);
 
 /// A registry instance on `etcd`, with the key in `data`.
 fn instance(etcd: &Etcd, data: &Path) -> Server {
@@ -65,10 +66,11 @@ fn sorted(mut lines: Vec<String>) -> Vec<String> {
     lines
 }
 
-/// Lists through `peer` until the list is `want` (sorted), within [`LAPSE`]; the last list
-/// otherwise.
+/// Lists through `peer` until the list is `want` (sorted), within [`RECOVERY`]; the last list
+/// otherwise. For a wait with no one event to watch for: after etcd came back, a peer's
+/// registration is either still there or made again at its next renewal.
 fn listed_eventually(peer: &Peer, want: &[String]) -> Vec<String> {
-    let deadline = Instant::now() + LAPSE;
+    let deadline = Instant::now() + RECOVERY;
     let mut want = want.to_vec();
     want.sort();
     loop {
@@ -76,7 +78,7 @@ fn listed_eventually(peer: &Peer, want: &[String]) -> Vec<String> {
         if listed == want || Instant::now() > deadline {
             return listed;
         }
-        // Between two listings, not as synchronisation: the lapse is etcd's, unannounced.
+        // Between two listings, not as synchronisation: nothing announces the registration.
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -105,12 +107,14 @@ fn two_instances_on_one_etcd_share_claims_registrations_and_lapses() {
     assert!(error.contains("taken"), "expected 'taken' in {error:?}");
 
     // A lease that lapses drops the peer from both.
+    let mut lapses = etcd.watch("p2p-chat/peers/");
     alice.kill();
     let carol = Peer::start("carol", a.addr());
     carol.register();
-    let want = [bob.peer_line(), carol.peer_line()];
-    assert_eq!(listed_eventually(&bob, &want), sorted(want.to_vec()));
-    assert_eq!(sorted(carol.listpeer()), sorted(want.to_vec()));
+    lapses.expect_deleted("p2p-chat/peers/alice");
+    let want = sorted(vec![bob.peer_line(), carol.peer_line()]);
+    assert_eq!(sorted(bob.listpeer()), want);
+    assert_eq!(sorted(carol.listpeer()), want);
     // The name is still alice's key's: the lapse dropped the address, not the claim.
     impostor.send("register");
     let error = impostor.expect_error();
