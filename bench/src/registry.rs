@@ -184,12 +184,17 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
     };
     let run = load::run(pid, CROWD_CLIENTS, total, plan.limit, register)?;
     let registering = Throughput::of(vec![run])?;
-    ensure!(
-        registering.latency.count == total,
-        "only {} of {total} peers registered within {:?}",
-        registering.latency.count,
-        plan.limit
-    );
+    if registering.latency.count < total {
+        // What the registry said besides its registrations: why it refused, if it did.
+        let said = registry.child.transcript().into_iter();
+        let said: Vec<String> = said.filter(|l| !l.contains("registered ")).collect();
+        bail!(
+            "only {} of {total} peers registered within {:?}; the registry's last other lines:\n{}",
+            registering.latency.count,
+            plan.limit,
+            said[said.len().saturating_sub(40)..].join("\n")
+        );
+    }
     std::thread::sleep(plan.settle);
     let rss_kib = registry.child.rss_kib()?;
     crate::progress(&format!(

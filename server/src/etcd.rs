@@ -14,6 +14,8 @@
 mod http;
 mod kv;
 mod local;
+mod register;
+mod rules;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -79,6 +81,7 @@ pub struct Etcd {
     jobs: async_channel::Sender<Job>,
     local: Arc<Mutex<Local>>,
     ttl: Duration,
+    limits: NameLimits,
     health: Arc<Health>,
 }
 
@@ -133,8 +136,9 @@ impl Etcd {
         }
         Ok(Etcd {
             jobs,
-            local: Arc::new(Mutex::new(Local::new(capacity, limits))),
+            local: Arc::new(Mutex::new(Local::new(capacity))),
             ttl,
+            limits,
             health,
         })
     }
@@ -174,6 +178,7 @@ impl Etcd {
         session: Option<RegistrySession>,
     ) -> Result<Registration, StoreError> {
         let (local, ttl, health) = (Arc::clone(&self.local), self.ttl, self.health.clone());
+        let limits = self.limits;
         self.ask(move |kv| {
             let now = Instant::now();
             let lease = Self::local(&local).lease(&name, key, addr, now);
@@ -183,21 +188,12 @@ impl Etcd {
                     return Ok(Registration::Refreshed);
                 }
             }
-            match kv.owner(&name)? {
-                Some(owner) if owner != key => return Ok(Registration::Taken),
-                Some(_) => {}
-                None => {
-                    if !Self::local(&local).take_claim(addr.ip(), now) {
-                        return Ok(Registration::TooManyNewNames);
-                    }
-                    if kv.claim(&name, &key)? != key {
-                        return Ok(Registration::Taken);
-                    }
-                }
-            }
             // Whole seconds, rounded up: etcd's leases count in seconds.
-            let lease = kv.grant(ttl.as_millis().div_ceil(1000).max(1) as u64)?;
-            kv.put_peer(&name, addr, &key, lease)?;
+            let secs = ttl.as_millis().div_ceil(1000).max(1) as u64;
+            let lease = match kv.register(&name, (addr, key), &limits, secs, now)? {
+                Ok(lease) => lease,
+                Err(refused) => return Ok(refused),
+            };
             Self::local(&local).registered(name, (key, addr), lease, session, ttl, now);
             health.log.event(Event::Registered { name, addr, key });
             Ok(Registration::Added)

@@ -4,10 +4,19 @@
 //!
 //! The registry's etcd store (`server/src/etcd.rs`) is tested against the program it will
 //! meet, not a stand-in: its transactions and leases are etcd's behaviour to rely on.
+//!
+//! A registration lapses inside etcd, which tells no registry: a test that waits for a lapse
+//! watches the key ([`Etcd::watch`], etcd's `/v3/watch` through its JSON gateway) and is
+//! woken by its deletion.
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
+use data_encoding::BASE64;
 use p2p_kit::child::free_port;
+use serde_json::{json, Value};
 
 use crate::proc::{DataDir, Proc};
 
@@ -64,6 +73,42 @@ impl Etcd {
         format!("etcd://{}", self.endpoint())
     }
 
+    /// Watches the keys under `prefix` (every key of the registry's store starts with
+    /// `p2p-chat/`: `server/src/etcd/kv.rs`) from now on.
+    #[track_caller]
+    pub fn watch(&self, prefix: &str) -> Watch {
+        let end = match prefix.strip_suffix('/') {
+            Some(stem) => format!("{stem}0"),
+            None => panic!("a prefix ends with '/': {prefix:?}"),
+        };
+        let body = json!({"create_request": {
+            "key": BASE64.encode(prefix.as_bytes()),
+            "range_end": BASE64.encode(end.as_bytes()),
+        }})
+        .to_string();
+        let mut stream = TcpStream::connect(self.endpoint()).expect("connect to etcd");
+        stream
+            .set_read_timeout(Some(WATCH_TIMEOUT))
+            .expect("set_read_timeout");
+        // HTTP/1.0: the gateway streams the events, one JSON object a line, until we close.
+        let request = format!(
+            "POST /v3/watch HTTP/1.0\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream
+            .write_all(request.as_bytes())
+            .expect("send the watch");
+        let mut watch = Watch {
+            events: BufReader::new(stream),
+        };
+        // Past the headers, then the answer that the watch is made: later changes come after.
+        while !watch.line().trim().is_empty() {}
+        let created = watch.event();
+        assert_eq!(created["result"]["created"], true, "{created}");
+        watch
+    }
+
     /// Kills it (SIGKILL, by its PID) and reaps it; its data stays for [`Etcd::restart`].
     pub fn stop(&mut self) {
         if let Some(mut proc) = self.proc.take() {
@@ -99,5 +144,50 @@ impl Etcd {
         let proc = Proc::spawn("etcd", &program(), &args);
         proc.expect_log(READY);
         self.proc = Some(proc);
+    }
+}
+
+/// How long a watch waits for its next event: a lapse takes a registration's TTL and etcd's
+/// lease check (at most a second or so past it).
+const WATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The changes to some keys of an etcd, as etcd reports them.
+pub struct Watch {
+    events: BufReader<TcpStream>,
+}
+
+impl Watch {
+    #[track_caller]
+    fn line(&mut self) -> String {
+        let mut line = String::new();
+        match self.events.read_line(&mut line) {
+            Ok(0) => panic!("etcd ended the watch"),
+            Ok(_) => line,
+            Err(e) => panic!("no event from etcd within {WATCH_TIMEOUT:?}: {e}"),
+        }
+    }
+
+    #[track_caller]
+    fn event(&mut self) -> Value {
+        let line = self.line();
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not an event ({e}): {line:?}"))
+    }
+
+    /// Waits until `key` is deleted (a lease that lapsed drops its keys), passing over the
+    /// other changes.
+    #[track_caller]
+    pub fn expect_deleted(&mut self, key: &str) {
+        let key = BASE64.encode(key.as_bytes());
+        loop {
+            let event = self.event();
+            let events = event["result"]["events"].as_array().cloned();
+            let deleted = events
+                .unwrap_or_default()
+                .iter()
+                .any(|e| e["type"] == "DELETE" && e["kv"]["key"].as_str() == Some(key.as_str()));
+            if deleted {
+                return;
+            }
+        }
     }
 }

@@ -10,16 +10,24 @@
 //! - `peers/NAME`: `ADDR KEY`, on a lease whose TTL is the registration's: etcd drops it when
 //!   the lease lapses, for every instance at once; a listing page is a range over these keys
 //!   with a limit, after the last name of the page before;
-//! - `statics/KEY`: the key's static proof (`store.rs` says why it is kept), as JSON.
+//! - `statics/KEY`: the key's static proof (`store.rs` says why it is kept), as JSON;
+//! - what the claim rules count (`register.rs`), one empty key per thing counted, so that a
+//!   count is a range with `count_only` and a write that must not exceed it compares the
+//!   range's newest `mod_revision`: `held/KEY/NAME` per name a key holds (deleted with its
+//!   claim), `from/IP/NAME` per name registered from an address (on the registration's
+//!   lease), `new/ip/IP/NAME/REV` and `new/net/NETWORK/NAME/REV` per new claim (on a lease of
+//!   an hour).
 //!
 //! The gateway's JSON carries keys and values in base64 and 64-bit integers as strings, and
 //! leaves out fields at their zero value (`succeeded: false`, an empty `kvs`).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
 
 use data_encoding::BASE64;
 use p2p_shared::handshake::StaticProof;
 use p2p_shared::identity::PublicKey;
+use p2p_shared::prefix::Prefix;
 use p2p_shared::{PeerInfo, PeerName};
 use serde_json::{json, Value};
 
@@ -31,13 +39,16 @@ const PREFIX: &str = "p2p-chat/";
 
 pub struct Kv {
     endpoints: Endpoints,
+    /// The lease the new-claim counts made by this thread go on, and when it was granted
+    /// (`register.rs`).
+    pub(super) budget: Option<(Instant, i64)>,
 }
 
-fn claim_key(name: &PeerName) -> String {
+pub(super) fn claim_key(name: &PeerName) -> String {
     format!("{PREFIX}claims/{name}")
 }
 
-fn peer_key(name: &PeerName) -> String {
+pub(super) fn peer_key(name: &PeerName) -> String {
     format!("{PREFIX}peers/{name}")
 }
 
@@ -45,7 +56,34 @@ fn static_key(key: &PublicKey) -> String {
     format!("{PREFIX}statics/{key}")
 }
 
-fn b64(text: &str) -> String {
+/// The names `key` holds claims on, one key each.
+pub(super) fn held_prefix(key: &PublicKey) -> String {
+    format!("{PREFIX}held/{key}/")
+}
+
+/// The names registered from `ip` now, one key each.
+pub(super) fn from_prefix(ip: IpAddr) -> String {
+    format!("{PREFIX}from/{ip}/")
+}
+
+/// The new names claimed from `ip` in the last hour, one key each.
+pub(super) fn new_from_address(ip: IpAddr) -> String {
+    format!("{PREFIX}new/ip/{ip}/")
+}
+
+/// The new names claimed from `ip`'s network in the last hour, one key each.
+pub(super) fn new_from_network(ip: IpAddr) -> String {
+    format!("{PREFIX}new/net/{}/", Prefix::of(ip))
+}
+
+/// The end of the range of every key under `prefix` (which ends with `/`): the prefix with
+/// its last byte plus one.
+pub(super) fn prefix_end(prefix: &str) -> String {
+    let stem = prefix.strip_suffix('/').unwrap_or(prefix);
+    format!("{stem}0")
+}
+
+pub(super) fn b64(text: &str) -> String {
     BASE64.encode(text.as_bytes())
 }
 
@@ -55,27 +93,41 @@ fn text(value: &Value) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-/// The values of the key-value pairs of a range reply.
+/// The key-value pairs of a range reply. (The gateway leaves out an empty value, so a
+/// missing one is empty.)
 fn values(range: &Value) -> Vec<(String, String)> {
     let Some(kvs) = range.get("kvs").and_then(Value::as_array) else {
         return Vec::new();
     };
     kvs.iter()
-        .filter_map(|kv| Some((text(kv.get("key")?)?, text(kv.get("value")?)?)))
+        .filter_map(|kv| {
+            let value = kv.get("value").map_or(Some(String::new()), text)?;
+            Some((text(kv.get("key")?)?, value))
+        })
         .collect()
 }
 
+/// The value of the first key of a range reply.
+pub(super) fn first_value(range: &Value) -> Option<String> {
+    values(range).into_iter().next().map(|(_, v)| v)
+}
+
 /// The `n`th response of a transaction, of `kind` (`response_range`, ...).
-fn response<'a>(txn: &'a Value, n: usize, kind: &str) -> &'a Value {
+pub(super) fn response<'a>(txn: &'a Value, n: usize, kind: &str) -> &'a Value {
     &txn["responses"][n][kind]
 }
 
+/// Whether a transaction took its success branch.
+pub(super) fn succeeded(txn: &Value) -> bool {
+    txn.get("succeeded").and_then(Value::as_bool) == Some(true)
+}
+
 /// A registration's value: `ADDR KEY`.
-fn peer_value(addr: SocketAddr, key: &PublicKey) -> String {
+pub(super) fn peer_value(addr: SocketAddr, key: &PublicKey) -> String {
     format!("{addr} {key}")
 }
 
-fn parse_peer(name: &str, value: &str) -> Option<PeerInfo> {
+pub(super) fn parse_peer(name: &str, value: &str) -> Option<PeerInfo> {
     let (addr, key) = value.split_once(' ')?;
     Some(PeerInfo {
         name: name.parse().ok()?,
@@ -85,7 +137,7 @@ fn parse_peer(name: &str, value: &str) -> Option<PeerInfo> {
 }
 
 /// An integer of a reply, which the gateway writes as a string.
-fn integer(value: &Value) -> Option<i64> {
+pub(super) fn integer(value: &Value) -> Option<i64> {
     match value {
         Value::String(s) => s.parse().ok(),
         other => other.as_i64(),
@@ -97,10 +149,11 @@ impl Kv {
     pub fn new(hosts: Vec<String>) -> Kv {
         Kv {
             endpoints: Endpoints::new(hosts),
+            budget: None,
         }
     }
 
-    fn call(&mut self, path: &str, body: Value) -> Result<Value, StoreError> {
+    pub(super) fn call(&mut self, path: &str, body: Value) -> Result<Value, StoreError> {
         let reply = self
             .endpoints
             .post(path, body.to_string().as_bytes())
@@ -117,33 +170,7 @@ impl Kv {
 
     fn range_one(&mut self, key: &str) -> Result<Option<String>, StoreError> {
         let reply = self.call("/v3/kv/range", json!({ "key": b64(key) }))?;
-        Ok(values(&reply).into_iter().next().map(|(_, v)| v))
-    }
-
-    /// The key that owns `name`, if it is claimed.
-    pub fn owner(&mut self, name: &PeerName) -> Result<Option<PublicKey>, StoreError> {
-        let owner = self.range_one(&claim_key(name))?;
-        Ok(owner.and_then(|owner| owner.parse().ok()))
-    }
-
-    /// Claims `name` for `key` unless it is claimed already: the owner after the
-    /// transaction (`key`, unless another key was first).
-    pub fn claim(&mut self, name: &PeerName, key: &PublicKey) -> Result<PublicKey, StoreError> {
-        let claim = b64(&claim_key(name));
-        let txn = json!({
-            "compare": [{"key": claim, "target": "CREATE", "create_revision": "0", "result": "EQUAL"}],
-            "success": [{"request_put": {"key": claim, "value": b64(&key.to_string())}}],
-            "failure": [{"request_range": {"key": claim}}],
-        });
-        let reply = self.call("/v3/kv/txn", txn)?;
-        if reply.get("succeeded").and_then(Value::as_bool) == Some(true) {
-            return Ok(*key);
-        }
-        let range = response(&reply, 0, "response_range");
-        let owner = values(range).into_iter().next().map(|(_, v)| v);
-        owner
-            .and_then(|owner| owner.parse().ok())
-            .ok_or_else(|| StoreError::failed("etcd lost a claim it had just refused to make"))
+        Ok(first_value(&reply))
     }
 
     /// A new lease of `ttl_secs`.
@@ -158,20 +185,12 @@ impl Kv {
         Ok(integer(&reply["result"]["TTL"]).unwrap_or(0) > 0)
     }
 
-    /// Registers `name` at `addr` for `key`, on `lease`.
-    pub fn put_peer(
-        &mut self,
-        name: &PeerName,
-        addr: SocketAddr,
-        key: &PublicKey,
-        lease: i64,
-    ) -> Result<(), StoreError> {
-        let body = json!({
-            "key": b64(&peer_key(name)),
-            "value": b64(&peer_value(addr, key)),
-            "lease": lease.to_string(),
-        });
-        self.call("/v3/kv/put", body).map(|_| ())
+    /// Ends `lease` and every key on it. A lease that is gone already is no failure.
+    fn revoke(&mut self, lease: i64) -> Result<(), StoreError> {
+        match self.call("/v3/lease/revoke", json!({ "ID": lease.to_string() })) {
+            Err(e) if e.to_string().contains("lease not found") => Ok(()),
+            other => other.map(|_| ()),
+        }
     }
 
     /// `name`'s registration, if live, and its claim, in one read.
@@ -186,14 +205,9 @@ impl Kv {
             ],
         });
         let reply = self.call("/v3/kv/txn", txn)?;
-        let peer = values(response(&reply, 0, "response_range"))
-            .into_iter()
-            .next()
-            .and_then(|(_, v)| parse_peer(name.as_str(), &v));
-        let owner = values(response(&reply, 1, "response_range"))
-            .into_iter()
-            .next()
-            .and_then(|(_, v)| v.parse().ok());
+        let peer = first_value(response(&reply, 0, "response_range"))
+            .and_then(|v| parse_peer(name.as_str(), &v));
+        let owner = first_value(response(&reply, 1, "response_range")).and_then(|v| v.parse().ok());
         // A registration is only as good as its claim: a released name's lease may outlive
         // the release by a moment on another instance.
         let peer = peer.filter(|p| Some(p.key) == owner);
@@ -212,11 +226,9 @@ impl Kv {
             Some(after) => format!("{prefix}{after}\0"),
             None => prefix.clone(),
         };
-        // The end of the prefix: its last byte, '/', plus one.
-        let end = format!("{PREFIX}peers0");
         let body = json!({
             "key": b64(&start),
-            "range_end": b64(&end),
+            "range_end": b64(&prefix_end(&prefix)),
             "limit": limit.to_string(),
         });
         let reply = self.call("/v3/kv/range", body)?;
@@ -233,11 +245,16 @@ impl Kv {
         self.remove(name, key, false)
     }
 
-    /// Removes `name`'s claim and registration if `key` owns the name.
+    /// Removes `name`'s claim (and what counts it for `key`) and its registration if `key`
+    /// owns the name. What it counted against its address's hourly budget stays: a release
+    /// gives back no budget, as in the embedded store.
     pub fn release(&mut self, name: &PeerName, key: &PublicKey) -> Result<Removal, StoreError> {
         self.remove(name, key, true)
     }
 
+    /// One transaction that checks the owner and deletes; then the registration's lease is
+    /// revoked, which drops its count at its address (`from/IP/NAME`, on the same lease). If
+    /// the revoke fails, that count lapses with the lease, within the TTL.
     fn remove(
         &mut self,
         name: &PeerName,
@@ -245,9 +262,12 @@ impl Kv {
         claim_too: bool,
     ) -> Result<Removal, StoreError> {
         let claim = b64(&claim_key(name));
-        let mut deletes = vec![json!({"request_delete_range": {"key": b64(&peer_key(name))}})];
+        let mut deletes =
+            vec![json!({"request_delete_range": {"key": b64(&peer_key(name)), "prev_kv": true}})];
         if claim_too {
+            let held = format!("{}{name}", held_prefix(key));
             deletes.push(json!({"request_delete_range": {"key": claim}}));
+            deletes.push(json!({"request_delete_range": {"key": b64(&held)}}));
         }
         let txn = json!({
             "compare": [{"key": claim, "target": "VALUE", "value": b64(&key.to_string()), "result": "EQUAL"}],
@@ -255,19 +275,23 @@ impl Kv {
             "failure": [{"request_range": {"key": claim}}],
         });
         let reply = self.call("/v3/kv/txn", txn)?;
-        if reply.get("succeeded").and_then(Value::as_bool) == Some(true) {
-            let deleted = integer(&response(&reply, 0, "response_delete_range")["deleted"]);
-            return Ok(match (claim_too, deleted.unwrap_or(0)) {
-                (false, 0) => Removal::Unknown,
-                _ => Removal::Done,
-            });
+        if !succeeded(&reply) {
+            return Ok(
+                match values(response(&reply, 0, "response_range")).is_empty() {
+                    true => Removal::Unknown,
+                    false => Removal::NotOwner,
+                },
+            );
         }
-        Ok(
-            match values(response(&reply, 0, "response_range")).is_empty() {
-                true => Removal::Unknown,
-                false => Removal::NotOwner,
-            },
-        )
+        let deleted = response(&reply, 0, "response_delete_range");
+        let lease = deleted["prev_kvs"][0].get("lease").and_then(integer);
+        if let Some(lease) = lease {
+            self.revoke(lease)?;
+        }
+        Ok(match (claim_too, lease) {
+            (false, None) => Removal::Unknown,
+            _ => Removal::Done,
+        })
     }
 
     /// Remembers `key`'s static proof.

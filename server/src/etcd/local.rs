@@ -1,5 +1,6 @@
-//! What one registry instance on etcd keeps to itself: the registry sessions it opened, the
-//! lease of each registration it made, and its budget of new claims per address.
+//! What one registry instance on etcd keeps to itself: the registry sessions it opened and
+//! the lease of each registration it made. (The claim rules' counts are in etcd, shared by
+//! every instance: `register.rs`.)
 //!
 //! A registry session is a pair of symmetric keys agreed between one peer and one instance;
 //! sharing it through etcd would put every peer's session keys in the store, so it stays
@@ -12,16 +13,13 @@
 //! lock for the few map operations of each request, never across a call to etcd.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::registry_session::{RegistrySession, Replier};
 use p2p_shared::wire::frame::RegistryRequestHeader as Header;
 use p2p_shared::PeerName;
-
-use crate::claim_budget::ClaimBudget;
-use crate::registry::NameLimits;
 
 /// A registration this instance made.
 struct Entry {
@@ -35,16 +33,14 @@ struct Entry {
 pub struct Local {
     entries: HashMap<PeerName, Entry>,
     capacity: usize,
-    budget: ClaimBudget,
 }
 
 impl Local {
-    /// At most `capacity` registrations remembered; new claims within `limits`.
-    pub fn new(capacity: usize, limits: NameLimits) -> Local {
+    /// At most `capacity` registrations remembered.
+    pub fn new(capacity: usize) -> Local {
         Local {
             entries: HashMap::new(),
             capacity,
-            budget: ClaimBudget::new(limits.per_address, limits.per_prefix),
         }
     }
 
@@ -69,12 +65,6 @@ impl Local {
                 entry.session = session;
             }
         }
-    }
-
-    /// Whether `ip` may claim one more new name now (and counts it if so).
-    pub fn take_claim(&mut self, ip: IpAddr, now: Instant) -> bool {
-        self.budget.sweep(now);
-        self.budget.take(ip, now)
     }
 
     /// Records a registration made here. A registration this instance cannot remember (it
@@ -139,15 +129,9 @@ mod tests {
     use super::*;
     use p2p_shared::identity::Identity;
 
-    const LIMITS: NameLimits = NameLimits {
-        per_address: 2,
-        per_prefix: 100,
-        per_key: 4,
-    };
-
     #[test]
     fn a_lease_is_renewed_only_for_the_same_key_and_address_while_live() {
-        let mut local = Local::new(10, LIMITS);
+        let mut local = Local::new(10);
         let (name, key) = ("alice".parse().unwrap(), Identity::generate().public());
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let now = Instant::now();
@@ -164,8 +148,8 @@ mod tests {
     }
 
     #[test]
-    fn the_entries_are_bounded_and_new_claims_budgeted() {
-        let mut local = Local::new(2, LIMITS);
+    fn the_entries_are_bounded() {
+        let mut local = Local::new(2);
         let key = Identity::generate().public();
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let now = Instant::now();
@@ -174,11 +158,5 @@ mod tests {
             local.registered(n.parse().unwrap(), (key, addr), 1, None, ttl, now);
         }
         assert_eq!(local.entries.len(), 2);
-        let ip = addr.ip();
-        assert!(local.take_claim(ip, now) && local.take_claim(ip, now));
-        assert!(
-            !local.take_claim(ip, now),
-            "two new names an hour from one address"
-        );
     }
 }

@@ -1,44 +1,62 @@
 //! Registry instances sharing one namespace on a real etcd (issue 16): claims, registrations
 //! and their lapse seen through every instance; an instance killed mid-traffic; etcd itself
-//! stopped and restarted.
+//! stopped and restarted; the claim rules (names per key, per address, new names per
+//! network) held across instances, racing included.
 //!
 //! Each test starts its own etcd on free loopback ports (`p2p_e2e::Etcd`). A registration
-//! lapses in etcd, not in a process the test can read, so the waits for a lapse list again
-//! until the list changes, within a deadline and a bounded number of tries.
+//! lapses in etcd, not in a process the test can read, so a test waits for a lapse by
+//! watching the registration's key in etcd.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use p2p_e2e::{DataDir, Etcd, Peer, Server};
+use std::net::SocketAddr;
+
+use p2p_e2e::{decode_reply, envelope, frame, json, outcome, raw_exchange_from, sign_json};
+use p2p_e2e::{DataDir, Etcd, Identity, Peer, Server, Value};
 
 /// Registrations last this long, renewed by the peers every second.
 const TTL: &str = "3s";
 
-/// How long a lapse may take to show: the TTL, a renewal and etcd's lease check.
-const LAPSE: Duration = Duration::from_secs(15);
+/// How long a registration may take to show again after etcd came back: a renewal, and a
+/// registration made anew if its lease lapsed meanwhile.
+const RECOVERY: Duration = Duration::from_secs(15);
 
 /// A registry instance on `etcd`, with the key in `data`.
 fn instance(etcd: &Etcd, data: &Path) -> Server {
-    Server::builder()
+    instance_with(etcd, data, &[])
+}
+
+/// The same, with more arguments (the claim rules' limits).
+fn instance_with(etcd: &Etcd, data: &Path, args: &[&str]) -> Server {
+    let mut builder = Server::builder()
         .data_dir(data)
         .arg("--ttl")
         .arg(TTL)
         .arg("--store")
-        .arg(etcd.store())
-        .start()
+        .arg(etcd.store());
+    for arg in args {
+        builder = builder.arg(*arg);
+    }
+    builder.start()
 }
 
 /// Two instances of one registry on `etcd`: the same key, each in a data folder of its own,
 /// as an operator would copy the key file to a second machine.
 fn two_instances(etcd: &Etcd) -> (Server, Server, DataDir, DataDir) {
+    two_instances_with(etcd, &[])
+}
+
+/// The same, both with `args`.
+fn two_instances_with(etcd: &Etcd, args: &[&str]) -> (Server, Server, DataDir, DataDir) {
     let (one, two) = (DataDir::new("instance-a"), DataDir::new("instance-b"));
-    let a = instance(etcd, one.path());
+    let a = instance_with(etcd, one.path(), args);
     std::fs::copy(
         one.path().join("registry.key"),
         two.path().join("registry.key"),
     )
     .expect("copy the registry key");
-    let b = instance(etcd, two.path());
+    let b = instance_with(etcd, two.path(), args);
     assert_eq!(a.key(), b.key(), "one registry, one key");
     (a, b, one, two)
 }
@@ -48,10 +66,11 @@ fn sorted(mut lines: Vec<String>) -> Vec<String> {
     lines
 }
 
-/// Lists through `peer` until the list is `want` (sorted), within [`LAPSE`]; the last list
-/// otherwise.
+/// Lists through `peer` until the list is `want` (sorted), within [`RECOVERY`]; the last list
+/// otherwise. For a wait with no one event to watch for: after etcd came back, a peer's
+/// registration is either still there or made again at its next renewal.
 fn listed_eventually(peer: &Peer, want: &[String]) -> Vec<String> {
-    let deadline = Instant::now() + LAPSE;
+    let deadline = Instant::now() + RECOVERY;
     let mut want = want.to_vec();
     want.sort();
     loop {
@@ -59,7 +78,7 @@ fn listed_eventually(peer: &Peer, want: &[String]) -> Vec<String> {
         if listed == want || Instant::now() > deadline {
             return listed;
         }
-        // Between two listings, not as synchronisation: the lapse is etcd's, unannounced.
+        // Between two listings, not as synchronisation: nothing announces the registration.
         std::thread::sleep(Duration::from_millis(200));
     }
 }
@@ -88,12 +107,14 @@ fn two_instances_on_one_etcd_share_claims_registrations_and_lapses() {
     assert!(error.contains("taken"), "expected 'taken' in {error:?}");
 
     // A lease that lapses drops the peer from both.
+    let mut lapses = etcd.watch("p2p-chat/peers/");
     alice.kill();
     let carol = Peer::start("carol", a.addr());
     carol.register();
-    let want = [bob.peer_line(), carol.peer_line()];
-    assert_eq!(listed_eventually(&bob, &want), sorted(want.to_vec()));
-    assert_eq!(sorted(carol.listpeer()), sorted(want.to_vec()));
+    lapses.expect_deleted("p2p-chat/peers/alice");
+    let want = sorted(vec![bob.peer_line(), carol.peer_line()]);
+    assert_eq!(sorted(bob.listpeer()), want);
+    assert_eq!(sorted(carol.listpeer()), want);
     // The name is still alice's key's: the lapse dropped the address, not the claim.
     impostor.send("register");
     let error = impostor.expect_error();
@@ -179,4 +200,164 @@ fn an_instance_with_another_key_is_refused_like_any_impostor() {
     let error = alice.expect_error();
     assert!(error.contains("impostor"), "{error:?}");
     assert!(error.contains(&other.fingerprint()), "{error:?}");
+}
+
+/// A signed request from `identity` as `name` at `from` (a loopback address of its own) to
+/// the instance at `to`: the reply envelope.
+fn signed(identity: &Identity, name: &str, from: &str, to: SocketAddr, body: Value) -> Value {
+    let request_envelope = envelope(name, from, &identity.public(), body);
+    let json = serde_json::to_vec(&request_envelope).expect("serialize");
+    let bytes = frame(&sign_json(identity, &json));
+    let ip = from.parse::<SocketAddr>().expect("an address").ip();
+    let raw = raw_exchange_from(Some(ip), to, &bytes, false);
+    let reply = decode_reply(&raw).unwrap_or_else(|e| panic!("no reply from {to}: {e}"));
+    assert_eq!(reply["body"]["re"], request_envelope["id"], "{reply}");
+    reply
+}
+
+/// The error code and detail of a refusal (`registered` for a success).
+fn answer(reply: &Value) -> (String, String) {
+    let detail = reply["body"]["result"]["detail"].as_str().unwrap_or("");
+    (outcome(reply), detail.to_owned())
+}
+
+#[test]
+fn a_key_at_its_limit_through_one_instance_is_refused_a_name_at_the_other() {
+    let etcd = Etcd::start();
+    let (a, b, _one, _two) = two_instances_with(&etcd, &["--max-names-per-key", "2"]);
+    let key = Identity::generate();
+    let register = json!({ "type": "register" });
+    for name in ["mine-1", "mine-2"] {
+        let reply = signed(&key, name, "127.5.0.1:1", a.addr(), register.clone());
+        assert_eq!(outcome(&reply), "registered", "{reply}");
+    }
+    // The embedded store's refusal, word for word (registry.rs, service.rs).
+    let refused = signed(&key, "mine-3", "127.5.0.1:1", b.addr(), register.clone());
+    assert_eq!(
+        answer(&refused),
+        (
+            "registry_full".to_owned(),
+            "this key holds as many names as one key may; release one first".to_owned()
+        )
+    );
+    // A release through one instance gives the key its room back at the other.
+    let released = signed(
+        &key,
+        "mine-1",
+        "127.5.0.1:1",
+        b.addr(),
+        json!({ "type": "release" }),
+    );
+    assert_eq!(outcome(&released), "ok", "{released}");
+    let reply = signed(&key, "mine-3", "127.5.0.1:1", a.addr(), register);
+    assert_eq!(outcome(&reply), "registered", "{reply}");
+}
+
+#[test]
+fn an_address_and_its_network_are_bounded_across_instances() {
+    let etcd = Etcd::start();
+    let limits = ["--max-names-per-ip", "2", "--max-names-per-prefix", "3"];
+    let (a, b, _one, _two) = two_instances_with(&etcd, &limits);
+    let register = json!({ "type": "register" });
+    let from = |who: &Identity, name: &str, at: &str, to: &Server| {
+        answer(&signed(who, name, at, to.addr(), register.clone()))
+    };
+    let registered = ("registered".to_owned(), String::new());
+    let (one, two, three) = (
+        Identity::generate(),
+        Identity::generate(),
+        Identity::generate(),
+    );
+
+    // Names registered at once from one address: two through one instance, then no third
+    // through the other.
+    assert_eq!(from(&one, "here-1", "127.6.0.1:1", &a), registered);
+    assert_eq!(from(&two, "here-2", "127.6.0.1:1", &a), registered);
+    let full_here = (
+        "registry_full".to_owned(),
+        "too many names are registered from this address".to_owned(),
+    );
+    assert_eq!(from(&three, "here-3", "127.6.0.1:1", &b), full_here);
+    // Unregistered through the other instance, a name no longer counts there: its owner
+    // registers it again (no new claim) from the same address.
+    let gone = signed(
+        &one,
+        "here-1",
+        "127.6.0.1:1",
+        b.addr(),
+        json!({ "type": "unregister" }),
+    );
+    assert_eq!(outcome(&gone), "ok", "{gone}");
+    assert_eq!(from(&one, "here-1", "127.6.0.1:1", &b), registered);
+
+    // New names from one network in the hour: the two above and one more, from any of its
+    // addresses and through either instance; then none.
+    assert_eq!(from(&three, "net-1", "127.6.0.2:1", &b), registered);
+    let spent = (
+        "registry_full".to_owned(),
+        "too many new names were claimed from this address or its network in the last hour"
+            .to_owned(),
+    );
+    assert_eq!(
+        from(&Identity::generate(), "net-2", "127.6.0.3:1", &a),
+        spent
+    );
+    assert_eq!(
+        from(&Identity::generate(), "net-3", "127.6.0.4:1", &b),
+        spent
+    );
+    // Another network has its own.
+    assert_eq!(
+        from(&Identity::generate(), "far-1", "127.7.0.1:1", &b),
+        registered
+    );
+}
+
+#[test]
+fn concurrent_claims_through_both_instances_never_pass_a_limit() {
+    let etcd = Etcd::start();
+    let limits = ["--max-names-per-key", "2", "--max-names-per-prefix", "3"];
+    let (a, b, _one, _two) = two_instances_with(&etcd, &limits);
+    let instances = [a.addr(), b.addr()];
+    // 12 claims at once, half through each instance: 6 names for one key (2 may pass), and
+    // 6 by keys of their own from one network (3 may pass, and the key's count toward it).
+    let key = std::sync::Arc::new(Identity::generate());
+    let threads: Vec<_> = (0..12usize)
+        .map(|i| {
+            let (key, to) = (key.clone(), instances[i % 2]);
+            std::thread::spawn(move || {
+                let (who, name, at) = match i < 6 {
+                    true => (key, format!("one-key-{i}"), format!("127.8.{i}.1:1")),
+                    false => (
+                        std::sync::Arc::new(Identity::generate()),
+                        format!("one-net-{i}"),
+                        format!("127.9.0.{i}:1"),
+                    ),
+                };
+                let reply = signed(&who, &name, &at, to, json!({ "type": "register" }));
+                (i < 6, outcome(&reply))
+            })
+        })
+        .collect();
+    let answers: Vec<(bool, String)> = threads
+        .into_iter()
+        .map(|t| t.join().expect("a claiming thread"))
+        .collect();
+    let granted = |same_key: bool| {
+        let mine = answers.iter().filter(|(k, _)| *k == same_key);
+        mine.filter(|(_, o)| o == "registered").count()
+    };
+    // Every claim is answered as a rule says, never `busy` after losing a race.
+    for (_, outcome) in &answers {
+        assert!(
+            outcome == "registered" || outcome == "registry_full",
+            "{answers:?}"
+        );
+    }
+    assert_eq!(granted(true), 2, "one key, two names: {answers:?}");
+    assert_eq!(
+        granted(false),
+        3,
+        "one network, three new names: {answers:?}"
+    );
 }
