@@ -183,7 +183,7 @@ impl Etcd {
             let now = Instant::now();
             let lease = Self::local(&local).lease(&name, key, addr, now);
             if let Some(lease) = lease {
-                if kv.keepalive(lease)? {
+                if kv.renew(&name, lease)? {
                     Self::local(&local).renewed(&name, session, now + ttl);
                     return Ok(Registration::Refreshed);
                 }

@@ -173,6 +173,25 @@ impl Watch {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("not an event ({e}): {line:?}"))
     }
 
+    /// The next change of `key`, passing over the other keys' changes: `PUT` with the lease
+    /// the key is on now, or `DELETE` (with no lease).
+    #[track_caller]
+    pub fn next_change(&mut self, key: &str) -> (String, Option<String>) {
+        let key = BASE64.encode(key.as_bytes());
+        loop {
+            let event = self.event();
+            let events = event["result"]["events"].as_array().cloned();
+            for change in events.unwrap_or_default() {
+                if change["kv"]["key"].as_str() == Some(key.as_str()) {
+                    // The gateway leaves out fields at their zero value: a PUT has no `type`.
+                    let kind = change["type"].as_str().unwrap_or("PUT").to_owned();
+                    let lease = change["kv"]["lease"].as_str().map(str::to_owned);
+                    return (kind, lease);
+                }
+            }
+        }
+    }
+
     /// Waits until `key` is deleted (a lease that lapsed drops its keys), passing over the
     /// other changes.
     #[track_caller]

@@ -180,7 +180,26 @@ impl Kv {
     }
 
     /// Renews `lease`: false if it lapsed (or never was).
-    pub fn keepalive(&mut self, lease: i64) -> Result<bool, StoreError> {
+    /// Renews `lease` if `name`'s registration is still on it: false (nothing renewed) if the
+    /// registration is gone, or was made again through another instance, on a lease of its
+    /// own that only a renewal there would keep. Renewing ours then would tell the peer it is
+    /// registered while its registration lapses. Two round trips: the check, the keepalive.
+    pub fn renew(&mut self, name: &PeerName, lease: i64) -> Result<bool, StoreError> {
+        let txn = json!({
+            "compare": [{
+                "key": b64(&peer_key(name)),
+                "target": "LEASE",
+                "lease": lease.to_string(),
+                "result": "EQUAL",
+            }],
+        });
+        if !succeeded(&self.call("/v3/kv/txn", txn)?) {
+            return Ok(false);
+        }
+        self.keepalive(lease)
+    }
+
+    fn keepalive(&mut self, lease: i64) -> Result<bool, StoreError> {
         let reply = self.call("/v3/lease/keepalive", json!({ "ID": lease.to_string() }))?;
         Ok(integer(&reply["result"]["TTL"]).unwrap_or(0) > 0)
     }

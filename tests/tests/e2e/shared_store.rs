@@ -361,3 +361,33 @@ fn concurrent_claims_through_both_instances_never_pass_a_limit() {
         "one network, three new names: {answers:?}"
     );
 }
+
+/// A peer that moved from instance a to instance b (a stopped answering in time, say) and
+/// later renews through a again: a renews only if the registration is still on its own lease.
+/// Otherwise a registers it again on a new lease: renewing its old one would tell the peer it
+/// is registered while the registration, on b's lease that nobody renews now, lapses.
+#[test]
+fn a_renewal_through_an_instance_the_peer_had_left_registers_again() {
+    let etcd = Etcd::start();
+    let (a, b, _one, _two) = two_instances(&etcd);
+    let key = Identity::generate();
+    let register = json!({ "type": "register" });
+    let mut watch = etcd.watch("p2p-chat/peers/");
+    let registered = |at: SocketAddr| {
+        let reply = signed(&key, "rover", "127.6.0.1:1", at, register.clone());
+        assert_eq!(outcome(&reply), "registered", "{reply}");
+    };
+    registered(a.addr());
+    let (kind, on_a) = watch.next_change("p2p-chat/peers/rover");
+    assert_eq!((kind.as_str(), on_a.is_some()), ("PUT", true));
+    registered(b.addr());
+    let (kind, on_b) = watch.next_change("p2p-chat/peers/rover");
+    assert_eq!(kind, "PUT");
+    assert_ne!(on_b, on_a, "b registers on a lease of its own");
+    // Back at a, well within a's lease: the registration is put again, on a's new lease,
+    // rather than left on b's to lapse.
+    registered(a.addr());
+    let (kind, again) = watch.next_change("p2p-chat/peers/rover");
+    assert_eq!(kind, "PUT", "the registration lapsed instead: {again:?}");
+    assert_ne!(again, on_b);
+}
