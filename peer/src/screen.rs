@@ -27,14 +27,19 @@
 //! They have room of their own ([`LOG_ROOM`]), never taken from the network's events; the
 //! log's thread waits for it, and the log's own bounded queue drops and counts beyond that.
 
+mod sink;
+mod writer;
+
+pub use sink::{stderr_line, Sink, Stdout};
+
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::sync::{mpsc, Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
 use event_listener::Event as Notify;
 
-use crate::bell::{Bell, BEL};
+use crate::bell::Bell;
 use crate::event::Shown;
 use crate::json_command::CommandId;
 use crate::render::Rendering;
@@ -44,47 +49,6 @@ pub const ROOM: usize = 256;
 
 /// How many log lines may wait, besides the events.
 pub const LOG_ROOM: usize = 64;
-
-/// Where the screen thread writes lines.
-pub trait Sink: Send + 'static {
-    /// Writes one line (without its line ending).
-    fn line(&mut self, text: &str) -> io::Result<()>;
-    /// Makes what was written visible: called whenever the queue is empty.
-    fn flush(&mut self) -> io::Result<()>;
-    /// Writes one line of the log (without its line ending): to stderr, unless the sink
-    /// has a better place for it.
-    fn log(&mut self, text: &str) -> io::Result<()> {
-        stderr_line(text)
-    }
-}
-
-/// Writes one line to stderr.
-pub fn stderr_line(text: &str) -> io::Result<()> {
-    writeln!(io::stderr().lock(), "{text}")
-}
-
-/// Standard output. The lines of one batch (what waited in the queue together) go out in one
-/// write when the batch ends, instead of one write each: under a burst of messages, that is
-/// most of the screen thread's system calls.
-#[derive(Default)]
-pub struct Stdout {
-    batch: Vec<u8>,
-}
-
-impl Sink for Stdout {
-    fn line(&mut self, text: &str) -> io::Result<()> {
-        self.batch.extend_from_slice(text.as_bytes());
-        self.batch.push(b'\n');
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        let written = io::stdout().lock().write_all(&self.batch);
-        self.batch.clear();
-        written?;
-        io::stdout().flush()
-    }
-}
 
 /// A handle to the screen; cheap to clone. The thread ends once every handle is gone and
 /// every event is written.
@@ -179,7 +143,7 @@ impl Screen {
         let thread_inner = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("screen".into())
-            .spawn(move || write_all(&thread_inner, (rendering, bell), sink))?;
+            .spawn(move || writer::write_all(&thread_inner, (rendering, bell), sink))?;
         Ok(Screen { inner })
     }
 
@@ -390,80 +354,6 @@ impl Drop for Slot {
     fn drop(&mut self) {
         if !self.filled {
             self.replace(None);
-        }
-    }
-}
-
-/// The screen thread: takes the events at the head of the queue as they become ready, and
-/// writes them. Ends when every handle is gone and the queue is empty.
-fn write_all(inner: &Inner, (rendering, bell): (Rendering, Option<Bell>), mut sink: Box<dyn Sink>) {
-    loop {
-        let mut batch = Vec::new();
-        {
-            let mut queue = inner.queue.lock().unwrap_or_else(|p| p.into_inner());
-            loop {
-                while let Some(Item::Ready(_) | Item::Flush(_) | Item::Log(_) | Item::Untap(_)) =
-                    queue.items.front()
-                {
-                    let item = queue.items.pop_front().expect("looked at just now");
-                    if let Item::Log(_) = item {
-                        queue.logs -= 1;
-                    }
-                    batch.push(item);
-                }
-                if !batch.is_empty() {
-                    break;
-                }
-                if queue.handles == 0 && queue.items.is_empty() {
-                    queue.ended = true;
-                    inner.log_room.notify_all();
-                    return;
-                }
-                queue.asleep = true;
-                queue = inner.ready.wait(queue).unwrap_or_else(|p| p.into_inner());
-                queue.asleep = false;
-            }
-        }
-        inner.room.notify(usize::MAX);
-        inner.log_room.notify_all();
-        for item in batch {
-            match item {
-                // A closed stdout must not stop the peer: its chats still need a goodbye.
-                Item::Ready(event) => {
-                    let mut text = rendering.render(&event);
-                    // First: the terminal's printer ends what it prints with a line break.
-                    if bell.as_ref().is_some_and(|b| b.rings_for(&event.event)) {
-                        text.insert(0, BEL);
-                    }
-                    let _ = sink.line(&text);
-                    copy_to_taps(inner, &event);
-                }
-                Item::Log(text) => {
-                    let _ = sink.log(&text);
-                }
-                Item::Flush(done) => {
-                    let _ = sink.flush();
-                    let _ = done.send(());
-                }
-                Item::Untap(id) => {
-                    let mut taps = inner.taps.lock().unwrap_or_else(|p| p.into_inner());
-                    taps.retain(|(tapped, tap)| *tapped != id && !tap.is_closed());
-                }
-                Item::Reserved(_) => unreachable!("only ready items are taken"),
-            }
-        }
-        let _ = sink.flush();
-    }
-}
-
-/// Gives `event` to the taps of the command it answers.
-fn copy_to_taps(inner: &Inner, event: &Shown) {
-    let Some(id) = &event.id else { return };
-    let mut taps = inner.taps.lock().unwrap_or_else(|p| p.into_inner());
-    taps.retain(|(_, tap)| !tap.is_closed());
-    for (tapped, tap) in taps.iter() {
-        if tapped == id {
-            let _ = tap.try_send(event.clone());
         }
     }
 }
