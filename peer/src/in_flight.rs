@@ -25,15 +25,19 @@ pub struct InFlight {
 }
 
 impl InFlight {
-    /// Adds the task of one more message, after waiting for the oldest ones to end while
-    /// [`IN_FLIGHT_MAX`] are in flight.
-    pub async fn add(&mut self, task: JoinHandle<()>) {
+    /// Waits, while [`IN_FLIGHT_MAX`] are in flight, for the oldest ones to end: then one
+    /// more may go.
+    pub async fn make_room(&mut self) {
         self.forget_ended();
         while self.tasks.len() >= IN_FLIGHT_MAX {
             if let Some(oldest) = self.tasks.pop_front() {
                 oldest.await;
             }
         }
+    }
+
+    /// Adds the task of one more message, sent once [`InFlight::make_room`] has returned.
+    pub fn add(&mut self, task: JoinHandle<()>) {
         self.tasks.push_back(task);
     }
 
@@ -77,17 +81,20 @@ mod tests {
             let mut in_flight = InFlight::default();
             let mut ends = VecDeque::new();
             for _ in 0..IN_FLIGHT_MAX {
+                in_flight.make_room().await;
                 let (end, handle) = task(&ended);
                 ends.push_back(end);
-                in_flight.add(handle).await;
+                in_flight.add(handle);
             }
             assert_eq!(in_flight.tasks.len(), IN_FLIGHT_MAX);
             assert_eq!(ended.load(Ordering::SeqCst), 0);
             // One more goes only once the oldest has ended.
             ends.pop_front().unwrap().send(()).unwrap();
+            in_flight.make_room().await;
+            assert_eq!(ended.load(Ordering::SeqCst), 1);
             let (end, handle) = task(&ended);
             ends.push_back(end);
-            in_flight.add(handle).await;
+            in_flight.add(handle);
             assert_eq!(ended.load(Ordering::SeqCst), 1);
             assert_eq!(in_flight.tasks.len(), IN_FLIGHT_MAX);
             for end in ends {

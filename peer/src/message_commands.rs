@@ -63,7 +63,8 @@ pub struct Messenger {
 
 impl CommandLoop {
     /// `chat message PEER TEXT` (one part of it, `split.rs`): kept if the chat is away, else
-    /// sent by a task of its own once there is room in flight.
+    /// sent by a task of its own once there is room in flight (its place in the chat's order
+    /// is taken first, so a message waiting for room keeps the order it was typed in).
     pub(crate) async fn chat_message(&mut self, peer: PeerName, text: String) {
         // One id for every try, so the receiver can tell a retry from a new message.
         let id = new_id();
@@ -82,8 +83,9 @@ impl CommandLoop {
             let why = format!("{peer} is offline");
             return messenger.keep(peer, message, why).await;
         }
-        let task = runtime::spawn(messenger.send(peer, message));
-        self.in_flight.add(task).await;
+        self.in_flight.make_room().await;
+        self.in_flight
+            .add(runtime::spawn(messenger.send(peer, message)));
     }
 }
 
