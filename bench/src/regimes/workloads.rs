@@ -52,14 +52,10 @@ pub fn back_to_back(
     wait: Duration,
     stop: Instant,
 ) -> anyhow::Result<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(count);
-    for n in pair.numbers(count) {
-        if Instant::now() > stop {
-            break;
-        }
+    let samples = sampled(pair, count, stop, |pair, n| {
         let typed = pair.send(Side::Alice, n)?;
-        samples.push(pair.wait_shown(Side::Bob, n, wait)? - typed);
-    }
+        Ok(pair.wait_shown(Side::Bob, n, wait)? - typed)
+    })?;
     pair.settle(wait)?;
     Ok(samples)
 }
@@ -72,17 +68,13 @@ pub fn at_rest(
     wait: Duration,
     stop: Instant,
 ) -> anyhow::Result<Vec<Duration>> {
-    let mut samples = Vec::with_capacity(count);
-    for n in pair.numbers(count) {
-        if Instant::now() > stop {
-            break;
-        }
+    sampled(pair, count, stop, |pair, n| {
         pair.pause(gap)?;
         let typed = pair.send(Side::Alice, n)?;
-        samples.push(pair.wait_shown(Side::Bob, n, wait)? - typed);
+        let sample = pair.wait_shown(Side::Bob, n, wait)? - typed;
         pair.settle(wait)?;
-    }
-    Ok(samples)
+        Ok(sample)
+    })
 }
 
 /// `count` round trips, alice → bob → alice.
@@ -92,17 +84,30 @@ pub fn ping_pong(
     wait: Duration,
     stop: Instant,
 ) -> anyhow::Result<Vec<Duration>> {
+    let samples = sampled(pair, count, stop, |pair, n| {
+        let typed = pair.send(Side::Alice, n)?;
+        pair.wait_shown(Side::Bob, n, wait)?;
+        pair.send(Side::Bob, n)?;
+        Ok(pair.wait_shown(Side::Alice, n, wait)? - typed)
+    })?;
+    pair.settle(wait)?;
+    Ok(samples)
+}
+
+/// One sample per message number, from `one`, for `count` numbers or until `stop`.
+fn sampled(
+    pair: &mut Pair,
+    count: usize,
+    stop: Instant,
+    mut one: impl FnMut(&mut Pair, u64) -> anyhow::Result<Duration>,
+) -> anyhow::Result<Vec<Duration>> {
     let mut samples = Vec::with_capacity(count);
     for n in pair.numbers(count) {
         if Instant::now() > stop {
             break;
         }
-        let typed = pair.send(Side::Alice, n)?;
-        pair.wait_shown(Side::Bob, n, wait)?;
-        pair.send(Side::Bob, n)?;
-        samples.push(pair.wait_shown(Side::Alice, n, wait)? - typed);
+        samples.push(one(pair, n)?);
     }
-    pair.settle(wait)?;
     Ok(samples)
 }
 
