@@ -23,9 +23,9 @@ use p2p_shared::wire::new_id;
 use crate::disk::Disk;
 use crate::names::Names;
 use crate::resume;
-use crate::screen::{Screen, Slot};
+use crate::screen::Screen;
 use crate::state::pins::Namespace;
-use crate::state::{ChatMessage, Context, Effect, FromChat, Held, PeerState};
+use crate::state::{ChatMessage, Context, Effect, FromChat, Held, PeerState, Storing};
 use crate::vouch::TrustedRegistry;
 
 /// A function of the state, run by the broker.
@@ -45,12 +45,12 @@ enum Msg {
 pub enum Acknowledge {
     /// With this, now.
     Now(Vec<u8>),
-    /// A chat message: store it, then fill its place on the screen with it and acknowledge
-    /// `ok`; if it cannot be stored, acknowledge `busy` (the sender retries).
-    AfterStoring(Box<ChatMessage>, Slot),
-    /// A chat message that came before its turn: wait for it (then as `AfterStoring`);
-    /// if it is dropped instead, acknowledge with the `busy` given here.
-    WhenItsTurnComes(oneshot::Receiver<(Box<ChatMessage>, Slot)>, Vec<u8>),
+    /// A chat message, shown (now, or before): store it, then acknowledge `ok`; if it cannot
+    /// be stored, acknowledge `busy` (the sender retries).
+    AfterStoring(Box<Storing>),
+    /// A chat message that came before its turn: wait for it to show (then as
+    /// `AfterStoring`); if it is dropped instead, acknowledge with the `busy` given here.
+    WhenItsTurnComes(oneshot::Receiver<Box<Storing>>, Vec<u8>),
 }
 
 /// A handle to the broker task; cheap to clone.
@@ -179,16 +179,23 @@ impl Actor {
                 let opened = self.state.open_sealed(&frame, &cx, &mut fx);
                 let acknowledge = match opened {
                     Ok(FromChat::Ack(ack)) => Ok(Acknowledge::Now(ack)),
+                    // Shown now, in the place kept for it as it arrived, while its connection
+                    // stores it: showing does not wait for the disk. One that showed before
+                    // gives its place back.
                     Ok(FromChat::Message(message)) => {
-                        // The state takes a message only when told there was room: a slot.
-                        let slot = slot.expect("a message is taken only with a place for it");
-                        Ok(Acknowledge::AfterStoring(message, slot))
+                        let ChatMessage { event, storing } = *message;
+                        if let Some(event) = event {
+                            // The state takes a message only when told there was room.
+                            let slot = slot.expect("a message is taken only with a place for it");
+                            slot.fill(event);
+                        }
+                        Ok(Acknowledge::AfterStoring(Box::new(storing)))
                     }
-                    // Its place on the screen is kept when its turn comes, after those before.
+                    // It shows when its turn comes, after those before.
                     Ok(FromChat::Early { peer, seq, message }) => {
                         tracing::debug!("message {seq} from {peer} waits for those before it");
                         let (waiter, turn) = oneshot::channel();
-                        let busy = message.busy.clone();
+                        let busy = message.storing.busy.clone();
                         let held = Held { message, waiter };
                         self.state.hold((peer, seq), held, cx.now);
                         Ok(Acknowledge::WhenItsTurnComes(turn, busy))
@@ -227,10 +234,22 @@ impl Actor {
             Effect::AutoAccept(peer) => {
                 let _ = self.resume.try_send(resume::Job::AutoAccept(peer));
             }
-            // It had room when it came, so it takes its place now even above the screen's room;
-            // its connection gone, the place is given back.
+            // It had room when it came, so it shows now even above the screen's room. Its
+            // connection stores it; one that is gone (its sender gave up on that try) cannot,
+            // and the message has shown: stored all the same, so its retry is not shown again.
             Effect::Release(Held { message, waiter }) => {
-                let _ = waiter.send((message, self.screen.reserve_admitted()));
+                let ChatMessage { event, storing } = *message;
+                if let Some(event) = event {
+                    self.screen.push(event);
+                }
+                if let Err(storing) = waiter.send(Box::new(storing)) {
+                    let disk = self.disk.clone();
+                    runtime::spawn(async move {
+                        if let Err(why) = disk.record(storing.record, None).await {
+                            tracing::warn!("a chat message could not be stored: {why}");
+                        }
+                    });
+                }
             }
         }
     }

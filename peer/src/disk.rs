@@ -3,7 +3,8 @@
 //! A write to disk can take milliseconds, or far longer on a busy or failing disk; on the
 //! peer's one executor thread it would hold up every chat. So the history and the pin files
 //! belong to this thread, and the rest of the peer hands it [`Job`]s through a bounded queue:
-//! a chat message to store before it is shown (its sender waits for the answer), the last
+//! a chat message to store before it is acknowledged, or before it is reported delivered
+//! (its connection or its task waits for the answer), the last
 //! lines of a chat for `history`, a pin file to rewrite (nobody waits). Chat lines that wait
 //! behind each other are stored in one transaction ([`BATCH`]).
 

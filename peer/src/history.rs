@@ -1,7 +1,8 @@
 //! Chat history, per peer, in an embedded database (SQLite) in the data directory.
 //!
-//! A received message is written here before it is shown, and a sent one before it is
-//! reported delivered, so a crash never loses a message the user saw. The database runs in
+//! A received message is written here before it is acknowledged (it shows meanwhile), and a
+//! sent one before it is reported delivered, so a crash never loses a message: one shown but
+//! not yet stored was not acknowledged either, and its sender sends it again. The database runs in
 //! write-ahead-log mode with `synchronous=NORMAL`: each message is one small append to the
 //! log, on disk as soon as the process hands it to the kernel, so it survives the process
 //! being killed at any point (an operating-system crash may lose the last moments, a price

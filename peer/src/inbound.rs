@@ -4,9 +4,9 @@
 //! this [`Service`] answers pings itself and hands the rest, and the sealed chat frames, to
 //! the broker, which owns the state (and the keys) they need. A chat request that could be
 //! taken first waits for the registry's word on its name and key (`vouch.rs`); one refused
-//! whatever the registry says is refused before it is asked. A chat message is stored on the
-//! disk thread before it is shown and acknowledged: the connection task waits for that, not
-//! the broker. Refused connections are warnings in the log on stderr (stdout belongs to the
+//! whatever the registry says is refused before it is asked. A chat message shows when its
+//! turn comes (the broker shows it) and is acknowledged once stored on the disk thread: the
+//! connection task waits for that, not the broker. Refused connections are warnings in the log on stderr (stdout belongs to the
 //! user's events).
 
 use std::net::SocketAddr;
@@ -19,7 +19,7 @@ use p2p_shared::{Envelope, ErrorCode, Outcome, PeerRequest};
 use crate::broker::{Acknowledge, Broker};
 use crate::disk::Disk;
 use crate::flood;
-use crate::state::{ChatMessage, Vouch};
+use crate::state::{Storing, Vouch};
 use crate::vouch::Voucher;
 
 #[derive(Clone)]
@@ -128,26 +128,21 @@ impl Service for PeerService {
         frame: Vec<u8>,
         _remote: SocketAddr,
     ) -> Result<Vec<u8>, SealedRefusal> {
-        let (message, slot) = match self.broker.sealed(frame).await? {
+        let storing = match self.broker.sealed(frame).await? {
             Acknowledge::Now(ack) => return Ok(ack),
-            Acknowledge::AfterStoring(message, slot) => (message, slot),
+            Acknowledge::AfterStoring(storing) => storing,
             // Held for its turn (`state/order.rs`), which comes within a bounded time: the
             // chat's order is given up on a gap after `HOLD_FOR`. Dropped instead (a retry
             // took its place, or the peer is stopping): `busy`, and its sender tries again.
             Acknowledge::WhenItsTurnComes(turn, busy) => match turn.await {
-                Ok(its_turn) => its_turn,
+                Ok(storing) => storing,
                 Err(_) => return Ok(busy),
             },
         };
-        let ChatMessage {
-            record,
-            event,
-            ok,
-            busy,
-        } = *message;
-        // Stored, then shown by the disk thread; a retry of a message stored (and shown)
-        // before gives its place back.
-        match self.disk.record(record, Some((slot, event.into()))).await {
+        // It has shown (the broker showed it when its turn came); its acknowledgement
+        // promises it is stored. A retry of one stored before is acknowledged again.
+        let Storing { record, ok, busy } = *storing;
+        match self.disk.record(record, None).await {
             Ok(_) => Ok(ok),
             Err(why) => {
                 tracing::warn!("a chat message could not be stored: {why}");

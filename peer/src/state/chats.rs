@@ -24,7 +24,7 @@ use p2p_shared::{
     Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, ReplyBody, SealedRequest,
 };
 
-use super::order::{Reorder, Sequencer, Turn};
+use super::order::{Reorder, Sequencer, ShownIds, Turn};
 use super::Held;
 
 /// One open chat.
@@ -79,6 +79,8 @@ pub struct Chats {
     by_id: HashMap<ChatId, PeerName>,
     /// The chats that ended last, oldest first, at most [`ENDED_KEPT`].
     ended: VecDeque<Ended>,
+    /// The messages shown last, by id, over every chat (`order.rs`).
+    shown: ShownIds,
 }
 
 impl Chats {
@@ -142,7 +144,7 @@ impl Chats {
     pub fn close(&mut self, peer: &PeerName) -> Option<Vec<Held>> {
         match self.by_name.remove(peer) {
             Some(mut chat) => {
-                let held = chat.reorder.drain();
+                let held = self.showing(chat.reorder.drain());
                 self.by_id.remove(&chat.keys.id);
                 if self.ended.len() == ENDED_KEPT {
                     self.ended.pop_front();
@@ -174,9 +176,33 @@ impl Chats {
 
     /// `peer`'s message `seq`, the next, shows: the held ones that follow it, in order.
     pub fn show(&mut self, peer: &PeerName, seq: u64) -> Vec<Held> {
-        match self.by_name.get_mut(peer) {
+        let held = match self.by_name.get_mut(peer) {
             Some(chat) => chat.reorder.show(seq),
             None => Vec::new(),
+        };
+        self.showing(held)
+    }
+
+    /// Message `id` shows now: false if it showed before, sent again in a chat that reopened
+    /// (then it is only stored).
+    pub fn first_showing(&mut self, id: MessageId) -> bool {
+        self.shown.first_time(id)
+    }
+
+    /// The held messages `held` show now: those that showed before are only stored.
+    fn showing(&mut self, mut held: Vec<Held>) -> Vec<Held> {
+        for one in &mut held {
+            if !self.shown.first_time(one.message.storing.record.id) {
+                one.message.event = None;
+            }
+        }
+        held
+    }
+
+    /// `peer`'s message `seq`, whose gap was given up on, shows late.
+    pub fn show_late(&mut self, peer: &PeerName, seq: u64) {
+        if let Some(chat) = self.by_name.get_mut(peer) {
+            chat.reorder.show_late(seq);
         }
     }
 
@@ -192,7 +218,7 @@ impl Chats {
         for chat in self.by_name.values_mut() {
             released.extend(chat.reorder.expire(now));
         }
-        released
+        self.showing(released)
     }
 
     /// When the next hold ends, if a message is held.

@@ -103,8 +103,9 @@ pub enum Effect {
     Flush(PeerName),
     /// A request from a partner of an away chat: accept it without a `yes` (`resume.rs`).
     AutoAccept(PeerName),
-    /// A chat message held for its turn (`order.rs`) shows now: give it its place on the
-    /// screen, in the order of these effects, and hand it to its connection.
+    /// A chat message held for its turn (`order.rs`) shows now, in the order of these
+    /// effects: show it, and hand what to store to its connection (store it anyway if the
+    /// connection is gone: it has shown).
     Release(Held),
 }
 
@@ -134,7 +135,8 @@ pub struct Answering {
 pub enum FromChat {
     /// Answer with this acknowledgement now.
     Ack(Vec<u8>),
-    /// A chat message, to store first.
+    /// A chat message whose turn came: show it now (unless it showed before: a retry), then
+    /// store it and acknowledge it.
     Message(Box<ChatMessage>),
     /// A chat message from `peer` that came before its turn (`order.rs`): hold it with
     /// [`PeerState::hold`], its connection waiting.
@@ -145,9 +147,9 @@ pub enum FromChat {
     },
 }
 
-/// Where the connection of a held chat message waits: it is handed the message and its
-/// place on the screen when the message's turn comes, or nothing (dropped) if it never does.
-pub type Waiter = futures::channel::oneshot::Sender<(Box<ChatMessage>, crate::screen::Slot)>;
+/// Where the connection of a held chat message waits: it is handed what to store once the
+/// message has shown, or nothing (dropped) if it never does.
+pub type Waiter = futures::channel::oneshot::Sender<Box<Storing>>;
 
 /// A chat message held for its turn, and its connection.
 pub struct Held {
@@ -158,16 +160,22 @@ pub struct Held {
 impl std::fmt::Debug for Held {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Held")
-            .field("id", &self.message.record.id)
+            .field("id", &self.message.storing.record.id)
             .finish_non_exhaustive()
     }
 }
 
-/// A chat message that arrived: store `record`, then show `event` and answer `ok`; if it
-/// cannot be stored, answer `busy` (the sender retries).
+/// A chat message that arrived: `event` shows when its turn comes (none if it showed
+/// before), and its connection stores it ([`Storing`]).
 pub struct ChatMessage {
+    pub event: Option<Event>,
+    pub storing: Storing,
+}
+
+/// What the connection of a received chat message does: stores `record`, then answers `ok`;
+/// if it cannot be stored, `busy` (the sender retries, and the retry is not shown again).
+pub struct Storing {
     pub record: Record,
-    pub event: Event,
     pub ok: Vec<u8>,
     pub busy: Vec<u8>,
 }

@@ -12,7 +12,7 @@ use super::chats::Chats;
 
 use super::order::Turn;
 use super::outgoing::{Ended, NotAnswerable, OutgoingEnd};
-use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Vouch};
+use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Storing, Vouch};
 use crate::disk::Record;
 use crate::event::{Event, PeerKey};
 
@@ -327,9 +327,9 @@ impl PeerState {
             SealedRequest::ChatMessage { .. } if !cx.screen_room => {
                 Ok(FromChat::Ack(ack(&self.chats, re, screen_full())))
             }
-            // Stored before it is shown; a message already stored (a retry whose first
-            // acknowledgement was lost) is acknowledged again but not shown twice. Shown in
-            // the order its sender typed it (`order.rs`).
+            // Shown when its turn comes in the order its sender typed it (`order.rs`), and
+            // acknowledged once stored; a retry of one shown (its acknowledgement was lost) is
+            // stored if need be and acknowledged again, never shown twice.
             SealedRequest::ChatMessage { text, seq } => {
                 let turn = self.chats.turn(&peer, seq);
                 if turn == Turn::Full {
@@ -340,7 +340,7 @@ impl PeerState {
                     return Ok(FromChat::Ack(ack(&self.chats, re, busy)));
                 }
                 let busy = Outcome::error(ErrorCode::Busy, "the receiver cannot store the message");
-                let message = Box::new(ChatMessage {
+                let storing = Storing {
                     record: Record {
                         id: request.id,
                         peer,
@@ -348,23 +348,31 @@ impl PeerState {
                         text: text.clone(),
                         at: cx.utc,
                     },
-                    event: Event::Message {
-                        peer,
-                        text,
-                        at: cx.utc,
-                    },
                     ok: ack(&self.chats, re, Outcome::Ok),
                     busy: ack(&self.chats, re, busy),
+                };
+                let event = Some(Event::Message {
+                    peer,
+                    text,
+                    at: cx.utc,
                 });
+                let mut message = Box::new(ChatMessage { event, storing });
+                // A message shows once, by id too: one kept by its sender while the chat was
+                // away comes again in the chat that reopened, in a new place.
+                let id = request.id;
                 match turn {
-                    Turn::Early => Ok(FromChat::Early { peer, seq, message }),
+                    Turn::Early => return Ok(FromChat::Early { peer, seq, message }),
                     Turn::Next => {
                         let released = self.chats.show(&peer, seq);
                         fx.extend(released.into_iter().map(Effect::Release));
-                        Ok(FromChat::Message(message))
                     }
-                    Turn::Passed | Turn::Full => Ok(FromChat::Message(message)),
+                    Turn::Late => self.chats.show_late(&peer, seq),
+                    Turn::Shown | Turn::Full => message.event = None,
                 }
+                if message.event.is_some() && !self.chats.first_showing(id) {
+                    message.event = None;
+                }
+                Ok(FromChat::Message(message))
             }
             SealedRequest::Keepalive => Ok(FromChat::Ack(ack(&self.chats, re, Outcome::Ok))),
             SealedRequest::Disconnect => {

@@ -18,10 +18,15 @@
 //!   shows. The missing message, if it ever comes, shows late rather than never: it is its
 //!   sender's to retry, and a message is never lost to keep an order.
 //!
+//! A message shows the moment its turn comes, while it is being stored; it is acknowledged
+//! once stored. So a message whose place was passed is either a retry of one shown (its
+//! acknowledgement was lost, or storing it failed): stored if need be, never shown twice; or
+//! one whose gap was given up on ([`SKIPPED_MAX`] of them are remembered): shown late.
+//!
 //! A chat that opens again (after being away) starts again at 1, on both sides: a retry
 //! sealed in the new chat takes a new place there.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use p2p_shared::MessageId;
@@ -42,6 +47,15 @@ pub const IN_FLIGHT_MAX: usize = 8;
 /// screen) is back before its successors give up on it; shorter than the 10 s an exchange
 /// may take, so that one whose connection hangs does not hold the others that long.
 pub const HOLD_FOR: Duration = Duration::from_secs(5);
+
+/// The most places given up on that a receiver remembers, per chat, so that a message that
+/// comes after its gap was given up on still shows: far more than a sender's retries leave
+/// behind (at most [`HELD_MAX`] are given up on at once); the oldest is forgotten first, and
+/// then shows as a retry would (stored, not shown).
+pub const SKIPPED_MAX: usize = 256;
+
+/// How many of the last messages shown a receiver remembers by id, over all its chats.
+pub const SHOWN_KEPT: usize = 1_024;
 
 /// The most messages whose place a sender remembers: more than are ever in flight, so none
 /// in flight is forgotten; the oldest goes first.
@@ -71,14 +85,42 @@ impl Sequencer {
     }
 }
 
+/// The ids of the last [`SHOWN_KEPT`] messages shown, over every chat. A message its sender
+/// kept while the chat was away (unacknowledged, though it may have shown) comes again in the
+/// chat that reopens, under its id and with a new place: this is how the receiver knows it
+/// showed. (Its history knows too, but a message shows before it is stored.)
+#[derive(Default)]
+pub struct ShownIds {
+    order: VecDeque<MessageId>,
+    set: HashSet<MessageId>,
+}
+
+impl ShownIds {
+    /// Message `id` shows: false if it showed before (then it does not show again).
+    pub fn first_time(&mut self, id: MessageId) -> bool {
+        if !self.set.insert(id) {
+            return false;
+        }
+        if self.order.len() == SHOWN_KEPT {
+            if let Some(oldest) = self.order.pop_front() {
+                self.set.remove(&oldest);
+            }
+        }
+        self.order.push_back(id);
+        true
+    }
+}
+
 /// Where a message that arrived stands in its chat's order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Turn {
     /// It is the next to show.
     Next,
-    /// Its place was passed: it showed before (a retry whose acknowledgement was lost), or
-    /// the gap it left was given up on. Shown now unless it showed before.
-    Passed,
+    /// It showed before: a retry (its acknowledgement was lost, or storing it failed).
+    /// Stored if need be, not shown again.
+    Shown,
+    /// The gap it left was given up on: it shows now, late.
+    Late,
     /// Messages before it have not shown yet: hold it.
     Early,
     /// Too far ahead, or too many held: `busy`.
@@ -90,6 +132,9 @@ pub enum Turn {
 pub struct Reorder<T> {
     shown: u64,
     held: BTreeMap<u64, (T, Instant)>,
+    /// Places before `shown` given up on, whose messages have not come: at most
+    /// [`SKIPPED_MAX`], the newest.
+    skipped: BTreeSet<u64>,
 }
 
 impl<T> Default for Reorder<T> {
@@ -97,6 +142,7 @@ impl<T> Default for Reorder<T> {
         Reorder {
             shown: 0,
             held: BTreeMap::new(),
+            skipped: BTreeSet::new(),
         }
     }
 }
@@ -106,7 +152,8 @@ impl<T> Reorder<T> {
     pub fn turn(&self, seq: u64) -> Turn {
         let ahead = seq.saturating_sub(self.shown);
         match ahead {
-            0 => Turn::Passed,
+            0 if self.skipped.contains(&seq) => Turn::Late,
+            0 => Turn::Shown,
             1 => Turn::Next,
             _ if ahead - 1 > HELD_MAX as u64 => Turn::Full,
             // A retry of one held takes its place, so it needs no room of its own.
@@ -120,6 +167,12 @@ impl<T> Reorder<T> {
         debug_assert_eq!(self.turn(seq), Turn::Next);
         self.shown = seq;
         self.release_following()
+    }
+
+    /// Message `seq`, whose gap was given up on, shows late: a retry of it will not.
+    pub fn show_late(&mut self, seq: u64) {
+        debug_assert_eq!(self.turn(seq), Turn::Late);
+        self.skipped.remove(&seq);
     }
 
     /// Holds `item`, message `seq` (early), from `now`. Returns the one it replaces: an
@@ -137,6 +190,10 @@ impl<T> Reorder<T> {
             let Some((&first, _)) = self.held.first_key_value() else {
                 break;
             };
+            self.skipped.extend(self.shown + 1..first);
+            while self.skipped.len() > SKIPPED_MAX {
+                self.skipped.pop_first();
+            }
             self.shown = first - 1;
             released.extend(self.release_following());
         }
@@ -207,7 +264,7 @@ mod tests {
         assert_eq!(order.show(1), vec!["two", "three"]);
         assert_eq!(order.turn(4), Turn::Next);
         assert_eq!(order.show(4), Vec::<&str>::new());
-        assert_eq!(order.turn(2), Turn::Passed, "a retry of one shown");
+        assert_eq!(order.turn(2), Turn::Shown, "a retry of one shown");
         assert_eq!(order.deadline(), None);
     }
 
@@ -246,7 +303,15 @@ mod tests {
         assert!(order.expire(start + HOLD_FOR / 2).is_empty());
         assert_eq!(order.expire(start + HOLD_FOR), vec!["three"]);
         assert_eq!(order.deadline(), Some(start + HOLD_FOR / 2 + HOLD_FOR));
-        assert_eq!(order.turn(1), Turn::Passed, "given up on: shows late");
+        assert_eq!(order.turn(1), Turn::Late, "given up on: shows late");
+        assert_eq!(order.turn(2), Turn::Late);
+        assert_eq!(
+            order.turn(3),
+            Turn::Shown,
+            "it showed when the gap was given up on"
+        );
+        order.show_late(1);
+        assert_eq!(order.turn(1), Turn::Shown, "a retry of one shown late");
         assert_eq!(order.turn(4), Turn::Next);
         assert_eq!(order.expire(start + 2 * HOLD_FOR), vec!["six"]);
         assert_eq!(order.turn(7), Turn::Next);
@@ -287,14 +352,50 @@ mod tests {
                         shown.extend(order.show(seq));
                     }
                     Turn::Early => drop(order.hold(seq, seq, now)),
-                    // A retry of one shown: its history says so, it is not shown again.
-                    Turn::Passed => assert!(shown.contains(&seq), "{seq} passed unshown"),
-                    Turn::Full => panic!("{seq} refused within the window"),
+                    // A retry of one shown: it is not shown again.
+                    Turn::Shown => assert!(shown.contains(&seq), "{seq} passed unshown"),
+                    Turn::Late | Turn::Full => panic!("{seq} given up on or refused"),
                 }
             }
             assert_eq!(shown, (1..=n).collect::<Vec<_>>());
             assert_eq!(order.deadline(), None, "nothing left held");
         }
+    }
+
+    #[test]
+    fn the_places_given_up_on_are_bounded_and_the_oldest_is_forgotten_first() {
+        let start = Instant::now();
+        let mut order = Reorder::default();
+        let mut at = start;
+        // Each round leaves a gap of HELD_MAX places, given up on.
+        let gap = HELD_MAX as u64;
+        let rounds = SKIPPED_MAX as u64 / gap + 2;
+        for round in 0..rounds {
+            let after_gap = order.shown + gap + 1;
+            order.hold(after_gap, round, at);
+            at += HOLD_FOR;
+            assert_eq!(order.expire(at), vec![round]);
+        }
+        assert_eq!(order.skipped.len(), SKIPPED_MAX);
+        assert_eq!(order.turn(1), Turn::Shown, "forgotten: taken for a retry");
+        assert_eq!(
+            order.turn(order.shown - 1),
+            Turn::Late,
+            "the newest is kept"
+        );
+    }
+
+    #[test]
+    fn an_id_shows_once_and_the_ids_remembered_are_bounded() {
+        let mut shown = ShownIds::default();
+        let first = new_id();
+        assert!(shown.first_time(first));
+        assert!(!shown.first_time(first), "sent again: not shown twice");
+        for _ in 0..SHOWN_KEPT {
+            assert!(shown.first_time(new_id()));
+        }
+        assert_eq!(shown.set.len(), SHOWN_KEPT);
+        assert!(shown.first_time(first), "forgotten, the oldest first");
     }
 
     #[test]

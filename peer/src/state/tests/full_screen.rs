@@ -41,28 +41,29 @@ fn a_full_screen_makes_chat_requests_and_messages_busy_and_stores_nothing() {
         outcome_of(&bobs_keys, 0, &ack).code(),
         Some(ErrorCode::Busy)
     );
-    // With room, the message is to be stored, then shown and acknowledged.
+    // With room, the message is to be shown, then stored and acknowledged.
     let stored = state.open_sealed(&bobs_keys.seal(1, &message("hi")), &at(now), &mut fx);
     let Ok(FromChat::Message(message)) = stored else {
-        panic!("a message to store")
+        panic!("a message to show and store")
     };
     let ChatMessage {
-        record,
         event,
-        ok,
-        busy,
+        storing: Storing { record, ok, busy },
     } = *message;
     assert_eq!(
         (record.peer, record.sender, record.text.as_str()),
         (name("bob"), name("bob"), "hi")
     );
-    assert!(matches!(event, Event::Message { .. }));
+    assert!(matches!(event, Some(Event::Message { .. })));
     assert_eq!(outcome_of(&bobs_keys, 1, &ok), Outcome::Ok);
     assert_eq!(
         outcome_of(&bobs_keys, 1, &busy).code(),
         Some(ErrorCode::Busy)
     );
-    assert!(fx.is_empty(), "nothing shown before it is stored");
+    assert!(
+        fx.is_empty(),
+        "the broker shows it in the place kept as it arrived"
+    );
 }
 
 #[test]

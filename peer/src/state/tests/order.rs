@@ -6,7 +6,7 @@ use futures::channel::oneshot;
 
 use super::*;
 use crate::state::order::HOLD_FOR;
-use crate::state::{ChatMessage, Held};
+use crate::state::{Held, Storing};
 
 /// Bob's message `text` in his place `seq`, sealed under `counter`, opened by alice.
 fn arrives(
@@ -37,13 +37,13 @@ fn hold(state: &mut PeerState, early: FromChat, now: Instant) -> Waiting {
     Waiting(turn)
 }
 
-struct Waiting(oneshot::Receiver<(Box<ChatMessage>, crate::screen::Slot)>);
+struct Waiting(oneshot::Receiver<Box<Storing>>);
 
 /// The texts of the messages released by `fx`, in order.
 fn released(fx: &mut Vec<Effect>) -> Vec<String> {
     fx.drain(..)
         .filter_map(|effect| match effect {
-            Effect::Release(held) => Some(held.message.record.text.clone()),
+            Effect::Release(held) => Some(held.message.storing.record.text.clone()),
             _ => None,
         })
         .collect()
@@ -51,8 +51,16 @@ fn released(fx: &mut Vec<Effect>) -> Vec<String> {
 
 fn text_of(from_chat: FromChat) -> String {
     match from_chat {
-        FromChat::Message(message) => message.record.text,
+        FromChat::Message(message) if message.event.is_some() => message.storing.record.text,
         _ => panic!("a message to show now"),
+    }
+}
+
+/// A message not to show again, only to store and acknowledge: its text.
+fn retried(from_chat: FromChat) -> String {
+    match from_chat {
+        FromChat::Message(message) if message.event.is_none() => message.storing.record.text,
+        _ => panic!("a retry of a message shown"),
     }
 }
 
@@ -80,9 +88,9 @@ fn early_messages_wait_for_those_before_them_and_then_show_in_order() {
     assert_eq!(text_of(first), "one");
     assert_eq!(released(&mut fx), ["two", "three"], "after it, in order");
 
-    // A retry of one shown is shown only if it was not (the history knows): not held.
+    // A retry of one shown is stored if need be, and not shown again.
     let again = arrives(&mut state, (&bob, &keys), (3, 2, "two"), &at(now), &mut fx);
-    assert_eq!(text_of(again), "two");
+    assert_eq!(retried(again), "two");
     let fourth = arrives(&mut state, (&bob, &keys), (4, 4, "four"), &at(now), &mut fx);
     assert_eq!(text_of(fourth), "four");
     assert_eq!(state.next_deadline(), None, "nothing held");
@@ -104,6 +112,8 @@ fn a_gap_that_stays_open_is_given_up_on_and_the_missing_message_shows_late() {
 
     let first = arrives(&mut state, (&bob, &keys), (1, 1, "one"), &at(now), &mut fx);
     assert_eq!(text_of(first), "one", "late, not lost");
+    let again = arrives(&mut state, (&bob, &keys), (2, 1, "one"), &at(now), &mut fx);
+    assert_eq!(retried(again), "one", "shown late once");
 }
 
 #[test]
@@ -147,4 +157,32 @@ fn a_message_too_far_ahead_is_busy() {
         panic!("answered at once")
     };
     assert_eq!(outcome_of(&keys, 0, &ack).code(), Some(ErrorCode::Busy));
+}
+
+/// A message its sender kept while the chat was away (it showed, but its acknowledgement was
+/// lost) comes again under its id in the chat that reopened, in a new place: it is stored if
+/// need be, and not shown twice; the chat's order goes on after it.
+#[test]
+fn a_message_sent_again_in_a_chat_that_reopened_does_not_show_twice() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let mut fx = Vec::new();
+    let keys = open_chat_with(&mut state, &bob, now);
+    let id = new_id();
+    let sealed = |keys: &ChatKeys, counter, seq, id| {
+        let body = SealedRequest::ChatMessage {
+            text: "kept".into(),
+            seq,
+        };
+        keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
+    };
+    let first = state.open_sealed(&sealed(&keys, 0, 1, id), &at(now), &mut fx);
+    assert_eq!(text_of(first.ok().unwrap()), "kept");
+
+    let keys = open_chat_with(&mut state, &bob, now);
+    let again = state.open_sealed(&sealed(&keys, 0, 1, id), &at(now), &mut fx);
+    assert_eq!(retried(again.ok().unwrap()), "kept", "shown once");
+    let next = state.open_sealed(&sealed(&keys, 1, 2, new_id()), &at(now), &mut fx);
+    assert_eq!(text_of(next.ok().unwrap()), "kept", "the order goes on");
 }
