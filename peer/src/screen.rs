@@ -18,9 +18,14 @@
 //!   into an equal event still waiting, so a registry that comes and goes while nobody reads
 //!   adds no more lines.
 //!
-//! A chat message is stored in the history before it is shown, on the disk thread: its place
-//! in the queue is reserved when it arrives ([`Slot`]), so that it still shows in the order
-//! it arrived, and filled once it is stored.
+//! A chat message's place in the queue is reserved when it arrives ([`Slot`]), before the
+//! broker opens it, so that it shows in the order it arrived; it is filled when the message's
+//! turn comes. A `delivered` line's place is reserved when the acknowledgement comes, and
+//! filled by the disk thread once the message is stored.
+//!
+//! The thread writes only what cannot be written at once: while it sleeps, whoever makes an
+//! event ready writes it, if the sink can do that without waiting (a pipe with room, on
+//! Linux); whatever would wait is left to the thread.
 //!
 //! At a terminal, the log's lines come this way too ([`ScreenLog`], from `log.rs`), so that
 //! rustyline prints them above the prompt and redraws the half-typed line, as it does events.
@@ -64,6 +69,9 @@ struct Inner {
     room: Notify,
     /// Wakes the log's thread waiting for room, or to be told the screen has ended.
     log_room: Condvar,
+    /// The sink and how to render for it: the screen thread's while it writes, and the
+    /// caller's of [`Inner::wake`] while the thread sleeps.
+    output: Mutex<writer::Output>,
     /// Callers of the control socket (`control.rs`), each given a copy of every event that
     /// answers its command as it is written, until the command has ended (`untap`).
     taps: Mutex<Vec<(CommandId, async_channel::Sender<Shown>)>>,
@@ -82,12 +90,20 @@ struct Queue {
     /// variable's notify is a system call even when nobody waits, and under a burst of
     /// messages the thread is mostly awake, writing.)
     asleep: bool,
+    /// Lines were written while the thread slept, and some could not be without waiting:
+    /// the sink holds them for the thread to write.
+    unflushed: bool,
 }
 
 impl Inner {
-    /// Wakes the screen thread if it waits: call with the queue locked, after changing it.
-    fn wake(&self, queue: &Queue) {
-        if queue.asleep {
+    /// Has what is ready written: call with the queue locked, after changing it. The screen
+    /// thread, if it is awake, takes it; if it sleeps, the caller writes the events at the
+    /// head of the queue itself when the sink can write them without waiting
+    /// ([`writer::write_now`]), and wakes the thread only for the rest: a thread woken for
+    /// every line costs more than the line, and the time to wake it at rest is the largest part
+    /// of a chat line's way to the screen (docs/benchmarks.md).
+    fn wake(&self, queue: &mut Queue) {
+        if queue.asleep && !writer::write_now(self, queue) {
             self.ready.notify_one();
         }
     }
@@ -138,12 +154,17 @@ impl Screen {
             ready: Condvar::new(),
             room: Notify::new(),
             log_room: Condvar::new(),
+            output: Mutex::new(writer::Output {
+                sink,
+                rendering,
+                bell,
+            }),
             taps: Mutex::new(Vec::new()),
         });
         let thread_inner = Arc::clone(&inner);
         std::thread::Builder::new()
             .name("screen".into())
-            .spawn(move || writer::write_all(&thread_inner, (rendering, bell), sink))?;
+            .spawn(move || writer::write_all(&thread_inner))?;
         Ok(Screen { inner })
     }
 
@@ -161,7 +182,7 @@ impl Screen {
     pub fn untap(&self, id: CommandId) {
         let mut queue = self.queue();
         queue.items.push_back(Item::Untap(id));
-        self.inner.wake(&queue);
+        self.inner.wake(&mut queue);
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {
@@ -185,13 +206,6 @@ impl Screen {
         Some(self.slot(id))
     }
 
-    /// Keeps the next place in line for an event the network caused that was admitted
-    /// earlier, with room then (a chat message held for its turn): always.
-    pub fn reserve_admitted(&self) -> Slot {
-        let id = self.queue().keep_place();
-        self.slot(id)
-    }
-
     fn slot(&self, id: u64) -> Slot {
         Slot {
             screen: self.clone(),
@@ -205,7 +219,7 @@ impl Screen {
     pub fn push(&self, event: impl Into<Shown>) {
         let mut queue = self.queue();
         queue.items.push_back(Item::Ready(Box::new(event.into())));
-        self.inner.wake(&queue);
+        self.inner.wake(&mut queue);
     }
 
     /// Queues an event no frame causes: always, merged into an equal one still waiting.
@@ -218,7 +232,7 @@ impl Screen {
             .any(|item| matches!(item, Item::Ready(e) if **e == event));
         if !waiting {
             queue.items.push_back(Item::Ready(Box::new(event)));
-            self.inner.wake(&queue);
+            self.inner.wake(&mut queue);
         }
     }
 
@@ -242,7 +256,7 @@ impl Screen {
                 let mut queue = self.queue();
                 if queue.events() < ROOM {
                     queue.items.push_back(Item::Ready(Box::new(event)));
-                    self.inner.wake(&queue);
+                    self.inner.wake(&mut queue);
                     return;
                 }
             }
@@ -264,7 +278,7 @@ impl Screen {
         let (done, written) = mpsc::channel();
         let mut queue = self.queue();
         queue.items.push_back(Item::Flush(done));
-        self.inner.wake(&queue);
+        self.inner.wake(&mut queue);
         drop(queue);
         let _ = written.recv_timeout(grace);
     }
@@ -274,7 +288,11 @@ impl Drop for Screen {
     fn drop(&mut self) {
         let mut queue = self.queue();
         queue.handles -= 1;
-        self.inner.wake(&queue);
+        // The last handle gone: the thread writes what is left and ends. (Every filled slot
+        // drops a handle: waking the thread for each would cost a wake-up per chat line.)
+        if queue.handles == 0 && queue.asleep {
+            self.inner.ready.notify_one();
+        }
     }
 }
 
@@ -302,7 +320,7 @@ impl ScreenLog {
         }
         queue.items.push_back(Item::Log(text));
         queue.logs += 1;
-        self.inner.wake(&queue);
+        self.inner.wake(&mut queue);
         Ok(())
     }
 }
@@ -335,7 +353,7 @@ impl Slot {
                 }
             }
         }
-        self.screen.inner.wake(&queue);
+        self.screen.inner.wake(&mut queue);
         drop(queue);
         self.screen.inner.room.notify(usize::MAX);
     }
