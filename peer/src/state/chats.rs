@@ -199,13 +199,6 @@ impl Chats {
         held
     }
 
-    /// `peer`'s message `seq`, whose gap was given up on, shows late.
-    pub fn show_late(&mut self, peer: &PeerName, seq: u64) {
-        if let Some(chat) = self.by_name.get_mut(peer) {
-            chat.reorder.show_late(seq);
-        }
-    }
-
     /// Holds `peer`'s early message `seq` from `now`: returns an earlier try of it, replaced.
     pub fn hold(&mut self, peer: &PeerName, seq: u64, held: Held, now: Instant) -> Option<Held> {
         let chat = self.by_name.get_mut(peer)?;

@@ -357,8 +357,8 @@ impl PeerState {
                     at: cx.utc,
                 });
                 let mut message = Box::new(ChatMessage { event, storing });
-                // A message shows once, by id too: one kept by its sender while the chat was
-                // away comes again in the chat that reopened, in a new place.
+                // A message shows once, by id: a retry comes under the same one, and so does a
+                // message kept by its sender while the chat was away, in the chat that reopened.
                 let id = request.id;
                 match turn {
                     Turn::Early => return Ok(FromChat::Early { peer, seq, message }),
@@ -366,10 +366,10 @@ impl PeerState {
                         let released = self.chats.show(&peer, seq);
                         fx.extend(released.into_iter().map(Effect::Release));
                     }
-                    Turn::Late => self.chats.show_late(&peer, seq),
-                    Turn::Shown | Turn::Full => message.event = None,
+                    // A retry, or one whose gap was given up on: its id tells.
+                    Turn::Passed | Turn::Full => {}
                 }
-                if message.event.is_some() && !self.chats.first_showing(id) {
+                if !self.chats.first_showing(id) {
                     message.event = None;
                 }
                 Ok(FromChat::Message(message))

@@ -19,14 +19,14 @@
 //!   sender's to retry, and a message is never lost to keep an order.
 //!
 //! A message shows the moment its turn comes, while it is being stored; it is acknowledged
-//! once stored. So a message whose place was passed is either a retry of one shown (its
-//! acknowledgement was lost, or storing it failed): stored if need be, never shown twice; or
-//! one whose gap was given up on ([`SKIPPED_MAX`] of them are remembered): shown late.
+//! once stored. Whether one whose place was passed showed before (a retry: its
+//! acknowledgement was lost, or storing it failed) or not (its gap was given up on) is told by
+//! its id ([`ShownIds`]): a message never shows twice.
 //!
 //! A chat that opens again (after being away) starts again at 1, on both sides: a retry
 //! sealed in the new chat takes a new place there.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use p2p_shared::MessageId;
@@ -47,12 +47,6 @@ pub const IN_FLIGHT_MAX: usize = 8;
 /// screen) is back before its successors give up on it; shorter than the 10 s an exchange
 /// may take, so that one whose connection hangs does not hold the others that long.
 pub const HOLD_FOR: Duration = Duration::from_secs(5);
-
-/// The most places given up on that a receiver remembers, per chat, so that a message that
-/// comes after its gap was given up on still shows: far more than a sender's retries leave
-/// behind (at most [`HELD_MAX`] are given up on at once); the oldest is forgotten first, and
-/// then shows as a retry would (stored, not shown).
-pub const SKIPPED_MAX: usize = 256;
 
 /// How many of the last messages shown a receiver remembers by id, over all its chats.
 pub const SHOWN_KEPT: usize = 1_024;
@@ -116,11 +110,9 @@ impl ShownIds {
 pub enum Turn {
     /// It is the next to show.
     Next,
-    /// It showed before: a retry (its acknowledgement was lost, or storing it failed).
-    /// Stored if need be, not shown again.
-    Shown,
-    /// The gap it left was given up on: it shows now, late.
-    Late,
+    /// Its place was passed: it showed before (a retry), or the gap it left was given up on
+    /// (it shows now, late). Its id tells which ([`ShownIds`]).
+    Passed,
     /// Messages before it have not shown yet: hold it.
     Early,
     /// Too far ahead, or too many held: `busy`.
@@ -132,9 +124,6 @@ pub enum Turn {
 pub struct Reorder<T> {
     shown: u64,
     held: BTreeMap<u64, (T, Instant)>,
-    /// Places before `shown` given up on, whose messages have not come: at most
-    /// [`SKIPPED_MAX`], the newest.
-    skipped: BTreeSet<u64>,
 }
 
 impl<T> Default for Reorder<T> {
@@ -142,7 +131,6 @@ impl<T> Default for Reorder<T> {
         Reorder {
             shown: 0,
             held: BTreeMap::new(),
-            skipped: BTreeSet::new(),
         }
     }
 }
@@ -152,8 +140,7 @@ impl<T> Reorder<T> {
     pub fn turn(&self, seq: u64) -> Turn {
         let ahead = seq.saturating_sub(self.shown);
         match ahead {
-            0 if self.skipped.contains(&seq) => Turn::Late,
-            0 => Turn::Shown,
+            0 => Turn::Passed,
             1 => Turn::Next,
             _ if ahead - 1 > HELD_MAX as u64 => Turn::Full,
             // A retry of one held takes its place, so it needs no room of its own.
@@ -167,12 +154,6 @@ impl<T> Reorder<T> {
         debug_assert_eq!(self.turn(seq), Turn::Next);
         self.shown = seq;
         self.release_following()
-    }
-
-    /// Message `seq`, whose gap was given up on, shows late: a retry of it will not.
-    pub fn show_late(&mut self, seq: u64) {
-        debug_assert_eq!(self.turn(seq), Turn::Late);
-        self.skipped.remove(&seq);
     }
 
     /// Holds `item`, message `seq` (early), from `now`. Returns the one it replaces: an
@@ -190,10 +171,6 @@ impl<T> Reorder<T> {
             let Some((&first, _)) = self.held.first_key_value() else {
                 break;
             };
-            self.skipped.extend(self.shown + 1..first);
-            while self.skipped.len() > SKIPPED_MAX {
-                self.skipped.pop_first();
-            }
             self.shown = first - 1;
             released.extend(self.release_following());
         }
@@ -264,7 +241,7 @@ mod tests {
         assert_eq!(order.show(1), vec!["two", "three"]);
         assert_eq!(order.turn(4), Turn::Next);
         assert_eq!(order.show(4), Vec::<&str>::new());
-        assert_eq!(order.turn(2), Turn::Shown, "a retry of one shown");
+        assert_eq!(order.turn(2), Turn::Passed, "a retry of one shown");
         assert_eq!(order.deadline(), None);
     }
 
@@ -303,15 +280,7 @@ mod tests {
         assert!(order.expire(start + HOLD_FOR / 2).is_empty());
         assert_eq!(order.expire(start + HOLD_FOR), vec!["three"]);
         assert_eq!(order.deadline(), Some(start + HOLD_FOR / 2 + HOLD_FOR));
-        assert_eq!(order.turn(1), Turn::Late, "given up on: shows late");
-        assert_eq!(order.turn(2), Turn::Late);
-        assert_eq!(
-            order.turn(3),
-            Turn::Shown,
-            "it showed when the gap was given up on"
-        );
-        order.show_late(1);
-        assert_eq!(order.turn(1), Turn::Shown, "a retry of one shown late");
+        assert_eq!(order.turn(1), Turn::Passed, "given up on: shows late");
         assert_eq!(order.turn(4), Turn::Next);
         assert_eq!(order.expire(start + 2 * HOLD_FOR), vec!["six"]);
         assert_eq!(order.turn(7), Turn::Next);
@@ -352,37 +321,14 @@ mod tests {
                         shown.extend(order.show(seq));
                     }
                     Turn::Early => drop(order.hold(seq, seq, now)),
-                    // A retry of one shown: it is not shown again.
-                    Turn::Shown => assert!(shown.contains(&seq), "{seq} passed unshown"),
-                    Turn::Late | Turn::Full => panic!("{seq} given up on or refused"),
+                    // A retry of one shown: its id says so, it is not shown again.
+                    Turn::Passed => assert!(shown.contains(&seq), "{seq} passed unshown"),
+                    Turn::Full => panic!("{seq} refused within the window"),
                 }
             }
             assert_eq!(shown, (1..=n).collect::<Vec<_>>());
             assert_eq!(order.deadline(), None, "nothing left held");
         }
-    }
-
-    #[test]
-    fn the_places_given_up_on_are_bounded_and_the_oldest_is_forgotten_first() {
-        let start = Instant::now();
-        let mut order = Reorder::default();
-        let mut at = start;
-        // Each round leaves a gap of HELD_MAX places, given up on.
-        let gap = HELD_MAX as u64;
-        let rounds = SKIPPED_MAX as u64 / gap + 2;
-        for round in 0..rounds {
-            let after_gap = order.shown + gap + 1;
-            order.hold(after_gap, round, at);
-            at += HOLD_FOR;
-            assert_eq!(order.expire(at), vec![round]);
-        }
-        assert_eq!(order.skipped.len(), SKIPPED_MAX);
-        assert_eq!(order.turn(1), Turn::Shown, "forgotten: taken for a retry");
-        assert_eq!(
-            order.turn(order.shown - 1),
-            Turn::Late,
-            "the newest is kept"
-        );
     }
 
     #[test]

@@ -20,11 +20,20 @@ fn arrives(
         text: text.into(),
         seq,
     };
-    let frame = Envelope::new(new_id(), bob.info.clone(), body).encode();
+    let frame = Envelope::new(id_of(seq, text), bob.info.clone(), body).encode();
     match state.open_sealed(&keys.seal(counter, &frame), cx, fx) {
         Ok(from_chat) => from_chat,
         Err(refusal) => panic!("refused: {refusal}"),
     }
+}
+
+/// The id of bob's message `text` in place `seq`: the same for every try of it, as a
+/// sender's retries keep their message's id.
+fn id_of(seq: u64, text: &str) -> MessageId {
+    let text = text
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()));
+    MessageId::from_u64_pair(seq, text)
 }
 
 /// Holds an early message as the broker does: its waiter, to see what it is handed.
