@@ -2,17 +2,21 @@
 //!
 //! README.md lists the same table; `p2p-peer --help` prints it from here. Each flag `--flag`
 //! is also `P2P_PEER_FLAG` (`p2p_shared::environment`), bar `--peers`, whose variable
-//! `P2P_PEER_PEERS` holds the list itself.
+//! `P2P_PEER_PEERS` holds the list itself. [`resolve_servers`] turns `--server`'s value into
+//! the addresses of the registry's instances, with errors that name the flag.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use p2p_shared::duration::parse_timeout;
 use p2p_shared::environment::{self, PEER};
 use p2p_shared::identity::PublicKey;
-use p2p_shared::PeerName;
+use p2p_shared::{runtime, PeerName};
+
+use crate::registry_client;
 
 /// A p2p-chat peer: register at a registry, then chat with other peers directly.
 ///
@@ -151,6 +155,36 @@ impl Args {
             .clone()
             .or_else(|| dirs::data_dir().map(|d| d.join("p2p-chat")))
     }
+}
+
+/// Turns `HOST:PORT[,HOST:PORT...]` (the instances of one registry) into addresses.
+pub async fn resolve_servers(servers: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    let named: Vec<&str> = servers.split(',').map(str::trim).collect();
+    if named.len() > registry_client::MAX_INSTANCES {
+        anyhow::bail!(
+            "--server names {} instances; at most {} are taken",
+            named.len(),
+            registry_client::MAX_INSTANCES
+        );
+    }
+    let mut resolved = Vec::with_capacity(named.len());
+    for server in named {
+        resolved.push(resolve_server(server).await?);
+    }
+    Ok(resolved)
+}
+
+/// Turns `HOST:PORT` into an address, with an error that names the flag.
+async fn resolve_server(server: &str) -> anyhow::Result<SocketAddr> {
+    let (host, port) = server
+        .rsplit_once(':')
+        .with_context(|| format!("--server {server:?} must be HOST:PORT"))?;
+    let port: u16 = port
+        .parse()
+        .with_context(|| format!("--server {server:?}: {port:?} is not a port number"))?;
+    runtime::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)
+        .await
+        .with_context(|| format!("--server {server:?}: cannot find {host}"))
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@
 //! threads, tasks and channels, and the path of one chat message. The pieces, each in its own
 //! module:
 //!
-//! - [`cli`]: the flags;
+//! - [`cli`]: the flags, and the registry's addresses from `--server`;
 //! - [`input`]: stdin lines (on their own thread) and Ctrl-C, for pipes and scripts;
 //!   [`terminal`]: rustyline, for a person at a terminal;
 //! - [`command`]: one line parsed into a [`command::Command`], and the help texts;
@@ -163,7 +163,7 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
                 .map_err(|e| format!("invalid name {answer:?}: {e}"))
         })?,
     };
-    let servers = resolve_servers(&args.server).await?;
+    let servers = cli::resolve_servers(&args.server).await?;
     let data = args
         .data_dir()
         .context("no data directory for the peer's key: give one with --data-dir")?;
@@ -375,34 +375,4 @@ fn rendering(json: bool, interactive: bool) -> Rendering {
         color: !no_color && std::io::stdout().is_terminal(),
         interactive,
     }
-}
-
-/// Turns `HOST:PORT[,HOST:PORT...]` (the instances of one registry) into addresses.
-async fn resolve_servers(servers: &str) -> anyhow::Result<Vec<SocketAddr>> {
-    let named: Vec<&str> = servers.split(',').map(str::trim).collect();
-    if named.len() > registry_client::MAX_INSTANCES {
-        anyhow::bail!(
-            "--server names {} instances; at most {} are taken",
-            named.len(),
-            registry_client::MAX_INSTANCES
-        );
-    }
-    let mut resolved = Vec::with_capacity(named.len());
-    for server in named {
-        resolved.push(resolve_server(server).await?);
-    }
-    Ok(resolved)
-}
-
-/// Turns `HOST:PORT` into an address, with an error that names the flag.
-async fn resolve_server(server: &str) -> anyhow::Result<SocketAddr> {
-    let (host, port) = server
-        .rsplit_once(':')
-        .with_context(|| format!("--server {server:?} must be HOST:PORT"))?;
-    let port: u16 = port
-        .parse()
-        .with_context(|| format!("--server {server:?}: {port:?} is not a port number"))?;
-    runtime::resolve(host.trim_start_matches('[').trim_end_matches(']'), port)
-        .await
-        .with_context(|| format!("--server {server:?}: cannot find {host}"))
 }
