@@ -89,11 +89,17 @@ pub(super) fn write_all(inner: &Inner) {
 
 /// Writes the events ready at the head of `queue` (locked) from the caller's thread, while
 /// the screen thread sleeps, if the sink can write them without waiting. True if the thread
-/// has nothing to do now: false if it must write what would have waited, or take an item that
-/// is not an event (a log line, a flush), or end, or if the sink cannot write this way.
+/// has nothing to do now (nothing ready at the head: an empty queue, or a place kept, whose
+/// filling wakes it again): false if it must write what would have waited, or take an item
+/// that is not an event (a log line, a flush), or end, or if the sink cannot write this way.
 pub(super) fn write_now(inner: &Inner, queue: &mut Queue) -> bool {
-    if queue.handles == 0 || !matches!(queue.items.front(), Some(Item::Ready(_))) {
+    if queue.handles == 0 {
         return false;
+    }
+    match queue.items.front() {
+        None | Some(Item::Reserved(_)) => return !queue.unflushed,
+        Some(Item::Log(_) | Item::Flush(_)) => return false,
+        Some(Item::Ready(_) | Item::Untap(_)) => {}
     }
     // Only the screen thread holds it otherwise, and it sleeps.
     let Ok(mut output) = inner.output.try_lock() else {
@@ -253,6 +259,20 @@ mod tests {
         assert!(!write_now_on(&inner));
         assert!(numbers(&written).is_empty());
         assert_eq!(inner.queue.lock().unwrap().items.len(), 1, "nothing taken");
+    }
+
+    #[test]
+    fn nothing_ready_at_the_head_wakes_nobody_unless_a_write_is_unfinished() {
+        let (inner, _) = asleep(10, true, vec![]);
+        assert!(
+            write_now_on(&inner),
+            "an empty queue: nothing for the thread"
+        );
+        let (inner, _) = asleep(10, true, vec![Item::Reserved(0), ready(1)]);
+        assert!(write_now_on(&inner), "a place kept: its filling wakes it");
+        let (inner, _) = asleep(10, true, vec![]);
+        inner.queue.lock().unwrap().unflushed = true;
+        assert!(!write_now_on(&inner), "the thread finishes the write");
     }
 
     #[test]
