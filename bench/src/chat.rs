@@ -255,6 +255,7 @@ fn time_protocol_messages(
             let body = SealedRequest::ChatMessage {
                 text: text(n),
                 seq: counter + 1,
+                again: false,
             };
             let plaintext = Envelope::new(new_id(), from.clone(), body).encode();
             let reply = transport::exchange(bob_addr, keys.seal(counter, &plaintext))

@@ -21,11 +21,13 @@ use p2p_shared::transport::{self, Origin, Refusal};
 use p2p_shared::wire::new_id;
 
 use crate::disk::Disk;
+use crate::error::PeerError;
+use crate::event::Event;
 use crate::names::Names;
 use crate::resume;
 use crate::screen::Screen;
 use crate::state::pins::Namespace;
-use crate::state::{ChatMessage, Context, Effect, FromChat, Held, PeerState, Storing};
+use crate::state::{ChatMessage, Context, Effect, FromChat, Held, PeerState, Showing, Storing};
 use crate::vouch::TrustedRegistry;
 
 /// A function of the state, run by the broker.
@@ -183,11 +185,16 @@ impl Actor {
                     // stores it: showing does not wait for the disk. One that showed before
                     // gives its place back.
                     Ok(FromChat::Message(message)) => {
-                        let ChatMessage { event, storing } = *message;
-                        if let Some(event) = event {
-                            // The state takes a message only when told there was room.
-                            let slot = slot.expect("a message is taken only with a place for it");
-                            slot.fill(event);
+                        let ChatMessage {
+                            showing,
+                            mut storing,
+                        } = *message;
+                        // The state takes a message only when told there was room.
+                        let place = || slot.expect("a message is taken only with a place for it");
+                        match showing {
+                            Showing::Now(event) => place().fill(event),
+                            Showing::IfNew(event) => storing.then = Some((place(), event.into())),
+                            Showing::Not => {}
                         }
                         Ok(Acknowledge::AfterStoring(Box::new(storing)))
                     }
@@ -238,15 +245,31 @@ impl Actor {
             // connection stores it; one that is gone (its sender gave up on that try) cannot,
             // and the message has shown: stored all the same, so its retry is not shown again.
             Effect::Release(Held { message, waiter }) => {
-                let ChatMessage { event, storing } = *message;
-                if let Some(event) = event {
-                    self.screen.push(event);
+                let ChatMessage {
+                    showing,
+                    mut storing,
+                } = *message;
+                match showing {
+                    Showing::Now(event) => self.screen.push(event),
+                    // It was let in with room on the screen; its place is the next one.
+                    Showing::IfNew(event) => {
+                        storing.then = Some((self.screen.reserve_now(), event.into()))
+                    }
+                    Showing::Not => {}
                 }
+                // Its connection is gone (it timed out): stored all the same.
                 if let Err(storing) = waiter.send(Box::new(storing)) {
-                    let disk = self.disk.clone();
+                    let (disk, screen) = (self.disk.clone(), self.screen.clone());
                     runtime::spawn(async move {
-                        if let Err(why) = disk.record(storing.record, None).await {
-                            tracing::warn!("a chat message could not be stored: {why}");
+                        let Storing { record, then, .. } = *storing;
+                        let (peer, shown) = (record.peer, then.is_none());
+                        match disk.record(record, then).await {
+                            Err(why) if shown => {
+                                let error = PeerError::ReceivedNotStored { peer, why };
+                                screen.show(Event::Error(error)).await;
+                            }
+                            Err(why) => tracing::warn!("a chat message was not stored: {why}"),
+                            Ok(_) => {}
                         }
                     });
                 }

@@ -31,7 +31,7 @@ const BATCH: usize = 64;
 /// One chat line to store.
 #[derive(Clone, Debug)]
 pub struct Record {
-    /// The message's id: each is stored once, so a retry is not shown twice.
+    /// The message's id: each is stored once, and the store says whether it was new.
     pub id: MessageId,
     /// The chat it belongs to.
     pub peer: PeerName,
@@ -194,9 +194,65 @@ fn write_files(waiting: &Waiting) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::mpsc;
+    use std::time::Duration;
+
     use super::*;
+    use crate::event::Event;
+    use crate::render::Rendering;
+    use crate::screen::{Screen, Sink};
     use p2p_shared::runtime;
     use p2p_shared::wire::new_id;
+
+    /// A sink that hands every line to the test.
+    struct Lines(mpsc::Sender<String>);
+
+    impl Sink for Lines {
+        fn line(&mut self, text: &str) -> std::io::Result<()> {
+            let _ = self.0.send(text.to_owned());
+            Ok(())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A message sent again may have been stored before (and shown then): the place kept for
+    /// it is filled only if the history did not have it, and given back otherwise.
+    #[test]
+    fn a_place_kept_for_a_message_is_filled_only_if_the_message_is_new() {
+        let disk = Disk::start(History::in_memory().unwrap()).unwrap();
+        let plain = Rendering::Text {
+            color: false,
+            interactive: false,
+        };
+        let (tx, lines) = mpsc::channel();
+        let screen = Screen::start(plain, Box::new(Lines(tx)), None).unwrap();
+        let bob: PeerName = "bob".parse().unwrap();
+        let kept = Record {
+            id: new_id(),
+            peer: bob,
+            sender: bob,
+            text: "kept".into(),
+            at: Utc::now(),
+        };
+        let place = || {
+            let event = Event::Message {
+                peer: bob,
+                text: "kept".into(),
+                at: kept.at,
+            };
+            Some((screen.reserve().unwrap(), Shown::from(event)))
+        };
+        runtime::block_on(async {
+            assert_eq!(disk.record(kept.clone(), place()).await, Ok(true));
+            assert_eq!(disk.record(kept.clone(), place()).await, Ok(false));
+        });
+        screen.push(Event::Bye);
+        let next = || lines.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(next(), "bob: kept");
+        assert_eq!(next(), "bye", "shown once; the second place was given back");
+    }
 
     #[test]
     fn records_once_and_reads_back_in_order() {

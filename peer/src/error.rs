@@ -170,6 +170,8 @@ pub enum PeerError {
     UnexpectedReply { peer: PeerName, what: String },
     #[error("delivered to {peer}, but {why}")]
     DeliveredNotStored { peer: PeerName, why: String },
+    #[error("the message from {peer} shows, but it is not in the history: {why}")]
+    ReceivedNotStored { peer: PeerName, why: String },
 
     // The rest.
     #[error("{why}")]
@@ -247,7 +249,9 @@ impl PeerError {
             PeerError::NoAcknowledgement { .. } => "no_acknowledgement",
             PeerError::MessageRefused { .. } => "refused",
             PeerError::BadAcknowledgement { .. } => "bad_acknowledgement",
-            PeerError::DeliveredNotStored { .. } | PeerError::History { .. } => "history_failed",
+            PeerError::DeliveredNotStored { .. }
+            | PeerError::ReceivedNotStored { .. }
+            | PeerError::History { .. } => "history_failed",
             PeerError::NothingToTrust { .. } => "nothing_to_trust",
             PeerError::NoKeyFor { .. } => "no_key_for",
             PeerError::OutboxFull { .. } => "outbox_full",

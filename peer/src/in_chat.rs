@@ -28,8 +28,10 @@ pub enum Sent {
 
 /// What is sent in a chat this way.
 pub enum Body {
-    /// A chat message with this text, in its place in the chat's order (`state/order.rs`).
-    Message(String),
+    /// A chat message with this text, in its place in the chat's order (`state/order.rs`);
+    /// `again` if it was sent before (a retry, or a kept message), so that the receiver asks
+    /// its history before showing it.
+    Message { text: String, again: bool },
     /// A liveness check.
     Keepalive,
 }
@@ -37,7 +39,7 @@ pub enum Body {
 /// Seals `body` as message `id` in the chat with `peer`, sends it and reads the answer.
 pub async fn send(broker: &Broker, peer: PeerName, id: MessageId, body: Body) -> Sent {
     let sealed = broker.call(move |state, _, _| match body {
-        Body::Message(text) => state.seal_message(&peer, id, text),
+        Body::Message { text, again } => state.seal_message(&peer, id, text, again),
         Body::Keepalive => state.seal(&peer, id, SealedRequest::Keepalive),
     });
     let Some(sealed) = sealed.await.flatten() else {

@@ -18,8 +18,10 @@ use p2p_shared::{Envelope, ErrorCode, Outcome, PeerRequest};
 
 use crate::broker::{Acknowledge, Broker};
 use crate::disk::Disk;
+use crate::error::PeerError;
+use crate::event::Event;
 use crate::flood;
-use crate::state::{Storing, Vouch};
+use crate::state::{Effect, Storing, Vouch};
 use crate::vouch::Voucher;
 
 #[derive(Clone)]
@@ -139,13 +141,32 @@ impl Service for PeerService {
                 Err(_) => return Ok(busy),
             },
         };
-        // It has shown (the broker showed it when its turn came); its acknowledgement
-        // promises it is stored. A retry of one stored before is acknowledged again.
-        let Storing { record, ok, busy } = *storing;
-        match self.disk.record(record, None).await {
+        // Stored, then acknowledged: `ok` says it has shown (the broker showed it when its
+        // turn came, or before) or, for one sent again, that the disk thread showed it if
+        // the history did not have it. A retry of one stored before is acknowledged again.
+        let Storing {
+            record,
+            ok,
+            busy,
+            then,
+        } = *storing;
+        let shown = then.is_none();
+        let peer = record.peer;
+        match self.disk.record(record, then).await {
             Ok(_) => Ok(ok),
+            // Shown but not stored: it has arrived, as the sender is told; only this peer's
+            // history lacks it, as its user is told.
+            Err(why) if shown => {
+                let error = PeerError::ReceivedNotStored { peer, why };
+                let show = move |_: &mut _, _: &_, fx: &mut Vec<Effect>| {
+                    fx.push(Effect::Show(Event::Error(error).into()))
+                };
+                self.broker.call(show).await;
+                Ok(ok)
+            }
+            // Not shown: it shows when a retry is stored.
             Err(why) => {
-                tracing::warn!("a chat message could not be stored: {why}");
+                tracing::warn!("a chat message sent again could not be stored: {why}");
                 Ok(busy)
             }
         }

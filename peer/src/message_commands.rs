@@ -102,8 +102,13 @@ impl Messenger {
                 written.store(true, Relaxed);
             }
         };
+        // Every try after the first says so: an earlier one may have shown (docs/protocol.md).
+        let tried = AtomicBool::new(false);
         let send = || async {
-            let body = Body::Message(text.clone());
+            let body = Body::Message {
+                text: text.clone(),
+                again: tried.swap(true, Relaxed),
+            };
             match in_chat::send(&self.broker, peer, id, body).await {
                 Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
                 Sent::Answered(

@@ -136,7 +136,11 @@ impl Resumer {
             let Some(queued) = next.await.flatten() else {
                 return;
             };
-            let body = Body::Message(queued.text.clone());
+            // Kept, so maybe tried before: the partner's history decides whether it shows.
+            let body = Body::Message {
+                text: queued.text.clone(),
+                again: true,
+            };
             let id = queued.id;
             let (acknowledged, addr) = match in_chat::send(&self.broker, peer, id, body).await {
                 Sent::NoChat => return,

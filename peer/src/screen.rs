@@ -19,9 +19,11 @@
 //!   adds no more lines.
 //!
 //! A chat message's place in the queue is reserved when it arrives ([`Slot`]), before the
-//! broker opens it, so that it shows in the order it arrived; it is filled when the message's
-//! turn comes. A `delivered` line's place is reserved when the acknowledgement comes, and
-//! filled by the disk thread once the message is stored.
+//! broker opens it; it is filled then if its turn has come, and given back if it must wait
+//! for those before it (it takes the next place when its turn comes). A message sent again
+//! keeps its place until the disk thread has stored it, and fills it only if it was new. A
+//! `delivered` line's place is reserved when the acknowledgement comes, and filled by the disk
+//! thread once the message is stored.
 //!
 //! The thread writes only what cannot be written at once: while it sleeps, whoever makes an
 //! event ready writes it, if the sink can do that without waiting (a pipe with room, on
@@ -204,6 +206,13 @@ impl Screen {
         let id = queue.keep_place();
         drop(queue);
         Some(self.slot(id))
+    }
+
+    /// Keeps the next place in line for an event let in earlier, when there was room: a
+    /// held chat message whose turn came.
+    pub fn reserve_now(&self) -> Slot {
+        let id = self.queue().keep_place();
+        self.slot(id)
     }
 
     fn slot(&self, id: u64) -> Slot {

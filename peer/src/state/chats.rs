@@ -25,7 +25,7 @@ use p2p_shared::{
 };
 
 use super::order::{Reorder, Sequencer, ShownIds, Turn};
-use super::Held;
+use super::{Held, Showing};
 
 /// One open chat.
 struct Chat {
@@ -193,7 +193,7 @@ impl Chats {
     fn showing(&mut self, mut held: Vec<Held>) -> Vec<Held> {
         for one in &mut held {
             if !self.shown.first_time(one.message.storing.record.id) {
-                one.message.event = None;
+                one.message.showing = Showing::Not;
             }
         }
         held
@@ -452,6 +452,7 @@ mod tests {
         let message = SealedRequest::ChatMessage {
             text: "hi".into(),
             seq: 1,
+            again: false,
         };
         let envelope = Envelope::new(
             new_id(),

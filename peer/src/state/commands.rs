@@ -277,9 +277,17 @@ impl PeerState {
 
     /// Seals chat message `id` with `text` for the chat with `peer`, in its place in the
     /// chat's order (`order.rs`): the one it took when typed, or the next in this chat.
-    pub fn seal_message(&mut self, peer: &PeerName, id: MessageId, text: String) -> Option<Sealed> {
+    /// `again`: it was sent before (the wire's `again`).
+    pub fn seal_message(
+        &mut self,
+        peer: &PeerName,
+        id: MessageId,
+        text: String,
+        again: bool,
+    ) -> Option<Sealed> {
         let seq = self.chats.place_of(peer, id)?;
-        self.seal(peer, id, SealedRequest::ChatMessage { text, seq })
+        let message = SealedRequest::ChatMessage { text, seq, again };
+        self.seal(peer, id, message)
     }
 
     /// Message `id` to `peer` was typed: true if it is to be kept (the chat is away);

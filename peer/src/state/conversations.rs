@@ -11,7 +11,8 @@
 //! A message that cannot be delivered now (the partner is away, or stops answering while it
 //! is sent) is kept in the partner's outbox under the next sequence number of the
 //! conversation, and sent in that order once the chat is open again, each under the id it
-//! was typed with: the receiver stores each id once, so a message never shows twice. The
+//! was typed with, marked as sent again: the receiver stores each id once and shows such a
+//! message only if its history did not have it, so a message does not show twice. The
 //! outbox is bounded: [`MAX_QUEUED`] messages a partner, none older than [`MAX_QUEUE_AGE`];
 //! what does not fit, or grows too old, ends with its reason.
 

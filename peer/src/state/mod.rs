@@ -40,6 +40,7 @@ use crate::disk::Record;
 use crate::event::{Event, Shown, Waiting};
 use crate::json_command::CommandId;
 use crate::known::FileWrite;
+use crate::screen::Slot;
 use crate::state::pins::Namespace;
 use book::Book;
 pub use broadcasts::Forward;
@@ -165,19 +166,36 @@ impl std::fmt::Debug for Held {
     }
 }
 
-/// A chat message that arrived: `event` shows when its turn comes (none if it showed
-/// before), and its connection stores it ([`Storing`]).
+/// A chat message that arrived: what shows when its turn comes ([`Showing`]), and what its
+/// connection stores ([`Storing`]).
 pub struct ChatMessage {
-    pub event: Option<Event>,
+    pub showing: Showing,
     pub storing: Storing,
 }
 
-/// What the connection of a received chat message does: stores `record`, then answers `ok`;
-/// if it cannot be stored, `busy` (the sender retries, and the retry is not shown again).
+/// Whether a chat message shows when its turn comes, and when.
+#[derive(Debug)]
+pub enum Showing {
+    /// A first try: it shows at once, while it is stored.
+    Now(Event),
+    /// Sent again (the wire's `again`) and not among the ids shown lately: it may have shown
+    /// long ago or before a restart, so it shows once stored, only if the history did not
+    /// have it. Its place in line is kept meanwhile ([`Storing::then`]).
+    IfNew(Event),
+    /// Shown before: only stored.
+    Not,
+}
+
+/// What the connection of a received chat message does: stores `record` (then fills `then`,
+/// the place kept for a message shown only if new, if it was), then answers `ok`. If it
+/// cannot be stored: `ok` all the same for a message that has shown (the receiver's user is
+/// told), `busy` for one that waited for the store to show (its sender retries).
 pub struct Storing {
     pub record: Record,
     pub ok: Vec<u8>,
     pub busy: Vec<u8>,
+    /// Set by the broker for [`Showing::IfNew`]: the place kept, and what fills it.
+    pub then: Option<(Slot, Shown)>,
 }
 
 /// Whom to tell that we leave.

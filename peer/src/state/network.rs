@@ -12,7 +12,9 @@ use super::chats::Chats;
 
 use super::order::Turn;
 use super::outgoing::{Ended, NotAnswerable, OutgoingEnd};
-use super::{screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Storing, Vouch};
+use super::{
+    screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Showing, Storing, Vouch,
+};
 use crate::disk::Record;
 use crate::event::{Event, PeerKey};
 
@@ -330,7 +332,7 @@ impl PeerState {
             // Shown when its turn comes in the order its sender typed it (`order.rs`), and
             // acknowledged once stored; a retry of one shown (its acknowledgement was lost) is
             // stored if need be and acknowledged again, never shown twice.
-            SealedRequest::ChatMessage { text, seq } => {
+            SealedRequest::ChatMessage { text, seq, again } => {
                 let turn = self.chats.turn(&peer, seq);
                 if turn == Turn::Full {
                     let busy = Outcome::error(
@@ -350,15 +352,21 @@ impl PeerState {
                     },
                     ok: ack(&self.chats, re, Outcome::Ok),
                     busy: ack(&self.chats, re, busy),
+                    then: None,
                 };
-                let event = Some(Event::Message {
+                let event = Event::Message {
                     peer,
                     text,
                     at: cx.utc,
-                });
-                let mut message = Box::new(ChatMessage { event, storing });
+                };
                 // A message shows once, by id: a retry comes under the same one, and so does a
                 // message kept by its sender while the chat was away, in the chat that reopened.
+                // One sent again and not among the ids shown lately asks the history first.
+                let showing = match again {
+                    true => Showing::IfNew(event),
+                    false => Showing::Now(event),
+                };
+                let mut message = Box::new(ChatMessage { showing, storing });
                 let id = request.id;
                 match turn {
                     Turn::Early => return Ok(FromChat::Early { peer, seq, message }),
@@ -370,7 +378,7 @@ impl PeerState {
                     Turn::Passed | Turn::Full => {}
                 }
                 if !self.chats.first_showing(id) {
-                    message.event = None;
+                    message.showing = Showing::Not;
                 }
                 Ok(FromChat::Message(message))
             }

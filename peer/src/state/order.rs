@@ -18,10 +18,12 @@
 //!   shows. The missing message, if it ever comes, shows late rather than never: it is its
 //!   sender's to retry, and a message is never lost to keep an order.
 //!
-//! A message shows the moment its turn comes, while it is being stored; it is acknowledged
+//! A first try shows the moment its turn comes, while it is being stored; it is acknowledged
 //! once stored. Whether one whose place was passed showed before (a retry: its
-//! acknowledgement was lost, or storing it failed) or not (its gap was given up on) is told by
-//! its id ([`ShownIds`]): a message never shows twice.
+//! acknowledgement was lost) or not (its gap was given up on) is told by its id among the
+//! last ids shown ([`ShownIds`]); a message its sender marks as sent again and whose id is not
+//! among them is shown only if the history did not have it (`state/network.rs`). So a message
+//! shows once, except when the receiver crashed between showing and storing it.
 //!
 //! A chat that opens again (after being away) starts again at 1, on both sides: a retry
 //! sealed in the new chat takes a new place there.

@@ -234,6 +234,7 @@ pub(crate) mod tests {
             SealedRequest::ChatMessage {
                 text: "Hello, bob.".into(),
                 seq: 1,
+                again: false,
             },
         );
         let json: serde_json::Value = serde_json::from_slice(&env.encode()).unwrap();
@@ -245,6 +246,26 @@ pub(crate) mod tests {
         assert_eq!(
             Envelope::<SealedRequest>::decode(&env.encode()).unwrap(),
             env
+        );
+    }
+
+    #[test]
+    fn only_a_message_sent_again_says_so() {
+        let message = |again| SealedRequest::ChatMessage {
+            text: "hi".into(),
+            seq: 2,
+            again,
+        };
+        let body = |again| -> serde_json::Value {
+            let env = Envelope::new(new_id(), alice(), message(again));
+            serde_json::from_slice::<serde_json::Value>(&env.encode()).unwrap()["body"].clone()
+        };
+        assert_eq!(body(false).get("again"), None);
+        assert_eq!(body(true)["again"], true);
+        let first = br#"{"type":"chat_message","text":"hi","seq":2}"#;
+        assert_eq!(
+            serde_json::from_slice::<SealedRequest>(first).unwrap(),
+            message(false)
         );
     }
 

@@ -120,7 +120,15 @@ pub enum SealedRequest {
     /// connections of their own, so the receiver shows them by `seq`, not as they arrive. A
     /// retry keeps the line's `seq` (and its envelope id) in a new frame with a new counter:
     /// the counter cannot give the order.
-    ChatMessage { text: String, seq: u64 },
+    ChatMessage {
+        text: String,
+        seq: u64,
+        /// Sent before (a retry, or a message kept while the chat was away), so it may have
+        /// shown already, maybe before the receiver restarted: the receiver shows it only if
+        /// its history does not have it. Absent on a first try, which shows at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        again: bool,
+    },
     /// The chat is over.
     Disconnect,
     /// Are you there, in this chat? Only the partner that holds the chat's keys can answer:
@@ -214,6 +222,7 @@ mod tests {
             SealedRequest::ChatMessage {
                 text: "hi".into(),
                 seq: 1,
+                again: false,
             },
             SealedRequest::Disconnect,
             SealedRequest::Keepalive,

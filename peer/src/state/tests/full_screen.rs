@@ -29,6 +29,7 @@ fn a_full_screen_makes_chat_requests_and_messages_busy_and_stores_nothing() {
         let body = SealedRequest::ChatMessage {
             text: text.into(),
             seq: 1,
+            again: false,
         };
         Envelope::new(new_id(), bob.info.clone(), body).encode()
     };
@@ -47,14 +48,16 @@ fn a_full_screen_makes_chat_requests_and_messages_busy_and_stores_nothing() {
         panic!("a message to show and store")
     };
     let ChatMessage {
-        event,
-        storing: Storing { record, ok, busy },
+        showing,
+        storing: Storing {
+            record, ok, busy, ..
+        },
     } = *message;
     assert_eq!(
         (record.peer, record.sender, record.text.as_str()),
         (name("bob"), name("bob"), "hi")
     );
-    assert!(matches!(event, Some(Event::Message { .. })));
+    assert!(matches!(showing, Showing::Now(Event::Message { .. })));
     assert_eq!(outcome_of(&bobs_keys, 1, &ok), Outcome::Ok);
     assert_eq!(
         outcome_of(&bobs_keys, 1, &busy).code(),

@@ -6,7 +6,7 @@ use futures::channel::oneshot;
 
 use super::*;
 use crate::state::order::HOLD_FOR;
-use crate::state::{Held, Storing};
+use crate::state::{Held, Showing, Storing};
 
 /// Bob's message `text` in his place `seq`, sealed under `counter`, opened by alice.
 fn arrives(
@@ -19,6 +19,7 @@ fn arrives(
     let body = SealedRequest::ChatMessage {
         text: text.into(),
         seq,
+        again: false,
     };
     let frame = Envelope::new(id_of(seq, text), bob.info.clone(), body).encode();
     match state.open_sealed(&keys.seal(counter, &frame), cx, fx) {
@@ -60,7 +61,9 @@ fn released(fx: &mut Vec<Effect>) -> Vec<String> {
 
 fn text_of(from_chat: FromChat) -> String {
     match from_chat {
-        FromChat::Message(message) if message.event.is_some() => message.storing.record.text,
+        FromChat::Message(message) if matches!(message.showing, Showing::Now(_)) => {
+            message.storing.record.text
+        }
         _ => panic!("a message to show now"),
     }
 }
@@ -68,7 +71,9 @@ fn text_of(from_chat: FromChat) -> String {
 /// A message not to show again, only to store and acknowledge: its text.
 fn retried(from_chat: FromChat) -> String {
     match from_chat {
-        FromChat::Message(message) if message.event.is_none() => message.storing.record.text,
+        FromChat::Message(message) if matches!(message.showing, Showing::Not) => {
+            message.storing.record.text
+        }
         _ => panic!("a retry of a message shown"),
     }
 }
@@ -179,19 +184,60 @@ fn a_message_sent_again_in_a_chat_that_reopened_does_not_show_twice() {
     let mut fx = Vec::new();
     let keys = open_chat_with(&mut state, &bob, now);
     let id = new_id();
-    let sealed = |keys: &ChatKeys, counter, seq, id| {
+    let sealed = |keys: &ChatKeys, counter, seq, id, again| {
         let body = SealedRequest::ChatMessage {
             text: "kept".into(),
             seq,
+            again,
         };
         keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
     };
-    let first = state.open_sealed(&sealed(&keys, 0, 1, id), &at(now), &mut fx);
+    let first = state.open_sealed(&sealed(&keys, 0, 1, id, false), &at(now), &mut fx);
     assert_eq!(text_of(first.ok().unwrap()), "kept");
 
     let keys = open_chat_with(&mut state, &bob, now);
-    let again = state.open_sealed(&sealed(&keys, 0, 1, id), &at(now), &mut fx);
+    let again = state.open_sealed(&sealed(&keys, 0, 1, id, true), &at(now), &mut fx);
     assert_eq!(retried(again.ok().unwrap()), "kept", "shown once");
-    let next = state.open_sealed(&sealed(&keys, 1, 2, new_id()), &at(now), &mut fx);
+    let next = state.open_sealed(&sealed(&keys, 1, 2, new_id(), false), &at(now), &mut fx);
     assert_eq!(text_of(next.ok().unwrap()), "kept", "the order goes on");
+}
+
+/// After a restart (a fresh state), or once more than the last ids shown have gone by, only
+/// the history knows whether a message sent again showed before: it shows only if new.
+#[test]
+fn a_message_sent_again_and_not_shown_lately_shows_only_if_the_history_lacks_it() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let mut fx = Vec::new();
+    let keys = open_chat_with(&mut state, &bob, now);
+    let sealed = |counter, seq, text: &str, again| {
+        let body = SealedRequest::ChatMessage {
+            text: text.into(),
+            seq,
+            again,
+        };
+        let frame = Envelope::new(id_of(seq, text), bob.info.clone(), body).encode();
+        keys.seal(counter, &frame)
+    };
+    let showing = |from_chat: Result<FromChat, _>| match from_chat {
+        Ok(FromChat::Message(message)) => message.showing,
+        _ => panic!("a message"),
+    };
+
+    let kept = state.open_sealed(&sealed(0, 1, "kept", true), &at(now), &mut fx);
+    assert!(
+        matches!(showing(kept), Showing::IfNew(_)),
+        "the history decides"
+    );
+    let typed = state.open_sealed(&sealed(1, 2, "typed", false), &at(now), &mut fx);
+    assert!(
+        matches!(showing(typed), Showing::Now(_)),
+        "a first try shows at once"
+    );
+    let retry = state.open_sealed(&sealed(2, 1, "kept", true), &at(now), &mut fx);
+    assert!(
+        matches!(showing(retry), Showing::Not),
+        "decided already: not twice"
+    );
 }
