@@ -47,8 +47,8 @@ enum Msg {
 pub enum Acknowledge {
     /// With this, now.
     Now(Vec<u8>),
-    /// A chat message, shown (now, or before): store it, then acknowledge `ok`; if it cannot
-    /// be stored, acknowledge `busy` (the sender retries).
+    /// A chat message whose turn has come: store it (filling its place if it shows only if
+    /// new), then acknowledge as [`Storing`] says.
     AfterStoring(Box<Storing>),
     /// A chat message that came before its turn: wait for it to show (then as
     /// `AfterStoring`); if it is dropped instead, acknowledge with the `busy` given here.
@@ -257,7 +257,8 @@ impl Actor {
                     }
                     Showing::Not => {}
                 }
-                // Its connection is gone (it timed out): stored all the same.
+                // Its connection is gone (it timed out): stored all the same, and shown if it
+                // waited for the store to show and was new.
                 if let Err(storing) = waiter.send(Box::new(storing)) {
                     let (disk, screen) = (self.disk.clone(), self.screen.clone());
                     runtime::spawn(async move {

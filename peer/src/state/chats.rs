@@ -183,18 +183,25 @@ impl Chats {
         self.showing(held)
     }
 
-    /// Message `id` shows now: false if it showed before, sent again in a chat that reopened
-    /// (then it is only stored).
-    pub fn first_showing(&mut self, id: MessageId) -> bool {
-        self.shown.first_time(id)
+    /// What shows of message `id`, whose turn has come: nothing if it showed lately (a retry,
+    /// or sent again in a chat that reopened: then it is only stored); a first try shows now,
+    /// and is remembered as shown; one sent again is left to the history, and remembered only
+    /// if a first try of it shows later (so one whose store fails shows when a retry is
+    /// stored).
+    pub fn settle(&mut self, id: MessageId, showing: Showing) -> Showing {
+        match showing {
+            Showing::Now(event) if self.shown.first_time(id) => Showing::Now(event),
+            Showing::IfNew(event) if !self.shown.contains(id) => Showing::IfNew(event),
+            _ => Showing::Not,
+        }
     }
 
-    /// The held messages `held` show now: those that showed before are only stored.
+    /// The held messages `held`, whose turn has come, settled as [`Chats::settle`] says.
     fn showing(&mut self, mut held: Vec<Held>) -> Vec<Held> {
         for one in &mut held {
-            if !self.shown.first_time(one.message.storing.record.id) {
-                one.message.showing = Showing::Not;
-            }
+            let id = one.message.storing.record.id;
+            let showing = std::mem::replace(&mut one.message.showing, Showing::Not);
+            one.message.showing = self.settle(id, showing);
         }
         held
     }

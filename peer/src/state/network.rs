@@ -366,10 +366,11 @@ impl PeerState {
                     true => Showing::IfNew(event),
                     false => Showing::Now(event),
                 };
-                let mut message = Box::new(ChatMessage { showing, storing });
-                let id = request.id;
                 match turn {
-                    Turn::Early => return Ok(FromChat::Early { peer, seq, message }),
+                    Turn::Early => {
+                        let message = Box::new(ChatMessage { showing, storing });
+                        return Ok(FromChat::Early { peer, seq, message });
+                    }
                     Turn::Next => {
                         let released = self.chats.show(&peer, seq);
                         fx.extend(released.into_iter().map(Effect::Release));
@@ -377,10 +378,11 @@ impl PeerState {
                     // A retry, or one whose gap was given up on: its id tells.
                     Turn::Passed | Turn::Full => {}
                 }
-                if !self.chats.first_showing(id) {
-                    message.showing = Showing::Not;
-                }
-                Ok(FromChat::Message(message))
+                let showing = self.chats.settle(request.id, showing);
+                Ok(FromChat::Message(Box::new(ChatMessage {
+                    showing,
+                    storing,
+                })))
             }
             SealedRequest::Keepalive => Ok(FromChat::Ack(ack(&self.chats, re, Outcome::Ok))),
             SealedRequest::Disconnect => {

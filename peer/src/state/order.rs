@@ -105,6 +105,11 @@ impl ShownIds {
         self.order.push_back(id);
         true
     }
+
+    /// Whether message `id` is among the last shown.
+    pub fn contains(&self, id: MessageId) -> bool {
+        self.set.contains(&id)
+    }
 }
 
 /// Where a message that arrived stands in its chat's order.
