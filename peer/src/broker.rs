@@ -241,9 +241,10 @@ impl Actor {
             Effect::AutoAccept(peer) => {
                 let _ = self.resume.try_send(resume::Job::AutoAccept(peer));
             }
-            // It had room when it came, so it shows now even above the screen's room. Its
-            // connection stores it; one that is gone (its sender gave up on that try) cannot,
-            // and the message has shown: stored all the same, so its retry is not shown again.
+            // It had room when it came, so it shows now (or keeps the next place, if it shows
+            // only if new) even above the screen's room. Its connection stores it; one that is
+            // gone (its sender gave up on that try) cannot, and the message is stored all the
+            // same, so that a retry of one that has shown is not shown again.
             Effect::Release(Held { message, waiter }) => {
                 let ChatMessage {
                     showing,
@@ -251,14 +252,11 @@ impl Actor {
                 } = *message;
                 match showing {
                     Showing::Now(event) => self.screen.push(event),
-                    // It was let in with room on the screen; its place is the next one.
                     Showing::IfNew(event) => {
                         storing.then = Some((self.screen.reserve_now(), event.into()))
                     }
                     Showing::Not => {}
                 }
-                // Its connection is gone (it timed out): stored all the same, and shown if it
-                // waited for the store to show and was new.
                 if let Err(storing) = waiter.send(Box::new(storing)) {
                     let (disk, screen) = (self.disk.clone(), self.screen.clone());
                     runtime::spawn(async move {
