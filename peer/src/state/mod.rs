@@ -186,6 +186,17 @@ pub enum Showing {
     Not,
 }
 
+impl Showing {
+    /// How a message that arrived shows, before its id is looked at: a first try at once, one
+    /// sent again (`again`) if the history lacks it.
+    pub fn arrived(event: Event, again: bool) -> Showing {
+        match again {
+            true => Showing::IfNew(event),
+            false => Showing::Now(event),
+        }
+    }
+}
+
 /// What the connection of a received chat message does: stores `record` (then fills `then`,
 /// the place kept for a message shown only if new, if it was), then answers `ok`. If it
 /// cannot be stored: `ok` all the same for a message that has shown (the receiver's user is

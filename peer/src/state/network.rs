@@ -354,18 +354,15 @@ impl PeerState {
                     busy: ack(&self.chats, re, busy),
                     then: None,
                 };
+                // A message shows once, by id: a retry comes under the same one, and so does a
+                // message kept by its sender while the chat was away, in the chat that reopened.
+                // One sent again and not among the ids shown lately asks the history first.
                 let event = Event::Message {
                     peer,
                     text,
                     at: cx.utc,
                 };
-                // A message shows once, by id: a retry comes under the same one, and so does a
-                // message kept by its sender while the chat was away, in the chat that reopened.
-                // One sent again and not among the ids shown lately asks the history first.
-                let showing = match again {
-                    true => Showing::IfNew(event),
-                    false => Showing::Now(event),
-                };
+                let showing = Showing::arrived(event, again);
                 match turn {
                     Turn::Early => {
                         let message = Box::new(ChatMessage { showing, storing });
@@ -378,11 +375,11 @@ impl PeerState {
                     // A retry, or one whose gap was given up on: its id tells.
                     Turn::Passed | Turn::Full => {}
                 }
-                let showing = self.chats.settle(request.id, showing);
-                Ok(FromChat::Message(Box::new(ChatMessage {
-                    showing,
+                let message = ChatMessage {
+                    showing: self.chats.settle(request.id, showing),
                     storing,
-                })))
+                };
+                Ok(FromChat::Message(Box::new(message)))
             }
             SealedRequest::Keepalive => Ok(FromChat::Ack(ack(&self.chats, re, Outcome::Ok))),
             SealedRequest::Disconnect => {

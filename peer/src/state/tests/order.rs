@@ -16,16 +16,27 @@ fn arrives(
     cx: &Context,
     fx: &mut Vec<Effect>,
 ) -> FromChat {
-    let body = SealedRequest::ChatMessage {
-        text: text.into(),
-        seq,
-        again: false,
-    };
-    let frame = Envelope::new(id_of(seq, text), bob.info.clone(), body).encode();
-    match state.open_sealed(&keys.seal(counter, &frame), cx, fx) {
+    let sealed = sealed_message((bob, keys), (counter, seq), (id_of(seq, text), text), false);
+    match state.open_sealed(&sealed, cx, fx) {
         Ok(from_chat) => from_chat,
         Err(refusal) => panic!("refused: {refusal}"),
     }
+}
+
+/// Bob's message `text` with `id` in his place `seq`, sealed under `counter`; `again` if he
+/// sends it again.
+fn sealed_message(
+    (bob, keys): (&Someone, &ChatKeys),
+    (counter, seq): (u64, u64),
+    (id, text): (MessageId, &str),
+    again: bool,
+) -> Vec<u8> {
+    let body = SealedRequest::ChatMessage {
+        text: text.into(),
+        seq,
+        again,
+    };
+    keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
 }
 
 /// The id of bob's message `text` in place `seq`: the same for every try of it, as a
@@ -185,12 +196,7 @@ fn a_message_sent_again_in_a_chat_that_reopened_does_not_show_twice() {
     let keys = open_chat_with(&mut state, &bob, now);
     let id = new_id();
     let sealed = |keys: &ChatKeys, counter, seq, id, again| {
-        let body = SealedRequest::ChatMessage {
-            text: "kept".into(),
-            seq,
-            again,
-        };
-        keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
+        sealed_message((&bob, keys), (counter, seq), (id, "kept"), again)
     };
     let first = state.open_sealed(&sealed(&keys, 0, 1, id, false), &at(now), &mut fx);
     assert_eq!(text_of(first.ok().unwrap()), "kept");
@@ -212,13 +218,12 @@ fn a_message_sent_again_and_not_shown_lately_shows_only_if_the_history_lacks_it(
     let mut fx = Vec::new();
     let keys = open_chat_with(&mut state, &bob, now);
     let sealed = |counter, seq, text: &str, again| {
-        let body = SealedRequest::ChatMessage {
-            text: text.into(),
-            seq,
+        sealed_message(
+            (&bob, &keys),
+            (counter, seq),
+            (id_of(seq, text), text),
             again,
-        };
-        let frame = Envelope::new(id_of(seq, text), bob.info.clone(), body).encode();
-        keys.seal(counter, &frame)
+        )
     };
     let showing = |from_chat: Result<FromChat, _>| match from_chat {
         Ok(FromChat::Message(message)) => message.showing,
