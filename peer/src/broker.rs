@@ -27,7 +27,9 @@ use crate::names::Names;
 use crate::resume;
 use crate::screen::Screen;
 use crate::state::pins::Namespace;
-use crate::state::{ChatMessage, Context, Effect, FromChat, Held, PeerState, Showing, Storing};
+use crate::state::{
+    Acks, ChatMessage, Context, Effect, FromChat, Held, PeerState, Showing, Storing,
+};
 use crate::vouch::TrustedRegistry;
 
 /// A function of the state, run by the broker.
@@ -49,10 +51,10 @@ pub enum Acknowledge {
     Now(Vec<u8>),
     /// A chat message whose turn has come: store it (filling its place if it shows only if
     /// new), then acknowledge as [`Storing`] says.
-    AfterStoring(Box<Storing>),
+    AfterStoring(Box<Storing>, Acks),
     /// A chat message that came before its turn: wait for it to show (then as
     /// `AfterStoring`); if it is dropped instead, acknowledge with the `busy` given here.
-    WhenItsTurnComes(oneshot::Receiver<Box<Storing>>, Vec<u8>),
+    WhenItsTurnComes(oneshot::Receiver<(Box<Storing>, Acks)>, Vec<u8>),
 }
 
 /// A handle to the broker task; cheap to clone.
@@ -196,14 +198,23 @@ impl Actor {
                             Showing::IfNew(event) => storing.then = Some((place(), event.into())),
                             Showing::Not => {}
                         }
-                        Ok(Acknowledge::AfterStoring(Box::new(storing)))
+                        // Sealed once the line is out: sealing is not the reader's wait.
+                        let acks = self.state.seal_acks(storing.ack);
+                        Ok(Acknowledge::AfterStoring(Box::new(storing), acks))
                     }
                     // It shows when its turn comes, after those before.
                     Ok(FromChat::Early { peer, seq, message }) => {
                         tracing::debug!("message {seq} from {peer} waits for those before it");
                         let (waiter, turn) = oneshot::channel();
-                        let busy = message.storing.busy.clone();
-                        let held = Held { message, waiter };
+                        // Sealed now, under this chat's keys: it may have closed when the turn
+                        // comes.
+                        let acks = self.state.seal_acks(message.storing.ack);
+                        let busy = acks.busy.clone();
+                        let held = Held {
+                            message,
+                            acks,
+                            waiter,
+                        };
                         self.state.hold((peer, seq), held, cx.now);
                         Ok(Acknowledge::WhenItsTurnComes(turn, busy))
                     }
@@ -245,7 +256,11 @@ impl Actor {
             // only if new) even above the screen's room. Its connection stores it; one that is
             // gone (its sender gave up on that try) cannot, and the message is stored all the
             // same, so that a retry of one that has shown is not shown again.
-            Effect::Release(Held { message, waiter }) => {
+            Effect::Release(Held {
+                message,
+                acks,
+                waiter,
+            }) => {
                 let ChatMessage {
                     showing,
                     mut storing,
@@ -257,7 +272,7 @@ impl Actor {
                     }
                     Showing::Not => {}
                 }
-                if let Err(storing) = waiter.send(Box::new(storing)) {
+                if let Err((storing, _)) = waiter.send((Box::new(storing), acks)) {
                     let (disk, screen) = (self.disk.clone(), self.screen.clone());
                     runtime::spawn(async move {
                         let Storing { record, then, .. } = *storing;

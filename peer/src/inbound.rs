@@ -21,7 +21,7 @@ use crate::disk::Disk;
 use crate::error::PeerError;
 use crate::event::Event;
 use crate::flood;
-use crate::state::{Effect, Storing, Vouch};
+use crate::state::{Acks, Effect, Storing, Vouch};
 use crate::vouch::Voucher;
 
 #[derive(Clone)]
@@ -130,9 +130,9 @@ impl Service for PeerService {
         frame: Vec<u8>,
         _remote: SocketAddr,
     ) -> Result<Vec<u8>, SealedRefusal> {
-        let storing = match self.broker.sealed(frame).await? {
+        let (storing, acks) = match self.broker.sealed(frame).await? {
             Acknowledge::Now(ack) => return Ok(ack),
-            Acknowledge::AfterStoring(storing) => storing,
+            Acknowledge::AfterStoring(storing, acks) => (storing, acks),
             // Held for its turn (`state/order.rs`), which comes within a bounded time: the
             // chat's order is given up on a gap after `HOLD_FOR`. Dropped instead (a retry
             // took its place, or the peer is stopping): `busy`, and its sender tries again.
@@ -144,12 +144,8 @@ impl Service for PeerService {
         // Stored, then acknowledged: `ok` says it has shown (the broker showed it when its
         // turn came, or before) or, for one sent again, that the disk thread showed it if
         // the history did not have it. A retry of one stored before is acknowledged again.
-        let Storing {
-            record,
-            ok,
-            busy,
-            then,
-        } = *storing;
+        let Storing { record, then, .. } = *storing;
+        let Acks { ok, busy } = acks;
         let shown = then.is_none();
         let peer = record.peer;
         match self.disk.record(record, then).await {

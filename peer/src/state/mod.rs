@@ -10,6 +10,7 @@
 //! The request/accept workflow lives in [`outgoing`] and [`incoming`]: records whose every
 //! end is a variant of an end type, mapped to exactly one event.
 
+mod arrived;
 pub mod book;
 mod broadcasts;
 pub mod chats;
@@ -36,12 +37,11 @@ use p2p_shared::seal::ChatKeys;
 use p2p_shared::transport::Origin;
 use p2p_shared::{Answer, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, PeerRequest};
 
-use crate::disk::Record;
 use crate::event::{Event, Shown, Waiting};
 use crate::json_command::CommandId;
 use crate::known::FileWrite;
-use crate::screen::Slot;
 use crate::state::pins::Namespace;
+pub use arrived::{AckTo, Acks, ChatMessage, FromChat, Held, Showing, Storing};
 use book::Book;
 pub use broadcasts::Forward;
 use chats::{Chats, Sealed};
@@ -130,83 +130,6 @@ pub struct Answering {
     pub handshake: Option<HandshakeMessage>,
     /// The `yes` or `no` that answered (none when a reopening request is taken without one).
     pub cmd: Option<CommandId>,
-}
-
-/// A sealed frame, opened.
-pub enum FromChat {
-    /// Answer with this acknowledgement now.
-    Ack(Vec<u8>),
-    /// A chat message whose turn came: show it now (unless it showed before: a retry), then
-    /// store it and acknowledge it.
-    Message(Box<ChatMessage>),
-    /// A chat message from `peer` that came before its turn (`order.rs`): hold it with
-    /// [`PeerState::hold`], its connection waiting.
-    Early {
-        peer: PeerName,
-        seq: u64,
-        message: Box<ChatMessage>,
-    },
-}
-
-/// Where the connection of a held chat message waits: it is handed what to store once the
-/// message has shown, or nothing (dropped) if it never does.
-pub type Waiter = futures::channel::oneshot::Sender<Box<Storing>>;
-
-/// A chat message held for its turn, and its connection.
-pub struct Held {
-    pub message: Box<ChatMessage>,
-    pub waiter: Waiter,
-}
-
-impl std::fmt::Debug for Held {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Held")
-            .field("id", &self.message.storing.record.id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A chat message that arrived: what shows when its turn comes ([`Showing`]), and what its
-/// connection stores ([`Storing`]).
-pub struct ChatMessage {
-    pub showing: Showing,
-    pub storing: Storing,
-}
-
-/// Whether a chat message shows when its turn comes, and when.
-#[derive(Debug)]
-pub enum Showing {
-    /// A first try: it shows at once, while it is stored.
-    Now(Event),
-    /// Sent again (the wire's `again`) and not among the ids shown lately: it may have shown
-    /// long ago or before a restart, so it shows once stored, only if the history did not
-    /// have it. Its place in line is kept meanwhile ([`Storing::then`]).
-    IfNew(Event),
-    /// Shown before: only stored.
-    Not,
-}
-
-impl Showing {
-    /// How a message that arrived shows, before its id is looked at: a first try at once, one
-    /// sent again (`again`) if the history lacks it.
-    pub fn arrived(event: Event, again: bool) -> Showing {
-        match again {
-            true => Showing::IfNew(event),
-            false => Showing::Now(event),
-        }
-    }
-}
-
-/// What the connection of a received chat message does: stores `record` (then fills `then`,
-/// the place kept for a message shown only if new, if it was), then answers `ok`. If it
-/// cannot be stored: `ok` all the same for a message that has shown (the receiver's user is
-/// told), `busy` for one that waited for the store to show (its sender retries).
-pub struct Storing {
-    pub record: Record,
-    pub ok: Vec<u8>,
-    pub busy: Vec<u8>,
-    /// Set by the broker for [`Showing::IfNew`]: the place kept, and what fills it.
-    pub then: Option<(Slot, Shown)>,
 }
 
 /// Whom to tell that we leave.

@@ -9,11 +9,11 @@ use p2p_shared::{
 };
 
 use super::chats::Chats;
-
 use super::order::Turn;
 use super::outgoing::{Ended, NotAnswerable, OutgoingEnd};
 use super::{
-    screen_full, tell, ChatMessage, Context, Effect, FromChat, PeerState, Showing, Storing, Vouch,
+    screen_full, tell, AckTo, ChatMessage, Context, Effect, FromChat, PeerState, Showing, Storing,
+    Vouch,
 };
 use crate::disk::Record;
 use crate::event::{Event, PeerKey};
@@ -329,19 +329,10 @@ impl PeerState {
             SealedRequest::ChatMessage { .. } if !cx.screen_room => {
                 Ok(FromChat::Ack(ack(&self.chats, re, screen_full())))
             }
-            // Shown when its turn comes in the order its sender typed it (`order.rs`), and
-            // acknowledged once stored; a retry of one shown (its acknowledgement was lost) is
-            // stored if need be and acknowledged again, never shown twice.
+            // Shown in the order its sender typed it (`order.rs`), acknowledged once stored;
+            // a retry of one shown (its acknowledgement lost) is never shown twice.
             SealedRequest::ChatMessage { text, seq, again } => {
                 let turn = self.chats.turn(&peer, seq);
-                if turn == Turn::Full {
-                    let busy = Outcome::error(
-                        ErrorCode::Busy,
-                        "too many messages of this chat wait for one before them",
-                    );
-                    return Ok(FromChat::Ack(ack(&self.chats, re, busy)));
-                }
-                let busy = Outcome::error(ErrorCode::Busy, "the receiver cannot store the message");
                 let storing = Storing {
                     record: Record {
                         id: request.id,
@@ -350,8 +341,11 @@ impl PeerState {
                         text: text.clone(),
                         at: cx.utc,
                     },
-                    ok: ack(&self.chats, re, Outcome::Ok),
-                    busy: ack(&self.chats, re, busy),
+                    ack: AckTo {
+                        peer,
+                        counter,
+                        re: request.id,
+                    },
                     then: None,
                 };
                 // A message shows once, by id: a retry comes under the same one, and so does a
@@ -364,6 +358,11 @@ impl PeerState {
                 };
                 let showing = Showing::arrived(event, again);
                 match turn {
+                    Turn::Full => {
+                        let why = "too many messages of this chat wait for one before them";
+                        let busy = Outcome::error(ErrorCode::Busy, why);
+                        return Ok(FromChat::Ack(ack(&self.chats, re, busy)));
+                    }
                     Turn::Early => {
                         let message = Box::new(ChatMessage { showing, storing });
                         return Ok(FromChat::Early { peer, seq, message });
@@ -373,7 +372,7 @@ impl PeerState {
                         fx.extend(released.into_iter().map(Effect::Release));
                     }
                     // A retry, or one whose gap was given up on: its id tells.
-                    Turn::Passed | Turn::Full => {}
+                    Turn::Passed => {}
                 }
                 let message = ChatMessage {
                     showing: self.chats.settle(request.id, showing),

@@ -49,10 +49,9 @@ fn a_full_screen_makes_chat_requests_and_messages_busy_and_stores_nothing() {
     };
     let ChatMessage {
         showing,
-        storing: Storing {
-            record, ok, busy, ..
-        },
+        storing: Storing { record, ack, .. },
     } = *message;
+    let Acks { ok, busy } = state.seal_acks(ack);
     assert_eq!(
         (record.peer, record.sender, record.text.as_str()),
         (name("bob"), name("bob"), "hi")
