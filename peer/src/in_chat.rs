@@ -12,6 +12,7 @@ use p2p_shared::wire::RequestDigest;
 use p2p_shared::{MessageId, Outcome, PeerName, SealedRequest};
 
 use crate::broker::Broker;
+use crate::state::chats::Sealed;
 use crate::state::PeerState;
 
 /// What became of one sealed frame sent to a chat partner.
@@ -42,7 +43,13 @@ pub async fn send(broker: &Broker, peer: PeerName, id: MessageId, body: Body) ->
         Body::Message { text, again } => state.seal_message(&peer, id, text, again),
         Body::Keepalive => state.seal(&peer, id, SealedRequest::Keepalive),
     });
-    let Some(sealed) = sealed.await.flatten() else {
+    send_sealed(broker, peer, sealed.await.flatten()).await
+}
+
+/// Sends `sealed`, a frame the state sealed in the chat with `peer` (`None`: it had no chat
+/// open), and reads the answer.
+pub async fn send_sealed(broker: &Broker, peer: PeerName, sealed: Option<Sealed>) -> Sent {
+    let Some(sealed) = sealed else {
         return Sent::NoChat;
     };
     let (addr, counter) = (sealed.addr, sealed.counter);

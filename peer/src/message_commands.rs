@@ -20,6 +20,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use p2p_shared::transport::SendError;
@@ -37,6 +38,7 @@ use crate::liveness::is_transient;
 use crate::names::Names;
 use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
+use crate::state::chats::Sealed;
 use crate::state::conversations::Typed;
 
 /// Why a chat message got no acknowledgement.
@@ -47,6 +49,14 @@ enum Undelivered {
     BadAck(SocketAddr),
     /// Nobody answered (retried), or the connection failed for good.
     Failed(SendError, SocketAddr),
+}
+
+/// What becomes of a message as it is typed.
+enum FirstTry {
+    /// Its chat is away: it is kept.
+    Keep,
+    /// Sent, this frame first (`None`: no chat to seal it in; its try says so).
+    Send(Option<Sealed>),
 }
 
 /// What sends chat messages, each in a task of its own; cheap to clone.
@@ -73,25 +83,34 @@ impl CommandLoop {
             text,
             cmd: self.running.clone(),
         };
-        // Its place in the chat's order is taken now, as typed.
+        // Its place in the chat's order is taken now, as typed, and its first try sealed in
+        // the same turn of the broker: one hand-off fewer before it leaves.
+        let text = message.text.clone();
         let typed = self
             .broker
-            .call(move |state, _, _| state.message_typed(&peer, id));
+            .call(move |state, _, _| match state.message_typed(&peer, id) {
+                true => FirstTry::Keep,
+                false => FirstTry::Send(state.seal_message(&peer, id, text, false)),
+            });
         let messenger = self.messenger.clone();
-        // A partner who is away gets it when back (`resume.rs`).
-        if typed.await == Some(true) {
-            let why = format!("{peer} is offline");
-            return messenger.keep(peer, message, why).await;
-        }
+        let first = match typed.await {
+            // A partner who is away gets it when back (`resume.rs`).
+            Some(FirstTry::Keep) => {
+                let why = format!("{peer} is offline");
+                return messenger.keep(peer, message, why).await;
+            }
+            Some(FirstTry::Send(sealed)) => sealed,
+            None => None,
+        };
         self.in_flight.make_room().await;
         self.in_flight
-            .add(runtime::spawn(messenger.send(peer, message)));
+            .add(runtime::spawn(messenger.send(peer, message, first)));
     }
 }
 
 impl Messenger {
-    /// Sends `message` to `peer` and shows its outcome.
-    async fn send(self, peer: PeerName, message: Typed) {
+    /// Sends `message` to `peer`, `first` as its first try, and shows its outcome.
+    async fn send(self, peer: PeerName, message: Typed, first: Option<Sealed>) {
         let Typed { id, text, cmd } = message;
         // Whether a try was written whole before it failed: then the partner may have read
         // and shown it, whatever the last try came to, and the user must not be told it
@@ -104,12 +123,19 @@ impl Messenger {
         };
         // Every try after the first says so: an earlier one may have shown (docs/protocol.md).
         let tried = AtomicBool::new(false);
+        let first = Mutex::new(first);
         let send = || async {
-            let body = Body::Message {
-                text: text.clone(),
-                again: tried.swap(true, Relaxed),
+            let again = tried.swap(true, Relaxed);
+            let sealed = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+            let sent = match sealed {
+                Some(sealed) => in_chat::send_sealed(&self.broker, peer, Some(sealed)).await,
+                None => {
+                    let text = text.clone();
+                    let body = Body::Message { text, again };
+                    in_chat::send(&self.broker, peer, id, body).await
+                }
             };
-            match in_chat::send(&self.broker, peer, id, body).await {
+            match sent {
                 Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
                 Sent::Answered(
                     Some(Outcome::Error {
