@@ -9,8 +9,11 @@
 //! behind each other are stored in one transaction ([`BATCH`]).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use futures::channel::oneshot;
@@ -27,6 +30,11 @@ const QUEUE: usize = 256;
 /// The most chat lines stored in one transaction: those that wait behind each other under
 /// load (a burst of messages), which then share one commit.
 const BATCH: usize = 64;
+
+/// How long the thread waits without a job before it checkpoints the history's log: a
+/// checkpoint syncs the disk, milliseconds that must not fall on a chat line, so it runs in
+/// a pause (`history.rs`).
+const PAUSE: Duration = Duration::from_millis(100);
 
 /// One chat line to store.
 #[derive(Clone, Debug)]
@@ -82,7 +90,7 @@ impl Disk {
             .spawn(move || {
                 // A job taken while gathering records, to do after them.
                 let mut next = None;
-                while let Some(job) = next.take().or_else(|| queue.recv_blocking().ok()) {
+                while let Some(job) = next.take().or_else(|| next_job(&queue, &mut history)) {
                     write_files(&waiting);
                     match job {
                         Job::Record { record, then, done } => {
@@ -182,6 +190,43 @@ fn store(history: &mut History, batch: Vec<RecordJob>) {
     }
 }
 
+/// The next job, or `None` once every handle is gone. While the history's log holds rows
+/// not yet in the database, a [`PAUSE`] without jobs checkpoints it first.
+fn next_job(queue: &async_channel::Receiver<Job>, history: &mut History) -> Option<Job> {
+    if history.needs_checkpoint() {
+        match recv_until(queue, Instant::now() + PAUSE) {
+            Some(job) => return job.ok(),
+            None => {
+                if let Err(e) = history.checkpoint() {
+                    tracing::warn!("the chat history's log could not be checkpointed: {e}");
+                }
+            }
+        }
+    }
+    queue.recv_blocking().ok()
+}
+
+/// Waits for the next job until `deadline` (`None` if none came by then). async-channel
+/// has no blocking receive with a time limit, and an async timer would wake the event loop's
+/// reactor for every wait; this thread parks on its own instead.
+fn recv_until(
+    queue: &async_channel::Receiver<Job>,
+    deadline: Instant,
+) -> Option<Result<Job, async_channel::RecvError>> {
+    let (parker, unparker) = parking::pair();
+    let waker = Waker::from(unparker);
+    let mut cx = Context::from_waker(&waker);
+    let mut recv = std::pin::pin!(queue.recv());
+    loop {
+        if let Poll::Ready(job) = recv.as_mut().poll(&mut cx) {
+            return Some(job);
+        }
+        if !parker.park_deadline(deadline) {
+            return None;
+        }
+    }
+}
+
 /// Writes the files waiting, each once.
 fn write_files(waiting: &Waiting) {
     let files = std::mem::take(&mut *waiting.lock().unwrap_or_else(|p| p.into_inner()));
@@ -219,6 +264,20 @@ mod tests {
 
     /// A message sent again may have been stored before (and shown then): the place kept for
     /// it is filled only if the history did not have it, and given back otherwise.
+    #[test]
+    fn waiting_for_a_job_ends_at_its_deadline_or_with_the_job() {
+        let (jobs, queue) = async_channel::bounded(1);
+        assert!(recv_until(&queue, Instant::now()).is_none(), "none came");
+        let sender = std::thread::spawn(move || jobs.send_blocking(Job::Write).is_ok());
+        let job = recv_until(&queue, Instant::now() + Duration::from_secs(60));
+        assert!(matches!(job, Some(Ok(Job::Write))), "woken by the job");
+        assert!(sender.join().unwrap());
+        assert!(
+            matches!(recv_until(&queue, Instant::now()), Some(Err(_))),
+            "the queue closed: no job will come"
+        );
+    }
+
     #[test]
     fn a_place_kept_for_a_message_is_filled_only_if_the_message_is_new() {
         let disk = Disk::start(History::in_memory().unwrap()).unwrap();

@@ -6,8 +6,10 @@
 //! write-ahead-log mode with `synchronous=NORMAL`: each message is one small append to the
 //! log, on disk as soon as the process hands it to the kernel, so it survives the process
 //! being killed at any point (an operating-system crash may lose the last moments, a price
-//! paid for not waiting on the disk for every chat line). Each message is stored once: its
-//! id (the envelope id) is unique.
+//! paid for not waiting on the disk for every chat line). The log is copied into the
+//! database (a checkpoint, which does wait on the disk) by the disk thread in a pause, or
+//! when the log is full, never by SQLite in the commit of whichever message filled it. Each
+//! message is stored once: its id (the envelope id) is unique.
 //!
 //! The insert is on the path of every chat message, on both sides, so it is kept small: the
 //! peer holds the database exclusively while it runs (`locking_mode=EXCLUSIVE`), which spares
@@ -39,6 +41,11 @@ pub enum HistoryError {
 /// How long opening waits for another peer to let go of the history (one that is exiting).
 const OPEN_WAIT: Duration = Duration::from_secs(1);
 
+/// How many rows the log may hold before they are copied into the database even while
+/// messages keep coming (a checkpoint): it bounds the log's file at about 1,000 rows of 3
+/// to 4 pages each. Otherwise the disk thread checkpoints in a pause (`disk.rs`).
+const LOG_ROWS_MAX: usize = 1_000;
+
 /// One stored chat line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Line {
@@ -50,6 +57,9 @@ pub struct Line {
 
 pub struct History {
     db: Connection,
+    /// Rows written to the log since its last checkpoint (or about: an ignored insert
+    /// counts).
+    in_log: usize,
 }
 
 impl History {
@@ -79,6 +89,11 @@ impl History {
         db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
         db.pragma_update(None, "journal_mode", "WAL")?;
         db.pragma_update(None, "synchronous", "NORMAL")?;
+        // SQLite's own checkpoints run in the commit that fills the log past 1,000 pages:
+        // about every 330 messages, that message's store took milliseconds (a sync of the
+        // disk), and with it its acknowledgement and what waited behind it on the screen.
+        // They are ours instead ([`History::checkpoint`]).
+        db.pragma_update(None, "wal_autocheckpoint", 0)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS messages (
                  seq INTEGER PRIMARY KEY,
@@ -90,7 +105,32 @@ impl History {
              );
              CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, seq);",
         )?;
-        Ok(History { db })
+        Ok(History { db, in_log: 0 })
+    }
+
+    /// Whether the log holds rows not yet copied into the database.
+    pub fn needs_checkpoint(&self) -> bool {
+        self.in_log > 0
+    }
+
+    /// Copies the log into the database (and syncs it), so that the log starts over.
+    pub fn checkpoint(&mut self) -> Result<(), HistoryError> {
+        // PASSIVE never waits for a reader; this connection is the only one.
+        self.db
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
+        self.in_log = 0;
+        Ok(())
+    }
+
+    /// Notes `rows` written to the log; past [`LOG_ROWS_MAX`], checkpoints now. A failed
+    /// checkpoint is only logged: the rows are stored, and the next one tries again.
+    fn logged(&mut self, rows: usize) {
+        self.in_log += rows;
+        if self.in_log >= LOG_ROWS_MAX {
+            if let Err(e) = self.checkpoint() {
+                tracing::warn!("the chat history's log could not be checkpointed: {e}");
+            }
+        }
     }
 
     /// Stores one message of the chat with `peer`. Storing the same id again changes nothing
@@ -138,7 +178,9 @@ impl History {
         };
         // One alone is its own transaction, as SQLite makes it: no BEGIN and COMMIT to parse.
         if rows.peek().is_none() {
-            return Ok(vec![self.record(id, peer, sender, text, at)?]);
+            let stored = self.record(id, peer, sender, text, at)?;
+            self.logged(1);
+            return Ok(vec![stored]);
         }
         self.db.execute_batch("BEGIN")?;
         let stored = std::iter::once((id, peer, sender, text, at))
@@ -146,8 +188,11 @@ impl History {
             .map(|(id, peer, sender, text, at)| self.record(id, peer, sender, text, at))
             .collect::<Result<Vec<bool>, _>>()
             .and_then(|stored| Ok(self.db.execute_batch("COMMIT").map(|()| stored)?));
-        if stored.is_err() {
-            let _ = self.db.execute_batch("ROLLBACK");
+        match &stored {
+            Ok(all) => self.logged(all.len()),
+            Err(_) => {
+                let _ = self.db.execute_batch("ROLLBACK");
+            }
         }
         stored
     }
@@ -240,6 +285,44 @@ mod tests {
             .into_iter()
             .map(|l| l.text)
             .collect()
+    }
+
+    #[test]
+    fn the_log_is_copied_into_the_database_in_a_pause_or_when_it_is_full() {
+        let dir = std::env::temp_dir().join(format!("p2p-history-log-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history-alice.db");
+        let size = || std::fs::metadata(&path).unwrap().len();
+        let (alice, bob) = (name("alice"), name("bob"));
+        let mut h = History::open(&path).unwrap();
+        let rows = |h: &mut History, n: usize| {
+            let rows: Vec<_> = (0..n)
+                .map(|_| (new_id(), &bob, &alice, "hi", Utc::now()))
+                .collect();
+            h.record_all(rows).unwrap();
+        };
+        let empty = size();
+        // One commit each, past SQLite's own 1,000 pages: it no longer checkpoints.
+        for _ in 0..400 {
+            rows(&mut h, 1);
+        }
+        assert!(h.needs_checkpoint());
+        assert_eq!(size(), empty, "all of it still in the log");
+        // In a pause, the disk thread asks.
+        h.checkpoint().unwrap();
+        assert!(!h.needs_checkpoint());
+        let copied = size();
+        assert!(copied > empty, "the rows are in the database");
+        // Without a pause, a full log is copied all the same.
+        rows(&mut h, LOG_ROWS_MAX - 1);
+        assert!(h.needs_checkpoint());
+        assert_eq!(size(), copied);
+        rows(&mut h, 1);
+        assert!(!h.needs_checkpoint(), "checkpointed as the log filled");
+        assert!(size() > copied);
+        drop(h);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
