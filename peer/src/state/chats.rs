@@ -196,6 +196,11 @@ impl Chats {
         }
     }
 
+    /// Whether message `id` showed lately (one of the last 1,024 shown).
+    pub fn shown_before(&self, id: MessageId) -> bool {
+        self.shown.contains(id)
+    }
+
     /// The held messages `held`, whose turn has come, settled as [`Chats::settle`] says.
     fn showing(&mut self, mut held: Vec<Held>) -> Vec<Held> {
         for one in &mut held {

@@ -285,6 +285,13 @@ fn tell(request: &PendingRequest, answer: Answer) -> Effect {
 }
 
 /// The screen is full: the sender may try again once the user has read what waits.
+fn already_connected(from: &PeerInfo) -> Outcome {
+    Outcome::error(
+        ErrorCode::AlreadyConnected,
+        format!("already in a chat with {}", from.name),
+    )
+}
+
 fn screen_full() -> Outcome {
     Outcome::error(
         ErrorCode::Busy,

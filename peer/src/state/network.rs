@@ -12,8 +12,8 @@ use super::chats::Chats;
 use super::order::Turn;
 use super::outgoing::{Ended, NotAnswerable, OutgoingEnd};
 use super::{
-    screen_full, tell, AckTo, ChatMessage, Context, Effect, FromChat, PeerState, Showing, Storing,
-    Vouch,
+    already_connected, screen_full, tell, AckTo, ChatMessage, Context, Effect, FromChat, PeerState,
+    Showing, Storing, Vouch,
 };
 use crate::disk::Record;
 use crate::event::{Event, PeerKey};
@@ -326,7 +326,11 @@ impl PeerState {
                 );
                 Ok(FromChat::Ack(ack(&self.chats, re, outcome)))
             }
-            SealedRequest::ChatMessage { .. } if !cx.screen_room => {
+            // Without room it waits at its sender (`busy`), unless it showed before: a retry
+            // whose acknowledgement was lost is only stored and answered.
+            SealedRequest::ChatMessage { .. }
+                if !cx.screen_room && !self.chats.shown_before(request.id) =>
+            {
                 Ok(FromChat::Ack(ack(&self.chats, re, screen_full())))
             }
             // Shown in the order its sender typed it (`order.rs`), acknowledged once stored;
@@ -389,11 +393,4 @@ impl PeerState {
             }
         }
     }
-}
-
-fn already_connected(from: &PeerInfo) -> Outcome {
-    Outcome::error(
-        ErrorCode::AlreadyConnected,
-        format!("already in a chat with {}", from.name),
-    )
 }

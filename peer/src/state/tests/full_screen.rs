@@ -1,5 +1,6 @@
 //! A full screen: chat requests and messages are answered `busy` and nothing is stored or
-//! shown, so that the sender retries and nothing the user must see is lost.
+//! shown, so that the sender retries and nothing the user must see is lost; only a retry of
+//! a message shown, which shows nothing, is taken.
 
 use super::*;
 
@@ -108,4 +109,45 @@ fn a_full_screen_shows_no_warning_for_a_changed_key_either() {
         }
     ));
     assert!(matches!(events.as_slice(), [Event::KeyChanged { .. }]));
+}
+
+#[test]
+fn a_retry_of_a_message_shown_is_taken_on_a_full_screen() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let bobs_keys = open_chat_with(&mut state, &bob, now);
+    let sealed = |counter, (id, seq), again| {
+        let body = SealedRequest::ChatMessage {
+            text: "hi".into(),
+            seq,
+            again,
+        };
+        bobs_keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
+    };
+    let (id, mut fx) = (new_id(), Vec::new());
+    let first = state.open_sealed(&sealed(0, (id, 1), false), &at(now), &mut fx);
+    let Ok(FromChat::Message(message)) = first else {
+        panic!("a message to show and store")
+    };
+    assert!(matches!(message.showing, Showing::Now(_)));
+    let full = Context {
+        screen_room: false,
+        ..at(now)
+    };
+    // Its acknowledgement was lost: the retry needs no room, only storing and answering.
+    let retry = state.open_sealed(&sealed(1, (id, 1), true), &full, &mut fx);
+    let Ok(FromChat::Message(message)) = retry else {
+        panic!("a retry of a message shown is stored and acknowledged, not busy")
+    };
+    assert!(matches!(message.showing, Showing::Not));
+    // One not shown yet still waits for room.
+    let next = state.open_sealed(&sealed(2, (new_id(), 2), false), &full, &mut fx);
+    let Ok(FromChat::Ack(ack)) = next else {
+        panic!("an acknowledgement at once")
+    };
+    assert_eq!(
+        outcome_of(&bobs_keys, 2, &ack).code(),
+        Some(ErrorCode::Busy)
+    );
 }
