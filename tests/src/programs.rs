@@ -221,6 +221,8 @@ pub struct PeerBuilder {
     port: u16,
     /// A network namespace to run in, and the address to bind there (`TestLan`).
     netns: Option<(String, IpAddr)>,
+    /// The largest file the peer may write, in bytes (`RLIMIT_FSIZE`): a disk that fills.
+    file_size_limit: Option<u64>,
 }
 
 impl PeerBuilder {
@@ -264,6 +266,14 @@ impl PeerBuilder {
     /// Any extra argument.
     pub fn arg(mut self, arg: impl Into<String>) -> Self {
         self.extra.push(arg.into());
+        self
+    }
+
+    /// Runs the peer unable to grow any file past `bytes` (`prlimit --fsize`, with
+    /// `SIGXFSZ` ignored so that a write past it fails instead of killing the peer): a disk
+    /// that fills up under it.
+    pub fn file_size_limit(mut self, bytes: u64) -> Self {
+        self.file_size_limit = Some(bytes);
         self
     }
 
@@ -316,9 +326,16 @@ impl PeerBuilder {
         ]);
         args.extend(self.extra);
         let label = format!("peer {}", self.name);
-        let proc = match self.netns {
-            None => Proc::spawn(label, &binary("p2p-peer"), &args),
-            Some((ns, _)) => {
+        let proc = match (self.netns, self.file_size_limit) {
+            (None, None) => Proc::spawn(label, &binary("p2p-peer"), &args),
+            (None, Some(bytes)) => {
+                let limit = format!("trap '' XFSZ; exec prlimit --fsize={bytes} -- \"$@\"");
+                let peer = binary("p2p-peer").display().to_string();
+                let wrapped = ["-c".into(), limit, "sh".into(), peer];
+                let args: Vec<String> = wrapped.into_iter().chain(args).collect();
+                Proc::spawn(label, Path::new("sh"), &args)
+            }
+            (Some((ns, _)), _) => {
                 let peer = binary("p2p-peer").display().to_string();
                 let inside = ["netns".into(), "exec".into(), ns, peer];
                 let args: Vec<String> = inside.into_iter().chain(args).collect();
@@ -353,6 +370,7 @@ impl Peer {
             flags: true,
             port: 0,
             netns: None,
+            file_size_limit: None,
         }
     }
 

@@ -329,6 +329,34 @@ fn a_read_only_data_directory_is_a_clear_error_at_start() {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
+#[test]
+fn a_full_disk_at_the_receiver_loses_no_message_and_its_user_is_told() {
+    let alice = Peer::start_offline("alice");
+    // Bob's files cannot grow past 64 KiB: his history's log is full after a few messages.
+    let bob = Peer::builder("bob").file_size_limit(64 * 1024).start();
+    alice.chat_with(&bob);
+    // All at once, so that the log grows without the pause in which it is checkpointed.
+    let count = 40;
+    for i in 0..count {
+        alice.send(&format!("chat message bob m{i}"));
+    }
+    for i in 0..count {
+        alice.expect_next("delivered to bob");
+        let line = format!("alice: m{i}");
+        bob.expect_line(&line, |l| l == line);
+    }
+    // Every message shows once, and alice is told each was delivered: it was, and bob read
+    // it; only bob's history lacks it, and bob is told so.
+    let shown = bob.stdout_so_far();
+    for i in 0..count {
+        let line = format!("alice: m{i}");
+        let times = shown.iter().filter(|l| **l == line).count();
+        assert_eq!(times, 1, "{line} shown {times} times: {shown:#?}");
+    }
+    let told = "the message from alice shows, but it is not in the history";
+    assert!(shown.iter().any(|l| l.contains(told)), "{shown:#?}");
+}
+
 /// The text of chat message number `i` in the unread-stdout tests: long enough that a page of
 /// pipe and the reader's chunk hold only a hundred or so, so the peer's screen must fill.
 fn numbered(i: usize) -> String {
