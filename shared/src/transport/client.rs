@@ -37,11 +37,12 @@ pub async fn request_with<B: serde::Serialize>(
     body: impl FnOnce(std::net::IpAddr) -> B,
 ) -> Result<Reply, SendError> {
     let mut sent = None;
-    let reply = exchange_with(to, |local_ip| {
+    let reply = exchange_with(to, |stream| {
+        let local_ip = stream.local_addr()?.ip();
         let envelope = Envelope::new(id, origin.sender(local_ip), body(local_ip));
         let frame = envelope.sign(&origin.identity);
         sent = Some(RequestDigest::of(&frame));
-        frame
+        Ok(frame)
     })
     .await?;
     let (reply, key) = signed_reply(to, &reply)?;
@@ -60,11 +61,12 @@ pub async fn request_in_session(
     body: RegistryRequest,
 ) -> Result<Reply, SendError> {
     let (mut counter, mut sent) = (0, None);
-    let reply = exchange_with(to, |local_ip| {
+    let reply = exchange_with(to, |stream| {
+        let local_ip = stream.local_addr()?.ip();
         let envelope = Envelope::new(id, origin.sender(local_ip), body);
         let (number, frame) = session.request(&envelope.encode());
         (counter, sent) = (number, Some(RequestDigest::of(&frame)));
-        frame
+        Ok(frame)
     })
     .await?;
     let bad = |reason: String| SendError::BadReply { addr: to, reason };
@@ -167,15 +169,17 @@ fn answer_to(
 /// Sends one frame body to `to` and returns the one that comes back: for frames sealed in a
 /// chat session, whose sealing and opening belong to the session's owner.
 pub async fn exchange(to: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, SendError> {
-    exchange_with(to, |_| frame).await
+    exchange_with(to, |_| Ok(frame)).await
 }
 
-/// Connects, writes the frame `make` builds (it gets the connection's local IP), reads the
-/// reply frame and waits for the receiver to close, all within [`EXCHANGE_TIMEOUT`]. A
-/// failure says whether the frame was written whole first ([`SendError::after_writing`]).
+/// Connects, writes the frame `make` builds from the connection (a signed request names the
+/// local IP it leaves from; a sealed frame is made before, and asks for nothing: one system
+/// call fewer on a chat message's path), reads the reply frame and waits for the receiver to
+/// close, all within [`EXCHANGE_TIMEOUT`]. A failure says whether the frame was written
+/// whole first ([`SendError::after_writing`]).
 async fn exchange_with(
     to: SocketAddr,
-    make: impl FnOnce(std::net::IpAddr) -> Vec<u8>,
+    make: impl FnOnce(&runtime::TcpStream) -> std::io::Result<Vec<u8>>,
 ) -> Result<Vec<u8>, SendError> {
     let unreachable = |source| SendError::Unreachable { addr: to, source };
     // Set once the frame is written whole: read after a timeout, which drops the exchange.
@@ -190,7 +194,7 @@ async fn exchange_with(
             .map_err(unreachable)?;
         // Best effort: one write per direction, but no reason to let Nagle wait either.
         let _ = stream.set_nodelay(true);
-        let local_ip = stream.local_addr().map_err(unreachable)?.ip();
+        let frame = make(&stream).map_err(unreachable)?;
         let broken = |written| {
             move |source| SendError::Broken {
                 addr: to,
@@ -198,7 +202,7 @@ async fn exchange_with(
                 written,
             }
         };
-        write_frame(&mut stream, &make(local_ip))
+        write_frame(&mut stream, &frame)
             .await
             .map_err(broken(false))?;
         written.store(true, Ordering::Relaxed);
