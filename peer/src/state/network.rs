@@ -371,17 +371,15 @@ impl PeerState {
                         let message = Box::new(ChatMessage { showing, storing });
                         return Ok(FromChat::Early { peer, seq, message });
                     }
-                    Turn::Next => {
-                        let released = self.chats.show(&peer, seq);
-                        fx.extend(released.into_iter().map(Effect::Release));
-                    }
-                    // A retry, or one whose gap was given up on: its id tells.
-                    Turn::Passed => {}
+                    Turn::Next | Turn::Passed => {}
                 }
-                let message = ChatMessage {
-                    showing: self.chats.settle(request.id, showing),
-                    storing,
-                };
+                // Settled before the held ones it releases can push its id out of those shown.
+                let showing = self.chats.settle(request.id, showing);
+                if turn == Turn::Next {
+                    let released = self.chats.show(&peer, seq);
+                    fx.extend(released.into_iter().map(Effect::Release));
+                }
+                let message = ChatMessage { showing, storing };
                 Ok(FromChat::Message(Box::new(message)))
             }
             SealedRequest::Keepalive => Ok(FromChat::Ack(ack(&self.chats, re, Outcome::Ok))),

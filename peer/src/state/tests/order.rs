@@ -258,3 +258,57 @@ fn a_message_sent_again_and_not_shown_lately_shows_only_if_the_history_lacks_it(
         "shown lately: not twice"
     );
 }
+
+/// A retry of a message shown lately is taken on a full screen (it needs no room); it must
+/// not come back as something to show, even when the messages its turn releases push its id
+/// out of those shown lately: the broker would have no place for it.
+#[test]
+fn a_retry_taken_on_a_full_screen_never_needs_a_place() {
+    let now = Instant::now();
+    let (bob, carol) = (someone("bob", 2), someone("carol", 3));
+    let mut state = alice();
+    let mut fx = Vec::new();
+    let keys = open_chat_with(&mut state, &bob, now);
+    let x = new_id();
+    let first = state.open_sealed(
+        &sealed_message((&bob, &keys), (0, 1), (x, "x"), false),
+        &at(now),
+        &mut fx,
+    );
+    assert_eq!(text_of(first.ok().unwrap()), "x");
+    // 1,023 other messages show (carol's): x is now the oldest id remembered.
+    let carols = open_chat_with(&mut state, &carol, now);
+    for i in 0..(crate::state::order::SHOWN_KEPT as u64 - 1) {
+        let sealed = sealed_message((&carol, &carols), (i, i + 1), (new_id(), "c"), false);
+        let from = state.open_sealed(&sealed, &at(now), &mut fx).ok().unwrap();
+        assert_eq!(text_of(from), "c");
+        fx.clear();
+    }
+    // Bob's chat reopens; his new message 2 (a first try) comes early, with room.
+    let keys = open_chat_with(&mut state, &bob, now);
+    let early = state.open_sealed(
+        &sealed_message((&bob, &keys), (0, 2), (new_id(), "y"), false),
+        &at(now),
+        &mut fx,
+    );
+    let _y = hold(&mut state, early.ok().unwrap(), now);
+    // x, kept while the chat was away, comes again as 1 while the screen is full.
+    let full = Context {
+        screen_room: false,
+        ..at(now)
+    };
+    let again = state.open_sealed(
+        &sealed_message((&bob, &keys), (1, 1), (x, "x"), true),
+        &full,
+        &mut fx,
+    );
+    match again {
+        Ok(FromChat::Message(message)) => assert!(
+            matches!(message.showing, Showing::Not),
+            "taken without room but to be shown: {:?} (the broker's place() would panic)",
+            message.showing
+        ),
+        Ok(FromChat::Ack(_)) => {}
+        _ => panic!("a message to store, or an acknowledgement"),
+    }
+}
