@@ -72,9 +72,9 @@ pub struct Messenger {
 }
 
 impl CommandLoop {
-    /// `chat message PEER TEXT` (one part of it, `split.rs`): kept if the chat is away, else
-    /// sent by a task of its own once there is room in flight (its place in the chat's order
-    /// is taken first, so a message waiting for room keeps the order it was typed in).
+    /// `chat message PEER TEXT` (one part of it, `split.rs`): once there is room in flight,
+    /// kept if the chat is away, else given its place in the chat's order and sent by a task
+    /// of its own.
     pub(crate) async fn chat_message(&mut self, peer: PeerName, text: String) {
         // One id for every try, so the receiver can tell a retry from a new message.
         let id = new_id();
@@ -83,6 +83,10 @@ impl CommandLoop {
             text,
             cmd: self.running.clone(),
         };
+        // Room in flight first: a frame sealed now must not wait (for as long as the oldest
+        // message's retries) while its chat closes or reopens. The command loop runs one
+        // command at a time, so the order typed is kept all the same.
+        self.in_flight.make_room().await;
         // Its place in the chat's order is taken now, as typed, and its first try sealed in
         // the same turn of the broker: one hand-off fewer before it leaves.
         let text = message.text.clone();
@@ -102,7 +106,6 @@ impl CommandLoop {
             Some(FirstTry::Send(sealed)) => sealed,
             None => None,
         };
-        self.in_flight.make_room().await;
         self.in_flight
             .add(runtime::spawn(messenger.send(peer, message, first)));
     }
