@@ -335,7 +335,8 @@ impl PeerBuilder {
                 let args: Vec<String> = wrapped.into_iter().chain(args).collect();
                 Proc::spawn(label, Path::new("sh"), &args)
             }
-            (Some((ns, _)), _) => {
+            (Some(_), Some(_)) => panic!("a file size limit in a network namespace: not built"),
+            (Some((ns, _)), None) => {
                 let peer = binary("p2p-peer").display().to_string();
                 let inside = ["netns".into(), "exec".into(), ns, peer];
                 let args: Vec<String> = inside.into_iter().chain(args).collect();

@@ -332,29 +332,31 @@ fn a_read_only_data_directory_is_a_clear_error_at_start() {
 #[test]
 fn a_full_disk_at_the_receiver_loses_no_message_and_its_user_is_told() {
     let alice = Peer::start_offline("alice");
-    // Bob's files cannot grow past 64 KiB: his history's log is full after a few messages.
+    // Bob's files cannot grow past 64 KiB, and each message is 4 KiB: his history is full
+    // after a dozen or so, whether its log is checkpointed into the database or not.
     let bob = Peer::builder("bob").file_size_limit(64 * 1024).start();
     alice.chat_with(&bob);
-    // All at once, so that the log grows without the pause in which it is checkpointed.
+    let text = |i: usize| format!("m{i:02} {}", "x".repeat(4 * 1024));
     let count = 40;
     for i in 0..count {
-        alice.send(&format!("chat message bob m{i}"));
+        alice.send(&format!("chat message bob {}", text(i)));
     }
     for i in 0..count {
         alice.expect_next("delivered to bob");
-        let line = format!("alice: m{i}");
-        bob.expect_line(&line, |l| l == line);
+        let line = format!("alice: {}", text(i));
+        bob.expect_line(&line[..12], |l| l == line);
     }
     // Every message shows once, and alice is told each was delivered: it was, and bob read
     // it; only bob's history lacks it, and bob is told so.
     let shown = bob.stdout_so_far();
     for i in 0..count {
-        let line = format!("alice: m{i}");
+        let line = format!("alice: {}", text(i));
         let times = shown.iter().filter(|l| **l == line).count();
-        assert_eq!(times, 1, "{line} shown {times} times: {shown:#?}");
+        assert_eq!(times, 1, "message {i} shown {times} times");
     }
     let told = "the message from alice shows, but it is not in the history";
-    assert!(shown.iter().any(|l| l.contains(told)), "{shown:#?}");
+    let told = shown.iter().filter(|l| l.contains(told)).count();
+    assert!(told >= count / 2, "{told} of {count} said not stored");
 }
 
 /// The text of chat message number `i` in the unread-stdout tests: long enough that a page of
