@@ -60,6 +60,9 @@ pub struct History {
     /// Rows written to the log since its last checkpoint (or about: an ignored insert
     /// counts).
     in_log: usize,
+    /// At how many rows in the log the next checkpoint is made at once, pause or not: after
+    /// one that failed (a full disk), not again on every message's store.
+    force_at: usize,
 }
 
 impl History {
@@ -94,6 +97,9 @@ impl History {
         // disk), and with it its acknowledgement and what waited behind it on the screen.
         // They are ours instead ([`History::checkpoint`]).
         db.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // After a checkpoint the log's file is cut back to 4 MiB, about what SQLite's own
+        // checkpoints let it reach, instead of keeping the size of the longest burst.
+        db.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
         db.execute_batch(
             "CREATE TABLE IF NOT EXISTS messages (
                  seq INTEGER PRIMARY KEY,
@@ -105,7 +111,13 @@ impl History {
              );
              CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, seq);",
         )?;
-        Ok(History { db, in_log: 0 })
+        Ok(History {
+            db,
+            // The tables just made, or what an earlier run left in the log (one killed before
+            // it closed): copied in the first pause.
+            in_log: 1,
+            force_at: LOG_ROWS_MAX,
+        })
     }
 
     /// Whether the log holds rows not yet copied into the database.
@@ -118,17 +130,20 @@ impl History {
         // PASSIVE never waits for a reader; this connection is the only one.
         self.db
             .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?;
-        self.in_log = 0;
+        (self.in_log, self.force_at) = (0, LOG_ROWS_MAX);
         Ok(())
     }
 
-    /// Notes `rows` written to the log; past [`LOG_ROWS_MAX`], checkpoints now. A failed
-    /// checkpoint is only logged: the rows are stored, and the next one tries again.
+    /// Notes `rows` written to the log; with [`LOG_ROWS_MAX`] more since the last
+    /// checkpoint, or since the last one that failed, checkpoints now. A failed checkpoint
+    /// is only logged: the rows are stored, and a pause or the next [`LOG_ROWS_MAX`] rows
+    /// try again.
     fn logged(&mut self, rows: usize) {
         self.in_log += rows;
-        if self.in_log >= LOG_ROWS_MAX {
+        if self.in_log >= self.force_at {
             if let Err(e) = self.checkpoint() {
                 tracing::warn!("the chat history's log could not be checkpointed: {e}");
+                self.force_at = self.in_log + LOG_ROWS_MAX;
             }
         }
     }
