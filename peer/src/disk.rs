@@ -262,8 +262,6 @@ mod tests {
         }
     }
 
-    /// A message sent again may have been stored before (and shown then): the place kept for
-    /// it is filled only if the history did not have it, and given back otherwise.
     #[test]
     fn waiting_for_a_job_ends_at_its_deadline_or_with_the_job() {
         let (jobs, queue) = async_channel::bounded(1);
@@ -278,6 +276,8 @@ mod tests {
         );
     }
 
+    /// A message sent again may have been stored before (and shown then): the place kept for
+    /// it is filled only if the history did not have it, and given back otherwise.
     #[test]
     fn a_place_kept_for_a_message_is_filled_only_if_the_message_is_new() {
         let disk = Disk::start(History::in_memory().unwrap()).unwrap();

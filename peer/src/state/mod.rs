@@ -284,7 +284,6 @@ fn tell(request: &PendingRequest, answer: Answer) -> Effect {
     }
 }
 
-/// The screen is full: the sender may try again once the user has read what waits.
 fn already_connected(from: &PeerInfo) -> Outcome {
     Outcome::error(
         ErrorCode::AlreadyConnected,
@@ -292,6 +291,7 @@ fn already_connected(from: &PeerInfo) -> Outcome {
     )
 }
 
+/// The screen is full: the sender may try again once the user has read what waits.
 fn screen_full() -> Outcome {
     Outcome::error(
         ErrorCode::Busy,
