@@ -293,6 +293,15 @@ mod tests {
         assert_eq!(texts(&h, &bob, 1), ["four"]);
     }
 
+    /// An empty directory of this test's own, and the history's path in it.
+    fn fresh_history(test: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("p2p-history-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("history-alice.db");
+        (dir, path)
+    }
+
     /// The texts of the last `n` lines with `peer`, oldest first.
     fn texts(h: &History, peer: &PeerName, n: usize) -> Vec<String> {
         h.last(peer, n)
@@ -304,10 +313,7 @@ mod tests {
 
     #[test]
     fn the_log_is_copied_into_the_database_in_a_pause_or_when_it_is_full() {
-        let dir = std::env::temp_dir().join(format!("p2p-history-log-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("history-alice.db");
+        let (dir, path) = fresh_history("log");
         let size = || std::fs::metadata(&path).unwrap().len();
         let (alice, bob) = (name("alice"), name("bob"));
         let mut h = History::open(&path).unwrap();
@@ -342,10 +348,7 @@ mod tests {
 
     #[test]
     fn a_history_on_disk_is_kept_across_runs_in_order() {
-        let dir = std::env::temp_dir().join(format!("p2p-history-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("history-alice.db");
+        let (dir, path) = fresh_history("runs");
         let (alice, bob) = (name("alice"), name("bob"));
         {
             let mut h = History::open(&path).unwrap();

@@ -118,12 +118,7 @@ fn a_retry_of_a_message_shown_is_taken_on_a_full_screen() {
     let mut state = alice();
     let bobs_keys = open_chat_with(&mut state, &bob, now);
     let sealed = |counter, (id, seq), again| {
-        let body = SealedRequest::ChatMessage {
-            text: "hi".into(),
-            seq,
-            again,
-        };
-        bobs_keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
+        sealed_message((&bob, &bobs_keys), (counter, seq), (id, "hi"), again)
     };
     let (id, mut fx) = (new_id(), Vec::new());
     let first = state.open_sealed(&sealed(0, (id, 1), false), &at(now), &mut fx);

@@ -196,6 +196,22 @@ fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKey
 }
 
 /// What alice's acknowledgement `ack` of bob's message `counter` says.
+/// Bob's message `text` with `id` in his place `seq`, sealed under `counter`; `again` if he
+/// sends it again.
+fn sealed_message(
+    (bob, keys): (&Someone, &ChatKeys),
+    (counter, seq): (u64, u64),
+    (id, text): (MessageId, &str),
+    again: bool,
+) -> Vec<u8> {
+    let body = SealedRequest::ChatMessage {
+        text: text.into(),
+        seq,
+        again,
+    };
+    keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
+}
+
 fn outcome_of(bob: &ChatKeys, counter: u64, ack: &[u8]) -> Outcome {
     let json = bob
         .open_ack(counter, ack)

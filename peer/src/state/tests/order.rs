@@ -23,22 +23,6 @@ fn arrives(
     }
 }
 
-/// Bob's message `text` with `id` in his place `seq`, sealed under `counter`; `again` if he
-/// sends it again.
-fn sealed_message(
-    (bob, keys): (&Someone, &ChatKeys),
-    (counter, seq): (u64, u64),
-    (id, text): (MessageId, &str),
-    again: bool,
-) -> Vec<u8> {
-    let body = SealedRequest::ChatMessage {
-        text: text.into(),
-        seq,
-        again,
-    };
-    keys.seal(counter, &Envelope::new(id, bob.info.clone(), body).encode())
-}
-
 /// The id of bob's message `text` in place `seq`: the same for every try of it, as a
 /// sender's retries keep their message's id.
 fn id_of(seq: u64, text: &str) -> MessageId {
