@@ -9,7 +9,8 @@
 //! - [`programs`]: starting the programs, with the kit the tests share (`p2p_kit`: building
 //!   them, driving them through pipes, their data folders);
 //! - [`floor`]: the bare async-std server and client; [`relay`] (with [`reorder`]): the floor
-//!   of issue 19's regimes, a bare relay pair;
+//!   of issue 19's regimes, a bare relay pair, and with [`relay_essentials`] the same relay
+//!   sealing and storing each message, as the peer must;
 //! - [`chat`], [`registry`], [`claims`], [`rest`], [`broadcast`], [`regimes`]: the
 //!   measurements; [`load`], [`wire`] and [`stats`] their tools;
 //! - [`figures`] (targets), [`report`] (tables, the document) and [`machine`].
@@ -29,6 +30,7 @@ mod programs;
 mod regimes;
 mod registry;
 mod relay;
+mod relay_essentials;
 mod reorder;
 mod report;
 mod rest;
@@ -123,6 +125,10 @@ enum Mode {
         name: String,
         #[arg(long, default_value_t = 0)]
         port: u16,
+        /// Also seal every message and answer, and store every message in a database in
+        /// DIR before answering it or reporting it delivered (`relay_essentials.rs`).
+        #[arg(long, value_name = "DIR")]
+        essentials: Option<PathBuf>,
     },
 }
 
@@ -160,7 +166,11 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     match args.mode {
         Some(Mode::Floor { port, hold }) => return floor::serve_main(port, hold),
-        Some(Mode::Relay { name, port }) => return relay::serve_main(name, port),
+        Some(Mode::Relay {
+            name,
+            port,
+            essentials,
+        }) => return relay::serve_main(name, port, essentials),
         None => {}
     }
     let load_before = machine::load_average();

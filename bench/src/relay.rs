@@ -17,10 +17,16 @@
 //! Like the peer, it runs its tasks on one thread (`p2p_shared::runtime`). Unlike the peer,
 //! it writes stdout from that thread: the least work, and the bench reads the pipe all the
 //! time, so the writes never wait. Its stdin ending ends it.
+//!
+//! With `--essentials DIR` it also does what no design of the peer can leave out
+//! (`relay_essentials.rs`): each message and its answer travel as sealed JSON envelopes,
+//! and each message is stored on a disk thread (a database in DIR) before it is answered,
+//! and again by its sender before it is reported delivered.
 
 use std::cell::Cell;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +35,9 @@ use futures::channel::{mpsc, oneshot};
 use futures::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use futures::{SinkExt, StreamExt};
 use p2p_shared::runtime::{self, TcpStream};
+use p2p_shared::wire::MessageId;
 
+use crate::relay_essentials::{self, Sealer, Store};
 use crate::reorder::Reorder;
 
 /// Messages in flight at once: as many connections as a peer accepts from one address.
@@ -46,12 +54,39 @@ const TYPED_QUEUE: usize = 16;
 /// Messages waiting to be shown, each with the answer its connection waits for.
 type Waiting = Reorder<(String, oneshot::Sender<()>)>;
 
+/// How messages travel: in the clear and forgotten, or with the peer's essentials.
+enum Carry {
+    Bare,
+    Essentials(Box<Essentials>),
+}
+
+struct Essentials {
+    sealer: Sealer,
+    store: Store,
+}
+
+/// A message read at the receiver: its number, its line to show, and (with the essentials)
+/// what to store and acknowledge.
+struct Received {
+    seq: u64,
+    shown: String,
+    opened: Option<relay_essentials::Opened>,
+}
+
 /// The relay process: named `name` (the SENDER of what it sends), listening on loopback
-/// `port` (0: any).
-pub fn serve_main(name: String, port: u16) -> anyhow::Result<()> {
+/// `port` (0: any), with the essentials when given their data directory.
+pub fn serve_main(name: String, port: u16, essentials: Option<PathBuf>) -> anyhow::Result<()> {
     let listener = runtime::listen(SocketAddr::from(([127, 0, 0, 1], port)))
         .context("the relay cannot listen on loopback")?;
-    say(&format!("listening on {}", listener.local_addr()?));
+    let addr = listener.local_addr()?;
+    let carry = Arc::new(match essentials {
+        None => Carry::Bare,
+        Some(dir) => Carry::Essentials(Box::new(Essentials {
+            sealer: Sealer::new(&name, addr)?,
+            store: Store::open(&dir)?,
+        })),
+    });
+    say(&format!("listening on {addr}"));
     let (mut typed_tx, typed) = mpsc::channel::<String>(TYPED_QUEUE);
     std::thread::Builder::new()
         .name("stdin".into())
@@ -67,6 +102,7 @@ pub fn serve_main(name: String, port: u16) -> anyhow::Result<()> {
         })
         .context("cannot start the stdin reader")?;
     let waiting = Arc::new(Mutex::new(Waiting::new(ROOM)));
+    let receiving = Arc::clone(&carry);
     runtime::block_on(async move {
         runtime::spawn(async move {
             loop {
@@ -75,19 +111,20 @@ pub fn serve_main(name: String, port: u16) -> anyhow::Result<()> {
                     runtime::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
-                let waiting = Arc::clone(&waiting);
+                let (waiting, carry) = (Arc::clone(&waiting), Arc::clone(&receiving));
                 runtime::spawn(async move {
-                    let _ = runtime::timeout(EXCHANGE_TIMEOUT, receive(stream, waiting)).await;
+                    let exchange = receive(stream, waiting, &carry);
+                    let _ = runtime::timeout(EXCHANGE_TIMEOUT, exchange).await;
                 });
             }
         });
-        send_typed(&name, typed).await;
+        send_typed(&name, typed, &carry).await;
     });
     Ok(())
 }
 
 /// Sends each typed message, [`WINDOW`] at a time, numbered in the order typed.
-async fn send_typed(me: &str, typed: mpsc::Receiver<String>) {
+async fn send_typed(me: &str, typed: mpsc::Receiver<String>, carry: &Carry) {
     let partner = Cell::new(None);
     let next_seq = Cell::new(0u64);
     typed
@@ -102,7 +139,14 @@ async fn send_typed(me: &str, typed: mpsc::Receiver<String>) {
                 Typed::Message { to, text } => {
                     let seq = next_seq.get();
                     next_seq.set(seq + 1);
-                    Some((to.to_owned(), format!("{seq} {me} {text}\n")))
+                    let (id, wire) = match carry {
+                        Carry::Bare => (None, format!("{seq} {me} {text}\n").into_bytes()),
+                        Carry::Essentials(essentials) => {
+                            let (id, frame) = essentials.sealer.seal_message(seq, text);
+                            (Some(id), frame)
+                        }
+                    };
+                    Some((to.to_owned(), text.to_owned(), id, wire))
                 }
                 Typed::Other => {
                     say(&format!("unknown line: {line}"));
@@ -111,10 +155,21 @@ async fn send_typed(me: &str, typed: mpsc::Receiver<String>) {
             };
             let partner = partner.get();
             async move {
-                let Some((to, wire)) = job else { return };
+                let Some((to, text, id, wire)) = job else {
+                    return;
+                };
                 let outcome = match partner {
-                    Some(addr) => send_one(addr, wire.as_bytes()).await,
+                    Some(addr) => send_one(addr, &wire, carry, id).await,
                     None => Err("no partner yet".to_owned()),
+                };
+                let outcome = match (outcome, carry, id) {
+                    (Ok(()), Carry::Essentials(essentials), Some(id)) => {
+                        match essentials.store.store(id, &to, me, &text).await {
+                            true => Ok(()),
+                            false => Err("not stored".to_owned()),
+                        }
+                    }
+                    (outcome, _, _) => outcome,
                 };
                 match outcome {
                     Ok(()) => say(&format!("delivered to {to}")),
@@ -146,14 +201,30 @@ fn parse_typed(line: &str) -> Typed<'_> {
     }
 }
 
-/// One message on a fresh connection: `Ok` once the partner answered `ok`.
-async fn send_one(to: SocketAddr, wire: &[u8]) -> Result<(), String> {
+/// One message on a fresh connection: `Ok` once the partner answered `ok` (with the
+/// essentials: a sealed `ok` for the message `id`).
+async fn send_one(
+    to: SocketAddr,
+    wire: &[u8],
+    carry: &Carry,
+    id: Option<MessageId>,
+) -> Result<(), String> {
     let exchange = async {
         let mut stream = runtime::connect(to).await?;
         stream.set_nodelay(true)?;
         stream.write_all(wire).await?;
         let mut answer = Vec::new();
-        (&mut stream).take(16).read_to_end(&mut answer).await?;
+        match (carry, id) {
+            (Carry::Essentials(essentials), Some(id)) => {
+                let body = relay_essentials::read_frame(&stream).await?;
+                if essentials.sealer.open_ack(body, id) {
+                    answer.extend_from_slice(b"ok\n");
+                }
+            }
+            _ => {
+                (&mut stream).take(16).read_to_end(&mut answer).await?;
+            }
+        }
         std::io::Result::Ok(answer)
     };
     match runtime::timeout(EXCHANGE_TIMEOUT, exchange).await {
@@ -166,14 +237,12 @@ async fn send_one(to: SocketAddr, wire: &[u8]) -> Result<(), String> {
 
 /// Receives one message: shows it (and any it puts in order) once every earlier one is
 /// shown, then answers `ok`; a malformed or refused message gets a word and the close.
-async fn receive(stream: TcpStream, waiting: Arc<Mutex<Waiting>>) -> std::io::Result<()> {
-    let mut line = Vec::new();
-    BufReader::new(&stream)
-        .take(MAX_LINE)
-        .read_until(b'\n', &mut line)
-        .await?;
-    let mut stream = stream;
-    let Some((seq, shown)) = parse_wire(&line) else {
+async fn receive(
+    mut stream: TcpStream,
+    waiting: Arc<Mutex<Waiting>>,
+    carry: &Carry,
+) -> std::io::Result<()> {
+    let Some(Received { seq, shown, opened }) = read_message(&stream, carry).await? else {
         return stream.write_all(b"malformed\n").await;
     };
     let (shown_tx, shown_rx) = oneshot::channel();
@@ -195,10 +264,48 @@ async fn receive(stream: TcpStream, waiting: Arc<Mutex<Waiting>>) -> std::io::Re
         }
         Err(refused) => return stream.write_all(format!("{refused}\n").as_bytes()).await,
     }
-    if shown_rx.await.is_ok() {
-        stream.write_all(b"ok\n").await?;
+    if shown_rx.await.is_err() {
+        return Ok(());
+    }
+    match (carry, opened) {
+        (Carry::Essentials(essentials), Some(m)) => {
+            if essentials
+                .store
+                .store(m.id, &m.sender, &m.sender, &m.text)
+                .await
+            {
+                stream.write_all(&essentials.sealer.seal_ack(m.id)).await?;
+            }
+        }
+        _ => stream.write_all(b"ok\n").await?,
     }
     Ok(())
+}
+
+/// Reads one message: a line in the clear, or a sealed frame opened; `None` if malformed.
+async fn read_message(stream: &TcpStream, carry: &Carry) -> std::io::Result<Option<Received>> {
+    Ok(match carry {
+        Carry::Bare => {
+            let mut line = Vec::new();
+            BufReader::new(stream)
+                .take(MAX_LINE)
+                .read_until(b'\n', &mut line)
+                .await?;
+            parse_wire(&line).map(|(seq, shown)| Received {
+                seq,
+                shown,
+                opened: None,
+            })
+        }
+        Carry::Essentials(essentials) => {
+            let frame = relay_essentials::read_frame(stream).await?;
+            essentials.sealer.open_message(frame).map(|m| Received {
+                seq: m.seq,
+                shown: format!("{}: {}\n", m.sender, m.text),
+                opened: Some(m),
+            })
+        }
+    })
 }
 
 /// `SEQ SENDER TEXT\n` as the number and the line to show, `SENDER: TEXT\n`.

@@ -1,13 +1,14 @@
 //! Issue 19's regimes: a chat message back-to-back, at rest, in a burst and in ping-pong,
 //! each next to the relay floor measured the same way in the same run.
 //!
-//! Two pairs run side by side for the whole part: the real p2p-peer alice and bob, with a
-//! chat open through a registry as a user opens it, and the relay floor's alice and bob
-//! (`relay.rs`). Both are driven by the same single-threaded loop over their pipes
-//! ([`pipes`]), typed the same lines and timed on the same lines ([`pair`]). Each regime
-//! ([`workloads`]) runs [`Plan::regime_rounds`] rounds, and in each round both pairs, the
-//! first of them alternating from round to round, so that a machine that slows down or
-//! speeds up meanwhile moves both alike. Both pairs are warmed up first. A latency figure is
+//! Three pairs run side by side for the whole part: the real p2p-peer alice and bob, with a
+//! chat open through a registry as a user opens it, the relay floor's alice and bob
+//! (`relay.rs`), and the relay floor with the peer's essentials (`relay_essentials.rs`:
+//! sealed JSON, each message stored before it is answered). All are driven by the same
+//! single-threaded loop over their pipes ([`pipes`]), typed the same lines and timed on the
+//! same lines ([`pair`]). Each regime ([`workloads`]) runs [`Plan::regime_rounds`] rounds,
+//! and in each round every pair, the first of them rotating from round to round, so that a
+//! machine that slows down or speeds up meanwhile moves them alike. All are warmed up first. A latency figure is
 //! the p50 (and p99) over all the samples of all its rounds; a burst figure the median of
 //! its rounds. [`syscalls`] counts system calls per message under strace, as a part of its
 //! own; [`rows`] holds the report's rows and issue 19's targets.
@@ -88,10 +89,13 @@ pub struct Measured {
     pub first_troubles: Vec<String>,
 }
 
-/// The peers and their floor.
+/// The peers and their floors.
 pub struct Regimes {
     pub peer: Measured,
+    /// The bare relay: issue 19's floor.
     pub floor: Measured,
+    /// The relay doing the peer's essentials.
+    pub essentials: Measured,
     pub rounds: usize,
 }
 
@@ -131,34 +135,33 @@ impl Regime {
     }
 }
 
-/// Runs every regime on the p2p-peer pair (using `registry`) and on the relay floor.
+/// Runs every regime on the p2p-peer pair (using `registry`) and on both relay floors.
 pub fn measure(programs: &Programs, registry: &Registry, plan: &Plan) -> anyhow::Result<Regimes> {
     let mut pairs = [
         Pair::peers(programs, registry, plan)?,
-        Pair::relays(programs, plan)?,
+        Pair::relays(programs, plan, false)?,
+        Pair::relays(programs, plan, true)?,
     ];
-    let mut samples = [Samples::default(), Samples::default()];
+    let mut samples: [Samples; 3] = Default::default();
     for pair in &mut pairs {
         let stop = Instant::now() + plan.limit;
         workloads::back_to_back(pair, plan.regime_warmup, plan.line_timeout, stop)?;
     }
     for regime in Regime::ALL {
         for round in 0..plan.regime_rounds {
-            let order = match round % 2 {
-                0 => [0, 1],
-                _ => [1, 0],
-            };
-            for i in order {
+            let n = pairs.len();
+            for i in (0..n).map(|k| (round + k) % n) {
                 one_round(regime, &mut pairs[i], &mut samples[i], plan)?;
             }
             crate::progress(&round_progress(regime, round, plan, &samples));
         }
     }
-    let [peer, floor] = pairs;
-    let [peer_samples, floor_samples] = samples;
+    let [peer, floor, essentials] = pairs;
+    let [peer_samples, floor_samples, essentials_samples] = samples;
     let regimes = Regimes {
         peer: measured(peer, peer_samples)?,
         floor: measured(floor, floor_samples)?,
+        essentials: measured(essentials, essentials_samples)?,
         rounds: plan.regime_rounds,
     };
     regimes.tell_rounds();
@@ -182,12 +185,18 @@ impl Regimes {
             ("ping-pong", |m| &m.ping_pong),
         ] {
             crate::progress(&format!(
-                "regimes, {label}, p50 of each round: p2p-peer {}; relay floor {}",
+                "regimes, {label}, p50 of each round: p2p-peer {}; relay floor {}; with the \
+                 essentials {}",
                 list(of(&self.peer)),
-                list(of(&self.floor))
+                list(of(&self.floor)),
+                list(of(&self.essentials))
             ));
         }
-        for (label, measured) in [("p2p-peer", &self.peer), ("relay floor", &self.floor)] {
+        for (label, measured) in [
+            ("p2p-peer", &self.peer),
+            ("relay floor", &self.floor),
+            ("relay with the essentials", &self.essentials),
+        ] {
             for line in &measured.first_troubles {
                 crate::progress(&format!("regimes, {label}: unexpected: {line}"));
             }
@@ -223,7 +232,7 @@ fn one_round(
 }
 
 /// What the last round of `regime` gave each pair, for the progress lines.
-fn round_progress(regime: Regime, round: usize, plan: &Plan, samples: &[Samples; 2]) -> String {
+fn round_progress(regime: Regime, round: usize, plan: &Plan, samples: &[Samples; 3]) -> String {
     let show = |s: &Samples| -> String {
         let p50 = |rounds: &Vec<Vec<Duration>>| {
             rounds
@@ -241,12 +250,13 @@ fn round_progress(regime: Regime, round: usize, plan: &Plan, samples: &[Samples;
         }
     };
     format!(
-        "regimes, {}, round {} of {}: p2p-peer {}, relay floor {}",
+        "regimes, {}, round {} of {}: p2p-peer {}, relay floor {}, with the essentials {}",
         regime.label(),
         round + 1,
         plan.regime_rounds,
         show(&samples[0]),
-        show(&samples[1])
+        show(&samples[1]),
+        show(&samples[2])
     )
 }
 

@@ -81,18 +81,23 @@ impl Pair {
         Ok(Pair::new("p2p-peer", pipes))
     }
 
-    /// Starts the relay floor's alice and bob (this executable's `relay` mode) and makes
-    /// each the other's partner.
-    pub fn relays(programs: &Programs, plan: &Plan) -> anyhow::Result<Pair> {
+    /// Starts the relay floor's alice and bob (this executable's `relay` mode), bare or with
+    /// the peer's essentials (`relay_essentials.rs`), and makes each the other's partner.
+    pub fn relays(programs: &Programs, plan: &Plan, essentials: bool) -> anyhow::Result<Pair> {
         let this = std::env::current_exe().context("cannot locate the p2p-bench executable")?;
+        let kind = if essentials { "essentials" } else { "relay" };
         let start = |side: Side| -> anyhow::Result<Program> {
             let name = side.name();
-            let args = ["relay", "--name", name].map(str::to_owned);
+            let mut args = ["relay", "--name", name].map(str::to_owned).to_vec();
+            if essentials {
+                let data = programs.work.fresh(&format!("essentials-{name}"))?;
+                args.extend(["--essentials".to_owned(), data.display().to_string()]);
+            }
             let log = programs
                 .work
                 .fresh("logs")?
-                .join(format!("relay-{name}.log"));
-            Program::spawn(&format!("relay {name}"), &this, &args, &log)
+                .join(format!("{kind}-{name}.log"));
+            Program::spawn(&format!("{kind} {name}"), &this, &args, &log)
         };
         let mut pipes = Pipes::new(start(Side::Alice)?, start(Side::Bob)?);
         let wait = plan.line_timeout;
@@ -106,7 +111,14 @@ impl Pair {
             let said = format!("partner is {partner}");
             pipes.wait_for(side, "naming its partner", wait, |l| l == said)?;
         }
-        Ok(Pair::new("relay", pipes))
+        Ok(Pair::new(
+            if essentials {
+                "relay with the essentials"
+            } else {
+                "relay"
+            },
+            pipes,
+        ))
     }
 
     fn new(label: &'static str, pipes: Pipes) -> Pair {

@@ -1,5 +1,8 @@
 //! The regimes' rows of the report, with issue 19's targets: each figure of the p2p-peer
-//! pair next to the relay floor's in the same run.
+//! pair next to the relay floor's in the same run. Each targeted figure is followed by two
+//! rows without a target that split the distance: the relay with the peer's essentials
+//! against the bare relay (what sealing and storing cost), and the peer against the relay
+//! with the essentials (what the peer adds to them).
 
 use super::syscalls::{Calls, Syscalls};
 use super::{Latencies, Measured, Regimes};
@@ -14,29 +17,39 @@ const BURST_RATE_AT_LEAST: f64 = 10_000.0;
 /// The most frequent kinds of system call shown per side, besides `futex`.
 const KINDS_SHOWN: usize = 5;
 
+/// One regime's latencies of a pair.
+type LatenciesOf = fn(&Measured) -> &Latencies;
+
 pub fn regime_rows(regimes: &Regimes, rows: &mut Vec<Row>) {
-    let (peer, floor) = (&regimes.peer, &regimes.floor);
+    let (peer, floor, essentials) = (&regimes.peer, &regimes.floor, &regimes.essentials);
     let rounds = regimes.rounds;
-    latency_rows(
-        &format!("back-to-back, {rounds} rounds: typed → shown"),
-        &peer.back_to_back,
-        &floor.back_to_back,
-        true,
-        rows,
-    );
-    latency_rows(
-        &format!("at rest, {rounds} rounds: typed → shown"),
-        &peer.at_rest,
-        &floor.at_rest,
-        true,
-        rows,
-    );
+    let latencies: [(&str, LatenciesOf); 2] = [
+        ("back-to-back", |m| &m.back_to_back),
+        ("at rest", |m| &m.at_rest),
+    ];
+    for (regime, of) in latencies {
+        let figure = format!("{regime}, {rounds} rounds: typed → shown");
+        latency_rows(&figure, of(peer), of(floor), true, rows);
+        split_rows(
+            &format!("{figure}, p50"),
+            [of(peer), of(floor), of(essentials)].map(|l| Value::Time(l.all.p50)),
+            rows,
+        );
+    }
     burst_rows(peer, floor, rounds, rows);
-    latency_rows(
-        &format!("ping-pong, {rounds} rounds: round trip"),
-        &peer.ping_pong,
-        &floor.ping_pong,
-        false,
+    split_rows(
+        &format!(
+            "burst of {}, {rounds} rounds: messages shown per second",
+            burst_size(peer)
+        ),
+        [peer, floor, essentials].map(|m| Value::Rate(m.bursts.per_second())),
+        rows,
+    );
+    let figure = format!("ping-pong, {rounds} rounds: round trip");
+    latency_rows(&figure, &peer.ping_pong, &floor.ping_pong, false, rows);
+    split_rows(
+        &format!("{figure}, p50"),
+        [peer, floor, essentials].map(|m| Value::Time(m.ping_pong.all.p50)),
         rows,
     );
     rows.push(Row {
@@ -45,6 +58,35 @@ pub fn regime_rows(regimes: &Regimes, rows: &mut Vec<Row>) {
         floor: Some(Value::Count(floor.troubles as u64)),
         target: None,
     });
+    let bursts = &essentials.bursts;
+    rows.push(Row {
+        figure: "regimes, the relay with the essentials: anything unexpected, or out of order"
+            .into(),
+        value: Value::Count((essentials.troubles + bursts.faults()) as u64 + bursts.undelivered()),
+        floor: None,
+        target: None,
+    });
+}
+
+/// The two rows that split a figure's distance to the bare floor: `[peer, floor,
+/// essentials]`.
+fn split_rows(figure: &str, [peer, floor, essentials]: [Value; 3], rows: &mut Vec<Row>) {
+    rows.push(Row {
+        figure: format!("{figure}: the relay with the peer's essentials"),
+        value: essentials,
+        floor: Some(floor),
+        target: None,
+    });
+    rows.push(Row {
+        figure: format!("{figure}: p2p-peer against the relay with the essentials"),
+        value: peer,
+        floor: Some(essentials),
+        target: None,
+    });
+}
+
+fn burst_size(peer: &Measured) -> String {
+    thousands(peer.bursts.runs.first().map_or(0, |r| r.messages) as u64)
 }
 
 fn latency_rows(
@@ -74,8 +116,7 @@ fn latency_rows(
 
 fn burst_rows(peer: &Measured, floor: &Measured, rounds: usize, rows: &mut Vec<Row>) {
     let (ours, theirs) = (&peer.bursts, &floor.bursts);
-    let size = ours.runs.first().map_or(0, |r| r.messages);
-    let name = format!("burst of {}, {rounds} rounds", thousands(size as u64));
+    let name = format!("burst of {}, {rounds} rounds", burst_size(peer));
     let rate = ours.per_second();
     rows.push(Row {
         figure: format!("{name}: messages shown per second, median"),

@@ -72,7 +72,7 @@ pub fn measure(
         Ok(traced) => traced,
         Err(why) => return Ok(Err(why)),
     };
-    let floor = Pair::relays(programs, plan)?;
+    let floor = Pair::relays(programs, plan, false)?;
     let floor = match traced_burst(floor, programs, plan)? {
         Ok(traced) => traced,
         Err(why) => return Ok(Err(why)),
