@@ -8,11 +8,10 @@
 use std::net::SocketAddr;
 
 use p2p_shared::transport::{self, SendError};
-use p2p_shared::wire::RequestDigest;
 use p2p_shared::{MessageId, Outcome, PeerName, SealedRequest};
 
 use crate::broker::Broker;
-use crate::state::chats::Sealed;
+use crate::state::sealed::{Acked, Sealed};
 use crate::state::PeerState;
 
 /// What became of one sealed frame sent to a chat partner.
@@ -23,6 +22,9 @@ pub enum Sent {
     /// valid one from it (it does not open with the chat's keys, nor is it signed by the
     /// partner for this frame).
     Answered(Option<Outcome>, SocketAddr),
+    /// The chat the frame was sealed in ended while it was on its way (and may have opened
+    /// again since, under new keys): the answer, whatever it was, is not the current chat's.
+    ChatEnded,
     /// The connection to this address failed.
     Failed(SendError, SocketAddr),
 }
@@ -52,14 +54,17 @@ pub async fn send_sealed(broker: &Broker, peer: PeerName, sealed: Option<Sealed>
     let Some(sealed) = sealed else {
         return Sent::NoChat;
     };
-    let (addr, counter) = (sealed.addr, sealed.counter);
-    let digest = RequestDigest::of(&sealed.frame);
+    let (addr, sent) = (sealed.addr, sealed.sent());
     match transport::exchange(addr, sealed.frame).await {
         Ok(reply) => {
             let read = move |state: &mut PeerState, _: &_, _: &mut _| {
-                state.acknowledged(&peer, (counter, digest), &reply)
+                state.acknowledged(&peer, sent, &reply)
             };
-            Sent::Answered(broker.call(read).await.flatten(), addr)
+            match broker.call(read).await {
+                Some(Acked::Answer(outcome)) => Sent::Answered(Some(outcome), addr),
+                Some(Acked::ChatEnded) => Sent::ChatEnded,
+                Some(Acked::Invalid) | None => Sent::Answered(None, addr),
+            }
         }
         Err(e) => Sent::Failed(e, addr),
     }

@@ -79,8 +79,9 @@ async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked
     let (peer, whom) = (chat.name, format!("{} ({})", chat.name, chat.addr));
     let ping = || async {
         match in_chat::send(broker, peer, new_id(), Body::Keepalive).await {
-            // The chat ended meanwhile: nothing to check.
-            Sent::NoChat => Attempt::Done(Checked::Answered),
+            // The chat ended meanwhile: nothing to check (a chat opened since is checked
+            // on its own).
+            Sent::NoChat | Sent::ChatEnded => Attempt::Done(Checked::Answered),
             Sent::Answered(Some(Outcome::Ok), _) => Attempt::Done(Checked::Answered),
             Sent::Answered(
                 Some(Outcome::Error {

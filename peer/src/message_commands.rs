@@ -38,8 +38,8 @@ use crate::liveness::is_transient;
 use crate::names::Names;
 use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
-use crate::state::chats::Sealed;
 use crate::state::conversations::Typed;
+use crate::state::sealed::Sealed;
 
 /// Why a chat message got no acknowledgement.
 enum Undelivered {
@@ -47,6 +47,9 @@ enum Undelivered {
     /// The partner answered `busy` until the retry time ran out.
     Busy,
     BadAck(SocketAddr),
+    /// Its chat ended while a try was on its way, every time until the retry time ran out
+    /// (each try is sealed in the chat open then).
+    ChatEnded,
     /// Nobody answered (retried), or the connection failed for good.
     Failed(SendError, SocketAddr),
 }
@@ -140,6 +143,13 @@ impl Messenger {
             };
             match sent {
                 Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
+                // Sealed in a chat that has ended, maybe opened again since: the next try is
+                // sealed in the chat open then, marked `again` (this one may have shown).
+                Sent::ChatEnded => {
+                    tracing::debug!(%peer, "the chat ended under a message; it goes again");
+                    written.store(true, Relaxed);
+                    Attempt::Again(Undelivered::ChatEnded)
+                }
                 Sent::Answered(
                     Some(Outcome::Error {
                         code: ErrorCode::Busy,
@@ -166,10 +176,12 @@ impl Messenger {
         let no_ack = PeerError::NoAcknowledgement { peer };
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            // A busy partner is alive: the chat stays open.
+            // A busy partner is alive: the chat stays open. So is one whose chat kept
+            // ending under the message.
             Err(Undelivered::Busy) if written.load(Relaxed) => {
                 return self.error(&cmd, no_ack).await
             }
+            Err(Undelivered::ChatEnded) => return self.error(&cmd, no_ack).await,
             Err(Undelivered::Busy) => {
                 let secs = self.retry_for.as_secs();
                 return self
@@ -253,7 +265,9 @@ impl Messenger {
                     false => self.error(&cmd, PeerError::Undelivered { why }).await,
                 }
             }
-            Err(Undelivered::Busy) => unreachable!("busy is retried"),
+            Err(Undelivered::Busy | Undelivered::ChatEnded) => {
+                unreachable!("busy and a chat that ended are retried")
+            }
         }
     }
 

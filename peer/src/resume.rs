@@ -143,7 +143,9 @@ impl Resumer {
             };
             let id = queued.id;
             let (acknowledged, addr) = match in_chat::send(&self.broker, peer, id, body).await {
-                Sent::NoChat => return,
+                // No chat, or it ended under the message: it stays first in line, and a chat
+                // that opens flushes it.
+                Sent::NoChat | Sent::ChatEnded => return,
                 Sent::Answered(outcome, addr) => (outcome, addr),
                 Sent::Failed(_, addr) => (None, addr),
             };

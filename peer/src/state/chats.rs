@@ -19,12 +19,13 @@ use p2p_shared::replay::{ReplayWindow, Stale};
 use p2p_shared::seal::{chat_of, ChatKeys};
 use p2p_shared::transport::{Origin, Refusal};
 use p2p_shared::wire::frame::{ChatId, Kind};
-use p2p_shared::wire::{RequestDigest, SignedEnvelope};
+use p2p_shared::wire::SignedEnvelope;
 use p2p_shared::{
     Envelope, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, ReplyBody, SealedRequest,
 };
 
 use super::order::{Reorder, Sequencer, ShownIds, Turn};
+use super::sealed::{Acked, Sealed, SentFrame};
 use super::{Held, Showing};
 
 /// One open chat.
@@ -56,13 +57,6 @@ pub const ENDED_KEPT: usize = 64;
 struct Ended {
     keys: ChatKeys,
     window: ReplayWindow,
-}
-
-/// A chat frame ready to send: where, the bytes, and the counter its acknowledgement names.
-pub struct Sealed {
-    pub addr: SocketAddr,
-    pub frame: Vec<u8>,
-    pub counter: u64,
 }
 
 /// A frame that opened in one of our chats: from whom, under which counter, saying what (or
@@ -276,6 +270,7 @@ impl Chats {
         Some(Sealed {
             addr: chat.addr,
             frame: chat.keys.seal(counter, &plaintext),
+            chat: chat.keys.id,
             counter,
         })
     }
@@ -331,16 +326,22 @@ impl Chats {
         Some(chat.keys.seal_ack(counter, &reply))
     }
 
-    /// What the reply to our message `counter` to `peer`, whose frame had digest `sent`, says:
-    /// a sealed acknowledgement, or a refusal signed by the peer's own key (it could not open
-    /// our frame), which must name that frame. `None` if it is no valid reply from that peer.
-    pub fn acknowledged(
-        &self,
-        peer: &PeerName,
-        (counter, sent): (u64, RequestDigest),
-        reply: &[u8],
-    ) -> Option<Outcome> {
-        let chat = self.by_name.get(peer)?;
+    /// What the reply to our frame `sent` to `peer` says: a sealed acknowledgement, or a
+    /// refusal signed by the peer's own key (it could not open our frame), which must name
+    /// that frame; or that the frame's chat has ended since.
+    pub fn acknowledged(&self, peer: &PeerName, sent: SentFrame, reply: &[u8]) -> Acked {
+        match self.by_name.get(peer) {
+            Some(chat) if chat.keys.id == sent.chat => {
+                Self::answer(chat, sent, reply).map_or(Acked::Invalid, Acked::Answer)
+            }
+            _ => Acked::ChatEnded,
+        }
+    }
+
+    fn answer(chat: &Chat, sent: SentFrame, reply: &[u8]) -> Option<Outcome> {
+        let SentFrame {
+            counter, digest, ..
+        } = sent;
         match Kind::of(reply)? {
             Kind::SealedAck => {
                 let plaintext = chat.keys.open_ack(counter, reply)?;
@@ -357,7 +358,7 @@ impl Chats {
                 let valid = signed.envelope.from.key == chat.key && signed.verify();
                 let body = signed.envelope.body;
                 let ours = match (&body.result, body.re_digest) {
-                    (_, Some(named)) => named == sent,
+                    (_, Some(named)) => named == digest,
                     (Outcome::Error { code, .. }, None) => *code == ErrorCode::Busy,
                     _ => false,
                 };
@@ -375,7 +376,7 @@ mod tests {
 
     use super::*;
     use p2p_shared::identity::Identity;
-    use p2p_shared::wire::new_id;
+    use p2p_shared::wire::{new_id, RequestDigest};
 
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -417,32 +418,44 @@ mod tests {
         let sealed = chats
             .seal(&alice, &name("bob"), new_id(), SealedRequest::Disconnect)
             .unwrap();
-        let sent = (sealed.counter, RequestDigest::of(&sealed.frame));
-        let ours = Some(sent.1);
+        let sent = sealed.sent();
+        let ours = Some(sent.digest);
         // A signed `ok` bob once gave to a ping, played back: not a delivery.
         let ok = signed_reply(&bob_origin, ours, Outcome::Ok);
-        assert_eq!(chats.acknowledged(&name("bob"), sent, &ok), None);
+        assert_eq!(chats.acknowledged(&name("bob"), sent, &ok), Acked::Invalid);
         // A signed refusal from bob's key, naming our frame, is an answer...
         let refusal = Outcome::error(ErrorCode::UnknownSession, "no such chat");
         let no = signed_reply(&bob_origin, ours, refusal.clone());
         assert!(matches!(
             chats.acknowledged(&name("bob"), sent, &no),
-            Some(Outcome::Error { .. })
+            Acked::Answer(Outcome::Error { .. })
         ));
         // ... but not one naming another frame (an attacker's, with our chat id and
         // counter), or none...
         let elsewhere = Some(RequestDigest::of(b"an attacker's frame"));
         let swapped = signed_reply(&bob_origin, elsewhere, refusal.clone());
-        assert_eq!(chats.acknowledged(&name("bob"), sent, &swapped), None);
+        assert_eq!(
+            chats.acknowledged(&name("bob"), sent, &swapped),
+            Acked::Invalid
+        );
         let unnamed = signed_reply(&bob_origin, None, refusal);
-        assert_eq!(chats.acknowledged(&name("bob"), sent, &unnamed), None);
+        assert_eq!(
+            chats.acknowledged(&name("bob"), sent, &unnamed),
+            Acked::Invalid
+        );
         // (bar a `busy` sent before reading, which names nothing)
         let busy = signed_reply(&bob_origin, None, Outcome::error(ErrorCode::Busy, "later"));
-        assert!(chats.acknowledged(&name("bob"), sent, &busy).is_some());
+        assert!(matches!(
+            chats.acknowledged(&name("bob"), sent, &busy),
+            Acked::Answer(_)
+        ));
         // ... nor from someone else's key.
         let mallory = origin("bob", Arc::new(Identity::generate()));
         let forged = signed_reply(&mallory, ours, Outcome::error(ErrorCode::Busy, "no"));
-        assert_eq!(chats.acknowledged(&name("bob"), sent, &forged), None);
+        assert_eq!(
+            chats.acknowledged(&name("bob"), sent, &forged),
+            Acked::Invalid
+        );
         // The sealed acknowledgement is the proof.
         let body = ReplyBody::new(None, Outcome::Ok);
         let reply = Envelope::new(
@@ -453,7 +466,46 @@ mod tests {
         let ack = theirs.seal_ack(sealed.counter, &reply.encode());
         assert_eq!(
             chats.acknowledged(&name("bob"), sent, &ack),
-            Some(Outcome::Ok)
+            Acked::Answer(Outcome::Ok)
+        );
+    }
+
+    #[test]
+    fn a_reply_from_a_chat_that_has_ended_does_not_touch_the_chat_open_now() {
+        let (mut chats, alice, theirs, bob) = chat_with_bob();
+        let bob_origin = origin("bob", bob.clone());
+        let sealed = chats
+            .seal(&alice, &name("bob"), new_id(), SealedRequest::Keepalive)
+            .unwrap();
+        let sent = sealed.sent();
+        // While the frame is on its way, the chat with bob ends and opens again: new keys.
+        let addr = "127.0.0.1:40002".parse().unwrap();
+        let (reopened, _) = ChatKeys::pair();
+        chats.open(name("bob"), addr, bob.public(), reopened);
+        // Bob's refusal of the old frame (he restarted, say), signed by his key and naming
+        // it, is about the chat that ended: it must not end the new one.
+        let refusal = Outcome::error(ErrorCode::UnknownSession, "no such chat");
+        let no = signed_reply(&bob_origin, Some(sent.digest), refusal);
+        assert_eq!(
+            chats.acknowledged(&name("bob"), sent, &no),
+            Acked::ChatEnded
+        );
+        // Nor does his acknowledgement under the old keys count in the new chat.
+        let reply = Envelope::new(
+            new_id(),
+            bob_origin.sender(Ipv4Addr::UNSPECIFIED.into()),
+            ReplyBody::new(None, Outcome::Ok),
+        );
+        let ack = theirs.seal_ack(sealed.counter, &reply.encode());
+        assert_eq!(
+            chats.acknowledged(&name("bob"), sent, &ack),
+            Acked::ChatEnded
+        );
+        // And with no chat at all, the same.
+        chats.close(&name("bob"));
+        assert_eq!(
+            chats.acknowledged(&name("bob"), sent, &ack),
+            Acked::ChatEnded
         );
     }
 

@@ -7,11 +7,10 @@ use std::time::{Duration, Instant};
 use p2p_shared::handshake::{HandshakeMessage, Initiator, Responder};
 use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::seal::ChatKeys;
-use p2p_shared::wire::RequestDigest;
 use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
 
-use super::chats::Sealed;
 use super::incoming::{IncomingEnd, PendingRequest};
+use super::sealed::{Acked, Sealed, SentFrame};
 use super::{Answering, Context, Effect, Held, Leaving, PeerState};
 use crate::error::PeerError;
 use crate::event::{Event, PeerKey, Shown};
@@ -307,14 +306,8 @@ impl PeerState {
         drop(self.chats.hold(&peer, seq, held, now));
     }
 
-    /// What the reply to our sealed message `counter` to `peer` says; `None` if it is no
-    /// valid reply from that peer.
-    pub fn acknowledged(
-        &self,
-        peer: &PeerName,
-        sent: (u64, RequestDigest),
-        reply: &[u8],
-    ) -> Option<Outcome> {
+    /// What the reply to our sealed frame `sent` to `peer` says.
+    pub fn acknowledged(&self, peer: &PeerName, sent: SentFrame, reply: &[u8]) -> Acked {
         self.chats.acknowledged(peer, sent, reply)
     }
 

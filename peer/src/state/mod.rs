@@ -26,6 +26,7 @@ mod outbox;
 pub mod outgoing;
 pub mod pins;
 mod queries;
+pub mod sealed;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -44,7 +45,7 @@ use crate::state::pins::Namespace;
 pub use arrived::{AckTo, Acks, ChatMessage, FromChat, Held, Showing, Storing};
 use book::Book;
 pub use broadcasts::Forward;
-use chats::{Chats, Sealed};
+use chats::Chats;
 use conversations::Conversations;
 use flood::Flood;
 use incoming::{IncomingRequests, PendingRequest};
@@ -52,6 +53,7 @@ use nearby::Nearby;
 pub use outbox::Resume;
 use outgoing::{OutgoingRequests, Withdraw};
 use pins::Pins;
+use sealed::Sealed;
 
 /// What the state may know of the world when it handles an input.
 #[derive(Clone, Copy, Debug)]
