@@ -50,6 +50,8 @@ enum Undelivered {
     /// Its chat ended while a try was on its way, every time until the retry time ran out
     /// (each try is sealed in the chat open then).
     ChatEnded,
+    /// Its chat ended while a try was on its way, and none is open now: it is kept.
+    ChatGone,
     /// Nobody answered (retried), or the connection failed for good.
     Failed(SendError, SocketAddr),
 }
@@ -129,6 +131,9 @@ impl Messenger {
         };
         // Every try after the first says so: an earlier one may have shown (docs/protocol.md).
         let tried = AtomicBool::new(false);
+        // Whether a try's chat ended while it was on its way: then no chat now means the
+        // message is kept, not that it was typed outside a chat.
+        let ended = AtomicBool::new(false);
         let first = Mutex::new(first);
         let send = || async {
             let again = tried.swap(true, Relaxed);
@@ -142,12 +147,15 @@ impl Messenger {
                 }
             };
             match sent {
+                Sent::NoChat if ended.load(Relaxed) => Attempt::Done(Err(Undelivered::ChatGone)),
                 Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
                 // Sealed in a chat that has ended, maybe opened again since: the next try is
-                // sealed in the chat open then, marked `again` (this one may have shown).
+                // sealed in the chat open then, marked `again` (this one may have shown); with
+                // none open, the message is kept for the next.
                 Sent::ChatEnded => {
                     tracing::debug!(%peer, "the chat ended under a message; it goes again");
                     written.store(true, Relaxed);
+                    ended.store(true, Relaxed);
                     Attempt::Again(Undelivered::ChatEnded)
                 }
                 Sent::Answered(
@@ -207,7 +215,7 @@ impl Messenger {
                     .keep_after_failure(peer, Typed { id, text, cmd }, why)
                     .await;
             }
-            Err(_) => unreachable!("only busy and failures are retried"),
+            Err(_) => unreachable!("only busy, failures and chats that ended are retried"),
         };
         match outcome {
             Ok(Outcome::Ok) => {
@@ -264,6 +272,13 @@ impl Messenger {
                     }
                     false => self.error(&cmd, PeerError::Undelivered { why }).await,
                 }
+            }
+            Err(Undelivered::ChatGone) => {
+                let away = format!("the chat with {peer} ended while a message was on its way");
+                let again = format!("it goes again in the next chat, and {peer} shows it once");
+                let why = (away.clone(), format!("{away}; {again}"));
+                self.keep_after_failure(peer, Typed { id, text, cmd }, why)
+                    .await
             }
             Err(Undelivered::Busy | Undelivered::ChatEnded) => {
                 unreachable!("busy and a chat that ended are retried")

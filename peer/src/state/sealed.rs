@@ -40,7 +40,8 @@ pub struct SentFrame {
     pub digest: RequestDigest,
 }
 
-/// What a reply to one of our sealed frames says ([`Chats::acknowledged`]).
+/// What a reply to one of our sealed frames says
+/// ([`Chats::acknowledged`](super::chats::Chats::acknowledged)).
 #[derive(Debug, PartialEq)]
 pub enum Acked {
     /// The partner's answer: its sealed acknowledgement, or a refusal it signed for this
