@@ -50,7 +50,7 @@ enum Undelivered {
     /// Its chat ended while a try was on its way, every time until the retry time ran out
     /// (each try is sealed in the chat open then).
     ChatEnded,
-    /// Its chat ended while a try was on its way, and none is open now: it is kept.
+    /// Its chat ended or went away after the first try, and none is open now: it is kept.
     ChatGone,
     /// Nobody answered (retried), or the connection failed for good.
     Failed(SendError, SocketAddr),
@@ -131,9 +131,6 @@ impl Messenger {
         };
         // Every try after the first says so: an earlier one may have shown (docs/protocol.md).
         let tried = AtomicBool::new(false);
-        // Whether a try's chat ended while it was on its way: then no chat now means the
-        // message is kept, not that it was typed outside a chat.
-        let ended = AtomicBool::new(false);
         let first = Mutex::new(first);
         let send = || async {
             let again = tried.swap(true, Relaxed);
@@ -147,7 +144,10 @@ impl Messenger {
                 }
             };
             match sent {
-                Sent::NoChat if ended.load(Relaxed) => Attempt::Done(Err(Undelivered::ChatGone)),
+                // No chat for a try after the first: it ended (or went away) while the message
+                // was on its way, so the message is kept for the next, not refused as typed
+                // outside a chat.
+                Sent::NoChat if again => Attempt::Done(Err(Undelivered::ChatGone)),
                 Sent::NoChat => Attempt::Done(Err(Undelivered::NoChat)),
                 // Sealed in a chat that has ended, maybe opened again since: the next try is
                 // sealed in the chat open then, marked `again` (this one may have shown); with
@@ -155,7 +155,6 @@ impl Messenger {
                 Sent::ChatEnded => {
                     tracing::debug!(%peer, "the chat ended under a message; it goes again");
                     written.store(true, Relaxed);
-                    ended.store(true, Relaxed);
                     Attempt::Again(Undelivered::ChatEnded)
                 }
                 Sent::Answered(
