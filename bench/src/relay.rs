@@ -60,6 +60,7 @@ enum Carry {
     Essentials(Box<Essentials>),
 }
 
+/// What a relay in `--essentials` mode seals with and stores in.
 struct Essentials {
     sealer: Sealer,
     store: Store,
@@ -243,7 +244,7 @@ async fn receive(
     carry: &Carry,
 ) -> std::io::Result<()> {
     let Some(Received { seq, shown, opened }) = read_message(&stream, carry).await? else {
-        return stream.write_all(b"malformed\n").await;
+        return refuse(&mut stream, carry, "malformed").await;
     };
     let (shown_tx, shown_rx) = oneshot::channel();
     let taken = {
@@ -262,7 +263,7 @@ async fn receive(
                 let _ = answer.send(());
             }
         }
-        Err(refused) => return stream.write_all(format!("{refused}\n").as_bytes()).await,
+        Err(refused) => return refuse(&mut stream, carry, &refused.to_string()).await,
     }
     if shown_rx.await.is_err() {
         return Ok(());
@@ -280,6 +281,15 @@ async fn receive(
         _ => stream.write_all(b"ok\n").await?,
     }
     Ok(())
+}
+
+/// Answers a message that is not taken: a word in the clear; with the essentials, nothing
+/// (the close), which the sender reports, since it reads only sealed frames.
+async fn refuse(stream: &mut TcpStream, carry: &Carry, why: &str) -> std::io::Result<()> {
+    match carry {
+        Carry::Bare => stream.write_all(format!("{why}\n").as_bytes()).await,
+        Carry::Essentials(_) => Ok(()),
+    }
 }
 
 /// Reads one message: a line in the clear, or a sealed frame opened; `None` if malformed.

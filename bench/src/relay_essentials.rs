@@ -15,8 +15,9 @@
 //! A relay in this mode does both, in the relay's own structure, so that the bench can say
 //! how much of the distance between the peer and the bare relay these two cost, and how much
 //! is the peer's own. It measures cost, not secrecy: the key is fixed, known to anyone who
-//! reads this file, and never used outside the bench. Each side numbers its frames (its
-//! nonces) from a random start of its own, so the two sides never use one nonce twice.
+//! reads this file, and never used outside the bench. A nonce is the sealing side's
+//! listening port and a count of its frames: two relays listening at once have two ports, so
+//! no nonce is used twice under the key.
 //!
 //! The store keeps what a history must answer and no more: a message's id stored once (its
 //! key) and a chat's lines in order (one index). docs/benchmarks.md, "The floor with the
@@ -44,12 +45,17 @@ const MAX_SEALED: usize = 64 * 1024;
 const STORE_QUEUE: usize = 1_024;
 /// How long the database waits for another holder at start.
 const OPEN_WAIT: Duration = Duration::from_secs(1);
+/// As the peer's history (`peer/src/history.rs`, `peer/src/disk.rs`): the log is copied into
+/// the database after this long without a row, or once it holds this many rows, never by
+/// SQLite in the commit of a message.
+const CHECKPOINT_PAUSE: Duration = Duration::from_millis(100);
+const LOG_ROWS_MAX: usize = 1_000;
 
 /// One side's sealing: its key, its name in envelopes and its frames' numbers.
 pub struct Sealer {
     key: LessSafeKey,
     me: PeerInfo,
-    /// The first four bytes of every nonce this side seals with: random per process.
+    /// The first four bytes of every nonce this side seals with: its listening port.
     prefix: [u8; 4],
     next: AtomicU64,
 }
@@ -67,8 +73,7 @@ impl Sealer {
     pub fn new(name: &str, addr: std::net::SocketAddr) -> anyhow::Result<Sealer> {
         let key = UnboundKey::new(&CHACHA20_POLY1305, &KEY)
             .map_err(|_| anyhow::anyhow!("ChaCha20-Poly1305 refused a 32-byte key"))?;
-        let mut prefix = [0u8; 4];
-        prefix.copy_from_slice(&new_id().as_bytes()[..4]);
+        let prefix = u32::from(addr.port()).to_be_bytes();
         Ok(Sealer {
             key: LessSafeKey::new(key),
             me: PeerInfo {
@@ -225,12 +230,13 @@ impl Store {
 }
 
 /// As the peer's history (peer/src/history.rs): held exclusively, a write-ahead log on disk
-/// at each commit without waiting for the disk (checkpoints left to SQLite); one table keyed
-/// by the message's id, one index for a chat's lines in order.
+/// at each commit without waiting for the disk, checkpoints made by the disk thread; one
+/// table keyed by the message's id, one index for a chat's lines in order.
 fn create(db: &Connection) -> rusqlite::Result<()> {
     db.pragma_update(None, "locking_mode", "EXCLUSIVE")?;
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
+    db.pragma_update(None, "wal_autocheckpoint", 0)?;
     db.execute_batch(
         "CREATE TABLE IF NOT EXISTS lines (
              id BLOB PRIMARY KEY, chat TEXT NOT NULL, sender TEXT NOT NULL,
@@ -240,54 +246,71 @@ fn create(db: &Connection) -> rusqlite::Result<()> {
     )
 }
 
-/// The disk thread: whatever waits is written in one transaction.
+/// The disk thread: whatever waits is written in one transaction; the log is checkpointed
+/// in a pause or when full, as the peer's disk thread does it.
 fn write_rows(db: &Connection, queue: &mpsc::Receiver<Row>) {
-    while let Ok(first) = queue.recv() {
+    let mut in_log = 0;
+    loop {
+        let first = match queue.recv_timeout(CHECKPOINT_PAUSE) {
+            Ok(row) => row,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if in_log > 0 {
+                    in_log = 0;
+                    checkpoint(db);
+                }
+                continue;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        };
         let mut rows = vec![first];
         rows.extend(std::iter::from_fn(|| queue.try_recv().ok()));
         let stored = insert_all(db, &rows).map_err(|e| eprintln!("relay: not stored: {e}"));
+        in_log += rows.len();
+        if in_log >= LOG_ROWS_MAX {
+            in_log = 0;
+            checkpoint(db);
+        }
         for row in rows {
             let _ = row.stored.send(stored.is_ok());
         }
     }
 }
 
-fn insert_all(db: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
-    let many = rows.len() > 1;
-    if many {
-        db.execute_batch("BEGIN")?;
+fn checkpoint(db: &Connection) {
+    if let Err(e) = db.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        eprintln!("relay: the log was not checkpointed: {e}");
     }
-    let mut insert = db.prepare_cached(
-        "INSERT OR IGNORE INTO lines (id, chat, sender, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
-    let at = Utc::now().timestamp_micros();
-    for row in rows {
-        let inserted = insert.execute(params![
-            row.id.as_bytes(),
-            row.peer,
-            row.sender,
-            row.text,
-            at
-        ]);
-        if let Err(e) = inserted {
-            if many {
-                let _ = db.execute_batch("ROLLBACK");
+}
+
+/// Stores `rows`: one alone as its own transaction (as SQLite makes it), several in one
+/// that is rolled back if any fails.
+fn insert_all(db: &Connection, rows: &[Row]) -> rusqlite::Result<()> {
+    let insert = |db: &Connection, row: &Row| {
+        let mut insert = db.prepare_cached(
+            "INSERT OR IGNORE INTO lines (id, chat, sender, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let at = Utc::now().timestamp_micros();
+        let row = params![row.id.as_bytes(), row.peer, row.sender, row.text, at];
+        insert.execute(row).map(drop)
+    };
+    match rows {
+        [row] => insert(db, row),
+        _ => {
+            let transaction = db.unchecked_transaction()?;
+            for row in rows {
+                insert(&transaction, row)?;
             }
-            return Err(e);
+            transaction.commit()
         }
     }
-    if many {
-        db.execute_batch("COMMIT")?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn sealer(name: &str) -> Sealer {
-        Sealer::new(name, "127.0.0.1:9".parse().unwrap()).unwrap()
+    fn sealer(name: &str, port: u16) -> Sealer {
+        Sealer::new(name, ([127, 0, 0, 1], port).into()).unwrap()
     }
 
     fn body(frame: &[u8]) -> Vec<u8> {
@@ -298,7 +321,7 @@ mod tests {
 
     #[test]
     fn a_message_and_its_ack_open_at_the_other_side() {
-        let (alice, bob) = (sealer("alice"), sealer("bob"));
+        let (alice, bob) = (sealer("alice", 1), sealer("bob", 2));
         let (id, frame) = alice.seal_message(7, "m7 hi");
         let opened = bob.open_message(body(&frame)).expect("opens");
         assert_eq!(
@@ -320,7 +343,7 @@ mod tests {
 
     #[test]
     fn a_changed_frame_does_not_open() {
-        let (alice, bob) = (sealer("alice"), sealer("bob"));
+        let (alice, bob) = (sealer("alice", 1), sealer("bob", 2));
         let mut frame = body(&alice.seal_message(1, "m1").1);
         let last = frame.len() - 1;
         frame[last] ^= 1;
@@ -333,9 +356,19 @@ mod tests {
 
     #[test]
     fn frames_never_share_a_nonce() {
-        let alice = sealer("alice");
-        let (a, b) = (alice.seal_message(1, "x").1, alice.seal_message(1, "x").1);
-        assert_ne!(a[4..16], b[4..16]);
+        let (alice, bob) = (sealer("alice", 1), sealer("bob", 2));
+        let frames = [
+            alice.seal_message(1, "x").1,
+            alice.seal_message(1, "x").1,
+            bob.seal_message(1, "x").1,
+        ];
+        let nonces: std::collections::HashSet<&[u8]> =
+            frames.iter().map(|f| &f[4..4 + NONCE_LEN]).collect();
+        assert_eq!(
+            nonces.len(),
+            3,
+            "same text and number, on one side and on both"
+        );
     }
 
     fn row(id: MessageId, text: &str) -> Row {

@@ -7,8 +7,9 @@
 //! sealed JSON, each message stored before it is answered). All are driven by the same
 //! single-threaded loop over their pipes ([`pipes`]), typed the same lines and timed on the
 //! same lines ([`pair`]). Each regime ([`workloads`]) runs [`Plan::regime_rounds`] rounds,
-//! and in each round every pair, the first of them rotating from round to round, so that a
-//! machine that slows down or speeds up meanwhile moves them alike. All are warmed up first. A latency figure is
+//! and in each round every pair, in an order that changes from round to round
+//! ([`round_order`]), so that a machine that slows down or speeds up meanwhile moves them
+//! alike. All are warmed up first. A latency figure is
 //! the p50 (and p99) over all the samples of all its rounds; a burst figure the median of
 //! its rounds. [`syscalls`] counts system calls per message under strace, as a part of its
 //! own; [`rows`] holds the report's rows and issue 19's targets.
@@ -149,8 +150,7 @@ pub fn measure(programs: &Programs, registry: &Registry, plan: &Plan) -> anyhow:
     }
     for regime in Regime::ALL {
         for round in 0..plan.regime_rounds {
-            let n = pairs.len();
-            for i in (0..n).map(|k| (round + k) % n) {
+            for i in round_order(round, pairs.len()) {
                 one_round(regime, &mut pairs[i], &mut samples[i], plan)?;
             }
             crate::progress(&round_progress(regime, round, plan, &samples));
@@ -202,6 +202,16 @@ impl Regimes {
             }
         }
     }
+}
+
+/// The order of the pairs in round `round`: rotated every other round and reversed in
+/// between, so that over the rounds each pair runs first, last and after each other pair.
+fn round_order(round: usize, pairs: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..pairs).map(|k| (round / 2 + k) % pairs).collect();
+    if round % 2 == 1 {
+        order.reverse();
+    }
+    order
 }
 
 fn one_round(
@@ -280,4 +290,22 @@ fn measured(pair: Pair, samples: Samples) -> anyhow::Result<Measured> {
         troubles: pair.trouble_count,
         first_troubles: pair.troubles.clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn six_rounds_of_three_pairs_run_them_in_every_order() {
+        let orders: std::collections::HashSet<Vec<usize>> =
+            (0..6).map(|round| round_order(round, 3)).collect();
+        assert_eq!(orders.len(), 6, "{orders:?}");
+    }
+
+    #[test]
+    fn two_pairs_alternate() {
+        let firsts: Vec<usize> = (0..4).map(|round| round_order(round, 2)[0]).collect();
+        assert_eq!(firsts, [0, 1, 1, 0]);
+    }
 }

@@ -1,6 +1,6 @@
 //! The regimes' rows of the report, with issue 19's targets: each figure of the p2p-peer
-//! pair next to the relay floor's in the same run. Each targeted figure is followed by two
-//! rows without a target that split the distance: the relay with the peer's essentials
+//! pair next to the relay floor's in the same run. Each p50 and burst rate is followed by
+//! two rows without a target that split the distance: the relay with the peer's essentials
 //! against the bare relay (what sealing and storing cost), and the peer against the relay
 //! with the essentials (what the peer adds to them).
 
@@ -39,7 +39,7 @@ pub fn regime_rows(regimes: &Regimes, rows: &mut Vec<Row>) {
     burst_rows(peer, floor, rounds, rows);
     split_rows(
         &format!(
-            "burst of {}, {rounds} rounds: messages shown per second",
+            "burst of {}, {rounds} rounds: messages shown per second, median",
             burst_size(peer)
         ),
         [peer, floor, essentials].map(|m| Value::Rate(m.bursts.per_second())),
