@@ -2,7 +2,9 @@
 //! answering), or ended; what is typed to a partner who is away is kept, across restarts of
 //! either side, and delivered in order, once, when the chat opens again.
 
-use p2p_e2e::{DataDir, Peer, Proc, Server};
+use std::sync::mpsc;
+
+use p2p_e2e::{raw_exchange, DataDir, Peer, Proc, Proxy, Server};
 
 /// A peer on a data folder and a port of its own, restarted there: its partners find it where
 /// they last saw it. Every second it checks its partners and asks its away chats again.
@@ -178,6 +180,87 @@ fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
     assert_eq!(
         alice.connected(),
         vec![format!("{} (away)", _bob.connected_line())]
+    );
+}
+
+/// A message on its way while its chat ends and opens again: the reply to it, from the chat
+/// that ended, says nothing about the new one. bob's new process refuses alice's old frame
+/// (`unknown_session`, signed by bob's key and naming the frame); read against the chat open
+/// by then it made that chat away and kept the message. The message goes again in the new
+/// chat instead, once, and the new chat stays open.
+#[test]
+fn a_reply_about_a_chat_that_ended_does_not_end_the_chat_opened_since() {
+    let (alice_dir, bob_dir) = (DataDir::new("alice"), DataDir::new("bob"));
+    let bob_port = free_port();
+    let mut bob = start("bob", &bob_dir, bob_port);
+    let proxy = Proxy::start(bob.addr());
+    // With `--debug`, her log says which way the message went.
+    let alice = [
+        "--keepalive",
+        "1s",
+        "--retry-for",
+        "10s",
+        "--exchange-every",
+        "1s",
+        "--debug",
+    ]
+    .into_iter()
+    .fold(Peer::builder("alice").data_dir(alice_dir.path()), |b, a| {
+        b.arg(a)
+    })
+    .start();
+    // alice reaches bob through the proxy, so that it can hold one of her frames back.
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    bob.accept_chat(&alice, proxy.addr());
+    // Once bob shows a message, his record of the chat is on disk: his next process reopens it.
+    alice.say(&bob, "before");
+
+    // The proxy keeps alice's next message and hands its frame over; her connection waits
+    // for the answer the test gives it.
+    let (frame_tx, frame_rx) = mpsc::channel::<Vec<u8>>();
+    let (reply_tx, reply_rx) = mpsc::channel::<Vec<u8>>();
+    proxy.answer_next_sealed(move |frame| {
+        let _ = frame_tx.send(frame.to_vec());
+        reply_rx.recv().unwrap_or_default()
+    });
+    alice.send("chat message bob m1");
+    let frame = frame_rx
+        .recv_timeout(p2p_e2e::EXPECT_TIMEOUT)
+        .expect("alice's message reached the proxy");
+
+    // Meanwhile bob restarts: alice's next check finds out (his new process does not know
+    // the chat), and the chat opens again, under new keys.
+    bob.kill();
+    let bob = start("bob", &bob_dir, bob_port);
+    alice.expect_prefix("bob is away (");
+    alice.expect_prefix("bob is back (");
+    // bob's new process answers the old frame: a signed refusal naming it.
+    let refusal = raw_exchange(bob.addr(), &frame, false);
+    assert!(!refusal.is_empty(), "bob answered the old frame");
+    reply_tx
+        .send(refusal)
+        .expect("the proxy waits for the answer");
+
+    alice.expect_log("the chat ended under a message; it goes again");
+    bob.expect_exact("alice: m1");
+    alice.expect_exact("delivered to bob");
+    let shown = alice.stdout_so_far();
+    let away = shown
+        .iter()
+        .filter(|l| l.starts_with("bob is away ("))
+        .count();
+    assert_eq!(away, 1, "only the restart made the chat away: {shown:?}");
+    assert!(
+        !shown.iter().any(|l| l.starts_with("queued for bob")),
+        "{shown:?}"
+    );
+    assert_eq!(alice.connected().len(), 1, "the new chat is open");
+    assert!(
+        !alice.connected()[0].ends_with("(away)"),
+        "{:?}",
+        alice.connected()
     );
 }
 
