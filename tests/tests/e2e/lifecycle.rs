@@ -183,38 +183,43 @@ fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
     );
 }
 
-/// A message on its way while its chat ends and opens again: the reply to it, from the chat
-/// that ended, says nothing about the new one. bob's new process refuses alice's old frame
-/// (`unknown_session`, signed by bob's key and naming the frame); read against the chat open
-/// by then it made that chat away and kept the message. The message goes again in the new
-/// chat instead, once, and the new chat stays open.
-#[test]
-fn a_reply_about_a_chat_that_ended_does_not_end_the_chat_opened_since() {
+/// alice and bob chat, alice reaching bob through a proxy; the proxy holds alice's message
+/// `m1` back while bob is killed and started again on his port and data folder, and alice's
+/// check finds out (`bob is away`); `then` runs (the chat may open again); then alice gets
+/// bob's new process's answer to the held frame: a signed `unknown_session` naming it, about
+/// the chat that ended. Returns what must outlive the peers (their data folders, the proxy),
+/// alice and the new bob. Both ask their away chats again every `exchange_every`.
+fn a_message_held_while_bob_restarts(
+    exchange_every: &str,
+    then: impl FnOnce(&Peer),
+) -> ((DataDir, DataDir, Proxy), Peer, Peer) {
     let (alice_dir, bob_dir) = (DataDir::new("alice"), DataDir::new("bob"));
     let bob_port = free_port();
-    let mut bob = start("bob", &bob_dir, bob_port);
-    let proxy = Proxy::start(bob.addr());
-    // With `--debug`, her log says which way the message went.
-    let alice = [
+    let args = [
         "--keepalive",
         "1s",
         "--retry-for",
         "10s",
         "--exchange-every",
-        "1s",
-        "--debug",
-    ]
-    .into_iter()
-    .fold(Peer::builder("alice").data_dir(alice_dir.path()), |b, a| {
-        b.arg(a)
-    })
-    .start();
-    // alice reaches bob through the proxy, so that it can hold one of her frames back.
+        exchange_every,
+    ];
+    let start = |name: &str, data: &DataDir, port: Option<u16>| {
+        let builder = Peer::builder(name).data_dir(data.path());
+        let builder = args.into_iter().fold(builder, |b, a| b.arg(a));
+        // With `--debug`, alice's log says which way the message went.
+        match port {
+            Some(port) => builder.port(port).start(),
+            None => builder.arg("--debug").start(),
+        }
+    };
+    let mut bob = start("bob", &bob_dir, Some(bob_port));
+    let proxy = Proxy::start(bob.addr());
+    let alice = start("alice", &alice_dir, None);
     alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
     alice.expect_request_sent(&bob);
     bob.expect_request_from(&alice);
     bob.accept_chat(&alice, proxy.addr());
-    // Once bob shows a message, his record of the chat is on disk: his next process reopens it.
+    // Once bob shows a message, his record of the chat is on disk: his next process knows it.
     alice.say(&bob, "before");
 
     // The proxy keeps alice's next message and hands its frame over; her connection waits
@@ -231,18 +236,28 @@ fn a_reply_about_a_chat_that_ended_does_not_end_the_chat_opened_since() {
         .expect("alice's message reached the proxy");
 
     // Meanwhile bob restarts: alice's next check finds out (his new process does not know
-    // the chat), and the chat opens again, under new keys.
+    // the chat's keys).
     bob.kill();
-    let bob = start("bob", &bob_dir, bob_port);
+    let bob = start("bob", &bob_dir, Some(bob_port));
     alice.expect_prefix("bob is away (");
-    alice.expect_prefix("bob is back (");
-    // bob's new process answers the old frame: a signed refusal naming it.
+    then(&alice);
     let refusal = raw_exchange(bob.addr(), &frame, false);
     assert!(!refusal.is_empty(), "bob answered the old frame");
     reply_tx
         .send(refusal)
         .expect("the proxy waits for the answer");
+    ((alice_dir, bob_dir, proxy), alice, bob)
+}
 
+/// A message on its way while its chat ends and opens again: the reply to it, from the chat
+/// that ended, says nothing about the new one (read against the chat open by then, bob's
+/// refusal made that chat away and kept the message). It goes again in the new chat, once,
+/// and the new chat stays open.
+#[test]
+fn a_reply_about_a_chat_that_ended_does_not_end_the_chat_opened_since() {
+    let (_kept, alice, bob) = a_message_held_while_bob_restarts("1s", |alice| {
+        alice.expect_prefix("bob is back (");
+    });
     alice.expect_log("the chat ended under a message; it goes again");
     bob.expect_exact("alice: m1");
     alice.expect_exact("delivered to bob");
@@ -256,11 +271,31 @@ fn a_reply_about_a_chat_that_ended_does_not_end_the_chat_opened_since() {
         !shown.iter().any(|l| l.starts_with("queued for bob")),
         "{shown:?}"
     );
-    assert_eq!(alice.connected().len(), 1, "the new chat is open");
-    assert!(
-        !alice.connected()[0].ends_with("(away)"),
-        "{:?}",
-        alice.connected()
+    assert_eq!(
+        alice.connected(),
+        vec![bob.connected_line()],
+        "the new chat is open"
+    );
+}
+
+/// The same with no chat open when the message goes again (nobody asks again within the
+/// test): it is kept for the next chat, not refused as typed outside a chat, and shows once
+/// when a chat opens.
+#[test]
+fn a_message_whose_chat_ended_under_it_is_kept_for_the_next_chat() {
+    let (_kept, alice, bob) = a_message_held_while_bob_restarts("1h", |_| {});
+    alice.expect_exact(
+        "queued for bob: the chat with bob ended while a message was on its way; it goes again \
+         in the next chat, and bob shows it once",
+    );
+    alice.send(&format!("chat request 127.0.0.1 {}", bob.port()));
+    bob.expect_exact("alice: m1");
+    alice.expect_exact("delivered to bob");
+    let shown = bob.stdout_so_far();
+    assert_eq!(
+        shown.iter().filter(|l| *l == "alice: m1").count(),
+        1,
+        "{shown:?}"
     );
 }
 
