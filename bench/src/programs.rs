@@ -155,13 +155,17 @@ impl Programs {
         Ok((child, addr))
     }
 
-    /// Starts a peer with fresh data on a free port; returns it once it listens.
+    /// Starts a peer with fresh data on a free port, with `extra` arguments; returns it once
+    /// it listens.
     pub fn listening_peer(
         &self,
         name: &str,
         registry: &Registry,
+        extra: &[&str],
     ) -> anyhow::Result<(Child, SocketAddr)> {
-        let child = self.peer(name, 0, registry, &self.work.fresh(name)?)?;
+        let mut args = self.peer_args(name, 0, registry, &self.work.fresh(name)?)?;
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let child = Child::spawn(&format!("p2p-peer {name}"), &self.bins.peer, &args)?;
         let addr = child.listening_addr(START_TIMEOUT)?;
         Ok((child, addr))
     }

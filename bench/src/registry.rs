@@ -333,7 +333,7 @@ fn typed_listing(
     total: usize,
     plan: &Plan,
 ) -> anyhow::Result<Duration> {
-    let (viewer, _) = programs.listening_peer("viewer", registry)?;
+    let (viewer, _) = programs.listening_peer("viewer", registry, &[])?;
     let sent = viewer.send("listpeer")?;
     let header = viewer.expect("starting the listing", plan.limit, |l| {
         l.starts_with("peers: ")
