@@ -188,7 +188,12 @@ impl Messenger {
             Err(Undelivered::Busy) if written.load(Relaxed) => {
                 return self.error(&cmd, no_ack).await
             }
-            Err(Undelivered::ChatEnded) => return self.error(&cmd, no_ack).await,
+            // Its chat kept ending under it until the retry time ran out.
+            Err(Undelivered::ChatEnded) => {
+                return self
+                    .keep_after_chat_ended(peer, Typed { id, text, cmd })
+                    .await
+            }
             Err(Undelivered::Busy) => {
                 let secs = self.retry_for.as_secs();
                 return self
@@ -273,10 +278,7 @@ impl Messenger {
                 }
             }
             Err(Undelivered::ChatGone) => {
-                let away = format!("the chat with {peer} ended while a message was on its way");
-                let again = format!("it goes again in the next chat, and {peer} shows it once");
-                let why = (away.clone(), format!("{away}; {again}"));
-                self.keep_after_failure(peer, Typed { id, text, cmd }, why)
+                self.keep_after_chat_ended(peer, Typed { id, text, cmd })
                     .await
             }
             Err(Undelivered::Busy | Undelivered::ChatEnded) => {
@@ -306,6 +308,25 @@ impl Messenger {
             .call(move |state, cx, fx| state.message_failed(peer, message, why, cx, fx));
         if let Some(Err(e)) = kept.await {
             self.error(&cmd, e).await
+        }
+    }
+
+    /// Keeps `message` for `peer` after its chat ended or went away while it was on its way
+    /// (`queued for PEER: ...`), in one broker turn that passes no verdict on the chat open
+    /// now, if one opened since: the message goes at once in it. A chat that ended for good
+    /// keeps nothing, and the message may have arrived: no acknowledgement, the user is told.
+    async fn keep_after_chat_ended(&self, peer: PeerName, message: Typed) {
+        let cmd = message.cmd.clone();
+        let why = format!(
+            "its chat ended while it was on its way; it goes again when a chat with {peer} is \
+             open, and {peer} shows it once"
+        );
+        let kept = self
+            .broker
+            .call(move |state, cx, fx| state.keep_after_chat_ended(peer, message, why, cx, fx));
+        if let Some(Err(_)) = kept.await {
+            self.error(&cmd, PeerError::NoAcknowledgement { peer })
+                .await
         }
     }
 

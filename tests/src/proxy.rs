@@ -53,6 +53,9 @@ impl Capture {
 /// to send back, made from the frame.
 type Answer = Box<dyn FnOnce(&[u8]) -> Vec<u8> + Send>;
 
+/// Which sealed chat frame the proxy answers: the next one for which this is true.
+type Which = Box<dyn Fn(&[u8]) -> bool + Send>;
+
 struct ProxyState {
     target: SocketAddr,
     captures: Mutex<Vec<Capture>>,
@@ -60,8 +63,9 @@ struct ProxyState {
     changed: Condvar,
     intercepting: AtomicBool,
     holding: AtomicBool,
-    /// The answer to the next sealed chat frame, if the proxy is to answer it itself.
-    answering: Mutex<Option<Answer>>,
+    /// The answer to the next sealed chat frame it picks, if the proxy is to answer it
+    /// itself.
+    answering: Mutex<Option<(Which, Answer)>>,
 }
 
 impl ProxyState {
@@ -153,11 +157,22 @@ impl Proxy {
     /// The next sealed chat frame (`E`) is kept from the target and answered with what
     /// `answer` makes of it (length prefix included); the frames after it go through again.
     pub fn answer_next_sealed(&self, answer: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static) {
+        self.answer_next_sealed_where(|_| true, answer);
+    }
+
+    /// The same for the next sealed chat frame (length prefix included) that `which` picks;
+    /// the others go through meanwhile.
+    pub fn answer_next_sealed_where(
+        &self,
+        which: impl Fn(&[u8]) -> bool + Send + 'static,
+        answer: impl FnOnce(&[u8]) -> Vec<u8> + Send + 'static,
+    ) {
         *self
             .state
             .answering
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Box::new(answer));
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            Some((Box::new(which), Box::new(answer)));
     }
 
     /// While `on`, signed frames wait (unanswered, at most [`RAW_READ_TIMEOUT`]) before
@@ -238,11 +253,16 @@ fn relay(state: Arc<ProxyState>, connection: usize, mut client: TcpStream) {
     }
     let sealed = frame.get(4).copied() == Some(b'E');
     let answer = match sealed {
-        true => state
-            .answering
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take(),
+        true => {
+            let mut answering = state
+                .answering
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            match &*answering {
+                Some((which, _)) if which(&frame) => answering.take().map(|(_, answer)| answer),
+                _ => None,
+            }
+        }
         false => None,
     };
     if let Some(answer) = answer {

@@ -45,6 +45,24 @@ impl PeerState {
         }
     }
 
+    /// `message` was on its way to `peer` when their chat ended or went away: it is kept,
+    /// with no verdict on a chat opened since (its reply said nothing about that one), and
+    /// sent at once if one is open. A chat that ended for good keeps nothing (`NotInChat`).
+    pub fn keep_after_chat_ended(
+        &mut self,
+        peer: PeerName,
+        message: Typed,
+        why: String,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Result<(), PeerError> {
+        self.queue_message(peer, message, why, cx, fx)?;
+        if self.chats.contains(&peer) {
+            fx.push(Effect::Flush(peer));
+        }
+        Ok(())
+    }
+
     /// Whether messages to `peer` are kept now rather than sent: its chat is away.
     pub fn keeps_for(&self, peer: &PeerName) -> bool {
         !self.chats.contains(peer) && self.conversations.is_away(peer)

@@ -183,8 +183,13 @@ fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
     );
 }
 
+/// The message held back: long enough that its frame is over 1,000 bytes.
+fn m1() -> String {
+    format!("m1 {}", ".".repeat(1_000))
+}
+
 /// alice and bob chat, alice reaching bob through a proxy; the proxy holds alice's message
-/// `m1` back while bob is killed and started again on his port and data folder, and alice's
+/// [`m1`] back while bob is killed and started again on his port and data folder, and alice's
 /// check finds out (`bob is away`); `then` runs (the chat may open again); then alice gets
 /// bob's new process's answer to the held frame: a signed `unknown_session` naming it, about
 /// the chat that ended. Returns what must outlive the peers (their data folders, the proxy),
@@ -223,14 +228,16 @@ fn a_message_held_while_bob_restarts(
     alice.say(&bob, "before");
 
     // The proxy keeps alice's next message and hands its frame over; her connection waits
-    // for the answer the test gives it.
+    // for the answer the test gives it. The message is long, so that its frame is told from
+    // her checks' (sealed too, and a few hundred bytes) by its length.
     let (frame_tx, frame_rx) = mpsc::channel::<Vec<u8>>();
     let (reply_tx, reply_rx) = mpsc::channel::<Vec<u8>>();
-    proxy.answer_next_sealed(move |frame| {
+    let long = |frame: &[u8]| frame.len() > 1_000;
+    proxy.answer_next_sealed_where(long, move |frame| {
         let _ = frame_tx.send(frame.to_vec());
         reply_rx.recv().unwrap_or_default()
     });
-    alice.send("chat message bob m1");
+    alice.send(&format!("chat message bob {}", m1()));
     let frame = frame_rx
         .recv_timeout(p2p_e2e::EXPECT_TIMEOUT)
         .expect("alice's message reached the proxy");
@@ -259,7 +266,7 @@ fn a_reply_about_a_chat_that_ended_does_not_end_the_chat_opened_since() {
         alice.expect_prefix("bob is back (");
     });
     alice.expect_log("the chat ended under a message; it goes again");
-    bob.expect_exact("alice: m1");
+    bob.expect_exact(&format!("alice: {}", m1()));
     alice.expect_exact("delivered to bob");
     let shown = alice.stdout_so_far();
     let away = shown
@@ -285,18 +292,15 @@ fn a_reply_about_a_chat_that_ended_does_not_end_the_chat_opened_since() {
 fn a_message_whose_chat_ended_under_it_is_kept_for_the_next_chat() {
     let (_kept, alice, bob) = a_message_held_while_bob_restarts("1h", |_| {});
     alice.expect_exact(
-        "queued for bob: the chat with bob ended while a message was on its way; it goes again \
-         in the next chat, and bob shows it once",
+        "queued for bob: its chat ended while it was on its way; it goes again when a chat \
+         with bob is open, and bob shows it once",
     );
     alice.send(&format!("chat request 127.0.0.1 {}", bob.port()));
-    bob.expect_exact("alice: m1");
+    let line = format!("alice: {}", m1());
+    bob.expect_exact(&line);
     alice.expect_exact("delivered to bob");
     let shown = bob.stdout_so_far();
-    assert_eq!(
-        shown.iter().filter(|l| *l == "alice: m1").count(),
-        1,
-        "{shown:?}"
-    );
+    assert_eq!(shown.iter().filter(|l| **l == line).count(), 1, "{shown:?}");
 }
 
 /// bob, registered and in a chat with alice, is stopped by `signal`: he leaves as `exit`

@@ -166,3 +166,47 @@ fn a_message_kept_too_long_ends_answering_its_command() {
     assert!(matches!(shown(&fx)[..], [Event::QueuedDropped { .. }]));
     assert_eq!(ids(&fx), some(&["m9"]));
 }
+
+#[test]
+fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    open_chat_with(&mut state, &bob, now);
+    let typed = |by: &str| Typed {
+        id: new_id(),
+        text: "on its way".into(),
+        cmd: cmd(by),
+    };
+    let why = || "its chat ended while it was on its way".to_string();
+    // A chat open again by now (the same name and key): the message is kept and goes at
+    // once in it; the chat stays open.
+    let mut fx = Vec::new();
+    state
+        .keep_after_chat_ended(name("bob"), typed("m1"), why(), &at(now), &mut fx)
+        .unwrap();
+    assert!(matches!(shown(&fx)[..], [Event::Queued { .. }]), "no away");
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::Flush(p) if *p == name("bob"))));
+    assert_eq!(
+        state.chat_names().copied().collect::<Vec<_>>(),
+        [name("bob")],
+        "still open"
+    );
+    // Away by now: kept for when it is back.
+    let mut fx = Vec::new();
+    assert!(state.away_if(&name("bob"), &bob.info.key, &mut fx));
+    let mut fx = Vec::new();
+    state
+        .keep_after_chat_ended(name("bob"), typed("m2"), why(), &at(now), &mut fx)
+        .unwrap();
+    assert!(matches!(shown(&fx)[..], [Event::Queued { .. }]));
+    assert!(!fx.iter().any(|e| matches!(e, Effect::Flush(_))));
+    // Ended for good: nothing is kept.
+    let mut fx = Vec::new();
+    assert!(state.end_away(&name("bob"), &mut fx));
+    let mut fx = Vec::new();
+    let kept = state.keep_after_chat_ended(name("bob"), typed("m3"), why(), &at(now), &mut fx);
+    assert!(matches!(kept, Err(PeerError::NotInChat { .. })));
+}
