@@ -399,7 +399,7 @@ fn at_rest(
     plan: &Plan,
 ) -> anyhow::Result<(rest::AtRest, rest::AtRest)> {
     let data = programs.work.fresh("resting")?;
-    let start = |port| programs.peer("resting", port, registry, &data);
+    let start = |port| programs.peer("resting", port, registry, &data, &[]);
     let first = start(0)?;
     first.listening_addr(std::time::Duration::from_secs(10))?;
     drop(first);

@@ -87,15 +87,17 @@ impl Programs {
     }
 
     /// Starts `p2p-peer` named `name` on loopback `port` (0: any free port) with the data in
-    /// `data`, using `registry`, without waiting for it to listen.
+    /// `data`, using `registry`, with `extra` arguments, without waiting for it to listen.
     pub fn peer(
         &self,
         name: &str,
         port: u16,
         registry: &Registry,
         data: &Path,
+        extra: &[&str],
     ) -> anyhow::Result<Child> {
-        let args = self.peer_args(name, port, registry, data)?;
+        let mut args = self.peer_args(name, port, registry, data)?;
+        args.extend(extra.iter().map(|a| a.to_string()));
         Ok(Child::spawn(
             &format!("p2p-peer {name}"),
             &self.bins.peer,
@@ -163,9 +165,7 @@ impl Programs {
         registry: &Registry,
         extra: &[&str],
     ) -> anyhow::Result<(Child, SocketAddr)> {
-        let mut args = self.peer_args(name, 0, registry, &self.work.fresh(name)?)?;
-        args.extend(extra.iter().map(|a| a.to_string()));
-        let child = Child::spawn(&format!("p2p-peer {name}"), &self.bins.peer, &args)?;
+        let child = self.peer(name, 0, registry, &self.work.fresh(name)?, extra)?;
         let addr = child.listening_addr(START_TIMEOUT)?;
         Ok((child, addr))
     }

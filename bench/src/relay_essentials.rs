@@ -16,8 +16,9 @@
 //! how much of the distance between the peer and the bare relay these two cost, and how much
 //! is the peer's own. It measures cost, not secrecy: the key is fixed, known to anyone who
 //! reads this file, and never used outside the bench. A nonce is the sealing side's
-//! listening port and a count of its frames: two relays listening at once have two ports, so
-//! no nonce is used twice under the key.
+//! listening port and a count of its frames: the two relays of a pair listen at once, on two
+//! ports, so they never use one nonce twice (a later relay on a freed port may repeat one;
+//! with a key anyone knows, that costs nothing).
 //!
 //! The store keeps what a history must answer and no more: a message's id stored once (its
 //! key) and a chat's lines in order (one index). docs/benchmarks.md, "The floor with the
@@ -237,6 +238,7 @@ fn create(db: &Connection) -> rusqlite::Result<()> {
     db.pragma_update(None, "journal_mode", "WAL")?;
     db.pragma_update(None, "synchronous", "NORMAL")?;
     db.pragma_update(None, "wal_autocheckpoint", 0)?;
+    db.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
     db.execute_batch(
         "CREATE TABLE IF NOT EXISTS lines (
              id BLOB PRIMARY KEY, chat TEXT NOT NULL, sender TEXT NOT NULL,
@@ -251,13 +253,18 @@ fn create(db: &Connection) -> rusqlite::Result<()> {
 fn write_rows(db: &Connection, queue: &mpsc::Receiver<Row>) {
     let mut in_log = 0;
     loop {
-        let first = match queue.recv_timeout(CHECKPOINT_PAUSE) {
+        // With nothing in the log, no pause to wait for: sleep until the next row.
+        let next = match in_log {
+            0 => queue
+                .recv()
+                .map_err(|_| mpsc::RecvTimeoutError::Disconnected),
+            _ => queue.recv_timeout(CHECKPOINT_PAUSE),
+        };
+        let first = match next {
             Ok(row) => row,
             Err(mpsc::RecvTimeoutError::Timeout) => {
-                if in_log > 0 {
-                    in_log = 0;
-                    checkpoint(db);
-                }
+                in_log = 0;
+                checkpoint(db);
                 continue;
             }
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
