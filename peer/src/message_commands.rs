@@ -183,8 +183,7 @@ impl Messenger {
         let no_ack = PeerError::NoAcknowledgement { peer };
         let outcome = match outcome {
             Ok(outcome) => outcome,
-            // A busy partner is alive: the chat stays open. So is one whose chat kept
-            // ending under the message.
+            // A busy partner is alive: the chat stays open.
             Err(Undelivered::Busy) if written.load(Relaxed) => {
                 return self.error(&cmd, no_ack).await
             }
@@ -324,9 +323,13 @@ impl Messenger {
         let kept = self
             .broker
             .call(move |state, cx, fx| state.keep_after_chat_ended(peer, message, why, cx, fx));
-        if let Some(Err(_)) = kept.await {
-            self.error(&cmd, PeerError::NoAcknowledgement { peer })
-                .await
+        match kept.await {
+            Some(Err(PeerError::NotInChat { .. })) => {
+                self.error(&cmd, PeerError::NoAcknowledgement { peer })
+                    .await
+            }
+            Some(Err(e)) => self.error(&cmd, e).await,
+            _ => {}
         }
     }
 
