@@ -66,12 +66,50 @@ struct Essentials {
     store: Store,
 }
 
-/// A message read at the receiver: its number, its line to show, and (with the essentials)
-/// what to store and acknowledge.
-struct Received {
+/// A typed message on its way, as its relay carries it.
+enum Outgoing<'a> {
+    /// `SEQ SENDER TEXT\n`, answered `ok\n`.
+    Clear(Vec<u8>),
+    /// A sealed frame, answered by a sealed `ok` naming `id`, then stored.
+    Sealed {
+        essentials: &'a Essentials,
+        id: MessageId,
+        frame: Vec<u8>,
+    },
+}
+
+/// A message read at the receiver: its number, its line to show, and how it is answered.
+struct Received<'a> {
     seq: u64,
     shown: String,
-    opened: Option<relay_essentials::Opened>,
+    answer: Answer<'a>,
+}
+
+/// How a message taken is answered: `ok\n`, or (with the essentials) stored, then a sealed
+/// `ok`.
+enum Answer<'a> {
+    Clear,
+    Sealed {
+        essentials: &'a Essentials,
+        opened: relay_essentials::Opened,
+    },
+}
+
+impl Carry {
+    /// Message `seq` from `me`, as it goes on the wire.
+    fn outgoing(&self, seq: u64, me: &str, text: &str) -> Outgoing<'_> {
+        match self {
+            Carry::Bare => Outgoing::Clear(format!("{seq} {me} {text}\n").into_bytes()),
+            Carry::Essentials(essentials) => {
+                let (id, frame) = essentials.sealer.seal_message(seq, text);
+                Outgoing::Sealed {
+                    essentials,
+                    id,
+                    frame,
+                }
+            }
+        }
+    }
 }
 
 /// The relay process: named `name` (the SENDER of what it sends), listening on loopback
@@ -140,14 +178,8 @@ async fn send_typed(me: &str, typed: mpsc::Receiver<String>, carry: &Carry) {
                 Typed::Message { to, text } => {
                     let seq = next_seq.get();
                     next_seq.set(seq + 1);
-                    let (id, wire) = match carry {
-                        Carry::Bare => (None, format!("{seq} {me} {text}\n").into_bytes()),
-                        Carry::Essentials(essentials) => {
-                            let (id, frame) = essentials.sealer.seal_message(seq, text);
-                            (Some(id), frame)
-                        }
-                    };
-                    Some((to.to_owned(), text.to_owned(), id, wire))
+                    let outgoing = carry.outgoing(seq, me, text);
+                    Some((to.to_owned(), text.to_owned(), outgoing))
                 }
                 Typed::Other => {
                     say(&format!("unknown line: {line}"));
@@ -156,21 +188,21 @@ async fn send_typed(me: &str, typed: mpsc::Receiver<String>, carry: &Carry) {
             };
             let partner = partner.get();
             async move {
-                let Some((to, text, id, wire)) = job else {
+                let Some((to, text, outgoing)) = job else {
                     return;
                 };
                 let outcome = match partner {
-                    Some(addr) => send_one(addr, &wire, carry, id).await,
+                    Some(addr) => send_one(addr, &outgoing).await,
                     None => Err("no partner yet".to_owned()),
                 };
-                let outcome = match (outcome, carry, id) {
-                    (Ok(()), Carry::Essentials(essentials), Some(id)) => {
-                        match essentials.store.store(id, &to, me, &text).await {
+                let outcome = match (outcome, &outgoing) {
+                    (Ok(()), Outgoing::Sealed { essentials, id, .. }) => {
+                        match essentials.store.store(*id, &to, me, &text).await {
                             true => Ok(()),
                             false => Err("not stored".to_owned()),
                         }
                     }
-                    (outcome, _, _) => outcome,
+                    (outcome, _) => outcome,
                 };
                 match outcome {
                     Ok(()) => say(&format!("delivered to {to}")),
@@ -203,27 +235,27 @@ fn parse_typed(line: &str) -> Typed<'_> {
 }
 
 /// One message on a fresh connection: `Ok` once the partner answered `ok` (with the
-/// essentials: a sealed `ok` for the message `id`).
-async fn send_one(
-    to: SocketAddr,
-    wire: &[u8],
-    carry: &Carry,
-    id: Option<MessageId>,
-) -> Result<(), String> {
+/// essentials: a sealed `ok` for the message's id).
+async fn send_one(to: SocketAddr, outgoing: &Outgoing<'_>) -> Result<(), String> {
     let exchange = async {
         let mut stream = runtime::connect(to).await?;
         stream.set_nodelay(true)?;
-        stream.write_all(wire).await?;
         let mut answer = Vec::new();
-        match (carry, id) {
-            (Carry::Essentials(essentials), Some(id)) => {
+        match outgoing {
+            Outgoing::Clear(line) => {
+                stream.write_all(line).await?;
+                (&mut stream).take(16).read_to_end(&mut answer).await?;
+            }
+            Outgoing::Sealed {
+                essentials,
+                id,
+                frame,
+            } => {
+                stream.write_all(frame).await?;
                 let body = relay_essentials::read_frame(&stream).await?;
-                if essentials.sealer.open_ack(body, id) {
+                if essentials.sealer.open_ack(body, *id) {
                     answer.extend_from_slice(b"ok\n");
                 }
-            }
-            _ => {
-                (&mut stream).take(16).read_to_end(&mut answer).await?;
             }
         }
         std::io::Result::Ok(answer)
@@ -243,7 +275,7 @@ async fn receive(
     waiting: Arc<Mutex<Waiting>>,
     carry: &Carry,
 ) -> std::io::Result<()> {
-    let Some(Received { seq, shown, opened }) = read_message(&stream, carry).await? else {
+    let Some(Received { seq, shown, answer }) = read_message(&stream, carry).await? else {
         return refuse(&mut stream, carry, "malformed").await;
     };
     let (shown_tx, shown_rx) = oneshot::channel();
@@ -268,8 +300,12 @@ async fn receive(
     if shown_rx.await.is_err() {
         return Ok(());
     }
-    match (carry, opened) {
-        (Carry::Essentials(essentials), Some(m)) => {
+    match answer {
+        Answer::Clear => stream.write_all(b"ok\n").await?,
+        Answer::Sealed {
+            essentials,
+            opened: m,
+        } => {
             if essentials
                 .store
                 .store(m.id, &m.sender, &m.sender, &m.text)
@@ -278,7 +314,6 @@ async fn receive(
                 stream.write_all(&essentials.sealer.seal_ack(m.id)).await?;
             }
         }
-        _ => stream.write_all(b"ok\n").await?,
     }
     Ok(())
 }
@@ -293,7 +328,10 @@ async fn refuse(stream: &mut TcpStream, carry: &Carry, why: &str) -> std::io::Re
 }
 
 /// Reads one message: a line in the clear, or a sealed frame opened; `None` if malformed.
-async fn read_message(stream: &TcpStream, carry: &Carry) -> std::io::Result<Option<Received>> {
+async fn read_message<'a>(
+    stream: &TcpStream,
+    carry: &'a Carry,
+) -> std::io::Result<Option<Received<'a>>> {
     Ok(match carry {
         Carry::Bare => {
             let mut line = Vec::new();
@@ -304,7 +342,7 @@ async fn read_message(stream: &TcpStream, carry: &Carry) -> std::io::Result<Opti
             parse_wire(&line).map(|(seq, shown)| Received {
                 seq,
                 shown,
-                opened: None,
+                answer: Answer::Clear,
             })
         }
         Carry::Essentials(essentials) => {
@@ -312,7 +350,10 @@ async fn read_message(stream: &TcpStream, carry: &Carry) -> std::io::Result<Opti
             essentials.sealer.open_message(frame).map(|m| Received {
                 seq: m.seq,
                 shown: format!("{}: {}\n", m.sender, m.text),
-                opened: Some(m),
+                answer: Answer::Sealed {
+                    essentials,
+                    opened: m,
+                },
             })
         }
     })
