@@ -28,9 +28,12 @@ struct Registry {
 }
 
 impl Registry {
-    /// A registry with its claims in memory and a manual clock.
+    /// A registry with its claims in memory and a manual clock, on a loopback address of its
+    /// own: the other tests listen on 127.0.0.1, so once it stops, no other test's listener
+    /// can take its address (a port freed on 127.0.0.1 was taken by another test once, and
+    /// `a_stopped_registry_says_so_last_and_answers_no_more` then found it open).
     fn start() -> Registry {
-        let listener = runtime::listen("127.0.0.1:0".parse().unwrap()).expect("a loopback port");
+        let listener = runtime::listen("127.0.0.93:0".parse().unwrap()).expect("a loopback port");
         let addr = listener.local_addr().unwrap();
         let identity = Identity::generate();
         let key = identity.public();
