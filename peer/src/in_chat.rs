@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 
 use p2p_shared::transport::{self, SendError};
+use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{MessageId, Outcome, PeerName, SealedRequest};
 
 use crate::broker::Broker;
@@ -18,15 +19,23 @@ use crate::state::PeerState;
 pub enum Sent {
     /// No chat with that peer is open.
     NoChat,
-    /// The partner at this address answered: what it said, or `None` if the answer is no
-    /// valid one from it (it does not open with the chat's keys, nor is it signed by the
-    /// partner for this frame).
-    Answered(Option<Outcome>, SocketAddr),
+    /// The partner answered: what it said, or `None` if the answer is no valid one from it
+    /// (it does not open with the chat's keys, nor is it signed by the partner for this
+    /// frame).
+    Answered(Option<Outcome>, Route),
     /// The chat the frame was sealed in ended while it was on its way (and may have opened
     /// again since, under new keys): the answer, whatever it was, is not the current chat's.
     ChatEnded,
-    /// The connection to this address failed.
-    Failed(SendError, SocketAddr),
+    /// The connection failed.
+    Failed(SendError, Route),
+}
+
+/// Where a frame went: the partner's address, and the chat it was sealed in, so that a
+/// verdict on the partner (away) is passed on that chat only, never on one opened since.
+#[derive(Clone, Copy, Debug)]
+pub struct Route {
+    pub addr: SocketAddr,
+    pub chat: ChatId,
 }
 
 /// What is sent in a chat this way.
@@ -54,18 +63,22 @@ pub async fn send_sealed(broker: &Broker, peer: PeerName, sealed: Option<Sealed>
     let Some(sealed) = sealed else {
         return Sent::NoChat;
     };
-    let (addr, sent) = (sealed.addr, sealed.sent());
-    match transport::exchange(addr, sealed.frame).await {
+    let sent = sealed.sent();
+    let route = Route {
+        addr: sealed.addr,
+        chat: sent.chat,
+    };
+    match transport::exchange(route.addr, sealed.frame).await {
         Ok(reply) => {
             let read = move |state: &mut PeerState, _: &_, _: &mut _| {
                 state.acknowledged(&peer, sent, &reply)
             };
             match broker.call(read).await {
-                Some(Acked::Answer(outcome)) => Sent::Answered(Some(outcome), addr),
+                Some(Acked::Answer(outcome)) => Sent::Answered(Some(outcome), route),
                 Some(Acked::ChatEnded) => Sent::ChatEnded,
-                Some(Acked::Invalid) | None => Sent::Answered(None, addr),
+                Some(Acked::Invalid) | None => Sent::Answered(None, route),
             }
         }
-        Err(e) => Sent::Failed(e, addr),
+        Err(e) => Sent::Failed(e, route),
     }
 }

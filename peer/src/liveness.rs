@@ -16,6 +16,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use p2p_shared::identity::PublicKey;
 use p2p_shared::transport::SendError;
+use p2p_shared::wire::frame::ChatId;
 use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, Outcome, PeerInfo, PeerName};
 
@@ -45,16 +46,17 @@ pub fn start(broker: Broker, screen: Screen, every: Duration, retry_for: Duratio
                 (chat, result)
             });
             for (chat, checked) in join_all(checks).await {
-                let why = match checked {
+                let miss = match checked {
                     Checked::Answered => misses.record(&chat, Ok(())),
-                    Checked::Missed(why) => misses.record(&chat, Err(why)),
-                    Checked::Lost(why) => Some(why),
+                    Checked::Missed(miss) => misses.record(&chat, Err(miss)),
+                    Checked::Lost(miss) => Some(miss),
                 };
-                let Some(why) = why else {
+                let Some(Miss { why, chat: id }) = miss else {
                     continue;
                 };
-                let (peer, key) = (chat.name, chat.key);
-                let away = broker.call(move |state, _, fx| state.away_if(&peer, &key, fx));
+                // The chat the last check was sealed in: one opened since is checked anew.
+                let peer = chat.name;
+                let away = broker.call(move |state, _, fx| state.away_if(&peer, id, fx));
                 if away.await == Some(true) {
                     screen.push_state(Event::PeerAway { peer, why });
                 }
@@ -68,9 +70,15 @@ enum Checked {
     /// The partner answered in the chat (`ok`, or `busy`).
     Answered,
     /// Nobody answered, or not with the chat's keys: one miss.
-    Missed(String),
+    Missed(Miss),
     /// The partner answered that it no longer knows the chat (it restarted): away at once.
-    Lost(String),
+    Lost(Miss),
+}
+
+/// A check that failed: why, and the chat it was sealed in, the only one it can make away.
+struct Miss {
+    why: String,
+    chat: ChatId,
 }
 
 /// One check: a sealed `keepalive` in the chat, which only the partner holding the chat's
@@ -95,20 +103,31 @@ async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked
                     code: ErrorCode::UnknownSession,
                     ..
                 }),
-                _,
-            ) => Attempt::Done(Checked::Lost(format!(
-                "{whom} no longer knows the chat (it restarted)"
-            ))),
-            Sent::Answered(_, _) => Attempt::Done(Checked::Missed(format!(
-                "{whom} did not answer in the chat"
-            ))),
-            Sent::Failed(e, _) if is_transient(&e) => Attempt::Again(Failure::of(&e, &whom).text),
-            Sent::Failed(e, _) => Attempt::Done(Checked::Missed(Failure::of(&e, &whom).text)),
+                route,
+            ) => Attempt::Done(Checked::Lost(Miss {
+                why: format!("{whom} no longer knows the chat (it restarted)"),
+                chat: route.chat,
+            })),
+            Sent::Answered(_, route) => Attempt::Done(Checked::Missed(Miss {
+                why: format!("{whom} did not answer in the chat"),
+                chat: route.chat,
+            })),
+            Sent::Failed(e, route) => {
+                let why = Failure::of(&e, &whom).text;
+                let miss = Miss {
+                    why,
+                    chat: route.chat,
+                };
+                match is_transient(&e) {
+                    true => Attempt::Again(miss),
+                    false => Attempt::Done(Checked::Missed(miss)),
+                }
+            }
         }
     };
     match retry(retry_for, ping).await {
         Ok(checked) => checked,
-        Err(why) => Checked::Missed(why),
+        Err(miss) => Checked::Missed(miss),
     }
 }
 
@@ -118,9 +137,8 @@ async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked
 struct Misses(HashMap<(PeerName, PublicKey), u32>);
 
 impl Misses {
-    /// Records one check of `chat`; the reason to end its chat, once it missed
-    /// [`MISSES_TO_END`] in a row.
-    fn record(&mut self, chat: &PeerInfo, result: Result<(), String>) -> Option<String> {
+    /// Records one check of `chat`; the last miss, once it missed [`MISSES_TO_END`] in a row.
+    fn record<M>(&mut self, chat: &PeerInfo, result: Result<(), M>) -> Option<M> {
         let who = (chat.name, chat.key);
         match result {
             Ok(()) => {
@@ -172,8 +190,13 @@ mod tests {
         let mut misses = Misses::default();
         let (bob, carol) = (partner("bob"), partner("carol"));
         let missed = || Err("no answer".to_string());
+        let answered = || Ok::<(), String>(());
         assert_eq!(misses.record(&bob, missed()), None, "one miss is not gone");
-        assert_eq!(misses.record(&bob, Ok(())), None, "an answer (ok or busy)");
+        assert_eq!(
+            misses.record(&bob, answered()),
+            None,
+            "an answer (ok or busy)"
+        );
         assert_eq!(
             misses.record(&bob, missed()),
             None,

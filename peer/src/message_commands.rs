@@ -24,6 +24,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use p2p_shared::transport::SendError;
+use p2p_shared::wire::frame::ChatId;
 use p2p_shared::wire::new_id;
 use p2p_shared::{runtime, ErrorCode, Outcome, PeerName};
 
@@ -32,7 +33,7 @@ use crate::command_loop::CommandLoop;
 use crate::disk::{Disk, Record};
 use crate::error::{Failure, PeerError};
 use crate::event::Event;
-use crate::in_chat::{self, Body, Sent};
+use crate::in_chat::{self, Body, Route, Sent};
 use crate::json_command::CommandId;
 use crate::liveness::is_transient;
 use crate::names::Names;
@@ -41,19 +42,31 @@ use crate::screen::Screen;
 use crate::state::conversations::Typed;
 use crate::state::sealed::Sealed;
 
-/// Why a chat message got no acknowledgement.
+/// Why a try of a chat message is sent again; the last one, if the retry time runs out.
+enum Again {
+    /// The partner answered `busy`.
+    Busy,
+    /// Its chat ended while the try was on its way (the next is sealed in the chat open
+    /// then).
+    ChatEnded,
+    /// Nobody answered, or the connection broke, in this chat.
+    Failed(SendError, Route),
+}
+
+/// Why a chat message got no acknowledgement, with no try left to make.
 enum Undelivered {
     NoChat,
-    /// The partner answered `busy` until the retry time ran out.
-    Busy,
     BadAck(SocketAddr),
-    /// Its chat ended while a try was on its way, every time until the retry time ran out
-    /// (each try is sealed in the chat open then).
-    ChatEnded,
     /// Its chat ended or went away after the first try, and none is open now: it is kept.
     ChatGone,
-    /// Nobody answered (retried), or the connection failed for good.
+    /// The connection failed in a way trying again does not change.
     Failed(SendError, SocketAddr),
+}
+
+/// The partner's answer, and the chat it came from.
+struct Answer {
+    outcome: Outcome,
+    chat: ChatId,
 }
 
 /// What becomes of a message as it is typed.
@@ -155,7 +168,7 @@ impl Messenger {
                 Sent::ChatEnded => {
                     tracing::debug!(%peer, "the chat ended under a message; it goes again");
                     written.store(true, Relaxed);
-                    Attempt::Again(Undelivered::ChatEnded)
+                    Attempt::Again(Again::ChatEnded)
                 }
                 Sent::Answered(
                     Some(Outcome::Error {
@@ -165,17 +178,20 @@ impl Messenger {
                     _,
                 ) => {
                     tracing::debug!(%peer, "busy; the message will be sent again");
-                    Attempt::Again(Undelivered::Busy)
+                    Attempt::Again(Again::Busy)
                 }
-                Sent::Answered(Some(outcome), _) => Attempt::Done(Ok(outcome)),
-                Sent::Answered(None, addr) => Attempt::Done(Err(Undelivered::BadAck(addr))),
-                Sent::Failed(e, addr) if is_transient(&e) => {
+                Sent::Answered(Some(outcome), route) => Attempt::Done(Ok(Answer {
+                    outcome,
+                    chat: route.chat,
+                })),
+                Sent::Answered(None, route) => Attempt::Done(Err(Undelivered::BadAck(route.addr))),
+                Sent::Failed(e, route) if is_transient(&e) => {
                     note(&e);
-                    Attempt::Again(Undelivered::Failed(e, addr))
+                    Attempt::Again(Again::Failed(e, route))
                 }
-                Sent::Failed(e, addr) => {
+                Sent::Failed(e, route) => {
                     note(&e);
-                    Attempt::Done(Err(Undelivered::Failed(e, addr)))
+                    Attempt::Done(Err(Undelivered::Failed(e, route.addr)))
                 }
             }
         };
@@ -184,22 +200,20 @@ impl Messenger {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             // A busy partner is alive: the chat stays open.
-            Err(Undelivered::Busy) if written.load(Relaxed) => {
-                return self.error(&cmd, no_ack).await
-            }
+            Err(Again::Busy) if written.load(Relaxed) => return self.error(&cmd, no_ack).await,
             // Its chat kept ending under it until the retry time ran out.
-            Err(Undelivered::ChatEnded) => {
+            Err(Again::ChatEnded) => {
                 return self
                     .keep_after_chat_ended(peer, Typed { id, text, cmd })
                     .await
             }
-            Err(Undelivered::Busy) => {
+            Err(Again::Busy) => {
                 let secs = self.retry_for.as_secs();
                 return self
                     .error(&cmd, PeerError::NotAcknowledged { peer, secs })
                     .await;
             }
-            Err(Undelivered::Failed(e, addr)) => {
+            Err(Again::Failed(e, Route { addr, chat })) => {
                 // Nobody answered for the whole retry time: the partner is away, and the
                 // message is kept for it. One that may have arrived goes again all the same,
                 // under its id: the partner shows an id once.
@@ -215,13 +229,15 @@ impl Messenger {
                     }
                 };
                 return self
-                    .keep_after_failure(peer, Typed { id, text, cmd }, why)
+                    .keep_after_failure(peer, Typed { id, text, cmd }, chat, why)
                     .await;
             }
-            Err(_) => unreachable!("only busy, failures and chats that ended are retried"),
         };
         match outcome {
-            Ok(Outcome::Ok) => {
+            Ok(Answer {
+                outcome: Outcome::Ok,
+                ..
+            }) => {
                 let record = Record {
                     id,
                     peer,
@@ -244,19 +260,27 @@ impl Messenger {
             }
             // The partner no longer knows the chat: it restarted. The chat is away until
             // it opens again, and the message is kept for it.
-            Ok(Outcome::Error {
-                code: ErrorCode::UnknownSession,
-                ..
+            Ok(Answer {
+                outcome:
+                    Outcome::Error {
+                        code: ErrorCode::UnknownSession,
+                        ..
+                    },
+                chat,
             }) => {
                 let why = format!("{peer} no longer knows the chat (it restarted)");
-                self.keep_after_failure(peer, Typed { id, text, cmd }, (why.clone(), why))
+                let message = Typed { id, text, cmd };
+                self.keep_after_failure(peer, message, chat, (why.clone(), why))
                     .await
             }
-            Ok(Outcome::Error { detail, .. }) => {
+            Ok(Answer {
+                outcome: Outcome::Error { detail, .. },
+                ..
+            }) => {
                 self.error(&cmd, PeerError::MessageRefused { peer, detail })
                     .await
             }
-            Ok(other) => {
+            Ok(Answer { outcome: other, .. }) => {
                 let what = format!("{other:?}");
                 self.error(&cmd, PeerError::UnexpectedReply { peer, what })
                     .await
@@ -280,9 +304,6 @@ impl Messenger {
                 self.keep_after_chat_ended(peer, Typed { id, text, cmd })
                     .await
             }
-            Err(Undelivered::Busy | Undelivered::ChatEnded) => {
-                unreachable!("busy and a chat that ended are retried")
-            }
         }
     }
 
@@ -298,13 +319,19 @@ impl Messenger {
         }
     }
 
-    /// The same after `message` could not reach `peer`: the chat goes away first. `why` says
-    /// why it is away, then why the message is kept.
-    async fn keep_after_failure(&self, peer: PeerName, message: Typed, why: (String, String)) {
+    /// The same after `message` could not reach `peer` in chat `chat`: that chat goes away
+    /// first. `why` says why it is away, then why the message is kept.
+    async fn keep_after_failure(
+        &self,
+        peer: PeerName,
+        message: Typed,
+        chat: ChatId,
+        why: (String, String),
+    ) {
         let cmd = message.cmd.clone();
         let kept = self
             .broker
-            .call(move |state, cx, fx| state.message_failed(peer, message, why, cx, fx));
+            .call(move |state, cx, fx| state.message_failed(peer, message, chat, why, cx, fx));
         if let Some(Err(e)) = kept.await {
             self.error(&cmd, e).await
         }

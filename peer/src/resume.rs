@@ -142,12 +142,12 @@ impl Resumer {
                 again: true,
             };
             let id = queued.id;
-            let (acknowledged, addr) = match in_chat::send(&self.broker, peer, id, body).await {
+            let (acknowledged, route) = match in_chat::send(&self.broker, peer, id, body).await {
                 // No chat, or it ended under the message: it stays first in line, and a chat
                 // that opens flushes it.
                 Sent::NoChat | Sent::ChatEnded => return,
-                Sent::Answered(outcome, addr) => (outcome, addr),
-                Sent::Failed(_, addr) => (None, addr),
+                Sent::Answered(outcome, route) => (outcome, route),
+                Sent::Failed(_, route) => (None, route),
             };
             match acknowledged {
                 Some(Outcome::Ok) => {
@@ -171,18 +171,16 @@ impl Resumer {
                     code: ErrorCode::Busy,
                     ..
                 }) => return,
-                // Nobody answered, or the chat is unknown there: away again; the message
-                // stays first in line for the next time.
+                // Nobody answered, or the chat is unknown there: the chat it was sent in is
+                // away again; the message stays first in line for the next time.
                 _ => {
-                    let key = self.broker.call(move |state, _, _| state.chat_key(&peer));
-                    if let Some(Some(key)) = key.await {
-                        let away = move |state: &mut PeerState, _: &_, fx: &mut _| {
-                            state.away_if(&peer, &key, fx)
-                        };
-                        if self.broker.call(away).await == Some(true) {
-                            let why = format!("{peer} ({addr}) did not take a kept message");
-                            self.screen.push_state(Event::PeerAway { peer, why });
-                        }
+                    let away = move |state: &mut PeerState, _: &_, fx: &mut _| {
+                        state.away_if(&peer, route.chat, fx)
+                    };
+                    if self.broker.call(away).await == Some(true) {
+                        let addr = route.addr;
+                        let why = format!("{peer} ({addr}) did not take a kept message");
+                        self.screen.push_state(Event::PeerAway { peer, why });
                     }
                     return;
                 }

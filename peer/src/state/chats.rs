@@ -232,6 +232,12 @@ impl Chats {
         self.by_name.contains_key(peer)
     }
 
+    /// The chat open with `peer`, by its id: a chat opened again, even with the same
+    /// partner, has another.
+    pub fn id(&self, peer: &PeerName) -> Option<ChatId> {
+        self.by_name.get(peer).map(|chat| chat.keys.id)
+    }
+
     /// The key of the partner in the chat with `peer`.
     pub fn key(&self, peer: &PeerName) -> Option<PublicKey> {
         self.by_name.get(peer).map(|chat| chat.key)

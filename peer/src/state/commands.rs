@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use p2p_shared::handshake::{HandshakeMessage, Initiator, Responder};
 use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::seal::ChatKeys;
+use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{Answer, MessageId, Outcome, PeerInfo, PeerName, SealedRequest};
 
 use super::incoming::{IncomingEnd, PendingRequest};
@@ -238,9 +239,7 @@ impl PeerState {
                 // again, not ended.
                 if self.chats.was_accepted(&peer, &request.key, request.id) {
                     match self.reopening == Some(request.id) {
-                        true => {
-                            self.away_if(&peer, &request.key, fx);
-                        }
+                        true => self.away(&peer, fx),
                         false => self.close_chat(&peer, fx),
                     }
                 }
@@ -338,19 +337,29 @@ impl PeerState {
         away
     }
 
-    /// The chat with `peer`, if it is still the one with `key` (not a newer chat), lost its
-    /// partner: it is away, its keys gone, until a new handshake opens it again.
-    pub fn away_if(&mut self, peer: &PeerName, key: &PublicKey, fx: &mut Vec<Effect>) -> bool {
-        let same = self.chats.key(peer) == Some(*key);
-        if same {
-            let held = self.chats.close(peer).unwrap_or_default();
-            fx.extend(held.into_iter().map(Effect::Release));
-            fx.push(Effect::ChatsChanged);
-            if let Some(write) = self.conversations.away(peer, key) {
-                fx.push(Effect::Write(write));
-            }
+    /// Chat `chat` with `peer`, if it is still the one open (not ended, nor opened again
+    /// since under new keys, even with the same partner), lost its partner: it is away, its
+    /// keys gone, until a new handshake opens it again. A verdict reached in a chat says
+    /// nothing about the next one.
+    pub fn away_if(&mut self, peer: &PeerName, chat: ChatId, fx: &mut Vec<Effect>) -> bool {
+        let open = self.chats.id(peer) == Some(chat);
+        if open {
+            self.away(peer, fx);
         }
-        same
+        open
+    }
+
+    /// The chat open with `peer` lost its partner: it is away.
+    fn away(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) {
+        let Some(key) = self.chats.key(peer) else {
+            return;
+        };
+        let held = self.chats.close(peer).unwrap_or_default();
+        fx.extend(held.into_iter().map(Effect::Release));
+        fx.push(Effect::ChatsChanged);
+        if let Some(write) = self.conversations.away(peer, &key) {
+            fx.push(Effect::Write(write));
+        }
     }
 
     /// Ends every chat and every request: we leave. Returns whom to tell.

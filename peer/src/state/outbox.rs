@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use p2p_shared::identity::{NoiseKey, PublicKey};
+use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{MessageId, PeerName};
 
 use super::conversations::{Queued, Queueing, Typed};
@@ -68,24 +69,24 @@ impl PeerState {
         !self.chats.contains(peer) && self.conversations.is_away(peer)
     }
 
-    /// `message` could not reach `peer` (nobody answered, or it no longer knows the chat):
-    /// the chat is away (`away` says why), and the message kept (`queued` says why). Both
-    /// answer the command that sent it.
+    /// `message` could not reach `peer` in chat `chat` (nobody answered, or it no longer
+    /// knows the chat): that chat is away (`away` says why), and the message kept (`queued`
+    /// says why). Both answer the command that sent it. If another chat has opened since,
+    /// it stays open, and the message goes at once in it.
     pub fn message_failed(
         &mut self,
         peer: PeerName,
         message: Typed,
+        chat: ChatId,
         (away, queued): (String, String),
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Result<(), PeerError> {
-        if let Some(key) = self.chats.key(&peer) {
-            if self.away_if(&peer, &key, fx) {
-                let away = Event::PeerAway { peer, why: away };
-                fx.push(Effect::Show(away.answering(message.cmd.clone())));
-            }
+        if self.away_if(&peer, chat, fx) {
+            let away = Event::PeerAway { peer, why: away };
+            fx.push(Effect::Show(away.answering(message.cmd.clone())));
         }
-        self.queue_message(peer, message, queued, cx, fx)
+        self.keep_after_chat_ended(peer, message, queued, cx, fx)
     }
 
     /// The next message kept for `peer`, if its chat is open.

@@ -6,7 +6,6 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use p2p_shared::identity::PublicKey;
 use p2p_shared::{PeerInfo, PeerName};
 
 use super::book::Source;
@@ -24,11 +23,6 @@ impl PeerState {
     pub fn chat_open_with(&self, name: Option<PeerName>, addr: SocketAddr) -> bool {
         let chats = self.chats.list();
         chats.iter().any(|c| Some(c.name) == name || c.addr == addr)
-    }
-
-    /// The key of the partner of the open chat with `peer`.
-    pub fn chat_key(&self, peer: &PeerName) -> Option<PublicKey> {
-        self.chats.key(peer)
     }
 
     /// The away chats, sorted by name, with their partners' last addresses.

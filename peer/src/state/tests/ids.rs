@@ -107,7 +107,7 @@ fn a_kept_message_answers_the_command_that_sent_it_until_its_end() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    open_chat_with(&mut state, &bob, now);
+    let chat = open_chat_with(&mut state, &bob, now).id;
     let mut fx = Vec::new();
     let message = |text: &str, by: &str| Typed {
         id: new_id(),
@@ -117,7 +117,14 @@ fn a_kept_message_answers_the_command_that_sent_it_until_its_end() {
     // The message that finds bob gone makes the chat away, and is kept: both answer it.
     let why = ("nobody answered".to_string(), "bob is away".to_string());
     state
-        .message_failed(name("bob"), message("one", "m1"), why, &at(now), &mut fx)
+        .message_failed(
+            name("bob"),
+            message("one", "m1"),
+            chat,
+            why,
+            &at(now),
+            &mut fx,
+        )
         .unwrap();
     assert!(matches!(
         shown(&fx)[..],
@@ -145,9 +152,9 @@ fn a_message_kept_too_long_ends_answering_its_command() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    open_chat_with(&mut state, &bob, now);
+    let chat = open_chat_with(&mut state, &bob, now).id;
     let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), &bob.info.key, &mut fx));
+    assert!(state.away_if(&name("bob"), chat, &mut fx));
     let typed = Typed {
         id: new_id(),
         text: "late".into(),
@@ -172,7 +179,7 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    open_chat_with(&mut state, &bob, now);
+    let chat = open_chat_with(&mut state, &bob, now).id;
     let typed = |by: &str| Typed {
         id: new_id(),
         text: "on its way".into(),
@@ -196,7 +203,7 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
     );
     // Away by now: kept for when it is back.
     let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), &bob.info.key, &mut fx));
+    assert!(state.away_if(&name("bob"), chat, &mut fx));
     let mut fx = Vec::new();
     state
         .keep_after_chat_ended(name("bob"), typed("m2"), why(), &at(now), &mut fx)
@@ -209,4 +216,44 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
     let mut fx = Vec::new();
     let kept = state.keep_after_chat_ended(name("bob"), typed("m3"), why(), &at(now), &mut fx);
     assert!(matches!(kept, Err(PeerError::NotInChat { .. })));
+}
+
+#[test]
+fn a_failure_in_a_chat_that_has_ended_never_makes_the_chat_open_now_away() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let old = open_chat_with(&mut state, &bob, now).id;
+    // The chat opens again with the same partner, under new keys, while a message sent in
+    // the old one waits for its verdict.
+    let new = open_chat_with(&mut state, &bob, now).id;
+    assert_ne!(old, new);
+    let typed = Typed {
+        id: new_id(),
+        text: "sent in the old chat".into(),
+        cmd: cmd("m1"),
+    };
+    let why = ("nobody answered".to_string(), "bob is away".to_string());
+    let mut fx = Vec::new();
+    state
+        .message_failed(name("bob"), typed, old, why, &at(now), &mut fx)
+        .unwrap();
+    // No verdict on the new chat: it stays open, and the message is kept and goes in it.
+    assert!(matches!(shown(&fx)[..], [Event::Queued { .. }]), "no away");
+    assert!(fx
+        .iter()
+        .any(|e| matches!(e, Effect::Flush(p) if *p == name("bob"))));
+    let mut fx = Vec::new();
+    assert!(
+        !state.away_if(&name("bob"), old, &mut fx),
+        "not the chat open"
+    );
+    assert!(fx.is_empty());
+    assert_eq!(
+        state.chat_names().copied().collect::<Vec<_>>(),
+        [name("bob")]
+    );
+    // A verdict in the chat open now still counts.
+    assert!(state.away_if(&name("bob"), new, &mut fx));
+    assert!(state.chat_names().next().is_none());
 }
