@@ -199,7 +199,8 @@ impl Actor {
                             Showing::Not => {}
                         }
                         // Sealed once the line is out: sealing is not the reader's wait.
-                        let acks = self.state.seal_acks(storing.ack);
+                        let once_stored = storing.then.is_some();
+                        let acks = self.state.seal_acks(storing.ack, once_stored);
                         Ok(Acknowledge::AfterStoring(Box::new(storing), acks))
                     }
                     // It shows when its turn comes, after those before.
@@ -207,9 +208,11 @@ impl Actor {
                         tracing::debug!("message {seq} from {peer} waits for those before it");
                         let (waiter, turn) = oneshot::channel();
                         // Sealed now, under this chat's keys: it may have closed when the turn
-                        // comes.
-                        let acks = self.state.seal_acks(message.storing.ack);
-                        let busy = acks.busy.clone();
+                        // comes. `busy` in case it never does.
+                        let ack = message.storing.ack;
+                        let once_stored = matches!(message.showing, Showing::IfNew(_));
+                        let acks = self.state.seal_acks(ack, once_stored);
+                        let busy = self.state.seal_busy(ack);
                         let held = Held {
                             message,
                             acks,

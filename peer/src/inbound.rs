@@ -145,14 +145,12 @@ impl Service for PeerService {
         // turn came, or before) or, for one sent again, that the disk thread showed it if
         // the history did not have it. A retry of one stored before is acknowledged again.
         let Storing { record, then, .. } = *storing;
-        let Acks { ok, busy } = acks;
-        let shown = then.is_none();
         let peer = record.peer;
-        match self.disk.record(record, then).await {
-            Ok(_) => Ok(ok),
+        match (self.disk.record(record, then).await, acks) {
+            (Ok(_), Acks::Ok(ok) | Acks::OkOrBusy { ok, .. }) => Ok(ok),
             // Shown but not stored: it has arrived, as the sender is told; only this peer's
             // history lacks it, as its user is told.
-            Err(why) if shown => {
+            (Err(why), Acks::Ok(ok)) => {
                 let error = PeerError::ReceivedNotStored { peer, why };
                 let show = move |_: &mut _, _: &_, fx: &mut Vec<Effect>| {
                     fx.push(Effect::Show(Event::Error(error).into()))
@@ -161,7 +159,7 @@ impl Service for PeerService {
                 Ok(ok)
             }
             // Not shown: it shows when a retry is stored.
-            Err(why) => {
+            (Err(why), Acks::OkOrBusy { busy, .. }) => {
                 tracing::warn!("a chat message sent again could not be stored: {why}");
                 Ok(busy)
             }

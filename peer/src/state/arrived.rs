@@ -77,9 +77,8 @@ impl Showing {
 }
 
 /// What the connection of a received chat message does: stores `record` (then fills `then`,
-/// the place kept for a message shown only if new, if it was), then answers `ok`. If it
-/// cannot be stored: `ok` all the same for a message that has shown (the receiver's user is
-/// told), `busy` for one that waited for the store to show (its sender retries).
+/// the place kept for a message shown only if new, if it was), then answers as its [`Acks`]
+/// say.
 pub struct Storing {
     pub record: Record,
     /// What its acknowledgement answers.
@@ -99,28 +98,43 @@ pub struct AckTo {
     pub re: MessageId,
 }
 
-/// A chat message's two possible acknowledgements, sealed.
-pub struct Acks {
-    pub ok: Vec<u8>,
-    /// The receiver cannot take it now (its store failed before it could show, or a later
-    /// try took its place): its sender tries again.
-    pub busy: Vec<u8>,
+/// A chat message's acknowledgements once its store is done, sealed: only what its
+/// [`Showing`] can need, since sealing is work on the path of every message.
+pub enum Acks {
+    /// It shows whether or not it is stored (a first try, or shown before): `ok` either way,
+    /// and a failed store is told to the receiver's user.
+    Ok(Vec<u8>),
+    /// It shows only once stored ([`Showing::IfNew`]): `ok` if it was; `busy` if the store
+    /// failed, and it has not shown: its sender tries again.
+    OkOrBusy { ok: Vec<u8>, busy: Vec<u8> },
 }
 
 impl PeerState {
     /// The acknowledgements of a chat message that [`PeerState::open_sealed`] gave in this
-    /// same turn, its chat still open.
-    pub fn seal_acks(&self, to: AckTo) -> Acks {
-        let AckTo { peer, counter, re } = to;
-        let seal = |outcome| {
-            let chats = &self.chats;
-            let sealed = chats.seal_ack(&self.origin, &peer, counter, Some(re), outcome);
-            sealed.expect("the chat is open in the turn that opened its frame")
-        };
-        let busy = Outcome::error(ErrorCode::Busy, "the receiver cannot take the message now");
-        Acks {
-            ok: seal(Outcome::Ok),
-            busy: seal(busy),
+    /// same turn, its chat still open; `once_stored` if it shows only once stored
+    /// ([`Showing::IfNew`]).
+    pub fn seal_acks(&self, to: AckTo, once_stored: bool) -> Acks {
+        let ok = self.seal_ack(to, Outcome::Ok);
+        match once_stored {
+            true => Acks::OkOrBusy {
+                ok,
+                busy: self.seal_busy(to),
+            },
+            false => Acks::Ok(ok),
         }
+    }
+
+    /// `busy` for a chat message, as [`PeerState::seal_acks`]: the receiver cannot take it
+    /// now (its store failed before it could show, or a later try took its place).
+    pub fn seal_busy(&self, to: AckTo) -> Vec<u8> {
+        let busy = Outcome::error(ErrorCode::Busy, "the receiver cannot take the message now");
+        self.seal_ack(to, busy)
+    }
+
+    fn seal_ack(&self, to: AckTo, outcome: Outcome) -> Vec<u8> {
+        let AckTo { peer, counter, re } = to;
+        let chats = &self.chats;
+        let sealed = chats.seal_ack(&self.origin, &peer, counter, Some(re), outcome);
+        sealed.expect("the chat is open in the turn that opened its frame")
     }
 }

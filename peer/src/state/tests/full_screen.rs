@@ -52,12 +52,20 @@ fn a_full_screen_makes_chat_requests_and_messages_busy_and_stores_nothing() {
         showing,
         storing: Storing { record, ack, .. },
     } = *message;
-    let Acks { ok, busy } = state.seal_acks(ack);
     assert_eq!(
         (record.peer, record.sender, record.text.as_str()),
         (name("bob"), name("bob"), "hi")
     );
     assert!(matches!(showing, Showing::Now(Event::Message { .. })));
+    // A first try shows at once: `ok` whether its store works or not, and no `busy`.
+    let Acks::Ok(ok) = state.seal_acks(ack, false) else {
+        panic!("only ok for a message that shows at once")
+    };
+    assert_eq!(outcome_of(&bobs_keys, 1, &ok), Outcome::Ok);
+    // One that shows only once stored: `busy` if its store fails.
+    let Acks::OkOrBusy { ok, busy } = state.seal_acks(ack, true) else {
+        panic!("ok or busy for a message that shows once stored")
+    };
     assert_eq!(outcome_of(&bobs_keys, 1, &ok), Outcome::Ok);
     assert_eq!(
         outcome_of(&bobs_keys, 1, &busy).code(),

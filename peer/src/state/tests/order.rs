@@ -38,7 +38,8 @@ fn hold(state: &mut PeerState, early: FromChat, now: Instant) -> Waiting {
         panic!("an early message")
     };
     let (waiter, turn) = oneshot::channel();
-    let acks = state.seal_acks(message.storing.ack);
+    let once_stored = matches!(message.showing, Showing::IfNew(_));
+    let acks = state.seal_acks(message.storing.ack, once_stored);
     let held = Held {
         message,
         acks,
