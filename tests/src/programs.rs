@@ -24,8 +24,32 @@ pub struct Server {
 /// Options for [`Server`]; see [`Server::builder`].
 pub struct ServerBuilder {
     data_dir: Option<PathBuf>,
-    port: u16,
+    at: Option<SocketAddr>,
     extra: Vec<String>,
+}
+
+/// A loopback address that no other program of the test run listens on (127.0.2.1 and on,
+/// one per call) and a port free there: for a program that a test stops and starts again
+/// at its address. A port of 127.0.0.1 let go could be taken meanwhile by another test's
+/// listener or outgoing connection (every chat message is one); connections leave from
+/// 127.0.0.1 whatever loopback address they go to, so nothing else takes this one's port.
+pub fn own_addr() -> SocketAddr {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let third = u8::try_from(2 + n / 254).expect("fewer than 64,000 own addresses");
+    let ip = std::net::Ipv4Addr::new(127, 0, third, (1 + n % 254) as u8);
+    let probe = std::net::TcpListener::bind((ip, 0)).expect("a port on an own loopback address");
+    probe.local_addr().expect("local_addr")
+}
+
+/// 127.0.0.1 and a port free there now, for a peer that a test stops and starts again at its
+/// address. A peer names the address its connections leave from, always 127.0.0.1 on
+/// loopback, so it cannot have an [`own_addr`]: another test's connection may take the port
+/// while the peer is down, but only for as long as that connection lasts.
+pub fn free_addr() -> SocketAddr {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
+    probe.local_addr().expect("local_addr")
 }
 
 impl ServerBuilder {
@@ -36,9 +60,10 @@ impl ServerBuilder {
         self
     }
 
-    /// `--port PORT` instead of `--port 0`.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
+    /// `--bind IP --port PORT` for `addr` (from [`own_addr`]) instead of 127.0.0.1 and a
+    /// port chosen at start: for a registry started again where its peers last saw it.
+    pub fn at(mut self, addr: SocketAddr) -> Self {
+        self.at = Some(addr);
         self
     }
 
@@ -52,19 +77,22 @@ impl ServerBuilder {
     #[track_caller]
     pub fn start(self) -> Server {
         let data = DataDirUse::new(self.data_dir, "server");
+        let at = self
+            .at
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
         let mut args: Vec<String> = vec![
             "--bind".into(),
-            "127.0.0.1".into(),
+            at.ip().to_string(),
             "--port".into(),
-            self.port.to_string(),
+            at.port().to_string(),
             "--data-dir".into(),
             data.path().display().to_string(),
         ];
         args.extend(self.extra);
         let proc = Proc::spawn("server", &binary("p2p-server"), &args);
-        let addr = listening_addr(&proc, "listening on ", None);
-        if self.port != 0 && addr.port() != self.port {
-            proc.fail(&format!("asked for port {} but got {addr}", self.port));
+        let addr = listening_addr(&proc, "listening on ", Some(at.ip()));
+        if at.port() != 0 && addr != at {
+            proc.fail(&format!("asked for {at} but got {addr}"));
         }
         let line = proc.expect_prefix("registry key ");
         let key = parse_key_line(&proc, &line, "registry key ", " (fingerprint ", ")");
@@ -89,7 +117,7 @@ impl Server {
     pub fn builder() -> ServerBuilder {
         ServerBuilder {
             data_dir: None,
-            port: 0,
+            at: None,
             extra: Vec::new(),
         }
     }
@@ -218,7 +246,7 @@ pub struct PeerBuilder {
     data_dir: Option<PathBuf>,
     extra: Vec<String>,
     flags: bool,
-    port: u16,
+    at: Option<SocketAddr>,
     /// A network namespace to run in, and the address to bind there (`TestLan`).
     netns: Option<(String, IpAddr)>,
     /// The largest file the peer may write, in bytes (`RLIMIT_FSIZE`): a disk that fills.
@@ -232,10 +260,10 @@ impl PeerBuilder {
         self
     }
 
-    /// `--port PORT` instead of `--port 0`: for a peer restarted where its partners last saw
-    /// it.
-    pub fn port(mut self, port: u16) -> Self {
-        self.port = port;
+    /// `--bind IP --port PORT` for `addr` (from [`free_addr`]) instead of 127.0.0.1 and a
+    /// port chosen at start: for a peer restarted where its partners last saw it.
+    pub fn at(mut self, addr: SocketAddr) -> Self {
+        self.at = Some(addr);
         self
     }
 
@@ -288,6 +316,7 @@ impl PeerBuilder {
     #[track_caller]
     pub fn start(self) -> Peer {
         let bind = self.netns.as_ref().map(|(_, ip)| *ip);
+        let bind = bind.or(self.at.map(|at| at.ip()));
         let (proc, name, data) = self.spawn();
         let addr = listening_addr(&proc, &format!("{name} listening on "), bind);
         let key = whoami(&proc, &name);
@@ -312,13 +341,14 @@ impl PeerBuilder {
                 "--name".into(),
                 self.name.clone(),
                 "--port".into(),
-                self.port.to_string(),
+                self.at.map_or(0, |at| at.port()).to_string(),
             ]);
         }
-        let bind = self.netns.as_ref().map(|(_, ip)| ip.to_string());
+        let bind = self.netns.as_ref().map(|(_, ip)| *ip);
+        let bind = bind.or(self.at.map(|at| at.ip()));
         args.extend([
             "--bind".into(),
-            bind.unwrap_or_else(|| "127.0.0.1".into()),
+            bind.map_or_else(|| "127.0.0.1".into(), |ip| ip.to_string()),
             "--server".into(),
             server,
             "--data-dir".into(),
@@ -369,7 +399,7 @@ impl Peer {
             data_dir: None,
             extra: Vec::new(),
             flags: true,
-            port: 0,
+            at: None,
             netns: None,
             file_size_limit: None,
         }

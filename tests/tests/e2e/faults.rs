@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use p2p_e2e::{binary, DataDir, Peer, RawPeer, Server, Stream};
+use p2p_e2e::{binary, own_addr, DataDir, Peer, RawPeer, Server, Stream};
 
 /// A TCP connection to `to` from the loopback address `from`.
 #[track_caller]
@@ -186,10 +186,11 @@ fn a_registry_killed_mid_traffic_comes_back_and_peers_register_again_by_themselv
     let data = DataDir::new("registry");
     let mut server = Server::builder()
         .data_dir(data.path())
+        .at(own_addr())
         .arg("--ttl")
         .arg("3s")
         .start();
-    let port = server.addr().port();
+    let at = server.addr();
     let alice = Peer::start("alice", server.addr());
     let bob = Peer::start("bob", server.addr());
     alice.register();
@@ -208,7 +209,7 @@ fn a_registry_killed_mid_traffic_comes_back_and_peers_register_again_by_themselv
 
     let server = Server::builder()
         .data_dir(data.path())
-        .port(port)
+        .at(at)
         .arg("--ttl")
         .arg("3s")
         .start();
@@ -554,12 +555,15 @@ fn sigterm_stops_a_peer_even_while_its_stdout_is_not_read() {
 #[test]
 fn after_a_registry_restart_the_first_request_registers_the_peer_again() {
     let data = DataDir::new("registry");
-    let mut server = Server::builder().data_dir(data.path()).start();
-    let port = server.addr().port();
+    let mut server = Server::builder()
+        .data_dir(data.path())
+        .at(own_addr())
+        .start();
+    let at = server.addr();
     let alice = Peer::start("alice", server.addr());
     alice.register();
     server.kill();
-    let server = Server::builder().data_dir(data.path()).port(port).start();
+    let server = Server::builder().data_dir(data.path()).at(at).start();
     let listed = alice.listpeer();
     let alice_line = format!("peer alice {} key {}", alice.addr(), alice.fingerprint());
     assert_eq!(

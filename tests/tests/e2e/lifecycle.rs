@@ -2,16 +2,17 @@
 //! answering), or ended; what is typed to a partner who is away is kept, across restarts of
 //! either side, and delivered in order, once, when the chat opens again.
 
+use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use p2p_e2e::{raw_exchange, DataDir, Peer, Proc, Proxy, Server};
+use p2p_e2e::{free_addr, raw_exchange, DataDir, Peer, Proc, Proxy, Server};
 
-/// A peer on a data folder and a port of its own, restarted there: its partners find it where
-/// they last saw it. Every second it checks its partners and asks its away chats again.
-fn start(name: &str, data: &DataDir, port: u16) -> Peer {
+/// A peer on a data folder and an address of its own, restarted there: its partners find it
+/// where they last saw it. Every second it checks its partners and asks its away chats again.
+fn start(name: &str, data: &DataDir, at: SocketAddr) -> Peer {
     Peer::builder(name)
         .data_dir(data.path())
-        .port(port)
+        .at(at)
         .arg("--keepalive")
         .arg("1s")
         .arg("--retry-for")
@@ -21,17 +22,12 @@ fn start(name: &str, data: &DataDir, port: u16) -> Peer {
         .start()
 }
 
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
-}
-
 #[test]
 fn messages_for_a_partner_who_is_away_arrive_in_order_once_after_both_restart() {
     let (alice_dir, bob_dir) = (DataDir::new("alice"), DataDir::new("bob"));
-    let (alice_port, bob_port) = (free_port(), free_port());
-    let mut alice = start("alice", &alice_dir, alice_port);
-    let mut bob = start("bob", &bob_dir, bob_port);
+    let (alice_at, bob_at) = (free_addr(), free_addr());
+    let mut alice = start("alice", &alice_dir, alice_at);
+    let mut bob = start("bob", &bob_dir, bob_at);
     alice.chat_with(&bob);
     alice.say(&bob, "before");
 
@@ -48,13 +44,13 @@ fn messages_for_a_partner_who_is_away_arrive_in_order_once_after_both_restart() 
     );
     alice.exit();
 
-    let alice = start("alice", &alice_dir, alice_port);
+    let alice = start("alice", &alice_dir, alice_at);
     assert_eq!(
         alice.connected(),
         vec![format!("{} (away)", bob.connected_line())],
         "kept across a restart"
     );
-    let bob = start("bob", &bob_dir, bob_port);
+    let bob = start("bob", &bob_dir, bob_at);
     // Either side may ask first; the chat opens without a `yes`.
     alice.expect_exact(&format!(
         "bob is back ({}); chat resumed, sending 3 kept",
@@ -96,11 +92,11 @@ fn away_in_status(peer: &Peer) -> Vec<String> {
 #[test]
 fn a_partner_killed_and_restarted_is_said_away_then_back_and_status_shows_it() {
     let bob_dir = DataDir::new("bob");
-    let bob_port = free_port();
+    let bob_at = free_addr();
     // Kept to the end of the test: dropping it would remove alice's folder under her.
     let alice_dir = DataDir::new("alice");
-    let alice = start("alice", &alice_dir, free_port());
-    let mut bob = start("bob", &bob_dir, bob_port);
+    let alice = start("alice", &alice_dir, free_addr());
+    let mut bob = start("bob", &bob_dir, bob_at);
     alice.chat_with(&bob);
     // Once bob shows a message, his record of the chat is on disk (his disk thread writes
     // in order), so the bob started again knows the chat and reopens it.
@@ -116,7 +112,7 @@ fn a_partner_killed_and_restarted_is_said_away_then_back_and_status_shows_it() {
     let listed = format!("away bob {} key {}", bob.addr(), bob.fingerprint());
     assert_eq!(away_in_status(&alice), vec![listed]);
 
-    let bob = start("bob", &bob_dir, bob_port);
+    let bob = start("bob", &bob_dir, bob_at);
     alice.expect_exact(&format!("bob is back ({}); chat resumed", bob.addr()));
     // bob's side kept the chat on disk and reopens it too.
     bob.expect_exact(&format!("alice is back ({}); chat resumed", alice.addr()));
@@ -157,7 +153,7 @@ fn forget_ends_an_away_chat_with_its_kept_messages_and_its_pin() {
 #[test]
 fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
     let bob_dir = DataDir::new("bob");
-    let bob_port = free_port();
+    let bob_at = free_addr();
     // Rounds an hour apart: nobody reopens the chat by itself in this test.
     let quiet = |peer: p2p_e2e::PeerBuilder| peer.arg("--exchange-every").arg("1h");
     // A check keeps trying for 5 s while nobody listens: longer than bob's restart.
@@ -167,7 +163,7 @@ fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
         .arg("--retry-for")
         .arg("5s")
         .start();
-    let start_bob = || quiet(Peer::builder("bob").data_dir(bob_dir.path()).port(bob_port)).start();
+    let start_bob = || quiet(Peer::builder("bob").data_dir(bob_dir.path()).at(bob_at)).start();
     let mut bob = start_bob();
     alice.chat_with(&bob);
     bob.kill();
@@ -199,7 +195,7 @@ fn a_message_held_while_bob_restarts(
     then: impl FnOnce(&Peer),
 ) -> ((DataDir, DataDir, Proxy), Peer, Peer) {
     let (alice_dir, bob_dir) = (DataDir::new("alice"), DataDir::new("bob"));
-    let bob_port = free_port();
+    let bob_at = free_addr();
     let args = [
         "--keepalive",
         "1s",
@@ -208,16 +204,16 @@ fn a_message_held_while_bob_restarts(
         "--exchange-every",
         exchange_every,
     ];
-    let start = |name: &str, data: &DataDir, port: Option<u16>| {
+    let start = |name: &str, data: &DataDir, at: Option<SocketAddr>| {
         let builder = Peer::builder(name).data_dir(data.path());
         let builder = args.into_iter().fold(builder, |b, a| b.arg(a));
         // With `--debug`, alice's log says which way the message went.
-        match port {
-            Some(port) => builder.port(port).start(),
+        match at {
+            Some(at) => builder.at(at).start(),
             None => builder.arg("--debug").start(),
         }
     };
-    let mut bob = start("bob", &bob_dir, Some(bob_port));
+    let mut bob = start("bob", &bob_dir, Some(bob_at));
     let proxy = Proxy::start(bob.addr());
     let alice = start("alice", &alice_dir, None);
     alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
@@ -245,7 +241,7 @@ fn a_message_held_while_bob_restarts(
     // Meanwhile bob restarts: alice's next check finds out (his new process does not know
     // the chat's keys).
     bob.kill();
-    let bob = start("bob", &bob_dir, Some(bob_port));
+    let bob = start("bob", &bob_dir, Some(bob_at));
     alice.expect_prefix("bob is away (");
     then(&alice);
     let refusal = raw_exchange(bob.addr(), &frame, false);
@@ -295,7 +291,8 @@ fn a_message_whose_chat_ended_under_it_is_kept_for_the_next_chat() {
         "queued for bob: its chat ended while it was on its way; it goes again when a chat \
          with bob is open, and bob shows it once",
     );
-    alice.send(&format!("chat request 127.0.0.1 {}", bob.port()));
+    let (ip, port) = (bob.addr().ip(), bob.port());
+    alice.send(&format!("chat request {ip} {port}"));
     let line = format!("alice: {}", m1());
     bob.expect_exact(&line);
     alice.expect_exact("delivered to bob");

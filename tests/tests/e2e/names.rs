@@ -3,7 +3,7 @@
 //! is shown as that name or pinned, it is checked against the key the registry binds it to.
 //! Each attack runs against the real programs on loopback; the attacker is the test.
 
-use p2p_e2e::{outcome, signer_of, Peer, RawPeer, Server, Signer};
+use p2p_e2e::{outcome, own_addr, signer_of, Peer, RawPeer, Server, Signer};
 use serde_json::json;
 
 const NONE: Vec<String> = Vec::new();
@@ -139,15 +139,15 @@ fn a_stranger_pushed_out_by_the_owner_of_the_name_is_told_declined() {
 
 #[test]
 fn a_registry_with_a_new_key_is_trusted_only_by_its_fingerprint() {
-    let first = Server::start();
-    let port = first.addr().port();
+    let first = Server::builder().at(own_addr()).start();
+    let at = first.addr();
     let alice = Peer::start("alice", first.addr());
     alice.register();
     drop(first);
 
     // Another registry (a new key) at the same --server: refused, and the error says how to
     // accept it once its key is checked.
-    let second = Server::builder().port(port).start();
+    let second = Server::builder().at(at).start();
     alice.send("register");
     let error = alice.expect_error();
     assert!(
@@ -172,7 +172,7 @@ fn a_registry_with_a_new_key_is_trusted_only_by_its_fingerprint() {
 fn a_refusal_at_first_contact_pins_no_registry_key() {
     // Something at the registry's address refuses alice's first request with its own key.
     let fake = RawPeer::start("registry");
-    let port = fake.addr().port();
+    let at = fake.addr();
     let mut alice = Peer::start("alice", fake.addr());
     alice.send("register");
     let request = fake.receive();
@@ -184,7 +184,7 @@ fn a_refusal_at_first_contact_pins_no_registry_key() {
     drop(fake);
 
     // The real registry there is trusted on its first successful reply.
-    let server = Server::builder().port(port).start();
+    let server = Server::builder().at(at).start();
     alice.register();
     alice.exit(); // after the disk thread has written what waits
     let known = std::fs::read_to_string(alice.data_file("known_registries")).unwrap();

@@ -5,16 +5,11 @@
 //! and back) carries no id; and wherever a peer appears, its key and fingerprint come with
 //! it.
 
-use p2p_e2e::{DataDir, JsonPeer, Peer, PublicKey, Server, Value};
+use p2p_e2e::{free_addr, own_addr, DataDir, JsonPeer, Peer, PublicKey, Server, Value};
 
 /// A peer with `--json` on the registry at `server`.
 fn json_peer(name: &str, server: &Server) -> JsonPeer {
     Peer::builder(name).server(server.addr()).start_json()
-}
-
-fn free_port() -> u16 {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().port()
 }
 
 /// `event` must be of kind `kind` and carry the id `id`.
@@ -130,11 +125,11 @@ fn a_json_line_that_is_no_command_is_one_error_with_its_code_and_id_when_readabl
 
 #[test]
 fn a_message_kept_for_an_away_partner_is_delivered_later_answering_its_command() {
-    let (bob_dir, bob_port) = (DataDir::new("bob"), free_port());
+    let (bob_dir, bob_addr) = (DataDir::new("bob"), free_addr());
     let bob_at = |data: &DataDir| {
         Peer::builder("bob")
             .data_dir(data.path())
-            .port(bob_port)
+            .at(bob_addr)
             .arg("--exchange-every")
             .arg("1s")
             .start()
@@ -177,10 +172,11 @@ fn losing_and_regaining_the_registry_are_events_no_command_caused() {
     let data = DataDir::new("registry");
     let mut server = Server::builder()
         .data_dir(data.path())
+        .at(own_addr())
         .arg("--ttl")
         .arg("3s")
         .start();
-    let port = server.addr().port();
+    let at = server.addr();
     let alice = json_peer("alice", &server);
     alice.send("register");
     assert_answers(&alice.next_event(), "registered", "c1");
@@ -194,7 +190,7 @@ fn losing_and_regaining_the_registry_are_events_no_command_caused() {
 
     let _server = Server::builder()
         .data_dir(data.path())
-        .port(port)
+        .at(at)
         .arg("--ttl")
         .arg("3s")
         .start();

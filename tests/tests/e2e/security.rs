@@ -8,7 +8,7 @@
 use std::os::unix::fs::PermissionsExt;
 
 use p2p_e2e::{
-    assert_refused, assert_refused_with, contains, envelope, json, outcome, raw_exchange,
+    assert_refused, assert_refused_with, contains, envelope, json, outcome, own_addr, raw_exchange,
     signer_of, stray_handshake, Capture, DataDir, Identity, Peer, Proc, Proxy, Refusal, Server,
     Signer, Value,
 };
@@ -540,8 +540,11 @@ fn after_registering_a_peer_needs_no_signatures_and_replays_are_refused() {
 #[test]
 fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
     let registry_dir = DataDir::new("registry");
-    let mut server = Server::builder().data_dir(registry_dir.path()).start();
-    let port = server.addr().port();
+    let mut server = Server::builder()
+        .data_dir(registry_dir.path())
+        .at(own_addr())
+        .start();
+    let at = server.addr();
     let proxy = Proxy::start(server.addr());
     let alice = Peer::start("alice", proxy.addr());
     alice.register();
@@ -549,7 +552,7 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
     drop(server);
     let server = Server::builder()
         .data_dir(registry_dir.path())
-        .port(port)
+        .at(at)
         .start();
 
     // alice's session is gone with the old process: her `listpeer` in it is refused, with a
@@ -586,15 +589,18 @@ fn a_registry_restart_ends_the_sessions_and_peers_sign_again() {
 #[test]
 fn a_registry_with_another_key_at_the_pinned_address_is_refused_as_an_impostor() {
     let real_dir = DataDir::new("registry");
-    let mut real = Server::builder().data_dir(real_dir.path()).start();
-    let (port, real_key) = (real.addr().port(), real.key());
+    let mut real = Server::builder()
+        .data_dir(real_dir.path())
+        .at(own_addr())
+        .start();
+    let (at, real_key) = (real.addr(), real.key());
     let alice = Peer::start("alice", real.addr());
     // The first answer pins the registry's key for this address.
     alice.register();
 
     real.kill();
     drop(real);
-    let fake = Server::builder().port(port).start();
+    let fake = Server::builder().at(at).start();
     assert_ne!(fake.key(), real_key);
     for command in ["listpeer", "register", "exit network"] {
         alice.send(command);
@@ -608,7 +614,7 @@ fn a_registry_with_another_key_at_the_pinned_address_is_refused_as_an_impostor()
     assert_eq!(alice.unread_lines(), NONE, "nothing else: no registration");
     // `status` says what is there: a registry with another key, not an unreachable one.
     alice.send("status");
-    let line = alice.expect_prefix(&format!("registry 127.0.0.1:{port}: "));
+    let line = alice.expect_prefix(&format!("registry {at}: "));
     assert!(line.contains("answers with another key"), "{line}");
     assert!(
         line.contains(&format!("trust registry {}", fake.fingerprint())),
@@ -618,10 +624,7 @@ fn a_registry_with_another_key_at_the_pinned_address_is_refused_as_an_impostor()
     drop(fake);
 
     // The real registry comes back at the same address: trusted again.
-    let real = Server::builder()
-        .data_dir(real_dir.path())
-        .port(port)
-        .start();
+    let real = Server::builder().data_dir(real_dir.path()).at(at).start();
     assert_eq!(real.key(), real_key);
     alice.register();
     assert_eq!(alice.listpeer(), vec![alice.peer_line()]);
