@@ -15,10 +15,20 @@
 //! peer holds the database exclusively while it runs (`locking_mode=EXCLUSIVE`), which spares
 //! each message six file-lock system calls and the shared-memory log index; a second peer
 //! with the same name and data directory gets a "database is locked" error at start instead.
-//! And `seq` is a plain `INTEGER PRIMARY KEY`: without `AUTOINCREMENT` there is no
-//! `sqlite_sequence` page to write with every message (rows are never deleted, so `seq` still
-//! only grows). docs/benchmarks.md has the measurements.
+//! And a message is two B-tree entries, two pages written to the log: its row, in a table
+//! kept in the order it is read (`WITHOUT ROWID`, keyed by the chat's partner and the
+//! message's place in that chat), and its id in the index that stores it once. Numbering the
+//! rows with SQLite's `rowid` would take a third B-tree (the rows by number, then an index
+//! by chat). docs/benchmarks.md has the measurements.
+//!
+//! The layout's version is the database's `user_version`. Version 0, the three-tree table
+//! `messages` of earlier releases, is moved into this layout's `chat_lines` when the history
+//! is first opened (one transaction: a crash leaves it whole). An earlier release run on the
+//! history later does not see `chat_lines` and stores into a `messages` table of its own,
+//! which is moved in the same way at the next start of this one: nothing is lost either way.
+//! A history from a newer release is not opened.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,6 +44,9 @@ pub enum HistoryError {
     InUse,
     #[error("cannot create it: {0}")]
     Create(std::io::Error),
+    /// Written by a newer p2p-peer, in a layout this one does not know.
+    #[error("it was written by a newer p2p-peer (history version {0}); run that one")]
+    Newer(i64),
     #[error("the chat history failed: {0}")]
     Failed(#[from] rusqlite::Error),
 }
@@ -42,9 +55,23 @@ pub enum HistoryError {
 const OPEN_WAIT: Duration = Duration::from_secs(1);
 
 /// How many rows the log may hold before they are copied into the database even while
-/// messages keep coming (a checkpoint): it bounds the log's file at about 1,000 rows of 3
-/// to 4 pages each. Otherwise the disk thread checkpoints in a pause (`disk.rs`).
+/// messages keep coming (a checkpoint): it bounds the log's file at about 1,000 rows of 2
+/// to 3 pages each. Otherwise the disk thread checkpoints in a pause (`disk.rs`).
 const LOG_ROWS_MAX: usize = 1_000;
+
+/// The layout this release writes (the database's `user_version`).
+const SCHEMA_VERSION: i64 = 1;
+
+/// The layout: the rows in each chat's order, and each id once.
+const SCHEMA: &str = "CREATE TABLE chat_lines (
+        peer TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL UNIQUE,
+        sender TEXT NOT NULL,
+        text TEXT NOT NULL,
+        at TEXT NOT NULL,
+        PRIMARY KEY (peer, seq)
+    ) WITHOUT ROWID;";
 
 /// One stored chat line.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -57,6 +84,8 @@ pub struct Line {
 
 pub struct History {
     db: Connection,
+    /// The last place taken in each chat written to since the history was opened.
+    last_seq: HashMap<PeerName, i64>,
     /// Rows written to the log since its last checkpoint (or about: an ignored insert
     /// counts).
     in_log: usize,
@@ -100,24 +129,50 @@ impl History {
         // After a checkpoint the log's file is cut back to 4 MiB, about what SQLite's own
         // checkpoints let it reach, instead of keeping the size of the longest burst.
         db.pragma_update(None, "journal_size_limit", 4 * 1024 * 1024)?;
-        db.execute_batch(
-            "CREATE TABLE IF NOT EXISTS messages (
-                 seq INTEGER PRIMARY KEY,
-                 id TEXT NOT NULL UNIQUE,
-                 peer TEXT NOT NULL,
-                 sender TEXT NOT NULL,
-                 text TEXT NOT NULL,
-                 at TEXT NOT NULL
-             );
-             CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, seq);",
-        )?;
+        Self::lay_out(&db)?;
         Ok(History {
             db,
+            last_seq: HashMap::new(),
             // The tables just made, or what an earlier run left in the log (one killed before
             // it closed): copied in the first pause.
             in_log: 1,
             force_at: LOG_ROWS_MAX,
         })
+    }
+
+    /// Creates the table of a new history, and moves in the rows of an earlier release's
+    /// table, if there is one: version 0's, or one an earlier release made since on this
+    /// history (it does not know this table, and starts a `messages` table of its own).
+    fn lay_out(db: &Connection) -> Result<(), HistoryError> {
+        let version: i64 = db.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(HistoryError::Newer(version));
+        }
+        let tables =
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'messages'";
+        let earlier = db.query_row(tables, [], |row| row.get::<_, i64>(0))? > 0;
+        let mut steps = String::new();
+        if version < SCHEMA_VERSION {
+            steps += &format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};");
+        }
+        // Its `seq` numbers rows across all chats, in the order stored: after the last
+        // number here, each chat's rows keep their order, and follow the rows already here.
+        if earlier {
+            steps += "INSERT OR IGNORE INTO chat_lines (peer, seq, id, sender, text, at)
+                          SELECT m.peer, here.last + m.seq, m.id, m.sender, m.text, m.at
+                          FROM messages AS m,
+                               (SELECT coalesce(max(seq), 0) AS last FROM chat_lines) AS here;
+                      DROP TABLE messages;";
+        }
+        if steps.is_empty() {
+            return Ok(());
+        }
+        // One transaction: a crash leaves the earlier table whole.
+        db.execute_batch(&format!("BEGIN; {steps} COMMIT;"))
+            .inspect_err(|_| {
+                let _ = db.execute_batch("ROLLBACK");
+            })?;
+        Ok(())
     }
 
     /// Whether the log holds rows not yet copied into the database.
@@ -158,18 +213,36 @@ impl History {
         text: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, HistoryError> {
-        // Prepared once and cached: this runs before every chat message is shown.
+        let seq = self.last_seq(peer)? + 1;
+        // Prepared once and cached: this runs for every chat message.
         let mut insert = self.db.prepare_cached(
-            "INSERT OR IGNORE INTO messages (id, peer, sender, text, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO chat_lines (peer, seq, id, sender, text, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         let added = insert.execute(params![
-            id.to_string(),
             peer.as_str(),
+            seq,
+            id.to_string(),
             sender.as_str(),
             text,
             at.to_rfc3339_opts(SecondsFormat::Micros, true)
-        ])?;
-        Ok(added == 1)
+        ])? == 1;
+        if added {
+            self.last_seq.insert(*peer, seq);
+        }
+        Ok(added)
+    }
+
+    /// The last place taken in the chat with `peer`: asked of the database once per chat
+    /// (the last entry of its range in the table), then kept.
+    fn last_seq(&mut self, peer: &PeerName) -> Result<i64, HistoryError> {
+        if let Some(&seq) = self.last_seq.get(peer) {
+            return Ok(seq);
+        }
+        let last = "SELECT coalesce(max(seq), 0) FROM chat_lines WHERE peer = ?1";
+        let seq = self.db.query_row(last, [peer.as_str()], |row| row.get(0))?;
+        self.last_seq.insert(*peer, seq);
+        Ok(seq)
     }
 
     /// Stores several messages (as [`History::record`] each) in one transaction: under load,
@@ -216,7 +289,7 @@ impl History {
     pub fn last(&self, peer: &PeerName, n: usize) -> Result<Vec<Line>, HistoryError> {
         let mut query = self.db.prepare(
             "SELECT at, sender, text FROM
-                 (SELECT seq, at, sender, text FROM messages WHERE peer = ?1
+                 (SELECT seq, at, sender, text FROM chat_lines WHERE peer = ?1
                   ORDER BY seq DESC LIMIT ?2)
              ORDER BY seq",
         )?;
@@ -343,6 +416,79 @@ mod tests {
         assert!(!h.needs_checkpoint(), "checkpointed as the log filled");
         assert!(size() > copied);
         drop(h);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Stores `rows` as a release before version 1 did: one table numbered across chats,
+    /// an id index and an index by chat, made if missing.
+    fn earlier_release_stores(path: &Path, rows: &[(MessageId, &PeerName, &PeerName, &str)]) {
+        let old = Connection::open(path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE IF NOT EXISTS messages (
+                 seq INTEGER PRIMARY KEY,
+                 id TEXT NOT NULL UNIQUE,
+                 peer TEXT NOT NULL,
+                 sender TEXT NOT NULL,
+                 text TEXT NOT NULL,
+                 at TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS messages_by_peer ON messages (peer, seq);",
+        )
+        .unwrap();
+        let at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
+        for (id, peer, sender, text) in rows {
+            old.execute(
+                "INSERT OR IGNORE INTO messages (id, peer, sender, text, at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id.to_string(), peer.as_str(), sender.as_str(), text, at],
+            )
+            .unwrap();
+        }
+    }
+
+    #[test]
+    fn a_history_of_an_earlier_release_is_moved_into_this_layout_whole_and_in_order() {
+        let (dir, path) = fresh_history("v0");
+        let (alice, bob, carol) = (name("alice"), name("bob"), name("carol"));
+        let kept = new_id();
+        earlier_release_stores(
+            &path,
+            &[
+                (kept, &bob, &alice, "one"),
+                (new_id(), &carol, &carol, "hey"),
+                (new_id(), &bob, &bob, "two"),
+            ],
+        );
+
+        let mut h = History::open(&path).unwrap();
+        assert_eq!(texts(&h, &bob, 10), ["one", "two"]);
+        assert_eq!(texts(&h, &carol, 10), ["hey"]);
+        assert!(
+            !h.record(kept, &bob, &alice, "one", Utc::now()).unwrap(),
+            "an id stored before is still stored once"
+        );
+        h.record(new_id(), &bob, &alice, "three", Utc::now())
+            .unwrap();
+        assert_eq!(texts(&h, &bob, 2), ["two", "three"], "after the old rows");
+        drop(h);
+        let h = History::open(&path).unwrap();
+        assert_eq!(texts(&h, &bob, 10), ["one", "two", "three"], "moved once");
+        drop(h);
+
+        // An earlier release run on it again stores into a table of its own: moved in at
+        // the next start, after what was here.
+        earlier_release_stores(&path, &[(new_id(), &bob, &bob, "four")]);
+        let h = History::open(&path).unwrap();
+        assert_eq!(texts(&h, &bob, 10), ["one", "two", "three", "four"]);
+        assert_eq!(texts(&h, &carol, 10), ["hey"]);
+        drop(h);
+
+        // A layout from a newer release is left alone.
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch("PRAGMA user_version = 2")
+            .unwrap();
+        assert!(matches!(History::open(&path), Err(HistoryError::Newer(2))));
         let _ = std::fs::remove_dir_all(&dir);
     }
 
