@@ -41,6 +41,7 @@ use crate::retry::{retry, Attempt};
 use crate::screen::Screen;
 use crate::state::conversations::Typed;
 use crate::state::sealed::Sealed;
+use crate::state::Typing;
 
 /// Why a try of a chat message is sent again; the last one, if the retry time runs out.
 enum Again {
@@ -96,10 +97,11 @@ impl CommandLoop {
     pub(crate) async fn chat_message(&mut self, peer: PeerName, text: String) {
         // One id for every try, so the receiver can tell a retry from a new message.
         let id = new_id();
-        let message = Typed {
+        let mut message = Typed {
             id,
             text,
             cmd: self.running.clone(),
+            place: None,
         };
         // Room in flight first: a frame sealed now must not wait (for as long as the oldest
         // message's retries) while its chat closes or reopens. The command loop runs one
@@ -108,21 +110,24 @@ impl CommandLoop {
         // Its place in the chat's order is taken now, as typed, and its first try sealed in
         // the same turn of the broker: one hand-off fewer before it leaves.
         let text = message.text.clone();
-        let typed = self
-            .broker
-            .call(move |state, _, _| match state.message_typed(&peer, id) {
+        let typed = self.broker.call(move |state, _, _| {
+            let Typing { keep, place } = state.message_typed(&peer, id);
+            let first = match keep {
                 true => FirstTry::Keep,
                 false => FirstTry::Send(state.seal_message(&peer, id, text, false)),
-            });
+            };
+            (place, first)
+        });
         let messenger = self.messenger.clone();
-        let first = match typed.await {
+        let (place, first) = typed.await.unwrap_or((None, FirstTry::Send(None)));
+        message.place = place;
+        let first = match first {
             // A partner who is away gets it when back (`resume.rs`).
-            Some(FirstTry::Keep) => {
+            FirstTry::Keep => {
                 let why = format!("{peer} is offline");
                 return messenger.keep(peer, message, why).await;
             }
-            Some(FirstTry::Send(sealed)) => sealed,
-            None => None,
+            FirstTry::Send(sealed) => sealed,
         };
         self.in_flight
             .add(runtime::spawn(messenger.send(peer, message, first)));
@@ -132,7 +137,12 @@ impl CommandLoop {
 impl Messenger {
     /// Sends `message` to `peer`, `first` as its first try, and shows its outcome.
     async fn send(self, peer: PeerName, message: Typed, first: Option<Sealed>) {
-        let Typed { id, text, cmd } = message;
+        let Typed {
+            id,
+            text,
+            cmd,
+            place,
+        } = message;
         // Whether a try was written whole before it failed: then the partner may have read
         // and shown it, whatever the last try came to, and the user must not be told it
         // was not delivered (docs/decisions.md, "A message that may have arrived").
@@ -204,7 +214,15 @@ impl Messenger {
             // Its chat kept ending under it until the retry time ran out.
             Err(Again::ChatEnded) => {
                 return self
-                    .keep_after_chat_ended(peer, Typed { id, text, cmd })
+                    .keep_after_chat_ended(
+                        peer,
+                        Typed {
+                            id,
+                            text,
+                            cmd,
+                            place,
+                        },
+                    )
                     .await
             }
             Err(Again::Busy) => {
@@ -229,7 +247,17 @@ impl Messenger {
                     }
                 };
                 return self
-                    .keep_after_failure(peer, Typed { id, text, cmd }, chat, why)
+                    .keep_after_failure(
+                        peer,
+                        Typed {
+                            id,
+                            text,
+                            cmd,
+                            place,
+                        },
+                        chat,
+                        why,
+                    )
                     .await;
             }
         };
@@ -269,7 +297,12 @@ impl Messenger {
                 chat,
             }) => {
                 let why = format!("{peer} no longer knows the chat (it restarted)");
-                let message = Typed { id, text, cmd };
+                let message = Typed {
+                    id,
+                    text,
+                    cmd,
+                    place,
+                };
                 self.keep_after_failure(peer, message, chat, (why.clone(), why))
                     .await
             }
@@ -301,8 +334,16 @@ impl Messenger {
                 }
             }
             Err(Undelivered::ChatGone) => {
-                self.keep_after_chat_ended(peer, Typed { id, text, cmd })
-                    .await
+                self.keep_after_chat_ended(
+                    peer,
+                    Typed {
+                        id,
+                        text,
+                        cmd,
+                        place,
+                    },
+                )
+                .await
             }
         }
     }

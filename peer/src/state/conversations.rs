@@ -38,13 +38,17 @@ pub const MAX_QUEUE_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// The most conversations kept: one per partner.
 pub const MAX_CONVERSATIONS: usize = 256;
 
-/// A message the user typed: the id it goes under (the same for every try), its text, and
-/// the command that sent it, whose id its outcome carries however late it comes.
+/// A message the user typed: the id it goes under (the same for every try), its text, the
+/// command that sent it, whose id its outcome carries however late it comes, and its place
+/// among the messages typed to its partner ([`Conversations::take_place`]; `None` if there
+/// was no chat). A message kept only after it failed on its way goes before those typed
+/// after it and kept first: the outbox is in the order typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Typed {
     pub id: MessageId,
     pub text: String,
     pub cmd: Option<CommandId>,
+    pub place: Option<u64>,
 }
 
 /// A message kept for a partner who is away.
@@ -84,7 +88,8 @@ struct Conversation {
     /// Whether the chat is away (no session keys). Every conversation read from disk is.
     #[serde(default)]
     away: bool,
-    /// The sequence number of the next message kept.
+    /// The place of the next message typed or kept: places only grow, and a kept message's
+    /// is its `seq`.
     next_seq: u64,
     outbox: VecDeque<Queued>,
 }
@@ -197,23 +202,42 @@ impl Conversations {
         let Some(c) = self.by_name.get_mut(name) else {
             return (Queueing::NoChat, None);
         };
-        let Typed { id, text, cmd } = message;
+        let Typed {
+            id,
+            text,
+            cmd,
+            place,
+        } = message;
         if c.outbox.iter().any(|q| q.id == id) {
             return (Queueing::Queued, None);
         }
         if c.outbox.len() >= MAX_QUEUED {
             return (Queueing::Full, None);
         }
-        let seq = c.next_seq;
-        c.next_seq += 1;
-        c.outbox.push_back(Queued {
+        let seq = place.unwrap_or(c.next_seq);
+        c.next_seq = c.next_seq.max(seq + 1);
+        // In the order typed: one that was on its way when the chat went away goes before
+        // those typed after it, kept meanwhile.
+        let before = c.outbox.iter().position(|q| q.seq > seq);
+        let kept = Queued {
             seq,
             id,
             text,
             at,
             cmd,
-        });
+        };
+        c.outbox.insert(before.unwrap_or(c.outbox.len()), kept);
         (Queueing::Queued, Some(self.file()))
+    }
+
+    /// The place of a message typed now to `name`, if there is a chat with it (open or
+    /// away). Not written until a message is kept: a place taken by a message that is
+    /// delivered, or lost with the process, need not be remembered.
+    pub fn take_place(&mut self, name: &PeerName) -> Option<u64> {
+        let c = self.by_name.get_mut(name)?;
+        let place = c.next_seq;
+        c.next_seq += 1;
+        Some(place)
     }
 
     /// The first message kept for `name`, to send now.

@@ -46,6 +46,7 @@ pub use arrived::{AckTo, Acks, ChatMessage, FromChat, Held, Showing, Storing};
 use book::Book;
 pub use broadcasts::Forward;
 use chats::Chats;
+pub use commands::Typing;
 use conversations::Conversations;
 use flood::Flood;
 use incoming::{IncomingRequests, PendingRequest};

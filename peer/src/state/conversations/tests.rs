@@ -17,6 +17,7 @@ fn typed(id: MessageId, text: &str) -> Typed {
         id,
         text: text.into(),
         cmd: None,
+        place: None,
     }
 }
 
@@ -117,4 +118,36 @@ fn a_chat_with_another_key_under_the_name_starts_a_new_conversation() {
     c.opened(bob(), new, addr());
     assert_eq!(c.queued(&bob()), 0, "kept for someone else");
     assert!(c.is_resumable(&bob(), &new));
+}
+
+#[test]
+fn a_message_kept_late_goes_before_those_typed_after_it() {
+    let mut c = Conversations::load(std::env::temp_dir().join("p2p-conversations-none")).unwrap();
+    let key = Identity::generate().public();
+    c.opened(bob(), key, addr());
+    // Three messages typed while the chat is open: each takes its place as typed.
+    let places: Vec<u64> = (0..3).map(|_| c.take_place(&bob()).unwrap()).collect();
+    let message = |text: &str, place| Typed {
+        place: Some(place),
+        ..typed(new_id(), text)
+    };
+    c.away(&bob(), &key);
+    // The third was typed after the chat went away, and kept at once; the first two were on
+    // their way, and are kept when their tries run out, the second first.
+    for (text, place) in [("m3", places[2]), ("m2", places[1]), ("m1", places[0])] {
+        assert_eq!(
+            c.queue(&bob(), message(text, place), at(0)).0,
+            Queueing::Queued
+        );
+    }
+    // One with no place (typed with no chat: never kept in fact) goes last.
+    c.queue(&bob(), typed(new_id(), "m4"), at(0));
+    let mut sent = Vec::new();
+    while let Some(next) = c.next_queued(&bob()) {
+        sent.push(next.text.clone());
+        c.delivered(&bob(), next.id);
+    }
+    assert_eq!(sent, ["m1", "m2", "m3", "m4"], "in the order typed");
+    // Places keep growing past those kept.
+    assert!(c.take_place(&bob()).unwrap() > places[2]);
 }

@@ -113,6 +113,7 @@ fn a_kept_message_answers_the_command_that_sent_it_until_its_end() {
         id: new_id(),
         text: text.into(),
         cmd: cmd(by),
+        place: None,
     };
     // The message that finds bob gone makes the chat away, and is kept: both answer it.
     let why = ("nobody answered".to_string(), "bob is away".to_string());
@@ -159,6 +160,7 @@ fn a_message_kept_too_long_ends_answering_its_command() {
         id: new_id(),
         text: "late".into(),
         cmd: cmd("m9"),
+        place: None,
     };
     let why = "bob is offline".to_string();
     state
@@ -184,6 +186,7 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
         id: new_id(),
         text: "on its way".into(),
         cmd: cmd(by),
+        place: None,
     };
     let why = || "its chat ended while it was on its way".to_string();
     // A chat open again by now (the same name and key): the message is kept and goes at
@@ -232,6 +235,7 @@ fn a_failure_in_a_chat_that_has_ended_never_makes_the_chat_open_now_away() {
         id: new_id(),
         text: "sent in the old chat".into(),
         cmd: cmd("m1"),
+        place: None,
     };
     let why = ("nobody answered".to_string(), "bob is away".to_string());
     let mut fx = Vec::new();
