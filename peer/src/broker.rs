@@ -27,9 +27,7 @@ use crate::names::Names;
 use crate::resume;
 use crate::screen::Screen;
 use crate::state::pins::Namespace;
-use crate::state::{
-    Acks, ChatMessage, Context, Effect, FromChat, Held, PeerState, Showing, Storing,
-};
+use crate::state::{ChatMessage, Context, Effect, FromChat, Held, PeerState, Showing, Storing};
 use crate::vouch::TrustedRegistry;
 
 /// A function of the state, run by the broker.
@@ -50,11 +48,11 @@ pub enum Acknowledge {
     /// With this, now.
     Now(Vec<u8>),
     /// A chat message whose turn has come: store it (filling its place if it shows only if
-    /// new), then acknowledge as [`Storing`] says.
-    AfterStoring(Box<Storing>, Acks),
+    /// new), then acknowledge as [`Storing`] says, with this sealed `ok`.
+    AfterStoring(Box<Storing>, Vec<u8>),
     /// A chat message that came before its turn: wait for it to show (then as
-    /// `AfterStoring`); if it is dropped instead, acknowledge with the `busy` given here.
-    WhenItsTurnComes(oneshot::Receiver<(Box<Storing>, Acks)>, Vec<u8>),
+    /// `AfterStoring`); if it is dropped instead, its sender is told `busy`.
+    WhenItsTurnComes(oneshot::Receiver<(Box<Storing>, Vec<u8>)>),
 }
 
 /// A handle to the broker task; cheap to clone.
@@ -199,27 +197,23 @@ impl Actor {
                             Showing::Not => {}
                         }
                         // Sealed once the line is out: sealing is not the reader's wait.
-                        let once_stored = storing.then.is_some();
-                        let acks = self.state.seal_acks(storing.ack, once_stored);
-                        Ok(Acknowledge::AfterStoring(Box::new(storing), acks))
+                        let ok = self.state.seal_ok(storing.ack);
+                        Ok(Acknowledge::AfterStoring(Box::new(storing), ok))
                     }
                     // It shows when its turn comes, after those before.
                     Ok(FromChat::Early { peer, seq, message }) => {
                         tracing::debug!("message {seq} from {peer} waits for those before it");
                         let (waiter, turn) = oneshot::channel();
                         // Sealed now, under this chat's keys: it may have closed when the turn
-                        // comes. `busy` in case it never does.
-                        let ack = message.storing.ack;
-                        let once_stored = matches!(message.showing, Showing::IfNew(_));
-                        let acks = self.state.seal_acks(ack, once_stored);
-                        let busy = self.state.seal_busy(ack);
+                        // comes.
+                        let ok = self.state.seal_ok(message.storing.ack);
                         let held = Held {
                             message,
-                            acks,
+                            ok,
                             waiter,
                         };
                         self.state.hold((peer, seq), held, cx.now);
-                        Ok(Acknowledge::WhenItsTurnComes(turn, busy))
+                        Ok(Acknowledge::WhenItsTurnComes(turn))
                     }
                     Err(refusal) => Err(refusal),
                 };
@@ -261,7 +255,7 @@ impl Actor {
             // same, so that a retry of one that has shown is not shown again.
             Effect::Release(Held {
                 message,
-                acks,
+                ok,
                 waiter,
             }) => {
                 let ChatMessage {
@@ -275,7 +269,7 @@ impl Actor {
                     }
                     Showing::Not => {}
                 }
-                if let Err((storing, _)) = waiter.send((Box::new(storing), acks)) {
+                if let Err((storing, _)) = waiter.send((Box::new(storing), ok)) {
                     let (disk, screen) = (self.disk.clone(), self.screen.clone());
                     runtime::spawn(async move {
                         let Storing { record, then, .. } = *storing;

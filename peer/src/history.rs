@@ -25,7 +25,9 @@
 //! `messages` of earlier releases, is moved into this layout's `chat_lines` when the history
 //! is first opened (one transaction: a crash leaves it whole). An earlier release run on the
 //! history later does not see `chat_lines` and stores into a `messages` table of its own,
-//! which is moved in the same way at the next start of this one: nothing is lost either way.
+//! which is moved in the same way at the next start of this one: nothing is lost either way
+//! (only, while the earlier release runs, a message sent again that this table alone has
+//! may show once more, as after a crash between showing and storing).
 //! A history from a newer release is not opened.
 
 use std::collections::HashMap;
@@ -157,11 +159,13 @@ impl History {
         }
         // Its `seq` numbers rows across all chats, in the order stored: after the last
         // number here, each chat's rows keep their order, and follow the rows already here.
+        // (`WHERE true`: SQLite reads `ON CONFLICT` after a join as part of it otherwise.)
         if earlier {
-            steps += "INSERT OR IGNORE INTO chat_lines (peer, seq, id, sender, text, at)
+            steps += "INSERT INTO chat_lines (peer, seq, id, sender, text, at)
                           SELECT m.peer, here.last + m.seq, m.id, m.sender, m.text, m.at
                           FROM messages AS m,
-                               (SELECT coalesce(max(seq), 0) AS last FROM chat_lines) AS here;
+                               (SELECT coalesce(max(seq), 0) AS last FROM chat_lines) AS here
+                          WHERE true ON CONFLICT (id) DO NOTHING;
                       DROP TABLE messages;";
         }
         if steps.is_empty() {
@@ -214,10 +218,11 @@ impl History {
         at: DateTime<Utc>,
     ) -> Result<bool, HistoryError> {
         let seq = self.last_seq(peer)? + 1;
-        // Prepared once and cached: this runs for every chat message.
+        // Prepared once and cached: this runs for every chat message. Only a known id is
+        // no insert; any other conflict is an error, never a message taken for stored.
         let mut insert = self.db.prepare_cached(
-            "INSERT OR IGNORE INTO chat_lines (peer, seq, id, sender, text, at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO chat_lines (peer, seq, id, sender, text, at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
         )?;
         let added = insert.execute(params![
             peer.as_str(),

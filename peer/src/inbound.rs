@@ -21,7 +21,7 @@ use crate::disk::Disk;
 use crate::error::PeerError;
 use crate::event::Event;
 use crate::flood;
-use crate::state::{Acks, Effect, Storing, Vouch};
+use crate::state::{Effect, Storing, Vouch};
 use crate::vouch::Voucher;
 
 #[derive(Clone)]
@@ -130,27 +130,27 @@ impl Service for PeerService {
         frame: Vec<u8>,
         _remote: SocketAddr,
     ) -> Result<Vec<u8>, SealedRefusal> {
-        let (storing, acks) = match self.broker.sealed(frame).await? {
+        let (storing, ok) = match self.broker.sealed(frame).await? {
             Acknowledge::Now(ack) => return Ok(ack),
-            Acknowledge::AfterStoring(storing, acks) => (storing, acks),
+            Acknowledge::AfterStoring(storing, ok) => (storing, ok),
             // Held for its turn (`state/order.rs`), which comes within a bounded time: the
             // chat's order is given up on a gap after `HOLD_FOR`. Dropped instead (a retry
             // took its place, or the peer is stopping): `busy`, and its sender tries again.
-            Acknowledge::WhenItsTurnComes(turn, busy) => match turn.await {
+            Acknowledge::WhenItsTurnComes(turn) => match turn.await {
                 Ok(storing) => storing,
-                Err(_) => return Ok(busy),
+                Err(_) => return Err(Refusal::NotNow.into()),
             },
         };
         // Stored, then acknowledged: `ok` says it has shown (the broker showed it when its
         // turn came, or before) or, for one sent again, that the disk thread showed it if
         // the history did not have it. A retry of one stored before is acknowledged again.
         let Storing { record, then, .. } = *storing;
-        let peer = record.peer;
-        match (self.disk.record(record, then).await, acks) {
-            (Ok(_), Acks::Ok(ok) | Acks::OkOrBusy { ok, .. }) => Ok(ok),
+        let (peer, id, shown) = (record.peer, record.id, then.is_none());
+        match self.disk.record(record, then).await {
+            Ok(_) => Ok(ok),
             // Shown but not stored: it has arrived, as the sender is told; only this peer's
             // history lacks it, as its user is told.
-            (Err(why), Acks::Ok(ok)) => {
+            Err(why) if shown => {
                 let error = PeerError::ReceivedNotStored { peer, why };
                 let show = move |_: &mut _, _: &_, fx: &mut Vec<Effect>| {
                     fx.push(Effect::Show(Event::Error(error).into()))
@@ -159,17 +159,21 @@ impl Service for PeerService {
                 Ok(ok)
             }
             // Not shown: it shows when a retry is stored.
-            (Err(why), Acks::OkOrBusy { busy, .. }) => {
+            Err(why) => {
                 tracing::warn!("a chat message sent again could not be stored: {why}");
-                Ok(busy)
+                Err(SealedRefusal {
+                    re: Some(id),
+                    why: Refusal::NotNow,
+                })
             }
         }
     }
 
     fn refused(&self, remote: SocketAddr, why: &Refusal) {
         match why {
-            // A goodbye that crossed a frame in flight: how chats end, not a warning.
-            Refusal::Ended => tracing::debug!("refused {remote}: {why}"),
+            // A goodbye that crossed a frame in flight: how chats end, not a warning. A
+            // message not taken now is logged where that arises, if it is worth a warning.
+            Refusal::Ended | Refusal::NotNow => tracing::debug!("refused {remote}: {why}"),
             _ => tracing::warn!("refused {remote}: {}", printable(&why.to_string())),
         }
     }

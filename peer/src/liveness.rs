@@ -4,8 +4,9 @@
 //! sealed `keepalive` in the chat: only the partner holding the chat's keys can acknowledge
 //! it, so a new process at the partner's address (the same key, restarted) cannot keep a
 //! dead chat alive; its signed `unknown_session` makes the chat away at once. A check that
-//! gets no answer, after retries for `--retry-for`, is missed; a partner that misses
-//! [`MISSES_TO_END`] checks in a row is away (`state/conversations.rs`): the chat's keys go,
+//! gets no answer, after retries for `--retry-for`, is missed; a chat that misses
+//! [`MISSES_TO_END`] checks in a row (counted per chat: one opened again starts from none)
+//! is away (`state/conversations.rs`): the chat's keys go,
 //! and what is typed to it is kept. One missed check never does it: a partner whose slots a
 //! flood holds for a moment, or a network that drops a few packets, is not away. `busy` is
 //! an answer from a live partner that is only overloaded: the check counts as answered.
@@ -14,11 +15,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use futures::future::join_all;
-use p2p_shared::identity::PublicKey;
 use p2p_shared::transport::SendError;
 use p2p_shared::wire::frame::ChatId;
 use p2p_shared::wire::new_id;
-use p2p_shared::{runtime, ErrorCode, Outcome, PeerInfo, PeerName};
+use p2p_shared::{runtime, ErrorCode, Outcome, PeerInfo};
 
 use crate::broker::Broker;
 use crate::error::Failure;
@@ -36,25 +36,26 @@ pub fn start(broker: Broker, screen: Screen, every: Duration, retry_for: Duratio
         let mut misses = Misses::default();
         loop {
             runtime::sleep(every).await;
-            let Some(chats) = broker.call(|state, _, _| state.chats()).await else {
+            let Some(chats) = broker.call(|state, _, _| state.chats_by_id()).await else {
                 break;
             };
-            misses.keep_only(&chats);
+            misses.keep_only(chats.iter().map(|(_, id)| *id));
             let broker_ref = &broker;
-            let checks = chats.into_iter().map(|chat| async move {
+            let checks = chats.into_iter().map(|(chat, id)| async move {
                 let result = check(broker_ref, &chat, retry_for).await;
-                (chat, result)
+                (chat, id, result)
             });
-            for (chat, checked) in join_all(checks).await {
+            for (chat, id, checked) in join_all(checks).await {
+                // Counted in the chat each check was sealed in: a chat that opened again
+                // meanwhile starts from none.
                 let miss = match checked {
-                    Checked::Answered => misses.record(&chat, Ok(())),
-                    Checked::Missed(miss) => misses.record(&chat, Err(miss)),
+                    Checked::Answered => misses.record(id, Ok(())),
+                    Checked::Missed(miss) => misses.record(miss.chat, Err(miss)),
                     Checked::Lost(miss) => Some(miss),
                 };
                 let Some(Miss { why, chat: id }) = miss else {
                     continue;
                 };
-                // The chat the last check was sealed in: one opened since is checked anew.
                 let peer = chat.name;
                 let away = broker.call(move |state, _, fx| state.away_if(&peer, id, fx));
                 if away.await == Some(true) {
@@ -131,15 +132,15 @@ async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked
     }
 }
 
-/// Checks missed in a row, per partner (by name and key: a new chat with the same name
-/// starts from none).
+/// Checks missed in a row, per chat (by its id: a chat opened again, even with the same
+/// partner, starts from none).
 #[derive(Default)]
-struct Misses(HashMap<(PeerName, PublicKey), u32>);
+struct Misses(HashMap<ChatId, u32>);
 
 impl Misses {
-    /// Records one check of `chat`; the last miss, once it missed [`MISSES_TO_END`] in a row.
-    fn record<M>(&mut self, chat: &PeerInfo, result: Result<(), M>) -> Option<M> {
-        let who = (chat.name, chat.key);
+    /// Records one check in chat `who`; the last miss, once it missed [`MISSES_TO_END`] in a
+    /// row.
+    fn record<M>(&mut self, who: ChatId, result: Result<(), M>) -> Option<M> {
         match result {
             Ok(()) => {
                 self.0.remove(&who);
@@ -157,10 +158,10 @@ impl Misses {
         }
     }
 
-    /// Forgets partners no longer chatted with.
-    fn keep_only(&mut self, chats: &[PeerInfo]) {
-        self.0
-            .retain(|(name, key), _| chats.iter().any(|c| c.name == *name && c.key == *key));
+    /// Forgets chats no longer open.
+    fn keep_only(&mut self, open: impl Iterator<Item = ChatId>) {
+        let open: Vec<ChatId> = open.collect();
+        self.0.retain(|id, _| open.contains(id));
     }
 }
 
@@ -175,42 +176,28 @@ pub fn is_transient(e: &SendError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_shared::identity::Identity;
-
-    fn partner(name: &str) -> PeerInfo {
-        PeerInfo {
-            name: name.parse().unwrap(),
-            addr: "127.0.0.1:1".parse().unwrap(),
-            key: Identity::generate().public(),
-        }
-    }
 
     #[test]
-    fn a_chat_ends_only_after_checks_missed_in_a_row() {
+    fn a_chat_ends_only_after_checks_missed_in_a_row_in_that_chat() {
         let mut misses = Misses::default();
-        let (bob, carol) = (partner("bob"), partner("carol"));
+        let (bob, carol, bob_again): (ChatId, ChatId, ChatId) = ([1; 16], [2; 16], [3; 16]);
         let missed = || Err("no answer".to_string());
         let answered = || Ok::<(), String>(());
-        assert_eq!(misses.record(&bob, missed()), None, "one miss is not gone");
+        assert_eq!(misses.record(bob, missed()), None, "one miss is not gone");
         assert_eq!(
-            misses.record(&bob, answered()),
+            misses.record(bob, answered()),
             None,
             "an answer (ok or busy)"
         );
-        assert_eq!(
-            misses.record(&bob, missed()),
-            None,
-            "counts from none again"
-        );
-        assert_eq!(misses.record(&carol, missed()), None, "each partner apart");
-        assert_eq!(misses.record(&bob, missed()), Some("no answer".into()));
-        // A partner no longer chatted with is forgotten: a new chat starts from none.
-        misses.keep_only(std::slice::from_ref(&bob));
-        assert_eq!(misses.record(&carol, missed()), None);
-        let new_bob = PeerInfo {
-            key: Identity::generate().public(),
-            ..bob.clone()
-        };
-        assert_eq!(misses.record(&new_bob, missed()), None);
+        assert_eq!(misses.record(bob, missed()), None, "counts from none again");
+        assert_eq!(misses.record(carol, missed()), None, "each chat apart");
+        // The chat with bob opens again (new keys, the same bob) after one miss: its first
+        // miss is its first.
+        assert_eq!(misses.record(bob_again, missed()), None);
+        assert_eq!(misses.record(bob, missed()), Some("no answer".into()));
+        // A chat no longer open is forgotten.
+        misses.keep_only([bob_again].into_iter());
+        assert_eq!(misses.record(carol, missed()), None, "carol's count went");
+        assert_eq!(misses.record(bob_again, missed()), Some("no answer".into()));
     }
 }

@@ -390,7 +390,7 @@ impl Messenger {
         );
         let kept = self
             .broker
-            .call(move |state, cx, fx| state.keep_after_chat_ended(peer, message, why, cx, fx));
+            .call(move |state, cx, fx| state.queue_message(peer, message, why, cx, fx));
         match kept.await {
             Some(Err(PeerError::NotInChat { .. })) => {
                 self.error(&cmd, PeerError::NoAcknowledgement { peer })

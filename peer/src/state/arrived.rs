@@ -1,9 +1,9 @@
 //! What a sealed frame that arrived becomes ([`FromChat`]): an acknowledgement at once, or a
-//! chat message to show ([`Showing`]), store ([`Storing`]) and acknowledge ([`Acks`]), now
-//! or when its turn comes ([`Held`]). The broker carries these out (`broker.rs`), and the
+//! chat message to show ([`Showing`]), store ([`Storing`]) and acknowledge (its sealed `ok`,
+//! [`PeerState::seal_ok`]), now or when its turn comes ([`Held`]). The broker carries these out (`broker.rs`), and the
 //! connection that brought the message stores it and answers (`inbound.rs`).
 
-use p2p_shared::{ErrorCode, MessageId, Outcome, PeerName};
+use p2p_shared::{MessageId, Outcome, PeerName};
 
 use super::PeerState;
 use crate::disk::Record;
@@ -27,13 +27,13 @@ pub enum FromChat {
 }
 
 /// Where the connection of a held chat message waits: it is handed what to store and its
-/// acknowledgements once the message has shown, or nothing (dropped) if it never does.
-pub type Waiter = futures::channel::oneshot::Sender<(Box<Storing>, Acks)>;
+/// sealed `ok` once the message has shown, or nothing (dropped) if it never does.
+pub type Waiter = futures::channel::oneshot::Sender<(Box<Storing>, Vec<u8>)>;
 
-/// A chat message held for its turn, its acknowledgements, and its connection.
+/// A chat message held for its turn, its sealed `ok`, and its connection.
 pub struct Held {
     pub message: Box<ChatMessage>,
-    pub acks: Acks,
+    pub ok: Vec<u8>,
     pub waiter: Waiter,
 }
 
@@ -77,8 +77,9 @@ impl Showing {
 }
 
 /// What the connection of a received chat message does: stores `record` (then fills `then`,
-/// the place kept for a message shown only if new, if it was), then answers as its [`Acks`]
-/// say.
+/// the place kept for a message shown only if new, if it was), then answers `ok`. If it
+/// cannot be stored: `ok` all the same for a message that has shown (the receiver's user is
+/// told), a signed `busy` for one that waited for the store to show (its sender retries).
 pub struct Storing {
     pub record: Record,
     /// What its acknowledgement answers.
@@ -87,9 +88,9 @@ pub struct Storing {
     pub then: Option<(Slot, Shown)>,
 }
 
-/// The frame a chat message's acknowledgement answers. The broker seals its [`Acks`]
-/// ([`PeerState::seal_acks`]) in the turn that opened the frame, under that chat's keys:
-/// after the message shows, so that sealing never delays the line.
+/// The frame a chat message's acknowledgement answers. The broker seals its `ok`
+/// ([`PeerState::seal_ok`]) in the turn that opened the frame, under that chat's keys: after
+/// the message shows, so that sealing never delays the line.
 #[derive(Debug, Clone, Copy)]
 pub struct AckTo {
     pub peer: PeerName,
@@ -98,43 +99,15 @@ pub struct AckTo {
     pub re: MessageId,
 }
 
-/// A chat message's acknowledgements once its store is done, sealed: only what its
-/// [`Showing`] can need, since sealing is work on the path of every message.
-pub enum Acks {
-    /// It shows whether or not it is stored (a first try, or shown before): `ok` either way,
-    /// and a failed store is told to the receiver's user.
-    Ok(Vec<u8>),
-    /// It shows only once stored ([`Showing::IfNew`]): `ok` if it was; `busy` if the store
-    /// failed, and it has not shown: its sender tries again.
-    OkOrBusy { ok: Vec<u8>, busy: Vec<u8> },
-}
-
 impl PeerState {
-    /// The acknowledgements of a chat message that [`PeerState::open_sealed`] gave in this
-    /// same turn, its chat still open; `once_stored` if it shows only once stored
-    /// ([`Showing::IfNew`]).
-    pub fn seal_acks(&self, to: AckTo, once_stored: bool) -> Acks {
-        let ok = self.seal_ack(to, Outcome::Ok);
-        match once_stored {
-            true => Acks::OkOrBusy {
-                ok,
-                busy: self.seal_busy(to),
-            },
-            false => Acks::Ok(ok),
-        }
-    }
-
-    /// `busy` for a chat message, as [`PeerState::seal_acks`]: the receiver cannot take it
-    /// now (its store failed before it could show, or a later try took its place).
-    pub fn seal_busy(&self, to: AckTo) -> Vec<u8> {
-        let busy = Outcome::error(ErrorCode::Busy, "the receiver cannot take the message now");
-        self.seal_ack(to, busy)
-    }
-
-    fn seal_ack(&self, to: AckTo, outcome: Outcome) -> Vec<u8> {
+    /// The sealed `ok` of a chat message that [`PeerState::open_sealed`] gave in this same
+    /// turn, its chat still open. Its other answer, `busy` (a store that failed before the
+    /// message showed, a later try that took its place), is rare, and goes signed
+    /// (`Refusal::NotNow`): every message costs one seal.
+    pub fn seal_ok(&self, to: AckTo) -> Vec<u8> {
         let AckTo { peer, counter, re } = to;
         let chats = &self.chats;
-        let sealed = chats.seal_ack(&self.origin, &peer, counter, Some(re), outcome);
+        let sealed = chats.seal_ack(&self.origin, &peer, counter, Some(re), Outcome::Ok);
         sealed.expect("the chat is open in the turn that opened its frame")
     }
 }

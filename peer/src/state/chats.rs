@@ -255,6 +255,12 @@ impl Chats {
             .collect()
     }
 
+    /// The same, each with the chat's id.
+    pub fn list_by_id(&self) -> Vec<(PeerInfo, ChatId)> {
+        let ids = self.by_name.values().map(|chat| chat.keys.id);
+        self.list().into_iter().zip(ids).collect()
+    }
+
     pub fn names(&self) -> impl Iterator<Item = &PeerName> {
         self.by_name.keys()
     }

@@ -9,8 +9,9 @@
 //! opens it again, which either side accepts without a `yes` because both keep this record.
 //!
 //! A message that cannot be delivered now (the partner is away, or stops answering while it
-//! is sent) is kept in the partner's outbox under the next sequence number of the
-//! conversation, and sent in that order once the chat is open again, each under the id it
+//! is sent) is kept in the partner's outbox under the place it took when typed
+//! ([`Conversations::take_place`]), and sent in that order once the chat is open again, so
+//! that one kept only after it failed on its way goes before those typed after it; each under the id it
 //! was typed with, marked as sent again: the receiver stores each id once and shows such a
 //! message only if its history did not have it, so a message does not show twice. The
 //! outbox is bounded: [`MAX_QUEUED`] messages a partner, none older than [`MAX_QUEUE_AGE`];

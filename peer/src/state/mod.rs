@@ -42,7 +42,7 @@ use crate::event::{Event, Shown, Waiting};
 use crate::json_command::CommandId;
 use crate::known::FileWrite;
 use crate::state::pins::Namespace;
-pub use arrived::{AckTo, Acks, ChatMessage, FromChat, Held, Showing, Storing};
+pub use arrived::{AckTo, ChatMessage, FromChat, Held, Showing, Storing};
 use book::Book;
 pub use broadcasts::Forward;
 use chats::Chats;

@@ -24,8 +24,11 @@ pub struct Resume {
 }
 
 impl PeerState {
-    /// Keeps `message` for `peer`, whose chat is away: `queued for bob: why`, answering the
-    /// command that sent it, as its later outcome will.
+    /// Keeps `message` for `peer`: `queued for bob: why`, answering the command that sent
+    /// it, as its later outcome will. Its chat was away when this was decided; if one is open
+    /// again by now (opened in a broker turn since, or a chat that ended under a message on
+    /// its way, reopened), the message goes at once in it, with no verdict on that chat. A
+    /// chat that ended for good keeps nothing (`NotInChat`).
     pub fn queue_message(
         &mut self,
         peer: PeerName,
@@ -39,29 +42,14 @@ impl PeerState {
             (Queueing::Queued, write) => {
                 fx.extend(write.map(Effect::Write));
                 fx.push(Effect::Show(Event::Queued { peer, why }.answering(cmd)));
+                if self.chats.contains(&peer) {
+                    fx.push(Effect::Flush(peer));
+                }
                 Ok(())
             }
             (Queueing::Full, _) => Err(PeerError::OutboxFull { peer }),
             (Queueing::NoChat, _) => Err(PeerError::NotInChat { peer }),
         }
-    }
-
-    /// `message` was on its way to `peer` when their chat ended or went away: it is kept,
-    /// with no verdict on a chat opened since (its reply said nothing about that one), and
-    /// sent at once if one is open. A chat that ended for good keeps nothing (`NotInChat`).
-    pub fn keep_after_chat_ended(
-        &mut self,
-        peer: PeerName,
-        message: Typed,
-        why: String,
-        cx: &Context,
-        fx: &mut Vec<Effect>,
-    ) -> Result<(), PeerError> {
-        self.queue_message(peer, message, why, cx, fx)?;
-        if self.chats.contains(&peer) {
-            fx.push(Effect::Flush(peer));
-        }
-        Ok(())
     }
 
     /// Whether messages to `peer` are kept now rather than sent: its chat is away.
@@ -86,7 +74,7 @@ impl PeerState {
             let away = Event::PeerAway { peer, why: away };
             fx.push(Effect::Show(away.answering(message.cmd.clone())));
         }
-        self.keep_after_chat_ended(peer, message, queued, cx, fx)
+        self.queue_message(peer, message, queued, cx, fx)
     }
 
     /// The next message kept for `peer`, if its chat is open.

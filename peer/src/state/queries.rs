@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
+use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{PeerInfo, PeerName};
 
 use super::book::Source;
@@ -17,6 +18,11 @@ impl PeerState {
     /// The open chats, sorted by name.
     pub fn chats(&self) -> Vec<PeerInfo> {
         self.chats.list()
+    }
+
+    /// The open chats and the id of each, sorted by name.
+    pub fn chats_by_id(&self) -> Vec<(PeerInfo, ChatId)> {
+        self.chats.list_by_id()
     }
 
     /// Whether a chat is open with `name`, or with a partner at `addr`.

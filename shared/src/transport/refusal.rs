@@ -61,6 +61,12 @@ pub enum Refusal {
     UnknownKind,
     #[error("too many connections from this address or its network at once; try again later")]
     Busy,
+    /// A chat message the receiver opened but cannot take now: it could not store one that
+    /// shows only once stored, or a later try of it took its place while it waited for its
+    /// turn. Its sender tries again (`busy`). Signed, so rare paths cost a signature and every
+    /// message only its one sealed `ok`.
+    #[error("the receiver cannot take the message now; try again")]
+    NotNow,
 }
 
 impl Refusal {
@@ -90,6 +96,7 @@ impl Refusal {
             Refusal::WrongSender => "wrong_sender",
             Refusal::UnknownKind => "unknown_frame_kind",
             Refusal::Busy => "busy",
+            Refusal::NotNow => "not_now",
         }
     }
 
@@ -106,7 +113,7 @@ impl Refusal {
             Refusal::Stale(_) => ErrorCode::Stale,
             Refusal::UnknownSession | Refusal::Ended => ErrorCode::UnknownSession,
             Refusal::WrongSender => ErrorCode::BadMessage,
-            Refusal::Busy => ErrorCode::Busy,
+            Refusal::Busy | Refusal::NotNow => ErrorCode::Busy,
         }
     }
 }

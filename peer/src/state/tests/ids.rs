@@ -193,7 +193,7 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
     // once in it; the chat stays open.
     let mut fx = Vec::new();
     state
-        .keep_after_chat_ended(name("bob"), typed("m1"), why(), &at(now), &mut fx)
+        .queue_message(name("bob"), typed("m1"), why(), &at(now), &mut fx)
         .unwrap();
     assert!(matches!(shown(&fx)[..], [Event::Queued { .. }]), "no away");
     assert!(fx
@@ -209,7 +209,7 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
     assert!(state.away_if(&name("bob"), chat, &mut fx));
     let mut fx = Vec::new();
     state
-        .keep_after_chat_ended(name("bob"), typed("m2"), why(), &at(now), &mut fx)
+        .queue_message(name("bob"), typed("m2"), why(), &at(now), &mut fx)
         .unwrap();
     assert!(matches!(shown(&fx)[..], [Event::Queued { .. }]));
     assert!(!fx.iter().any(|e| matches!(e, Effect::Flush(_))));
@@ -217,7 +217,7 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
     let mut fx = Vec::new();
     assert!(state.end_away(&name("bob"), &mut fx));
     let mut fx = Vec::new();
-    let kept = state.keep_after_chat_ended(name("bob"), typed("m3"), why(), &at(now), &mut fx);
+    let kept = state.queue_message(name("bob"), typed("m3"), why(), &at(now), &mut fx);
     assert!(matches!(kept, Err(PeerError::NotInChat { .. })));
 }
 

@@ -6,7 +6,7 @@ use futures::channel::oneshot;
 
 use super::*;
 use crate::state::order::HOLD_FOR;
-use crate::state::{Acks, Held, Showing, Storing};
+use crate::state::{Held, Showing, Storing};
 
 /// Bob's message `text` in his place `seq`, sealed under `counter`, opened by alice.
 fn arrives(
@@ -38,18 +38,17 @@ fn hold(state: &mut PeerState, early: FromChat, now: Instant) -> Waiting {
         panic!("an early message")
     };
     let (waiter, turn) = oneshot::channel();
-    let once_stored = matches!(message.showing, Showing::IfNew(_));
-    let acks = state.seal_acks(message.storing.ack, once_stored);
+    let ok = state.seal_ok(message.storing.ack);
     let held = Held {
         message,
-        acks,
+        ok,
         waiter,
     };
     state.hold((peer, seq), held, now);
     Waiting(turn)
 }
 
-struct Waiting(oneshot::Receiver<(Box<Storing>, Acks)>);
+struct Waiting(oneshot::Receiver<(Box<Storing>, Vec<u8>)>);
 
 /// The texts of the messages released by `fx`, in order.
 fn released(fx: &mut Vec<Effect>) -> Vec<String> {
