@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use p2p_e2e::{binary, own_addr, DataDir, Peer, RawPeer, Server, Stream};
+use p2p_e2e::{binary, own_addr, DataDir, Peer, Proxy, RawPeer, Server, Stream};
 
 /// A TCP connection to `to` from the loopback address `from`.
 #[track_caller]
@@ -358,6 +358,40 @@ fn a_full_disk_at_the_receiver_loses_no_message_and_its_user_is_told() {
     let told = "the message from alice shows, but it is not in the history";
     let told = shown.iter().filter(|l| l.contains(told)).count();
     assert!(told >= count / 2, "{told} of {count} said not stored");
+}
+
+/// A message sent again that the receiver cannot store before it shows is answered `busy`
+/// (signed, naming its frame), so its sender tries again and never hears it was delivered;
+/// the receiver never shows it.
+#[test]
+fn a_message_sent_again_that_a_full_disk_cannot_store_is_answered_busy_and_never_shown() {
+    let alice = Peer::builder("alice")
+        .arg("--debug")
+        .arg("--retry-for")
+        .arg("2s")
+        .start();
+    // Bob's files cannot grow past 16 KiB: a message of 8 KiB, four pages of the history's
+    // log, never fits.
+    let bob = Peer::builder("bob").file_size_limit(16 * 1024).start();
+    let proxy = Proxy::start(bob.addr());
+    alice.send(&format!("chat request 127.0.0.1 {}", proxy.port()));
+    alice.expect_request_sent(&bob);
+    bob.expect_request_from(&alice);
+    bob.accept_chat(&alice, proxy.addr());
+    // The proxy keeps the first try from bob and closes its connection unanswered: alice
+    // sends it again, marked `again`, and bob must store it to know whether it showed
+    // before.
+    let long = format!("late {}", "y".repeat(8 * 1024 - 10));
+    proxy.answer_next_sealed_where(|frame| frame.len() > 8_000, |_| Vec::new());
+    alice.send(&format!("chat message bob {long}"));
+    alice.expect_log("busy; the message will be sent again");
+    alice.expect_exact("error: no acknowledgement from bob: it may not have arrived");
+    bob.expect_log("a chat message sent again could not be stored");
+    let shown = bob.stdout_so_far();
+    assert!(
+        !shown.iter().any(|l| l.contains("late ")),
+        "not stored, so not shown: {shown:?}"
+    );
 }
 
 /// The text of chat message number `i` in the unread-stdout tests: long enough that a page of
