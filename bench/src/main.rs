@@ -181,10 +181,6 @@ fn main() -> anyhow::Result<()> {
     };
     if let Some(registrations) = args.registrations {
         plan.registrations = registrations;
-        // Registering took up to a second per thousand on a quiet machine (3,610/s measured)
-        // and 1.4 s with other work on it (issue 16: 708,585 in 1,000 s): room for 2.5.
-        let enough = std::time::Duration::from_secs(registrations as u64 / 400);
-        plan.limit = plan.limit.max(enough);
     }
     if let Some(store) = &args.store {
         plan.registry_args = vec!["--store".into(), store.clone()];

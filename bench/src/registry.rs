@@ -182,7 +182,11 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
         };
         peer.ask(addr, register, "registered").await.map(drop)
     };
-    let run = load::run(pid, CROWD_CLIENTS, total, plan.limit, register)?;
+    // Registering took up to a second per thousand on a quiet machine (3,610/s measured)
+    // and 1.4 s with other work on it (issue 16: 708,585 in 1,000 s; 986/s in a whole run
+    // on 2026-12-03, 100,000 in 101 s of the 120 s then allowed): room for 2.5.
+    let limit = plan.limit.max(Duration::from_secs(total as u64 / 400));
+    let run = load::run(pid, CROWD_CLIENTS, total, limit, register)?;
     let registering = Throughput::of(vec![run])?;
     if registering.latency.count < total {
         // What the registry said besides its registrations: why it refused, if it did.
@@ -191,7 +195,7 @@ pub fn crowd(programs: &Programs, plan: &Plan) -> anyhow::Result<Crowd> {
         bail!(
             "only {} of {total} peers registered within {:?}; the registry's last other lines:\n{}",
             registering.latency.count,
-            plan.limit,
+            limit,
             said[said.len().saturating_sub(40)..].join("\n")
         );
     }
