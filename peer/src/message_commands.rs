@@ -137,12 +137,7 @@ impl CommandLoop {
 impl Messenger {
     /// Sends `message` to `peer`, `first` as its first try, and shows its outcome.
     async fn send(self, peer: PeerName, message: Typed, first: Option<Sealed>) {
-        let Typed {
-            id,
-            text,
-            cmd,
-            place,
-        } = message;
+        let (id, cmd) = (message.id, &message.cmd);
         // Whether a try was written whole before it failed: then the partner may have read
         // and shown it, whatever the last try came to, and the user must not be told it
         // was not delivered (docs/decisions.md, "A message that may have arrived").
@@ -161,7 +156,7 @@ impl Messenger {
             let sent = match sealed {
                 Some(sealed) => in_chat::send_sealed(&self.broker, peer, Some(sealed)).await,
                 None => {
-                    let text = text.clone();
+                    let text = message.text.clone();
                     let body = Body::Message { text, again };
                     in_chat::send(&self.broker, peer, id, body).await
                 }
@@ -210,25 +205,13 @@ impl Messenger {
         let outcome = match outcome {
             Ok(outcome) => outcome,
             // A busy partner is alive: the chat stays open.
-            Err(Again::Busy) if written.load(Relaxed) => return self.error(&cmd, no_ack).await,
+            Err(Again::Busy) if written.load(Relaxed) => return self.error(cmd, no_ack).await,
             // Its chat kept ending under it until the retry time ran out.
-            Err(Again::ChatEnded) => {
-                return self
-                    .keep_after_chat_ended(
-                        peer,
-                        Typed {
-                            id,
-                            text,
-                            cmd,
-                            place,
-                        },
-                    )
-                    .await
-            }
+            Err(Again::ChatEnded) => return self.keep_after_chat_ended(peer, message).await,
             Err(Again::Busy) => {
                 let secs = self.retry_for.as_secs();
                 return self
-                    .error(&cmd, PeerError::NotAcknowledged { peer, secs })
+                    .error(cmd, PeerError::NotAcknowledged { peer, secs })
                     .await;
             }
             Err(Again::Failed(e, Route { addr, chat })) => {
@@ -246,19 +229,7 @@ impl Messenger {
                         (why.clone(), why)
                     }
                 };
-                return self
-                    .keep_after_failure(
-                        peer,
-                        Typed {
-                            id,
-                            text,
-                            cmd,
-                            place,
-                        },
-                        chat,
-                        why,
-                    )
-                    .await;
+                return self.keep_after_failure(peer, message, chat, why).await;
             }
         };
         match outcome {
@@ -270,7 +241,7 @@ impl Messenger {
                     id,
                     peer,
                     sender: self.me,
-                    text,
+                    text: message.text,
                     at: chrono::Utc::now(),
                 };
                 // Stored, then shown by the disk thread, in the place kept for it now.
@@ -279,9 +250,9 @@ impl Messenger {
                 match self.disk.record(record, delivered).await {
                     Ok(true) => {}
                     // Our message ids are new each time: never stored before, in fact.
-                    Ok(false) => self.show(&cmd, Event::Delivered { peer }).await,
+                    Ok(false) => self.show(cmd, Event::Delivered { peer }).await,
                     Err(why) => {
-                        self.error(&cmd, PeerError::DeliveredNotStored { peer, why })
+                        self.error(cmd, PeerError::DeliveredNotStored { peer, why })
                             .await
                     }
                 }
@@ -297,12 +268,6 @@ impl Messenger {
                 chat,
             }) => {
                 let why = format!("{peer} no longer knows the chat (it restarted)");
-                let message = Typed {
-                    id,
-                    text,
-                    cmd,
-                    place,
-                };
                 self.keep_after_failure(peer, message, chat, (why.clone(), why))
                     .await
             }
@@ -310,17 +275,17 @@ impl Messenger {
                 outcome: Outcome::Error { detail, .. },
                 ..
             }) => {
-                self.error(&cmd, PeerError::MessageRefused { peer, detail })
+                self.error(cmd, PeerError::MessageRefused { peer, detail })
                     .await
             }
             Ok(Answer { outcome: other, .. }) => {
                 let what = format!("{other:?}");
-                self.error(&cmd, PeerError::UnexpectedReply { peer, what })
+                self.error(cmd, PeerError::UnexpectedReply { peer, what })
                     .await
             }
-            Err(Undelivered::NoChat) => self.error(&cmd, PeerError::NotInChat { peer }).await,
+            Err(Undelivered::NoChat) => self.error(cmd, PeerError::NotInChat { peer }).await,
             Err(Undelivered::BadAck(addr)) => {
-                self.error(&cmd, PeerError::BadAcknowledgement { peer, addr })
+                self.error(cmd, PeerError::BadAcknowledgement { peer, addr })
                     .await
             }
             Err(Undelivered::Failed(e, addr)) => {
@@ -328,23 +293,12 @@ impl Messenger {
                 match written.load(Relaxed) {
                     true => {
                         tracing::warn!("no acknowledgement: {why}");
-                        self.error(&cmd, no_ack).await
+                        self.error(cmd, no_ack).await
                     }
-                    false => self.error(&cmd, PeerError::Undelivered { why }).await,
+                    false => self.error(cmd, PeerError::Undelivered { why }).await,
                 }
             }
-            Err(Undelivered::ChatGone) => {
-                self.keep_after_chat_ended(
-                    peer,
-                    Typed {
-                        id,
-                        text,
-                        cmd,
-                        place,
-                    },
-                )
-                .await
-            }
+            Err(Undelivered::ChatGone) => self.keep_after_chat_ended(peer, message).await,
         }
     }
 

@@ -17,15 +17,6 @@ use crate::error::PeerError;
 use crate::event::{Event, PeerKey, Shown};
 use crate::json_command::CommandId;
 
-/// What becomes of a message as it is typed ([`PeerState::message_typed`]).
-pub struct Typing {
-    /// Kept for the partner, who is away, rather than sent.
-    pub keep: bool,
-    /// Its place among the messages typed to the partner
-    /// ([`Typed::place`](super::conversations::Typed::place)).
-    pub place: Option<u64>,
-}
-
 impl PeerState {
     /// The Noise static key to ask `name` (whose key is `key`) with IK, if we have one.
     pub fn pinned_noise(&self, name: &PeerName, key: &PublicKey, cx: &Context) -> Option<NoiseKey> {
@@ -295,18 +286,6 @@ impl PeerState {
         let seq = self.chats.place_of(peer, id)?;
         let message = SealedRequest::ChatMessage { text, seq, again };
         self.seal(peer, id, message)
-    }
-
-    /// Message `id` to `peer` was typed: it takes its place among the messages typed to
-    /// `peer`, and is kept if the chat is away; otherwise it also takes its place in the
-    /// chat's order now, as typed, whenever it is sealed.
-    pub fn message_typed(&mut self, peer: &PeerName, id: MessageId) -> Typing {
-        let place = self.conversations.take_place(peer);
-        let keep = self.keeps_for(peer);
-        if !keep {
-            let _ = self.chats.place_of(peer, id);
-        }
-        Typing { keep, place }
     }
 
     /// Holds `peer`'s early chat message `seq` until its turn, `waiter` waiting for it.

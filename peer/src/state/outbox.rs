@@ -1,6 +1,7 @@
-//! The chat lifecycle's state functions: a message kept for a partner who is away, the kept
-//! messages sent once the chat is open again, and which away chats to try to open (see
-//! `conversations.rs` for the lifecycle itself).
+//! The chat lifecycle's state functions: a message as it is typed (kept for a partner who is
+//! away, or given its place to be sent), a message kept, the kept messages sent once the chat
+//! is open again, and which away chats to try to open (see `conversations.rs` for the
+//! lifecycle itself).
 
 use std::net::SocketAddr;
 
@@ -23,7 +24,28 @@ pub struct Resume {
     pub noise: Option<NoiseKey>,
 }
 
+/// What becomes of a message as it is typed ([`PeerState::message_typed`]).
+pub struct Typing {
+    /// Kept for the partner, who is away, rather than sent.
+    pub keep: bool,
+    /// Its place among the messages typed to the partner
+    /// ([`Typed::place`]).
+    pub place: Option<u64>,
+}
+
 impl PeerState {
+    /// Message `id` to `peer` was typed: it takes its place among the messages typed to
+    /// `peer`, and is kept if the chat is away; otherwise it also takes its place in the
+    /// chat's order now, as typed, whenever it is sealed.
+    pub fn message_typed(&mut self, peer: &PeerName, id: MessageId) -> Typing {
+        let place = self.conversations.take_place(peer);
+        let keep = self.keeps_for(peer);
+        if !keep {
+            let _ = self.chats.place_of(peer, id);
+        }
+        Typing { keep, place }
+    }
+
     /// Keeps `message` for `peer`: `queued for bob: why`, answering the command that sent
     /// it, as its later outcome will. Its chat was away when this was decided; if one is open
     /// again by now (opened in a broker turn since, or a chat that ended under a message on
