@@ -1,7 +1,8 @@
 //! What a sealed frame that arrived becomes ([`FromChat`]): an acknowledgement at once, or a
 //! chat message to show ([`Showing`]), store ([`Storing`]) and acknowledge (its sealed `ok`,
-//! [`PeerState::seal_ok`]), now or when its turn comes ([`Held`]). The broker carries these out (`broker.rs`), and the
-//! connection that brought the message stores it and answers (`inbound.rs`).
+//! [`PeerState::seal_ok`]), now or when its turn comes ([`Held`]). The broker carries these
+//! out (`broker.rs`), and the connection that brought the message stores it and answers
+//! (`inbound.rs`).
 
 use p2p_shared::{MessageId, Outcome, PeerName};
 

@@ -10,9 +10,9 @@
 //!
 //! A message that cannot be delivered now (the partner is away, or stops answering while it
 //! is sent) is kept in the partner's outbox under the place it took when typed
-//! ([`Conversations::take_place`]), and sent in that order once the chat is open again, so
-//! that one kept only after it failed on its way goes before those typed after it; each under the id it
-//! was typed with, marked as sent again: the receiver stores each id once and shows such a
+//! ([`Conversations::take_place`]), and sent in that order once the chat is open again (one
+//! kept only after it failed on its way goes before those typed after it), each under the id
+//! it was typed with, marked as sent again: the receiver stores each id once and shows such a
 //! message only if its history did not have it, so a message does not show twice. The
 //! outbox is bounded: [`MAX_QUEUED`] messages a partner, none older than [`MAX_QUEUE_AGE`];
 //! what does not fit, or grows too old, ends with its reason.
