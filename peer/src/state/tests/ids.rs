@@ -109,12 +109,7 @@ fn a_kept_message_answers_the_command_that_sent_it_until_its_end() {
     let mut state = alice();
     let chat = open_chat_with(&mut state, &bob, now).id;
     let mut fx = Vec::new();
-    let message = |text: &str, by: &str| Typed {
-        id: new_id(),
-        text: text.into(),
-        cmd: cmd(by),
-        place: None,
-    };
+    let message = typed;
     // The message that finds bob gone makes the chat away, and is kept: both answer it.
     let why = ("nobody answered".to_string(), "bob is away".to_string());
     state
@@ -156,12 +151,7 @@ fn a_message_kept_too_long_ends_answering_its_command() {
     let chat = open_chat_with(&mut state, &bob, now).id;
     let mut fx = Vec::new();
     assert!(state.away_if(&name("bob"), chat, &mut fx));
-    let typed = Typed {
-        id: new_id(),
-        text: "late".into(),
-        cmd: cmd("m9"),
-        place: None,
-    };
+    let typed = typed("late", "m9");
     let why = "bob is offline".to_string();
     state
         .queue_message(name("bob"), typed, why, &at(now), &mut fx)
@@ -182,12 +172,7 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
     let bob = someone("bob", 2);
     let mut state = alice();
     let chat = open_chat_with(&mut state, &bob, now).id;
-    let typed = |by: &str| Typed {
-        id: new_id(),
-        text: "on its way".into(),
-        cmd: cmd(by),
-        place: None,
-    };
+    let typed = |by: &str| typed("on its way", by);
     let why = || "its chat ended while it was on its way".to_string();
     // A chat open again by now (the same name and key): the message is kept and goes at
     // once in it; the chat stays open.
@@ -231,12 +216,7 @@ fn a_failure_in_a_chat_that_has_ended_never_makes_the_chat_open_now_away() {
     // the old one waits for its verdict.
     let new = open_chat_with(&mut state, &bob, now).id;
     assert_ne!(old, new);
-    let typed = Typed {
-        id: new_id(),
-        text: "sent in the old chat".into(),
-        cmd: cmd("m1"),
-        place: None,
-    };
+    let typed = typed("sent in the old chat", "m1");
     let why = ("nobody answered".to_string(), "bob is away".to_string());
     let mut fx = Vec::new();
     state
@@ -260,4 +240,14 @@ fn a_failure_in_a_chat_that_has_ended_never_makes_the_chat_open_now_away() {
     // A verdict in the chat open now still counts.
     assert!(state.away_if(&name("bob"), new, &mut fx));
     assert!(state.chat_names().next().is_none());
+}
+
+/// A message typed as command `by`, with no place taken (as one typed with no chat).
+fn typed(text: &str, by: &str) -> Typed {
+    Typed {
+        id: new_id(),
+        text: text.into(),
+        cmd: cmd(by),
+        place: None,
+    }
 }
