@@ -183,6 +183,7 @@ fn protocol_messages(
         .context("the bench cannot listen on loopback")?;
     let origin = Origin {
         name: "bench".parse()?,
+        ip: Ipv4Addr::UNSPECIFIED.into(),
         port: listener.local_addr()?.port(),
         identity: Arc::new(Identity::generate()),
     };
@@ -263,7 +264,7 @@ fn time_protocol_messages(
                 again: false,
             };
             let plaintext = Envelope::new(new_id(), from.clone(), body).encode();
-            let reply = transport::exchange(bob_addr, keys.seal(counter, &plaintext))
+            let reply = transport::exchange(None, bob_addr, keys.seal(counter, &plaintext))
                 .await
                 .with_context(|| format!("chat message {n} to bob failed"))?;
             let reply = keys

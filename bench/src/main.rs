@@ -401,6 +401,7 @@ fn at_rest(
     drop(first);
     let asker = Origin {
         name: "bench".parse()?,
+        ip: Ipv4Addr::UNSPECIFIED.into(),
         port: 9,
         identity: Arc::new(Identity::generate()),
     };

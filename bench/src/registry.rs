@@ -16,7 +16,7 @@
 //! a real peer until it printed the last of them.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -256,6 +256,7 @@ pub fn origin(name: &str) -> anyhow::Result<Origin> {
         name: name
             .parse()
             .with_context(|| format!("{name:?} is no peer name"))?,
+        ip: Ipv4Addr::UNSPECIFIED.into(),
         port: UNUSED_PORT,
         identity: Arc::new(Identity::generate()),
     })

@@ -238,8 +238,8 @@ fn parse_typed(line: &str) -> Typed<'_> {
 /// essentials: a sealed `ok` for the message's id).
 async fn send_one(to: SocketAddr, outgoing: &Outgoing<'_>) -> Result<(), String> {
     let exchange = async {
-        let mut stream = runtime::connect(to).await?;
-        stream.set_nodelay(true)?;
+        let mut stream = runtime::connect(None, to).await?;
+        stream.get_ref().set_nodelay(true)?;
         let mut answer = Vec::new();
         match outgoing {
             Outgoing::Clear(line) => {

@@ -206,7 +206,7 @@ impl CommandLoop {
                 _ => self.error(PeerError::NotInChat { peer }).await,
             };
         };
-        let told = transport::exchange(goodbye.addr, goodbye.frame).await;
+        let told = transport::exchange(goodbye.from, goodbye.addr, goodbye.frame).await;
         self.show(Event::Disconnected { peer }).await;
         if let Err(e) = told {
             let why = Failure::of(&e, &goodbye.addr.to_string());

@@ -35,7 +35,8 @@ pub struct Args {
     #[arg(long)]
     pub port: Option<u16>,
 
-    /// Address to listen on: 0.0.0.0 for every IPv4 interface, 127.0.0.1 for this machine only.
+    /// Address to listen on, and to send from: 0.0.0.0 for every IPv4 interface (sending from
+    /// the one the route picks), 127.0.0.1 for this machine only.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind: IpAddr,
 

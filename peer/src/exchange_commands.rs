@@ -154,7 +154,7 @@ impl CommandLoop {
             .call(move |state, _, fx| state.disconnect(&peer, fx));
         let was_open = match goodbye.await.flatten() {
             Some(goodbye) => {
-                let _ = transport::exchange(goodbye.addr, goodbye.frame).await;
+                let _ = transport::exchange(goodbye.from, goodbye.addr, goodbye.frame).await;
                 true
             }
             None => false,

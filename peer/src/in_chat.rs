@@ -68,7 +68,7 @@ pub async fn send_sealed(broker: &Broker, peer: PeerName, sealed: Option<Sealed>
         addr: sealed.addr,
         chat: sent.chat,
     };
-    match transport::exchange(route.addr, sealed.frame).await {
+    match transport::exchange(sealed.from, route.addr, sealed.frame).await {
         Ok(reply) => {
             let read = move |state: &mut PeerState, _: &_, _: &mut _| {
                 state.acknowledged(&peer, sent, &reply)

@@ -189,6 +189,7 @@ async fn run(args: Args, log: &Log) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     let origin = Origin {
         name,
+        ip: local.ip(),
         port: local.port(),
         identity: Arc::new(identity),
     };

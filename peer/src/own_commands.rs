@@ -67,7 +67,7 @@ impl CommandLoop {
         let origin = &self.origin;
         let goodbyes = goodbyes
             .into_iter()
-            .map(|g| transport::exchange(g.addr, g.frame));
+            .map(|g| transport::exchange(g.from, g.addr, g.frame));
         let notices = unanswered.iter().map(|r| {
             let body = state::unanswered(r, Answer::Left);
             transport::request(r.addr, origin, new_id(), body)

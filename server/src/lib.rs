@@ -151,6 +151,7 @@ pub async fn run(
 
     let origin = Origin {
         name: "registry".parse()?,
+        ip: local.ip(),
         port: local.port(),
         identity: Arc::new(identity),
     };

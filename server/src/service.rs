@@ -334,6 +334,7 @@ mod tests {
             crate::broker::Registrar::start(registry, store, written, log.clone(), clock);
         let origin = Origin {
             name: name("registry"),
+            ip: Ipv4Addr::UNSPECIFIED.into(),
             port: 4000,
             identity: Arc::new(Identity::generate()),
         };

@@ -18,7 +18,7 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 pub use async_std::net::{TcpListener, TcpStream};
@@ -97,9 +97,37 @@ pub fn listen_failure(addr: SocketAddr, e: &io::Error) -> String {
     }
 }
 
-/// Opens a TCP connection.
-pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    TcpStream::connect(addr).await
+/// An outgoing TCP connection.
+pub type Connection = async_io::Async<std::net::TcpStream>;
+
+/// Opens a TCP connection to `to`, from the local IP `from` if one is given, or from the one
+/// the route to `to` picks. A program listening on one address of a host with several gives
+/// that address, so that a connection comes from where it can be reached.
+pub async fn connect(from: Option<IpAddr>, to: SocketAddr) -> io::Result<Connection> {
+    let Some(from) = from else {
+        return Connection::connect(to).await;
+    };
+    // async-io connects only from the address the route picks: bind first, with socket2,
+    // then wait for the connection the way async-io's own `connect` does.
+    use socket2::{Domain, Socket, Type};
+    let here = |e: io::Error| io::Error::new(e.kind(), format!("from {from}: {e}"));
+    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).map_err(here)?;
+    socket
+        .bind(&SocketAddr::new(from, 0).into())
+        .map_err(here)?;
+    socket.set_nonblocking(true)?;
+    match socket.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(here(e)),
+    }
+    let stream = Connection::new_nonblocking(std::net::TcpStream::from(socket))?;
+    // Writable once the handshake ends, either way; the socket's error says which.
+    stream.writable().await?;
+    match stream.get_ref().take_error()? {
+        None => Ok(stream),
+        Some(e) => Err(e),
+    }
 }
 
 /// Resolves `host:port` (a name or an IP literal) to one address, IPv4 first: peers listen

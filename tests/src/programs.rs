@@ -31,8 +31,9 @@ pub struct ServerBuilder {
 /// A loopback address that no other program of the test run listens on (127.0.2.1 and on,
 /// one per call) and a port free there: for a program that a test stops and starts again
 /// at its address. A port of 127.0.0.1 let go could be taken meanwhile by another test's
-/// listener or outgoing connection (every chat message is one); connections leave from
-/// 127.0.0.1 whatever loopback address they go to, so nothing else takes this one's port.
+/// listener or outgoing connection (every chat message is one). Other programs' connections
+/// leave from 127.0.0.1 whatever loopback address they go to, and a program bound to its own
+/// address sends from that one, so nothing else takes its port.
 pub fn own_addr() -> SocketAddr {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
@@ -40,15 +41,6 @@ pub fn own_addr() -> SocketAddr {
     let third = u8::try_from(2 + n / 254).expect("fewer than 64,000 own addresses");
     let ip = std::net::Ipv4Addr::new(127, 0, third, (1 + n % 254) as u8);
     let probe = std::net::TcpListener::bind((ip, 0)).expect("a port on an own loopback address");
-    probe.local_addr().expect("local_addr")
-}
-
-/// 127.0.0.1 and a port free there now, for a peer that a test stops and starts again at its
-/// address. A peer names the address its connections leave from, always 127.0.0.1 on
-/// loopback, so it cannot have an [`own_addr`]: another test's connection may take the port
-/// while the peer is down, but only for as long as that connection lasts.
-pub fn free_addr() -> SocketAddr {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a loopback port");
     probe.local_addr().expect("local_addr")
 }
 
@@ -260,7 +252,7 @@ impl PeerBuilder {
         self
     }
 
-    /// `--bind IP --port PORT` for `addr` (from [`free_addr`]) instead of 127.0.0.1 and a
+    /// `--bind IP --port PORT` for `addr` (from [`own_addr`]) instead of 127.0.0.1 and a
     /// port chosen at start: for a peer restarted where its partners last saw it.
     pub fn at(mut self, addr: SocketAddr) -> Self {
         self.at = Some(addr);

@@ -280,6 +280,7 @@ impl Chats {
         let from = origin.sender(Ipv4Addr::UNSPECIFIED.into());
         let plaintext = Envelope::new(id, from, body).encode();
         Some(Sealed {
+            from: origin.source(),
             addr: chat.addr,
             frame: chat.keys.seal(counter, &plaintext),
             chat: chat.keys.id,
@@ -397,6 +398,7 @@ mod tests {
     fn origin(name_: &str, identity: Arc<Identity>) -> Origin {
         Origin {
             name: name(name_),
+            ip: Ipv4Addr::UNSPECIFIED.into(),
             port: 40001,
             identity,
         }

@@ -5,7 +5,7 @@
 //! was sealed in: a chat can end, and open again under new keys, while a frame is on its way,
 //! and a reply about the old chat must not move the new one.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use p2p_shared::wire::frame::ChatId;
 use p2p_shared::wire::RequestDigest;
@@ -13,6 +13,8 @@ use p2p_shared::Outcome;
 
 /// A chat frame ready to send: where, the bytes, and the counter its acknowledgement names.
 pub struct Sealed {
+    /// The local IP to send it from ([`p2p_shared::transport::Origin::source`]).
+    pub from: Option<IpAddr>,
     pub addr: SocketAddr,
     pub frame: Vec<u8>,
     /// The chat it was sealed in: a reply is read only while that chat is the one open.

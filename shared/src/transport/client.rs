@@ -1,7 +1,7 @@
 //! The sending side of an exchange: connect, write one request frame, read one reply frame,
 //! see the receiver close; and what the reply says, checked.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::io::AsyncReadExt;
@@ -37,8 +37,8 @@ pub async fn request_with<B: serde::Serialize>(
     body: impl FnOnce(std::net::IpAddr) -> B,
 ) -> Result<Reply, SendError> {
     let mut sent = None;
-    let reply = exchange_with(to, |stream| {
-        let local_ip = stream.local_addr()?.ip();
+    let reply = exchange_with(origin.source(), to, |stream| {
+        let local_ip = stream.get_ref().local_addr()?.ip();
         let envelope = Envelope::new(id, origin.sender(local_ip), body(local_ip));
         let frame = envelope.sign(&origin.identity);
         sent = Some(RequestDigest::of(&frame));
@@ -61,8 +61,8 @@ pub async fn request_in_session(
     body: RegistryRequest,
 ) -> Result<Reply, SendError> {
     let (mut counter, mut sent) = (0, None);
-    let reply = exchange_with(to, |stream| {
-        let local_ip = stream.local_addr()?.ip();
+    let reply = exchange_with(origin.source(), to, |stream| {
+        let local_ip = stream.get_ref().local_addr()?.ip();
         let envelope = Envelope::new(id, origin.sender(local_ip), body);
         let (number, frame) = session.request(&envelope.encode());
         (counter, sent) = (number, Some(RequestDigest::of(&frame)));
@@ -166,26 +166,32 @@ fn answer_to(
     }
 }
 
-/// Sends one frame body to `to` and returns the one that comes back: for frames sealed in a
-/// chat session, whose sealing and opening belong to the session's owner.
-pub async fn exchange(to: SocketAddr, frame: Vec<u8>) -> Result<Vec<u8>, SendError> {
-    exchange_with(to, |_| Ok(frame)).await
+/// Sends one frame body to `to`, from the local IP `from` if given ([`Origin::source`]), and
+/// returns the one that comes back: for frames sealed in a chat session, whose sealing and
+/// opening belong to the session's owner.
+pub async fn exchange(
+    from: Option<IpAddr>,
+    to: SocketAddr,
+    frame: Vec<u8>,
+) -> Result<Vec<u8>, SendError> {
+    exchange_with(from, to, |_| Ok(frame)).await
 }
 
-/// Connects, writes the frame `make` builds from the connection (a signed request names the
-/// local IP it leaves from; a sealed frame is made before, and asks for nothing: one system
+/// Connects (from `from`, if given), writes the frame `make` builds from the connection (a
+/// signed request names the local IP it leaves from; a sealed frame is made before, and asks for nothing: one system
 /// call fewer on a chat message's path), reads the reply frame and waits for the receiver to
 /// close, all within [`EXCHANGE_TIMEOUT`]. A failure says whether the frame was written
 /// whole first ([`SendError::after_writing`]).
 async fn exchange_with(
+    from: Option<IpAddr>,
     to: SocketAddr,
-    make: impl FnOnce(&runtime::TcpStream) -> std::io::Result<Vec<u8>>,
+    make: impl FnOnce(&runtime::Connection) -> std::io::Result<Vec<u8>>,
 ) -> Result<Vec<u8>, SendError> {
     let unreachable = |source| SendError::Unreachable { addr: to, source };
     // Set once the frame is written whole: read after a timeout, which drops the exchange.
     let written = AtomicBool::new(false);
     let exchange = async {
-        let mut stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(to))
+        let mut stream = runtime::timeout(CONNECT_TIMEOUT, runtime::connect(from, to))
             .await
             .map_err(|_| SendError::Timeout {
                 addr: to,
@@ -193,7 +199,7 @@ async fn exchange_with(
             })?
             .map_err(unreachable)?;
         // Best effort: one write per direction, but no reason to let Nagle wait either.
-        let _ = stream.set_nodelay(true);
+        let _ = stream.get_ref().set_nodelay(true);
         let frame = make(&stream).map_err(unreachable)?;
         let broken = |written| {
             move |source| SendError::Broken {
@@ -231,6 +237,7 @@ async fn exchange_with(
 mod tests {
     use super::*;
     use crate::wire::new_id;
+    use std::net::Ipv4Addr;
 
     fn refusal(re: Option<MessageId>, code: ErrorCode) -> ReplyBody {
         ReplyBody::new(re, Outcome::error(code, "no"))
@@ -316,12 +323,14 @@ mod tests {
         let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let dead = nobody.local_addr().unwrap();
         drop(nobody);
-        let failed = runtime::block_on(exchange(dead, b"Sframe".to_vec())).unwrap_err();
-        assert!(
-            matches!(failed, SendError::Unreachable { .. }),
-            "{failed:?}"
-        );
-        assert!(!failed.after_writing());
+        for from in [None, Some(Ipv4Addr::new(127, 0, 0, 9).into())] {
+            let failed = runtime::block_on(exchange(from, dead, b"Sframe".to_vec())).unwrap_err();
+            assert!(
+                matches!(failed, SendError::Unreachable { .. }),
+                "{failed:?}"
+            );
+            assert!(!failed.after_writing());
+        }
 
         // A receiver that reads the whole frame, then closes without a word.
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -332,12 +341,31 @@ mod tests {
             stream.read_exact(&mut frame).unwrap();
             frame
         });
-        let failed = runtime::block_on(exchange(addr, b"Sframe".to_vec())).unwrap_err();
+        let failed = runtime::block_on(exchange(None, addr, b"Sframe".to_vec())).unwrap_err();
         assert_eq!(&reader.join().unwrap()[4..], b"Sframe", "read whole");
         assert!(
             matches!(failed, SendError::Broken { written: true, .. }),
             "{failed:?}"
         );
         assert!(failed.after_writing());
+    }
+
+    /// A program that listens on one address of a host with several sends from it too: on
+    /// loopback the route to 127.0.0.1 would otherwise pick 127.0.0.1 as the source.
+    #[test]
+    fn a_connection_leaves_from_the_address_given() {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let reader = std::thread::spawn(move || {
+            let (mut stream, from) = listener.accept().unwrap();
+            let mut frame = [0u8; 4 + 6];
+            stream.read_exact(&mut frame).unwrap();
+            from.ip()
+        });
+        let here = Ipv4Addr::new(127, 0, 0, 9);
+        let sent = runtime::block_on(exchange(Some(here.into()), addr, b"Sframe".to_vec()));
+        assert!(sent.is_err(), "the reader closes without a reply");
+        assert_eq!(reader.join().unwrap(), here);
     }
 }

@@ -23,7 +23,7 @@ mod refusal;
 mod server;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -49,17 +49,26 @@ pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 /// How many connections a receiver serves at once; more wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 256;
 
-/// Who we are on the wire: a name, the key that proves it, and the port we listen on. The IP
-/// in [`Sender::addr`] is taken from each connection's local address, which is the address the
+/// Who we are on the wire: a name, the key that proves it, and where we listen. The IP in
+/// [`Sender::addr`] is taken from each connection's local address, which is the address the
 /// other side reached us on, so it is right on a LAN without any configuration.
 #[derive(Clone)]
 pub struct Origin {
     pub name: PeerName,
+    /// The IP we listen on, as `--bind` gave it; unspecified (`0.0.0.0`) for every interface.
+    pub ip: IpAddr,
     pub port: u16,
     pub identity: Arc<Identity>,
 }
 
 impl Origin {
+    /// The local IP our connections leave from: the one we listen on, if that is one address.
+    /// Otherwise a host with several addresses would send from whichever its route to the
+    /// other side picks, and our signed requests would name an address we do not listen on.
+    pub fn source(&self) -> Option<IpAddr> {
+        (!self.ip.is_unspecified()).then_some(self.ip)
+    }
+
     /// Our sender record on a connection whose local IP is `ip`.
     pub fn sender(&self, ip: std::net::IpAddr) -> PeerInfo {
         PeerInfo {

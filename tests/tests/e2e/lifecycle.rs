@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::sync::mpsc;
 
-use p2p_e2e::{free_addr, raw_exchange, DataDir, Peer, Proc, Proxy, Server};
+use p2p_e2e::{own_addr, raw_exchange, DataDir, Peer, Proc, Proxy, Server};
 
 /// A peer on a data folder and an address of its own, restarted there: its partners find it
 /// where they last saw it. Every second it checks its partners and asks its away chats again.
@@ -25,7 +25,7 @@ fn start(name: &str, data: &DataDir, at: SocketAddr) -> Peer {
 #[test]
 fn messages_for_a_partner_who_is_away_arrive_in_order_once_after_both_restart() {
     let (alice_dir, bob_dir) = (DataDir::new("alice"), DataDir::new("bob"));
-    let (alice_at, bob_at) = (free_addr(), free_addr());
+    let (alice_at, bob_at) = (own_addr(), own_addr());
     let mut alice = start("alice", &alice_dir, alice_at);
     let mut bob = start("bob", &bob_dir, bob_at);
     alice.chat_with(&bob);
@@ -92,10 +92,10 @@ fn away_in_status(peer: &Peer) -> Vec<String> {
 #[test]
 fn a_partner_killed_and_restarted_is_said_away_then_back_and_status_shows_it() {
     let bob_dir = DataDir::new("bob");
-    let bob_at = free_addr();
+    let bob_at = own_addr();
     // Kept to the end of the test: dropping it would remove alice's folder under her.
     let alice_dir = DataDir::new("alice");
-    let alice = start("alice", &alice_dir, free_addr());
+    let alice = start("alice", &alice_dir, own_addr());
     let mut bob = start("bob", &bob_dir, bob_at);
     alice.chat_with(&bob);
     // Once bob shows a message, his record of the chat is on disk (his disk thread writes
@@ -153,7 +153,7 @@ fn forget_ends_an_away_chat_with_its_kept_messages_and_its_pin() {
 #[test]
 fn a_partner_restarted_at_the_same_address_does_not_keep_a_dead_chat_alive() {
     let bob_dir = DataDir::new("bob");
-    let bob_at = free_addr();
+    let bob_at = own_addr();
     // Rounds an hour apart: nobody reopens the chat by itself in this test.
     let quiet = |peer: p2p_e2e::PeerBuilder| peer.arg("--exchange-every").arg("1h");
     // A check keeps trying for 5 s while nobody listens: longer than bob's restart.
@@ -195,7 +195,7 @@ fn a_message_held_while_bob_restarts(
     then: impl FnOnce(&Peer),
 ) -> ((DataDir, DataDir, Proxy), Peer, Peer) {
     let (alice_dir, bob_dir) = (DataDir::new("alice"), DataDir::new("bob"));
-    let bob_at = free_addr();
+    let bob_at = own_addr();
     let args = [
         "--keepalive",
         "1s",

@@ -1,7 +1,7 @@
 //! The registry: register, listpeer, exit network, taken names, released names, peers that
 //! leave.
 
-use p2p_e2e::{json, outcome, DataDir, Peer, Server, Signer};
+use p2p_e2e::{json, outcome, own_addr, DataDir, Peer, Server, Signer};
 
 #[test]
 fn register_list_and_leave_across_three_peers() {
@@ -32,6 +32,33 @@ fn register_list_and_leave_across_three_peers() {
     assert_eq!(carol.listpeer(), remaining);
     // The one who left can still look.
     assert_eq!(bob.listpeer(), remaining);
+}
+
+/// A peer listening on one address of a host with several is registered, asked for a chat
+/// and reached at that address: its connections leave from it, so the address its signed
+/// requests name is one it listens on. On loopback every route to 127.0.0.1 picks 127.0.0.1
+/// as the source, so a peer on 127.0.2.N would otherwise name 127.0.0.1, where it does not
+/// listen.
+#[test]
+fn a_peer_bound_to_one_of_several_addresses_is_reached_there() {
+    let server = Server::start();
+    let alice = Peer::builder("alice")
+        .server(server.addr())
+        .at(own_addr())
+        .start();
+    let bob = Peer::start("bob", server.addr());
+    let carol = Peer::start("carol", server.addr());
+    alice.register();
+    server.expect_registered(&alice);
+    assert_eq!(bob.listpeer(), vec![alice.peer_line()]);
+
+    // Asked for by name: the address is the registry's.
+    bob.chat_by_name_with(&alice);
+    bob.say(&alice, "to your own address");
+    alice.say(&bob, "from it");
+    // Asking: the address is the one alice's request names.
+    alice.chat_with(&carol);
+    carol.say(&alice, "reached");
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //! and back) carries no id; and wherever a peer appears, its key and fingerprint come with
 //! it.
 
-use p2p_e2e::{free_addr, own_addr, DataDir, JsonPeer, Peer, PublicKey, Server, Value};
+use p2p_e2e::{own_addr, DataDir, JsonPeer, Peer, PublicKey, Server, Value};
 
 /// A peer with `--json` on the registry at `server`.
 fn json_peer(name: &str, server: &Server) -> JsonPeer {
@@ -125,7 +125,7 @@ fn a_json_line_that_is_no_command_is_one_error_with_its_code_and_id_when_readabl
 
 #[test]
 fn a_message_kept_for_an_away_partner_is_delivered_later_answering_its_command() {
-    let (bob_dir, bob_addr) = (DataDir::new("bob"), free_addr());
+    let (bob_dir, bob_addr) = (DataDir::new("bob"), own_addr());
     let bob_at = |data: &DataDir| {
         Peer::builder("bob")
             .data_dir(data.path())

@@ -9,6 +9,7 @@ mod ids;
 mod order;
 mod requests;
 
+use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,7 @@ fn someone(who: &str, port: u16) -> Someone {
 fn alice() -> PeerState {
     let origin = Origin {
         name: name("alice"),
+        ip: Ipv4Addr::UNSPECIFIED.into(),
         port: 40001,
         identity: Arc::new(Identity::generate()),
     };
