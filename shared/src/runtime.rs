@@ -107,18 +107,22 @@ pub async fn connect(from: Option<IpAddr>, to: SocketAddr) -> io::Result<Connect
     let Some(from) = from else {
         return Connection::connect(to).await;
     };
-    // async-io connects only from the address the route picks: bind first, with socket2,
-    // then wait for the connection the way async-io's own `connect` does.
-    use socket2::{Domain, Socket, Type};
-    let here = |e: io::Error| io::Error::new(e.kind(), format!("from {from}: {e}"));
-    let socket = Socket::new(Domain::for_address(to), Type::STREAM, None).map_err(here)?;
-    socket
-        .bind(&SocketAddr::new(from, 0).into())
-        .map_err(here)?;
-    socket.set_nonblocking(true)?;
-    match socket.connect(&to.into()) {
-        Ok(()) => {}
-        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+    // async-io connects only from the address the route picks: bind first, then wait for
+    // the connection the way async-io's own `connect` does (with rustix, as it does).
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
+    let here = |e: rustix::io::Errno| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("from {from}: {e}"))
+    };
+    let family = match to {
+        SocketAddr::V4(_) => AddressFamily::INET,
+        SocketAddr::V6(_) => AddressFamily::INET6,
+    };
+    let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+    let socket = rustix::net::socket_with(family, SocketType::STREAM, flags, None).map_err(here)?;
+    rustix::net::bind(&socket, &SocketAddr::new(from, 0)).map_err(here)?;
+    match rustix::net::connect(&socket, &to) {
+        Ok(()) | Err(rustix::io::Errno::INPROGRESS) => {}
         Err(e) => return Err(here(e)),
     }
     let stream = Connection::new_nonblocking(std::net::TcpStream::from(socket))?;
