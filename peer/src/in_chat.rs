@@ -7,6 +7,7 @@
 
 use std::net::SocketAddr;
 
+use p2p_shared::identity::PublicKey;
 use p2p_shared::transport::{self, SendError};
 use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{MessageId, Outcome, PeerName, SealedRequest};
@@ -42,8 +43,12 @@ pub struct Route {
 pub enum Body {
     /// A chat message with this text, in its place in the chat's order (`state/order.rs`);
     /// `again` if it was sent before (a retry, or a kept message), so that the receiver asks
-    /// its history before showing it.
-    Message { text: String, again: bool },
+    /// its history before showing it; only in a chat with `to`, the key it was typed to.
+    Message {
+        text: String,
+        again: bool,
+        to: Option<PublicKey>,
+    },
     /// A liveness check.
     Keepalive,
 }
@@ -51,7 +56,7 @@ pub enum Body {
 /// Seals `body` as message `id` in the chat with `peer`, sends it and reads the answer.
 pub async fn send(broker: &Broker, peer: PeerName, id: MessageId, body: Body) -> Sent {
     let sealed = broker.call(move |state, _, _| match body {
-        Body::Message { text, again } => state.seal_message(&peer, id, text, again),
+        Body::Message { text, again, to } => state.seal_message(&peer, id, text, again, to),
         Body::Keepalive => state.seal(&peer, id, SealedRequest::Keepalive),
     });
     send_sealed(broker, peer, sealed.await.flatten()).await

@@ -112,9 +112,10 @@ impl CommandLoop {
         let text = message.text.clone();
         let typed = self.broker.call(move |state, _, _| {
             let Typing { keep, place } = state.message_typed(&peer, id);
+            let to = place.map(|place| place.key);
             let first = match keep {
                 true => FirstTry::Keep,
-                false => FirstTry::Send(state.seal_message(&peer, id, text, false)),
+                false => FirstTry::Send(state.seal_message(&peer, id, text, false, to)),
             };
             (place, first)
         });
@@ -157,7 +158,8 @@ impl Messenger {
                 Some(sealed) => in_chat::send_sealed(&self.broker, peer, Some(sealed)).await,
                 None => {
                     let text = message.text.clone();
-                    let body = Body::Message { text, again };
+                    let to = message.place.map(|place| place.key);
+                    let body = Body::Message { text, again, to };
                     in_chat::send(&self.broker, peer, id, body).await
                 }
             };

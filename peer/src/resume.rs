@@ -133,13 +133,14 @@ impl Resumer {
             let next = self
                 .broker
                 .call(move |state, _, _| state.outbox_next(&peer));
-            let Some(queued) = next.await.flatten() else {
+            let Some((queued, key)) = next.await.flatten() else {
                 return;
             };
             // Kept, so maybe tried before: the partner's history decides whether it shows.
             let body = Body::Message {
                 text: queued.text.clone(),
                 again: true,
+                to: Some(key),
             };
             let id = queued.id;
             let (acknowledged, route) = match in_chat::send(&self.broker, peer, id, body).await {

@@ -275,14 +275,20 @@ impl PeerState {
 
     /// Seals chat message `id` with `text` for the chat with `peer`, in its place in the
     /// chat's order (`order.rs`): the one it took when typed, or the next in this chat.
-    /// `again`: it was sent before (the wire's `again`).
+    /// `again`: it was sent before (the wire's `again`). `None` if the chat open is not with
+    /// `to`, the key it was typed to.
     pub fn seal_message(
         &mut self,
         peer: &PeerName,
         id: MessageId,
         text: String,
         again: bool,
+        to: Option<PublicKey>,
     ) -> Option<Sealed> {
+        // Only in a chat with the key it was typed to (`conversations::Place`).
+        if to.is_none() || self.chats.key(peer) != to {
+            return None;
+        }
         let seq = self.chats.place_of(peer, id)?;
         let message = SealedRequest::ChatMessage { text, seq, again };
         self.seal(peer, id, message)

@@ -16,6 +16,10 @@
 //! message only if its history did not have it, so a message does not show twice. The
 //! outbox is bounded: [`MAX_QUEUED`] messages a partner, none older than [`MAX_QUEUE_AGE`];
 //! what does not fit, or grows too old, ends with its reason.
+//!
+//! A conversation is with a key, not a name. When the user trusts a changed key for a name
+//! and a chat with it opens, the old conversation is replaced, and what was typed to the old
+//! key ends undelivered, with its reason: kept, on its way, or failing late.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -49,7 +53,16 @@ pub struct Typed {
     pub id: MessageId,
     pub text: String,
     pub cmd: Option<CommandId>,
-    pub place: Option<u64>,
+    pub place: Option<Place>,
+}
+
+/// Where a typed message belongs: the partner's key when it was typed, and its place among
+/// the messages typed to that key. A message goes only to that key: if the user has trusted
+/// a changed key for the name since, it was written to someone else, as far as it knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Place {
+    pub key: PublicKey,
+    pub seq: u64,
 }
 
 /// A message kept for a partner who is away.
@@ -103,6 +116,8 @@ pub enum Queueing {
     Full,
     /// No conversation with that partner: no chat to keep it for.
     NoChat,
+    /// The conversation is with another key than the one the message was typed to.
+    KeyChanged,
 }
 
 pub struct Conversations {
@@ -143,12 +158,19 @@ impl Conversations {
     }
 
     /// A chat with `name` (key `key`, at `addr`) is open; the file to write. A conversation
-    /// with another key under that name is replaced (its outbox was for someone else).
-    pub fn opened(&mut self, name: PeerName, key: PublicKey, addr: SocketAddr) -> FileWrite {
-        match self.by_name.get_mut(&name) {
+    /// with another key under that name is replaced: what was kept in it, returned, was for
+    /// someone else, and ends undelivered.
+    pub fn opened(
+        &mut self,
+        name: PeerName,
+        key: PublicKey,
+        addr: SocketAddr,
+    ) -> (FileWrite, Vec<Queued>) {
+        let replaced = match self.by_name.get_mut(&name) {
             Some(c) if c.key == key => {
                 c.addr = addr;
                 c.away = false;
+                Vec::new()
             }
             _ => {
                 if self.by_name.len() >= MAX_CONVERSATIONS && !self.by_name.contains_key(&name) {
@@ -170,10 +192,11 @@ impl Conversations {
                     next_seq: 0,
                     outbox: VecDeque::new(),
                 };
-                self.by_name.insert(name, conversation);
+                let replaced = self.by_name.insert(name, conversation);
+                replaced.map(|c| c.outbox.into()).unwrap_or_default()
             }
-        }
-        self.file()
+        };
+        (self.file(), replaced)
     }
 
     /// The chat with `name` (still with `key`) lost its partner: away. The file to write,
@@ -203,6 +226,9 @@ impl Conversations {
         let Some(c) = self.by_name.get_mut(name) else {
             return (Queueing::NoChat, None);
         };
+        if message.place.is_some_and(|place| place.key != c.key) {
+            return (Queueing::KeyChanged, None);
+        }
         let Typed {
             id,
             text,
@@ -215,7 +241,7 @@ impl Conversations {
         if c.outbox.len() >= MAX_QUEUED {
             return (Queueing::Full, None);
         }
-        let seq = place.unwrap_or(c.next_seq);
+        let seq = place.map_or(c.next_seq, |place| place.seq);
         c.next_seq = c.next_seq.max(seq + 1);
         // In the order typed: one that was on its way when the chat went away goes before
         // those typed after it, kept meanwhile.
@@ -234,16 +260,17 @@ impl Conversations {
     /// The place of a message typed now to `name`, if there is a chat with it (open or
     /// away). Not written until a message is kept: a place taken by a message that is
     /// delivered, or lost with the process, need not be remembered.
-    pub fn take_place(&mut self, name: &PeerName) -> Option<u64> {
+    pub fn take_place(&mut self, name: &PeerName) -> Option<Place> {
         let c = self.by_name.get_mut(name)?;
-        let place = c.next_seq;
+        let seq = c.next_seq;
         c.next_seq += 1;
-        Some(place)
+        Some(Place { key: c.key, seq })
     }
 
-    /// The first message kept for `name`, to send now.
-    pub fn next_queued(&self, name: &PeerName) -> Option<Queued> {
-        self.by_name.get(name)?.outbox.front().cloned()
+    /// The first message kept for `name`, to send now, and the key it is for.
+    pub fn next_queued(&self, name: &PeerName) -> Option<(Queued, PublicKey)> {
+        let c = self.by_name.get(name)?;
+        Some((c.outbox.front()?.clone(), c.key))
     }
 
     /// The message `id` kept for `name` was delivered: the file to write.

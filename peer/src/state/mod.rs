@@ -244,7 +244,15 @@ impl PeerState {
         if let Some(write) = self.pins.record_noise(cx.namespace, &peer, &key, proved) {
             fx.push(Effect::Write(write));
         }
-        fx.push(Effect::Write(self.conversations.opened(peer, key, addr)));
+        let (write, replaced) = self.conversations.opened(peer, key, addr);
+        fx.push(Effect::Write(write));
+        for queued in replaced {
+            let dropped = Event::QueuedDropped {
+                peer,
+                why: key_changed(&peer),
+            };
+            fx.push(Effect::Show(dropped.answering(queued.cmd)));
+        }
         let held = self.chats.open(peer, addr, key, keys);
         fx.extend(held.into_iter().map(Effect::Release));
         fx.push(Effect::ChatsChanged);
@@ -269,6 +277,11 @@ impl PeerState {
             }
         }
     }
+}
+
+/// Why a message typed to `peer` under one key does not go to the key trusted since.
+pub fn key_changed(peer: &PeerName) -> String {
+    format!("it was typed to the key {peer} had before; {peer}'s key has changed since")
 }
 
 /// The `chat_answer` that tells a requester its request ended without a `yes` or `no`.

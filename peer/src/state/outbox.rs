@@ -9,8 +9,8 @@ use p2p_shared::identity::{NoiseKey, PublicKey};
 use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{MessageId, PeerName};
 
-use super::conversations::{Queued, Queueing, Typed};
-use super::{Context, Effect, PeerState};
+use super::conversations::{Place, Queued, Queueing, Typed};
+use super::{key_changed, Context, Effect, PeerState};
 use crate::error::PeerError;
 use crate::event::Event;
 
@@ -30,7 +30,7 @@ pub struct Typing {
     pub keep: bool,
     /// Its place among the messages typed to the partner
     /// ([`Typed::place`]).
-    pub place: Option<u64>,
+    pub place: Option<Place>,
 }
 
 impl PeerState {
@@ -69,6 +69,13 @@ impl PeerState {
                 }
                 Ok(())
             }
+            (Queueing::KeyChanged, _) => {
+                let why = key_changed(&peer);
+                fx.push(Effect::Show(
+                    Event::QueuedDropped { peer, why }.answering(cmd),
+                ));
+                Ok(())
+            }
             (Queueing::Full, _) => Err(PeerError::OutboxFull { peer }),
             (Queueing::NoChat, _) => Err(PeerError::NotInChat { peer }),
         }
@@ -99,8 +106,8 @@ impl PeerState {
         self.queue_message(peer, message, queued, cx, fx)
     }
 
-    /// The next message kept for `peer`, if its chat is open.
-    pub fn outbox_next(&self, peer: &PeerName) -> Option<Queued> {
+    /// The next message kept for `peer`, if its chat is open, and the key it is for.
+    pub fn outbox_next(&self, peer: &PeerName) -> Option<(Queued, PublicKey)> {
         if !self.chats.contains(peer) {
             return None;
         }

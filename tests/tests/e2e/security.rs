@@ -727,6 +727,50 @@ fn a_peer_with_a_new_key_is_refused_until_trusted() {
     bob.say(&alice, "new key, same bob");
 }
 
+/// What alice kept for bob while he was away was for his key. Once she trusts the new key he
+/// comes back with and a chat with it opens, each kept message ends undelivered, saying why,
+/// and none reaches the new key.
+#[test]
+fn messages_kept_for_a_key_end_undelivered_when_the_user_trusts_another() {
+    let alice = Peer::builder("alice").arg("--retry-for").arg("1s").start();
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    let old = bob.fingerprint();
+    bob.kill();
+    alice.send("chat message bob are you there?");
+    alice.expect_prefix("bob is away (cannot reach bob");
+    alice.expect_prefix("queued for bob: ");
+    alice.send("chat message bob still there?");
+    alice.expect_exact("queued for bob: bob is offline");
+
+    // bob again, with a fresh data directory: a new key, the same name.
+    let bob = Peer::start_offline("bob");
+    bob.send(&format!("chat request 127.0.0.1 {}", alice.port()));
+    alice.expect_exact(&Peer::key_warning("bob", &bob.fingerprint(), &old));
+    bob.expect_error();
+    alice.send(&format!("trust bob {}", bob.fingerprint()));
+    alice.expect_exact(&format!(
+        "trusting key {} for bob from now on",
+        bob.fingerprint()
+    ));
+    alice.request_chat(&bob);
+    bob.expect_request_from(&alice);
+    bob.send("yes");
+    bob.expect_prefix("accepted chat with alice");
+    alice.expect_prefix("chat accepted by bob");
+    // One line for each message kept, right after the chat opens.
+    let dropped = "not delivered to bob: it was typed to the key bob had before; bob's key has \
+                   changed since";
+    alice.expect_next(dropped);
+    alice.expect_next(dropped);
+    alice.say(&bob, "hello, new bob");
+    let shown = bob.stdout_so_far();
+    assert!(
+        !shown.iter().any(|l| l.contains("there?")),
+        "nothing typed to the old key reaches the new one: {shown:?}"
+    );
+}
+
 #[test]
 fn a_peer_called_registry_is_trusted_with_trust_peer() {
     // `trust registry FP` pins the registry's key: a peer called registry needs another form.

@@ -36,7 +36,7 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
         c.queue(&bob(), typed(new_id(), "no chat"), at(0)).0,
         Queueing::NoChat
     );
-    c.opened(bob(), key, addr()).perform().unwrap();
+    c.opened(bob(), key, addr()).0.perform().unwrap();
     assert!(!c.is_away(&bob()));
     c.away(&bob(), &key).unwrap().perform().unwrap();
     assert!(c.away(&bob(), &key).is_none(), "away once");
@@ -54,7 +54,7 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
         assert_eq!(queued, Queueing::Queued);
         write.unwrap().perform().unwrap();
     }
-    assert_eq!(c.next_queued(&bob()).unwrap().cmd, Some(given.clone()));
+    assert_eq!(c.next_queued(&bob()).unwrap().0.cmd, Some(given.clone()));
     // The same id again (a retry) is not kept twice.
     let (queued, write) = c.queue(&bob(), typed(ids[0], "m0"), at(9));
     assert_eq!((queued, write.is_none()), (Queueing::Queued, true));
@@ -64,7 +64,8 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
     assert!(again.is_resumable(&bob(), &key));
     assert!(!again.is_resumable(&bob(), &Identity::generate().public()));
     for (i, id) in ids.iter().enumerate() {
-        let next = again.next_queued(&bob()).unwrap();
+        let (next, for_key) = again.next_queued(&bob()).unwrap();
+        assert_eq!(for_key, key);
         assert_eq!(
             (next.seq, next.id, next.text.as_str()),
             (i as u64, *id, format!("m{i}").as_str())
@@ -112,12 +113,22 @@ fn a_chat_with_another_key_under_the_name_starts_a_new_conversation() {
     let (old, new) = (Identity::generate().public(), Identity::generate().public());
     let mut c = Conversations::empty();
     c.opened(bob(), old, addr());
+    let typed_to_old = Typed {
+        place: c.take_place(&bob()),
+        ..typed(new_id(), "on its way to the old bob")
+    };
     c.away(&bob(), &old);
     c.queue(&bob(), typed(new_id(), "for the old bob"), at(0));
     assert!(c.away(&bob(), &new).is_none(), "not that chat");
-    c.opened(bob(), new, addr());
+    let (_, replaced) = c.opened(bob(), new, addr());
+    let replaced: Vec<&str> = replaced.iter().map(|q| q.text.as_str()).collect();
+    assert_eq!(replaced, ["for the old bob"], "ends, for its outcome");
     assert_eq!(c.queued(&bob()), 0, "kept for someone else");
     assert!(c.is_resumable(&bob(), &new));
+    // One typed to the old key and kept only now is not kept for the new one.
+    assert_eq!(c.queue(&bob(), typed_to_old, at(1)).0, Queueing::KeyChanged);
+    assert_eq!(c.queued(&bob()), 0);
+    assert_eq!(c.take_place(&bob()).unwrap().key, new);
 }
 
 #[test]
@@ -126,7 +137,7 @@ fn a_message_kept_late_goes_before_those_typed_after_it() {
     let key = Identity::generate().public();
     c.opened(bob(), key, addr());
     // Three messages typed while the chat is open: each takes its place as typed.
-    let places: Vec<u64> = (0..3).map(|_| c.take_place(&bob()).unwrap()).collect();
+    let places: Vec<Place> = (0..3).map(|_| c.take_place(&bob()).unwrap()).collect();
     let message = |text: &str, place| Typed {
         place: Some(place),
         ..typed(new_id(), text)
@@ -143,11 +154,11 @@ fn a_message_kept_late_goes_before_those_typed_after_it() {
     // One with no place (typed with no chat: never kept in fact) goes last.
     c.queue(&bob(), typed(new_id(), "m4"), at(0));
     let mut sent = Vec::new();
-    while let Some(next) = c.next_queued(&bob()) {
+    while let Some((next, _)) = c.next_queued(&bob()) {
         sent.push(next.text.clone());
         c.delivered(&bob(), next.id);
     }
     assert_eq!(sent, ["m1", "m2", "m3", "m4"], "in the order typed");
     // Places keep growing past those kept.
-    assert!(c.take_place(&bob()).unwrap() > places[2]);
+    assert!(c.take_place(&bob()).unwrap().seq > places[2].seq);
 }

@@ -242,6 +242,68 @@ fn a_failure_in_a_chat_that_has_ended_never_makes_the_chat_open_now_away() {
     assert!(state.chat_names().next().is_none());
 }
 
+#[test]
+fn what_was_typed_to_a_key_never_goes_to_the_key_trusted_since() {
+    let now = Instant::now();
+    let (old_bob, new_bob) = (someone("bob", 2), someone("bob", 2));
+    let bob = name("bob");
+    let mut state = alice();
+    let chat = open_chat_with(&mut state, &old_bob, now).id;
+    // One message on its way in the chat; one kept, typed once bob is away.
+    let mut on_its_way = typed("on its way", "m1");
+    on_its_way.place = state.message_typed(&bob, on_its_way.id).place;
+    let to = on_its_way.place.map(|place| place.key);
+    let sealed = state.seal_message(&bob, on_its_way.id, "x".into(), false, to);
+    assert!(sealed.is_some(), "in the chat with the key it was typed to");
+    let mut fx = Vec::new();
+    assert!(state.away_if(&bob, chat, &mut fx));
+    let mut kept = typed("kept", "m2");
+    kept.place = state.message_typed(&bob, kept.id).place;
+    let why = "bob is offline".to_string();
+    state
+        .queue_message(bob, kept, why, &at(now), &mut fx)
+        .unwrap();
+    // Bob is back with another key; the user trusts it, and a chat with it opens.
+    let (refused, _) = ask(&mut state, &new_bob, &at(now));
+    assert!(
+        matches!(
+            &refused,
+            Outcome::Error {
+                code: ErrorCode::KeyChanged,
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    let fingerprint = new_bob.info.key.fingerprint();
+    let mut fx = Vec::new();
+    state.trust(&bob, &fingerprint, &at(now), &mut fx).unwrap();
+    let (_, fx) = open_chat_showing(&mut state, &new_bob, now);
+    let dropped: Vec<&Shown> = fx
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Show(shown) if matches!(shown.event, Event::QueuedDropped { .. }) => {
+                Some(shown)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(dropped.len(), 1, "the kept one ends: {fx:?}");
+    assert_eq!(dropped[0].id, cmd("m2"));
+    assert_eq!(state.outbox_next(&bob), None);
+    // The one on its way is neither sealed in the new chat nor kept for it.
+    let again = state.seal_message(&bob, on_its_way.id, "x".into(), true, to);
+    assert!(again.is_none(), "not to the new key");
+    let why = ("nobody answered".to_string(), "bob is away".to_string());
+    let mut fx = Vec::new();
+    state
+        .message_failed(bob, on_its_way, chat, why, &at(now), &mut fx)
+        .unwrap();
+    assert!(matches!(shown(&fx)[..], [Event::QueuedDropped { .. }]));
+    assert_eq!(ids(&fx), some(&["m1"]));
+    assert_eq!(state.outbox_next(&bob), None);
+}
+
 /// A message typed as command `by`, with no place taken (as one typed with no chat).
 fn typed(text: &str, by: &str) -> Typed {
     Typed {

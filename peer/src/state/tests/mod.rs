@@ -176,6 +176,15 @@ fn request_to(state: &mut PeerState, bob: &Someone, now: Instant) -> (MessageId,
 
 /// Opens a chat between alice and `bob` the way bob's acceptance does; bob's keys.
 fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKeys {
+    open_chat_showing(state, bob, now).0
+}
+
+/// The same, with the effects of the acceptance.
+fn open_chat_showing(
+    state: &mut PeerState,
+    bob: &Someone,
+    now: Instant,
+) -> (ChatKeys, Vec<Effect>) {
     let (id, initiator, first) = start(state, bob);
     state.request_sent(id, bob.info.addr, initiator, None);
     let mut fx = Vec::new();
@@ -194,7 +203,7 @@ fn open_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) -> ChatKey
         state.signed_request(accepted, None, &at(now), &mut fx),
         Outcome::Ok
     );
-    keys
+    (keys, fx)
 }
 
 /// What alice's acknowledgement `ack` of bob's message `counter` says.
