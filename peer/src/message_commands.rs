@@ -220,18 +220,22 @@ impl Messenger {
                 // Nobody answered for the whole retry time: the partner is away, and the
                 // message is kept for it. One that may have arrived goes again all the same,
                 // under its id: the partner shows an id once.
-                let why = match written.load(Relaxed) {
+                let (why, if_ended) = match written.load(Relaxed) {
                     true => {
                         let again =
                             format!("it goes again when {peer} is back, and {peer} shows it once");
-                        (no_ack.to_string(), format!("{no_ack}; {again}"))
+                        let why = (no_ack.to_string(), format!("{no_ack}; {again}"));
+                        (why, no_ack)
                     }
                     false => {
-                        let why = Failure::of(&e, &format!("{peer} ({addr})")).text;
-                        (why.clone(), why)
+                        let why = Failure::of(&e, &format!("{peer} ({addr})"));
+                        let text = why.text.clone();
+                        ((text.clone(), text), PeerError::Undelivered { why })
                     }
                 };
-                return self.keep_after_failure(peer, message, chat, why).await;
+                return self
+                    .keep_after_failure(peer, message, chat, why, if_ended)
+                    .await;
             }
         };
         match outcome {
@@ -270,7 +274,9 @@ impl Messenger {
                 chat,
             }) => {
                 let why = format!("{peer} no longer knows the chat (it restarted)");
-                self.keep_after_failure(peer, message, chat, (why.clone(), why))
+                // Answered, so written: an earlier try may have shown.
+                let if_ended = PeerError::NoAcknowledgement { peer };
+                self.keep_after_failure(peer, message, chat, (why.clone(), why), if_ended)
                     .await
             }
             Ok(Answer {
@@ -317,20 +323,25 @@ impl Messenger {
     }
 
     /// The same after `message` could not reach `peer` in chat `chat`: that chat goes away
-    /// first. `why` says why it is away, then why the message is kept.
+    /// first. `why` says why it is away, then why the message is kept. If the chat ended for
+    /// good meanwhile, nothing is kept, and the user is told `if_ended`: what the tries came
+    /// to, not that the message was typed outside a chat.
     async fn keep_after_failure(
         &self,
         peer: PeerName,
         message: Typed,
         chat: ChatId,
         why: (String, String),
+        if_ended: PeerError,
     ) {
         let cmd = message.cmd.clone();
         let kept = self
             .broker
             .call(move |state, cx, fx| state.message_failed(peer, message, chat, why, cx, fx));
-        if let Some(Err(e)) = kept.await {
-            self.error(&cmd, e).await
+        match kept.await {
+            Some(Err(PeerError::NotInChat { .. })) => self.error(&cmd, if_ended).await,
+            Some(Err(e)) => self.error(&cmd, e).await,
+            _ => {}
         }
     }
 
