@@ -72,7 +72,8 @@ enum Checked {
     Answered,
     /// Nobody answered, or not with the chat's keys: one miss.
     Missed(Miss),
-    /// The partner answered that it no longer knows the chat (it restarted): away at once.
+    /// The partner answered that it no longer knows the chat (it restarted, or ended it
+    /// meanwhile): away at once.
     Lost(Miss),
 }
 
@@ -106,7 +107,9 @@ async fn check(broker: &Broker, chat: &PeerInfo, retry_for: Duration) -> Checked
                 }),
                 route,
             ) => Attempt::Done(Checked::Lost(Miss {
-                why: format!("{whom} no longer knows the chat (it restarted)"),
+                why: format!(
+                    "{whom} no longer knows the chat (it restarted, or ended it meanwhile)"
+                ),
                 chat: route.chat,
             })),
             Sent::Answered(_, route) => Attempt::Done(Checked::Missed(Miss {

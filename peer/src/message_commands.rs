@@ -263,8 +263,8 @@ impl Messenger {
                     }
                 }
             }
-            // The partner no longer knows the chat: it restarted. The chat is away until
-            // it opens again, and the message is kept for it.
+            // The partner no longer knows the chat: it restarted, or ended it while we did
+            // not answer. The chat is away until it opens again, and the message is kept.
             Ok(Answer {
                 outcome:
                     Outcome::Error {
@@ -273,7 +273,9 @@ impl Messenger {
                     },
                 chat,
             }) => {
-                let why = format!("{peer} no longer knows the chat (it restarted)");
+                let why = format!(
+                    "{peer} no longer knows the chat (it restarted, or ended it meanwhile)"
+                );
                 // Answered, so written: an earlier try may have shown.
                 let if_ended = PeerError::NoAcknowledgement { peer };
                 self.keep_after_failure(peer, message, chat, (why.clone(), why), if_ended)

@@ -90,7 +90,7 @@ impl Resumer {
         let (handshake, pattern, first) = Initiator::start(&self.origin.identity, id, to);
         let recorded = self
             .broker
-            .call(move |state, _, _| state.request_sent(id, addr, handshake, None));
+            .call(move |state, _, _| state.reopen_sent(id, peer, addr, handshake));
         recorded.await;
         let body = PeerRequest::ChatRequest {
             pattern,

@@ -32,7 +32,19 @@ impl PeerState {
         handshake: Initiator,
         cmd: Option<CommandId>,
     ) {
-        self.outgoing.sent(id, addr, handshake, cmd);
+        self.outgoing.sent(id, addr, handshake, (cmd, None));
+    }
+
+    /// The same for a request that reopens the away chat with `peer` (`resume.rs`): made by
+    /// no command, and ended if that chat ends meanwhile ([`PeerState::end_away`]).
+    pub fn reopen_sent(
+        &mut self,
+        id: MessageId,
+        peer: PeerName,
+        addr: SocketAddr,
+        handshake: Initiator,
+    ) {
+        self.outgoing.sent(id, addr, handshake, (None, Some(peer)));
     }
 
     /// The other side, `from`, said our request `id` is pending for `expires_in`; `verified`

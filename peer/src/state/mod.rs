@@ -262,8 +262,18 @@ impl PeerState {
     }
 
     /// Ends the chat with `peer`, open or away: what was kept for it ends undelivered, each
-    /// message answering the command that sent it.
+    /// message answering the command that sent it, and our requests that would reopen it
+    /// are withdrawn (an acceptance of one must not open the chat the user ended).
     fn close_chat(&mut self, peer: &PeerName, fx: &mut Vec<Effect>) {
+        for withdraw in self.outgoing.stop_reopening(peer) {
+            let body = PeerRequest::ChatWithdraw {
+                request: withdraw.request,
+            };
+            fx.push(Effect::Tell {
+                to: withdraw.addr,
+                body,
+            });
+        }
         if let Some(held) = self.chats.close(peer) {
             fx.extend(held.into_iter().map(Effect::Release));
             fx.push(Effect::ChatsChanged);

@@ -37,6 +37,8 @@ pub enum Outgoing {
         addr: SocketAddr,
         handshake: Initiator,
         cmd: Option<CommandId>,
+        /// The away chat it reopens (`resume.rs`), if that is what it is for.
+        reopens: Option<PeerName>,
     },
     /// The other side, `peer` with `key`, is asking its user; we wait until `deadline`.
     Awaiting {
@@ -46,6 +48,8 @@ pub enum Outgoing {
         deadline: Instant,
         handshake: Initiator,
         cmd: Option<CommandId>,
+        /// It reopens the away chat with `peer`.
+        reopens: bool,
     },
 }
 
@@ -145,18 +149,20 @@ pub struct OutgoingRequests {
 
 impl OutgoingRequests {
     /// Records a request before it is sent, so that even an answer that overtakes the
-    /// `pending` reply finds it; `cmd` is the command that makes it.
+    /// `pending` reply finds it; `cmd` is the command that makes it, `reopens` the away chat
+    /// it reopens instead.
     pub fn sent(
         &mut self,
         id: MessageId,
         addr: SocketAddr,
         handshake: Initiator,
-        cmd: Option<CommandId>,
+        (cmd, reopens): (Option<CommandId>, Option<PeerName>),
     ) {
         let sent = Outgoing::Sent {
             addr,
             handshake,
             cmd,
+            reopens,
         };
         self.by_id.insert(id, sent);
     }
@@ -186,6 +192,7 @@ impl OutgoingRequests {
             addr,
             handshake,
             cmd,
+            reopens,
         }) = self.by_id.remove(&id)
         else {
             unreachable!("present just now");
@@ -199,6 +206,7 @@ impl OutgoingRequests {
             deadline,
             handshake,
             cmd,
+            reopens: reopens.is_some(),
         };
         self.by_id.insert(id, awaiting);
         Some(replaced)
@@ -310,6 +318,28 @@ impl OutgoingRequests {
         })
     }
 
+    /// Ends the requests that reopen the chat with `peer`, which has ended: an acceptance on
+    /// its way must not open it again. Each is to be withdrawn where it was sent.
+    pub fn stop_reopening(&mut self, peer: &PeerName) -> Vec<Withdraw> {
+        let mut withdraw = Vec::new();
+        self.by_id.retain(|&request, state| {
+            let (reopens, addr) = match state {
+                Outgoing::Sent { reopens, addr, .. } => (reopens.as_ref() == Some(peer), *addr),
+                Outgoing::Awaiting {
+                    peer: p,
+                    reopens,
+                    addr,
+                    ..
+                } => (*reopens && p == peer, *addr),
+            };
+            if reopens {
+                withdraw.push(Withdraw { request, addr });
+            }
+            !reopens
+        });
+        withdraw
+    }
+
     /// Ends every request: we exit. Each is to be withdrawn where it was sent, so that its
     /// other side does not keep asking its user (`chat_withdraw`); one still being sent too,
     /// since it may have arrived. Those whose other side is asking end with an event that
@@ -392,7 +422,7 @@ mod tests {
     /// A request to bob that bob's side has as pending.
     fn awaiting_bob(outgoing: &mut OutgoingRequests, now: Instant) -> MessageId {
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id), None);
+        outgoing.sent(id, addr(), initiator(id), (None, None));
         outgoing.pending(id, name("bob"), key(), TTL, now).unwrap();
         id
     }
@@ -432,7 +462,7 @@ mod tests {
     fn an_answer_before_the_pending_reply_must_wait_for_it() {
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id), None);
+        outgoing.sent(id, addr(), initiator(id), (None, None));
         assert_eq!(
             outgoing.answerable(id, &name("bob")),
             Err(NotAnswerable::NotYet)
@@ -449,7 +479,7 @@ mod tests {
         let (me, bob) = (Identity::generate(), Identity::generate());
         let id = new_id();
         let (ours, pattern, first) = Initiator::start(&me, id, Recipient::Unknown(None));
-        outgoing.sent(id, addr(), ours, None);
+        outgoing.sent(id, addr(), ours, (None, None));
         outgoing
             .pending(id, name("bob"), bob.public(), TTL, Instant::now())
             .unwrap();
@@ -496,7 +526,7 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let first = awaiting_bob(&mut outgoing, now);
         let second = new_id();
-        outgoing.sent(second, addr(), initiator(second), None);
+        outgoing.sent(second, addr(), initiator(second), (None, None));
         let replaced = outgoing
             .pending(second, name("bob"), key(), TTL, now)
             .unwrap();
@@ -530,7 +560,7 @@ mod tests {
         let now = Instant::now();
         let mut outgoing = OutgoingRequests::default();
         let id = new_id();
-        outgoing.sent(id, addr(), initiator(id), None);
+        outgoing.sent(id, addr(), initiator(id), (None, None));
         let forever = Duration::from_secs(u64::MAX / 4);
         outgoing.pending(id, name("bob"), key(), forever, now);
         assert_eq!(
@@ -545,7 +575,7 @@ mod tests {
         let awaiting = awaiting_bob(&mut outgoing, Instant::now());
         let sending = new_id();
         let elsewhere = SocketAddr::from(([127, 0, 0, 1], 3));
-        outgoing.sent(sending, elsewhere, initiator(sending), None);
+        outgoing.sent(sending, elsewhere, initiator(sending), (None, None));
         let (ends, mut withdraw) = outgoing.leave();
         assert_eq!(events(&ends), [Event::RequestDropped { peer: name("bob") }]);
         withdraw.sort_by_key(|w| w.addr);

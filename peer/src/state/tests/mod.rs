@@ -1,12 +1,13 @@
 //! The request/accept workflow and the chats, driven as the broker would, with a clock of
 //! the test's own: no runtime, no network, no waiting. This file holds the fixtures; the tests
 //! are in `requests.rs` (how each request ends), `ids.rs` (which command each event answers)
-//! `full_screen.rs` (what a peer whose user is not reading takes and refuses) and `order.rs`
-//! (chat messages that arrive out of order).
+//! `full_screen.rs` (what a peer whose user is not reading takes and refuses), `order.rs`
+//! (chat messages that arrive out of order) and `reopen.rs` (away chats the peer reopens).
 
 mod full_screen;
 mod ids;
 mod order;
+mod reopen;
 mod requests;
 
 use std::net::Ipv4Addr;
