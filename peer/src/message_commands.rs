@@ -102,6 +102,7 @@ impl CommandLoop {
             text,
             cmd: self.running.clone(),
             place: None,
+            tried: false,
         };
         // Room in flight first: a frame sealed now must not wait (for as long as the oldest
         // message's retries) while its chat closes or reopens. The command loop runs one
@@ -137,7 +138,7 @@ impl CommandLoop {
 
 impl Messenger {
     /// Sends `message` to `peer`, `first` as its first try, and shows its outcome.
-    async fn send(self, peer: PeerName, message: Typed, first: Option<Sealed>) {
+    async fn send(self, peer: PeerName, mut message: Typed, first: Option<Sealed>) {
         let (id, cmd) = (message.id, &message.cmd);
         // Whether a try was written whole before it failed: then the partner may have read
         // and shown it, whatever the last try came to, and the user must not be told it
@@ -203,6 +204,8 @@ impl Messenger {
             }
         };
         let outcome = retry(self.retry_for, send).await;
+        // Kept from here on, it carries whether it may have shown.
+        message.tried = written.load(Relaxed);
         let no_ack = PeerError::NoAcknowledgement { peer };
         let outcome = match outcome {
             Ok(outcome) => outcome,

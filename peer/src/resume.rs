@@ -143,7 +143,21 @@ impl Resumer {
                 to: Some(key),
             };
             let id = queued.id;
-            let (acknowledged, route) = match in_chat::send(&self.broker, peer, id, body).await {
+            let sent = in_chat::send(&self.broker, peer, id, body).await;
+            // A try written whole, with no answer to say it did not show, may have shown: if
+            // the message ends kept, the user is told so.
+            let tried = match &sent {
+                Sent::ChatEnded | Sent::Answered(None, _) => true,
+                Sent::Failed(e, _) => e.after_writing(),
+                Sent::NoChat | Sent::Answered(Some(_), _) => false,
+            };
+            if tried {
+                let note = move |state: &mut PeerState, _: &_, fx: &mut _| {
+                    state.outbox_tried(&peer, id, fx)
+                };
+                self.broker.call(note).await;
+            }
+            let (acknowledged, route) = match sent {
                 // No chat, or it ended under the message: it stays first in line, and a chat
                 // that opens flushes it.
                 Sent::NoChat | Sent::ChatEnded => return,

@@ -54,6 +54,8 @@ pub struct Typed {
     pub text: String,
     pub cmd: Option<CommandId>,
     pub place: Option<Place>,
+    /// A try of it was written whole: the partner may have shown it.
+    pub tried: bool,
 }
 
 /// Where a typed message belongs: the partner's key when it was typed, and its place among
@@ -82,6 +84,11 @@ pub struct Queued {
         deserialize_with = "readable_or_none"
     )]
     pub cmd: Option<CommandId>,
+    /// A try of it was written whole before it was kept, or since: the partner may have
+    /// shown it, so if it ends here the user is told "no acknowledgement", not "not
+    /// delivered".
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tried: bool,
 }
 
 fn not_given(cmd: &Option<CommandId>) -> bool {
@@ -234,6 +241,7 @@ impl Conversations {
             text,
             cmd,
             place,
+            tried,
         } = message;
         if c.outbox.iter().any(|q| q.id == id) {
             return (Queueing::Queued, None);
@@ -252,6 +260,7 @@ impl Conversations {
             text,
             at,
             cmd,
+            tried,
         };
         c.outbox.insert(before.unwrap_or(c.outbox.len()), kept);
         (Queueing::Queued, Some(self.file()))
@@ -271,6 +280,15 @@ impl Conversations {
     pub fn next_queued(&self, name: &PeerName) -> Option<(Queued, PublicKey)> {
         let c = self.by_name.get(name)?;
         Some((c.outbox.front()?.clone(), c.key))
+    }
+
+    /// A try of the message `id` kept for `name` was written whole: the file to write, if
+    /// that is news.
+    pub fn tried(&mut self, name: &PeerName, id: MessageId) -> Option<FileWrite> {
+        let c = self.by_name.get_mut(name)?;
+        let q = c.outbox.iter_mut().find(|q| q.id == id && !q.tried)?;
+        q.tried = true;
+        Some(self.file())
     }
 
     /// The message `id` kept for `name` was delivered: the file to write.

@@ -38,6 +38,7 @@ use p2p_shared::seal::ChatKeys;
 use p2p_shared::transport::Origin;
 use p2p_shared::{Answer, ErrorCode, MessageId, Outcome, PeerInfo, PeerName, PeerRequest};
 
+use crate::error::PeerError;
 use crate::event::{Event, Shown, Waiting};
 use crate::json_command::CommandId;
 use crate::known::FileWrite;
@@ -247,11 +248,8 @@ impl PeerState {
         let (write, replaced) = self.conversations.opened(peer, key, addr);
         fx.push(Effect::Write(write));
         for queued in replaced {
-            let dropped = Event::QueuedDropped {
-                peer,
-                why: key_changed(&peer),
-            };
-            fx.push(Effect::Show(dropped.answering(queued.cmd)));
+            let queued = (queued.cmd, queued.tried);
+            fx.push(Effect::Show(kept_ended(peer, queued, key_changed(&peer))));
         }
         let held = self.chats.open(peer, addr, key, keys);
         fx.extend(held.into_iter().map(Effect::Release));
@@ -282,11 +280,23 @@ impl PeerState {
             fx.push(Effect::Write(write));
             for queued in dropped {
                 let why = "the chat ended".to_string();
-                let dropped = Event::QueuedDropped { peer: *peer, why };
-                fx.push(Effect::Show(dropped.answering(queued.cmd)));
+                let queued = (queued.cmd, queued.tried);
+                fx.push(Effect::Show(kept_ended(*peer, queued, why)));
             }
         }
     }
+}
+
+/// The outcome of a message kept for `peer` (`queued`: its command, and whether a try of it
+/// was written whole) that ends here for reason `why`: not delivered; or, once tried, no
+/// acknowledgement (it may have shown), as for a message that ends on its way.
+pub fn kept_ended(peer: PeerName, queued: (Option<CommandId>, bool), why: String) -> Shown {
+    let (cmd, tried) = queued;
+    let event = match tried {
+        true => Event::from(PeerError::NoAcknowledgement { peer }),
+        false => Event::QueuedDropped { peer, why },
+    };
+    event.answering(cmd)
 }
 
 /// Why a message typed to `peer` under one key does not go to the key trusted since.

@@ -10,7 +10,7 @@ use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{MessageId, PeerName};
 
 use super::conversations::{Place, Queued, Queueing, Typed};
-use super::{key_changed, Context, Effect, PeerState};
+use super::{kept_ended, key_changed, Context, Effect, PeerState};
 use crate::error::PeerError;
 use crate::event::Event;
 
@@ -59,7 +59,7 @@ impl PeerState {
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Result<(), PeerError> {
-        let cmd = message.cmd.clone();
+        let (cmd, tried) = (message.cmd.clone(), message.tried);
         match self.conversations.queue(&peer, message, cx.utc) {
             (Queueing::Queued, write) => {
                 fx.extend(write.map(Effect::Write));
@@ -71,9 +71,7 @@ impl PeerState {
             }
             (Queueing::KeyChanged, _) => {
                 let why = key_changed(&peer);
-                fx.push(Effect::Show(
-                    Event::QueuedDropped { peer, why }.answering(cmd),
-                ));
+                fx.push(Effect::Show(kept_ended(peer, (cmd, tried), why)));
                 Ok(())
             }
             (Queueing::Full, _) => Err(PeerError::OutboxFull { peer }),
@@ -114,6 +112,11 @@ impl PeerState {
         self.conversations.next_queued(peer)
     }
 
+    /// A try of kept message `id` was written whole to `peer`: it may have shown.
+    pub fn outbox_tried(&mut self, peer: &PeerName, id: MessageId, fx: &mut Vec<Effect>) {
+        fx.extend(self.conversations.tried(peer, id).map(Effect::Write));
+    }
+
     /// Kept message `id` reached `peer`.
     pub fn outbox_delivered(&mut self, peer: &PeerName, id: MessageId, fx: &mut Vec<Effect>) {
         fx.extend(self.conversations.delivered(peer, id).map(Effect::Write));
@@ -124,9 +127,8 @@ impl PeerState {
         let (expired, write) = self.conversations.expire(cx.utc);
         fx.extend(write.map(Effect::Write));
         for (peer, queued) in expired {
-            let why = "it waited longer than a week".to_string();
-            let dropped = Event::QueuedDropped { peer, why };
-            fx.push(Effect::Show(dropped.answering(queued.cmd)));
+            let (why, queued) = ("it waited longer than a week", (queued.cmd, queued.tried));
+            fx.push(Effect::Show(kept_ended(peer, queued, why.into())));
         }
     }
 

@@ -18,6 +18,7 @@ fn typed(id: MessageId, text: &str) -> Typed {
         text: text.into(),
         cmd: None,
         place: None,
+        tried: false,
     }
 }
 
@@ -55,6 +56,9 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
         write.unwrap().perform().unwrap();
     }
     assert_eq!(c.next_queued(&bob()).unwrap().0.cmd, Some(given.clone()));
+    // A try of the second from the outbox was written whole: that is kept too.
+    c.tried(&bob(), ids[1]).unwrap().perform().unwrap();
+    assert!(c.tried(&bob(), ids[1]).is_none(), "news once");
     // The same id again (a retry) is not kept twice.
     let (queued, write) = c.queue(&bob(), typed(ids[0], "m0"), at(9));
     assert_eq!((queued, write.is_none()), (Queueing::Queued, true));
@@ -75,6 +79,7 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
             _ => None,
         };
         assert_eq!(next.cmd, kept, "message {i}");
+        assert_eq!(next.tried, i == 1, "message {i}");
         assert!(again.delivered(&bob(), *id).is_some());
     }
     assert_eq!(again.next_queued(&bob()), None);

@@ -143,6 +143,47 @@ fn a_kept_message_answers_the_command_that_sent_it_until_its_end() {
     assert_eq!(state.outbox_next(&name("bob")), None);
 }
 
+/// A kept message that may have shown (a try of it was written whole, before it was kept or
+/// from the outbox since) ends as one on its way would: no acknowledgement, not "not
+/// delivered", which would have the user send it again.
+#[test]
+fn a_kept_message_that_may_have_shown_ends_with_no_acknowledgement() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let chat = open_chat_with(&mut state, &bob, now).id;
+    let mut fx = Vec::new();
+    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    let written = Typed {
+        tried: true,
+        ..typed("written, never acknowledged", "m1")
+    };
+    let from_the_outbox = typed("tried from the outbox since", "m3");
+    let third = from_the_outbox.id;
+    for message in [written, typed("never sent", "m2"), from_the_outbox] {
+        let why = "bob is offline".to_string();
+        state
+            .queue_message(name("bob"), message, why, &at(now), &mut fx)
+            .unwrap();
+    }
+    state.outbox_tried(&name("bob"), third, &mut fx);
+    let mut fx = Vec::new();
+    assert!(state.end_away(&name("bob"), &mut fx));
+    let shown = shown(&fx);
+    assert!(
+        matches!(
+            shown[..],
+            [
+                Event::Error(PeerError::NoAcknowledgement { .. }),
+                Event::QueuedDropped { .. },
+                Event::Error(PeerError::NoAcknowledgement { .. }),
+            ]
+        ),
+        "{shown:?}"
+    );
+    assert_eq!(ids(&fx), some(&["m1", "m2", "m3"]));
+}
+
 #[test]
 fn a_message_kept_too_long_ends_answering_its_command() {
     let now = Instant::now();
@@ -311,5 +352,6 @@ fn typed(text: &str, by: &str) -> Typed {
         text: text.into(),
         cmd: cmd(by),
         place: None,
+        tried: false,
     }
 }
