@@ -210,7 +210,12 @@ impl CommandLoop {
         self.show(Event::Disconnected { peer }).await;
         if let Err(e) = told {
             let why = Failure::of(&e, &goodbye.addr.to_string());
-            self.error(PeerError::CouldNotTell { peer, why }).await;
+            // Written whole with no answer: it may well have arrived.
+            let error = match e.after_writing() {
+                true => PeerError::MayNotHaveTold { peer, why },
+                false => PeerError::CouldNotTell { peer, why },
+            };
+            self.error(error).await;
         }
     }
 

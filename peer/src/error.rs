@@ -138,6 +138,9 @@ pub enum PeerError {
     AnswerNotDelivered { why: Failure },
     #[error("could not tell {peer}: {why}")]
     CouldNotTell { peer: PeerName, why: Failure },
+    /// Told, but no answer came: the other side may have read it.
+    #[error("{peer} may not have been told: {why}")]
+    MayNotHaveTold { peer: PeerName, why: Failure },
     #[error("declined chat request from {peer}, but {why}")]
     DeclinedUntold { peer: PeerName, why: Box<PeerError> },
 
@@ -243,6 +246,7 @@ impl PeerError {
             PeerError::NoLongerWaiting { .. } => "no_longer_waiting",
             PeerError::AnswerNotDelivered { why } => why.code,
             PeerError::CouldNotTell { .. } | PeerError::DeclinedUntold { .. } => "could_not_tell",
+            PeerError::MayNotHaveTold { .. } => "may_not_have_told",
             PeerError::NotInChat { .. } => "not_in_chat",
             PeerError::Undelivered { why } => why.code,
             PeerError::NotAcknowledged { .. } => "not_acknowledged",

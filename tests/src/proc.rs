@@ -258,6 +258,23 @@ impl Proc {
         }
     }
 
+    /// Stops the process (SIGSTOP), as a laptop put to sleep or a cut network would look from
+    /// outside: the kernel still takes connections and bytes for it, but nothing answers.
+    #[track_caller]
+    pub fn pause(&self) {
+        if let Err(e) = self.child.signal(libc::SIGSTOP) {
+            self.fail(&e.to_string());
+        }
+    }
+
+    /// Lets a [`Proc::pause`]d process run again (SIGCONT).
+    #[track_caller]
+    pub fn resume(&self) {
+        if let Err(e) = self.child.signal(libc::SIGCONT) {
+            self.fail(&e.to_string());
+        }
+    }
+
     /// Sends SIGHUP to the process, as closing its terminal window would.
     #[track_caller]
     pub fn hang_up(&self) {

@@ -3,6 +3,7 @@
 use p2p_e2e::{outcome, Peer, RawPeer, Server};
 use p2p_shared::handshake::{HandshakeMessage, Pattern, Responder};
 use p2p_shared::identity::PublicKey;
+use std::time::Duration;
 
 /// Multiple spaces and non-ASCII text must arrive exactly as typed.
 const TEXT: &str = "héllo  wörld 你好 🎉";
@@ -261,4 +262,24 @@ fn a_request_by_name_to_a_peer_never_met_is_encrypted_to_its_registered_static_k
     );
     assert_eq!(heard.map(|h| h.to), Ok(Some("bob".parse().unwrap())));
     assert_eq!(from, alice.key());
+}
+
+/// `disconnect` to a partner that takes the goodbye and never answers (paused): he may have
+/// it, so alice says that, not that she could not tell him; and he has it once he runs.
+#[test]
+fn a_goodbye_with_no_answer_may_have_been_told() {
+    let alice = Peer::start_offline("alice");
+    let bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    bob.pause();
+    alice.send("disconnect bob");
+    // Once the exchange gives up (10 s).
+    let within = Duration::from_secs(20);
+    alice.expect_line_within("disconnected", within, |l| l == "disconnected from bob");
+    alice.expect_next(&format!(
+        "error: bob may not have been told: {} did not answer in time",
+        bob.addr()
+    ));
+    bob.resume();
+    bob.expect_exact("alice disconnected");
 }

@@ -290,9 +290,7 @@ fn a_name_means_its_key_while_its_owner_is_offline() {
 fn a_request_while_the_registry_does_not_answer_is_shown_as_such_and_checked_on_yes() {
     let (server, alice, _bob) = registered();
     // The registry stops answering (as if someone on the path dropped alice's lookups).
-    let pid = server.pid() as libc::pid_t;
-    // SAFETY: kill(2) on a process this test started and still owns.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    server.pause();
     let mallory = RawPeer::start("bob");
     let (request, _) = mallory.signer().chat_request();
     assert_eq!(
@@ -300,8 +298,7 @@ fn a_request_while_the_registry_does_not_answer_is_shown_as_such_and_checked_on_
         "pending"
     );
     alice.expect_prefix("chat request from bob (unverified: the registry did not answer) (");
-    // SAFETY: as above.
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    server.resume();
     // The registry answers again: `yes` asks it first, and the impostor gets a `no`.
     alice.send("yes bob");
     alice.expect_prefix("WARNING: a peer calling itself bob presented key");
