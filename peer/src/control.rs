@@ -253,6 +253,15 @@ pub fn send(
         }
     };
     let text = text.replace(['\n', '\r'], " ");
+    // Said here, with the limit, rather than left to the peer's refusal of a long line.
+    if text.len() > MAX_LINE_LEN {
+        eprintln!(
+            "error: the text is {} bytes; at most {MAX_LINE_LEN} go in one send (a typed line's \
+             limit): send it in parts",
+            text.len()
+        );
+        return ExitCode::FAILURE;
+    }
     let output = if json { "json" } else { "text" };
     let request = format!("{MAGIC} send {output} {peer} {text}\n");
     if let Err(e) = stream.write_all(request.as_bytes()) {

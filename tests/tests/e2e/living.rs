@@ -200,6 +200,16 @@ fn send_hands_a_message_to_the_running_peer_and_exits_0_when_delivered() {
     assert_eq!(event["peer"], "bob", "{event}");
     assert!(event["id"].is_string(), "{event}");
     bob.expect_exact("alice: again");
+
+    // Longer than a typed line: refused before it leaves, saying the limit.
+    let long = "x".repeat(20_000);
+    let out = send(alice.data_dir(), "alice", &["bob", &long], None);
+    assert!(!out.status.success(), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("20000 bytes") && said.contains("at most 16384"),
+        "{said}"
+    );
 }
 
 /// To a partner who is away, the message is kept: `queued`, still a success for the script.
