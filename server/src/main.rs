@@ -45,8 +45,8 @@ struct Args {
     data_dir: Option<PathBuf>,
 
     /// How long a registration lasts unless the peer renews it (peers renew at a third of it,
-    /// by themselves); a peer that died drops out of the list after this long.
-    #[arg(long, default_value = "60s", value_parser = parse_timeout)]
+    /// by themselves); a peer that died drops out of the list after this long. At least 2s.
+    #[arg(long, default_value = "60s", value_parser = parse_ttl)]
     ttl: Duration,
 
     /// The most names registered from one IP address at once, and the most new names it may
@@ -121,6 +121,22 @@ fn main() -> ExitCode {
 }
 
 /// `p2p-server release NAME`: one line, and success only if the name was released.
+/// The shortest `--ttl`: peers renew at a third of it, but no more often than every 500 ms
+/// (peer/src/registry_commands.rs), so a shorter one lapses between renewals, and the peer
+/// drops out of the list and comes back again and again.
+const MIN_TTL: Duration = Duration::from_secs(2);
+
+fn parse_ttl(s: &str) -> Result<Duration, String> {
+    let ttl = parse_timeout(s).map_err(|e| e.to_string())?;
+    match ttl < MIN_TTL {
+        true => Err(
+            "at least 2s: peers renew a third of the way through, and at most twice a second"
+                .into(),
+        ),
+        false => Ok(ttl),
+    }
+}
+
 fn release(args: &Args, name: &PeerName) -> ExitCode {
     let released = data_dir(args)
         .map_err(|e| format!("{e:#}"))

@@ -184,6 +184,26 @@ fn help_and_version_flags() {
     }
 }
 
+/// A registration shorter than peers can renew would lapse between renewals: the peer would
+/// drop out of the list and come back, again and again.
+#[test]
+fn a_ttl_too_short_to_renew_is_refused_at_start() {
+    let data = DataDir::new("short-ttl");
+    for ttl in ["1ms", "1s"] {
+        // Under `timeout`: a registry that took the flag would run until stopped.
+        let out = Command::new("timeout")
+            .arg("10")
+            .arg(binary("p2p-server"))
+            .args(["--ttl", ttl, "--port", "0", "--bind", "127.0.0.1"])
+            .args(["--data-dir", &data.arg()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "--ttl {ttl}: {out:?}");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(said.contains("at least 2s"), "--ttl {ttl}: {said}");
+    }
+}
+
 #[test]
 fn an_invalid_name_is_refused_at_start() {
     let server = dead_addr().to_string();
