@@ -72,7 +72,10 @@ pub enum PeerError {
     // The registry.
     #[error("{0}")]
     Registry(Failure),
-    #[error("the name {name} is taken: it belongs to another key")]
+    #[error(
+        "the name {name} is taken: it belongs to another key; start with another --name, or \
+         ask the registry's operator to give it back (p2p-server release {name})"
+    )]
     NameTaken { name: PeerName },
     #[error("{name} is not registered")]
     NotRegistered { name: PeerName },

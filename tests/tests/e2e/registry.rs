@@ -81,6 +81,10 @@ fn a_name_held_by_a_live_peer_is_taken() {
     second.send("register");
     let error = second.expect_error();
     assert!(error.contains("taken"), "expected 'taken' in {error:?}");
+    assert!(
+        error.ends_with("(p2p-server release alice)"),
+        "the way out: {error:?}"
+    );
     assert_eq!(second.listpeer(), vec![first.peer_line()]);
 
     // The name belongs to the first alice's key, not to whoever is online: once she has left,
