@@ -32,6 +32,11 @@ impl CommandLoop {
                     return self.error(PeerError::UnknownHost { host, why }).await;
                 }
             },
+            // Not asked of the registry: it would say the name is not online, or hand back
+            // our own address.
+            Target::Name(name) if name == self.origin.name => {
+                return self.error(PeerError::OwnName { name }).await
+            }
             Target::Name(name) => match self.lookup(&name).await {
                 Ok((peer, noise, vouched)) => (peer.addr, Some((name, peer.key)), noise, vouched),
                 Err(e) => return self.error(e).await,

@@ -110,6 +110,8 @@ pub enum PeerError {
     NotBlocked { peer: PeerName },
     #[error("nothing to forget about {peer}: no chat and no pinned key")]
     NothingToForget { peer: PeerName },
+    #[error("{name} is this peer's own name: a chat is with another peer")]
+    OwnName { name: PeerName },
     #[error("already in a chat with the peer at {addr}")]
     AlreadyConnected { addr: SocketAddr },
     #[error("the peer at {addr} has too many pending chat requests; try again later")]
@@ -237,6 +239,7 @@ impl PeerError {
             PeerError::UnknownPeer { .. } => "unknown_peer",
             PeerError::NotOnline { .. } => "not_online",
             PeerError::NotTheRegisteredKey(_) => "not_the_registered_key",
+            PeerError::OwnName { .. } => "own_name",
             PeerError::AlreadyConnected { .. } => "already_connected",
             PeerError::TooManyRequests { .. } => "too_many_requests",
             PeerError::KnownOtherwise { .. } => "known_otherwise",

@@ -103,6 +103,19 @@ fn yes_or_no_naming_nobody_pending_is_an_error() {
     alice.expect_exact(&format!("chat accepted by bob ({})", bob.addr()));
 }
 
+/// A chat request by one's own name is refused as that, not as "not online" (the registry,
+/// asked, knows nothing of a peer that has not registered, or would give our own address).
+#[test]
+fn a_chat_request_by_ones_own_name_is_refused_as_that() {
+    let alice = Peer::start_offline("alice");
+    let out = alice.run("chat request alice");
+    assert!(is_one_error(&out), "{out:?}");
+    assert_eq!(
+        out[0],
+        "error: alice is this peer's own name: a chat is with another peer"
+    );
+}
+
 #[test]
 fn an_unanswered_request_expires_on_both_sides() {
     let alice = Peer::start_offline("alice");
