@@ -261,6 +261,10 @@ impl PeerState {
                 self.chats.opened_by(&peer, request);
                 Outcome::Ok
             }
+            OutgoingEnd::ReopenDeclined { peer } => {
+                self.close_chat(&peer, fx);
+                Outcome::Ok
+            }
             OutgoingEnd::Failed(why) => Outcome::error(ErrorCode::InvalidRequest, why.to_string()),
             _ => Outcome::Ok,
         }

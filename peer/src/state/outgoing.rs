@@ -79,6 +79,11 @@ pub enum OutgoingEnd {
     Declined {
         peer: PeerName,
     },
+    /// The partner of an away chat declined our request to reopen it: it ended the chat,
+    /// and a request every round would only ask its user again and again.
+    ReopenDeclined {
+        peer: PeerName,
+    },
     /// Nobody answered in time (our deadline, or the other side's expiry).
     TimedOut {
         peer: PeerName,
@@ -115,6 +120,7 @@ impl OutgoingEnd {
                 key: PeerKey(*key),
             },
             OutgoingEnd::Declined { peer } => Event::RequestDeclined { peer: *peer },
+            OutgoingEnd::ReopenDeclined { peer } => Event::PeerDisconnected { peer: *peer },
             OutgoingEnd::TimedOut { peer } => Event::RequestTimedOut { peer: *peer },
             OutgoingEnd::Abandoned { peer } => Event::RequestAbandoned { peer: *peer },
             OutgoingEnd::Failed(error) => Event::Error(error.clone()),
@@ -249,6 +255,7 @@ impl OutgoingRequests {
             addr,
             handshake: ours,
             cmd,
+            reopens,
             ..
         } = self.by_id.remove(&id)?
         else {
@@ -270,6 +277,7 @@ impl OutgoingRequests {
                     Some(Err(_)) => unusable("the acceptance's handshake does not finish ours"),
                 }
             }
+            Answer::Declined if reopens => OutgoingEnd::ReopenDeclined { peer },
             Answer::Declined => OutgoingEnd::Declined { peer },
             Answer::Expired => OutgoingEnd::TimedOut { peer },
             Answer::Left => OutgoingEnd::Abandoned { peer },

@@ -1,4 +1,4 @@
-//! Away chats reopened by the peer itself (`resume.rs`), and what ends that.
+//! Away chats reopened by the peer itself (`resume.rs`), and what ends them.
 
 use super::*;
 
@@ -84,4 +84,62 @@ fn ending_an_away_chat_leaves_the_users_own_requests() {
         1,
         "the user's request still waits for bob's answer"
     );
+}
+
+/// The partner of an away chat says `no` to our peer's request to reopen it: the chat ends
+/// (as if it had disconnected), and is not asked again every round.
+#[test]
+fn a_declined_reopening_request_ends_the_away_chat() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let chat = open_chat_with(&mut state, &bob, now).id;
+    let mut fx = Vec::new();
+    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    assert_eq!(state.resumable(&at(now)).len(), 1);
+
+    let (id, initiator, _) = start(&state, &bob);
+    state.reopen_sent(id, name("bob"), bob.info.addr, initiator);
+    let mut fx = Vec::new();
+    state.resume_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    let body = PeerRequest::ChatAnswer {
+        request: id,
+        answer: Answer::Declined,
+        handshake: None,
+    };
+    let declined = Envelope::new(new_id(), bob.info.clone(), body);
+    let mut fx = Vec::new();
+    assert_eq!(
+        state.signed_request(declined, None, &at(now), &mut fx),
+        Outcome::Ok
+    );
+    assert_eq!(shown(&fx), [Event::PeerDisconnected { peer: name("bob") }]);
+    assert!(state.resumable(&at(now)).is_empty(), "not asked again");
+    let mut fx = Vec::new();
+    assert!(!state.end_away(&name("bob"), &mut fx), "no away chat left");
+}
+
+/// A `no` to a request the user made ends only that request.
+#[test]
+fn a_declined_request_of_the_users_leaves_the_away_chat() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    let chat = open_chat_with(&mut state, &bob, now).id;
+    let mut fx = Vec::new();
+    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    let (id, _) = request_to(&mut state, &bob, now);
+    let body = PeerRequest::ChatAnswer {
+        request: id,
+        answer: Answer::Declined,
+        handshake: None,
+    };
+    let declined = Envelope::new(new_id(), bob.info.clone(), body);
+    let mut fx = Vec::new();
+    assert_eq!(
+        state.signed_request(declined, None, &at(now), &mut fx),
+        Outcome::Ok
+    );
+    assert_eq!(shown(&fx), [Event::RequestDeclined { peer: name("bob") }]);
+    assert_eq!(state.resumable(&at(now)).len(), 1, "still away");
 }
