@@ -199,22 +199,28 @@ impl CommandLoop {
             Input::Unreadable(why) => return vec![(self.next_plain(), Err(why))],
             Input::End => return Vec::new(),
         };
-        let (id, text) = match self.json && json_command::is_json(&line) {
-            true => match json_command::parse(&line) {
-                Ok(JsonCommand { id, cmd }) => (Some(id), cmd),
+        if self.json && json_command::is_json(&line) {
+            // A JSON command is one command, however many lines its text has.
+            return match json_command::parse(&line) {
+                Ok(JsonCommand { id, cmd }) => self
+                    .talk
+                    .command(&cmd)
+                    .transpose()
+                    .map(|c| (id, c))
+                    .into_iter()
+                    .collect(),
                 Err(BadJsonCommand { id, why }) => {
                     let id = id.unwrap_or_else(|| self.next_plain());
-                    return vec![(id, Err(PeerError::BadCommandJson { why }))];
+                    vec![(id, Err(PeerError::BadCommandJson { why }))]
                 }
-            },
-            false => (None, line),
-        };
-        // A paste may hold several commands; those of one JSON command share its id.
-        let commands = self.talk.commands(&text, pasted);
+            };
+        }
+        // A paste may hold several commands, each with its own id.
+        let commands = self.talk.commands(&line, pasted);
         let mut read = Vec::new();
         for parsed in commands {
             if let Some(command) = parsed.map_err(PeerError::Usage).transpose() {
-                read.push((id.clone().unwrap_or_else(|| self.next_plain()), command));
+                read.push((self.next_plain(), command));
             }
         }
         read
