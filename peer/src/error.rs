@@ -151,6 +151,8 @@ pub enum PeerError {
     // Chatting.
     #[error("not in a chat with {peer}")]
     NotInChat { peer: PeerName },
+    #[error("{name} is this peer's own name: no chat with yourself")]
+    OwnName { name: PeerName },
     #[error("{peer} is away and already has as many messages kept as it may; message not kept")]
     OutboxFull { peer: PeerName },
     /// Never shown: a request to reopen an away chat ends quietly.
@@ -252,6 +254,7 @@ impl PeerError {
             PeerError::AnswerNotDelivered { why } => why.code,
             PeerError::CouldNotTell { .. } | PeerError::DeclinedUntold { .. } => "could_not_tell",
             PeerError::NotInChat { .. } => "not_in_chat",
+            PeerError::OwnName { .. } => "own_name",
             PeerError::Undelivered { why } => why.code,
             PeerError::NotAcknowledged { .. } => "not_acknowledged",
             PeerError::NoAcknowledgement { .. } => "no_acknowledgement",

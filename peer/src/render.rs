@@ -303,6 +303,13 @@ impl fmt::Display for Event {
                  stops)"
             ),
             Event::Talking { peer: None } => write!(f, "no conversation: lines are commands"),
+            Event::TalkEnded { peer, untaken } => {
+                write!(f, "no chat with {peer} now: the conversation ended, lines are commands")?;
+                match untaken {
+                    true => write!(f, " (the last line was neither sent nor run)"),
+                    false => Ok(()),
+                }
+            }
             Event::Bye => write!(f, "bye"),
             // Errors may quote the other side's words.
             Event::Error(error) => write!(f, "error: {}", printable(&error.to_string())),

@@ -36,6 +36,11 @@ impl Talk {
         self.with = with;
     }
 
+    /// Who plain lines go to, if anyone.
+    pub fn with(&self) -> Option<PeerName> {
+        self.with
+    }
+
     /// What the prompt shows: the partner's name in a conversation.
     pub fn prompt(&self) -> String {
         match self.with {
