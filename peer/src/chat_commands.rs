@@ -1,5 +1,10 @@
 //! The chat commands: asking for a chat, answering one, leaving a chat, reading the history,
-//! trusting a new key (sending a message is in `message_commands.rs`).
+//! trusting a new key, a conversation (`talk`; sending a message is in
+//! `message_commands.rs`).
+//!
+//! A conversation needs a chat: `talk` is refused without one (or with our own name), and
+//! ends, saying so, once its chat has ended, so that lines are commands again and a user
+//! whose `exit` would be a message is never trapped.
 //!
 //! Each sends what it must on the network itself and asks the broker for every change of
 //! state, which ends each chat request in exactly one event (`state/`). An answer that gets
@@ -222,6 +227,47 @@ impl CommandLoop {
             };
             self.error(error).await;
         }
+    }
+
+    /// `talk PEER`: plain lines are messages to PEER from now on, if there is a chat with
+    /// it, open or away (whose messages are kept); `talk` alone: lines are commands again.
+    pub(crate) async fn talk(&mut self, with: Option<PeerName>) {
+        if let Some(peer) = with {
+            if peer == self.origin.name {
+                return self.error(PeerError::OwnName { name: peer }).await;
+            }
+            if !self.has_chat_with(peer).await {
+                return self.error(PeerError::NotInChat { peer }).await;
+            }
+        }
+        self.talk.set(with);
+        self.bell.0.talking(with);
+        self.show(Event::Talking { peer: with }).await
+    }
+
+    /// Ends the conversation if its chat has ended (neither open nor away), telling the user
+    /// in answer to the command running; `untaken`: the line just read was written for it,
+    /// and is neither sent nor run. True if it ended.
+    pub(crate) async fn end_talk_if_chat_ended(&mut self, untaken: bool) -> bool {
+        let Some(peer) = self.talk.with() else {
+            return false;
+        };
+        if self.has_chat_with(peer).await {
+            return false;
+        }
+        self.talk.set(None);
+        self.bell.0.talking(None);
+        self.show(Event::TalkEnded { peer, untaken }).await;
+        true
+    }
+
+    /// Whether there is a chat with `peer`, open or away (true if the broker is gone: the
+    /// peer is leaving, and there is nothing to end).
+    async fn has_chat_with(&self, peer: PeerName) -> bool {
+        let has = self
+            .broker
+            .call(move |state, _, _| state.has_chat_with(&peer));
+        has.await.unwrap_or(true)
     }
 
     pub(crate) async fn history(&mut self, peer: PeerName, n: usize) {

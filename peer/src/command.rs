@@ -295,6 +295,18 @@ pub fn parse(line: &str) -> Result<Option<Command>, ParseError> {
     Ok(Some(command))
 }
 
+/// Where the free text of `line` starts, if `command` (parsed from `line`) has one: the text
+/// of `chat message` and `broadcast`, the one argument taken as typed, line breaks included.
+/// Everything before it is the command's words, read as [`parse`] reads them.
+pub fn text_start(line: &str, command: &Command) -> Option<usize> {
+    let words = match command {
+        Command::ChatMessage { .. } => 3,
+        Command::Broadcast { .. } => 1,
+        _ => return None,
+    };
+    Some(line.len() - rest_after(line, words).len())
+}
+
 const CHAT_REQUEST: &str = "chat request HOST PORT | chat request NAME";
 const JOIN: &str = "join HOST PORT | join HOST:PORT";
 const CHAT_MESSAGE: &str = "chat message PEER TEXT";

@@ -60,9 +60,9 @@ pub struct CommandLoop {
     /// Whether the last renewal failed (to say so once, and again when it works).
     pub(crate) registry_lost: bool,
     /// The current conversation, if any (`talk PEER`).
-    talk: Talk,
+    pub(crate) talk: Talk,
     /// Whether the bell is on, and whether this session has one (a terminal, not JSON).
-    bell: (Bell, bool),
+    pub(crate) bell: (Bell, bool),
     /// Whether lines starting with `{` are JSON commands (`--json`).
     json: bool,
     /// How many plain lines with a command were read: the last one's id is `c` and this.
@@ -159,8 +159,21 @@ impl CommandLoop {
                 }
                 Next::Input(input) => input,
             };
+            let commands = self.read(input);
+            // A conversation whose chat ended since the last line: the line was written for
+            // it, so it is neither sent as a message nor run as a command (`exit` typed as a
+            // message must not end the peer).
+            let untaken = match commands.first() {
+                Some((id, _)) => {
+                    self.running = Some(id.clone());
+                    let ended = self.end_talk_if_chat_ended(true).await;
+                    self.running = None;
+                    ended
+                }
+                None => false,
+            };
             // Every command of a paste runs, in order, each to its end.
-            for (id, command) in self.read(input) {
+            for (id, command) in commands.into_iter().filter(|_| !untaken) {
                 self.running = Some(id);
                 let interrupted = match command {
                     // Still running: `bye` answers it.
@@ -171,6 +184,8 @@ impl CommandLoop {
                         false
                     }
                 };
+                // `/disconnect` (or `/forget`) of the partner ends the conversation at once.
+                self.end_talk_if_chat_ended(false).await;
                 self.running = None;
                 if interrupted {
                     break 'inputs;
@@ -199,22 +214,28 @@ impl CommandLoop {
             Input::Unreadable(why) => return vec![(self.next_plain(), Err(why))],
             Input::End => return Vec::new(),
         };
-        let (id, text) = match self.json && json_command::is_json(&line) {
-            true => match json_command::parse(&line) {
-                Ok(JsonCommand { id, cmd }) => (Some(id), cmd),
+        if self.json && json_command::is_json(&line) {
+            // A JSON command is one command, however many lines its text has.
+            return match json_command::parse(&line) {
+                Ok(JsonCommand { id, cmd }) => self
+                    .talk
+                    .command(&cmd)
+                    .transpose()
+                    .map(|c| (id, c))
+                    .into_iter()
+                    .collect(),
                 Err(BadJsonCommand { id, why }) => {
                     let id = id.unwrap_or_else(|| self.next_plain());
-                    return vec![(id, Err(PeerError::BadCommandJson { why }))];
+                    vec![(id, Err(PeerError::BadCommandJson { why }))]
                 }
-            },
-            false => (None, line),
-        };
-        // A paste may hold several commands; those of one JSON command share its id.
-        let commands = self.talk.commands(&text, pasted);
+            };
+        }
+        // A paste may hold several commands, each with its own id.
+        let commands = self.talk.commands(&line, pasted);
         let mut read = Vec::new();
         for parsed in commands {
             if let Some(command) = parsed.map_err(PeerError::Usage).transpose() {
-                read.push((id.clone().unwrap_or_else(|| self.next_plain()), command));
+                read.push((self.next_plain(), command));
             }
         }
         read
@@ -346,11 +367,7 @@ impl CommandLoop {
                 };
                 self.show(Event::Help { text }).await
             }
-            Command::Talk(with) => {
-                self.talk.set(with);
-                self.bell.0.talking(with);
-                self.show(Event::Talking { peer: with }).await
-            }
+            Command::Talk(with) => self.talk(with).await,
             Command::Exit => unreachable!("run handles exit"),
         }
     }

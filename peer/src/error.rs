@@ -65,6 +65,13 @@ pub enum PeerError {
     NotUtf8,
     #[error("not a JSON command ({why}); one is {{\"id\": \"...\", \"cmd\": \"...\"}}")]
     BadCommandJson { why: String },
+    /// A JSON command's `cmd` holds a line break outside the text of a message: it is one
+    /// command, so a second line would be a second command smuggled into it.
+    #[error(
+        "a JSON command is one command: \"cmd\" may break lines only in the text of chat \
+         message, broadcast or a message in a conversation; nothing was run"
+    )]
+    LineBreakInCommand,
     /// A caller of the control socket (`p2p-peer send`) that was turned away.
     #[error("the control socket refused the request: {why}")]
     ControlRefused { why: String },
@@ -227,6 +234,7 @@ impl PeerError {
             PeerError::LineTooLong { .. } => "line_too_long",
             PeerError::NotUtf8 => "not_utf8",
             PeerError::BadCommandJson { .. } => "bad_command_json",
+            PeerError::LineBreakInCommand => "line_break_in_command",
             PeerError::ControlRefused { .. } => "control_refused",
             PeerError::Registry(why)
             | PeerError::RequestFailed(why)

@@ -310,6 +310,13 @@ pub enum Event {
     Talking {
         peer: Option<PeerName>,
     },
+    /// The chat of the conversation ended (either side left it, or it was forgotten), and
+    /// with it the conversation: lines are commands again. `untaken`: the line that found it
+    /// ended was written for the conversation, so it was neither sent nor run.
+    TalkEnded {
+        peer: PeerName,
+        untaken: bool,
+    },
     Bye,
     Error(PeerError),
 }

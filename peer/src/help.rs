@@ -136,7 +136,8 @@ pub const TOPICS: &[Topic] = &[
         usage: "talk PEER | talk",
         about: "make PEER the current conversation: every plain line is a message to it, \
                 and commands start with / (/yes, /status, /talk to stop, //text for a \
-                message that starts with /); the prompt shows PEER. talk alone stops",
+                message that starts with /); the prompt shows PEER. talk alone stops, and so \
+                does the end of the chat with PEER. It needs a chat with PEER, open or away",
         example: "talk bob   or   /talk",
     },
     Topic {

@@ -15,7 +15,7 @@ impl CommandLoop {
         let reachable = self.registry.ping().await.is_ok();
         let other_key = match reachable {
             true => None,
-            false => self.registry.other_key().await.map(|k| k.fingerprint()),
+            false => self.registry.other_key().await,
         };
         let snapshot = self.broker.call(|state, cx, _| state.snapshot(cx.now));
         let Some(snapshot) = snapshot.await else {
@@ -27,6 +27,7 @@ impl CommandLoop {
             registry: self.registry.addr(),
             registry_reachable: reachable,
             registry_other_key: other_key,
+            registry_key_given: self.registry.key_given(),
             registered: self.registered,
             chats: snapshot.chats,
             away: snapshot.away,

@@ -122,6 +122,11 @@ impl RegistryClient {
     }
 
     /// The instance asked now.
+    /// Whether `--server-key` was given: it alone says which key the registry has.
+    pub fn key_given(&self) -> bool {
+        self.fixed.is_some()
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.instances[self.current]
     }

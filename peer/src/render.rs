@@ -303,6 +303,13 @@ impl fmt::Display for Event {
                  stops)"
             ),
             Event::Talking { peer: None } => write!(f, "no conversation: lines are commands"),
+            Event::TalkEnded { peer, untaken } => {
+                write!(f, "no chat with {peer} now: the conversation ended, lines are commands")?;
+                match untaken {
+                    true => write!(f, " (the last line was neither sent nor run)"),
+                    false => Ok(()),
+                }
+            }
             Event::Bye => write!(f, "bye"),
             // Errors may quote the other side's words.
             Event::Error(error) => write!(f, "error: {}", printable(&error.to_string())),
@@ -372,7 +379,7 @@ mod tests {
 
     use super::*;
     use crate::error::PeerError;
-    use crate::event::PeerKey;
+    use crate::event::{PeerKey, Status};
 
     fn name(s: &str) -> PeerName {
         s.parse().unwrap()
@@ -451,6 +458,50 @@ mod tests {
             registry.ends_with("type: trust peer registry NEW"),
             "{registry}"
         );
+    }
+
+    #[test]
+    fn status_advises_for_a_registry_with_another_key_what_will_be_taken() {
+        let other = p2p_shared::identity::Identity::generate().public();
+        let status = |given: bool| {
+            Event::Status(Status {
+                name: name("alice"),
+                addr: "127.0.0.1:2".parse().unwrap(),
+                registry: "127.0.0.1:4000".parse().unwrap(),
+                registry_reachable: false,
+                registry_other_key: Some(other),
+                registry_key_given: given,
+                registered: false,
+                chats: vec![],
+                away: vec![],
+                incoming: vec![],
+                outgoing: vec![],
+            })
+        };
+        let fp = other.fingerprint();
+        let pinned = PLAIN.of(&status(false));
+        assert!(
+            pinned.contains(&format!(
+                "answers with another key, {fp}, not the one trusted for it: refused. If its \
+                 operator confirms that key, type: trust registry {fp}\n"
+            )),
+            "{pinned}"
+        );
+        // `trust registry` refuses to replace a --server-key: the advice is to start again.
+        let given = PLAIN.of(&status(true));
+        assert!(
+            given.contains(&format!(
+                "answers with another key, {fp}, not the --server-key given for it: refused. If \
+                 its operator confirms that key, start again with --server-key {other}\n"
+            )),
+            "{given}"
+        );
+        assert!(!given.contains("trust registry"), "{given}");
+        // JSON has the fingerprint, as before.
+        let json: serde_json::Value =
+            serde_json::from_str(&Rendering::Json.of(&status(true))).unwrap();
+        assert_eq!(json["registry_other_key"], fp.as_str(), "{json}");
+        assert!(json.get("registry_key_given").is_none(), "{json}");
     }
 
     #[test]

@@ -6,12 +6,18 @@
 //! they are several commands, each run in turn; after `chat message PEER ` (or in a
 //! conversation) they are one message of several lines.
 //!
+//! A JSON command is exactly one command ([`Talk::command`]): its text comes from a script,
+//! which may have put outside text into it (`broadcast {text}`), so a line break in it never
+//! starts another command. One may appear only inside a message's text, where a paste may
+//! put one too.
+//!
 //! This is pure: it turns what was typed into commands and says what the prompt shows; the
 //! command loop runs them.
 
 use p2p_shared::PeerName;
 
 use crate::command::{self, Command, ParseError};
+use crate::error::PeerError;
 
 /// A line's command: nothing (a blank line), a command, or why it is not one.
 pub type Parsed = Result<Option<Command>, ParseError>;
@@ -28,6 +34,11 @@ pub struct Talk {
 impl Talk {
     pub fn set(&mut self, with: Option<PeerName>) {
         self.with = with;
+    }
+
+    /// Who plain lines go to, if anyone.
+    pub fn with(&self) -> Option<PeerName> {
+        self.with
     }
 
     /// What the prompt shows: the partner's name in a conversation.
@@ -53,6 +64,42 @@ impl Talk {
                 _ => text.lines().map(parse).collect(),
             },
         }
+    }
+
+    /// The one command a JSON command's `text` is: read as a typed line is (in a
+    /// conversation, a message unless it starts with `/`), but never taken as several. A
+    /// line break outside the text of a message refuses it whole.
+    pub fn command(&self, text: &str) -> Result<Option<Command>, PeerError> {
+        match self.with {
+            Some(peer) => match text.trim_start().strip_prefix('/') {
+                // `//text` says a message that starts with a slash.
+                Some(rest) if rest.starts_with('/') => Ok(message(peer, rest)),
+                Some(command) => one_command(command),
+                None => Ok(message(peer, text)),
+            },
+            None => one_command(text),
+        }
+    }
+}
+
+/// `line` as exactly one command: a line break is refused anywhere but in the text of a
+/// command that takes one (`command::text_start`), however the rest parses.
+fn one_command(line: &str) -> Result<Option<Command>, PeerError> {
+    let breaks = |s: &str| s.contains(['\n', '\r']);
+    let parsed = match parse(line) {
+        Ok(parsed) => parsed,
+        Err(_) if breaks(line) => return Err(PeerError::LineBreakInCommand),
+        Err(e) => return Err(PeerError::Usage(e)),
+    };
+    let words = match &parsed {
+        Some(command) => command::text_start(line, command).unwrap_or(line.len()),
+        None => line.len(),
+    };
+    // The blanks between the words and the text are the text's: a script's text may start
+    // with a line break, which `chat message` drops as a paste's.
+    match breaks(line[..words].trim_end()) {
+        true => Err(PeerError::LineBreakInCommand),
+        false => Ok(parsed),
     }
 }
 
@@ -196,6 +243,68 @@ mod tests {
         assert_eq!(
             talk.commands("/whoami\nhello", true),
             vec![Ok(Some(Command::Whoami)), message("bob", "hello")]
+        );
+    }
+    #[test]
+    fn a_json_command_with_a_line_break_is_refused_not_run_as_two() {
+        let talk = Talk::default();
+        for text in [
+            "whoami\nstatus",
+            "whoami\nexit",
+            "whoami\r\nexit",
+            "status\rexit",
+            "\nexit",
+            "chat\nmessage bob hi",
+            "chat message\nbob hi",
+            "talk bob\nexit",
+            "whoami\nchat message bob hi",
+        ] {
+            assert_eq!(
+                talk.command(text),
+                Err(PeerError::LineBreakInCommand),
+                "{text:?}"
+            );
+        }
+        // The same text typed (or pasted) is several commands: only JSON is held to one.
+        assert_eq!(talk.commands("whoami\nexit", false).len(), 2);
+        assert_eq!(talk.command("whoami"), Ok(Some(Command::Whoami)));
+        assert_eq!(talk.command("exit  "), Ok(Some(Command::Exit)));
+    }
+
+    #[test]
+    fn a_json_command_may_break_lines_in_the_text_of_a_message() {
+        let talk = Talk::default();
+        let one = |text: &str| talk.command(text).map(Ok);
+        assert_eq!(one("chat message bob a\nb"), Ok(message("bob", "a\nb")));
+        assert_eq!(
+            one("chat message bob first\r\nexit\n"),
+            Ok(message("bob", "first\r\nexit"))
+        );
+        // A script's text that starts with a line break: still the text.
+        assert_eq!(one("chat message bob \nexit"), Ok(message("bob", "exit")));
+        assert_eq!(
+            talk.command("broadcast two\nlines"),
+            Ok(Some(Command::Broadcast {
+                text: "two\nlines".into()
+            }))
+        );
+    }
+
+    #[test]
+    fn in_a_conversation_a_json_command_is_one_message_or_one_command() {
+        let talk = talking("bob");
+        let one = |text: &str| talk.command(text).map(Ok);
+        assert_eq!(one("exit"), Ok(message("bob", "exit")));
+        assert_eq!(one("hi\n/exit"), Ok(message("bob", "hi\n/exit")));
+        assert_eq!(one("//x\ny"), Ok(message("bob", "/x\ny")));
+        assert_eq!(talk.command("/whoami"), Ok(Some(Command::Whoami)));
+        assert_eq!(
+            talk.command("/whoami\n/exit"),
+            Err(PeerError::LineBreakInCommand)
+        );
+        assert_eq!(
+            one("/chat message carol a\nb"),
+            Ok(message("carol", "a\nb"))
         );
     }
 }

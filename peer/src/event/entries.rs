@@ -10,7 +10,7 @@ use p2p_shared::identity::PublicKey;
 use p2p_shared::{PeerInfo, PeerName};
 use serde::Serialize;
 
-use super::json::{key_and_fingerprint, millis, peers_with_keys};
+use super::json::{fingerprint_of, key_and_fingerprint, millis, peers_with_keys};
 use super::PeerKey;
 use crate::state::book::Source;
 
@@ -77,10 +77,17 @@ pub struct Status {
     pub addr: SocketAddr,
     pub registry: SocketAddr,
     pub registry_reachable: bool,
-    /// The fingerprint of the key the registry answers with, when it is not the one trusted
-    /// for it: it is there, but not taken for the registry.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub registry_other_key: Option<String>,
+    /// The key the registry answers with, when it is not the one trusted for it: it is
+    /// there, but not taken for the registry. JSON has its fingerprint.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "fingerprint_of"
+    )]
+    pub registry_other_key: Option<PublicKey>,
+    /// Whether `--server-key` says which key the registry has: then only starting again
+    /// with another one changes it (`trust registry` refuses), and the text advises that.
+    #[serde(skip)]
+    pub registry_key_given: bool,
     pub registered: bool,
     #[serde(serialize_with = "peers_with_keys")]
     pub chats: Vec<PeerInfo>,

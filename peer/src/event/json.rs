@@ -43,6 +43,17 @@ impl Serialize for PeerKey {
     }
 }
 
+/// A key that may be absent, as its fingerprint (where the key itself is not needed).
+pub(super) fn fingerprint_of<S: Serializer>(
+    key: &Option<PublicKey>,
+    out: S,
+) -> Result<S::Ok, S::Error> {
+    match key {
+        Some(key) => out.serialize_str(&key.fingerprint()),
+        None => out.serialize_none(),
+    }
+}
+
 /// Peers (of a listing, of the chats) as JSON shows them: `{name, addr, key, fingerprint}`.
 pub(super) fn peers_with_keys<S: Serializer>(peers: &[PeerInfo], s: S) -> Result<S::Ok, S::Error> {
     #[derive(Serialize)]

@@ -18,9 +18,18 @@ impl fmt::Display for Status {
             self.registered,
             &self.registry_other_key,
         ) {
+            // `trust registry` cannot replace a --server-key: the advice is the one way that
+            // can, so that what it says to do is never refused.
+            (false, _, Some(other)) if self.registry_key_given => format!(
+                "answers with another key, {}, not the --server-key given for it: refused. If \
+                 its operator confirms that key, start again with --server-key {other}",
+                other.fingerprint()
+            ),
             (false, _, Some(other)) => format!(
-                "answers with another key, {other}, not the one trusted for it: refused. If \
-                 its operator confirms that key, type: trust registry {other}"
+                "answers with another key, {}, not the one trusted for it: refused. If its \
+                 operator confirms that key, type: trust registry {}",
+                other.fingerprint(),
+                other.fingerprint()
             ),
             (false, _, None) => "unreachable".into(),
             (true, true, _) => "reachable, registered".into(),

@@ -25,6 +25,12 @@ impl PeerState {
         self.chats.list_by_id()
     }
 
+    /// Whether there is a chat with `name`, open or away (whose messages are kept): one a
+    /// conversation (`talk`) can go on in.
+    pub fn has_chat_with(&self, name: &PeerName) -> bool {
+        self.chats.contains(name) || self.conversations.is_away(name)
+    }
+
     /// Whether a chat is open with `name`, or with a partner at `addr`.
     pub fn chat_open_with(&self, name: Option<PeerName>, addr: SocketAddr) -> bool {
         let chats = self.chats.list();

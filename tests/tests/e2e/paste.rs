@@ -1,5 +1,6 @@
 //! Typing ahead, pasting, huge input, Ctrl-C and conversations (`talk`) at a real terminal
-//! (`pty.rs`), and `talk` and long messages through pipes.
+//! (`pty.rs`), and `talk` and long messages through pipes: a conversation needs a chat, and
+//! ends with it.
 //!
 //! What a user relies on: every line typed or pasted runs or is refused with a word; a paste
 //! of several lines after `chat message PEER ` or in a conversation is one message; input past
@@ -146,6 +147,51 @@ fn talk_works_through_a_pipe_and_a_long_message_is_sent_in_parts() {
     alice.expect_prefix("alice key ");
     alice.send("/exit");
     alice.expect_exact("bye");
+}
+
+#[test]
+fn talk_is_refused_without_a_chat_and_with_ones_own_name() {
+    let mut alice = Peer::start_offline("alice");
+    alice.send("talk nobody");
+    assert_eq!(alice.expect_error(), "error: not in a chat with nobody");
+    alice.send("talk alice");
+    assert_eq!(
+        alice.expect_error(),
+        "error: alice is this peer's own name: a chat is with another peer"
+    );
+    // Lines are still commands: a piped user is not trapped.
+    alice.send("whoami");
+    alice.expect_prefix("alice key ");
+    alice.exit();
+}
+
+#[test]
+fn a_conversation_ends_with_its_chat_and_lines_are_commands_again() {
+    let mut alice = Peer::start_offline("alice");
+    let mut bob = Peer::start_offline("bob");
+    alice.chat_with(&bob);
+    alice.send("talk bob");
+    alice.expect_prefix("talking to bob: ");
+    // bob leaves: the line alice wrote for the conversation is neither sent nor run.
+    bob.exit();
+    alice.expect_next("bob disconnected");
+    alice.send("exit");
+    alice.expect_next(
+        "no chat with bob now: the conversation ended, lines are commands (the last line was \
+         neither sent nor run)",
+    );
+    alice.send("whoami");
+    alice.expect_prefix("alice key ");
+
+    // alice ends it herself: the conversation ends at once.
+    let carol = Peer::start_offline("carol");
+    alice.chat_with(&carol);
+    alice.send("talk carol");
+    alice.expect_prefix("talking to carol: ");
+    alice.send("/disconnect carol");
+    alice.expect_next("disconnected from carol");
+    alice.expect_next("no chat with carol now: the conversation ended, lines are commands");
+    alice.exit();
 }
 
 #[test]

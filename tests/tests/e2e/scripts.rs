@@ -1,7 +1,8 @@
 //! What a script or a bot relies on with `--json` (docs/json.md): every event a command
 //! causes carries the command's id, however late it comes; JSON commands carry ids of the
 //! script's choosing and plain lines get the peer's own; a JSON line that is no command is
-//! one error with a code; what no command caused (a message arriving, the registry lost
+//! one error with a code; a JSON command is one command, whatever line breaks its text
+//! holds; what no command caused (a message arriving, the registry lost
 //! and back) carries no id; and wherever a peer appears, its key and fingerprint come with
 //! it.
 
@@ -121,6 +122,38 @@ fn a_json_line_that_is_no_command_is_one_error_with_its_code_and_id_when_readabl
     let bob = Peer::start_offline("bob");
     bob.send(r#"{"id": "a", "cmd": "whoami"}"#);
     assert!(bob.expect_error().starts_with("error: unknown command"));
+}
+
+#[test]
+fn a_json_command_is_one_command_and_a_line_break_cannot_add_another() {
+    let server = Server::start();
+    let alice = json_peer("alice", &server);
+    let bob = Peer::start("bob", server.addr());
+    bob.register();
+    // A bot that puts outside text into a command (`broadcast {text}`) must not run what
+    // the text says: each of these is refused whole, and nothing of it runs.
+    for (id, cmd) in [("two", "whoami\nstatus"), ("leave", "whoami\nexit")] {
+        alice.command(id, cmd);
+        let error = alice.next_event();
+        assert_answers(&error, "error", id);
+        assert_eq!(error["code"], "line_break_in_command", "{error}");
+    }
+    // Still running, and nothing else was answered in between.
+    alice.command("after", "whoami");
+    assert_answers(&alice.next_event(), "whoami", "after");
+
+    // A line break in a message's text is the text's: one message of two lines.
+    alice.command("ask", "chat request bob");
+    assert_answers(&alice.next_event(), "request_sent", "ask");
+    bob.expect_request("alice", alice.addr(), &alice.fingerprint());
+    bob.send("yes");
+    bob.expect("accepted chat with alice");
+    assert_answers(&alice.next_event(), "request_accepted", "ask");
+    alice.command("two lines", "chat message bob a\nexit");
+    assert_answers(&alice.next_event(), "delivered", "two lines");
+    bob.expect_exact("alice: a\\u{a}exit");
+    alice.command("last", "exit");
+    assert_answers(&alice.next_event(), "bye", "last");
 }
 
 #[test]

@@ -654,6 +654,37 @@ fn a_peer_given_the_registry_key_refuses_any_other_registry() {
     assert_eq!(bob.listpeer(), vec![bob.peer_line()]);
 }
 
+#[test]
+fn status_tells_a_peer_given_the_registry_key_to_start_again_with_a_new_one_not_to_trust_it() {
+    let real = Server::start();
+    let moved = Server::start();
+    let alice = Peer::builder("alice")
+        .server(moved.addr())
+        .server_key(&real.key())
+        .start();
+    alice.send("status");
+    let line = alice.expect_prefix(&format!("registry {}: ", moved.addr()));
+    assert!(
+        line.ends_with(&format!(
+            "answers with another key, {}, not the --server-key given for it: refused. If its \
+             operator confirms that key, start again with --server-key {}",
+            moved.fingerprint(),
+            moved.key()
+        )),
+        "{line}"
+    );
+    // What it used to advise is refused with a --server-key.
+    assert!(!line.contains("trust registry"), "{line}");
+    alice.expect_prefix("outgoing requests: ");
+
+    // Its advice, followed, works.
+    let again = Peer::builder("alice2")
+        .server(moved.addr())
+        .server_key(&moved.key())
+        .start();
+    again.register();
+}
+
 // ---------------------------------------------------------------------------------------------
 // h. A peer whose pinned key changed
 // ---------------------------------------------------------------------------------------------

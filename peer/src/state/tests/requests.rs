@@ -566,3 +566,26 @@ fn only_the_requester_withdraws_its_request_and_then_yes_finds_none() {
     assert_eq!(again.code(), Some(ErrorCode::UnknownRequest), "one end");
     assert_eq!(state.next_deadline(), None, "nothing left to expire");
 }
+
+#[test]
+fn a_conversation_has_a_chat_while_it_is_open_or_away_and_not_once_it_ended() {
+    let now = Instant::now();
+    let bob = someone("bob", 2);
+    let mut state = alice();
+    assert!(!state.has_chat_with(&name("bob")), "no chat yet");
+    let chat = open_chat_with(&mut state, &bob, now).id;
+    assert!(state.has_chat_with(&name("bob")));
+    assert!(!state.has_chat_with(&name("carol")));
+    // Away: its messages are kept, so a conversation with it goes on.
+    let mut fx = Vec::new();
+    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    assert!(state.has_chat_with(&name("bob")));
+    let mut fx = Vec::new();
+    assert!(state.end_away(&name("bob"), &mut fx));
+    assert!(!state.has_chat_with(&name("bob")), "ended for good");
+    // Ended by either side while open.
+    open_chat_with(&mut state, &bob, now);
+    let mut fx = Vec::new();
+    assert!(state.disconnect(&name("bob"), &mut fx).is_some());
+    assert!(!state.has_chat_with(&name("bob")));
+}
