@@ -174,6 +174,9 @@ pub enum PeerError {
     /// and shown it. Not "not delivered", or the user sends it again.
     #[error("no acknowledgement from {peer}: it may not have arrived")]
     NoAcknowledgement { peer: PeerName },
+    /// The same for a kept message that ends here (`why`): it goes no more.
+    #[error("no acknowledgement from {peer}: it may not have arrived, and goes no more: {why}")]
+    NoAcknowledgementEnded { peer: PeerName, why: String },
     #[error("{peer} refused the message: {detail}")]
     MessageRefused { peer: PeerName, detail: String },
     #[error(
@@ -264,7 +267,9 @@ impl PeerError {
             PeerError::NotInChat { .. } => "not_in_chat",
             PeerError::Undelivered { why } => why.code,
             PeerError::NotAcknowledged { .. } => "not_acknowledged",
-            PeerError::NoAcknowledgement { .. } => "no_acknowledgement",
+            PeerError::NoAcknowledgement { .. } | PeerError::NoAcknowledgementEnded { .. } => {
+                "no_acknowledgement"
+            }
             PeerError::MessageRefused { .. } => "refused",
             PeerError::BadAcknowledgement { .. } => "bad_acknowledgement",
             PeerError::DeliveredNotStored { .. }

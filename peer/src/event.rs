@@ -258,6 +258,10 @@ pub enum Event {
     PeerDisconnected {
         peer: PeerName,
     },
+    /// The partner of an away chat said no to our request to reopen it: the chat ended.
+    ReopenDeclined {
+        peer: PeerName,
+    },
     Status(Status),
     History {
         peer: PeerName,

@@ -127,7 +127,7 @@ impl CommandLoop {
             // A partner who is away gets it when back (`resume.rs`).
             FirstTry::Keep => {
                 let why = format!("{peer} is offline");
-                return messenger.keep(peer, message, why).await;
+                return messenger.keep(peer, message, None, why).await;
             }
             FirstTry::Send(sealed) => sealed,
         };
@@ -212,7 +212,7 @@ impl Messenger {
             // A busy partner is alive: the chat stays open.
             Err(Again::Busy) if written.load(Relaxed) => return self.error(cmd, no_ack).await,
             // Its chat kept ending under it until the retry time ran out.
-            Err(Again::ChatEnded) => return self.keep_after_chat_ended(peer, message).await,
+            Err(Again::ChatEnded) => return self.keep(peer, message, None, ended(peer)).await,
             Err(Again::Busy) => {
                 let secs = self.retry_for.as_secs();
                 return self
@@ -223,22 +223,18 @@ impl Messenger {
                 // Nobody answered for the whole retry time: the partner is away, and the
                 // message is kept for it. One that may have arrived goes again all the same,
                 // under its id: the partner shows an id once.
-                let (why, if_ended) = match written.load(Relaxed) {
+                let (away, why) = match written.load(Relaxed) {
                     true => {
                         let again =
                             format!("it goes again when {peer} is back, and {peer} shows it once");
-                        let why = (no_ack.to_string(), format!("{no_ack}; {again}"));
-                        (why, no_ack)
+                        (no_ack.to_string(), format!("{no_ack}; {again}"))
                     }
                     false => {
-                        let why = Failure::of(&e, &format!("{peer} ({addr})"));
-                        let text = why.text.clone();
-                        ((text.clone(), text), PeerError::Undelivered { why })
+                        let why = Failure::of(&e, &format!("{peer} ({addr})")).text;
+                        (why.clone(), why)
                     }
                 };
-                return self
-                    .keep_after_failure(peer, message, chat, why, if_ended)
-                    .await;
+                return self.keep(peer, message, Some((chat, away)), why).await;
             }
         };
         match outcome {
@@ -279,9 +275,7 @@ impl Messenger {
                 let why = format!(
                     "{peer} no longer knows the chat (it restarted, or ended it meanwhile)"
                 );
-                // Answered, so written: an earlier try may have shown.
-                let if_ended = PeerError::NoAcknowledgement { peer };
-                self.keep_after_failure(peer, message, chat, (why.clone(), why), if_ended)
+                self.keep(peer, message, Some((chat, why.clone())), why)
                     .await
             }
             Ok(Answer {
@@ -311,65 +305,29 @@ impl Messenger {
                     false => self.error(cmd, PeerError::Undelivered { why }).await,
                 }
             }
-            Err(Undelivered::ChatGone) => self.keep_after_chat_ended(peer, message).await,
+            Err(Undelivered::ChatGone) => self.keep(peer, message, None, ended(peer)).await,
         }
     }
 
-    /// Keeps `message` for `peer`, whose chat is away: `queued for PEER: why`. It keeps the
-    /// command's id too, for its outcome when it goes.
-    async fn keep(&self, peer: PeerName, message: Typed, why: String) {
-        let cmd = message.cmd.clone();
-        let kept = self
-            .broker
-            .call(move |state, cx, fx| state.queue_message(peer, message, why, cx, fx));
-        if let Some(Err(e)) = kept.await {
-            self.error(&cmd, e).await
-        }
-    }
-
-    /// The same after `message` could not reach `peer` in chat `chat`: that chat goes away
-    /// first. `why` says why it is away, then why the message is kept. If the chat ended for
-    /// good meanwhile, nothing is kept, and the user is told `if_ended`: what the tries came
-    /// to, not that the message was typed outside a chat.
-    async fn keep_after_failure(
+    /// Keeps `message` for `peer`: `queued for PEER: why`, answering the command that sent it,
+    /// as its later outcome will. With `failed_in`, the chat it could not reach `peer` in goes
+    /// away first, for the reason given (`PeerState::message_failed`); without, no verdict is
+    /// passed on any chat. A chat that ended for good meanwhile keeps nothing: the state ends
+    /// the message there, saying whether it may have shown.
+    async fn keep(
         &self,
         peer: PeerName,
         message: Typed,
-        chat: ChatId,
-        why: (String, String),
-        if_ended: PeerError,
+        failed_in: Option<(ChatId, String)>,
+        why: String,
     ) {
         let cmd = message.cmd.clone();
-        let kept = self
-            .broker
-            .call(move |state, cx, fx| state.message_failed(peer, message, chat, why, cx, fx));
-        match kept.await {
-            Some(Err(PeerError::NotInChat { .. })) => self.error(&cmd, if_ended).await,
-            Some(Err(e)) => self.error(&cmd, e).await,
-            _ => {}
-        }
-    }
-
-    /// Keeps `message` for `peer` after its chat ended or went away while it was on its way
-    /// (`queued for PEER: ...`), in one broker turn that passes no verdict on the chat open
-    /// now, if one opened since: the message goes at once in it. A chat that ended for good
-    /// keeps nothing, and the message may have arrived: no acknowledgement, the user is told.
-    async fn keep_after_chat_ended(&self, peer: PeerName, message: Typed) {
-        let cmd = message.cmd.clone();
-        let why = format!(
-            "its chat ended while it was on its way; it goes again when a chat with {peer} is \
-             open, and {peer} shows it once"
-        );
-        let kept = self
-            .broker
-            .call(move |state, cx, fx| state.queue_message(peer, message, why, cx, fx));
-        match kept.await {
-            Some(Err(PeerError::NotInChat { .. })) => {
-                self.error(&cmd, PeerError::NoAcknowledgement { peer })
-                    .await
-            }
-            Some(Err(e)) => self.error(&cmd, e).await,
-            _ => {}
+        let kept = self.broker.call(move |state, cx, fx| match failed_in {
+            Some((chat, away)) => state.message_failed(peer, message, chat, (away, why), cx, fx),
+            None => state.queue_message(peer, message, why, cx, fx),
+        });
+        if let Some(Err(e)) = kept.await {
+            self.error(&cmd, e).await
         }
     }
 
@@ -383,4 +341,12 @@ impl Messenger {
     async fn error(&self, cmd: &Option<CommandId>, error: PeerError) {
         self.show(cmd, error).await;
     }
+}
+
+/// Why a message whose chat ended (or went away) while it was on its way is kept.
+fn ended(peer: PeerName) -> String {
+    format!(
+        "its chat ended while it was on its way; it goes again when a chat with {peer} is open, \
+         and {peer} shows it once"
+    )
 }

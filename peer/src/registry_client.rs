@@ -121,12 +121,12 @@ impl RegistryClient {
         self.trusted.clone()
     }
 
-    /// The instance asked now.
     /// Whether `--server-key` was given: it alone says which key the registry has.
     pub fn key_given(&self) -> bool {
         self.fixed.is_some()
     }
 
+    /// The instance asked now.
     pub fn addr(&self) -> SocketAddr {
         self.instances[self.current]
     }

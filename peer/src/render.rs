@@ -248,6 +248,9 @@ impl fmt::Display for Event {
             }
             Event::Disconnected { peer } => write!(f, "disconnected from {peer}"),
             Event::PeerDisconnected { peer } => write!(f, "{peer} disconnected"),
+            Event::ReopenDeclined { peer } => {
+                write!(f, "{peer} declined to reopen the chat: it has ended")
+            }
             Event::Status(status) => status.fmt(f),
             Event::History { peer, lines } => {
                 write!(f, "history with {peer}: {}", lines.len())?;

@@ -90,8 +90,11 @@ impl Resumer {
         let (handshake, pattern, first) = Initiator::start(&self.origin.identity, id, to);
         let recorded = self
             .broker
-            .call(move |state, _, _| state.reopen_sent(id, peer, addr, handshake));
-        recorded.await;
+            .call(move |state, _, _| state.reopen_sent(id, (peer, key), addr, handshake));
+        // Ended or opened since the round began (asking the others took a while).
+        if recorded.await != Some(true) {
+            return;
+        }
         let body = PeerRequest::ChatRequest {
             pattern,
             handshake: first,
@@ -118,8 +121,8 @@ impl Resumer {
     async fn auto_accept(&self, peer: PeerName) {
         let taken = self
             .broker
-            .call(move |state, cx, fx| state.answer(Some(peer), true, None, cx, fx));
-        let Some(Ok(answering)) = taken.await else {
+            .call(move |state, cx, fx| state.auto_answer(peer, cx, fx));
+        let Some(Some(answering)) = taken.await else {
             return;
         };
         let delivered = deliver_answer(&self.origin, self.retry_for, &answering).await;
@@ -143,19 +146,19 @@ impl Resumer {
                 to: Some(key),
             };
             let id = queued.id;
+            // It may show from the moment it leaves: if the chat ends while it is on its way,
+            // the user is told "no acknowledgement", not "not delivered".
+            self.note_tried(peer, id, true).await;
             let sent = in_chat::send(&self.broker, peer, id, body).await;
-            // A try written whole, with no answer to say it did not show, may have shown: if
-            // the message ends kept, the user is told so.
-            let tried = match &sent {
+            // Unless this try proves it did not show (nothing written, or an answer that
+            // refuses it), and no earlier one may have.
+            let shown_maybe = match &sent {
                 Sent::ChatEnded | Sent::Answered(None, _) => true,
                 Sent::Failed(e, _) => e.after_writing(),
                 Sent::NoChat | Sent::Answered(Some(_), _) => false,
             };
-            if tried {
-                let note = move |state: &mut PeerState, _: &_, fx: &mut _| {
-                    state.outbox_tried(&peer, id, fx)
-                };
-                self.broker.call(note).await;
+            if !shown_maybe && !queued.tried {
+                self.note_tried(peer, id, false).await;
             }
             let (acknowledged, route) = match sent {
                 // No chat, or it ended under the message: it stays first in line, and a chat
@@ -201,6 +204,16 @@ impl Resumer {
                 }
             }
         }
+    }
+}
+
+impl Resumer {
+    /// Notes whether kept message `id` to `peer` may have shown ([`PeerState::outbox_tried`]).
+    async fn note_tried(&self, peer: PeerName, id: p2p_shared::MessageId, tried: bool) {
+        let note = move |state: &mut PeerState, _: &_, fx: &mut _| {
+            state.outbox_tried(&peer, id, tried, fx)
+        };
+        self.broker.call(note).await;
     }
 }
 

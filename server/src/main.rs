@@ -120,7 +120,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// `p2p-server release NAME`: one line, and success only if the name was released.
 /// The shortest `--ttl`: peers renew at a third of it, but no more often than every 500 ms
 /// (peer/src/registry_commands.rs), so a shorter one lapses between renewals, and the peer
 /// drops out of the list and comes back again and again.
@@ -137,6 +136,7 @@ fn parse_ttl(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// `p2p-server release NAME`: one line, and success only if the name was released.
 fn release(args: &Args, name: &PeerName) -> ExitCode {
     let released = data_dir(args)
         .map_err(|e| format!("{e:#}"))

@@ -35,16 +35,23 @@ impl PeerState {
         self.outgoing.sent(id, addr, handshake, (cmd, None));
     }
 
-    /// The same for a request that reopens the away chat with `peer` (`resume.rs`): made by
-    /// no command, and ended if that chat ends meanwhile ([`PeerState::end_away`]).
+    /// The same for a request that reopens the away chat with `peer` under `key`
+    /// (`resume.rs`): made by no command, and ended if that chat ends meanwhile
+    /// ([`PeerState::end_away`]). False, and nothing recorded, if the chat is no longer
+    /// away with that key (the user ended it, or it opened, since the round began): the
+    /// request must not be sent.
     pub fn reopen_sent(
         &mut self,
         id: MessageId,
-        peer: PeerName,
+        (peer, key): (PeerName, PublicKey),
         addr: SocketAddr,
         handshake: Initiator,
-    ) {
-        self.outgoing.sent(id, addr, handshake, (None, Some(peer)));
+    ) -> bool {
+        let away = self.away_with(&peer, &key);
+        if away {
+            self.outgoing.sent(id, addr, handshake, (None, Some(peer)));
+        }
+        away
     }
 
     /// The other side, `from`, said our request `id` is pending for `expires_in`; `verified`
@@ -150,6 +157,23 @@ impl PeerState {
     /// message the requester sends right after our answer is not refused; a `yes` that cannot
     /// be kept (the handshake fails, or another key was pinned for the name since) becomes a
     /// `no`, with an error.
+    /// The partner of an away chat asked to reopen it: accepted without a `yes`, if the chat
+    /// is still away with the requester's key. If the user ended it meanwhile, the request
+    /// is an ordinary one now, shown to be answered; `None` then.
+    pub fn auto_answer(
+        &mut self,
+        peer: PeerName,
+        cx: &Context,
+        fx: &mut Vec<Effect>,
+    ) -> Option<Answering> {
+        let request = self.incoming.peek(Some(&peer), cx.now).ok()?;
+        if !self.conversations.is_resumable(&peer, &request.key) {
+            fx.push(Effect::Show(request.arrived(cx.now).into()));
+            return None;
+        }
+        self.answer(Some(peer), true, None, cx, fx).ok()
+    }
+
     pub fn answer(
         &mut self,
         from: Option<PeerName>,

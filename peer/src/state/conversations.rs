@@ -243,7 +243,12 @@ impl Conversations {
             place,
             tried,
         } = message;
-        if c.outbox.iter().any(|q| q.id == id) {
+        if let Some(kept) = c.outbox.iter_mut().find(|q| q.id == id) {
+            // Kept already (a retry); this try may have been written, if that one was not.
+            if tried && !kept.tried {
+                kept.tried = true;
+                return (Queueing::Queued, Some(self.file()));
+            }
             return (Queueing::Queued, None);
         }
         if c.outbox.len() >= MAX_QUEUED {
@@ -282,12 +287,15 @@ impl Conversations {
         Some((c.outbox.front()?.clone(), c.key))
     }
 
-    /// A try of the message `id` kept for `name` was written whole: the file to write, if
-    /// that is news.
-    pub fn tried(&mut self, name: &PeerName, id: MessageId) -> Option<FileWrite> {
+    /// Whether a try of the message `id` kept for `name` may have shown (see
+    /// [`Queued::tried`]): the file to write, if that changed.
+    pub fn tried(&mut self, name: &PeerName, id: MessageId, tried: bool) -> Option<FileWrite> {
         let c = self.by_name.get_mut(name)?;
-        let q = c.outbox.iter_mut().find(|q| q.id == id && !q.tried)?;
-        q.tried = true;
+        let q = c
+            .outbox
+            .iter_mut()
+            .find(|q| q.id == id && q.tried != tried)?;
+        q.tried = tried;
         Some(self.file())
     }
 

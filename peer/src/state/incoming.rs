@@ -52,6 +52,20 @@ pub struct PendingRequest {
     pub expires_at: Instant,
 }
 
+impl PendingRequest {
+    /// How it is shown as it waits for the user's answer, at `now`.
+    pub fn arrived(&self, now: Instant) -> Event {
+        Event::RequestArrived {
+            peer: self.from,
+            addr: self.addr,
+            expires_in: self.expires_at.saturating_duration_since(now),
+            key: PeerKey(self.key),
+            verified: self.verified,
+            unanswered: self.unanswered,
+        }
+    }
+}
+
 /// How a request to us ended.
 #[derive(Debug, PartialEq, Eq)]
 pub enum IncomingEnd {

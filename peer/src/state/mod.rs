@@ -293,7 +293,7 @@ impl PeerState {
 pub fn kept_ended(peer: PeerName, queued: (Option<CommandId>, bool), why: String) -> Shown {
     let (cmd, tried) = queued;
     let event = match tried {
-        true => Event::from(PeerError::NoAcknowledgement { peer }),
+        true => Event::from(PeerError::NoAcknowledgementEnded { peer, why }),
         false => Event::QueuedDropped { peer, why },
     };
     event.answering(cmd)

@@ -175,15 +175,9 @@ impl PeerState {
                     fx.push(Effect::AutoAccept(from.name));
                     return Outcome::Pending { expires_in_ms };
                 }
-                let arrived = Event::RequestArrived {
-                    peer: from.name,
-                    addr: from.addr,
-                    expires_in,
-                    key: PeerKey(from.key),
-                    verified,
-                    unanswered,
-                };
-                fx.push(Effect::Show(arrived.into()));
+                if let Ok(offered) = self.incoming.peek(Some(&from.name), cx.now) {
+                    fx.push(Effect::Show(offered.arrived(cx.now).into()));
+                }
                 Outcome::Pending { expires_in_ms }
             }
             Err(why) => Outcome::error(ErrorCode::TooManyRequests, why.to_string()),
@@ -199,8 +193,8 @@ impl PeerState {
         cx: &Context,
         fx: &mut Vec<Effect>,
     ) -> Outcome {
-        match self.outgoing.answerable(request, &from.name) {
-            Ok(()) => {}
+        let asked = match self.outgoing.answerable(request, &from.name) {
+            Ok(asked) => asked,
             Err(NotAnswerable::NotYet) => {
                 return Outcome::error(
                     ErrorCode::Busy,
@@ -215,13 +209,8 @@ impl PeerState {
             {
                 return Outcome::Ok
             }
-            Err(NotAnswerable::Unknown) => {
-                return Outcome::error(
-                    ErrorCode::UnknownRequest,
-                    "no request of mine with that id is waiting for your answer",
-                )
-            }
-        }
+            Err(NotAnswerable::Unknown) => return unknown_request(),
+        };
         // Checked before anything is taken: a refused answer leaves the request to the
         // real one. (The key was pinned when the pending reply came.)
         if let Err(refusal) = self
@@ -229,6 +218,10 @@ impl PeerState {
             .check(cx.namespace, &from.name, from.key, true, fx)
         {
             return refusal;
+        }
+        // A key trusted for the name since the `pending` reply was not asked.
+        if from.key != asked {
+            return unknown_request();
         }
         let Some(Ended { end, cmd }) = self.outgoing.answered(request, answer, handshake) else {
             unreachable!("answerable just now");
@@ -249,7 +242,15 @@ impl PeerState {
             }
             end => end.event(),
         };
-        fx.push(Effect::Show(event.answering(cmd)));
+        // A `no` to reopening a chat that has ended or opened another way since ends nothing,
+        // and says nothing.
+        let stale = match &end {
+            OutgoingEnd::ReopenDeclined { peer, key } => !self.away_with(peer, key),
+            _ => false,
+        };
+        if !stale {
+            fx.push(Effect::Show(event.answering(cmd)));
+        }
         match end {
             OutgoingEnd::Accepted {
                 peer,
@@ -261,8 +262,10 @@ impl PeerState {
                 self.chats.opened_by(&peer, request);
                 Outcome::Ok
             }
-            OutgoingEnd::ReopenDeclined { peer } => {
-                self.close_chat(&peer, fx);
+            OutgoingEnd::ReopenDeclined { peer, .. } => {
+                if !stale {
+                    self.close_chat(&peer, fx);
+                }
                 Outcome::Ok
             }
             OutgoingEnd::Failed(why) => Outcome::error(ErrorCode::InvalidRequest, why.to_string()),
@@ -395,4 +398,12 @@ impl PeerState {
             }
         }
     }
+}
+
+/// The refusal of an answer to a request we have not made, or not of its sender.
+fn unknown_request() -> Outcome {
+    Outcome::error(
+        ErrorCode::UnknownRequest,
+        "no request of mine with that id is waiting for your answer",
+    )
 }

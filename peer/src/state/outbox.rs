@@ -50,7 +50,8 @@ impl PeerState {
     /// it, as its later outcome will. Its chat was away when this was decided; if one is open
     /// again by now (opened in a broker turn since, or a chat that ended under a message on
     /// its way, reopened), the message goes at once in it, with no verdict on that chat. A
-    /// chat that ended for good keeps nothing (`NotInChat`).
+    /// chat that ended for good keeps nothing: the message ends, as a kept one would
+    /// ([`kept_ended`]: "no acknowledgement" if a try of it was written whole).
     pub fn queue_message(
         &mut self,
         peer: PeerName,
@@ -75,8 +76,18 @@ impl PeerState {
                 Ok(())
             }
             (Queueing::Full, _) => Err(PeerError::OutboxFull { peer }),
-            (Queueing::NoChat, _) => Err(PeerError::NotInChat { peer }),
+            // The chat ended for good since the message was typed: it ends too.
+            (Queueing::NoChat, _) => {
+                let why = "the chat ended".to_string();
+                fx.push(Effect::Show(kept_ended(peer, (cmd, tried), why)));
+                Ok(())
+            }
         }
+    }
+
+    /// Whether the chat with `peer` is away under `key`: kept, not open.
+    pub fn away_with(&self, peer: &PeerName, key: &PublicKey) -> bool {
+        self.conversations.is_resumable(peer, key) && !self.chats.contains(peer)
     }
 
     /// Whether messages to `peer` are kept now rather than sent: its chat is away.
@@ -112,9 +123,17 @@ impl PeerState {
         self.conversations.next_queued(peer)
     }
 
-    /// A try of kept message `id` was written whole to `peer`: it may have shown.
-    pub fn outbox_tried(&mut self, peer: &PeerName, id: MessageId, fx: &mut Vec<Effect>) {
-        fx.extend(self.conversations.tried(peer, id).map(Effect::Write));
+    /// Whether kept message `id` may have shown at `peer`: set as a try of it leaves (its
+    /// chat may end while it is on its way), cleared if that try proves it did not and no
+    /// earlier one may have.
+    pub fn outbox_tried(
+        &mut self,
+        peer: &PeerName,
+        id: MessageId,
+        tried: bool,
+        fx: &mut Vec<Effect>,
+    ) {
+        fx.extend(self.conversations.tried(peer, id, tried).map(Effect::Write));
     }
 
     /// Kept message `id` reached `peer`.

@@ -83,6 +83,7 @@ pub enum OutgoingEnd {
     /// and a request every round would only ask its user again and again.
     ReopenDeclined {
         peer: PeerName,
+        key: PublicKey,
     },
     /// Nobody answered in time (our deadline, or the other side's expiry).
     TimedOut {
@@ -120,7 +121,7 @@ impl OutgoingEnd {
                 key: PeerKey(*key),
             },
             OutgoingEnd::Declined { peer } => Event::RequestDeclined { peer: *peer },
-            OutgoingEnd::ReopenDeclined { peer } => Event::PeerDisconnected { peer: *peer },
+            OutgoingEnd::ReopenDeclined { peer, .. } => Event::ReopenDeclined { peer: *peer },
             OutgoingEnd::TimedOut { peer } => Event::RequestTimedOut { peer: *peer },
             OutgoingEnd::Abandoned { peer } => Event::RequestAbandoned { peer: *peer },
             OutgoingEnd::Failed(error) => Event::Error(error.clone()),
@@ -228,16 +229,19 @@ impl OutgoingRequests {
         })
     }
 
-    /// Whether `from` may answer request `id`, without taking it: the caller still checks the
-    /// answer's key, and a refused answer must leave the request to the real one.
-    pub fn answerable(&self, id: MessageId, from: &PeerName) -> Result<(), NotAnswerable> {
+    /// Whether `from` may answer request `id`, without taking it; the key that said
+    /// `pending`, which alone may answer. The caller checks the answer's key against the pin
+    /// first (a stranger's key is a warning), then against this one (a key trusted for the
+    /// name since answers nothing it was not asked). A refused answer must leave the request
+    /// to the real one.
+    pub fn answerable(&self, id: MessageId, from: &PeerName) -> Result<PublicKey, NotAnswerable> {
         match self.by_id.get(&id) {
             None => Err(NotAnswerable::Unknown),
             // Who was asked is known only from the signed `pending` reply. Until it is read,
             // an answer cannot be told from one by whoever saw the request id go by.
             Some(Outgoing::Sent { .. }) => Err(NotAnswerable::NotYet),
             Some(Outgoing::Awaiting { peer, .. }) if peer != from => Err(NotAnswerable::Unknown),
-            Some(Outgoing::Awaiting { .. }) => Ok(()),
+            Some(Outgoing::Awaiting { key, .. }) => Ok(*key),
         }
     }
 
@@ -277,7 +281,7 @@ impl OutgoingRequests {
                     Some(Err(_)) => unusable("the acceptance's handshake does not finish ours"),
                 }
             }
-            Answer::Declined if reopens => OutgoingEnd::ReopenDeclined { peer },
+            Answer::Declined if reopens => OutgoingEnd::ReopenDeclined { peer, key },
             Answer::Declined => OutgoingEnd::Declined { peer },
             Answer::Expired => OutgoingEnd::TimedOut { peer },
             Answer::Left => OutgoingEnd::Abandoned { peer },
@@ -444,22 +448,22 @@ mod tests {
         let mut outgoing = OutgoingRequests::default();
         let id = awaiting_bob(&mut outgoing, Instant::now());
         assert_eq!(
-            outgoing.answerable(new_id(), &name("bob")),
+            outgoing.answerable(new_id(), &name("bob")).map(|_| ()),
             Err(NotAnswerable::Unknown)
         );
         assert_eq!(
-            outgoing.answerable(id, &name("mallory")),
+            outgoing.answerable(id, &name("mallory")).map(|_| ()),
             Err(NotAnswerable::Unknown)
         );
         // A refused answer takes nothing: the real one still counts.
-        assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
+        assert_eq!(outgoing.answerable(id, &name("bob")).map(|_| ()), Ok(()));
         let end = outgoing.answered(id, Answer::Declined, None).unwrap();
         assert_eq!(
             end.end.event(),
             Event::RequestDeclined { peer: name("bob") }
         );
         assert_eq!(
-            outgoing.answerable(id, &name("bob")),
+            outgoing.answerable(id, &name("bob")).map(|_| ()),
             Err(NotAnswerable::Unknown),
             "one end"
         );
@@ -472,13 +476,13 @@ mod tests {
         let id = new_id();
         outgoing.sent(id, addr(), initiator(id), (None, None));
         assert_eq!(
-            outgoing.answerable(id, &name("bob")),
+            outgoing.answerable(id, &name("bob")).map(|_| ()),
             Err(NotAnswerable::NotYet)
         );
         assert!(outgoing
             .pending(id, name("bob"), key(), TTL, Instant::now())
             .is_some());
-        assert_eq!(outgoing.answerable(id, &name("bob")), Ok(()));
+        assert_eq!(outgoing.answerable(id, &name("bob")).map(|_| ()), Ok(()));
     }
 
     #[test]
@@ -544,10 +548,13 @@ mod tests {
         );
         assert_eq!(outgoing.awaiting().count(), 1);
         assert_eq!(
-            outgoing.answerable(first, &name("bob")),
+            outgoing.answerable(first, &name("bob")).map(|_| ()),
             Err(NotAnswerable::Unknown)
         );
-        assert_eq!(outgoing.answerable(second, &name("bob")), Ok(()));
+        assert_eq!(
+            outgoing.answerable(second, &name("bob")).map(|_| ()),
+            Ok(())
+        );
     }
 
     #[test]

@@ -57,8 +57,11 @@ fn messages_for_an_away_partner_are_kept_in_order_and_survive_a_restart() {
     }
     assert_eq!(c.next_queued(&bob()).unwrap().0.cmd, Some(given.clone()));
     // A try of the second from the outbox was written whole: that is kept too.
-    c.tried(&bob(), ids[1]).unwrap().perform().unwrap();
-    assert!(c.tried(&bob(), ids[1]).is_none(), "news once");
+    c.tried(&bob(), ids[1], true).unwrap().perform().unwrap();
+    assert!(c.tried(&bob(), ids[1], true).is_none(), "news once");
+    // A try that proves it did not show clears it again; and sets it once more.
+    assert!(c.tried(&bob(), ids[1], false).is_some());
+    c.tried(&bob(), ids[1], true).unwrap().perform().unwrap();
     // The same id again (a retry) is not kept twice.
     let (queued, write) = c.queue(&bob(), typed(ids[0], "m0"), at(9));
     assert_eq!((queued, write.is_none()), (Queueing::Queued, true));

@@ -166,7 +166,7 @@ fn a_kept_message_that_may_have_shown_ends_with_no_acknowledgement() {
             .queue_message(name("bob"), message, why, &at(now), &mut fx)
             .unwrap();
     }
-    state.outbox_tried(&name("bob"), third, &mut fx);
+    state.outbox_tried(&name("bob"), third, true, &mut fx);
     let mut fx = Vec::new();
     assert!(state.end_away(&name("bob"), &mut fx));
     let shown = shown(&fx);
@@ -174,9 +174,9 @@ fn a_kept_message_that_may_have_shown_ends_with_no_acknowledgement() {
         matches!(
             shown[..],
             [
-                Event::Error(PeerError::NoAcknowledgement { .. }),
+                Event::Error(PeerError::NoAcknowledgementEnded { .. }),
                 Event::QueuedDropped { .. },
-                Event::Error(PeerError::NoAcknowledgement { .. }),
+                Event::Error(PeerError::NoAcknowledgementEnded { .. }),
             ]
         ),
         "{shown:?}"
@@ -239,12 +239,28 @@ fn a_message_whose_chat_ended_under_it_is_kept_and_never_ends_the_chat_open_now(
         .unwrap();
     assert!(matches!(shown(&fx)[..], [Event::Queued { .. }]));
     assert!(!fx.iter().any(|e| matches!(e, Effect::Flush(_))));
-    // Ended for good: nothing is kept.
+    // Ended for good: nothing is kept, and the message ends, saying whether it may have
+    // shown.
     let mut fx = Vec::new();
     assert!(state.end_away(&name("bob"), &mut fx));
     let mut fx = Vec::new();
-    let kept = state.queue_message(name("bob"), typed("m3"), why(), &at(now), &mut fx);
-    assert!(matches!(kept, Err(PeerError::NotInChat { .. })));
+    state
+        .queue_message(name("bob"), typed("m3"), why(), &at(now), &mut fx)
+        .unwrap();
+    assert!(matches!(shown(&fx)[..], [Event::QueuedDropped { .. }]));
+    let written = Typed {
+        tried: true,
+        ..typed("m4")
+    };
+    let mut fx = Vec::new();
+    state
+        .queue_message(name("bob"), written, why(), &at(now), &mut fx)
+        .unwrap();
+    assert!(matches!(
+        shown(&fx)[..],
+        [Event::Error(PeerError::NoAcknowledgementEnded { .. })]
+    ));
+    assert_eq!(ids(&fx), some(&["m4"]));
 }
 
 #[test]
