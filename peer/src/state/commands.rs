@@ -14,7 +14,7 @@ use super::incoming::{IncomingEnd, PendingRequest};
 use super::sealed::{Acked, Sealed, SentFrame};
 use super::{Answering, Context, Effect, Held, Leaving, PeerState};
 use crate::error::PeerError;
-use crate::event::{Event, PeerKey, Shown};
+use crate::event::{Event, PeerKey};
 use crate::json_command::CommandId;
 
 impl PeerState {
@@ -35,25 +35,6 @@ impl PeerState {
         self.outgoing.sent(id, addr, handshake, (cmd, None));
     }
 
-    /// The same for a request that reopens the away chat with `peer` under `key`
-    /// (`resume.rs`): made by no command, and ended if that chat ends meanwhile
-    /// ([`PeerState::end_away`]). False, and nothing recorded, if the chat is no longer
-    /// away with that key (the user ended it, or it opened, since the round began): the
-    /// request must not be sent.
-    pub fn reopen_sent(
-        &mut self,
-        id: MessageId,
-        (peer, key): (PeerName, PublicKey),
-        addr: SocketAddr,
-        handshake: Initiator,
-    ) -> bool {
-        let away = self.away_with(&peer, &key);
-        if away {
-            self.outgoing.sent(id, addr, handshake, (None, Some(peer)));
-        }
-        away
-    }
-
     /// The other side, `from`, said our request `id` is pending for `expires_in`; `verified`
     /// if the registry binds its name to its key. Refused if its key is not the one pinned for
     /// its name (the request then ends, and the warning is out).
@@ -70,36 +51,7 @@ impl PeerState {
         fx.extend(shown);
     }
 
-    /// The same for a request that reopens an away chat (`resume.rs`): nothing to show
-    /// until it opens (or a pin refuses the key).
-    pub fn resume_pending(
-        &mut self,
-        id: MessageId,
-        from: PeerInfo,
-        expires_in: Duration,
-        cx: &Context,
-        fx: &mut Vec<Effect>,
-    ) {
-        let mut effects = Vec::new();
-        self.pending_reply(id, from, (expires_in, true), cx, &mut effects);
-        fx.extend(effects.into_iter().filter(|e| {
-            !matches!(
-                e,
-                Effect::Show(Shown {
-                    event: Event::RequestSent { .. },
-                    ..
-                })
-            )
-        }));
-    }
-
-    /// A request to reopen an away chat found nobody, or was refused: it ends without a
-    /// word (the next round tries again).
-    pub fn resume_failed(&mut self, id: MessageId) {
-        let _ = self.outgoing.failed(id, PeerError::ResumeFailed);
-    }
-
-    fn pending_reply(
+    pub(super) fn pending_reply(
         &mut self,
         id: MessageId,
         from: PeerInfo,
@@ -157,23 +109,6 @@ impl PeerState {
     /// message the requester sends right after our answer is not refused; a `yes` that cannot
     /// be kept (the handshake fails, or another key was pinned for the name since) becomes a
     /// `no`, with an error.
-    /// The partner of an away chat asked to reopen it: accepted without a `yes`, if the chat
-    /// is still away with the requester's key. If the user ended it meanwhile, the request
-    /// is an ordinary one now, shown to be answered; `None` then.
-    pub fn auto_answer(
-        &mut self,
-        peer: PeerName,
-        cx: &Context,
-        fx: &mut Vec<Effect>,
-    ) -> Option<Answering> {
-        let request = self.incoming.peek(Some(&peer), cx.now).ok()?;
-        if !self.conversations.is_resumable(&peer, &request.key) {
-            fx.push(Effect::Show(request.arrived(cx.now).into()));
-            return None;
-        }
-        self.answer(Some(peer), true, None, cx, fx).ok()
-    }
-
     pub fn answer(
         &mut self,
         from: Option<PeerName>,

@@ -26,6 +26,7 @@ mod outbox;
 pub mod outgoing;
 pub mod pins;
 mod queries;
+mod reopen;
 pub mod sealed;
 
 use std::net::SocketAddr;
@@ -51,10 +52,10 @@ use conversations::Conversations;
 use flood::Flood;
 use incoming::{IncomingRequests, PendingRequest};
 use nearby::Nearby;
-pub use outbox::Resume;
 pub use outbox::Typing;
 use outgoing::{OutgoingRequests, Withdraw};
 use pins::Pins;
+pub use reopen::Resume;
 use sealed::Sealed;
 
 /// What the state may know of the world when it handles an input.

@@ -3,9 +3,7 @@
 //! is open again, and which away chats to try to open (see `conversations.rs` for the
 //! lifecycle itself).
 
-use std::net::SocketAddr;
-
-use p2p_shared::identity::{NoiseKey, PublicKey};
+use p2p_shared::identity::PublicKey;
 use p2p_shared::wire::frame::ChatId;
 use p2p_shared::{MessageId, PeerName};
 
@@ -13,16 +11,6 @@ use super::conversations::{Place, Queued, Queueing, Typed};
 use super::{kept_ended, key_changed, Context, Effect, PeerState};
 use crate::error::PeerError;
 use crate::event::Event;
-
-/// An away chat to try to open again: whom, where it was last seen, and the static key for
-/// IK when a chat proved one.
-#[derive(Clone, Debug)]
-pub struct Resume {
-    pub peer: PeerName,
-    pub key: PublicKey,
-    pub addr: SocketAddr,
-    pub noise: Option<NoiseKey>,
-}
 
 /// What becomes of a message as it is typed ([`PeerState::message_typed`]).
 pub struct Typing {
@@ -85,11 +73,6 @@ impl PeerState {
         }
     }
 
-    /// Whether the chat with `peer` is away under `key`: kept, not open.
-    pub fn away_with(&self, peer: &PeerName, key: &PublicKey) -> bool {
-        self.conversations.is_resumable(peer, key) && !self.chats.contains(peer)
-    }
-
     /// Whether messages to `peer` are kept now rather than sent: its chat is away.
     pub fn keeps_for(&self, peer: &PeerName) -> bool {
         !self.chats.contains(peer) && self.conversations.is_away(peer)
@@ -149,23 +132,5 @@ impl PeerState {
             let (why, queued) = ("it waited longer than a week", (queued.cmd, queued.tried));
             fx.push(Effect::Show(kept_ended(peer, queued, why.into())));
         }
-    }
-
-    /// The away chats to try to open again, each at the address the book has for its key
-    /// (fresher, from peer exchange) or else where it was last; not those already asked
-    /// (one request at a time, or two acceptances would each open a chat).
-    pub fn resumable(&self, cx: &Context) -> Vec<Resume> {
-        self.conversations
-            .away_chats()
-            .into_iter()
-            .filter(|(peer, ..)| !self.chats.contains(peer))
-            .map(|(peer, key, last)| Resume {
-                peer,
-                key,
-                addr: self.book.get(&key).map_or(last, |k| k.record.addr),
-                noise: self.pins.noise(cx.namespace, &peer, &key),
-            })
-            .filter(|r| !self.outgoing.asking(&r.peer, r.addr))
-            .collect()
     }
 }
