@@ -1,7 +1,7 @@
 //! The chat lifecycle's state functions: a message as it is typed (kept for a partner who is
-//! away, or given its place to be sent), a message kept, the kept messages sent once the chat
-//! is open again, and which away chats to try to open (see `conversations.rs` for the
-//! lifecycle itself).
+//! away, or given its place to be sent), a message kept, and the kept messages sent once the
+//! chat is open again (see `conversations.rs` for the lifecycle itself, `reopen.rs` for
+//! which away chats to ask again).
 
 use p2p_shared::identity::PublicKey;
 use p2p_shared::wire::frame::ChatId;
