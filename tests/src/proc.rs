@@ -245,40 +245,38 @@ impl Proc {
     /// Sends SIGINT to the process, as Ctrl-C in a terminal would.
     #[track_caller]
     pub fn interrupt(&self) {
-        if let Err(e) = self.child.signal(libc::SIGINT) {
-            self.fail(&e.to_string());
-        }
+        self.signal(libc::SIGINT);
     }
 
     /// Sends SIGTERM to the process, as a service manager stopping it would.
     #[track_caller]
     pub fn terminate(&self) {
-        if let Err(e) = self.child.signal(libc::SIGTERM) {
-            self.fail(&e.to_string());
-        }
+        self.signal(libc::SIGTERM);
     }
 
     /// Stops the process (SIGSTOP), as a laptop put to sleep or a cut network would look from
     /// outside: the kernel still takes connections and bytes for it, but nothing answers.
     #[track_caller]
     pub fn pause(&self) {
-        if let Err(e) = self.child.signal(libc::SIGSTOP) {
-            self.fail(&e.to_string());
-        }
+        self.signal(libc::SIGSTOP);
     }
 
     /// Lets a [`Proc::pause`]d process run again (SIGCONT).
     #[track_caller]
     pub fn resume(&self) {
-        if let Err(e) = self.child.signal(libc::SIGCONT) {
-            self.fail(&e.to_string());
-        }
+        self.signal(libc::SIGCONT);
     }
 
     /// Sends SIGHUP to the process, as closing its terminal window would.
     #[track_caller]
     pub fn hang_up(&self) {
-        if let Err(e) = self.child.signal(libc::SIGHUP) {
+        self.signal(libc::SIGHUP);
+    }
+
+    /// Sends `signal` to the process; a failure fails the test.
+    #[track_caller]
+    fn signal(&self, signal: libc::c_int) {
+        if let Err(e) = self.child.signal(signal) {
             self.fail(&e.to_string());
         }
     }

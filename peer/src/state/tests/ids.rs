@@ -151,9 +151,8 @@ fn a_kept_message_that_may_have_shown_ends_with_no_acknowledgement() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
+    away_chat_with(&mut state, &bob, now);
     let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
     let written = Typed {
         tried: true,
         ..typed("written, never acknowledged", "m1")
@@ -189,9 +188,8 @@ fn a_message_kept_too_long_ends_answering_its_command() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
+    away_chat_with(&mut state, &bob, now);
     let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
     let typed = typed("late", "m9");
     let why = "bob is offline".to_string();
     state

@@ -190,21 +190,54 @@ fn open_chat_showing(
     state.request_sent(id, bob.info.addr, initiator, None);
     let mut fx = Vec::new();
     state.request_pending(id, bob.info.clone(), (TTL, false), &at(now), &mut fx);
+    let (keys, second) = accept_as(state, bob, id, &first);
+    let (outcome, more) = answer_as(state, bob, (id, Answer::Accepted, Some(second)), now);
+    assert_eq!(outcome, Outcome::Ok);
+    fx.extend(more);
+    (keys, fx)
+}
+
+/// A chat with `bob` that was open and is away now (its partner stopped answering).
+fn away_chat_with(state: &mut PeerState, bob: &Someone, now: Instant) {
+    let chat = open_chat_with(state, bob, now).id;
+    let mut fx = Vec::new();
+    assert!(state.away_if(&bob.info.name, chat, &mut fx));
+}
+
+/// Bob's side of accepting alice's request `id` whose message 1 is `first`: his keys, and
+/// message 2.
+fn accept_as(
+    state: &PeerState,
+    bob: &Someone,
+    id: MessageId,
+    first: &p2p_shared::handshake::HandshakeMessage,
+) -> (ChatKeys, p2p_shared::handshake::HandshakeMessage) {
     let alice_key = state.origin.identity.public();
     let (pattern, me) = (p2p_shared::handshake::Pattern::IX, &bob.identity);
-    let (keys, second) =
-        Responder::accept(me, &bob.info.name, id, pattern, &first, &alice_key).unwrap();
+    Responder::accept(me, &bob.info.name, id, pattern, first, &alice_key).unwrap()
+}
+
+/// `from`'s signed answer to alice's request `id`, as alice takes it: her reply and what
+/// she does.
+fn answer_as(
+    state: &mut PeerState,
+    from: &Someone,
+    (id, answer, handshake): (
+        MessageId,
+        Answer,
+        Option<p2p_shared::handshake::HandshakeMessage>,
+    ),
+    now: Instant,
+) -> (Outcome, Vec<Effect>) {
     let body = PeerRequest::ChatAnswer {
         request: id,
-        answer: Answer::Accepted,
-        handshake: Some(second),
+        answer,
+        handshake,
     };
-    let accepted = Envelope::new(new_id(), bob.info.clone(), body);
-    assert_eq!(
-        state.signed_request(accepted, None, &at(now), &mut fx),
-        Outcome::Ok
-    );
-    (keys, fx)
+    let envelope = Envelope::new(new_id(), from.info.clone(), body);
+    let mut fx = Vec::new();
+    let outcome = state.signed_request(envelope, None, &at(now), &mut fx);
+    (outcome, fx)
 }
 
 /// What alice's acknowledgement `ack` of bob's message `counter` says.

@@ -2,6 +2,30 @@
 
 use super::*;
 
+/// Alice's peer asks bob, whose chat is away, to reopen it, as far as bob's `pending`
+/// reply: the request's id and its message 1.
+fn reopening(
+    state: &mut PeerState,
+    bob: &Someone,
+    now: Instant,
+) -> (MessageId, p2p_shared::handshake::HandshakeMessage) {
+    let (id, initiator, first) = start(state, bob);
+    assert!(state.reopen_sent(id, (bob.info.name, bob.info.key), bob.info.addr, initiator));
+    let mut fx = Vec::new();
+    state.resume_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    (id, first)
+}
+
+fn is_unknown_request(outcome: &Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::Error {
+            code: ErrorCode::UnknownRequest,
+            ..
+        }
+    )
+}
+
 /// Alice's peer asks bob, whose chat is away, to reopen it; the user ends the chat before
 /// bob's acceptance comes (bob's peer takes such a request without asking). The request is
 /// withdrawn, and the acceptance opens nothing: a chat the user ended stays ended.
@@ -10,15 +34,8 @@ fn an_acceptance_of_a_reopening_request_after_disconnect_opens_nothing() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
-
-    // The resume task's request, as far as bob's `pending` reply.
-    let (id, initiator, first) = start(&state, &bob);
-    assert!(state.reopen_sent(id, (name("bob"), bob.info.key), bob.info.addr, initiator));
-    let mut fx = Vec::new();
-    state.resume_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    away_chat_with(&mut state, &bob, now);
+    let (id, first) = reopening(&mut state, &bob, now);
 
     // `disconnect bob`: the away chat ends here, and the request is withdrawn at bob.
     let mut fx = Vec::new();
@@ -36,28 +53,10 @@ fn an_acceptance_of_a_reopening_request_after_disconnect_opens_nothing() {
     assert_eq!(withdrawn, [id]);
 
     // Bob's acceptance, already on its way, opens nothing.
-    let alice_key = state.origin.identity.public();
-    let (pattern, me) = (p2p_shared::handshake::Pattern::IX, &bob.identity);
-    let (_, second) =
-        Responder::accept(me, &bob.info.name, id, pattern, &first, &alice_key).unwrap();
-    let body = PeerRequest::ChatAnswer {
-        request: id,
-        answer: Answer::Accepted,
-        handshake: Some(second),
-    };
-    let accepted = Envelope::new(new_id(), bob.info.clone(), body);
-    let mut fx = Vec::new();
-    let outcome = state.signed_request(accepted, None, &at(now), &mut fx);
-    assert!(
-        matches!(
-            &outcome,
-            Outcome::Error {
-                code: ErrorCode::UnknownRequest,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    let (_, second) = accept_as(&state, &bob, id, &first);
+    let accepted = (id, Answer::Accepted, Some(second));
+    let (outcome, fx) = answer_as(&mut state, &bob, accepted, now);
+    assert!(is_unknown_request(&outcome), "{outcome:?}");
     assert!(shown(&fx).is_empty(), "{fx:?}");
     assert!(state.chat_names().next().is_none(), "no chat opened");
 }
@@ -69,9 +68,7 @@ fn ending_an_away_chat_leaves_the_users_own_requests() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    away_chat_with(&mut state, &bob, now);
     request_to(&mut state, &bob, now);
     let mut fx = Vec::new();
     assert!(state.end_away(&name("bob"), &mut fx));
@@ -93,26 +90,11 @@ fn a_declined_reopening_request_ends_the_away_chat() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    away_chat_with(&mut state, &bob, now);
     assert_eq!(state.resumable(&at(now)).len(), 1);
-
-    let (id, initiator, _) = start(&state, &bob);
-    assert!(state.reopen_sent(id, (name("bob"), bob.info.key), bob.info.addr, initiator));
-    let mut fx = Vec::new();
-    state.resume_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
-    let body = PeerRequest::ChatAnswer {
-        request: id,
-        answer: Answer::Declined,
-        handshake: None,
-    };
-    let declined = Envelope::new(new_id(), bob.info.clone(), body);
-    let mut fx = Vec::new();
-    assert_eq!(
-        state.signed_request(declined, None, &at(now), &mut fx),
-        Outcome::Ok
-    );
+    let (id, _) = reopening(&mut state, &bob, now);
+    let (outcome, fx) = answer_as(&mut state, &bob, (id, Answer::Declined, None), now);
+    assert_eq!(outcome, Outcome::Ok);
     assert_eq!(shown(&fx), [Event::ReopenDeclined { peer: name("bob") }]);
     assert!(state.resumable(&at(now)).is_empty(), "not asked again");
     let mut fx = Vec::new();
@@ -125,21 +107,10 @@ fn a_declined_request_of_the_users_leaves_the_away_chat() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    away_chat_with(&mut state, &bob, now);
     let (id, _) = request_to(&mut state, &bob, now);
-    let body = PeerRequest::ChatAnswer {
-        request: id,
-        answer: Answer::Declined,
-        handshake: None,
-    };
-    let declined = Envelope::new(new_id(), bob.info.clone(), body);
-    let mut fx = Vec::new();
-    assert_eq!(
-        state.signed_request(declined, None, &at(now), &mut fx),
-        Outcome::Ok
-    );
+    let (outcome, fx) = answer_as(&mut state, &bob, (id, Answer::Declined, None), now);
+    assert_eq!(outcome, Outcome::Ok);
     assert_eq!(shown(&fx), [Event::RequestDeclined { peer: name("bob") }]);
     assert_eq!(state.resumable(&at(now)).len(), 1, "still away");
 }
@@ -151,10 +122,9 @@ fn a_chat_ended_since_the_round_began_is_not_asked() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    away_chat_with(&mut state, &bob, now);
     assert_eq!(state.resumable(&at(now)).len(), 1, "the round's list");
+    let mut fx = Vec::new();
     assert!(state.end_away(&name("bob"), &mut fx));
     let (id, initiator, _) = start(&state, &bob);
     let recorded = state.reopen_sent(id, (name("bob"), bob.info.key), bob.info.addr, initiator);
@@ -170,9 +140,7 @@ fn a_reopening_request_is_not_taken_alone_once_the_user_ended_the_chat() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    away_chat_with(&mut state, &bob, now);
     let (outcome, arrived) = ask(&mut state, &bob, &at(now));
     assert!(matches!(outcome, Outcome::Pending { .. }), "{outcome:?}");
     assert!(arrived.is_empty(), "taken without asking the user");
@@ -205,22 +173,13 @@ fn a_late_no_to_a_reopening_request_leaves_a_chat_opened_since() {
     let now = Instant::now();
     let bob = someone("bob", 2);
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
+    away_chat_with(&mut state, &bob, now);
     let (id, initiator, _) = start(&state, &bob);
     assert!(state.reopen_sent(id, (name("bob"), bob.info.key), bob.info.addr, initiator));
     open_chat_with(&mut state, &bob, now);
     let mut fx = Vec::new();
     state.resume_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
-    let body = PeerRequest::ChatAnswer {
-        request: id,
-        answer: Answer::Declined,
-        handshake: None,
-    };
-    let declined = Envelope::new(new_id(), bob.info.clone(), body);
-    let mut fx = Vec::new();
-    let _ = state.signed_request(declined, None, &at(now), &mut fx);
+    let (_, fx) = answer_as(&mut state, &bob, (id, Answer::Declined, None), now);
     assert!(shown(&fx).is_empty(), "{fx:?}");
     assert_eq!(
         state.chat_names().copied().collect::<Vec<_>>(),
@@ -236,12 +195,8 @@ fn a_no_from_a_key_trusted_since_the_request_ends_nothing() {
     let now = Instant::now();
     let (bob, new_bob) = (someone("bob", 2), someone("bob", 2));
     let mut state = alice();
-    let chat = open_chat_with(&mut state, &bob, now).id;
-    let mut fx = Vec::new();
-    assert!(state.away_if(&name("bob"), chat, &mut fx));
-    let (id, initiator, _) = start(&state, &bob);
-    assert!(state.reopen_sent(id, (name("bob"), bob.info.key), bob.info.addr, initiator));
-    state.resume_pending(id, bob.info.clone(), TTL, &at(now), &mut fx);
+    away_chat_with(&mut state, &bob, now);
+    let (id, _) = reopening(&mut state, &bob, now);
     // Another key for bob is offered, and the user trusts it.
     let (refused, _) = ask(&mut state, &new_bob, &at(now));
     assert!(matches!(
@@ -251,28 +206,12 @@ fn a_no_from_a_key_trusted_since_the_request_ends_nothing() {
             ..
         }
     ));
-    let fingerprint = new_bob.info.key.fingerprint();
+    let (fingerprint, mut fx) = (new_bob.info.key.fingerprint(), Vec::new());
     state
         .trust(&name("bob"), &fingerprint, &at(now), &mut fx)
         .unwrap();
-    let body = PeerRequest::ChatAnswer {
-        request: id,
-        answer: Answer::Declined,
-        handshake: None,
-    };
-    let declined = Envelope::new(new_id(), new_bob.info.clone(), body);
-    let mut fx = Vec::new();
-    let outcome = state.signed_request(declined, None, &at(now), &mut fx);
-    assert!(
-        matches!(
-            &outcome,
-            Outcome::Error {
-                code: ErrorCode::UnknownRequest,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    let (outcome, fx) = answer_as(&mut state, &new_bob, (id, Answer::Declined, None), now);
+    assert!(is_unknown_request(&outcome), "{outcome:?}");
     assert!(shown(&fx).is_empty(), "{fx:?}");
     assert_eq!(
         state.outgoing.awaiting().count(),
