@@ -38,7 +38,7 @@ pub async fn request_with<B: serde::Serialize>(
 ) -> Result<Reply, SendError> {
     let mut sent = None;
     let reply = exchange_with(origin.source(), to, |stream| {
-        let local_ip = stream.get_ref().local_addr()?.ip();
+        let local_ip = local_ip(origin, stream)?;
         let envelope = Envelope::new(id, origin.sender(local_ip), body(local_ip));
         let frame = envelope.sign(&origin.identity);
         sent = Some(RequestDigest::of(&frame));
@@ -47,6 +47,15 @@ pub async fn request_with<B: serde::Serialize>(
     .await?;
     let (reply, key) = signed_reply(to, &reply)?;
     answer_to(to, (id, sent), reply, key)
+}
+
+/// The IP a connection of ours leaves from: the one we listen on, if that is one address (the
+/// connection was bound to it), or else the one the route picked.
+fn local_ip(origin: &Origin, stream: &runtime::Connection) -> std::io::Result<IpAddr> {
+    match origin.source() {
+        Some(ip) => Ok(ip),
+        None => Ok(stream.get_ref().local_addr()?.ip()),
+    }
 }
 
 /// Sends `body` to the registry at `to` as message `id`, in our registry `session`, and
@@ -62,7 +71,7 @@ pub async fn request_in_session(
 ) -> Result<Reply, SendError> {
     let (mut counter, mut sent) = (0, None);
     let reply = exchange_with(origin.source(), to, |stream| {
-        let local_ip = stream.get_ref().local_addr()?.ip();
+        let local_ip = local_ip(origin, stream)?;
         let envelope = Envelope::new(id, origin.sender(local_ip), body);
         let (number, frame) = session.request(&envelope.encode());
         (counter, sent) = (number, Some(RequestDigest::of(&frame)));
@@ -178,10 +187,10 @@ pub async fn exchange(
 }
 
 /// Connects (from `from`, if given), writes the frame `make` builds from the connection (a
-/// signed request names the local IP it leaves from; a sealed frame is made before, and asks for nothing: one system
-/// call fewer on a chat message's path), reads the reply frame and waits for the receiver to
-/// close, all within [`EXCHANGE_TIMEOUT`]. A failure says whether the frame was written
-/// whole first ([`SendError::after_writing`]).
+/// signed request names the local IP it leaves from; a sealed frame is made before, and asks
+/// for nothing: one system call fewer on a chat message's path), reads the reply frame and
+/// waits for the receiver to close, all within [`EXCHANGE_TIMEOUT`]. A failure says whether
+/// the frame was written whole first ([`SendError::after_writing`]).
 async fn exchange_with(
     from: Option<IpAddr>,
     to: SocketAddr,
